@@ -1,0 +1,21 @@
+//! berth's domain model: container group specs, their normalisation to a supported size,
+//! container and group states, restart decisions and events. Pure: no I/O, no async.
+
+pub mod event;
+pub mod id;
+pub mod record;
+pub mod restart;
+pub mod size;
+pub mod spec;
+pub mod state;
+
+pub use event::{Event, EventType};
+pub use id::{is_group_id, GroupId};
+pub use record::{GroupRecord, ObservedGroup};
+pub use restart::{backoff_delay, should_restart, BACKOFF_MAX, BACKOFF_RESET_AFTER, BACKOFF_START};
+pub use size::{normalize_size, Size, SizeError, DEFAULT_CPU, DEFAULT_MEMORY};
+pub use spec::{
+    ContainerSpec, EnvVar, GroupSpec, ImagePullPolicy, PortSpec, RegistryCredential, RestartPolicy,
+    Tag,
+};
+pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};

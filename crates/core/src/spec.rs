@@ -1,0 +1,175 @@
+//! What a user asked for: a container group and its containers, as decoded from the API.
+
+use serde::{Deserialize, Serialize};
+
+/// When a container that exited is started again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Always" => Some(Self::Always),
+            "OnFailure" => Some(Self::OnFailure),
+            "Never" => Some(Self::Never),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::OnFailure => "OnFailure",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// When the image of a container is pulled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImagePullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Always" => Some(Self::Always),
+            "IfNotPresent" => Some(Self::IfNotPresent),
+            "Never" => Some(Self::Never),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub key: String,
+    pub value: String,
+    /// `FieldRef.FieldPath` (e.g. `status.podIP`), resolved when the container starts.
+    #[serde(default)]
+    pub field_path: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    pub port: u16,
+    /// `TCP` or `UDP`.
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// Login for one registry host (`ImageRegistryCredential.N`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryCredential {
+    pub server: String,
+    pub user_name: String,
+    pub password: String,
+}
+
+/// One container (app or init) of a group.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    #[serde(default)]
+    pub image_pull_policy: ImagePullPolicy,
+    /// Replaces the image's entrypoint when non-empty.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Replaces the image's cmd when non-empty.
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<EnvVar>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// vCPU asked for this container, if any.
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    /// GiB asked for this container, if any.
+    #[serde(default)]
+    pub memory: Option<f64>,
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub run_as_user: Option<u32>,
+    #[serde(default)]
+    pub run_as_group: Option<u32>,
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
+    /// Extra capabilities (`SecurityContext.Capability.Add.N`).
+    #[serde(default)]
+    pub capability_add: Vec<String>,
+}
+
+/// A container group as created: what the user asked for, normalised.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupSpec {
+    pub name: String,
+    pub region_id: String,
+    #[serde(default)]
+    pub zone_id: Option<String>,
+    /// vCPU of the whole group after rounding to an offered size.
+    pub cpu: f64,
+    /// GiB of the whole group after rounding to an offered size.
+    pub memory: f64,
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    pub containers: Vec<ContainerSpec>,
+    #[serde(default)]
+    pub init_containers: Vec<ContainerSpec>,
+    #[serde(default)]
+    pub registry_credentials: Vec<RegistryCredential>,
+    /// Registry hosts to reach over plain HTTP.
+    #[serde(default)]
+    pub plain_http_registries: Vec<String>,
+    /// Registry hosts whose TLS certificate is not checked.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    /// Seconds between SIGTERM and SIGKILL on stop.
+    #[serde(default = "default_grace")]
+    pub termination_grace_period_secs: u64,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    #[serde(default)]
+    pub host_name: Option<String>,
+    #[serde(default)]
+    pub active_deadline_secs: Option<u64>,
+}
+
+fn default_grace() -> u64 {
+    30
+}
+
+impl GroupSpec {
+    /// All containers, init containers first, in the order they start.
+    pub fn all_containers(&self) -> impl Iterator<Item = &ContainerSpec> {
+        self.init_containers.iter().chain(self.containers.iter())
+    }
+}
