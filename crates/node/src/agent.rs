@@ -1,0 +1,267 @@
+//! [`Agent`]: the node agent's entry points — apply a group record, remove a group, read a
+//! container's log — and the bookkeeping of the groups it runs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_core::{GroupId, GroupRecord, GroupStatus, ObservedGroup};
+use berth_image::ImageStore;
+use berth_net::{NetConfig, Network};
+use berth_runtime::{logs, Runtime, RuntimeConfig};
+use futures_util::future::join_all;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::container::runtime_id;
+use crate::files::{remove_cgroup_parents, GroupDirs};
+use crate::group::run_group;
+use crate::state::LogSelector;
+
+/// Where the node's observations go (the control plane).
+pub trait Reporter: Send + Sync {
+    fn report(&self, id: &GroupId, obs: ObservedGroup);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("image store")]
+    Image(#[from] berth_image::ImageError),
+    #[error("container runtime")]
+    Runtime(#[from] berth_runtime::RuntimeError),
+    #[error("network")]
+    Net(#[from] berth_net::NetError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("no log of container {0}")]
+    NoLog(String),
+}
+
+/// How the node agent is set up.
+pub struct NodeConfig {
+    /// The node's own directory (groups, images).
+    pub root: PathBuf,
+    pub runtime: RuntimeConfig,
+    pub net: NetConfig,
+}
+
+struct Running {
+    generation: u64,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct Inner {
+    pub images: ImageStore,
+    pub runtime: Runtime,
+    pub net: Network,
+    pub groups_root: PathBuf,
+    pub reporter: Arc<dyn Reporter>,
+    running: Mutex<HashMap<GroupId, Running>>,
+}
+
+/// The node agent of this host.
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+impl Agent {
+    pub fn new(cfg: NodeConfig, reporter: Arc<dyn Reporter>) -> Result<Self, NodeError> {
+        let groups_root = cfg.root.join("groups");
+        std::fs::create_dir_all(&groups_root)?;
+        let images = ImageStore::open(cfg.root.join("images"))?;
+        let runtime = Runtime::new(cfg.runtime)?;
+        let net = Network::new(cfg.net)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                images,
+                runtime,
+                net,
+                groups_root,
+                reporter,
+                running: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, Running>> {
+        self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Converges to `rec`: starts a new group, re-adopts one found after a restart of berth,
+    /// or restarts every container when its restart generation moved on. Returns at once.
+    pub async fn apply(&self, rec: GroupRecord) {
+        let prev = {
+            let mut running = self.running();
+            match running.get(&rec.id) {
+                Some(r) if r.generation == rec.restart_generation => return,
+                Some(_) => running.remove(&rec.id),
+                None => None,
+            }
+        };
+        let restarted = prev.is_some() || rec.status == GroupStatus::Restarting;
+        if let Some(prev) = prev {
+            prev.cancel.cancel();
+            let _ = prev.task.await;
+        }
+        if restarted {
+            self.stop_containers(
+                &rec,
+                Duration::from_secs(rec.spec.termination_grace_period_secs),
+            )
+            .await;
+        } else if rec.status.is_final() {
+            // Nothing runs any more; its resources stay until the group is deleted.
+            return;
+        }
+        let fresh = restarted || rec.status == GroupStatus::Scheduling;
+        let cancel = CancellationToken::new();
+        let generation = rec.restart_generation;
+        let id = rec.id.clone();
+        let task = tokio::spawn(run_group(self.inner.clone(), rec, fresh, cancel.clone()));
+        self.running().insert(
+            id,
+            Running {
+                generation,
+                cancel,
+                task,
+            },
+        );
+    }
+
+    async fn stop_containers(&self, rec: &GroupRecord, grace: Duration) {
+        let gid = rec.id.to_string();
+        let stops = rec.spec.all_containers().map(|c| {
+            let rid = runtime_id(&gid, &c.name);
+            let rt = &self.inner.runtime;
+            async move {
+                if let Err(e) = rt.stop(&rid, grace).await {
+                    tracing::debug!(container = %rid, error = %e, "stop");
+                }
+                if let Err(e) = rt.delete(&rid).await {
+                    tracing::warn!(container = %rid, error = %e, "cannot delete container");
+                }
+            }
+        });
+        join_all(stops).await;
+    }
+
+    /// Stops the group's containers and releases everything of it on this host.
+    pub async fn remove(
+        &self,
+        id: &GroupId,
+        spec: Option<&berth_core::GroupSpec>,
+        grace: Duration,
+    ) -> Result<(), NodeError> {
+        let prev = self.running().remove(id);
+        if let Some(prev) = prev {
+            prev.cancel.cancel();
+            let _ = prev.task.await;
+        }
+        let gid = id.to_string();
+        let dirs = GroupDirs::new(&self.inner.groups_root, &gid);
+        let names = container_names(&dirs, spec);
+        let stops = names.iter().map(|name| {
+            let rid = runtime_id(&gid, name);
+            let rt = &self.inner.runtime;
+            async move {
+                if let Err(e) = rt.stop(&rid, grace).await {
+                    tracing::debug!(container = %rid, error = %e, "stop");
+                }
+                rt.delete(&rid).await
+            }
+        });
+        for res in join_all(stops).await {
+            res?;
+        }
+        for name in &names {
+            berth_image::unmount_rootfs(&dirs.container(name))?;
+        }
+        self.inner.net.teardown(&gid).await?;
+        remove_cgroup_parents(&gid);
+        match std::fs::remove_dir_all(&dirs.root) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Log text of a container: its current (latest) run or the one before.
+    pub fn read_log(
+        &self,
+        id: &GroupId,
+        container: &str,
+        which: LogSelector,
+        q: &logs::LogQuery,
+    ) -> Result<String, NodeError> {
+        let dirs = GroupDirs::new(&self.inner.groups_root, id.as_str());
+        let mut runs: Vec<u32> = std::fs::read_dir(dirs.logs(container))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        runs.sort_unstable();
+        let run = match which {
+            LogSelector::Current => runs.last(),
+            LogSelector::Previous => runs.len().checked_sub(2).and_then(|i| runs.get(i)),
+        };
+        let Some(run) = run else {
+            return Err(NodeError::NoLog(container.to_string()));
+        };
+        match logs::read(&dirs.log_file(container, *run), q) {
+            Ok(s) => Ok(s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(NodeError::NoLog(container.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes what groups unknown to the control plane left on this host (after a crash
+    /// between releasing a group and forgetting it).
+    pub async fn collect_garbage(&self, known: &[GroupId]) {
+        let known: std::collections::HashSet<&str> = known.iter().map(|g| g.as_str()).collect();
+        let mut orphans: Vec<String> = self
+            .inner
+            .net
+            .known()
+            .into_iter()
+            .filter(|g| !known.contains(g.as_str()))
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(&self.inner.groups_root) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if !known.contains(name.as_str()) && !orphans.contains(&name) {
+                    orphans.push(name);
+                }
+            }
+        }
+        for gid in orphans {
+            let Some(id) = GroupId::parse(&gid) else {
+                continue;
+            };
+            tracing::info!(group = %gid, "removing leftovers of an unknown group");
+            if let Err(e) = self.remove(&id, None, Duration::from_secs(0)).await {
+                tracing::warn!(group = %gid, error = %e, "cannot remove leftovers");
+            }
+        }
+    }
+}
+
+/// Containers of a group: from its spec, else from what exists on disk.
+fn container_names(dirs: &GroupDirs, spec: Option<&berth_core::GroupSpec>) -> Vec<String> {
+    if let Some(spec) = spec {
+        return spec.all_containers().map(|c| c.name.clone()).collect();
+    }
+    std::fs::read_dir(dirs.root.join("containers"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,413 @@
+//! One container on the node: its bundle from spec and image, one run (start → exit), and
+//! the restart loop under the group's restart policy.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::{
+    backoff_delay, should_restart, ContainerSpec, ContainerState, EventType, GroupSpec,
+    BACKOFF_RESET_AFTER,
+};
+use berth_image::Image;
+use berth_runtime::{BundleSpec, ExitStatus};
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::Inner;
+use crate::files::GroupDirs;
+use crate::state::GroupState;
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const PIDS_LIMIT: i64 = 4096;
+
+/// Everything needed to run one container of a group.
+pub struct ContainerCtx {
+    pub inner: Arc<Inner>,
+    pub group: Arc<GroupSpec>,
+    pub gid: String,
+    pub dirs: GroupDirs,
+    pub spec: ContainerSpec,
+    pub image: Image,
+    pub init: bool,
+    pub state: Arc<GroupState>,
+    pub netns: Option<PathBuf>,
+    pub cancel: CancellationToken,
+}
+
+/// A container found at re-adoption: still running, or exited while berth was down.
+pub enum Adopted {
+    Running(berth_runtime::Started),
+    Exited(ExitStatus),
+}
+
+/// How a run ended.
+pub enum RunEnd {
+    Exited(ExitStatus),
+    Cancelled,
+    StartFailed(String),
+}
+
+impl ContainerCtx {
+    pub fn runtime_id(&self) -> String {
+        runtime_id(&self.gid, &self.spec.name)
+    }
+
+    /// The OCI process of the container, Kubernetes' rules for command and args.
+    fn bundle(&self, rootfs: PathBuf) -> BundleSpec {
+        let cfg = &self.image.config;
+        let mut args: Vec<String> = if !self.spec.command.is_empty() {
+            self.spec
+                .command
+                .iter()
+                .chain(self.spec.args.iter())
+                .cloned()
+                .collect()
+        } else if !self.spec.args.is_empty() {
+            cfg.entrypoint
+                .iter()
+                .chain(self.spec.args.iter())
+                .cloned()
+                .collect()
+        } else {
+            cfg.entrypoint
+                .iter()
+                .chain(cfg.cmd.iter())
+                .cloned()
+                .collect()
+        };
+        if args.is_empty() {
+            args.push("sh".into());
+        }
+        let mut env: Vec<String> = cfg.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH.to_string());
+        }
+        let hostname = self.hostname();
+        set_env(&mut env, "HOSTNAME", &hostname);
+        for e in &self.spec.env {
+            let value = match e.field_path.as_deref() {
+                Some("status.podIP") => self.state.intranet_ip().unwrap_or_default(),
+                Some("metadata.name") => self.group.name.clone(),
+                _ => e.value.clone(),
+            };
+            set_env(&mut env, &e.key, &value);
+        }
+        let (uid, gid) = self.user(&rootfs);
+        let cpu = self.spec.cpu.unwrap_or(self.group.cpu);
+        let memory = self.spec.memory.unwrap_or(self.group.memory);
+        let etc = self.dirs.etc();
+        BundleSpec {
+            rootfs,
+            args,
+            env,
+            cwd: self
+                .spec
+                .working_dir
+                .clone()
+                .or_else(|| cfg.working_dir.clone())
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
+            uid,
+            gid,
+            hostname,
+            netns: self.netns.clone(),
+            cpu: Some(cpu),
+            memory_bytes: Some((memory * GIB) as u64),
+            pids_limit: Some(PIDS_LIMIT),
+            cgroup_path: format!("/berth/{}/{}", self.gid, self.spec.name),
+            readonly_rootfs: self.spec.read_only_root_filesystem,
+            capability_add: self.spec.capability_add.clone(),
+            binds: vec![
+                (etc.join("hosts"), "/etc/hosts".into(), false),
+                (etc.join("hostname"), "/etc/hostname".into(), false),
+                (etc.join("resolv.conf"), "/etc/resolv.conf".into(), false),
+            ],
+        }
+    }
+
+    fn hostname(&self) -> String {
+        self.group
+            .host_name
+            .clone()
+            .unwrap_or_else(|| self.group.name.clone())
+    }
+
+    /// uid and gid: the security context's, else the image's `User` (numeric or a name from
+    /// the image's /etc/passwd), else root.
+    fn user(&self, rootfs: &std::path::Path) -> (u32, u32) {
+        let image_user = self.image.config.user.clone().unwrap_or_default();
+        let (mut uid, mut gid) = resolve_user(&image_user, rootfs);
+        if let Some(u) = self.spec.run_as_user {
+            uid = u;
+        }
+        if let Some(g) = self.spec.run_as_group {
+            gid = g;
+        }
+        (uid, gid)
+    }
+
+    /// Starts the container once and waits for it to exit (or for cancellation).
+    pub async fn run_once(&self, run: u32) -> RunEnd {
+        let rt = &self.inner.runtime;
+        let id = self.runtime_id();
+        let cdir = self.dirs.container(&self.spec.name);
+        let _ = rt.delete(&id).await;
+        let prepared = (|| -> Result<PathBuf, String> {
+            std::fs::create_dir_all(&cdir).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(self.dirs.logs(&self.spec.name)).map_err(|e| e.to_string())?;
+            let _ = std::fs::remove_file(cdir.join("exit.json"));
+            let _ = berth_image::unmount_rootfs(&cdir);
+            berth_image::mount_rootfs(&self.image, &cdir)
+                .map_err(|e| format!("cannot mount the root filesystem: {e}"))
+        })();
+        let rootfs = match prepared {
+            Ok(r) => r,
+            Err(e) => return RunEnd::StartFailed(e),
+        };
+        let bundle = self.bundle(rootfs);
+        if let Err(e) = rt.write_bundle(&cdir, &bundle) {
+            return RunEnd::StartFailed(e.to_string());
+        }
+        self.state.event(
+            EventType::Normal,
+            "Created",
+            format!("Created container {}", self.spec.name),
+            Some(&self.spec.name),
+        );
+        let log = self.dirs.log_file(&self.spec.name, run);
+        if run >= 2 {
+            let _ = std::fs::remove_file(self.dirs.log_file(&self.spec.name, run - 2));
+        }
+        let started = match rt.start(&id, &cdir, &log).await {
+            Ok(s) => s,
+            Err(e) => return RunEnd::StartFailed(e.to_string()),
+        };
+        let at = started.started_at;
+        self.state.set_container(
+            self.init,
+            &self.spec.name,
+            Some((
+                EventType::Normal,
+                "Started",
+                format!("Started container {}", self.spec.name),
+            )),
+            |c| c.current = ContainerState::running(at),
+        );
+        self.wait(started).await
+    }
+
+    /// Waits for a started (or adopted) container to exit.
+    pub async fn wait(&self, started: berth_runtime::Started) -> RunEnd {
+        let cdir = self.dirs.container(&self.spec.name);
+        let cancel = &self.cancel;
+        tokio::select! {
+            res = self.inner.runtime.wait(&started, &cdir) => match res {
+                Ok(exit) => RunEnd::Exited(exit),
+                Err(e) => RunEnd::StartFailed(format!("lost the container: {e}")),
+            },
+            _ = cancel.cancelled() => RunEnd::Cancelled,
+        }
+    }
+
+    /// Records an exit as the container's current state (the former one becomes previous).
+    pub fn record_exit(&self, exit: &ExitStatus) {
+        let state = ContainerState::terminated(
+            exit.exit_code,
+            exit.signal,
+            exit.oom_killed,
+            Some(exit.started_at),
+            exit.finished_at,
+        );
+        let (t, reason) = if exit.oom_killed {
+            (EventType::Warning, "OOMKilling")
+        } else if exit.exit_code == 0 {
+            (EventType::Normal, "Completed")
+        } else {
+            (EventType::Warning, "Failed")
+        };
+        let msg = format!(
+            "Container {} exited with code {}",
+            self.spec.name, exit.exit_code
+        );
+        self.state
+            .set_container(self.init, &self.spec.name, Some((t, reason, msg)), |c| {
+                c.current = state;
+                c.ready = false;
+            });
+    }
+
+    /// Runs the container until it completes for good (init containers: until exit 0) under
+    /// the restart policy. Returns the last exit code, or `None` when cancelled.
+    pub async fn supervise(&self, adopted: Option<Adopted>) -> Option<i32> {
+        let cancel = &self.cancel;
+        let mut first = adopted;
+        loop {
+            let status = self
+                .state
+                .container(self.init, &self.spec.name)
+                .unwrap_or_default();
+            let end = match first.take() {
+                Some(Adopted::Running(started)) => self.wait(started).await,
+                Some(Adopted::Exited(exit)) => RunEnd::Exited(exit),
+                None => self.run_once(status.restart_count).await,
+            };
+            let exit = match end {
+                RunEnd::Cancelled => return None,
+                RunEnd::Exited(exit) => exit,
+                RunEnd::StartFailed(msg) => {
+                    tracing::warn!(group = %self.gid, container = %self.spec.name, error = %msg, "container did not start");
+                    let now = Utc::now();
+                    let exit = ExitStatus {
+                        exit_code: 128,
+                        signal: None,
+                        oom_killed: false,
+                        started_at: now,
+                        finished_at: now,
+                    };
+                    self.state.set_container(
+                        self.init,
+                        &self.spec.name,
+                        Some((EventType::Warning, "Failed", format!("Error: {msg}"))),
+                        |c| {
+                            c.current = ContainerState::terminated(128, None, false, None, now);
+                            c.current.reason = Some("StartError".into());
+                            c.current.message = Some(msg.clone());
+                        },
+                    );
+                    exit
+                }
+            };
+            let _ = self.inner.runtime.delete(&self.runtime_id()).await;
+            if !matches!(self.state.container(self.init, &self.spec.name), Some(c) if c.current.finish_time.is_some())
+            {
+                self.record_exit(&exit);
+            }
+            let restart = if self.init {
+                exit.exit_code != 0 && should_restart(self.group.restart_policy, exit.exit_code)
+            } else {
+                should_restart(self.group.restart_policy, exit.exit_code)
+            };
+            if !restart {
+                return Some(exit.exit_code);
+            }
+            let ran = (exit.finished_at - exit.started_at)
+                .to_std()
+                .unwrap_or_default();
+            let mut streak = 0;
+            self.state
+                .set_container(self.init, &self.spec.name, None, |c| {
+                    if ran >= BACKOFF_RESET_AFTER {
+                        c.crash_streak = 0;
+                    }
+                    streak = c.crash_streak;
+                    c.crash_streak = c.crash_streak.saturating_add(1);
+                });
+            let delay = backoff_delay(streak);
+            self.state.set_container(
+                self.init,
+                &self.spec.name,
+                Some((
+                    EventType::Warning,
+                    "BackOff",
+                    format!(
+                        "Back-off {}s restarting failed container {}",
+                        delay.as_secs(),
+                        self.spec.name
+                    ),
+                )),
+                |c| c.current.detail_status = Some("CrashLoopBackOff".into()),
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cancel.cancelled() => return None,
+            }
+            self.state
+                .set_container(self.init, &self.spec.name, None, |c| {
+                    c.previous = Some(c.current.clone());
+                    c.restart_count += 1;
+                    c.current = ContainerState::waiting("ContainerCreating");
+                });
+        }
+    }
+}
+
+/// The OCI runtime's id of a container.
+pub fn runtime_id(gid: &str, name: &str) -> String {
+    format!("{gid}-{name}")
+}
+
+fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
+    let prefix = format!("{key}=");
+    env.retain(|e| !e.starts_with(&prefix));
+    env.push(format!("{key}={value}"));
+}
+
+/// `uid[:gid]` or `name[:group]` of an image against its /etc/passwd and /etc/group.
+fn resolve_user(user: &str, rootfs: &std::path::Path) -> (u32, u32) {
+    if user.is_empty() {
+        return (0, 0);
+    }
+    let (u, g) = user
+        .split_once(':')
+        .map_or((user, None), |(u, g)| (u, Some(g)));
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let (uid, mut gid) = match u.parse::<u32>() {
+        Ok(n) => (n, passwd_field(&passwd, |f| f[2] == u, 3).unwrap_or(0)),
+        Err(_) => (
+            passwd_field(&passwd, |f| f[0] == u, 2).unwrap_or(0),
+            passwd_field(&passwd, |f| f[0] == u, 3).unwrap_or(0),
+        ),
+    };
+    if let Some(g) = g {
+        gid = g.parse().unwrap_or_else(|_| {
+            let groups = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+            passwd_field(&groups, |f| f[0] == g, 2).unwrap_or(0)
+        });
+    }
+    (uid, gid)
+}
+
+fn passwd_field(file: &str, pick: impl Fn(&[&str]) -> bool, idx: usize) -> Option<u32> {
+    file.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > idx && f.len() >= 3 && pick(f))
+        .and_then(|f| f[idx].parse().ok())
+}
+
+/// How long to wait between image pull attempts.
+pub fn pull_backoff(attempt: u32) -> Duration {
+    backoff_delay(attempt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_resolve() {
+        let dir = std::env::temp_dir().join(format!("berth-node-user-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::write(
+            dir.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nweb:x:33:34::/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        assert_eq!(resolve_user("", &dir), (0, 0));
+        assert_eq!(resolve_user("web", &dir), (33, 34));
+        assert_eq!(resolve_user("33", &dir), (33, 34));
+        assert_eq!(resolve_user("1000:1000", &dir), (1000, 1000));
+        assert_eq!(resolve_user("web:staff", &dir), (33, 50));
+        assert_eq!(resolve_user("nobody", &dir), (0, 0));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn env_is_replaced_by_key() {
+        let mut env = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        set_env(&mut env, "A", "2");
+        assert_eq!(env, vec!["PATH=/bin".to_string(), "A=2".to_string()]);
+    }
+}

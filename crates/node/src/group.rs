@@ -1,0 +1,275 @@
+//! The life of one group on the node: network, images, init containers in order, then the app
+//! containers side by side; or, after berth restarted, re-adoption of what kept running.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use berth_core::{
+    ContainerState, ContainerStatus, EventType, GroupRecord, GroupSpec, ObservedGroup, StateKind,
+};
+use berth_image::{Image, PullEvent, PullOptions};
+use berth_runtime::Runtime;
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::Inner;
+use crate::container::{pull_backoff, Adopted, ContainerCtx};
+use crate::files::{write_etc, GroupDirs};
+use crate::state::{waiting, GroupState};
+
+/// Runs a group until it is cancelled or all its containers are done for good.
+pub async fn run_group(
+    inner: Arc<Inner>,
+    rec: GroupRecord,
+    fresh: bool,
+    cancel: CancellationToken,
+) {
+    let gid = rec.id.to_string();
+    let spec = Arc::new(rec.spec.clone());
+    let dirs = GroupDirs::new(&inner.groups_root, &gid);
+    let obs = if fresh {
+        initial_observed(&spec)
+    } else {
+        resumed_observed(&rec)
+    };
+    let state = GroupState::new(rec.id.clone(), obs, inner.reporter.clone());
+    state.update(|_| {});
+
+    // Network.
+    let attachment = match inner.net.attachment(&gid) {
+        Some(a) => Ok(a),
+        None => inner.net.setup(&gid).await,
+    };
+    let attachment = match attachment {
+        Ok(a) => a,
+        Err(e) => {
+            let msg = format!("cannot set up the network of the group: {e}");
+            tracing::error!(group = %gid, error = %e, "network setup failed");
+            state.update(|o| {
+                o.failed = Some(msg.clone());
+                o.events.push(berth_core::Event::new(
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    msg,
+                    None,
+                    Utc::now(),
+                ));
+            });
+            return;
+        }
+    };
+    let ip = attachment.ip.to_string();
+    state.update(|o| o.intranet_ip = Some(ip.clone()));
+    let hostname = spec.host_name.clone().unwrap_or_else(|| spec.name.clone());
+    if let Err(e) = write_etc(&dirs, &hostname, Some(&ip)) {
+        state.update(|o| o.failed = Some(format!("cannot write the group's /etc files: {e}")));
+        return;
+    }
+
+    // Images.
+    let Some(images) = pull_images(&inner, &spec, &state, &cancel).await else {
+        return;
+    };
+
+    let ctx = |c: &berth_core::ContainerSpec, init: bool| ContainerCtx {
+        inner: inner.clone(),
+        group: spec.clone(),
+        gid: gid.clone(),
+        dirs: dirs.clone(),
+        spec: c.clone(),
+        image: images[&c.image].clone(),
+        init,
+        state: state.clone(),
+        netns: Some(attachment.netns.clone()),
+        cancel: cancel.clone(),
+    };
+
+    // Init containers, one after the other, each to completion.
+    for c in &spec.init_containers {
+        let done = state.container(true, &c.name).is_some_and(|s| {
+            s.current.state == StateKind::Terminated && s.current.exit_code == Some(0)
+        });
+        if done {
+            continue;
+        }
+        let cx = ctx(c, true);
+        let adopted = adopt(&inner.runtime, &dirs, &state, true, &c.name);
+        match cx.supervise(adopted).await {
+            Some(0) => {}
+            _ => return,
+        }
+    }
+
+    // App containers, all at once.
+    let mut tasks = Vec::new();
+    for c in &spec.containers {
+        if !fresh {
+            let st = state.container(false, &c.name).unwrap_or_default();
+            if st.current.state == StateKind::Terminated
+                && !berth_core::should_restart(
+                    spec.restart_policy,
+                    st.current.exit_code.unwrap_or(0),
+                )
+            {
+                continue;
+            }
+        }
+        let cx = ctx(c, false);
+        let adopted = adopt(&inner.runtime, &dirs, &state, false, &c.name);
+        tasks.push(tokio::spawn(async move { cx.supervise(adopted).await }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Re-attaches to a container that kept running; records its exit if it ended meanwhile.
+fn adopt(
+    rt: &Runtime,
+    dirs: &GroupDirs,
+    state: &GroupState,
+    init: bool,
+    name: &str,
+) -> Option<Adopted> {
+    let st = state.container(init, name)?;
+    if st.current.state != StateKind::Running {
+        return None;
+    }
+    let cdir = dirs.container(name);
+    if let Some(started) = rt.adopt(&cdir) {
+        tracing::info!(container = %name, pid = started.pid, "re-adopted running container");
+        return Some(Adopted::Running(started));
+    }
+    if let Some(exit) = Runtime::read_exit(&cdir) {
+        // It exited while berth was down: the supervisor records the real exit status.
+        return Some(Adopted::Exited(exit));
+    }
+    None
+}
+
+/// Pulls every image of the group, retrying with back-off until it works or the group goes.
+async fn pull_images(
+    inner: &Arc<Inner>,
+    spec: &GroupSpec,
+    state: &Arc<GroupState>,
+    cancel: &CancellationToken,
+) -> Option<HashMap<String, Image>> {
+    let mut images = HashMap::new();
+    let opts_for = |c: &berth_core::ContainerSpec| PullOptions {
+        credentials: spec.registry_credentials.clone(),
+        plain_http: spec.plain_http_registries.clone(),
+        insecure: spec.insecure_registries.clone(),
+        policy: c.image_pull_policy,
+    };
+    for c in spec.all_containers() {
+        if images.contains_key(&c.image) {
+            continue;
+        }
+        let init = spec.init_containers.iter().any(|i| i.name == c.name);
+        let mut attempt = 0u32;
+        loop {
+            let st = state.clone();
+            let name = c.name.clone();
+            let on_event = move |ev: PullEvent| match ev {
+                PullEvent::Pulling { reference } => st.event(
+                    EventType::Normal,
+                    "Pulling",
+                    format!("Pulling image \"{reference}\""),
+                    Some(&name),
+                ),
+                PullEvent::Pulled {
+                    reference,
+                    bytes,
+                    elapsed,
+                    cached,
+                    ..
+                } => {
+                    let msg = if cached {
+                        format!("Container image \"{reference}\" already present on machine")
+                    } else {
+                        format!(
+                            "Successfully pulled image \"{reference}\" in {:.3}s ({bytes} bytes)",
+                            elapsed.as_secs_f64()
+                        )
+                    };
+                    st.event(EventType::Normal, "Pulled", msg, Some(&name))
+                }
+            };
+            let opts = opts_for(c);
+            let res = tokio::select! {
+                r = inner.images.ensure(&c.image, &opts, &on_event) => r,
+                _ = cancel.cancelled() => return None,
+            };
+            match res {
+                Ok(img) => {
+                    images.insert(c.image.clone(), img);
+                    break;
+                }
+                Err(e) => {
+                    let msg = format!("Failed to pull image \"{}\": {e}", c.image);
+                    let detail = if attempt == 0 {
+                        "ErrImagePull"
+                    } else {
+                        "ImagePullBackOff"
+                    };
+                    let delay = pull_backoff(attempt);
+                    state.set_container(
+                        init,
+                        &c.name,
+                        Some((EventType::Warning, "Failed", msg.clone())),
+                        |s| {
+                            s.current = ContainerState::waiting(detail);
+                            s.current.reason = Some(detail.to_string());
+                            s.current.message = Some(msg.clone());
+                        },
+                    );
+                    attempt = attempt.saturating_add(1);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cancel.cancelled() => return None,
+                    }
+                }
+            }
+        }
+    }
+    Some(images)
+}
+
+fn initial_observed(spec: &GroupSpec) -> ObservedGroup {
+    let app_detail = if spec.init_containers.is_empty() {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
+    ObservedGroup {
+        intranet_ip: None,
+        init_containers: spec
+            .init_containers
+            .iter()
+            .map(|c| waiting(&c.name, "ContainerCreating"))
+            .collect(),
+        containers: spec
+            .containers
+            .iter()
+            .map(|c| waiting(&c.name, app_detail))
+            .collect(),
+        failed: None,
+        events: vec![],
+    }
+}
+
+/// The observed state recorded before berth restarted, completed for containers it lacks.
+fn resumed_observed(rec: &GroupRecord) -> ObservedGroup {
+    let mut fresh = initial_observed(&rec.spec);
+    let merge = |fresh: &mut Vec<ContainerStatus>, old: &[ContainerStatus]| {
+        for f in fresh.iter_mut() {
+            if let Some(o) = old.iter().find(|o| o.name == f.name) {
+                *f = o.clone();
+            }
+        }
+    };
+    merge(&mut fresh.init_containers, &rec.init_containers);
+    merge(&mut fresh.containers, &rec.containers);
+    fresh.intranet_ip.clone_from(&rec.intranet_ip);
+    fresh
+}

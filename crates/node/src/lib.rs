@@ -1,0 +1,13 @@
+//! The node agent: for every container group placed on this host it sets up the network
+//! namespace, pulls the images, runs the init containers in order and then the app
+//! containers, each under its restart policy with back-off, and reports what it observes.
+//! It re-adopts the containers that kept running while berth was down.
+
+mod agent;
+mod container;
+mod files;
+mod group;
+mod state;
+
+pub use agent::{Agent, NodeConfig, NodeError, Reporter};
+pub use state::LogSelector;

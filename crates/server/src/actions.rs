@@ -1,0 +1,247 @@
+//! One function per ECI action: decoded request in, response body out.
+
+use std::sync::Arc;
+
+use berth_control::{Control, ControlError, LogRequest};
+use berth_core::GroupId;
+use berth_eci::request::{
+    DescribeEventsRequest, DescribeGroupsRequest, DescribeStatusRequest, TagFilter,
+};
+use berth_eci::response::{
+    ContainerGroup, CreateContainerGroupResponse, DescribeContainerGroupEventsResponse,
+    DescribeContainerGroupStatusResponse, DescribeContainerGroupsResponse,
+    DescribeContainerLogResponse, DescribeRegionsResponse, EventsData, Region, RequestIdResponse,
+    StatusData,
+};
+use berth_eci::{ApiError, Request};
+use berth_store::{GroupFilter, Page};
+use chrono::Utc;
+use serde::Serialize;
+
+fn json<T: Serialize>(v: T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(v).map_err(ApiError::internal)
+}
+
+fn map_err(e: ControlError) -> ApiError {
+    match e {
+        ControlError::NotFound(id) => ApiError::container_group_not_found(&id),
+        ControlError::IncorrectStatus { .. } => ApiError::incorrect_status(e),
+        ControlError::TokenMismatch => ApiError::new(400, "IdempotentParameterMismatch", format!("The request uses the same client token as a previous, but non-identical request: {e}")),
+        ControlError::NoSuchContainer(c) => ApiError::not_found("ContainerName", &c),
+        ControlError::Node(m) => ApiError::internal(m),
+        ControlError::Store(s) => ApiError::internal(s),
+    }
+}
+
+fn group_id(s: &str) -> Result<GroupId, ApiError> {
+    GroupId::parse(s).ok_or_else(|| ApiError::container_group_not_found(s))
+}
+
+/// Runs one decoded request.
+pub async fn dispatch(
+    control: &Arc<Control>,
+    account: &str,
+    req: Request,
+) -> Result<serde_json::Value, ApiError> {
+    match req {
+        Request::Create(c) => {
+            if c.dry_run {
+                return Err(ApiError::dry_run_operation());
+            }
+            let id = control
+                .create(account, c.spec, c.client_token)
+                .await
+                .map_err(map_err)?;
+            json(CreateContainerGroupResponse {
+                request_id: String::new(),
+                container_group_id: id.to_string(),
+            })
+        }
+        Request::DescribeGroups(d) => describe_groups(control, account, d),
+        Request::DescribeStatus(d) => describe_status(control, account, d),
+        Request::DescribeEvents(d) => describe_events(control, account, d),
+        Request::Delete(d) => {
+            control
+                .delete(account, &group_id(&d.container_group_id)?)
+                .await
+                .map_err(map_err)?;
+            json(RequestIdResponse::default())
+        }
+        Request::Restart(d) => {
+            control
+                .restart(account, &group_id(&d.container_group_id)?)
+                .await
+                .map_err(map_err)?;
+            json(RequestIdResponse::default())
+        }
+        Request::Log(l) => {
+            let id = group_id(&l.container_group_id)?;
+            let mut since = l.since_seconds;
+            if let Some(st) = l.start_time {
+                let secs = (Utc::now() - st).num_seconds().max(0) as u64;
+                since = Some(since.map_or(secs, |s| s.min(secs)));
+            }
+            let req = LogRequest {
+                container: l.container_name.clone(),
+                tail: Some(l.tail as usize),
+                since_seconds: since,
+                limit_bytes: l.limit_bytes.map(|b| b as usize),
+                timestamps: l.timestamps,
+                previous: l.last_time,
+            };
+            let content = control.logs(account, &id, &req).await.map_err(map_err)?;
+            json(DescribeContainerLogResponse {
+                request_id: String::new(),
+                container_name: l.container_name,
+                content,
+            })
+        }
+        Request::DescribeRegions(_) => {
+            let region = control.region().to_string();
+            json(DescribeRegionsResponse {
+                request_id: String::new(),
+                regions: vec![Region {
+                    region_id: region.clone(),
+                    region_endpoint: String::new(),
+                    zones: vec![format!("{region}-a")],
+                    recommend_zones: vec![format!("{region}-a")],
+                }],
+            })
+        }
+    }
+}
+
+fn filter(
+    ids: Option<Vec<String>>,
+    name: Option<String>,
+    status: Option<berth_core::GroupStatus>,
+    tags: &[TagFilter],
+) -> GroupFilter {
+    GroupFilter {
+        ids: ids.unwrap_or_default(),
+        name,
+        status,
+        tags: tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect(),
+    }
+}
+
+/// Whether a request names another region than this one (then it sees nothing).
+fn other_region(control: &Control, region: &Option<String>) -> bool {
+    region
+        .as_deref()
+        .is_some_and(|r| !r.is_empty() && r != control.region())
+}
+
+fn list(
+    control: &Control,
+    account: &str,
+    f: &GroupFilter,
+    limit: u32,
+    token: Option<&str>,
+    other: bool,
+) -> Result<Page, ApiError> {
+    if other || (!f.ids.is_empty() && f.ids.iter().all(|i| GroupId::parse(i).is_none())) {
+        return Ok(Page::default());
+    }
+    control
+        .list(account, f, limit as usize, token)
+        .map_err(map_err)
+}
+
+fn describe_groups(
+    control: &Control,
+    account: &str,
+    d: DescribeGroupsRequest,
+) -> Result<serde_json::Value, ApiError> {
+    let f = filter(d.ids, d.name, d.status, &d.tags);
+    let page = list(
+        control,
+        account,
+        &f,
+        d.limit,
+        d.next_token.as_deref(),
+        other_region(control, &d.region_id),
+    )?;
+    json(DescribeContainerGroupsResponse {
+        request_id: String::new(),
+        total_count: page.total,
+        next_token: page.next_token.unwrap_or_default(),
+        container_groups: page
+            .groups
+            .iter()
+            .map(|g| ContainerGroup::from_record(g, d.with_event))
+            .collect(),
+    })
+}
+
+fn describe_status(
+    control: &Control,
+    account: &str,
+    d: DescribeStatusRequest,
+) -> Result<serde_json::Value, ApiError> {
+    let f = filter(d.ids, None, None, &d.tags);
+    let mut page = list(
+        control,
+        account,
+        &f,
+        d.limit,
+        d.next_token.as_deref(),
+        other_region(control, &d.region_id),
+    )?;
+    if let Some(s) = d.since_second {
+        let cutoff = Utc::now() - chrono::Duration::seconds(s as i64);
+        page.groups.retain(|g| {
+            g.events
+                .last()
+                .map_or(g.creation_time, |e| e.last_timestamp)
+                >= cutoff
+        });
+    }
+    json(DescribeContainerGroupStatusResponse {
+        request_id: String::new(),
+        total_count: page.total,
+        next_token: page.next_token.unwrap_or_default(),
+        data: page.groups.iter().map(StatusData::from_record).collect(),
+    })
+}
+
+fn describe_events(
+    control: &Control,
+    account: &str,
+    d: DescribeEventsRequest,
+) -> Result<serde_json::Value, ApiError> {
+    let f = filter(d.ids, None, None, &d.tags);
+    let page = list(
+        control,
+        account,
+        &f,
+        20,
+        d.next_token.as_deref(),
+        other_region(control, &d.region_id),
+    )?;
+    let mut data: Vec<EventsData> = page
+        .groups
+        .iter()
+        .map(|g| EventsData::from_record(g, d.limit as usize))
+        .collect();
+    if let Some(s) = d.since_second {
+        let cutoff = Utc::now() - chrono::Duration::seconds(s as i64);
+        for (g, out) in page.groups.iter().zip(data.iter_mut()) {
+            let keep = g
+                .events
+                .iter()
+                .filter(|e| e.last_timestamp >= cutoff)
+                .count();
+            let skip = out.events.len().saturating_sub(keep);
+            out.events.drain(..skip);
+        }
+    }
+    json(DescribeContainerGroupEventsResponse {
+        request_id: String::new(),
+        total_count: page.total,
+        data,
+    })
+}

@@ -1,0 +1,204 @@
+//! The HTTP front of berth: one signed ECI RPC endpoint (`/`, GET or POST, the action in
+//! `x-acs-action` or `Action`), answering with the JSON bodies and error codes of ECI.
+//! Handlers only check and translate; the work is the control plane's.
+
+mod actions;
+mod nonce;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use berth_control::Control;
+use berth_eci::{ApiError, Params, RawRequest};
+use chrono::Utc;
+use rand::RngCore;
+
+use crate::nonce::NonceCache;
+
+/// Largest request body accepted (ECI requests carry none).
+const MAX_BODY: usize = 1 << 20;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    control: Arc<Control>,
+    nonces: Arc<NonceCache>,
+}
+
+impl AppState {
+    pub fn new(control: Arc<Control>) -> Self {
+        Self {
+            control,
+            nonces: Arc::new(NonceCache::new()),
+        }
+    }
+}
+
+/// The router of the API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", axum::routing::any(handle))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A request id of the form ECI uses (`8-4-4-4-12` upper-case hex).
+fn request_id() -> String {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    let h: String = b.iter().map(|x| format!("{x:02X}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+async fn handle(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rid = request_id();
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let started = std::time::Instant::now();
+    let result = process(&state, &method, &uri, &headers, &body, &rid).await;
+    let (status, json) = match result {
+        Ok((action, mut v)) => {
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("RequestId".into(), serde_json::Value::String(rid.clone()));
+            }
+            tracing::debug!(
+                action,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "ok"
+            );
+            (StatusCode::OK, v)
+        }
+        Err(e) => {
+            tracing::info!(code = %e.code, status = e.status, message = %e.message, "request refused");
+            let st = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (st, e.to_body(&rid, &host))
+        }
+    };
+    let mut resp = (status, json.to_string()).into_response();
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        "x-acs-request-id",
+        HeaderValue::from_str(&rid).unwrap_or(HeaderValue::from_static("")),
+    );
+    resp
+}
+
+async fn process(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    rid: &str,
+) -> Result<(&'static str, serde_json::Value), ApiError> {
+    if method != Method::GET && method != Method::POST {
+        return Err(ApiError::new(
+            400,
+            "UnsupportedHTTPMethod",
+            format!("The HTTP method is not supported: {method}"),
+        ));
+    }
+    let raw_query = uri.query().unwrap_or("");
+    let hdrs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let raw = RawRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        raw_query,
+        headers: &hdrs,
+        body,
+    };
+    let form_body = raw
+        .header("content-type")
+        .is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+        .then_some(body);
+    let params = Params::parse(raw_query, form_body)?;
+    let action_name = raw
+        .header("x-acs-action")
+        .map(str::to_string)
+        .or_else(|| params.string("Action"))
+        .ok_or_else(|| ApiError::missing_parameter("Action"))?;
+    let action = berth_eci::Action::parse(&action_name)?;
+    let version = raw
+        .header("x-acs-version")
+        .map(str::to_string)
+        .or_else(|| params.string("Version"));
+    berth_eci::request::check_version(version.as_deref())?;
+
+    let store = state.control.store().clone();
+    let verified = berth_eci::verify(
+        &raw,
+        |ak| store.access_key(ak).ok().flatten().map(|k| k.secret),
+        Utc::now(),
+    )?;
+    if let Some(signed) = &verified.action {
+        if signed != &action_name {
+            return Err(ApiError::new(400, "SignatureDoesNotMatch", format!("Specified signature is not matched with our calculation: the signed action is {signed}")));
+        }
+    }
+    if !state
+        .nonces
+        .insert(&verified.access_key_id, &verified.nonce, verified.timestamp)
+    {
+        return Err(ApiError::signature_nonce_used(&verified.nonce));
+    }
+    let account = store
+        .access_key(&verified.access_key_id)
+        .map_err(|e| ApiError::internal(e))?
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "InvalidAccessKeyId.NotFound",
+                "Specified access key is not found: gone",
+            )
+        })?
+        .account;
+    let request = berth_eci::request::decode(action, &params)?;
+    tracing::debug!(request_id = rid, action = action.as_str(), "request");
+    let value = actions::dispatch(&state.control, &account, request).await?;
+    Ok((action.as_str(), value))
+}

@@ -1,0 +1,261 @@
+//! The embedded store: one SQLite file in WAL mode, one connection behind a mutex (SQLite has
+//! one writer anyway; every call is short and never held across I/O of other kinds).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use berth_core::{GroupId, GroupRecord};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+use crate::{AccessKey, GroupFilter, Page, Store, StoreError};
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE IF NOT EXISTS access_keys (
+    access_key_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    secret TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS groups (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    client_token TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS groups_account ON groups(account, seq);
+CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
+"#];
+
+/// [`Store`] on SQLite.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// A database in memory, for tests.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // In WAL mode NORMAL loses nothing on a crash of the process, only on a power cut.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            conn.execute_batch(m)?;
+            conn.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent: keep going.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn decode(json: String) -> Result<GroupRecord, StoreError> {
+    Ok(serde_json::from_str(&json)?)
+}
+
+impl Store for SqliteStore {
+    fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO access_keys (access_key_id, account, secret) VALUES (?1, ?2, ?3)",
+            params![key.access_key_id, key.account, key.secret],
+        )?;
+        Ok(())
+    }
+
+    fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT access_key_id, account, secret FROM access_keys WHERE access_key_id = ?1",
+                params![access_key_id],
+                |r| {
+                    Ok(AccessKey {
+                        access_key_id: r.get(0)?,
+                        account: r.get(1)?,
+                        secret: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(rec)?;
+        let res = self.conn().execute(
+            "INSERT INTO groups (id, account, name, status, client_token, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![rec.id.as_str(), rec.account, rec.spec.name, rec.status.as_str(), rec.client_token, json],
+        );
+        match res {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Exists(rec.id.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn get_group(
+        &self,
+        account: Option<&str>,
+        id: &GroupId,
+    ) -> Result<Option<GroupRecord>, StoreError> {
+        let conn = self.conn();
+        let json: Option<String> = match account {
+            Some(a) => conn
+                .query_row(
+                    "SELECT record FROM groups WHERE id = ?1 AND account = ?2",
+                    params![id.as_str(), a],
+                    |r| r.get(0),
+                )
+                .optional()?,
+            None => conn
+                .query_row(
+                    "SELECT record FROM groups WHERE id = ?1",
+                    params![id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?,
+        };
+        json.map(decode).transpose()
+    }
+
+    fn modify_group(
+        &self,
+        id: &GroupId,
+        f: &mut dyn FnMut(&mut GroupRecord),
+    ) -> Result<GroupRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let json: Option<String> = tx
+            .query_row(
+                "SELECT record FROM groups WHERE id = ?1",
+                params![id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut rec = decode(json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
+        f(&mut rec);
+        tx.execute(
+            "UPDATE groups SET status = ?2, record = ?3 WHERE id = ?1",
+            params![
+                id.as_str(),
+                rec.status.as_str(),
+                serde_json::to_string(&rec)?
+            ],
+        )?;
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    fn delete_group(&self, id: &GroupId) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM groups WHERE id = ?1", params![id.as_str()])?;
+        Ok(())
+    }
+
+    fn find_by_client_token(
+        &self,
+        account: &str,
+        token: &str,
+    ) -> Result<Option<GroupRecord>, StoreError> {
+        let json: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT record FROM groups WHERE account = ?1 AND client_token = ?2",
+                params![account, token],
+                |r| r.get(0),
+            )
+            .optional()?;
+        json.map(decode).transpose()
+    }
+
+    fn list_groups(
+        &self,
+        account: &str,
+        filter: &GroupFilter,
+        limit: usize,
+        token: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let mut cond = String::from("account = ?");
+        let mut args: Vec<String> = vec![account.to_string()];
+        if !filter.ids.is_empty() {
+            cond.push_str(&format!(
+                " AND id IN ({})",
+                vec!["?"; filter.ids.len()].join(",")
+            ));
+            args.extend(filter.ids.iter().cloned());
+        }
+        if let Some(n) = &filter.name {
+            cond.push_str(" AND name = ?");
+            args.push(n.clone());
+        }
+        if let Some(s) = filter.status {
+            cond.push_str(" AND status = ?");
+            args.push(s.as_str().to_string());
+        }
+        let after: i64 = token.and_then(|t| t.parse().ok()).unwrap_or(0);
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT seq, record FROM groups WHERE {cond} ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut page = Page::default();
+        let mut last_seq = 0;
+        for row in rows {
+            let (seq, json) = row?;
+            if !filter.tags.is_empty() || seq > after {
+                let rec = decode(json)?;
+                let tagged = filter.tags.iter().all(|(k, v)| {
+                    rec.spec
+                        .tags
+                        .iter()
+                        .any(|t| &t.key == k && v.as_ref().is_none_or(|v| &t.value == v))
+                });
+                if !tagged {
+                    continue;
+                }
+                page.total += 1;
+                if seq > after {
+                    if page.groups.len() < limit {
+                        last_seq = seq;
+                        page.groups.push(rec);
+                    } else if page.next_token.is_none() {
+                        page.next_token = Some(last_seq.to_string());
+                    }
+                }
+            } else {
+                page.total += 1;
+            }
+        }
+        Ok(page)
+    }
+
+    fn all_groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT record FROM groups ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| decode(r?)).collect()
+    }
+}

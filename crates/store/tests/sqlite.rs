@@ -1,0 +1,134 @@
+//! The SQLite store against real files: persistence, filters, pagination, atomic changes.
+
+use berth_core::{normalize_size, GroupId, GroupRecord, GroupSpec, GroupStatus, Tag};
+use berth_store::{AccessKey, GroupFilter, SqliteStore, Store};
+use chrono::Utc;
+
+fn record(n: u8, name: &str, status: GroupStatus) -> GroupRecord {
+    let size = normalize_size(None, None).unwrap();
+    GroupRecord {
+        id: GroupId::from_random([n; 20]),
+        account: "acct".into(),
+        spec: GroupSpec {
+            name: name.into(),
+            region_id: "local".into(),
+            cpu: size.cpu,
+            memory: size.memory,
+            tags: vec![Tag {
+                key: "k".into(),
+                value: format!("v{}", n % 2),
+            }],
+            ..Default::default()
+        },
+        status,
+        intranet_ip: None,
+        creation_time: Utc::now(),
+        succeeded_time: None,
+        failed_time: None,
+        init_containers: vec![],
+        containers: vec![],
+        events: vec![],
+        client_token: Some(format!("tok{n}")),
+        restart_generation: 0,
+    }
+}
+
+#[test]
+fn keys_and_groups_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.create_access_key(&AccessKey {
+            account: "acct".into(),
+            access_key_id: "AK".into(),
+            secret: "S".into(),
+        })
+        .unwrap();
+        s.insert_group(&record(1, "one", GroupStatus::Scheduling))
+            .unwrap();
+        assert!(s
+            .insert_group(&record(1, "one", GroupStatus::Scheduling))
+            .is_err());
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.access_key("AK").unwrap().unwrap().secret, "S");
+    assert!(s.access_key("nope").unwrap().is_none());
+    let id = GroupId::from_random([1; 20]);
+    let got = s.get_group(Some("acct"), &id).unwrap().unwrap();
+    assert_eq!(got.spec.name, "one");
+    assert!(s.get_group(Some("other"), &id).unwrap().is_none());
+    let changed = s
+        .modify_group(&id, &mut |r| r.status = GroupStatus::Running)
+        .unwrap();
+    assert_eq!(changed.status, GroupStatus::Running);
+    assert_eq!(
+        s.get_group(None, &id).unwrap().unwrap().status,
+        GroupStatus::Running
+    );
+    assert!(s.find_by_client_token("acct", "tok1").unwrap().is_some());
+    s.delete_group(&id).unwrap();
+    assert!(s.get_group(None, &id).unwrap().is_none());
+    assert!(s.modify_group(&id, &mut |_| {}).is_err());
+}
+
+#[test]
+fn list_filters_and_pages() {
+    let s = SqliteStore::in_memory().unwrap();
+    for n in 1..=5 {
+        let st = if n <= 3 {
+            GroupStatus::Running
+        } else {
+            GroupStatus::Failed
+        };
+        s.insert_group(&record(n, &format!("g{n}"), st)).unwrap();
+    }
+    let all = GroupFilter::default();
+    let p1 = s.list_groups("acct", &all, 2, None).unwrap();
+    assert_eq!(p1.total, 5);
+    assert_eq!(p1.groups.len(), 2);
+    let p2 = s
+        .list_groups("acct", &all, 2, p1.next_token.as_deref())
+        .unwrap();
+    assert_eq!(p2.groups[0].spec.name, "g3");
+    let p3 = s
+        .list_groups("acct", &all, 2, p2.next_token.as_deref())
+        .unwrap();
+    assert_eq!(p3.groups.len(), 1);
+    assert!(p3.next_token.is_none());
+    let running = GroupFilter {
+        status: Some(GroupStatus::Running),
+        ..Default::default()
+    };
+    assert_eq!(s.list_groups("acct", &running, 20, None).unwrap().total, 3);
+    let named = GroupFilter {
+        name: Some("g4".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_groups("acct", &named, 20, None)
+            .unwrap()
+            .groups
+            .len(),
+        1
+    );
+    let ids = GroupFilter {
+        ids: vec![GroupId::from_random([2; 20]).to_string()],
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_groups("acct", &ids, 20, None).unwrap().groups[0]
+            .spec
+            .name,
+        "g2"
+    );
+    let tagged = GroupFilter {
+        tags: vec![("k".into(), Some("v1".into()))],
+        ..Default::default()
+    };
+    let t = s.list_groups("acct", &tagged, 2, None).unwrap();
+    assert_eq!(t.total, 3);
+    assert_eq!(t.groups.len(), 2);
+    assert!(t.next_token.is_some());
+    assert_eq!(s.list_groups("other", &all, 20, None).unwrap().total, 0);
+}
