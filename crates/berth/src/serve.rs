@@ -1,0 +1,248 @@
+//! `berth serve`: opens the state, makes the first account, starts the node agent and the
+//! control plane, re-adopts what runs, and serves the ECI API until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use berth_control::{Control, LogRequest, NodeClient, NodeError};
+use berth_core::{GroupId, GroupRecord, ObservedGroup};
+use berth_node::{Agent, LogSelector, NodeConfig, Reporter};
+use berth_runtime::{CgroupLayout, RuntimeConfig};
+use berth_store::{AccessKey, SqliteStore, Store};
+use rand::Rng;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address of the ECI API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where berth keeps its database, images, groups and logs.
+    #[arg(long, default_value = "/var/lib/berth")]
+    state_dir: PathBuf,
+    /// Region id reported by the API.
+    #[arg(long, default_value = "local")]
+    region: String,
+    /// OCI runtime binary: crun (default) or runc, by name or path.
+    #[arg(long, default_value = "crun")]
+    runtime: String,
+    /// Subnet of the groups' addresses.
+    #[arg(long, default_value = "10.213.0.0/16")]
+    subnet: String,
+    /// Linux bridge the groups are attached to.
+    #[arg(long, default_value = "berth0")]
+    bridge: String,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let state_dir = &args.state_dir;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let state_dir = state_dir.canonicalize()?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&state_dir.join("berth.db")).context("cannot open the database")?,
+    );
+    ensure_account(store.as_ref(), &state_dir)?;
+
+    let layout = CgroupLayout::detect().context("cannot read the cgroup layout of this host")?;
+    tracing::info!(layout = %layout.describe(), "cgroups");
+    let binary = find_binary(&args.runtime)?;
+    let control = Control::new(store.clone(), args.region.clone());
+    let reporter = Arc::new(ControlReporter(control.clone()));
+    let agent = Agent::new(
+        NodeConfig {
+            root: state_dir.join("node"),
+            runtime: RuntimeConfig {
+                binary,
+                state_root: state_dir.join("runtime"),
+                layout,
+                monitor_exe: std::env::current_exe().context("cannot find the berth binary")?,
+                monitor_args: vec!["monitor".into()],
+            },
+            net: berth_net::NetConfig {
+                state_dir: state_dir.join("net"),
+                netns_dir: state_dir.join("netns"),
+                bridge: args.bridge.clone(),
+                subnet: args.subnet.clone(),
+                ..berth_net::NetConfig::default()
+            },
+        },
+        reporter,
+    )
+    .context("cannot start the node agent")?;
+    control.attach_node(Arc::new(LocalNode {
+        agent: agent.clone(),
+        store: store.clone(),
+    }));
+
+    let n = control.resume().await?;
+    let known: Vec<GroupId> = store.all_groups()?.into_iter().map(|g| g.id).collect();
+    agent.collect_garbage(&known).await;
+    tracing::info!(groups = n, "resumed container groups");
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(address = %args.listen, region = %args.region, "serving the ECI API");
+    berth_server::serve(
+        listener,
+        berth_server::AppState::new(control),
+        shutdown_signal(),
+    )
+    .await?;
+    tracing::info!("stopped; containers keep running and are re-adopted at the next start");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// On the first start, makes an account and writes its key to `credentials.json` (0600).
+fn ensure_account(store: &dyn Store, state_dir: &Path) -> anyhow::Result<()> {
+    let path = state_dir.join("credentials.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let v: serde_json::Value =
+            serde_json::from_str(&text).context("credentials.json is not valid JSON")?;
+        let id = v["AccessKeyId"]
+            .as_str()
+            .context("credentials.json lacks AccessKeyId")?;
+        let secret = v["AccessKeySecret"]
+            .as_str()
+            .context("credentials.json lacks AccessKeySecret")?;
+        if store.access_key(id)?.is_none() {
+            store.create_access_key(&AccessKey {
+                account: "default".into(),
+                access_key_id: id.into(),
+                secret: secret.into(),
+            })?;
+        }
+        return Ok(());
+    }
+    let key = AccessKey {
+        account: "default".into(),
+        access_key_id: format!("LTAI{}", random_alnum(20)),
+        secret: random_alnum(30),
+    };
+    store.create_access_key(&key)?;
+    let body = serde_json::json!({"AccessKeyId": key.access_key_id, "AccessKeySecret": key.secret});
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(serde_json::to_string_pretty(&body)?.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    tracing::info!(path = %path.display(), access_key_id = %key.access_key_id, "created an account; its access key is in this file");
+    Ok(())
+}
+
+fn random_alnum(n: usize) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|_| A[rng.gen_range(0..A.len())] as char)
+        .collect()
+}
+
+fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(
+            ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"]
+                .into_iter()
+                .map(PathBuf::from),
+        )
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!("the OCI runtime {name} is not installed (apt-get install {name})")
+        })
+}
+
+/// The node agent of this process, as the control plane sees it.
+struct LocalNode {
+    agent: Agent,
+    store: Arc<dyn Store>,
+}
+
+#[async_trait]
+impl NodeClient for LocalNode {
+    async fn apply(&self, rec: GroupRecord) {
+        self.agent.apply(rec).await;
+    }
+
+    async fn remove(&self, id: &GroupId, grace: Duration) -> Result<(), NodeError> {
+        let spec = self
+            .store
+            .get_group(None, id)
+            .ok()
+            .flatten()
+            .map(|r| r.spec);
+        self.agent
+            .remove(id, spec.as_ref(), grace)
+            .await
+            .map_err(|e| NodeError::Failed(format!("{e:#}")))
+    }
+
+    async fn read_log(&self, id: &GroupId, req: &LogRequest) -> Result<String, NodeError> {
+        let q = berth_runtime::logs::LogQuery {
+            tail: req.tail,
+            since: req
+                .since_seconds
+                .map(|s| chrono::Utc::now() - chrono::Duration::seconds(s as i64)),
+            limit_bytes: req.limit_bytes,
+            timestamps: req.timestamps,
+        };
+        let which = if req.previous {
+            LogSelector::Previous
+        } else {
+            LogSelector::Current
+        };
+        let agent = self.agent.clone();
+        let id = id.clone();
+        let container = req.container.clone();
+        tokio::task::spawn_blocking(move || agent.read_log(&id, &container, which, &q))
+            .await
+            .map_err(|e| NodeError::Failed(e.to_string()))?
+            .map_err(|e| match e {
+                berth_node::NodeError::NoLog(c) => NodeError::NotFound(c),
+                other => NodeError::Failed(other.to_string()),
+            })
+    }
+}
+
+/// Node reports go straight into the control plane's records.
+struct ControlReporter(Arc<Control>);
+
+impl Reporter for ControlReporter {
+    fn report(&self, id: &GroupId, obs: ObservedGroup) {
+        self.0.report(id, obs);
+    }
+}

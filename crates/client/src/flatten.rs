@@ -1,0 +1,365 @@
+//! Request parameters of the client's calls, flattened into ECI query pairs
+//! (`Container.1.Image=…`, 1-based lists, JSON-string id lists) the way the SDKs write them.
+
+use berth_core::{ContainerSpec, GroupSpec, GroupStatus, RegistryCredential, RestartPolicy, Tag};
+
+/// What CreateContainerGroup is asked for. `None` leaves a value to the server's default.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CreateParams {
+    pub name: String,
+    pub region_id: Option<String>,
+    pub zone_id: Option<String>,
+    /// Group vCPU; when unset the server sums the containers' or uses 2.
+    pub cpu: Option<f64>,
+    /// Group GiB; when unset the server sums the containers' or uses 4.
+    pub memory: Option<f64>,
+    pub restart_policy: Option<RestartPolicy>,
+    pub containers: Vec<ContainerSpec>,
+    pub init_containers: Vec<ContainerSpec>,
+    pub registry_credentials: Vec<RegistryCredential>,
+    pub plain_http_registries: Vec<String>,
+    pub insecure_registries: Vec<String>,
+    pub termination_grace_period_secs: Option<u64>,
+    pub tags: Vec<Tag>,
+    pub host_name: Option<String>,
+    pub active_deadline_secs: Option<u64>,
+    pub client_token: Option<String>,
+    pub dry_run: bool,
+}
+
+impl CreateParams {
+    /// Everything of a spec, its size included.
+    pub fn from_spec(spec: &GroupSpec) -> Self {
+        Self {
+            name: spec.name.clone(),
+            region_id: Some(spec.region_id.clone()).filter(|r| !r.is_empty()),
+            zone_id: spec.zone_id.clone(),
+            cpu: Some(spec.cpu),
+            memory: Some(spec.memory),
+            restart_policy: Some(spec.restart_policy),
+            containers: spec.containers.clone(),
+            init_containers: spec.init_containers.clone(),
+            registry_credentials: spec.registry_credentials.clone(),
+            plain_http_registries: spec.plain_http_registries.clone(),
+            insecure_registries: spec.insecure_registries.clone(),
+            termination_grace_period_secs: Some(spec.termination_grace_period_secs),
+            tags: spec.tags.clone(),
+            host_name: spec.host_name.clone(),
+            active_deadline_secs: spec.active_deadline_secs,
+            client_token: None,
+            dry_run: false,
+        }
+    }
+
+    /// The flattened query pairs.
+    pub fn to_query(&self) -> Vec<(String, String)> {
+        let mut q = Q::default();
+        q.put("ContainerGroupName", &self.name);
+        q.opt("RegionId", self.region_id.as_deref());
+        q.opt("ZoneId", self.zone_id.as_deref());
+        q.opt("Cpu", self.cpu.map(num).as_deref());
+        q.opt("Memory", self.memory.map(num).as_deref());
+        q.opt(
+            "RestartPolicy",
+            self.restart_policy.map(RestartPolicy::as_str),
+        );
+        for (i, c) in self.containers.iter().enumerate() {
+            container(&mut q, &format!("Container.{}", i + 1), c, false);
+        }
+        for (i, c) in self.init_containers.iter().enumerate() {
+            container(&mut q, &format!("InitContainer.{}", i + 1), c, true);
+        }
+        for (i, c) in self.registry_credentials.iter().enumerate() {
+            let p = format!("ImageRegistryCredential.{}", i + 1);
+            q.put(&format!("{p}.Server"), &c.server);
+            q.put(&format!("{p}.UserName"), &c.user_name);
+            q.put(&format!("{p}.Password"), &c.password);
+        }
+        if !self.plain_http_registries.is_empty() {
+            q.put("PlainHttpRegistry", &self.plain_http_registries.join(","));
+        }
+        if !self.insecure_registries.is_empty() {
+            q.put("InsecureRegistry", &self.insecure_registries.join(","));
+        }
+        q.opt(
+            "TerminationGracePeriodSeconds",
+            self.termination_grace_period_secs
+                .map(|s| s.to_string())
+                .as_deref(),
+        );
+        tags(&mut q, &self.tags);
+        q.opt("HostName", self.host_name.as_deref());
+        q.opt(
+            "ActiveDeadlineSeconds",
+            self.active_deadline_secs.map(|s| s.to_string()).as_deref(),
+        );
+        q.opt("ClientToken", self.client_token.as_deref());
+        if self.dry_run {
+            q.put("DryRun", "true");
+        }
+        q.0
+    }
+}
+
+/// DescribeContainerGroups filters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DescribeParams {
+    /// Sent as one JSON array; empty for all groups.
+    pub ids: Vec<String>,
+    pub name: Option<String>,
+    pub status: Option<GroupStatus>,
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+    pub with_event: bool,
+    pub tags: Vec<Tag>,
+}
+
+impl DescribeParams {
+    pub fn to_query(&self) -> Vec<(String, String)> {
+        let mut q = Q::default();
+        if !self.ids.is_empty() {
+            q.put("ContainerGroupIds", &json_list(&self.ids));
+        }
+        q.opt("ContainerGroupName", self.name.as_deref());
+        q.opt("Status", self.status.map(GroupStatus::as_str));
+        q.opt("Limit", self.limit.map(|l| l.to_string()).as_deref());
+        q.opt("NextToken", self.next_token.as_deref());
+        if self.with_event {
+            q.put("WithEvent", "true");
+        }
+        tags(&mut q, &self.tags);
+        q.0
+    }
+}
+
+/// DescribeContainerLog options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogParams {
+    pub container_group_id: String,
+    pub container_name: String,
+    pub tail: Option<u32>,
+    pub since_seconds: Option<u64>,
+    pub limit_bytes: Option<u32>,
+    pub timestamps: bool,
+    pub last_time: bool,
+}
+
+impl LogParams {
+    pub fn to_query(&self) -> Vec<(String, String)> {
+        let mut q = Q::default();
+        q.put("ContainerGroupId", &self.container_group_id);
+        q.put("ContainerName", &self.container_name);
+        q.opt("Tail", self.tail.map(|n| n.to_string()).as_deref());
+        q.opt(
+            "SinceSeconds",
+            self.since_seconds.map(|n| n.to_string()).as_deref(),
+        );
+        q.opt(
+            "LimitBytes",
+            self.limit_bytes.map(|n| n.to_string()).as_deref(),
+        );
+        if self.timestamps {
+            q.put("Timestamps", "true");
+        }
+        if self.last_time {
+            q.put("LastTime", "true");
+        }
+        q.0
+    }
+}
+
+/// A JSON array of strings, as `ContainerGroupIds` takes it.
+pub(crate) fn json_list(items: &[String]) -> String {
+    serde_json::Value::from(items.to_vec()).to_string()
+}
+
+#[derive(Default)]
+struct Q(Vec<(String, String)>);
+
+impl Q {
+    fn put(&mut self, k: &str, v: &str) {
+        self.0.push((k.to_string(), v.to_string()));
+    }
+
+    fn opt(&mut self, k: &str, v: Option<&str>) {
+        if let Some(v) = v {
+            self.put(k, v);
+        }
+    }
+
+    fn list(&mut self, prefix: &str, items: &[String]) {
+        for (i, v) in items.iter().enumerate() {
+            self.put(&format!("{prefix}.{}", i + 1), v);
+        }
+    }
+}
+
+/// A number as the Python SDK writes a float: `0.5`, `1.0`.
+fn num(v: f64) -> String {
+    format!("{v:?}")
+}
+
+fn tags(q: &mut Q, tags: &[Tag]) {
+    for (i, t) in tags.iter().enumerate() {
+        q.put(&format!("Tag.{}.Key", i + 1), &t.key);
+        q.put(&format!("Tag.{}.Value", i + 1), &t.value);
+    }
+}
+
+fn container(q: &mut Q, p: &str, c: &ContainerSpec, init: bool) {
+    q.put(&format!("{p}.Name"), &c.name);
+    q.put(&format!("{p}.Image"), &c.image);
+    q.put(
+        &format!("{p}.ImagePullPolicy"),
+        c.image_pull_policy.as_str(),
+    );
+    q.list(&format!("{p}.Command"), &c.command);
+    q.list(&format!("{p}.Arg"), &c.args);
+    for (i, e) in c.env.iter().enumerate() {
+        let ep = format!("{p}.EnvironmentVar.{}", i + 1);
+        q.put(&format!("{ep}.Key"), &e.key);
+        q.put(&format!("{ep}.Value"), &e.value);
+        q.opt(&format!("{ep}.FieldRef.FieldPath"), e.field_path.as_deref());
+    }
+    q.opt(&format!("{p}.WorkingDir"), c.working_dir.as_deref());
+    q.opt(&format!("{p}.Cpu"), c.cpu.map(num).as_deref());
+    q.opt(&format!("{p}.Memory"), c.memory.map(num).as_deref());
+    for (i, port) in c.ports.iter().enumerate() {
+        q.put(&format!("{p}.Port.{}.Port", i + 1), &port.port.to_string());
+        q.put(&format!("{p}.Port.{}.Protocol", i + 1), &port.protocol);
+    }
+    if !init {
+        q.put(&format!("{p}.Tty"), if c.tty { "true" } else { "false" });
+        q.put(
+            &format!("{p}.Stdin"),
+            if c.stdin { "true" } else { "false" },
+        );
+    }
+    let sc = format!("{p}.SecurityContext");
+    q.opt(
+        &format!("{sc}.RunAsUser"),
+        c.run_as_user.map(|u| u.to_string()).as_deref(),
+    );
+    q.opt(
+        &format!("{p}.SecurityContextRunAsGroup"),
+        c.run_as_group.map(|g| g.to_string()).as_deref(),
+    );
+    if c.read_only_root_filesystem {
+        q.put(&format!("{sc}.ReadOnlyRootFilesystem"), "true");
+    }
+    q.list(&format!("{sc}.Capability.Add"), &c.capability_add);
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_core::{EnvVar, ImagePullPolicy, PortSpec};
+    use berth_eci::request::CreateRequest;
+    use berth_eci::Params;
+
+    use super::*;
+
+    #[test]
+    fn flattened_spec_decodes_back_to_itself() {
+        let app = ContainerSpec {
+            name: "app".into(),
+            image: "nginx:1.25".into(),
+            image_pull_policy: ImagePullPolicy::Always,
+            command: vec!["sh".into(), "-c".into(), "echo a b*c~/é && sleep 1".into()],
+            args: vec!["".into(), "x=y&z".into()],
+            env: vec![
+                EnvVar {
+                    key: "A".into(),
+                    value: "v=1&2+3 %".into(),
+                    field_path: None,
+                },
+                EnvVar {
+                    key: "IP".into(),
+                    value: "".into(),
+                    field_path: Some("status.podIP".into()),
+                },
+            ],
+            working_dir: Some("/srv".into()),
+            cpu: Some(0.5),
+            memory: Some(1.0),
+            ports: vec![PortSpec {
+                port: 8080,
+                protocol: "UDP".into(),
+            }],
+            tty: true,
+            stdin: true,
+            run_as_user: Some(1000),
+            run_as_group: Some(1000),
+            read_only_root_filesystem: true,
+            capability_add: vec!["NET_ADMIN".into()],
+        };
+        let init = ContainerSpec {
+            name: "init".into(),
+            image: "busybox".into(),
+            command: vec!["true".into()],
+            ..Default::default()
+        };
+        let spec = GroupSpec {
+            name: "web".into(),
+            region_id: "cn-local".into(),
+            zone_id: Some("cn-local-a".into()),
+            cpu: 1.0,
+            memory: 2.0,
+            restart_policy: RestartPolicy::OnFailure,
+            containers: vec![app],
+            init_containers: vec![init],
+            registry_credentials: vec![RegistryCredential {
+                server: "reg:5000".into(),
+                user_name: "u".into(),
+                password: "p&ss word".into(),
+            }],
+            plain_http_registries: vec!["reg:5000".into(), "other".into()],
+            insecure_registries: vec!["secure:443".into()],
+            termination_grace_period_secs: 7,
+            tags: vec![Tag {
+                key: "team".into(),
+                value: "dev test".into(),
+            }],
+            host_name: Some("web-1".into()),
+            active_deadline_secs: Some(3600),
+        };
+        let mut params = CreateParams::from_spec(&spec);
+        params.client_token = Some("tok".into());
+        params.dry_run = true;
+        let q = params.to_query();
+        assert!(q.contains(&("Container.1.Cpu".into(), "0.5".into())));
+        assert!(q.contains(&("Memory".into(), "2.0".into())));
+        let decoded = CreateRequest::decode(&Params::from_pairs(q)).unwrap();
+        assert_eq!(decoded.spec, spec);
+        assert_eq!(decoded.client_token.as_deref(), Some("tok"));
+        assert!(decoded.dry_run);
+    }
+
+    #[test]
+    fn describe_and_log_queries() {
+        let d = DescribeParams {
+            ids: vec!["eci-a".into(), "eci-b".into()],
+            status: Some(GroupStatus::Running),
+            limit: Some(5),
+            with_event: true,
+            ..Default::default()
+        };
+        let r =
+            berth_eci::request::DescribeGroupsRequest::decode(&Params::from_pairs(d.to_query()))
+                .unwrap();
+        assert_eq!(r.ids, Some(vec!["eci-a".to_string(), "eci-b".to_string()]));
+        assert_eq!(
+            (r.limit, r.with_event, r.status),
+            (5, true, Some(GroupStatus::Running))
+        );
+        let l = LogParams {
+            container_group_id: "eci-a".into(),
+            container_name: "app".into(),
+            tail: Some(10),
+            timestamps: true,
+            ..Default::default()
+        };
+        let r = berth_eci::request::ContainerLogRequest::decode(&Params::from_pairs(l.to_query()))
+            .unwrap();
+        assert_eq!((r.tail, r.timestamps, r.last_time), (10, true, false));
+    }
+}

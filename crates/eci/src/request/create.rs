@@ -1,0 +1,359 @@
+//! CreateContainerGroup: decoding `Container.N.*`, `InitContainer.N.*` and the group's own
+//! parameters into a normalised `berth_core::GroupSpec`.
+
+use std::collections::HashSet;
+
+use berth_core::{
+    normalize_size, ContainerSpec, EnvVar, GroupSpec, ImagePullPolicy, PortSpec,
+    RegistryCredential, RestartPolicy, Size, Tag,
+};
+
+use super::validate;
+use crate::error::ApiError;
+use crate::params::Params;
+
+/// Most containers (app and init together) in one group.
+pub const MAX_CONTAINERS: usize = 20;
+/// Most `Arg.N` of one container.
+pub const MAX_ARGS: usize = 10;
+pub const MAX_TAGS: usize = 20;
+pub const MAX_CLIENT_TOKEN_LEN: usize = 64;
+/// Largest `TerminationGracePeriodSeconds` (one day).
+pub const MAX_GRACE_SECS: u64 = 86_400;
+/// Largest `ActiveDeadlineSeconds` (about ten years).
+pub const MAX_DEADLINE_SECS: u64 = 315_360_000;
+const MAX_TAG_LEN: usize = 128;
+
+/// A decoded CreateContainerGroup.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateRequest {
+    /// The group as asked for, its size rounded to an offered one: the group's `Cpu`/`Memory`
+    /// when given; else the sum over app containers (raised to any larger init container) when
+    /// any container gives one; else 2 vCPU / 4 GiB. Containers keep their own `Cpu`/`Memory`.
+    /// `region_id` is empty when the request names none.
+    pub spec: GroupSpec,
+    pub client_token: Option<String>,
+    pub dry_run: bool,
+}
+
+impl CreateRequest {
+    pub fn decode(p: &Params) -> Result<Self, ApiError> {
+        let name = p.required("ContainerGroupName")?;
+        validate::group_name(&name)?;
+        let app = containers(p, "Container", false)?;
+        if app.is_empty() {
+            return Err(ApiError::missing_parameter("Container.1.Image"));
+        }
+        let init_containers = containers(p, "InitContainer", true)?;
+        let total = app.len() + init_containers.len();
+        if total > MAX_CONTAINERS {
+            return Err(ApiError::value_exceeded(
+                "Container",
+                format!("and InitContainer hold {total} containers, at most {MAX_CONTAINERS} are allowed"),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for c in init_containers.iter().chain(&app) {
+            if !seen.insert(c.name.as_str()) {
+                return Err(ApiError::invalid_parameter(
+                    "Container.N.Name",
+                    format!(
+                        "must be unique within the group, {:?} is used twice",
+                        c.name
+                    ),
+                ));
+            }
+        }
+        let size = group_size(p, &app, &init_containers)?;
+        let restart_policy = match p.string("RestartPolicy") {
+            None => RestartPolicy::default(),
+            Some(s) => RestartPolicy::parse(&s).ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "RestartPolicy",
+                    format!("must be Always, OnFailure or Never, got {s:?}"),
+                )
+            })?,
+        };
+        let grace = p.int::<u64>("TerminationGracePeriodSeconds")?.unwrap_or(30);
+        if grace > MAX_GRACE_SECS {
+            return Err(ApiError::value_exceeded(
+                "TerminationGracePeriodSeconds",
+                format!("must be at most {MAX_GRACE_SECS}"),
+            ));
+        }
+        let deadline = p.int::<u64>("ActiveDeadlineSeconds")?;
+        if deadline.is_some_and(|d| d == 0 || d > MAX_DEADLINE_SECS) {
+            return Err(ApiError::value_exceeded(
+                "ActiveDeadlineSeconds",
+                format!("must be between 1 and {MAX_DEADLINE_SECS}"),
+            ));
+        }
+        let host_name = p.string("HostName");
+        if let Some(h) = &host_name {
+            validate::host_name("HostName", h)?;
+        }
+        let spec = GroupSpec {
+            name,
+            region_id: p.string("RegionId").unwrap_or_default(),
+            zone_id: p.string("ZoneId"),
+            cpu: size.cpu,
+            memory: size.memory,
+            restart_policy,
+            containers: app,
+            init_containers,
+            registry_credentials: credentials(p)?,
+            plain_http_registries: validate::host_list(p, "PlainHttpRegistry")?,
+            insecure_registries: validate::host_list(p, "InsecureRegistry")?,
+            termination_grace_period_secs: grace,
+            tags: tags(p)?,
+            host_name,
+            active_deadline_secs: deadline,
+        };
+        Ok(Self {
+            spec,
+            client_token: validate::client_token(p)?,
+            dry_run: p.bool("DryRun")?.unwrap_or(false),
+        })
+    }
+}
+
+fn containers(p: &Params, list: &str, init: bool) -> Result<Vec<ContainerSpec>, ApiError> {
+    let idx = p.indexes(list)?;
+    if idx.len() > MAX_CONTAINERS {
+        return Err(ApiError::value_exceeded(
+            list,
+            format!("allows at most {MAX_CONTAINERS} containers"),
+        ));
+    }
+    idx.into_iter()
+        .map(|i| container(p, &format!("{list}.{i}"), init))
+        .collect()
+}
+
+fn positive(p: &Params, name: &str) -> Result<Option<f64>, ApiError> {
+    match p.f64(name)? {
+        Some(v) if v <= 0.0 => Err(ApiError::invalid_parameter(
+            name,
+            "must be a positive number",
+        )),
+        v => Ok(v),
+    }
+}
+
+fn container(p: &Params, prefix: &str, init: bool) -> Result<ContainerSpec, ApiError> {
+    let k = |s: &str| format!("{prefix}.{s}");
+    let name = p.required(&k("Name"))?;
+    validate::container_name(&k("Name"), &name)?;
+    let image = p.required(&k("Image"))?;
+    if image.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(ApiError::invalid_parameter(
+            &k("Image"),
+            format!("is not an image reference: {image:?}"),
+        ));
+    }
+    let image_pull_policy = match p.string(&k("ImagePullPolicy")) {
+        None => ImagePullPolicy::default(),
+        Some(s) => ImagePullPolicy::parse(&s).ok_or_else(|| {
+            ApiError::invalid_parameter(
+                &k("ImagePullPolicy"),
+                format!("must be Always, IfNotPresent or Never, got {s:?}"),
+            )
+        })?,
+    };
+    let command = p.string_list(&k("Command"))?;
+    let args = p.string_list(&k("Arg"))?;
+    if args.len() > MAX_ARGS {
+        return Err(ApiError::value_exceeded(
+            &k("Arg"),
+            format!("allows at most {MAX_ARGS} arguments"),
+        ));
+    }
+    for s in command.iter().chain(&args) {
+        validate::no_nul(&k("Command"), s)?;
+    }
+    let working_dir = p.string(&k("WorkingDir"));
+    if let Some(w) = &working_dir {
+        validate::no_nul(&k("WorkingDir"), w)?;
+        if !w.starts_with('/') {
+            return Err(ApiError::invalid_parameter(
+                &k("WorkingDir"),
+                "must be an absolute path",
+            ));
+        }
+    }
+    let capability_add = p.string_list(&k("SecurityContext.Capability.Add"))?;
+    for c in &capability_add {
+        if c.is_empty() || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ApiError::invalid_parameter(
+                &k("SecurityContext.Capability.Add.N"),
+                format!("is not a capability name: {c:?}"),
+            ));
+        }
+    }
+    Ok(ContainerSpec {
+        image_pull_policy,
+        command,
+        args,
+        env: env(p, prefix)?,
+        working_dir,
+        cpu: positive(p, &k("Cpu"))?,
+        memory: positive(p, &k("Memory"))?,
+        ports: ports(p, prefix)?,
+        tty: !init && p.bool(&k("Tty"))?.unwrap_or(false),
+        stdin: !init && p.bool(&k("Stdin"))?.unwrap_or(false),
+        run_as_user: p.int(&k("SecurityContext.RunAsUser"))?,
+        run_as_group: p.int(&k("SecurityContextRunAsGroup"))?,
+        read_only_root_filesystem: p
+            .bool(&k("SecurityContext.ReadOnlyRootFilesystem"))?
+            .unwrap_or(false),
+        capability_add,
+        name,
+        image,
+    })
+}
+
+fn env(p: &Params, prefix: &str) -> Result<Vec<EnvVar>, ApiError> {
+    let list = format!("{prefix}.EnvironmentVar");
+    let mut out = Vec::new();
+    for i in p.indexes(&list)? {
+        let e = format!("{list}.{i}");
+        let key_param = format!("{e}.Key");
+        let key = p.required(&key_param)?;
+        if key.contains('=') {
+            return Err(ApiError::invalid_parameter(
+                &key_param,
+                "must not contain '='",
+            ));
+        }
+        validate::no_nul(&key_param, &key)?;
+        let value = p.raw(&format!("{e}.Value")).unwrap_or_default().to_string();
+        validate::no_nul(&format!("{e}.Value"), &value)?;
+        out.push(EnvVar {
+            key,
+            value,
+            field_path: p.string(&format!("{e}.FieldRef.FieldPath")),
+        });
+    }
+    Ok(out)
+}
+
+fn ports(p: &Params, prefix: &str) -> Result<Vec<PortSpec>, ApiError> {
+    let list = format!("{prefix}.Port");
+    let mut out = Vec::new();
+    for i in p.indexes(&list)? {
+        let name = format!("{list}.{i}.Port");
+        let port = match p.int::<u32>(&name)? {
+            None => return Err(ApiError::missing_parameter(&name)),
+            Some(n @ 1..=65535) => n as u16,
+            Some(n) => {
+                return Err(ApiError::invalid_parameter(
+                    &name,
+                    format!("must be 1 to 65535, got {n}"),
+                ))
+            }
+        };
+        let proto_name = format!("{list}.{i}.Protocol");
+        let protocol = p
+            .string(&proto_name)
+            .map(|s| s.to_ascii_uppercase())
+            .unwrap_or_else(|| "TCP".to_string());
+        if protocol != "TCP" && protocol != "UDP" {
+            return Err(ApiError::invalid_parameter(
+                &proto_name,
+                "must be TCP or UDP",
+            ));
+        }
+        out.push(PortSpec { port, protocol });
+    }
+    Ok(out)
+}
+
+fn credentials(p: &Params) -> Result<Vec<RegistryCredential>, ApiError> {
+    let mut out = Vec::new();
+    for i in p.indexes("ImageRegistryCredential")? {
+        let c = format!("ImageRegistryCredential.{i}");
+        out.push(RegistryCredential {
+            server: p.required(&format!("{c}.Server"))?,
+            user_name: p.string(&format!("{c}.UserName")).unwrap_or_default(),
+            password: p
+                .raw(&format!("{c}.Password"))
+                .unwrap_or_default()
+                .to_string(),
+        });
+    }
+    Ok(out)
+}
+
+fn tags(p: &Params) -> Result<Vec<Tag>, ApiError> {
+    let mut out = Vec::new();
+    for i in p.indexes("Tag")? {
+        let key_param = format!("Tag.{i}.Key");
+        let key = p.required(&key_param)?;
+        let value = p
+            .raw(&format!("Tag.{i}.Value"))
+            .unwrap_or_default()
+            .to_string();
+        if key.chars().count() > MAX_TAG_LEN || value.chars().count() > MAX_TAG_LEN {
+            return Err(ApiError::length_exceeded(&key_param, MAX_TAG_LEN));
+        }
+        out.push(Tag { key, value });
+    }
+    if out.len() > MAX_TAGS {
+        return Err(ApiError::value_exceeded(
+            "Tag",
+            format!("allows at most {MAX_TAGS} tags"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Adds up `f` over app containers and raises it to any larger init container's value;
+/// `None` when no container gives one.
+fn total(
+    app: &[ContainerSpec],
+    init: &[ContainerSpec],
+    f: impl Fn(&ContainerSpec) -> Option<f64>,
+) -> Option<f64> {
+    let sum = app
+        .iter()
+        .filter_map(&f)
+        .fold(None, |acc: Option<f64>, v| Some(acc.unwrap_or(0.0) + v));
+    init.iter()
+        .filter_map(&f)
+        .fold(sum, |acc, v| Some(acc.map_or(v, |a| a.max(v))))
+}
+
+fn group_size(p: &Params, app: &[ContainerSpec], init: &[ContainerSpec]) -> Result<Size, ApiError> {
+    let (cpu, memory) = (positive(p, "Cpu")?, positive(p, "Memory")?);
+    let need_cpu = total(app, init, |c| c.cpu);
+    let need_mem = total(app, init, |c| c.memory);
+    let given = cpu.is_some() || memory.is_some();
+    let (c, m) = if given {
+        (cpu, memory)
+    } else {
+        (need_cpu, need_mem)
+    };
+    let size = normalize_size(c, m).map_err(|e| {
+        let name = if given {
+            "Cpu and Memory"
+        } else {
+            "Container.N.Cpu and Container.N.Memory"
+        };
+        ApiError::invalid_parameter(name, format!("ask for no offered size: {e}"))
+    })?;
+    if given {
+        if need_cpu.is_some_and(|n| n > size.cpu + 1e-9) {
+            return Err(ApiError::invalid_parameter(
+                "Container.N.Cpu",
+                format!("adds up to more than the group's {} vCPU", size.cpu),
+            ));
+        }
+        if need_mem.is_some_and(|n| n > size.memory + 1e-9) {
+            return Err(ApiError::invalid_parameter(
+                "Container.N.Memory",
+                format!("adds up to more than the group's {} GiB", size.memory),
+            ));
+        }
+    }
+    Ok(size)
+}

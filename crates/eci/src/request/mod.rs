@@ -1,0 +1,337 @@
+//! Typed requests of the operations berth serves, decoded and checked from their parameters
+//! (ECI_API.md §7.2). Anything a request cannot mean is refused here, before any state is read.
+
+mod create;
+mod validate;
+
+use berth_core::GroupStatus;
+use chrono::{DateTime, Utc};
+
+use crate::error::ApiError;
+use crate::params::Params;
+
+pub use create::{CreateRequest, MAX_ARGS, MAX_CLIENT_TOKEN_LEN, MAX_CONTAINERS, MAX_TAGS};
+
+/// Most ids a JSON `ContainerGroupIds` list may hold.
+pub const MAX_IDS: usize = 20;
+pub const MAX_LOG_TAIL: u32 = 2000;
+pub const DEFAULT_LOG_TAIL: u32 = 500;
+pub const MAX_LOG_BYTES: u32 = 1_048_576;
+
+/// The operations berth serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    CreateContainerGroup,
+    DescribeContainerGroups,
+    DescribeContainerGroupStatus,
+    DescribeContainerGroupEvents,
+    DeleteContainerGroup,
+    RestartContainerGroup,
+    DescribeContainerLog,
+    DescribeRegions,
+}
+
+const ACTIONS: [Action; 8] = [
+    Action::CreateContainerGroup,
+    Action::DescribeContainerGroups,
+    Action::DescribeContainerGroupStatus,
+    Action::DescribeContainerGroupEvents,
+    Action::DeleteContainerGroup,
+    Action::RestartContainerGroup,
+    Action::DescribeContainerLog,
+    Action::DescribeRegions,
+];
+
+impl Action {
+    /// The action of a name (case-sensitive); 404 `InvalidApi.NotFound` otherwise.
+    pub fn parse(name: &str) -> Result<Self, ApiError> {
+        ACTIONS
+            .into_iter()
+            .find(|a| a.as_str() == name)
+            .ok_or_else(|| ApiError::invalid_action(name))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateContainerGroup => "CreateContainerGroup",
+            Self::DescribeContainerGroups => "DescribeContainerGroups",
+            Self::DescribeContainerGroupStatus => "DescribeContainerGroupStatus",
+            Self::DescribeContainerGroupEvents => "DescribeContainerGroupEvents",
+            Self::DeleteContainerGroup => "DeleteContainerGroup",
+            Self::RestartContainerGroup => "RestartContainerGroup",
+            Self::DescribeContainerLog => "DescribeContainerLog",
+            Self::DescribeRegions => "DescribeRegions",
+        }
+    }
+}
+
+/// Checks the API version (`x-acs-version` or `Version`); a missing version is accepted.
+pub fn check_version(version: Option<&str>) -> Result<(), ApiError> {
+    match version {
+        Some(v) if !v.is_empty() && v != crate::API_VERSION => {
+            Err(ApiError::unsupported_version(v))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A decoded request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    Create(CreateRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    DescribeStatus(DescribeStatusRequest),
+    DescribeEvents(DescribeEventsRequest),
+    Delete(GroupIdRequest),
+    Restart(GroupIdRequest),
+    Log(ContainerLogRequest),
+    DescribeRegions(DescribeRegionsRequest),
+}
+
+/// Decodes the parameters of `action`.
+pub fn decode(action: Action, p: &Params) -> Result<Request, ApiError> {
+    Ok(match action {
+        Action::CreateContainerGroup => Request::Create(CreateRequest::decode(p)?),
+        Action::DescribeContainerGroups => {
+            Request::DescribeGroups(DescribeGroupsRequest::decode(p)?)
+        }
+        Action::DescribeContainerGroupStatus => {
+            Request::DescribeStatus(DescribeStatusRequest::decode(p)?)
+        }
+        Action::DescribeContainerGroupEvents => {
+            Request::DescribeEvents(DescribeEventsRequest::decode(p)?)
+        }
+        Action::DeleteContainerGroup => Request::Delete(GroupIdRequest::decode(p)?),
+        Action::RestartContainerGroup => Request::Restart(GroupIdRequest::decode(p)?),
+        Action::DescribeContainerLog => Request::Log(ContainerLogRequest::decode(p)?),
+        Action::DescribeRegions => Request::DescribeRegions(DescribeRegionsRequest {
+            region_id: p.string("RegionId"),
+        }),
+    })
+}
+
+/// A `Tag.N` filter: groups carrying a tag with this key (and this value, when given).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagFilter {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+fn tag_filters(p: &Params) -> Result<Vec<TagFilter>, ApiError> {
+    let mut out = Vec::new();
+    for i in p.indexes("Tag")? {
+        out.push(TagFilter {
+            key: p.required(&format!("Tag.{i}.Key"))?,
+            value: p.string(&format!("Tag.{i}.Value")),
+        });
+    }
+    if out.len() > MAX_TAGS {
+        return Err(ApiError::value_exceeded(
+            "Tag",
+            format!("allows at most {MAX_TAGS} tags"),
+        ));
+    }
+    Ok(out)
+}
+
+/// `Limit`: `default` when absent, at least 1, and values above `max` count as `max`.
+fn limit(p: &Params, default: u32, max: u32) -> Result<u32, ApiError> {
+    match p.int::<u32>("Limit")? {
+        None => Ok(default),
+        Some(0) => Err(ApiError::invalid_parameter("Limit", "must be at least 1")),
+        Some(n) => Ok(n.min(max)),
+    }
+}
+
+fn group_status(p: &Params) -> Result<Option<GroupStatus>, ApiError> {
+    p.string("Status")
+        .map(|s| {
+            GroupStatus::parse(&s).ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "Status",
+                    format!("is not a container group status: {s:?}"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// DescribeContainerGroups. `Limit` defaults to 20 and is capped at 20.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DescribeGroupsRequest {
+    pub region_id: Option<String>,
+    pub zone_id: Option<String>,
+    /// `ContainerGroupIds` (at most 20); `None` for all groups.
+    pub ids: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub status: Option<GroupStatus>,
+    pub limit: u32,
+    pub next_token: Option<String>,
+    pub tags: Vec<TagFilter>,
+    pub with_event: bool,
+}
+
+impl DescribeGroupsRequest {
+    pub fn decode(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            region_id: p.string("RegionId"),
+            zone_id: p.string("ZoneId"),
+            ids: p.json_list("ContainerGroupIds", MAX_IDS)?,
+            name: p.string("ContainerGroupName"),
+            status: group_status(p)?,
+            limit: limit(p, 20, 20)?,
+            next_token: p.string("NextToken"),
+            tags: tag_filters(p)?,
+            with_event: p.bool("WithEvent")?.unwrap_or(false),
+        })
+    }
+}
+
+/// DescribeContainerGroupStatus. `Limit` defaults to 200 and is capped at 200.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DescribeStatusRequest {
+    pub region_id: Option<String>,
+    pub zone_id: Option<String>,
+    pub ids: Option<Vec<String>>,
+    pub limit: u32,
+    pub next_token: Option<String>,
+    /// Only groups whose status changed within this many seconds.
+    pub since_second: Option<u64>,
+    pub tags: Vec<TagFilter>,
+}
+
+impl DescribeStatusRequest {
+    pub fn decode(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            region_id: p.string("RegionId"),
+            zone_id: p.string("ZoneId"),
+            ids: p.json_list("ContainerGroupIds", MAX_IDS)?,
+            limit: limit(p, 200, 200)?,
+            next_token: p.string("NextToken"),
+            since_second: p.int("SinceSecond")?,
+            tags: tag_filters(p)?,
+        })
+    }
+}
+
+/// DescribeContainerGroupEvents. `Limit` defaults to 200 and is capped at 200.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DescribeEventsRequest {
+    pub region_id: Option<String>,
+    pub zone_id: Option<String>,
+    pub ids: Option<Vec<String>>,
+    pub limit: u32,
+    pub next_token: Option<String>,
+    pub since_second: Option<u64>,
+    /// `EciService` or `K8sAgent`.
+    pub event_source: Option<String>,
+    pub tags: Vec<TagFilter>,
+}
+
+impl DescribeEventsRequest {
+    pub fn decode(p: &Params) -> Result<Self, ApiError> {
+        let event_source = p.string("EventSource");
+        if let Some(s) = &event_source {
+            if s != "EciService" && s != "K8sAgent" {
+                return Err(ApiError::invalid_parameter(
+                    "EventSource",
+                    format!("must be EciService or K8sAgent, got {s:?}"),
+                ));
+            }
+        }
+        Ok(Self {
+            region_id: p.string("RegionId"),
+            zone_id: p.string("ZoneId"),
+            ids: p.json_list("ContainerGroupIds", MAX_IDS)?,
+            limit: limit(p, 200, 200)?,
+            next_token: p.string("NextToken"),
+            since_second: p.int("SinceSecond")?,
+            event_source,
+            tags: tag_filters(p)?,
+        })
+    }
+}
+
+/// DeleteContainerGroup and RestartContainerGroup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupIdRequest {
+    pub region_id: Option<String>,
+    pub container_group_id: String,
+    pub client_token: Option<String>,
+}
+
+impl GroupIdRequest {
+    pub fn decode(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            region_id: p.string("RegionId"),
+            container_group_id: p.required("ContainerGroupId")?,
+            client_token: validate::client_token(p)?,
+        })
+    }
+}
+
+/// DescribeContainerLog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerLogRequest {
+    pub region_id: Option<String>,
+    pub container_group_id: String,
+    pub container_name: String,
+    /// Last lines to return: 500 by default; larger values than 2000 count as 2000.
+    pub tail: u32,
+    pub since_seconds: Option<u64>,
+    /// 1..=1048576.
+    pub limit_bytes: Option<u32>,
+    pub timestamps: bool,
+    /// The logs of the previous run of a restarted container.
+    pub last_time: bool,
+    pub start_time: Option<DateTime<Utc>>,
+}
+
+impl ContainerLogRequest {
+    pub fn decode(p: &Params) -> Result<Self, ApiError> {
+        let tail = p
+            .int::<u32>("Tail")?
+            .unwrap_or(DEFAULT_LOG_TAIL)
+            .min(MAX_LOG_TAIL);
+        let limit_bytes = p.int::<u32>("LimitBytes")?;
+        if limit_bytes.is_some_and(|n| n == 0 || n > MAX_LOG_BYTES) {
+            return Err(ApiError::value_exceeded(
+                "LimitBytes",
+                format!("must be between 1 and {MAX_LOG_BYTES}"),
+            ));
+        }
+        let start_time = p
+            .string("StartTime")
+            .map(|s| {
+                DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| {
+                        ApiError::invalid_parameter(
+                            "StartTime",
+                            "must be an RFC 3339 time such as 2024-01-01T00:00:00Z",
+                        )
+                    })
+            })
+            .transpose()?;
+        Ok(Self {
+            region_id: p.string("RegionId"),
+            container_group_id: p.required("ContainerGroupId")?,
+            container_name: p.required("ContainerName")?,
+            tail,
+            since_seconds: p.int("SinceSeconds")?,
+            limit_bytes,
+            timestamps: p.bool("Timestamps")?.unwrap_or(false),
+            last_time: p.bool("LastTime")?.unwrap_or(false),
+            start_time,
+        })
+    }
+}
+
+/// DescribeRegions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescribeRegionsRequest {
+    pub region_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests;
