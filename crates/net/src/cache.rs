@@ -1,0 +1,135 @@
+//! Cached ADD results, one JSON file per group under `state_dir/results`.
+//!
+//! A record keeps the configuration list the group was wired with next to the
+//! final result, so DEL undoes exactly what ADD did even after berth restarts
+//! with a different configuration.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::ConfList;
+use crate::error::NetError;
+use crate::result::Attachment;
+
+/// One group's cached wiring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// The CNI container id (the group id).
+    pub container_id: String,
+    /// The interface name inside the namespace.
+    pub if_name: String,
+    /// The configuration list used for ADD.
+    pub config: ConfList,
+    /// The final result of the ADD chain, passed as `prevResult` on DEL.
+    pub result: Value,
+    /// The attachment read from `result`.
+    pub attachment: Attachment,
+}
+
+/// The results directory under the state directory.
+pub fn dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("results")
+}
+
+fn path(state_dir: &Path, id: &str) -> PathBuf {
+    dir(state_dir).join(format!("{id}.json"))
+}
+
+/// Reads a record; a missing or unreadable file is `None`.
+pub fn read(state_dir: &Path, id: &str) -> Option<Record> {
+    let bytes = std::fs::read(path(state_dir, id)).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(record) => Some(record),
+        Err(err) => {
+            tracing::warn!(id, error = %err, "ignoring unreadable cached network result");
+            None
+        }
+    }
+}
+
+/// Writes a record atomically (temporary file, then rename).
+pub fn write(state_dir: &Path, record: &Record) -> Result<(), NetError> {
+    let target = path(state_dir, &record.container_id);
+    let tmp = target.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(record).map_err(|source| NetError::Encode {
+        what: "cached network result",
+        source,
+    })?;
+    std::fs::write(&tmp, bytes).map_err(|source| NetError::Io {
+        step: "writing cached network result",
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, &target).map_err(|source| NetError::Io {
+        step: "renaming cached network result into place",
+        path: target,
+        source,
+    })
+}
+
+/// Deletes a record; a missing one is fine.
+pub fn remove(state_dir: &Path, id: &str) -> Result<(), NetError> {
+    let target = path(state_dir, id);
+    match std::fs::remove_file(&target) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(NetError::Io {
+            step: "removing cached network result",
+            path: target,
+            source,
+        }),
+    }
+}
+
+/// Ids that have a record.
+pub fn ids(state_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_suffix(".json").map(str::to_owned)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_list_remove() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(super::dir(dir.path())).expect("mkdir");
+        let record = Record {
+            container_id: "g1".into(),
+            if_name: "eth0".into(),
+            config: ConfList {
+                cni_version: "1.0.0".into(),
+                name: "n".into(),
+                plugins: vec![],
+            },
+            result: serde_json::json!({"ips": []}),
+            attachment: Attachment {
+                netns: "/run/berth/netns/g1".into(),
+                ip: "10.0.0.2".parse().expect("ip"),
+                prefix_len: 24,
+                gateway: None,
+                interface: "veth0".into(),
+            },
+        };
+        write(dir.path(), &record).expect("write");
+        assert_eq!(read(dir.path(), "g1"), Some(record));
+        assert_eq!(ids(dir.path()), vec!["g1".to_owned()]);
+        remove(dir.path(), "g1").expect("remove");
+        remove(dir.path(), "g1").expect("remove twice");
+        assert!(read(dir.path(), "g1").is_none());
+        assert!(ids(dir.path()).is_empty());
+    }
+}

@@ -1,0 +1,22 @@
+//! berth's container-group networking.
+//!
+//! Every container group gets its own network namespace, pinned as a bind
+//! mount under the namespace directory and wired into a host bridge by the
+//! CNI plugins (`bridge` with `host-local` address management) from a
+//! configuration list berth writes. [`Network::setup`] creates and wires a
+//! namespace, [`Network::teardown`] removes every trace of it, and the cached
+//! results let a restarted berth find what is already wired.
+
+mod cache;
+mod cni;
+mod config;
+mod error;
+mod masq;
+mod netns;
+mod network;
+mod result;
+
+pub use config::{ConfList, NetConfig, CNI_VERSION};
+pub use error::NetError;
+pub use network::Network;
+pub use result::Attachment;

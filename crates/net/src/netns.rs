@@ -1,0 +1,154 @@
+//! Persistent network namespaces: one nsfs bind mount per group.
+//!
+//! A namespace is created on a dedicated, short-lived thread: the thread
+//! unshares its network namespace, brings `lo` up inside it, bind-mounts
+//! `/proc/thread-self/ns/net` onto an empty file and exits. The mount keeps the
+//! namespace alive until [`remove`] detaches it. No tokio worker thread ever
+//! changes namespace.
+
+use std::fs::OpenOptions;
+use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+use nix::sys::statfs::NSFS_MAGIC;
+use tokio::sync::oneshot;
+
+use crate::error::NetError;
+
+/// Makes `dir` a shared mount point, bind-mounting it onto itself first when it
+/// is not one, as iproute2 does for `/run/netns`. Unmounts of namespace files
+/// then propagate to mount namespaces that copied them.
+pub fn prepare_dir(dir: &Path) -> Result<(), NetError> {
+    std::fs::create_dir_all(dir).map_err(|source| NetError::Io {
+        step: "creating namespace directory",
+        path: dir.to_owned(),
+        source,
+    })?;
+    let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
+    let sys = |step, source| NetError::Sys {
+        step,
+        path: dir.to_owned(),
+        source,
+    };
+    match mount(None::<&str>, dir, None::<&str>, shared, None::<&str>) {
+        Ok(()) => Ok(()),
+        Err(Errno::EINVAL) => {
+            let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+            mount(Some(dir), dir, None::<&str>, bind, None::<&str>)
+                .map_err(|e| sys("bind-mounting namespace directory onto itself", e))?;
+            mount(None::<&str>, dir, None::<&str>, shared, None::<&str>)
+                .map_err(|e| sys("making namespace directory a shared mount", e))
+        }
+        Err(e) => Err(sys("making namespace directory a shared mount", e)),
+    }
+}
+
+/// Creates a new network namespace with `lo` up, pinned at `path` (which must not exist).
+pub async fn create(path: PathBuf) -> Result<(), NetError> {
+    let (tx, rx) = oneshot::channel();
+    let thread_path = path.clone();
+    std::thread::Builder::new()
+        .name("berth-netns".to_owned())
+        .spawn(move || {
+            // The receiver only goes away when the caller was cancelled;
+            // the caller's cleanup then handles the leftover file.
+            let _ = tx.send(create_on_this_thread(&thread_path));
+        })
+        .map_err(|source| NetError::NetnsThread {
+            path: path.clone(),
+            source: Some(source),
+        })?;
+    rx.await
+        .map_err(|_| NetError::NetnsThread { path, source: None })?
+}
+
+/// Detaches and deletes a namespace file; a missing or unmounted file is fine.
+pub fn remove(path: &Path) -> Result<(), NetError> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Err(source) => {
+            return Err(NetError::Sys {
+                step: "unmounting network namespace",
+                path: path.to_owned(),
+                source,
+            })
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(NetError::Io {
+            step: "removing network namespace file",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Whether `path` is a namespace pin (an nsfs mount) rather than a plain or missing file.
+pub fn is_pinned(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|fs| fs.filesystem_type() == NSFS_MAGIC)
+}
+
+/// Runs on a thread that exits right after, so the namespace change dies with it.
+fn create_on_this_thread(path: &Path) -> Result<(), NetError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| NetError::Io {
+            step: "creating network namespace file",
+            path: path.to_owned(),
+            source,
+        })?;
+    let pinned = unshare(CloneFlags::CLONE_NEWNET)
+        .map_err(|e| ("unsharing network namespace for", e))
+        .and_then(|()| loopback_up().map_err(|e| ("bringing up lo in", e)))
+        .and_then(|()| {
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| ("bind-mounting network namespace onto", e))
+        });
+    pinned.map_err(|(step, source)| {
+        // Nothing is mounted on failure; only the empty file is left to delete.
+        let _ = std::fs::remove_file(path);
+        NetError::Sys {
+            step,
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+/// Sets IFF_UP on `lo` in the calling thread's network namespace.
+fn loopback_up() -> nix::Result<()> {
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is a plain C struct for which all-zero bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: the socket is open, the request matches SIOCGIFFLAGS and `req`
+    // outlives the call.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) })?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above, for SIOCSIFFLAGS.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) })?;
+    Ok(())
+}

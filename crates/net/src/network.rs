@@ -1,0 +1,293 @@
+//! The network of one node: setup and teardown of container groups.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::cache::{self, Record};
+use crate::cni::{self, Invocation, Op, IFNAME};
+use crate::config::{self, ConfList, NetConfig};
+use crate::error::NetError;
+use crate::masq;
+use crate::netns;
+use crate::result::{attachment_from_result, Attachment};
+
+/// Longest accepted group id.
+const MAX_ID_LEN: usize = 200;
+
+/// Wires container groups into the node's bridge network.
+#[derive(Debug)]
+pub struct Network {
+    cfg: NetConfig,
+    list: ConfList,
+    binaries: HashMap<String, PathBuf>,
+    cni_path: String,
+}
+
+impl Network {
+    /// Checks the plugin binaries, prepares the state and namespace directories
+    /// and writes the configuration list.
+    pub fn new(cfg: NetConfig) -> Result<Self, NetError> {
+        let list = ConfList::from_config(&cfg)?;
+        let binaries = list
+            .binaries()
+            .into_iter()
+            .map(|name| config::find_plugin(&cfg.cni_bin_dirs, &name).map(|path| (name, path)))
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        for dir in [
+            cfg.state_dir.clone(),
+            config::ipam_dir(&cfg.state_dir),
+            cache::dir(&cfg.state_dir),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|source| NetError::Io {
+                step: "creating network state directory",
+                path: dir,
+                source,
+            })?;
+        }
+        write_conflist(&cfg, &list)?;
+        netns::prepare_dir(&cfg.netns_dir)?;
+        let cni_path = cfg
+            .cni_bin_dirs
+            .iter()
+            .filter(|dir| dir.is_dir())
+            .filter_map(|dir| dir.to_str())
+            .collect::<Vec<_>>()
+            .join(":");
+        Ok(Self {
+            cfg,
+            list,
+            binaries,
+            cni_path,
+        })
+    }
+
+    /// Creates the group's namespace and wires it in; undoes everything on failure.
+    pub async fn setup(&self, id: &str) -> Result<Attachment, NetError> {
+        validate_id(id)?;
+        let path = self.netns_path(id);
+        if cache::read(&self.cfg.state_dir, id).is_some() {
+            return Err(NetError::AlreadyExists {
+                id: id.to_owned(),
+                path,
+            });
+        }
+        let started = std::time::Instant::now();
+        netns::create(path.clone()).await.map_err(|err| match err {
+            NetError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                NetError::AlreadyExists {
+                    id: id.to_owned(),
+                    path: path.clone(),
+                }
+            }
+            other => other,
+        })?;
+        let netns_done = started.elapsed();
+        match self.wire(id, &path).await {
+            Ok(attachment) => {
+                tracing::debug!(
+                    id,
+                    ip = %attachment.ip,
+                    netns_us = netns_done.as_micros() as u64,
+                    total_us = started.elapsed().as_micros() as u64,
+                    "network set up"
+                );
+                Ok(attachment)
+            }
+            Err(err) => {
+                tracing::warn!(id, error = %err, "network setup failed, undoing it");
+                if let Err(undo) = self.teardown(id).await {
+                    tracing::warn!(id, error = %undo, "undoing a failed network setup failed");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Unwires the group and removes its namespace and cached result.
+    ///
+    /// Repeating it is fine. When a plugin's DEL fails, the namespace and the
+    /// cached result are kept so that a later call can finish the job.
+    pub async fn teardown(&self, id: &str) -> Result<(), NetError> {
+        validate_id(id)?;
+        let path = self.netns_path(id);
+        let record = cache::read(&self.cfg.state_dir, id);
+        let (list, prev) = match &record {
+            Some(rec) => (&rec.config, Some(&rec.result)),
+            None => (&self.list, None),
+        };
+        // Plugins refuse a namespace path that is not an nsfs mount; without
+        // one they still release the address and skip the in-namespace work.
+        let pinned = netns::is_pinned(&path);
+        let inv = Invocation {
+            op: Op::Del,
+            container_id: id,
+            netns: if pinned { &path } else { Path::new("") },
+            cni_path: &self.cni_path,
+        };
+        for plugin in list.plugins.iter().rev() {
+            self.run_plugin(list, plugin, inv, prev).await?;
+        }
+        if let (false, Some(rec)) = (pinned, &record) {
+            if masquerades(&rec.config) {
+                masq::remove_leftovers(&rec.config.name, id, rec.attachment.ip).await?;
+            }
+        }
+        netns::remove(&path)?;
+        cache::remove(&self.cfg.state_dir, id)
+    }
+
+    /// The cached attachment of a wired group.
+    pub fn attachment(&self, id: &str) -> Option<Attachment> {
+        validate_id(id).ok()?;
+        cache::read(&self.cfg.state_dir, id).map(|rec| rec.attachment)
+    }
+
+    /// Ids that have a namespace file or a cached result, sorted.
+    pub fn known(&self) -> Vec<String> {
+        let mut ids: BTreeSet<String> = cache::ids(&self.cfg.state_dir).into_iter().collect();
+        if let Ok(entries) = std::fs::read_dir(&self.cfg.netns_dir) {
+            ids.extend(
+                entries
+                    .flatten()
+                    .filter_map(|entry| entry.file_name().into_string().ok()),
+            );
+        }
+        ids.into_iter()
+            .filter(|id| validate_id(id).is_ok())
+            .collect()
+    }
+
+    /// Runs the ADD chain and caches its result.
+    async fn wire(&self, id: &str, path: &Path) -> Result<Attachment, NetError> {
+        let inv = Invocation {
+            op: Op::Add,
+            container_id: id,
+            netns: path,
+            cni_path: &self.cni_path,
+        };
+        let mut prev: Option<Value> = None;
+        for plugin in &self.list.plugins {
+            if let Some(result) = self
+                .run_plugin(&self.list, plugin, inv, prev.as_ref())
+                .await?
+            {
+                prev = Some(result);
+            }
+        }
+        let result = prev.ok_or_else(|| NetError::NoAddress { id: id.to_owned() })?;
+        let attachment = attachment_from_result(&result, path.to_owned(), IFNAME, &self.cfg.bridge)
+            .ok_or_else(|| NetError::NoAddress { id: id.to_owned() })?;
+        cache::write(
+            &self.cfg.state_dir,
+            &Record {
+                container_id: id.to_owned(),
+                if_name: IFNAME.to_owned(),
+                config: self.list.clone(),
+                result,
+                attachment: attachment.clone(),
+            },
+        )?;
+        Ok(attachment)
+    }
+
+    async fn run_plugin(
+        &self,
+        list: &ConfList,
+        plugin: &Value,
+        inv: Invocation<'_>,
+        prev: Option<&Value>,
+    ) -> Result<Option<Value>, NetError> {
+        let name = plugin.get("type").and_then(Value::as_str).unwrap_or("");
+        let binary = match self.binaries.get(name) {
+            Some(path) => path.clone(),
+            None => config::find_plugin(&self.cfg.cni_bin_dirs, name)?,
+        };
+        let stdin = cni::plugin_config(list, plugin, prev)?;
+        cni::run(&binary, name, inv, &stdin).await
+    }
+
+    fn netns_path(&self, id: &str) -> PathBuf {
+        self.cfg.netns_dir.join(id)
+    }
+}
+
+fn write_conflist(cfg: &NetConfig, list: &ConfList) -> Result<(), NetError> {
+    let path = config::conflist_path(&cfg.state_dir, &cfg.network_name);
+    let bytes = serde_json::to_vec_pretty(list).map_err(|source| NetError::Encode {
+        what: "cni configuration list",
+        source,
+    })?;
+    let tmp = path.with_extension("conflist.tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| NetError::Io {
+            step: "writing cni configuration list",
+            path,
+            source,
+        })
+}
+
+/// Whether a bridge plugin of the list installs masquerade rules.
+fn masquerades(list: &ConfList) -> bool {
+    list.plugins.iter().any(|plugin| {
+        plugin.get("type").and_then(Value::as_str) == Some("bridge")
+            && plugin.get("ipMasq").and_then(Value::as_bool) == Some(true)
+    })
+}
+
+/// Accepts what CNI accepts as a container id, which is also a safe file name.
+fn validate_id(id: &str) -> Result<(), NetError> {
+    let invalid = |reason| {
+        Err(NetError::InvalidId {
+            id: id.to_owned(),
+            reason,
+        })
+    };
+    let mut chars = id.chars();
+    match chars.next() {
+        None => return invalid("empty"),
+        Some(first) if !first.is_ascii_alphanumeric() => {
+            return invalid("must start with a letter or digit")
+        }
+        Some(_) => {}
+    }
+    if id.len() > MAX_ID_LEN {
+        return invalid("longer than 200 characters");
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        return invalid("only letters, digits, '_', '.' and '-' are allowed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(validate_id("eci-abc123").is_ok());
+        assert!(validate_id("a.b_c-1").is_ok());
+        for bad in ["", "-a", ".", "..", "a/b", "a b", &"x".repeat(201)] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn new_names_the_missing_plugin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = NetConfig {
+            state_dir: dir.path().join("state"),
+            netns_dir: dir.path().join("netns"),
+            cni_bin_dirs: vec![dir.path().join("bin")],
+            ..NetConfig::default()
+        };
+        let err = Network::new(cfg).expect_err("no plugins there");
+        assert!(
+            matches!(&err, NetError::MissingPlugin { plugin, .. } if plugin == "bridge"),
+            "{err}"
+        );
+    }
+}
