@@ -1,0 +1,207 @@
+//! The files of a container directory that berth and the monitor share, and how each is
+//! written (atomically) and read (leniently: a missing or torn file reads as `None`).
+//!
+//! | file | written by | holds |
+//! |---|---|---|
+//! | `config.json` | berth | the OCI spec (the directory is the bundle) |
+//! | `monitor.json` | berth, before the monitor starts | [`MonitorConfig`] |
+//! | `monitor.pid` | the monitor, first thing | its pid and start time (`/proc/<pid>/stat` field 22) |
+//! | `pid` | the OCI runtime | the container's pid |
+//! | `started.json` | the monitor, once the container runs | [`Started`] |
+//! | `exit.json` | the monitor, last thing | [`ExitStatus`] |
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::RuntimeError;
+
+pub(crate) const MONITOR_CONFIG: &str = "monitor.json";
+pub(crate) const MONITOR_PID: &str = "monitor.pid";
+pub(crate) const CONTAINER_PID: &str = "pid";
+pub(crate) const STARTED: &str = "started.json";
+pub(crate) const EXIT: &str = "exit.json";
+/// The monitor's own complaints (it has no stderr).
+pub(crate) const MONITOR_LOG: &str = "monitor.log";
+
+/// A running container and the monitor that holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    /// The container's init process, as the host sees it.
+    pub pid: i32,
+    pub monitor_pid: i32,
+    pub started_at: DateTime<Utc>,
+}
+
+/// How a container ended, as its monitor recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// The exit code, or 128 + the signal number when a signal ended it (as shells report).
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+impl ExitStatus {
+    /// The terminated state berth reports for this exit.
+    pub fn to_state(&self) -> berth_core::ContainerState {
+        berth_core::ContainerState::terminated(
+            self.exit_code,
+            self.signal,
+            self.oom_killed,
+            Some(self.started_at),
+            self.finished_at,
+        )
+    }
+}
+
+/// What the monitor needs to know, written by [`crate::Runtime::start`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MonitorConfig {
+    pub id: String,
+    pub runtime: PathBuf,
+    pub state_root: PathBuf,
+    pub log_path: PathBuf,
+    /// The cgroup2 mount to hide from the runtime (hybrid hosts, crun).
+    pub hide_unified: Option<PathBuf>,
+    /// `memory.oom_control` (v1) or `memory.events` (v2) of the container's cgroup.
+    pub oom_file: Option<PathBuf>,
+}
+
+/// Writes `data` to `path` through a temporary file and a rename, so readers never see a torn
+/// file. No fsync: these files describe processes, which a host crash ends anyway.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RuntimeError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        RuntimeError::io("write", path, e)
+    })
+}
+
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
+    let data = serde_json::to_vec(value).map_err(|e| RuntimeError::io("encode", path, e.into()))?;
+    write_atomic(path, &data)
+}
+
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    let data = fs::read(path).ok()?;
+    serde_json::from_slice(&data).ok()
+}
+
+/// Reads a pid file (as the OCI runtime writes it: digits, maybe a newline).
+pub(crate) fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+}
+
+/// The start time of a process in clock ticks since boot, to tell it from a recycled pid.
+pub(crate) fn proc_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    // `rest` starts at field 3 (state); the start time is field 22.
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Records the calling process as the monitor of `dir`.
+pub(crate) fn write_monitor_pid(dir: &Path) -> Result<(), RuntimeError> {
+    let pid = std::process::id() as i32;
+    let start = proc_start_time(pid).unwrap_or(0);
+    write_atomic(
+        &dir.join(MONITOR_PID),
+        format!("{pid} {start}\n").as_bytes(),
+    )
+}
+
+/// The pid of the monitor of `dir` if that process still runs (not a recycled pid).
+pub(crate) fn live_monitor(dir: &Path) -> Option<i32> {
+    let text = fs::read_to_string(dir.join(MONITOR_PID)).ok()?;
+    let mut it = text.split_whitespace();
+    let pid: i32 = it.next()?.parse().ok().filter(|p| *p > 0)?;
+    let start: u64 = it.next()?.parse().ok()?;
+    (proc_start_time(pid)? == start && !is_zombie(pid)).then_some(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// Removes what a previous run of the container left behind.
+pub(crate) fn clear_run_files(dir: &Path) -> Result<(), RuntimeError> {
+    for name in [MONITOR_PID, CONTAINER_PID, STARTED, EXIT] {
+        let path = dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RuntimeError::io("remove", path, e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_self() {
+        let me = std::process::id() as i32;
+        assert!(proc_start_time(me).is_some());
+        assert!(proc_start_time(-5).is_none());
+    }
+
+    #[test]
+    fn monitor_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(live_monitor(dir.path()), None);
+        write_monitor_pid(dir.path()).unwrap();
+        assert_eq!(live_monitor(dir.path()), Some(std::process::id() as i32));
+        let me = std::process::id();
+        fs::write(dir.path().join(MONITOR_PID), format!("{me} 1\n")).unwrap();
+        assert_eq!(live_monitor(dir.path()), None);
+        fs::write(dir.path().join(MONITOR_PID), "garbage").unwrap();
+        assert_eq!(live_monitor(dir.path()), None);
+    }
+
+    #[test]
+    fn atomic_json_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(EXIT);
+        let st = ExitStatus {
+            exit_code: 137,
+            signal: Some(9),
+            oom_killed: true,
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+        };
+        write_json(&p, &st).unwrap();
+        assert_eq!(read_json::<ExitStatus>(&p), Some(st.clone()));
+        assert_eq!(st.to_state().reason.as_deref(), Some("OOMKilled"));
+        fs::write(&p, "{torn").unwrap();
+        assert_eq!(read_json::<ExitStatus>(&p), None);
+    }
+}

@@ -1,0 +1,114 @@
+//! The per-container monitor (`berth monitor <container-dir>`): a small single-threaded process
+//! that starts the container through the OCI runtime, holds its stdout and stderr, writes them
+//! to the log file in CRI format, and records how the container ended in `exit.json`.
+//!
+//! It detaches from berth (fork + setsid), so containers and their logs survive a restart or a
+//! `kill -9` of berth; it is the child subreaper of the runtime, so the container's init is
+//! re-parented to it and `waitpid` reports the real exit status. It uses no async runtime and
+//! no threads: one `poll` over the two pipes and a signalfd for SIGCHLD.
+
+mod cri;
+mod event_loop;
+mod sync_pipe;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use chrono::Utc;
+use nix::unistd::{fork, setsid, ForkResult};
+
+pub(crate) use cri::timestamp;
+
+use crate::files::{self, MonitorConfig};
+use sync_pipe::SyncPipe;
+
+/// The fd on which the monitor reports `started <pid> <monitor-pid> <time>` or `error <text>`.
+pub const SYNC_FD: i32 = 3;
+
+/// The body of `berth monitor <container-dir>`. Call it from `main` before any thread or async
+/// runtime exists (it forks). Returns the process exit code.
+pub fn monitor_main(container_dir: &Path) -> i32 {
+    let mut sync = SyncPipe::take(SYNC_FD);
+    // SAFETY: the caller guarantees the process is single-threaded, so the child may do
+    // anything after fork.
+    match unsafe { fork() } {
+        Err(e) => {
+            sync.error(&format!("cannot fork the monitor: {e}"));
+            return 1;
+        }
+        // The parent leaves at once so whoever spawned it can reap it; the child is
+        // re-parented to init and lives on.
+        Ok(ForkResult::Parent { .. }) => return 0,
+        Ok(ForkResult::Child) => {}
+    }
+    let _ = setsid();
+    let _ = std::env::set_current_dir("/");
+    // SAFETY: setting a signal disposition has no memory-safety preconditions. A vanished
+    // berth must not kill the monitor through a write to the sync pipe.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    match run(container_dir, &mut sync) {
+        Ok(()) => 0,
+        Err(message) => {
+            note(container_dir, &message);
+            sync.error(&message);
+            1
+        }
+    }
+}
+
+fn run(dir: &Path, sync: &mut SyncPipe) -> Result<(), String> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(format!(
+            "cannot become a child subreaper: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    files::write_monitor_pid(dir).map_err(|e| error_chain(&e))?;
+    let conf: MonitorConfig = files::read_json(&dir.join(files::MONITOR_CONFIG))
+        .ok_or_else(|| format!("cannot read {}", dir.join(files::MONITOR_CONFIG).display()))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(&conf.log_path)
+        .map_err(|e| format!("cannot open log {}: {e}", conf.log_path.display()))?;
+    let outcome = event_loop::supervise(dir, &conf, log, sync)?;
+    let oom_killed = conf
+        .oom_file
+        .as_deref()
+        .and_then(crate::cgroup::read_oom_kills)
+        .is_some_and(|n| n > 0);
+    let status = files::ExitStatus {
+        exit_code: outcome.exit_code,
+        signal: outcome.signal,
+        oom_killed,
+        started_at: outcome.started_at,
+        finished_at: outcome.finished_at,
+    };
+    files::write_json(&dir.join(files::EXIT), &status).map_err(|e| error_chain(&e))
+}
+
+/// Appends a line to the monitor's own log in the container directory.
+pub(crate) fn note(dir: &Path, message: &str) {
+    if let Ok(mut f) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(files::MONITOR_LOG))
+    {
+        let _ = writeln!(f, "{} {}", timestamp(Utc::now()), message);
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

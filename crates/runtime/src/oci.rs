@@ -1,0 +1,220 @@
+//! The one place that runs the OCI runtime binary (crun or runc): global flags, the private
+//! mount namespace that hides the cgroup2 mount from crun on hybrid hosts, and error capture.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::RuntimeError;
+
+/// How long a `kill`, `state` or `delete` may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which OCI runtime a binary is, from its `--version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Crun,
+    Runc,
+    Other,
+}
+
+impl RuntimeKind {
+    pub(crate) fn detect(binary: &Path) -> Result<(Self, String), RuntimeError> {
+        let out = std::process::Command::new(binary)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| RuntimeError::Binary {
+                binary: binary.to_path_buf(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(RuntimeError::Binary {
+                binary: binary.to_path_buf(),
+                source: io::Error::other(format!("--version exited with {}", out.status)),
+            });
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let first = text.lines().next().unwrap_or("").trim().to_string();
+        let kind = if first.starts_with("crun ") {
+            Self::Crun
+        } else if first.starts_with("runc ") {
+            Self::Runc
+        } else {
+            Self::Other
+        };
+        Ok((kind, first))
+    }
+}
+
+/// The state of a container as `<runtime> state` prints it (the fields berth uses).
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct OciState {
+    #[serde(default)]
+    pub pid: i32,
+    pub status: String,
+    pub bundle: PathBuf,
+}
+
+/// Runs the OCI runtime with `--root` and, where needed, without the cgroup2 mount.
+#[derive(Clone, Debug)]
+pub(crate) struct OciCommand {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+    pub hide_unified: Option<PathBuf>,
+}
+
+impl OciCommand {
+    /// A command for `args`, with stdin from /dev/null.
+    pub fn command<I, S>(&self, args: I) -> Result<std::process::Command, RuntimeError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = std::process::Command::new(&self.binary);
+        cmd.arg("--root").arg(&self.root).args(args);
+        cmd.stdin(Stdio::null());
+        if let Some(unified) = &self.hide_unified {
+            hide_mount(&mut cmd, unified)?;
+        }
+        Ok(cmd)
+    }
+
+    /// Runs `args` to completion, whatever its exit status.
+    pub async fn output(&self, args: &[&str]) -> Result<Output, RuntimeError> {
+        let mut cmd = tokio::process::Command::from(self.command(args)?);
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let fut = cmd.output();
+        match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+            Ok(r) => r.map_err(|source| RuntimeError::Spawn {
+                what: "OCI runtime",
+                binary: self.binary.clone(),
+                source,
+            }),
+            Err(_) => Err(RuntimeError::Timeout {
+                what: format!("{} {}", self.binary.display(), args.join(" ")),
+                secs: COMMAND_TIMEOUT.as_secs(),
+            }),
+        }
+    }
+
+    pub fn failure(&self, args: &[&str], out: &Output) -> RuntimeError {
+        RuntimeError::Command {
+            binary: self.binary.clone(),
+            args: args.join(" "),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }
+    }
+
+    /// `state <id>`; `None` when the runtime does not know the container.
+    pub async fn state(&self, id: &str) -> Result<Option<OciState>, RuntimeError> {
+        let args = ["state", id];
+        let out = self.output(&args).await?;
+        if !out.status.success() {
+            return if is_not_found(&out.stderr) {
+                Ok(None)
+            } else {
+                Err(self.failure(&args, &out))
+            };
+        }
+        serde_json::from_slice(&out.stdout)
+            .map(Some)
+            .map_err(|e| RuntimeError::BadOutput {
+                binary: self.binary.clone(),
+                args: args.join(" "),
+                detail: e.to_string(),
+            })
+    }
+
+    /// `kill <id> <signal>`; `false` when the container is unknown or no longer running.
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<bool, RuntimeError> {
+        let args = ["kill", id, signal];
+        let out = self.output(&args).await?;
+        if out.status.success() {
+            return Ok(true);
+        }
+        if is_not_found(&out.stderr) || is_not_running(&out.stderr) {
+            return Ok(false);
+        }
+        Err(self.failure(&args, &out))
+    }
+}
+
+/// Whether the runtime's stderr says that the container does not exist.
+pub(crate) fn is_not_found(stderr: &[u8]) -> bool {
+    let s = String::from_utf8_lossy(stderr);
+    s.contains("does not exist")
+        || s.contains("not found")
+        || (s.contains("/status") && s.contains("No such file or directory"))
+}
+
+fn is_not_running(stderr: &[u8]) -> bool {
+    let s = String::from_utf8_lossy(stderr);
+    s.contains("not running")
+        || s.contains("process already finished")
+        || s.contains("No such process")
+}
+
+/// Makes `cmd` run in a new mount namespace in which `unified` is not mounted.
+///
+/// Everything the child does between fork and exec is an async-signal-safe syscall on
+/// strings prepared here, so this is safe in a multi-threaded process.
+pub(crate) fn hide_mount(
+    cmd: &mut std::process::Command,
+    unified: &Path,
+) -> Result<(), RuntimeError> {
+    let target = CString::new(unified.as_os_str().as_bytes())
+        .map_err(|_| RuntimeError::invalid("cgroup2 mount path holds a NUL byte"))?;
+    let slash = c"/";
+    // SAFETY: the closure only calls unshare(2), mount(2) and umount2(2) on C strings owned by
+    // the closure or static; no allocation or lock is taken after fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::mount(
+                std::ptr::null(),
+                slash.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::umount2(target.as_ptr(), libc::MNT_DETACH) != 0 {
+                let err = io::Error::last_os_error();
+                // Already gone (EINVAL: not a mount point; ENOENT): nothing to hide.
+                if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
+                    return Err(err);
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_not_found() {
+        assert!(is_not_found(
+            b"error opening file `/run/crun/x/status`: No such file or directory"
+        ));
+        assert!(is_not_found(b"container does not exist"));
+        assert!(!is_not_found(b"permission denied"));
+    }
+}

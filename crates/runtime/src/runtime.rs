@@ -1,0 +1,271 @@
+//! The runtime driver the node agent uses: write bundles, start containers under monitors,
+//! re-adopt them after a restart, wait for their exits, stop and delete them.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::bundle::{self, BundleSpec};
+use crate::cgroup::CgroupLayout;
+use crate::error::{check_id, RuntimeError};
+use crate::files::{self, ExitStatus, MonitorConfig, Started};
+use crate::oci::{is_not_found, OciCommand, RuntimeKind};
+use crate::pidfd::ProcWatch;
+use crate::spawn;
+
+/// How long a container may take to die after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// How berth runs containers on this host.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// The OCI runtime: crun (default) or runc.
+    pub binary: PathBuf,
+    /// The runtime's state directory, passed as `--root`.
+    pub state_root: PathBuf,
+    pub layout: CgroupLayout,
+    /// The executable that runs monitors (the berth binary).
+    pub monitor_exe: PathBuf,
+    /// Arguments before the container directory, e.g. `["monitor"]`.
+    pub monitor_args: Vec<String>,
+}
+
+/// The OCI runtime driver.
+#[derive(Debug)]
+pub struct Runtime {
+    cfg: RuntimeConfig,
+    kind: RuntimeKind,
+    version: String,
+    oci: OciCommand,
+}
+
+impl Runtime {
+    /// Checks the runtime binary and the monitor executable, creates the state root, and
+    /// decides how the runtime is run on this cgroup layout (logged).
+    pub fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let (kind, version) = RuntimeKind::detect(&cfg.binary)?;
+        std::fs::metadata(&cfg.monitor_exe)
+            .map_err(|e| RuntimeError::io("find the monitor executable", &cfg.monitor_exe, e))?;
+        let state_root = spawn::absolute(&cfg.state_root)?;
+        std::fs::create_dir_all(&state_root)
+            .map_err(|e| RuntimeError::io("create", &state_root, e))?;
+        let hide_unified = match (kind, cfg.layout.unified_to_hide()) {
+            (RuntimeKind::Crun, Some(unified)) => Some(unified.to_path_buf()),
+            _ => None,
+        };
+        match &hide_unified {
+            Some(u) => tracing::info!(
+                layout = %cfg.layout.describe(),
+                runtime = %version,
+                "OCI runtime {} runs in a private mount namespace without {}",
+                cfg.binary.display(),
+                u.display()
+            ),
+            None => tracing::info!(
+                layout = %cfg.layout.describe(),
+                runtime = %version,
+                "OCI runtime {} runs in the host mount namespace",
+                cfg.binary.display()
+            ),
+        }
+        let oci = OciCommand {
+            binary: cfg.binary.clone(),
+            root: state_root,
+            hide_unified,
+        };
+        Ok(Self {
+            cfg,
+            kind,
+            version,
+            oci,
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.cfg
+    }
+
+    pub fn kind(&self) -> RuntimeKind {
+        self.kind
+    }
+
+    /// The first line of the runtime's `--version`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Whether runtime invocations hide the cgroup2 mount (crun on a hybrid host).
+    pub fn hides_unified(&self) -> bool {
+        self.oci.hide_unified.is_some()
+    }
+
+    /// Writes `container_dir/config.json`; the directory is the bundle.
+    pub fn write_bundle(
+        &self,
+        container_dir: &Path,
+        spec: &BundleSpec,
+    ) -> Result<(), RuntimeError> {
+        let oci_spec = bundle::build_spec(spec, &self.cfg.layout)?;
+        std::fs::create_dir_all(container_dir)
+            .map_err(|e| RuntimeError::io("create", container_dir, e))?;
+        bundle::write_config(container_dir, &oci_spec)
+    }
+
+    /// Starts the container under a new monitor; returns once the container's process runs,
+    /// or fails with the runtime's stderr in the error. A container of the same id must have
+    /// been deleted first.
+    pub async fn start(
+        &self,
+        id: &str,
+        container_dir: &Path,
+        log_path: &Path,
+    ) -> Result<Started, RuntimeError> {
+        check_id(id)?;
+        let began = Instant::now();
+        let dir = std::fs::canonicalize(container_dir)
+            .map_err(|e| RuntimeError::io("open", container_dir, e))?;
+        let log_path = spawn::absolute(log_path)?;
+        if let Some(parent) = log_path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| RuntimeError::io("create", parent, e))?;
+        }
+        if let Some(pid) = files::live_monitor(&dir) {
+            return Err(RuntimeError::StartFailed {
+                id: id.to_string(),
+                message: format!("monitor {pid} still runs a container in {}", dir.display()),
+            });
+        }
+        let oom_file = cgroup_path_of(&dir).map(|p| self.cfg.layout.oom_file(&p));
+        files::clear_run_files(&dir)?;
+        let conf = MonitorConfig {
+            id: id.to_string(),
+            runtime: self.oci.binary.clone(),
+            state_root: self.oci.root.clone(),
+            log_path,
+            hide_unified: self.oci.hide_unified.clone(),
+            oom_file,
+        };
+        files::write_json(&dir.join(files::MONITOR_CONFIG), &conf)?;
+        let exe = self.cfg.monitor_exe.clone();
+        let args = self.cfg.monitor_args.clone();
+        let owned_id = id.to_string();
+        let started =
+            tokio::task::spawn_blocking(move || spawn::spawn_monitor(&exe, &args, &dir, &owned_id))
+                .await
+                .map_err(|e| RuntimeError::StartFailed {
+                    id: id.to_string(),
+                    message: format!("the task that spawns the monitor failed: {e}"),
+                })??;
+        tracing::debug!(
+            id,
+            pid = started.pid,
+            monitor_pid = started.monitor_pid,
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "container started"
+        );
+        Ok(started)
+    }
+
+    /// Re-attaches to a container started earlier (e.g. before berth restarted): `Some` while
+    /// its monitor lives.
+    pub fn adopt(&self, container_dir: &Path) -> Option<Started> {
+        let monitor = files::live_monitor(container_dir)?;
+        let started: Started = files::read_json(&container_dir.join(files::STARTED))?;
+        (started.monitor_pid == monitor).then_some(started)
+    }
+
+    /// Resolves when the monitor of the container has recorded its exit.
+    pub async fn wait(
+        &self,
+        started: &Started,
+        container_dir: &Path,
+    ) -> Result<ExitStatus, RuntimeError> {
+        let watch = ProcWatch::new(started.monitor_pid)
+            .map_err(|e| RuntimeError::io("watch the monitor of", container_dir, e))?;
+        if let Some(watch) = watch {
+            // The pid must still be the monitor's, not a recycled one.
+            if files::live_monitor(container_dir) == Some(started.monitor_pid) {
+                watch
+                    .exited()
+                    .await
+                    .map_err(|e| RuntimeError::io("watch the monitor of", container_dir, e))?;
+            }
+        }
+        Self::read_exit(container_dir).ok_or_else(|| RuntimeError::MonitorLost {
+            dir: container_dir.to_path_buf(),
+        })
+    }
+
+    /// The exit status the monitor recorded, if the container has exited.
+    pub fn read_exit(container_dir: &Path) -> Option<ExitStatus> {
+        files::read_json(&container_dir.join(files::EXIT))
+    }
+
+    /// Sends SIGTERM through the runtime, waits up to `grace` for the container to exit, then
+    /// sends SIGKILL. A container that is unknown or already stopped is fine.
+    pub async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        check_id(id)?;
+        let Some(state) = self.oci.state(id).await? else {
+            return Ok(());
+        };
+        if state.status == "stopped" {
+            return Ok(());
+        }
+        let watch = ProcWatch::new(state.pid)
+            .map_err(|e| RuntimeError::io("watch the init of", PathBuf::from(id), e))?;
+        let Some(watch) = watch else {
+            return Ok(());
+        };
+        if !self.oci.kill(id, "TERM").await? {
+            return Ok(());
+        }
+        if tokio::time::timeout(grace, watch.exited()).await.is_ok() {
+            return Ok(());
+        }
+        tracing::info!(
+            id,
+            grace_s = grace.as_secs(),
+            "container ignored SIGTERM, killing it"
+        );
+        self.oci.kill(id, "KILL").await?;
+        match tokio::time::timeout(KILL_WAIT, watch.exited()).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(RuntimeError::Timeout {
+                what: format!("the exit of container {id} after SIGKILL"),
+                secs: KILL_WAIT.as_secs(),
+            }),
+        }
+    }
+
+    /// `delete --force`: kills what still runs and removes the container and its cgroups (in
+    /// every v1 hierarchy). Deleting an unknown container is fine.
+    pub async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        check_id(id)?;
+        let cgroup = match self.oci.state(id).await? {
+            Some(state) => cgroup_path_of(&state.bundle),
+            None => None,
+        };
+        let args = ["delete", "--force", id];
+        let out = self.oci.output(&args).await?;
+        if !out.status.success() && !is_not_found(&out.stderr) {
+            return Err(self.oci.failure(&args, &out));
+        }
+        if let Some(path) = cgroup {
+            let layout = self.cfg.layout.clone();
+            tokio::task::spawn_blocking(move || layout.remove_cgroup(&path))
+                .await
+                .map_err(|e| {
+                    RuntimeError::io("remove the cgroup of", id, std::io::Error::other(e))
+                })??;
+        }
+        Ok(())
+    }
+}
+
+/// `linux.cgroupsPath` of the bundle in `dir`.
+fn cgroup_path_of(dir: &Path) -> Option<String> {
+    let config: serde_json::Value = files::read_json(&dir.join("config.json"))?;
+    config
+        .pointer("/linux/cgroupsPath")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}

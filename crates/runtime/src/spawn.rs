@@ -1,0 +1,150 @@
+//! Launching a monitor from berth: a child with the sync pipe as fd 3 and /dev/null as stdio,
+//! which forks the real monitor away and exits; berth then reads the monitor's one report.
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::pipe2;
+
+use crate::error::RuntimeError;
+use crate::files::Started;
+use crate::monitor::SYNC_FD;
+
+/// How long berth waits for a monitor's report: the monitor's own start timeout plus slack.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(135);
+
+/// Starts `exe args... dir` as a monitor and returns what it reports. Blocking.
+pub(crate) fn spawn_monitor(
+    exe: &Path,
+    args: &[String],
+    dir: &Path,
+    id: &str,
+) -> Result<Started, RuntimeError> {
+    let spawn_err = |source: std::io::Error| RuntimeError::Spawn {
+        what: "monitor",
+        binary: exe.to_path_buf(),
+        source,
+    };
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(|e| spawn_err(e.into()))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let wfd = write_end.as_raw_fd();
+    // SAFETY: between fork and exec the closure only calls fcntl(2) or dup2(2), both
+    // async-signal-safe; dup2 clears close-on-exec on the new descriptor.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rc = if wfd == SYNC_FD {
+                libc::fcntl(wfd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(wfd, SYNC_FD)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    drop(cmd);
+    drop(write_end);
+    let report = read_report(read_end, REPORT_TIMEOUT);
+    if report.is_err() {
+        let _ = child.kill();
+    }
+    // The first process exits right after forking the monitor.
+    let _ = child.wait();
+    parse_report(id, &report?)
+}
+
+/// Reads the pipe to its end, or until `timeout`.
+fn read_report(fd: OwnedFd, timeout: Duration) -> Result<String, RuntimeError> {
+    let deadline = Instant::now() + timeout;
+    let mut file = std::fs::File::from(fd);
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(RuntimeError::Timeout {
+                what: "the monitor's start report".into(),
+                secs: timeout.as_secs(),
+            });
+        }
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(RuntimeError::io("poll", "monitor sync pipe", e.into())),
+        }
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(RuntimeError::io("read", "monitor sync pipe", e)),
+        }
+    }
+    Ok(String::from_utf8_lossy(&data).into_owned())
+}
+
+/// Parses `started <pid> <monitor-pid> <rfc3339>` or `error <text>`.
+fn parse_report(id: &str, report: &str) -> Result<Started, RuntimeError> {
+    let failed = |message: String| RuntimeError::StartFailed {
+        id: id.to_string(),
+        message,
+    };
+    if let Some(text) = report.strip_prefix("error ") {
+        return Err(failed(text.trim().to_string()));
+    }
+    let Some(rest) = report.strip_prefix("started ") else {
+        return Err(failed(if report.trim().is_empty() {
+            "the monitor exited without reporting".to_string()
+        } else {
+            format!("unexpected monitor report {:?}", report.trim())
+        }));
+    };
+    let mut it = rest.split_whitespace();
+    let parsed = (|| {
+        let pid = it.next()?.parse().ok()?;
+        let monitor_pid = it.next()?.parse().ok()?;
+        let started_at = DateTime::parse_from_rfc3339(it.next()?).ok()?;
+        Some(Started {
+            pid,
+            monitor_pid,
+            started_at: started_at.with_timezone(&Utc),
+        })
+    })();
+    parsed.ok_or_else(|| failed(format!("unexpected monitor report {:?}", report.trim())))
+}
+
+/// Makes a path absolute against the current directory (without resolving symlinks).
+pub(crate) fn absolute(p: &Path) -> Result<PathBuf, RuntimeError> {
+    std::path::absolute(p).map_err(|e| RuntimeError::io("resolve", p, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports() {
+        let s = parse_report("c", "started 12 34 2024-01-01T00:00:00.5Z\n").unwrap();
+        assert_eq!((s.pid, s.monitor_pid), (12, 34));
+        let e = parse_report("c", "error crun: boom\nmore\n").unwrap_err();
+        assert!(e.to_string().contains("boom\nmore"));
+        assert!(parse_report("c", "").is_err());
+        assert!(parse_report("c", "started x y z").is_err());
+    }
+}

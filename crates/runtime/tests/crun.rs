@@ -1,0 +1,407 @@
+//! Root tests against the real crun of this host, with a busybox rootfs: logs in CRI format,
+//! exit codes, OOM kills, stop, adoption by a new process, and deletion that leaves no cgroup
+//! or process behind. They fail, never skip, when root, crun or busybox is missing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_runtime::logs::{self, LogQuery};
+use berth_runtime::{BundleSpec, CgroupLayout, Runtime, RuntimeConfig, RuntimeError};
+
+const CRUN: &str = "/usr/bin/crun";
+const BUSYBOX: &str = "/usr/bin/busybox";
+const MONITOR: &str = env!("CARGO_BIN_EXE_berth-runtime-monitor");
+const STARTER_ENV: &str = "BERTH_RUNTIME_TEST_STARTER";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One test's world: a busybox rootfs, a runtime state root and a container directory.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    name: String,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Self {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "these tests need root");
+        assert!(Path::new(CRUN).exists(), "{CRUN} is missing");
+        assert!(Path::new(BUSYBOX).exists(), "{BUSYBOX} is missing");
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-rt-")
+            .tempdir()
+            .unwrap();
+        let rootfs = tmp.path().join("rootfs");
+        for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+        let list = std::process::Command::new(BUSYBOX)
+            .arg("--list")
+            .output()
+            .unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" && !applet.is_empty() {
+                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+            }
+        }
+        std::fs::write(rootfs.join("etc/resolv.conf"), "").unwrap();
+        std::fs::create_dir_all(tmp.path().join("c")).unwrap();
+        Self {
+            tmp,
+            name: format!("berth-test-{}-{name}", std::process::id()),
+        }
+    }
+
+    fn runtime(&self) -> Runtime {
+        Runtime::new(RuntimeConfig {
+            binary: CRUN.into(),
+            state_root: self.tmp.path().join("state"),
+            layout: CgroupLayout::detect().unwrap(),
+            monitor_exe: MONITOR.into(),
+            monitor_args: vec![],
+        })
+        .unwrap()
+    }
+
+    fn id(&self) -> &str {
+        &self.name
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.tmp.path().join("c")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.tmp.path().join("logs/c.log")
+    }
+
+    /// The cgroup of the test's group; the container's is `<group>/c`.
+    fn group_cgroup(&self) -> String {
+        format!("/{}", self.name)
+    }
+
+    fn cgroup(&self) -> String {
+        format!("{}/c", self.group_cgroup())
+    }
+
+    fn spec(&self, script: &str) -> BundleSpec {
+        let hosts = self.tmp.path().join("hosts");
+        std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+        BundleSpec {
+            rootfs: self.tmp.path().join("rootfs"),
+            args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: vec!["GREETING=hello".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            hostname: "box".into(),
+            netns: None,
+            cpu: Some(0.5),
+            memory_bytes: Some(256 << 20),
+            pids_limit: Some(64),
+            cgroup_path: self.cgroup(),
+            readonly_rootfs: false,
+            capability_add: vec![],
+            binds: vec![(hosts, "/etc/hosts".into(), true)],
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    /// Asserts that no hierarchy holds the container's cgroup, then removes the group's.
+    fn assert_cgroups_gone(&self, layout: &CgroupLayout) {
+        let rel = self.cgroup();
+        let mut left = vec![];
+        for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let p = entry.path().join(rel.trim_start_matches('/'));
+            if p.exists() {
+                left.push(p);
+            }
+        }
+        assert!(left.is_empty(), "cgroups left behind: {left:?}");
+        layout.remove_cgroup(&self.group_cgroup()).unwrap();
+    }
+}
+
+impl Drop for Fixture {
+    /// Leaves nothing behind even when the test failed half-way: kills what runs in the
+    /// group's cgroups and removes them (the runtime state goes with the temporary dir).
+    fn drop(&mut self) {
+        if let Ok(layout) = CgroupLayout::detect() {
+            let _ = layout.remove_cgroup(&self.group_cgroup());
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s[s.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+async fn run_to_exit(f: &Fixture, rt: &Runtime, spec: &BundleSpec) -> berth_runtime::ExitStatus {
+    rt.write_bundle(&f.dir(), spec).unwrap();
+    let started = rt.start(f.id(), &f.dir(), &f.log()).await.unwrap();
+    assert!(started.pid > 0 && started.monitor_pid > 0);
+    let exit = tokio::time::timeout(TIMEOUT, rt.wait(&started, &f.dir()))
+        .await
+        .expect("the container did not exit in time")
+        .unwrap();
+    assert_eq!(Runtime::read_exit(&f.dir()), Some(exit.clone()));
+    assert!(exit.finished_at >= exit.started_at);
+    exit
+}
+
+async fn delete_and_check(f: &Fixture, rt: &Runtime) {
+    rt.delete(f.id()).await.unwrap();
+    // Idempotent.
+    rt.delete(f.id()).await.unwrap();
+    f.assert_cgroups_gone(&CgroupLayout::detect().unwrap());
+}
+
+#[tokio::test]
+async fn logs_both_streams_in_cri_format() {
+    let f = Fixture::new("echo");
+    let rt = f.runtime();
+    let spec = f.spec("echo $GREETING; echo err >&2; echo quiet > /dev/null");
+    let exit = run_to_exit(&f, &rt, &spec).await;
+    assert_eq!(
+        (exit.exit_code, exit.signal, exit.oom_killed),
+        (0, None, false)
+    );
+    let text = f.log_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "log: {text}");
+    for line in &lines {
+        let (ts, rest) = line.split_once(' ').unwrap();
+        assert_eq!(ts.len(), 30, "timestamp {ts}");
+        assert!(ts.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(ts).is_ok());
+        assert!(
+            rest == "stdout F hello" || rest == "stderr F err",
+            "line {line}"
+        );
+    }
+    assert!(text.contains(" stdout F hello\n") && text.contains(" stderr F err\n"));
+    let plain = logs::read(&f.log(), &LogQuery::default()).unwrap();
+    assert!(
+        plain == "hello\nerr\n" || plain == "err\nhello\n",
+        "{plain:?}"
+    );
+    delete_and_check(&f, &rt).await;
+}
+
+#[tokio::test]
+async fn reports_exit_code() {
+    let f = Fixture::new("exit3");
+    let rt = f.runtime();
+    let exit = run_to_exit(&f, &rt, &f.spec("exit 3")).await;
+    assert_eq!(
+        (exit.exit_code, exit.signal, exit.oom_killed),
+        (3, None, false)
+    );
+    assert_eq!(exit.to_state().reason.as_deref(), Some("Error"));
+    delete_and_check(&f, &rt).await;
+}
+
+#[tokio::test]
+async fn reports_oom_kill() {
+    let f = Fixture::new("oom");
+    let rt = f.runtime();
+    let mut spec = f.spec("x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived");
+    spec.memory_bytes = Some(32 << 20);
+    let exit = run_to_exit(&f, &rt, &spec).await;
+    assert!(exit.oom_killed, "{exit:?}, log: {}", f.log_text());
+    assert_ne!(exit.exit_code, 0);
+    assert!(!f.log_text().contains("survived"));
+    assert_eq!(exit.to_state().reason.as_deref(), Some("OOMKilled"));
+    delete_and_check(&f, &rt).await;
+}
+
+#[tokio::test]
+async fn stop_sends_sigterm_first() {
+    let f = Fixture::new("term");
+    let rt = f.runtime();
+    let spec = f.spec("trap 'echo got TERM; exit 0' TERM; echo ready; sleep 1000 & wait");
+    rt.write_bundle(&f.dir(), &spec).unwrap();
+    let started = rt.start(f.id(), &f.dir(), &f.log()).await.unwrap();
+    // The shell, as the namespace's init, ignores SIGTERM until its trap is set.
+    let t = Instant::now();
+    while !f.log_text().contains("stdout F ready") {
+        assert!(t.elapsed() < TIMEOUT, "the shell never got ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A second start of a running container is refused.
+    assert!(matches!(
+        rt.start(f.id(), &f.dir(), &f.log()).await,
+        Err(RuntimeError::StartFailed { .. })
+    ));
+    let t = Instant::now();
+    rt.stop(f.id(), Duration::from_secs(20)).await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let exit = tokio::time::timeout(TIMEOUT, rt.wait(&started, &f.dir()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((exit.exit_code, exit.signal), (0, None));
+    assert!(f.log_text().contains("stdout F got TERM"));
+    assert!(rt.adopt(&f.dir()).is_none());
+    // Stopping a stopped container is fine.
+    rt.stop(f.id(), Duration::from_secs(1)).await.unwrap();
+    delete_and_check(&f, &rt).await;
+}
+
+#[tokio::test]
+async fn stop_kills_after_grace() {
+    let f = Fixture::new("kill");
+    let rt = f.runtime();
+    let mut spec = f.spec("");
+    // As the namespace's init without a handler, sleep ignores SIGTERM.
+    spec.args = vec!["sleep".into(), "1000".into()];
+    rt.write_bundle(&f.dir(), &spec).unwrap();
+    let started = rt.start(f.id(), &f.dir(), &f.log()).await.unwrap();
+    assert!(alive(started.pid));
+    let t = Instant::now();
+    rt.stop(f.id(), Duration::from_secs(1)).await.unwrap();
+    assert!(t.elapsed() >= Duration::from_secs(1));
+    let exit = tokio::time::timeout(TIMEOUT, rt.wait(&started, &f.dir()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((exit.exit_code, exit.signal), (137, Some(9)));
+    delete_and_check(&f, &rt).await;
+}
+
+#[tokio::test]
+async fn start_failure_carries_runtime_error() {
+    let f = Fixture::new("noexec");
+    let rt = f.runtime();
+    let mut spec = f.spec("");
+    spec.args = vec!["/bin/no-such-program".into()];
+    rt.write_bundle(&f.dir(), &spec).unwrap();
+    let err = rt.start(f.id(), &f.dir(), &f.log()).await.unwrap_err();
+    match &err {
+        RuntimeError::StartFailed { message, .. } => {
+            assert!(message.contains("no-such-program"), "{message}")
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert!(rt.adopt(&f.dir()).is_none());
+    delete_and_check(&f, &rt).await;
+}
+
+#[tokio::test]
+async fn delete_removes_running_container() {
+    let f = Fixture::new("delete");
+    let rt = f.runtime();
+    let mut spec = f.spec("");
+    spec.args = vec!["sleep".into(), "1000".into()];
+    rt.write_bundle(&f.dir(), &spec).unwrap();
+    let started = rt.start(f.id(), &f.dir(), &f.log()).await.unwrap();
+    assert!(alive(started.pid));
+    assert_eq!(rt.adopt(&f.dir()), Some(started.clone()));
+    delete_and_check(&f, &rt).await;
+    let exit = tokio::time::timeout(TIMEOUT, rt.wait(&started, &f.dir()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.signal, Some(9));
+    assert!(!alive(started.pid), "the container's init survived");
+    assert!(!alive(started.monitor_pid), "the monitor survived");
+    assert!(rt.adopt(&f.dir()).is_none());
+    rt.stop(f.id(), Duration::from_secs(1)).await.unwrap();
+}
+
+/// Run by `survives_the_process_that_started_it` in a child process (selected through an
+/// environment variable): starts the container described there and exits without waiting.
+#[tokio::test]
+async fn starter_process() {
+    let Ok(dir) = std::env::var(STARTER_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let rt = Runtime::new(RuntimeConfig {
+        binary: CRUN.into(),
+        state_root: dir.join("state"),
+        layout: CgroupLayout::detect().unwrap(),
+        monitor_exe: MONITOR.into(),
+        monitor_args: vec![],
+    })
+    .unwrap();
+    let id = std::fs::read_to_string(dir.join("id")).unwrap();
+    let started = rt
+        .start(id.trim(), &dir.join("c"), &dir.join("logs/c.log"))
+        .await
+        .unwrap();
+    println!("STARTED {}", started.pid);
+    std::process::exit(0);
+}
+
+#[tokio::test]
+async fn survives_the_process_that_started_it() {
+    let f = Fixture::new("adopt");
+    let rt = f.runtime();
+    let spec =
+        f.spec("i=0; while [ $i -lt 12 ]; do echo tick $i; i=$((i+1)); sleep 0.25; done; exit 7");
+    rt.write_bundle(&f.dir(), &spec).unwrap();
+    std::fs::write(f.tmp.path().join("id"), f.id()).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "starter_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(STARTER_ENV, f.tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("STARTED "),
+        "starter failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The starter is gone; a fresh runtime finds the container through its monitor.
+    let fresh = f.runtime();
+    let started = fresh.adopt(&f.dir()).expect("the monitor is not running");
+    assert!(stdout.contains(&format!("STARTED {}", started.pid)));
+    assert!(alive(started.pid));
+    // It goes on logging, and each line is in the file as soon as it is written.
+    let t = Instant::now();
+    while !f.log_text().contains("stdout F tick 3\n") {
+        assert!(t.elapsed() < TIMEOUT, "no live log: {}", f.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(alive(started.pid), "the container ended too early to test");
+    let exit = tokio::time::timeout(TIMEOUT, fresh.wait(&started, &f.dir()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.exit_code, 7);
+    let text = logs::read(&f.log(), &LogQuery::default()).unwrap();
+    let expected: String = (0..12).map(|i| format!("tick {i}\n")).collect();
+    assert_eq!(text, expected);
+    delete_and_check(&f, &fresh).await;
+}
+
+#[tokio::test]
+async fn removing_the_group_cgroup_kills_what_runs_in_it() {
+    let f = Fixture::new("rmcg");
+    let rt = f.runtime();
+    let mut spec = f.spec("");
+    spec.args = vec!["sleep".into(), "1000".into()];
+    rt.write_bundle(&f.dir(), &spec).unwrap();
+    let started = rt.start(f.id(), &f.dir(), &f.log()).await.unwrap();
+    let layout = CgroupLayout::detect().unwrap();
+    layout.remove_cgroup(&f.group_cgroup()).unwrap();
+    let exit = tokio::time::timeout(TIMEOUT, rt.wait(&started, &f.dir()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.signal, Some(9));
+    assert!(!alive(started.pid));
+    delete_and_check(&f, &rt).await;
+}
