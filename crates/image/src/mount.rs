@@ -1,0 +1,148 @@
+//! Container root filesystems: an overlay of the image layers with a private upper layer.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::error::ImageError;
+use crate::store::Image;
+
+/// Longest mount data the kernel takes (one page, with its terminating NUL).
+const MAX_MOUNT_DATA: usize = 4095;
+
+/// Mounts the root filesystem of one container: an overlay of the image layers with
+/// `dir/upper` and `dir/work`, on `dir/rootfs`, which is returned. Mounting again while it is
+/// mounted does nothing.
+pub fn mount_rootfs(image: &Image, dir: &Path) -> Result<PathBuf, ImageError> {
+    let upper = dir.join("upper");
+    let work = dir.join("work");
+    let rootfs = dir.join("rootfs");
+    for path in [&upper, &work, &rootfs] {
+        fs::create_dir_all(path).map_err(|e| ImageError::io("creating", path.as_path(), e))?;
+    }
+    if is_mount_point(&rootfs, dir)? {
+        return Ok(rootfs);
+    }
+    let empty = dir.join("empty");
+    if image.layers.is_empty() {
+        fs::create_dir_all(&empty).map_err(|e| ImageError::io("creating", &empty, e))?;
+    }
+    let data = overlay_options(&image.layers, &empty, &upper, &work)?;
+    if data.len() > MAX_MOUNT_DATA {
+        return Err(ImageError::MountOptionsTooLong {
+            target: rootfs,
+            len: data.len(),
+        });
+    }
+    mount(
+        Some("overlay"),
+        &rootfs,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|source| ImageError::Mount {
+        target: rootfs.clone(),
+        source,
+    })?;
+    Ok(rootfs)
+}
+
+/// Unmounts `dir/rootfs`. Does nothing when it is not mounted (or does not exist); detaches
+/// lazily when it is busy. Removes nothing.
+pub fn unmount_rootfs(dir: &Path) -> Result<(), ImageError> {
+    let rootfs = dir.join("rootfs");
+    // Loop in case the same point was mounted more than once.
+    for _ in 0..16 {
+        let result = match umount2(&rootfs, MntFlags::empty()) {
+            Err(Errno::EBUSY) => umount2(&rootfs, MntFlags::MNT_DETACH),
+            other => other,
+        };
+        match result {
+            Ok(()) => {}
+            Err(Errno::EINVAL | Errno::ENOENT) => return Ok(()),
+            Err(source) => {
+                return Err(ImageError::Unmount {
+                    target: rootfs,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Overlay mount data: lower layers uppermost first. A layer listed twice (images repeat the
+/// empty layer) is kept only at its uppermost place, which merges the same and which overlayfs
+/// requires (it refuses overlapping layers).
+fn overlay_options(
+    layers: &[PathBuf],
+    empty: &Path,
+    upper: &Path,
+    work: &Path,
+) -> Result<String, ImageError> {
+    let mut lowers: Vec<&str> = Vec::with_capacity(layers.len());
+    for layer in layers.iter().rev() {
+        let layer = option_path(layer)?;
+        if !lowers.contains(&layer) {
+            lowers.push(layer);
+        }
+    }
+    if lowers.is_empty() {
+        lowers.push(option_path(empty)?);
+    }
+    Ok(format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        option_path(upper)?,
+        option_path(work)?
+    ))
+}
+
+fn option_path(path: &Path) -> Result<&str, ImageError> {
+    path.to_str()
+        .filter(|s| !s.contains([',', ':']))
+        .ok_or_else(|| ImageError::UnusableLayerPath {
+            path: path.to_path_buf(),
+        })
+}
+
+/// A mount point sits on another device than its parent.
+fn is_mount_point(path: &Path, parent: &Path) -> Result<bool, ImageError> {
+    let dev = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.dev())
+            .map_err(|e| ImageError::io("inspecting", p, e))
+    };
+    Ok(dev(path)? != dev(parent)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowerdirs_are_uppermost_first_without_repeats() {
+        let layers: Vec<PathBuf> = ["/s/a", "/s/e", "/s/b", "/s/e"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let (empty, upper, work) = (Path::new("/c/empty"), Path::new("/c/u"), Path::new("/c/w"));
+        assert_eq!(
+            overlay_options(&layers, empty, upper, work).unwrap(),
+            "lowerdir=/s/e:/s/b:/s/a,upperdir=/c/u,workdir=/c/w"
+        );
+        assert_eq!(
+            overlay_options(&[], empty, upper, work).unwrap(),
+            "lowerdir=/c/empty,upperdir=/c/u,workdir=/c/w"
+        );
+        let odd = [PathBuf::from("/s/a,b")];
+        assert!(matches!(
+            overlay_options(&odd, empty, upper, work),
+            Err(ImageError::UnusableLayerPath { .. })
+        ));
+    }
+}
