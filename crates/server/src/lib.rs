@@ -188,7 +188,7 @@ async fn process(
     }
     let account = store
         .access_key(&verified.access_key_id)
-        .map_err(|e| ApiError::internal(e))?
+        .map_err(ApiError::internal)?
         .ok_or_else(|| {
             ApiError::new(
                 404,
