@@ -153,7 +153,10 @@ impl ContainerCtx {
         let rt = &self.inner.runtime;
         let id = self.runtime_id();
         let cdir = self.dirs.container(&self.spec.name);
-        let _ = rt.delete(&id).await;
+        if cdir.join("config.json").exists() {
+            // A former run of this container may still be known to the runtime.
+            let _ = rt.delete(&id).await;
+        }
         let prepared = (|| -> Result<PathBuf, String> {
             std::fs::create_dir_all(&cdir).map_err(|e| e.to_string())?;
             std::fs::create_dir_all(self.dirs.logs(&self.spec.name)).map_err(|e| e.to_string())?;

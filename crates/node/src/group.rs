@@ -35,11 +35,14 @@ pub async fn run_group(
     let state = GroupState::new(rec.id.clone(), obs, inner.reporter.clone());
     state.update(|_| {});
 
-    // Network.
-    let attachment = match inner.net.attachment(&gid) {
-        Some(a) => Ok(a),
-        None => inner.net.setup(&gid).await,
+    // Network and images are independent: set both up at once.
+    let net = async {
+        match inner.net.attachment(&gid) {
+            Some(a) => Ok(a),
+            None => inner.net.setup(&gid).await,
+        }
     };
+    let (attachment, images) = tokio::join!(net, pull_images(&inner, &spec, &state, &cancel));
     let attachment = match attachment {
         Ok(a) => a,
         Err(e) => {
@@ -65,11 +68,7 @@ pub async fn run_group(
         state.update(|o| o.failed = Some(format!("cannot write the group's /etc files: {e}")));
         return;
     }
-
-    // Images.
-    let Some(images) = pull_images(&inner, &spec, &state, &cancel).await else {
-        return;
-    };
+    let Some(images) = images else { return };
 
     let ctx = |c: &berth_core::ContainerSpec, init: bool| ContainerCtx {
         inner: inner.clone(),
