@@ -48,6 +48,25 @@ pub fn prepare_dir(dir: &Path) -> Result<(), NetError> {
     }
 }
 
+/// Undoes [`prepare_dir`] when no namespace is pinned in `dir` any more (at shutdown), so
+/// berth leaves no mount behind. A directory that still holds namespaces stays as it is.
+pub fn release_dir(dir: &Path) -> Result<(), NetError> {
+    let busy = std::fs::read_dir(dir)
+        .map(|mut rd| rd.next().is_some())
+        .unwrap_or(false);
+    if busy {
+        return Ok(());
+    }
+    match umount2(dir, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
+        Err(source) => Err(NetError::Sys {
+            step: "unmounting namespace directory",
+            path: dir.to_owned(),
+            source,
+        }),
+    }
+}
+
 /// Creates a new network namespace with `lo` up, pinned at `path` (which must not exist).
 pub async fn create(path: PathBuf) -> Result<(), NetError> {
     let (tx, rx) = oneshot::channel();

@@ -63,6 +63,11 @@ impl Network {
         })
     }
 
+    /// Releases the namespace directory's own mount when no group has a namespace any more.
+    pub fn release(&self) -> Result<(), NetError> {
+        netns::release_dir(&self.cfg.netns_dir)
+    }
+
     /// Creates the group's namespace and wires it in; undoes everything on failure.
     pub async fn setup(&self, id: &str) -> Result<Attachment, NetError> {
         validate_id(id)?;

@@ -221,6 +221,14 @@ impl Agent {
         }
     }
 
+    /// Called when berth stops: containers keep running; host state that only berth itself
+    /// holds (the namespace directory's mount, when no group needs it) is released.
+    pub fn shutdown(&self) {
+        if let Err(e) = self.inner.net.release() {
+            tracing::warn!(error = %e, "cannot release the namespace directory");
+        }
+    }
+
     /// Removes what groups unknown to the control plane left on this host (after a crash
     /// between releasing a group and forgetting it).
     pub async fn collect_garbage(&self, known: &[GroupId]) {

@@ -162,8 +162,12 @@ impl ContainerCtx {
             std::fs::create_dir_all(self.dirs.logs(&self.spec.name)).map_err(|e| e.to_string())?;
             let _ = std::fs::remove_file(cdir.join("exit.json"));
             let _ = berth_image::unmount_rootfs(&cdir);
-            berth_image::mount_rootfs(&self.image, &cdir)
-                .map_err(|e| format!("cannot mount the root filesystem: {e}"))
+            berth_image::mount_rootfs(&self.image, &cdir).map_err(|e| {
+                format!(
+                    "cannot mount the root filesystem: {}",
+                    crate::files::error_chain(&e)
+                )
+            })
         })();
         let rootfs = match prepared {
             Ok(r) => r,
@@ -185,7 +189,7 @@ impl ContainerCtx {
         }
         let started = match rt.start(&id, &cdir, &log).await {
             Ok(s) => s,
-            Err(e) => return RunEnd::StartFailed(e.to_string()),
+            Err(e) => return RunEnd::StartFailed(crate::files::error_chain(&e)),
         };
         let at = started.started_at;
         self.state.set_container(
@@ -208,7 +212,7 @@ impl ContainerCtx {
         tokio::select! {
             res = self.inner.runtime.wait(&started, &cdir) => match res {
                 Ok(exit) => RunEnd::Exited(exit),
-                Err(e) => RunEnd::StartFailed(format!("lost the container: {e}")),
+                Err(e) => RunEnd::StartFailed(format!("lost the container: {}", crate::files::error_chain(&e))),
             },
             _ = cancel.cancelled() => RunEnd::Cancelled,
         }

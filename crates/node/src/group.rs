@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::Inner;
 use crate::container::{pull_backoff, Adopted, ContainerCtx};
-use crate::files::{write_etc, GroupDirs};
+use crate::files::{error_chain, write_etc, GroupDirs};
 use crate::state::{waiting, GroupState};
 
 /// Runs a group until it is cancelled or all its containers are done for good.
@@ -46,7 +46,10 @@ pub async fn run_group(
     let attachment = match attachment {
         Ok(a) => a,
         Err(e) => {
-            let msg = format!("cannot set up the network of the group: {e}");
+            let msg = format!(
+                "cannot set up the network of the group: {}",
+                error_chain(&e)
+            );
             tracing::error!(group = %gid, error = %e, "network setup failed");
             state.update(|o| {
                 o.failed = Some(msg.clone());
@@ -205,7 +208,7 @@ async fn pull_images(
                     break;
                 }
                 Err(e) => {
-                    let msg = format!("Failed to pull image \"{}\": {e}", c.image);
+                    let msg = format!("Failed to pull image \"{}\": {}", c.image, error_chain(&e));
                     let detail = if attempt == 0 {
                         "ErrImagePull"
                     } else {
