@@ -1,0 +1,672 @@
+"""Helpers shared by the end-to-end tests: processes, polling, SDK calls, leftover checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from alibabacloud_eci20180808 import models
+from alibabacloud_eci20180808.client import Client
+from alibabacloud_tea_openapi.exceptions import ClientException
+from alibabacloud_tea_openapi.models import Config
+
+REPO = Path(__file__).resolve().parents[2]
+BERTH_BIN = Path(os.environ.get("BERTH_BIN", REPO / "target" / "debug" / "berth"))
+BUILD_IMAGE = REPO / "tests" / "images" / "build.sh"
+REGION = "local"
+NETNS_DIR = Path("/run/berth/netns")
+BRIDGE = "berth0"
+GROUP_ID_RE = re.compile(r"\beci-[a-z0-9]{20}\b")
+
+REGISTRY_USER = "berth"
+REGISTRY_PASSWORD = "e2e-Secret-1"
+
+# Small sizes so that several groups fit on a 2-core CI machine at once.
+CPU = 0.25
+MEMORY = 0.5
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    return "\n".join(_ANSI_RE.sub("", line) for line in text.splitlines()[-lines:])
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.5,
+    diag: Callable[[], str] | None = None,
+) -> Any:
+    """Call probe until it returns something truthy; fail after timeout seconds.
+
+    Exceptions from probe count as "not yet" until the deadline; the last one is reported.
+    """
+    __tracebackhide__ = True
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    last_value: Any = None
+    while True:
+        try:
+            last_value = probe()
+            if last_value:
+                return last_value
+        except AssertionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported below
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            msg = f"timed out after {timeout:.0f}s waiting for {what}"
+            if last_exc is not None:
+                msg += f"\nlast error: {last_exc!r}"
+            else:
+                msg += f"\nlast value: {last_value!r}"
+            if diag is not None:
+                msg += "\n" + diag()
+            raise Timeout(msg)
+        time.sleep(interval)
+
+
+def pretty(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def pids_matching(needle: str) -> list[int]:
+    """Pids whose command line contains needle (read with ps, as an operator would)."""
+    out = subprocess.run(
+        ["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    me = os.getpid()
+    pids = []
+    for line in out.splitlines():
+        pid_s, _, args = line.strip().partition(" ")
+        pid = int(pid_s)
+        if needle in args and pid != me and "ps -eo" not in args:
+            pids.append(pid)
+    return sorted(pids)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> bool:
+    """Send sig and wait; SIGKILL after timeout. Returns True if it exited on sig alone."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        return False
+
+
+# ----------------------------------------------------------------------------- registries
+
+
+class Registry:
+    """Debian's docker-registry on loopback with filesystem storage, optionally with htpasswd."""
+
+    def __init__(self, workdir: Path, auth: tuple[str, str] | None = None):
+        self.workdir = workdir
+        self.auth = auth
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.log = workdir / "registry.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20) -> None:
+        storage = self.workdir / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        config = [
+            "version: 0.1",
+            "log:",
+            "  level: warn",
+            "  accesslog:",
+            "    disabled: true",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {storage}",
+            "  delete:",
+            "    enabled: true",
+            "http:",
+            f"  addr: {self.host}",
+            f"  secret: berth-e2e-{self.port}",
+        ]
+        if self.auth is not None:
+            user, password = self.auth
+            htpasswd = self.workdir / "htpasswd"
+            line = subprocess.run(
+                ["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True
+            ).stdout.strip()
+            htpasswd.write_text(line + "\n")
+            config += ["auth:", "  htpasswd:", "    realm: berth-e2e", f"    path: {htpasswd}"]
+        conf = self.workdir / "config.yml"
+        conf.write_text("\n".join(config) + "\n")
+        binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [binary, "serve", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"docker-registry exited with {self.proc.returncode}:\n{tail(self.log)}"
+                )
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2).close()
+                return True
+            except urllib.error.HTTPError as e:
+                return e.code == 401 and self.auth is not None
+            except OSError:
+                return False
+
+        wait_for(f"registry {self.host}", ready, timeout, 0.1, lambda: tail(self.log))
+
+    def push_busybox(self, *names: str) -> list[str]:
+        """Build the busybox image once and push it under each name; return the references."""
+        names = names or ("busybox:latest",)
+        cmd = [str(BUILD_IMAGE)]
+        if self.auth is not None:
+            cmd += ["--creds", f"{self.auth[0]}:{self.auth[1]}"]
+        cmd += [self.host, *names]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, (
+            f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}\n"
+            f"registry log:\n{tail(self.log)}"
+        )
+        return [f"{self.host}/{n}" for n in names]
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM, 10)
+
+
+# ----------------------------------------------------------------------------- berth
+
+
+class Berth:
+    """`berth serve` as a user starts it, with its own state dir and log file."""
+
+    def __init__(self, state_dir: Path, log: Path):
+        self.state_dir = state_dir
+        self.log = log
+        self.port = free_port()
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.endpoint}"
+        self.credentials_path = state_dir / "credentials.json"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        assert BERTH_BIN.exists(), f"{BERTH_BIN} is missing: run `cargo build --workspace` first"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info,berth=debug")
+        env.setdefault("RUST_BACKTRACE", "1")
+        env["NO_COLOR"] = "1"
+        with open(self.log, "ab") as log:
+            log.write(f"==== berth serve starting at {time.strftime('%H:%M:%S')}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [
+                    str(BERTH_BIN),
+                    "serve",
+                    "--listen",
+                    self.endpoint,
+                    "--state-dir",
+                    str(self.state_dir),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"berth serve exited with {self.proc.returncode}:\n{tail(self.log)}"
+                )
+            return self.credentials_path.exists() and port_open(self.port)
+
+        wait_for("berth serve to listen", ready, timeout, 0.1, self.diag)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        assert self.proc is not None and self.proc.poll() is None, "berth is not running"
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 30) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            return True
+        return stop_process(self.proc, signal.SIGTERM, timeout)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def credentials(self) -> dict:
+        return json.loads(self.credentials_path.read_text())
+
+    def client(self, secret: str | None = None, **config: Any) -> Client:
+        creds = self.credentials()
+        cfg = Config(
+            access_key_id=creds["AccessKeyId"],
+            access_key_secret=secret if secret is not None else creds["AccessKeySecret"],
+            endpoint=self.endpoint,
+            protocol="http",
+            region_id=REGION,
+            connect_timeout=5000,
+            read_timeout=60000,
+            **config,
+        )
+        return Client(cfg)
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        cmd = [
+            str(BERTH_BIN),
+            "--endpoint",
+            self.url,
+            "--credentials",
+            str(self.credentials_path),
+            *args,
+        ]
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+
+    def diag(self, lines: int = 60) -> str:
+        state = "not started"
+        if self.proc is not None:
+            rc = self.proc.poll()
+            state = "running" if rc is None else f"exited with {rc}"
+        return f"---- berth serve ({state}), last {lines} log lines of {self.log}:\n" + tail(
+            self.log, lines
+        )
+
+
+# ----------------------------------------------------------------------------- API helpers
+
+
+@dataclass
+class Images:
+    registry: str  # host:port of the plain registry
+    image: str  # busybox on the plain registry
+    private_registry: str  # host:port of the registry with basic auth
+    private_image: str  # busybox on the registry with basic auth
+    # The same image under a name that is never pulled with credentials, so that no image
+    # cache can stand in for the registry's answer.
+    unpulled_private_image: str
+
+
+class Groups:
+    """Creates container groups for one test and deletes them when the test ends."""
+
+    def __init__(self, berth: Berth, images: Images, tracker: set[str]):
+        self.berth = berth
+        self.images = images
+        self.tracker = tracker
+        self.created: list[str] = []
+
+    def create(
+        self,
+        name: str,
+        containers: list,
+        *,
+        restart_policy: str = "Never",
+        init_containers: list | None = None,
+        private: bool = False,
+        credentials: bool = False,
+        client=None,
+        **kw,
+    ) -> str:
+        # Most test commands run as PID 1 without a SIGTERM handler, so they ignore SIGTERM;
+        # a short grace period keeps deletes quick.
+        kw.setdefault("termination_grace_period_seconds", 5)
+        registry = self.images.private_registry if private else self.images.registry
+        creds = None
+        if credentials:
+            creds = [
+                models.CreateContainerGroupRequestImageRegistryCredential(
+                    server=registry, user_name=REGISTRY_USER, password=REGISTRY_PASSWORD
+                )
+            ]
+        req = models.CreateContainerGroupRequest(
+            region_id=REGION,
+            container_group_name=name,
+            restart_policy=restart_policy,
+            container=containers,
+            init_container=init_containers,
+            plain_http_registry=registry,
+            image_registry_credential=creds,
+            **kw,
+        )
+        resp = (client or self.berth.client()).create_container_group(req)
+        gid = resp.body.container_group_id
+        assert gid and GROUP_ID_RE.fullmatch(gid), f"bad ContainerGroupId {gid!r}"
+        self.tracker.add(gid)
+        self.created.append(gid)
+        return gid
+
+    def delete_all(self, timeout: float = 60) -> None:
+        if not self.created or not self.berth.running():
+            return
+        client = self.berth.client()
+        for gid in self.created:
+            try:
+                delete(client, gid)
+            except ClientException as exc:
+                if exc.status_code != 404:
+                    raise
+        wait_for(
+            f"groups {self.created} to be deleted",
+            lambda: all(describe(client, g) is None for g in self.created),
+            timeout,
+            diag=self.berth.diag,
+        )
+
+
+def container(name: str, image: str, command: list[str], **kw: Any):
+    kw.setdefault("cpu", CPU)
+    kw.setdefault("memory", MEMORY)
+    return models.CreateContainerGroupRequestContainer(
+        name=name, image=image, command=command, **kw
+    )
+
+
+def init_container(name: str, image: str, command: list[str], **kw: Any):
+    kw.setdefault("cpu", CPU)
+    kw.setdefault("memory", MEMORY)
+    return models.CreateContainerGroupRequestInitContainer(
+        name=name, image=image, command=command, **kw
+    )
+
+
+def list_groups(client: Client, **filters: Any) -> list[dict]:
+    """All groups (following NextToken), as plain dicts with the wire's PascalCase keys."""
+    out: list[dict] = []
+    token = None
+    for _ in range(100):
+        req = models.DescribeContainerGroupsRequest(
+            region_id=REGION, limit=20, next_token=token, **filters
+        )
+        body = client.describe_container_groups(req).body.to_map()
+        out += body.get("ContainerGroups") or []
+        token = body.get("NextToken")
+        if not token:
+            return out
+    raise AssertionError("DescribeContainerGroups pagination did not end after 100 pages")
+
+
+def describe(client: Client, group_id: str, with_event: bool = False) -> dict | None:
+    req = models.DescribeContainerGroupsRequest(
+        region_id=REGION,
+        container_group_ids=json.dumps([group_id]),
+        with_event=with_event or None,
+    )
+    groups = client.describe_container_groups(req).body.to_map().get("ContainerGroups") or []
+    groups = [g for g in groups if g.get("ContainerGroupId") == group_id]
+    return groups[0] if groups else None
+
+
+def container_of(group: dict, name: str, init: bool = False) -> dict:
+    key = "InitContainers" if init else "Containers"
+    for c in group.get(key) or []:
+        if c.get("Name") == name:
+            return c
+    raise AssertionError(f"no {key[:-1]} {name!r} in group:\n{pretty(group)}")
+
+
+def events_of(client: Client, group_id: str) -> list[dict]:
+    group = describe(client, group_id, with_event=True)
+    return (group or {}).get("Events") or []
+
+
+def logs(client: Client, group_id: str, name: str, **kw: Any) -> str:
+    req = models.DescribeContainerLogRequest(
+        region_id=REGION, container_group_id=group_id, container_name=name, **kw
+    )
+    return client.describe_container_log(req).body.to_map().get("Content") or ""
+
+
+def delete(client: Client, group_id: str) -> None:
+    client.delete_container_group(
+        models.DeleteContainerGroupRequest(region_id=REGION, container_group_id=group_id)
+    )
+
+
+def wait_status(
+    client: Client,
+    group_id: str,
+    statuses: Iterable[str],
+    timeout: float = 60,
+    never: Iterable[str] = (),
+    diag: Callable[[], str] | None = None,
+) -> dict:
+    """Poll DescribeContainerGroups until the group's Status is one of statuses."""
+    __tracebackhide__ = True
+    wanted = set(statuses)
+    forbidden = set(never)
+    seen: list[str] = []
+
+    def probe() -> dict | None:
+        group = describe(client, group_id)
+        assert group is not None, f"group {group_id} vanished from DescribeContainerGroups"
+        status = group.get("Status")
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        assert status not in forbidden, (
+            f"group {group_id} reached {status} (statuses seen: {seen}):\n{pretty(group)}"
+        )
+        return group if status in wanted else None
+
+    def more() -> str:
+        text = f"statuses seen: {seen}\n"
+        try:
+            text += pretty(describe(client, group_id, with_event=True))
+        except Exception as exc:  # noqa: BLE001
+            text += f"(describe failed: {exc!r})"
+        if diag is not None:
+            text += "\n" + diag()
+        return text
+
+    return wait_for(f"{group_id} to reach {sorted(wanted)}", probe, timeout, 0.5, more)
+
+
+_TS_RE = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:[.,](\d+))?(Z|[+-]\d{2}:?\d{2})?(?:\s|$)"
+)
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """Parse an RFC 3339 timestamp at the start of text (nanoseconds allowed)."""
+    m = _TS_RE.match(text)
+    if not m:
+        return None
+    date, clock, frac, zone = m.groups()
+    micros = int((frac or "0")[:6].ljust(6, "0"))
+    dt = datetime.strptime(f"{date}T{clock}", "%Y-%m-%dT%H:%M:%S").replace(microsecond=micros)
+    if zone in (None, "Z"):
+        return dt.replace(tzinfo=timezone.utc)
+    sign = 1 if zone[0] == "+" else -1
+    zone = zone[1:].replace(":", "")
+    offset = timedelta(hours=int(zone[:2]), minutes=int(zone[2:]))
+    return (dt - sign * offset).replace(tzinfo=timezone.utc)
+
+
+def http_get(url: str, timeout: float = 5) -> str:
+    """GET without any proxy from the environment (the group's IP is on a local bridge)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as resp:
+        return resp.read().decode(errors="replace")
+
+
+# ----------------------------------------------------------------------------- leftovers
+
+
+def mounts_under(prefix: Path) -> list[str]:
+    prefix_s = str(prefix).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mount_point = line.split()[4].replace("\\040", " ")
+            if mount_point == prefix_s.rstrip("/") or mount_point.startswith(prefix_s):
+                found.append(mount_point)
+    return found
+
+
+def cgroup_dirs_named(ids: Iterable[str]) -> list[str]:
+    ids = [i for i in ids if i]
+    found = []
+    if not ids:
+        return found
+    for root, dirs, _files in os.walk("/sys/fs/cgroup"):
+        for d in dirs:
+            if any(i in d for i in ids):
+                found.append(os.path.join(root, d))
+    return found
+
+
+def processes_mentioning(ids: Iterable[str]) -> list[str]:
+    ids = [i for i in ids if i]
+    found = []
+    if not ids:
+        return found
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cgroup = (entry / "cgroup").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if any(i in cmdline or i in cgroup for i in ids):
+            found.append(f"pid {entry.name}: {cmdline.strip()}")
+    return found
+
+
+def netns_files(ids: Iterable[str], state_dir: Path | None = None) -> list[str]:
+    """Network namespace files named after the groups, in /run/berth/netns or STATE/netns."""
+    ids = [i for i in ids if i]
+    dirs = [NETNS_DIR] + ([state_dir / "netns"] if state_dir is not None else [])
+    found = []
+    for d in dirs:
+        if d.is_dir():
+            found += [str(p) for p in d.iterdir() if any(i in p.name for i in ids)]
+    return found
+
+
+def bridge_ports() -> list[str]:
+    """Interfaces enslaved to berth0 (empty when the bridge does not exist)."""
+    res = subprocess.run(
+        ["ip", "-o", "link", "show", "master", BRIDGE], capture_output=True, text=True
+    )
+    if res.returncode != 0:
+        return []
+    names = []
+    for line in res.stdout.splitlines():
+        parts = line.split(":")
+        if len(parts) > 1:
+            names.append(parts[1].strip().split("@")[0])
+    return names
+
+
+def leftovers(
+    state_dir: Path,
+    ids: Iterable[str],
+    veths_allowed: Iterable[str] | None = None,
+    any_mount: bool = False,
+) -> list[str]:
+    """What a deleted group left on the host. Empty when everything was cleaned up.
+
+    any_mount: count every mount under state_dir (berth stopped), not only the group's.
+    veths_allowed: bridge ports that may remain (None: none may remain).
+    """
+    ids = list(ids)
+    problems = []
+    mounts = mounts_under(state_dir)
+    if not any_mount:
+        mounts = [m for m in mounts if any(i in m for i in ids)]
+    problems += [f"mount: {m}" for m in mounts]
+    problems += [f"netns: {n}" for n in netns_files(ids, state_dir)]
+    problems += [f"cgroup: {c}" for c in cgroup_dirs_named(ids)]
+    problems += [f"process: {p}" for p in processes_mentioning(ids)]
+    allowed = set(veths_allowed or [])
+    problems += [f"veth on {BRIDGE}: {v}" for v in bridge_ports() if v not in allowed]
+    return problems
+
+
+def assert_no_leftovers(
+    state_dir: Path,
+    ids: Iterable[str],
+    veths_allowed: Iterable[str] | None = None,
+    any_mount: bool = False,
+    grace: float = 10,
+) -> None:
+    __tracebackhide__ = True
+    ids = list(ids)
+    deadline = time.monotonic() + grace
+    while True:
+        problems = leftovers(state_dir, ids, veths_allowed, any_mount)
+        if not problems or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    assert not problems, "left behind:\n  " + "\n  ".join(problems)

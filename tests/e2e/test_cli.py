@@ -1,0 +1,66 @@
+"""The berth command-line client against a running `berth serve`."""
+
+from __future__ import annotations
+
+import support
+from support import GROUP_ID_RE, wait_for
+
+
+def _ok(res) -> str:
+    __tracebackhide__ = True
+    assert res.returncode == 0, (
+        f"`{' '.join(res.args)}` exited with {res.returncode}\n"
+        f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    )
+    return res.stdout
+
+
+def test_run_ps_logs_rm(berth, client, images, tracker):
+    out = _ok(
+        berth.cli(
+            "run",
+            images.image,
+            "--name",
+            "cli-test",
+            "--cpu",
+            "0.5",
+            "--memory",
+            "1",
+            "-e",
+            "A=B",
+            "--",
+            "sh",
+            "-c",
+            "echo $A; sleep 30",
+        )
+    )
+    ids = GROUP_ID_RE.findall(out)
+    assert len(ids) == 1, f"expected the group id on stdout, got:\n{out}"
+    gid = ids[0]
+    tracker.add(gid)
+
+    try:
+        listing = _ok(berth.cli("ps"))
+        assert gid in listing, listing
+        assert "cli-test" in listing, listing
+
+        group = support.describe(client, gid)
+        assert group is not None and group["ContainerGroupName"] == "cli-test", group
+
+        def logged_b() -> bool:
+            res = berth.cli("logs", gid)
+            return res.returncode == 0 and "B" in res.stdout.split()
+
+        wait_for(f"`berth logs {gid}` to print B", logged_b, 60, 1, berth.diag)
+
+        _ok(berth.cli("rm", gid))
+        wait_for(
+            f"{gid} to disappear",
+            lambda: support.describe(client, gid) is None,
+            60,  # `sleep 30` ignores SIGTERM as PID 1: up to the default 30s grace period
+            diag=berth.diag,
+        )
+        assert gid not in _ok(berth.cli("ps"))
+    finally:
+        if support.describe(client, gid) is not None:
+            support.delete(client, gid)
