@@ -58,6 +58,15 @@ pub enum RuntimeError {
     #[error("the monitor of {dir} exited without recording an exit status")]
     MonitorLost { dir: PathBuf },
 
+    #[error("no cgroup at {path}")]
+    NoCgroup { path: PathBuf },
+
+    #[error("exec in container {id} failed: {message}")]
+    ExecFailed { id: String, message: String },
+
+    #[error("the exec session has no terminal")]
+    NoTerminal,
+
     #[error("unexpected output of `{binary} {args}`: {detail}")]
     BadOutput {
         binary: PathBuf,

@@ -9,6 +9,7 @@
 //! | `pid` | the OCI runtime | the container's pid |
 //! | `started.json` | the monitor, once the container runs | [`Started`] |
 //! | `exit.json` | the monitor, last thing | [`ExitStatus`] |
+//! | `exec-<n>.json`, `exec-<n>.pid` | berth and the OCI runtime, while an exec runs | its process spec and pid |
 
 use std::fs;
 use std::io::{self, Write};
@@ -71,6 +72,9 @@ pub(crate) struct MonitorConfig {
     pub hide_unified: Option<PathBuf>,
     /// `memory.oom_control` (v1) or `memory.events` (v2) of the container's cgroup.
     pub oom_file: Option<PathBuf>,
+    /// Size-based rotation of the log; `None` lets it grow.
+    #[serde(default)]
+    pub log_rotation: Option<crate::logs::LogRotation>,
 }
 
 /// Writes `data` to `path` through a temporary file and a rename, so readers never see a torn

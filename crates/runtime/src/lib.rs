@@ -1,10 +1,14 @@
 //! berth's container runtime layer: OCI bundles from container specs, the OCI runtime driver
-//! (crun by default, runc), the per-container monitor that holds logs and exit status, log
-//! reading, and cgroup layout detection (crun runs without the cgroup2 mount on hybrid hosts).
+//! (crun by default, runc), the per-container monitor that holds logs (rotated by size) and
+//! exit status (OOM kills read from the memory cgroup), log reading and following, exec in a
+//! running container (sync or interactive, with or without a terminal), resource statistics
+//! from cgroups v1 and v2 and from network namespaces, and cgroup layout detection (crun runs
+//! without the cgroup2 mount on hybrid hosts).
 
 pub mod bundle;
 pub mod cgroup;
 mod error;
+mod exec;
 mod files;
 pub mod logs;
 mod monitor;
@@ -12,11 +16,16 @@ mod oci;
 mod pidfd;
 mod runtime;
 mod spawn;
+pub mod stats;
 
 pub use bundle::{build_spec, BundleSpec, DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS};
 pub use cgroup::CgroupLayout;
 pub use error::RuntimeError;
+pub use exec::{
+    ExecOutput, ExecReader, ExecRequest, ExecSession, ExecUser, ExecWriter, SYNC_OUTPUT_CAP,
+};
 pub use files::{ExitStatus, Started};
 pub use monitor::monitor_main;
 pub use oci::RuntimeKind;
 pub use runtime::{Runtime, RuntimeConfig};
+pub use stats::{net_stats, ContainerStats, InterfaceStats};

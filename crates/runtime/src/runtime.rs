@@ -8,6 +8,7 @@ use crate::bundle::{self, BundleSpec};
 use crate::cgroup::CgroupLayout;
 use crate::error::{check_id, RuntimeError};
 use crate::files::{self, ExitStatus, MonitorConfig, Started};
+use crate::logs::LogRotation;
 use crate::oci::{is_not_found, OciCommand, RuntimeKind};
 use crate::pidfd::ProcWatch;
 use crate::spawn;
@@ -36,6 +37,7 @@ pub struct Runtime {
     kind: RuntimeKind,
     version: String,
     oci: OciCommand,
+    log_rotation: Option<LogRotation>,
 }
 
 impl Runtime {
@@ -77,7 +79,19 @@ impl Runtime {
             kind,
             version,
             oci,
+            log_rotation: Some(LogRotation::default()),
         })
+    }
+
+    /// Sets how the logs of containers started from now on are rotated (`None`: never).
+    /// The default is [`LogRotation::default`].
+    pub fn with_log_rotation(mut self, rotation: Option<LogRotation>) -> Self {
+        self.log_rotation = rotation;
+        self
+    }
+
+    pub fn log_rotation(&self) -> Option<LogRotation> {
+        self.log_rotation
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -91,6 +105,10 @@ impl Runtime {
     /// The first line of the runtime's `--version`.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    pub(crate) fn oci(&self) -> &OciCommand {
+        &self.oci
     }
 
     /// Whether runtime invocations hide the cgroup2 mount (crun on a hybrid host).
@@ -142,6 +160,7 @@ impl Runtime {
             log_path,
             hide_unified: self.oci.hide_unified.clone(),
             oom_file,
+            log_rotation: self.log_rotation,
         };
         files::write_json(&dir.join(files::MONITOR_CONFIG), &conf)?;
         let exe = self.cfg.monitor_exe.clone();

@@ -20,6 +20,7 @@ use nix::unistd::{pipe2, Pid};
 use super::cri::{CriWriter, Stream};
 use super::sync_pipe::SyncPipe;
 use crate::files::{self, MonitorConfig, Started};
+use crate::logs::RotatingLog;
 use crate::oci::OciCommand;
 
 /// How long `<runtime> run --detach` may take before the monitor gives up on it.
@@ -50,7 +51,7 @@ struct Pipes {
 pub(crate) fn supervise(
     dir: &Path,
     conf: &MonitorConfig,
-    log: File,
+    log: RotatingLog,
     sync: &mut SyncPipe,
 ) -> Result<Outcome, String> {
     let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;

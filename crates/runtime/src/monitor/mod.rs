@@ -9,11 +9,11 @@
 
 mod cri;
 mod event_loop;
+mod oom;
 mod sync_pipe;
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use chrono::Utc;
@@ -22,6 +22,8 @@ use nix::unistd::{fork, setsid, ForkResult};
 pub(crate) use cri::timestamp;
 
 use crate::files::{self, MonitorConfig};
+use crate::logs::RotatingLog;
+use oom::OomProbe;
 use sync_pipe::SyncPipe;
 
 /// The fd on which the monitor reports `started <pid> <monitor-pid> <time>` or `error <text>`.
@@ -69,18 +71,15 @@ fn run(dir: &Path, sync: &mut SyncPipe) -> Result<(), String> {
     files::write_monitor_pid(dir).map_err(|e| error_chain(&e))?;
     let conf: MonitorConfig = files::read_json(&dir.join(files::MONITOR_CONFIG))
         .ok_or_else(|| format!("cannot read {}", dir.join(files::MONITOR_CONFIG).display()))?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(&conf.log_path)
+    let log = RotatingLog::open(&conf.log_path, conf.log_rotation)
         .map_err(|e| format!("cannot open log {}: {e}", conf.log_path.display()))?;
+    // A cgroup left over from an earlier run may carry kills of its own.
+    let oom_before = conf.oom_file.as_deref().map(OomProbe::read);
     let outcome = event_loop::supervise(dir, &conf, log, sync)?;
-    let oom_killed = conf
-        .oom_file
-        .as_deref()
-        .and_then(crate::cgroup::read_oom_kills)
-        .is_some_and(|n| n > 0);
+    let oom_killed = match (conf.oom_file.as_deref(), oom_before) {
+        (Some(file), Some(before)) => oom::killed(file, &before, outcome.signal),
+        _ => false,
+    };
     let status = files::ExitStatus {
         exit_code: outcome.exit_code,
         signal: outcome.signal,
