@@ -98,6 +98,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await?;
+    agent.shutdown();
     tracing::info!("stopped; containers keep running and are re-adopted at the next start");
     Ok(())
 }

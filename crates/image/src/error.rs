@@ -22,6 +22,66 @@ pub enum ImageError {
         #[source]
         source: OciDistributionError,
     },
+    /// The registry answered with an error; `message` is what it said.
+    #[error("{reference}: registry answered {status} to {what}: {message}")]
+    RegistryStatus {
+        reference: String,
+        what: String,
+        status: u16,
+        message: String,
+    },
+    /// The registry (or its token service) could not be reached, after retries.
+    #[error("{reference}: cannot reach {url}: {message}")]
+    Unreachable {
+        reference: String,
+        url: String,
+        message: String,
+    },
+    /// The token service refused the credentials or answered nonsense.
+    #[error("{reference}: token service {realm} refused: {message}")]
+    Token {
+        reference: String,
+        realm: String,
+        message: String,
+    },
+    #[error("{reference}: manifest is larger than {limit} bytes")]
+    ManifestTooLarge { reference: String, limit: u64 },
+    #[error("{reference}: invalid manifest: {message}")]
+    Manifest { reference: String, message: String },
+    #[error("{reference}: layer {digest} has unsupported media type {media_type:?}")]
+    UnsupportedLayer {
+        reference: String,
+        digest: String,
+        media_type: String,
+    },
+    #[error("blob {digest} of {reference} ended after {actual} of {expected} bytes")]
+    BlobTruncated {
+        reference: String,
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("image {reference} is pinned by {owners:?}")]
+    Pinned {
+        reference: String,
+        owners: Vec<String>,
+    },
+    #[error("image {reference} is not in the store")]
+    Unknown { reference: String },
+    #[error("image cache {id:?} does not exist")]
+    NoSuchCache { id: String },
+    #[error("image cache {id:?} holds no image {reference}")]
+    NotInCache { id: String, reference: String },
+    #[error("image cache {id:?}: layer {layer} of {reference} is missing from the store")]
+    CacheDamaged {
+        id: String,
+        reference: String,
+        layer: PathBuf,
+    },
+    #[error("invalid image cache id {id:?}")]
+    InvalidCacheId { id: String },
+    #[error("importing {path}: {message}")]
+    Import { path: PathBuf, message: String },
     #[error("unsupported digest {digest:?} in {reference}")]
     UnsupportedDigest { reference: String, digest: String },
     #[error("digest mismatch in {reference}: expected {expected}, got {actual}")]
@@ -50,7 +110,7 @@ pub enum ImageError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("unpacking layer {digest} of {reference}")]
+    #[error("unpacking layer {digest} of {reference}: {source}")]
     Unpack {
         reference: String,
         digest: String,
@@ -95,6 +155,37 @@ pub enum ImageError {
 }
 
 impl ImageError {
+    /// This error and all its causes, joined by `: `, for events and logs that show one line.
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            source = cause.source();
+        }
+        out
+    }
+
+    /// The registry said the image or its repository does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::RegistryStatus { status: 404, .. })
+    }
+
+    /// The registry or its token service refused the credentials.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(
+            self,
+            Self::RegistryStatus {
+                status: 401 | 403,
+                ..
+            } | Self::Token { .. }
+        )
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {
             op,
@@ -107,7 +198,7 @@ impl ImageError {
 /// Why a layer archive could not be unpacked.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("reading the layer archive")]
+    #[error("reading the layer archive: {0}")]
     Read(#[source] io::Error),
     #[error("entry {path:?} escapes the layer root")]
     Escape { path: String },
@@ -117,7 +208,7 @@ pub enum UnpackError {
     MissingLinkTarget { path: String },
     #[error("uncompressed layer digest mismatch: expected {expected}, got {actual}")]
     DiffIdMismatch { expected: String, actual: String },
-    #[error("{op} {path}")]
+    #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
         path: PathBuf,

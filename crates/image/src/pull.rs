@@ -1,36 +1,77 @@
 //! Resolving a reference against its registry and downloading what is missing: manifest
-//! (index → linux/amd64), config, and layers in parallel, each layer once even when several
-//! pulls need it, hashed while it streams into the unpacker.
+//! (index → host platform), config, and layers in parallel, each layer once even when several
+//! pulls need it, hashed while it streams into the unpacker, resumed after a broken
+//! connection, with progress reported per layer.
 
-use std::fs;
-use std::io::{self, Read};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::try_join_all;
-use futures_util::StreamExt;
-use oci_client::client::{linux_amd64_resolver, ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::Reference;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::error::{ImageError, UnpackError};
-use crate::reference::{host_listed, registry_host};
-use crate::store::{Inner, PullOptions, Record};
-use crate::{config, unpack};
+use crate::config;
+use crate::error::ImageError;
+use crate::manifest::{self, Descriptor};
+use crate::registry::{error_chain, is_transient_body_error, Login, RegistryClient, Scope};
+use crate::store::{Inner, PullOptions, PullProgress, Record};
 
-/// Registry clients are kept per host, transport and login, so connections and bearer tokens
-/// are reused between pulls.
+/// Registry clients are kept per host and transport, so connections and tokens are reused.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ClientKey {
     host: String,
     plain_http: bool,
     insecure: bool,
-    login: Option<(String, String)>,
+}
+
+/// Largest configuration blob accepted; real ones are a few KiB.
+const MAX_CONFIG_BYTES: u64 = 32 << 20;
+
+/// One pull in progress: where from, as whom, and whom to tell.
+pub(crate) struct Pull<'a> {
+    pub(crate) inner: &'a Inner,
+    pub(crate) client: Arc<RegistryClient>,
+    pub(crate) name: String,
+    pub(crate) repository: String,
+    pub(crate) login: Option<Login>,
+    pub(crate) progress: &'a (dyn Fn(&PullProgress) + Send + Sync),
+    pub(crate) total: u64,
+    pub(crate) done: AtomicU64,
+    pub(crate) layers: usize,
+}
+
+impl Pull<'_> {
+    pub(crate) fn scope(&self) -> Scope<'_> {
+        Scope {
+            reference: &self.name,
+            repository: &self.repository,
+            login: self.login.as_ref(),
+        }
+    }
+
+    pub(crate) fn report(
+        &self,
+        index: usize,
+        digest: &str,
+        layer_bytes: u64,
+        layer_size: u64,
+        done: bool,
+    ) {
+        (self.progress)(&PullProgress {
+            reference: self.name.clone(),
+            layer: index,
+            layers: self.layers,
+            digest: digest.to_owned(),
+            layer_bytes,
+            layer_size,
+            bytes: self.done.load(Ordering::Relaxed),
+            total_bytes: self.total,
+            layer_done: done,
+        });
+    }
 }
 
 /// Resolves `reference`, fetches its config and missing layers. Returns the record to store
@@ -39,19 +80,40 @@ pub(crate) async fn pull(
     inner: &Inner,
     reference: &Reference,
     opts: &PullOptions,
+    progress: &(dyn Fn(&PullProgress) + Send + Sync),
 ) -> Result<(Record, u64), ImageError> {
     let name = reference.whole();
-    let registry_err = |source: OciDistributionError| ImageError::Registry {
-        reference: name.clone(),
-        source,
+    let (client, login) = inner.client_for(reference, opts)?;
+    let mut pull = Pull {
+        inner,
+        client,
+        name: name.clone(),
+        repository: reference.repository().to_owned(),
+        login,
+        progress,
+        total: 0,
+        done: AtomicU64::new(0),
+        layers: 0,
     };
-    let (client, auth) = client_for(inner, reference, opts).map_err(registry_err)?;
-    let (manifest, digest) = client
-        .pull_image_manifest(reference, &auth)
-        .await
-        .map_err(registry_err)?;
+    let tag_or_digest = reference
+        .digest()
+        .or(reference.tag())
+        .unwrap_or("latest")
+        .to_owned();
+    let manifest = manifest::resolve(&pull.client, &pull.scope(), &tag_or_digest).await?;
+    for layer in &manifest.layers {
+        if !manifest::is_layer_type(&layer.media_type) {
+            return Err(ImageError::UnsupportedLayer {
+                reference: name,
+                digest: layer.digest.clone(),
+                media_type: layer.media_type.clone(),
+            });
+        }
+        pull.total += layer.size(&name)?;
+    }
+    pull.layers = manifest.layers.len();
 
-    let blob = fetch_config(&client, reference, &manifest.config).await?;
+    let blob = fetch_config(&pull, &manifest.config).await?;
     let parsed = config::parse(&blob).map_err(|source| ImageError::Config {
         reference: name.clone(),
         digest: manifest.config.digest.clone(),
@@ -62,63 +124,62 @@ pub(crate) async fn pull(
 
     let fetches = manifest.layers.iter().enumerate().map(|(i, layer)| {
         let diff_id = diff_ids.map(|ids| ids[i].clone());
-        fetch_layer(inner, &client, reference, layer, diff_id)
+        crate::layer::fetch_layer(&pull, i, layer, diff_id)
     });
     let bytes = try_join_all(fetches).await?.into_iter().sum();
 
     let record = Record {
         reference: name,
-        digest,
+        digest: manifest.digest,
         config_digest: manifest.config.digest.clone(),
         layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
         config: parsed.config,
+        imported: false,
     };
     Ok((record, bytes))
 }
 
-fn client_for(
-    inner: &Inner,
-    reference: &Reference,
-    opts: &PullOptions,
-) -> Result<(Client, RegistryAuth), OciDistributionError> {
-    let host = registry_host(reference.registry());
-    let login = opts
-        .credentials
-        .iter()
-        .find(|c| registry_host(&c.server) == host)
-        .map(|c| (c.user_name.clone(), c.password.clone()));
-    let auth = match &login {
-        Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-        None => RegistryAuth::Anonymous,
-    };
-    let key = ClientKey {
-        plain_http: host_listed(&opts.plain_http, &host),
-        insecure: host_listed(&opts.insecure, &host),
-        host,
-        login,
-    };
-    let mut clients = inner
-        .clients
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(client) = clients.get(&key) {
-        return Ok((client.clone(), auth));
+impl Inner {
+    /// The client for the reference's registry and the login to use there: the request's
+    /// credentials first, then the node's.
+    fn client_for(
+        &self,
+        reference: &Reference,
+        opts: &PullOptions,
+    ) -> Result<(Arc<RegistryClient>, Option<Login>), ImageError> {
+        use crate::reference::{host_listed, registry_host};
+        let host = registry_host(reference.registry());
+        let node = self.node_credentials();
+        let login = opts
+            .credentials
+            .iter()
+            .chain(node.iter())
+            .find(|c| registry_host(&c.server) == host)
+            .map(|c| Login {
+                user: c.user_name.clone(),
+                password: c.password.clone(),
+            });
+        let key = ClientKey {
+            plain_http: host_listed(&opts.plain_http, &host),
+            insecure: host_listed(&opts.insecure, &host),
+            host,
+        };
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok((client.clone(), login));
+        }
+        let client = Arc::new(RegistryClient::new(
+            &key.host,
+            key.plain_http,
+            key.insecure,
+            self.retry(),
+        )?);
+        clients.insert(key, client.clone());
+        Ok((client, login))
     }
-    let config = ClientConfig {
-        protocol: if key.plain_http {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        accept_invalid_certificates: key.insecure,
-        platform_resolver: Some(Box::new(linux_amd64_resolver)),
-        connect_timeout: Some(Duration::from_secs(10)),
-        read_timeout: Some(Duration::from_secs(60)),
-        ..ClientConfig::default()
-    };
-    let client = Client::try_from(config)?;
-    clients.insert(key, client.clone());
-    Ok((client, auth))
 }
 
 /// The hex part of a `sha256:` digest, refusing anything that is not 64 lowercase hex digits
@@ -129,7 +190,7 @@ pub(crate) fn sha256_hex(digest: &str) -> Option<&str> {
     valid.then_some(hex)
 }
 
-fn verify(reference: &str, expected: &str, actual: &[u8]) -> Result<(), ImageError> {
+pub(crate) fn verify(reference: &str, expected: &str, actual: &[u8]) -> Result<(), ImageError> {
     let actual = format!("sha256:{}", hex::encode(actual));
     if actual == expected {
         Ok(())
@@ -142,219 +203,109 @@ fn verify(reference: &str, expected: &str, actual: &[u8]) -> Result<(), ImageErr
     }
 }
 
-/// Largest configuration blob accepted; real ones are a few KiB.
-const MAX_CONFIG_BYTES: u64 = 32 << 20;
-
 /// Downloads the configuration blob into memory, bounded and digest-checked.
-async fn fetch_config(
-    client: &Client,
-    reference: &Reference,
-    descriptor: &OciDescriptor,
-) -> Result<Vec<u8>, ImageError> {
-    let name = reference.whole();
-    let too_large = |size| ImageError::BlobTooLarge {
-        reference: name.clone(),
-        digest: descriptor.digest.clone(),
-        size,
-    };
-    let limit = match u64::try_from(descriptor.size) {
-        Ok(size) if size > MAX_CONFIG_BYTES => return Err(too_large(size)),
-        Ok(size) if size > 0 => size,
-        _ => MAX_CONFIG_BYTES,
-    };
-    let mut stream = client
-        .pull_blob_stream(reference, descriptor)
-        .await
-        .map_err(|source| ImageError::Registry {
-            reference: name.clone(),
-            source,
-        })?;
-    let mut blob = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|source| download_error(&name, &descriptor.digest, source))?;
-        if (blob.len() + chunk.len()) as u64 > limit {
-            return Err(too_large(limit));
-        }
-        blob.extend_from_slice(&chunk);
+async fn fetch_config(pull: &Pull<'_>, descriptor: &Descriptor) -> Result<Vec<u8>, ImageError> {
+    let size = descriptor.size(&pull.name)?;
+    if size > MAX_CONFIG_BYTES {
+        return Err(ImageError::BlobTooLarge {
+            reference: pull.name.clone(),
+            digest: descriptor.digest.clone(),
+            size: MAX_CONFIG_BYTES,
+        });
     }
-    verify(&name, &descriptor.digest, &Sha256::digest(&blob))?;
+    let mut blob = Vec::new();
+    stream_blob(pull, descriptor, size, None, |chunk| {
+        blob.extend_from_slice(chunk)
+    })
+    .await?;
     Ok(blob)
 }
 
-enum Chunk {
-    Data(Bytes),
-    /// The whole blob arrived and matched its digest.
-    End,
-}
-
-/// Downloads and unpacks one layer unless it is already stored. Returns the bytes downloaded.
-async fn fetch_layer(
-    inner: &Inner,
-    client: &Client,
-    reference: &Reference,
-    layer: &OciDescriptor,
-    diff_id: Option<String>,
+/// Streams blob `descriptor` (exactly `size` bytes) to `on_chunk` and into `tx`, resuming from
+/// where it broke off after a transient failure, and checks its digest. When the receiver of
+/// `tx` is gone (a failed unpack) the blob is still read and checked, so corruption is
+/// reported as such.
+pub(crate) async fn stream_blob(
+    pull: &Pull<'_>,
+    descriptor: &Descriptor,
+    size: u64,
+    tx: Option<&mpsc::Sender<crate::layer::Chunk>>,
+    mut on_chunk: impl FnMut(&Bytes),
 ) -> Result<u64, ImageError> {
-    let name = reference.whole();
-    let hex = sha256_hex(&layer.digest).ok_or_else(|| ImageError::UnsupportedDigest {
-        reference: name.clone(),
-        digest: layer.digest.clone(),
-    })?;
-    let dir = inner.layer_dir(hex);
-    if dir.is_dir() {
-        return Ok(0);
-    }
-    let lock = inner.layer_lock(hex);
-    let _guard = lock.lock().await;
-    if dir.is_dir() {
-        return Ok(0);
-    }
-    let tmp = inner.temp_dir(hex)?;
-    let (tx, rx) = mpsc::channel(16);
-    let unpacker = tokio::task::spawn_blocking(move || unpack_into(rx, tmp, dir, diff_id));
-    let downloaded = download(client, reference, layer, tx).await;
-    let unpacked = unpacker.await.map_err(|source| ImageError::Task {
-        digest: layer.digest.clone(),
-        source,
-    })?;
-    let bytes = downloaded?;
-    unpacked.map_err(|source| ImageError::Unpack {
-        reference: name,
-        digest: layer.digest.clone(),
-        source,
-    })?;
-    Ok(bytes)
-}
-
-/// Streams the blob into `tx`, hashing it; sends `End` only when the digest matches, so the
-/// unpacker never keeps content that failed verification.
-async fn download(
-    client: &Client,
-    reference: &Reference,
-    layer: &OciDescriptor,
-    tx: mpsc::Sender<Chunk>,
-) -> Result<u64, ImageError> {
-    let mut tx = Some(tx);
-    let name = reference.whole();
-    let mut stream = client
-        .pull_blob_stream(reference, layer)
-        .await
-        .map_err(|source| ImageError::Registry {
-            reference: name.clone(),
-            source,
-        })?;
-    let limit = u64::try_from(layer.size).ok().filter(|size| *size > 0);
+    let name = &pull.name;
+    let path = format!("blobs/{}", descriptor.digest);
     let mut hasher = Sha256::new();
-    let mut bytes = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|source| download_error(&name, &layer.digest, source))?;
-        bytes += chunk.len() as u64;
-        if let Some(size) = limit.filter(|size| bytes > *size) {
-            return Err(ImageError::BlobTooLarge {
-                reference: name,
-                digest: layer.digest.clone(),
-                size,
-            });
-        }
-        hasher.update(&chunk);
-        if let Some(sender) = &tx {
-            if sender.send(Chunk::Data(chunk)).await.is_err() {
-                // The unpacker failed; finish hashing so a corrupt blob is reported as such.
-                tx = None;
-            }
-        }
-    }
-    verify(&name, &layer.digest, &hasher.finalize())?;
-    if let Some(sender) = tx {
-        let _ = sender.send(Chunk::End).await;
-    }
-    Ok(bytes)
-}
-
-fn download_error(reference: &str, digest: &str, source: io::Error) -> ImageError {
-    let mismatch = source
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<oci_client::errors::DigestError>());
-    if let Some(oci_client::errors::DigestError::VerificationError { expected, actual }) = mismatch
-    {
-        return ImageError::DigestMismatch {
-            reference: reference.to_owned(),
-            expected: expected.clone(),
-            actual: actual.clone(),
+    let mut received = 0u64;
+    let mut feeding = true;
+    let mut attempt = 0;
+    let retry = pull.client.retry();
+    loop {
+        let mut response = pull.client.get(&pull.scope(), &path, &[], received).await?;
+        // A registry that ignores the range sends everything again: skip what we have.
+        let mut skip = if response.status() == reqwest::StatusCode::PARTIAL_CONTENT {
+            0
+        } else {
+            received
         };
-    }
-    ImageError::Download {
-        reference: reference.to_owned(),
-        digest: digest.to_owned(),
-        source,
-    }
-}
-
-/// Runs on a blocking thread: unpacks into `tmp`, checks the diff id, then renames `tmp` to
-/// `dir` in one step. On any failure `tmp` is removed, so no half layer is ever visible.
-fn unpack_into(
-    rx: mpsc::Receiver<Chunk>,
-    tmp: PathBuf,
-    dir: PathBuf,
-    diff_id: Option<String>,
-) -> Result<(), UnpackError> {
-    let reader = ChannelReader {
-        rx,
-        current: Bytes::new(),
-        ended: false,
-    };
-    let result = unpack::unpack_layer(reader, &tmp).and_then(|actual| match diff_id {
-        Some(expected) if expected != actual => {
-            Err(UnpackError::DiffIdMismatch { expected, actual })
-        }
-        _ => Ok(()),
-    });
-    if let Err(e) = result {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    match fs::rename(&tmp, &dir) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = fs::remove_dir_all(&tmp);
-            if dir.is_dir() {
-                // Another process stored the same layer meanwhile.
-                Ok(())
-            } else {
-                Err(UnpackError::io("renaming", &tmp, e))
-            }
-        }
-    }
-}
-
-/// Blocking reader over the chunks of a download. Ends only at `End`; a download that stops
-/// without it reads as an error.
-struct ChannelReader {
-    rx: mpsc::Receiver<Chunk>,
-    current: Bytes,
-    ended: bool,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            if self.ended {
-                return Ok(0);
-            }
-            match self.rx.blocking_recv() {
-                Some(Chunk::Data(data)) => self.current = data,
-                Some(Chunk::End) => self.ended = true,
-                None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "layer download stopped",
-                    ))
+        let failure = loop {
+            match response.chunk().await {
+                Ok(Some(mut chunk)) => {
+                    if skip > 0 {
+                        let n = skip.min(chunk.len() as u64);
+                        skip -= n;
+                        let _ = chunk.split_to(n as usize);
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                    }
+                    received += chunk.len() as u64;
+                    if received > size {
+                        return Err(ImageError::BlobTooLarge {
+                            reference: name.clone(),
+                            digest: descriptor.digest.clone(),
+                            size,
+                        });
+                    }
+                    hasher.update(&chunk);
+                    on_chunk(&chunk);
+                    if let Some(tx) = tx.filter(|_| feeding) {
+                        feeding = tx.send(crate::layer::Chunk::Data(chunk)).await.is_ok();
+                    }
+                }
+                Ok(None) if received < size => {
+                    break ImageError::BlobTruncated {
+                        reference: name.clone(),
+                        digest: descriptor.digest.clone(),
+                        expected: size,
+                        actual: received,
+                    }
+                }
+                Ok(None) => {
+                    verify(name, &descriptor.digest, &hasher.finalize())?;
+                    return Ok(received);
+                }
+                Err(e) if is_transient_body_error(&e) => {
+                    break ImageError::Download {
+                        reference: name.clone(),
+                        digest: descriptor.digest.clone(),
+                        source: io::Error::other(error_chain(&e)),
+                    }
+                }
+                Err(e) => {
+                    return Err(ImageError::Download {
+                        reference: name.clone(),
+                        digest: descriptor.digest.clone(),
+                        source: io::Error::other(error_chain(&e)),
+                    })
                 }
             }
+        };
+        attempt += 1;
+        if attempt >= retry.attempts {
+            return Err(failure);
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
+        tracing::debug!(digest = %descriptor.digest, received, error = %failure, "resuming blob download");
+        tokio::time::sleep(retry.delay(attempt - 1)).await;
     }
 }
 

@@ -2,14 +2,19 @@
 //! normalised reference to its manifest digest, layers and config.
 //!
 //! ```text
-//! <root>/layers/sha256-<hex>/     one unpacked layer per compressed digest
-//! <root>/refs/<sha256 of ref>.json reference → manifest digest, layer digests, config
-//! <root>/tmp/                     layers being unpacked; emptied on open
+//! <root>/layers/sha256-<hex>/       one unpacked layer per compressed digest
+//! <root>/layer-info/<hex>.json      its sizes (compressed, on disk)
+//! <root>/refs/<sha256 of ref>.json  reference → manifest digest, layers, config; mtime = last use
+//! <root>/images/<hex>.json          the same per manifest digest, kept while pinned
+//! <root>/pins.json                  owner → pinned manifest digests
+//! <root>/caches/<id>.json           image caches
+//! <root>/tmp/                       layers and imports in progress; emptied on open
 //! ```
+//!
+//! Every record is written to a temporary file and renamed into place.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,13 +25,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::ImageConfig;
+use crate::disk;
 use crate::error::ImageError;
 use crate::reference;
+use crate::registry::RetryPolicy;
 
 /// How to reach registries for one `ensure` call.
 #[derive(Clone, Debug, Default)]
 pub struct PullOptions {
-    /// Logins, matched to the image's registry by host.
+    /// Logins, matched to the image's registry by host; they win over the node's.
     pub credentials: Vec<RegistryCredential>,
     /// Registry hosts reached over plain HTTP.
     pub plain_http: Vec<String>,
@@ -51,8 +58,28 @@ pub enum PullEvent {
     },
 }
 
-/// An image ready to be mounted.
+/// Download progress of one layer of a pull, for a progress bar. Sent at least every
+/// 256 KiB per layer and once when a layer is complete (also for layers already stored).
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullProgress {
+    /// Normalised reference.
+    pub reference: String,
+    /// Index of the layer (lowest is 0) and how many the image has.
+    pub layer: usize,
+    pub layers: usize,
+    pub digest: String,
+    /// Compressed bytes of this layer received (or already stored) and its size.
+    pub layer_bytes: u64,
+    pub layer_size: u64,
+    /// Compressed bytes of all layers received or already stored, and their sum.
+    pub bytes: u64,
+    pub total_bytes: u64,
+    /// This layer is downloaded, verified and unpacked.
+    pub layer_done: bool,
+}
+
+/// An image ready to be mounted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Image {
     /// Normalised reference (`docker.io/library/busybox:latest`).
     pub reference: String,
@@ -64,7 +91,7 @@ pub struct Image {
 }
 
 /// What the store remembers of a resolved reference.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Record {
     pub reference: String,
     pub digest: String,
@@ -72,6 +99,17 @@ pub(crate) struct Record {
     /// Compressed layer digests, lowest first.
     pub layers: Vec<String>,
     pub config: ImageConfig,
+    /// Imported from an archive: used before any pull, whatever the pull policy.
+    #[serde(default)]
+    pub imported: bool,
+}
+
+/// Sizes of one stored layer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct LayerInfo {
+    pub digest: String,
+    pub compressed_size: u64,
+    pub size_on_disk: u64,
 }
 
 /// Content store of the node agent. Cheap to clone; clones share locks and registry clients.
@@ -80,36 +118,76 @@ pub struct ImageStore {
     pub(crate) inner: Arc<Inner>,
 }
 
+type Locks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
 pub(crate) struct Inner {
     pub root: PathBuf,
-    layer_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    pub clients: Mutex<HashMap<crate::pull::ClientKey, oci_client::Client>>,
+    layer_locks: Locks,
+    ref_locks: Locks,
+    pub clients: Mutex<HashMap<crate::pull::ClientKey, Arc<crate::registry::RegistryClient>>>,
     temp_counter: AtomicU64,
+    node_credentials: Mutex<Vec<RegistryCredential>>,
+    retry: Mutex<RetryPolicy>,
+    /// Held shared by pulls and imports, exclusively by removals, so no layer disappears
+    /// under a pull that is about to record it.
+    pub removal: tokio::sync::RwLock<()>,
+    /// Owner → pinned manifest digests, as in `pins.json`.
+    pub pins: Mutex<BTreeMap<String, BTreeSet<String>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl ImageStore {
     /// Opens (creating if needed) the store under `root` and removes unfinished unpacks.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, ImageError> {
         let root = root.into();
-        for dir in ["layers", "refs"] {
+        for dir in ["layers", "layer-info", "refs", "images", "caches"] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(|e| ImageError::io("creating", path, e))?;
         }
         let tmp = root.join("tmp");
-        match fs::remove_dir_all(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ImageError::io("cleaning", tmp, e)),
-        }
+        disk::remove_tree(&tmp)?;
         fs::create_dir(&tmp).map_err(|e| ImageError::io("creating", &tmp, e))?;
+        let pins = disk::read_json(&root.join("pins.json"))?.unwrap_or_default();
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
                 layer_locks: Mutex::default(),
+                ref_locks: Mutex::default(),
                 clients: Mutex::default(),
                 temp_counter: AtomicU64::new(0),
+                node_credentials: Mutex::default(),
+                retry: Mutex::new(RetryPolicy::default()),
+                removal: tokio::sync::RwLock::new(()),
+                pins: Mutex::new(pins),
             }),
         })
+    }
+
+    /// Sets the logins of the node's configuration, used for registries a pull's own
+    /// credentials do not name.
+    pub fn with_node_credentials(self, credentials: Vec<RegistryCredential>) -> Self {
+        self.set_node_credentials(credentials);
+        self
+    }
+
+    /// Replaces the node's logins (configuration reload).
+    pub fn set_node_credentials(&self, credentials: Vec<RegistryCredential>) {
+        *lock(&self.inner.node_credentials) = credentials;
+    }
+
+    /// Sets how registry requests are retried (clients made from now on use it).
+    pub fn with_retry(self, policy: RetryPolicy) -> Self {
+        *lock(&self.inner.retry) = RetryPolicy {
+            attempts: policy.attempts.max(1),
+            ..policy
+        };
+        lock(&self.inner.clients).clear();
+        self
     }
 
     /// The store's root directory.
@@ -121,35 +199,69 @@ impl ImageStore {
     ///
     /// `IfNotPresent` uses a reference resolved before (even by an earlier process); `Always`
     /// resolves it again (layers already stored are not downloaded again); `Never` only looks
-    /// locally.
+    /// locally. An imported image is used whatever the policy.
     pub async fn ensure(
         &self,
         reference: &str,
         opts: &PullOptions,
         on_event: &(dyn Fn(PullEvent) + Send + Sync),
     ) -> Result<Image, ImageError> {
+        self.ensure_with_progress(reference, opts, on_event, &|_| {})
+            .await
+    }
+
+    /// [`ensure`](Self::ensure), also reporting the download of each layer to `on_progress`.
+    /// Concurrent calls for one reference make one pull.
+    pub async fn ensure_with_progress(
+        &self,
+        reference: &str,
+        opts: &PullOptions,
+        on_event: &(dyn Fn(PullEvent) + Send + Sync),
+        on_progress: &(dyn Fn(&PullProgress) + Send + Sync),
+    ) -> Result<Image, ImageError> {
         let started = Instant::now();
         let parsed = reference::parse(reference)?;
         let name = parsed.whole();
-        if opts.policy != ImagePullPolicy::Always {
-            if let Some(image) = self.lookup_normalized(&name) {
-                on_event(PullEvent::Pulled {
-                    reference: reference.to_owned(),
-                    digest: image.digest.clone(),
-                    bytes: 0,
-                    elapsed: started.elapsed(),
-                    cached: true,
-                });
-                return Ok(image);
-            }
-            if opts.policy == ImagePullPolicy::Never {
-                return Err(ImageError::NotPresent { reference: name });
+        let cached = |image: Image| {
+            self.inner.touch(&image.reference);
+            on_event(PullEvent::Pulled {
+                reference: reference.to_owned(),
+                digest: image.digest.clone(),
+                bytes: 0,
+                elapsed: started.elapsed(),
+                cached: true,
+            });
+            Ok(image)
+        };
+        let local = |store: &Self| {
+            let record = store.inner.read_record(&name).ok().flatten()?;
+            let usable = opts.policy != ImagePullPolicy::Always || record.imported;
+            usable.then(|| store.image_if_complete(record)).flatten()
+        };
+        if let Some(image) = local(self) {
+            return cached(image);
+        }
+        if opts.policy == ImagePullPolicy::Never {
+            return Err(ImageError::NotPresent { reference: name });
+        }
+        let lock = self.inner.ref_lock(&name);
+        let waited = lock.try_lock().is_err();
+        let _guard = lock.lock().await;
+        if waited {
+            // Another call just pulled it.
+            if let Some(image) = local(self).or_else(|| {
+                (opts.policy == ImagePullPolicy::Always)
+                    .then(|| self.lookup_normalized(&name))
+                    .flatten()
+            }) {
+                return cached(image);
             }
         }
         on_event(PullEvent::Pulling {
             reference: reference.to_owned(),
         });
-        let (record, bytes) = crate::pull::pull(&self.inner, &parsed, opts).await?;
+        let _removal = self.inner.removal.read().await;
+        let (record, bytes) = crate::pull::pull(&self.inner, &parsed, opts, on_progress).await?;
         self.inner.write_record(&record)?;
         let image = self.inner.image_of(record);
         on_event(PullEvent::Pulled {
@@ -177,6 +289,10 @@ impl ImageStore {
                 return None;
             }
         };
+        self.image_if_complete(record)
+    }
+
+    fn image_if_complete(&self, record: Record) -> Option<Image> {
         let image = self.inner.image_of(record);
         image.layers.iter().all(|l| l.is_dir()).then_some(image)
     }
@@ -187,17 +303,29 @@ impl Inner {
         self.root.join("layers").join(format!("sha256-{hex}"))
     }
 
-    /// The lock held while layer `hex` is downloaded, so it is downloaded once.
-    pub fn layer_lock(&self, hex: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self
-            .layer_locks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-        locks.entry(hex.to_owned()).or_default().clone()
+    pub fn layer_info_path(&self, hex: &str) -> PathBuf {
+        self.root.join("layer-info").join(format!("{hex}.json"))
     }
 
-    /// A fresh empty directory on the store's filesystem for an unpack in progress.
+    pub fn node_credentials(&self) -> Vec<RegistryCredential> {
+        lock(&self.node_credentials).clone()
+    }
+
+    pub fn retry(&self) -> RetryPolicy {
+        *lock(&self.retry)
+    }
+
+    /// The lock held while layer `hex` is downloaded, so it is downloaded once.
+    pub fn layer_lock(&self, hex: &str) -> Arc<tokio::sync::Mutex<()>> {
+        keyed_lock(&self.layer_locks, hex)
+    }
+
+    /// The lock held while reference `name` is pulled, so concurrent pulls make one.
+    fn ref_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        keyed_lock(&self.ref_locks, name)
+    }
+
+    /// A fresh empty directory on the store's filesystem for work in progress.
     pub fn temp_dir(&self, hex: &str) -> Result<PathBuf, ImageError> {
         let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         let path = self.root.join("tmp").join(format!("{hex}-{n}"));
@@ -205,40 +333,43 @@ impl Inner {
         Ok(path)
     }
 
-    fn record_path(&self, name: &str) -> PathBuf {
+    pub fn record_path(&self, name: &str) -> PathBuf {
         let key = hex::encode(Sha256::digest(name.as_bytes()));
         self.root.join("refs").join(format!("{key}.json"))
     }
 
-    fn read_record(&self, name: &str) -> Result<Option<Record>, ImageError> {
+    pub fn image_path(&self, digest: &str) -> Option<PathBuf> {
+        let hex = crate::pull::sha256_hex(digest)?;
+        Some(self.root.join("images").join(format!("{hex}.json")))
+    }
+
+    pub fn read_record(&self, name: &str) -> Result<Option<Record>, ImageError> {
+        let record: Option<Record> = disk::read_json(&self.record_path(name))?;
+        Ok(record.filter(|r| r.reference == name))
+    }
+
+    /// Records the reference and its image (by digest).
+    pub fn write_record(&self, record: &Record) -> Result<(), ImageError> {
+        if let Some(path) = self.image_path(&record.digest) {
+            disk::write_json(&path, record)?;
+        }
+        disk::write_json(&self.record_path(&record.reference), record)
+    }
+
+    /// Marks the reference as used now (the record's mtime is its last use).
+    pub fn touch(&self, name: &str) {
         let path = self.record_path(name);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(ImageError::io("reading", path, e)),
-        };
-        let record: Record =
-            serde_json::from_slice(&bytes).map_err(|source| ImageError::Record {
-                path: path.clone(),
-                source,
-            })?;
-        Ok((record.reference == name).then_some(record))
+        let now = nix::sys::time::TimeSpec::UTIME_NOW;
+        let _ = nix::sys::stat::utimensat(
+            None,
+            &path,
+            &now,
+            &now,
+            nix::sys::stat::UtimensatFlags::FollowSymlink,
+        );
     }
 
-    /// Writes the record next to its final name, then renames it into place.
-    fn write_record(&self, record: &Record) -> Result<(), ImageError> {
-        let path = self.record_path(&record.reference);
-        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = path.with_extension(format!("json.{n}.tmp"));
-        let bytes = serde_json::to_vec_pretty(record).map_err(|source| ImageError::Record {
-            path: path.clone(),
-            source,
-        })?;
-        fs::write(&tmp, bytes).map_err(|e| ImageError::io("writing", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| ImageError::io("renaming", &tmp, e))
-    }
-
-    fn image_of(&self, record: Record) -> Image {
+    pub fn image_of(&self, record: Record) -> Image {
         let layers = record
             .layers
             .iter()
@@ -251,4 +382,10 @@ impl Inner {
             config: record.config,
         }
     }
+}
+
+fn keyed_lock(locks: &Locks, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut locks = lock(locks);
+    locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+    locks.entry(key.to_owned()).or_default().clone()
 }

@@ -54,7 +54,7 @@ pub fn unpack_layer(input: impl Read, root: &Path) -> Result<String, UnpackError
 }
 
 /// Picks the decompressor from the first bytes: gzip, zstd, or a plain tar.
-fn decompress<'a>(mut input: impl Read + 'a) -> Result<Box<dyn Read + 'a>, UnpackError> {
+pub(crate) fn decompress<'a>(mut input: impl Read + 'a) -> Result<Box<dyn Read + 'a>, UnpackError> {
     let mut head = [0u8; 4];
     let mut filled = 0;
     while filled < head.len() {
@@ -78,9 +78,10 @@ fn decompress<'a>(mut input: impl Read + 'a) -> Result<Box<dyn Read + 'a>, Unpac
     }
 }
 
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
+/// Hashes what is read through it.
+pub(crate) struct HashingReader<R> {
+    pub inner: R,
+    pub hasher: Sha256,
 }
 
 impl<R: Read> Read for HashingReader<R> {

@@ -38,7 +38,32 @@ impl TestRegistry {
         Self::spawn(None, true)
     }
 
+    /// Starts a registry that accepts only bearer tokens issued by the token service at
+    /// `realm` for `service`, signed by `issuer` with the key of the certificate in
+    /// `root_cert` (PEM), as distribution's `auth: token` does.
+    pub fn start_token_auth(
+        realm: &str,
+        service: &str,
+        issuer: &str,
+        root_cert: &Path,
+    ) -> Result<Self, ImageError> {
+        let auth = format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    \
+             rootcertbundle: {}\n",
+            root_cert.display()
+        );
+        Self::spawn_with(None, false, Some(auth))
+    }
+
     fn spawn(login: Option<(&str, &str)>, tls: bool) -> Result<Self, ImageError> {
+        Self::spawn_with(login, tls, None)
+    }
+
+    fn spawn_with(
+        login: Option<(&str, &str)>,
+        tls: bool,
+        auth: Option<String>,
+    ) -> Result<Self, ImageError> {
         let dir = tempfile::tempdir().map_err(|e| ImageError::io("creating", "tempdir", e))?;
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
@@ -59,6 +84,9 @@ impl TestRegistry {
                 "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
                 htpasswd.display()
             ));
+        }
+        if let Some(auth) = auth {
+            config.push_str(&auth);
         }
         if tls {
             let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
