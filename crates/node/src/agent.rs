@@ -180,6 +180,7 @@ impl Agent {
             berth_image::unmount_rootfs(&dirs.container(name))?;
         }
         self.inner.net.teardown(&gid).await?;
+        self.inner.images.unpin(&format!("group:{gid}"))?;
         remove_cgroup_parents(&gid);
         match std::fs::remove_dir_all(&dirs.root) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),

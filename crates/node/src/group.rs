@@ -204,6 +204,10 @@ async fn pull_images(
             };
             match res {
                 Ok(img) => {
+                    // Pinned for as long as the group exists: GC never takes an image in use.
+                    if let Err(e) = inner.images.pin(&spec_owner(&state), &img.digest) {
+                        tracing::warn!(image = %c.image, error = %e, "cannot pin image");
+                    }
                     images.insert(c.image.clone(), img);
                     break;
                 }
@@ -235,6 +239,10 @@ async fn pull_images(
         }
     }
     Some(images)
+}
+
+fn spec_owner(state: &GroupState) -> String {
+    format!("group:{}", state.id())
 }
 
 fn initial_observed(spec: &GroupSpec) -> ObservedGroup {

@@ -30,6 +30,10 @@ impl GroupState {
         })
     }
 
+    pub fn id(&self) -> &GroupId {
+        &self.id
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ObservedGroup> {
         self.obs.lock().unwrap_or_else(|p| p.into_inner())
     }
