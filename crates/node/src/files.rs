@@ -108,6 +108,21 @@ fn remove_cgroup_tree(dir: &Path) {
     }
 }
 
+/// An error with its causes, `outer: inner: innermost`, for events and messages users read.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,19 +149,4 @@ mod tests {
         );
         fs::remove_dir_all(dir).unwrap();
     }
-}
-
-/// An error with its causes, `outer: inner: innermost`, for events and messages users read.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = c.source();
-    }
-    s
 }

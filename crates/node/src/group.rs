@@ -205,7 +205,7 @@ async fn pull_images(
             match res {
                 Ok(img) => {
                     // Pinned for as long as the group exists: GC never takes an image in use.
-                    if let Err(e) = inner.images.pin(&spec_owner(&state), &img.digest) {
+                    if let Err(e) = inner.images.pin(&spec_owner(state), &img.digest) {
                         tracing::warn!(image = %c.image, error = %e, "cannot pin image");
                     }
                     images.insert(c.image.clone(), img);

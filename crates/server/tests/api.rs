@@ -207,7 +207,8 @@ async fn create_describe_delete() {
 #[tokio::test]
 async fn bad_input_is_refused_and_changes_nothing() {
     let api = start().await;
-    let cases: Vec<(Vec<(String, String)>, u16, &str)> = vec![
+    type Case = (Vec<(String, String)>, u16, &'static str);
+    let cases: Vec<Case> = vec![
         (p(&[("ContainerGroupName", "x1")]), 400, "MissingParameter"),
         (
             create_params("web")
