@@ -1,14 +1,17 @@
 //! berth's domain model: container group specs, their normalisation to a supported size,
 //! container and group states, restart decisions and events. Pure: no I/O, no async.
 
+pub mod cache;
 pub mod event;
 pub mod id;
+pub mod metric;
 pub mod record;
 pub mod restart;
 pub mod size;
 pub mod spec;
 pub mod state;
 
+pub use cache::{CacheStatus, ImageCacheRecord};
 pub use event::{Event, EventType};
 pub use id::{is_group_id, GroupId};
 pub use record::{GroupRecord, ObservedGroup};

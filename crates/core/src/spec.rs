@@ -161,6 +161,13 @@ pub struct GroupSpec {
     pub host_name: Option<String>,
     #[serde(default)]
     pub active_deadline_secs: Option<u64>,
+    /// Image cache the images come from (`ImageSnapshotId`); chosen by the control plane when
+    /// `auto_match_image_cache` found one.
+    #[serde(default)]
+    pub image_snapshot_id: Option<String>,
+    /// `AutoMatchImageCache`: use the best matching cache, or make one from these images.
+    #[serde(default)]
+    pub auto_match_image_cache: bool,
 }
 
 fn default_grace() -> u64 {
