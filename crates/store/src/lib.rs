@@ -1,11 +1,14 @@
 //! berth's durable state behind one `Store` trait: accounts with their access keys and
 //! container group records. The embedded default is SQLite ([`SqliteStore`]).
 
+mod cache;
 mod sqlite;
+mod usage;
 
-use berth_core::{GroupId, GroupRecord, GroupStatus};
+use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
 pub use sqlite::SqliteStore;
+pub use usage::UsageInterval;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -81,6 +84,48 @@ pub trait Store: Send + Sync {
         limit: usize,
         token: Option<&str>,
     ) -> Result<Page, StoreError>;
+    /// Starts metering `quantity` of `kind` held by `account` through `resource` at `at`
+    /// (ending the resource's former interval, so a change of size is a new interval).
+    fn meter_start(
+        &self,
+        account: &str,
+        kind: &str,
+        resource: &str,
+        quantity: u64,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError>;
+    /// Stops metering `resource` at `at`.
+    fn meter_stop(
+        &self,
+        resource: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError>;
+    /// Metered intervals of an account's `kind` that overlap `[from, to)`.
+    fn usage(
+        &self,
+        account: &str,
+        kind: &str,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<UsageInterval>, StoreError>;
     /// Every group of every account (for the node agent to converge to at start).
     fn all_groups(&self) -> Result<Vec<GroupRecord>, StoreError>;
+
+    /// Records a new image cache; [`StoreError::Exists`] when the id or the account's name is
+    /// taken.
+    fn insert_cache(&self, rec: &ImageCacheRecord) -> Result<(), StoreError>;
+    fn get_cache(
+        &self,
+        account: Option<&str>,
+        id: &str,
+    ) -> Result<Option<ImageCacheRecord>, StoreError>;
+    /// Reads, changes and writes back one image cache atomically.
+    fn modify_cache(
+        &self,
+        id: &str,
+        f: &mut dyn FnMut(&mut ImageCacheRecord),
+    ) -> Result<ImageCacheRecord, StoreError>;
+    fn delete_cache(&self, id: &str) -> Result<(), StoreError>;
+    /// Image caches of an account (of all accounts with `None`), oldest first.
+    fn list_caches(&self, account: Option<&str>) -> Result<Vec<ImageCacheRecord>, StoreError>;
 }

@@ -4,12 +4,14 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use berth_core::{GroupId, GroupRecord};
+use berth_core::{GroupId, GroupRecord, ImageCacheRecord};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use crate::{AccessKey, GroupFilter, Page, Store, StoreError};
+use crate::{AccessKey, GroupFilter, Page, Store, StoreError, UsageInterval};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE IF NOT EXISTS access_keys (
     access_key_id TEXT PRIMARY KEY,
     account TEXT NOT NULL,
@@ -26,7 +28,10 @@ CREATE TABLE IF NOT EXISTS groups (
 );
 CREATE INDEX IF NOT EXISTS groups_account ON groups(account, seq);
 CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
-"#];
+"#,
+    crate::cache::MIGRATION,
+    crate::usage::MIGRATION,
+];
 
 /// [`Store`] on SQLite.
 pub struct SqliteStore {
@@ -250,6 +255,59 @@ impl Store for SqliteStore {
             }
         }
         Ok(page)
+    }
+
+    fn insert_cache(&self, rec: &ImageCacheRecord) -> Result<(), StoreError> {
+        crate::cache::insert(&self.conn(), rec)
+    }
+
+    fn get_cache(
+        &self,
+        account: Option<&str>,
+        id: &str,
+    ) -> Result<Option<ImageCacheRecord>, StoreError> {
+        crate::cache::get(&self.conn(), account, id)
+    }
+
+    fn modify_cache(
+        &self,
+        id: &str,
+        f: &mut dyn FnMut(&mut ImageCacheRecord),
+    ) -> Result<ImageCacheRecord, StoreError> {
+        crate::cache::modify(&mut self.conn(), id, f)
+    }
+
+    fn delete_cache(&self, id: &str) -> Result<(), StoreError> {
+        crate::cache::delete(&self.conn(), id)
+    }
+
+    fn list_caches(&self, account: Option<&str>) -> Result<Vec<ImageCacheRecord>, StoreError> {
+        crate::cache::list(&self.conn(), account)
+    }
+
+    fn meter_start(
+        &self,
+        account: &str,
+        kind: &str,
+        resource: &str,
+        quantity: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        crate::usage::start(&mut self.conn(), account, kind, resource, quantity, at)
+    }
+
+    fn meter_stop(&self, resource: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        crate::usage::stop(&self.conn(), resource, at)
+    }
+
+    fn usage(
+        &self,
+        account: &str,
+        kind: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageInterval>, StoreError> {
+        crate::usage::list(&self.conn(), account, kind, from, to)
     }
 
     fn all_groups(&self) -> Result<Vec<GroupRecord>, StoreError> {

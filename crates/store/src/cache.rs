@@ -1,0 +1,105 @@
+//! The `image_caches` table: one row per image cache, the record as JSON beside the columns
+//! that lookups use.
+
+use berth_core::ImageCacheRecord;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::StoreError;
+
+/// Schema of the image caches (the second migration).
+pub(crate) const MIGRATION: &str = r#"
+CREATE TABLE IF NOT EXISTS image_caches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS image_caches_name ON image_caches(account, name);
+"#;
+
+fn decode(json: String) -> Result<ImageCacheRecord, StoreError> {
+    Ok(serde_json::from_str(&json)?)
+}
+
+fn constraint(e: rusqlite::Error, id: &str) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Exists(id.to_string())
+        }
+        e => e.into(),
+    }
+}
+
+pub(crate) fn insert(conn: &Connection, rec: &ImageCacheRecord) -> Result<(), StoreError> {
+    let json = serde_json::to_string(rec)?;
+    conn.execute(
+        "INSERT INTO image_caches (id, account, name, status, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![rec.id, rec.account, rec.name, rec.status.as_str(), json],
+    )
+    .map_err(|e| constraint(e, &rec.id))?;
+    Ok(())
+}
+
+pub(crate) fn get(
+    conn: &Connection,
+    account: Option<&str>,
+    id: &str,
+) -> Result<Option<ImageCacheRecord>, StoreError> {
+    let json: Option<String> = conn
+        .query_row(
+            "SELECT record FROM image_caches WHERE id = ?1 AND (?2 IS NULL OR account = ?2)",
+            params![id, account],
+            |r| r.get(0),
+        )
+        .optional()?;
+    json.map(decode).transpose()
+}
+
+pub(crate) fn modify(
+    conn: &mut Connection,
+    id: &str,
+    f: &mut dyn FnMut(&mut ImageCacheRecord),
+) -> Result<ImageCacheRecord, StoreError> {
+    let tx = conn.transaction()?;
+    let json: Option<String> = tx
+        .query_row(
+            "SELECT record FROM image_caches WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let mut rec = decode(json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
+    f(&mut rec);
+    tx.execute(
+        "UPDATE image_caches SET name = ?2, status = ?3, record = ?4 WHERE id = ?1",
+        params![
+            id,
+            rec.name,
+            rec.status.as_str(),
+            serde_json::to_string(&rec)?
+        ],
+    )
+    .map_err(|e| constraint(e, id))?;
+    tx.commit()?;
+    Ok(rec)
+}
+
+pub(crate) fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM image_caches WHERE id = ?1", params![id])?;
+    Ok(())
+}
+
+pub(crate) fn list(
+    conn: &Connection,
+    account: Option<&str>,
+) -> Result<Vec<ImageCacheRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT record FROM image_caches WHERE ?1 IS NULL OR account = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![account], |r| r.get::<_, String>(0))?;
+    rows.map(|r| decode(r?)).collect()
+}
