@@ -321,6 +321,7 @@ mod tests {
             }],
             host_name: Some("web-1".into()),
             active_deadline_secs: Some(3600),
+            ..Default::default()
         };
         let mut params = CreateParams::from_spec(&spec);
         params.client_token = Some("tok".into());

@@ -108,6 +108,8 @@ impl CreateRequest {
             tags: tags(p)?,
             host_name,
             active_deadline_secs: deadline,
+            image_snapshot_id: image_snapshot_id(p)?,
+            auto_match_image_cache: p.bool("AutoMatchImageCache")?.unwrap_or(false),
         };
         Ok(Self {
             spec,
@@ -268,7 +270,25 @@ fn ports(p: &Params, prefix: &str) -> Result<Vec<PortSpec>, ApiError> {
     Ok(out)
 }
 
-fn credentials(p: &Params) -> Result<Vec<RegistryCredential>, ApiError> {
+/// `ImageSnapshotId`: the id of an image cache (`imc-…`).
+fn image_snapshot_id(p: &Params) -> Result<Option<String>, ApiError> {
+    let Some(id) = p.string("ImageSnapshotId").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let ok = id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(ApiError::invalid_parameter(
+            "ImageSnapshotId",
+            format!("must be an image cache id such as imc-…, got {id:?}"),
+        ));
+    }
+    Ok(Some(id))
+}
+
+pub(super) fn credentials(p: &Params) -> Result<Vec<RegistryCredential>, ApiError> {
     let mut out = Vec::new();
     for i in p.indexes("ImageRegistryCredential")? {
         let c = format!("ImageRegistryCredential.{i}");
@@ -284,7 +304,7 @@ fn credentials(p: &Params) -> Result<Vec<RegistryCredential>, ApiError> {
     Ok(out)
 }
 
-fn tags(p: &Params) -> Result<Vec<Tag>, ApiError> {
+pub(super) fn tags(p: &Params) -> Result<Vec<Tag>, ApiError> {
     let mut out = Vec::new();
     for i in p.indexes("Tag")? {
         let key_param = format!("Tag.{i}.Key");

@@ -1,7 +1,9 @@
 //! Typed requests of the operations berth serves, decoded and checked from their parameters
 //! (ECI_API.md §7.2). Anything a request cannot mean is refused here, before any state is read.
 
+mod cache;
 mod create;
+mod observe;
 mod validate;
 
 use berth_core::GroupStatus;
@@ -10,7 +12,15 @@ use chrono::{DateTime, Utc};
 use crate::error::ApiError;
 use crate::params::Params;
 
+pub use cache::{
+    CreateImageCacheRequest, DeleteImageCacheRequest, DescribeImageCachesRequest, ListUsageRequest,
+    UpdateImageCacheRequest,
+};
 pub use create::{CreateRequest, MAX_ARGS, MAX_CLIENT_TOKEN_LEN, MAX_CONTAINERS, MAX_TAGS};
+pub use observe::{
+    ExecRequest, GroupMetricRequest, MultiMetricRequest, DEFAULT_METRIC_PERIOD, MAX_EXEC_ARGS,
+    MAX_EXEC_ARG_LEN, MAX_METRIC_RECORDS, METRIC_PERIODS,
+};
 
 /// Most ids a JSON `ContainerGroupIds` list may hold.
 pub const MAX_IDS: usize = 20;
@@ -29,9 +39,17 @@ pub enum Action {
     RestartContainerGroup,
     DescribeContainerLog,
     DescribeRegions,
+    CreateImageCache,
+    DescribeImageCaches,
+    UpdateImageCache,
+    DeleteImageCache,
+    ListUsage,
+    ExecContainerCommand,
+    DescribeContainerGroupMetric,
+    DescribeMultiContainerGroupMetric,
 }
 
-const ACTIONS: [Action; 8] = [
+const ACTIONS: [Action; 16] = [
     Action::CreateContainerGroup,
     Action::DescribeContainerGroups,
     Action::DescribeContainerGroupStatus,
@@ -40,6 +58,14 @@ const ACTIONS: [Action; 8] = [
     Action::RestartContainerGroup,
     Action::DescribeContainerLog,
     Action::DescribeRegions,
+    Action::CreateImageCache,
+    Action::DescribeImageCaches,
+    Action::UpdateImageCache,
+    Action::DeleteImageCache,
+    Action::ListUsage,
+    Action::ExecContainerCommand,
+    Action::DescribeContainerGroupMetric,
+    Action::DescribeMultiContainerGroupMetric,
 ];
 
 impl Action {
@@ -61,6 +87,14 @@ impl Action {
             Self::RestartContainerGroup => "RestartContainerGroup",
             Self::DescribeContainerLog => "DescribeContainerLog",
             Self::DescribeRegions => "DescribeRegions",
+            Self::CreateImageCache => "CreateImageCache",
+            Self::DescribeImageCaches => "DescribeImageCaches",
+            Self::UpdateImageCache => "UpdateImageCache",
+            Self::DeleteImageCache => "DeleteImageCache",
+            Self::ListUsage => "ListUsage",
+            Self::ExecContainerCommand => "ExecContainerCommand",
+            Self::DescribeContainerGroupMetric => "DescribeContainerGroupMetric",
+            Self::DescribeMultiContainerGroupMetric => "DescribeMultiContainerGroupMetric",
         }
     }
 }
@@ -86,6 +120,14 @@ pub enum Request {
     Restart(GroupIdRequest),
     Log(ContainerLogRequest),
     DescribeRegions(DescribeRegionsRequest),
+    CreateImageCache(CreateImageCacheRequest),
+    DescribeImageCaches(DescribeImageCachesRequest),
+    UpdateImageCache(UpdateImageCacheRequest),
+    DeleteImageCache(DeleteImageCacheRequest),
+    ListUsage(ListUsageRequest),
+    Exec(ExecRequest),
+    GroupMetric(GroupMetricRequest),
+    MultiMetric(MultiMetricRequest),
 }
 
 /// Decodes the parameters of `action`.
@@ -107,6 +149,22 @@ pub fn decode(action: Action, p: &Params) -> Result<Request, ApiError> {
         Action::DescribeRegions => Request::DescribeRegions(DescribeRegionsRequest {
             region_id: p.string("RegionId"),
         }),
+        Action::CreateImageCache => Request::CreateImageCache(CreateImageCacheRequest::decode(p)?),
+        Action::DescribeImageCaches => {
+            Request::DescribeImageCaches(DescribeImageCachesRequest::decode(p)?)
+        }
+        Action::UpdateImageCache => Request::UpdateImageCache(UpdateImageCacheRequest::decode(p)?),
+        Action::DeleteImageCache => Request::DeleteImageCache(DeleteImageCacheRequest::decode(p)?),
+        Action::ListUsage => Request::ListUsage(ListUsageRequest {
+            region_id: p.string("RegionId"),
+        }),
+        Action::ExecContainerCommand => Request::Exec(ExecRequest::decode(p)?),
+        Action::DescribeContainerGroupMetric => {
+            Request::GroupMetric(GroupMetricRequest::decode(p)?)
+        }
+        Action::DescribeMultiContainerGroupMetric => {
+            Request::MultiMetric(MultiMetricRequest::decode(p)?)
+        }
     })
 }
 

@@ -3,15 +3,20 @@
 //! nothing), strings are empty where berth has no value, times are RFC 3339 UTC
 //! (`2024-01-01T00:00:05Z`). Every struct also deserialises, leniently, for berth's own client.
 
+mod cache;
 mod container;
 mod events;
 mod group;
+mod observe;
 mod status;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use cache::{
+    CreateImageCacheResponse, DescribeImageCachesResponse, ImageCache, ListUsageResponse,
+};
 pub use container::{
     Capability, ContainerInfo, ContainerStateInfo, EnvironmentVar, FieldRef, InitContainerInfo,
     PortInfo, Probe, ProbeHttpGet, ProbeTcpSocket, SecurityContext, ValueFrom, VolumeMount,
@@ -23,6 +28,11 @@ pub use events::{
 pub use group::{
     ContainerGroup, DescribeContainerGroupsResponse, DnsConfig, EciSecurityContext, GroupEvent,
     HostAlias, NameValue, TagInfo, Volume, VolumeConfigFileToPath,
+};
+pub use observe::{
+    DescribeContainerGroupMetricResponse, DescribeMultiContainerGroupMetricResponse,
+    ExecContainerCommandResponse, MetricContainer, MetricCpu, MetricDisk, MetricFilesystem,
+    MetricInterface, MetricMemory, MetricNetwork, MetricRecord, MonitorData, MultiMetricDisk,
 };
 pub use status::{
     ContainerStatusInfo, DescribeContainerGroupStatusResponse, PodCondition, PodIp, PodStatus,
