@@ -3,8 +3,15 @@
 //! in-process call in `berth serve`, a remote one in cluster mode) and folds what the node
 //! reports back into the records.
 
+mod cache;
 mod node;
+mod observe;
 mod service;
 
-pub use node::{LogRequest, NodeClient, NodeError};
-pub use service::{Control, ControlError};
+pub use cache::{CacheFilter, CachePage, ImageCacheUpdate, NewImageCache, Quota, CACHE_STORAGE};
+pub use node::{CacheBuild, CacheNode};
+pub use node::{
+    ExecOutput, ExecProcess, ExecReader, ExecRequest, ExecStream, ExecWriter, LogRequest,
+    MetricRange, NodeClient, NodeError, NodeObserve,
+};
+pub use service::{Control, ControlError, EventHook};

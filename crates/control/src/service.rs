@@ -30,16 +30,33 @@ pub enum ControlError {
     NoSuchContainer(String),
     #[error("{0}")]
     Node(String),
+    #[error("the image cache {0} does not exist")]
+    CacheNotFound(String),
+    #[error("the image cache {id} is {status}; this operation needs it to be {needs}")]
+    CacheIncorrectStatus {
+        id: String,
+        status: &'static str,
+        needs: &'static str,
+    },
+    #[error("an image cache named {0} exists already")]
+    CacheNameTaken(String),
+    #[error("the account holds its maximum of {0} image caches and none may be evicted")]
+    CacheQuotaExceeded(u32),
     #[error("state store")]
     Store(#[from] StoreError),
 }
 
 /// The control plane of one berth installation.
 pub struct Control {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     node: OnceLock<Arc<dyn NodeClient>>,
-    region: String,
+    pub(crate) region: String,
+    pub(crate) caches: crate::cache::CacheState,
+    event_hooks: std::sync::RwLock<Vec<EventHook>>,
 }
+
+/// Called with the updated record for every event a node reports.
+pub type EventHook = Box<dyn Fn(&GroupRecord, &Event) + Send + Sync>;
 
 impl Control {
     pub fn new(store: Arc<dyn Store>, region: impl Into<String>) -> Arc<Self> {
@@ -47,6 +64,8 @@ impl Control {
             store,
             node: OnceLock::new(),
             region: region.into(),
+            caches: Default::default(),
+            event_hooks: std::sync::RwLock::new(Vec::new()),
         })
     }
 
@@ -63,7 +82,7 @@ impl Control {
         &self.store
     }
 
-    fn node(&self) -> Result<&Arc<dyn NodeClient>, ControlError> {
+    pub(crate) fn node(&self) -> Result<&Arc<dyn NodeClient>, ControlError> {
         self.node
             .get()
             .ok_or_else(|| ControlError::Node("no node agent is attached".into()))
@@ -71,7 +90,7 @@ impl Control {
 
     /// Records a new group as Scheduling, places it and returns its id at once.
     pub async fn create(
-        &self,
+        self: &Arc<Self>,
         account: &str,
         mut spec: GroupSpec,
         client_token: Option<String>,
@@ -79,6 +98,10 @@ impl Control {
         if let Some(tok) = &client_token {
             if let Some(prev) = self.store.find_by_client_token(account, tok)? {
                 spec.region_id.clone_from(&prev.spec.region_id);
+                if spec.auto_match_image_cache && spec.image_snapshot_id.is_none() {
+                    spec.image_snapshot_id
+                        .clone_from(&prev.spec.image_snapshot_id);
+                }
                 return if prev.spec == spec {
                     Ok(prev.id)
                 } else {
@@ -89,6 +112,7 @@ impl Control {
         if spec.region_id.is_empty() {
             spec.region_id = self.region.clone();
         }
+        let (cache_event, auto_cache) = self.choose_image_cache(account, &mut spec).await?;
         let now = Utc::now();
         let mut bytes = [0u8; 20];
         rand::thread_rng().fill_bytes(&mut bytes);
@@ -115,7 +139,15 @@ impl Control {
             None,
             now,
         ));
+        if let Some(ev) = cache_event {
+            rec.push_event(ev);
+        }
         self.store.insert_group(&rec)?;
+        if auto_cache {
+            let this = Arc::clone(self);
+            let (account, gid, spec) = (account.to_string(), id.clone(), rec.spec.clone());
+            tokio::spawn(async move { this.auto_create_image_cache(&account, &gid, &spec).await });
+        }
         self.node()?.apply(rec).await;
         Ok(id)
     }
@@ -211,7 +243,14 @@ impl Control {
         if !rec.spec.all_containers().any(|c| c.name == req.container) {
             return Err(ControlError::NoSuchContainer(req.container.clone()));
         }
-        match self.node()?.read_log(id, req).await {
+        let mut req = req.clone();
+        req.restart_count = rec
+            .init_containers
+            .iter()
+            .chain(rec.containers.iter())
+            .find(|c| c.name == req.container)
+            .map(|c| c.restart_count);
+        match self.node()?.read_log(id, &req).await {
             Ok(s) => Ok(s),
             Err(NodeError::NotFound(_)) => Ok(String::new()),
             Err(NodeError::Failed(m)) => Err(ControlError::Node(m)),
@@ -222,11 +261,29 @@ impl Control {
     pub fn report(&self, id: &GroupId, obs: ObservedGroup) {
         let res = self.store.modify_group(id, &mut |r| apply_report(r, &obs));
         match res {
-            Ok(_) | Err(StoreError::NotFound(_)) => {}
+            Ok(rec) => {
+                if !obs.events.is_empty() {
+                    let hooks = self.event_hooks.read().unwrap_or_else(|p| p.into_inner());
+                    for ev in &obs.events {
+                        for hook in hooks.iter() {
+                            hook(&rec, ev);
+                        }
+                    }
+                }
+            }
+            Err(StoreError::NotFound(_)) => {}
             Err(e) => {
                 tracing::error!(group = %id, error = %e, "cannot record the status of a group")
             }
         }
+    }
+
+    /// Registers a function that sees every event nodes report (metrics, audit).
+    pub fn on_event(&self, hook: EventHook) {
+        self.event_hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
     }
 
     /// Hands every recorded group to the node agent again (at start), finishing deletions that
