@@ -58,13 +58,14 @@ pub(crate) struct Inner {
     pub net: Network,
     pub groups_root: PathBuf,
     pub reporter: Arc<dyn Reporter>,
+    pub metrics: crate::observe::MetricRings,
     running: Mutex<HashMap<GroupId, Running>>,
 }
 
 /// The node agent of this host.
 #[derive(Clone)]
 pub struct Agent {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Agent {
@@ -81,6 +82,7 @@ impl Agent {
                 net,
                 groups_root,
                 reporter,
+                metrics: crate::observe::MetricRings::default(),
                 running: Mutex::new(HashMap::new()),
             }),
         })
@@ -88,6 +90,11 @@ impl Agent {
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, Running>> {
         self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The groups this agent runs now.
+    pub(crate) fn group_ids(&self) -> Vec<GroupId> {
+        self.running().keys().cloned().collect()
     }
 
     /// Converges to `rec`: starts a new group, re-adopts one found after a restart of berth,
@@ -156,6 +163,7 @@ impl Agent {
         grace: Duration,
     ) -> Result<(), NodeError> {
         let prev = self.running().remove(id);
+        self.inner.metrics.forget(id);
         if let Some(prev) = prev {
             prev.cancel.cancel();
             let _ = prev.task.await;
@@ -209,6 +217,7 @@ impl Agent {
         let run = match which {
             LogSelector::Current => runs.last(),
             LogSelector::Previous => runs.len().checked_sub(2).and_then(|i| runs.get(i)),
+            LogSelector::Run(n) => runs.iter().find(|r| **r == n),
         };
         let Some(run) = run else {
             return Err(NodeError::NoLog(container.to_string()));

@@ -21,6 +21,8 @@ use crate::state::GroupState;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const PIDS_LIMIT: i64 = 4096;
+/// Lines of a failed container's log quoted in its event.
+const FAILED_LOG_LINES: usize = 10;
 
 /// Everything needed to run one container of a group.
 pub struct ContainerCtx {
@@ -234,10 +236,25 @@ impl ContainerCtx {
         } else {
             (EventType::Warning, "Failed")
         };
-        let msg = format!(
+        let mut msg = format!(
             "Container {} exited with code {}",
             self.spec.name, exit.exit_code
         );
+        if let Some(sig) = exit.signal {
+            msg.push_str(&format!(" (signal {sig})"));
+        }
+        if exit.oom_killed {
+            msg.push_str(": OOMKilled, the memory limit was reached");
+        }
+        if exit.exit_code != 0 {
+            let tail = crate::observe::latest_log(&self.dirs, &self.spec.name)
+                .map(|p| berth_runtime::logs::last_lines(&p, FAILED_LOG_LINES))
+                .unwrap_or_default();
+            if !tail.is_empty() {
+                msg.push_str("; last log lines:\n");
+                msg.push_str(&tail);
+            }
+        }
         self.state
             .set_container(self.init, &self.spec.name, Some((t, reason, msg)), |c| {
                 c.current = state;

@@ -168,6 +168,10 @@ async fn pull_images(
             continue;
         }
         let init = spec.init_containers.iter().any(|i| i.name == c.name);
+        if let Some(img) = from_cache(inner, spec, &c.image, state, &c.name) {
+            images.insert(c.image.clone(), img);
+            continue;
+        }
         let mut attempt = 0u32;
         loop {
             let st = state.clone();
@@ -239,6 +243,36 @@ async fn pull_images(
         }
     }
     Some(images)
+}
+
+/// The image from the group's image cache (`ImageSnapshotId`), without asking any registry;
+/// `None` when the group names no cache or the cache lacks the image (it is pulled then).
+fn from_cache(
+    inner: &Arc<Inner>,
+    spec: &GroupSpec,
+    reference: &str,
+    state: &Arc<GroupState>,
+    container: &str,
+) -> Option<Image> {
+    let id = spec.image_snapshot_id.as_deref()?;
+    match inner.images.resolve_from_cache(id, reference) {
+        Ok(img) => {
+            if let Err(e) = inner.images.pin(&spec_owner(state), &img.digest) {
+                tracing::warn!(image = %reference, error = %e, "cannot pin image");
+            }
+            state.event(
+                EventType::Normal,
+                "Pulled",
+                format!("Container image \"{reference}\" already present in image cache {id}"),
+                Some(container),
+            );
+            Some(img)
+        }
+        Err(e) => {
+            tracing::info!(image = %reference, cache = %id, error = %e, "image not served by the image cache; pulling it");
+            None
+        }
+    }
 }
 
 fn spec_owner(state: &GroupState) -> String {

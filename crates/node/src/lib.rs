@@ -4,10 +4,14 @@
 //! It re-adopts the containers that kept running while berth was down.
 
 mod agent;
+mod cache;
 mod container;
 mod files;
 mod group;
+mod observe;
 mod state;
 
 pub use agent::{Agent, NodeConfig, NodeError, Reporter};
+pub use cache::CachePull;
+pub use observe::{DEFAULT_INTERVAL as DEFAULT_METRICS_INTERVAL, RING_POINTS};
 pub use state::LogSelector;

@@ -10,8 +10,12 @@ use crate::agent::Reporter;
 /// Which log of a container to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogSelector {
+    /// The newest run on disk.
     Current,
+    /// The run before the newest on disk.
     Previous,
+    /// Run number `n` (the restart count it started with).
+    Run(u32),
 }
 
 /// Observed state of a group plus the events not yet reported.

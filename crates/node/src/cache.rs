@@ -1,0 +1,96 @@
+//! Image caches and image garbage collection on the node: building a cache (pull, unpack,
+//! pin) for the control plane, releasing it, telling which caches hold which images, and the
+//! periodic collection of unused images between disk-use watermarks.
+
+use std::time::Duration;
+
+use berth_core::RegistryCredential;
+use berth_image::{normalize, CacheInfo, GcPolicy, ImageError, PullOptions};
+use tokio::task::JoinHandle;
+
+use crate::agent::{Agent, NodeError};
+
+/// How an image cache is pulled.
+#[derive(Clone, Debug, Default)]
+pub struct CachePull {
+    pub credentials: Vec<RegistryCredential>,
+    pub plain_http: Vec<String>,
+    pub insecure: Vec<String>,
+}
+
+impl Agent {
+    /// Makes image cache `id` hold exactly `images`: pulls what is missing, pins the images
+    /// and records the cache so groups resolve them without a registry.
+    pub async fn create_image_cache(
+        &self,
+        id: &str,
+        images: &[String],
+        pull: &CachePull,
+    ) -> Result<CacheInfo, NodeError> {
+        let opts = PullOptions {
+            credentials: pull.credentials.clone(),
+            plain_http: pull.plain_http.clone(),
+            insecure: pull.insecure.clone(),
+            ..PullOptions::default()
+        };
+        let info = self.inner.images.create_cache(id, images, &opts).await?;
+        tracing::info!(cache = %id, images = images.len(), bytes = info.size_bytes, "image cache ready");
+        Ok(info)
+    }
+
+    /// Releases image cache `id` (its layers go at the next collection unless used).
+    /// Releasing a cache that is not there is not an error.
+    pub fn delete_image_cache(&self, id: &str) -> Result<(), NodeError> {
+        match self.inner.images.delete_cache(id) {
+            Ok(()) | Err(ImageError::NoSuchCache { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// For every image cache of this node, how many of `images` it holds.
+    pub fn image_cache_matches(&self, images: &[String]) -> Vec<(String, usize)> {
+        let wanted: Vec<String> = images.iter().filter_map(|r| normalize(r).ok()).collect();
+        let caches = match self.inner.images.caches() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list image caches");
+                return Vec::new();
+            }
+        };
+        caches
+            .into_iter()
+            .map(|c| {
+                let n = wanted
+                    .iter()
+                    .filter(|w| c.images.iter().any(|i| &i.reference == *w))
+                    .count();
+                (c.id, n)
+            })
+            .collect()
+    }
+
+    /// Collects unused images every `every`, per `policy`, until the task is aborted.
+    pub fn spawn_image_gc(&self, policy: GcPolicy, every: Duration) -> JoinHandle<()> {
+        let images = self.inner.images.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match images.gc(&policy).await {
+                    Ok(r) if !r.removed_images.is_empty() || r.removed_layers > 0 => {
+                        tracing::info!(
+                            images = r.removed_images.len(),
+                            layers = r.removed_layers,
+                            before_pct = r.usage_before_pct,
+                            after_pct = r.usage_after_pct,
+                            "collected unused images"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "image garbage collection failed"),
+                }
+            }
+        })
+    }
+}
