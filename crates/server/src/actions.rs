@@ -18,12 +18,26 @@ use berth_store::{GroupFilter, Page};
 use chrono::Utc;
 use serde::Serialize;
 
-fn json<T: Serialize>(v: T) -> Result<serde_json::Value, ApiError> {
+pub(crate) fn json<T: Serialize>(v: T) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(v).map_err(ApiError::internal)
 }
 
-fn map_err(e: ControlError) -> ApiError {
+pub(crate) fn map_err(e: ControlError) -> ApiError {
     match e {
+        ControlError::CacheNotFound(id) => ApiError::new(
+            404,
+            "InvalidImageCache.NotFound",
+            format!("The specified image cache does not exist: {id}"),
+        ),
+        ControlError::CacheIncorrectStatus { .. } => ApiError::incorrect_status(e),
+        ControlError::CacheNameTaken(n) => ApiError::new(
+            409,
+            "ImageCacheName.Duplicate",
+            format!("An image cache with this name exists already: {n}"),
+        ),
+        ControlError::CacheQuotaExceeded(_) => {
+            ApiError::new(400, "QuotaExceeded.ImageCache", format!("Quota exceeded: {e}"))
+        }
         ControlError::NotFound(id) => ApiError::container_group_not_found(&id),
         ControlError::IncorrectStatus { .. } => ApiError::incorrect_status(e),
         ControlError::TokenMismatch => ApiError::new(400, "IdempotentParameterMismatch", format!("The request uses the same client token as a previous, but non-identical request: {e}")),
@@ -33,7 +47,7 @@ fn map_err(e: ControlError) -> ApiError {
     }
 }
 
-fn group_id(s: &str) -> Result<GroupId, ApiError> {
+pub(crate) fn group_id(s: &str) -> Result<GroupId, ApiError> {
     GroupId::parse(s).ok_or_else(|| ApiError::container_group_not_found(s))
 }
 
@@ -44,6 +58,15 @@ pub async fn dispatch(
     req: Request,
 ) -> Result<serde_json::Value, ApiError> {
     match req {
+        Request::CreateImageCache(r) => crate::cache::create(control, account, r).await,
+        Request::DescribeImageCaches(r) => crate::cache::describe(control, account, r).await,
+        Request::UpdateImageCache(r) => crate::cache::update(control, account, r).await,
+        Request::DeleteImageCache(r) => crate::cache::delete(control, account, r).await,
+        Request::ListUsage(_) => crate::cache::usage(control, account),
+        // Served by the observe handlers before this dispatch.
+        Request::Exec(_) | Request::GroupMetric(_) | Request::MultiMetric(_) => Err(
+            ApiError::internal("an observe action reached the generic dispatch"),
+        ),
         Request::Create(c) => {
             if c.dry_run {
                 return Err(ApiError::dry_run_operation());
@@ -88,6 +111,7 @@ pub async fn dispatch(
                 limit_bytes: l.limit_bytes.map(|b| b as usize),
                 timestamps: l.timestamps,
                 previous: l.last_time,
+                restart_count: None,
             };
             let content = control.logs(account, &id, &req).await.map_err(map_err)?;
             json(DescribeContainerLogResponse {

@@ -3,7 +3,12 @@
 //! Handlers only check and translate; the work is the control plane's.
 
 mod actions;
+mod cache;
+mod exec;
+mod metrics;
 mod nonce;
+mod observe;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -27,13 +32,22 @@ const MAX_BODY: usize = 1 << 20;
 pub struct AppState {
     control: Arc<Control>,
     nonces: Arc<NonceCache>,
+    exec_tokens: Arc<tokens::Tokens<exec::ExecGrant>>,
+    log_tokens: Arc<tokens::Tokens<observe::LogGrant>>,
+    api_metrics: Arc<metrics::ApiMetrics>,
 }
 
 impl AppState {
     pub fn new(control: Arc<Control>) -> Self {
+        let api_metrics: Arc<metrics::ApiMetrics> = Arc::default();
+        let m = Arc::clone(&api_metrics);
+        control.on_event(Box::new(move |rec, ev| m.observe_event(rec, ev)));
         Self {
             control,
             nonces: Arc::new(NonceCache::new()),
+            exec_tokens: Arc::default(),
+            log_tokens: Arc::default(),
+            api_metrics,
         }
     }
 }
@@ -42,6 +56,12 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", axum::routing::any(handle))
+        .route("/exec/{token}", axum::routing::get(exec::socket))
+        .route(
+            "/logs/{group}/{container}",
+            axum::routing::get(observe::log_stream),
+        )
+        .route("/metrics", axum::routing::get(metrics::handler))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -86,7 +106,16 @@ async fn handle(
         .unwrap_or("")
         .to_string();
     let started = std::time::Instant::now();
-    let result = process(&state, &method, &uri, &headers, &body, &rid).await;
+    let span = tracing::info_span!("request", request_id = %rid);
+    let result = tracing::Instrument::instrument(
+        process(&state, &method, &uri, &headers, &body, &rid),
+        span,
+    )
+    .await;
+    let action_name = match &result {
+        Ok((a, _)) => *a,
+        Err(_) => "error",
+    };
     let (status, json) = match result {
         Ok((action, mut v)) => {
             if let Some(obj) = v.as_object_mut() {
@@ -105,6 +134,11 @@ async fn handle(
             (st, e.to_body(&rid, &host))
         }
     };
+    state.api_metrics.observe(
+        action_name,
+        status.as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     let mut resp = (status, json.to_string()).into_response();
     resp.headers_mut().insert(
         "content-type",
@@ -199,6 +233,11 @@ async fn process(
         .account;
     let request = berth_eci::request::decode(action, &params)?;
     tracing::debug!(request_id = rid, action = action.as_str(), "request");
+    let host = raw.header("host").unwrap_or("").to_string();
+    let request = match observe::dispatch(state, &account, request, &params, &host).await? {
+        Ok(value) => return Ok((action.as_str(), value)),
+        Err(request) => request,
+    };
     let value = actions::dispatch(&state.control, &account, request).await?;
     Ok((action.as_str(), value))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_client::{Client, ClientError};
-use berth_control::{Control, LogRequest, NodeClient, NodeError};
+use berth_control::{Control, LogRequest, NodeClient, NodeError, NodeObserve};
 use berth_core::{ContainerState, ContainerStatus, GroupId, GroupRecord, ObservedGroup};
 use berth_store::{AccessKey, SqliteStore, Store};
 use chrono::Utc;
@@ -16,6 +16,8 @@ struct FakeNode {
     applied: Mutex<Vec<GroupRecord>>,
     removed: Mutex<Vec<GroupId>>,
 }
+
+impl NodeObserve for FakeNode {}
 
 #[async_trait]
 impl NodeClient for FakeNode {
@@ -33,6 +35,8 @@ impl NodeClient for FakeNode {
         ))
     }
 }
+
+impl berth_control::CacheNode for FakeNode {}
 
 struct Api {
     client: Client,

@@ -1,0 +1,386 @@
+//! `GET /metrics`: Prometheus text exposition (OpenMetrics) of every group and container —
+//! CPU seconds, memory, network bytes, restarts, states — and of berth itself: the latency of
+//! each API action, image pull durations and the start latency of groups (both read from the
+//! records of the groups that exist).
+
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_control::MetricRange;
+use berth_core::{Event, GroupRecord, GroupStatus};
+use chrono::{Duration, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    group: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContainerLabels {
+    group: String,
+    container: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContainerStateLabels {
+    group: String,
+    container: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfaceLabels {
+    group: String,
+    interface: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+type FloatCounter = Counter<f64, AtomicU64>;
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ]
+    .into_iter()
+}
+
+fn long_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    ]
+    .into_iter()
+}
+
+/// berth's own metrics that live across scrapes.
+pub struct ApiMetrics {
+    latency: Family<ActionLabels, Histogram>,
+    /// Image pulls, observed when their `Pulled` event is reported.
+    pulls: Histogram,
+    /// CreateContainerGroup → first app container running, observed at its `Started` event.
+    starts: Histogram,
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        Self {
+            latency: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            pulls: Histogram::new(long_buckets()),
+            starts: Histogram::new(long_buckets()),
+        }
+    }
+}
+
+impl ApiMetrics {
+    /// Records one API call.
+    pub fn observe(&self, action: &str, code: u16, seconds: f64) {
+        self.latency
+            .get_or_create(&ActionLabels {
+                action: action.to_string(),
+                code: code.to_string(),
+            })
+            .observe(seconds);
+    }
+}
+
+/// The duration of a pull from a `Pulled` event message (`… in 1.234s (…)`).
+fn pull_seconds(message: &str) -> Option<f64> {
+    let rest = message.strip_prefix("Successfully pulled image ")?;
+    let at = rest.rfind(" in ")?;
+    rest[at + 4..].split('s').next()?.parse().ok()
+}
+
+impl ApiMetrics {
+    /// Takes the events nodes report: pull durations and the start latency of groups.
+    pub fn observe_event(&self, rec: &GroupRecord, ev: &Event) {
+        match ev.reason.as_str() {
+            "Pulled" => {
+                if let Some(s) = pull_seconds(&ev.message) {
+                    self.pulls.observe(s);
+                }
+            }
+            "Started" => {
+                if let Some(s) = first_start_latency(rec, ev) {
+                    self.starts.observe(s);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Seconds from creation to this start, when it is the group's first app container to start
+/// (restarts and later containers do not count).
+fn first_start_latency(rec: &GroupRecord, ev: &Event) -> Option<f64> {
+    let name = ev.container.as_deref()?;
+    if !rec.containers.iter().any(|c| c.name == name) {
+        return None;
+    }
+    let ever_started = rec
+        .containers
+        .iter()
+        .filter(|c| c.restart_count > 0 || c.previous.is_some() || c.current.start_time.is_some())
+        .count();
+    if ever_started != 1 {
+        return None;
+    }
+    Some(
+        ((ev.first_timestamp - rec.creation_time)
+            .num_milliseconds()
+            .max(0) as f64)
+            / 1000.0,
+    )
+}
+
+/// `GET /metrics`.
+pub async fn handler(State(state): State<AppState>) -> Response {
+    match render(&state).await {
+        Ok(text) => {
+            let mut r = (StatusCode::OK, text).into_response();
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn render(state: &AppState) -> Result<String, String> {
+    let mut reg = Registry::with_prefix("berth");
+    reg.register(
+        "api_request_duration_seconds",
+        "Latency of the ECI API by action and HTTP status",
+        state.api_metrics.latency.clone(),
+    );
+    let pulls = state.api_metrics.pulls.clone();
+    let starts = state.api_metrics.starts.clone();
+    let group_state = Family::<StateLabels, Gauge>::default();
+    let container_state = Family::<ContainerStateLabels, Gauge>::default();
+    let restarts = Family::<ContainerLabels, Counter>::default();
+    let cpu = Family::<ContainerLabels, FloatCounter>::default();
+    let group_cpu = Family::<GroupLabels, FloatCounter>::default();
+    let cpu_limit = Family::<ContainerLabels, FloatGauge>::default();
+    let memory = Family::<ContainerLabels, Gauge>::default();
+    let group_memory = Family::<GroupLabels, Gauge>::default();
+    let rx = Family::<InterfaceLabels, Counter>::default();
+    let tx = Family::<InterfaceLabels, Counter>::default();
+
+    let groups = state
+        .control
+        .store()
+        .all_groups()
+        .map_err(|e| e.to_string())?;
+    let now = Utc::now();
+    let range = MetricRange {
+        start: now - Duration::seconds(600),
+        end: now,
+    };
+    for rec in &groups {
+        let gid = rec.id.to_string();
+        group_state
+            .get_or_create(&StateLabels {
+                group: gid.clone(),
+                state: rec.status.as_str().to_string(),
+            })
+            .set(1);
+        for c in rec.init_containers.iter().chain(&rec.containers) {
+            let l = ContainerLabels {
+                group: gid.clone(),
+                container: c.name.clone(),
+            };
+            restarts
+                .get_or_create(&l)
+                .inc_by(u64::from(c.restart_count));
+            container_state
+                .get_or_create(&ContainerStateLabels {
+                    group: gid.clone(),
+                    container: c.name.clone(),
+                    state: c.current.state.as_str().to_string(),
+                })
+                .set(1);
+        }
+        if !matches!(rec.status, GroupStatus::Running | GroupStatus::Pending) {
+            continue;
+        }
+        let Ok((_, points)) = state.control.metrics(&rec.account, &rec.id, &range).await else {
+            continue;
+        };
+        let Some(p) = points.last() else { continue };
+        let g = GroupLabels { group: gid.clone() };
+        group_cpu
+            .get_or_create(&g)
+            .inc_by(p.cpu.usage_core_ns as f64 / 1e9);
+        group_memory
+            .get_or_create(&g)
+            .set(p.memory.working_set_bytes.min(i64::MAX as u64) as i64);
+        for c in &p.containers {
+            let l = ContainerLabels {
+                group: gid.clone(),
+                container: c.name.clone(),
+            };
+            cpu.get_or_create(&l)
+                .inc_by(c.cpu.usage_core_ns as f64 / 1e9);
+            cpu_limit
+                .get_or_create(&l)
+                .set(c.cpu.limit_millicores as f64 / 1000.0);
+            memory
+                .get_or_create(&l)
+                .set(c.memory.working_set_bytes.min(i64::MAX as u64) as i64);
+        }
+        for i in &p.interfaces {
+            let l = InterfaceLabels {
+                group: gid.clone(),
+                interface: i.name.clone(),
+            };
+            rx.get_or_create(&l).inc_by(i.rx_bytes);
+            tx.get_or_create(&l).inc_by(i.tx_bytes);
+        }
+    }
+    reg.register(
+        "image_pull_duration_seconds",
+        "Durations of image pulls since berth started",
+        pulls,
+    );
+    reg.register(
+        "group_start_latency_seconds",
+        "Time from CreateContainerGroup to the first app container running, since berth started",
+        starts,
+    );
+    reg.register("group_state", "The status of each group (1)", group_state);
+    reg.register(
+        "container_state",
+        "The state of each container (1)",
+        container_state,
+    );
+    reg.register("container_restarts", "Restarts of each container", restarts);
+    reg.register(
+        "container_cpu_usage_seconds",
+        "CPU time used by each container",
+        cpu,
+    );
+    reg.register(
+        "group_cpu_usage_seconds",
+        "CPU time used by each group",
+        group_cpu,
+    );
+    reg.register(
+        "container_cpu_limit_cores",
+        "The CPU limit of each container (0: none)",
+        cpu_limit,
+    );
+    reg.register(
+        "container_memory_working_set_bytes",
+        "Memory working set of each container",
+        memory,
+    );
+    reg.register(
+        "group_memory_working_set_bytes",
+        "Memory working set of each group",
+        group_memory,
+    );
+    reg.register(
+        "group_network_receive_bytes",
+        "Bytes received by each interface of a group",
+        rx,
+    );
+    reg.register(
+        "group_network_transmit_bytes",
+        "Bytes sent by each interface of a group",
+        tx,
+    );
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &reg).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_durations_from_events() {
+        assert_eq!(
+            pull_seconds("Successfully pulled image \"r/busybox:1\" in 1.250s (2048 bytes)"),
+            Some(1.25)
+        );
+        assert_eq!(
+            pull_seconds("Container image \"x\" already present on machine"),
+            None
+        );
+    }
+
+    #[test]
+    fn start_latency_counts_the_first_app_container_only() {
+        use berth_core::{ContainerState, ContainerStatus, EventType, GroupId, GroupSpec};
+        let created = Utc::now();
+        let started = created + Duration::milliseconds(150);
+        let status = |name: &str, running: bool| ContainerStatus {
+            name: name.into(),
+            current: if running {
+                ContainerState::running(started)
+            } else {
+                ContainerState::waiting("ContainerCreating")
+            },
+            ..Default::default()
+        };
+        let mut rec = GroupRecord {
+            id: GroupId::from_random([1; 20]),
+            account: "a".into(),
+            spec: GroupSpec::default(),
+            status: GroupStatus::Pending,
+            intranet_ip: None,
+            creation_time: created,
+            succeeded_time: None,
+            failed_time: None,
+            init_containers: vec![],
+            containers: vec![status("a", true), status("b", false)],
+            events: vec![],
+            client_token: None,
+            restart_generation: 0,
+        };
+        let ev = Event::new(
+            EventType::Normal,
+            "Started",
+            "Started container a",
+            Some("a"),
+            started,
+        );
+        assert_eq!(first_start_latency(&rec, &ev), Some(0.15));
+        rec.containers[1] = status("b", true);
+        let ev_b = Event::new(
+            EventType::Normal,
+            "Started",
+            "Started container b",
+            Some("b"),
+            started,
+        );
+        assert_eq!(first_start_latency(&rec, &ev_b), None);
+        let m = ApiMetrics::default();
+        m.observe_event(&rec, &ev);
+    }
+}
