@@ -23,7 +23,7 @@ pub struct ClientArgs {
     credentials: Option<PathBuf>,
     /// Region of the requests.
     #[arg(long, global = true, env = "BERTH_REGION", default_value = "local")]
-    region: String,
+    pub(crate) region: String,
 }
 
 #[derive(clap::Args)]
@@ -76,6 +76,12 @@ pub struct LogsArgs {
     /// Prefix each line with its time.
     #[arg(long)]
     timestamps: bool,
+    /// Keep printing new lines until the container exits.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Only lines of the last DURATION (e.g. 30s, 5m, 2h).
+    #[arg(long)]
+    since: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -85,7 +91,7 @@ pub struct RmArgs {
     ids: Vec<String>,
 }
 
-fn client(a: &ClientArgs) -> anyhow::Result<Client> {
+pub(crate) fn client(a: &ClientArgs) -> anyhow::Result<Client> {
     let creds = match (&a.credentials, Credentials::from_env()?) {
         (Some(p), _) => Credentials::from_file(p)?,
         (None, Some(c)) => c,
@@ -96,7 +102,7 @@ fn client(a: &ClientArgs) -> anyhow::Result<Client> {
     Ok(Client::from_credentials(&a.endpoint, &creds)?.with_region(&a.region))
 }
 
-fn registry_host(image: &str) -> Option<&str> {
+pub(crate) fn registry_host(image: &str) -> Option<&str> {
     let first = image.split('/').next()?;
     (image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost"))
         .then_some(first)
@@ -243,6 +249,15 @@ pub async fn logs(a: &ClientArgs, r: LogsArgs) -> anyhow::Result<()> {
     }
     if r.timestamps {
         p.push(("Timestamps".into(), "True".into()));
+    }
+    if let Some(since) = &r.since {
+        let secs = crate::follow::parse_duration(since)?;
+        p.push(("SinceSeconds".into(), secs.to_string()));
+    }
+    if r.follow {
+        let container = p[2].1.clone();
+        let extra = p.split_off(3);
+        return crate::follow::follow(a, &r.id, &container, extra).await;
     }
     let v = c.call("DescribeContainerLog", &p).await?;
     print!("{}", s(&v, "Content"));

@@ -1,8 +1,16 @@
 //! The `berth` binary: `berth serve` (control plane and node agent in one process), the
 //! hidden per-container `berth monitor`, and the client commands (`run`, `ps`, `logs`, `rm`).
 
+mod cache_cmd;
+mod cache_node;
 mod cli;
+mod events;
+mod exec;
+mod follow;
+mod image_cmd;
+mod observe_node;
 mod serve;
+mod top;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +39,17 @@ enum Command {
     Logs(cli::LogsArgs),
     /// Delete container groups.
     Rm(cli::RmArgs),
+    /// Run a command in a container of a group (-it: interactive, with a terminal).
+    Exec(exec::ExecArgs),
+    /// Live CPU and memory use of the running groups.
+    Top(top::TopArgs),
+    /// Events of a container group.
+    Events(events::EventsArgs),
+    /// Image caches (through the API).
+    #[command(subcommand)]
+    Cache(cache_cmd::CacheCommand),
+    /// Images stored on this node (on the state directory).
+    Image(image_cmd::ImageArgs),
     /// Per-container monitor (started by berth itself).
     #[command(hide = true)]
     Monitor { dir: std::path::PathBuf },
@@ -64,6 +83,14 @@ fn main() {
             Command::Ps(a) => cli::ps(&args.client, a).await,
             Command::Logs(a) => cli::logs(&args.client, a).await,
             Command::Rm(a) => cli::rm(&args.client, a).await,
+            Command::Exec(a) => match exec::exec(&args.client, a).await {
+                Ok(code) => std::process::exit(code),
+                Err(e) => Err(e),
+            },
+            Command::Top(a) => top::top(&args.client, a).await,
+            Command::Events(a) => events::events(&args.client, a).await,
+            Command::Cache(c) => cache_cmd::run(&args.client, c).await,
+            Command::Image(a) => image_cmd::run(a).await,
             Command::Monitor { .. } => unreachable!("handled before the runtime starts"),
         }
     });

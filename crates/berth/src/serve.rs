@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use berth_control::{Control, LogRequest, NodeClient, NodeError};
+
+use crate::observe_node::log_query;
 use berth_core::{GroupId, GroupRecord, ObservedGroup};
 use berth_node::{Agent, LogSelector, NodeConfig, Reporter};
 use berth_runtime::{CgroupLayout, RuntimeConfig};
@@ -35,14 +37,27 @@ pub struct ServeArgs {
     /// Linux bridge the groups are attached to.
     #[arg(long, default_value = "berth0")]
     bridge: String,
+    #[command(flatten)]
+    caches: crate::cache_node::CacheArgs,
+    /// Seconds between two samples of the groups' resource usage.
+    #[arg(long, default_value_t = 15)]
+    metrics_interval: u64,
+    /// Format of berth's own log: text or json (one object a line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let state_dir = &args.state_dir;
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
@@ -83,6 +98,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store: store.clone(),
     }));
 
+    agent.start_sampler(Duration::from_secs(args.metrics_interval.max(1)));
+    crate::cache_node::start(&args.caches, &control, &agent)?;
     let n = control.resume().await?;
     let known: Vec<GroupId> = store.all_groups()?.into_iter().map(|g| g.id).collect();
     agent.collect_garbage(&known).await;
@@ -188,8 +205,8 @@ fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The node agent of this process, as the control plane sees it.
-struct LocalNode {
-    agent: Agent,
+pub(crate) struct LocalNode {
+    pub(crate) agent: Agent,
     store: Arc<dyn Store>,
 }
 
@@ -213,18 +230,13 @@ impl NodeClient for LocalNode {
     }
 
     async fn read_log(&self, id: &GroupId, req: &LogRequest) -> Result<String, NodeError> {
-        let q = berth_runtime::logs::LogQuery {
-            tail: req.tail,
-            since: req
-                .since_seconds
-                .map(|s| chrono::Utc::now() - chrono::Duration::seconds(s as i64)),
-            limit_bytes: req.limit_bytes,
-            timestamps: req.timestamps,
-        };
-        let which = if req.previous {
-            LogSelector::Previous
-        } else {
-            LogSelector::Current
+        let q = log_query(req);
+        let which = match (req.restart_count, req.previous) {
+            (Some(n), false) => LogSelector::Run(n),
+            (Some(0), true) => return Err(NodeError::NotFound(req.container.clone())),
+            (Some(n), true) => LogSelector::Run(n - 1),
+            (None, false) => LogSelector::Current,
+            (None, true) => LogSelector::Previous,
         };
         let agent = self.agent.clone();
         let id = id.clone();

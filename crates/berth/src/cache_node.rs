@@ -1,0 +1,110 @@
+//! Image caches of the in-process node agent, as the control plane sees them, and the
+//! periodic work that keeps them (retention sweep) and the image store (GC) in bounds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_control::{CacheBuild, CacheNode, Control, NodeError, Quota};
+use berth_image::GcPolicy;
+use berth_node::{Agent, CachePull};
+
+use crate::serve::LocalNode;
+
+/// Flags of `berth serve` for image caches and image garbage collection.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CacheArgs {
+    /// Disk use (percent) at which unused images are collected.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub image_gc_high: u8,
+    /// Disk use (percent) that a collection brings the store down to.
+    #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low: u8,
+    /// Seconds between two image collections.
+    #[arg(long, default_value_t = 300)]
+    pub image_gc_interval: u64,
+    /// Image caches an account may create (CreateImageCache).
+    #[arg(long, default_value_t = 50)]
+    pub max_image_caches: u32,
+    /// Image caches made for an account by AutoMatchImageCache.
+    #[arg(long, default_value_t = 20)]
+    pub max_auto_image_caches: u32,
+    /// vCPU an account's groups may use together (reported by ListUsage).
+    #[arg(long, default_value_t = 1000.0)]
+    pub max_cpu: f64,
+}
+
+/// Applies the quotas and starts the image GC and the image-cache retention sweep.
+pub fn start(args: &CacheArgs, control: &Arc<Control>, agent: &Agent) -> anyhow::Result<()> {
+    if args.image_gc_low > args.image_gc_high {
+        anyhow::bail!(
+            "--image-gc-low ({}) must not be above --image-gc-high ({})",
+            args.image_gc_low,
+            args.image_gc_high
+        );
+    }
+    control.set_quota(Quota {
+        max_image_caches: args.max_image_caches,
+        max_auto_image_caches: args.max_auto_image_caches,
+        max_cpu: args.max_cpu,
+    });
+    let policy = GcPolicy {
+        high_watermark_pct: args.image_gc_high,
+        low_watermark_pct: args.image_gc_low,
+        capacity_bytes: None,
+    };
+    agent.spawn_image_gc(policy, Duration::from_secs(args.image_gc_interval.max(1)));
+    let resumed = control.resume_image_caches()?;
+    if resumed > 0 {
+        tracing::info!(caches = resumed, "resumed interrupted image cache builds");
+    }
+    let control = control.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = control.expire_image_caches().await {
+                tracing::warn!(error = %e, "cannot expire image caches");
+            }
+        }
+    });
+    Ok(())
+}
+
+#[async_trait]
+impl CacheNode for LocalNode {
+    async fn create_image_cache(&self, build: &CacheBuild) -> Result<u64, NodeError> {
+        let pull = CachePull {
+            credentials: build.registry_credentials.clone(),
+            plain_http: build.plain_http_registries.clone(),
+            insecure: build.insecure_registries.clone(),
+        };
+        self.agent
+            .create_image_cache(&build.id, &build.images, &pull)
+            .await
+            .map(|info| info.size_bytes)
+            .map_err(|e| NodeError::Failed(error_chain(&e)))
+    }
+
+    async fn delete_image_cache(&self, id: &str) -> Result<(), NodeError> {
+        self.agent
+            .delete_image_cache(id)
+            .map_err(|e| NodeError::Failed(error_chain(&e)))
+    }
+
+    async fn image_cache_matches(&self, images: &[String]) -> Vec<(String, usize)> {
+        self.agent.image_cache_matches(images)
+    }
+}
+
+/// An error with its causes, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
