@@ -153,9 +153,12 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
 class Registry:
     """Debian's docker-registry on loopback with filesystem storage, optionally with htpasswd."""
 
-    def __init__(self, workdir: Path, auth: tuple[str, str] | None = None):
+    def __init__(
+        self, workdir: Path, auth: tuple[str, str] | None = None, access_log: bool = False
+    ):
         self.workdir = workdir
         self.auth = auth
+        self.access_log = access_log
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.log = workdir / "registry.log"
@@ -167,9 +170,9 @@ class Registry:
         config = [
             "version: 0.1",
             "log:",
-            "  level: warn",
+            "  level: info" if self.access_log else "  level: warn",
             "  accesslog:",
-            "    disabled: true",
+            f"    disabled: {'false' if self.access_log else 'true'}",
             "storage:",
             "  filesystem:",
             f"    rootdirectory: {storage}",
@@ -266,6 +269,9 @@ class Berth:
                     self.endpoint,
                     "--state-dir",
                     str(self.state_dir),
+                    # Frequent samples so that the metric tests need not wait long.
+                    "--metrics-interval",
+                    os.environ.get("BERTH_E2E_METRICS_INTERVAL", "2"),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
