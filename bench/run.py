@@ -1,0 +1,935 @@
+#!/usr/bin/env python3
+"""berth side by side with podman, in one run: the numbers that docs/SPEC.md promises.
+
+    python3 bench/run.py [--quick] [--json out.json]      (as root; standard library only)
+
+Starts its own Debian `docker-registry` on loopback (busybox pushed with tests/images/build.sh)
+and its own `berth serve` (fresh state dir in a temp dir, bridge `berthbench`, subnet
+10.216.0.0/16), then measures, alternating berth and podman where both apply:
+
+  1. cold start, cached image, with network: CreateContainerGroup -> Running and -> first HTTP
+     200 from busybox httpd at the group's IntranetIp; podman: `podman run -d` (invocation ->
+     return) and -> first HTTP 200 at the IP that `podman inspect` reports (inspect included);
+  2. burst: 100 groups created at once (one thread each) -> all Running, groups/s; podman: 20
+     `podman run -d` at once;
+  3. pull + unpack: busybox with `berth image pull` into a fresh state dir vs `podman pull`
+     (after `podman rmi`) vs `skopeo copy` to an OCI dir (no unpack); the ~200 MB image with
+     target/release/examples/pull_bench when that example is already built;
+  4. DescribeContainerGroups with 10,000 groups in the store: berth is stopped, 10,000 records
+     are inserted into a copy of its SQLite database, berth is started on the copy, and signed
+     requests are sent by 8 concurrent client processes for --describe-seconds (by id, and the
+     first page of the unfiltered list); plus one client alone for latency;
+  5. host memory: PSS of all `berth monitor` processes of 20 idle groups / 20 and the growth of
+     `berth serve`'s PSS / 20, vs conmon's PSS per podman container;
+  6. delete: DeleteContainerGroup -> gone from DescribeContainerGroups (everything released),
+     each cold-start group; burst delete of 50 groups at once; podman: `podman rm -f -t 0`,
+     and 20 at once.
+
+Requests are signed as the ECI SDKs sign RPC calls (HMAC-SHA1, a fresh nonce each). podman
+runs with runc and explicit rlimits (crun refuses this host's hybrid cgroups; podman's default
+rlimits exceed the hard limits). ctr is not measured: containerd is not installed here.
+Prints a table with berth/peer ratios; --json writes every number. Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures as cf
+import datetime as dt
+import hashlib
+import hmac
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD_IMAGE = REPO / "tests" / "images" / "build.sh"
+PULL_BENCH = REPO / "target" / "release" / "examples" / "pull_bench"
+REGION = "local"
+PODMAN = ["podman", "run", "-d", "--runtime", "runc", "--ulimit", "nofile=1024:1024",
+          "--ulimit", "nproc=4096:4096", "--tls-verify=false"]
+PREFIX = "berthbench"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def stats(xs):
+    xs = list(xs)
+    if not xs:
+        return None
+    return {"n": len(xs), "p50": pct(xs, 50), "p90": pct(xs, 90), "p99": pct(xs, 99),
+            "min": min(xs), "max": max(xs), "mean": sum(xs) / len(xs)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+# ----------------------------------------------------------------------------- signed client
+
+
+def _pe(s: str) -> str:
+    return urllib.parse.quote(s, safe="-_.~")
+
+
+class EciError(Exception):
+    def __init__(self, status, body):
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+class Eci:
+    """A minimal ECI RPC client: HMAC-SHA1 signatures, keep-alive, one connection a thread."""
+
+    def __init__(self, endpoint: str, key_id: str, secret: str):
+        self.host, port = endpoint.split(":")
+        self.port = int(port)
+        self.key_id = key_id
+        self.secret = (secret + "&").encode()
+        self.local = threading.local()
+
+    def signed_path(self, action: str, params: dict) -> str:
+        p = {
+            "Action": action, "Version": "2018-08-08", "Format": "JSON", "RegionId": REGION,
+            "AccessKeyId": self.key_id, "SignatureMethod": "HMAC-SHA1",
+            "SignatureVersion": "1.0", "SignatureNonce": uuid.uuid4().hex,
+            "Timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        p.update({k: str(v) for k, v in params.items() if v is not None})
+        query = "&".join(f"{_pe(k)}={_pe(v)}" for k, v in sorted(p.items()))
+        sts = "GET&%2F&" + _pe(query)
+        sig = base64.b64encode(hmac.new(self.secret, sts.encode(), hashlib.sha1).digest()).decode()
+        return f"/?{query}&Signature={_pe(sig)}"
+
+    def _conn(self) -> http.client.HTTPConnection:
+        c = getattr(self.local, "conn", None)
+        if c is None:
+            c = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            self.local.conn = c
+        return c
+
+    def call(self, action: str, **params) -> dict:
+        path = self.signed_path(action, params)
+        for attempt in range(2):
+            c = self._conn()
+            try:
+                c.request("GET", path)
+                r = c.getresponse()
+                body = r.read()
+                break
+            except (http.client.HTTPException, OSError):
+                c.close()
+                self.local.conn = None
+                if attempt:
+                    raise
+                path = self.signed_path(action, params)
+        if r.status >= 400:
+            raise EciError(r.status, body.decode(errors="replace"))
+        return json.loads(body)
+
+    def create(self, name: str, image: str, command: list[str], registry: str) -> str:
+        params = {
+            "ContainerGroupName": name, "RestartPolicy": "Never", "PlainHttpRegistry": registry,
+            "TerminationGracePeriodSeconds": 0, "Container.1.Name": "c",
+            "Container.1.Image": image, "Container.1.Cpu": "0.25", "Container.1.Memory": "0.5",
+        }
+        for i, arg in enumerate(command, 1):
+            params[f"Container.1.Command.{i}"] = arg
+        return self.call("CreateContainerGroup", **params)["ContainerGroupId"]
+
+    def describe(self, ids: list[str]) -> list[dict]:
+        return self.call("DescribeContainerGroups",
+                         ContainerGroupIds=json.dumps(ids)).get("ContainerGroups") or []
+
+    def delete(self, gid: str) -> None:
+        self.call("DeleteContainerGroup", ContainerGroupId=gid)
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+class Registry:
+    """Debian's docker-registry on loopback, filesystem storage (as tests/e2e/support.py)."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.host = f"127.0.0.1:{free_port()}"
+        self.proc = None
+
+    def start(self) -> None:
+        storage = self.workdir / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "config.yml"
+        conf.write_text("\n".join([
+            "version: 0.1", "log:", "  level: warn", "  accesslog:", "    disabled: true",
+            "storage:", "  filesystem:", f"    rootdirectory: {storage}", "  delete:",
+            "    enabled: true", "http:", f"  addr: {self.host}", "  secret: berth-bench", ""]))
+        binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+        self.proc = subprocess.Popen([binary, "serve", str(conf)],
+                                     stdout=open(self.workdir / "registry.log", "ab"),
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("docker-registry did not start")
+                time.sleep(0.1)
+
+    def push_busybox(self) -> str:
+        subprocess.run([str(BUILD_IMAGE), self.host, "busybox:latest"], check=True,
+                       capture_output=True, timeout=300)
+        return f"{self.host}/busybox:latest"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Berth:
+    def __init__(self, binary: Path, state: Path, logfile: Path, bridge: str, subnet: str):
+        self.binary, self.state, self.logfile = binary, state, logfile
+        self.bridge, self.subnet = bridge, subnet
+        self.proc = None
+        self.endpoint = None
+
+    def start(self) -> Eci:
+        port = free_port()
+        self.endpoint = f"127.0.0.1:{port}"
+        env = dict(os.environ, NO_COLOR="1")
+        env.setdefault("RUST_LOG", "info")
+        self.proc = subprocess.Popen(
+            [str(self.binary), "serve", "--listen", self.endpoint, "--state-dir", str(self.state),
+             "--bridge", self.bridge, "--subnet", self.subnet],
+            stdout=open(self.logfile, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, start_new_session=True)
+        deadline = time.monotonic() + 120
+        creds = self.state / "credentials.json"
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"berth serve exited ({self.proc.returncode}); see {self.logfile}")
+            try:
+                key = json.loads(creds.read_text())
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return Eci(self.endpoint, key["AccessKeyId"], key["AccessKeySecret"])
+            except (OSError, ValueError, KeyError):
+                if time.monotonic() > deadline:
+                    raise SystemExit("berth serve did not start listening")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def pss_kib(pid: int) -> int:
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def processes() -> list[tuple[int, list[str]]]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            out.append((int(entry), [a.decode(errors="replace") for a in argv if a]))
+    return out
+
+
+def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check,
+                          timeout=timeout)
+
+
+def http_ok(ip: str) -> bool:
+    try:
+        c = http.client.HTTPConnection(ip, 80, timeout=0.5)
+        c.request("GET", "/")
+        ok = c.getresponse().status == 200
+        c.close()
+        return ok
+    except OSError:
+        return False
+
+
+def wait_http(ip: str, t0: float, timeout: float = 30) -> float:
+    deadline = time.monotonic() + timeout
+    while not http_ok(ip):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no HTTP 200 from {ip}")
+        time.sleep(0.001)
+    return ms(t0)
+
+
+# ----------------------------------------------------------------------------- the bench
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.work = Path(tempfile.mkdtemp(prefix="berth-bench-", dir="/var/tmp"))
+        self.registry = Registry(self.work / "registry")
+        (self.work / "registry").mkdir()
+        self.berth = Berth(a.berth, self.work / "state", self.work / "berth.log",
+                           a.bridge, a.subnet)
+        self.eci: Eci | None = None
+        self.image = ""
+        self.groups: set[str] = set()
+        self.containers: set[str] = set()
+        self.results: dict = {"notes": []}
+        self.seq = 0
+
+    def note(self, text: str) -> None:
+        log("note: " + text)
+        self.results["notes"].append(text)
+
+    def name(self) -> str:
+        self.seq += 1
+        return f"{PREFIX}-{os.getpid()}-{self.seq}"
+
+    # --- berth helpers
+
+    def wait_running(self, gid: str, t0: float, timeout: float = 60) -> tuple[float, dict]:
+        deadline = time.monotonic() + timeout
+        while True:
+            gs = self.eci.describe([gid])
+            g = gs[0] if gs else {}
+            st = g.get("Status")
+            if st == "Running":
+                return ms(t0), g
+            if st in ("Failed", "Succeeded") or time.monotonic() > deadline:
+                raise RuntimeError(f"group {gid}: {st}: {json.dumps(g)[:2000]}")
+
+    def wait_gone(self, ids: list[str], t0: float, timeout: float = 120) -> float:
+        deadline = time.monotonic() + timeout
+        left = list(ids)
+        while left:
+            present = set()
+            for i in range(0, len(left), 20):
+                present |= {g["ContainerGroupId"] for g in self.eci.describe(left[i:i + 20])}
+            left = [g for g in left if g in present]
+            if left and time.monotonic() > deadline:
+                raise RuntimeError(f"{len(left)} groups still present after {timeout}s")
+            if left:
+                time.sleep(0.002)
+        for g in ids:
+            self.groups.discard(g)
+        return ms(t0)
+
+    def berth_start_one(self, command: list[str]) -> tuple[str, float, dict]:
+        t0 = time.perf_counter()
+        gid = self.eci.create(self.name(), self.image, command, self.registry.host)
+        self.groups.add(gid)
+        t, g = self.wait_running(gid, t0)
+        return gid, t, g
+
+    def podman_run(self, command: list[str]) -> tuple[str, float]:
+        name = self.name()
+        self.containers.add(name)
+        t0 = time.perf_counter()
+        podman(*PODMAN[1:], "--name", name, self.image, *command)
+        return name, ms(t0)
+
+    # --- sections
+
+    def setup(self) -> None:
+        log(f"work dir {self.work}")
+        self.registry.start()
+        self.image = self.registry.push_busybox()
+        log(f"image {self.image}")
+
+    def start_berth(self) -> None:
+        self.eci = self.berth.start()
+        log(f"berth serve at {self.berth.endpoint}, state {self.berth.state}")
+
+    def pull(self) -> None:
+        rounds = 3 if self.a.quick else 5
+        berth_t, podman_t, skopeo_t = [], [], []
+        for r in range(rounds):
+            state = self.work / f"pull-state-{r}"
+            t0 = time.perf_counter()
+            subprocess.run([str(self.a.berth), "image", "--state-dir", str(state), "pull",
+                            self.image], check=True, capture_output=True)
+            berth_t.append(ms(t0))
+            shutil.rmtree(state, ignore_errors=True)
+            podman("rmi", "-f", self.image, check=False)
+            t0 = time.perf_counter()
+            podman("pull", "-q", "--tls-verify=false", self.image)
+            podman_t.append(ms(t0))
+            oci = self.work / f"oci-{r}"
+            t0 = time.perf_counter()
+            subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false",
+                            f"docker://{self.image}", f"oci:{oci}:latest"], check=True,
+                           capture_output=True)
+            skopeo_t.append(ms(t0))
+            shutil.rmtree(oci, ignore_errors=True)
+        self.results["pull_busybox_ms"] = {"berth": stats(berth_t), "podman": stats(podman_t),
+                                           "skopeo": stats(skopeo_t)}
+
+    def pull_big(self) -> None:
+        if not PULL_BENCH.exists():
+            self.note(f"{PULL_BENCH.relative_to(REPO)} is not built: 200 MB pull skipped "
+                      "(cargo build --release -p berth-image --example pull_bench)")
+            return
+        log("200 MB pull: running the pull_bench example (3 rounds)")
+        out = subprocess.run([str(PULL_BENCH)], capture_output=True, text=True, timeout=1800)
+        if out.returncode != 0:
+            self.note(f"pull_bench failed: {out.stderr[-500:]}")
+            return
+        m = re.search(r"berth pull\+unpack ([\d.]+)s \| podman pull ([\d.]+)s .*skopeo copy "
+                      r"\(no unpack\) ([\d.]+)s", out.stdout)
+        rounds = re.findall(r"round \d+: berth ([\d.]+)s\s+podman ([\d.]+)s\s+skopeo ([\d.]+)s",
+                            out.stdout)
+        if not m:
+            self.note("pull_bench printed no medians")
+            return
+        self.results["pull_200mb_s"] = {
+            "berth_p50": float(m[1]), "podman_p50": float(m[2]), "skopeo_p50": float(m[3]),
+            "rounds": [[float(x) for x in r] for r in rounds],
+            "image": out.stdout.splitlines()[0]}
+
+    def cold_start(self) -> None:
+        n = self.a.runs
+        httpd = ["httpd", "-f", "-p", "80", "-h", "/www"]
+        # Warm-up: the first group pulls the image; podman's image is already stored.
+        gid, _, _ = self.berth_start_one(httpd)
+        self.eci.delete(gid)
+        self.wait_gone([gid], time.perf_counter())
+        name, _ = self.podman_run(httpd)
+        podman("rm", "-f", "-t", "0", name)
+        self.containers.discard(name)
+        r = {k: [] for k in ("berth_running", "berth_http", "berth_delete_api", "berth_delete",
+                             "podman_run", "podman_http", "podman_inspect", "podman_rm")}
+        for i in range(n):
+            order = ("berth", "podman") if i % 2 == 0 else ("podman", "berth")
+            for who in order:
+                if who == "berth":
+                    t0 = time.perf_counter()
+                    gid = self.eci.create(self.name(), self.image, httpd, self.registry.host)
+                    self.groups.add(gid)
+                    t_run, g = self.wait_running(gid, t0)
+                    ip = g.get("IntranetIp")
+                    while not ip:
+                        ip = self.eci.describe([gid])[0].get("IntranetIp")
+                    r["berth_running"].append(t_run)
+                    r["berth_http"].append(wait_http(ip, t0))
+                    t0 = time.perf_counter()
+                    self.eci.delete(gid)
+                    r["berth_delete_api"].append(ms(t0))
+                    r["berth_delete"].append(self.wait_gone([gid], t0))
+                else:
+                    name = self.name()
+                    self.containers.add(name)
+                    t0 = time.perf_counter()
+                    podman(*PODMAN[1:], "--name", name, self.image, *httpd)
+                    r["podman_run"].append(ms(t0))
+                    t1 = time.perf_counter()
+                    ip = podman("inspect", "-f", "{{.NetworkSettings.IPAddress}}",
+                                name).stdout.strip()
+                    r["podman_inspect"].append(ms(t1))
+                    r["podman_http"].append(wait_http(ip, t0))
+                    t0 = time.perf_counter()
+                    podman("rm", "-f", "-t", "0", name)
+                    r["podman_rm"].append(ms(t0))
+                    self.containers.discard(name)
+            if (i + 1) % 10 == 0:
+                log(f"cold start {i + 1}/{n}: berth p50 {pct(r['berth_running'], 50):.1f} ms, "
+                    f"podman p50 {pct(r['podman_run'], 50):.1f} ms")
+        self.results["cold_start_ms"] = {k: stats(v) for k, v in r.items()}
+
+    def memory(self) -> None:
+        n = 20
+        serve_pid = self.berth.proc.pid
+        time.sleep(1)
+        serve_before = pss_kib(serve_pid)
+        ids = []
+        for _ in range(n):
+            gid, _, _ = self.berth_start_one(["sleep", "3600"])
+            ids.append(gid)
+        time.sleep(3)
+        binary = str(self.a.berth.resolve())
+        monitors = [pid for pid, argv in processes()
+                    if len(argv) > 2 and argv[1] == "monitor" and
+                    (argv[0] == binary or os.path.realpath(f"/proc/{pid}/exe") == binary)
+                    and str(self.berth.state) in " ".join(argv)]
+        if not monitors:  # the monitor may not name the state dir on its command line
+            monitors = [pid for pid, argv in processes()
+                        if len(argv) > 1 and argv[1] == "monitor" and
+                        os.path.realpath(f"/proc/{pid}/exe") == binary]
+        mon_pss = sum(pss_kib(p) for p in monitors)
+        serve_after = pss_kib(serve_pid)
+        names = []
+        ctr_ids = []
+        for _ in range(n):
+            name = self.name()
+            self.containers.add(name)
+            out = podman(*PODMAN[1:], "--name", name, self.image, "sleep", "3600")
+            names.append(name)
+            ctr_ids.append(out.stdout.strip())
+        time.sleep(3)
+        conmons = [pid for pid, argv in processes()
+                   if argv and argv[0].endswith("conmon") and any(c in " ".join(argv)
+                                                                   for c in ctr_ids)]
+        conmon_pss = sum(pss_kib(p) for p in conmons)
+        self.results["memory_kib"] = {
+            "groups": n, "berth_monitor_processes": len(monitors),
+            "berth_monitor_pss_per_group": mon_pss / n,
+            "berth_serve_pss_before": serve_before, "berth_serve_pss_after": serve_after,
+            "berth_serve_growth_per_group": (serve_after - serve_before) / n,
+            "berth_total_per_group": (mon_pss + max(0, serve_after - serve_before)) / n,
+            "podman_conmon_processes": len(conmons), "conmon_pss_per_container": conmon_pss / n,
+        }
+        t0 = time.perf_counter()
+        with cf.ThreadPoolExecutor(n) as ex:
+            list(ex.map(self.eci.delete, ids))
+        self.wait_gone(ids, t0)
+        podman("rm", "-f", "-t", "0", *names)
+        self.containers.difference_update(names)
+
+    def burst(self) -> None:
+        n, pn = 100, 20
+        barrier = threading.Barrier(n + 1)
+        ids: list[str] = []
+        lock = threading.Lock()
+        errors: list[str] = []
+
+        def create(i):
+            barrier.wait()
+            try:
+                gid = self.eci.create(f"{PREFIX}-burst-{i}", self.image, ["sleep", "3600"],
+                                      self.registry.host)
+                with lock:
+                    ids.append(gid)
+                    self.groups.add(gid)
+            except Exception as e:  # noqa: BLE001 - reported
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        t0 = time.perf_counter()
+        barrier.wait()
+        for t in threads:
+            t.join()
+        t_accepted = ms(t0)
+        if errors:
+            raise RuntimeError(f"{len(errors)} creates failed: {errors[:3]}")
+        deadline = time.monotonic() + 300
+        while True:
+            running = 0
+            for i in range(0, n, 20):
+                gs = self.eci.describe(ids[i:i + 20])
+                bad = [g for g in gs if g.get("Status") in ("Failed", "Succeeded")]
+                if bad:
+                    raise RuntimeError(f"burst group ended: {json.dumps(bad[0])[:1000]}")
+                running += sum(1 for g in gs if g.get("Status") == "Running")
+            if running == n:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"burst: {running}/{n} running after 300 s")
+            time.sleep(0.01)
+        t_all = ms(t0)
+
+        def prun(i):
+            return self.podman_run(["sleep", "3600"])
+
+        t0 = time.perf_counter()
+        with cf.ThreadPoolExecutor(pn) as ex:
+            pres = list(ex.map(prun, range(pn)))
+        p_all = ms(t0)
+        self.results["burst"] = {
+            "berth_groups": n, "berth_all_accepted_ms": t_accepted, "berth_all_running_ms": t_all,
+            "berth_groups_per_s": n / (t_all / 1000),
+            "podman_containers": pn, "podman_all_running_ms": p_all,
+            "podman_containers_per_s": pn / (p_all / 1000)}
+
+        # Burst delete: 50 groups at once -> all gone; then the other 50; podman 20 at once.
+        first, rest = ids[:50], ids[50:]
+        t0 = time.perf_counter()
+        with cf.ThreadPoolExecutor(50) as ex:
+            list(ex.map(self.eci.delete, first))
+        d_api = ms(t0)
+        d_all = self.wait_gone(first, t0)
+        t0 = time.perf_counter()
+        with cf.ThreadPoolExecutor(50) as ex:
+            list(ex.map(self.eci.delete, rest))
+        self.wait_gone(rest, t0)
+        names = [p[0] for p in pres]
+        t0 = time.perf_counter()
+        with cf.ThreadPoolExecutor(pn) as ex:
+            list(ex.map(lambda nm: podman("rm", "-f", "-t", "0", nm), names))
+        p_del = ms(t0)
+        self.containers.difference_update(names)
+        self.results["burst_delete"] = {
+            "berth_groups": 50, "berth_all_accepted_ms": d_api, "berth_all_gone_ms": d_all,
+            "berth_groups_per_s": 50 / (d_all / 1000), "podman_containers": pn,
+            "podman_all_removed_ms": p_del, "podman_containers_per_s": pn / (p_del / 1000)}
+
+    def describe_10k(self) -> None:
+        count = 10_000
+        # A real record to copy: a group that ran `true` and succeeded (final: berth does not
+        # try to run it again when it starts).
+        t0 = time.perf_counter()
+        gid = self.eci.create(self.name(), self.image, ["true"], self.registry.host)
+        self.groups.add(gid)
+        while self.eci.describe([gid])[0].get("Status") != "Succeeded":
+            if ms(t0) > 60_000:
+                raise RuntimeError("template group did not succeed")
+            time.sleep(0.05)
+        db = self.berth.state / "berth.db"
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+            account, status, record = c.execute(
+                "SELECT account, status, record FROM groups WHERE id = ?", (gid,)).fetchone()
+        self.eci.delete(gid)
+        self.wait_gone([gid], time.perf_counter())
+        self.berth.stop()
+        copy_state = self.work / "state-10k"
+        copy_state.mkdir()
+        shutil.copy2(self.berth.state / "credentials.json", copy_state / "credentials.json")
+        src = sqlite3.connect(str(db))
+        dst = sqlite3.connect(str(copy_state / "berth.db"))
+        src.backup(dst)
+        src.close()
+        template = json.loads(record)
+        alnum = string.ascii_lowercase + string.digits
+        rows, sample_ids = [], []
+        base = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+        for i in range(count):
+            rid = "eci-" + "".join(random.choices(alnum, k=20))
+            rec = dict(template)
+            rec["id"] = rid
+            rec["spec"] = dict(template["spec"], name=f"{PREFIX}-{i}")
+            rec["creation_time"] = (base + dt.timedelta(seconds=i)).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ")
+            rec["client_token"] = None
+            rows.append((rid, account, f"{PREFIX}-{i}", status, None, json.dumps(rec)))
+            sample_ids.append(rid)
+        dst.executemany("INSERT INTO groups (id, account, name, status, client_token, record) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", rows)
+        dst.commit()
+        dst.close()
+        log(f"inserted {count} records into a copy of the database; starting berth on it")
+        b10k = Berth(self.a.berth, copy_state, self.work / "berth-10k.log", self.a.bridge,
+                     self.a.subnet)
+        try:
+            eci = b10k.start()
+            total = eci.call("DescribeContainerGroups", Limit=1).get("TotalCount")
+            res = {"groups_in_store": total, "clients": self.a.clients,
+                   "seconds": self.a.describe_seconds}
+            for kind in ("by_id", "list_page"):
+                # one client alone: latency without queueing
+                lat = []
+                t_end = time.monotonic() + min(3.0, self.a.describe_seconds / 3)
+                while time.monotonic() < t_end:
+                    t0 = time.perf_counter()
+                    describe_once(eci, kind, sample_ids)
+                    lat.append(ms(t0))
+                res[f"{kind}_single_client_ms"] = stats(lat)
+                res[kind] = load(b10k.endpoint, eci.key_id, eci.secret[:-1].decode(), kind,
+                                 sample_ids, self.a.clients, self.a.describe_seconds)
+                log(f"describe {kind}: {res[kind]['requests_per_s']:.0f} req/s, p99 "
+                    f"{res[kind]['latency_ms']['p99']:.1f} ms")
+            self.results["describe_10k"] = res
+        finally:
+            b10k.stop()
+        self.eci = self.berth.start()
+
+    # --- cleanup
+
+    def cleanup(self) -> None:
+        log("cleaning up")
+        if self.eci is not None and self.berth.proc and self.berth.proc.poll() is None:
+            ids = list(self.groups)
+            for gid in ids:
+                try:
+                    self.eci.delete(gid)
+                except Exception as e:  # noqa: BLE001
+                    if not (isinstance(e, EciError) and e.status == 404):
+                        log(f"delete {gid}: {e}")
+            try:
+                self.wait_gone(ids, time.perf_counter(), 120)
+            except Exception as e:  # noqa: BLE001
+                log(f"cleanup: {e}")
+        self.berth.stop()
+        if self.containers:
+            podman("rm", "-f", "-t", "0", *sorted(self.containers), check=False)
+        if self.image:
+            podman("rmi", "-f", self.image, check=False)
+        self.registry.stop()
+        subprocess.run(["ip", "link", "del", self.a.bridge], capture_output=True)
+        mounts = [line.split()[4] for line in open("/proc/self/mountinfo")
+                  if line.split()[4].startswith(str(self.work))]
+        for m in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        if mounts:
+            self.note(f"{len(mounts)} mounts were left under the work dir (unmounted)")
+        if self.a.keep:
+            log(f"kept {self.work}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def describe_once(eci: Eci, kind: str, ids: list[str]) -> None:
+    if kind == "by_id":
+        gs = eci.describe([random.choice(ids)])
+        assert len(gs) == 1, gs
+    else:
+        eci.call("DescribeContainerGroups", Limit=20)
+
+
+def _load_worker(endpoint, key_id, secret, kind, ids, seconds, start_at, q):
+    eci = Eci(endpoint, key_id, secret)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    lat, errors = [], 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        try:
+            describe_once(eci, kind, ids)
+            lat.append(ms(t0))
+        except Exception:  # noqa: BLE001 - counted
+            errors += 1
+    q.put((lat, errors))
+
+
+def load(endpoint, key_id, secret, kind, ids, clients, seconds) -> dict:
+    """`clients` processes (each one keep-alive connection) for `seconds`: requests/s, latency."""
+    q = mp.Queue()
+    start_at = time.time() + 0.5
+    procs = [mp.Process(target=_load_worker,
+                        args=(endpoint, key_id, secret, kind, ids, seconds, start_at, q))
+             for _ in range(clients)]
+    for p in procs:
+        p.start()
+    lat, errors = [], 0
+    for _ in procs:
+        l, e = q.get()
+        lat += l
+        errors += e
+    for p in procs:
+        p.join()
+    return {"requests": len(lat), "errors": errors, "requests_per_s": len(lat) / seconds,
+            "latency_ms": stats(lat)}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def table(res: dict) -> list[tuple]:
+    rows = []
+
+    def row(metric, berth, peer, peer_name, target="", met=None, lower=True):
+        ratio = (berth / peer) if (berth is not None and peer) else None
+        rows.append((metric, berth, peer, peer_name, ratio, target,
+                     "" if met is None else ("met" if met else "NOT met")))
+
+    cs = res.get("cold_start_ms")
+    if cs:
+        b, p = cs["berth_running"], cs["podman_run"]
+        for q in ("p50", "p90", "p99"):
+            met = None
+            if q == "p50":
+                met = b["p50"] <= 30 and p["p50"] / b["p50"] >= 4
+            row(f"cold start -> running {q} (ms)", b[q], p[q], "podman run -d",
+                "<=30 ms, >=4x" if q == "p50" else "", met)
+        for q in ("p50", "p90", "p99"):
+            row(f"cold start -> HTTP 200 {q} (ms)", cs["berth_http"][q], cs["podman_http"][q],
+                "podman run+inspect+GET")
+        for q in ("p50", "p99"):
+            row(f"delete -> gone {q} (ms)", cs["berth_delete"][q], cs["podman_rm"][q],
+                "podman rm -f -t 0")
+    bu = res.get("burst")
+    if bu:
+        row("burst create groups/s", bu["berth_groups_per_s"], bu["podman_containers_per_s"],
+            f"{bu['podman_containers']} podman run -d", ">=50/s", bu["berth_groups_per_s"] >= 50)
+        row("burst create all running (ms)", bu["berth_all_running_ms"],
+            bu["podman_all_running_ms"], f"{bu['podman_containers']} podman run -d")
+    bd = res.get("burst_delete")
+    if bd:
+        row("burst delete groups/s", bd["berth_groups_per_s"], bd["podman_containers_per_s"],
+            f"{bd['podman_containers']} podman rm")
+        row("burst delete 50 all gone (ms)", bd["berth_all_gone_ms"], bd["podman_all_removed_ms"],
+            f"{bd['podman_containers']} podman rm")
+    pb = res.get("pull_busybox_ms")
+    if pb:
+        row("pull busybox p50 (ms)", pb["berth"]["p50"], pb["podman"]["p50"], "podman pull")
+        row("pull busybox p50 (ms)", pb["berth"]["p50"], pb["skopeo"]["p50"],
+            "skopeo copy (no unpack)")
+    pbig = res.get("pull_200mb_s")
+    if pbig:
+        b, p = pbig["berth_p50"], pbig["podman_p50"]
+        row("pull+unpack 200 MB p50 (s)", b, p, "podman pull", ">=2x faster", p / b >= 2)
+        row("pull+unpack 200 MB p50 (s)", b, pbig["skopeo_p50"], "skopeo copy (no unpack)")
+    d = res.get("describe_10k")
+    if d:
+        for kind in ("by_id", "list_page"):
+            k = d[kind]
+            row(f"Describe 10k {kind} p99 (ms), {d['clients']} clients", k["latency_ms"]["p99"],
+                None, "", "<=20 ms", k["latency_ms"]["p99"] <= 20)
+            row(f"Describe 10k {kind} req/s", k["requests_per_s"], None, "", ">=5000/s",
+                k["requests_per_s"] >= 5000)
+            for q in ("p50", "p99"):
+                row(f"Describe 10k {kind} 1 client {q} (ms)", d[f"{kind}_single_client_ms"][q],
+                    None, "")
+    m = res.get("memory_kib")
+    if m:
+        row("PSS per idle group (KiB), monitors", m["berth_monitor_pss_per_group"],
+            m["conmon_pss_per_container"], "conmon", "< conmon",
+            m["berth_monitor_pss_per_group"] < m["conmon_pss_per_container"])
+        row("PSS per idle group (KiB), + serve growth", m["berth_total_per_group"],
+            m["conmon_pss_per_container"], "conmon", "< conmon",
+            m["berth_total_per_group"] < m["conmon_pss_per_container"])
+    return rows
+
+
+def fmt(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}" if abs(x) < 1000 else f"{x:.0f}"
+    return str(x)
+
+
+def print_table(rows) -> None:
+    head = ("metric", "berth", "peer", "peer is", "berth/peer", "target", "")
+    cells = [head] + [tuple(fmt(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    for j, r in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    default_bin = REPO / "target" / "release" / "berth"
+    ap.add_argument("--berth", type=Path, default=default_bin, help="berth binary (release)")
+    ap.add_argument("--runs", type=int, default=50, help="cold start runs (each of berth, podman)")
+    ap.add_argument("--quick", action="store_true", help="10 runs, shorter load phases")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--bridge", default="berthbench")
+    ap.add_argument("--subnet", default="10.216.0.0/16")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent Describe clients")
+    ap.add_argument("--describe-seconds", type=float, default=10.0)
+    ap.add_argument("--skip", default="", help="comma list of: pull,big,cold,memory,burst,describe")
+    ap.add_argument("--keep", action="store_true", help="keep the temp work dir")
+    a = ap.parse_args()
+    if a.quick:
+        a.runs = min(a.runs, 10)
+        a.describe_seconds = min(a.describe_seconds, 5.0)
+    if os.geteuid() != 0:
+        raise SystemExit("run as root")
+    if not a.berth.exists():
+        raise SystemExit(f"{a.berth} is missing: cargo build --release -p berth")
+    skip = set(filter(None, a.skip.split(",")))
+    b = Bench(a)
+    started = time.time()
+    b.results["meta"] = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "host": socket.gethostname(), "cpus": os.cpu_count(), "kernel": os.uname().release,
+        "runs": a.runs, "quick": a.quick, "berth": str(a.berth),
+        "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip(),
+        "podman": podman("--version", check=False).stdout.strip(),
+        "notes": "podman with runc; ctr not measured (containerd not installed)"}
+    failed = None
+    try:
+        b.setup()
+        if "pull" not in skip:
+            log("3. pull busybox: berth / podman / skopeo")
+            b.pull()
+        podman("pull", "-q", "--tls-verify=false", b.image)
+        b.start_berth()
+        if "cold" not in skip:
+            log(f"1+6. cold start and delete, {a.runs} runs each, alternating")
+            b.cold_start()
+        if "memory" not in skip:
+            log("5. memory of 20 idle groups / 20 podman containers")
+            b.memory()
+        if "burst" not in skip:
+            log("2+6. burst of 100 groups / 20 podman containers, burst delete")
+            b.burst()
+        if "describe" not in skip:
+            log("4. DescribeContainerGroups with 10,000 groups in the store")
+            b.describe_10k()
+        if "big" not in skip:
+            b.pull_big()
+    except BaseException as e:  # noqa: BLE001 - reported after cleanup
+        failed = e
+    finally:
+        b.cleanup()
+    b.results["meta"]["seconds"] = round(time.time() - started, 1)
+    rows = table(b.results)
+    print()
+    print_table(rows)
+    for n in b.results["notes"]:
+        print(f"note: {n}")
+    if a.json:
+        a.json.write_text(json.dumps(b.results, indent=2) + "\n")
+        log(f"wrote {a.json}")
+    if failed is not None:
+        if isinstance(failed, KeyboardInterrupt):
+            raise SystemExit(130)
+        raise failed
+
+
+if __name__ == "__main__":
+    main()
