@@ -72,6 +72,44 @@ impl SqliteStore {
     }
 }
 
+/// A page when every condition is in SQL: the total is counted by SQLite and only the rows of
+/// the page (and one more, to know whether another page follows) are read and decoded.
+fn page_by_sql(
+    conn: &Connection,
+    cond: &str,
+    args: &[String],
+    after: i64,
+    limit: usize,
+) -> Result<Page, StoreError> {
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM groups WHERE {cond}"))?
+        .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT seq, record FROM groups WHERE {cond} AND seq > ? ORDER BY seq LIMIT ?"
+    ))?;
+    let mut bound: Vec<rusqlite::types::Value> = args.iter().map(|a| a.clone().into()).collect();
+    bound.push(after.into());
+    bound.push((limit.min(i64::MAX as usize - 1) as i64 + 1).into());
+    let rows = stmt.query_map(params_from_iter(bound.iter()), |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut page = Page {
+        total: total.max(0) as u64,
+        ..Page::default()
+    };
+    let mut last_seq = 0;
+    for row in rows {
+        let (seq, json) = row?;
+        if page.groups.len() == limit {
+            page.next_token = Some(last_seq.to_string());
+            break;
+        }
+        last_seq = seq;
+        page.groups.push(decode(json)?);
+    }
+    Ok(page)
+}
+
 fn decode(json: String) -> Result<GroupRecord, StoreError> {
     Ok(serde_json::from_str(&json)?)
 }
@@ -220,6 +258,9 @@ impl Store for SqliteStore {
         }
         let after: i64 = token.and_then(|t| t.parse().ok()).unwrap_or(0);
         let conn = self.conn();
+        if filter.tags.is_empty() {
+            return page_by_sql(&conn, &cond, &args, after, limit);
+        }
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT seq, record FROM groups WHERE {cond} ORDER BY seq"
         ))?;
