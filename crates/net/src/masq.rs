@@ -1,13 +1,96 @@
-//! Removal of masquerade rules the bridge plugin can no longer remove itself.
+//! Masquerading of the groups' outbound traffic.
 //!
-//! The bridge plugin finds a group's addresses for its DEL in the group's
-//! namespace; when that namespace is already gone, its per-group NAT chain and
-//! POSTROUTING jump stay behind. They carry the comment
-//! `name: "<network>" id: "<group>"`, which is how they are found here.
+//! berth installs one `nat POSTROUTING` rule for its whole subnet when the
+//! network opens ([`ensure_subnet_rule`]) and removes it when the network is
+//! released with no group left. Groups wired by older configurations (the
+//! bridge plugin's `ipMasq`, one chain per group) are still undone: the plugin
+//! finds a group's addresses for its DEL in the group's namespace, and when
+//! that namespace is already gone its chain and POSTROUTING jump stay behind.
+//! They carry the comment `name: "<network>" id: "<group>"`, which is how
+//! [`remove_leftovers`] finds them.
 
 use std::net::IpAddr;
 
 use tokio::process::Command;
+
+/// The rule's comment, which also tells berth's rules for different subnets apart.
+fn subnet_comment(network: &str, subnet: &str) -> String {
+    format!("berth network {network} {subnet}")
+}
+
+/// `iptables` or `ip6tables`, for the address family of `subnet`.
+fn tool_for(subnet: &str) -> &'static str {
+    if subnet.contains(':') {
+        "ip6tables"
+    } else {
+        "iptables"
+    }
+}
+
+/// The rule, after the `-C`/`-A`/`-D` and chain arguments.
+fn subnet_rule(network: &str, subnet: &str) -> Vec<String> {
+    [
+        "-s",
+        subnet,
+        "!",
+        "-d",
+        subnet,
+        "-m",
+        "comment",
+        "--comment",
+        &subnet_comment(network, subnet),
+        "-j",
+        "MASQUERADE",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run_sync(tool: &'static str, op: &str, network: &str, subnet: &str) -> Result<bool, NetError> {
+    let mut args = vec!["-w".to_owned(), "-t".into(), "nat".into(), op.into()];
+    args.push("POSTROUTING".into());
+    args.extend(subnet_rule(network, subnet));
+    let out = std::process::Command::new(tool)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| NetError::ToolSpawn { tool, source })?;
+    if out.status.success() {
+        return Ok(true);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    // `-C` and `-D` exit with 1 when the rule is not there.
+    if op != "-A" && out.status.code() == Some(1) {
+        return Ok(false);
+    }
+    Err(NetError::Tool {
+        tool,
+        args: args.join(" "),
+        stderr,
+    })
+}
+
+/// Masquerades traffic from `subnet` to anywhere outside it, once; repeating it is fine.
+pub fn ensure_subnet_rule(network: &str, subnet: &str) -> Result<(), NetError> {
+    let tool = tool_for(subnet);
+    if !run_sync(tool, "-C", network, subnet)? {
+        run_sync(tool, "-A", network, subnet)?;
+        tracing::info!(
+            network,
+            subnet,
+            "installed the masquerade rule of the subnet"
+        );
+    }
+    Ok(())
+}
+
+/// Removes the subnet's masquerade rule (every copy of it); a missing rule is fine.
+pub fn remove_subnet_rule(network: &str, subnet: &str) -> Result<(), NetError> {
+    let tool = tool_for(subnet);
+    while run_sync(tool, "-D", network, subnet)? {}
+    Ok(())
+}
 
 use crate::error::NetError;
 
