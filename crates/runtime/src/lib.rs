@@ -3,10 +3,11 @@
 //! exit status (OOM kills read from the memory cgroup), log reading and following, exec in a
 //! running container (sync or interactive, with or without a terminal), resource statistics
 //! from cgroups v1 and v2 and from network namespaces, and cgroup layout detection (crun runs
-//! without the cgroup2 mount on hybrid hosts).
+//! without the cgroup2 mount on hybrid hosts; `favordynmods` makes cgroup migrations fast).
 
 pub mod bundle;
 pub mod cgroup;
+mod dynmods;
 mod error;
 mod exec;
 mod files;
@@ -20,6 +21,7 @@ pub mod stats;
 
 pub use bundle::{build_spec, BundleSpec, DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS};
 pub use cgroup::CgroupLayout;
+pub use dynmods::{favor_dynmods, DynmodsOutcome};
 pub use error::RuntimeError;
 pub use exec::{
     ExecOutput, ExecReader, ExecRequest, ExecSession, ExecUser, ExecWriter, SYNC_OUTPUT_CAP,
