@@ -37,8 +37,17 @@ pub struct ServeArgs {
     /// Linux bridge the groups are attached to.
     #[arg(long, default_value = "berth0")]
     bridge: String,
+    /// Network namespaces kept wired ahead of time, so that starting groups need not wait for
+    /// the CNI plugins (0: wire each group when it starts).
+    #[arg(long, default_value_t = 16)]
+    netns_pool: usize,
     #[command(flatten)]
     caches: crate::cache_node::CacheArgs,
+    /// Leave the cgroup2 mount's options alone. By default berth turns on `favordynmods`
+    /// (Linux 6.0+), which makes moving a process into a cgroup fast at a small cost to
+    /// fork and exit; the option stays after berth stops.
+    #[arg(long)]
+    keep_cgroup_options: bool,
     /// Seconds between two samples of the groups' resource usage.
     #[arg(long, default_value_t = 15)]
     metrics_interval: u64,
@@ -69,7 +78,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let layout = CgroupLayout::detect().context("cannot read the cgroup layout of this host")?;
     tracing::info!(layout = %layout.describe(), "cgroups");
+    if args.keep_cgroup_options {
+        tracing::info!("cgroup mount options left as they are (--keep-cgroup-options)");
+    } else {
+        log_dynmods(berth_runtime::favor_dynmods(&layout));
+    }
     let binary = find_binary(&args.runtime)?;
+    let monitor = monitor_command()?;
     let control = Control::new(store.clone(), args.region.clone());
     let reporter = Arc::new(ControlReporter(control.clone()));
     let agent = Agent::new(
@@ -79,14 +94,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 binary,
                 state_root: state_dir.join("runtime"),
                 layout,
-                monitor_exe: std::env::current_exe().context("cannot find the berth binary")?,
-                monitor_args: vec!["monitor".into()],
+                monitor_exe: monitor.0,
+                monitor_args: monitor.1,
             },
             net: berth_net::NetConfig {
                 state_dir: state_dir.join("net"),
                 netns_dir: state_dir.join("netns"),
                 bridge: args.bridge.clone(),
                 subnet: args.subnet.clone(),
+                pool_size: args.netns_pool,
                 ..berth_net::NetConfig::default()
             },
         },
@@ -103,6 +119,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let n = control.resume().await?;
     let known: Vec<GroupId> = store.all_groups()?.into_iter().map(|g| g.id).collect();
     agent.collect_garbage(&known).await;
+    agent.start_netns_pool();
     tracing::info!(groups = n, "resumed container groups");
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -115,9 +132,45 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await?;
-    agent.shutdown();
+    agent.shutdown().await;
     tracing::info!("stopped; containers keep running and are re-adopted at the next start");
     Ok(())
+}
+
+/// The executable (and its leading arguments) that runs a container's monitor: the small
+/// `berth-monitor` next to this binary, else this binary's `monitor` command.
+fn monitor_command() -> anyhow::Result<(PathBuf, Vec<String>)> {
+    let exe = std::env::current_exe().context("cannot find the berth binary")?;
+    let small = exe.with_file_name("berth-monitor");
+    if small.is_file() {
+        tracing::info!(monitor = %small.display(), "containers are monitored by berth-monitor");
+        Ok((small, vec![]))
+    } else {
+        tracing::info!(
+            monitor = %exe.display(),
+            "berth-monitor is not next to berth; containers are monitored by `berth monitor`"
+        );
+        Ok((exe, vec!["monitor".into()]))
+    }
+}
+
+fn log_dynmods(outcome: berth_runtime::DynmodsOutcome) {
+    use berth_runtime::DynmodsOutcome as D;
+    match outcome {
+        D::Enabled => tracing::info!(
+            "remounted the cgroup2 hierarchy with favordynmods: moving a container into its \
+             cgroups no longer waits for an RCU grace period (tens of ms per start)"
+        ),
+        D::AlreadyOn => tracing::info!("the cgroup2 hierarchy already favours dynamic changes"),
+        D::NoCgroup2 => tracing::info!(
+            "no cgroup2 mount: container starts wait for an RCU grace period when they join \
+             their cgroups"
+        ),
+        D::Failed(e) => tracing::warn!(
+            error = %e,
+            "cannot turn on favordynmods: container starts wait for an RCU grace period"
+        ),
+    }
 }
 
 async fn shutdown_signal() {

@@ -18,7 +18,8 @@ use crate::result::Attachment;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
-    /// The CNI container id (the group id).
+    /// The CNI container id: the group id, or the pool name the namespace was wired under
+    /// before a group took it over. DEL must use the id ADD used.
     pub container_id: String,
     /// The interface name inside the namespace.
     pub if_name: String,
@@ -51,9 +52,9 @@ pub fn read(state_dir: &Path, id: &str) -> Option<Record> {
     }
 }
 
-/// Writes a record atomically (temporary file, then rename).
-pub fn write(state_dir: &Path, record: &Record) -> Result<(), NetError> {
-    let target = path(state_dir, &record.container_id);
+/// Writes the record of `id` atomically (temporary file, then rename).
+pub fn write(state_dir: &Path, id: &str, record: &Record) -> Result<(), NetError> {
+    let target = path(state_dir, id);
     let tmp = target.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(record).map_err(|source| NetError::Encode {
         what: "cached network result",
@@ -66,6 +67,16 @@ pub fn write(state_dir: &Path, record: &Record) -> Result<(), NetError> {
     })?;
     std::fs::rename(&tmp, &target).map_err(|source| NetError::Io {
         step: "renaming cached network result into place",
+        path: target,
+        source,
+    })
+}
+
+/// Hands the record of `from` to `to` in one atomic step.
+pub fn rename(state_dir: &Path, from: &str, to: &str) -> Result<(), NetError> {
+    let target = path(state_dir, to);
+    std::fs::rename(path(state_dir, from), &target).map_err(|source| NetError::Io {
+        step: "handing over cached network result",
         path: target,
         source,
     })
@@ -124,9 +135,14 @@ mod tests {
                 interface: "veth0".into(),
             },
         };
-        write(dir.path(), &record).expect("write");
-        assert_eq!(read(dir.path(), "g1"), Some(record));
+        write(dir.path(), "g1", &record).expect("write");
+        assert_eq!(read(dir.path(), "g1"), Some(record.clone()));
         assert_eq!(ids(dir.path()), vec!["g1".to_owned()]);
+        rename(dir.path(), "g1", "g2").expect("rename");
+        assert!(read(dir.path(), "g1").is_none());
+        assert_eq!(read(dir.path(), "g2"), Some(record));
+        assert_eq!(ids(dir.path()), vec!["g2".to_owned()]);
+        rename(dir.path(), "g2", "g1").expect("rename back");
         remove(dir.path(), "g1").expect("remove");
         remove(dir.path(), "g1").expect("remove twice");
         assert!(read(dir.path(), "g1").is_none());

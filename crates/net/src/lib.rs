@@ -3,9 +3,11 @@
 //! Every container group gets its own network namespace, pinned as a bind
 //! mount under the namespace directory and wired into a host bridge by the
 //! CNI plugins (`bridge` with `host-local` address management) from a
-//! configuration list berth writes. [`Network::setup`] creates and wires a
-//! namespace, [`Network::teardown`] removes every trace of it, and the cached
-//! results let a restarted berth find what is already wired.
+//! configuration list berth writes. [`Network::attach`] gives a group its
+//! wiring — from a pool of namespaces wired ahead of time when one is ready,
+//! else through [`Network::setup`] — [`Network::teardown`] removes every trace
+//! of it, and the cached results let a restarted berth find what is already
+//! wired.
 
 mod cache;
 mod cni;
@@ -14,6 +16,7 @@ mod error;
 mod masq;
 mod netns;
 mod network;
+mod pool;
 mod result;
 
 pub use config::{ConfList, NetConfig, CNI_VERSION};

@@ -86,6 +86,27 @@ pub async fn create(path: PathBuf) -> Result<(), NetError> {
         .map_err(|_| NetError::NetnsThread { path, source: None })?
 }
 
+/// Pins the namespace pinned at `from` a second time, at `to` (which must not exist).
+pub fn bind(from: &Path, to: &Path) -> Result<(), NetError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .map_err(|source| NetError::Io {
+            step: "creating network namespace file",
+            path: to.to_owned(),
+            source,
+        })?;
+    mount(Some(from), to, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|source| {
+        let _ = std::fs::remove_file(to);
+        NetError::Sys {
+            step: "bind-mounting network namespace onto",
+            path: to.to_owned(),
+            source,
+        }
+    })
+}
+
 /// Detaches and deletes a namespace file; a missing or unmounted file is fine.
 pub fn remove(path: &Path) -> Result<(), NetError> {
     match umount2(path, MntFlags::MNT_DETACH) {

@@ -11,6 +11,7 @@ use crate::config::{self, ConfList, NetConfig};
 use crate::error::NetError;
 use crate::masq;
 use crate::netns;
+use crate::pool::{is_warm, Pool};
 use crate::result::{attachment_from_result, Attachment};
 
 /// Longest accepted group id.
@@ -19,15 +20,16 @@ const MAX_ID_LEN: usize = 200;
 /// Wires container groups into the node's bridge network.
 #[derive(Debug)]
 pub struct Network {
-    cfg: NetConfig,
+    pub(crate) cfg: NetConfig,
     list: ConfList,
     binaries: HashMap<String, PathBuf>,
     cni_path: String,
+    pub(crate) pool: Pool,
 }
 
 impl Network {
-    /// Checks the plugin binaries, prepares the state and namespace directories
-    /// and writes the configuration list.
+    /// Checks the plugin binaries, prepares the state and namespace directories,
+    /// writes the configuration list and installs the subnet's masquerade rule.
     pub fn new(cfg: NetConfig) -> Result<Self, NetError> {
         let list = ConfList::from_config(&cfg)?;
         let binaries = list
@@ -48,6 +50,7 @@ impl Network {
         }
         write_conflist(&cfg, &list)?;
         netns::prepare_dir(&cfg.netns_dir)?;
+        masq::ensure_subnet_rule(&cfg.network_name, &cfg.subnet)?;
         let cni_path = cfg
             .cni_bin_dirs
             .iter()
@@ -60,11 +63,21 @@ impl Network {
             list,
             binaries,
             cni_path,
+            pool: Pool::default(),
         })
     }
 
-    /// Releases the namespace directory's own mount when no group has a namespace any more.
+    /// Releases what the network holds for itself — the namespace directory's own mount and
+    /// the subnet's masquerade rule — when no namespace is left (call [`Network::drain_pool`]
+    /// first). With groups still wired, both stay for them.
     pub fn release(&self) -> Result<(), NetError> {
+        let busy = std::fs::read_dir(&self.cfg.netns_dir)
+            .map(|mut rd| rd.next().is_some())
+            .unwrap_or(false);
+        if busy {
+            return Ok(());
+        }
+        masq::remove_subnet_rule(&self.cfg.network_name, &self.cfg.subnet)?;
         netns::release_dir(&self.cfg.netns_dir)
     }
 
@@ -116,18 +129,23 @@ impl Network {
     /// cached result are kept so that a later call can finish the job.
     pub async fn teardown(&self, id: &str) -> Result<(), NetError> {
         validate_id(id)?;
-        let path = self.netns_path(id);
+        let own_path = self.netns_path(id);
         let record = cache::read(&self.cfg.state_dir, id);
-        let (list, prev) = match &record {
-            Some(rec) => (&rec.config, Some(&rec.result)),
-            None => (&self.list, None),
+        let (list, prev, cni_id, path) = match &record {
+            Some(rec) => (
+                &rec.config,
+                Some(&rec.result),
+                rec.container_id.as_str(),
+                rec.attachment.netns.clone(),
+            ),
+            None => (&self.list, None, id, own_path.clone()),
         };
         // Plugins refuse a namespace path that is not an nsfs mount; without
         // one they still release the address and skip the in-namespace work.
         let pinned = netns::is_pinned(&path);
         let inv = Invocation {
             op: Op::Del,
-            container_id: id,
+            container_id: cni_id,
             netns: if pinned { &path } else { Path::new("") },
             cni_path: &self.cni_path,
         };
@@ -136,10 +154,13 @@ impl Network {
         }
         if let (false, Some(rec)) = (pinned, &record) {
             if masquerades(&rec.config) {
-                masq::remove_leftovers(&rec.config.name, id, rec.attachment.ip).await?;
+                masq::remove_leftovers(&rec.config.name, cni_id, rec.attachment.ip).await?;
             }
         }
         netns::remove(&path)?;
+        if path != own_path {
+            netns::remove(&own_path)?;
+        }
         cache::remove(&self.cfg.state_dir, id)
     }
 
@@ -149,7 +170,8 @@ impl Network {
         cache::read(&self.cfg.state_dir, id).map(|rec| rec.attachment)
     }
 
-    /// Ids that have a namespace file or a cached result, sorted.
+    /// Ids of groups that have a namespace file or a cached result, sorted; the pool's own
+    /// namespaces are not among them.
     pub fn known(&self) -> Vec<String> {
         let mut ids: BTreeSet<String> = cache::ids(&self.cfg.state_dir).into_iter().collect();
         if let Ok(entries) = std::fs::read_dir(&self.cfg.netns_dir) {
@@ -160,7 +182,7 @@ impl Network {
             );
         }
         ids.into_iter()
-            .filter(|id| validate_id(id).is_ok())
+            .filter(|id| validate_id(id).is_ok() && !is_warm(id))
             .collect()
     }
 
@@ -186,6 +208,7 @@ impl Network {
             .ok_or_else(|| NetError::NoAddress { id: id.to_owned() })?;
         cache::write(
             &self.cfg.state_dir,
+            id,
             &Record {
                 container_id: id.to_owned(),
                 if_name: IFNAME.to_owned(),
@@ -213,7 +236,7 @@ impl Network {
         cni::run(&binary, name, inv, &stdin).await
     }
 
-    fn netns_path(&self, id: &str) -> PathBuf {
+    pub(crate) fn netns_path(&self, id: &str) -> PathBuf {
         self.cfg.netns_dir.join(id)
     }
 }
@@ -243,7 +266,7 @@ fn masquerades(list: &ConfList) -> bool {
 }
 
 /// Accepts what CNI accepts as a container id, which is also a safe file name.
-fn validate_id(id: &str) -> Result<(), NetError> {
+pub(crate) fn validate_id(id: &str) -> Result<(), NetError> {
     let invalid = |reason| {
         Err(NetError::InvalidId {
             id: id.to_owned(),

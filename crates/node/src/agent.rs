@@ -60,6 +60,7 @@ pub(crate) struct Inner {
     pub reporter: Arc<dyn Reporter>,
     pub metrics: crate::observe::MetricRings,
     running: Mutex<HashMap<GroupId, Running>>,
+    pool_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The node agent of this host.
@@ -84,8 +85,25 @@ impl Agent {
                 reporter,
                 metrics: crate::observe::MetricRings::default(),
                 running: Mutex::new(HashMap::new()),
+                pool_task: Mutex::new(None),
             }),
         })
+    }
+
+    /// Starts the task that keeps the network namespace pool full (it first adopts or
+    /// removes what a former berth left in the pool).
+    pub fn start_netns_pool(&self) {
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move { inner.net.maintain_pool().await });
+        let old = self
+            .inner
+            .pool_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task);
+        if let Some(old) = old {
+            old.abort();
+        }
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, Running>> {
@@ -232,8 +250,20 @@ impl Agent {
     }
 
     /// Called when berth stops: containers keep running; host state that only berth itself
-    /// holds (the namespace directory's mount, when no group needs it) is released.
-    pub fn shutdown(&self) {
+    /// holds (the namespace pool, and the namespace directory's mount and the subnet's
+    /// masquerade rule when no group needs them) is released.
+    pub async fn shutdown(&self) {
+        let task = self
+            .inner
+            .pool_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.inner.net.drain_pool().await;
         if let Err(e) = self.inner.net.release() {
             tracing::warn!(error = %e, "cannot release the namespace directory");
         }

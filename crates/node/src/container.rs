@@ -154,6 +154,7 @@ impl ContainerCtx {
     pub async fn run_once(&self, run: u32) -> RunEnd {
         let rt = &self.inner.runtime;
         let id = self.runtime_id();
+        let began = std::time::Instant::now();
         let cdir = self.dirs.container(&self.spec.name);
         if cdir.join("config.json").exists() {
             // A former run of this container may still be known to the runtime.
@@ -184,6 +185,11 @@ impl ContainerCtx {
             "Created",
             format!("Created container {}", self.spec.name),
             Some(&self.spec.name),
+        );
+        tracing::debug!(
+            container = %id,
+            elapsed_us = began.elapsed().as_micros() as u64,
+            "root filesystem mounted and bundle written"
         );
         let log = self.dirs.log_file(&self.spec.name, run);
         if run >= 2 {

@@ -36,13 +36,22 @@ pub async fn run_group(
     state.update(|_| {});
 
     // Network and images are independent: set both up at once.
+    let began = std::time::Instant::now();
     let net = async {
-        match inner.net.attachment(&gid) {
-            Some(a) => Ok(a),
-            None => inner.net.setup(&gid).await,
-        }
+        let r = inner.net.attach(&gid).await;
+        (r, began.elapsed())
     };
-    let (attachment, images) = tokio::join!(net, pull_images(&inner, &spec, &state, &cancel));
+    let images = async {
+        let r = pull_images(&inner, &spec, &state, &cancel).await;
+        (r, began.elapsed())
+    };
+    let ((attachment, net_took), (images, images_took)) = tokio::join!(net, images);
+    tracing::debug!(
+        group = %gid,
+        net_us = net_took.as_micros() as u64,
+        images_us = images_took.as_micros() as u64,
+        "network and images ready"
+    );
     let attachment = match attachment {
         Ok(a) => a,
         Err(e) => {

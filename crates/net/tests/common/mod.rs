@@ -16,7 +16,7 @@ use berth_net::{NetConfig, Network};
 
 /// A test network; the bridge and the namespace directory mount go away on drop.
 pub struct Fixture {
-    pub net: Network,
+    pub net: std::sync::Arc<Network>,
     pub cfg: NetConfig,
     pub name: String,
     pub subnet_prefix: String,
@@ -62,6 +62,15 @@ impl Fixture {
     }
 
     pub fn with_prefix_len(prefix_len: u8) -> Self {
+        Self::build(prefix_len, 0)
+    }
+
+    /// A /24 network that keeps `pool_size` namespaces wired ahead of time.
+    pub fn with_pool(pool_size: usize) -> Self {
+        Self::build(24, pool_size)
+    }
+
+    fn build(prefix_len: u8, pool_size: usize) -> Self {
         require_host();
         let t = tag();
         let mut second = 200 + (t % 51) as u8;
@@ -79,8 +88,9 @@ impl Fixture {
             bridge: name.clone(),
             subnet: format!("{subnet_prefix}0/{prefix_len}"),
             network_name: name.clone(),
+            pool_size,
         };
-        let net = Network::new(cfg.clone()).expect("network");
+        let net = std::sync::Arc::new(Network::new(cfg.clone()).expect("network"));
         Fixture {
             net,
             cfg,
@@ -106,6 +116,7 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        let _ = self.net.release();
         let _ = Command::new("ip")
             .args(["link", "del", &self.name])
             .output();
@@ -164,6 +175,16 @@ pub fn is_mounted(path: &Path) -> bool {
 
 pub fn nat_rules() -> String {
     sh("iptables", &["-t", "nat", "-S"])
+}
+
+/// Whether the nat table masquerades traffic leaving the fixture's subnet, exactly once.
+pub fn subnet_masqueraded(fx: &Fixture) -> bool {
+    let subnet = &fx.cfg.subnet;
+    let rule = format!(
+        "-A POSTROUTING -s {subnet} ! -d {subnet} -m comment --comment \"berth network {} {subnet}\" -j MASQUERADE",
+        fx.name
+    );
+    nat_rules().lines().filter(|l| *l == rule).count() == 1
 }
 
 /// Chains the nat table jumps to for one container of a network.

@@ -1,0 +1,336 @@
+//! Network namespaces wired ahead of time.
+//!
+//! CNI ADD — two plugin processes, a veth pair, an address — is the slowest step of a
+//! group's start. The pool keeps `pool_size` namespaces wired under names `warm-…`; a
+//! starting group takes one over ([`Network::attach`]): the namespace is pinned a second
+//! time under the group's name and the cached result is renamed to the group, which costs a
+//! bind mount and two renames instead of the plugins. [`Network::maintain_pool`] wires
+//! replacements in the background. The CNI container id stays the pool name (kept in the
+//! record), so DEL releases exactly what ADD reserved.
+//!
+//! Every step of a takeover leaves a state that [`Network::maintain_pool`] sorts out after
+//! a crash: the group's pin is made first (a pin without a record is dropped by
+//! [`Network::attach`]), then the record changes owner in one rename (from then on the
+//! namespace is the group's; a leftover `warm-` pin without a record is only unpinned, never
+//! DELeted), and address reservations that no record claims are released.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::cache;
+use crate::config;
+use crate::error::NetError;
+use crate::netns;
+use crate::network::{validate_id, Network};
+use crate::result::Attachment;
+
+/// Names of the pool's namespaces start with this.
+const WARM_PREFIX: &str = "warm-";
+/// The longest pause after failed attempts to wire a pool namespace.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long no group must have taken a namespace before the pool is refilled: the plugins
+/// would compete with the starting groups for the CPU.
+const QUIET: Duration = Duration::from_millis(100);
+
+/// The pool's bookkeeping; the namespaces themselves live on disk like any group's.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    ready: Mutex<VecDeque<String>>,
+    broken: Mutex<Vec<String>>,
+    wake: Notify,
+    claims: AtomicU64,
+}
+
+/// Whether `id` names a pool namespace.
+pub(crate) fn is_warm(id: &str) -> bool {
+    id.starts_with(WARM_PREFIX)
+}
+
+fn new_warm_id() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{WARM_PREFIX}{nanos:x}-{seq}")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Network {
+    /// The group's wiring: what it already has, else a pool namespace taken over, else a
+    /// namespace set up now. A cached result whose namespace is gone (after a host reboot)
+    /// is torn down and replaced.
+    pub async fn attach(&self, id: &str) -> Result<Attachment, NetError> {
+        validate_id(id)?;
+        if is_warm(id) {
+            return Err(NetError::InvalidId {
+                id: id.to_owned(),
+                reason: "names starting with `warm-` belong to the namespace pool",
+            });
+        }
+        match cache::read(&self.cfg.state_dir, id) {
+            Some(rec) if netns::is_pinned(&rec.attachment.netns) => return Ok(rec.attachment),
+            Some(_) => self.teardown(id).await?,
+            // A pin without a record: a takeover that did not finish.
+            None => netns::remove(&self.netns_path(id))?,
+        }
+        if let Some(att) = self.claim(id) {
+            return Ok(att);
+        }
+        self.setup(id).await
+    }
+
+    /// Pool namespaces ready to be taken over.
+    pub fn pool_ready(&self) -> usize {
+        lock(&self.pool.ready).len()
+    }
+
+    fn claim(&self, id: &str) -> Option<Attachment> {
+        loop {
+            let warm = lock(&self.pool.ready).pop_front()?;
+            self.pool.claims.fetch_add(1, Ordering::Relaxed);
+            self.pool.wake.notify_one();
+            match self.take_over(&warm, id) {
+                Ok(att) => {
+                    tracing::debug!(id, pooled = %warm, ip = %att.ip, "took over a pooled namespace");
+                    return Some(att);
+                }
+                Err(e) => {
+                    tracing::warn!(id, pooled = %warm, error = %e, "pooled namespace unusable");
+                    lock(&self.pool.broken).push(warm);
+                }
+            }
+        }
+    }
+
+    fn take_over(&self, warm: &str, id: &str) -> Result<Attachment, NetError> {
+        let state = &self.cfg.state_dir;
+        let mut rec = cache::read(state, warm).ok_or_else(|| NetError::NoAddress {
+            id: warm.to_owned(),
+        })?;
+        let old = rec.attachment.netns.clone();
+        if !netns::is_pinned(&old) {
+            return Err(NetError::NoAddress {
+                id: warm.to_owned(),
+            });
+        }
+        let path = self.netns_path(id);
+        netns::bind(&old, &path)?;
+        if let Err(e) = cache::rename(state, warm, id) {
+            let _ = netns::remove(&path);
+            return Err(e);
+        }
+        // From here on the namespace is the group's.
+        rec.attachment.netns = path.clone();
+        rename_sandbox(&mut rec.result, &old, &path);
+        if let Err(e) = cache::write(state, id, &rec) {
+            // The record under the group's name still points at the pool's pin, which
+            // stays: the group works with it.
+            tracing::warn!(id, error = %e, "cannot rewrite the taken-over network record");
+            rec.attachment.netns = old;
+            return Ok(rec.attachment);
+        }
+        if let Err(e) = netns::remove(&old) {
+            tracing::warn!(id, pin = %old.display(), error = %e, "cannot drop the pool's pin");
+        }
+        Ok(rec.attachment)
+    }
+
+    /// Keeps the pool full, forever: first adopts pool namespaces a former berth left (or
+    /// removes what it left half done), then wires a replacement whenever one is taken.
+    pub async fn maintain_pool(&self) {
+        self.restore_pool().await;
+        let mut failures = 0u32;
+        loop {
+            let broken = std::mem::take(&mut *lock(&self.pool.broken));
+            for id in broken {
+                if let Err(e) = self.teardown(&id).await {
+                    tracing::warn!(id, error = %e, "cannot remove a broken pool namespace");
+                }
+            }
+            if self.pool_ready() < self.cfg.pool_size {
+                let id = new_warm_id();
+                match self.setup(&id).await {
+                    Ok(_) => {
+                        lock(&self.pool.ready).push_back(id);
+                        failures = 0;
+                    }
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        let pause = Duration::from_millis(100)
+                            .saturating_mul(1 << failures.min(9))
+                            .min(MAX_BACKOFF);
+                        tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "cannot wire a pool namespace");
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                continue;
+            }
+            self.pool.wake.notified().await;
+            loop {
+                let seen = self.pool.claims.load(Ordering::Relaxed);
+                tokio::time::sleep(QUIET).await;
+                if self.pool.claims.load(Ordering::Relaxed) == seen {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Tears down every pool namespace (at shutdown, so berth leaves nothing behind).
+    pub async fn drain_pool(&self) {
+        let mut ids: Vec<String> = lock(&self.pool.ready).drain(..).collect();
+        ids.append(&mut lock(&self.pool.broken));
+        for id in self.warm_on_disk() {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        let removals = ids.iter().map(|id| self.remove_warm(id));
+        futures_util::future::join_all(removals).await;
+        self.release_orphan_reservations();
+    }
+
+    async fn restore_pool(&self) {
+        for id in self.warm_on_disk() {
+            let usable = cache::read(&self.cfg.state_dir, &id).is_some_and(|rec| {
+                rec.container_id == id && netns::is_pinned(&rec.attachment.netns)
+            });
+            if usable && self.pool_ready() < self.cfg.pool_size {
+                lock(&self.pool.ready).push_back(id);
+            } else {
+                self.remove_warm(&id).await;
+            }
+        }
+        self.release_orphan_reservations();
+        tracing::info!(
+            ready = self.pool_ready(),
+            size = self.cfg.pool_size,
+            "network namespace pool restored"
+        );
+    }
+
+    /// A pool namespace with a record is torn down; a bare pin (its record went to a group)
+    /// is only unpinned.
+    async fn remove_warm(&self, id: &str) {
+        let res = if cache::read(&self.cfg.state_dir, id).is_some() {
+            self.teardown(id).await
+        } else {
+            netns::remove(&self.netns_path(id))
+        };
+        if let Err(e) = res {
+            tracing::warn!(id, error = %e, "cannot remove a pool namespace");
+        }
+    }
+
+    fn warm_on_disk(&self) -> Vec<String> {
+        let mut ids: Vec<String> = cache::ids(&self.cfg.state_dir);
+        if let Ok(entries) = std::fs::read_dir(&self.cfg.netns_dir) {
+            ids.extend(
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok()),
+            );
+        }
+        ids.retain(|id| is_warm(id) && validate_id(id).is_ok());
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Deletes host-local reservations made for pool names that no record holds (a pool
+    /// namespace whose setup was cut short by a crash or a shutdown).
+    fn release_orphan_reservations(&self) {
+        let dir = config::ipam_dir(&self.cfg.state_dir).join(&self.cfg.network_name);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let held: Vec<String> = cache::ids(&self.cfg.state_dir)
+            .iter()
+            .filter_map(|id| cache::read(&self.cfg.state_dir, id))
+            .map(|rec| rec.container_id)
+            .collect();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(owner) = reservation_owner(&path) else {
+                continue;
+            };
+            if is_warm(&owner) && !held.contains(&owner) {
+                tracing::info!(owner, file = %path.display(), "releasing an orphaned address reservation");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// The container id in a host-local reservation file (`<id>\r\n<ifname>`).
+fn reservation_owner(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let first = text.lines().next()?.trim();
+    (!first.is_empty()).then(|| first.to_owned())
+}
+
+/// Points the result's interfaces that were in the namespace at `old` to `new`.
+fn rename_sandbox(result: &mut Value, old: &Path, new: &Path) {
+    let (Some(old), Some(new)) = (old.to_str(), new.to_str()) else {
+        return;
+    };
+    if let Some(ifaces) = result.get_mut("interfaces").and_then(Value::as_array_mut) {
+        for iface in ifaces {
+            if iface.get("sandbox").and_then(Value::as_str) == Some(old) {
+                iface["sandbox"] = Value::String(new.to_owned());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_ids_are_valid_and_distinct() {
+        let a = new_warm_id();
+        let b = new_warm_id();
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            assert!(is_warm(id));
+            assert!(validate_id(id).is_ok(), "{id}");
+        }
+        assert!(!is_warm("eci-abc"));
+    }
+
+    #[test]
+    fn sandbox_paths_follow_the_namespace() {
+        let mut result = serde_json::json!({
+            "interfaces": [
+                {"name": "berth0"},
+                {"name": "veth1"},
+                {"name": "eth0", "sandbox": "/n/warm-1"},
+            ]
+        });
+        rename_sandbox(&mut result, Path::new("/n/warm-1"), Path::new("/n/eci-1"));
+        assert_eq!(result["interfaces"][2]["sandbox"], "/n/eci-1");
+        assert!(result["interfaces"][0].get("sandbox").is_none());
+    }
+
+    #[test]
+    fn reservation_files_name_their_owner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("10.0.0.2");
+        std::fs::write(&file, "warm-1\r\neth0").expect("write");
+        assert_eq!(reservation_owner(&file).as_deref(), Some("warm-1"));
+        std::fs::write(&file, "").expect("write");
+        assert_eq!(reservation_owner(&file), None);
+    }
+}

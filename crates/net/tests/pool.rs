@@ -1,0 +1,165 @@
+//! Root tests of the namespace pool against the real CNI plugins: takeover, refill,
+//! teardown, draining, and what a restarted network makes of the pool it finds.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use berth_net::Network;
+use common::*;
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn netns_entries(fx: &Fixture) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(&fx.cfg.netns_dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn reservations(fx: &Fixture) -> Vec<String> {
+    let dir = fx.cfg.state_dir.join("ipam").join(&fx.name);
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&fx.subnet_prefix)
+                })
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_take_over_pooled_namespaces_and_the_pool_refills() {
+    let fx = Fixture::with_pool(2);
+    let net = fx.net.clone();
+    let task = tokio::spawn(async move { net.maintain_pool().await });
+    let net = fx.net.clone();
+    wait_for("a full pool", move || net.pool_ready() == 2);
+    let pooled = netns_entries(&fx);
+    assert_eq!(pooled.len(), 2, "{pooled:?}");
+    assert!(pooled.iter().all(|n| n.starts_with("warm-")), "{pooled:?}");
+    assert!(fx.net.known().is_empty(), "pool namespaces are not groups");
+    assert_eq!(links_on_bridge(&fx.name).len(), 2);
+
+    let att = fx.net.attach("g1").await.expect("attach");
+    assert_eq!(att.netns, fx.netns("g1"));
+    assert!(is_mounted(&att.netns));
+    assert_eq!(fx.net.attachment("g1"), Some(att.clone()));
+    assert_eq!(fx.net.known(), vec!["g1".to_owned()]);
+    assert!(subnet_masqueraded(&fx));
+    // The group works: reachable from the host at its address, lo up.
+    assert!(ns_addrs(&att.netns).contains(&format!("eth0    inet {}/24", att.ip)));
+    let server = serve_once(&att.netns, 8080);
+    assert_eq!(ask(att.ip, 8080), "pong");
+    server.join().expect("server thread");
+    // Attaching again returns the same wiring.
+    assert_eq!(fx.net.attach("g1").await.expect("attach again"), att);
+
+    let net = fx.net.clone();
+    wait_for("the pool to refill", move || net.pool_ready() == 2);
+    let entries = netns_entries(&fx);
+    assert_eq!(entries.len(), 3, "the group and two pooled: {entries:?}");
+    assert!(entries.contains(&"g1".to_owned()));
+    assert_eq!(reservations(&fx).len(), 3);
+
+    fx.net.teardown("g1").await.expect("teardown");
+    assert!(!fx.netns("g1").exists());
+    wait_until(|| !host_link_exists(&att.interface));
+    assert!(fx.net.attachment("g1").is_none());
+    assert_eq!(
+        reservations(&fx).len(),
+        2,
+        "the group's address is released"
+    );
+
+    task.abort();
+    let _ = task.await;
+    fx.net.drain_pool().await;
+    assert!(netns_entries(&fx).is_empty(), "{:?}", netns_entries(&fx));
+    assert!(links_on_bridge(&fx.name).is_empty());
+    assert!(reservations(&fx).is_empty());
+    fx.net.release().expect("release");
+    assert!(!subnet_masqueraded(&fx), "masquerade rule left");
+    assert!(!is_mounted(&fx.cfg.netns_dir));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_network_adopts_its_pool_and_cleans_what_was_half_done() {
+    let fx = Fixture::with_pool(2);
+    let net = fx.net.clone();
+    let task = tokio::spawn(async move { net.maintain_pool().await });
+    let net = fx.net.clone();
+    wait_for("a full pool", move || net.pool_ready() == 2);
+    task.abort();
+    let _ = task.await;
+    let pooled = netns_entries(&fx);
+    // What a crash can leave: an address reserved for a pool name no record holds, and a
+    // group's pin whose takeover never got the record.
+    let orphan = fx
+        .cfg
+        .state_dir
+        .join("ipam")
+        .join(&fx.name)
+        .join(format!("{}250", fx.subnet_prefix));
+    std::fs::write(&orphan, "warm-dead\r\neth0").expect("orphan reservation");
+    std::fs::write(fx.netns("g2"), b"").expect("stale pin file");
+
+    let reopened = std::sync::Arc::new(Network::new(fx.cfg.clone()).expect("reopen"));
+    let net = reopened.clone();
+    let task = tokio::spawn(async move { net.maintain_pool().await });
+    let net = reopened.clone();
+    wait_for("the adopted pool", move || net.pool_ready() == 2);
+    assert!(!orphan.exists(), "orphaned reservation kept");
+    let att = reopened
+        .attach("g2")
+        .await
+        .expect("attach over a stale pin");
+    assert!(is_mounted(&att.netns));
+    let mut entries = netns_entries(&fx);
+    entries.retain(|n| n != "g2");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(
+        pooled.contains(&entries[0]),
+        "the old pool was adopted, not rebuilt"
+    );
+
+    // A record whose namespace vanished (a host reboot) is replaced on attach.
+    nix::mount::umount2(&att.netns, nix::mount::MntFlags::MNT_DETACH).expect("umount");
+    let again = reopened
+        .attach("g2")
+        .await
+        .expect("attach after losing the namespace");
+    assert!(is_mounted(&again.netns));
+
+    reopened.teardown("g2").await.expect("teardown");
+    task.abort();
+    let _ = task.await;
+    reopened.drain_pool().await;
+    assert!(netns_entries(&fx).is_empty(), "{:?}", netns_entries(&fx));
+    assert!(reservations(&fx).is_empty(), "{:?}", reservations(&fx));
+    wait_until(|| links_on_bridge(&fx.name).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_names_are_not_group_names() {
+    let fx = Fixture::new();
+    assert!(fx.net.attach("warm-1").await.is_err());
+    assert!(fx.net.attach("../x").await.is_err());
+    assert!(netns_entries(&fx).is_empty());
+}
