@@ -19,7 +19,7 @@ and its own `berth serve` (fresh state dir in a temp dir, bridge `berthbench`, s
      are inserted into a copy of its SQLite database, berth is started on the copy, and signed
      requests are sent by 8 concurrent client processes for --describe-seconds (by id, and the
      first page of the unfiltered list); plus one client alone for latency;
-  5. host memory: PSS of all `berth monitor` processes of 20 idle groups / 20 and the growth of
+  5. host memory: PSS of all monitor processes (`berth-monitor`) of 20 idle groups / 20 and the growth of
      `berth serve`'s PSS / 20, vs conmon's PSS per podman container;
   6. delete: DeleteContainerGroup -> gone from DescribeContainerGroups (everything released),
      each cold-start group; burst delete of 50 groups at once; podman: `podman rm -f -t 0`,
@@ -243,7 +243,7 @@ class Berth:
         env.setdefault("RUST_LOG", "info")
         self.proc = subprocess.Popen(
             [str(self.binary), "serve", "--listen", self.endpoint, "--state-dir", str(self.state),
-             "--bridge", self.bridge, "--subnet", self.subnet],
+             "--bridge", self.bridge, "--subnet", self.subnet] + os.environ.get("EXTRA","").split(),
             stdout=open(self.logfile, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True)
         deadline = time.monotonic() + 120
@@ -355,6 +355,8 @@ class Bench:
                 return ms(t0), g
             if st in ("Failed", "Succeeded") or time.monotonic() > deadline:
                 raise RuntimeError(f"group {gid}: {st}: {json.dumps(g)[:2000]}")
+            # Poll every millisecond: a busy loop would take a core from berth.
+            time.sleep(0.001)
 
     def wait_gone(self, ids: list[str], t0: float, timeout: float = 120) -> float:
         deadline = time.monotonic() + timeout
@@ -504,14 +506,18 @@ class Bench:
             ids.append(gid)
         time.sleep(3)
         binary = str(self.a.berth.resolve())
-        monitors = [pid for pid, argv in processes()
-                    if len(argv) > 2 and argv[1] == "monitor" and
-                    (argv[0] == binary or os.path.realpath(f"/proc/{pid}/exe") == binary)
-                    and str(self.berth.state) in " ".join(argv)]
-        if not monitors:  # the monitor may not name the state dir on its command line
-            monitors = [pid for pid, argv in processes()
-                        if len(argv) > 1 and argv[1] == "monitor" and
-                        os.path.realpath(f"/proc/{pid}/exe") == binary]
+        small = str(self.a.berth.resolve().with_name("berth-monitor"))
+
+        def is_monitor(pid, argv):
+            if not argv or str(self.berth.state) not in " ".join(argv):
+                return False
+            try:
+                exe = os.path.realpath(f"/proc/{pid}/exe", strict=True)
+            except OSError:
+                return False
+            return (exe == small or (len(argv) > 1 and argv[1] == "monitor" and exe == binary)) \
+                and str(self.berth.state) in " ".join(argv)
+        monitors = [pid for pid, argv in processes() if is_monitor(pid, argv)]
         mon_pss = sum(pss_kib(p) for p in monitors)
         serve_after = pss_kib(serve_pid)
         names = []
