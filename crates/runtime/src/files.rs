@@ -70,6 +70,9 @@ pub(crate) struct MonitorConfig {
     pub log_path: PathBuf,
     /// The cgroup2 mount to hide from the runtime (hybrid hosts, crun).
     pub hide_unified: Option<PathBuf>,
+    /// Run the runtime from a read-only bind of its executable (crun; see `oci`).
+    #[serde(default)]
+    pub pin_binary: bool,
     /// `memory.oom_control` (v1) or `memory.events` (v2) of the container's cgroup.
     pub oom_file: Option<PathBuf>,
     /// Size-based rotation of the log; `None` lets it grow.

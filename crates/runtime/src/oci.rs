@@ -62,12 +62,18 @@ pub(crate) struct OciState {
     pub bundle: PathBuf,
 }
 
-/// Runs the OCI runtime with `--root` and, where needed, without the cgroup2 mount.
+/// Tells crun that its executable cannot be written through `/proc/self/exe`, so it need not
+/// copy itself before every run (see [`private_mount_ns`]).
+const CLONED_BINARY_ENV: &str = "_LIBCONTAINER_CLONED_BINARY";
+
+/// Runs the OCI runtime with `--root` and, where needed, in a private mount namespace.
 #[derive(Clone, Debug)]
 pub(crate) struct OciCommand {
     pub binary: PathBuf,
     pub root: PathBuf,
     pub hide_unified: Option<PathBuf>,
+    /// Bind the runtime's executable read-only over itself (crun).
+    pub pin_binary: bool,
 }
 
 impl OciCommand {
@@ -80,8 +86,12 @@ impl OciCommand {
         let mut cmd = std::process::Command::new(&self.binary);
         cmd.arg("--root").arg(&self.root).args(args);
         cmd.stdin(Stdio::null());
-        if let Some(unified) = &self.hide_unified {
-            hide_mount(&mut cmd, unified)?;
+        if self.hide_unified.is_some() || self.pin_binary {
+            let pin = self.pin_binary.then_some(self.binary.as_path());
+            private_mount_ns(&mut cmd, self.hide_unified.as_deref(), pin)?;
+        }
+        if self.pin_binary {
+            cmd.env(CLONED_BINARY_ENV, "1");
         }
         Ok(cmd)
     }
@@ -164,16 +174,30 @@ fn is_not_running(stderr: &[u8]) -> bool {
         || s.contains("No such process")
 }
 
-/// Makes `cmd` run in a new mount namespace in which `unified` is not mounted.
+fn cstring(path: &Path, what: &str) -> Result<CString, RuntimeError> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| RuntimeError::invalid(format!("{what} path holds a NUL byte")))
+}
+
+/// Makes `cmd` run in a new, private mount namespace in which `unified` (when given) is not
+/// mounted and `binary` (when given) is bound read-only over itself.
+///
+/// crun copies its own executable into a sealed memfd and re-executes it before every
+/// command (about 6 ms on the reference host), so that a container cannot overwrite the host's
+/// binary through `/proc/self/exe` (CVE-2019-5736). It skips the copy when the executable sits
+/// on a read-only mount and `_LIBCONTAINER_CLONED_BINARY` is set: the read-only bind gives the
+/// same protection, in this namespace only. If the bind fails, crun sees a writable binary and
+/// copies itself as before.
 ///
 /// Everything the child does between fork and exec is an async-signal-safe syscall on
 /// strings prepared here, so this is safe in a multi-threaded process.
-pub(crate) fn hide_mount(
+pub(crate) fn private_mount_ns(
     cmd: &mut std::process::Command,
-    unified: &Path,
+    unified: Option<&Path>,
+    binary: Option<&Path>,
 ) -> Result<(), RuntimeError> {
-    let target = CString::new(unified.as_os_str().as_bytes())
-        .map_err(|_| RuntimeError::invalid("cgroup2 mount path holds a NUL byte"))?;
+    let unified = unified.map(|p| cstring(p, "cgroup2 mount")).transpose()?;
+    let binary = binary.map(|p| cstring(p, "runtime binary")).transpose()?;
     let slash = c"/";
     // SAFETY: the closure only calls unshare(2), mount(2) and umount2(2) on C strings owned by
     // the closure or static; no allocation or lock is taken after fork.
@@ -192,11 +216,31 @@ pub(crate) fn hide_mount(
             {
                 return Err(io::Error::last_os_error());
             }
-            if libc::umount2(target.as_ptr(), libc::MNT_DETACH) != 0 {
-                let err = io::Error::last_os_error();
-                // Already gone (EINVAL: not a mount point; ENOENT): nothing to hide.
-                if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
-                    return Err(err);
+            if let Some(target) = &unified {
+                if libc::umount2(target.as_ptr(), libc::MNT_DETACH) != 0 {
+                    let err = io::Error::last_os_error();
+                    // Already gone (EINVAL: not a mount point; ENOENT): nothing to hide.
+                    if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
+                        return Err(err);
+                    }
+                }
+            }
+            if let Some(bin) = &binary {
+                let bound = libc::mount(
+                    bin.as_ptr(),
+                    bin.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) == 0;
+                if bound {
+                    libc::mount(
+                        std::ptr::null(),
+                        bin.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                        std::ptr::null(),
+                    );
                 }
             }
             Ok(())
@@ -208,6 +252,45 @@ pub(crate) fn hide_mount(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Root test: the child sees its executable read-only and the cgroup2 mount gone; the
+    /// host's mounts do not change.
+    #[test]
+    fn the_private_namespace_pins_the_binary_and_hides_unified() {
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+        let crun = Path::new("/usr/bin/crun");
+        assert!(crun.is_file(), "crun is not installed");
+        let layout = crate::CgroupLayout::detect().expect("layout");
+        let unified = layout.unified_to_hide().map(Path::to_path_buf);
+        let mut cmd = std::process::Command::new("cat");
+        cmd.arg("/proc/self/mountinfo");
+        private_mount_ns(&mut cmd, unified.as_deref(), Some(crun)).expect("prepare");
+        let out = cmd.output().expect("run cat");
+        assert!(out.status.success(), "{out:?}");
+        let inside = String::from_utf8_lossy(&out.stdout).to_string();
+        let pinned = inside
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/usr/bin/crun"))
+            .unwrap_or_else(|| panic!("no bind of crun in the namespace:\n{inside}"));
+        assert!(
+            pinned
+                .split(' ')
+                .nth(5)
+                .is_some_and(|o| o.split(',').any(|o| o == "ro")),
+            "{pinned}"
+        );
+        if let Some(u) = &unified {
+            let u = u.to_str().expect("utf-8");
+            assert!(
+                !inside.lines().any(|l| l.split(' ').nth(4) == Some(u)),
+                "{u} still mounted"
+            );
+        }
+        let host = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        assert!(!host
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some("/usr/bin/crun")));
+    }
 
     #[test]
     fn recognises_not_found() {

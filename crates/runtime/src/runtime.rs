@@ -65,14 +65,23 @@ impl Runtime {
             None => tracing::info!(
                 layout = %cfg.layout.describe(),
                 runtime = %version,
-                "OCI runtime {} runs in the host mount namespace",
+                "OCI runtime {} sees every cgroup mount of the host",
                 cfg.binary.display()
             ),
         }
+        if kind == RuntimeKind::Crun {
+            tracing::info!(
+                "crun runs from a read-only bind of its executable in a private mount \
+                 namespace, so it need not copy itself before each command"
+            );
+        }
+        // crun skips copying itself before each command when run from a read-only binary.
+        let pin_binary = kind == RuntimeKind::Crun;
         let oci = OciCommand {
             binary: cfg.binary.clone(),
             root: state_root,
             hide_unified,
+            pin_binary,
         };
         Ok(Self {
             cfg,
@@ -159,6 +168,7 @@ impl Runtime {
             state_root: self.oci.root.clone(),
             log_path,
             hide_unified: self.oci.hide_unified.clone(),
+            pin_binary: self.oci.pin_binary,
             oom_file,
             log_rotation: self.log_rotation,
         };

@@ -238,6 +238,7 @@ fn spawn_runtime(
         binary: conf.runtime.clone(),
         root: conf.state_root.clone(),
         hide_unified: conf.hide_unified.clone(),
+        pin_binary: conf.pin_binary,
     };
     let pid_file = dir.join(files::CONTAINER_PID);
     let mut cmd = oci
