@@ -37,6 +37,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long no group must have taken a namespace before the pool is refilled: the plugins
 /// would compete with the starting groups for the CPU.
 const QUIET: Duration = Duration::from_millis(100);
+/// The longest a refill waits for the CPU to calm down.
+const MAX_DEFER: Duration = Duration::from_secs(3);
 
 /// The pool's bookkeeping; the namespaces themselves live on disk like any group's.
 #[derive(Debug, Default)]
@@ -177,12 +179,22 @@ impl Network {
                 continue;
             }
             self.pool.wake.notified().await;
-            loop {
-                let seen = self.pool.claims.load(Ordering::Relaxed);
-                tokio::time::sleep(QUIET).await;
-                if self.pool.claims.load(Ordering::Relaxed) == seen {
-                    break;
-                }
+            self.wait_until_quiet().await;
+        }
+    }
+
+    /// Waits until no group took a namespace for [`QUIET`] and no more processes are
+    /// runnable than there are CPUs (a burst of starts is over), but at most [`MAX_DEFER`].
+    async fn wait_until_quiet(&self) {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let began = tokio::time::Instant::now();
+        loop {
+            let seen = self.pool.claims.load(Ordering::Relaxed);
+            tokio::time::sleep(QUIET).await;
+            let calm = self.pool.claims.load(Ordering::Relaxed) == seen
+                && runnable().is_none_or(|n| n <= cpus);
+            if calm || began.elapsed() >= MAX_DEFER {
+                return;
             }
         }
     }
@@ -273,6 +285,23 @@ impl Network {
     }
 }
 
+/// Processes runnable right now (the fourth field of /proc/loadavg, `running/total`), this
+/// process's own thread included.
+fn runnable() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    parse_runnable(&text)
+}
+
+fn parse_runnable(loadavg: &str) -> Option<usize> {
+    loadavg
+        .split_whitespace()
+        .nth(3)?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The container id in a host-local reservation file (`<id>\r\n<ifname>`).
 fn reservation_owner(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -322,6 +351,13 @@ mod tests {
         rename_sandbox(&mut result, Path::new("/n/warm-1"), Path::new("/n/eci-1"));
         assert_eq!(result["interfaces"][2]["sandbox"], "/n/eci-1");
         assert!(result["interfaces"][0].get("sandbox").is_none());
+    }
+
+    #[test]
+    fn runnable_processes_are_read_from_loadavg() {
+        assert_eq!(parse_runnable("0.52 0.58 0.59 3/467 12345\n"), Some(3));
+        assert_eq!(parse_runnable("garbage"), None);
+        assert!(runnable().is_some());
     }
 
     #[test]
