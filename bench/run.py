@@ -230,9 +230,11 @@ class Registry:
 
 
 class Berth:
-    def __init__(self, binary: Path, state: Path, logfile: Path, bridge: str, subnet: str):
+    def __init__(self, binary: Path, state: Path, logfile: Path, bridge: str, subnet: str,
+                 extra: list[str] | None = None):
         self.binary, self.state, self.logfile = binary, state, logfile
         self.bridge, self.subnet = bridge, subnet
+        self.extra = list(extra or [])
         self.proc = None
         self.endpoint = None
 
@@ -243,7 +245,7 @@ class Berth:
         env.setdefault("RUST_LOG", "info")
         self.proc = subprocess.Popen(
             [str(self.binary), "serve", "--listen", self.endpoint, "--state-dir", str(self.state),
-             "--bridge", self.bridge, "--subnet", self.subnet] + os.environ.get("EXTRA","").split(),
+             "--bridge", self.bridge, "--subnet", self.subnet, *self.extra],
             stdout=open(self.logfile, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True)
         deadline = time.monotonic() + 120
@@ -259,6 +261,28 @@ class Berth:
                 if time.monotonic() > deadline:
                     raise SystemExit("berth serve did not start listening")
                 time.sleep(0.05)
+
+    def pool_size(self) -> int:
+        """--netns-pool as passed, else berth's default."""
+        for i, arg in enumerate(self.extra):
+            if arg == "--netns-pool" and i + 1 < len(self.extra):
+                return int(self.extra[i + 1])
+            if arg.startswith("--netns-pool="):
+                return int(arg.split("=", 1)[1])
+        return 16
+
+    def wait_pool_full(self, timeout: float = 120) -> float:
+        """Waits until berth's pool of wired network namespaces is full (as after any quiet
+        moment of a running berth); returns the seconds waited."""
+        results = self.state / "net" / "results"
+        want = self.pool_size()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            have = len(list(results.glob("warm-*.json"))) if results.is_dir() else 0
+            if have >= want:
+                return time.monotonic() - t0
+            time.sleep(0.05)
+        raise RuntimeError(f"the namespace pool did not fill ({want}) in {timeout} s")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -327,7 +351,7 @@ class Bench:
         self.registry = Registry(self.work / "registry")
         (self.work / "registry").mkdir()
         self.berth = Berth(a.berth, self.work / "state", self.work / "berth.log",
-                           a.bridge, a.subnet)
+                           a.bridge, a.subnet, a.serve_arg)
         self.eci: Eci | None = None
         self.image = ""
         self.groups: set[str] = set()
@@ -399,6 +423,8 @@ class Bench:
     def start_berth(self) -> None:
         self.eci = self.berth.start()
         log(f"berth serve at {self.berth.endpoint}, state {self.berth.state}")
+        waited = self.berth.wait_pool_full()
+        log(f"namespace pool full ({self.berth.pool_size()}) after {waited:.1f} s")
 
     def pull(self) -> None:
         rounds = 3 if self.a.quick else 5
@@ -550,6 +576,7 @@ class Bench:
 
     def burst(self) -> None:
         n, pn = 100, 20
+        self.berth.wait_pool_full()
         barrier = threading.Barrier(n + 1)
         ids: list[str] = []
         lock = threading.Lock()
@@ -673,7 +700,7 @@ class Bench:
         dst.close()
         log(f"inserted {count} records into a copy of the database; starting berth on it")
         b10k = Berth(self.a.berth, copy_state, self.work / "berth-10k.log", self.a.bridge,
-                     self.a.subnet)
+                     self.a.subnet, self.a.serve_arg)
         try:
             eci = b10k.start()
             total = eci.call("DescribeContainerGroups", Limit=1).get("TotalCount")
@@ -875,6 +902,8 @@ def main() -> None:
     ap.add_argument("--subnet", default="10.216.0.0/16")
     ap.add_argument("--clients", type=int, default=8, help="concurrent Describe clients")
     ap.add_argument("--describe-seconds", type=float, default=10.0)
+    ap.add_argument("--serve-arg", action="append", default=[],
+                    help="extra argument for berth serve (repeat), e.g. --serve-arg=--netns-pool=32")
     ap.add_argument("--skip", default="", help="comma list of: pull,big,cold,memory,burst,describe")
     ap.add_argument("--keep", action="store_true", help="keep the temp work dir")
     a = ap.parse_args()
