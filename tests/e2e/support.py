@@ -635,6 +635,26 @@ def bridge_ports() -> list[str]:
     return names
 
 
+def pool_veths(state_dir: Path) -> set[str]:
+    """Host veths of berth's pool of pre-wired network namespaces (they belong to no group)."""
+    found = set()
+    for rec in (state_dir / "net" / "results").glob("warm-*.json"):
+        try:
+            found.add(json.loads(rec.read_text())["attachment"]["interface"])
+        except (OSError, ValueError, KeyError):
+            pass
+    return found
+
+
+def group_veth(state_dir: Path, group_id: str) -> str | None:
+    """The host veth of a group, from berth's record of its network."""
+    try:
+        rec = json.loads((state_dir / "net" / "results" / f"{group_id}.json").read_text())
+        return rec["attachment"]["interface"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def leftovers(
     state_dir: Path,
     ids: Iterable[str],
@@ -644,7 +664,8 @@ def leftovers(
     """What a deleted group left on the host. Empty when everything was cleaned up.
 
     any_mount: count every mount under state_dir (berth stopped), not only the group's.
-    veths_allowed: bridge ports that may remain (None: none may remain).
+    veths_allowed: bridge ports that may remain (None: none may remain); while berth runs
+    (not any_mount), the veths of its namespace pool may too.
     """
     ids = list(ids)
     problems = []
@@ -656,6 +677,8 @@ def leftovers(
     problems += [f"cgroup: {c}" for c in cgroup_dirs_named(ids)]
     problems += [f"process: {p}" for p in processes_mentioning(ids)]
     allowed = set(veths_allowed or [])
+    if not any_mount:  # berth runs: its namespace pool is not a leftover
+        allowed |= pool_veths(state_dir)
     problems += [f"veth on {BRIDGE}: {v}" for v in bridge_ports() if v not in allowed]
     return problems
 
