@@ -1,12 +1,16 @@
-//! The embedded store: one SQLite file in WAL mode, one connection behind a mutex (SQLite has
-//! one writer anyway; every call is short and never held across I/O of other kinds).
+//! The embedded store: one SQLite file in WAL mode. Writes go through one connection behind a
+//! mutex (SQLite has one writer anyway; every call is short and never held across I/O of other
+//! kinds); reads of groups and access keys go through a small pool of further connections, so
+//! concurrent readers neither wait for each other nor for the writer (WAL readers see the last
+//! committed state). A database in memory has no pool: everything uses the one connection.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use berth_core::{GroupId, GroupRecord, ImageCacheRecord};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 
 use crate::{AccessKey, GroupFilter, Page, Store, StoreError, UsageInterval};
 
@@ -33,16 +37,30 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::usage::MIGRATION,
 ];
 
+/// Most read connections a file database gets.
+const MAX_READERS: usize = 8;
+
 /// [`Store`] on SQLite.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Read-only connections (`query_only`) to the same file; empty for a database in memory.
+    readers: Vec<Mutex<Connection>>,
+    /// Where the next reader search starts, so load spreads over the pool.
+    next_reader: AtomicUsize,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        let n = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, MAX_READERS);
+        for _ in 0..n {
+            store.readers.push(Mutex::new(open_reader(path)?));
+        }
+        Ok(store)
     }
 
     /// A database in memory, for tests.
@@ -63,13 +81,46 @@ impl SqliteStore {
         }
         Ok(Self {
             conn: Mutex::new(conn),
+            readers: Vec::new(),
+            next_reader: AtomicUsize::new(0),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent: keep going.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// A connection for one read: a free one of the pool, else (all busy) one to wait for; the
+    /// writer's when there is no pool.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let n = self.readers.len();
+        if n == 0 {
+            return self.conn();
+        }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(c) = self.readers[(start + i) % n].try_lock() {
+                return c;
+            }
+        }
+        self.readers[start % n]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A connection that only reads (the schema is the writer's business).
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(conn)
 }
 
 /// A page when every condition is in SQL: the total is counted by SQLite and only the rows of
@@ -125,18 +176,17 @@ impl Store for SqliteStore {
 
     fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
         Ok(self
-            .conn()
-            .query_row(
+            .reader()
+            .prepare_cached(
                 "SELECT access_key_id, account, secret FROM access_keys WHERE access_key_id = ?1",
-                params![access_key_id],
-                |r| {
-                    Ok(AccessKey {
-                        access_key_id: r.get(0)?,
-                        account: r.get(1)?,
-                        secret: r.get(2)?,
-                    })
-                },
-            )
+            )?
+            .query_row(params![access_key_id], |r| {
+                Ok(AccessKey {
+                    access_key_id: r.get(0)?,
+                    account: r.get(1)?,
+                    secret: r.get(2)?,
+                })
+            })
             .optional()?)
     }
 
@@ -162,21 +212,15 @@ impl Store for SqliteStore {
         account: Option<&str>,
         id: &GroupId,
     ) -> Result<Option<GroupRecord>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let json: Option<String> = match account {
             Some(a) => conn
-                .query_row(
-                    "SELECT record FROM groups WHERE id = ?1 AND account = ?2",
-                    params![id.as_str(), a],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT record FROM groups WHERE id = ?1 AND account = ?2")?
+                .query_row(params![id.as_str(), a], |r| r.get(0))
                 .optional()?,
             None => conn
-                .query_row(
-                    "SELECT record FROM groups WHERE id = ?1",
-                    params![id.as_str()],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT record FROM groups WHERE id = ?1")?
+                .query_row(params![id.as_str()], |r| r.get(0))
                 .optional()?,
         };
         json.map(decode).transpose()
@@ -190,22 +234,17 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let json: Option<String> = tx
-            .query_row(
-                "SELECT record FROM groups WHERE id = ?1",
-                params![id.as_str()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT record FROM groups WHERE id = ?1")?
+            .query_row(params![id.as_str()], |r| r.get(0))
             .optional()?;
         let mut rec = decode(json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
         f(&mut rec);
-        tx.execute(
-            "UPDATE groups SET status = ?2, record = ?3 WHERE id = ?1",
-            params![
+        tx.prepare_cached("UPDATE groups SET status = ?2, record = ?3 WHERE id = ?1")?
+            .execute(params![
                 id.as_str(),
                 rec.status.as_str(),
                 serde_json::to_string(&rec)?
-            ],
-        )?;
+            ])?;
         tx.commit()?;
         Ok(rec)
     }
@@ -222,12 +261,9 @@ impl Store for SqliteStore {
         token: &str,
     ) -> Result<Option<GroupRecord>, StoreError> {
         let json: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT record FROM groups WHERE account = ?1 AND client_token = ?2",
-                params![account, token],
-                |r| r.get(0),
-            )
+            .reader()
+            .prepare_cached("SELECT record FROM groups WHERE account = ?1 AND client_token = ?2")?
+            .query_row(params![account, token], |r| r.get(0))
             .optional()?;
         json.map(decode).transpose()
     }
@@ -257,7 +293,7 @@ impl Store for SqliteStore {
             args.push(s.as_str().to_string());
         }
         let after: i64 = token.and_then(|t| t.parse().ok()).unwrap_or(0);
-        let conn = self.conn();
+        let conn = self.reader();
         if filter.tags.is_empty() {
             return page_by_sql(&conn, &cond, &args, after, limit);
         }
@@ -352,7 +388,7 @@ impl Store for SqliteStore {
     }
 
     fn all_groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare("SELECT record FROM groups ORDER BY seq")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         rows.map(|r| decode(r?)).collect()

@@ -132,3 +132,55 @@ fn list_filters_and_pages() {
     assert!(t.next_token.is_some());
     assert_eq!(s.list_groups("other", &all, 20, None).unwrap().total, 0);
 }
+
+#[test]
+fn reads_from_many_threads_see_every_committed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(SqliteStore::open(&dir.path().join("berth.db")).unwrap());
+    s.create_access_key(&AccessKey {
+        account: "acct".into(),
+        access_key_id: "AK".into(),
+        secret: "S".into(),
+    })
+    .unwrap();
+    let all = GroupFilter::default();
+    for n in 1..=20u8 {
+        s.insert_group(&record(n, &format!("g{n}"), GroupStatus::Running))
+            .unwrap();
+        assert_eq!(
+            s.list_groups("acct", &all, 5, None).unwrap().total,
+            n as u64
+        );
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let s = std::sync::Arc::clone(&s);
+            std::thread::spawn(move || {
+                for i in 0..50u8 {
+                    let n = (t * 50 + i) % 20 + 1;
+                    let id = GroupId::from_random([n; 20]);
+                    let got = s.get_group(Some("acct"), &id).unwrap().unwrap();
+                    assert_eq!(got.spec.name, format!("g{n}"));
+                    assert_eq!(s.access_key("AK").unwrap().unwrap().account, "acct");
+                    let page = s.list_groups("acct", &GroupFilter::default(), 5, None);
+                    assert_eq!(page.unwrap().total, 20);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let id = GroupId::from_random([7; 20]);
+    s.modify_group(&id, &mut |r| r.status = GroupStatus::Failed)
+        .unwrap();
+    assert_eq!(
+        s.get_group(None, &id).unwrap().unwrap().status,
+        GroupStatus::Failed
+    );
+    s.delete_group(&id).unwrap();
+    assert!(s.get_group(Some("acct"), &id).unwrap().is_none());
+    let page = s.list_groups("acct", &all, 50, None).unwrap();
+    assert_eq!((page.total, page.groups.len()), (19, 19));
+    assert_eq!(s.list_groups("other", &all, 5, None).unwrap().total, 0);
+}
