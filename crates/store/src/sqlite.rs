@@ -4,6 +4,7 @@
 //! concurrent readers neither wait for each other nor for the writer (WAL readers see the last
 //! committed state). A database in memory has no pool: everything uses the one connection.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -47,6 +48,18 @@ pub struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     /// Where the next reader search starts, so load spreads over the pool.
     next_reader: AtomicUsize,
+    counts: Mutex<Counts>,
+}
+
+/// How many groups each account has, as counted by unfiltered listings: counting 10,000 rows
+/// costs more than the rest of a page, and the number changes only through this store's own
+/// inserts and deletes, which drop what is remembered.
+#[derive(Default)]
+struct Counts {
+    /// Bumped by every insert and delete of a group. A count is kept only if no insert or
+    /// delete happened while it was read, so a count read before a write never outlives it.
+    generation: u64,
+    by_account: HashMap<String, u64>,
 }
 
 impl SqliteStore {
@@ -83,12 +96,24 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             readers: Vec::new(),
             next_reader: AtomicUsize::new(0),
+            counts: Mutex::default(),
         })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent: keep going.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn counts(&self) -> MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets every remembered count: called after each insert or delete of a group.
+    fn groups_changed(&self) {
+        let mut c = self.counts();
+        c.generation += 1;
+        c.by_account.clear();
     }
 
     /// A connection for one read: a free one of the pool, else (all busy) one to wait for; the
@@ -123,18 +148,23 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// A page when every condition is in SQL: the total is counted by SQLite and only the rows of
-/// the page (and one more, to know whether another page follows) are read and decoded.
+/// A page when every condition is in SQL: the total is counted by SQLite (unless `total` is
+/// known) and only the rows of the page (and one more, to know whether another page follows)
+/// are read and decoded.
 fn page_by_sql(
     conn: &Connection,
     cond: &str,
     args: &[String],
     after: i64,
     limit: usize,
+    total: Option<u64>,
 ) -> Result<Page, StoreError> {
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM groups WHERE {cond}"))?
-        .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+    let total: i64 = match total {
+        Some(t) => t.min(i64::MAX as u64) as i64,
+        None => conn
+            .prepare_cached(&format!("SELECT COUNT(*) FROM groups WHERE {cond}"))?
+            .query_row(params_from_iter(args.iter()), |r| r.get(0))?,
+    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT seq, record FROM groups WHERE {cond} AND seq > ? ORDER BY seq LIMIT ?"
     ))?;
@@ -197,7 +227,10 @@ impl Store for SqliteStore {
             params![rec.id.as_str(), rec.account, rec.spec.name, rec.status.as_str(), rec.client_token, json],
         );
         match res {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.groups_changed();
+                Ok(())
+            }
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
@@ -252,6 +285,7 @@ impl Store for SqliteStore {
     fn delete_group(&self, id: &GroupId) -> Result<(), StoreError> {
         self.conn()
             .execute("DELETE FROM groups WHERE id = ?1", params![id.as_str()])?;
+        self.groups_changed();
         Ok(())
     }
 
@@ -293,9 +327,24 @@ impl Store for SqliteStore {
             args.push(s.as_str().to_string());
         }
         let after: i64 = token.and_then(|t| t.parse().ok()).unwrap_or(0);
+        if args.len() == 1 && filter.tags.is_empty() {
+            // Every group of the account: the count may be remembered.
+            let (generation, known) = {
+                let c = self.counts();
+                (c.generation, c.by_account.get(account).copied())
+            };
+            let page = page_by_sql(&self.reader(), &cond, &args, after, limit, known)?;
+            if known.is_none() {
+                let mut c = self.counts();
+                if c.generation == generation {
+                    c.by_account.insert(account.to_string(), page.total);
+                }
+            }
+            return Ok(page);
+        }
         let conn = self.reader();
         if filter.tags.is_empty() {
-            return page_by_sql(&conn, &cond, &args, after, limit);
+            return page_by_sql(&conn, &cond, &args, after, limit, None);
         }
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT seq, record FROM groups WHERE {cond} ORDER BY seq"

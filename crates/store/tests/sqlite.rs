@@ -147,6 +147,7 @@ fn reads_from_many_threads_see_every_committed_write() {
     for n in 1..=20u8 {
         s.insert_group(&record(n, &format!("g{n}"), GroupStatus::Running))
             .unwrap();
+        // The remembered count follows every insert.
         assert_eq!(
             s.list_groups("acct", &all, 5, None).unwrap().total,
             n as u64
