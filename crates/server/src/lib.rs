@@ -204,9 +204,16 @@ async fn process(
     berth_eci::request::check_version(version.as_deref())?;
 
     let store = state.control.store().clone();
+    // The key the signature was checked with, kept for its account.
+    let key = std::cell::OnceCell::new();
     let verified = berth_eci::verify(
         &raw,
-        |ak| store.access_key(ak).ok().flatten().map(|k| k.secret),
+        |ak| {
+            let k = store.access_key(ak).ok().flatten()?;
+            let secret = k.secret.clone();
+            let _ = key.set(k);
+            Some(secret)
+        },
         Utc::now(),
     )?;
     if let Some(signed) = &verified.action {
@@ -220,9 +227,13 @@ async fn process(
     {
         return Err(ApiError::signature_nonce_used(&verified.nonce));
     }
-    let account = store
-        .access_key(&verified.access_key_id)
-        .map_err(ApiError::internal)?
+    let key = match key.into_inner() {
+        Some(k) if k.access_key_id == verified.access_key_id => Some(k),
+        _ => store
+            .access_key(&verified.access_key_id)
+            .map_err(ApiError::internal)?,
+    };
+    let account = key
         .ok_or_else(|| {
             ApiError::new(
                 404,
