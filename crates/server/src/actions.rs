@@ -15,6 +15,8 @@ use berth_eci::response::{
 };
 use berth_eci::{ApiError, Request};
 use berth_store::{GroupFilter, Page};
+
+use crate::Reply;
 use chrono::Utc;
 use serde::Serialize;
 
@@ -51,8 +53,23 @@ pub(crate) fn group_id(s: &str) -> Result<GroupId, ApiError> {
     GroupId::parse(s).ok_or_else(|| ApiError::container_group_not_found(s))
 }
 
-/// Runs one decoded request.
+/// Runs one decoded request; `rid` is the request id the answer carries.
 pub async fn dispatch(
+    control: &Arc<Control>,
+    account: &str,
+    req: Request,
+    rid: &str,
+) -> Result<Reply, ApiError> {
+    let req = match req {
+        Request::DescribeGroups(d) => return describe_groups(control, account, d, rid),
+        other => other,
+    };
+    dispatch_value(control, account, req)
+        .await
+        .map(Reply::Value)
+}
+
+async fn dispatch_value(
     control: &Arc<Control>,
     account: &str,
     req: Request,
@@ -80,7 +97,10 @@ pub async fn dispatch(
                 container_group_id: id.to_string(),
             })
         }
-        Request::DescribeGroups(d) => describe_groups(control, account, d),
+        // Answered as text by `dispatch`.
+        Request::DescribeGroups(_) => Err(ApiError::internal(
+            "DescribeContainerGroups reached the value dispatch",
+        )),
         Request::DescribeStatus(d) => describe_status(control, account, d),
         Request::DescribeEvents(d) => describe_events(control, account, d),
         Request::Delete(d) => {
@@ -175,11 +195,13 @@ fn list(
         .map_err(map_err)
 }
 
+/// Serialized straight to text: a page of groups is the largest answer there is.
 fn describe_groups(
     control: &Control,
     account: &str,
     d: DescribeGroupsRequest,
-) -> Result<serde_json::Value, ApiError> {
+    rid: &str,
+) -> Result<Reply, ApiError> {
     let f = filter(d.ids, d.name, d.status, &d.tags);
     let page = list(
         control,
@@ -189,8 +211,8 @@ fn describe_groups(
         d.next_token.as_deref(),
         other_region(control, &d.region_id),
     )?;
-    json(DescribeContainerGroupsResponse {
-        request_id: String::new(),
+    let body = DescribeContainerGroupsResponse {
+        request_id: rid.to_string(),
         total_count: page.total,
         next_token: page.next_token.unwrap_or_default(),
         container_groups: page
@@ -198,7 +220,10 @@ fn describe_groups(
             .iter()
             .map(|g| ContainerGroup::from_record(g, d.with_event))
             .collect(),
-    })
+    };
+    serde_json::to_string(&body)
+        .map(Reply::Text)
+        .map_err(ApiError::internal)
 }
 
 fn describe_status(

@@ -79,17 +79,40 @@ pub async fn serve(
 
 /// A request id of the form ECI uses (`8-4-4-4-12` upper-case hex).
 fn request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut b = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut b);
-    let h: String = b.iter().map(|x| format!("{x:02X}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut out = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[(x >> 4) as usize] as char);
+        out.push(HEX[(x & 0x0f) as usize] as char);
+    }
+    out
+}
+
+/// A success body: a JSON value that gets its `RequestId` when the answer is written, or JSON
+/// text serialized straight from a response type that carries the `RequestId` already (no
+/// intermediate `serde_json::Value` for the large answers of the Describe actions).
+pub(crate) enum Reply {
+    Value(serde_json::Value),
+    Text(String),
+}
+
+impl Reply {
+    fn into_text(self, rid: &str) -> String {
+        match self {
+            Reply::Value(mut v) => {
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("RequestId".into(), serde_json::Value::String(rid.into()));
+                }
+                v.to_string()
+            }
+            Reply::Text(t) => t,
+        }
+    }
 }
 
 async fn handle(
@@ -116,22 +139,19 @@ async fn handle(
         Ok((a, _)) => *a,
         Err(_) => "error",
     };
-    let (status, json) = match result {
-        Ok((action, mut v)) => {
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("RequestId".into(), serde_json::Value::String(rid.clone()));
-            }
+    let (status, text) = match result {
+        Ok((action, reply)) => {
             tracing::debug!(
                 action,
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "ok"
             );
-            (StatusCode::OK, v)
+            (StatusCode::OK, reply.into_text(&rid))
         }
         Err(e) => {
             tracing::info!(code = %e.code, status = e.status, message = %e.message, "request refused");
             let st = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (st, e.to_body(&rid, &host))
+            (st, e.to_body(&rid, &host).to_string())
         }
     };
     state.api_metrics.observe(
@@ -139,7 +159,7 @@ async fn handle(
         status.as_u16(),
         started.elapsed().as_secs_f64(),
     );
-    let mut resp = (status, json.to_string()).into_response();
+    let mut resp = (status, text).into_response();
     resp.headers_mut().insert(
         "content-type",
         HeaderValue::from_static("application/json;charset=utf-8"),
@@ -158,7 +178,7 @@ async fn process(
     headers: &HeaderMap,
     body: &[u8],
     rid: &str,
-) -> Result<(&'static str, serde_json::Value), ApiError> {
+) -> Result<(&'static str, Reply), ApiError> {
     if method != Method::GET && method != Method::POST {
         return Err(ApiError::new(
             400,
@@ -246,9 +266,9 @@ async fn process(
     tracing::debug!(request_id = rid, action = action.as_str(), "request");
     let host = raw.header("host").unwrap_or("").to_string();
     let request = match observe::dispatch(state, &account, request, &params, &host).await? {
-        Ok(value) => return Ok((action.as_str(), value)),
+        Ok(value) => return Ok((action.as_str(), Reply::Value(value))),
         Err(request) => request,
     };
-    let value = actions::dispatch(&state.control, &account, request).await?;
-    Ok((action.as_str(), value))
+    let reply = actions::dispatch(&state.control, &account, request, rid).await?;
+    Ok((action.as_str(), reply))
 }
