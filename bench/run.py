@@ -17,9 +17,15 @@ and its own `berth serve` (fresh state dir in a temp dir, bridge `berthbench`, s
      target/release/examples/pull_bench when that example is already built;
   4. DescribeContainerGroups with 10,000 groups in the store: berth is stopped, 10,000 records
      are inserted into a copy of its SQLite database, berth is started on the copy, and signed
-     requests are sent by 8 concurrent client processes for --describe-seconds (by id, and the
-     first page of the unfiltered list); plus one client alone for latency;
-  5. host memory: PSS of all monitor processes (`berth-monitor`) of 20 idle groups / 20 and the growth of
+     requests are sent over --clients keep-alive connections for --describe-seconds (by id, and
+     the first page of the unfiltered list) by target/release/examples/describe_load (built by
+     `cargo build --release -p berth-client --example describe_load`; one thread, so the load
+     takes little of the CPU the server needs; on 2 cores 8 connections gave the most
+     requests/s, 4 about 5% fewer at half the latency, 16 only more queueing), or, when it is
+     not built, by that many Python client processes (a note says so: they use more CPU than
+     the server and cap the rate); plus one Python client alone for latency;
+  5. host memory: PSS of all monitor processes (`berth-monitor`) of 20 idle groups / 20 and the
+     growth of
      `berth serve`'s PSS / 20, vs conmon's PSS per podman container;
   6. delete: DeleteContainerGroup -> gone from DescribeContainerGroups (everything released),
      each cold-start group; burst delete of 50 groups at once; podman: `podman rm -f -t 0`,
@@ -64,6 +70,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BUILD_IMAGE = REPO / "tests" / "images" / "build.sh"
 PULL_BENCH = REPO / "target" / "release" / "examples" / "pull_bench"
+DESCRIBE_LOAD = REPO / "target" / "release" / "examples" / "describe_load"
 REGION = "local"
 PODMAN = ["podman", "run", "-d", "--runtime", "runc", "--ulimit", "nofile=1024:1024",
           "--ulimit", "nproc=4096:4096", "--tls-verify=false"]
@@ -707,7 +714,16 @@ class Bench:
         try:
             eci = b10k.start()
             total = eci.call("DescribeContainerGroups", Limit=1).get("TotalCount")
-            res = {"groups_in_store": total, "clients": self.a.clients,
+            ids_file = self.work / "ids-10k.txt"
+            ids_file.write_text("\n".join(sample_ids) + "\n")
+            native = DESCRIBE_LOAD.exists()
+            clients = self.a.clients
+            if not native:
+                self.note(f"{DESCRIBE_LOAD.relative_to(REPO)} is not built: Describe load from "
+                          f"{clients} Python processes, which cap the rate on this host "
+                          "(cargo build --release -p berth-client --example describe_load)")
+            res = {"groups_in_store": total, "clients": clients,
+                   "load_generator": "describe_load" if native else "python",
                    "seconds": self.a.describe_seconds}
             for kind in ("by_id", "list_page"):
                 # one client alone: latency without queueing
@@ -718,8 +734,12 @@ class Bench:
                     describe_once(eci, kind, sample_ids)
                     lat.append(ms(t0))
                 res[f"{kind}_single_client_ms"] = stats(lat)
-                res[kind] = load(b10k.endpoint, eci.key_id, eci.secret[:-1].decode(), kind,
-                                 sample_ids, self.a.clients, self.a.describe_seconds)
+                if native:
+                    res[kind] = native_load(b10k.endpoint, copy_state / "credentials.json", kind,
+                                            ids_file, clients, self.a.describe_seconds)
+                else:
+                    res[kind] = load(b10k.endpoint, eci.key_id, eci.secret[:-1].decode(), kind,
+                                     sample_ids, clients, self.a.describe_seconds)
                 log(f"describe {kind}: {res[kind]['requests_per_s']:.0f} req/s, p99 "
                     f"{res[kind]['latency_ms']['p99']:.1f} ms")
             self.results["describe_10k"] = res
@@ -784,6 +804,20 @@ def _load_worker(endpoint, key_id, secret, kind, ids, seconds, start_at, q):
         except Exception:  # noqa: BLE001 - counted
             errors += 1
     q.put((lat, errors))
+
+
+def native_load(endpoint, credentials, kind, ids_file, connections, seconds) -> dict:
+    """describe_load over `connections` keep-alive connections for `seconds` (RPC HMAC-SHA1
+    signatures, as this script's client): requests/s, errors, latency."""
+    out = subprocess.run(
+        [str(DESCRIBE_LOAD), "--endpoint", endpoint, "--credentials", str(credentials),
+         "--mode", kind, "--ids", str(ids_file), "--connections", str(connections),
+         "--seconds", str(seconds), "--sign", "rpc"],
+        capture_output=True, text=True, timeout=seconds + 60, check=True)
+    r = json.loads(out.stdout)
+    if r["errors"]:
+        log(f"describe {kind}: {r['errors']} errors, first: {r['first_error']}")
+    return {k: r[k] for k in ("requests", "errors", "requests_per_s", "latency_ms")}
 
 
 def load(endpoint, key_id, secret, kind, ids, clients, seconds) -> dict:
@@ -858,7 +892,7 @@ def table(res: dict) -> list[tuple]:
     if d:
         for kind in ("by_id", "list_page"):
             k = d[kind]
-            row(f"Describe 10k {kind} p99 (ms), {d['clients']} clients", k["latency_ms"]["p99"],
+            row(f"Describe 10k {kind} p99 (ms), {d['clients']} conns", k["latency_ms"]["p99"],
                 None, "", "<=20 ms", k["latency_ms"]["p99"] <= 20)
             row(f"Describe 10k {kind} req/s", k["requests_per_s"], None, "", ">=5000/s",
                 k["requests_per_s"] >= 5000)
@@ -903,7 +937,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--bridge", default="berthbench")
     ap.add_argument("--subnet", default="10.216.0.0/16")
-    ap.add_argument("--clients", type=int, default=8, help="concurrent Describe clients")
+    ap.add_argument("--clients", type=int, default=8,
+                    help="concurrent Describe connections (describe_load, else Python processes)")
     ap.add_argument("--describe-seconds", type=float, default=10.0)
     ap.add_argument("--serve-arg", action="append", default=[],
                     help="extra argument for berth serve (repeat), e.g. --serve-arg=--netns-pool=32")
