@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use berth_core::{GroupId, GroupRecord, ImageCacheRecord};
 use chrono::{DateTime, Utc};
@@ -41,6 +41,9 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
 /// Most read connections a file database gets.
 const MAX_READERS: usize = 8;
 
+/// Most records [`Decoded`] holds; it starts over when full.
+const MAX_DECODED: usize = 1024;
+
 /// [`Store`] on SQLite.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -49,6 +52,17 @@ pub struct SqliteStore {
     /// Where the next reader search starts, so load spreads over the pool.
     next_reader: AtomicUsize,
     counts: Mutex<Counts>,
+    decoded: Mutex<Decoded>,
+}
+
+/// Records decoded for unfiltered listings, by group id, each with the JSON text it was decoded
+/// from. The first pages of a listing are asked for again and again and their records rarely
+/// change; decoding one (its timestamps above all) costs several times more than comparing the
+/// stored text with the remembered one and cloning. A record whose text differs is decoded
+/// again, so what a listing returns is always what the row holds.
+#[derive(Default)]
+struct Decoded {
+    by_id: HashMap<String, Arc<(String, GroupRecord)>>,
 }
 
 /// How many groups each account has, as counted by unfiltered listings: counting 10,000 rows
@@ -97,6 +111,7 @@ impl SqliteStore {
             readers: Vec::new(),
             next_reader: AtomicUsize::new(0),
             counts: Mutex::default(),
+            decoded: Mutex::default(),
         })
     }
 
@@ -114,6 +129,25 @@ impl SqliteStore {
         let mut c = self.counts();
         c.generation += 1;
         c.by_account.clear();
+    }
+
+    /// The record stored as `json` for group `id`, decoded or remembered.
+    fn decode_remembered(&self, id: &str, json: &str) -> Result<GroupRecord, StoreError> {
+        let lock = || self.decoded.lock().unwrap_or_else(|p| p.into_inner());
+        let known = lock().by_id.get(id).cloned();
+        if let Some(k) = known {
+            if k.0 == json {
+                return Ok(k.1.clone());
+            }
+        }
+        let rec: GroupRecord = serde_json::from_str(json)?;
+        let entry = Arc::new((json.to_string(), rec.clone()));
+        let mut d = lock();
+        if d.by_id.len() >= MAX_DECODED {
+            d.by_id.clear();
+        }
+        d.by_id.insert(id.to_string(), entry);
+        Ok(rec)
     }
 
     /// A connection for one read: a free one of the pool, else (all busy) one to wait for; the
@@ -151,6 +185,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 /// A page when every condition is in SQL: the total is counted by SQLite (unless `total` is
 /// known) and only the rows of the page (and one more, to know whether another page follows)
 /// are read and decoded.
+/// `decoded` remembers the records decoded (unfiltered listings).
 fn page_by_sql(
     conn: &Connection,
     cond: &str,
@@ -158,6 +193,7 @@ fn page_by_sql(
     after: i64,
     limit: usize,
     total: Option<u64>,
+    decoded: Option<&SqliteStore>,
 ) -> Result<Page, StoreError> {
     let total: i64 = match total {
         Some(t) => t.min(i64::MAX as u64) as i64,
@@ -166,29 +202,39 @@ fn page_by_sql(
             .query_row(params_from_iter(args.iter()), |r| r.get(0))?,
     };
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT seq, record FROM groups WHERE {cond} AND seq > ? ORDER BY seq LIMIT ?"
+        "SELECT seq, id, record FROM groups WHERE {cond} AND seq > ? ORDER BY seq LIMIT ?"
     ))?;
     let mut bound: Vec<rusqlite::types::Value> = args.iter().map(|a| a.clone().into()).collect();
     bound.push(after.into());
     bound.push((limit.min(i64::MAX as usize - 1) as i64 + 1).into());
-    let rows = stmt.query_map(params_from_iter(bound.iter()), |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-    })?;
+    let mut rows = stmt.query(params_from_iter(bound.iter()))?;
     let mut page = Page {
         total: total.max(0) as u64,
         ..Page::default()
     };
     let mut last_seq = 0;
-    for row in rows {
-        let (seq, json) = row?;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
         if page.groups.len() == limit {
             page.next_token = Some(last_seq.to_string());
             break;
         }
         last_seq = seq;
-        page.groups.push(decode(json)?);
+        let json = text(row, 2)?;
+        page.groups.push(match decoded {
+            Some(store) => store.decode_remembered(text(row, 1)?, json)?,
+            None => serde_json::from_str(json)?,
+        });
     }
     Ok(page)
+}
+
+/// Column `i` of `row` as text, without a copy.
+fn text<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a str, StoreError> {
+    row.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+            .into()
+    })
 }
 
 fn decode(json: String) -> Result<GroupRecord, StoreError> {
@@ -333,7 +379,15 @@ impl Store for SqliteStore {
                 let c = self.counts();
                 (c.generation, c.by_account.get(account).copied())
             };
-            let page = page_by_sql(&self.reader(), &cond, &args, after, limit, known)?;
+            let page = page_by_sql(
+                &self.reader(),
+                &cond,
+                &args,
+                after,
+                limit,
+                known,
+                Some(self),
+            )?;
             if known.is_none() {
                 let mut c = self.counts();
                 if c.generation == generation {
@@ -344,7 +398,7 @@ impl Store for SqliteStore {
         }
         let conn = self.reader();
         if filter.tags.is_empty() {
-            return page_by_sql(&conn, &cond, &args, after, limit, None);
+            return page_by_sql(&conn, &cond, &args, after, limit, None, None);
         }
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT seq, record FROM groups WHERE {cond} ORDER BY seq"

@@ -173,8 +173,19 @@ fn reads_from_many_threads_see_every_committed_write() {
         t.join().unwrap();
     }
     let id = GroupId::from_random([7; 20]);
+    let listed = |s: &SqliteStore| {
+        let page = s.list_groups("acct", &GroupFilter::default(), 50, None);
+        page.unwrap()
+            .groups
+            .into_iter()
+            .find(|g| g.id == id)
+            .unwrap()
+    };
+    assert_eq!(listed(&s).status, GroupStatus::Running);
     s.modify_group(&id, &mut |r| r.status = GroupStatus::Failed)
         .unwrap();
+    // A listing after a change returns the changed record, never a remembered one.
+    assert_eq!(listed(&s).status, GroupStatus::Failed);
     assert_eq!(
         s.get_group(None, &id).unwrap().unwrap().status,
         GroupStatus::Failed
