@@ -25,8 +25,7 @@ and its own `berth serve` (fresh state dir in a temp dir, bridge `berthbench`, s
      not built, by that many Python client processes (a note says so: they use more CPU than
      the server and cap the rate); plus one Python client alone for latency;
   5. host memory: PSS of all monitor processes (`berth-monitor`) of 20 idle groups / 20 and the
-     growth of
-     `berth serve`'s PSS / 20, vs conmon's PSS per podman container;
+     growth of `berth serve`'s PSS / 20, vs conmon's PSS per podman container;
   6. delete: DeleteContainerGroup -> gone from DescribeContainerGroups (everything released),
      each cold-start group; burst delete of 50 groups at once; podman: `podman rm -f -t 0`,
      and 20 at once.
@@ -276,7 +275,7 @@ class Berth:
                 return int(self.extra[i + 1])
             if arg.startswith("--netns-pool="):
                 return int(arg.split("=", 1)[1])
-        return 16
+        return 128
 
     def wait_pool_full(self, timeout: float = 120) -> float:
         """Waits until berth's pool of wired network namespaces is full (as after any quiet

@@ -272,6 +272,9 @@ class Berth:
                     # Frequent samples so that the metric tests need not wait long.
                     "--metrics-interval",
                     os.environ.get("BERTH_E2E_METRICS_INTERVAL", "2"),
+                    # A small pool: filled and drained at every start and stop of berth.
+                    "--netns-pool",
+                    os.environ.get("BERTH_E2E_NETNS_POOL", "8"),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -38,8 +38,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "berth0")]
     bridge: String,
     /// Network namespaces kept wired ahead of time, so that starting groups need not wait for
-    /// the CNI plugins (0: wire each group when it starts).
-    #[arg(long, default_value_t = 16)]
+    /// the CNI plugins (0: wire each group when it starts). Each costs ~0.2 MiB of kernel
+    /// memory and an address; at most a quarter of the subnet is used.
+    #[arg(long, default_value_t = 128)]
     netns_pool: usize,
     #[command(flatten)]
     caches: crate::cache_node::CacheArgs,

@@ -141,6 +141,20 @@ pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
     (prefix <= max).then_some((addr, prefix))
 }
 
+/// The most namespaces the pool may hold on `subnet`: a quarter of its usable addresses, so
+/// the pool never takes the room groups need (None: the subnet does not parse).
+pub fn pool_cap(subnet: &str) -> Option<usize> {
+    let (addr, prefix) = parse_cidr(subnet)?;
+    let bits = if addr.is_ipv4() { 32 } else { 128 } - u32::from(prefix);
+    let addresses = if bits >= 24 {
+        1usize << 24
+    } else {
+        1usize << bits
+    };
+    // The network address, the gateway and the broadcast address are not for groups.
+    Some(addresses.saturating_sub(3) / 4)
+}
+
 fn validate_name(field: &str, value: &str, max: usize) -> Result<(), NetError> {
     let ok = !value.is_empty()
         && value.len() <= max
@@ -200,6 +214,15 @@ mod tests {
             network_name: "a/b".into(),
             ..NetConfig::default()
         }));
+    }
+
+    #[test]
+    fn the_pool_takes_at_most_a_quarter_of_the_subnet() {
+        assert_eq!(pool_cap("10.0.0.0/24"), Some(63));
+        assert_eq!(pool_cap("10.0.0.0/30"), Some(0));
+        assert_eq!(pool_cap("10.213.0.0/16"), Some(16_383));
+        assert_eq!(pool_cap("fd00::/64"), Some(((1 << 24) - 3) / 4));
+        assert_eq!(pool_cap("nonsense"), None);
     }
 
     #[test]

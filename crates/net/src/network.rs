@@ -30,8 +30,18 @@ pub struct Network {
 impl Network {
     /// Checks the plugin binaries, prepares the state and namespace directories,
     /// writes the configuration list and installs the subnet's masquerade rule.
-    pub fn new(cfg: NetConfig) -> Result<Self, NetError> {
+    pub fn new(mut cfg: NetConfig) -> Result<Self, NetError> {
         let list = ConfList::from_config(&cfg)?;
+        let cap = config::pool_cap(&cfg.subnet).unwrap_or(0);
+        if cfg.pool_size > cap {
+            tracing::warn!(
+                asked = cfg.pool_size,
+                cap,
+                subnet = %cfg.subnet,
+                "namespace pool limited to a quarter of the subnet's addresses"
+            );
+            cfg.pool_size = cap;
+        }
         let binaries = list
             .binaries()
             .into_iter()
