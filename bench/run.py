@@ -173,6 +173,9 @@ class Eci:
             "ContainerGroupName": name, "RestartPolicy": "Never", "PlainHttpRegistry": registry,
             "TerminationGracePeriodSeconds": 0, "Container.1.Name": "c",
             "Container.1.Image": image, "Container.1.Cpu": "0.25", "Container.1.Memory": "0.5",
+            # podman's default (--pull=missing): a present image is used without asking the
+            # registry. (`:latest` would otherwise mean Always, a registry round trip per start.)
+            "Container.1.ImagePullPolicy": "IfNotPresent",
         }
         for i, arg in enumerate(command, 1):
             params[f"Container.1.Command.{i}"] = arg
