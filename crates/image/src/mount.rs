@@ -14,11 +14,11 @@ use crate::store::Image;
 const MAX_MOUNT_DATA: usize = 4095;
 
 /// Mounts the root filesystem of one container: an overlay of the image layers with
-/// `dir/upper` and `dir/work`, on `dir/rootfs`, which is returned. Mounting again while it is
-/// mounted does nothing.
-pub fn mount_rootfs(image: &Image, dir: &Path) -> Result<PathBuf, ImageError> {
-    let upper = dir.join("upper");
-    let work = dir.join("work");
+/// `rw/upper` and `rw/work` (the container's writable layer, which belongs on disk), on
+/// `dir/rootfs`, which is returned. Mounting again while it is mounted does nothing.
+pub fn mount_rootfs(image: &Image, dir: &Path, rw: &Path) -> Result<PathBuf, ImageError> {
+    let upper = rw.join("upper");
+    let work = rw.join("work");
     let rootfs = dir.join("rootfs");
     for path in [&upper, &work, &rootfs] {
         fs::create_dir_all(path).map_err(|e| ImageError::io("creating", path.as_path(), e))?;

@@ -99,13 +99,13 @@ async fn pulls_busybox_mounts_and_caches() {
 
     // The overlay rootfs runs busybox and keeps writes in the container's upper layer.
     let container = tmp.path().join("c1");
-    let rootfs = mount_rootfs(&image, &container).unwrap();
+    let rootfs = mount_rootfs(&image, &container, &container).unwrap();
     assert_eq!(rootfs, container.join("rootfs"));
     assert!(fs::symlink_metadata(rootfs.join("bin/sh"))
         .unwrap()
         .is_symlink());
     assert_eq!(
-        mount_rootfs(&image, &container).unwrap(),
+        mount_rootfs(&image, &container, &container).unwrap(),
         rootfs,
         "mounting twice is a no-op"
     );
@@ -287,7 +287,7 @@ async fn layer_compressions_manifest_formats_and_indexes() {
     let layered = layered.unwrap();
     assert_eq!(layered.layers.len(), 2);
     let container = tmp.path().join("layered");
-    let rootfs = mount_rootfs(&layered, &container).unwrap();
+    let rootfs = mount_rootfs(&layered, &container, &container).unwrap();
     let listing = sh(
         &rootfs,
         "ls /opt/old; test -e /etc/base && echo present; cat /etc/passwd | head -1",

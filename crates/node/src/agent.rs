@@ -56,7 +56,7 @@ pub(crate) struct Inner {
     pub images: ImageStore,
     pub runtime: Runtime,
     pub net: Network,
-    pub groups_root: PathBuf,
+    pub dirs: crate::files::NodeDirs,
     pub reporter: Arc<dyn Reporter>,
     pub metrics: crate::observe::MetricRings,
     running: Mutex<HashMap<GroupId, Running>>,
@@ -71,8 +71,21 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(cfg: NodeConfig, reporter: Arc<dyn Reporter>) -> Result<Self, NodeError> {
-        let groups_root = cfg.root.join("groups");
-        std::fs::create_dir_all(&groups_root)?;
+        let dirs = crate::files::NodeDirs::new(&cfg.root);
+        for d in [&dirs.rw, &dirs.logs] {
+            std::fs::create_dir_all(d)?;
+        }
+        match crate::files::mount_run_tmpfs(&dirs.groups) {
+            Ok(true) => {
+                tracing::info!(dir = %dirs.groups.display(), "groups' run-time files are on a tmpfs")
+            }
+            Ok(false) => {
+                tracing::info!(dir = %dirs.groups.display(), "groups' run-time files stay where they are")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dirs.groups.display(), error = %e, "cannot mount a tmpfs for the groups' run-time files; they stay on disk")
+            }
+        }
         let images = ImageStore::open(cfg.root.join("images"))?;
         let runtime = Runtime::new(cfg.runtime)?;
         let net = Network::new(cfg.net)?;
@@ -81,7 +94,7 @@ impl Agent {
                 images,
                 runtime,
                 net,
-                groups_root,
+                dirs,
                 reporter,
                 metrics: crate::observe::MetricRings::default(),
                 running: Mutex::new(HashMap::new()),
@@ -187,7 +200,7 @@ impl Agent {
             let _ = prev.task.await;
         }
         let gid = id.to_string();
-        let dirs = GroupDirs::new(&self.inner.groups_root, &gid);
+        let dirs = self.inner.dirs.group(&gid);
         let names = container_names(&dirs, spec);
         let stops = names.iter().map(|name| {
             let rid = runtime_id(&gid, name);
@@ -208,10 +221,7 @@ impl Agent {
         self.inner.net.teardown(&gid).await?;
         self.inner.images.unpin(&format!("group:{gid}"))?;
         remove_cgroup_parents(&gid);
-        match std::fs::remove_dir_all(&dirs.root) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
+        dirs.remove_all()?;
         Ok(())
     }
 
@@ -223,7 +233,7 @@ impl Agent {
         which: LogSelector,
         q: &logs::LogQuery,
     ) -> Result<String, NodeError> {
-        let dirs = GroupDirs::new(&self.inner.groups_root, id.as_str());
+        let dirs = self.inner.dirs.group(id.as_str());
         let mut runs: Vec<u32> = std::fs::read_dir(dirs.logs(container))
             .map(|rd| {
                 rd.flatten()
@@ -264,6 +274,9 @@ impl Agent {
             let _ = task.await;
         }
         self.inner.net.drain_pool().await;
+        if let Err(e) = crate::files::release_run_tmpfs(&self.inner.dirs.groups) {
+            tracing::warn!(error = %e, "cannot release the groups' tmpfs");
+        }
         if let Err(e) = self.inner.net.release() {
             tracing::warn!(error = %e, "cannot release the namespace directory");
         }
@@ -280,12 +293,9 @@ impl Agent {
             .into_iter()
             .filter(|g| !known.contains(g.as_str()))
             .collect();
-        if let Ok(entries) = std::fs::read_dir(&self.inner.groups_root) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if !known.contains(name.as_str()) && !orphans.contains(&name) {
-                    orphans.push(name);
-                }
+        for name in self.inner.dirs.ids() {
+            if !known.contains(name.as_str()) && !orphans.contains(&name) {
+                orphans.push(name);
             }
         }
         for gid in orphans {

@@ -165,7 +165,8 @@ impl ContainerCtx {
             std::fs::create_dir_all(self.dirs.logs(&self.spec.name)).map_err(|e| e.to_string())?;
             let _ = std::fs::remove_file(cdir.join("exit.json"));
             let _ = berth_image::unmount_rootfs(&cdir);
-            berth_image::mount_rootfs(&self.image, &cdir).map_err(|e| {
+            let rw = self.dirs.container_rw(&self.spec.name);
+            berth_image::mount_rootfs(&self.image, &cdir, &rw).map_err(|e| {
                 format!(
                     "cannot mount the root filesystem: {}",
                     crate::files::error_chain(&e)

@@ -26,7 +26,7 @@ pub async fn run_group(
 ) {
     let gid = rec.id.to_string();
     let spec = Arc::new(rec.spec.clone());
-    let dirs = GroupDirs::new(&inner.groups_root, &gid);
+    let dirs = inner.dirs.group(&gid);
     let obs = if fresh {
         initial_observed(&spec)
     } else {

@@ -88,7 +88,7 @@ pub(crate) fn latest_log(dirs: &GroupDirs, container: &str) -> Option<PathBuf> {
 
 impl Agent {
     fn dirs(&self, id: &GroupId) -> GroupDirs {
-        GroupDirs::new(&self.inner.groups_root, id.as_str())
+        self.inner.dirs.group(id.as_str())
     }
 
     /// Runs a command in a running container to its end.
@@ -292,9 +292,9 @@ impl Agent {
     /// logs and files, against the 30 GiB ECI gives a group (bounded by the host's free space).
     fn temporary_storage(&self, id: &GroupId) -> FilesystemMetric {
         const CAPACITY: u64 = 30 << 30;
-        let root = self.dirs(id).root;
-        let usage = dir_usage(&root);
-        let free = nix::sys::statvfs::statvfs(&root)
+        let dirs = self.dirs(id);
+        let usage = dir_usage(&dirs.root) + dir_usage(&dirs.rw) + dir_usage(&dirs.logs);
+        let free = nix::sys::statvfs::statvfs(&dirs.rw)
             .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
             .unwrap_or(u64::MAX);
         FilesystemMetric {
