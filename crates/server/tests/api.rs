@@ -8,8 +8,10 @@ use async_trait::async_trait;
 use berth_client::{Client, ClientError};
 use berth_control::{Control, LogRequest, NodeClient, NodeError, NodeObserve};
 use berth_core::{ContainerState, ContainerStatus, GroupId, GroupRecord, ObservedGroup};
-use berth_store::{AccessKey, SqliteStore, Store};
 use chrono::Utc;
+
+mod common;
+use common::{p, serve_with};
 
 #[derive(Default)]
 struct FakeNode {
@@ -46,37 +48,14 @@ struct Api {
 }
 
 async fn start() -> Api {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
-    store
-        .create_access_key(&AccessKey {
-            account: "acct".into(),
-            access_key_id: "AKTEST".into(),
-            secret: "s3cret".into(),
-        })
-        .unwrap();
-    let control = Control::new(store, "local");
     let node = Arc::new(FakeNode::default());
-    control.attach_node(node.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = listener.local_addr().unwrap().to_string();
-    let state = berth_server::AppState::new(control.clone());
-    tokio::spawn(berth_server::serve(listener, state, std::future::pending()));
-    let client = Client::new(&endpoint, "AKTEST", "s3cret")
-        .unwrap()
-        .with_region("local");
+    let served = serve_with(node.clone()).await;
     Api {
-        client,
-        control,
+        client: served.client,
+        control: served.control,
         node,
-        endpoint,
+        endpoint: served.endpoint,
     }
-}
-
-fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn create_params(name: &str) -> Vec<(String, String)> {

@@ -12,8 +12,10 @@ use berth_control::{
     CacheBuild, CacheNode, Control, LogRequest, NodeClient, NodeError, NodeObserve, Quota,
 };
 use berth_core::{GroupId, GroupRecord};
-use berth_store::{AccessKey, SqliteStore, Store};
 use serde_json::Value;
+
+mod common;
+use common::{p, serve_with};
 
 /// Caches as the node would hold them: id → images. Images named `*fail*` cannot be pulled.
 #[derive(Default)]
@@ -78,36 +80,13 @@ struct Api {
 }
 
 async fn start() -> Api {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
-    store
-        .create_access_key(&AccessKey {
-            account: "acct".into(),
-            access_key_id: "AKTEST".into(),
-            secret: "s3cret".into(),
-        })
-        .unwrap();
-    let control = Control::new(store, "local");
     let node = Arc::new(CacheFakeNode::default());
-    control.attach_node(node.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = listener.local_addr().unwrap().to_string();
-    let state = berth_server::AppState::new(control.clone());
-    tokio::spawn(berth_server::serve(listener, state, std::future::pending()));
-    let client = Client::new(&endpoint, "AKTEST", "s3cret")
-        .unwrap()
-        .with_region("local");
+    let served = serve_with(node.clone()).await;
     Api {
-        client,
-        control,
+        client: served.client,
+        control: served.control,
         node,
     }
-}
-
-fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn api_err(e: ClientError) -> (u16, String) {

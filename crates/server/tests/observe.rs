@@ -8,17 +8,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_client::{Client, ClientError};
 use berth_control::{
-    Control, ExecOutput, ExecProcess, ExecRequest, ExecStream, LogRequest, MetricRange, NodeClient,
+    ExecOutput, ExecProcess, ExecRequest, ExecStream, LogRequest, MetricRange, NodeClient,
     NodeError, NodeObserve,
 };
 use berth_core::metric::{ContainerMetric, CpuUsage, MetricPoint};
 use berth_core::{ContainerState, ContainerStatus, GroupId, GroupRecord, ObservedGroup};
-use berth_store::{AccessKey, SqliteStore, Store};
 use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+use common::{p, serve_with};
 
 #[derive(Default)]
 struct FakeNode {
@@ -157,35 +159,10 @@ struct Api {
     group: String,
 }
 
-fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 async fn start() -> Api {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
-    store
-        .create_access_key(&AccessKey {
-            account: "acct".into(),
-            access_key_id: "AKTEST".into(),
-            secret: "s3cret".into(),
-        })
-        .unwrap();
-    let control = Control::new(store, "local");
     let node = Arc::new(FakeNode::default());
-    control.attach_node(node.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = listener.local_addr().unwrap().to_string();
-    tokio::spawn(berth_server::serve(
-        listener,
-        berth_server::AppState::new(control.clone()),
-        std::future::pending(),
-    ));
-    let client = Client::new(&endpoint, "AKTEST", "s3cret")
-        .unwrap()
-        .with_region("local");
+    let served = serve_with(node.clone()).await;
+    let (client, control, endpoint) = (served.client, served.control, served.endpoint);
     let v = client
         .call(
             "CreateContainerGroup",

@@ -1,0 +1,51 @@
+//! What the server's loopback tests share: a control plane on an in-memory SQLite store with
+//! one access key, served over HTTP on a free port, and a signing client for it.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use berth_client::Client;
+use berth_control::{Control, NodeClient};
+use berth_store::{AccessKey, SqliteStore, Store};
+
+/// A served control plane and a client signed with its key.
+pub struct Served {
+    pub client: Client,
+    pub control: Arc<Control>,
+    pub endpoint: String,
+}
+
+/// Serves a control plane backed by `node` on 127.0.0.1.
+pub async fn serve_with(node: Arc<dyn NodeClient>) -> Served {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    store
+        .create_access_key(&AccessKey {
+            account: "acct".into(),
+            access_key_id: "AKTEST".into(),
+            secret: "s3cret".into(),
+        })
+        .unwrap();
+    let control = Control::new(store, "local");
+    control.attach_node(node);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    let state = berth_server::AppState::new(control.clone());
+    tokio::spawn(berth_server::serve(listener, state, std::future::pending()));
+    let client = Client::new(&endpoint, "AKTEST", "s3cret")
+        .unwrap()
+        .with_region("local");
+    Served {
+        client,
+        control,
+        endpoint,
+    }
+}
+
+/// Request parameters from string pairs.
+pub fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
