@@ -26,8 +26,9 @@ use crate::logs::RotatingLog;
 use oom::OomProbe;
 use sync_pipe::SyncPipe;
 
-/// The fd on which the monitor reports `started <pid> <monitor-pid> <time>` or `error <text>`.
-pub const SYNC_FD: i32 = 3;
+/// The fd on which the monitor reports `started <pid> <monitor-pid> <time>` or `error <text>`:
+/// its stdout. The monitor moves it away and points stdout at /dev/null.
+pub const SYNC_FD: i32 = libc::STDOUT_FILENO;
 
 /// The body of `berth monitor <container-dir>`. Call it from `main` before any thread or async
 /// runtime exists (it forks). Returns the process exit code.

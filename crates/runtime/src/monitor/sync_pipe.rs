@@ -10,17 +10,26 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub(crate) struct SyncPipe(Option<File>);
 
 impl SyncPipe {
-    /// Takes `fd` if it is open, marking it close-on-exec so the runtime does not inherit it.
+    /// Takes `fd` if it is open: moves it to a new close-on-exec descriptor, so the runtime
+    /// does not inherit it, and puts /dev/null in its place (`fd` is the monitor's stdout).
     pub fn take(fd: i32) -> Self {
-        // SAFETY: F_GETFD/F_SETFD only inspect or set flags of a descriptor number.
-        let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
-        if !open {
+        // SAFETY: F_DUPFD_CLOEXEC only duplicates a descriptor number; it fails if `fd` is
+        // not open.
+        let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if moved < 0 {
             return Self(None);
         }
-        // SAFETY: as above.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        // SAFETY: the descriptor is open and nothing else in this process owns it.
-        Self(Some(File::from(unsafe { OwnedFd::from_raw_fd(fd) })))
+        // SAFETY: open(2) of a static C string and dup2(2)/close(2) of descriptors this
+        // process owns; `fd` stays open (now on /dev/null) if anything fails.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if null >= 0 {
+                libc::dup2(null, fd);
+                libc::close(null);
+            }
+        }
+        // SAFETY: `moved` was just created and nothing else in this process owns it.
+        Self(Some(File::from(unsafe { OwnedFd::from_raw_fd(moved) })))
     }
 
     pub fn started(&mut self, pid: i32, monitor_pid: i32, at: DateTime<Utc>) {
