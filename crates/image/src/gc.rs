@@ -65,6 +65,30 @@ impl ImageStore {
     /// Pins image `digest` (a manifest digest of a stored image) for `owner`. Pinned images
     /// are never removed or collected.
     pub fn pin(&self, owner: &str, digest: &str) -> Result<(), ImageError> {
+        self.check_pinnable(digest)?;
+        self.inner.update_pins(|pins| {
+            pins.entry(owner.to_owned())
+                .or_default()
+                .insert(digest.to_owned());
+        })
+    }
+
+    /// Pins like [`ImageStore::pin`], at once for collection and removal, but writes
+    /// `pins.json` a moment later, folded with other changes (see the `pins` module): for
+    /// owners that are pinned again after a restart, such as container groups.
+    pub fn pin_deferred(&self, owner: &str, digest: &str) -> Result<(), ImageError> {
+        self.check_pinnable(digest)?;
+        self.inner.pins.update_deferred(|pins| {
+            pins.entry(owner.to_owned())
+                .or_default()
+                .insert(digest.to_owned());
+        });
+        Ok(())
+    }
+
+    /// Checks that `digest` is a stored image, converting a record written before images
+    /// were kept by digest.
+    fn check_pinnable(&self, digest: &str) -> Result<(), ImageError> {
         let known = self.inner.image_path(digest).is_some_and(|p| p.is_file());
         if !known {
             // Records written before images were kept by digest.
@@ -78,11 +102,7 @@ impl ImageStore {
                 })?;
             self.inner.write_record(&record.0)?;
         }
-        self.inner.update_pins(|pins| {
-            pins.entry(owner.to_owned())
-                .or_default()
-                .insert(digest.to_owned());
-        })
+        Ok(())
     }
 
     /// Releases every pin of `owner` (a deleted group or cache).
@@ -90,6 +110,19 @@ impl ImageStore {
         self.inner.update_pins(|pins| {
             pins.remove(owner);
         })
+    }
+
+    /// Releases every pin of `owner` at once, writing `pins.json` a moment later.
+    pub fn unpin_deferred(&self, owner: &str) {
+        self.inner.pins.update_deferred(|pins| {
+            pins.remove(owner);
+        });
+    }
+
+    /// Writes changes made by [`ImageStore::pin_deferred`] and
+    /// [`ImageStore::unpin_deferred`] that are not on disk yet (at shutdown).
+    pub fn flush_pins(&self) -> Result<(), ImageError> {
+        self.inner.pins.flush()
     }
 
     /// Owner → pinned digests.
@@ -188,10 +221,7 @@ fn owners_of(pins: &BTreeMap<String, BTreeSet<String>>, digest: &str) -> Vec<Str
 
 impl Inner {
     pub fn pins_snapshot(&self) -> BTreeMap<String, BTreeSet<String>> {
-        self.pins
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.pins.snapshot()
     }
 
     /// Changes the pins and persists them before anyone sees the change.
@@ -199,16 +229,7 @@ impl Inner {
         &self,
         change: impl FnOnce(&mut BTreeMap<String, BTreeSet<String>>),
     ) -> Result<(), ImageError> {
-        let mut pins = self
-            .pins
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut next = pins.clone();
-        change(&mut next);
-        next.retain(|_, digests| !digests.is_empty());
-        disk::write_json(&self.root.join("pins.json"), &next)?;
-        *pins = next;
-        Ok(())
+        self.pins.update_durable(change)
     }
 
     /// Every readable reference record with its last use.

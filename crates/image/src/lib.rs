@@ -21,6 +21,7 @@ mod import;
 mod layer;
 mod manifest;
 mod mount;
+mod pins;
 mod pull;
 mod reference;
 mod registry;

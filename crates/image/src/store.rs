@@ -13,7 +13,7 @@
 //!
 //! Every record is written to a temporary file and renamed into place.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,7 +132,7 @@ pub(crate) struct Inner {
     /// under a pull that is about to record it.
     pub removal: tokio::sync::RwLock<()>,
     /// Owner → pinned manifest digests, as in `pins.json`.
-    pub pins: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    pub pins: Arc<crate::pins::Pins>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -152,7 +152,7 @@ impl ImageStore {
         let tmp = root.join("tmp");
         disk::remove_tree(&tmp)?;
         fs::create_dir(&tmp).map_err(|e| ImageError::io("creating", &tmp, e))?;
-        let pins = disk::read_json(&root.join("pins.json"))?.unwrap_or_default();
+        let pins = Arc::new(crate::pins::Pins::open(root.join("pins.json"))?);
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
@@ -163,7 +163,7 @@ impl ImageStore {
                 node_credentials: Mutex::default(),
                 retry: Mutex::new(RetryPolicy::default()),
                 removal: tokio::sync::RwLock::new(()),
-                pins: Mutex::new(pins),
+                pins,
             }),
         })
     }

@@ -219,7 +219,7 @@ impl Agent {
             berth_image::unmount_rootfs(&dirs.container(name))?;
         }
         self.inner.net.teardown(&gid).await?;
-        self.inner.images.unpin(&format!("group:{gid}"))?;
+        self.inner.images.unpin_deferred(&format!("group:{gid}"));
         remove_cgroup_parents(&gid);
         dirs.remove_all()?;
         Ok(())
@@ -274,6 +274,9 @@ impl Agent {
             let _ = task.await;
         }
         self.inner.net.drain_pool().await;
+        if let Err(e) = self.inner.images.flush_pins() {
+            tracing::warn!(error = %e, "cannot write the image pins");
+        }
         if let Err(e) = crate::files::release_run_tmpfs(&self.inner.dirs.groups) {
             tracing::warn!(error = %e, "cannot release the groups' tmpfs");
         }
@@ -305,6 +308,17 @@ impl Agent {
             tracing::info!(group = %gid, "removing leftovers of an unknown group");
             if let Err(e) = self.remove(&id, None, Duration::from_secs(0)).await {
                 tracing::warn!(group = %gid, error = %e, "cannot remove leftovers");
+            }
+        }
+        // Group pins are written a moment after they change, so a crash can leave the pin
+        // of a group that was deleted just before it.
+        for owner in self.inner.images.pins().into_keys() {
+            let Some(gid) = owner.strip_prefix("group:") else {
+                continue;
+            };
+            if !known.contains(gid) {
+                tracing::info!(group = %gid, "releasing the image pins of an unknown group");
+                self.inner.images.unpin_deferred(&owner);
             }
         }
     }

@@ -218,7 +218,7 @@ async fn pull_images(
             match res {
                 Ok(img) => {
                     // Pinned for as long as the group exists: GC never takes an image in use.
-                    if let Err(e) = inner.images.pin(&spec_owner(state), &img.digest) {
+                    if let Err(e) = inner.images.pin_deferred(&spec_owner(state), &img.digest) {
                         tracing::warn!(image = %c.image, error = %e, "cannot pin image");
                     }
                     images.insert(c.image.clone(), img);
@@ -266,7 +266,7 @@ fn from_cache(
     let id = spec.image_snapshot_id.as_deref()?;
     match inner.images.resolve_from_cache(id, reference) {
         Ok(img) => {
-            if let Err(e) = inner.images.pin(&spec_owner(state), &img.digest) {
+            if let Err(e) = inner.images.pin_deferred(&spec_owner(state), &img.digest) {
                 tracing::warn!(image = %reference, error = %e, "cannot pin image");
             }
             state.event(
