@@ -1,14 +1,15 @@
-//! Persistent network namespaces: one nsfs bind mount per group.
+//! Network namespaces: one nsfs bind mount per group, and namespaces held by a descriptor.
 //!
 //! A namespace is created on a dedicated, short-lived thread: the thread
 //! unshares its network namespace, brings `lo` up inside it, bind-mounts
-//! `/proc/thread-self/ns/net` onto an empty file and exits. The mount keeps the
-//! namespace alive until [`remove`] detaches it. No tokio worker thread ever
-//! changes namespace.
+//! `/proc/thread-self/ns/net` onto an empty file (or opens it, for [`create_held`]) and
+//! exits. The mount keeps the namespace alive until [`remove`] detaches it; a held
+//! namespace lives as long as its descriptor. No tokio worker thread ever changes
+//! namespace.
 
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -84,6 +85,52 @@ pub async fn create(path: PathBuf) -> Result<(), NetError> {
         })?;
     rx.await
         .map_err(|_| NetError::NetnsThread { path, source: None })?
+}
+
+/// Creates a new network namespace with `lo` up, held only by the returned descriptor: it
+/// adds no mount, and it goes away with the descriptor (with this process, after a crash).
+pub async fn create_held() -> Result<OwnedFd, NetError> {
+    let (tx, rx) = oneshot::channel();
+    let thread_path = PathBuf::from("/proc/thread-self/ns/net");
+    std::thread::Builder::new()
+        .name("berth-netns".to_owned())
+        .spawn(move || {
+            let held = unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| ("unsharing network namespace for", e))
+                .and_then(|()| loopback_up().map_err(|e| ("bringing up lo in", e)))
+                .map_err(|(step, source)| NetError::Sys {
+                    step,
+                    path: thread_path.clone(),
+                    source,
+                })
+                .and_then(|()| {
+                    std::fs::File::open(&thread_path)
+                        .map(OwnedFd::from)
+                        .map_err(|source| NetError::Io {
+                            step: "opening network namespace",
+                            path: thread_path.clone(),
+                            source,
+                        })
+                });
+            let _ = tx.send(held);
+        })
+        .map_err(|source| NetError::NetnsThread {
+            path: PathBuf::from("/proc/thread-self/ns/net"),
+            source: Some(source),
+        })?;
+    rx.await.map_err(|_| NetError::NetnsThread {
+        path: PathBuf::from("/proc/thread-self/ns/net"),
+        source: None,
+    })?
+}
+
+/// The path under which other processes (the CNI plugins) reach a held namespace.
+pub fn held_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        fd.as_raw_fd()
+    ))
 }
 
 /// Pins the namespace pinned at `from` a second time, at `to` (which must not exist).

@@ -141,36 +141,44 @@ impl Network {
         validate_id(id)?;
         let own_path = self.netns_path(id);
         let record = cache::read(&self.cfg.state_dir, id);
-        let (list, prev, cni_id, path) = match &record {
+        let (list, prev, cni_id, live) = match &record {
             Some(rec) => (
                 &rec.config,
                 Some(&rec.result),
                 rec.container_id.as_str(),
-                rec.attachment.netns.clone(),
+                self.live_netns(id, &rec.attachment.netns),
             ),
-            None => (&self.list, None, id, own_path.clone()),
+            None => (
+                &self.list,
+                None,
+                id,
+                netns::is_pinned(&own_path).then(|| own_path.clone()),
+            ),
         };
-        // Plugins refuse a namespace path that is not an nsfs mount; without
-        // one they still release the address and skip the in-namespace work.
-        let pinned = netns::is_pinned(&path);
+        // Plugins refuse a namespace path that is not an nsfs file; without one they still
+        // release the address and skip the in-namespace work.
         let inv = Invocation {
             op: Op::Del,
             container_id: cni_id,
-            netns: if pinned { &path } else { Path::new("") },
+            netns: live.as_deref().unwrap_or(Path::new("")),
             cni_path: &self.cni_path,
         };
         for plugin in list.plugins.iter().rev() {
             self.run_plugin(list, plugin, inv, prev).await?;
         }
-        if let (false, Some(rec)) = (pinned, &record) {
+        if let (None, Some(rec)) = (&live, &record) {
             if masquerades(&rec.config) {
                 masq::remove_leftovers(&rec.config.name, cni_id, rec.attachment.ip).await?;
             }
         }
-        netns::remove(&path)?;
-        if path != own_path {
-            netns::remove(&own_path)?;
+        if let Some(rec) = &record {
+            let recorded = &rec.attachment.netns;
+            if recorded.starts_with(&self.cfg.netns_dir) && recorded != &own_path {
+                netns::remove(recorded)?;
+            }
         }
+        netns::remove(&own_path)?;
+        self.drop_held(id);
         cache::remove(&self.cfg.state_dir, id)
     }
 
@@ -197,7 +205,7 @@ impl Network {
     }
 
     /// Runs the ADD chain and caches its result.
-    async fn wire(&self, id: &str, path: &Path) -> Result<Attachment, NetError> {
+    pub(crate) async fn wire(&self, id: &str, path: &Path) -> Result<Attachment, NetError> {
         let inv = Invocation {
             op: Op::Add,
             container_id: id,

@@ -2,20 +2,28 @@
 //!
 //! CNI ADD — two plugin processes, a veth pair, an address — is the slowest step of a
 //! group's start. The pool keeps `pool_size` namespaces wired under names `warm-…`; a
-//! starting group takes one over ([`Network::attach`]): the namespace is pinned a second
-//! time under the group's name and the cached result is renamed to the group, which costs a
-//! bind mount and two renames instead of the plugins. [`Network::maintain_pool`] wires
-//! replacements in the background. The CNI container id stays the pool name (kept in the
-//! record), so DEL releases exactly what ADD reserved.
+//! starting group takes one over ([`Network::attach`]): the namespace is pinned under the
+//! group's name and the cached result is renamed to the group, which costs a bind mount and
+//! two renames instead of the plugins. [`Network::maintain_pool`] wires replacements in the
+//! background. The CNI container id stays the pool name (kept in the record), so DEL
+//! releases exactly what ADD reserved.
 //!
-//! Every step of a takeover leaves a state that [`Network::maintain_pool`] sorts out after
-//! a crash: the group's pin is made first (a pin without a record is dropped by
-//! [`Network::attach`]), then the record changes owner in one rename (from then on the
-//! namespace is the group's; a leftover `warm-` pin without a record is only unpinned, never
-//! DELeted), and address reservations that no record claims are released.
+//! A pool namespace is held by a descriptor of this process, not by a mount: every mount
+//! on the host is copied by each container start (the OCI runtime's mount namespace, then
+//! pivot_root's detach of the old root), and 128 idle pins there cost ~3 ms per start. The
+//! plugins reach a held namespace at `/proc/<pid>/fd/<n>`. When berth ends, the pool's
+//! namespaces end with it and the kernel removes their veth pairs; the next start releases
+//! the addresses their records still reserve ([`Network::maintain_pool`]) and wires a new
+//! pool.
+//!
+//! Every step of a takeover leaves a state that the next start sorts out after a crash: the
+//! group's pin is made first (a pin without a record is dropped by [`Network::attach`]),
+//! then the record changes owner in one rename (from then on the namespace is the group's),
+//! and address reservations that no record claims are released.
 
-use std::collections::VecDeque;
-use std::path::Path;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -40,10 +48,12 @@ const QUIET: Duration = Duration::from_millis(100);
 /// The longest a refill waits for the CPU to calm down.
 const MAX_DEFER: Duration = Duration::from_secs(3);
 
-/// The pool's bookkeeping; the namespaces themselves live on disk like any group's.
+/// The pool's bookkeeping: names ready to be taken, and the descriptors that hold the
+/// namespaces (records and address reservations are on disk like any group's).
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
     ready: Mutex<VecDeque<String>>,
+    held: Mutex<HashMap<String, OwnedFd>>,
     broken: Mutex<Vec<String>>,
     wake: Notify,
     claims: AtomicU64,
@@ -81,8 +91,14 @@ impl Network {
             });
         }
         match cache::read(&self.cfg.state_dir, id) {
-            Some(rec) if netns::is_pinned(&rec.attachment.netns) => return Ok(rec.attachment),
-            Some(_) => self.teardown(id).await?,
+            Some(rec) => match self.live_netns(id, &rec.attachment.netns) {
+                Some(path) => {
+                    let mut att = rec.attachment;
+                    att.netns = path;
+                    return Ok(att);
+                }
+                None => self.teardown(id).await?,
+            },
             // A pin without a record: a takeover that did not finish.
             None => netns::remove(&self.netns_path(id))?,
         }
@@ -117,39 +133,77 @@ impl Network {
 
     fn take_over(&self, warm: &str, id: &str) -> Result<Attachment, NetError> {
         let state = &self.cfg.state_dir;
-        let mut rec = cache::read(state, warm).ok_or_else(|| NetError::NoAddress {
+        let unusable = || NetError::NoAddress {
             id: warm.to_owned(),
-        })?;
+        };
+        let fd = lock(&self.pool.held).remove(warm).ok_or_else(unusable)?;
+        let give_back = |fd| {
+            lock(&self.pool.held).insert(warm.to_owned(), fd);
+        };
+        let Some(mut rec) = cache::read(state, warm) else {
+            give_back(fd);
+            return Err(unusable());
+        };
         let old = rec.attachment.netns.clone();
-        if !netns::is_pinned(&old) {
-            return Err(NetError::NoAddress {
-                id: warm.to_owned(),
-            });
-        }
         let path = self.netns_path(id);
-        netns::bind(&old, &path)?;
-        if let Err(e) = cache::rename(state, warm, id) {
-            let _ = netns::remove(&path);
+        if let Err(e) = netns::bind(&netns::held_path(&fd), &path) {
+            give_back(fd);
             return Err(e);
         }
-        // From here on the namespace is the group's.
+        if let Err(e) = cache::rename(state, warm, id) {
+            let _ = netns::remove(&path);
+            give_back(fd);
+            return Err(e);
+        }
+        // From here on the namespace is the group's, pinned at `path`; the descriptor goes.
+        drop(fd);
         rec.attachment.netns = path.clone();
         rename_sandbox(&mut rec.result, &old, &path);
         if let Err(e) = cache::write(state, id, &rec) {
-            // The record under the group's name still points at the pool's pin, which
-            // stays: the group works with it.
+            // The record still names the descriptor's path; attach and teardown find the
+            // group's pin by its name.
             tracing::warn!(id, error = %e, "cannot rewrite the taken-over network record");
-            rec.attachment.netns = old;
-            return Ok(rec.attachment);
-        }
-        if let Err(e) = netns::remove(&old) {
-            tracing::warn!(id, pin = %old.display(), error = %e, "cannot drop the pool's pin");
         }
         Ok(rec.attachment)
     }
 
-    /// Keeps the pool full, forever: first adopts pool namespaces a former berth left (or
-    /// removes what it left half done), then wires a replacement whenever one is taken.
+    /// Wires a pool namespace held by a descriptor; undoes everything on failure.
+    async fn setup_warm(&self, id: &str) -> Result<(), NetError> {
+        let fd = netns::create_held().await?;
+        let path = netns::held_path(&fd);
+        lock(&self.pool.held).insert(id.to_owned(), fd);
+        if let Err(err) = self.wire(id, &path).await {
+            tracing::warn!(id, error = %err, "wiring a pool namespace failed, undoing it");
+            if let Err(undo) = self.teardown(id).await {
+                tracing::warn!(id, error = %undo, "undoing a failed pool namespace failed");
+            }
+            lock(&self.pool.held).remove(id);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Where the namespace recorded for `id` can be reached now: its pin in the namespace
+    /// directory, or the pool's descriptor for it. A recorded `/proc/<pid>/fd/<n>` path is
+    /// never trusted by itself: after a restart it may name some other namespace.
+    pub(crate) fn live_netns(&self, id: &str, recorded: &Path) -> Option<PathBuf> {
+        if recorded.starts_with(&self.cfg.netns_dir) && netns::is_pinned(recorded) {
+            return Some(recorded.to_owned());
+        }
+        if let Some(fd) = lock(&self.pool.held).get(id) {
+            return Some(netns::held_path(fd));
+        }
+        let own = self.netns_path(id);
+        netns::is_pinned(&own).then_some(own)
+    }
+
+    /// Forgets the descriptor of a pool namespace (it is torn down).
+    pub(crate) fn drop_held(&self, id: &str) {
+        lock(&self.pool.held).remove(id);
+    }
+
+    /// Keeps the pool full, forever: first removes what a former berth's pool left (its
+    /// namespaces ended with it), then wires a replacement whenever one is taken.
     pub async fn maintain_pool(&self) {
         self.restore_pool().await;
         let mut failures = 0u32;
@@ -162,8 +216,8 @@ impl Network {
             }
             if self.pool_ready() < self.cfg.pool_size {
                 let id = new_warm_id();
-                match self.setup(&id).await {
-                    Ok(_) => {
+                match self.setup_warm(&id).await {
+                    Ok(()) => {
                         lock(&self.pool.ready).push_back(id);
                         failures = 0;
                     }
@@ -214,21 +268,19 @@ impl Network {
     }
 
     async fn restore_pool(&self) {
+        let mut removed = 0usize;
         for id in self.warm_on_disk() {
-            let usable = cache::read(&self.cfg.state_dir, &id).is_some_and(|rec| {
-                rec.container_id == id && netns::is_pinned(&rec.attachment.netns)
-            });
-            if usable && self.pool_ready() < self.cfg.pool_size {
-                lock(&self.pool.ready).push_back(id);
-            } else {
-                self.remove_warm(&id).await;
+            if lock(&self.pool.held).contains_key(&id) {
+                continue;
             }
+            self.remove_warm(&id).await;
+            removed += 1;
         }
         self.release_orphan_reservations();
         tracing::info!(
-            ready = self.pool_ready(),
+            removed,
             size = self.cfg.pool_size,
-            "network namespace pool restored"
+            "released what a former namespace pool left; wiring a new one"
         );
     }
 

@@ -1,5 +1,5 @@
 //! Root tests of the namespace pool against the real CNI plugins: takeover, refill,
-//! teardown, draining, and what a restarted network makes of the pool it finds.
+//! teardown, draining, and what a restarted network makes of the pool a former one left.
 
 mod common;
 
@@ -21,6 +21,19 @@ fn netns_entries(fx: &Fixture) -> Vec<String> {
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn warm_records(fx: &Fixture) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fx.cfg.state_dir.join("results"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with("warm-"))
                 .collect()
         })
         .unwrap_or_default();
@@ -51,9 +64,9 @@ async fn groups_take_over_pooled_namespaces_and_the_pool_refills() {
     let task = tokio::spawn(async move { net.maintain_pool().await });
     let net = fx.net.clone();
     wait_for("a full pool", move || net.pool_ready() == 2);
-    let pooled = netns_entries(&fx);
-    assert_eq!(pooled.len(), 2, "{pooled:?}");
-    assert!(pooled.iter().all(|n| n.starts_with("warm-")), "{pooled:?}");
+    // Pool namespaces are held by descriptors: no pin, no mount on the host.
+    assert!(netns_entries(&fx).is_empty(), "{:?}", netns_entries(&fx));
+    assert_eq!(warm_records(&fx).len(), 2);
     assert!(fx.net.known().is_empty(), "pool namespaces are not groups");
     assert_eq!(links_on_bridge(&fx.name).len(), 2);
 
@@ -73,9 +86,13 @@ async fn groups_take_over_pooled_namespaces_and_the_pool_refills() {
 
     let net = fx.net.clone();
     wait_for("the pool to refill", move || net.pool_ready() == 2);
-    let entries = netns_entries(&fx);
-    assert_eq!(entries.len(), 3, "the group and two pooled: {entries:?}");
-    assert!(entries.contains(&"g1".to_owned()));
+    assert_eq!(
+        netns_entries(&fx),
+        vec!["g1".to_owned()],
+        "only the group is pinned"
+    );
+    assert_eq!(warm_records(&fx).len(), 2);
+    assert_eq!(links_on_bridge(&fx.name).len(), 3);
     assert_eq!(reservations(&fx).len(), 3);
 
     fx.net.teardown("g1").await.expect("teardown");
@@ -92,7 +109,8 @@ async fn groups_take_over_pooled_namespaces_and_the_pool_refills() {
     let _ = task.await;
     fx.net.drain_pool().await;
     assert!(netns_entries(&fx).is_empty(), "{:?}", netns_entries(&fx));
-    assert!(links_on_bridge(&fx.name).is_empty());
+    assert!(warm_records(&fx).is_empty());
+    wait_until(|| links_on_bridge(&fx.name).is_empty());
     assert!(reservations(&fx).is_empty());
     fx.net.release().expect("release");
     assert!(!subnet_masqueraded(&fx), "masquerade rule left");
@@ -100,17 +118,28 @@ async fn groups_take_over_pooled_namespaces_and_the_pool_refills() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_network_adopts_its_pool_and_cleans_what_was_half_done() {
+async fn a_restarted_network_releases_the_former_pool_and_cleans_what_was_half_done() {
     let fx = Fixture::with_pool(2);
-    let net = fx.net.clone();
+    // A first berth fills its pool and ends without draining it (a crash): its namespaces
+    // end with its descriptors, and the kernel takes their veth pairs along.
+    let first = std::sync::Arc::new(Network::new(fx.cfg.clone()).expect("first network"));
+    let net = first.clone();
     let task = tokio::spawn(async move { net.maintain_pool().await });
-    let net = fx.net.clone();
+    let net = first.clone();
     wait_for("a full pool", move || net.pool_ready() == 2);
     task.abort();
     let _ = task.await;
-    let pooled = netns_entries(&fx);
-    // What a crash can leave: an address reserved for a pool name no record holds, and a
-    // group's pin whose takeover never got the record.
+    drop(first);
+    let former = warm_records(&fx);
+    assert_eq!(former.len(), 2, "{former:?}");
+    wait_until(|| links_on_bridge(&fx.name).is_empty());
+    assert_eq!(
+        reservations(&fx).len(),
+        2,
+        "records still reserve their addresses"
+    );
+    // What a crash can also leave: an address reserved for a pool name no record holds,
+    // and a group's pin whose takeover never got the record.
     let orphan = fx
         .cfg
         .state_dir
@@ -120,37 +149,37 @@ async fn a_restarted_network_adopts_its_pool_and_cleans_what_was_half_done() {
     std::fs::write(&orphan, "warm-dead\r\neth0").expect("orphan reservation");
     std::fs::write(fx.netns("g2"), b"").expect("stale pin file");
 
-    let reopened = std::sync::Arc::new(Network::new(fx.cfg.clone()).expect("reopen"));
-    let net = reopened.clone();
+    let net = fx.net.clone();
     let task = tokio::spawn(async move { net.maintain_pool().await });
-    let net = reopened.clone();
-    wait_for("the adopted pool", move || net.pool_ready() == 2);
+    let net = fx.net.clone();
+    wait_for("a new pool", move || net.pool_ready() == 2);
     assert!(!orphan.exists(), "orphaned reservation kept");
-    let att = reopened
-        .attach("g2")
-        .await
-        .expect("attach over a stale pin");
-    assert!(is_mounted(&att.netns));
-    let mut entries = netns_entries(&fx);
-    entries.retain(|n| n != "g2");
-    assert_eq!(entries.len(), 1, "{entries:?}");
+    let now = warm_records(&fx);
+    assert_eq!(now.len(), 2, "{now:?}");
     assert!(
-        pooled.contains(&entries[0]),
-        "the old pool was adopted, not rebuilt"
+        now.iter().all(|n| !former.contains(n)),
+        "the former pool's records are released: {former:?} {now:?}"
     );
+    assert_eq!(reservations(&fx).len(), 2, "{:?}", reservations(&fx));
+    assert_eq!(links_on_bridge(&fx.name).len(), 2);
+    let att = fx.net.attach("g2").await.expect("attach over a stale pin");
+    assert!(is_mounted(&att.netns));
+    assert!(ns_addrs(&att.netns).contains(&format!("eth0    inet {}/24", att.ip)));
+    assert_eq!(netns_entries(&fx), vec!["g2".to_owned()]);
 
     // A record whose namespace vanished (a host reboot) is replaced on attach.
     nix::mount::umount2(&att.netns, nix::mount::MntFlags::MNT_DETACH).expect("umount");
-    let again = reopened
+    let again = fx
+        .net
         .attach("g2")
         .await
         .expect("attach after losing the namespace");
     assert!(is_mounted(&again.netns));
 
-    reopened.teardown("g2").await.expect("teardown");
+    fx.net.teardown("g2").await.expect("teardown");
     task.abort();
     let _ = task.await;
-    reopened.drain_pool().await;
+    fx.net.drain_pool().await;
     assert!(netns_entries(&fx).is_empty(), "{:?}", netns_entries(&fx));
     assert!(reservations(&fx).is_empty(), "{:?}", reservations(&fx));
     wait_until(|| links_on_bridge(&fx.name).is_empty());
