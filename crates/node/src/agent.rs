@@ -52,6 +52,10 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+/// Spare group directories kept made (see the `spare` module): enough for a burst of starts,
+/// ~10 empty inodes each.
+const SPARE_SLOTS: usize = 128;
+
 pub(crate) struct Inner {
     pub images: ImageStore,
     pub runtime: Runtime,
@@ -59,8 +63,11 @@ pub(crate) struct Inner {
     pub dirs: crate::files::NodeDirs,
     pub reporter: Arc<dyn Reporter>,
     pub metrics: crate::observe::MetricRings,
+    /// Disk directories of groups made ahead of time.
+    pub spares: crate::spare::Spares,
     running: Mutex<HashMap<GroupId, Running>>,
     pool_task: Mutex<Option<JoinHandle<()>>>,
+    spare_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The node agent of this host.
@@ -86,6 +93,7 @@ impl Agent {
                 tracing::warn!(dir = %dirs.groups.display(), error = %e, "cannot mount a tmpfs for the groups' run-time files; they stay on disk")
             }
         }
+        let spares = crate::spare::Spares::open(&dirs, SPARE_SLOTS)?;
         let images = ImageStore::open(cfg.root.join("images"))?;
         let runtime = Runtime::new(cfg.runtime)?;
         let net = Network::new(cfg.net)?;
@@ -97,20 +105,33 @@ impl Agent {
                 dirs,
                 reporter,
                 metrics: crate::observe::MetricRings::default(),
+                spares,
                 running: Mutex::new(HashMap::new()),
                 pool_task: Mutex::new(None),
+                spare_task: Mutex::new(None),
             }),
         })
     }
 
-    /// Starts the task that keeps the network namespace pool full (it first adopts or
-    /// removes what a former berth left in the pool).
+    /// Starts the tasks that keep the network namespace pool full (it first removes what a
+    /// former berth's pool left) and the spare group directories made.
     pub fn start_netns_pool(&self) {
         let inner = self.inner.clone();
         let task = tokio::spawn(async move { inner.net.maintain_pool().await });
         let old = self
             .inner
             .pool_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task);
+        if let Some(old) = old {
+            old.abort();
+        }
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move { inner.spares.maintain().await });
+        let old = self
+            .inner
+            .spare_task
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .replace(task);
@@ -270,6 +291,16 @@ impl Agent {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        let spare = self
+            .inner
+            .spare_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = spare {
             task.abort();
             let _ = task.await;
         }

@@ -161,6 +161,7 @@ impl ContainerCtx {
             let _ = rt.delete(&id).await;
         }
         let prepared = (|| -> Result<PathBuf, String> {
+            crate::spare::take_container_skeleton(&self.dirs, &self.spec.name);
             std::fs::create_dir_all(&cdir).map_err(|e| e.to_string())?;
             std::fs::create_dir_all(self.dirs.logs(&self.spec.name)).map_err(|e| e.to_string())?;
             let _ = std::fs::remove_file(cdir.join("exit.json"));

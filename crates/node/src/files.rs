@@ -17,6 +17,8 @@ pub struct NodeDirs {
     pub groups: PathBuf,
     pub rw: PathBuf,
     pub logs: PathBuf,
+    /// Group directories made ahead of time (see the `spare` module).
+    pub spare: PathBuf,
 }
 
 impl NodeDirs {
@@ -25,6 +27,7 @@ impl NodeDirs {
             groups: node_root.join("groups"),
             rw: node_root.join("rw"),
             logs: node_root.join("logs"),
+            spare: node_root.join("spare"),
         }
     }
 
@@ -146,14 +149,23 @@ pub fn write_etc(dirs: &GroupDirs, hostname: &str, ip: Option<&str>) -> io::Resu
     if let Some(ip) = ip {
         hosts.push_str(&format!("{ip}\t{hostname}\n"));
     }
-    write_atomic(&etc.join("hosts"), hosts.as_bytes())?;
-    write_atomic(&etc.join("hostname"), format!("{hostname}\n").as_bytes())?;
+    write_etc_file(&etc.join("hosts"), hosts.as_bytes())?;
+    write_etc_file(&etc.join("hostname"), format!("{hostname}\n").as_bytes())?;
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    write_atomic(
+    write_etc_file(
         &etc.join("resolv.conf"),
         container_resolv_conf(&host_resolv).as_bytes(),
     )?;
     Ok(())
+}
+
+/// Writes an empty file (a spare's, which no container uses yet) in place, allocating no
+/// inode; replaces any other by a rename, so a running container keeps the file it has.
+fn write_etc_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() == 0 => fs::write(path, data),
+        _ => write_atomic(path, data),
+    }
 }
 
 /// The host's resolver configuration without loopback name servers, which a container in

@@ -34,6 +34,9 @@ pub async fn run_group(
     };
     let state = GroupState::new(rec.id.clone(), obs, inner.reporter.clone());
     state.update(|_| {});
+    if fresh {
+        inner.spares.claim(&dirs);
+    }
 
     // Network and images are independent: set both up at once.
     let began = std::time::Instant::now();

@@ -9,6 +9,7 @@ mod container;
 mod files;
 mod group;
 mod observe;
+mod spare;
 mod state;
 
 pub use agent::{Agent, NodeConfig, NodeError, Reporter};
