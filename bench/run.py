@@ -76,6 +76,9 @@ PODMAN = ["podman", "run", "-d", "--runtime", "runc", "--ulimit", "nofile=1024:1
 PREFIX = "berthbench"
 
 
+# berth keeps this many spare group directories (crates/node/src/agent.rs, SPARE_SLOTS).
+SPARE_SLOTS = 128
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -281,14 +284,18 @@ class Berth:
         return 128
 
     def wait_pool_full(self, timeout: float = 120) -> float:
-        """Waits until berth's pool of wired network namespaces is full (as after any quiet
-        moment of a running berth); returns the seconds waited."""
+        """Waits until berth's pool of wired network namespaces and its spare group
+        directories are full (as after any quiet moment of a running berth); returns the
+        seconds waited."""
         results = self.state / "net" / "results"
+        spare = self.state / "node" / "spare"
         want = self.pool_size()
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             have = len(list(results.glob("warm-*.json"))) if results.is_dir() else 0
-            if have >= want:
+            # ...and the spare group directories (node/spare/<slot>.rw, 128 of them).
+            spares = len(list(spare.glob("*.rw"))) if spare.is_dir() else SPARE_SLOTS
+            if have >= want and spares >= SPARE_SLOTS:
                 return time.monotonic() - t0
             time.sleep(0.05)
         raise RuntimeError(f"the namespace pool did not fill ({want}) in {timeout} s")
