@@ -24,7 +24,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -205,6 +205,12 @@ impl Network {
     /// Keeps the pool full, forever: first removes what a former berth's pool left (its
     /// namespaces ended with it), then wires a replacement whenever one is taken.
     pub async fn maintain_pool(&self) {
+        self.maintain_pool_around(&AtomicUsize::new(0)).await
+    }
+
+    /// [`Network::maintain_pool`], refilling only while `starting` (the caller's count of
+    /// group starts in progress) is zero, or at the latest [`MAX_DEFER`] after a takeover.
+    pub async fn maintain_pool_around(&self, starting: &AtomicUsize) {
         self.restore_pool().await;
         let mut failures = 0u32;
         loop {
@@ -233,19 +239,21 @@ impl Network {
                 continue;
             }
             self.pool.wake.notified().await;
-            self.wait_until_quiet().await;
+            self.wait_until_quiet(starting).await;
         }
     }
 
-    /// Waits until no group took a namespace for [`QUIET`] and no more processes are
-    /// runnable than there are CPUs (a burst of starts is over), but at most [`MAX_DEFER`].
-    async fn wait_until_quiet(&self) {
+    /// Waits until no group took a namespace for [`QUIET`], no start is in progress and no
+    /// more processes are runnable than there are CPUs (a burst of starts is over), but at
+    /// most [`MAX_DEFER`].
+    async fn wait_until_quiet(&self, starting: &AtomicUsize) {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let began = tokio::time::Instant::now();
         loop {
             let seen = self.pool.claims.load(Ordering::Relaxed);
             tokio::time::sleep(QUIET).await;
             let calm = self.pool.claims.load(Ordering::Relaxed) == seen
+                && starting.load(Ordering::Relaxed) == 0
                 && runnable().is_none_or(|n| n <= cpus);
             if calm || began.elapsed() >= MAX_DEFER {
                 return;

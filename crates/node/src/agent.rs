@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +69,25 @@ pub(crate) struct Inner {
     running: Mutex<HashMap<GroupId, Running>>,
     pool_task: Mutex<Option<JoinHandle<()>>>,
     spare_task: Mutex<Option<JoinHandle<()>>>,
+    /// Group starts in progress: the pools are refilled only when there are none.
+    starting: Arc<AtomicUsize>,
+}
+
+/// Counts one start in progress for as long as it lives.
+pub(crate) struct Starting(Arc<AtomicUsize>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    /// Marks a start in progress until the returned guard is dropped.
+    pub(crate) fn starting(&self) -> Starting {
+        self.starting.fetch_add(1, Ordering::Relaxed);
+        Starting(self.starting.clone())
+    }
 }
 
 /// The node agent of this host.
@@ -109,6 +129,7 @@ impl Agent {
                 running: Mutex::new(HashMap::new()),
                 pool_task: Mutex::new(None),
                 spare_task: Mutex::new(None),
+                starting: Arc::new(AtomicUsize::new(0)),
             }),
         })
     }
@@ -117,7 +138,10 @@ impl Agent {
     /// former berth's pool left) and the spare group directories made.
     pub fn start_netns_pool(&self) {
         let inner = self.inner.clone();
-        let task = tokio::spawn(async move { inner.net.maintain_pool().await });
+        let task = tokio::spawn(async move {
+            let starting = inner.starting.clone();
+            inner.net.maintain_pool_around(&starting).await
+        });
         let old = self
             .inner
             .pool_task
@@ -128,7 +152,10 @@ impl Agent {
             old.abort();
         }
         let inner = self.inner.clone();
-        let task = tokio::spawn(async move { inner.spares.maintain().await });
+        let task = tokio::spawn(async move {
+            let starting = inner.starting.clone();
+            inner.spares.maintain(&starting).await
+        });
         let old = self
             .inner
             .spare_task

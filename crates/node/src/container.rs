@@ -155,6 +155,7 @@ impl ContainerCtx {
         let rt = &self.inner.runtime;
         let id = self.runtime_id();
         let began = std::time::Instant::now();
+        let starting = self.inner.starting();
         let cdir = self.dirs.container(&self.spec.name);
         if cdir.join("config.json").exists() {
             // A former run of this container may still be known to the runtime.
@@ -201,6 +202,7 @@ impl ContainerCtx {
             Ok(s) => s,
             Err(e) => return RunEnd::StartFailed(crate::files::error_chain(&e)),
         };
+        drop(starting);
         let at = started.started_at;
         self.state.set_container(
             self.init,

@@ -32,6 +32,8 @@ pub async fn run_group(
     } else {
         resumed_observed(&rec)
     };
+    // Until the app containers' tasks run (each marks its own start).
+    let starting = inner.starting();
     let state = GroupState::new(rec.id.clone(), obs, inner.reporter.clone());
     state.update(|_| {});
     if fresh {
@@ -132,6 +134,7 @@ pub async fn run_group(
         let adopted = adopt(&inner.runtime, &dirs, &state, false, &c.name);
         tasks.push(tokio::spawn(async move { cx.supervise(adopted).await }));
     }
+    drop(starting);
     for t in tasks {
         let _ = t.await;
     }

@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -32,8 +32,11 @@ use crate::files::{GroupDirs, NodeDirs};
 
 /// The skeleton of a container's directories inside a group's trees.
 const SKELETON: &str = ".ctr";
-/// How long no group may have taken a slot before the spares are refilled.
+/// How long no group may have taken a slot, with no start in progress, before the spares
+/// are refilled...
 const QUIET: Duration = Duration::from_millis(100);
+/// ...but at the latest this long after a slot was taken.
+const MAX_DEFER: Duration = Duration::from_secs(3);
 
 /// The spare slots of a node.
 #[derive(Debug)]
@@ -124,17 +127,21 @@ impl Spares {
         }
     }
 
-    /// Keeps the spares at their target, forever: refills once no group took a slot for a
-    /// moment, so the disk work does not compete with starting groups.
-    pub async fn maintain(&self) {
+    /// Keeps the spares at their target, forever: refills once no group took a slot and no
+    /// start was in progress (`starting`) for a moment, so the disk work does not compete
+    /// with starting groups.
+    pub async fn maintain(&self, starting: &AtomicUsize) {
         loop {
             if self.ready() >= self.target {
                 self.wake.notified().await;
             }
+            let began = tokio::time::Instant::now();
             loop {
                 let seen = self.claims.load(Ordering::Relaxed);
                 tokio::time::sleep(QUIET).await;
-                if self.claims.load(Ordering::Relaxed) == seen {
+                let calm = self.claims.load(Ordering::Relaxed) == seen
+                    && starting.load(Ordering::Relaxed) == 0;
+                if calm || began.elapsed() >= MAX_DEFER {
                     break;
                 }
             }
@@ -153,7 +160,9 @@ impl Spares {
                         break;
                     }
                 }
-                if self.claims.load(Ordering::Relaxed) != seen {
+                if self.claims.load(Ordering::Relaxed) != seen
+                    || starting.load(Ordering::Relaxed) != 0
+                {
                     break;
                 }
             }
@@ -252,7 +261,7 @@ mod tests {
         let dirs = node(tmp.path());
         let spares = std::sync::Arc::new(Spares::open(&dirs, 2).unwrap());
         let s = spares.clone();
-        let task = tokio::spawn(async move { s.maintain().await });
+        let task = tokio::spawn(async move { s.maintain(&AtomicUsize::new(0)).await });
         spares.wake.notify_one();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while spares.ready() < 2 {
