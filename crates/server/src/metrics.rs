@@ -380,7 +380,17 @@ mod tests {
             started,
         );
         assert_eq!(first_start_latency(&rec, &ev_b), None);
+        // Through observe_event: the first start is counted, the second container's is not.
         let m = ApiMetrics::default();
+        rec.containers[1] = status("b", false);
         m.observe_event(&rec, &ev);
+        rec.containers[1] = status("b", true);
+        m.observe_event(&rec, &ev_b);
+        let mut reg = Registry::default();
+        reg.register("starts", "", m.starts.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        assert!(text.contains("starts_count 1\n"), "{text}");
+        assert!(text.contains("starts_sum 0.15\n"), "{text}");
     }
 }
