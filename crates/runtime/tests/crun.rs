@@ -4,14 +4,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use berth_runtime::logs::{self, LogQuery};
-use berth_runtime::{CgroupLayout, Runtime, RuntimeConfig, RuntimeError};
+use berth_runtime::{CgroupLayout, RuntimeError};
 use common::*;
 
-const STARTER_ENV: &str = "BERTH_RUNTIME_TEST_STARTER";
+/// Starts a container and exits (src/bin/berth-runtime-starter.rs).
+const STARTER: &str = env!("CARGO_BIN_EXE_berth-runtime-starter");
+
 #[tokio::test]
 async fn logs_both_streams_in_cri_format() {
     let f = Fixture::new("echo");
@@ -167,31 +168,6 @@ async fn delete_removes_running_container() {
     rt.stop(f.id(), Duration::from_secs(1)).await.unwrap();
 }
 
-/// Run by `survives_the_process_that_started_it` in a child process (selected through an
-/// environment variable): starts the container described there and exits without waiting.
-#[tokio::test]
-async fn starter_process() {
-    let Ok(dir) = std::env::var(STARTER_ENV) else {
-        return;
-    };
-    let dir = PathBuf::from(dir);
-    let rt = Runtime::new(RuntimeConfig {
-        binary: CRUN.into(),
-        state_root: dir.join("state"),
-        layout: CgroupLayout::detect().unwrap(),
-        monitor_exe: MONITOR.into(),
-        monitor_args: vec![],
-    })
-    .unwrap();
-    let id = std::fs::read_to_string(dir.join("id")).unwrap();
-    let started = rt
-        .start(id.trim(), &dir.join("c"), &dir.join("logs/c.log"))
-        .await
-        .unwrap();
-    println!("STARTED {}", started.pid);
-    std::process::exit(0);
-}
-
 #[tokio::test]
 async fn survives_the_process_that_started_it() {
     let f = Fixture::new("adopt");
@@ -199,15 +175,13 @@ async fn survives_the_process_that_started_it() {
     let spec =
         f.spec("i=0; while [ $i -lt 12 ]; do echo tick $i; i=$((i+1)); sleep 0.25; done; exit 7");
     rt.write_bundle(&f.dir(), &spec).unwrap();
-    std::fs::write(f.tmp.path().join("id"), f.id()).unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "starter_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(STARTER_ENV, f.tmp.path())
+    let out = std::process::Command::new(STARTER)
+        .arg(CRUN)
+        .arg(f.tmp.path().join("state"))
+        .arg(MONITOR)
+        .arg(f.id())
+        .arg(f.dir())
+        .arg(f.log())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
