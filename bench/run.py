@@ -337,6 +337,86 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
                           timeout=timeout)
 
 
+class CrunFloor:
+    """`crun run -d` of a busybox bundle, as berth runs crun on this host (a private mount
+    namespace without the cgroup2 mount of a hybrid host, crun bound read-only over itself),
+    in the host's network namespace: the floor under any container start that uses crun."""
+
+    CGROUP = "berthbench-crun"
+
+    def __init__(self, workdir: Path):
+        self.bundle = workdir / "crun-bundle"
+        self.root = workdir / "crun-state"
+        self.live: set[str] = set()
+        self.holder: subprocess.Popen | None = None
+
+    def setup(self) -> None:
+        rootfs = self.bundle / "rootfs"
+        (rootfs / "bin").mkdir(parents=True)
+        shutil.copy2(shutil.which("busybox") or "/bin/busybox", rootfs / "bin" / "busybox")
+        subprocess.run(["crun", "spec"], cwd=self.bundle, check=True, capture_output=True)
+        cfg = json.loads((self.bundle / "config.json").read_text())
+        cfg["process"]["terminal"] = False
+        cfg["process"]["args"] = ["/bin/busybox", "sleep", "3600"]
+        # No network namespace: creating and destroying one per run would load the kernel
+        # (netns cleanup) under the other contenders' starts.
+        cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"]
+                                      if ns["type"] != "network"]
+        (self.bundle / "config.json").write_text(json.dumps(cfg))
+        self._start_holder()
+
+    def _start_holder(self) -> None:
+        """A process whose mount namespace is set up once as berth sets up crun's; each run
+        enters it with nsenter, so no Python code runs between fork and exec."""
+        crun = shutil.which("crun") or "/usr/bin/crun"
+        script = ("umount -l /sys/fs/cgroup/unified 2>/dev/null; "
+                  f"mount --bind {crun} {crun} && mount -o remount,bind,ro {crun}; "
+                  "echo ready; exec sleep 100000")
+        self.holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                        script], stdout=subprocess.PIPE, text=True)
+        if self.holder.stdout.readline().strip() != "ready":
+            raise RuntimeError("the crun namespace holder did not start")
+
+    def _cmd(self, *args: str) -> list[str]:
+        return ["nsenter", f"--mount=/proc/{self.holder.pid}/ns/mnt", "--",
+                "crun", "--root", str(self.root), *args]
+
+    def run(self, name: str) -> float:
+        cfg = json.loads((self.bundle / "config.json").read_text())
+        cfg["linux"]["cgroupsPath"] = f"/{self.CGROUP}/{name}"
+        (self.bundle / "config.json").write_text(json.dumps(cfg))
+        self.live.add(name)
+        # The container inherits crun's stdio: a pipe would stay open as long as it runs.
+        with tempfile.TemporaryFile() as err:
+            t0 = time.perf_counter()
+            done = subprocess.run(self._cmd("run", "-d", "--bundle", str(self.bundle), name),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=err,
+                                  env=dict(os.environ, _LIBCONTAINER_CLONED_BINARY="1"))
+            took = ms(t0)
+            if done.returncode != 0:
+                err.seek(0)
+                raise RuntimeError(f"crun run failed: {err.read().decode(errors='replace')}")
+        return took
+
+    def delete(self, name: str) -> None:
+        subprocess.run(self._cmd("delete", "-f", name), capture_output=True)
+        self.live.discard(name)
+
+    def cleanup(self) -> None:
+        if self.holder is None:
+            return
+        for name in sorted(self.live):
+            self.delete(name)
+        self.holder.kill()
+        self.holder.wait()
+        for d in Path("/sys/fs/cgroup").glob(f"*/{self.CGROUP}"):
+            for child in d.iterdir():
+                if child.is_dir():
+                    child.rmdir()
+            d.rmdir()
+
+
 def http_ok(ip: str) -> bool:
     try:
         c = http.client.HTTPConnection(ip, 80, timeout=0.5)
@@ -372,6 +452,7 @@ class Bench:
         self.image = ""
         self.groups: set[str] = set()
         self.containers: set[str] = set()
+        self.crun = CrunFloor(self.work)
         self.results: dict = {"notes": []}
         self.seq = 0
 
@@ -420,6 +501,9 @@ class Bench:
         self.groups.add(gid)
         t, g = self.wait_running(gid, t0)
         return gid, t, g
+
+    def crun_name(self, i: int) -> str:
+        return f"{PREFIX}-{os.getpid()}-crun-{i}"
 
     def podman_run(self, command: list[str]) -> tuple[str, float]:
         name = self.name()
@@ -498,12 +582,20 @@ class Bench:
         name, _ = self.podman_run(httpd)
         podman("rm", "-f", "-t", "0", name)
         self.containers.discard(name)
+        self.crun.setup()
+        self.crun.delete(self.crun_name(0))
         r = {k: [] for k in ("berth_running", "berth_http", "berth_delete_api", "berth_delete",
-                             "podman_run", "podman_http", "podman_inspect", "podman_rm")}
+                             "podman_run", "podman_http", "podman_inspect", "podman_rm",
+                             "crun_run")}
+        orders = [("berth", "podman", "crun"), ("podman", "crun", "berth"),
+                  ("crun", "berth", "podman")]
         for i in range(n):
-            order = ("berth", "podman") if i % 2 == 0 else ("podman", "berth")
-            for who in order:
-                if who == "berth":
+            for who in orders[i % 3]:
+                if who == "crun":
+                    name = self.crun_name(i)
+                    r["crun_run"].append(self.crun.run(name))
+                    self.crun.delete(name)
+                elif who == "berth":
                     t0 = time.perf_counter()
                     gid = self.eci.create(self.name(), self.image, httpd, self.registry.host)
                     self.groups.add(gid)
@@ -534,7 +626,8 @@ class Bench:
                     self.containers.discard(name)
             if (i + 1) % 10 == 0:
                 log(f"cold start {i + 1}/{n}: berth p50 {pct(r['berth_running'], 50):.1f} ms, "
-                    f"podman p50 {pct(r['podman_run'], 50):.1f} ms")
+                    f"podman p50 {pct(r['podman_run'], 50):.1f} ms, "
+                    f"crun p50 {pct(r['crun_run'], 50):.1f} ms")
         self.results["cold_start_ms"] = {k: stats(v) for k, v in r.items()}
 
     def memory(self) -> None:
@@ -773,6 +866,10 @@ class Bench:
             except Exception as e:  # noqa: BLE001
                 log(f"cleanup: {e}")
         self.berth.stop()
+        try:
+            self.crun.cleanup()
+        except OSError as e:
+            log(f"cleanup of the crun floor: {e}")
         if self.containers:
             podman("rm", "-f", "-t", "0", *sorted(self.containers), check=False)
         if self.image:
@@ -869,6 +966,9 @@ def table(res: dict) -> list[tuple]:
                 met = b["p50"] <= 30 and p["p50"] / b["p50"] >= 4
             row(f"cold start -> running {q} (ms)", b[q], p[q], "podman run -d",
                 "<=30 ms, >=4x" if q == "p50" else "", met)
+        if cs.get("crun_run"):
+            row("cold start -> running p50 (ms)", b["p50"], cs["crun_run"]["p50"],
+                "crun run -d, host network")
         for q in ("p50", "p90", "p99"):
             row(f"cold start -> HTTP 200 {q} (ms)", cs["berth_http"][q], cs["podman_http"][q],
                 "podman run+inspect+GET")
