@@ -157,7 +157,8 @@ impl ContainerCtx {
         let began = std::time::Instant::now();
         let starting = self.inner.starting();
         let cdir = self.dirs.container(&self.spec.name);
-        if cdir.join("config.json").exists() {
+        let ran_before = cdir.join("config.json").exists();
+        if ran_before {
             // A former run of this container may still be known to the runtime.
             let _ = rt.delete(&id).await;
         }
@@ -165,8 +166,11 @@ impl ContainerCtx {
             crate::spare::take_container_skeleton(&self.dirs, &self.spec.name);
             std::fs::create_dir_all(&cdir).map_err(|e| e.to_string())?;
             std::fs::create_dir_all(self.dirs.logs(&self.spec.name)).map_err(|e| e.to_string())?;
-            let _ = std::fs::remove_file(cdir.join("exit.json"));
-            let _ = berth_image::unmount_rootfs(&cdir);
+            if ran_before {
+                // A fresh overlay for every run, over the same writable layer.
+                let _ = std::fs::remove_file(cdir.join("exit.json"));
+                let _ = berth_image::unmount_rootfs(&cdir);
+            }
             let rw = self.dirs.container_rw(&self.spec.name);
             berth_image::mount_rootfs(&self.image, &cdir, &rw).map_err(|e| {
                 format!(
