@@ -67,8 +67,8 @@ pub(crate) struct Inner {
     /// Disk directories of groups made ahead of time.
     pub spares: crate::spare::Spares,
     running: Mutex<HashMap<GroupId, Running>>,
-    pool_task: Mutex<Option<JoinHandle<()>>>,
-    spare_task: Mutex<Option<JoinHandle<()>>>,
+    /// The tasks that keep the namespace pool and the spare directories full.
+    pool_tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Group starts in progress: the pools are refilled only when there are none.
     starting: Arc<AtomicUsize>,
 }
@@ -127,8 +127,7 @@ impl Agent {
                 metrics: crate::observe::MetricRings::default(),
                 spares,
                 running: Mutex::new(HashMap::new()),
-                pool_task: Mutex::new(None),
-                spare_task: Mutex::new(None),
+                pool_tasks: Mutex::new(Vec::new()),
                 starting: Arc::new(AtomicUsize::new(0)),
             }),
         })
@@ -137,34 +136,23 @@ impl Agent {
     /// Starts the tasks that keep the network namespace pool full (it first removes what a
     /// former berth's pool left) and the spare group directories made.
     pub fn start_netns_pool(&self) {
-        let inner = self.inner.clone();
-        let task = tokio::spawn(async move {
-            let starting = inner.starting.clone();
-            inner.net.maintain_pool_around(&starting).await
-        });
-        let old = self
-            .inner
-            .pool_task
+        let net = self.inner.clone();
+        let spares = self.inner.clone();
+        let tasks = vec![
+            tokio::spawn(async move { net.net.maintain_pool_around(&net.starting).await }),
+            tokio::spawn(async move { spares.spares.maintain(&spares.starting).await }),
+        ];
+        let old = std::mem::replace(&mut *self.pool_tasks(), tasks);
+        for task in old {
+            task.abort();
+        }
+    }
+
+    fn pool_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.inner
+            .pool_tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .replace(task);
-        if let Some(old) = old {
-            old.abort();
-        }
-        let inner = self.inner.clone();
-        let task = tokio::spawn(async move {
-            let starting = inner.starting.clone();
-            inner.spares.maintain(&starting).await
-        });
-        let old = self
-            .inner
-            .spare_task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace(task);
-        if let Some(old) = old {
-            old.abort();
-        }
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, Running>> {
@@ -311,23 +299,8 @@ impl Agent {
     /// holds (the namespace pool, and the namespace directory's mount and the subnet's
     /// masquerade rule when no group needs them) is released.
     pub async fn shutdown(&self) {
-        let task = self
-            .inner
-            .pool_task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
-        }
-        let spare = self
-            .inner
-            .spare_task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(task) = spare {
+        let tasks = std::mem::take(&mut *self.pool_tasks());
+        for task in tasks {
             task.abort();
             let _ = task.await;
         }
