@@ -253,7 +253,11 @@ fn describe_status(
         request_id: String::new(),
         total_count: page.total,
         next_token: page.next_token.unwrap_or_default(),
-        data: page.groups.iter().map(StatusData::from_record).collect(),
+        data: page
+            .groups
+            .iter()
+            .map(|g| StatusData::from_record(g))
+            .collect(),
     })
 }
 

@@ -5,6 +5,8 @@ mod cache;
 mod sqlite;
 mod usage;
 
+use std::sync::Arc;
+
 use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
 pub use sqlite::SqliteStore;
@@ -44,7 +46,9 @@ pub struct GroupFilter {
 /// One page of a listing.
 #[derive(Clone, Debug, Default)]
 pub struct Page {
-    pub groups: Vec<GroupRecord>,
+    /// Shared, not copied: while a group's row is unchanged, every listing may get the same
+    /// record, and a caller may tell that by pointer ([`Arc::ptr_eq`]).
+    pub groups: Vec<Arc<GroupRecord>>,
     /// How many groups match the filter in all.
     pub total: u64,
     /// Pass back to get the next page; `None` when this was the last.

@@ -58,11 +58,16 @@ pub struct SqliteStore {
 /// Records decoded for unfiltered listings, by group id, each with the JSON text it was decoded
 /// from. The first pages of a listing are asked for again and again and their records rarely
 /// change; decoding one (its timestamps above all) costs several times more than comparing the
-/// stored text with the remembered one and cloning. A record whose text differs is decoded
-/// again, so what a listing returns is always what the row holds.
+/// stored text with the remembered one. A record whose text differs is decoded again, so what a
+/// listing returns is always what the row holds; one that does not is handed out shared.
 #[derive(Default)]
 struct Decoded {
-    by_id: HashMap<String, Arc<(String, GroupRecord)>>,
+    by_id: HashMap<String, Arc<Remembered>>,
+}
+
+struct Remembered {
+    json: String,
+    rec: Arc<GroupRecord>,
 }
 
 /// How many groups each account has, as counted by unfiltered listings: counting 10,000 rows
@@ -132,16 +137,19 @@ impl SqliteStore {
     }
 
     /// The record stored as `json` for group `id`, decoded or remembered.
-    fn decode_remembered(&self, id: &str, json: &str) -> Result<GroupRecord, StoreError> {
+    fn decode_remembered(&self, id: &str, json: &str) -> Result<Arc<GroupRecord>, StoreError> {
         let lock = || self.decoded.lock().unwrap_or_else(|p| p.into_inner());
         let known = lock().by_id.get(id).cloned();
         if let Some(k) = known {
-            if k.0 == json {
-                return Ok(k.1.clone());
+            if k.json == json {
+                return Ok(Arc::clone(&k.rec));
             }
         }
-        let rec: GroupRecord = serde_json::from_str(json)?;
-        let entry = Arc::new((json.to_string(), rec.clone()));
+        let rec: Arc<GroupRecord> = Arc::new(serde_json::from_str(json)?);
+        let entry = Arc::new(Remembered {
+            json: json.to_string(),
+            rec: Arc::clone(&rec),
+        });
         let mut d = lock();
         if d.by_id.len() >= MAX_DECODED {
             d.by_id.clear();
@@ -223,7 +231,7 @@ fn page_by_sql(
         let json = text(row, 2)?;
         page.groups.push(match decoded {
             Some(store) => store.decode_remembered(text(row, 1)?, json)?,
-            None => serde_json::from_str(json)?,
+            None => Arc::new(serde_json::from_str(json)?),
         });
     }
     Ok(page)
@@ -425,7 +433,7 @@ impl Store for SqliteStore {
                 if seq > after {
                     if page.groups.len() < limit {
                         last_seq = seq;
-                        page.groups.push(rec);
+                        page.groups.push(Arc::new(rec));
                     } else if page.next_token.is_none() {
                         page.next_token = Some(last_seq.to_string());
                     }

@@ -181,11 +181,21 @@ fn reads_from_many_threads_see_every_committed_write() {
             .find(|g| g.id == id)
             .unwrap()
     };
-    assert_eq!(listed(&s).status, GroupStatus::Running);
+    let before = listed(&s);
+    assert_eq!(before.status, GroupStatus::Running);
+    // An unchanged record is handed out shared, not copied.
+    assert!(std::sync::Arc::ptr_eq(&before, &listed(&s)));
     s.modify_group(&id, &mut |r| r.status = GroupStatus::Failed)
         .unwrap();
     // A listing after a change returns the changed record, never a remembered one.
-    assert_eq!(listed(&s).status, GroupStatus::Failed);
+    let after = listed(&s);
+    assert_eq!(after.status, GroupStatus::Failed);
+    assert!(!std::sync::Arc::ptr_eq(&before, &after));
+    assert_eq!(
+        before.status,
+        GroupStatus::Running,
+        "a record handed out never changes"
+    );
     assert_eq!(
         s.get_group(None, &id).unwrap().unwrap().status,
         GroupStatus::Failed
