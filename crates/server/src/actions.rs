@@ -8,14 +8,14 @@ use berth_eci::request::{
     DescribeEventsRequest, DescribeGroupsRequest, DescribeStatusRequest, TagFilter,
 };
 use berth_eci::response::{
-    ContainerGroup, CreateContainerGroupResponse, DescribeContainerGroupEventsResponse,
-    DescribeContainerGroupStatusResponse, DescribeContainerGroupsResponse,
-    DescribeContainerLogResponse, DescribeRegionsResponse, EventsData, Region, RequestIdResponse,
-    StatusData,
+    CreateContainerGroupResponse, DescribeContainerGroupEventsResponse,
+    DescribeContainerGroupStatusResponse, DescribeContainerLogResponse, DescribeRegionsResponse,
+    EventsData, Region, RequestIdResponse, StatusData,
 };
 use berth_eci::{ApiError, Request};
 use berth_store::{GroupFilter, Page};
 
+use crate::rendered::Rendered;
 use crate::Reply;
 use chrono::Utc;
 use serde::Serialize;
@@ -54,14 +54,15 @@ pub(crate) fn group_id(s: &str) -> Result<GroupId, ApiError> {
 }
 
 /// Runs one decoded request; `rid` is the request id the answer carries.
-pub async fn dispatch(
+pub(crate) async fn dispatch(
     control: &Arc<Control>,
+    rendered: &Rendered,
     account: &str,
     req: Request,
     rid: &str,
 ) -> Result<Reply, ApiError> {
     let req = match req {
-        Request::DescribeGroups(d) => return describe_groups(control, account, d, rid),
+        Request::DescribeGroups(d) => return describe_groups(control, rendered, account, d, rid),
         other => other,
     };
     dispatch_value(control, account, req)
@@ -195,9 +196,11 @@ fn list(
         .map_err(map_err)
 }
 
-/// Serialized straight to text: a page of groups is the largest answer there is.
+/// Written straight as text from each group's rendered object: a page of groups is the largest
+/// answer there is, and the first pages are asked for most.
 fn describe_groups(
     control: &Control,
+    rendered: &Rendered,
     account: &str,
     d: DescribeGroupsRequest,
     rid: &str,
@@ -211,19 +214,20 @@ fn describe_groups(
         d.next_token.as_deref(),
         other_region(control, &d.region_id),
     )?;
-    let body = DescribeContainerGroupsResponse {
-        request_id: rid.to_string(),
-        total_count: page.total,
-        next_token: page.next_token.unwrap_or_default(),
-        container_groups: page
-            .groups
-            .iter()
-            .map(|g| ContainerGroup::from_record(g, d.with_event))
-            .collect(),
-    };
-    serde_json::to_string(&body)
-        .map(Reply::Text)
-        .map_err(ApiError::internal)
+    let groups = page
+        .groups
+        .iter()
+        .map(|g| rendered.group(g, d.with_event))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::internal)?;
+    crate::rendered::describe_groups_text(
+        rid,
+        page.total,
+        page.next_token.as_deref().unwrap_or_default(),
+        &groups,
+    )
+    .map(Reply::Text)
+    .map_err(ApiError::internal)
 }
 
 fn describe_status(

@@ -8,6 +8,7 @@ mod exec;
 mod metrics;
 mod nonce;
 mod observe;
+mod rendered;
 mod tokens;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub struct AppState {
     exec_tokens: Arc<tokens::Tokens<exec::ExecGrant>>,
     log_tokens: Arc<tokens::Tokens<observe::LogGrant>>,
     api_metrics: Arc<metrics::ApiMetrics>,
+    rendered: Arc<rendered::Rendered>,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             exec_tokens: Arc::default(),
             log_tokens: Arc::default(),
             api_metrics,
+            rendered: Arc::default(),
         }
     }
 }
@@ -269,6 +272,6 @@ async fn process(
         Ok(value) => return Ok((action.as_str(), Reply::Value(value))),
         Err(request) => request,
     };
-    let reply = actions::dispatch(&state.control, &account, request, rid).await?;
+    let reply = actions::dispatch(&state.control, &state.rendered, &account, request, rid).await?;
     Ok((action.as_str(), reply))
 }
