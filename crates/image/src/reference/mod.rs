@@ -1,19 +1,18 @@
 //! Image references: normalisation (`busybox` → `docker.io/library/busybox:latest`) and the
 //! registry host used to pick credentials, plain HTTP and insecure TLS.
 
+mod grammar;
+
 use oci_client::Reference;
 
 use crate::error::ImageError;
 
 /// Parses `reference` into its canonical form.
 pub(crate) fn parse(reference: &str) -> Result<Reference, ImageError> {
-    reference
-        .trim()
-        .parse::<Reference>()
-        .map_err(|source| ImageError::InvalidReference {
-            reference: reference.to_owned(),
-            source,
-        })
+    grammar::parse(reference.trim()).map_err(|source| ImageError::InvalidReference {
+        reference: reference.to_owned(),
+        source,
+    })
 }
 
 /// The normalised form of `reference` (`docker.io/library/busybox:latest`), under which the
