@@ -1,20 +1,29 @@
 #!/usr/bin/env python3
-"""berth side by side with podman, in one run: the numbers that docs/SPEC.md promises.
+"""berth side by side with podman and ctr, in one run: the numbers that docs/SPEC.md promises.
 
     python3 bench/run.py [--quick] [--json out.json]      (as root; standard library only)
 
-Starts its own Debian `docker-registry` on loopback (busybox pushed with tests/images/build.sh)
-and its own `berth serve` (fresh state dir in a temp dir, bridge `berthbench`, subnet
-10.216.0.0/16), then measures, alternating berth and podman where both apply:
+Starts its own Debian `docker-registry` on loopback (busybox pushed with tests/images/build.sh),
+its own `berth serve` (fresh state dir in a temp dir, bridge `berthbench`, subnet
+10.216.0.0/16) and its own containerd for `ctr` (config, root, state and socket in the temp
+dir; the CRI plugin off; the host's /etc/containerd and any system containerd untouched; needs
+Debian's `containerd` package), then measures, alternating berth and its peers where they
+apply:
 
   1. cold start, cached image, with network: CreateContainerGroup -> Running and -> first HTTP
      200 from busybox httpd at the group's IntranetIp; podman: `podman run -d` (invocation ->
      return) and -> first HTTP 200 at the IP that `podman inspect` reports (inspect included);
+     ctr: `ctr run -d` (invocation -> return, the task started; no network: a fresh network
+     namespace with loopback only, as ctr without --cni gives) and `ctr run --rm ... true`
+     (start, exit, remove); `crun run -d` as the floor;
   2. burst: 100 groups created at once (one thread each) -> all Running, groups/s; podman: 20
-     `podman run -d` at once;
+     `podman run -d` at once; ctr: 20 `ctr run -d` at once;
   3. pull + unpack: busybox with `berth image pull` into a fresh state dir vs `podman pull`
-     (after `podman rmi`) vs `skopeo copy` to an OCI dir (no unpack); the ~200 MB image with
-     target/release/examples/pull_bench when that example is already built;
+     (after `podman rmi`) vs `skopeo copy` to an OCI dir (no unpack) vs `ctr images pull`
+     (unpacked into the overlayfs snapshotter; each round in a fresh namespace, dropped with
+     `images rm --sync`, since containerd shares blobs across namespaces); the ~200 MB image
+     with target/release/examples/pull_bench when that example is already built (it pulls
+     with ctr from this containerd, whose socket it gets in BERTH_BENCH_CONTAINERD);
   4. DescribeContainerGroups with 10,000 groups in the store: berth is stopped, 10,000 records
      are inserted into a copy of its SQLite database, berth is started on the copy, and signed
      requests are sent over --clients keep-alive connections for --describe-seconds (by id, and
@@ -25,14 +34,15 @@ and its own `berth serve` (fresh state dir in a temp dir, bridge `berthbench`, s
      not built, by that many Python client processes (a note says so: they use more CPU than
      the server and cap the rate); plus one Python client alone for latency;
   5. host memory: PSS of all monitor processes (`berth-monitor`) of 20 idle groups / 20 and the
-     growth of `berth serve`'s PSS / 20, vs conmon's PSS per podman container;
+     growth of `berth serve`'s PSS / 20, vs conmon's PSS per podman container and
+     containerd-shim-runc-v2's PSS per ctr container;
   6. delete: DeleteContainerGroup -> gone from DescribeContainerGroups (everything released),
      each cold-start group; burst delete of 50 groups at once; podman: `podman rm -f -t 0`,
-     and 20 at once.
+     and 20 at once; ctr: `ctr task rm -f` + `ctr container rm`, and 20 at once.
 
 Requests are signed as the ECI SDKs sign RPC calls (HMAC-SHA1, a fresh nonce each). podman
 runs with runc and explicit rlimits (crun refuses this host's hybrid cgroups; podman's default
-rlimits exceed the hard limits). ctr is not measured: containerd is not installed here.
+rlimits exceed the hard limits); ctr with io.containerd.runc.v2 and runc for the same reason.
 Prints a table with berth/peer ratios; --json writes every number. Needs root.
 """
 
@@ -417,6 +427,192 @@ class CrunFloor:
             d.rmdir()
 
 
+class Containerd:
+    """A private containerd for `ctr` (Debian's `containerd` package, 1.6): its own config
+    (version 2), root, state and gRPC socket in the work dir, so neither /etc/containerd nor
+    a system containerd (if one runs) is used or touched. The CRI plugin is off (no CNI
+    config needed, faster start), as are plugins that would write outside the work dir
+    (`opt`) or are unused (other snapshotters). Containers run with io.containerd.runc.v2 and
+    runc (crun refuses this host's hybrid cgroups, as for podman), runc's state under the work
+    dir (--runc-root), rootfs from the overlayfs snapshotter, stdio to /dev/null (--null-io),
+    and no network: without --cni, `ctr run` gives each container a fresh network namespace
+    with only loopback. The shims' sockets go to /run/containerd/s whatever the config says
+    (containerd 1.6); the directories this run creates there are removed at the end."""
+
+    RUNTIME = "io.containerd.runc.v2"
+    SHIM = "containerd-shim-runc-v2"
+    RUN_DIR = Path("/run/containerd")
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir
+        self.address = str(workdir / "containerd.sock")
+        self.runc_root = workdir / "runc"
+        self.ns = f"{PREFIX}-{os.getpid()}"
+        self.namespaces: set[str] = {self.ns}
+        self.image = ""
+        self.proc: subprocess.Popen | None = None
+        self.had_run_dir = True
+
+    @staticmethod
+    def missing() -> list[str]:
+        return [t for t in ("containerd", "ctr", Containerd.SHIM, "runc")
+                if shutil.which(t) is None]
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.had_run_dir = self.RUN_DIR.exists()
+        conf = self.dir / "config.toml"
+        conf.write_text("\n".join([
+            "version = 2",
+            f'root = "{self.dir / "root"}"',
+            f'state = "{self.dir / "state"}"',
+            'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt",',
+            '  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",',
+            '  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]',
+            "[grpc]", f'  address = "{self.address}"',
+            "[ttrpc]", '  address = ""',
+            "[debug]", '  address = ""', '  level = "warn"',
+            "[metrics]", '  address = ""', ""]))
+        self.proc = subprocess.Popen(["containerd", "--config", str(conf)],
+                                     stdout=open(self.dir / "containerd.log", "ab"),
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"containerd exited ({self.proc.returncode}); see "
+                                 f"{self.dir / 'containerd.log'}")
+            if os.path.exists(self.address) and self.ctr("version", check=False,
+                                                         timeout=10).returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit("containerd did not start listening")
+            time.sleep(0.05)
+
+    def version(self) -> str:
+        out = self.ctr("version", check=False, timeout=10).stdout
+        m = re.search(r"Server:\s*\n\s*Version:\s*(\S+)", out)
+        return f"containerd {m[1]}" if m else ""
+
+    def ctr(self, *args: str, ns: str | None = None, check: bool = True,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+        out = subprocess.run(["ctr", "--address", self.address, "--namespace", ns or self.ns,
+                              *args], capture_output=True, text=True, timeout=timeout,
+                             stdin=subprocess.DEVNULL)
+        if check and out.returncode != 0:
+            raise RuntimeError(f"ctr {' '.join(args)}: {out.stderr.strip()[-2000:]}")
+        return out
+
+    def pull(self, image: str, ns: str | None = None) -> float:
+        ns = ns or self.ns
+        self.namespaces.add(ns)
+        t0 = time.perf_counter()
+        self.ctr("images", "pull", "--plain-http", image, ns=ns, timeout=1800)
+        took = ms(t0)
+        if ns == self.ns:
+            self.image = image
+        return took
+
+    def blobs(self) -> int:
+        d = self.dir / "root" / "io.containerd.content.v1.content" / "blobs" / "sha256"
+        return len(list(d.iterdir())) if d.is_dir() else 0
+
+    def _run_args(self, name: str) -> list[str]:
+        return ["--null-io", "--runtime", self.RUNTIME, "--runc-root", str(self.runc_root),
+                self.image, name]
+
+    def run_d(self, name: str, command: list[str]) -> float:
+        """`ctr run -d`: invocation -> return (the task started)."""
+        t0 = time.perf_counter()
+        self.ctr("run", "-d", *self._run_args(name), *command)
+        return ms(t0)
+
+    def run_rm(self, name: str, command: list[str]) -> float:
+        """`ctr run --rm`: start, wait for the exit, delete task, container and snapshot."""
+        t0 = time.perf_counter()
+        self.ctr("run", "--rm", *self._run_args(name), *command)
+        return ms(t0)
+
+    def remove(self, name: str) -> float:
+        """`ctr task rm -f` (SIGKILL, wait, delete) + `ctr container rm` (and its snapshot)."""
+        t0 = time.perf_counter()
+        self.ctr("task", "rm", "-f", name)
+        self.ctr("container", "rm", name)
+        return ms(t0)
+
+    def drop_namespace(self, ns: str) -> None:
+        """Removes everything in `ns`, then `ns`: tasks, containers, images (--sync: the
+        garbage collector removes their content and snapshots before it returns)."""
+        for task in self.ctr("task", "ls", "-q", ns=ns, check=False).stdout.split():
+            self.ctr("task", "rm", "-f", task, ns=ns, check=False)
+        for c in self.ctr("container", "ls", "-q", ns=ns, check=False).stdout.split():
+            self.ctr("container", "rm", c, ns=ns, check=False)
+        images = self.ctr("images", "ls", "-q", ns=ns, check=False).stdout.split()
+        if images:
+            self.ctr("images", "rm", "--sync", *images, ns=ns, check=False)
+        for line in self.ctr("snapshots", "ls", ns=ns, check=False).stdout.splitlines()[1:]:
+            if line.split():
+                self.ctr("snapshots", "rm", line.split()[0], ns=ns, check=False)
+        leases = self.ctr("leases", "ls", "-q", ns=ns, check=False).stdout.split()
+        if leases:
+            self.ctr("leases", "rm", "--sync", *leases, ns=ns, check=False)
+        self.ctr("namespaces", "rm", ns, check=False)
+        self.namespaces.discard(ns)
+
+    def shims(self) -> list[int]:
+        return [pid for pid, argv in processes()
+                if argv and argv[0].endswith(self.SHIM) and self.address in argv]
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                names = self.ctr("namespaces", "ls", "-q", check=False,
+                                 timeout=30).stdout.split()
+                for ns in sorted(set(names) | self.namespaces):
+                    self.drop_namespace(ns)
+            except (OSError, subprocess.SubprocessError) as e:
+                log(f"cleanup of containerd's namespaces: {e}")
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        # What a failed removal or a dead containerd may have left: runc containers, shims.
+        if self.runc_root.is_dir():
+            for root in self.runc_root.iterdir():
+                out = subprocess.run(["runc", "--root", str(root), "list", "-q"],
+                                     capture_output=True, text=True)
+                for cid in out.stdout.split():
+                    log(f"removing runc container {cid} left by containerd")
+                    subprocess.run(["runc", "--root", str(root), "delete", "-f", cid],
+                                   capture_output=True)
+        for pid in self.shims():
+            log(f"killing {self.SHIM} {pid}")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for ns in self.namespaces | {self.ns}:
+            for d in Path("/sys/fs/cgroup").glob(f"*/{ns}"):
+                # runc removes each container's cgroup; the namespace's parent stays.
+                for sub, _, _ in os.walk(d, topdown=False):
+                    try:
+                        os.rmdir(sub)
+                    except OSError as e:
+                        log(f"cgroup {sub}: {e}")
+        if not self.had_run_dir and self.RUN_DIR.is_dir():
+            # Only empty directories: the shims remove their sockets when they exit.
+            for sub, _, _ in os.walk(self.RUN_DIR, topdown=False):
+                try:
+                    os.rmdir(sub)
+                except OSError as e:
+                    log(f"{sub}: {e}")
+        self.proc = None
+
+
 def http_ok(ip: str) -> bool:
     try:
         c = http.client.HTTPConnection(ip, 80, timeout=0.5)
@@ -453,6 +649,7 @@ class Bench:
         self.groups: set[str] = set()
         self.containers: set[str] = set()
         self.crun = CrunFloor(self.work)
+        self.ctrd = Containerd(self.work / "containerd")
         self.results: dict = {"notes": []}
         self.seq = 0
 
@@ -505,6 +702,9 @@ class Bench:
     def crun_name(self, i: int) -> str:
         return f"{PREFIX}-{os.getpid()}-crun-{i}"
 
+    def ctr_name(self, i: int | str) -> str:
+        return f"{PREFIX}-ctr-{i}"
+
     def podman_run(self, command: list[str]) -> tuple[str, float]:
         name = self.name()
         self.containers.add(name)
@@ -519,6 +719,8 @@ class Bench:
         self.registry.start()
         self.image = self.registry.push_busybox()
         log(f"image {self.image}")
+        self.ctrd.start()
+        log(f"containerd at {self.ctrd.address}")
 
     def start_berth(self) -> None:
         self.eci = self.berth.start()
@@ -528,7 +730,7 @@ class Bench:
 
     def pull(self) -> None:
         rounds = 3 if self.a.quick else 5
-        berth_t, podman_t, skopeo_t = [], [], []
+        berth_t, podman_t, skopeo_t, ctr_t = [], [], [], []
         for r in range(rounds):
             state = self.work / f"pull-state-{r}"
             t0 = time.perf_counter()
@@ -547,8 +749,17 @@ class Bench:
                            capture_output=True)
             skopeo_t.append(ms(t0))
             shutil.rmtree(oci, ignore_errors=True)
+            # containerd shares blobs across namespaces: a fresh namespace alone would reuse
+            # them. Each round's namespace is dropped with `images rm --sync` (content and
+            # snapshots collected), so the next round finds the content store empty.
+            if self.ctrd.blobs():
+                self.note(f"ctr pull round {r}: {self.ctrd.blobs()} blobs already in "
+                          "containerd's content store")
+            ns = f"{self.ctrd.ns}-pull-{r}"
+            ctr_t.append(self.ctrd.pull(self.image, ns))
+            self.ctrd.drop_namespace(ns)
         self.results["pull_busybox_ms"] = {"berth": stats(berth_t), "podman": stats(podman_t),
-                                           "skopeo": stats(skopeo_t)}
+                                           "skopeo": stats(skopeo_t), "ctr": stats(ctr_t)}
 
     def pull_big(self) -> None:
         if not PULL_BENCH.exists():
@@ -556,20 +767,28 @@ class Bench:
                       "(cargo build --release -p berth-image --example pull_bench)")
             return
         log("200 MB pull: running the pull_bench example (3 rounds)")
-        out = subprocess.run([str(PULL_BENCH)], capture_output=True, text=True, timeout=1800)
+        # The example pulls with ctr from this run's containerd (in namespaces of its own).
+        env = dict(os.environ, BERTH_BENCH_CONTAINERD=self.ctrd.address)
+        out = subprocess.run([str(PULL_BENCH)], capture_output=True, text=True, timeout=1800,
+                             env=env)
         if out.returncode != 0:
             self.note(f"pull_bench failed: {out.stderr[-500:]}")
             return
         m = re.search(r"berth pull\+unpack ([\d.]+)s \| podman pull ([\d.]+)s .*skopeo copy "
-                      r"\(no unpack\) ([\d.]+)s", out.stdout)
-        rounds = re.findall(r"round \d+: berth ([\d.]+)s\s+podman ([\d.]+)s\s+skopeo ([\d.]+)s",
-                            out.stdout)
+                      r"\(no unpack\) ([\d.]+)s[^|\n]*(?:\| ctr pull ([\d.]+)s)?", out.stdout)
+        rounds = re.findall(r"round \d+: berth ([\d.]+)s\s+podman ([\d.]+)s\s+skopeo ([\d.]+)s"
+                            r"(?:\s+ctr ([\d.]+)s)?", out.stdout)
         if not m:
             self.note("pull_bench printed no medians")
             return
+        if m[4] is None:
+            self.note("pull_bench did not measure ctr: "
+                      + next((ln for ln in out.stdout.splitlines() if "ctr" in ln), "no reason"))
         self.results["pull_200mb_s"] = {
             "berth_p50": float(m[1]), "podman_p50": float(m[2]), "skopeo_p50": float(m[3]),
-            "rounds": [[float(x) for x in r] for r in rounds],
+            "ctr_p50": float(m[4]) if m[4] else None,
+            "rounds": [[float(x) for x in r if x] for r in rounds],
+            "rounds_are": "berth, podman, skopeo" + (", ctr" if m[4] else "") + " (s)",
             "image": out.stdout.splitlines()[0]}
 
     def cold_start(self) -> None:
@@ -584,14 +803,27 @@ class Bench:
         self.containers.discard(name)
         self.crun.setup()
         self.crun.delete(self.crun_name(0))
+        # ctr's image was pulled into containerd beforehand; one start and one `--rm true`
+        # outside the count, as for the others.
+        self.ctrd.run_d(self.ctr_name("warm"), httpd)
+        self.ctrd.remove(self.ctr_name("warm"))
+        self.ctrd.run_rm(self.ctr_name("warm-true"), ["true"])
         r = {k: [] for k in ("berth_running", "berth_http", "berth_delete_api", "berth_delete",
                              "podman_run", "podman_http", "podman_inspect", "podman_rm",
-                             "crun_run")}
-        orders = [("berth", "podman", "crun"), ("podman", "crun", "berth"),
-                  ("crun", "berth", "podman")]
+                             "crun_run", "ctr_run", "ctr_rm", "ctr_run_rm_true")}
+        contenders = ["berth", "podman", "crun", "ctr"]
         for i in range(n):
-            for who in orders[i % 3]:
-                if who == "crun":
+            k = i % len(contenders)
+            for who in contenders[k:] + contenders[:k]:
+                if who == "ctr":
+                    # Same image and command as berth and podman; no network (loopback only),
+                    # so no HTTP check. Removal is timed on its own, after the start.
+                    name = self.ctr_name(i)
+                    r["ctr_run"].append(self.ctrd.run_d(name, httpd))
+                    r["ctr_rm"].append(self.ctrd.remove(name))
+                    r["ctr_run_rm_true"].append(self.ctrd.run_rm(self.ctr_name(f"{i}-true"),
+                                                                 ["true"]))
+                elif who == "crun":
                     name = self.crun_name(i)
                     r["crun_run"].append(self.crun.run(name))
                     self.crun.delete(name)
@@ -627,7 +859,8 @@ class Bench:
             if (i + 1) % 10 == 0:
                 log(f"cold start {i + 1}/{n}: berth p50 {pct(r['berth_running'], 50):.1f} ms, "
                     f"podman p50 {pct(r['podman_run'], 50):.1f} ms, "
-                    f"crun p50 {pct(r['crun_run'], 50):.1f} ms")
+                    f"crun p50 {pct(r['crun_run'], 50):.1f} ms, "
+                    f"ctr p50 {pct(r['ctr_run'], 50):.1f} ms")
         self.results["cold_start_ms"] = {k: stats(v) for k, v in r.items()}
 
     def memory(self) -> None:
@@ -656,18 +889,27 @@ class Bench:
         mon_pss = sum(pss_kib(p) for p in monitors)
         serve_after = pss_kib(serve_pid)
         names = []
-        ctr_ids = []
+        podman_ids = []
         for _ in range(n):
             name = self.name()
             self.containers.add(name)
             out = podman(*PODMAN[1:], "--name", name, self.image, "sleep", "3600")
             names.append(name)
-            ctr_ids.append(out.stdout.strip())
+            podman_ids.append(out.stdout.strip())
         time.sleep(3)
         conmons = [pid for pid, argv in processes()
                    if argv and argv[0].endswith("conmon") and any(c in " ".join(argv)
-                                                                   for c in ctr_ids)]
+                                                                   for c in podman_ids)]
         conmon_pss = sum(pss_kib(p) for p in conmons)
+        # ctr: one containerd-shim-runc-v2 per container (io.containerd.runc.v2 groups
+        # containers into one shim only for CRI pods).
+        shims_before = set(self.ctrd.shims())
+        ctr_names = [self.ctr_name(f"mem-{i}") for i in range(n)]
+        for name in ctr_names:
+            self.ctrd.run_d(name, ["sleep", "3600"])
+        time.sleep(3)
+        shims = [pid for pid in self.ctrd.shims() if pid not in shims_before]
+        shim_pss = sum(pss_kib(p) for p in shims)
         self.results["memory_kib"] = {
             "groups": n, "berth_monitor_processes": len(monitors),
             "berth_monitor_pss_per_group": mon_pss / n,
@@ -675,6 +917,7 @@ class Bench:
             "berth_serve_growth_per_group": (serve_after - serve_before) / n,
             "berth_total_per_group": (mon_pss + max(0, serve_after - serve_before)) / n,
             "podman_conmon_processes": len(conmons), "conmon_pss_per_container": conmon_pss / n,
+            "ctr_shim_processes": len(shims), "ctr_shim_pss_per_container": shim_pss / n,
         }
         t0 = time.perf_counter()
         with cf.ThreadPoolExecutor(n) as ex:
@@ -682,6 +925,8 @@ class Bench:
         self.wait_gone(ids, t0)
         podman("rm", "-f", "-t", "0", *names)
         self.containers.difference_update(names)
+        with cf.ThreadPoolExecutor(n) as ex:
+            list(ex.map(self.ctrd.remove, ctr_names))
 
     def burst(self) -> None:
         n, pn = 100, 20
@@ -739,11 +984,19 @@ class Bench:
         with cf.ThreadPoolExecutor(pn) as ex:
             pres = list(ex.map(prun, range(pn)))
         p_all = ms(t0)
+        # ctr: as many `ctr run -d` at once as podman's (each returns once its task started).
+        ctr_names = [self.ctr_name(f"burst-{i}") for i in range(pn)]
+        t0 = time.perf_counter()
+        with cf.ThreadPoolExecutor(pn) as ex:
+            list(ex.map(lambda nm: self.ctrd.run_d(nm, ["sleep", "3600"]), ctr_names))
+        c_all = ms(t0)
         self.results["burst"] = {
             "berth_groups": n, "berth_all_accepted_ms": t_accepted, "berth_all_running_ms": t_all,
             "berth_groups_per_s": n / (t_all / 1000),
             "podman_containers": pn, "podman_all_running_ms": p_all,
-            "podman_containers_per_s": pn / (p_all / 1000)}
+            "podman_containers_per_s": pn / (p_all / 1000),
+            "ctr_containers": pn, "ctr_all_running_ms": c_all,
+            "ctr_containers_per_s": pn / (c_all / 1000)}
 
         # Burst delete: 50 groups at once -> all gone; then the other 50; podman 20 at once.
         first, rest = ids[:50], ids[50:]
@@ -762,10 +1015,16 @@ class Bench:
             list(ex.map(lambda nm: podman("rm", "-f", "-t", "0", nm), names))
         p_del = ms(t0)
         self.containers.difference_update(names)
+        t0 = time.perf_counter()
+        with cf.ThreadPoolExecutor(pn) as ex:
+            list(ex.map(self.ctrd.remove, ctr_names))
+        c_del = ms(t0)
         self.results["burst_delete"] = {
             "berth_groups": 50, "berth_all_accepted_ms": d_api, "berth_all_gone_ms": d_all,
             "berth_groups_per_s": 50 / (d_all / 1000), "podman_containers": pn,
-            "podman_all_removed_ms": p_del, "podman_containers_per_s": pn / (p_del / 1000)}
+            "podman_all_removed_ms": p_del, "podman_containers_per_s": pn / (p_del / 1000),
+            "ctr_containers": pn, "ctr_all_removed_ms": c_del,
+            "ctr_containers_per_s": pn / (c_del / 1000)}
 
     def describe_10k(self) -> None:
         count = 10_000
@@ -874,6 +1133,10 @@ class Bench:
             podman("rm", "-f", "-t", "0", *sorted(self.containers), check=False)
         if self.image:
             podman("rmi", "-f", self.image, check=False)
+        try:
+            self.ctrd.stop()
+        except (OSError, subprocess.SubprocessError) as e:
+            log(f"cleanup of containerd: {e}")
         self.registry.stop()
         subprocess.run(["ip", "link", "del", self.a.bridge], capture_output=True)
         mounts = [line.split()[4] for line in open("/proc/self/mountinfo")
@@ -969,34 +1232,60 @@ def table(res: dict) -> list[tuple]:
         if cs.get("crun_run"):
             row("cold start -> running p50 (ms)", b["p50"], cs["crun_run"]["p50"],
                 "crun run -d, host network")
+        if cs.get("ctr_run"):
+            for q in ("p50", "p90", "p99"):
+                row(f"cold start -> running {q} (ms)", b[q], cs["ctr_run"][q],
+                    "ctr run -d, no network (runc)")
+        if cs.get("ctr_run_rm_true"):
+            row("run `true`: start, exit, remove p50 (ms)", None, cs["ctr_run_rm_true"]["p50"],
+                "ctr run --rm (runc)")
         for q in ("p50", "p90", "p99"):
             row(f"cold start -> HTTP 200 {q} (ms)", cs["berth_http"][q], cs["podman_http"][q],
                 "podman run+inspect+GET")
         for q in ("p50", "p99"):
             row(f"delete -> gone {q} (ms)", cs["berth_delete"][q], cs["podman_rm"][q],
                 "podman rm -f -t 0")
+        if cs.get("ctr_rm"):
+            for q in ("p50", "p99"):
+                row(f"delete -> gone {q} (ms)", cs["berth_delete"][q], cs["ctr_rm"][q],
+                    "ctr task rm -f + container rm")
     bu = res.get("burst")
     if bu:
         row("burst create groups/s", bu["berth_groups_per_s"], bu["podman_containers_per_s"],
             f"{bu['podman_containers']} podman run -d", ">=50/s", bu["berth_groups_per_s"] >= 50)
         row("burst create all running (ms)", bu["berth_all_running_ms"],
             bu["podman_all_running_ms"], f"{bu['podman_containers']} podman run -d")
+        if bu.get("ctr_containers"):
+            row("burst create groups/s", bu["berth_groups_per_s"], bu["ctr_containers_per_s"],
+                f"{bu['ctr_containers']} ctr run -d")
+            row("burst create all running (ms)", bu["berth_all_running_ms"],
+                bu["ctr_all_running_ms"], f"{bu['ctr_containers']} ctr run -d")
     bd = res.get("burst_delete")
     if bd:
         row("burst delete groups/s", bd["berth_groups_per_s"], bd["podman_containers_per_s"],
             f"{bd['podman_containers']} podman rm")
         row("burst delete 50 all gone (ms)", bd["berth_all_gone_ms"], bd["podman_all_removed_ms"],
             f"{bd['podman_containers']} podman rm")
+        if bd.get("ctr_containers"):
+            row("burst delete groups/s", bd["berth_groups_per_s"], bd["ctr_containers_per_s"],
+                f"{bd['ctr_containers']} ctr task rm -f + rm")
+            row("burst delete 50 all gone (ms)", bd["berth_all_gone_ms"],
+                bd["ctr_all_removed_ms"], f"{bd['ctr_containers']} ctr task rm -f + rm")
     pb = res.get("pull_busybox_ms")
     if pb:
         row("pull busybox p50 (ms)", pb["berth"]["p50"], pb["podman"]["p50"], "podman pull")
         row("pull busybox p50 (ms)", pb["berth"]["p50"], pb["skopeo"]["p50"],
             "skopeo copy (no unpack)")
+        if pb.get("ctr"):
+            row("pull busybox p50 (ms)", pb["berth"]["p50"], pb["ctr"]["p50"],
+                "ctr images pull (+unpack)")
     pbig = res.get("pull_200mb_s")
     if pbig:
         b, p = pbig["berth_p50"], pbig["podman_p50"]
         row("pull+unpack 200 MB p50 (s)", b, p, "podman pull", ">=2x faster", p / b >= 2)
         row("pull+unpack 200 MB p50 (s)", b, pbig["skopeo_p50"], "skopeo copy (no unpack)")
+        if pbig.get("ctr_p50"):
+            row("pull+unpack 200 MB p50 (s)", b, pbig["ctr_p50"], "ctr images pull (+unpack)")
     d = res.get("describe_10k")
     if d:
         for kind in ("by_id", "list_page"):
@@ -1016,6 +1305,11 @@ def table(res: dict) -> list[tuple]:
         row("PSS per idle group (KiB), + serve growth", m["berth_total_per_group"],
             m["conmon_pss_per_container"], "conmon", "< conmon",
             m["berth_total_per_group"] < m["conmon_pss_per_container"])
+        if m.get("ctr_shim_processes"):
+            row("PSS per idle group (KiB), monitors", m["berth_monitor_pss_per_group"],
+                m["ctr_shim_pss_per_container"], "containerd-shim-runc-v2")
+            row("PSS per idle group (KiB), + serve growth", m["berth_total_per_group"],
+                m["ctr_shim_pss_per_container"], "containerd-shim-runc-v2")
     return rows
 
 
@@ -1061,6 +1355,9 @@ def main() -> None:
         raise SystemExit("run as root")
     if not a.berth.exists():
         raise SystemExit(f"{a.berth} is missing: cargo build --release -p berth")
+    if Containerd.missing():
+        raise SystemExit(f"{', '.join(Containerd.missing())} not found (ctr is measured next "
+                         "to berth): apt-get install -y containerd")
     skip = set(filter(None, a.skip.split(",")))
     b = Bench(a)
     started = time.time()
@@ -1071,23 +1368,30 @@ def main() -> None:
         "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                  capture_output=True, text=True).stdout.strip(),
         "podman": podman("--version", check=False).stdout.strip(),
-        "notes": "podman with runc; ctr not measured (containerd not installed)"}
+        "ctr": subprocess.run(["ctr", "--version"], capture_output=True,
+                              text=True).stdout.strip(),
+        "notes": "podman with runc; ctr against a private containerd (own config, root, state "
+                 "and socket in the work dir; CRI plugin off), io.containerd.runc.v2 with runc, "
+                 "overlayfs snapshotter; ctr containers have no network (loopback only, no "
+                 "CNI), stdio to /dev/null"}
     failed = None
     try:
         b.setup()
+        b.results["meta"]["containerd"] = b.ctrd.version()
         if "pull" not in skip:
-            log("3. pull busybox: berth / podman / skopeo")
+            log("3. pull busybox: berth / podman / skopeo / ctr")
             b.pull()
         podman("pull", "-q", "--tls-verify=false", b.image)
+        b.ctrd.pull(b.image)
         b.start_berth()
         if "cold" not in skip:
             log(f"1+6. cold start and delete, {a.runs} runs each, alternating")
             b.cold_start()
         if "memory" not in skip:
-            log("5. memory of 20 idle groups / 20 podman containers")
+            log("5. memory of 20 idle groups / 20 podman containers / 20 ctr containers")
             b.memory()
         if "burst" not in skip:
-            log("2+6. burst of 100 groups / 20 podman containers, burst delete")
+            log("2+6. burst of 100 groups / 20 podman / 20 ctr containers, burst delete")
             b.burst()
         if "describe" not in skip:
             log("4. DescribeContainerGroups with 10,000 groups in the store")

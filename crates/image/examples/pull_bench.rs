@@ -1,8 +1,16 @@
 //! Pull + unpack throughput: a ~200 MB two-layer image (one layer of incompressible bytes,
 //! one of compressible text, both gzip) pushed to a loopback Debian `docker-registry`, then
 //! pulled by berth's `ImageStore` (into an empty store), `podman pull` (after `podman rmi`)
-//! and `skopeo copy docker://… oci:DIR` (into an empty directory; no unpack), alternating,
-//! three rounds each. Prints each run and the medians.
+//! and `skopeo copy docker://… oci:DIR` (into an empty directory; no unpack), and
+//! `ctr images pull --plain-http` (unpacked into containerd's overlayfs snapshotter),
+//! alternating, three rounds each. Prints each run and the medians.
+//!
+//! ctr needs a running containerd: the example starts none but takes the address of its
+//! socket from `BERTH_BENCH_CONTAINERD` (bench/run.py starts a containerd of its own for the
+//! run and sets it). Without it, ctr is not measured and the example says so. Each ctr round
+//! pulls in a namespace of its own, removed after it with `ctr images rm --sync` (containerd
+//! shares blobs across namespaces; the synchronous garbage collection removes content and
+//! snapshots, so the next round downloads and unpacks again).
 //!
 //! `cargo run --release -p berth-image --example pull_bench`
 
@@ -14,6 +22,9 @@ use berth_image::testutil::{append, build_image, Compression, Format, Pusher, Te
 use berth_image::{ImageStore, PullOptions};
 
 const ROUNDS: usize = 3;
+
+/// The address of a containerd socket for `ctr --address`.
+const CONTAINERD_ENV: &str = "BERTH_BENCH_CONTAINERD";
 
 /// Fast deterministic noise (xorshift64*), incompressible for gzip.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -76,6 +87,13 @@ fn run(cmd: &mut Command) -> Duration {
     started.elapsed()
 }
 
+/// `ctr --address ADDRESS --namespace NAMESPACE …`.
+fn ctr(address: &str, namespace: &str) -> Command {
+    let mut cmd = Command::new("ctr");
+    cmd.args(["--address", address, "--namespace", namespace]);
+    cmd
+}
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -105,7 +123,12 @@ async fn main() {
         .prefix("berth-bench")
         .tempdir_in("/var/tmp")
         .unwrap();
+    let containerd = std::env::var(CONTAINERD_ENV).ok().filter(|a| !a.is_empty());
+    if containerd.is_none() {
+        println!("ctr not measured: {CONTAINERD_ENV} (a containerd socket) is not set");
+    }
     let (mut berth, mut podman, mut skopeo) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ctr_times = Vec::new();
     let opts = PullOptions {
         plain_http: vec![registry.addr.clone()],
         policy: ImagePullPolicy::Always,
@@ -138,16 +161,41 @@ async fn main() {
             .arg(format!("docker://{reference}"))
             .arg(format!("oci:{}:v1", oci.display()))));
         std::fs::remove_dir_all(&oci).unwrap();
+
+        let mut ctr_line = String::new();
+        if let Some(address) = &containerd {
+            let namespace = format!("pull-bench-{}-{round}", std::process::id());
+            let took =
+                run(ctr(address, &namespace).args(["images", "pull", "--plain-http", &reference]));
+            let _ = ctr(address, &namespace)
+                .args(["images", "rm", "--sync", &reference])
+                .output();
+            let _ = ctr(address, "default")
+                .args(["namespaces", "rm", &namespace])
+                .output();
+            ctr_line = format!("  ctr {:.3}s", took.as_secs_f64());
+            ctr_times.push(took);
+        }
         println!(
-            "round {round}: berth {:.3}s  podman {:.3}s  skopeo {:.3}s",
+            "round {round}: berth {:.3}s  podman {:.3}s  skopeo {:.3}s{ctr_line}",
             berth[round].as_secs_f64(),
             podman[round].as_secs_f64(),
             skopeo[round].as_secs_f64()
         );
     }
     let (b, p, s) = (median(berth), median(podman), median(skopeo));
+    let ctr_median = if ctr_times.is_empty() {
+        String::new()
+    } else {
+        let c = median(ctr_times);
+        format!(
+            " | ctr pull {:.3}s ({:.2}x berth)",
+            c.as_secs_f64(),
+            c.as_secs_f64() / b.as_secs_f64()
+        )
+    };
     println!(
-        "median of {ROUNDS}: berth pull+unpack {:.3}s | podman pull {:.3}s ({:.2}x berth) | skopeo copy (no unpack) {:.3}s ({:.2}x berth)",
+        "median of {ROUNDS}: berth pull+unpack {:.3}s | podman pull {:.3}s ({:.2}x berth) | skopeo copy (no unpack) {:.3}s ({:.2}x berth){ctr_median}",
         b.as_secs_f64(),
         p.as_secs_f64(),
         p.as_secs_f64() / b.as_secs_f64(),
