@@ -1358,6 +1358,11 @@ def main() -> None:
     if Containerd.missing():
         raise SystemExit(f"{', '.join(Containerd.missing())} not found (ctr is measured next "
                          "to berth): apt-get install -y containerd")
+    peers = {"podman": "podman", "skopeo": "skopeo", "crun": "crun", "runc": "runc",
+             "docker-registry": "docker-registry", "busybox": "busybox-static"}
+    absent = sorted({pkg for tool, pkg in peers.items() if shutil.which(tool) is None})
+    if absent:
+        raise SystemExit(f"not found: {', '.join(absent)}: apt-get install -y {' '.join(absent)}")
     skip = set(filter(None, a.skip.split(",")))
     b = Bench(a)
     started = time.time()
