@@ -205,6 +205,17 @@ class Eci:
 # ----------------------------------------------------------------------------- processes
 
 
+def terminate(proc: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds; waits for the process to end."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Registry:
     """Debian's docker-registry on loopback, filesystem storage (as tests/e2e/support.py)."""
 
@@ -242,13 +253,7 @@ class Registry:
         return f"{self.host}/busybox:latest"
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 10)
 
 
 class Berth:
@@ -311,13 +316,7 @@ class Berth:
         raise RuntimeError(f"the namespace pool did not fill ({want}) in {timeout} s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 60)
 
 
 def pss_kib(pid: int) -> int:
@@ -574,12 +573,7 @@ class Containerd:
                     self.drop_namespace(ns)
             except (OSError, subprocess.SubprocessError) as e:
                 log(f"cleanup of containerd's namespaces: {e}")
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 20)
         # What a failed removal or a dead containerd may have left: runc containers, shims.
         if self.runc_root.is_dir():
             for root in self.runc_root.iterdir():
