@@ -96,6 +96,66 @@ pub fn remove(state_dir: &Path, id: &str) -> Result<(), NetError> {
     }
 }
 
+/// Where the intent of a setup in progress is kept: beside the records, under a suffix
+/// that [`ids`] does not list.
+fn intent_path(state_dir: &Path, id: &str) -> PathBuf {
+    dir(state_dir).join(format!("{id}.adding"))
+}
+
+/// Records, before anything is made on the host, that `id` is being wired with `config`.
+///
+/// CNI asks a runtime that did not record the result of an ADD (a crash in the middle) to
+/// DEL before it ADDs the same attachment again: host-local keeps the address it reserved
+/// for the container id and refuses a second one. The intent tells a restarted berth that
+/// such a DEL is owed, and with which configuration.
+pub fn write_intent(state_dir: &Path, id: &str, config: &ConfList) -> Result<(), NetError> {
+    let target = intent_path(state_dir, id);
+    let bytes = serde_json::to_vec(config).map_err(|source| NetError::Encode {
+        what: "network setup intent",
+        source,
+    })?;
+    std::fs::write(&target, bytes).map_err(|source| NetError::Io {
+        step: "writing network setup intent",
+        path: target,
+        source,
+    })
+}
+
+/// The configuration of an interrupted setup of `id`: `Some` while its intent is on disk.
+/// A torn intent (a crash while it was written) still owes a DEL, with the current list.
+pub fn read_intent(state_dir: &Path, id: &str) -> Option<Option<ConfList>> {
+    let bytes = std::fs::read(intent_path(state_dir, id)).ok()?;
+    Some(serde_json::from_slice(&bytes).ok())
+}
+
+/// Deletes the intent of `id`; a missing one is fine.
+pub fn remove_intent(state_dir: &Path, id: &str) -> Result<(), NetError> {
+    let target = intent_path(state_dir, id);
+    match std::fs::remove_file(&target) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(NetError::Io {
+            step: "removing network setup intent",
+            path: target,
+            source,
+        }),
+    }
+}
+
+/// Ids with a setup intent on disk.
+pub fn intent_ids(state_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_suffix(".adding").map(str::to_owned)
+        })
+        .collect()
+}
+
 /// Ids that have a record.
 pub fn ids(state_dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
@@ -143,6 +203,19 @@ mod tests {
         assert_eq!(read(dir.path(), "g2"), Some(record));
         assert_eq!(ids(dir.path()), vec!["g2".to_owned()]);
         rename(dir.path(), "g2", "g1").expect("rename back");
+        let config = read(dir.path(), "g1").expect("record").config;
+        write_intent(dir.path(), "g3", &config).expect("intent");
+        assert_eq!(read_intent(dir.path(), "g3"), Some(Some(config)));
+        assert_eq!(intent_ids(dir.path()), vec!["g3".to_owned()]);
+        assert!(
+            !ids(dir.path()).contains(&"g3".to_owned()),
+            "an intent is no record"
+        );
+        std::fs::write(intent_path(dir.path(), "g3"), b"{torn").expect("tear");
+        assert_eq!(read_intent(dir.path(), "g3"), Some(None));
+        remove_intent(dir.path(), "g3").expect("remove intent");
+        remove_intent(dir.path(), "g3").expect("remove intent twice");
+        assert_eq!(read_intent(dir.path(), "g3"), None);
         remove(dir.path(), "g1").expect("remove");
         remove(dir.path(), "g1").expect("remove twice");
         assert!(read(dir.path(), "g1").is_none());

@@ -101,8 +101,11 @@ impl Network {
                 path,
             });
         }
+        // Before anything exists on the host: a crash from here on leaves the intent, and
+        // the next attach DELs what this ADD may have reserved before it ADDs again.
+        cache::write_intent(&self.cfg.state_dir, id, &self.list)?;
         let started = std::time::Instant::now();
-        netns::create(path.clone()).await.map_err(|err| match err {
+        let created = netns::create(path.clone()).await.map_err(|err| match err {
             NetError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
                 NetError::AlreadyExists {
                     id: id.to_owned(),
@@ -110,10 +113,15 @@ impl Network {
                 }
             }
             other => other,
-        })?;
+        });
+        if let Err(err) = created {
+            let _ = cache::remove_intent(&self.cfg.state_dir, id);
+            return Err(err);
+        }
         let netns_done = started.elapsed();
         match self.wire(id, &path).await {
             Ok(attachment) => {
+                cache::remove_intent(&self.cfg.state_dir, id)?;
                 tracing::debug!(
                     id,
                     ip = %attachment.ip,
@@ -141,6 +149,10 @@ impl Network {
         validate_id(id)?;
         let own_path = self.netns_path(id);
         let record = cache::read(&self.cfg.state_dir, id);
+        let intended = match &record {
+            Some(_) => None,
+            None => cache::read_intent(&self.cfg.state_dir, id).flatten(),
+        };
         let (list, prev, cni_id, live) = match &record {
             Some(rec) => (
                 &rec.config,
@@ -149,7 +161,7 @@ impl Network {
                 self.live_netns(id, &rec.attachment.netns),
             ),
             None => (
-                &self.list,
+                intended.as_ref().unwrap_or(&self.list),
                 None,
                 id,
                 netns::is_pinned(&own_path).then(|| own_path.clone()),
@@ -179,7 +191,15 @@ impl Network {
         }
         netns::remove(&own_path)?;
         self.drop_held(id);
-        cache::remove(&self.cfg.state_dir, id)
+        cache::remove(&self.cfg.state_dir, id)?;
+        cache::remove_intent(&self.cfg.state_dir, id)
+    }
+
+    /// Whether `id` has no record but something of a setup that did not finish: its intent
+    /// or its namespace file. [`Network::teardown`] undoes such a setup.
+    pub(crate) fn interrupted(&self, id: &str) -> bool {
+        cache::read_intent(&self.cfg.state_dir, id).is_some()
+            || std::fs::symlink_metadata(self.netns_path(id)).is_ok()
     }
 
     /// The cached attachment of a wired group.
@@ -188,10 +208,11 @@ impl Network {
         cache::read(&self.cfg.state_dir, id).map(|rec| rec.attachment)
     }
 
-    /// Ids of groups that have a namespace file or a cached result, sorted; the pool's own
-    /// namespaces are not among them.
+    /// Ids of groups that have a namespace file, a cached result or an unfinished setup,
+    /// sorted; the pool's own namespaces are not among them.
     pub fn known(&self) -> Vec<String> {
         let mut ids: BTreeSet<String> = cache::ids(&self.cfg.state_dir).into_iter().collect();
+        ids.extend(cache::intent_ids(&self.cfg.state_dir));
         if let Ok(entries) = std::fs::read_dir(&self.cfg.netns_dir) {
             ids.extend(
                 entries

@@ -99,8 +99,13 @@ impl Network {
                 }
                 None => self.teardown(id).await?,
             },
-            // A pin without a record: a takeover that did not finish.
-            None => netns::remove(&self.netns_path(id))?,
+            // A pin without a record (a takeover that did not finish), or a setup whose
+            // ADD was cut short: DEL before ADD, so the address it reserved is released.
+            None if self.interrupted(id) => {
+                tracing::info!(id, "undoing a network setup that did not finish");
+                self.teardown(id).await?
+            }
+            None => {}
         }
         if let Some(att) = self.claim(id) {
             return Ok(att);
@@ -320,8 +325,9 @@ impl Network {
         ids
     }
 
-    /// Deletes host-local reservations made for pool names that no record holds (a pool
-    /// namespace whose setup was cut short by a crash or a shutdown).
+    /// Deletes host-local reservations that nothing holds: made for pool names that no
+    /// record holds (a pool namespace whose setup was cut short by a crash or a shutdown),
+    /// or for a group with neither a record nor an unfinished setup to undo.
     fn release_orphan_reservations(&self) {
         let dir = config::ipam_dir(&self.cfg.state_dir).join(&self.cfg.network_name);
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -334,10 +340,28 @@ impl Network {
             .collect();
         for entry in entries.flatten() {
             let path = entry.path();
+            // host-local keeps one file per address, named by it, beside its own files
+            // (`lock`, `last_reserved_ip.0`).
+            let is_address = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok());
+            if !is_address {
+                continue;
+            }
             let Some(owner) = reservation_owner(&path) else {
                 continue;
             };
-            if is_warm(&owner) && !held.contains(&owner) {
+            if held.contains(&owner) {
+                continue;
+            }
+            // A group's reservation is looked at only after its file was read: a setup in
+            // progress writes its intent before its ADD reserves anything.
+            let orphan = is_warm(&owner)
+                || (validate_id(&owner).is_ok()
+                    && cache::read(&self.cfg.state_dir, &owner).is_none()
+                    && !self.interrupted(&owner));
+            if orphan {
                 tracing::info!(owner, file = %path.display(), "releasing an orphaned address reservation");
                 let _ = std::fs::remove_file(&path);
             }

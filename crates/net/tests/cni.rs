@@ -319,3 +319,35 @@ async fn teardown_cleans_up_after_a_lost_namespace() {
         assert_gone(&fx, id, &att, &chains);
     }
 }
+
+/// A crash between the ADD and the record of its result leaves an address reserved for the
+/// group, a veth and the namespace pin, but no record: the next attach must DEL before it
+/// ADDs again (host-local refuses a second address for the same container id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_cut_short_is_undone_before_the_next_attach() {
+    let fx = Fixture::new();
+    let results = fx.cfg.state_dir.join("results");
+    for (id, intent) in [("cut1", None), ("cut2", Some("{torn"))] {
+        let first = fx.net.setup(id).await.expect("setup");
+        let chains = masq_chains(&fx.name, id);
+        std::fs::remove_file(results.join(format!("{id}.json"))).expect("drop the record");
+        if let Some(text) = intent {
+            std::fs::write(results.join(format!("{id}.adding")), text).expect("intent");
+        }
+        assert!(fx.reservation(first.ip).exists(), "the address stays reserved");
+        assert_eq!(fx.net.known(), vec![id.to_owned()], "the pin names the group");
+
+        let again = fx.net.attach(id).await.expect("attach after the cut");
+        assert_wired(&fx, id, &again);
+        wait_until(|| !host_link_exists(&first.interface) || first.interface == again.interface);
+        if first.ip != again.ip {
+            assert!(!fx.reservation(first.ip).exists(), "the first address leaked");
+        }
+        assert!(
+            !results.join(format!("{id}.adding")).exists(),
+            "the intent outlived the setup"
+        );
+        fx.net.teardown(id).await.expect("teardown");
+        assert_gone(&fx, id, &again, &chains);
+    }
+}
