@@ -15,7 +15,10 @@ pub use cache::{CacheStatus, ImageCacheRecord};
 pub use event::{Event, EventType};
 pub use id::{is_group_id, GroupId};
 pub use record::{GroupRecord, ObservedGroup};
-pub use restart::{backoff_delay, should_restart, BACKOFF_MAX, BACKOFF_RESET_AFTER, BACKOFF_START};
+pub use restart::{
+    backoff_delay, setup_backoff, should_restart, BACKOFF_MAX, BACKOFF_RESET_AFTER, BACKOFF_START,
+    SETUP_BACKOFF_START,
+};
 pub use size::{normalize_size, Size, SizeError, DEFAULT_CPU, DEFAULT_MEMORY};
 pub use spec::{
     ContainerSpec, EnvVar, GroupSpec, ImagePullPolicy, PortSpec, RegistryCredential, RestartPolicy,

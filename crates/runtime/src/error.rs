@@ -52,6 +52,9 @@ pub enum RuntimeError {
         stderr: String,
     },
 
+    #[error("monitor {pid} still runs a container in {dir}")]
+    Busy { dir: PathBuf, pid: i32 },
+
     #[error("{what} did not finish within {secs} s")]
     Timeout { what: String, secs: u64 },
 

@@ -15,6 +15,10 @@ use crate::spawn;
 
 /// How long a container may take to die after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long a monitor found at re-adoption may take to report its container running.
+const MONITOR_REPORT_WAIT: Duration = Duration::from_secs(15);
+/// How long a monitor that was being spawned may take to write its pid file.
+const SPAWN_WAIT: Duration = Duration::from_secs(1);
 
 /// How berth runs containers on this host.
 #[derive(Clone, Debug)]
@@ -155,10 +159,7 @@ impl Runtime {
             std::fs::create_dir_all(parent).map_err(|e| RuntimeError::io("create", parent, e))?;
         }
         if let Some(pid) = files::live_monitor(&dir) {
-            return Err(RuntimeError::StartFailed {
-                id: id.to_string(),
-                message: format!("monitor {pid} still runs a container in {}", dir.display()),
-            });
+            return Err(RuntimeError::Busy { dir, pid });
         }
         let oom_file = cgroup_path_of(&dir).map(|p| self.cfg.layout.oom_file(&p));
         files::clear_run_files(&dir)?;
@@ -199,6 +200,32 @@ impl Runtime {
         let monitor = files::live_monitor(container_dir)?;
         let started: Started = files::read_json(&container_dir.join(files::STARTED))?;
         (started.monitor_pid == monitor).then_some(started)
+    }
+
+    /// [`Runtime::adopt`], also for a start that a crash of berth cut short: a monitor that
+    /// was spawned but has not reported yet is given time to get its container running
+    /// (`None` once it has exited, or when it does not report in time).
+    pub async fn adopt_starting(&self, container_dir: &Path) -> Option<Started> {
+        let began = Instant::now();
+        loop {
+            if let Some(started) = self.adopt(container_dir) {
+                return Some(started);
+            }
+            let waited = began.elapsed();
+            let starting = if files::live_monitor(container_dir).is_some() {
+                waited < MONITOR_REPORT_WAIT
+            } else {
+                // `monitor.json` is written just before the spawn, `monitor.pid` by the
+                // monitor first thing: a spawn in flight has the one without the other.
+                waited < SPAWN_WAIT
+                    && container_dir.join(files::MONITOR_CONFIG).exists()
+                    && !container_dir.join(files::MONITOR_PID).exists()
+            };
+            if !starting {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Resolves when the monitor of the container has recorded its exit.

@@ -87,11 +87,13 @@ async fn stop_sends_sigterm_first() {
         assert!(t.elapsed() < TIMEOUT, "the shell never got ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // A second start of a running container is refused.
+    // A second start of a running container is refused, naming the monitor that holds it.
     assert!(matches!(
         rt.start(f.id(), &f.dir(), &f.log()).await,
-        Err(RuntimeError::StartFailed { .. })
+        Err(RuntimeError::Busy { pid, .. }) if pid == started.monitor_pid
     ));
+    // Adoption finds it, as a restarted berth would.
+    assert_eq!(rt.adopt_starting(&f.dir()).await, Some(started.clone()));
     let t = Instant::now();
     rt.stop(f.id(), Duration::from_secs(20)).await.unwrap();
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
