@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::container::runtime_id;
 use crate::files::{remove_cgroup_parents, GroupDirs};
-use crate::group::run_group;
+use crate::group::{run_group, Start};
 use crate::state::LogSelector;
 
 /// Where the node's observations go (the control plane).
@@ -190,11 +190,17 @@ impl Agent {
             // Nothing runs any more; its resources stay until the group is deleted.
             return;
         }
-        let fresh = restarted || rec.status == GroupStatus::Scheduling;
+        let how = if restarted {
+            Start::Restart
+        } else if rec.status == GroupStatus::Scheduling {
+            Start::New
+        } else {
+            Start::Resume
+        };
         let cancel = CancellationToken::new();
         let generation = rec.restart_generation;
         let id = rec.id.clone();
-        let task = tokio::spawn(run_group(self.inner.clone(), rec, fresh, cancel.clone()));
+        let task = tokio::spawn(run_group(self.inner.clone(), rec, how, cancel.clone()));
         self.running().insert(
             id,
             Running {

@@ -48,7 +48,12 @@ pub enum Adopted {
 pub enum RunEnd {
     Exited(ExitStatus),
     Cancelled,
+    /// The runtime refused to start the container (its command, its spec): an exit of the
+    /// container as far as the restart policy goes, as Kubernetes' StartError.
     StartFailed(String),
+    /// berth's own machinery failed before the container's process could be started (the
+    /// root filesystem mount, the bundle, the monitor): retried under every policy.
+    SetupFailed(String),
 }
 
 impl ContainerCtx {
@@ -181,11 +186,11 @@ impl ContainerCtx {
         })();
         let rootfs = match prepared {
             Ok(r) => r,
-            Err(e) => return RunEnd::StartFailed(e),
+            Err(e) => return RunEnd::SetupFailed(e),
         };
         let bundle = self.bundle(rootfs);
         if let Err(e) = rt.write_bundle(&cdir, &bundle) {
-            return RunEnd::StartFailed(e.to_string());
+            return RunEnd::SetupFailed(crate::files::error_chain(&e));
         }
         self.state.event(
             EventType::Normal,
@@ -204,7 +209,10 @@ impl ContainerCtx {
         }
         let started = match rt.start(&id, &cdir, &log).await {
             Ok(s) => s,
-            Err(e) => return RunEnd::StartFailed(crate::files::error_chain(&e)),
+            Err(e @ berth_runtime::RuntimeError::StartFailed { .. }) => {
+                return RunEnd::StartFailed(crate::files::error_chain(&e))
+            }
+            Err(e) => return RunEnd::SetupFailed(crate::files::error_chain(&e)),
         };
         drop(starting);
         let at = started.started_at;
@@ -219,6 +227,27 @@ impl ContainerCtx {
             |c| c.current = ContainerState::running(at),
         );
         self.wait(started).await
+    }
+
+    /// Records an adopted container as running when the record does not say so yet: berth
+    /// stopped after its monitor was spawned and before the start was recorded.
+    fn note_adopted(&self, status: &berth_core::ContainerStatus, started: &berth_runtime::Started) {
+        let at = started.started_at;
+        let recorded = status.current.state == berth_core::StateKind::Running
+            && status.current.start_time == Some(at);
+        if recorded {
+            return;
+        }
+        self.state.set_container(
+            self.init,
+            &self.spec.name,
+            Some((
+                EventType::Normal,
+                "Started",
+                format!("Started container {}", self.spec.name),
+            )),
+            |c| c.current = ContainerState::running(at),
+        );
     }
 
     /// Waits for a started (or adopted) container to exit.
@@ -281,19 +310,54 @@ impl ContainerCtx {
     pub async fn supervise(&self, adopted: Option<Adopted>) -> Option<i32> {
         let cancel = &self.cancel;
         let mut first = adopted;
+        let mut setup_failures = 0u32;
         loop {
             let status = self
                 .state
                 .container(self.init, &self.spec.name)
                 .unwrap_or_default();
             let end = match first.take() {
-                Some(Adopted::Running(started)) => self.wait(started).await,
+                Some(Adopted::Running(started)) => {
+                    self.note_adopted(&status, &started);
+                    self.wait(started).await
+                }
                 Some(Adopted::Exited(exit)) => RunEnd::Exited(exit),
                 None => self.run_once(status.restart_count).await,
             };
             let exit = match end {
                 RunEnd::Cancelled => return None,
                 RunEnd::Exited(exit) => exit,
+                RunEnd::SetupFailed(msg) => {
+                    let delay = berth_core::setup_backoff(setup_failures);
+                    setup_failures = setup_failures.saturating_add(1);
+                    tracing::warn!(group = %self.gid, container = %self.spec.name, error = %msg, retry_in_s = delay.as_secs(), "container setup failed");
+                    self.state.set_container(
+                        self.init,
+                        &self.spec.name,
+                        Some((
+                            EventType::Warning,
+                            "Failed",
+                            format!("Error: {msg}; retrying in {}s", delay.as_secs()),
+                        )),
+                        |c| {
+                            c.current = ContainerState::waiting("CreateContainerError");
+                            c.current.reason = Some("CreateContainerError".into());
+                            c.current.message = Some(msg.clone());
+                        },
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cancel.cancelled() => return None,
+                    }
+                    // A monitor of the failed attempt may have got the container running.
+                    first = self
+                        .inner
+                        .runtime
+                        .adopt_starting(&self.dirs.container(&self.spec.name))
+                        .await
+                        .map(Adopted::Running);
+                    continue;
+                }
                 RunEnd::StartFailed(msg) => {
                     tracing::warn!(group = %self.gid, container = %self.spec.name, error = %msg, "container did not start");
                     let now = Utc::now();

@@ -9,7 +9,6 @@ use berth_core::{
 };
 use berth_image::{Image, PullEvent, PullOptions};
 use berth_runtime::Runtime;
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Inner;
@@ -18,12 +17,8 @@ use crate::files::{error_chain, write_etc, GroupDirs};
 use crate::state::{waiting, GroupState};
 
 /// Runs a group until it is cancelled or all its containers are done for good.
-pub async fn run_group(
-    inner: Arc<Inner>,
-    rec: GroupRecord,
-    fresh: bool,
-    cancel: CancellationToken,
-) {
+pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: CancellationToken) {
+    let fresh = how != Start::Resume;
     let gid = rec.id.to_string();
     let spec = Arc::new(rec.spec.clone());
     let dirs = inner.dirs.group(&gid);
@@ -42,8 +37,9 @@ pub async fn run_group(
 
     // Network and images are independent: set both up at once.
     let began = std::time::Instant::now();
+    let hostname = spec.host_name.clone().unwrap_or_else(|| spec.name.clone());
     let net = async {
-        let r = inner.net.attach(&gid).await;
+        let r = sandbox(&inner, &gid, &dirs, &hostname, &state, &cancel).await;
         (r, began.elapsed())
     };
     let images = async {
@@ -57,34 +53,7 @@ pub async fn run_group(
         images_us = images_took.as_micros() as u64,
         "network and images ready"
     );
-    let attachment = match attachment {
-        Ok(a) => a,
-        Err(e) => {
-            let msg = format!(
-                "cannot set up the network of the group: {}",
-                error_chain(&e)
-            );
-            tracing::error!(group = %gid, error = %e, "network setup failed");
-            state.update(|o| {
-                o.failed = Some(msg.clone());
-                o.events.push(berth_core::Event::new(
-                    EventType::Warning,
-                    "FailedCreatePodSandBox",
-                    msg,
-                    None,
-                    Utc::now(),
-                ));
-            });
-            return;
-        }
-    };
-    let ip = attachment.ip.to_string();
-    state.update(|o| o.intranet_ip = Some(ip.clone()));
-    let hostname = spec.host_name.clone().unwrap_or_else(|| spec.name.clone());
-    if let Err(e) = write_etc(&dirs, &hostname, Some(&ip)) {
-        state.update(|o| o.failed = Some(format!("cannot write the group's /etc files: {e}")));
-        return;
-    }
+    let Some(attachment) = attachment else { return };
     let Some(images) = images else { return };
 
     let ctx = |c: &berth_core::ContainerSpec, init: bool| ContainerCtx {
@@ -109,7 +78,7 @@ pub async fn run_group(
             continue;
         }
         let cx = ctx(c, true);
-        let adopted = adopt(&inner.runtime, &dirs, &state, true, &c.name);
+        let adopted = adopt(&inner.runtime, &dirs, &state, how, true, &c.name).await;
         match cx.supervise(adopted).await {
             Some(0) => {}
             _ => return,
@@ -131,7 +100,7 @@ pub async fn run_group(
             }
         }
         let cx = ctx(c, false);
-        let adopted = adopt(&inner.runtime, &dirs, &state, false, &c.name);
+        let adopted = adopt(&inner.runtime, &dirs, &state, how, false, &c.name).await;
         tasks.push(tokio::spawn(async move { cx.supervise(adopted).await }));
     }
     drop(starting);
@@ -140,28 +109,104 @@ pub async fn run_group(
     }
 }
 
-/// Re-attaches to a container that kept running; records its exit if it ended meanwhile.
-fn adopt(
+/// The group's network and its /etc files, retried with back-off until they are set up or the
+/// group goes (`None`). A failure here is berth's, not the group's: it never fails the group,
+/// whatever its restart policy, as kubelet retries a sandbox it could not create.
+async fn sandbox(
+    inner: &Arc<Inner>,
+    gid: &str,
+    dirs: &GroupDirs,
+    hostname: &str,
+    state: &Arc<GroupState>,
+    cancel: &CancellationToken,
+) -> Option<berth_net::Attachment> {
+    let mut attempt = 0u32;
+    loop {
+        // Not cut short when the group goes: its removal must not race a half-done ADD.
+        let res = inner.net.attach(gid).await.map_err(|e| {
+            format!(
+                "cannot set up the network of the group: {}",
+                error_chain(&e)
+            )
+        });
+        let res = res.and_then(|att| {
+            let ip = att.ip.to_string();
+            write_etc(dirs, hostname, Some(&ip))
+                .map(|()| att)
+                .map_err(|e| format!("cannot write the group's /etc files: {e}"))
+        });
+        let msg = match res {
+            Ok(att) => {
+                let ip = att.ip.to_string();
+                state.update(|o| o.intranet_ip = Some(ip));
+                return Some(att);
+            }
+            Err(msg) => msg,
+        };
+        let delay = berth_core::setup_backoff(attempt);
+        tracing::error!(group = %gid, error = %msg, retry_in_s = delay.as_secs(), "group sandbox setup failed");
+        state.event(
+            EventType::Warning,
+            "FailedCreatePodSandBox",
+            format!("{msg}; retrying in {}s", delay.as_secs()),
+            None,
+        );
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => return None,
+        }
+    }
+}
+
+/// What a former berth left of a container: a monitor still running it, or an exit nobody
+/// recorded. Both are looked for whatever the record says, since berth may have stopped
+/// between spawning a monitor and recording the start, or between an exit and its record.
+async fn adopt(
     rt: &Runtime,
     dirs: &GroupDirs,
     state: &GroupState,
+    how: Start,
     init: bool,
     name: &str,
 ) -> Option<Adopted> {
-    let st = state.container(init, name)?;
-    if st.current.state != StateKind::Running {
+    if how == Start::Restart {
+        // The former run was stopped on purpose; its exit is no news.
         return None;
     }
+    let st = state.container(init, name)?;
     let cdir = dirs.container(name);
-    if let Some(started) = rt.adopt(&cdir) {
+    if let Some(started) = rt.adopt_starting(&cdir).await {
         tracing::info!(container = %name, pid = started.pid, "re-adopted running container");
         return Some(Adopted::Running(started));
     }
-    if let Some(exit) = Runtime::read_exit(&cdir) {
-        // It exited while berth was down: the supervisor records the real exit status.
-        return Some(Adopted::Exited(exit));
+    if how == Start::New {
+        return None;
     }
-    None
+    let exit = Runtime::read_exit(&cdir)?;
+    // An exit the record holds already (the current state, or the previous one while a
+    // restart waits) is not news.
+    let recorded = |s: &ContainerState| {
+        s.state == StateKind::Terminated && s.start_time == Some(exit.started_at)
+    };
+    if recorded(&st.current) || st.previous.as_ref().is_some_and(recorded) {
+        return None;
+    }
+    // It exited while berth was down: the supervisor records the real exit status.
+    Some(Adopted::Exited(exit))
+}
+
+/// Why a group task starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// A group that never ran (or whose first report was lost): fresh states; a monitor
+    /// found running is adopted.
+    New,
+    /// A group that ran before berth restarted: its recorded states; running monitors and
+    /// unrecorded exits are adopted.
+    Resume,
+    /// RestartContainerGroup: every container was stopped; all start afresh.
+    Restart,
 }
 
 /// Pulls every image of the group, retrying with back-off until it works or the group goes.
