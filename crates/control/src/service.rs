@@ -188,20 +188,34 @@ impl Control {
         Ok(())
     }
 
+    /// Removes the group from its node, then its record. An accepted delete always takes
+    /// effect: a failed removal is retried with back-off (the record stays Terminating, so
+    /// a restart of berth takes it up again).
     fn spawn_removal(self: &Arc<Self>, rec: GroupRecord) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let grace = Duration::from_secs(rec.spec.termination_grace_period_secs);
             let Ok(node) = this.node() else { return };
-            match node.remove(&rec.id, grace).await {
-                Ok(()) => {
-                    if let Err(e) = this.store.delete_group(&rec.id) {
-                        tracing::error!(group = %rec.id, error = %e, "cannot delete the record of a removed group");
+            let mut attempt = 0u32;
+            loop {
+                let res = match node.remove(&rec.id, grace).await {
+                    Ok(()) => match this.store.delete_group(&rec.id) {
+                        Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                match res {
+                    Ok(()) => {
+                        tracing::info!(group = %rec.id, "container group deleted");
+                        return;
                     }
-                    tracing::info!(group = %rec.id, "container group deleted");
-                }
-                Err(e) => {
-                    tracing::error!(group = %rec.id, error = %e, "removing container group failed")
+                    Err(e) => {
+                        let delay = berth_core::setup_backoff(attempt);
+                        attempt = attempt.saturating_add(1);
+                        tracing::error!(group = %rec.id, error = %e, retry_in_s = delay.as_secs(), "removing container group failed");
+                        tokio::time::sleep(delay).await;
+                    }
                 }
             }
         });
