@@ -242,9 +242,10 @@ class Registry:
 class Berth:
     """`berth serve` as a user starts it, with its own state dir and log file."""
 
-    def __init__(self, state_dir: Path, log: Path):
+    def __init__(self, state_dir: Path, log: Path, extra_args: list[str] | None = None):
         self.state_dir = state_dir
         self.log = log
+        self.extra_args = list(extra_args or [])
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.endpoint}"
@@ -273,8 +274,12 @@ class Berth:
                     "--metrics-interval",
                     os.environ.get("BERTH_E2E_METRICS_INTERVAL", "2"),
                     # A small pool: filled and drained at every start and stop of berth.
-                    "--netns-pool",
-                    os.environ.get("BERTH_E2E_NETNS_POOL", "8"),
+                    *(
+                        []
+                        if "--netns-pool" in self.extra_args
+                        else ["--netns-pool", os.environ.get("BERTH_E2E_NETNS_POOL", "8")]
+                    ),
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -570,6 +575,21 @@ def http_get(url: str, timeout: float = 5) -> str:
 # ----------------------------------------------------------------------------- leftovers
 
 
+def ipam_reservations(state_dir: Path) -> list[str]:
+    """Addresses host-local still reserves in berth's network state (files named by IP)."""
+    import ipaddress
+
+    found = []
+    for path in (state_dir / "net" / "ipam").glob("*/*"):
+        try:
+            ipaddress.ip_address(path.name)
+        except ValueError:
+            continue
+        owner = (path.read_text(errors="replace").split() or ["?"])[0]
+        found.append(f"{path.name} ({owner})")
+    return found
+
+
 def mounts_under(prefix: Path) -> list[str]:
     prefix_s = str(prefix).rstrip("/") + "/"
     found = []
@@ -623,10 +643,10 @@ def netns_files(ids: Iterable[str], state_dir: Path | None = None) -> list[str]:
     return found
 
 
-def bridge_ports() -> list[str]:
-    """Interfaces enslaved to berth0 (empty when the bridge does not exist)."""
+def bridge_ports(bridge: str = BRIDGE) -> list[str]:
+    """Interfaces enslaved to the bridge (empty when it does not exist)."""
     res = subprocess.run(
-        ["ip", "-o", "link", "show", "master", BRIDGE], capture_output=True, text=True
+        ["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True
     )
     if res.returncode != 0:
         return []
@@ -663,6 +683,7 @@ def leftovers(
     ids: Iterable[str],
     veths_allowed: Iterable[str] | None = None,
     any_mount: bool = False,
+    bridge: str = BRIDGE,
 ) -> list[str]:
     """What a deleted group left on the host. Empty when everything was cleaned up.
 
@@ -682,7 +703,7 @@ def leftovers(
     allowed = set(veths_allowed or [])
     if not any_mount:  # berth runs: its namespace pool is not a leftover
         allowed |= pool_veths(state_dir)
-    problems += [f"veth on {BRIDGE}: {v}" for v in bridge_ports() if v not in allowed]
+    problems += [f"veth on {bridge}: {v}" for v in bridge_ports(bridge) if v not in allowed]
     return problems
 
 
@@ -692,12 +713,13 @@ def assert_no_leftovers(
     veths_allowed: Iterable[str] | None = None,
     any_mount: bool = False,
     grace: float = 10,
+    bridge: str = BRIDGE,
 ) -> None:
     __tracebackhide__ = True
     ids = list(ids)
     deadline = time.monotonic() + grace
     while True:
-        problems = leftovers(state_dir, ids, veths_allowed, any_mount)
+        problems = leftovers(state_dir, ids, veths_allowed, any_mount, bridge)
         if not problems or time.monotonic() >= deadline:
             break
         time.sleep(0.5)

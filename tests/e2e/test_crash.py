@@ -1,0 +1,222 @@
+"""Fault injection: `kill -9` of `berth serve` at random moments of bursts of creates and
+deletes, then a restart on the same state directory.
+
+Every round: a burst of CreateContainerGroup calls (more groups than the namespace pool
+holds, so groups are wired both from the pool and by CNI ADD) and deletes of groups of
+earlier rounds from 8 SDK clients, `kill -9` at a random moment, sometimes a second kill
+while berth resumes, then a restart. After it: every create that got an id is Running (none
+Failed), every delete that got an answer is gone, each container runs exactly once under
+exactly one monitor. At the end everything is deleted, berth stops gracefully, and the host
+holds no mount, netns, veth, cgroup, process or address reservation of any of it.
+
+The run is seeded; the seed is printed, and `BERTH_CRASH_SEED=N BERTH_CRASH_ROUNDS=M`
+replays or lengthens it. This berth has a bridge and subnet of its own, so it never meets
+the berth of the other tests.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from alibabacloud_eci20180808 import models
+
+import support
+from support import Berth, container, pretty, wait_for
+
+ROUNDS = int(os.environ.get("BERTH_CRASH_ROUNDS", "10"))
+SEED = int(os.environ.get("BERTH_CRASH_SEED", str(random.randrange(1 << 32))))
+BRIDGE = "berthk0"
+SUBNET = "10.214.0.0/16"
+POOL = 4
+CLIENTS = 8
+
+
+class Burst:
+    """One round's requests and what berth answered."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.created: dict[str, str] = {}  # group id -> name: the create was answered
+        self.deleted: set[str] = set()  # the delete was answered
+        self.unanswered: list[str] = []
+
+
+def _create(server: Berth, image: str, registry: str, name: str, policy: str) -> str:
+    tag = f": {name}"
+    req = models.CreateContainerGroupRequest(
+        region_id=support.REGION,
+        container_group_name=name,
+        restart_policy=policy,
+        termination_grace_period_seconds=3,
+        plain_http_registry=registry,
+        container=[
+            container(
+                "c",
+                image,
+                ["sh", "-c", f"{tag}; trap 'exit 0' TERM; while :; do sleep 1; done"],
+                cpu=0.25,
+                memory=0.25,
+            )
+        ],
+    )
+    return server.client().create_container_group(req).body.container_group_id
+
+
+def _burst(server: Berth, images, rng: random.Random, rnd: int, alive: dict[str, str]) -> Burst:
+    burst = Burst()
+    creates = rng.randint(6, 14)
+    victims = rng.sample(sorted(alive), k=min(len(alive), rng.randint(0, 4)))
+    kill_after = rng.uniform(0.0, 1.2)
+    jobs: list[tuple[str, str, str]] = [
+        ("create", f"crash-{rnd}-{i}", rng.choice(["Always", "OnFailure", "Never"]))
+        for i in range(creates)
+    ] + [("delete", gid, "") for gid in victims]
+    rng.shuffle(jobs)
+
+    def run(job: tuple[str, str, str]) -> None:
+        kind, what, policy = job
+        try:
+            if kind == "create":
+                gid = _create(server, images.image, images.registry, what, policy)
+                with burst.lock:
+                    burst.created[gid] = what
+            else:
+                support.delete(server.client(), what)
+                with burst.lock:
+                    burst.deleted.add(what)
+        except Exception as exc:  # noqa: BLE001 - a request cut short by the kill
+            with burst.lock:
+                burst.unanswered.append(f"{kind} {what}: {type(exc).__name__}")
+
+    killer = threading.Timer(kill_after, server.kill)
+    killer.start()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(run, jobs))
+    killer.join()
+    print(
+        f"round {rnd}: kill after {kill_after:.2f}s, {len(burst.created)}/{creates} creates "
+        f"and {len(burst.deleted)}/{len(victims)} deletes answered"
+    )
+    return burst
+
+
+def _pids(needle: str) -> list[int]:
+    """Live processes whose full command line (from /proc, never cut) contains needle."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and needle in _cmdline(int(entry.name)):
+            if support.pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def _container_processes(tag: str) -> list[int]:
+    return _pids(f"-c {tag};")
+
+
+def _monitors(gid: str) -> list[int]:
+    return [p for p in _pids(f"{gid}/containers/c") if "monitor" in _cmdline(p)]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _verify(server: Berth, alive: dict[str, str], gone: set[str], rnd: int) -> None:
+    client = server.client()
+    # Creates whose answer the kill swallowed may exist: then they must work like the rest.
+    listed = {g["ContainerGroupId"]: g for g in support.list_groups(client)}
+    for gid, g in listed.items():
+        name = g.get("ContainerGroupName") or ""
+        if gid not in alive and gid not in gone and name.startswith("crash-"):
+            alive[gid] = name
+    for gid, name in sorted(alive.items()):
+        support.wait_status(
+            client, gid, ["Running"], 90, never=["Failed", "Succeeded"], diag=server.diag
+        )
+    for gid in sorted(gone):
+        wait_for(
+            f"round {rnd}: deleted group {gid} to be gone",
+            lambda gid=gid: support.describe(client, gid) is None,
+            60,
+            diag=server.diag,
+        )
+    for gid, name in sorted(alive.items()):
+        shells = wait_for(
+            f"the shell of {name}", lambda name=name: _container_processes(f": {name}"), 15
+        )
+        assert len(shells) == 1, f"round {rnd}: {name} ({gid}) runs {len(shells)} times"
+        monitors = _monitors(gid)
+        assert len(monitors) == 1, (
+            f"round {rnd}: {name} ({gid}) has monitors {monitors}; its processes:\n"
+            + "\n".join(f"{p} {_cmdline(p)}" for p in _pids(gid))
+        )
+        group = support.describe(client, gid, with_event=True)
+        failed = [e for e in (group or {}).get("Events") or [] if "duplicate allocation" in str(e)]
+        assert not failed, pretty(group)
+
+
+def test_kill_9_during_bursts_fails_no_accepted_group(images):
+    print(f"crash test seed {SEED}, {ROUNDS} rounds (BERTH_CRASH_SEED={SEED} replays it)")
+    base = Path(tempfile.mkdtemp(prefix="berth-crash-", dir="/tmp"))
+    server = Berth(
+        base / "state",
+        base / "berth.log",
+        ["--bridge", BRIDGE, "--subnet", SUBNET, "--netns-pool", str(POOL)],
+    )
+    alive: dict[str, str] = {}
+    everything: set[str] = set()
+    # Ports already on the bridge belong to an earlier run on a developer's machine.
+    veths_before = support.bridge_ports(BRIDGE)
+    server.start()
+    try:
+        for rnd in range(ROUNDS):
+            rng = random.Random(f"{SEED}-{rnd}")
+            burst = _burst(server, images, rng, rnd, alive)
+            everything |= set(burst.created)
+            for gid in burst.deleted:
+                alive.pop(gid, None)
+            alive.update(burst.created)
+            server.start()
+            if rng.random() < 0.3:
+                # A second crash while berth resumes what the first one cut short.
+                time.sleep(rng.uniform(0.0, 0.4))
+                server.kill()
+                print(f"round {rnd}: killed again while resuming")
+                server.start()
+            _verify(server, alive, burst.deleted, rnd)
+            everything |= set(alive)
+
+        client = server.client()
+        for gid in sorted(alive):
+            support.delete(client, gid)
+        wait_for(
+            "every group to be deleted",
+            lambda: not support.list_groups(client),
+            120,
+            diag=server.diag,
+        )
+        assert server.stop(timeout=30), "berth serve did not stop within 30 s of SIGTERM"
+        support.assert_no_leftovers(
+            server.state_dir, everything, veths_before, any_mount=True, bridge=BRIDGE
+        )
+        assert not support.mounts_under(base), support.mounts_under(base)
+        reserved = support.ipam_reservations(server.state_dir)
+        assert not reserved, f"addresses still reserved: {reserved}"
+    except BaseException:
+        print(server.diag(120))
+        raise
+    finally:
+        if server.running():
+            server.stop(timeout=30)
+    shutil.rmtree(base, ignore_errors=True)
