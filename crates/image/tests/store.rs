@@ -334,3 +334,23 @@ async fn imports_oci_and_docker_archives() {
     );
     assert!(store.lookup("air/tool:v3").is_none());
 }
+
+/// Work in progress that a crash left (a layer half unpacked, an import half read) is
+/// discarded when the store is opened again, and never served as a layer.
+#[test]
+fn work_cut_short_by_a_crash_is_discarded_on_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let store = ImageStore::open(&root).unwrap();
+    // Where a layer is unpacked before it is renamed into place.
+    let partial = root.join("tmp/0123abcd-0");
+    fs::create_dir_all(partial.join("usr/bin")).unwrap();
+    fs::write(partial.join("usr/bin/half"), b"half a file").unwrap();
+    drop(store);
+
+    let _reopened = ImageStore::open(&root).unwrap();
+    assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    let layers = root.join("layers");
+    let served = fs::read_dir(&layers).map(|rd| rd.count()).unwrap_or(0);
+    assert_eq!(served, 0, "nothing half made became a layer");
+}
