@@ -220,3 +220,78 @@ def test_kill_9_during_bursts_fails_no_accepted_group(images):
         if server.running():
             server.stop(timeout=30)
     shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_full_disk_fails_requests_cleanly_and_berth_recovers(images):
+    """With the state directory's file system full, a create either fails with an
+    ECI-shaped error and leaves nothing, or is accepted and starts once there is room; a
+    running group keeps running; berth serves again when space returns."""
+    from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
+
+    base = Path(tempfile.mkdtemp(prefix="berth-full-", dir="/tmp"))
+    disk = base / "disk"
+    disk.mkdir()
+    subprocess_run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(disk)])
+    server = Berth(
+        disk / "state",
+        base / "berth.log",
+        ["--bridge", BRIDGE, "--subnet", SUBNET, "--netns-pool", "2"],
+    )
+    veths_before = support.bridge_ports(BRIDGE)
+    created: list[str] = []
+    try:
+        server.start()
+        client = server.client()
+        first = _create(server, images.image, images.registry, "full-0", "Always")
+        created.append(first)
+        support.wait_status(client, first, ["Running"], 60, never=["Failed"], diag=server.diag)
+
+        filler = disk / "filler"
+        with open(filler, "wb") as f:
+            chunk = b"\0" * (1 << 20)
+            try:
+                while True:
+                    f.write(chunk)
+                    f.flush()
+            except OSError:
+                pass
+        accepted = None
+        try:
+            accepted = _create(server, images.image, images.registry, "full-1", "Always")
+            created.append(accepted)
+            print("with the disk full, the create was accepted")
+        except (ClientException, ServerException) as exc:
+            print(f"with the disk full, the create was refused: {exc.code}: {exc.message}")
+            assert exc.code == "ServiceUnavailable" and "disk" in exc.message, exc
+            assert exc.request_id, exc
+            names = [g.get("ContainerGroupName") for g in support.list_groups(client)]
+            assert "full-1" not in names, "a refused create left a group"
+        assert support.describe(client, first)["Status"] == "Running"
+
+        filler.unlink()
+        later = _create(server, images.image, images.registry, "full-2", "Always")
+        created.append(later)
+        for gid in created:
+            support.wait_status(client, gid, ["Running"], 90, never=["Failed"], diag=server.diag)
+
+        for gid in created:
+            support.delete(client, gid)
+        wait_for("the groups to be deleted", lambda: not support.list_groups(client), 60)
+        assert server.stop(timeout=30), "berth serve did not stop within 30 s of SIGTERM"
+        support.assert_no_leftovers(
+            server.state_dir, created, veths_before, any_mount=True, bridge=BRIDGE
+        )
+    except BaseException:
+        print(server.diag(120))
+        raise
+    finally:
+        if server.running():
+            server.stop(timeout=30)
+        subprocess_run(["umount", "-l", str(disk)], check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def subprocess_run(cmd: list[str], check: bool = True) -> None:
+    import subprocess
+
+    subprocess.run(cmd, check=check, capture_output=True)

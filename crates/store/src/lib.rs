@@ -24,6 +24,18 @@ pub enum StoreError {
     Exists(String),
 }
 
+impl StoreError {
+    /// Whether the database could not be written because its disk is full: the write was
+    /// rolled back and a retry once there is room succeeds.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+}
+
 /// An account and one of its access keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessKey {
