@@ -334,14 +334,24 @@ async fn an_add_cut_short_is_undone_before_the_next_attach() {
         if let Some(text) = intent {
             std::fs::write(results.join(format!("{id}.adding")), text).expect("intent");
         }
-        assert!(fx.reservation(first.ip).exists(), "the address stays reserved");
-        assert_eq!(fx.net.known(), vec![id.to_owned()], "the pin names the group");
+        assert!(
+            fx.reservation(first.ip).exists(),
+            "the address stays reserved"
+        );
+        assert_eq!(
+            fx.net.known(),
+            vec![id.to_owned()],
+            "the pin names the group"
+        );
 
         let again = fx.net.attach(id).await.expect("attach after the cut");
         assert_wired(&fx, id, &again);
         wait_until(|| !host_link_exists(&first.interface) || first.interface == again.interface);
         if first.ip != again.ip {
-            assert!(!fx.reservation(first.ip).exists(), "the first address leaked");
+            assert!(
+                !fx.reservation(first.ip).exists(),
+                "the first address leaked"
+            );
         }
         assert!(
             !results.join(format!("{id}.adding")).exists(),
