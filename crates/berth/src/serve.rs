@@ -15,7 +15,6 @@ use berth_core::{GroupId, GroupRecord, ObservedGroup};
 use berth_node::{Agent, LogSelector, NodeConfig, Reporter};
 use berth_runtime::{CgroupLayout, RuntimeConfig};
 use berth_store::{AccessKey, SqliteStore, Store};
-use rand::Rng;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -207,11 +206,7 @@ fn ensure_account(store: &dyn Store, state_dir: &Path) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let key = AccessKey {
-        account: "default".into(),
-        access_key_id: format!("LTAI{}", random_alnum(20)),
-        secret: random_alnum(30),
-    };
+    let key = crate::keys::new_access_key("default");
     store.create_access_key(&key)?;
     let body = serde_json::json!({"AccessKeyId": key.access_key_id, "AccessKeySecret": key.secret});
     let tmp = path.with_extension("tmp");
@@ -230,14 +225,6 @@ fn ensure_account(store: &dyn Store, state_dir: &Path) -> anyhow::Result<()> {
     std::fs::rename(&tmp, &path)?;
     tracing::info!(path = %path.display(), access_key_id = %key.access_key_id, "created an account; its access key is in this file");
     Ok(())
-}
-
-fn random_alnum(n: usize) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..n)
-        .map(|_| A[rng.gen_range(0..A.len())] as char)
-        .collect()
 }
 
 fn find_binary(name: &str) -> anyhow::Result<PathBuf> {

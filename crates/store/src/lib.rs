@@ -1,6 +1,7 @@
 //! berth's durable state behind one `Store` trait: accounts with their access keys and
 //! container group records. The embedded default is SQLite ([`SqliteStore`]).
 
+mod accounts;
 mod cache;
 mod sqlite;
 mod usage;
@@ -22,6 +23,14 @@ pub enum StoreError {
     NotFound(String),
     #[error("a container group with id {0} exists already")]
     Exists(String),
+    #[error("no account named {0}")]
+    NoAccount(String),
+    #[error("an account named {0} exists already")]
+    AccountExists(String),
+    #[error("no access key {0} in account {1}")]
+    NoKey(String, String),
+    #[error("an access key with id {0} exists already")]
+    KeyExists(String),
 }
 
 /// An account and one of its access keys.
@@ -30,6 +39,33 @@ pub struct AccessKey {
     pub account: String,
     pub access_key_id: String,
     pub secret: String,
+}
+
+/// An access key as a request is checked against it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyCheck {
+    pub key: AccessKey,
+    /// Neither the key nor its account is disabled.
+    pub active: bool,
+}
+
+/// An account as the operator sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub disabled: bool,
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// How many access keys it has.
+    pub keys: u64,
+}
+
+/// An access key as the operator sees it (never with its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub access_key_id: String,
+    pub account: String,
+    pub disabled: bool,
+    pub created: chrono::DateTime<chrono::Utc>,
 }
 
 /// Which groups a listing returns.
@@ -58,9 +94,28 @@ pub struct Page {
 /// The state berth keeps. Implementations are safe to share between threads; every call is
 /// one transaction.
 pub trait Store: Send + Sync {
-    /// Creates an account with one access key.
+    /// Adds an access key, making its account (enabled) when there is none of that name.
     fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;
     fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError>;
+    /// The key with whether it may be used now; read afresh on every call, so a key added or
+    /// disabled by another process counts at once.
+    fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError>;
+    /// [`StoreError::AccountExists`] when the name is taken.
+    fn create_account(&self, name: &str) -> Result<(), StoreError>;
+    fn set_account_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError>;
+    /// Every account, by name.
+    fn list_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// Adds a key to an existing account ([`StoreError::NoAccount`] otherwise).
+    fn add_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;
+    /// The keys of an existing account, oldest first.
+    fn list_access_keys(&self, account: &str) -> Result<Vec<KeyInfo>, StoreError>;
+    fn set_access_key_disabled(
+        &self,
+        account: &str,
+        access_key_id: &str,
+        disabled: bool,
+    ) -> Result<(), StoreError>;
+    fn delete_access_key(&self, account: &str, access_key_id: &str) -> Result<(), StoreError>;
 
     fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError>;
     fn get_group(

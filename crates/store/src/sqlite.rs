@@ -13,7 +13,9 @@ use berth_core::{GroupId, GroupRecord, ImageCacheRecord};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 
-use crate::{AccessKey, GroupFilter, Page, Store, StoreError, UsageInterval};
+use crate::{
+    AccessKey, Account, GroupFilter, KeyCheck, KeyInfo, Page, Store, StoreError, UsageInterval,
+};
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -36,6 +38,7 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
 "#,
     crate::cache::MIGRATION,
     crate::usage::MIGRATION,
+    crate::accounts::MIGRATION,
 ];
 
 /// Most read connections a file database gets.
@@ -106,11 +109,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            conn.execute_batch(m)?;
-            conn.pragma_update(None, "user_version", (i + 1) as i64)?;
-        }
+        migrate(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
             readers: Vec::new(),
@@ -174,6 +173,39 @@ impl SqliteStore {
         self.readers[start % n]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Brings the schema up to date: each migration and its `user_version` in one transaction that
+/// takes the write lock first, so a crash leaves no half-done step and two processes opening
+/// the same file (the server and an admin command) never both run one.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let step = (|| {
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            let Some(m) = usize::try_from(version)
+                .ok()
+                .and_then(|v| MIGRATIONS.get(v))
+            else {
+                return Ok::<_, rusqlite::Error>(false);
+            };
+            conn.execute_batch(m)?;
+            conn.pragma_update(None, "user_version", version + 1)?;
+            Ok(true)
+        })();
+        match step {
+            Ok(more) => {
+                conn.execute_batch("COMMIT")?;
+                if !more {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        }
     }
 }
 
@@ -251,27 +283,48 @@ fn decode(json: String) -> Result<GroupRecord, StoreError> {
 
 impl Store for SqliteStore {
     fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO access_keys (access_key_id, account, secret) VALUES (?1, ?2, ?3)",
-            params![key.access_key_id, key.account, key.secret],
-        )?;
-        Ok(())
+        crate::accounts::create_key(&mut self.conn(), key)
     }
 
     fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
-        Ok(self
-            .reader()
-            .prepare_cached(
-                "SELECT access_key_id, account, secret FROM access_keys WHERE access_key_id = ?1",
-            )?
-            .query_row(params![access_key_id], |r| {
-                Ok(AccessKey {
-                    access_key_id: r.get(0)?,
-                    account: r.get(1)?,
-                    secret: r.get(2)?,
-                })
-            })
-            .optional()?)
+        Ok(self.check_access_key(access_key_id)?.map(|k| k.key))
+    }
+
+    fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError> {
+        crate::accounts::check_key(&self.reader(), access_key_id)
+    }
+
+    fn create_account(&self, name: &str) -> Result<(), StoreError> {
+        crate::accounts::create_account(&self.conn(), name)
+    }
+
+    fn set_account_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
+        crate::accounts::set_account_disabled(&self.conn(), name, disabled)
+    }
+
+    fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        crate::accounts::list_accounts(&self.conn())
+    }
+
+    fn add_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
+        crate::accounts::add_key(&mut self.conn(), key)
+    }
+
+    fn list_access_keys(&self, account: &str) -> Result<Vec<KeyInfo>, StoreError> {
+        crate::accounts::list_keys(&self.conn(), account)
+    }
+
+    fn set_access_key_disabled(
+        &self,
+        account: &str,
+        access_key_id: &str,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        crate::accounts::set_key_disabled(&self.conn(), account, access_key_id, disabled)
+    }
+
+    fn delete_access_key(&self, account: &str, access_key_id: &str) -> Result<(), StoreError> {
+        crate::accounts::delete_key(&self.conn(), account, access_key_id)
     }
 
     fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError> {
