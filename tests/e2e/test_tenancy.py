@@ -1,9 +1,12 @@
 """Tenancy: accounts and keys made with `berth admin` while `berth serve` runs, one account's
-groups out of another's reach, disabled keys and accounts refused."""
+groups out of another's reach, disabled keys and accounts refused, ClientToken under
+concurrency, and the modes of the state files."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import uuid
 
@@ -201,3 +204,31 @@ def test_disabled_key_and_account_are_refused(berth, images, owned):
 
     admin_ok(berth, "account", "enable", name)
     assert ids_of(client) == {gid}, "the group changed while its account was disabled"
+
+
+# ----------------------------------------------------------------------------- file modes
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def assert_private(berth) -> None:
+    assert mode(berth.state_dir) == 0o700, oct(mode(berth.state_dir))
+    db = berth.state_dir / "berth.db"
+    for path in (db, db.with_name("berth.db-wal"), db.with_name("berth.db-shm")):
+        if path.exists():
+            assert mode(path) == 0o600, f"{path}: {oct(mode(path))}"
+
+
+def test_state_files_are_private_and_tightened_at_start(berth):
+    assert_private(berth)
+    assert mode(berth.credentials_path) == 0o600
+    berth.stop()
+    db = berth.state_dir / "berth.db"
+    os.chmod(berth.state_dir, 0o755)
+    os.chmod(db, 0o644)
+    berth.start()
+    assert_private(berth)
+    log = berth.log.read_text(errors="replace")
+    assert "tightened" in log and "berth.db" in log, berth.diag(40)

@@ -13,6 +13,7 @@ mod image_cmd;
 mod keys;
 mod observe_node;
 mod serve;
+mod state_files;
 mod top;
 
 use clap::{Parser, Subcommand};

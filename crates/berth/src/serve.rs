@@ -67,13 +67,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let state_dir = &args.state_dir;
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let state_dir = state_dir.canonicalize()?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&state_dir.join("berth.db")).context("cannot open the database")?,
-    );
+    crate::state_files::prepare(&args.state_dir)?;
+    let state_dir = args.state_dir.canonicalize()?;
+    let db = state_dir.join("berth.db");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&db).context("cannot open the database")?);
+    crate::state_files::tighten_database(&db)?;
     ensure_account(store.as_ref(), &state_dir)?;
 
     let layout = CgroupLayout::detect().context("cannot read the cgroup layout of this host")?;

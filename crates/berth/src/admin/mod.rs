@@ -116,11 +116,12 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The store of `state_dir`, made private as `berth serve` makes it.
 fn open(state_dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let db = state_dir.join("berth.db");
-    SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))
+    let db = crate::state_files::prepare(state_dir)?;
+    let store = SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+    crate::state_files::tighten_database(&db)?;
+    Ok(store)
 }
 
 fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result<()> {
