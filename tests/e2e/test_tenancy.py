@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from alibabacloud_eci20180808 import models
@@ -204,6 +205,38 @@ def test_disabled_key_and_account_are_refused(berth, images, owned):
 
     admin_ok(berth, "account", "enable", name)
     assert ids_of(client) == {gid}, "the group changed while its account was disabled"
+
+
+# ----------------------------------------------------------------------------- ClientToken
+
+
+def test_fifty_concurrent_creates_with_one_token_make_one_group(berth, images, owned):
+    _, key = new_account(berth, "tok")
+    client = sdk(berth, key)
+    token = f"tok-{uuid.uuid4().hex}"
+
+    def attempt(_: int) -> str:
+        # One client per thread: the SDK's client is not meant to be shared.
+        return create(sdk(berth, key), images, "idempotent", client_token=token)
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        ids = set(pool.map(attempt, range(50)))
+    assert len(ids) == 1, ids
+    [gid] = ids
+    owned.append((client, gid))
+    groups = support.list_groups(client)
+    assert [g["ContainerGroupId"] for g in groups] == [gid], pretty(groups)
+
+    exc = refused(lambda: create(client, images, "other-name", client_token=token))
+    assert (exc.status_code, exc.code) == (400, "IdempotentParameterMismatch"), exc.message
+    exc = refused(lambda: create(client, images, "too-long", client_token="x" * 65))
+    assert exc.status_code == 400 and exc.code.startswith("InvalidParameter"), exc.code
+
+    # After the delete, a retry answers the same id and starts nothing new.
+    support.delete(client, gid)
+    wait_for("the group to be deleted", lambda: support.describe(client, gid) is None, 60)
+    assert create(client, images, "idempotent", client_token=token) == gid
+    assert support.list_groups(client) == []
 
 
 # ----------------------------------------------------------------------------- file modes

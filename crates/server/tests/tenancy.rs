@@ -1,6 +1,6 @@
 //! Accounts over the API: one account's key never reaches another account's groups, a key
-//! added or disabled in the store counts from the next request on, and a refused key changes
-//! nothing.
+//! added or disabled in the store counts from the next request on, a refused key changes
+//! nothing, and a ClientToken makes one group however many requests carry it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,4 +169,87 @@ async fn disabled_keys_and_accounts_are_refused_at_once() {
     t.store.delete_access_key("b", "AKB").unwrap();
     let e = t.b.call("DescribeContainerGroups", &[]).await.unwrap_err();
     assert_eq!(code(e).0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_client_token_makes_one_group_under_concurrency() {
+    let t = two_accounts().await;
+    let mut params = create_params("once");
+    params.push(("ClientToken".into(), "token-50".into()));
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let c = t.served.client.clone();
+            let params = params.clone();
+            tokio::spawn(async move { c.call("CreateContainerGroup", &params).await })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for call in calls {
+        let v = call.await.unwrap().unwrap();
+        ids.insert(v["ContainerGroupId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(total(&t.served.client).await, 1);
+
+    // The same token with other parameters is refused and creates nothing.
+    let mut other = create_params("different");
+    other.push(("ClientToken".into(), "token-50".into()));
+    let e = t
+        .served
+        .client
+        .call("CreateContainerGroup", &other)
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), (400, "IdempotentParameterMismatch".into()));
+    assert_eq!(total(&t.served.client).await, 1);
+
+    // Another account's token of the same text is its own.
+    let v = t.b.call("CreateContainerGroup", &params).await.unwrap();
+    assert!(!ids.contains(v["ContainerGroupId"].as_str().unwrap()));
+
+    // A retry after the delete answers the deleted group's id and creates nothing.
+    let id = ids.into_iter().next().unwrap();
+    t.served
+        .client
+        .call("DeleteContainerGroup", &p(&[("ContainerGroupId", &id)]))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if total(&t.served.client).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(total(&t.served.client).await, 0);
+    let v = t
+        .served
+        .client
+        .call("CreateContainerGroup", &params)
+        .await
+        .unwrap();
+    assert_eq!(v["ContainerGroupId"], id.as_str());
+    assert_eq!(total(&t.served.client).await, 0);
+}
+
+#[tokio::test]
+async fn client_tokens_are_checked() {
+    let t = two_accounts().await;
+    for bad in [
+        "x".repeat(65),
+        "with space".to_string(),
+        "tab\there".to_string(),
+    ] {
+        let mut params = create_params("bad-token");
+        params.push(("ClientToken".into(), bad.clone()));
+        let e = t
+            .served
+            .client
+            .call("CreateContainerGroup", &params)
+            .await
+            .unwrap_err();
+        let (status, code) = code(e);
+        assert_eq!(status, 400, "{bad:?}");
+        assert!(code.starts_with("InvalidParameter"), "{bad:?}: {code}");
+    }
+    assert_eq!(total(&t.served.client).await, 0);
 }

@@ -4,6 +4,7 @@
 mod accounts;
 mod cache;
 mod sqlite;
+mod tokens;
 mod usage;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
 pub use sqlite::SqliteStore;
+pub use tokens::{TokenKind, TokenUse, TOKEN_RETENTION};
 pub use usage::UsageInterval;
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,8 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     fn delete_access_key(&self, account: &str, access_key_id: &str) -> Result<(), StoreError>;
 
+    /// Inserts a group without claiming its ClientToken (see
+    /// [`insert_group_claiming`](Store::insert_group_claiming)).
     fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError>;
     fn get_group(
         &self,
@@ -129,12 +133,26 @@ pub trait Store: Send + Sync {
         id: &GroupId,
         f: &mut dyn FnMut(&mut GroupRecord),
     ) -> Result<GroupRecord, StoreError>;
+    /// Inserts a group and, when it has a ClientToken, claims the token for it with `params`
+    /// (the request as the caller encodes it) in the same transaction. When the account's
+    /// token is claimed already nothing is written and the first use is returned.
+    fn insert_group_claiming(
+        &self,
+        rec: &GroupRecord,
+        params: &str,
+    ) -> Result<Option<TokenUse>, StoreError>;
+    /// Deletes a group's record; its ClientToken stays for [`TOKEN_RETENTION`].
     fn delete_group(&self, id: &GroupId) -> Result<(), StoreError>;
-    fn find_by_client_token(
+    /// What an account's ClientToken of `kind` was first used for, while it is kept.
+    fn find_client_token(
         &self,
         account: &str,
+        kind: TokenKind,
         token: &str,
-    ) -> Result<Option<GroupRecord>, StoreError>;
+    ) -> Result<Option<TokenUse>, StoreError>;
+    /// Forgets the tokens of resources deleted more than [`TOKEN_RETENTION`] before `now`
+    /// (deletes do it too).
+    fn sweep_client_tokens(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError>;
     /// Groups of an account matching `filter`, oldest first, `limit` at most, after `token`.
     fn list_groups(
         &self,
@@ -171,8 +189,14 @@ pub trait Store: Send + Sync {
     fn all_groups(&self) -> Result<Vec<GroupRecord>, StoreError>;
 
     /// Records a new image cache; [`StoreError::Exists`] when the id or the account's name is
-    /// taken.
-    fn insert_cache(&self, rec: &ImageCacheRecord) -> Result<(), StoreError>;
+    /// taken. With a ClientToken in the record, claims it as
+    /// [`insert_group_claiming`](Store::insert_group_claiming) does (`params`: the request as
+    /// the caller encodes it).
+    fn insert_cache(
+        &self,
+        rec: &ImageCacheRecord,
+        params: &str,
+    ) -> Result<Option<TokenUse>, StoreError>;
     fn get_cache(
         &self,
         account: Option<&str>,
@@ -184,6 +208,7 @@ pub trait Store: Send + Sync {
         id: &str,
         f: &mut dyn FnMut(&mut ImageCacheRecord),
     ) -> Result<ImageCacheRecord, StoreError>;
+    /// Deletes an image cache's record; its ClientToken stays for [`TOKEN_RETENTION`].
     fn delete_cache(&self, id: &str) -> Result<(), StoreError>;
     /// Image caches of an account (of all accounts with `None`), oldest first.
     fn list_caches(&self, account: Option<&str>) -> Result<Vec<ImageCacheRecord>, StoreError>;

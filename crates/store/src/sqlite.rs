@@ -11,8 +11,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use berth_core::{GroupId, GroupRecord, ImageCacheRecord};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{
+    params, params_from_iter, Connection, OpenFlags, OptionalExtension, TransactionBehavior,
+};
 
+use crate::tokens::{self, TokenKind, TokenUse};
 use crate::{
     AccessKey, Account, GroupFilter, KeyCheck, KeyInfo, Page, Store, StoreError, UsageInterval,
 };
@@ -39,6 +42,7 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::cache::MIGRATION,
     crate::usage::MIGRATION,
     crate::accounts::MIGRATION,
+    crate::tokens::MIGRATION,
 ];
 
 /// Most read connections a file database gets.
@@ -269,6 +273,24 @@ fn page_by_sql(
     Ok(page)
 }
 
+/// Writes the row of a new group; [`StoreError::Exists`] when its id is taken.
+fn insert_group_row(conn: &Connection, rec: &GroupRecord) -> Result<(), StoreError> {
+    let json = serde_json::to_string(rec)?;
+    let res = conn.execute(
+        "INSERT INTO groups (id, account, name, status, client_token, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![rec.id.as_str(), rec.account, rec.spec.name, rec.status.as_str(), rec.client_token, json],
+    );
+    match res {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::Exists(rec.id.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Column `i` of `row` as text, without a copy.
 fn text<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a str, StoreError> {
     row.get_ref(i)?.as_str().map_err(|e| {
@@ -328,23 +350,29 @@ impl Store for SqliteStore {
     }
 
     fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(rec)?;
-        let res = self.conn().execute(
-            "INSERT INTO groups (id, account, name, status, client_token, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![rec.id.as_str(), rec.account, rec.spec.name, rec.status.as_str(), rec.client_token, json],
-        );
-        match res {
-            Ok(_) => {
-                self.groups_changed();
-                Ok(())
+        insert_group_row(&self.conn(), rec)?;
+        self.groups_changed();
+        Ok(())
+    }
+
+    fn insert_group_claiming(
+        &self,
+        rec: &GroupRecord,
+        params: &str,
+    ) -> Result<Option<TokenUse>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(token) = &rec.client_token {
+            let id = rec.id.as_str();
+            let kind = TokenKind::Group;
+            if let Some(prev) = tokens::claim(&tx, &rec.account, kind, token, id, params)? {
+                return Ok(Some(prev));
             }
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(StoreError::Exists(rec.id.to_string()))
-            }
-            Err(e) => Err(e.into()),
         }
+        insert_group_row(&tx, rec)?;
+        tx.commit()?;
+        self.groups_changed();
+        Ok(None)
     }
 
     fn get_group(
@@ -390,23 +418,26 @@ impl Store for SqliteStore {
     }
 
     fn delete_group(&self, id: &GroupId) -> Result<(), StoreError> {
-        self.conn()
-            .execute("DELETE FROM groups WHERE id = ?1", params![id.as_str()])?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM groups WHERE id = ?1", params![id.as_str()])?;
+        tokens::tombstone(&tx, TokenKind::Group, id.as_str(), Utc::now())?;
+        tx.commit()?;
         self.groups_changed();
         Ok(())
     }
 
-    fn find_by_client_token(
+    fn find_client_token(
         &self,
         account: &str,
+        kind: TokenKind,
         token: &str,
-    ) -> Result<Option<GroupRecord>, StoreError> {
-        let json: Option<String> = self
-            .reader()
-            .prepare_cached("SELECT record FROM groups WHERE account = ?1 AND client_token = ?2")?
-            .query_row(params![account, token], |r| r.get(0))
-            .optional()?;
-        json.map(decode).transpose()
+    ) -> Result<Option<TokenUse>, StoreError> {
+        tokens::find(&self.reader(), account, kind, token)
+    }
+
+    fn sweep_client_tokens(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        tokens::sweep(&self.conn(), now)
     }
 
     fn list_groups(
@@ -498,8 +529,12 @@ impl Store for SqliteStore {
         Ok(page)
     }
 
-    fn insert_cache(&self, rec: &ImageCacheRecord) -> Result<(), StoreError> {
-        crate::cache::insert(&self.conn(), rec)
+    fn insert_cache(
+        &self,
+        rec: &ImageCacheRecord,
+        params: &str,
+    ) -> Result<Option<TokenUse>, StoreError> {
+        crate::cache::insert(&mut self.conn(), rec, params)
     }
 
     fn get_cache(
@@ -519,7 +554,7 @@ impl Store for SqliteStore {
     }
 
     fn delete_cache(&self, id: &str) -> Result<(), StoreError> {
-        crate::cache::delete(&self.conn(), id)
+        crate::cache::delete(&mut self.conn(), id)
     }
 
     fn list_caches(&self, account: Option<&str>) -> Result<Vec<ImageCacheRecord>, StoreError> {
