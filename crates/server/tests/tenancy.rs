@@ -253,3 +253,69 @@ async fn client_tokens_are_checked() {
     }
     assert_eq!(total(&t.served.client).await, 0);
 }
+
+async fn caches(c: &Client) -> Vec<String> {
+    let v = c.call("DescribeImageCaches", &[]).await.unwrap();
+    v["ImageCaches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ImageCacheId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_client_token_makes_one_image_cache() {
+    let t = two_accounts().await;
+    let c = &t.served.client;
+    let params = p(&[
+        ("ImageCacheName", "cached"),
+        ("Image.1", "a:1"),
+        ("Image.2", "b:1"),
+        ("ClientToken", "cache-token"),
+    ]);
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let c = c.clone();
+            let params = params.clone();
+            tokio::spawn(async move { c.call("CreateImageCache", &params).await })
+        })
+        .collect();
+    let mut answers = std::collections::HashSet::new();
+    for call in calls {
+        let v = call.await.unwrap().unwrap();
+        answers.insert((
+            v["ImageCacheId"].as_str().unwrap().to_string(),
+            v["ContainerGroupId"].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let (id, group) = answers.into_iter().next().unwrap();
+    assert_eq!(caches(c).await, std::slice::from_ref(&id));
+
+    // The images in another order are the same request; other images are not.
+    let reordered = p(&[
+        ("ImageCacheName", "cached"),
+        ("Image.1", "b:1"),
+        ("Image.2", "a:1"),
+        ("ClientToken", "cache-token"),
+    ]);
+    let v = c.call("CreateImageCache", &reordered).await.unwrap();
+    assert_eq!(v["ImageCacheId"], id.as_str());
+    let other = p(&[
+        ("ImageCacheName", "cached"),
+        ("Image.1", "a:1"),
+        ("ClientToken", "cache-token"),
+    ]);
+    let e = c.call("CreateImageCache", &other).await.unwrap_err();
+    assert_eq!(code(e), (400, "IdempotentParameterMismatch".into()));
+
+    c.call("DeleteImageCache", &p(&[("ImageCacheId", &id)]))
+        .await
+        .unwrap();
+    assert!(caches(c).await.is_empty());
+    let v = c.call("CreateImageCache", &params).await.unwrap();
+    assert_eq!(v["ImageCacheId"], id.as_str());
+    assert_eq!(v["ContainerGroupId"], group.as_str());
+    assert!(caches(c).await.is_empty());
+}
