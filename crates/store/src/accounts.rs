@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::{AccessKey, Account, KeyCheck, KeyInfo, StoreError};
 
 /// Accounts and the disabled flags (the fourth migration). The accounts of existing keys are
-/// recorded as enabled.
+/// recorded as enabled, and the keys as made at the upgrade.
 pub(crate) const MIGRATION: &str = r#"
 CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY,
@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS accounts (
 );
 ALTER TABLE access_keys ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE access_keys ADD COLUMN created TEXT;
+UPDATE access_keys SET created = strftime('%Y-%m-%dT%H:%M:%SZ', 'now');
 INSERT OR IGNORE INTO accounts (name, created)
     SELECT DISTINCT account, strftime('%Y-%m-%dT%H:%M:%SZ', 'now') FROM access_keys;
 CREATE INDEX IF NOT EXISTS access_keys_account ON access_keys(account);

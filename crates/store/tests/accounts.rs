@@ -130,6 +130,8 @@ fn a_database_without_accounts_is_upgraded_in_place() {
     assert!(c.active);
     assert_eq!(c.key.secret, "old-secret");
     assert_eq!(s.list_accounts().unwrap()[0].name, "default");
+    let old = &s.list_access_keys("default").unwrap()[0];
+    assert!(old.created > chrono::Utc::now() - chrono::Duration::hours(1));
     s.add_access_key(&key("default", "AKNEW")).unwrap();
     drop(s);
     // Opening again runs nothing twice.
