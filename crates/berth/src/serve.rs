@@ -114,6 +114,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }));
 
     agent.start_sampler(Duration::from_secs(args.metrics_interval.max(1)));
+    spawn_token_sweep(store.clone());
     crate::cache_node::start(&args.caches, &control, &agent)?;
     let n = control.resume().await?;
     let known: Vec<GroupId> = store.all_groups()?.into_iter().map(|g| g.id).collect();
@@ -170,6 +171,24 @@ fn log_dynmods(outcome: berth_runtime::DynmodsOutcome) {
             "cannot turn on favordynmods: container starts wait for an RCU grace period"
         ),
     }
+}
+
+/// Forgets, every hour, the ClientTokens of groups and caches deleted more than a day ago
+/// (deletes sweep too; this covers a server that sees none for a while).
+fn spawn_token_sweep(store: Arc<dyn Store>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            let swept =
+                tokio::task::spawn_blocking(move || store.sweep_client_tokens(chrono::Utc::now()))
+                    .await;
+            if let Ok(Err(e)) = swept {
+                tracing::warn!(error = %e, "cannot sweep old client tokens");
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {
