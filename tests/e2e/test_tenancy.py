@@ -143,7 +143,20 @@ def test_admin_manages_accounts_and_keys_of_a_running_server(berth):
     assert ids_of(sdk(berth, first)) == set()
 
     # The first account's credentials still work.
-    assert isinstance(ids_of(berth.client()), set)
+    ids_of(berth.client())  # raises if the first account's key were refused
+
+
+def test_admin_works_on_a_stopped_server(berth):
+    berth.stop()
+    try:
+        name, key = new_account(berth, "offline")
+    finally:
+        berth.start()
+    assert ids_of(sdk(berth, key)) == set()
+    admin_ok(berth, "account", "disable", name)
+    exc = refused(lambda: ids_of(sdk(berth, key)))
+    assert exc.code == "InvalidAccessKeyId.Inactive", exc.message
+    ids_of(berth.client())  # raises if the first account's key were refused
 
 
 # ----------------------------------------------------------------------------- isolation
