@@ -1,6 +1,8 @@
 //! The `berth` binary: `berth serve` (control plane and node agent in one process), the
-//! hidden per-container `berth monitor`, and the client commands (`run`, `ps`, `logs`, `rm`).
+//! hidden per-container `berth monitor`, the client commands (`run`, `ps`, `logs`, `rm`, …)
+//! and the operator's `berth admin`.
 
+mod admin;
 mod cache_cmd;
 mod cache_node;
 mod cli;
@@ -8,8 +10,10 @@ mod events;
 mod exec;
 mod follow;
 mod image_cmd;
+mod keys;
 mod observe_node;
 mod serve;
+mod state_files;
 mod top;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +54,8 @@ enum Command {
     Cache(cache_cmd::CacheCommand),
     /// Images stored on this node (on the state directory).
     Image(image_cmd::ImageArgs),
+    /// Accounts and access keys (on the state directory; the server may be running).
+    Admin(admin::AdminArgs),
     /// Per-container monitor (started by berth itself).
     #[command(hide = true)]
     Monitor { dir: std::path::PathBuf },
@@ -91,6 +97,7 @@ fn main() {
             Command::Events(a) => events::events(&args.client, a).await,
             Command::Cache(c) => cache_cmd::run(&args.client, c).await,
             Command::Image(a) => image_cmd::run(a).await,
+            Command::Admin(a) => admin::run(a),
             Command::Monitor { .. } => unreachable!("handled before the runtime starts"),
         }
     });

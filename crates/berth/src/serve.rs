@@ -15,7 +15,6 @@ use berth_core::{GroupId, GroupRecord, ObservedGroup};
 use berth_node::{Agent, LogSelector, NodeConfig, Reporter};
 use berth_runtime::{CgroupLayout, RuntimeConfig};
 use berth_store::{AccessKey, SqliteStore, Store};
-use rand::Rng;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -68,13 +67,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let state_dir = &args.state_dir;
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let state_dir = state_dir.canonicalize()?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&state_dir.join("berth.db")).context("cannot open the database")?,
-    );
+    crate::state_files::prepare(&args.state_dir)?;
+    let state_dir = args.state_dir.canonicalize()?;
+    let db = state_dir.join("berth.db");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&db).context("cannot open the database")?);
+    crate::state_files::tighten_database(&db)?;
     ensure_account(store.as_ref(), &state_dir)?;
 
     let layout = CgroupLayout::detect().context("cannot read the cgroup layout of this host")?;
@@ -116,6 +114,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }));
 
     agent.start_sampler(Duration::from_secs(args.metrics_interval.max(1)));
+    spawn_token_sweep(store.clone());
     crate::cache_node::start(&args.caches, &control, &agent)?;
     let n = control.resume().await?;
     let known: Vec<GroupId> = store.all_groups()?.into_iter().map(|g| g.id).collect();
@@ -174,6 +173,24 @@ fn log_dynmods(outcome: berth_runtime::DynmodsOutcome) {
     }
 }
 
+/// Forgets, every hour, the ClientTokens of groups and caches deleted more than a day ago
+/// (deletes sweep too; this covers a server that sees none for a while).
+fn spawn_token_sweep(store: Arc<dyn Store>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            let swept =
+                tokio::task::spawn_blocking(move || store.sweep_client_tokens(chrono::Utc::now()))
+                    .await;
+            if let Ok(Err(e)) = swept {
+                tracing::warn!(error = %e, "cannot sweep old client tokens");
+            }
+        }
+    });
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
@@ -207,11 +224,7 @@ fn ensure_account(store: &dyn Store, state_dir: &Path) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let key = AccessKey {
-        account: "default".into(),
-        access_key_id: format!("LTAI{}", random_alnum(20)),
-        secret: random_alnum(30),
-    };
+    let key = crate::keys::new_access_key("default");
     store.create_access_key(&key)?;
     let body = serde_json::json!({"AccessKeyId": key.access_key_id, "AccessKeySecret": key.secret});
     let tmp = path.with_extension("tmp");
@@ -230,14 +243,6 @@ fn ensure_account(store: &dyn Store, state_dir: &Path) -> anyhow::Result<()> {
     std::fs::rename(&tmp, &path)?;
     tracing::info!(path = %path.display(), access_key_id = %key.access_key_id, "created an account; its access key is in this file");
     Ok(())
-}
-
-fn random_alnum(n: usize) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..n)
-        .map(|_| A[rng.gen_range(0..A.len())] as char)
-        .collect()
 }
 
 fn find_binary(name: &str) -> anyhow::Result<PathBuf> {

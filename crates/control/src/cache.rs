@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use berth_core::{
     CacheStatus, Event, EventType, GroupId, GroupSpec, ImageCacheRecord, RegistryCredential, Tag,
 };
-use berth_store::StoreError;
+use berth_store::{StoreError, TokenKind};
 use chrono::{Duration, Utc};
 use rand::RngCore;
 
@@ -155,19 +155,15 @@ impl Control {
         req: NewImageCache,
     ) -> Result<(String, String), ControlError> {
         let _admission = self.caches.admission.lock().await;
-        let caches = self.store.list_caches(Some(account))?;
         if let Some(tok) = &req.client_token {
-            if let Some(prev) = caches
-                .iter()
-                .find(|c| c.client_token.as_deref() == Some(tok))
-            {
-                return if prev.name == req.name && same_images(&prev.images, &req.images) {
-                    Ok((prev.id.clone(), prev.container_group_id.clone()))
-                } else {
-                    Err(ControlError::TokenMismatch)
-                };
+            let prev = self
+                .store
+                .find_client_token(account, TokenKind::ImageCache, tok)?;
+            if let Some(prev) = prev {
+                return crate::idempotency::same_cache(prev, &req.name, &req.images);
             }
         }
+        let caches = self.store.list_caches(Some(account))?;
         if caches.iter().any(|c| c.name == req.name) {
             return Err(ControlError::CacheNameTaken(req.name));
         }
@@ -216,10 +212,22 @@ impl Control {
                 rec.images.len()
             ),
         ));
-        self.store.insert_cache(&rec).map_err(|e| match e {
-            StoreError::Exists(_) => ControlError::CacheNameTaken(rec.name.clone()),
-            e => e.into(),
-        })?;
+        let params = match &rec.client_token {
+            Some(_) => {
+                crate::idempotency::cache_params(&rec.name, &rec.images, &rec.container_group_id)?
+            }
+            None => String::new(),
+        };
+        let inserted = self
+            .store
+            .insert_cache(&rec, &params)
+            .map_err(|e| match e {
+                StoreError::Exists(_) => ControlError::CacheNameTaken(rec.name.clone()),
+                e => e.into(),
+            })?;
+        if let Some(prev) = inserted {
+            return crate::idempotency::same_cache(prev, &rec.name, &rec.images);
+        }
         let ids = (rec.id.clone(), rec.container_group_id.clone());
         let images = rec.images.clone();
         self.spawn_build(&rec, images, false);
@@ -665,8 +673,8 @@ impl Control {
             "Preparing",
             format!("Automatically creating an image cache for container group {group}"),
         ));
-        match self.store.insert_cache(&rec) {
-            Ok(()) => {
+        match self.store.insert_cache(&rec, "") {
+            Ok(_) => {
                 let images = rec.images.clone();
                 self.spawn_build(&rec, images, false);
             }

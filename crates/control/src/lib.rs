@@ -4,6 +4,7 @@
 //! reports back into the records.
 
 mod cache;
+mod idempotency;
 mod node;
 mod observe;
 mod service;

@@ -8,7 +8,7 @@ use berth_core::{
     derive_group_status, Event, EventType, GroupId, GroupRecord, GroupSpec, GroupStatus,
     ObservedGroup,
 };
-use berth_store::{GroupFilter, Page, Store, StoreError};
+use berth_store::{GroupFilter, Page, Store, StoreError, TokenKind};
 use chrono::Utc;
 use rand::RngCore;
 
@@ -26,6 +26,10 @@ pub enum ControlError {
     },
     #[error("the ClientToken was used before with different parameters")]
     TokenMismatch,
+    #[error("cannot encode or decode the parameters of a ClientToken")]
+    TokenParams(#[from] serde_json::Error),
+    #[error("the ClientToken names {0}, which is not a container group id")]
+    TokenResource(String),
     #[error("no container named {0} in the group")]
     NoSuchContainer(String),
     #[error("{0}")]
@@ -95,20 +99,20 @@ impl Control {
         mut spec: GroupSpec,
         client_token: Option<String>,
     ) -> Result<GroupId, ControlError> {
-        if let Some(tok) = &client_token {
-            if let Some(prev) = self.store.find_by_client_token(account, tok)? {
-                spec.region_id.clone_from(&prev.spec.region_id);
-                if spec.auto_match_image_cache && spec.image_snapshot_id.is_none() {
-                    spec.image_snapshot_id
-                        .clone_from(&prev.spec.image_snapshot_id);
+        // The request as it came, for a ClientToken's later uses to be compared with.
+        let params = match &client_token {
+            Some(tok) => {
+                let params = crate::idempotency::group_params(&spec)?;
+                if let Some(prev) = self
+                    .store
+                    .find_client_token(account, TokenKind::Group, tok)?
+                {
+                    return crate::idempotency::same_group(prev, &params);
                 }
-                return if prev.spec == spec {
-                    Ok(prev.id)
-                } else {
-                    Err(ControlError::TokenMismatch)
-                };
+                params
             }
-        }
+            None => String::new(),
+        };
         if spec.region_id.is_empty() {
             spec.region_id = self.region.clone();
         }
@@ -142,7 +146,11 @@ impl Control {
         if let Some(ev) = cache_event {
             rec.push_event(ev);
         }
-        self.store.insert_group(&rec)?;
+        // The token is claimed with the insert: of concurrent creates with one token, only one
+        // inserts; the others answer its id.
+        if let Some(prev) = self.store.insert_group_claiming(&rec, &params)? {
+            return crate::idempotency::same_group(prev, &params);
+        }
         if auto_cache {
             let this = Arc::clone(self);
             let (account, gid, spec) = (account.to_string(), id.clone(), rec.spec.clone());

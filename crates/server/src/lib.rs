@@ -226,45 +226,7 @@ async fn process(
         .or_else(|| params.string("Version"));
     berth_eci::request::check_version(version.as_deref())?;
 
-    let store = state.control.store().clone();
-    // The key the signature was checked with, kept for its account.
-    let key = std::cell::OnceCell::new();
-    let verified = berth_eci::verify(
-        &raw,
-        |ak| {
-            let k = store.access_key(ak).ok().flatten()?;
-            let secret = k.secret.clone();
-            let _ = key.set(k);
-            Some(secret)
-        },
-        Utc::now(),
-    )?;
-    if let Some(signed) = &verified.action {
-        if signed != &action_name {
-            return Err(ApiError::new(400, "SignatureDoesNotMatch", format!("Specified signature is not matched with our calculation: the signed action is {signed}")));
-        }
-    }
-    if !state
-        .nonces
-        .insert(&verified.access_key_id, &verified.nonce, verified.timestamp)
-    {
-        return Err(ApiError::signature_nonce_used(&verified.nonce));
-    }
-    let key = match key.into_inner() {
-        Some(k) if k.access_key_id == verified.access_key_id => Some(k),
-        _ => store
-            .access_key(&verified.access_key_id)
-            .map_err(ApiError::internal)?,
-    };
-    let account = key
-        .ok_or_else(|| {
-            ApiError::new(
-                404,
-                "InvalidAccessKeyId.NotFound",
-                "Specified access key is not found: gone",
-            )
-        })?
-        .account;
+    let account = authenticate(state, &raw, &action_name)?;
     let request = berth_eci::request::decode(action, &params)?;
     tracing::debug!(request_id = rid, action = action.as_str(), "request");
     let host = raw.header("host").unwrap_or("").to_string();
@@ -274,4 +236,74 @@ async fn process(
     };
     let reply = actions::dispatch(&state.control, &state.rendered, &account, request, rid).await?;
     Ok((action.as_str(), reply))
+}
+
+/// Checks the signature and the nonce of a request and answers the account of its key. A key
+/// that is disabled, or whose account is, is refused before anything the request asks is done;
+/// the key is read from the store for every request, so a change counts at once.
+fn authenticate(
+    state: &AppState,
+    raw: &RawRequest<'_>,
+    action_name: &str,
+) -> Result<String, ApiError> {
+    let store = state.control.store();
+    // The key the signature was checked with; a failed read is the server's fault, never an
+    // unknown key.
+    let key = std::cell::OnceCell::new();
+    let failed = std::cell::OnceCell::new();
+    let verified = berth_eci::verify(
+        raw,
+        |ak| match store.check_access_key(ak) {
+            Ok(Some(k)) => {
+                let secret = k.key.secret.clone();
+                let _ = key.set(k);
+                Some(secret)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let _ = failed.set(e);
+                None
+            }
+        },
+        Utc::now(),
+    );
+    if let Some(e) = failed.into_inner() {
+        return Err(ApiError::internal(e));
+    }
+    let verified = verified?;
+    if let Some(signed) = &verified.action {
+        if signed != action_name {
+            return Err(ApiError::new(400, "SignatureDoesNotMatch", format!("Specified signature is not matched with our calculation: the signed action is {signed}")));
+        }
+    }
+    let key = match key.into_inner() {
+        Some(k) if k.key.access_key_id == verified.access_key_id => k,
+        _ => store
+            .check_access_key(&verified.access_key_id)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    "InvalidAccessKeyId.NotFound",
+                    "Specified access key is not found: gone",
+                )
+            })?,
+    };
+    if !key.active {
+        return Err(ApiError::new(
+            400,
+            "InvalidAccessKeyId.Inactive",
+            format!(
+                "Specified access key is disabled: {}",
+                verified.access_key_id
+            ),
+        ));
+    }
+    if !state
+        .nonces
+        .insert(&verified.access_key_id, &verified.nonce, verified.timestamp)
+    {
+        return Err(ApiError::signature_nonce_used(&verified.nonce));
+    }
+    Ok(key.key.account)
 }

@@ -2,8 +2,9 @@
 //! that lookups use.
 
 use berth_core::ImageCacheRecord;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::tokens::{self, TokenKind, TokenUse};
 use crate::StoreError;
 
 /// Schema of the image caches (the second migration).
@@ -34,14 +35,28 @@ fn constraint(e: rusqlite::Error, id: &str) -> StoreError {
     }
 }
 
-pub(crate) fn insert(conn: &Connection, rec: &ImageCacheRecord) -> Result<(), StoreError> {
+/// Inserts a cache and claims its ClientToken (if any) in one transaction; the first use of
+/// the token, and nothing written, when the account's token is claimed already.
+pub(crate) fn insert(
+    conn: &mut Connection,
+    rec: &ImageCacheRecord,
+    params: &str,
+) -> Result<Option<TokenUse>, StoreError> {
     let json = serde_json::to_string(rec)?;
-    conn.execute(
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(token) = &rec.client_token {
+        let kind = TokenKind::ImageCache;
+        if let Some(prev) = tokens::claim(&tx, &rec.account, kind, token, &rec.id, params)? {
+            return Ok(Some(prev));
+        }
+    }
+    tx.execute(
         "INSERT INTO image_caches (id, account, name, status, record) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![rec.id, rec.account, rec.name, rec.status.as_str(), json],
     )
     .map_err(|e| constraint(e, &rec.id))?;
-    Ok(())
+    tx.commit()?;
+    Ok(None)
 }
 
 pub(crate) fn get(
@@ -88,8 +103,11 @@ pub(crate) fn modify(
     Ok(rec)
 }
 
-pub(crate) fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM image_caches WHERE id = ?1", params![id])?;
+pub(crate) fn delete(conn: &mut Connection, id: &str) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM image_caches WHERE id = ?1", params![id])?;
+    tokens::tombstone(&tx, TokenKind::ImageCache, id, chrono::Utc::now())?;
+    tx.commit()?;
     Ok(())
 }
 

@@ -1,8 +1,10 @@
 //! berth's durable state behind one `Store` trait: accounts with their access keys and
 //! container group records. The embedded default is SQLite ([`SqliteStore`]).
 
+mod accounts;
 mod cache;
 mod sqlite;
+mod tokens;
 mod usage;
 
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
 pub use sqlite::SqliteStore;
+pub use tokens::{TokenKind, TokenUse, TOKEN_RETENTION};
 pub use usage::UsageInterval;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +25,14 @@ pub enum StoreError {
     NotFound(String),
     #[error("a container group with id {0} exists already")]
     Exists(String),
+    #[error("no account named {0}")]
+    NoAccount(String),
+    #[error("an account named {0} exists already")]
+    AccountExists(String),
+    #[error("no access key {0} in account {1}")]
+    NoKey(String, String),
+    #[error("an access key with id {0} exists already")]
+    KeyExists(String),
 }
 
 impl StoreError {
@@ -42,6 +53,33 @@ pub struct AccessKey {
     pub account: String,
     pub access_key_id: String,
     pub secret: String,
+}
+
+/// An access key as a request is checked against it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyCheck {
+    pub key: AccessKey,
+    /// Neither the key nor its account is disabled.
+    pub active: bool,
+}
+
+/// An account as the operator sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub disabled: bool,
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// How many access keys it has.
+    pub keys: u64,
+}
+
+/// An access key as the operator sees it (never with its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub access_key_id: String,
+    pub account: String,
+    pub disabled: bool,
+    pub created: chrono::DateTime<chrono::Utc>,
 }
 
 /// Which groups a listing returns.
@@ -70,10 +108,31 @@ pub struct Page {
 /// The state berth keeps. Implementations are safe to share between threads; every call is
 /// one transaction.
 pub trait Store: Send + Sync {
-    /// Creates an account with one access key.
+    /// Adds an access key, making its account (enabled) when there is none of that name.
     fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;
     fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError>;
+    /// The key with whether it may be used now; read afresh on every call, so a key added or
+    /// disabled by another process counts at once.
+    fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError>;
+    /// [`StoreError::AccountExists`] when the name is taken.
+    fn create_account(&self, name: &str) -> Result<(), StoreError>;
+    fn set_account_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError>;
+    /// Every account, by name.
+    fn list_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// Adds a key to an existing account ([`StoreError::NoAccount`] otherwise).
+    fn add_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;
+    /// The keys of an existing account, oldest first.
+    fn list_access_keys(&self, account: &str) -> Result<Vec<KeyInfo>, StoreError>;
+    fn set_access_key_disabled(
+        &self,
+        account: &str,
+        access_key_id: &str,
+        disabled: bool,
+    ) -> Result<(), StoreError>;
+    fn delete_access_key(&self, account: &str, access_key_id: &str) -> Result<(), StoreError>;
 
+    /// Inserts a group without claiming its ClientToken (see
+    /// [`insert_group_claiming`](Store::insert_group_claiming)).
     fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError>;
     fn get_group(
         &self,
@@ -86,12 +145,26 @@ pub trait Store: Send + Sync {
         id: &GroupId,
         f: &mut dyn FnMut(&mut GroupRecord),
     ) -> Result<GroupRecord, StoreError>;
+    /// Inserts a group and, when it has a ClientToken, claims the token for it with `params`
+    /// (the request as the caller encodes it) in the same transaction. When the account's
+    /// token is claimed already nothing is written and the first use is returned.
+    fn insert_group_claiming(
+        &self,
+        rec: &GroupRecord,
+        params: &str,
+    ) -> Result<Option<TokenUse>, StoreError>;
+    /// Deletes a group's record; its ClientToken stays for [`TOKEN_RETENTION`].
     fn delete_group(&self, id: &GroupId) -> Result<(), StoreError>;
-    fn find_by_client_token(
+    /// What an account's ClientToken of `kind` was first used for, while it is kept.
+    fn find_client_token(
         &self,
         account: &str,
+        kind: TokenKind,
         token: &str,
-    ) -> Result<Option<GroupRecord>, StoreError>;
+    ) -> Result<Option<TokenUse>, StoreError>;
+    /// Forgets the tokens of resources deleted more than [`TOKEN_RETENTION`] before `now`
+    /// (deletes do it too).
+    fn sweep_client_tokens(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError>;
     /// Groups of an account matching `filter`, oldest first, `limit` at most, after `token`.
     fn list_groups(
         &self,
@@ -128,8 +201,14 @@ pub trait Store: Send + Sync {
     fn all_groups(&self) -> Result<Vec<GroupRecord>, StoreError>;
 
     /// Records a new image cache; [`StoreError::Exists`] when the id or the account's name is
-    /// taken.
-    fn insert_cache(&self, rec: &ImageCacheRecord) -> Result<(), StoreError>;
+    /// taken. With a ClientToken in the record, claims it as
+    /// [`insert_group_claiming`](Store::insert_group_claiming) does (`params`: the request as
+    /// the caller encodes it).
+    fn insert_cache(
+        &self,
+        rec: &ImageCacheRecord,
+        params: &str,
+    ) -> Result<Option<TokenUse>, StoreError>;
     fn get_cache(
         &self,
         account: Option<&str>,
@@ -141,6 +220,7 @@ pub trait Store: Send + Sync {
         id: &str,
         f: &mut dyn FnMut(&mut ImageCacheRecord),
     ) -> Result<ImageCacheRecord, StoreError>;
+    /// Deletes an image cache's record; its ClientToken stays for [`TOKEN_RETENTION`].
     fn delete_cache(&self, id: &str) -> Result<(), StoreError>;
     /// Image caches of an account (of all accounts with `None`), oldest first.
     fn list_caches(&self, account: Option<&str>) -> Result<Vec<ImageCacheRecord>, StoreError>;

@@ -11,9 +11,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use berth_core::{GroupId, GroupRecord, ImageCacheRecord};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{
+    params, params_from_iter, Connection, OpenFlags, OptionalExtension, TransactionBehavior,
+};
 
-use crate::{AccessKey, GroupFilter, Page, Store, StoreError, UsageInterval};
+use crate::tokens::{self, TokenKind, TokenUse};
+use crate::{
+    AccessKey, Account, GroupFilter, KeyCheck, KeyInfo, Page, Store, StoreError, UsageInterval,
+};
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -36,6 +41,8 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
 "#,
     crate::cache::MIGRATION,
     crate::usage::MIGRATION,
+    crate::accounts::MIGRATION,
+    crate::tokens::MIGRATION,
 ];
 
 /// Most read connections a file database gets.
@@ -106,11 +113,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            conn.execute_batch(m)?;
-            conn.pragma_update(None, "user_version", (i + 1) as i64)?;
-        }
+        migrate(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
             readers: Vec::new(),
@@ -177,6 +180,39 @@ impl SqliteStore {
     }
 }
 
+/// Brings the schema up to date: each migration and its `user_version` in one transaction that
+/// takes the write lock first, so a crash leaves no half-done step and two processes opening
+/// the same file (the server and an admin command) never both run one.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let step = (|| {
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            let Some(m) = usize::try_from(version)
+                .ok()
+                .and_then(|v| MIGRATIONS.get(v))
+            else {
+                return Ok::<_, rusqlite::Error>(false);
+            };
+            conn.execute_batch(m)?;
+            conn.pragma_update(None, "user_version", version + 1)?;
+            Ok(true)
+        })();
+        match step {
+            Ok(more) => {
+                conn.execute_batch("COMMIT")?;
+                if !more {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        }
+    }
+}
+
 /// A connection that only reads (the schema is the writer's business).
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
@@ -237,6 +273,24 @@ fn page_by_sql(
     Ok(page)
 }
 
+/// Writes the row of a new group; [`StoreError::Exists`] when its id is taken.
+fn insert_group_row(conn: &Connection, rec: &GroupRecord) -> Result<(), StoreError> {
+    let json = serde_json::to_string(rec)?;
+    let res = conn.execute(
+        "INSERT INTO groups (id, account, name, status, client_token, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![rec.id.as_str(), rec.account, rec.spec.name, rec.status.as_str(), rec.client_token, json],
+    );
+    match res {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::Exists(rec.id.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Column `i` of `row` as text, without a copy.
 fn text<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a str, StoreError> {
     row.get_ref(i)?.as_str().map_err(|e| {
@@ -251,47 +305,74 @@ fn decode(json: String) -> Result<GroupRecord, StoreError> {
 
 impl Store for SqliteStore {
     fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO access_keys (access_key_id, account, secret) VALUES (?1, ?2, ?3)",
-            params![key.access_key_id, key.account, key.secret],
-        )?;
-        Ok(())
+        crate::accounts::create_key(&mut self.conn(), key)
     }
 
     fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
-        Ok(self
-            .reader()
-            .prepare_cached(
-                "SELECT access_key_id, account, secret FROM access_keys WHERE access_key_id = ?1",
-            )?
-            .query_row(params![access_key_id], |r| {
-                Ok(AccessKey {
-                    access_key_id: r.get(0)?,
-                    account: r.get(1)?,
-                    secret: r.get(2)?,
-                })
-            })
-            .optional()?)
+        Ok(self.check_access_key(access_key_id)?.map(|k| k.key))
+    }
+
+    fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError> {
+        crate::accounts::check_key(&self.reader(), access_key_id)
+    }
+
+    fn create_account(&self, name: &str) -> Result<(), StoreError> {
+        crate::accounts::create_account(&self.conn(), name)
+    }
+
+    fn set_account_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
+        crate::accounts::set_account_disabled(&self.conn(), name, disabled)
+    }
+
+    fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        crate::accounts::list_accounts(&self.conn())
+    }
+
+    fn add_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
+        crate::accounts::add_key(&mut self.conn(), key)
+    }
+
+    fn list_access_keys(&self, account: &str) -> Result<Vec<KeyInfo>, StoreError> {
+        crate::accounts::list_keys(&self.conn(), account)
+    }
+
+    fn set_access_key_disabled(
+        &self,
+        account: &str,
+        access_key_id: &str,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        crate::accounts::set_key_disabled(&self.conn(), account, access_key_id, disabled)
+    }
+
+    fn delete_access_key(&self, account: &str, access_key_id: &str) -> Result<(), StoreError> {
+        crate::accounts::delete_key(&self.conn(), account, access_key_id)
     }
 
     fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(rec)?;
-        let res = self.conn().execute(
-            "INSERT INTO groups (id, account, name, status, client_token, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![rec.id.as_str(), rec.account, rec.spec.name, rec.status.as_str(), rec.client_token, json],
-        );
-        match res {
-            Ok(_) => {
-                self.groups_changed();
-                Ok(())
+        insert_group_row(&self.conn(), rec)?;
+        self.groups_changed();
+        Ok(())
+    }
+
+    fn insert_group_claiming(
+        &self,
+        rec: &GroupRecord,
+        params: &str,
+    ) -> Result<Option<TokenUse>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(token) = &rec.client_token {
+            let id = rec.id.as_str();
+            let kind = TokenKind::Group;
+            if let Some(prev) = tokens::claim(&tx, &rec.account, kind, token, id, params)? {
+                return Ok(Some(prev));
             }
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(StoreError::Exists(rec.id.to_string()))
-            }
-            Err(e) => Err(e.into()),
         }
+        insert_group_row(&tx, rec)?;
+        tx.commit()?;
+        self.groups_changed();
+        Ok(None)
     }
 
     fn get_group(
@@ -337,23 +418,26 @@ impl Store for SqliteStore {
     }
 
     fn delete_group(&self, id: &GroupId) -> Result<(), StoreError> {
-        self.conn()
-            .execute("DELETE FROM groups WHERE id = ?1", params![id.as_str()])?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM groups WHERE id = ?1", params![id.as_str()])?;
+        tokens::tombstone(&tx, TokenKind::Group, id.as_str(), Utc::now())?;
+        tx.commit()?;
         self.groups_changed();
         Ok(())
     }
 
-    fn find_by_client_token(
+    fn find_client_token(
         &self,
         account: &str,
+        kind: TokenKind,
         token: &str,
-    ) -> Result<Option<GroupRecord>, StoreError> {
-        let json: Option<String> = self
-            .reader()
-            .prepare_cached("SELECT record FROM groups WHERE account = ?1 AND client_token = ?2")?
-            .query_row(params![account, token], |r| r.get(0))
-            .optional()?;
-        json.map(decode).transpose()
+    ) -> Result<Option<TokenUse>, StoreError> {
+        tokens::find(&self.reader(), account, kind, token)
+    }
+
+    fn sweep_client_tokens(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        tokens::sweep(&self.conn(), now)
     }
 
     fn list_groups(
@@ -445,8 +529,12 @@ impl Store for SqliteStore {
         Ok(page)
     }
 
-    fn insert_cache(&self, rec: &ImageCacheRecord) -> Result<(), StoreError> {
-        crate::cache::insert(&self.conn(), rec)
+    fn insert_cache(
+        &self,
+        rec: &ImageCacheRecord,
+        params: &str,
+    ) -> Result<Option<TokenUse>, StoreError> {
+        crate::cache::insert(&mut self.conn(), rec, params)
     }
 
     fn get_cache(
@@ -466,7 +554,7 @@ impl Store for SqliteStore {
     }
 
     fn delete_cache(&self, id: &str) -> Result<(), StoreError> {
-        crate::cache::delete(&self.conn(), id)
+        crate::cache::delete(&mut self.conn(), id)
     }
 
     fn list_caches(&self, account: Option<&str>) -> Result<Vec<ImageCacheRecord>, StoreError> {

@@ -18,11 +18,11 @@ fn rec(id: &str, account: &str, name: &str) -> ImageCacheRecord {
 #[test]
 fn insert_get_modify_list_delete() {
     let s = SqliteStore::in_memory().unwrap();
-    s.insert_cache(&rec("imc-1", "a", "one")).unwrap();
-    s.insert_cache(&rec("imc-2", "a", "two")).unwrap();
-    s.insert_cache(&rec("imc-3", "b", "one")).unwrap();
+    s.insert_cache(&rec("imc-1", "a", "one"), "").unwrap();
+    s.insert_cache(&rec("imc-2", "a", "two"), "").unwrap();
+    s.insert_cache(&rec("imc-3", "b", "one"), "").unwrap();
     assert!(matches!(
-        s.insert_cache(&rec("imc-4", "a", "one")),
+        s.insert_cache(&rec("imc-4", "a", "one"), ""),
         Err(StoreError::Exists(_))
     ));
     assert!(s.get_cache(Some("b"), "imc-1").unwrap().is_none());
@@ -58,7 +58,7 @@ fn caches_survive_reopening() {
     let path = dir.path().join("berth.db");
     {
         let s = SqliteStore::open(&path).unwrap();
-        s.insert_cache(&rec("imc-1", "a", "one")).unwrap();
+        s.insert_cache(&rec("imc-1", "a", "one"), "").unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     assert_eq!(s.list_caches(Some("a")).unwrap().len(), 1);

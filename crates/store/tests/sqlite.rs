@@ -66,7 +66,6 @@ fn keys_and_groups_survive_reopen() {
         s.get_group(None, &id).unwrap().unwrap().status,
         GroupStatus::Running
     );
-    assert!(s.find_by_client_token("acct", "tok1").unwrap().is_some());
     s.delete_group(&id).unwrap();
     assert!(s.get_group(None, &id).unwrap().is_none());
     assert!(s.modify_group(&id, &mut |_| {}).is_err());

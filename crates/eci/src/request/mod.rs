@@ -69,6 +69,9 @@ const ACTIONS: [Action; 16] = [
 ];
 
 impl Action {
+    /// Every action berth serves.
+    pub const ALL: [Action; 16] = ACTIONS;
+
     /// The action of a name (case-sensitive); 404 `InvalidApi.NotFound` otherwise.
     pub fn parse(name: &str) -> Result<Self, ApiError> {
         ACTIONS

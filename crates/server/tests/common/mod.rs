@@ -19,6 +19,12 @@ pub struct Served {
 /// Serves a control plane backed by `node` on 127.0.0.1.
 pub async fn serve_with(node: Arc<dyn NodeClient>) -> Served {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    serve_on(store, node).await
+}
+
+/// Serves a control plane on `store`, backed by `node`, with the key `AKTEST` of account
+/// `acct` added to the store.
+pub async fn serve_on(store: Arc<dyn Store>, node: Arc<dyn NodeClient>) -> Served {
     store
         .create_access_key(&AccessKey {
             account: "acct".into(),

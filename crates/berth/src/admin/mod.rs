@@ -1,0 +1,193 @@
+//! `berth admin`: the operator's commands on accounts and access keys. They work on the state
+//! directory itself, whether the server is stopped or running (SQLite lets a second process
+//! write; the server reads keys per request, so a change counts at once).
+
+mod output;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use berth_store::{SqliteStore, Store};
+
+use output::Output;
+
+#[derive(clap::Args)]
+pub struct AdminArgs {
+    /// The state directory of the server (running or stopped).
+    #[arg(long, global = true, default_value = "/var/lib/berth")]
+    state_dir: PathBuf,
+    /// Output format: text, or json for scripts.
+    #[arg(short = 'o', long = "output", global = true, default_value = "text", value_parser = ["text", "json"])]
+    output: String,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum AdminCommand {
+    /// Accounts: each owns its groups and image caches.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Access keys of an account (an account may have several).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum AccountCommand {
+    /// Make an account (it has no key yet: see `berth admin key create`).
+    Create { name: String },
+    /// List the accounts.
+    Ls,
+    /// Refuse every key of the account until it is enabled again.
+    Disable { name: String },
+    /// Accept the account's keys again.
+    Enable { name: String },
+}
+
+#[derive(clap::Subcommand)]
+enum KeyCommand {
+    /// Make an access key; its secret is printed this once and never again.
+    Create {
+        #[arg(long)]
+        account: String,
+    },
+    /// List the keys of an account (without secrets).
+    Ls {
+        #[arg(long)]
+        account: String,
+    },
+    /// Refuse the key until it is enabled again.
+    Disable {
+        #[arg(long)]
+        account: String,
+        access_key_id: String,
+    },
+    /// Accept the key again.
+    Enable {
+        #[arg(long)]
+        account: String,
+        access_key_id: String,
+    },
+    /// Delete the key for good.
+    Rm {
+        #[arg(long)]
+        account: String,
+        access_key_id: String,
+    },
+}
+
+/// Longest account name.
+const MAX_ACCOUNT_NAME: usize = 64;
+
+/// An account name: 1–64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+fn check_account_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_ACCOUNT_NAME
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !ok {
+        bail!(
+            "account name {name:?} is not 1-{MAX_ACCOUNT_NAME} letters, digits, '.', '_' or '-' \
+             starting with a letter or digit"
+        );
+    }
+    Ok(())
+}
+
+pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+    // Logs go to stderr, so that stdout stays the answer (JSON with `-o json`).
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let out = Output::new(&args.output);
+    let store = open(&args.state_dir)?;
+    match args.command {
+        AdminCommand::Account(c) => account(&store, &out, c),
+        AdminCommand::Key(c) => key(&store, &out, c),
+    }
+}
+
+/// The store of `state_dir`, made private as `berth serve` makes it.
+fn open(state_dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
+    let db = crate::state_files::prepare(state_dir)?;
+    let store = SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+    crate::state_files::tighten_database(&db)?;
+    Ok(store)
+}
+
+fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result<()> {
+    match c {
+        AccountCommand::Create { name } => {
+            check_account_name(&name)?;
+            store.create_account(&name)?;
+            out.account_changed(&name, "created");
+        }
+        AccountCommand::Ls => out.accounts(&store.list_accounts()?),
+        AccountCommand::Disable { name } => {
+            store.set_account_disabled(&name, true)?;
+            out.account_changed(&name, "disabled");
+        }
+        AccountCommand::Enable { name } => {
+            store.set_account_disabled(&name, false)?;
+            out.account_changed(&name, "enabled");
+        }
+    }
+    Ok(())
+}
+
+fn key(store: &dyn Store, out: &Output, c: KeyCommand) -> anyhow::Result<()> {
+    match c {
+        KeyCommand::Create { account } => {
+            let key = crate::keys::new_access_key(&account);
+            store.add_access_key(&key)?;
+            out.new_key(&key);
+        }
+        KeyCommand::Ls { account } => out.keys(&store.list_access_keys(&account)?),
+        KeyCommand::Disable {
+            account,
+            access_key_id,
+        } => {
+            store.set_access_key_disabled(&account, &access_key_id, true)?;
+            out.key_changed(&account, &access_key_id, "disabled");
+        }
+        KeyCommand::Enable {
+            account,
+            access_key_id,
+        } => {
+            store.set_access_key_disabled(&account, &access_key_id, false)?;
+            out.key_changed(&account, &access_key_id, "enabled");
+        }
+        KeyCommand::Rm {
+            account,
+            access_key_id,
+        } => {
+            store.delete_access_key(&account, &access_key_id)?;
+            out.key_changed(&account, &access_key_id, "deleted");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_account_name;
+
+    #[test]
+    fn account_names() {
+        for good in ["a", "team-a", "Team_1.prod", &"x".repeat(64)] {
+            assert!(check_account_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-a", ".a", "a b", "a/b", "é", &"x".repeat(65)] {
+            assert!(check_account_name(bad).is_err(), "{bad}");
+        }
+    }
+}
