@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// memory and an address; at most a quarter of the subnet is used.
     #[arg(long, default_value_t = 128)]
     netns_pool: usize,
+    /// Capabilities that `SecurityContext.Capability.Add` may ask for, comma-separated
+    /// (default: Docker's default set plus NET_ADMIN and SYS_PTRACE). A create asking for
+    /// another is refused with InvalidParameter.
+    #[arg(long, value_delimiter = ',')]
+    allowed_capabilities: Option<Vec<String>>,
     #[command(flatten)]
     caches: crate::cache_node::CacheArgs,
     /// Leave the cgroup2 mount's options alone. By default berth turns on `favordynmods`
@@ -85,6 +90,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let binary = find_binary(&args.runtime)?;
     let monitor = monitor_command()?;
     let control = Control::new(store.clone(), args.region.clone());
+    if let Some(caps) = &args.allowed_capabilities {
+        for c in caps {
+            if berth_runtime::capability_name(c).is_none() {
+                anyhow::bail!("--allowed-capabilities: the kernel knows no capability {c:?}");
+            }
+        }
+        let policy = berth_core::CapabilityPolicy::new(caps.iter().map(String::as_str));
+        tracing::info!(allowed = %policy.allowed().collect::<Vec<_>>().join(","), "capabilities groups may add");
+        control.set_capability_policy(policy);
+    }
     let reporter = Arc::new(ControlReporter(control.clone()));
     let agent = Agent::new(
         NodeConfig {

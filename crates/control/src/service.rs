@@ -46,6 +46,8 @@ pub enum ControlError {
     CacheNameTaken(String),
     #[error("the account holds its maximum of {0} image caches and none may be evicted")]
     CacheQuotaExceeded(u32),
+    #[error(transparent)]
+    CapabilityRefused(#[from] berth_core::CapabilityRefused),
     #[error("state store")]
     Store(#[from] StoreError),
 }
@@ -56,6 +58,7 @@ pub struct Control {
     node: OnceLock<Arc<dyn NodeClient>>,
     pub(crate) region: String,
     pub(crate) caches: crate::cache::CacheState,
+    capabilities: std::sync::RwLock<berth_core::CapabilityPolicy>,
     event_hooks: std::sync::RwLock<Vec<EventHook>>,
 }
 
@@ -69,8 +72,14 @@ impl Control {
             node: OnceLock::new(),
             region: region.into(),
             caches: Default::default(),
+            capabilities: Default::default(),
             event_hooks: std::sync::RwLock::new(Vec::new()),
         })
+    }
+
+    /// Sets which capabilities groups may add (the default: `capability::DEFAULT_ALLOWED`).
+    pub fn set_capability_policy(&self, policy: berth_core::CapabilityPolicy) {
+        *self.capabilities.write().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
     /// Connects the node agent; done once at start.
@@ -99,6 +108,10 @@ impl Control {
         mut spec: GroupSpec,
         client_token: Option<String>,
     ) -> Result<GroupId, ControlError> {
+        self.capabilities
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(&spec)?;
         // The request as it came, for a ClientToken's later uses to be compared with.
         let params = match &client_token {
             Some(tok) => {

@@ -2,6 +2,7 @@
 //! container and group states, restart decisions and events. Pure: no I/O, no async.
 
 pub mod cache;
+pub mod capability;
 pub mod event;
 pub mod id;
 pub mod metric;
@@ -12,6 +13,7 @@ pub mod spec;
 pub mod state;
 
 pub use cache::{CacheStatus, ImageCacheRecord};
+pub use capability::{CapabilityPolicy, CapabilityRefused};
 pub use event::{Event, EventType};
 pub use id::{is_group_id, GroupId};
 pub use record::{GroupRecord, ObservedGroup};

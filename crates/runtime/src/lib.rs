@@ -19,7 +19,10 @@ mod runtime;
 mod spawn;
 pub mod stats;
 
-pub use bundle::{build_spec, BundleSpec, DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS};
+pub use bundle::{
+    build_spec, capability_name, BundleSpec, DEFAULT_CAPABILITIES, MASKED_PATHS, PING_GROUP_RANGE,
+    READONLY_PATHS,
+};
 pub use cgroup::CgroupLayout;
 pub use dynmods::{favor_dynmods, DynmodsOutcome};
 pub use error::RuntimeError;

@@ -45,6 +45,11 @@ pub(crate) fn map_err(e: ControlError) -> ApiError {
         ControlError::TokenMismatch => ApiError::new(400, "IdempotentParameterMismatch", format!("The request uses the same client token as a previous, but non-identical request: {e}")),
         ControlError::NoSuchContainer(c) => ApiError::not_found("ContainerName", &c),
         ControlError::Node(m) => ApiError::internal(m),
+        ControlError::CapabilityRefused(r) => ApiError::new(
+            400,
+            "InvalidParameter",
+            format!("The specified parameter SecurityContext.Capability.Add is not valid: {r}"),
+        ),
         ControlError::TokenParams(_) | ControlError::TokenResource(_) => ApiError::internal(e),
         ControlError::Store(s) if s.is_disk_full() => ApiError::service_unavailable(
             "the disk of berth's state directory is full; nothing was changed, retry once space is freed",

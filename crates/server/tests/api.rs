@@ -371,3 +371,52 @@ async fn client_token_makes_create_idempotent_and_pages_work() {
     let v = api.client.call("DescribeRegions", &[]).await.unwrap();
     assert_eq!(v["Regions"][0]["RegionId"], "local");
 }
+
+#[tokio::test]
+async fn capabilities_outside_the_allow_list_are_refused_and_create_nothing() {
+    let api = start().await;
+    let with_cap = |cap: &str| {
+        let mut params = create_params("caps");
+        params.push((
+            "Container.1.SecurityContext.Capability.Add.1".into(),
+            "NET_ADMIN".into(),
+        ));
+        params.push((
+            "Container.1.SecurityContext.Capability.Add.2".into(),
+            cap.into(),
+        ));
+        params
+    };
+    for cap in ["SYS_ADMIN", "CAP_SYS_MODULE", "bpf", "DAC_READ_SEARCH"] {
+        let err = api
+            .client
+            .call("CreateContainerGroup", &with_cap(cap))
+            .await
+            .unwrap_err();
+        let (status, code, message) = api_err(err);
+        assert_eq!((status, code.as_str()), (400, "InvalidParameter"), "{cap}");
+        assert!(message.contains("Capability.Add"), "{message}");
+        assert!(
+            message.contains(&berth_core::capability::canonical(cap)),
+            "{message}"
+        );
+    }
+    assert_eq!(count(&api).await, 0, "a refused create left a group");
+    assert!(api.node.applied.lock().unwrap().is_empty());
+
+    api.client
+        .call("CreateContainerGroup", &with_cap("SYS_PTRACE"))
+        .await
+        .expect("an allowed capability");
+    assert_eq!(count(&api).await, 1);
+
+    // The operator's list replaces the default.
+    api.control
+        .set_capability_policy(berth_core::CapabilityPolicy::new(["NET_ADMIN"]));
+    let err = api
+        .client
+        .call("CreateContainerGroup", &with_cap("SYS_PTRACE"))
+        .await
+        .unwrap_err();
+    assert_eq!(api_err(err).1, "InvalidParameter");
+}

@@ -21,23 +21,36 @@ const CFS_PERIOD: u64 = 100_000;
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const NOFILE: u64 = 1024;
 
-/// Capabilities a container gets unless told otherwise (those of Docker and containerd).
+/// Capabilities a container gets unless told otherwise: podman's defaults, which are
+/// Docker's and containerd's without NET_RAW (raw sockets: ARP and address spoofing of the
+/// neighbours on the bridge), MKNOD and AUDIT_WRITE. Ping still works through unprivileged
+/// ICMP sockets ([`PING_GROUP_RANGE`]).
 pub const DEFAULT_CAPABILITIES: &[&str] = &[
     "CHOWN",
     "DAC_OVERRIDE",
-    "FSETID",
     "FOWNER",
-    "MKNOD",
-    "NET_RAW",
-    "SETGID",
-    "SETUID",
-    "SETFCAP",
-    "SETPCAP",
-    "NET_BIND_SERVICE",
-    "SYS_CHROOT",
+    "FSETID",
     "KILL",
-    "AUDIT_WRITE",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
 ];
+
+/// `net.ipv4.ping_group_range` of every container: any group may open ICMP echo sockets,
+/// so ping works without NET_RAW (as podman sets it).
+pub const PING_GROUP_RANGE: &str = "0 2147483647";
+
+/// The canonical name of a capability (`sys_admin`, `CAP_SYS_ADMIN` → `SYS_ADMIN`), or `None`
+/// when the kernel knows no such capability.
+pub fn capability_name(name: &str) -> Option<String> {
+    parse_capability(name).ok().map(|c| {
+        let text = c.to_string();
+        text.strip_prefix("CAP_").unwrap_or(&text).to_string()
+    })
+}
 
 /// Paths hidden from the container (runc's, containerd's and podman's defaults).
 pub const MASKED_PATHS: &[&str] = &[
@@ -147,7 +160,16 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
         .build()
         .map_err(RuntimeError::Spec)?;
 
+    let mut sysctl = std::collections::HashMap::new();
+    if spec.netns.is_some() {
+        // Per network namespace: it changes nothing outside the group.
+        sysctl.insert(
+            "net.ipv4.ping_group_range".to_string(),
+            PING_GROUP_RANGE.to_string(),
+        );
+    }
     let linux = LinuxBuilder::default()
+        .sysctl(sysctl)
         .cgroups_path(PathBuf::from(&spec.cgroup_path))
         .resources(resources(spec, layout)?)
         .namespaces(namespaces(spec, layout)?)

@@ -63,6 +63,12 @@ fn default_capabilities_without_sys_admin() {
     assert!(strings(&caps["inheritable"]).is_empty());
     assert!(strings(&caps["ambient"]).is_empty());
     assert!(!j.to_string().contains("CAP_SYS_ADMIN"));
+    for dropped in ["CAP_NET_RAW", "CAP_MKNOD", "CAP_AUDIT_WRITE"] {
+        assert!(
+            !j.to_string().contains(dropped),
+            "{dropped} is not a default"
+        );
+    }
     assert_eq!(j["process"]["noNewPrivileges"], true);
     assert_eq!(j["process"]["terminal"], false);
 }
@@ -230,4 +236,35 @@ fn rejects_bad_input() {
             "case {i}"
         );
     }
+}
+
+#[test]
+fn capability_names_are_canonical() {
+    assert_eq!(
+        capability_name("cap_sys_admin").as_deref(),
+        Some("SYS_ADMIN")
+    );
+    assert_eq!(capability_name("NET_ADMIN").as_deref(), Some("NET_ADMIN"));
+    assert_eq!(capability_name("FLY"), None);
+    for c in berth_core::capability::DEFAULT_ALLOWED
+        .iter()
+        .chain(DEFAULT_CAPABILITIES)
+    {
+        assert_eq!(
+            capability_name(c).as_deref(),
+            Some(*c),
+            "the kernel knows {c}"
+        );
+    }
+}
+
+#[test]
+fn ping_works_without_raw_sockets_in_the_groups_namespace() {
+    let mut s = spec();
+    s.netns = Some("/run/berth/netns/g".into());
+    let j = json(&s, &v2());
+    assert_eq!(
+        j["linux"]["sysctl"]["net.ipv4.ping_group_range"],
+        PING_GROUP_RANGE
+    );
 }
