@@ -61,8 +61,9 @@ impl ContainerCtx {
         runtime_id(&self.gid, &self.spec.name)
     }
 
-    /// The OCI process of the container, Kubernetes' rules for command and args.
-    fn bundle(&self, rootfs: PathBuf) -> BundleSpec {
+    /// The OCI process of the container, Kubernetes' rules for command and args. Fails when
+    /// the image's `User` does not resolve (the container cannot start, as with podman).
+    fn bundle(&self, rootfs: PathBuf) -> Result<BundleSpec, String> {
         let cfg = &self.image.config;
         let mut args: Vec<String> = if !self.spec.command.is_empty() {
             self.spec
@@ -101,11 +102,11 @@ impl ContainerCtx {
             };
             set_env(&mut env, &e.key, &value);
         }
-        let (uid, gid) = self.user(&rootfs);
+        let (uid, gid) = self.user(&rootfs)?;
         let cpu = self.spec.cpu.unwrap_or(self.group.cpu);
         let memory = self.spec.memory.unwrap_or(self.group.memory);
         let etc = self.dirs.etc();
-        BundleSpec {
+        Ok(BundleSpec {
             rootfs,
             args,
             env,
@@ -131,7 +132,7 @@ impl ContainerCtx {
                 (etc.join("hostname"), "/etc/hostname".into(), false),
                 (etc.join("resolv.conf"), "/etc/resolv.conf".into(), false),
             ],
-        }
+        })
     }
 
     fn hostname(&self) -> String {
@@ -143,16 +144,21 @@ impl ContainerCtx {
 
     /// uid and gid: the security context's, else the image's `User` (numeric or a name from
     /// the image's /etc/passwd), else root.
-    fn user(&self, rootfs: &std::path::Path) -> (u32, u32) {
+    fn user(&self, rootfs: &std::path::Path) -> Result<(u32, u32), String> {
         let image_user = self.image.config.user.clone().unwrap_or_default();
-        let (mut uid, mut gid) = resolve_user(&image_user, rootfs);
+        // A uid from the security context needs no name from the image.
+        let image_user = match (self.spec.run_as_user, self.spec.run_as_group) {
+            (Some(_), Some(_)) => String::new(),
+            _ => image_user,
+        };
+        let (mut uid, mut gid) = crate::user::resolve(&image_user, rootfs)?;
         if let Some(u) = self.spec.run_as_user {
             uid = u;
         }
         if let Some(g) = self.spec.run_as_group {
             gid = g;
         }
-        (uid, gid)
+        Ok((uid, gid))
     }
 
     /// Starts the container once and waits for it to exit (or for cancellation).
@@ -188,7 +194,10 @@ impl ContainerCtx {
             Ok(r) => r,
             Err(e) => return RunEnd::SetupFailed(e),
         };
-        let bundle = self.bundle(rootfs);
+        let bundle = match self.bundle(rootfs) {
+            Ok(b) => b,
+            Err(e) => return RunEnd::StartFailed(e),
+        };
         if let Err(e) = rt.write_bundle(&cdir, &bundle) {
             return RunEnd::SetupFailed(crate::files::error_chain(&e));
         }
@@ -446,38 +455,6 @@ fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
     env.push(format!("{key}={value}"));
 }
 
-/// `uid[:gid]` or `name[:group]` of an image against its /etc/passwd and /etc/group.
-fn resolve_user(user: &str, rootfs: &std::path::Path) -> (u32, u32) {
-    if user.is_empty() {
-        return (0, 0);
-    }
-    let (u, g) = user
-        .split_once(':')
-        .map_or((user, None), |(u, g)| (u, Some(g)));
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let (uid, mut gid) = match u.parse::<u32>() {
-        Ok(n) => (n, passwd_field(&passwd, |f| f[2] == u, 3).unwrap_or(0)),
-        Err(_) => (
-            passwd_field(&passwd, |f| f[0] == u, 2).unwrap_or(0),
-            passwd_field(&passwd, |f| f[0] == u, 3).unwrap_or(0),
-        ),
-    };
-    if let Some(g) = g {
-        gid = g.parse().unwrap_or_else(|_| {
-            let groups = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
-            passwd_field(&groups, |f| f[0] == g, 2).unwrap_or(0)
-        });
-    }
-    (uid, gid)
-}
-
-fn passwd_field(file: &str, pick: impl Fn(&[&str]) -> bool, idx: usize) -> Option<u32> {
-    file.lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > idx && f.len() >= 3 && pick(f))
-        .and_then(|f| f[idx].parse().ok())
-}
-
 /// How long to wait between image pull attempts.
 pub fn pull_backoff(attempt: u32) -> Duration {
     backoff_delay(attempt)
@@ -486,25 +463,6 @@ pub fn pull_backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn users_resolve() {
-        let dir = std::env::temp_dir().join(format!("berth-node-user-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("etc")).unwrap();
-        std::fs::write(
-            dir.join("etc/passwd"),
-            "root:x:0:0::/root:/bin/sh\nweb:x:33:34::/:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        assert_eq!(resolve_user("", &dir), (0, 0));
-        assert_eq!(resolve_user("web", &dir), (33, 34));
-        assert_eq!(resolve_user("33", &dir), (33, 34));
-        assert_eq!(resolve_user("1000:1000", &dir), (1000, 1000));
-        assert_eq!(resolve_user("web:staff", &dir), (33, 50));
-        assert_eq!(resolve_user("nobody", &dir), (0, 0));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
 
     #[test]
     fn env_is_replaced_by_key() {

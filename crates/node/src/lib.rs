@@ -11,6 +11,7 @@ mod group;
 mod observe;
 mod spare;
 mod state;
+mod user;
 
 pub use agent::{Agent, NodeConfig, NodeError, Reporter};
 pub use cache::CachePull;
