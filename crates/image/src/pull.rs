@@ -18,6 +18,7 @@ use crate::error::ImageError;
 use crate::manifest::{self, Descriptor};
 use crate::registry::{error_chain, is_transient_body_error, Login, RegistryClient, Scope};
 use crate::store::{Inner, PullOptions, PullProgress, Record};
+use crate::unpack::Budget;
 
 /// Registry clients are kept per host and transport, so connections and tokens are reused.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -41,6 +42,8 @@ pub(crate) struct Pull<'a> {
     pub(crate) total: u64,
     pub(crate) done: AtomicU64,
     pub(crate) layers: usize,
+    /// What the image's layers unpack to, against the store's limits.
+    pub(crate) budget: Arc<Budget>,
 }
 
 impl Pull<'_> {
@@ -94,6 +97,7 @@ pub(crate) async fn pull(
         total: 0,
         done: AtomicU64::new(0),
         layers: 0,
+        budget: Arc::new(Budget::new(inner.unpack_limits())),
     };
     let tag_or_digest = reference
         .digest()

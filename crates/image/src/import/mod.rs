@@ -317,6 +317,7 @@ fn store_layer(
             .map(|m| m.len())
             .unwrap_or(0),
         size_on_disk: crate::disk::tree_usage(&tmp),
+        ..LayerInfo::default()
     };
     let _ = crate::disk::write_json(&inner.layer_info_path(&hex), &info);
     if let Err(e) = fs::rename(&tmp, &dir) {
