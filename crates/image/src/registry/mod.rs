@@ -11,7 +11,7 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RANGE, RETRY_AFTER, WW
 use reqwest::{Response, StatusCode};
 
 pub(crate) use auth::Login;
-use auth::{parse_challenge, Challenge, TokenCache, TokenResponse};
+use auth::{may_send_login, parse_challenge, Challenge, TokenCache, TokenResponse};
 
 use crate::error::ImageError;
 
@@ -188,7 +188,8 @@ impl RegistryClient {
         }
     }
 
-    /// Asks the realm for a token covering `asked`, with the login when there is one.
+    /// Asks the realm for a token covering `asked`, with the login when there is one and the
+    /// realm may see it (HTTPS, or the registry's own host and port); else anonymously.
     async fn fetch_token(
         &self,
         scope: &Scope<'_>,
@@ -213,10 +214,23 @@ impl RegistryClient {
             }
             query.append_pair("scope", asked);
         }
+        let login = scope.login.filter(|_| {
+            let allowed =
+                reqwest::Url::parse(&self.base).is_ok_and(|base| may_send_login(&base, &url));
+            if !allowed {
+                tracing::warn!(
+                    registry = %self.base,
+                    realm = %realm,
+                    "token realm is neither HTTPS nor the registry's own host and port: asking \
+                     it for an anonymous token, without the registry login"
+                );
+            }
+            allowed
+        });
         let mut attempt = 0;
         loop {
             let mut request = self.http.get(url.clone());
-            if let Some(login) = scope.login {
+            if let Some(login) = login {
                 request = request.header(AUTHORIZATION, login.basic_header());
             }
             let error = match request.send().await {
