@@ -44,8 +44,17 @@ pub enum ImageError {
         realm: String,
         message: String,
     },
+    /// A manifest or index larger than berth reads (4 MiB).
     #[error("{reference}: manifest is larger than {limit} bytes")]
     ManifestTooLarge { reference: String, limit: u64 },
+    /// An image configuration larger than berth reads (4 MiB).
+    #[error("{reference}: config {digest} is {size} bytes, more than the {limit} bytes accepted")]
+    ConfigTooLarge {
+        reference: String,
+        digest: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("{reference}: invalid manifest: {message}")]
     Manifest { reference: String, message: String },
     #[error("{reference}: layer {digest} has unsupported media type {media_type:?}")]

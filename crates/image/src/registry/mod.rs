@@ -45,6 +45,8 @@ impl RetryPolicy {
 
 /// Longest error body read to find the registry's message.
 const MAX_ERROR_BODY: usize = 64 << 10;
+/// Largest answer of a token service accepted; real ones are a few KiB.
+pub(crate) const MAX_TOKEN_BYTES: usize = 1 << 20;
 
 /// A client for one registry host over one transport.
 pub(crate) struct RegistryClient {
@@ -235,9 +237,20 @@ impl RegistryClient {
             }
             let error = match request.send().await {
                 Ok(response) if response.status().is_success() => {
-                    let body = read_capped(response, MAX_ERROR_BODY)
+                    let too_large =
+                        || refused(format!("answer is larger than {MAX_TOKEN_BYTES} bytes"));
+                    if response
+                        .content_length()
+                        .is_some_and(|len| len > MAX_TOKEN_BYTES as u64)
+                    {
+                        return Err(too_large());
+                    }
+                    let body = read_capped(response, MAX_TOKEN_BYTES + 1)
                         .await
                         .map_err(|e| refused(error_chain(&e)))?;
+                    if body.len() > MAX_TOKEN_BYTES {
+                        return Err(too_large());
+                    }
                     let token: TokenResponse = serde_json::from_slice(&body)
                         .map_err(|e| refused(format!("unreadable token answer: {e}")))?;
                     let (token, ttl) = token
