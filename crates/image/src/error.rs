@@ -44,8 +44,17 @@ pub enum ImageError {
         realm: String,
         message: String,
     },
+    /// A manifest or index larger than berth reads (4 MiB).
     #[error("{reference}: manifest is larger than {limit} bytes")]
     ManifestTooLarge { reference: String, limit: u64 },
+    /// An image configuration larger than berth reads (4 MiB).
+    #[error("{reference}: config {digest} is {size} bytes, more than the {limit} bytes accepted")]
+    ConfigTooLarge {
+        reference: String,
+        digest: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("{reference}: invalid manifest: {message}")]
     Manifest { reference: String, message: String },
     #[error("{reference}: layer {digest} has unsupported media type {media_type:?}")]
@@ -109,6 +118,15 @@ pub enum ImageError {
         digest: String,
         #[source]
         source: serde_json::Error,
+    },
+    /// A layer was refused because the image it belongs to unpacks to more than the store's
+    /// [`UnpackLimits`](crate::UnpackLimits) allow; nothing of the layer was kept.
+    #[error("layer {digest} of {reference} refused: the image unpacks to more than {max} {limit}")]
+    UnpackLimit {
+        reference: String,
+        digest: String,
+        limit: UnpackLimit,
+        max: u64,
     },
     #[error("unpacking layer {digest} of {reference}: {source}")]
     Unpack {
@@ -193,6 +211,24 @@ impl ImageError {
             source,
         }
     }
+
+    /// The error of unpacking layer `digest` of `reference`; a limit gone past is
+    /// [`ImageError::UnpackLimit`].
+    pub(crate) fn unpack(reference: &str, digest: &str, source: UnpackError) -> Self {
+        match source {
+            UnpackError::Limit { limit, max } => Self::UnpackLimit {
+                reference: reference.to_owned(),
+                digest: digest.to_owned(),
+                limit,
+                max,
+            },
+            source => Self::Unpack {
+                reference: reference.to_owned(),
+                digest: digest.to_owned(),
+                source,
+            },
+        }
+    }
 }
 
 /// Why a layer archive could not be unpacked.
@@ -215,6 +251,27 @@ pub enum UnpackError {
         #[source]
         source: io::Error,
     },
+    /// The image went past one of its [`UnpackLimits`](crate::UnpackLimits).
+    #[error("the image unpacks to more than {max} {limit}")]
+    Limit { limit: UnpackLimit, max: u64 },
+}
+
+/// Which of the [`UnpackLimits`](crate::UnpackLimits) an image went past.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnpackLimit {
+    /// `max_bytes`: bytes written to files.
+    Bytes,
+    /// `max_entries`: archive entries.
+    Entries,
+}
+
+impl std::fmt::Display for UnpackLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Bytes => "bytes (unpack limit max_bytes)",
+            Self::Entries => "entries (unpack limit max_entries)",
+        })
+    }
 }
 
 impl UnpackError {

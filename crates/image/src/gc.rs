@@ -273,6 +273,7 @@ impl Inner {
             digest: digest.to_owned(),
             compressed_size: 0,
             size_on_disk: disk::tree_usage(&dir),
+            ..LayerInfo::default()
         };
         let _ = disk::write_json(&info_path, &info);
         info.size_on_disk

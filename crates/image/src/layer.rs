@@ -1,6 +1,10 @@
 //! Downloading one layer into the store: once even when several pulls need it, streamed
 //! through a channel into an unpacker on a blocking thread, which works in a scratch
 //! directory and renames it into place only when the digest and diff id matched.
+//!
+//! What a layer unpacks to is charged to the budget of the image being pulled; a layer stored
+//! before is charged what it unpacked to then. A layer that takes the image past its limits is
+//! removed before anything of it is visible.
 
 use std::fs;
 use std::io::{self, Read};
@@ -14,7 +18,7 @@ use crate::error::{ImageError, UnpackError};
 use crate::manifest::Descriptor;
 use crate::pull::{sha256_hex, stream_blob, Pull};
 use crate::store::LayerInfo;
-use crate::unpack;
+use crate::unpack::{self, Budget};
 
 /// Progress is reported at least this often per layer.
 const PROGRESS_STEP: u64 = 256 << 10;
@@ -40,6 +44,7 @@ pub(crate) async fn fetch_layer(
     })?;
     let dir = inner.layer_dir(hex);
     let stored = |pull: &Pull<'_>| {
+        charge_stored(pull, hex, &layer.digest)?;
         pull.done.fetch_add(size, Ordering::Relaxed);
         pull.report(index, &layer.digest, size, size, true);
         Ok(0)
@@ -58,10 +63,12 @@ pub(crate) async fn fetch_layer(
     let info = LayerInfo {
         digest: layer.digest.clone(),
         compressed_size: size,
-        size_on_disk: 0,
+        ..LayerInfo::default()
     };
-    let unpacker =
-        tokio::task::spawn_blocking(move || unpack_into(rx, tmp, dir, diff_id, info_path, info));
+    let budget = pull.budget.clone();
+    let unpacker = tokio::task::spawn_blocking(move || {
+        unpack_into(rx, tmp, dir, diff_id, info_path, info, &budget)
+    });
     let mut layer_bytes = 0u64;
     let mut reported = 0u64;
     let downloaded = stream_blob(pull, layer, size, Some(&tx), |chunk| {
@@ -83,11 +90,7 @@ pub(crate) async fn fetch_layer(
         source,
     })?;
     let bytes = downloaded?;
-    unpacked.map_err(|source| ImageError::Unpack {
-        reference: pull.name.clone(),
-        digest: layer.digest.clone(),
-        source,
-    })?;
+    unpacked.map_err(|source| ImageError::unpack(&pull.name, &layer.digest, source))?;
     pull.report(index, &layer.digest, size, size, true);
     Ok(bytes)
 }
@@ -102,22 +105,30 @@ fn unpack_into(
     diff_id: Option<String>,
     info_path: PathBuf,
     mut info: LayerInfo,
+    budget: &Budget,
 ) -> Result<(), UnpackError> {
     let reader = ChannelReader {
         rx,
         current: Bytes::new(),
         ended: false,
     };
-    let result = unpack::unpack_layer(reader, &tmp).and_then(|actual| match diff_id {
-        Some(expected) if expected != actual => {
-            Err(UnpackError::DiffIdMismatch { expected, actual })
+    let result =
+        unpack::unpack_layer_within(reader, &tmp, budget).and_then(|unpacked| match diff_id {
+            Some(expected) if expected != unpacked.diff_id => Err(UnpackError::DiffIdMismatch {
+                expected,
+                actual: unpacked.diff_id,
+            }),
+            _ => Ok(unpacked),
+        });
+    let unpacked = match result {
+        Ok(unpacked) => unpacked,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
         }
-        _ => Ok(()),
-    });
-    if let Err(e) = result {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
+    };
+    info.unpacked_bytes = Some(unpacked.bytes);
+    info.entries = Some(unpacked.entries);
     info.size_on_disk = crate::disk::tree_usage(&tmp);
     if let Err(e) = crate::disk::write_json(&info_path, &info) {
         tracing::warn!(error = %e, "layer size not recorded");
@@ -134,6 +145,26 @@ fn unpack_into(
             }
         }
     }
+}
+
+/// Charges a layer stored before to the pull's budget: what it unpacked to, as recorded, else
+/// (a store older than the record) the bytes it takes on disk.
+fn charge_stored(pull: &Pull<'_>, hex: &str, digest: &str) -> Result<(), ImageError> {
+    let inner = pull.inner;
+    let info = crate::disk::read_json::<LayerInfo>(&inner.layer_info_path(hex))
+        .ok()
+        .flatten();
+    let (bytes, entries) = match info {
+        Some(LayerInfo {
+            unpacked_bytes: Some(bytes),
+            entries,
+            ..
+        }) => (bytes, entries.unwrap_or(0)),
+        _ => (inner.layer_size(digest), 0),
+    };
+    pull.budget
+        .charge(bytes, entries)
+        .map_err(|source| ImageError::unpack(&pull.name, digest, source))
 }
 
 /// Blocking reader over the chunks of a download. Ends only at `End`; a download that stops

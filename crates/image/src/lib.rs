@@ -33,9 +33,10 @@ pub mod testutil;
 
 pub use cache::CacheInfo;
 pub use config::ImageConfig;
-pub use error::{ImageError, UnpackError};
+pub use error::{ImageError, UnpackError, UnpackLimit};
 pub use gc::{GcPolicy, GcReport, ImageInfo};
 pub use mount::{mount_rootfs, unmount_rootfs};
 pub use reference::normalize;
 pub use registry::RetryPolicy;
 pub use store::{Image, ImageStore, PullEvent, PullOptions, PullProgress};
+pub use unpack::UnpackLimits;

@@ -18,6 +18,7 @@ use crate::error::ImageError;
 use crate::manifest::{self, Descriptor};
 use crate::registry::{error_chain, is_transient_body_error, Login, RegistryClient, Scope};
 use crate::store::{Inner, PullOptions, PullProgress, Record};
+use crate::unpack::Budget;
 
 /// Registry clients are kept per host and transport, so connections and tokens are reused.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -27,8 +28,8 @@ pub(crate) struct ClientKey {
     insecure: bool,
 }
 
-/// Largest configuration blob accepted; real ones are a few KiB.
-const MAX_CONFIG_BYTES: u64 = 32 << 20;
+/// Largest configuration blob accepted, as for manifests; real ones are a few KiB.
+pub(crate) const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
 /// One pull in progress: where from, as whom, and whom to tell.
 pub(crate) struct Pull<'a> {
@@ -41,6 +42,8 @@ pub(crate) struct Pull<'a> {
     pub(crate) total: u64,
     pub(crate) done: AtomicU64,
     pub(crate) layers: usize,
+    /// What the image's layers unpack to, against the store's limits.
+    pub(crate) budget: Arc<Budget>,
 }
 
 impl Pull<'_> {
@@ -94,6 +97,7 @@ pub(crate) async fn pull(
         total: 0,
         done: AtomicU64::new(0),
         layers: 0,
+        budget: Arc::new(Budget::new(inner.unpack_limits())),
     };
     let tag_or_digest = reference
         .digest()
@@ -203,14 +207,17 @@ pub(crate) fn verify(reference: &str, expected: &str, actual: &[u8]) -> Result<(
     }
 }
 
-/// Downloads the configuration blob into memory, bounded and digest-checked.
+/// Downloads the configuration blob into memory, bounded (its descriptor's size, at most
+/// [`MAX_CONFIG_BYTES`]; the download never goes past the descriptor's size) and
+/// digest-checked.
 async fn fetch_config(pull: &Pull<'_>, descriptor: &Descriptor) -> Result<Vec<u8>, ImageError> {
     let size = descriptor.size(&pull.name)?;
     if size > MAX_CONFIG_BYTES {
-        return Err(ImageError::BlobTooLarge {
+        return Err(ImageError::ConfigTooLarge {
             reference: pull.name.clone(),
             digest: descriptor.digest.clone(),
-            size: MAX_CONFIG_BYTES,
+            size,
+            limit: MAX_CONFIG_BYTES,
         });
     }
     let mut blob = Vec::new();

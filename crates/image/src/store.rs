@@ -29,6 +29,7 @@ use crate::disk;
 use crate::error::ImageError;
 use crate::reference;
 use crate::registry::RetryPolicy;
+use crate::unpack::UnpackLimits;
 
 /// How to reach registries for one `ensure` call.
 #[derive(Clone, Debug, Default)]
@@ -110,6 +111,12 @@ pub(crate) struct LayerInfo {
     pub digest: String,
     pub compressed_size: u64,
     pub size_on_disk: u64,
+    /// Bytes written to files and archive entries when it was unpacked (absent in records
+    /// of older stores), charged to every image that uses the layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpacked_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<u64>,
 }
 
 /// Content store of the node agent. Cheap to clone; clones share locks and registry clients.
@@ -128,6 +135,7 @@ pub(crate) struct Inner {
     temp_counter: AtomicU64,
     node_credentials: Mutex<Vec<RegistryCredential>>,
     retry: Mutex<RetryPolicy>,
+    unpack_limits: Mutex<UnpackLimits>,
     /// Held shared by pulls and imports, exclusively by removals, so no layer disappears
     /// under a pull that is about to record it.
     pub removal: tokio::sync::RwLock<()>,
@@ -162,6 +170,7 @@ impl ImageStore {
                 temp_counter: AtomicU64::new(0),
                 node_credentials: Mutex::default(),
                 retry: Mutex::new(RetryPolicy::default()),
+                unpack_limits: Mutex::new(UnpackLimits::default()),
                 removal: tokio::sync::RwLock::new(()),
                 pins,
             }),
@@ -188,6 +197,23 @@ impl ImageStore {
         };
         lock(&self.inner.clients).clear();
         self
+    }
+
+    /// Sets the caps on what the layers of one image may unpack to (default
+    /// [`UnpackLimits::default`]: 10 GiB written to files, 1,000,000 entries).
+    pub fn with_unpack_limits(self, limits: UnpackLimits) -> Self {
+        self.set_unpack_limits(limits);
+        self
+    }
+
+    /// Replaces the unpack caps; pulls started from now on use them.
+    pub fn set_unpack_limits(&self, limits: UnpackLimits) {
+        *lock(&self.inner.unpack_limits) = limits;
+    }
+
+    /// The caps on what the layers of one image may unpack to.
+    pub fn unpack_limits(&self) -> UnpackLimits {
+        self.inner.unpack_limits()
     }
 
     /// The store's root directory.
@@ -313,6 +339,10 @@ impl Inner {
 
     pub fn retry(&self) -> RetryPolicy {
         *lock(&self.retry)
+    }
+
+    pub fn unpack_limits(&self) -> UnpackLimits {
+        *lock(&self.unpack_limits)
     }
 
     /// The lock held while layer `hex` is downloaded, so it is downloaded once.

@@ -6,35 +6,151 @@
 //! hard links and device nodes are kept. No entry can land outside the root: `..` components
 //! are refused, leading `/` are stripped and a parent component that is not a real directory
 //! (a symlink, a file) is refused, so nothing is ever created through a symlink.
+//!
+//! Nothing in an archive is trusted for its size. The bytes written to files (sparse files
+//! count their holes) and the entries are charged as they are unpacked to a [`Budget`]
+//! shared by the layers of one image, which refuses what goes past its [`UnpackLimits`]. The
+//! tar headers read ahead of an entry's data (long names, pax extensions, sparse maps) and the
+//! bytes after the end of the archive are bounded too, so a compressed layer can neither fill
+//! the disk nor the memory.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::stat::{makedev, mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 
-use crate::error::UnpackError;
+use crate::error::{UnpackError, UnpackLimit};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
+/// Most bytes of tar headers (long names, pax extensions, sparse maps) read ahead of an
+/// entry's data, and most bytes read after the end of the archive. Real ones are a few KiB.
+pub const MAX_METADATA_BYTES: u64 = 1 << 20;
+
+/// Caps on what the layers of one image may unpack to, summed over all its layers (layers
+/// already stored for other images count too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnpackLimits {
+    /// Bytes written to files, counted as they are written (the holes of sparse files
+    /// included). Default [`UnpackLimits::DEFAULT_MAX_BYTES`], 10 GiB.
+    pub max_bytes: u64,
+    /// Archive entries of every kind (files, directories, links, devices, whiteouts).
+    /// Default [`UnpackLimits::DEFAULT_MAX_ENTRIES`], 1,000,000.
+    pub max_entries: u64,
+}
+
+impl UnpackLimits {
+    /// 10 GiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 10 << 30;
+    pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+    /// No cap at all (the tar headers stay bounded by [`MAX_METADATA_BYTES`]).
+    pub const UNLIMITED: Self = Self {
+        max_bytes: u64::MAX,
+        max_entries: u64::MAX,
+    };
+}
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_entries: Self::DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+/// What the layers of one image have unpacked so far, against its limits. Shared by the
+/// layers unpacked in parallel.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    limits: UnpackLimits,
+    bytes: AtomicU64,
+    entries: AtomicU64,
+}
+
+impl Budget {
+    pub fn new(limits: UnpackLimits) -> Self {
+        Self {
+            limits,
+            bytes: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `bytes` and `entries` (of a layer stored before, or written now); refuses
+    /// when the image goes past a limit.
+    pub fn charge(&self, bytes: u64, entries: u64) -> Result<(), UnpackError> {
+        let total = self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if total.saturating_add(bytes) > self.limits.max_bytes {
+            return Err(UnpackError::Limit {
+                limit: UnpackLimit::Bytes,
+                max: self.limits.max_bytes,
+            });
+        }
+        let total = self.entries.fetch_add(entries, Ordering::Relaxed);
+        if total.saturating_add(entries) > self.limits.max_entries {
+            return Err(UnpackError::Limit {
+                limit: UnpackLimit::Entries,
+                max: self.limits.max_entries,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What one layer unpacked to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Unpacked {
+    /// Digest of the uncompressed archive (`sha256:<hex>`).
+    pub diff_id: String,
+    /// Bytes written to files.
+    pub bytes: u64,
+    pub entries: u64,
+}
+
 /// Unpacks the layer archive read from `input` into `root`, an existing directory, and returns
 /// the digest of the uncompressed archive (`sha256:<hex>`, the layer's diff id).
 ///
 /// The input is read to its end even when the archive ends earlier, so a caller hashing the
-/// compressed stream sees all of it.
+/// compressed stream sees all of it. Neither size nor entries are capped; the store caps them
+/// with its [`UnpackLimits`].
 pub fn unpack_layer(input: impl Read, root: &Path) -> Result<String, UnpackError> {
+    unpack_layer_within(input, root, &Budget::new(UnpackLimits::UNLIMITED)).map(|u| u.diff_id)
+}
+
+/// [`unpack_layer`], charging what it writes to `budget`. On error, what was written so far
+/// stays in `root` for the caller to remove.
+pub(crate) fn unpack_layer_within(
+    input: impl Read,
+    root: &Path,
+    budget: &Budget,
+) -> Result<Unpacked, UnpackError> {
+    let window = Rc::new(Window::default());
+    window.end.set(MAX_METADATA_BYTES);
     let mut reader = HashingReader {
-        inner: decompress(input)?,
+        inner: Bounded {
+            inner: decompress(input)?,
+            window: window.clone(),
+        },
         hasher: Sha256::new(),
+    };
+    let mut unpacked = Unpacked {
+        diff_id: String::new(),
+        bytes: 0,
+        entries: 0,
     };
     {
         let mut archive = tar::Archive::new(&mut reader);
@@ -42,15 +158,79 @@ pub fn unpack_layer(input: impl Read, root: &Path) -> Result<String, UnpackError
             root,
             known_dirs: HashSet::new(),
             dir_times: Vec::new(),
+            budget,
+            written: 0,
+            buf: vec![0; 64 << 10],
         };
         for entry in archive.entries().map_err(UnpackError::Read)? {
             let mut entry = entry.map_err(UnpackError::Read)?;
+            // The entry's data, then at most the next entry's headers.
+            let data = if entry.header().entry_type() == EntryType::GNUSparse {
+                entry.header().entry_size().map_err(UnpackError::Read)?
+            } else {
+                entry.size()
+            };
+            let end = entry
+                .raw_file_position()
+                .saturating_add(data.div_ceil(512).saturating_mul(512))
+                .saturating_add(MAX_METADATA_BYTES);
+            window.end.set(end);
+            budget.charge(0, 1)?;
+            unpacked.entries += 1;
             unpacker.entry(&mut entry)?;
         }
         unpacker.finish()?;
+        unpacked.bytes = unpacker.written;
     }
+    window
+        .end
+        .set(window.pos.get().saturating_add(MAX_METADATA_BYTES));
     io::copy(&mut reader, &mut io::sink()).map_err(UnpackError::Read)?;
-    Ok(format!("sha256:{}", hex::encode(reader.hasher.finalize())))
+    unpacked.diff_id = format!("sha256:{}", hex::encode(reader.hasher.finalize()));
+    Ok(unpacked)
+}
+
+/// How far into the uncompressed archive reading may go: the position reached and the end
+/// allowed, moved on by the unpacker at each entry.
+#[derive(Default)]
+struct Window {
+    pos: Cell<u64>,
+    end: Cell<u64>,
+}
+
+/// Refuses to read the uncompressed archive past the end its [`Window`] allows.
+struct Bounded<R> {
+    inner: R,
+    window: Rc<Window>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let pos = self.window.pos.get();
+        let room = self.window.end.get().saturating_sub(pos);
+        let n = if room == 0 {
+            // Only the end of the stream is allowed here.
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "more than {MAX_METADATA_BYTES} bytes of tar headers before an entry's data \
+                     or after the end of the archive"
+                ),
+            ));
+        } else {
+            let len = usize::try_from(room).unwrap_or(usize::MAX).min(buf.len());
+            self.inner.read(&mut buf[..len])?
+        };
+        self.window.pos.set(pos + n as u64);
+        Ok(n)
+    }
 }
 
 /// Picks the decompressor from the first bytes: gzip, zstd, or a plain tar.
@@ -118,6 +298,11 @@ struct Unpacker<'a> {
     known_dirs: HashSet<PathBuf>,
     /// Directory mtimes, set last because creating children changes them.
     dir_times: Vec<(PathBuf, i64)>,
+    /// The image's budget, charged as file data is written.
+    budget: &'a Budget,
+    /// Bytes written to files of this layer.
+    written: u64,
+    buf: Vec<u8>,
 }
 
 impl Unpacker<'_> {
@@ -164,7 +349,7 @@ impl Unpacker<'_> {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&path)
                     .map_err(|e| UnpackError::io("creating file", &path, e))?;
-                io::copy(entry, &mut file).map_err(|e| UnpackError::io("writing", &path, e))?;
+                self.copy(entry, &mut file, &path)?;
                 drop(file);
                 self.metadata(&path, entry, Kind::File)
             }
@@ -210,6 +395,28 @@ impl Unpacker<'_> {
             }
             // Global pax headers and unknown kinds carry nothing to create.
             _ => Ok(()),
+        }
+    }
+
+    /// Copies the entry's data (holes of a sparse file as zeros) into `file`, charging each
+    /// chunk to the budget before it is written.
+    fn copy(
+        &mut self,
+        entry: &mut impl Read,
+        file: &mut fs::File,
+        path: &Path,
+    ) -> Result<(), UnpackError> {
+        loop {
+            let n = match entry.read(&mut self.buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(UnpackError::Read(e)),
+            };
+            self.budget.charge(n as u64, 0)?;
+            self.written += n as u64;
+            file.write_all(&self.buf[..n])
+                .map_err(|e| UnpackError::io("writing", path, e))?;
         }
     }
 

@@ -320,3 +320,99 @@ fn truncated_or_garbage_input_fails_cleanly() {
     let (_dir, result) = unpack(&[0x28, 0xb5, 0x2f, 0xfd, 9, 9]);
     assert!(result.is_err());
 }
+
+#[test]
+fn long_names_and_trailing_data_are_bounded() {
+    // A GNU long name past 1 MiB: tar would read all of it into memory.
+    let mut long = Tar::new();
+    let name = vec![b'a'; (1 << 20) + 4096];
+    long.add(
+        Tar::header("././@LongLink", EntryType::GNULongName, 0o644, name.len()),
+        &name,
+    );
+    long.file("x", b"x");
+    let (_dir, result) = unpack(&long.build());
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, UnpackError::Read(_)) && err.to_string().contains("bytes of tar headers"),
+        "{err:?}"
+    );
+
+    // Names of a few KiB and a tar's usual zero padding are fine.
+    let mut fine = tar::Builder::new(Vec::new());
+    let name = "d/".repeat(1500) + "file";
+    let mut h = Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    fine.append_data(&mut h, &name, &b"short"[..]).unwrap();
+    let mut archive = fine.into_inner().unwrap();
+    archive.extend_from_slice(&[0; 10240]);
+    let (dir, result) = unpack(&archive);
+    result.unwrap();
+    assert_eq!(
+        fs::read(dir.path().join("layer").join(&name)).unwrap(),
+        b"short"
+    );
+
+    // Megabytes after the end of the archive are not read to the end.
+    let mut archive = Tar::new().file("x", b"x").build();
+    archive.extend(std::iter::repeat_n(0u8, (1 << 20) + 4096));
+    let (_dir, result) = unpack(&archive);
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string().contains("after the end of the archive"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_budget_counts_written_bytes_and_entries() {
+    let archive = Tar::new()
+        .dir("etc/")
+        .file("etc/a", &[7; 3000])
+        .file("b", &[1; 5])
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let budget = Budget::new(UnpackLimits::default());
+    let unpacked = unpack_layer_within(&archive[..], dir.path(), &budget).unwrap();
+    assert_eq!((unpacked.bytes, unpacked.entries), (3005, 3));
+    assert_eq!(unpacked.diff_id, unpack(&archive).1.unwrap());
+
+    // A budget shared by layers: what one spent is gone for the next.
+    let budget = Budget::new(UnpackLimits {
+        max_bytes: 4000,
+        max_entries: 10,
+    });
+    budget.charge(1000, 0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = unpack_layer_within(&archive[..], dir.path(), &budget).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UnpackError::Limit {
+                limit: UnpackLimit::Bytes,
+                max: 4000
+            }
+        ),
+        "{err:?}"
+    );
+    let budget = Budget::new(UnpackLimits {
+        max_bytes: 4000,
+        max_entries: 2,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let err = unpack_layer_within(&archive[..], dir.path(), &budget).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UnpackError::Limit {
+                limit: UnpackLimit::Entries,
+                max: 2
+            }
+        ),
+        "{err:?}"
+    );
+}

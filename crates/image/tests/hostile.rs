@@ -204,6 +204,53 @@ async fn lying_registries_are_refused() {
         assert_clean(tmp.path());
     }
 
+    // A config larger than berth reads, whatever its descriptor says of it.
+    let mut big = image.clone();
+    big.config.data = format!("{{\"pad\":\"{}\"}}", " ".repeat(5 << 20)).into_bytes();
+    big.config.digest = digest(&big.config.data);
+    let manifest = String::from_utf8(image.manifest.data.clone())
+        .unwrap()
+        .replace(&image.config.digest, &big.config.digest)
+        .replace(
+            &format!("\"size\":{}", image.config.data.len()),
+            &format!("\"size\":{}", big.config.data.len()),
+        );
+    big.manifest.data = manifest.into_bytes();
+    big.manifest.digest = digest(&big.manifest.data);
+    server.image("evil", "big-config", &big);
+    let err = pull(&store, &server, "evil:big-config").await.unwrap_err();
+    assert!(
+        matches!(&err, ImageError::ConfigTooLarge { digest, limit: 4194304, .. } if *digest == big.config.digest),
+        "{err:?}"
+    );
+    assert_eq!(
+        server.count(&format!("evil/blobs/{}", big.config.digest)),
+        0
+    );
+
+    // Token answers larger than berth reads: stated, and endless.
+    for (tag, answer) in [
+        (
+            "token-huge",
+            Answer::Ok("application/json".into(), vec![b' '; (1 << 20) + 1]),
+        ),
+        ("token-endless", Answer::Endless),
+    ] {
+        let realm = format!("http://{}/v2/{tag}", server.addr);
+        server.set(&format!("evil/manifests/{tag}"), Answer::Challenge(realm));
+        server.set(tag, answer);
+        let err = pull(&store, &server, &format!("evil:{tag}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ImageError::Token { .. }), "{tag}: {err:?}");
+        assert!(
+            err.to_string()
+                .contains("answer is larger than 1048576 bytes"),
+            "{tag}: {err}"
+        );
+    }
+    assert_clean(tmp.path());
+
     // What the registry says is kept.
     server.set(
         "evil/manifests/gone",

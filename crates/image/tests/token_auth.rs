@@ -2,6 +2,11 @@
 //! `auth: token`: the registry trusts a certificate made here with `openssl`, and a token
 //! service written here (axum on loopback) issues JWTs signed with its key, only to the right
 //! user name and password. Pulls follow the registry's `WWW-Authenticate` challenge to it.
+//!
+//! The token service sits on a front (one loopback port) that passes every other request on
+//! to the registry, as Harbor serves its token service beside the registry: pulls through the
+//! front send their login to the realm. Pulls from the registry's own port find the realm on
+//! another port over plain HTTP, which never sees their login.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRef, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine;
@@ -27,6 +32,55 @@ struct TokenService {
     cert_der: Vec<u8>,
     issued: AtomicUsize,
     refused: AtomicUsize,
+    /// Token requests that carried an `Authorization` header.
+    with_login: AtomicUsize,
+}
+
+/// The front: the token service and the registry behind it.
+#[derive(Clone)]
+struct Front {
+    service: Arc<TokenService>,
+    registry: String,
+    http: reqwest::Client,
+}
+
+impl FromRef<Front> for Arc<TokenService> {
+    fn from_ref(front: &Front) -> Self {
+        front.service.clone()
+    }
+}
+
+/// Passes a pull's request (GET or HEAD, no body) on to the registry and its answer back.
+async fn forward(
+    State(front): State<Front>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let url = format!("http://{}{uri}", front.registry);
+    let mut request = front.http.request(method, url);
+    for name in ["authorization", "accept", "range"] {
+        if let Some(value) = headers.get(name) {
+            request = request.header(name, value);
+        }
+    }
+    let response = request.send().await.expect("the registry answers");
+    let status = response.status();
+    let mut out = HeaderMap::new();
+    for (name, value) in response.headers() {
+        if !matches!(
+            name.as_str(),
+            "connection" | "transfer-encoding" | "content-length"
+        ) {
+            out.insert(name.clone(), value.clone());
+        }
+    }
+    let body = response
+        .bytes()
+        .await
+        .expect("the registry's body")
+        .to_vec();
+    (status, out, body)
 }
 
 fn openssl(args: &[&str], dir: &Path) {
@@ -84,8 +138,11 @@ async fn token(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("berth:s3cret")
     );
-    let authorized =
-        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if authorization.is_some() {
+        service.with_login.fetch_add(1, Ordering::SeqCst);
+    }
+    let authorized = authorization == Some(expected.as_str());
     if !authorized || query.get("service").map(String::as_str) != Some(SERVICE) {
         service.refused.fetch_add(1, Ordering::SeqCst);
         return (
@@ -157,17 +214,24 @@ async fn bearer_tokens_from_the_realm() {
         cert_der: std::fs::read(keys.path().join("cert.der")).unwrap(),
         issued: AtomicUsize::new(0),
         refused: AtomicUsize::new(0),
+        with_login: AtomicUsize::new(0),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let realm = format!("http://{}/token", listener.local_addr().unwrap());
-    let app = Router::new()
-        .route("/token", get(token))
-        .with_state(service.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
+    let front = listener.local_addr().unwrap().to_string();
+    let realm = format!("http://{front}/token");
     let registry =
         TestRegistry::start_token_auth(&realm, SERVICE, ISSUER, &keys.path().join("cert.pem"))
             .unwrap();
+    let app = Router::new()
+        .route("/token", get(token))
+        .fallback(forward)
+        .with_state(Front {
+            service: service.clone(),
+            registry: registry.addr.clone(),
+            http: reqwest::Client::new(),
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
     let pusher = Pusher::new(&registry.addr, "private/busybox", Some(("berth", "s3cret")))
         .await
         .unwrap();
@@ -180,16 +244,16 @@ async fn bearer_tokens_from_the_realm() {
 
     let tmp = tempfile::tempdir().unwrap();
     let store = ImageStore::open(tmp.path().join("store")).unwrap();
-    let reference = format!("{}/private/busybox:v1", registry.addr);
+    let reference = format!("{front}/private/busybox:v1");
     let plain = |credentials: Vec<RegistryCredential>| PullOptions {
         credentials,
-        plain_http: vec![registry.addr.clone()],
+        plain_http: vec![front.clone(), registry.addr.clone()],
         policy: ImagePullPolicy::Always,
         ..PullOptions::default()
     };
 
     // Anonymous and wrong passwords are refused by the token service, with its message.
-    for credentials in [vec![], vec![login(&registry.addr, "wrong")]] {
+    for credentials in [vec![], vec![login(&front, "wrong")]] {
         let err = store
             .ensure(&reference, &plain(credentials), &|_| {})
             .await
@@ -206,22 +270,14 @@ async fn bearer_tokens_from_the_realm() {
     // The right login gets one token, reused for manifest, config and layer, and again for
     // the next pull of the same repository.
     let image = store
-        .ensure(
-            &reference,
-            &plain(vec![login(&registry.addr, "s3cret")]),
-            &|_| {},
-        )
+        .ensure(&reference, &plain(vec![login(&front, "s3cret")]), &|_| {})
         .await
         .unwrap();
     assert_eq!(image.digest, digest);
     assert!(image.layers[0].join("bin/busybox").is_file());
     assert_eq!(service.issued.load(Ordering::SeqCst), pushed + 1);
     store
-        .ensure(
-            &reference,
-            &plain(vec![login(&registry.addr, "s3cret")]),
-            &|_| {},
-        )
+        .ensure(&reference, &plain(vec![login(&front, "s3cret")]), &|_| {})
         .await
         .unwrap();
     assert_eq!(service.issued.load(Ordering::SeqCst), pushed + 1);
@@ -230,19 +286,43 @@ async fn bearer_tokens_from_the_realm() {
     // login wins over it.
     let node = ImageStore::open(tmp.path().join("node"))
         .unwrap()
-        .with_node_credentials(vec![login(&format!("http://{}", registry.addr), "s3cret")]);
+        .with_node_credentials(vec![login(&format!("http://{front}"), "s3cret")]);
     let image = node
         .ensure(&reference, &plain(vec![]), &|_| {})
         .await
         .unwrap();
     assert_eq!(image.digest, digest);
     let err = node
+        .ensure(&reference, &plain(vec![login(&front, "wrong")]), &|_| {})
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+
+    // From the registry's own port the realm is another port over plain HTTP: the token is
+    // asked for without the login, which the realm never sees, and is refused.
+    let with_login = service.with_login.load(Ordering::SeqCst);
+    let refused = service.refused.load(Ordering::SeqCst);
+    let direct = format!("{}/private/busybox:v1", registry.addr);
+    let err = store
         .ensure(
-            &reference,
-            &plain(vec![login(&registry.addr, "wrong")]),
+            &direct,
+            &plain(vec![login(&registry.addr, "s3cret")]),
             &|_| {},
         )
         .await
         .unwrap_err();
-    assert!(err.is_unauthorized(), "{err:?}");
+    assert!(matches!(err, ImageError::Token { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("incorrect username or password"),
+        "{err}"
+    );
+    assert_eq!(service.with_login.load(Ordering::SeqCst), with_login);
+    assert_eq!(service.refused.load(Ordering::SeqCst), refused + 1);
+    // The same login through the front reaches the realm (a new store: no token cached).
+    ImageStore::open(tmp.path().join("again"))
+        .unwrap()
+        .ensure(&reference, &plain(vec![login(&front, "s3cret")]), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(service.with_login.load(Ordering::SeqCst), with_login + 1);
 }

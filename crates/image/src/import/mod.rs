@@ -196,7 +196,7 @@ fn oci_images(files: &Extracted) -> Result<Vec<Found>, ImageError> {
         };
         let m = manifest::resolve_local(&label, &entry.digest, &mut read)?;
         let config_path = Extracted::blob_path(&m.config.digest).unwrap_or_default();
-        let config = files.read(&config_path, 32 << 20)?;
+        let config = files.read(&config_path, crate::pull::MAX_CONFIG_BYTES)?;
         crate::pull::verify(&label, &m.config.digest, &Sha256::digest(&config))?;
         found.push(Found {
             name,
@@ -224,7 +224,7 @@ fn docker_images(files: &Extracted) -> Result<Vec<Found>, ImageError> {
             .map_err(|e| import_error(&files.archive, format!("manifest.json: {e}")))?;
     let mut found = Vec::new();
     for entry in entries {
-        let config = files.read(&entry.config, 32 << 20)?;
+        let config = files.read(&entry.config, crate::pull::MAX_CONFIG_BYTES)?;
         let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&config)));
         let layers: Vec<(String, Option<String>)> =
             entry.layers.into_iter().map(|l| (l, None)).collect();
@@ -317,6 +317,7 @@ fn store_layer(
             .map(|m| m.len())
             .unwrap_or(0),
         size_on_disk: crate::disk::tree_usage(&tmp),
+        ..LayerInfo::default()
     };
     let _ = crate::disk::write_json(&inner.layer_info_path(&hex), &info);
     if let Err(e) = fs::rename(&tmp, &dir) {

@@ -26,6 +26,13 @@ impl Login {
     }
 }
 
+/// Whether the login of the registry at `registry` may be sent to the token realm `realm`:
+/// only over HTTPS, or to the registry itself (same scheme, host and port), which is sent the
+/// login anyway when it asks for basic auth.
+pub(crate) fn may_send_login(registry: &reqwest::Url, realm: &reqwest::Url) -> bool {
+    realm.scheme() == "https" || realm.origin() == registry.origin()
+}
+
 /// What a registry asks for in its `WWW-Authenticate` header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Challenge {
@@ -219,6 +226,31 @@ mod tests {
                 scope: None,
             })
         );
+    }
+
+    #[test]
+    fn logins_go_only_to_https_realms_or_the_registry_itself() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        let plain = url("http://127.0.0.1:5000");
+        let tls = url("https://registry.example");
+        for (registry, realm, sent) in [
+            (&plain, "http://127.0.0.1:5000/token", true),
+            (&plain, "https://auth.example/token", true),
+            (&plain, "https://127.0.0.1:5001/token", true),
+            (&plain, "http://127.0.0.1:5001/token", false),
+            (&plain, "http://localhost:5000/token", false),
+            (&plain, "http://evil.example/token", false),
+            (&tls, "https://auth.example/token", true),
+            (&tls, "http://registry.example/token", false),
+            (&tls, "http://registry.example:443/token", false),
+            (&tls, "https://registry.example:443/token", true),
+        ] {
+            assert_eq!(
+                may_send_login(registry, &url(realm)),
+                sent,
+                "{registry} {realm}"
+            );
+        }
     }
 
     #[test]

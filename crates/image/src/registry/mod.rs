@@ -11,7 +11,7 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RANGE, RETRY_AFTER, WW
 use reqwest::{Response, StatusCode};
 
 pub(crate) use auth::Login;
-use auth::{parse_challenge, Challenge, TokenCache, TokenResponse};
+use auth::{may_send_login, parse_challenge, Challenge, TokenCache, TokenResponse};
 
 use crate::error::ImageError;
 
@@ -45,6 +45,8 @@ impl RetryPolicy {
 
 /// Longest error body read to find the registry's message.
 const MAX_ERROR_BODY: usize = 64 << 10;
+/// Largest answer of a token service accepted; real ones are a few KiB.
+pub(crate) const MAX_TOKEN_BYTES: usize = 1 << 20;
 
 /// A client for one registry host over one transport.
 pub(crate) struct RegistryClient {
@@ -188,7 +190,8 @@ impl RegistryClient {
         }
     }
 
-    /// Asks the realm for a token covering `asked`, with the login when there is one.
+    /// Asks the realm for a token covering `asked`, with the login when there is one and the
+    /// realm may see it (HTTPS, or the registry's own host and port); else anonymously.
     async fn fetch_token(
         &self,
         scope: &Scope<'_>,
@@ -213,17 +216,41 @@ impl RegistryClient {
             }
             query.append_pair("scope", asked);
         }
+        let login = scope.login.filter(|_| {
+            let allowed =
+                reqwest::Url::parse(&self.base).is_ok_and(|base| may_send_login(&base, &url));
+            if !allowed {
+                tracing::warn!(
+                    registry = %self.base,
+                    realm = %realm,
+                    "token realm is neither HTTPS nor the registry's own host and port: asking \
+                     it for an anonymous token, without the registry login"
+                );
+            }
+            allowed
+        });
         let mut attempt = 0;
         loop {
             let mut request = self.http.get(url.clone());
-            if let Some(login) = scope.login {
+            if let Some(login) = login {
                 request = request.header(AUTHORIZATION, login.basic_header());
             }
             let error = match request.send().await {
                 Ok(response) if response.status().is_success() => {
-                    let body = read_capped(response, MAX_ERROR_BODY)
+                    let too_large =
+                        || refused(format!("answer is larger than {MAX_TOKEN_BYTES} bytes"));
+                    if response
+                        .content_length()
+                        .is_some_and(|len| len > MAX_TOKEN_BYTES as u64)
+                    {
+                        return Err(too_large());
+                    }
+                    let body = read_capped(response, MAX_TOKEN_BYTES + 1)
                         .await
                         .map_err(|e| refused(error_chain(&e)))?;
+                    if body.len() > MAX_TOKEN_BYTES {
+                        return Err(too_large());
+                    }
                     let token: TokenResponse = serde_json::from_slice(&body)
                         .map_err(|e| refused(format!("unreadable token answer: {e}")))?;
                     let (token, ttl) = token

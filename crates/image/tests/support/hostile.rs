@@ -1,6 +1,7 @@
 //! A deliberately misbehaving registry on loopback, written on raw TCP so each answer can lie:
-//! wrong content for a digest, bodies cut short, endless manifests, transient 503s and
-//! connections dropped mid-body. It counts every request it serves.
+//! wrong content for a digest, bodies cut short, endless manifests, transient 503s,
+//! connections dropped mid-body and bearer challenges naming any realm. It counts every
+//! request it serves.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,8 @@ pub enum Answer {
     Endless,
     /// An error status with a distribution error body.
     Error(u16, String, String),
+    /// 401 with a bearer challenge naming this realm.
+    Challenge(String),
 }
 
 /// A one-off fault served before the path's normal answer.
@@ -136,7 +139,8 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         })
         .and_then(|r| r.trim_end_matches('-').parse().ok())
         .unwrap_or(0);
-    let path = target.strip_prefix("/v2/").unwrap_or("").to_owned();
+    let without_query = target.split('?').next().unwrap_or("");
+    let path = without_query.strip_prefix("/v2/").unwrap_or("").to_owned();
     let (answer, fault) = {
         let mut s = state.lock().unwrap();
         s.requests.push(target.clone());
@@ -182,6 +186,13 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             ]
             .concat();
             while stream.write_all(&framed).await.is_ok() {}
+        }
+        (_, Answer::Challenge(realm)) => {
+            let head = format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",\
+                 service=\"hostile\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
         }
         (_, Answer::Error(code, error, message)) => {
             let body = format!(r#"{{"errors":[{{"code":"{error}","message":"{message}"}}]}}"#);
