@@ -46,6 +46,17 @@ pub struct ServeArgs {
     /// another is refused with InvalidParameter.
     #[arg(long, value_delimiter = ',')]
     allowed_capabilities: Option<Vec<String>>,
+    /// Leave the bridge open: no nftables isolation of groups from each other (across
+    /// accounts), from the host and from link-local addresses.
+    #[arg(long)]
+    no_isolation: bool,
+    /// A destination (IPv4 CIDR) no group may reach, besides 169.254.0.0/16; repeatable.
+    #[arg(long = "blocked-destination", value_name = "CIDR")]
+    blocked_destinations: Vec<String>,
+    /// A port on the host that groups may connect to, as tcp:N or udp:N (e.g. udp:53 for a
+    /// resolver on the host); repeatable. By default groups open no connection to the host.
+    #[arg(long = "allow-host-port", value_name = "PROTO:PORT")]
+    allowed_host_ports: Vec<String>,
     #[command(flatten)]
     caches: crate::cache_node::CacheArgs,
     /// Leave the cgroup2 mount's options alone. By default berth turns on `favordynmods`
@@ -117,6 +128,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 bridge: args.bridge.clone(),
                 subnet: args.subnet.clone(),
                 pool_size: args.netns_pool,
+                isolation: (!args.no_isolation).then(|| {
+                    let mut iso = berth_net::IsolationConfig::default();
+                    iso.blocked
+                        .extend(args.blocked_destinations.iter().cloned());
+                    iso.host_ports.clone_from(&args.allowed_host_ports);
+                    iso
+                }),
                 ..berth_net::NetConfig::default()
             },
         },

@@ -29,6 +29,27 @@ pub struct Record {
     pub result: Value,
     /// The attachment read from `result`.
     pub attachment: Attachment,
+    /// The number of the account the group was admitted for (isolation), once it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<u32>,
+}
+
+impl Record {
+    /// The MAC of the interface inside the namespace, from the result.
+    pub fn mac(&self) -> Option<String> {
+        self.result
+            .get("interfaces")?
+            .as_array()?
+            .iter()
+            .find(|i| {
+                i.get("sandbox")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+            })?
+            .get("mac")?
+            .as_str()
+            .map(str::to_owned)
+    }
 }
 
 /// The results directory under the state directory.
@@ -194,6 +215,7 @@ mod tests {
                 gateway: None,
                 interface: "veth0".into(),
             },
+            account: None,
         };
         write(dir.path(), "g1", &record).expect("write");
         assert_eq!(read(dir.path(), "g1"), Some(record.clone()));

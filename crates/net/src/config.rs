@@ -35,6 +35,8 @@ pub struct NetConfig {
     pub network_name: String,
     /// Namespaces kept wired ahead of time, so a group's start need not wait for CNI.
     pub pool_size: usize,
+    /// nftables isolation of the groups (see `isolation`); `None` leaves the bridge open.
+    pub isolation: Option<crate::isolation::IsolationConfig>,
 }
 
 impl Default for NetConfig {
@@ -47,6 +49,7 @@ impl Default for NetConfig {
             subnet: "10.213.0.0/16".to_owned(),
             network_name: "berth".to_owned(),
             pool_size: 0,
+            isolation: None,
         }
     }
 }

@@ -17,6 +17,15 @@ pub enum NetError {
         searched: Vec<PathBuf>,
     },
 
+    /// An nftables transaction of the isolation tables failed.
+    #[error("firewall: {detail}")]
+    Firewall {
+        /// What nft said.
+        detail: String,
+        /// The transaction, for the log.
+        script: String,
+    },
+
     /// The configuration cannot be used as given.
     #[error("invalid network configuration: {reason}")]
     InvalidConfig {

@@ -13,6 +13,7 @@ mod cache;
 mod cni;
 mod config;
 mod error;
+mod isolation;
 mod masq;
 mod netns;
 mod network;
@@ -21,5 +22,6 @@ mod result;
 
 pub use config::{ConfList, NetConfig, CNI_VERSION};
 pub use error::NetError;
+pub use isolation::IsolationConfig;
 pub use network::Network;
 pub use result::Attachment;

@@ -9,6 +9,7 @@ use crate::cache::{self, Record};
 use crate::cni::{self, Invocation, Op, IFNAME};
 use crate::config::{self, ConfList, NetConfig};
 use crate::error::NetError;
+use crate::isolation::{Isolation, Port};
 use crate::masq;
 use crate::netns;
 use crate::pool::{is_warm, Pool};
@@ -25,6 +26,7 @@ pub struct Network {
     binaries: HashMap<String, PathBuf>,
     cni_path: String,
     pub(crate) pool: Pool,
+    isolation: Option<Isolation>,
 }
 
 impl Network {
@@ -61,6 +63,21 @@ impl Network {
         write_conflist(&cfg, &list)?;
         netns::prepare_dir(&cfg.netns_dir)?;
         masq::ensure_subnet_rule(&cfg.network_name, &cfg.subnet)?;
+        let isolation = match &cfg.isolation {
+            Some(iso) => {
+                let iso = Isolation::new(&cfg.bridge, &cfg.state_dir, iso.clone())?;
+                // Replaced in one transaction: what runs stays isolated across the restart.
+                let ports: Vec<Port> = cache::ids(&cfg.state_dir)
+                    .iter()
+                    .filter_map(|id| cache::read(&cfg.state_dir, id))
+                    .map(|rec| port_of(&rec))
+                    .collect();
+                iso.install(&ports)?;
+                tracing::info!(bridge = %cfg.bridge, groups = ports.len(), "isolation tables installed");
+                Some(iso)
+            }
+            None => None,
+        };
         let cni_path = cfg
             .cni_bin_dirs
             .iter()
@@ -74,6 +91,7 @@ impl Network {
             binaries,
             cni_path,
             pool: Pool::default(),
+            isolation,
         })
     }
 
@@ -88,6 +106,9 @@ impl Network {
             return Ok(());
         }
         masq::remove_subnet_rule(&self.cfg.network_name, &self.cfg.subnet)?;
+        if let Some(iso) = &self.isolation {
+            iso.remove()?;
+        }
         netns::release_dir(&self.cfg.netns_dir)
     }
 
@@ -178,6 +199,13 @@ impl Network {
         for plugin in list.plugins.iter().rev() {
             self.run_plugin(list, plugin, inv, prev).await?;
         }
+        let mut resync = false;
+        if let (Some(iso), Some(rec)) = (&self.isolation, &record) {
+            if let Err(e) = iso.forget(&port_of(rec)) {
+                tracing::warn!(id, error = %e, "cannot remove the group from the isolation tables; rebuilding them");
+                resync = true;
+            }
+        }
         if let (None, Some(rec)) = (&live, &record) {
             if masquerades(&rec.config) {
                 masq::remove_leftovers(&rec.config.name, cni_id, rec.attachment.ip).await?;
@@ -192,7 +220,24 @@ impl Network {
         netns::remove(&own_path)?;
         self.drop_held(id);
         cache::remove(&self.cfg.state_dir, id)?;
-        cache::remove_intent(&self.cfg.state_dir, id)
+        cache::remove_intent(&self.cfg.state_dir, id)?;
+        if resync {
+            self.resync_isolation()?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the isolation tables from the records on disk, in one transaction.
+    fn resync_isolation(&self) -> Result<(), NetError> {
+        let Some(iso) = &self.isolation else {
+            return Ok(());
+        };
+        let ports: Vec<Port> = cache::ids(&self.cfg.state_dir)
+            .iter()
+            .filter_map(|id| cache::read(&self.cfg.state_dir, id))
+            .map(|rec| port_of(&rec))
+            .collect();
+        iso.install(&ports)
     }
 
     /// Whether `id` has no record but something of a setup that did not finish: its intent
@@ -200,6 +245,32 @@ impl Network {
     pub(crate) fn interrupted(&self, id: &str) -> bool {
         cache::read_intent(&self.cfg.state_dir, id).is_some()
             || std::fs::symlink_metadata(self.netns_path(id)).is_ok()
+    }
+
+    /// Lets the wired group `id` reach the other groups of `account` (and them it). Until
+    /// then it reaches no other group. Repeating it is fine.
+    pub async fn admit(&self, id: &str, account: &str) -> Result<(), NetError> {
+        validate_id(id)?;
+        let Some(iso) = &self.isolation else {
+            return Ok(());
+        };
+        let Some(mut rec) = cache::read(&self.cfg.state_dir, id) else {
+            return Err(NetError::NoAddress { id: id.to_owned() });
+        };
+        let n = iso.account_number(account)?;
+        if rec.account == Some(n) {
+            return Ok(());
+        }
+        // Recorded before the elements exist, so that a teardown always finds them.
+        rec.account = Some(n);
+        cache::write(&self.cfg.state_dir, id, &rec)?;
+        if let Err(e) = iso.admit(rec.attachment.ip, n) {
+            // An element left by a group whose removal could not reach nft: start over from
+            // the records, which say what is true.
+            tracing::warn!(id, error = %e, "cannot admit the group; rebuilding the isolation tables");
+            self.resync_isolation()?;
+        }
+        Ok(())
     }
 
     /// The cached attachment of a wired group.
@@ -245,17 +316,19 @@ impl Network {
         let result = prev.ok_or_else(|| NetError::NoAddress { id: id.to_owned() })?;
         let attachment = attachment_from_result(&result, path.to_owned(), IFNAME, &self.cfg.bridge)
             .ok_or_else(|| NetError::NoAddress { id: id.to_owned() })?;
-        cache::write(
-            &self.cfg.state_dir,
-            id,
-            &Record {
-                container_id: id.to_owned(),
-                if_name: IFNAME.to_owned(),
-                config: self.list.clone(),
-                result,
-                attachment: attachment.clone(),
-            },
-        )?;
+        let record = Record {
+            container_id: id.to_owned(),
+            if_name: IFNAME.to_owned(),
+            config: self.list.clone(),
+            result,
+            attachment: attachment.clone(),
+            account: None,
+        };
+        cache::write(&self.cfg.state_dir, id, &record)?;
+        if let Some(iso) = &self.isolation {
+            // Recorded first: a teardown after a failure here unbinds the port.
+            iso.bind(&port_of(&record))?;
+        }
         Ok(attachment)
     }
 
@@ -294,6 +367,16 @@ fn write_conflist(cfg: &NetConfig, list: &ConfList) -> Result<(), NetError> {
             path,
             source,
         })
+}
+
+/// What isolation knows of a wired namespace.
+fn port_of(rec: &Record) -> Port {
+    Port {
+        iface: rec.attachment.interface.clone(),
+        ip: rec.attachment.ip,
+        mac: rec.mac(),
+        account: rec.account,
+    }
 }
 
 /// Whether a bridge plugin of the list installs masquerade rules.

@@ -54,12 +54,47 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
         "network and images ready"
     );
     let Some(attachment) = attachment else { return };
+    // Admission to the account's peers runs beside the start of the containers; the group
+    // reaches no other group until it is done (see berth_net's isolation).
+    let admit = {
+        let inner = inner.clone();
+        let (gid, account) = (gid.clone(), rec.account.clone());
+        tokio::spawn(async move {
+            if let Err(e) = inner.net.admit(&gid, &account).await {
+                tracing::warn!(group = %gid, error = %e, "cannot admit the group to its account's network");
+            }
+        })
+    };
+    run_containers(
+        &inner, &spec, &gid, &dirs, &state, how, attachment, images, &cancel, starting,
+    )
+    .await;
+    // Never left running past the group task: a removal follows it.
+    let _ = admit.await;
+}
+
+/// The init containers in order, then the app containers side by side, until all are done
+/// for good or the group goes.
+#[allow(clippy::too_many_arguments)]
+async fn run_containers(
+    inner: &Arc<Inner>,
+    spec: &Arc<GroupSpec>,
+    gid: &str,
+    dirs: &GroupDirs,
+    state: &Arc<GroupState>,
+    how: Start,
+    attachment: berth_net::Attachment,
+    images: Option<HashMap<String, Image>>,
+    cancel: &CancellationToken,
+    starting: crate::agent::Starting,
+) {
+    let fresh = how != Start::Resume;
     let Some(images) = images else { return };
 
     let ctx = |c: &berth_core::ContainerSpec, init: bool| ContainerCtx {
         inner: inner.clone(),
         group: spec.clone(),
-        gid: gid.clone(),
+        gid: gid.to_string(),
         dirs: dirs.clone(),
         spec: c.clone(),
         image: images[&c.image].clone(),
@@ -78,7 +113,7 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
             continue;
         }
         let cx = ctx(c, true);
-        let adopted = adopt(&inner.runtime, &dirs, &state, how, true, &c.name).await;
+        let adopted = adopt(&inner.runtime, dirs, state, how, true, &c.name).await;
         match cx.supervise(adopted).await {
             Some(0) => {}
             _ => return,
@@ -100,7 +135,7 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
             }
         }
         let cx = ctx(c, false);
-        let adopted = adopt(&inner.runtime, &dirs, &state, how, false, &c.name).await;
+        let adopted = adopt(&inner.runtime, dirs, state, how, false, &c.name).await;
         tasks.push(tokio::spawn(async move { cx.supervise(adopted).await }));
     }
     drop(starting);

@@ -89,6 +89,7 @@ impl Fixture {
             subnet: format!("{subnet_prefix}0/{prefix_len}"),
             network_name: name.clone(),
             pool_size,
+            isolation: None,
         };
         let net = std::sync::Arc::new(Network::new(cfg.clone()).expect("network"));
         Fixture {
