@@ -29,9 +29,24 @@ pub struct CacheArgs {
     /// Image caches made for an account by AutoMatchImageCache.
     #[arg(long, default_value_t = 20)]
     pub max_auto_image_caches: u32,
-    /// vCPU an account's groups may use together (reported by ListUsage).
-    #[arg(long, default_value_t = 1000.0)]
+    /// vCPU an account's unfinished groups may hold together (`berth admin account
+    /// set-quota` overrides it per account).
+    #[arg(long, default_value_t = 1000.0, value_parser = non_negative)]
     pub max_cpu: f64,
+    /// GiB of memory an account's unfinished groups may hold together.
+    #[arg(long, default_value_t = 4000.0, value_parser = non_negative)]
+    pub max_memory: f64,
+    /// Unfinished container groups an account may hold.
+    #[arg(long, default_value_t = 1000)]
+    pub max_groups: u64,
+}
+
+/// A finite number, zero or more.
+pub(crate) fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("{s:?} is not a number of zero or more")),
+    }
 }
 
 /// Applies the quotas and starts the image GC and the image-cache retention sweep.
@@ -47,6 +62,8 @@ pub fn start(args: &CacheArgs, control: &Arc<Control>, agent: &Agent) -> anyhow:
         max_image_caches: args.max_image_caches,
         max_auto_image_caches: args.max_auto_image_caches,
         max_cpu: args.max_cpu,
+        max_memory: args.max_memory,
+        max_groups: args.max_groups,
     });
     let policy = GcPolicy {
         high_watermark_pct: args.image_gc_high,

@@ -59,6 +59,8 @@ pub struct ServeArgs {
     allowed_host_ports: Vec<String>,
     #[command(flatten)]
     caches: crate::cache_node::CacheArgs,
+    #[command(flatten)]
+    throttle: crate::throttle_args::ThrottleArgs,
     /// Leave the cgroup2 mount's options alone. By default berth turns on `favordynmods`
     /// (Linux 6.0+), which makes moving a process into a cgroup fast at a small cost to
     /// fork and exit; the option stays after berth stops.
@@ -161,7 +163,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(address = %args.listen, region = %args.region, "serving the ECI API");
     berth_server::serve(
         listener,
-        berth_server::AppState::new(control),
+        berth_server::AppState::new(control).with_throttle(args.throttle.config()),
         shutdown_signal(),
     )
     .await?;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use berth_core::{
     CacheStatus, Event, EventType, GroupId, GroupSpec, ImageCacheRecord, RegistryCredential, Tag,
 };
-use berth_store::{StoreError, TokenKind};
+use berth_store::{GroupLimits, StoreError, TokenKind};
 use chrono::{Duration, Utc};
 use rand::RngCore;
 
@@ -28,6 +28,21 @@ pub struct Quota {
     pub max_auto_image_caches: u32,
     /// vCPU of all groups that are not finished.
     pub max_cpu: f64,
+    /// GiB of memory of all groups that are not finished.
+    pub max_memory: f64,
+    /// Groups that are not finished.
+    pub max_groups: u64,
+}
+
+impl Quota {
+    /// The limits of groups, before an account's own.
+    pub fn group_limits(&self) -> GroupLimits {
+        GroupLimits {
+            max_cpu: self.max_cpu,
+            max_memory: self.max_memory,
+            max_groups: self.max_groups,
+        }
+    }
 }
 
 impl Default for Quota {
@@ -36,6 +51,8 @@ impl Default for Quota {
             max_image_caches: 50,
             max_auto_image_caches: 20,
             max_cpu: 1000.0,
+            max_memory: 4000.0,
+            max_groups: 1000,
         }
     }
 }
@@ -167,7 +184,11 @@ impl Control {
         if caches.iter().any(|c| c.name == req.name) {
             return Err(ControlError::CacheNameTaken(req.name));
         }
-        let max = self.quota().max_image_caches as usize;
+        let max = self
+            .store
+            .account_quota(account)?
+            .image_caches
+            .unwrap_or(self.quota().max_image_caches) as usize;
         let manual: Vec<&ImageCacheRecord> = caches.iter().filter(|c| !c.auto_created).collect();
         if manual.len() >= max {
             let victim = manual
@@ -179,7 +200,12 @@ impl Control {
                     tracing::info!(cache = %v.id, "evicting the least recently matched image cache (LRU)");
                     self.remove_cache(&v.id).await;
                 }
-                None => return Err(ControlError::CacheQuotaExceeded(max as u32)),
+                None => {
+                    return Err(ControlError::CacheQuotaExceeded {
+                        limit: max,
+                        used: manual.len(),
+                    })
+                }
             }
         }
         let now = Utc::now();
@@ -510,29 +536,32 @@ impl Control {
         Ok(n)
     }
 
-    /// ListUsage `Attributes`.
+    /// ListUsage `Attributes`: what the account holds and its limits (its own, else the
+    /// server's).
     pub fn usage(&self, account: &str) -> Result<BTreeMap<String, f64>, ControlError> {
         let q = self.quota();
+        let own = self.store.account_quota(account)?;
+        let limits = q.group_limits().with(&own);
+        let max_caches = own.image_caches.unwrap_or(q.max_image_caches);
         let caches = self.store.list_caches(Some(account))?;
         let auto = caches.iter().filter(|c| c.auto_created).count();
-        let used_cpu: f64 = self
-            .store
-            .all_groups()?
-            .iter()
-            .filter(|g| g.account == account && !g.status.is_final())
-            .map(|g| g.spec.cpu)
-            .sum();
+        let used = self.store.group_usage(account)?;
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
         Ok(BTreeMap::from([
-            ("UsedCpu".to_string(), used_cpu),
-            ("MaxCpu".to_string(), q.max_cpu),
+            ("UsedCpu".to_string(), round(used.cpu)),
+            ("MaxCpu".to_string(), limits.max_cpu),
+            ("UsedMemory".to_string(), round(used.memory)),
+            ("MaxMemory".to_string(), limits.max_memory),
+            ("UsedContainerGroupCount".to_string(), used.groups as f64),
+            (
+                "MaxContainerGroupCount".to_string(),
+                limits.max_groups as f64,
+            ),
             (
                 "UsedImageCacheCount".to_string(),
                 (caches.len() - auto) as f64,
             ),
-            (
-                "MaxImageCacheCount".to_string(),
-                f64::from(q.max_image_caches),
-            ),
+            ("MaxImageCacheCount".to_string(), f64::from(max_caches)),
             ("UsedAutoImageCacheCount".to_string(), auto as f64),
             (
                 "MaxAutoImageCacheCount".to_string(),

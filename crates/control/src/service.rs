@@ -8,7 +8,7 @@ use berth_core::{
     derive_group_status, Event, EventType, GroupId, GroupRecord, GroupSpec, GroupStatus,
     ObservedGroup,
 };
-use berth_store::{GroupFilter, Page, Store, StoreError, TokenKind};
+use berth_store::{GroupFilter, Page, QuotaExceeded, Store, StoreError, TokenKind};
 use chrono::Utc;
 use rand::RngCore;
 
@@ -44,8 +44,13 @@ pub enum ControlError {
     },
     #[error("an image cache named {0} exists already")]
     CacheNameTaken(String),
-    #[error("the account holds its maximum of {0} image caches and none may be evicted")]
-    CacheQuotaExceeded(u32),
+    #[error(
+        "the account may hold {limit} image caches and holds {used}, none of which may be evicted"
+    )]
+    CacheQuotaExceeded { limit: usize, used: usize },
+    /// A new group does not fit the account's quota of vCPU, memory or groups.
+    #[error("{0}")]
+    QuotaExceeded(QuotaExceeded),
     #[error(transparent)]
     CapabilityRefused(#[from] berth_core::CapabilityRefused),
     #[error("state store")]
@@ -161,7 +166,15 @@ impl Control {
         }
         // The token is claimed with the insert: of concurrent creates with one token, only one
         // inserts; the others answer its id.
-        if let Some(prev) = self.store.insert_group_claiming(&rec, &params)? {
+        let limits = self.quota().group_limits();
+        let inserted = self
+            .store
+            .insert_group_claiming(&rec, &params, &limits)
+            .map_err(|e| match e {
+                StoreError::QuotaExceeded(q) => ControlError::QuotaExceeded(q),
+                e => e.into(),
+            })?;
+        if let Some(prev) = inserted {
             return crate::idempotency::same_group(prev, &params);
         }
         if auto_cache {

@@ -13,7 +13,7 @@ use berth_eci::response::{
     EventsData, Region, RequestIdResponse, StatusData,
 };
 use berth_eci::{ApiError, Request};
-use berth_store::{GroupFilter, Page};
+use berth_store::{GroupFilter, Page, QuotaResource};
 
 use crate::rendered::Rendered;
 use crate::Reply;
@@ -37,8 +37,16 @@ pub(crate) fn map_err(e: ControlError) -> ApiError {
             "ImageCacheName.Duplicate",
             format!("An image cache with this name exists already: {n}"),
         ),
-        ControlError::CacheQuotaExceeded(_) => {
+        ControlError::CacheQuotaExceeded { .. } => {
             ApiError::new(400, "QuotaExceeded.ImageCache", format!("Quota exceeded: {e}"))
+        }
+        ControlError::QuotaExceeded(q) => {
+            let code = match q.resource {
+                QuotaResource::Cpu => "QuotaExceeded.Cpu",
+                QuotaResource::Memory => "QuotaExceeded.Memory",
+                QuotaResource::Groups => "QuotaExceeded.ContainerGroup",
+            };
+            ApiError::new(400, code, format!("Quota exceeded: {q}"))
         }
         ControlError::NotFound(id) => ApiError::container_group_not_found(&id),
         ControlError::IncorrectStatus { .. } => ApiError::incorrect_status(e),

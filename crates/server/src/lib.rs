@@ -9,6 +9,7 @@ mod metrics;
 mod nonce;
 mod observe;
 mod rendered;
+mod throttle;
 mod tokens;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use chrono::Utc;
 use rand::RngCore;
 
 use crate::nonce::NonceCache;
+pub use crate::throttle::{Rate, ThrottleConfig};
 
 /// Largest request body accepted (ECI requests carry none).
 const MAX_BODY: usize = 1 << 20;
@@ -37,6 +39,7 @@ pub struct AppState {
     log_tokens: Arc<tokens::Tokens<observe::LogGrant>>,
     api_metrics: Arc<metrics::ApiMetrics>,
     rendered: Arc<rendered::Rendered>,
+    throttle: Arc<throttle::Throttle>,
 }
 
 impl AppState {
@@ -51,6 +54,29 @@ impl AppState {
             log_tokens: Arc::default(),
             api_metrics,
             rendered: Arc::default(),
+            throttle: Arc::new(throttle::Throttle::new(ThrottleConfig::default())),
+        }
+    }
+
+    /// The same with other throttling limits.
+    pub fn with_throttle(mut self, config: ThrottleConfig) -> Self {
+        self.throttle = Arc::new(throttle::Throttle::new(config));
+        self
+    }
+}
+
+/// Why a request was refused: an ECI error, with the milliseconds after which a retry may
+/// pass when it was throttled.
+struct Refused {
+    error: ApiError,
+    retry_after_ms: Option<u64>,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            retry_after_ms: None,
         }
     }
 }
@@ -142,6 +168,7 @@ async fn handle(
         Ok((a, _)) => *a,
         Err(_) => "error",
     };
+    let mut retry_after = None;
     let (status, text) = match result {
         Ok((action, reply)) => {
             tracing::debug!(
@@ -151,8 +178,12 @@ async fn handle(
             );
             (StatusCode::OK, reply.into_text(&rid))
         }
-        Err(e) => {
+        Err(Refused {
+            error: e,
+            retry_after_ms,
+        }) => {
             tracing::info!(code = %e.code, status = e.status, message = %e.message, "request refused");
+            retry_after = retry_after_ms;
             let st = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (st, e.to_body(&rid, &host).to_string())
         }
@@ -167,6 +198,10 @@ async fn handle(
         "content-type",
         HeaderValue::from_static("application/json;charset=utf-8"),
     );
+    if let Some(ms) = retry_after {
+        resp.headers_mut()
+            .insert("x-acs-retry-after", HeaderValue::from(ms));
+    }
     resp.headers_mut().insert(
         "x-acs-request-id",
         HeaderValue::from_str(&rid).unwrap_or(HeaderValue::from_static("")),
@@ -181,13 +216,14 @@ async fn process(
     headers: &HeaderMap,
     body: &[u8],
     rid: &str,
-) -> Result<(&'static str, Reply), ApiError> {
+) -> Result<(&'static str, Reply), Refused> {
     if method != Method::GET && method != Method::POST {
         return Err(ApiError::new(
             400,
             "UnsupportedHTTPMethod",
             format!("The HTTP method is not supported: {method}"),
-        ));
+        )
+        .into());
     }
     let raw_query = uri.query().unwrap_or("");
     let hdrs: Vec<(String, String)> = headers
@@ -227,6 +263,12 @@ async fn process(
     berth_eci::request::check_version(version.as_deref())?;
 
     let account = authenticate(state, &raw, &action_name)?;
+    if let Err(ms) = state.throttle.take(&account, action) {
+        return Err(Refused {
+            error: throttle::throttled(action),
+            retry_after_ms: Some(ms),
+        });
+    }
     let request = berth_eci::request::decode(action, &params)?;
     tracing::debug!(request_id = rid, action = action.as_str(), "request");
     let host = raw.header("host").unwrap_or("").to_string();

@@ -70,7 +70,8 @@ pub(crate) fn set_account_disabled(
 pub(crate) fn list_accounts(conn: &Connection) -> Result<Vec<Account>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT a.name, a.disabled, a.created, \
-         (SELECT COUNT(*) FROM access_keys k WHERE k.account = a.name) \
+         (SELECT COUNT(*) FROM access_keys k WHERE k.account = a.name), \
+         a.max_cpu, a.max_memory, a.max_groups, a.max_image_caches \
          FROM accounts a ORDER BY a.name",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -79,6 +80,7 @@ pub(crate) fn list_accounts(conn: &Connection) -> Result<Vec<Account>, StoreErro
             disabled: r.get(1)?,
             created: time(r.get(2)?),
             keys: r.get::<_, i64>(3)?.max(0) as u64,
+            quota: crate::quota::row_from(r, 4)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

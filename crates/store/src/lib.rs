@@ -3,6 +3,7 @@
 
 mod accounts;
 mod cache;
+mod quota;
 mod sqlite;
 mod tokens;
 mod usage;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
+pub use quota::{GroupLimits, GroupUsage, QuotaExceeded, QuotaOverrides, QuotaResource};
 pub use sqlite::SqliteStore;
 pub use tokens::{TokenKind, TokenUse, TOKEN_RETENTION};
 pub use usage::UsageInterval;
@@ -33,6 +35,9 @@ pub enum StoreError {
     NoKey(String, String),
     #[error("an access key with id {0} exists already")]
     KeyExists(String),
+    /// A new group does not fit the account's quota; nothing was written.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(QuotaExceeded),
 }
 
 impl StoreError {
@@ -64,13 +69,15 @@ pub struct KeyCheck {
 }
 
 /// An account as the operator sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Account {
     pub name: String,
     pub disabled: bool,
     pub created: chrono::DateTime<chrono::Utc>,
     /// How many access keys it has.
     pub keys: u64,
+    /// Its own limits (`None`: the server's default).
+    pub quota: QuotaOverrides,
 }
 
 /// An access key as the operator sees it (never with its secret).
@@ -130,6 +137,13 @@ pub trait Store: Send + Sync {
         disabled: bool,
     ) -> Result<(), StoreError>;
     fn delete_access_key(&self, account: &str, access_key_id: &str) -> Result<(), StoreError>;
+    /// Sets the given limits of an existing account ([`StoreError::NoAccount`] otherwise); the
+    /// others keep their value. Read afresh by every create, so a change counts at once.
+    fn set_account_quota(&self, name: &str, quota: &QuotaOverrides) -> Result<(), StoreError>;
+    /// An account's own limits (all `None` for an account without any, or without a row).
+    fn account_quota(&self, account: &str) -> Result<QuotaOverrides, StoreError>;
+    /// What an account's unfinished groups hold (see the `quota` module for what counts).
+    fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError>;
 
     /// Inserts a group without claiming its ClientToken (see
     /// [`insert_group_claiming`](Store::insert_group_claiming)).
@@ -147,11 +161,15 @@ pub trait Store: Send + Sync {
     ) -> Result<GroupRecord, StoreError>;
     /// Inserts a group and, when it has a ClientToken, claims the token for it with `params`
     /// (the request as the caller encodes it) in the same transaction. When the account's
-    /// token is claimed already nothing is written and the first use is returned.
+    /// token is claimed already nothing is written and the first use is returned. Otherwise
+    /// the group must fit `limits` (with the account's own overrides) beside what the account
+    /// holds, checked in the same write transaction: [`StoreError::QuotaExceeded`] and nothing
+    /// written when it does not.
     fn insert_group_claiming(
         &self,
         rec: &GroupRecord,
         params: &str,
+        limits: &GroupLimits,
     ) -> Result<Option<TokenUse>, StoreError>;
     /// Deletes a group's record; its ClientToken stays for [`TOKEN_RETENTION`].
     fn delete_group(&self, id: &GroupId) -> Result<(), StoreError>;

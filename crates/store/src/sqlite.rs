@@ -17,7 +17,8 @@ use rusqlite::{
 
 use crate::tokens::{self, TokenKind, TokenUse};
 use crate::{
-    AccessKey, Account, GroupFilter, KeyCheck, KeyInfo, Page, Store, StoreError, UsageInterval,
+    AccessKey, Account, GroupFilter, GroupLimits, GroupUsage, KeyCheck, KeyInfo, Page,
+    QuotaOverrides, Store, StoreError, UsageInterval,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -43,6 +44,7 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::usage::MIGRATION,
     crate::accounts::MIGRATION,
     crate::tokens::MIGRATION,
+    crate::quota::MIGRATION,
 ];
 
 /// Most read connections a file database gets.
@@ -277,8 +279,18 @@ fn page_by_sql(
 fn insert_group_row(conn: &Connection, rec: &GroupRecord) -> Result<(), StoreError> {
     let json = serde_json::to_string(rec)?;
     let res = conn.execute(
-        "INSERT INTO groups (id, account, name, status, client_token, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![rec.id.as_str(), rec.account, rec.spec.name, rec.status.as_str(), rec.client_token, json],
+        "INSERT INTO groups (id, account, name, status, client_token, record, cpu, memory) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            rec.id.as_str(),
+            rec.account,
+            rec.spec.name,
+            rec.status.as_str(),
+            rec.client_token,
+            json,
+            rec.spec.cpu,
+            rec.spec.memory
+        ],
     );
     match res {
         Ok(_) => Ok(()),
@@ -349,6 +361,18 @@ impl Store for SqliteStore {
         crate::accounts::delete_key(&self.conn(), account, access_key_id)
     }
 
+    fn set_account_quota(&self, name: &str, quota: &QuotaOverrides) -> Result<(), StoreError> {
+        crate::quota::set(&self.conn(), name, quota)
+    }
+
+    fn account_quota(&self, account: &str) -> Result<QuotaOverrides, StoreError> {
+        crate::quota::get(&self.reader(), account)
+    }
+
+    fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError> {
+        crate::quota::usage(&self.reader(), account)
+    }
+
     fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError> {
         insert_group_row(&self.conn(), rec)?;
         self.groups_changed();
@@ -359,8 +383,10 @@ impl Store for SqliteStore {
         &self,
         rec: &GroupRecord,
         params: &str,
+        limits: &GroupLimits,
     ) -> Result<Option<TokenUse>, StoreError> {
         let mut conn = self.conn();
+        // Immediate: the use read below cannot change before the insert commits.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(token) = &rec.client_token {
             let id = rec.id.as_str();
@@ -368,6 +394,11 @@ impl Store for SqliteStore {
             if let Some(prev) = tokens::claim(&tx, &rec.account, kind, token, id, params)? {
                 return Ok(Some(prev));
             }
+        }
+        let (cpu, memory) = (rec.spec.cpu, rec.spec.memory);
+        if let Err(over) = crate::quota::check(&tx, &rec.account, limits, cpu, memory)? {
+            // Dropping the transaction rolls back the token's claim.
+            return Err(StoreError::QuotaExceeded(over));
         }
         insert_group_row(&tx, rec)?;
         tx.commit()?;
@@ -407,12 +438,16 @@ impl Store for SqliteStore {
             .optional()?;
         let mut rec = decode(json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
         f(&mut rec);
-        tx.prepare_cached("UPDATE groups SET status = ?2, record = ?3 WHERE id = ?1")?
-            .execute(params![
-                id.as_str(),
-                rec.status.as_str(),
-                serde_json::to_string(&rec)?
-            ])?;
+        tx.prepare_cached(
+            "UPDATE groups SET status = ?2, record = ?3, cpu = ?4, memory = ?5 WHERE id = ?1",
+        )?
+        .execute(params![
+            id.as_str(),
+            rec.status.as_str(),
+            serde_json::to_string(&rec)?,
+            rec.spec.cpu,
+            rec.spec.memory
+        ])?;
         tx.commit()?;
         Ok(rec)
     }

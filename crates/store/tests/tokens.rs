@@ -4,7 +4,7 @@
 use std::sync::{Arc, Barrier};
 
 use berth_core::{normalize_size, GroupId, GroupRecord, GroupSpec, GroupStatus};
-use berth_store::{SqliteStore, Store, TokenKind};
+use berth_store::{GroupLimits, SqliteStore, Store, TokenKind};
 use chrono::Utc;
 
 fn record(n: u8, account: &str, token: &str) -> GroupRecord {
@@ -36,11 +36,11 @@ fn record(n: u8, account: &str, token: &str) -> GroupRecord {
 fn a_token_is_claimed_once_per_account() {
     let s = SqliteStore::in_memory().unwrap();
     assert!(s
-        .insert_group_claiming(&record(1, "a", "t"), "p1")
+        .insert_group_claiming(&record(1, "a", "t"), "p1", &GroupLimits::UNLIMITED)
         .unwrap()
         .is_none());
     let prev = s
-        .insert_group_claiming(&record(2, "a", "t"), "p2")
+        .insert_group_claiming(&record(2, "a", "t"), "p2", &GroupLimits::UNLIMITED)
         .unwrap()
         .unwrap();
     assert_eq!(prev.resource_id, GroupId::from_random([1; 20]).to_string());
@@ -52,7 +52,7 @@ fn a_token_is_claimed_once_per_account() {
         .is_none());
     // Another account has its own tokens.
     assert!(s
-        .insert_group_claiming(&record(3, "b", "t"), "p1")
+        .insert_group_claiming(&record(3, "b", "t"), "p1", &GroupLimits::UNLIMITED)
         .unwrap()
         .is_none());
     let found = s
@@ -80,7 +80,7 @@ fn concurrent_inserts_from_several_connections_make_one_group() {
             let b = Arc::clone(&barrier);
             std::thread::spawn(move || {
                 b.wait();
-                s.insert_group_claiming(&record(n + 1, "a", "same"), "p")
+                s.insert_group_claiming(&record(n + 1, "a", "same"), "p", &GroupLimits::UNLIMITED)
                     .unwrap()
                     .map(|u| u.resource_id)
             })
@@ -104,7 +104,10 @@ fn concurrent_inserts_from_several_connections_make_one_group() {
 fn tokens_outlive_their_group_for_the_retention() {
     let s = SqliteStore::in_memory().unwrap();
     let rec = record(1, "a", "t");
-    assert!(s.insert_group_claiming(&rec, "p").unwrap().is_none());
+    assert!(s
+        .insert_group_claiming(&rec, "p", &GroupLimits::UNLIMITED)
+        .unwrap()
+        .is_none());
     s.delete_group(&rec.id).unwrap();
     let kept = s
         .find_client_token("a", TokenKind::Group, "t")
@@ -114,7 +117,7 @@ fn tokens_outlive_their_group_for_the_retention() {
     assert!(kept.deleted.is_some());
     // A retry after the delete finds the token: no second group.
     assert!(s
-        .insert_group_claiming(&record(2, "a", "t"), "p")
+        .insert_group_claiming(&record(2, "a", "t"), "p", &GroupLimits::UNLIMITED)
         .unwrap()
         .is_some());
     // Deletes a day later sweep it.
@@ -160,7 +163,7 @@ fn tokens_of_a_database_made_before_are_carried_over() {
     assert_eq!(spec.name, "g7");
     assert!(spec.region_id.is_empty());
     assert!(s
-        .insert_group_claiming(&record(8, "a", "old-token"), "x")
+        .insert_group_claiming(&record(8, "a", "old-token"), "x", &GroupLimits::UNLIMITED)
         .unwrap()
         .is_some());
 }

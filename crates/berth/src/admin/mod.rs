@@ -1,4 +1,4 @@
-//! `berth admin`: the operator's commands on accounts and access keys. They work on the state
+//! `berth admin`: the operator's commands on accounts (with their quotas) and access keys. They work on the state
 //! directory itself, whether the server is stopped or running (SQLite lets a second process
 //! write; the server reads keys per request, so a change counts at once).
 
@@ -7,7 +7,7 @@ mod output;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use berth_store::{SqliteStore, Store};
+use berth_store::{QuotaOverrides, SqliteStore, Store};
 
 use output::Output;
 
@@ -43,6 +43,23 @@ enum AccountCommand {
     Disable { name: String },
     /// Accept the account's keys again.
     Enable { name: String },
+    /// Set the account's own limits (the others keep theirs; unset ones are the server's
+    /// `--max-*` defaults). A running server applies them from the next request on.
+    SetQuota {
+        name: String,
+        /// vCPU its unfinished groups may hold together.
+        #[arg(long, value_parser = crate::cache_node::non_negative)]
+        cpu: Option<f64>,
+        /// GiB of memory its unfinished groups may hold together.
+        #[arg(long, value_parser = crate::cache_node::non_negative)]
+        memory: Option<f64>,
+        /// Unfinished container groups it may hold.
+        #[arg(long)]
+        groups: Option<u64>,
+        /// Image caches it may create (CreateImageCache).
+        #[arg(long)]
+        image_caches: Option<u32>,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -139,6 +156,25 @@ fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result
         AccountCommand::Enable { name } => {
             store.set_account_disabled(&name, false)?;
             out.account_changed(&name, "enabled");
+        }
+        AccountCommand::SetQuota {
+            name,
+            cpu,
+            memory,
+            groups,
+            image_caches,
+        } => {
+            let quota = QuotaOverrides {
+                cpu,
+                memory,
+                groups,
+                image_caches,
+            };
+            if quota == QuotaOverrides::default() {
+                bail!("give at least one of --cpu, --memory, --groups, --image-caches");
+            }
+            store.set_account_quota(&name, &quota)?;
+            out.account_changed(&name, "quota set");
         }
     }
     Ok(())

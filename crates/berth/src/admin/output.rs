@@ -16,6 +16,11 @@ fn status(disabled: bool) -> &'static str {
     }
 }
 
+/// An account's own limit, or `default` (the server's).
+fn limit<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "default".to_string(), |v| v.to_string())
+}
+
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -48,18 +53,30 @@ impl Output {
                     "Status": status(a.disabled),
                     "Keys": a.keys,
                     "CreationTime": time(a.created),
+                    "MaxCpu": a.quota.cpu,
+                    "MaxMemory": a.quota.memory,
+                    "MaxContainerGroupCount": a.quota.groups,
+                    "MaxImageCacheCount": a.quota.image_caches,
                 }))
                 .collect::<Vec<_>>()));
             return;
         }
-        println!("{:<32}  {:<8}  {:>4}  CREATED", "NAME", "STATUS", "KEYS");
+        println!(
+            "{:<32}  {:<8}  {:>4}  {:<20}  {:>8}  {:>8}  {:>8}  {:>8}",
+            "NAME", "STATUS", "KEYS", "CREATED", "CPU", "MEMORY", "GROUPS", "CACHES"
+        );
         for a in list {
+            let q = &a.quota;
             println!(
-                "{:<32}  {:<8}  {:>4}  {}",
+                "{:<32}  {:<8}  {:>4}  {:<20}  {:>8}  {:>8}  {:>8}  {:>8}",
                 a.name,
                 status(a.disabled),
                 a.keys,
-                time(a.created)
+                time(a.created),
+                limit(q.cpu),
+                limit(q.memory),
+                limit(q.groups),
+                limit(q.image_caches)
             );
         }
     }

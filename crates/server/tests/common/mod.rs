@@ -25,6 +25,15 @@ pub async fn serve_with(node: Arc<dyn NodeClient>) -> Served {
 /// Serves a control plane on `store`, backed by `node`, with the key `AKTEST` of account
 /// `acct` added to the store.
 pub async fn serve_on(store: Arc<dyn Store>, node: Arc<dyn NodeClient>) -> Served {
+    serve_throttled(store, node, berth_server::ThrottleConfig::default()).await
+}
+
+/// [`serve_on`] with the given throttling limits.
+pub async fn serve_throttled(
+    store: Arc<dyn Store>,
+    node: Arc<dyn NodeClient>,
+    throttle: berth_server::ThrottleConfig,
+) -> Served {
     store
         .create_access_key(&AccessKey {
             account: "acct".into(),
@@ -36,7 +45,7 @@ pub async fn serve_on(store: Arc<dyn Store>, node: Arc<dyn NodeClient>) -> Serve
     control.attach_node(node);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
-    let state = berth_server::AppState::new(control.clone());
+    let state = berth_server::AppState::new(control.clone()).with_throttle(throttle);
     tokio::spawn(berth_server::serve(listener, state, std::future::pending()));
     let client = Client::new(&endpoint, "AKTEST", "s3cret")
         .unwrap()

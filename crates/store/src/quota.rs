@@ -1,0 +1,219 @@
+//! Quotas of accounts: the limits an operator sets per account (overriding the server's
+//! defaults), and what an account's groups use of them. A group holds its vCPU, its memory and
+//! a place among the account's groups from its insert until it is finished (Succeeded, Failed,
+//! Expired, ScheduleFailed) or its record is deleted; a Terminating group still holds them, as
+//! its containers run until they are stopped. The check of a new group and its insert are one
+//! `BEGIN IMMEDIATE` transaction, so of concurrent creates only as many pass as fit.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::StoreError;
+
+/// Quota columns of accounts (NULL: the server's default) and the size of each group in columns
+/// of its own, with an index that answers an account's use without reading the records (the
+/// sixth migration).
+pub(crate) const MIGRATION: &str = r#"
+ALTER TABLE accounts ADD COLUMN max_cpu REAL;
+ALTER TABLE accounts ADD COLUMN max_memory REAL;
+ALTER TABLE accounts ADD COLUMN max_groups INTEGER;
+ALTER TABLE accounts ADD COLUMN max_image_caches INTEGER;
+ALTER TABLE groups ADD COLUMN cpu REAL NOT NULL DEFAULT 0;
+ALTER TABLE groups ADD COLUMN memory REAL NOT NULL DEFAULT 0;
+UPDATE groups SET cpu = COALESCE(json_extract(record, '$.spec.cpu'), 0),
+                  memory = COALESCE(json_extract(record, '$.spec.memory'), 0);
+CREATE INDEX IF NOT EXISTS groups_usage ON groups(account, status, cpu, memory);
+"#;
+
+/// Statuses in which a group holds nothing (`GroupStatus::is_final`).
+const FINAL: &str = "'Succeeded', 'Failed', 'Expired', 'ScheduleFailed'";
+
+/// Slack for sums of fractional vCPU and GiB (0.1 + 0.2 fits a limit of 0.3).
+const EPSILON: f64 = 1e-6;
+
+/// An account's own limits; `None` takes the server's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct QuotaOverrides {
+    pub cpu: Option<f64>,
+    /// GiB.
+    pub memory: Option<f64>,
+    pub groups: Option<u64>,
+    pub image_caches: Option<u32>,
+}
+
+/// The limits a new group is checked against.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupLimits {
+    pub max_cpu: f64,
+    /// GiB.
+    pub max_memory: f64,
+    pub max_groups: u64,
+}
+
+impl GroupLimits {
+    /// No limit at all.
+    pub const UNLIMITED: GroupLimits = GroupLimits {
+        max_cpu: f64::INFINITY,
+        max_memory: f64::INFINITY,
+        max_groups: u64::MAX,
+    };
+
+    /// These defaults with an account's overrides applied.
+    pub fn with(self, o: &QuotaOverrides) -> GroupLimits {
+        GroupLimits {
+            max_cpu: o.cpu.unwrap_or(self.max_cpu),
+            max_memory: o.memory.unwrap_or(self.max_memory),
+            max_groups: o.groups.unwrap_or(self.max_groups),
+        }
+    }
+}
+
+/// What an account's groups hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GroupUsage {
+    pub cpu: f64,
+    /// GiB.
+    pub memory: f64,
+    pub groups: u64,
+}
+
+/// A limited resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaResource {
+    Cpu,
+    Memory,
+    Groups,
+}
+
+impl QuotaResource {
+    /// The unit a limit of it is counted in.
+    pub fn unit(self) -> &'static str {
+        match self {
+            QuotaResource::Cpu => "vCPU",
+            QuotaResource::Memory => "GiB of memory",
+            QuotaResource::Groups => "container groups",
+        }
+    }
+}
+
+/// A group that does not fit: `used` of `limit` is held and it asks for `asked` more.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QuotaExceeded {
+    pub resource: QuotaResource,
+    pub limit: f64,
+    pub used: f64,
+    pub asked: f64,
+}
+
+impl std::fmt::Display for QuotaExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the account may hold {} {unit} and holds {}; the container group asks for {}",
+            self.limit,
+            self.used,
+            self.asked,
+            unit = self.resource.unit()
+        )
+    }
+}
+
+/// Sets the given limits of an existing account; the others keep their value.
+pub(crate) fn set(conn: &Connection, name: &str, q: &QuotaOverrides) -> Result<(), StoreError> {
+    let n = conn.execute(
+        "UPDATE accounts SET max_cpu = COALESCE(?2, max_cpu), \
+         max_memory = COALESCE(?3, max_memory), max_groups = COALESCE(?4, max_groups), \
+         max_image_caches = COALESCE(?5, max_image_caches) WHERE name = ?1",
+        params![
+            name,
+            q.cpu,
+            q.memory,
+            q.groups.map(|g| g.min(i64::MAX as u64) as i64),
+            q.image_caches
+        ],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NoAccount(name.to_string()));
+    }
+    Ok(())
+}
+
+/// The limits of an account (all `None` when it has none, or no row).
+pub(crate) fn get(conn: &Connection, account: &str) -> Result<QuotaOverrides, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT max_cpu, max_memory, max_groups, max_image_caches FROM accounts \
+             WHERE name = ?1",
+        )?
+        .query_row(params![account], |r| row_from(r, 0))
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// Limits from the four columns starting at `first`.
+pub(crate) fn row_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<QuotaOverrides> {
+    Ok(QuotaOverrides {
+        cpu: r.get(first)?,
+        memory: r.get(first + 1)?,
+        groups: r.get::<_, Option<i64>>(first + 2)?.map(|g| g.max(0) as u64),
+        image_caches: r
+            .get::<_, Option<i64>>(first + 3)?
+            .map(|g| g.clamp(0, i64::from(u32::MAX)) as u32),
+    })
+}
+
+/// What the account's unfinished groups hold.
+pub(crate) fn usage(conn: &Connection, account: &str) -> Result<GroupUsage, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT COUNT(*), COALESCE(SUM(cpu), 0), COALESCE(SUM(memory), 0) FROM groups \
+             WHERE account = ?1 AND status NOT IN ({FINAL})"
+        ))?
+        .query_row(params![account], |r| {
+            Ok(GroupUsage {
+                groups: r.get::<_, i64>(0)?.max(0) as u64,
+                cpu: r.get(1)?,
+                memory: r.get(2)?,
+            })
+        })?)
+}
+
+/// Whether a group of `cpu` and `memory` fits the account's limits (`defaults` with the
+/// account's overrides) beside what it holds; read inside the inserting transaction.
+pub(crate) fn check(
+    conn: &Connection,
+    account: &str,
+    defaults: &GroupLimits,
+    cpu: f64,
+    memory: f64,
+) -> Result<Result<(), QuotaExceeded>, StoreError> {
+    let limits = defaults.with(&get(conn, account)?);
+    let used = usage(conn, account)?;
+    let over = if used.groups.saturating_add(1) > limits.max_groups {
+        Some((
+            QuotaResource::Groups,
+            limits.max_groups as f64,
+            used.groups as f64,
+            1.0,
+        ))
+    } else if used.cpu + cpu > limits.max_cpu + EPSILON {
+        Some((QuotaResource::Cpu, limits.max_cpu, used.cpu, cpu))
+    } else if used.memory + memory > limits.max_memory + EPSILON {
+        Some((
+            QuotaResource::Memory,
+            limits.max_memory,
+            used.memory,
+            memory,
+        ))
+    } else {
+        None
+    };
+    Ok(match over {
+        Some((resource, limit, used, asked)) => Err(QuotaExceeded {
+            resource,
+            limit,
+            used: (used * 1000.0).round() / 1000.0,
+            asked,
+        }),
+        None => Ok(()),
+    })
+}

@@ -1,0 +1,171 @@
+//! Quotas in the store: what an account's groups hold, per-account limits over the defaults,
+//! and concurrent inserts at the edge of a quota from several connections (as from two
+//! processes) never passing more than fit.
+
+use std::sync::{Arc, Barrier};
+
+use berth_core::{GroupId, GroupRecord, GroupSpec, GroupStatus};
+use berth_store::{GroupLimits, QuotaOverrides, QuotaResource, SqliteStore, Store, StoreError};
+use chrono::Utc;
+
+fn record(n: u32, account: &str, cpu: f64, memory: f64) -> GroupRecord {
+    let mut id = [0u8; 20];
+    id[..4].copy_from_slice(&n.to_be_bytes());
+    GroupRecord {
+        id: GroupId::from_random(id),
+        account: account.into(),
+        spec: GroupSpec {
+            name: format!("g{n}"),
+            region_id: "local".into(),
+            cpu,
+            memory,
+            ..Default::default()
+        },
+        status: GroupStatus::Scheduling,
+        intranet_ip: None,
+        creation_time: Utc::now(),
+        succeeded_time: None,
+        failed_time: None,
+        init_containers: vec![],
+        containers: vec![],
+        events: vec![],
+        client_token: None,
+        restart_generation: 0,
+    }
+}
+
+const LIMITS: GroupLimits = GroupLimits {
+    max_cpu: 4.0,
+    max_memory: 8.0,
+    max_groups: 10,
+};
+
+fn over(e: StoreError) -> (QuotaResource, f64, f64) {
+    match e {
+        StoreError::QuotaExceeded(q) => (q.resource, q.limit, q.used),
+        other => panic!("not a quota refusal: {other}"),
+    }
+}
+
+#[test]
+fn finished_groups_hold_nothing() {
+    let s = SqliteStore::in_memory().unwrap();
+    for n in 0..3 {
+        s.insert_group_claiming(&record(n, "a", 1.0, 2.0), "", &LIMITS)
+            .unwrap();
+    }
+    s.insert_group_claiming(&record(9, "b", 1.0, 2.0), "", &LIMITS)
+        .unwrap();
+    let u = s.group_usage("a").unwrap();
+    assert_eq!((u.groups, u.cpu, u.memory), (3, 3.0, 6.0));
+    s.modify_group(&record(0, "a", 0.0, 0.0).id, &mut |r| {
+        r.status = GroupStatus::Succeeded
+    })
+    .unwrap();
+    s.modify_group(&record(1, "a", 0.0, 0.0).id, &mut |r| {
+        r.status = GroupStatus::Terminating
+    })
+    .unwrap();
+    let u = s.group_usage("a").unwrap();
+    assert_eq!((u.groups, u.cpu, u.memory), (2, 2.0, 4.0));
+    s.delete_group(&record(1, "a", 0.0, 0.0).id).unwrap();
+    assert_eq!(s.group_usage("a").unwrap().groups, 1);
+}
+
+#[test]
+fn each_limit_refuses_and_writes_nothing() {
+    let s = SqliteStore::in_memory().unwrap();
+    s.create_account("a").unwrap();
+    s.insert_group_claiming(&record(1, "a", 3.0, 2.0), "", &LIMITS)
+        .unwrap();
+    let e = s
+        .insert_group_claiming(&record(2, "a", 2.0, 1.0), "", &LIMITS)
+        .unwrap_err();
+    assert_eq!(over(e), (QuotaResource::Cpu, 4.0, 3.0));
+    let e = s
+        .insert_group_claiming(&record(3, "a", 1.0, 7.0), "", &LIMITS)
+        .unwrap_err();
+    assert_eq!(over(e), (QuotaResource::Memory, 8.0, 2.0));
+    s.set_account_quota(
+        "a",
+        &QuotaOverrides {
+            groups: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = s
+        .insert_group_claiming(&record(4, "a", 0.25, 0.5), "", &LIMITS)
+        .unwrap_err();
+    assert_eq!(over(e), (QuotaResource::Groups, 1.0, 1.0));
+    assert_eq!(s.group_usage("a").unwrap().groups, 1);
+    // A raised limit counts for the next insert; the other limits keep theirs.
+    s.set_account_quota(
+        "a",
+        &QuotaOverrides {
+            cpu: Some(5.0),
+            groups: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    s.insert_group_claiming(&record(5, "a", 2.0, 1.0), "", &LIMITS)
+        .unwrap();
+    let q = s.account_quota("a").unwrap();
+    assert_eq!((q.cpu, q.memory, q.groups), (Some(5.0), None, Some(2)));
+    assert!(matches!(
+        s.set_account_quota("nobody", &QuotaOverrides::default()),
+        Err(StoreError::NoAccount(_))
+    ));
+}
+
+#[test]
+fn a_refused_group_does_not_claim_its_token() {
+    let s = SqliteStore::in_memory().unwrap();
+    let mut big = record(1, "a", 8.0, 1.0);
+    big.client_token = Some("t".into());
+    assert!(s.insert_group_claiming(&big, "p", &LIMITS).is_err());
+    assert!(s
+        .find_client_token("a", berth_store::TokenKind::Group, "t")
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn concurrent_inserts_at_the_edge_pass_as_many_as_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let stores: Vec<Arc<SqliteStore>> = (0..4)
+        .map(|_| Arc::new(SqliteStore::open(&path).unwrap()))
+        .collect();
+    // 1.5 vCPU already held: 0.5 vCPU each, five more fit under 4.
+    stores[0]
+        .insert_group_claiming(&record(1000, "a", 1.5, 1.0), "", &LIMITS)
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(40));
+    let handles: Vec<_> = (0..40u32)
+        .map(|n| {
+            let s = Arc::clone(&stores[n as usize % stores.len()]);
+            let b = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                b.wait();
+                match s.insert_group_claiming(&record(n, "a", 0.5, 0.5), "", &LIMITS) {
+                    Ok(_) => true,
+                    Err(StoreError::QuotaExceeded(q)) => {
+                        assert_eq!(q.resource, QuotaResource::Cpu);
+                        false
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        })
+        .collect();
+    let passed = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(passed, 5);
+    let u = stores[3].group_usage("a").unwrap();
+    assert_eq!((u.groups, u.cpu), (6, 4.0));
+}
