@@ -70,8 +70,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::state_files::prepare(&args.state_dir)?;
     let state_dir = args.state_dir.canonicalize()?;
     let db = state_dir.join("berth.db");
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&db).context("cannot open the database")?);
+    let sqlite = SqliteStore::open(&db).context("cannot open the database")?;
+    crate::state_files::opened(&sqlite);
+    let store: Arc<dyn Store> = Arc::new(sqlite);
     crate::state_files::tighten_database(&db)?;
     ensure_account(store.as_ref(), &state_dir)?;
 

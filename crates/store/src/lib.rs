@@ -1,8 +1,11 @@
 //! berth's durable state behind one `Store` trait: accounts with their access keys and
-//! container group records. The embedded default is SQLite ([`SqliteStore`]).
+//! container group records. The embedded default is SQLite ([`SqliteStore`]), whose secrets
+//! are sealed at rest (`seal`).
 
 mod accounts;
 mod cache;
+mod migrate_secrets;
+mod seal;
 mod sqlite;
 mod tokens;
 mod usage;
@@ -11,6 +14,7 @@ use std::sync::Arc;
 
 use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
+pub use seal::{KeyError, KEY_FILE};
 pub use sqlite::SqliteStore;
 pub use tokens::{TokenKind, TokenUse, TOKEN_RETENTION};
 pub use usage::UsageInterval;
@@ -33,6 +37,10 @@ pub enum StoreError {
     NoKey(String, String),
     #[error("an access key with id {0} exists already")]
     KeyExists(String),
+    #[error("the key of the sealed secrets")]
+    Key(#[from] KeyError),
+    #[error("a sealed secret does not open with the key file's key")]
+    Unseal,
 }
 
 impl StoreError {
