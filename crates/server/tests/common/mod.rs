@@ -9,6 +9,9 @@ use berth_client::Client;
 use berth_control::{Control, NodeClient};
 use berth_store::{AccessKey, SqliteStore, Store};
 
+/// The operator's token that opens `/metrics` of the served API.
+pub const METRICS_TOKEN: &str = "metrics-token-for-tests";
+
 /// A served control plane and a client signed with its key.
 pub struct Served {
     pub client: Client,
@@ -36,7 +39,7 @@ pub async fn serve_on(store: Arc<dyn Store>, node: Arc<dyn NodeClient>) -> Serve
     control.attach_node(node);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
-    let state = berth_server::AppState::new(control.clone());
+    let state = berth_server::AppState::new(control.clone()).with_metrics_token(METRICS_TOKEN);
     tokio::spawn(berth_server::serve(listener, state, std::future::pending()));
     let client = Client::new(&endpoint, "AKTEST", "s3cret")
         .unwrap()
