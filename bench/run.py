@@ -270,9 +270,14 @@ class Berth:
         self.endpoint = f"127.0.0.1:{port}"
         env = dict(os.environ, NO_COLOR="1")
         env.setdefault("RUST_LOG", "info")
+        # The benchmark measures berth, not its per-account throttling (off where it exists).
+        help_text = subprocess.run([str(self.binary), "serve", "--help"], capture_output=True,
+                                   text=True).stdout
+        unthrottled = (["--throttle-write-rate", "0", "--throttle-read-rate", "0"]
+                       if "--throttle-write-rate" in help_text else [])
         self.proc = subprocess.Popen(
             [str(self.binary), "serve", "--listen", self.endpoint, "--state-dir", str(self.state),
-             "--bridge", self.bridge, "--subnet", self.subnet, *self.extra],
+             "--bridge", self.bridge, "--subnet", self.subnet, *unthrottled, *self.extra],
             stdout=open(self.logfile, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True)
         deadline = time.monotonic() + 120

@@ -246,6 +246,9 @@ class Berth:
         self.state_dir = state_dir
         self.log = log
         self.extra_args = list(extra_args or [])
+        # The operator's token for /metrics (berth serve --metrics-token-file).
+        self.metrics_token = "e2e-metrics-token"
+        self.metrics_token_file = log.with_name(log.name + ".metrics-token")
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.endpoint}"
@@ -255,6 +258,8 @@ class Berth:
     def start(self, timeout: float = 60) -> None:
         assert BERTH_BIN.exists(), f"{BERTH_BIN} is missing: run `cargo build --workspace` first"
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_token_file.write_text(self.metrics_token + "\n")
+        self.metrics_token_file.chmod(0o600)
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info,berth=debug")
         env.setdefault("RUST_BACKTRACE", "1")
@@ -270,6 +275,8 @@ class Berth:
                     self.endpoint,
                     "--state-dir",
                     str(self.state_dir),
+                    "--metrics-token-file",
+                    str(self.metrics_token_file),
                     # Frequent samples so that the metric tests need not wait long.
                     "--metrics-interval",
                     os.environ.get("BERTH_E2E_METRICS_INTERVAL", "2"),

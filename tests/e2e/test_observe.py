@@ -286,7 +286,11 @@ def test_prometheus_metrics_parse(groups, client, images, berth):
     support.list_groups(client)
 
     def scraped() -> dict | None:
-        resp = urllib.request.urlopen(f"{berth.url}/metrics", timeout=10)
+        req = urllib.request.Request(
+            f"{berth.url}/metrics",
+            headers={"Authorization": f"Bearer {berth.metrics_token}"},
+        )
+        resp = urllib.request.urlopen(req, timeout=10)
         assert resp.headers["content-type"].startswith("application/openmetrics-text")
         text = resp.read().decode()
         # The classic Prometheus text parser reads it (counters then show with their

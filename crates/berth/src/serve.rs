@@ -69,6 +69,15 @@ pub struct ServeArgs {
     /// Seconds between two samples of the groups' resource usage.
     #[arg(long, default_value_t = 15)]
     metrics_interval: u64,
+    /// File holding the operator's bearer token that opens `/metrics` on the API address
+    /// (`Authorization: Bearer <token>`). Without it (and without --metrics-listen)
+    /// `/metrics` is refused.
+    #[arg(long)]
+    metrics_token_file: Option<PathBuf>,
+    /// Separate address serving `/metrics` to whoever reaches it (bind it to a trusted
+    /// network).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// Format of berth's own log: text or json (one object a line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -86,10 +95,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     crate::state_files::prepare(&args.state_dir)?;
+    let metrics_token = args
+        .metrics_token_file
+        .as_deref()
+        .map(read_metrics_token)
+        .transpose()?;
     let state_dir = args.state_dir.canonicalize()?;
     let db = state_dir.join("berth.db");
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&db).context("cannot open the database")?);
+    let sqlite = SqliteStore::open(&db).context("cannot open the database")?;
+    crate::state_files::opened(&sqlite);
+    let store: Arc<dyn Store> = Arc::new(sqlite);
     crate::state_files::tighten_database(&db)?;
     ensure_account(store.as_ref(), &state_dir)?;
 
@@ -160,16 +175,46 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let mut state = berth_server::AppState::new(control);
+    if let Some(token) = &metrics_token {
+        state = state.with_metrics_token(token);
+    }
+    if let Some(addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for /metrics"))?;
+        tracing::info!(address = %addr, "serving /metrics");
+        let state = state.clone();
+        tokio::spawn(async move {
+            let served = berth_server::serve_metrics(listener, state, std::future::pending()).await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the /metrics address stopped");
+            }
+        });
+    }
     tracing::info!(address = %args.listen, region = %args.region, "serving the ECI API");
     berth_server::serve(
         listener,
-        berth_server::AppState::new(control).with_throttle(args.throttle.config()),
+        state.with_throttle(args.throttle.config()),
         shutdown_signal(),
     )
     .await?;
     agent.shutdown().await;
     tracing::info!("stopped; containers keep running and are re-adopted at the next start");
     Ok(())
+}
+
+/// The operator's token for `/metrics`: the file's first line, which must not be empty.
+fn read_metrics_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the metrics token file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the metrics token file {} is empty",
+        path.display()
+    );
+    Ok(token)
 }
 
 /// The executable (and its leading arguments) that runs a container's monitor: the small

@@ -1,6 +1,7 @@
 //! The state directory kept private: the directory itself 0700, and the files that hold
-//! secrets (`berth.db` with its `-wal` and `-shm` files, `credentials.json`) 0600. Files made
-//! before, with looser modes, are tightened, and each change is logged.
+//! secrets (`berth.db` with its `-wal` and `-shm` files, `credentials.json`, and the key of the
+//! secrets sealed in the database, `secrets.key`) 0600. Files made before, with looser modes,
+//! are tightened, and each change is logged.
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -33,7 +34,19 @@ pub(crate) fn prepare(state_dir: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot create {}", db.display()))?;
     tighten_database(&db)?;
     tighten_if_present(&state_dir.join("credentials.json"))?;
+    tighten_if_present(&state_dir.join(berth_store::KEY_FILE))?;
     Ok(db)
+}
+
+/// Logs what opening the store changed: secrets it found in plain text and sealed.
+pub(crate) fn opened(store: &berth_store::SqliteStore) {
+    let n = store.sealed_at_open();
+    if n > 0 {
+        tracing::warn!(
+            rows = n,
+            "sealed secrets that the database held in plain text"
+        );
+    }
 }
 
 /// Tightens `berth.db` and its `-wal` and `-shm` files (those that exist) to 0600.

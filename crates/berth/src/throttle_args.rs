@@ -14,10 +14,10 @@ pub struct ThrottleArgs {
     #[arg(long, default_value_t = 20.0, value_parser = crate::cache_node::non_negative)]
     pub throttle_write_rate: f64,
     /// Requests of one account that the reading actions (Describe*, ListUsage) allow at once.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 20_000)]
     pub throttle_read_burst: u32,
     /// Reading requests allowed per second after a burst (0: not throttled).
-    #[arg(long, default_value_t = 500.0, value_parser = crate::cache_node::non_negative)]
+    #[arg(long, default_value_t = 10_000.0, value_parser = crate::cache_node::non_negative)]
     pub throttle_read_rate: f64,
 }
 

@@ -105,6 +105,18 @@ impl Params {
         }
     }
 
+    /// An integer of at most `max`; larger values are refused with
+    /// `InvalidParameter.ValueExceeded` (they would overflow a time or a size further on).
+    pub fn int_at_most(&self, name: &str, max: u64) -> Result<Option<u64>, ApiError> {
+        match self.int::<u64>(name)? {
+            Some(n) if n > max => Err(ApiError::value_exceeded(
+                name,
+                format!("must be at most {max}, got {n}"),
+            )),
+            n => Ok(n),
+        }
+    }
+
     /// The indexes N present under `prefix.N` (alone or with children), sorted numerically.
     /// Indexes start at 1 and may be sparse; `prefix.0`, `prefix.01` or `prefix.x` are refused.
     pub fn indexes(&self, prefix: &str) -> Result<Vec<u32>, ApiError> {

@@ -5,6 +5,7 @@
 mod actions;
 mod cache;
 mod exec;
+mod guard;
 mod metrics;
 mod nonce;
 mod observe;
@@ -40,6 +41,9 @@ pub struct AppState {
     api_metrics: Arc<metrics::ApiMetrics>,
     rendered: Arc<rendered::Rendered>,
     throttle: Arc<throttle::Throttle>,
+    /// The operator's bearer token that opens `/metrics` on the API address; without one,
+    /// `/metrics` is served only by [`metrics_router`].
+    metrics_token: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -55,12 +59,19 @@ impl AppState {
             api_metrics,
             rendered: Arc::default(),
             throttle: Arc::new(throttle::Throttle::new(ThrottleConfig::default())),
+            metrics_token: None,
         }
     }
 
     /// The same with other throttling limits.
     pub fn with_throttle(mut self, config: ThrottleConfig) -> Self {
         self.throttle = Arc::new(throttle::Throttle::new(config));
+        self
+    }
+
+    /// Opens `/metrics` on the API address to requests with `Authorization: Bearer <token>`.
+    pub fn with_metrics_token(mut self, token: &str) -> Self {
+        self.metrics_token = Some(Arc::from(token));
         self
     }
 }
@@ -90,9 +101,25 @@ pub fn router(state: AppState) -> Router {
             "/logs/{group}/{container}",
             axum::routing::get(observe::log_stream),
         )
-        .route("/metrics", axum::routing::get(metrics::handler))
+        .route("/metrics", axum::routing::get(metrics::guarded))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+        .layer(axum::middleware::map_response(guard::eci_errors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            guard::panic_response,
+        ))
+}
+
+/// The router of a separate metrics address (`berth serve --metrics-listen`): `/metrics`
+/// open to whoever reaches that address.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::handler))
+        .with_state(state)
+        .layer(axum::middleware::map_response(guard::eci_errors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            guard::panic_response,
+        ))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -101,7 +128,19 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    guard::install_panic_log();
     axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves [`metrics_router`] on `listener` until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, metrics_router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -154,6 +154,43 @@ fn first_start_latency(rec: &GroupRecord, ev: &Event) -> Option<f64> {
 }
 
 /// `GET /metrics`.
+/// `/metrics` on the API address: only with the operator's bearer token.
+pub async fn guarded(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let rid = crate::request_id();
+    let refuse = |status, code, msg: &str| {
+        crate::guard::eci_response(&berth_eci::ApiError::new(status, code, msg), &rid)
+    };
+    let Some(token) = state.metrics_token.clone() else {
+        return refuse(
+            403,
+            "Forbidden",
+            "/metrics is not served on this address: use --metrics-listen or --metrics-token-file",
+        );
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => refuse(
+            401,
+            "Unauthorized",
+            "/metrics needs the operator's token: Authorization: Bearer <token>",
+        ),
+        Some(g) if !same(g.trim().as_bytes(), token.as_bytes()) => refuse(
+            403,
+            "Forbidden",
+            "/metrics: the token is not the operator's",
+        ),
+        Some(_) => handler(State(state)).await,
+    }
+}
+
+/// Compares in time that depends on the lengths only.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub async fn handler(State(state): State<AppState>) -> Response {
     match render(&state).await {
         Ok(text) => {

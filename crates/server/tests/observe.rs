@@ -420,7 +420,10 @@ async fn log_stream_with_a_one_time_token() {
     let again = reqwest::get(&url).await.unwrap();
     assert_eq!(again.status(), 401);
 
-    let metrics = reqwest::get(format!("http://{}/metrics", api.endpoint))
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{}/metrics", api.endpoint))
+        .bearer_auth(common::METRICS_TOKEN)
+        .send()
         .await
         .unwrap()
         .text()

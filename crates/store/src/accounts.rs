@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::seal::Sealer;
 use crate::{AccessKey, Account, KeyCheck, KeyInfo, StoreError};
 
 /// Accounts and the disabled flags (the fourth migration). The accounts of existing keys are
@@ -86,8 +87,13 @@ pub(crate) fn list_accounts(conn: &Connection) -> Result<Vec<Account>, StoreErro
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Adds a key; the account is made (enabled) when it does not exist yet.
-pub(crate) fn create_key(conn: &mut Connection, key: &AccessKey) -> Result<(), StoreError> {
+/// Adds a key (its secret sealed); the account is made (enabled) when it does not exist yet.
+pub(crate) fn create_key(
+    conn: &mut Connection,
+    key: &AccessKey,
+    sealer: &Sealer,
+) -> Result<(), StoreError> {
+    let secret = sealer.seal(&key.secret);
     let tx = conn.transaction()?;
     let created = now();
     tx.execute(
@@ -96,7 +102,7 @@ pub(crate) fn create_key(conn: &mut Connection, key: &AccessKey) -> Result<(), S
     )?;
     tx.execute(
         "INSERT INTO access_keys (access_key_id, account, secret, created) VALUES (?1, ?2, ?3, ?4)",
-        params![key.access_key_id, key.account, key.secret, created],
+        params![key.access_key_id, key.account, secret, created],
     )
     .map_err(|e| {
         if is_constraint(&e) {
@@ -110,7 +116,11 @@ pub(crate) fn create_key(conn: &mut Connection, key: &AccessKey) -> Result<(), S
 }
 
 /// Adds a key to an account that must exist.
-pub(crate) fn add_key(conn: &mut Connection, key: &AccessKey) -> Result<(), StoreError> {
+pub(crate) fn add_key(
+    conn: &mut Connection,
+    key: &AccessKey,
+    sealer: &Sealer,
+) -> Result<(), StoreError> {
     let known: Option<i64> = conn
         .query_row(
             "SELECT 1 FROM accounts WHERE name = ?1",
@@ -121,11 +131,16 @@ pub(crate) fn add_key(conn: &mut Connection, key: &AccessKey) -> Result<(), Stor
     if known.is_none() {
         return Err(StoreError::NoAccount(key.account.clone()));
     }
-    create_key(conn, key)
+    create_key(conn, key, sealer)
 }
 
-pub(crate) fn check_key(conn: &Connection, id: &str) -> Result<Option<KeyCheck>, StoreError> {
-    Ok(conn
+/// The key `id` with its secret opened: one AEAD of a few dozen bytes per request.
+pub(crate) fn check_key(
+    conn: &Connection,
+    id: &str,
+    sealer: &Sealer,
+) -> Result<Option<KeyCheck>, StoreError> {
+    let found = conn
         .prepare_cached(
             "SELECT k.access_key_id, k.account, k.secret, k.disabled, COALESCE(a.disabled, 0) \
              FROM access_keys k LEFT JOIN accounts a ON a.name = k.account \
@@ -143,7 +158,13 @@ pub(crate) fn check_key(conn: &Connection, id: &str) -> Result<Option<KeyCheck>,
                 active: !key_off && !account_off,
             })
         })
-        .optional()?)
+        .optional()?;
+    found
+        .map(|mut k| {
+            k.key.secret = sealer.open(&k.key.secret)?;
+            Ok(k)
+        })
+        .transpose()
 }
 
 pub(crate) fn list_keys(conn: &Connection, account: &str) -> Result<Vec<KeyInfo>, StoreError> {

@@ -4,6 +4,7 @@
 use berth_core::ImageCacheRecord;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::seal::Sealer;
 use crate::tokens::{self, TokenKind, TokenUse};
 use crate::StoreError;
 
@@ -20,8 +21,10 @@ CREATE TABLE IF NOT EXISTS image_caches (
 CREATE UNIQUE INDEX IF NOT EXISTS image_caches_name ON image_caches(account, name);
 "#;
 
-fn decode(json: String) -> Result<ImageCacheRecord, StoreError> {
-    Ok(serde_json::from_str(&json)?)
+fn decode(json: String, sealer: &Sealer) -> Result<ImageCacheRecord, StoreError> {
+    let mut rec: ImageCacheRecord = serde_json::from_str(&json)?;
+    sealer.open_cache(&mut rec)?;
+    Ok(rec)
 }
 
 fn constraint(e: rusqlite::Error, id: &str) -> StoreError {
@@ -41,12 +44,15 @@ pub(crate) fn insert(
     conn: &mut Connection,
     rec: &ImageCacheRecord,
     params: &str,
+    sealer: &Sealer,
 ) -> Result<Option<TokenUse>, StoreError> {
-    let json = serde_json::to_string(rec)?;
+    let json = sealer.cache_json(rec)?;
+    let params = sealer.seal_json(params)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if let Some(token) = &rec.client_token {
         let kind = TokenKind::ImageCache;
-        if let Some(prev) = tokens::claim(&tx, &rec.account, kind, token, &rec.id, params)? {
+        if let Some(mut prev) = tokens::claim(&tx, &rec.account, kind, token, &rec.id, &params)? {
+            prev.params = sealer.open_json(&prev.params)?;
             return Ok(Some(prev));
         }
     }
@@ -63,6 +69,7 @@ pub(crate) fn get(
     conn: &Connection,
     account: Option<&str>,
     id: &str,
+    sealer: &Sealer,
 ) -> Result<Option<ImageCacheRecord>, StoreError> {
     let json: Option<String> = conn
         .query_row(
@@ -71,13 +78,14 @@ pub(crate) fn get(
             |r| r.get(0),
         )
         .optional()?;
-    json.map(decode).transpose()
+    json.map(|j| decode(j, sealer)).transpose()
 }
 
 pub(crate) fn modify(
     conn: &mut Connection,
     id: &str,
     f: &mut dyn FnMut(&mut ImageCacheRecord),
+    sealer: &Sealer,
 ) -> Result<ImageCacheRecord, StoreError> {
     let tx = conn.transaction()?;
     let json: Option<String> = tx
@@ -87,16 +95,14 @@ pub(crate) fn modify(
             |r| r.get(0),
         )
         .optional()?;
-    let mut rec = decode(json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
+    let mut rec = decode(
+        json.ok_or_else(|| StoreError::NotFound(id.to_string()))?,
+        sealer,
+    )?;
     f(&mut rec);
     tx.execute(
         "UPDATE image_caches SET name = ?2, status = ?3, record = ?4 WHERE id = ?1",
-        params![
-            id,
-            rec.name,
-            rec.status.as_str(),
-            serde_json::to_string(&rec)?
-        ],
+        params![id, rec.name, rec.status.as_str(), sealer.cache_json(&rec)?],
     )
     .map_err(|e| constraint(e, id))?;
     tx.commit()?;
@@ -114,10 +120,11 @@ pub(crate) fn delete(conn: &mut Connection, id: &str) -> Result<(), StoreError> 
 pub(crate) fn list(
     conn: &Connection,
     account: Option<&str>,
+    sealer: &Sealer,
 ) -> Result<Vec<ImageCacheRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT record FROM image_caches WHERE ?1 IS NULL OR account = ?1 ORDER BY seq",
     )?;
     let rows = stmt.query_map(params![account], |r| r.get::<_, String>(0))?;
-    rows.map(|r| decode(r?)).collect()
+    rows.map(|r| decode(r?, sealer)).collect()
 }

@@ -1,9 +1,12 @@
 //! berth's durable state behind one `Store` trait: accounts with their access keys and
-//! container group records. The embedded default is SQLite ([`SqliteStore`]).
+//! container group records. The embedded default is SQLite ([`SqliteStore`]), whose secrets
+//! are sealed at rest (`seal`).
 
 mod accounts;
 mod cache;
+mod migrate_secrets;
 mod quota;
+mod seal;
 mod sqlite;
 mod tokens;
 mod usage;
@@ -13,6 +16,7 @@ use std::sync::Arc;
 use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
 pub use quota::{GroupLimits, GroupUsage, QuotaExceeded, QuotaOverrides, QuotaResource};
+pub use seal::{KeyError, KEY_FILE};
 pub use sqlite::SqliteStore;
 pub use tokens::{TokenKind, TokenUse, TOKEN_RETENTION};
 pub use usage::UsageInterval;
@@ -38,6 +42,10 @@ pub enum StoreError {
     /// A new group does not fit the account's quota; nothing was written.
     #[error("quota exceeded: {0}")]
     QuotaExceeded(QuotaExceeded),
+    #[error("the key of the sealed secrets")]
+    Key(#[from] KeyError),
+    #[error("a sealed secret does not open with the key file's key")]
+    Unseal,
 }
 
 impl StoreError {

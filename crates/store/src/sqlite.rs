@@ -3,6 +3,7 @@
 //! kinds); reads of groups and access keys go through a small pool of further connections, so
 //! concurrent readers neither wait for each other nor for the writer (WAL readers see the last
 //! committed state). A database in memory has no pool: everything uses the one connection.
+//! Secrets go through [`Sealer`] on their way in and out (`seal.rs`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +16,7 @@ use rusqlite::{
     params, params_from_iter, Connection, OpenFlags, OptionalExtension, TransactionBehavior,
 };
 
+use crate::seal::{KeyError, Sealer, KEY_FILE};
 use crate::tokens::{self, TokenKind, TokenUse};
 use crate::{
     AccessKey, Account, GroupFilter, GroupLimits, GroupUsage, KeyCheck, KeyInfo, Page,
@@ -62,6 +64,9 @@ pub struct SqliteStore {
     next_reader: AtomicUsize,
     counts: Mutex<Counts>,
     decoded: Mutex<Decoded>,
+    sealer: Sealer,
+    /// Rows whose plain-text secrets [`open`](Self::open) sealed.
+    sealed_at_open: usize,
 }
 
 /// Records decoded for unfiltered listings, by group id, each with the JSON text it was decoded
@@ -92,9 +97,25 @@ struct Counts {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// The key of its secrets is the file [`KEY_FILE`] in the same directory, made (0600) when
+    /// there is none yet; [`KeyError::Missing`] when there is none but the database holds
+    /// sealed secrets. Secrets found in plain text (rows written before sealing existed) are
+    /// sealed.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
-        let mut store = Self::init(conn)?;
+        prepare(&conn)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let key_path = dir.join(KEY_FILE);
+        let sealer = match Sealer::load(&key_path)? {
+            Some(s) => s,
+            None if crate::migrate_secrets::any_sealed(&conn)? => {
+                return Err(KeyError::Missing(key_path).into())
+            }
+            None => Sealer::create(&key_path)?,
+        };
+        let sealed = crate::migrate_secrets::seal_plain_rows(&conn, &sealer)?;
+        let mut store = Self::init(conn, sealer);
+        store.sealed_at_open = sealed;
         let n = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(2, MAX_READERS);
@@ -104,25 +125,28 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// A database in memory, for tests.
+    /// A database in memory, for tests; its secrets are sealed with a key of its own.
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        let conn = Connection::open_in_memory()?;
+        prepare(&conn)?;
+        Ok(Self::init(conn, Sealer::generate()))
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // In WAL mode NORMAL loses nothing on a crash of the process, only on a power cut.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrate(&conn)?;
-        Ok(Self {
+    fn init(conn: Connection, sealer: Sealer) -> Self {
+        Self {
             conn: Mutex::new(conn),
             readers: Vec::new(),
             next_reader: AtomicUsize::new(0),
             counts: Mutex::default(),
             decoded: Mutex::default(),
-        })
+            sealer,
+            sealed_at_open: 0,
+        }
+    }
+
+    /// How many rows held secrets in plain text that [`open`](Self::open) sealed.
+    pub fn sealed_at_open(&self) -> usize {
+        self.sealed_at_open
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -150,7 +174,7 @@ impl SqliteStore {
                 return Ok(Arc::clone(&k.rec));
             }
         }
-        let rec: Arc<GroupRecord> = Arc::new(serde_json::from_str(json)?);
+        let rec = Arc::new(self.decode(json)?);
         let entry = Arc::new(Remembered {
             json: json.to_string(),
             rec: Arc::clone(&rec),
@@ -180,6 +204,33 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
+
+    /// A group's record from the JSON of its row, its secrets opened.
+    fn decode(&self, json: &str) -> Result<GroupRecord, StoreError> {
+        let mut rec: GroupRecord = serde_json::from_str(json)?;
+        self.sealer.open_group(&mut rec)?;
+        Ok(rec)
+    }
+
+    /// A token's first use as read, its secrets opened.
+    fn open_token(&self, found: Option<TokenUse>) -> Result<Option<TokenUse>, StoreError> {
+        found
+            .map(|mut t| {
+                t.params = self.sealer.open_json(&t.params)?;
+                Ok(t)
+            })
+            .transpose()
+    }
+}
+
+/// Sets up a new connection as the writer and brings the schema up to date.
+fn prepare(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // In WAL mode NORMAL loses nothing on a crash of the process, only on a power cut.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    migrate(conn)
 }
 
 /// Brings the schema up to date: each migration and its `user_version` in one transaction that
@@ -231,15 +282,17 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 /// A page when every condition is in SQL: the total is counted by SQLite (unless `total` is
 /// known) and only the rows of the page (and one more, to know whether another page follows)
 /// are read and decoded.
-/// `decoded` remembers the records decoded (unfiltered listings).
+/// With `remember`, `store` remembers the records decoded (unfiltered listings).
+#[allow(clippy::too_many_arguments)]
 fn page_by_sql(
+    store: &SqliteStore,
     conn: &Connection,
     cond: &str,
     args: &[String],
     after: i64,
     limit: usize,
     total: Option<u64>,
-    decoded: Option<&SqliteStore>,
+    remember: bool,
 ) -> Result<Page, StoreError> {
     let total: i64 = match total {
         Some(t) => t.min(i64::MAX as u64) as i64,
@@ -267,17 +320,18 @@ fn page_by_sql(
         }
         last_seq = seq;
         let json = text(row, 2)?;
-        page.groups.push(match decoded {
-            Some(store) => store.decode_remembered(text(row, 1)?, json)?,
-            None => Arc::new(serde_json::from_str(json)?),
+        page.groups.push(if remember {
+            store.decode_remembered(text(row, 1)?, json)?
+        } else {
+            Arc::new(store.decode(json)?)
         });
     }
     Ok(page)
 }
 
-/// Writes the row of a new group; [`StoreError::Exists`] when its id is taken.
-fn insert_group_row(conn: &Connection, rec: &GroupRecord) -> Result<(), StoreError> {
-    let json = serde_json::to_string(rec)?;
+/// Writes the row of a new group (`json`: the record as stored); [`StoreError::Exists`] when
+/// its id is taken.
+fn insert_group_row(conn: &Connection, rec: &GroupRecord, json: &str) -> Result<(), StoreError> {
     let res = conn.execute(
         "INSERT INTO groups (id, account, name, status, client_token, record, cpu, memory) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -311,13 +365,9 @@ fn text<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a str, StoreError>
     })
 }
 
-fn decode(json: String) -> Result<GroupRecord, StoreError> {
-    Ok(serde_json::from_str(&json)?)
-}
-
 impl Store for SqliteStore {
     fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
-        crate::accounts::create_key(&mut self.conn(), key)
+        crate::accounts::create_key(&mut self.conn(), key, &self.sealer)
     }
 
     fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
@@ -325,7 +375,7 @@ impl Store for SqliteStore {
     }
 
     fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError> {
-        crate::accounts::check_key(&self.reader(), access_key_id)
+        crate::accounts::check_key(&self.reader(), access_key_id, &self.sealer)
     }
 
     fn create_account(&self, name: &str) -> Result<(), StoreError> {
@@ -341,7 +391,7 @@ impl Store for SqliteStore {
     }
 
     fn add_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
-        crate::accounts::add_key(&mut self.conn(), key)
+        crate::accounts::add_key(&mut self.conn(), key, &self.sealer)
     }
 
     fn list_access_keys(&self, account: &str) -> Result<Vec<KeyInfo>, StoreError> {
@@ -374,7 +424,8 @@ impl Store for SqliteStore {
     }
 
     fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError> {
-        insert_group_row(&self.conn(), rec)?;
+        let json = self.sealer.group_json(rec)?;
+        insert_group_row(&self.conn(), rec, &json)?;
         self.groups_changed();
         Ok(())
     }
@@ -385,14 +436,16 @@ impl Store for SqliteStore {
         params: &str,
         limits: &GroupLimits,
     ) -> Result<Option<TokenUse>, StoreError> {
+        let json = self.sealer.group_json(rec)?;
+        let params = self.sealer.seal_json(params)?;
         let mut conn = self.conn();
         // Immediate: the use read below cannot change before the insert commits.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(token) = &rec.client_token {
             let id = rec.id.as_str();
             let kind = TokenKind::Group;
-            if let Some(prev) = tokens::claim(&tx, &rec.account, kind, token, id, params)? {
-                return Ok(Some(prev));
+            if let Some(prev) = tokens::claim(&tx, &rec.account, kind, token, id, &params)? {
+                return self.open_token(Some(prev));
             }
         }
         let (cpu, memory) = (rec.spec.cpu, rec.spec.memory);
@@ -400,7 +453,7 @@ impl Store for SqliteStore {
             // Dropping the transaction rolls back the token's claim.
             return Err(StoreError::QuotaExceeded(over));
         }
-        insert_group_row(&tx, rec)?;
+        insert_group_row(&tx, rec, &json)?;
         tx.commit()?;
         self.groups_changed();
         Ok(None)
@@ -422,7 +475,7 @@ impl Store for SqliteStore {
                 .query_row(params![id.as_str()], |r| r.get(0))
                 .optional()?,
         };
-        json.map(decode).transpose()
+        json.map(|j| self.decode(&j)).transpose()
     }
 
     fn modify_group(
@@ -436,7 +489,7 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT record FROM groups WHERE id = ?1")?
             .query_row(params![id.as_str()], |r| r.get(0))
             .optional()?;
-        let mut rec = decode(json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
+        let mut rec = self.decode(&json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
         f(&mut rec);
         tx.prepare_cached(
             "UPDATE groups SET status = ?2, record = ?3, cpu = ?4, memory = ?5 WHERE id = ?1",
@@ -444,7 +497,7 @@ impl Store for SqliteStore {
         .execute(params![
             id.as_str(),
             rec.status.as_str(),
-            serde_json::to_string(&rec)?,
+            self.sealer.group_json(&rec)?,
             rec.spec.cpu,
             rec.spec.memory
         ])?;
@@ -468,7 +521,7 @@ impl Store for SqliteStore {
         kind: TokenKind,
         token: &str,
     ) -> Result<Option<TokenUse>, StoreError> {
-        tokens::find(&self.reader(), account, kind, token)
+        self.open_token(tokens::find(&self.reader(), account, kind, token)?)
     }
 
     fn sweep_client_tokens(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -507,13 +560,14 @@ impl Store for SqliteStore {
                 (c.generation, c.by_account.get(account).copied())
             };
             let page = page_by_sql(
+                self,
                 &self.reader(),
                 &cond,
                 &args,
                 after,
                 limit,
                 known,
-                Some(self),
+                true,
             )?;
             if known.is_none() {
                 let mut c = self.counts();
@@ -525,7 +579,7 @@ impl Store for SqliteStore {
         }
         let conn = self.reader();
         if filter.tags.is_empty() {
-            return page_by_sql(&conn, &cond, &args, after, limit, None, None);
+            return page_by_sql(self, &conn, &cond, &args, after, limit, None, false);
         }
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT seq, record FROM groups WHERE {cond} ORDER BY seq"
@@ -538,7 +592,7 @@ impl Store for SqliteStore {
         for row in rows {
             let (seq, json) = row?;
             if !filter.tags.is_empty() || seq > after {
-                let rec = decode(json)?;
+                let rec = self.decode(&json)?;
                 let tagged = filter.tags.iter().all(|(k, v)| {
                     rec.spec
                         .tags
@@ -569,7 +623,7 @@ impl Store for SqliteStore {
         rec: &ImageCacheRecord,
         params: &str,
     ) -> Result<Option<TokenUse>, StoreError> {
-        crate::cache::insert(&mut self.conn(), rec, params)
+        crate::cache::insert(&mut self.conn(), rec, params, &self.sealer)
     }
 
     fn get_cache(
@@ -577,7 +631,7 @@ impl Store for SqliteStore {
         account: Option<&str>,
         id: &str,
     ) -> Result<Option<ImageCacheRecord>, StoreError> {
-        crate::cache::get(&self.conn(), account, id)
+        crate::cache::get(&self.conn(), account, id, &self.sealer)
     }
 
     fn modify_cache(
@@ -585,7 +639,7 @@ impl Store for SqliteStore {
         id: &str,
         f: &mut dyn FnMut(&mut ImageCacheRecord),
     ) -> Result<ImageCacheRecord, StoreError> {
-        crate::cache::modify(&mut self.conn(), id, f)
+        crate::cache::modify(&mut self.conn(), id, f, &self.sealer)
     }
 
     fn delete_cache(&self, id: &str) -> Result<(), StoreError> {
@@ -593,7 +647,7 @@ impl Store for SqliteStore {
     }
 
     fn list_caches(&self, account: Option<&str>) -> Result<Vec<ImageCacheRecord>, StoreError> {
-        crate::cache::list(&self.conn(), account)
+        crate::cache::list(&self.conn(), account, &self.sealer)
     }
 
     fn meter_start(
@@ -625,6 +679,6 @@ impl Store for SqliteStore {
         let conn = self.reader();
         let mut stmt = conn.prepare("SELECT record FROM groups ORDER BY seq")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        rows.map(|r| decode(r?)).collect()
+        rows.map(|r| self.decode(&r?)).collect()
     }
 }

@@ -137,6 +137,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 fn open(state_dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
     let db = crate::state_files::prepare(state_dir)?;
     let store = SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+    crate::state_files::opened(&store);
     crate::state_files::tighten_database(&db)?;
     Ok(store)
 }

@@ -132,11 +132,19 @@ fn containers(p: &Params, list: &str, init: bool) -> Result<Vec<ContainerSpec>, 
         .collect()
 }
 
+/// Largest vCPU or GiB value of a container (larger than any size in the table, small enough
+/// that sums and conversions to bytes stay exact).
+pub const MAX_RESOURCE: f64 = 4096.0;
+
 fn positive(p: &Params, name: &str) -> Result<Option<f64>, ApiError> {
     match p.f64(name)? {
         Some(v) if v <= 0.0 => Err(ApiError::invalid_parameter(
             name,
             "must be a positive number",
+        )),
+        Some(v) if v > MAX_RESOURCE => Err(ApiError::value_exceeded(
+            name,
+            format!("must be at most {MAX_RESOURCE}"),
         )),
         v => Ok(v),
     }

@@ -27,6 +27,9 @@ pub const MAX_IDS: usize = 20;
 pub const MAX_LOG_TAIL: u32 = 2000;
 pub const DEFAULT_LOG_TAIL: u32 = 500;
 pub const MAX_LOG_BYTES: u32 = 1_048_576;
+/// Largest `SinceSecond`/`SinceSeconds`: a hundred years reaches back before any group, and
+/// keeps `now - since` a valid time.
+pub const MAX_SINCE_SECONDS: u64 = 100 * 366 * 86_400;
 
 /// The operations berth serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -269,7 +272,7 @@ impl DescribeStatusRequest {
             ids: p.json_list("ContainerGroupIds", MAX_IDS)?,
             limit: limit(p, 200, 200)?,
             next_token: p.string("NextToken"),
-            since_second: p.int("SinceSecond")?,
+            since_second: p.int_at_most("SinceSecond", MAX_SINCE_SECONDS)?,
             tags: tag_filters(p)?,
         })
     }
@@ -306,7 +309,7 @@ impl DescribeEventsRequest {
             ids: p.json_list("ContainerGroupIds", MAX_IDS)?,
             limit: limit(p, 200, 200)?,
             next_token: p.string("NextToken"),
-            since_second: p.int("SinceSecond")?,
+            since_second: p.int_at_most("SinceSecond", MAX_SINCE_SECONDS)?,
             event_source,
             tags: tag_filters(p)?,
         })
@@ -379,7 +382,7 @@ impl ContainerLogRequest {
             container_group_id: p.required("ContainerGroupId")?,
             container_name: p.required("ContainerName")?,
             tail,
-            since_seconds: p.int("SinceSeconds")?,
+            since_seconds: p.int_at_most("SinceSeconds", MAX_SINCE_SECONDS)?,
             limit_bytes,
             timestamps: p.bool("Timestamps")?.unwrap_or(false),
             last_time: p.bool("LastTime")?.unwrap_or(false),

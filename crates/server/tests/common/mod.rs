@@ -9,6 +9,9 @@ use berth_client::Client;
 use berth_control::{Control, NodeClient};
 use berth_store::{AccessKey, SqliteStore, Store};
 
+/// The operator's token that opens `/metrics` of the served API.
+pub const METRICS_TOKEN: &str = "metrics-token-for-tests";
+
 /// A served control plane and a client signed with its key.
 pub struct Served {
     pub client: Client,
@@ -45,7 +48,9 @@ pub async fn serve_throttled(
     control.attach_node(node);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
-    let state = berth_server::AppState::new(control.clone()).with_throttle(throttle);
+    let state = berth_server::AppState::new(control.clone())
+        .with_throttle(throttle)
+        .with_metrics_token(METRICS_TOKEN);
     tokio::spawn(berth_server::serve(listener, state, std::future::pending()));
     let client = Client::new(&endpoint, "AKTEST", "s3cret")
         .unwrap()

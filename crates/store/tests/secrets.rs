@@ -1,0 +1,287 @@
+//! Secrets at rest: access-key secrets and registry passwords never reach the database files
+//! in plain text, rows written in plain text before are sealed when the store opens, and a
+//! database whose key file is gone is refused.
+
+use std::path::Path;
+
+/// Quotas no test here comes near.
+const ROOMY: berth_store::GroupLimits = berth_store::GroupLimits {
+    max_cpu: 1000.0,
+    max_memory: 1000.0,
+    max_groups: 1000,
+};
+
+use berth_core::{
+    normalize_size, GroupId, GroupRecord, GroupSpec, GroupStatus, ImageCacheRecord,
+    RegistryCredential,
+};
+use berth_store::{AccessKey, KeyError, SqliteStore, Store, StoreError, TokenKind, KEY_FILE};
+use chrono::Utc;
+
+const SECRET: &str = "AKsecret-Zq81mXv0pL";
+const PASSWORD: &str = "registry-pw-Hf72Kq";
+const CACHE_PASSWORD: &str = "cache-pw-Yt31Nb";
+
+fn cred(password: &str) -> RegistryCredential {
+    RegistryCredential {
+        server: "registry.example:5000".into(),
+        user_name: "robot".into(),
+        password: password.into(),
+    }
+}
+
+fn group(n: u8) -> GroupRecord {
+    let size = normalize_size(None, None).unwrap();
+    GroupRecord {
+        id: GroupId::from_random([n; 20]),
+        account: "acct".into(),
+        spec: GroupSpec {
+            name: format!("g{n}"),
+            region_id: "local".into(),
+            cpu: size.cpu,
+            memory: size.memory,
+            registry_credentials: vec![cred(PASSWORD)],
+            ..Default::default()
+        },
+        status: GroupStatus::Scheduling,
+        intranet_ip: None,
+        creation_time: Utc::now(),
+        succeeded_time: None,
+        failed_time: None,
+        init_containers: vec![],
+        containers: vec![],
+        events: vec![],
+        client_token: Some(format!("tok{n}")),
+        restart_generation: 0,
+    }
+}
+
+fn cache() -> ImageCacheRecord {
+    ImageCacheRecord {
+        id: "imc-1".into(),
+        account: "acct".into(),
+        name: "c".into(),
+        images: vec!["busybox".into()],
+        creation_time: Utc::now(),
+        client_token: Some("ctok".into()),
+        registry_credentials: vec![cred(CACHE_PASSWORD)],
+        ..Default::default()
+    }
+}
+
+fn group_params(rec: &GroupRecord) -> String {
+    serde_json::to_string(&rec.spec).unwrap()
+}
+
+/// Every byte of the database, its log and its shared memory.
+fn files_hold(db: &Path, needle: &str) -> Vec<String> {
+    let mut found = vec![];
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_os_string();
+        name.push(suffix);
+        let Ok(bytes) = std::fs::read(&name) else {
+            continue;
+        };
+        if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            found.push(name.to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+fn assert_no_secret_in_files(db: &Path) {
+    for needle in [SECRET, PASSWORD, CACHE_PASSWORD] {
+        assert_eq!(
+            files_hold(db, needle),
+            Vec::<String>::new(),
+            "{needle} found"
+        );
+    }
+}
+
+fn fill(s: &SqliteStore) {
+    s.create_access_key(&AccessKey {
+        account: "acct".into(),
+        access_key_id: "AK1".into(),
+        secret: SECRET.into(),
+    })
+    .unwrap();
+    let g = group(1);
+    assert!(s
+        .insert_group_claiming(&g, &group_params(&g), &ROOMY)
+        .unwrap()
+        .is_none());
+    s.modify_group(&g.id, &mut |r| r.status = GroupStatus::Running)
+        .unwrap();
+    let params =
+        format!(r#"{{"name":"c","registry_credentials":[{{"password":"{CACHE_PASSWORD}"}}]}}"#);
+    assert!(s.insert_cache(&cache(), &params).unwrap().is_none());
+}
+
+fn assert_reads_plain(s: &SqliteStore) {
+    assert_eq!(s.access_key("AK1").unwrap().unwrap().secret, SECRET);
+    let check = s.check_access_key("AK1").unwrap().unwrap();
+    assert_eq!(check.key.secret, SECRET);
+    let g = group(1);
+    let got = s.get_group(Some("acct"), &g.id).unwrap().unwrap();
+    assert_eq!(got.spec.registry_credentials, vec![cred(PASSWORD)]);
+    let page = s
+        .list_groups("acct", &Default::default(), 10, None)
+        .unwrap();
+    assert_eq!(
+        page.groups[0].spec.registry_credentials,
+        vec![cred(PASSWORD)]
+    );
+    assert_eq!(
+        s.all_groups().unwrap()[0].spec.registry_credentials,
+        vec![cred(PASSWORD)]
+    );
+    let used = s
+        .find_client_token("acct", TokenKind::Group, "tok1")
+        .unwrap()
+        .unwrap();
+    let spec: GroupSpec = serde_json::from_str(&used.params).unwrap();
+    assert_eq!(
+        spec, g.spec,
+        "the token's parameters read as they were given"
+    );
+    let c = s.get_cache(None, "imc-1").unwrap().unwrap();
+    assert_eq!(c.registry_credentials, vec![cred(CACHE_PASSWORD)]);
+    let used = s
+        .find_client_token("acct", TokenKind::ImageCache, "ctok")
+        .unwrap()
+        .unwrap();
+    assert!(used.params.contains(CACHE_PASSWORD));
+}
+
+#[test]
+fn no_secret_reaches_the_database_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("berth.db");
+    let s = SqliteStore::open(&db).unwrap();
+    fill(&s);
+    // While the store is open (the log holds the latest pages) and after it closed.
+    assert_no_secret_in_files(&db);
+    assert_reads_plain(&s);
+    drop(s);
+    assert_no_secret_in_files(&db);
+    let s = SqliteStore::open(&db).unwrap();
+    assert_reads_plain(&s);
+    // A second insert with the token answers the first use, opened.
+    let g = group(1);
+    let prev = s
+        .insert_group_claiming(
+            &GroupRecord {
+                id: GroupId::from_random([9; 20]),
+                ..g.clone()
+            },
+            "{}",
+            &ROOMY,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<GroupSpec>(&prev.params).unwrap(),
+        g.spec
+    );
+}
+
+#[test]
+fn the_key_file_is_made_private_and_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("berth.db");
+    fill(&SqliteStore::open(&db).unwrap());
+    let key = dir.path().join(KEY_FILE);
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let before = std::fs::read(&key).unwrap();
+    assert_reads_plain(&SqliteStore::open(&db).unwrap());
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+}
+
+#[test]
+fn a_missing_key_file_is_refused_when_secrets_are_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("berth.db");
+    fill(&SqliteStore::open(&db).unwrap());
+    std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+    match SqliteStore::open(&db) {
+        Err(StoreError::Key(KeyError::Missing(p))) => assert!(p.ends_with(KEY_FILE)),
+        other => panic!("expected a missing key, got {:?}", other.err()),
+    }
+    assert!(!dir.path().join(KEY_FILE).exists(), "no new key was made");
+}
+
+#[test]
+fn a_wrong_key_file_is_an_error_not_a_wrong_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("berth.db");
+    fill(&SqliteStore::open(&db).unwrap());
+    std::fs::write(dir.path().join(KEY_FILE), format!("{}\n", "ab".repeat(32))).unwrap();
+    let s = SqliteStore::open(&db).unwrap();
+    assert!(matches!(s.check_access_key("AK1"), Err(StoreError::Unseal)));
+}
+
+/// Plain rows as a berth from before sealing wrote them: the same schema, the secrets in
+/// plain text, no key file.
+fn write_plain_rows(db: &Path) {
+    let s = SqliteStore::open(db).unwrap();
+    drop(s);
+    std::fs::remove_file(db.parent().unwrap().join(KEY_FILE)).unwrap();
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let g = group(1);
+    let c = cache();
+    let cache_params =
+        format!(r#"{{"name":"c","registry_credentials":[{{"password":"{CACHE_PASSWORD}"}}]}}"#);
+    conn.execute_batch(&format!(
+        "INSERT INTO accounts (name, created) VALUES ('acct', '2026-01-01T00:00:00Z');
+         INSERT INTO access_keys (access_key_id, account, secret, created)
+             VALUES ('AK1', 'acct', '{SECRET}', '2026-01-01T00:00:00Z');"
+    ))
+    .unwrap();
+    conn.execute(
+        "INSERT INTO groups (id, account, name, status, client_token, record) \
+         VALUES (?1, 'acct', ?2, 'Scheduling', 'tok1', ?3)",
+        rusqlite::params![
+            g.id.as_str(),
+            g.spec.name,
+            serde_json::to_string(&g).unwrap()
+        ],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO image_caches (id, account, name, status, record) \
+         VALUES ('imc-1', 'acct', 'c', 'Preparing', ?1)",
+        rusqlite::params![serde_json::to_string(&c).unwrap()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO client_tokens (account, kind, token, resource_id, params) \
+         VALUES ('acct', 'group', 'tok1', ?1, ?2), ('acct', 'cache', 'ctok', 'imc-1', ?3)",
+        rusqlite::params![g.id.as_str(), group_params(&g), cache_params],
+    )
+    .unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(conn);
+    assert!(!files_hold(db, SECRET).is_empty(), "the rows are plain");
+    assert!(!files_hold(db, PASSWORD).is_empty(), "the rows are plain");
+}
+
+#[test]
+fn plain_rows_are_sealed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("berth.db");
+    write_plain_rows(&db);
+    let s = SqliteStore::open(&db).unwrap();
+    assert_eq!(s.sealed_at_open(), 5, "a key, a group, a cache, two tokens");
+    assert!(dir.path().join(KEY_FILE).exists());
+    assert_no_secret_in_files(&db);
+    assert_reads_plain(&s);
+    drop(s);
+    assert_no_secret_in_files(&db);
+    let s = SqliteStore::open(&db).unwrap();
+    assert_eq!(s.sealed_at_open(), 0, "sealing is done once");
+    assert_reads_plain(&s);
+}
