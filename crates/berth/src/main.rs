@@ -35,7 +35,7 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server and the node agent of this machine.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Create a container group running one image.
     Run(cli::RunArgs),
     /// List container groups.
@@ -85,7 +85,7 @@ fn main() {
     };
     let res = rt.block_on(async move {
         match args.command {
-            Command::Serve(a) => serve::run(a).await,
+            Command::Serve(a) => serve::run(*a).await,
             Command::Run(a) => cli::run(&args.client, a).await,
             Command::Ps(a) => cli::ps(&args.client, a).await,
             Command::Logs(a) => cli::logs(&args.client, a).await,
