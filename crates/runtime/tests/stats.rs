@@ -111,7 +111,11 @@ async fn network_counters_come_from_the_container_namespace() {
     let _serial = SERIAL.lock().await;
     let f = Fixture::new("snet");
     let rt = f.runtime();
-    let started = start_sleeper(&f, &rt, &mut f.spec("")).await;
+    // busybox's ping needs a raw socket (it has no ICMP datagram sockets), which the default
+    // capabilities no longer give; bringing `lo` up needs NET_ADMIN.
+    let mut spec = f.spec("");
+    spec.capability_add = vec!["NET_RAW".into(), "NET_ADMIN".into()];
+    let started = start_sleeper(&f, &rt, &mut spec).await;
     let netns = PathBuf::from(format!("/proc/{}/ns/net", started.pid));
     let before = net_stats(&netns).unwrap();
     assert_eq!(before.len(), 1, "{before:?}");
