@@ -1046,6 +1046,9 @@ class Bench:
         copy_state = self.work / "state-10k"
         copy_state.mkdir()
         shutil.copy2(self.berth.state / "credentials.json", copy_state / "credentials.json")
+        # The key that opens the sealed secrets of the database (where berth seals them).
+        if (self.berth.state / "secrets.key").exists():
+            shutil.copy2(self.berth.state / "secrets.key", copy_state / "secrets.key")
         src = sqlite3.connect(str(db))
         dst = sqlite3.connect(str(copy_state / "berth.db"))
         src.backup(dst)

@@ -39,6 +39,13 @@ pub struct CacheArgs {
     /// Unfinished container groups an account may hold.
     #[arg(long, default_value_t = 1000)]
     pub max_groups: u64,
+    /// GiB that the layers of one image may unpack to, all together; a larger image is
+    /// refused when it is pulled.
+    #[arg(long, default_value_t = 10.0, value_parser = non_negative)]
+    pub max_image_size: f64,
+    /// Files, directories and links that the layers of one image may hold together.
+    #[arg(long, default_value_t = berth_image::UnpackLimits::DEFAULT_MAX_ENTRIES)]
+    pub max_image_entries: u64,
 }
 
 /// A finite number, zero or more.
@@ -64,6 +71,10 @@ pub fn start(args: &CacheArgs, control: &Arc<Control>, agent: &Agent) -> anyhow:
         max_cpu: args.max_cpu,
         max_memory: args.max_memory,
         max_groups: args.max_groups,
+    });
+    agent.set_unpack_limits(berth_image::UnpackLimits {
+        max_bytes: (args.max_image_size * (1u64 << 30) as f64) as u64,
+        max_entries: args.max_image_entries,
     });
     let policy = GcPolicy {
         high_watermark_pct: args.image_gc_high,

@@ -68,6 +68,13 @@ pub(crate) struct Isolation {
     /// for as long as the tables live, across restarts of berth.
     accounts: Mutex<BTreeMap<String, u32>>,
     accounts_path: PathBuf,
+    /// Admissions not applied yet: applied together, off the start path ([`Isolation::enqueue`]).
+    pending: Mutex<Vec<(IpAddr, u32)>>,
+    /// Wakes the task that applies `pending`.
+    pub(crate) wake: tokio::sync::Notify,
+    /// Held while a transaction that adds or removes a group's elements runs, so that an
+    /// admission never lands after the removal of its group.
+    changing: Mutex<()>,
 }
 
 impl Isolation {
@@ -96,12 +103,15 @@ impl Isolation {
             cfg,
             accounts: Mutex::new(accounts),
             accounts_path,
+            pending: Mutex::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
+            changing: Mutex::new(()),
         })
     }
 
     /// The number of `account`, made (and written down) the first time it is asked for.
     pub fn account_number(&self, account: &str) -> Result<u32, NetError> {
-        let mut map = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = lock(&self.accounts);
         if let Some(n) = map.get(account) {
             return Ok(*n);
         }
@@ -128,6 +138,7 @@ impl Isolation {
 
     /// Replaces both tables in one transaction, with `ports` as their elements.
     pub fn install(&self, ports: &[Port]) -> Result<(), NetError> {
+        let _changing = lock(&self.changing);
         let t = &self.table;
         let mut s = String::new();
         // `add` then `delete` makes the delete succeed whether or not the table exists.
@@ -164,14 +175,26 @@ impl Isolation {
         run(&self.add_port(port))
     }
 
-    /// Lets the group at `ip` reach the other groups of account `n`.
-    pub fn admit(&self, ip: IpAddr, n: u32) -> Result<(), NetError> {
-        run(&self.add_member(ip, n))
+    /// Queues the admission of the group at `ip` to account `n`, for [`Isolation::admit_pending`].
+    /// An nft run costs a few milliseconds of CPU, which a starting group's containers need.
+    pub fn enqueue(&self, ip: IpAddr, n: u32) {
+        lock(&self.pending).push((ip, n));
+        self.wake.notify_one();
+    }
+
+    /// Applies every queued admission in one transaction. `Err` carries what failed.
+    pub fn admit_pending(&self) -> Result<usize, NetError> {
+        let _changing = lock(&self.changing);
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        let script: String = batch.iter().map(|(ip, n)| self.add_member(*ip, *n)).collect();
+        run(&script).map(|()| batch.len())
     }
 
     /// Forgets everything of a port (its elements are added first in the same transaction,
-    /// so that forgetting what was never added is no error).
+    /// so that forgetting what was never added is no error), and a queued admission of it.
     pub fn forget(&self, port: &Port) -> Result<(), NetError> {
+        let _changing = lock(&self.changing);
+        lock(&self.pending).retain(|(ip, _)| *ip != port.ip);
         let mut s = self.add_port(port);
         if let Some(n) = port.account {
             s.push_str(&self.add_member(port.ip, n));
@@ -285,6 +308,10 @@ impl Isolation {
              }}\n"
         )
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs one nftables transaction.

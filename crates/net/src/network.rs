@@ -15,6 +15,10 @@ use crate::netns;
 use crate::pool::{is_warm, Pool};
 use crate::result::{attachment_from_result, Attachment};
 
+/// The longest a group waits to be admitted to its account's network while other groups
+/// start.
+const ADMIT_DEFER: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Longest accepted group id.
 const MAX_ID_LEN: usize = 200;
 
@@ -264,13 +268,35 @@ impl Network {
         // Recorded before the elements exist, so that a teardown always finds them.
         rec.account = Some(n);
         cache::write(&self.cfg.state_dir, id, &rec)?;
-        if let Err(e) = iso.admit(rec.attachment.ip, n) {
-            // An element left by a group whose removal could not reach nft: start over from
-            // the records, which say what is true.
-            tracing::warn!(id, error = %e, "cannot admit the group; rebuilding the isolation tables");
-            self.resync_isolation()?;
-        }
+        iso.enqueue(rec.attachment.ip, n);
         Ok(())
+    }
+
+    /// Applies queued admissions, forever: each batch once no group start is in progress
+    /// (`starting`, the caller's count), or at the latest [`ADMIT_DEFER`] after it was queued,
+    /// so that the nft run does not compete with the starting containers for the CPU.
+    pub async fn admit_queued(&self, starting: &std::sync::atomic::AtomicUsize) {
+        let Some(iso) = &self.isolation else {
+            return std::future::pending().await;
+        };
+        loop {
+            iso.wake.notified().await;
+            let queued = std::time::Instant::now();
+            while starting.load(std::sync::atomic::Ordering::Relaxed) > 0
+                && queued.elapsed() < ADMIT_DEFER
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let res = tokio::task::block_in_place(|| iso.admit_pending());
+            if let Err(e) = res {
+                // An element left by a group whose removal could not reach nft: start over
+                // from the records, which say what is true.
+                tracing::warn!(error = %e, "cannot admit groups; rebuilding the isolation tables");
+                if let Err(e) = self.resync_isolation() {
+                    tracing::error!(error = %e, "cannot rebuild the isolation tables");
+                }
+            }
+        }
     }
 
     /// The cached attachment of a wired group.

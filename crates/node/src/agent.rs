@@ -138,9 +138,11 @@ impl Agent {
     pub fn start_netns_pool(&self) {
         let net = self.inner.clone();
         let spares = self.inner.clone();
+        let admitter = self.inner.clone();
         let tasks = vec![
             tokio::spawn(async move { net.net.maintain_pool_around(&net.starting).await }),
             tokio::spawn(async move { spares.spares.maintain(&spares.starting).await }),
+            tokio::spawn(async move { admitter.net.admit_queued(&admitter.starting).await }),
         ];
         let old = std::mem::replace(&mut *self.pool_tasks(), tasks);
         for task in old {

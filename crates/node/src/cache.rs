@@ -69,6 +69,12 @@ impl Agent {
             .collect()
     }
 
+    /// Caps what one image may unpack to (a decompression bomb is refused with a clear pull
+    /// error and leaves nothing on disk); pulls from now on use them.
+    pub fn set_unpack_limits(&self, limits: berth_image::UnpackLimits) {
+        self.inner.images.set_unpack_limits(limits);
+    }
+
     /// Collects unused images every `every`, per `policy`, until the task is aborted.
     pub fn spawn_image_gc(&self, policy: GcPolicy, every: Duration) -> JoinHandle<()> {
         let images = self.inner.images.clone();
