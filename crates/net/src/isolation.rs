@@ -186,7 +186,10 @@ impl Isolation {
     pub fn admit_pending(&self) -> Result<usize, NetError> {
         let _changing = lock(&self.changing);
         let batch = std::mem::take(&mut *lock(&self.pending));
-        let script: String = batch.iter().map(|(ip, n)| self.add_member(*ip, *n)).collect();
+        let script: String = batch
+            .iter()
+            .map(|(ip, n)| self.add_member(*ip, *n))
+            .collect();
         run(&script).map(|()| batch.len())
     }
 
