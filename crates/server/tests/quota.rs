@@ -5,30 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use berth_client::ClientError;
-use berth_control::{LogRequest, NodeClient, NodeError, NodeObserve, Quota};
-use berth_core::{GroupId, GroupRecord};
+use berth_control::Quota;
 use berth_store::{QuotaOverrides, SqliteStore, Store};
 
 mod common;
 use common::{p, serve_on, Served};
 
-struct Node;
-
-impl NodeObserve for Node {}
-impl berth_control::CacheNode for Node {}
-
-#[async_trait]
-impl NodeClient for Node {
-    async fn apply(&self, _rec: GroupRecord) {}
-    async fn remove(&self, _id: &GroupId, _grace: Duration) -> Result<(), NodeError> {
-        Ok(())
-    }
-    async fn read_log(&self, _id: &GroupId, _req: &LogRequest) -> Result<String, NodeError> {
-        Ok(String::new())
-    }
-}
+use common::NullNode as Node;
 
 async fn start() -> (Served, Arc<dyn Store>) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());

@@ -5,30 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use berth_client::{Client, ClientError};
-use berth_control::{LogRequest, NodeClient, NodeError, NodeObserve};
-use berth_core::{GroupId, GroupRecord};
 use berth_store::{AccessKey, SqliteStore, Store};
 
 mod common;
 use common::{p, serve_on, Served};
 
-struct Node;
-
-impl NodeObserve for Node {}
-impl berth_control::CacheNode for Node {}
-
-#[async_trait]
-impl NodeClient for Node {
-    async fn apply(&self, _rec: GroupRecord) {}
-    async fn remove(&self, _id: &GroupId, _grace: Duration) -> Result<(), NodeError> {
-        Ok(())
-    }
-    async fn read_log(&self, _id: &GroupId, _req: &LogRequest) -> Result<String, NodeError> {
-        Ok(String::new())
-    }
-}
+use common::NullNode as Node;
 
 fn create_params(name: &str) -> Vec<(String, String)> {
     p(&[

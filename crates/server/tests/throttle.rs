@@ -5,10 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use berth_client::Client;
-use berth_control::{LogRequest, NodeClient, NodeError, NodeObserve};
-use berth_core::{GroupId, GroupRecord};
 use berth_server::{Rate, ThrottleConfig};
 use berth_store::{AccessKey, SqliteStore, Store};
 use serde_json::Value;
@@ -16,21 +13,7 @@ use serde_json::Value;
 mod common;
 use common::{p, serve_throttled, Served};
 
-struct Node;
-
-impl NodeObserve for Node {}
-impl berth_control::CacheNode for Node {}
-
-#[async_trait]
-impl NodeClient for Node {
-    async fn apply(&self, _rec: GroupRecord) {}
-    async fn remove(&self, _id: &GroupId, _grace: Duration) -> Result<(), NodeError> {
-        Ok(())
-    }
-    async fn read_log(&self, _id: &GroupId, _req: &LogRequest) -> Result<String, NodeError> {
-        Ok(String::new())
-    }
-}
+use common::NullNode as Node;
 
 /// Served with bursts of 3 writes and 5 reads, refilled slowly (one a second); with the
 /// client of a second account.

@@ -69,3 +69,28 @@ pub fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// A node that accepts everything and runs nothing: for tests of the API alone.
+pub struct NullNode;
+
+impl berth_control::NodeObserve for NullNode {}
+impl berth_control::CacheNode for NullNode {}
+
+#[async_trait::async_trait]
+impl NodeClient for NullNode {
+    async fn apply(&self, _rec: berth_core::GroupRecord) {}
+    async fn remove(
+        &self,
+        _id: &berth_core::GroupId,
+        _grace: std::time::Duration,
+    ) -> Result<(), berth_control::NodeError> {
+        Ok(())
+    }
+    async fn read_log(
+        &self,
+        _id: &berth_core::GroupId,
+        _req: &berth_control::LogRequest,
+    ) -> Result<String, berth_control::NodeError> {
+        Ok(String::new())
+    }
+}
