@@ -105,12 +105,15 @@ pub fn rename(state_dir: &Path, from: &str, to: &str) -> Result<(), NetError> {
 
 /// Deletes a record; a missing one is fine.
 pub fn remove(state_dir: &Path, id: &str) -> Result<(), NetError> {
-    let target = path(state_dir, id);
+    remove_if_there(path(state_dir, id), "removing cached network result")
+}
+
+fn remove_if_there(target: PathBuf, step: &'static str) -> Result<(), NetError> {
     match std::fs::remove_file(&target) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(source) => Err(NetError::Io {
-            step: "removing cached network result",
+            step,
             path: target,
             source,
         }),
@@ -151,34 +154,20 @@ pub fn read_intent(state_dir: &Path, id: &str) -> Option<Option<ConfList>> {
 
 /// Deletes the intent of `id`; a missing one is fine.
 pub fn remove_intent(state_dir: &Path, id: &str) -> Result<(), NetError> {
-    let target = intent_path(state_dir, id);
-    match std::fs::remove_file(&target) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(NetError::Io {
-            step: "removing network setup intent",
-            path: target,
-            source,
-        }),
-    }
+    remove_if_there(intent_path(state_dir, id), "removing network setup intent")
 }
 
 /// Ids with a setup intent on disk.
 pub fn intent_ids(state_dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            name.strip_suffix(".adding").map(str::to_owned)
-        })
-        .collect()
+    ids_with_suffix(state_dir, ".adding")
 }
 
 /// Ids that have a record.
 pub fn ids(state_dir: &Path) -> Vec<String> {
+    ids_with_suffix(state_dir, ".json")
+}
+
+fn ids_with_suffix(state_dir: &Path, suffix: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir(state_dir)) else {
         return Vec::new();
     };
@@ -186,7 +175,7 @@ pub fn ids(state_dir: &Path) -> Vec<String> {
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
-            name.strip_suffix(".json").map(str::to_owned)
+            name.strip_suffix(suffix).map(str::to_owned)
         })
         .collect()
 }
