@@ -9,8 +9,14 @@ use berth_store::{GroupLimits, QuotaOverrides, QuotaResource, SqliteStore, Store
 use chrono::Utc;
 
 fn record(n: u32, account: &str, cpu: f64, memory: f64) -> GroupRecord {
+    // One id character per base-36 digit of n: from_random takes each byte modulo 36, so
+    // raw bytes of n would give n and n + 36 the same id.
     let mut id = [0u8; 20];
-    id[..4].copy_from_slice(&n.to_be_bytes());
+    let mut rest = n;
+    for b in id.iter_mut().take(7) {
+        *b = (rest % 36) as u8;
+        rest /= 36;
+    }
     GroupRecord {
         id: GroupId::from_random(id),
         account: account.into(),
