@@ -191,6 +191,11 @@ impl Params {
         Ok(Some(items))
     }
 
+    /// Every parameter with its value, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Whether any parameter is `name` or lies under `name.`.
     pub fn has_any(&self, name: &str) -> bool {
         let start = format!("{name}.");

