@@ -14,6 +14,7 @@ mod keys;
 mod observe_node;
 mod serve;
 mod state_files;
+mod storage_args;
 mod throttle_args;
 mod top;
 

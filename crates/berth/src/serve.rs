@@ -61,6 +61,8 @@ pub struct ServeArgs {
     caches: crate::cache_node::CacheArgs,
     #[command(flatten)]
     throttle: crate::throttle_args::ThrottleArgs,
+    #[command(flatten)]
+    storage: crate::storage_args::StorageArgs,
     /// Leave the cgroup2 mount's options alone. By default berth turns on `favordynmods`
     /// (Linux 6.0+), which makes moving a process into a cgroup fast at a small cost to
     /// fork and exit; the option stays after berth stops.
@@ -154,6 +156,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }),
                 ..berth_net::NetConfig::default()
             },
+            storage: Some(args.storage.config(&state_dir.join("node"))?),
         },
         reporter,
     )

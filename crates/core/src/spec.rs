@@ -168,13 +168,28 @@ pub struct GroupSpec {
     /// `AutoMatchImageCache`: use the best matching cache, or make one from these images.
     #[serde(default)]
     pub auto_match_image_cache: bool,
+    /// `EphemeralStorage`: GiB of the group's temporary storage (writable layers and the
+    /// `/etc` files); [`DEFAULT_EPHEMERAL_STORAGE_GIB`] when not given.
+    #[serde(default)]
+    pub ephemeral_storage: Option<u32>,
 }
+
+/// The temporary storage every group gets unless it asks for another size (as ECI).
+pub const DEFAULT_EPHEMERAL_STORAGE_GIB: u32 = 30;
+/// The largest temporary storage one group may ask for (64 TiB).
+pub const MAX_EPHEMERAL_STORAGE_GIB: u32 = 65_536;
 
 fn default_grace() -> u64 {
     30
 }
 
 impl GroupSpec {
+    /// GiB of temporary storage the group gets.
+    pub fn ephemeral_storage_gib(&self) -> u32 {
+        self.ephemeral_storage
+            .unwrap_or(DEFAULT_EPHEMERAL_STORAGE_GIB)
+    }
+
     /// All containers, init containers first, in the order they start.
     pub fn all_containers(&self) -> impl Iterator<Item = &ContainerSpec> {
         self.init_containers.iter().chain(self.containers.iter())

@@ -33,6 +33,8 @@ pub enum NodeError {
     Runtime(#[from] berth_runtime::RuntimeError),
     #[error("network")]
     Net(#[from] berth_net::NetError),
+    #[error("temporary storage")]
+    Storage(#[from] berth_storage::StorageError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("no log of container {0}")]
@@ -45,6 +47,9 @@ pub struct NodeConfig {
     pub root: PathBuf,
     pub runtime: RuntimeConfig,
     pub net: NetConfig,
+    /// Sized temporary storage per group; `None` leaves writable layers unsized on the
+    /// node's own filesystem.
+    pub storage: Option<berth_storage::StorageConfig>,
 }
 
 struct Running {
@@ -62,6 +67,7 @@ pub(crate) struct Inner {
     pub runtime: Runtime,
     pub net: Network,
     pub dirs: crate::files::NodeDirs,
+    pub storage: Option<Arc<berth_storage::Storage>>,
     pub reporter: Arc<dyn Reporter>,
     pub metrics: crate::observe::MetricRings,
     /// Disk directories of groups made ahead of time.
@@ -98,7 +104,14 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(cfg: NodeConfig, reporter: Arc<dyn Reporter>) -> Result<Self, NodeError> {
-        let dirs = crate::files::NodeDirs::new(&cfg.root);
+        let storage = match &cfg.storage {
+            Some(sc) => Some(Arc::new(berth_storage::Storage::open(sc)?)),
+            None => None,
+        };
+        let mut dirs = crate::files::NodeDirs::new(&cfg.root);
+        if let Some(st) = &storage {
+            dirs = dirs.with_storage(st.root().to_path_buf());
+        }
         for d in [&dirs.rw, &dirs.logs] {
             std::fs::create_dir_all(d)?;
         }
@@ -113,7 +126,7 @@ impl Agent {
                 tracing::warn!(dir = %dirs.groups.display(), error = %e, "cannot mount a tmpfs for the groups' run-time files; they stay on disk")
             }
         }
-        let spares = crate::spare::Spares::open(&dirs, SPARE_SLOTS)?;
+        let spares = crate::spare::Spares::open(&dirs, storage.clone(), SPARE_SLOTS)?;
         let images = ImageStore::open(cfg.root.join("images"))?;
         let runtime = Runtime::new(cfg.runtime)?;
         let net = Network::new(cfg.net)?;
@@ -123,6 +136,7 @@ impl Agent {
                 runtime,
                 net,
                 dirs,
+                storage,
                 reporter,
                 metrics: crate::observe::MetricRings::default(),
                 spares,
@@ -265,6 +279,11 @@ impl Agent {
         self.inner.net.teardown(&gid).await?;
         self.inner.images.unpin_deferred(&format!("group:{gid}"));
         remove_cgroup_parents(&gid);
+        if let Some(storage) = &self.inner.storage {
+            if dirs.rw.starts_with(storage.root()) {
+                storage.remove(&gid)?;
+            }
+        }
         dirs.remove_all()?;
         Ok(())
     }
@@ -318,6 +337,14 @@ impl Agent {
         }
         if let Err(e) = crate::files::release_run_tmpfs(&self.inner.dirs.groups) {
             tracing::warn!(error = %e, "cannot release the groups' tmpfs");
+        }
+        if let Some(storage) = &self.inner.storage {
+            // The spare subvolumes go, so that the storage is unmounted when no group has
+            // any left in it.
+            self.inner.spares.drain();
+            if let Err(e) = storage.unmount_if_empty() {
+                tracing::warn!(error = %e, "cannot unmount the temporary storage");
+            }
         }
         if let Err(e) = self.inner.net.release() {
             tracing::warn!(error = %e, "cannot release the namespace directory");

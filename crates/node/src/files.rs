@@ -19,6 +19,9 @@ pub struct NodeDirs {
     pub logs: PathBuf,
     /// Group directories made ahead of time (see the `spare` module).
     pub spare: PathBuf,
+    /// The root of the sized temporary storage, when there is one: a group's writable
+    /// tree is its subvolume there, unless it still has one in `rw` from before.
+    pub storage: Option<PathBuf>,
 }
 
 impl NodeDirs {
@@ -28,21 +31,35 @@ impl NodeDirs {
             rw: node_root.join("rw"),
             logs: node_root.join("logs"),
             spare: node_root.join("spare"),
+            storage: None,
         }
     }
 
+    /// The same trees with the writable ones on the storage mounted at `root`.
+    pub fn with_storage(mut self, root: PathBuf) -> Self {
+        self.storage = Some(root);
+        self
+    }
+
     pub fn group(&self, id: &str) -> GroupDirs {
+        let legacy = self.rw.join(id);
+        let rw = match &self.storage {
+            Some(storage) if !legacy.exists() => storage.join(id),
+            _ => legacy,
+        };
         GroupDirs {
             root: self.groups.join(id),
-            rw: self.rw.join(id),
+            rw,
             logs: self.logs.join(id),
         }
     }
 
-    /// Ids that have files in any of the trees.
+    /// Ids that have files in any of the trees (and, in the storage, names of spare
+    /// directories, which are no group ids).
     pub fn ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = [&self.groups, &self.rw, &self.logs]
-            .iter()
+            .into_iter()
+            .chain(self.storage.as_ref())
             .filter_map(|d| fs::read_dir(d).ok())
             .flat_map(|rd| rd.flatten())
             .map(|e| e.file_name().to_string_lossy().to_string())

@@ -39,7 +39,8 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
     let began = std::time::Instant::now();
     let hostname = spec.host_name.clone().unwrap_or_else(|| spec.name.clone());
     let net = async {
-        let r = sandbox(&inner, &gid, &dirs, &hostname, &state, &cancel).await;
+        let gib = spec.ephemeral_storage_gib();
+        let r = sandbox(&inner, &gid, &dirs, &hostname, gib, &state, &cancel).await;
         (r, began.elapsed())
     };
     let images = async {
@@ -152,18 +153,22 @@ async fn sandbox(
     gid: &str,
     dirs: &GroupDirs,
     hostname: &str,
+    storage_gib: u32,
     state: &Arc<GroupState>,
     cancel: &CancellationToken,
 ) -> Option<berth_net::Attachment> {
     let mut attempt = 0u32;
     loop {
-        // Not cut short when the group goes: its removal must not race a half-done ADD.
-        let res = inner.net.attach(gid).await.map_err(|e| {
-            format!(
-                "cannot set up the network of the group: {}",
-                error_chain(&e)
-            )
-        });
+        let res = match size_storage(inner, gid, dirs, storage_gib) {
+            Err(msg) => Err(msg),
+            // Not cut short when the group goes: its removal must not race a half-done ADD.
+            Ok(()) => inner.net.attach(gid).await.map_err(|e| {
+                format!(
+                    "cannot set up the network of the group: {}",
+                    error_chain(&e)
+                )
+            }),
+        };
         let res = res.and_then(|att| {
             let ip = att.ip.to_string();
             write_etc(dirs, hostname, Some(&ip))
@@ -192,6 +197,26 @@ async fn sandbox(
             _ = cancel.cancelled() => return None,
         }
     }
+}
+
+/// Gives the group its sized temporary storage (a spare one taken by `claim`, or a new
+/// one) and sets its limit; groups whose writable tree predates the storage keep it.
+fn size_storage(inner: &Inner, gid: &str, dirs: &GroupDirs, gib: u32) -> Result<(), String> {
+    let Some(storage) = &inner.storage else {
+        return Ok(());
+    };
+    if !dirs.rw.starts_with(storage.root()) {
+        return Ok(());
+    }
+    storage
+        .create(gid, u64::from(gib) << 30)
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "cannot set up the group's temporary storage: {}",
+                error_chain(&e)
+            )
+        })
 }
 
 /// What a former berth left of a container: a monitor still running it, or an exit nobody

@@ -17,6 +17,12 @@
 //! The `.ctr` skeletons become the first container's directories when it first starts (see
 //! [`take_container_skeleton`]); container names never start with a dot. Slots are plain
 //! empty directories and files: one left half made by a crash is removed at the next start.
+//!
+//! With sized temporary storage the writable half of a slot is a subvolume of the storage
+//! filesystem, `spare-<slot>` (made as `making-<slot>`), renamed to the group's id when
+//! taken: a subvolume cannot be renamed out of its filesystem, and files cannot move between
+//! subvolumes. Those slots are removed when berth stops, so that the storage filesystem is
+//! unmounted with the last group.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -26,6 +32,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use berth_storage::Storage;
 use tokio::sync::Notify;
 
 use crate::files::{GroupDirs, NodeDirs};
@@ -42,6 +49,8 @@ const MAX_DEFER: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub struct Spares {
     dir: PathBuf,
+    /// Where the writable halves live: `None` beside the log halves in `dir`.
+    storage: Option<std::sync::Arc<Storage>>,
     target: usize,
     ready: Mutex<VecDeque<String>>,
     wake: Notify,
@@ -55,7 +64,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Spares {
     /// Spares under `dirs`' node root (`spare/`), kept at `target` slots; adopts the complete
     /// slots an earlier berth made and removes the rest.
-    pub fn open(dirs: &NodeDirs, target: usize) -> io::Result<Self> {
+    pub fn open(
+        dirs: &NodeDirs,
+        storage: Option<std::sync::Arc<Storage>>,
+        target: usize,
+    ) -> io::Result<Self> {
         let dir = dirs.spare.clone();
         fs::create_dir_all(&dir)?;
         let mut names: Vec<String> = fs::read_dir(&dir)?
@@ -63,12 +76,23 @@ impl Spares {
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         names.sort();
+        let stored: Vec<String> = match &storage {
+            Some(st) => st.list().map_err(io::Error::other)?,
+            None => Vec::new(),
+        };
         let mut ready = VecDeque::new();
         for name in &names {
-            let Some(slot) = name.strip_suffix(".rw") else {
+            let Some(slot) = name.strip_suffix(".logs") else {
                 continue;
             };
-            if is_complete(&dir, slot) && ready.len() < target {
+            let rw_ok = match &storage {
+                None => is_complete_rw(&dir.join(format!("{slot}.rw"))),
+                Some(st) => {
+                    stored.iter().any(|n| *n == format!("spare-{slot}"))
+                        && is_complete_rw(&st.path(&format!("spare-{slot}")))
+                }
+            };
+            if rw_ok && is_complete_logs(&dir, slot) && ready.len() < target {
                 ready.push_back(slot.to_owned());
             }
         }
@@ -81,8 +105,21 @@ impl Spares {
                 remove_any(&dir.join(&name))?;
             }
         }
+        if let Some(st) = &storage {
+            for name in stored {
+                let slot = name
+                    .strip_prefix("spare-")
+                    .or_else(|| name.strip_prefix("making-"));
+                if slot.is_some_and(|slot| {
+                    !ready.iter().any(|r| r == slot) || name.starts_with("making-")
+                }) {
+                    st.remove(&name).map_err(io::Error::other)?;
+                }
+            }
+        }
         Ok(Self {
             dir,
+            storage,
             target,
             ready: Mutex::new(ready),
             wake: Notify::new(),
@@ -107,13 +144,13 @@ impl Spares {
             };
             self.claims.fetch_add(1, Ordering::Relaxed);
             self.wake.notify_one();
-            let rw = self.dir.join(format!("{slot}.rw"));
+            let rw = self.rw_of(&slot);
             let logs = self.dir.join(format!("{slot}.logs"));
             match fs::rename(&rw, &group.rw) {
                 Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(slot, error = %e, "spare directory unusable");
-                    let _ = remove_any(&rw);
+                    let _ = self.remove_rw(&slot);
                     let _ = remove_any(&logs);
                     continue;
                 }
@@ -148,7 +185,9 @@ impl Spares {
             while self.ready() < self.target {
                 let seen = self.claims.load(Ordering::Relaxed);
                 let dir = self.dir.clone();
-                let made = tokio::task::spawn_blocking(move || make_slot(&dir)).await;
+                let storage = self.storage.clone();
+                let made =
+                    tokio::task::spawn_blocking(move || make_slot(&dir, storage.as_deref())).await;
                 match made {
                     Ok(Ok(slot)) => lock(&self.ready).push_back(slot),
                     Ok(Err(e)) => {
@@ -166,6 +205,36 @@ impl Spares {
                     break;
                 }
             }
+        }
+    }
+}
+
+impl Spares {
+    fn rw_of(&self, slot: &str) -> PathBuf {
+        match &self.storage {
+            None => self.dir.join(format!("{slot}.rw")),
+            Some(st) => st.path(&format!("spare-{slot}")),
+        }
+    }
+
+    fn remove_rw(&self, slot: &str) -> io::Result<()> {
+        match &self.storage {
+            None => remove_any(&self.dir.join(format!("{slot}.rw"))),
+            Some(st) => st
+                .remove(&format!("spare-{slot}"))
+                .map_err(io::Error::other),
+        }
+    }
+
+    /// Removes every slot (when berth stops with sized storage, whose filesystem is
+    /// unmounted once no subvolume is left in it).
+    pub fn drain(&self) {
+        let slots: Vec<String> = lock(&self.ready).drain(..).collect();
+        for slot in slots {
+            if let Err(e) = self.remove_rw(&slot) {
+                tracing::warn!(slot, error = %e, "cannot remove a spare directory");
+            }
+            let _ = remove_any(&self.dir.join(format!("{slot}.logs")));
         }
     }
 }
@@ -195,15 +264,28 @@ fn new_slot_name() -> String {
     format!("{nanos:x}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Makes one slot; the `.rw` directory is renamed into place last, so a slot is complete
-/// exactly when it exists with its `.logs`.
-fn make_slot(dir: &Path) -> io::Result<String> {
+/// Makes one slot; the writable directory is renamed into place last, so a slot is
+/// complete exactly when it exists with its `.logs`.
+fn make_slot(dir: &Path, storage: Option<&Storage>) -> io::Result<String> {
     let slot = new_slot_name();
     let logs = dir.join(format!("{slot}.logs"));
-    let rw_tmp = dir.join(format!("{slot}.rw-making"));
+    let (rw_tmp, rw) = match storage {
+        None => (
+            dir.join(format!("{slot}.rw-making")),
+            dir.join(format!("{slot}.rw")),
+        ),
+        Some(st) => (
+            st.path(&format!("making-{slot}")),
+            st.path(&format!("spare-{slot}")),
+        ),
+    };
     let made = (|| {
         fs::create_dir_all(logs.join(SKELETON))?;
         fs::File::create(logs.join(SKELETON).join("0.log"))?;
+        if let Some(st) = storage {
+            st.create_unlimited(&format!("making-{slot}"))
+                .map_err(io::Error::other)?;
+        }
         let etc = rw_tmp.join(".etc");
         fs::create_dir_all(&etc)?;
         for f in ["hosts", "hostname", "resolv.conf"] {
@@ -211,25 +293,36 @@ fn make_slot(dir: &Path) -> io::Result<String> {
         }
         fs::create_dir_all(rw_tmp.join(SKELETON).join("upper"))?;
         fs::create_dir_all(rw_tmp.join(SKELETON).join("work"))?;
-        fs::rename(&rw_tmp, dir.join(format!("{slot}.rw")))
+        fs::rename(&rw_tmp, &rw)
     })();
     if let Err(e) = made {
-        let _ = remove_any(&rw_tmp);
+        match storage {
+            None => {
+                let _ = remove_any(&rw_tmp);
+            }
+            Some(st) => {
+                let _ = st.remove(&format!("making-{slot}"));
+            }
+        }
         let _ = remove_any(&logs);
         return Err(e);
     }
     Ok(slot)
 }
 
-fn is_complete(dir: &Path, slot: &str) -> bool {
-    let rw = dir.join(format!("{slot}.rw"));
-    let logs = dir.join(format!("{slot}.logs"));
+fn is_complete_rw(rw: &Path) -> bool {
     ["hosts", "hostname", "resolv.conf"]
         .iter()
         .all(|f| rw.join(".etc").join(f).is_file())
         && rw.join(SKELETON).join("upper").is_dir()
         && rw.join(SKELETON).join("work").is_dir()
-        && logs.join(SKELETON).join("0.log").is_file()
+}
+
+fn is_complete_logs(dir: &Path, slot: &str) -> bool {
+    dir.join(format!("{slot}.logs"))
+        .join(SKELETON)
+        .join("0.log")
+        .is_file()
 }
 
 fn remove_any(path: &Path) -> io::Result<()> {
@@ -259,7 +352,7 @@ mod tests {
     async fn groups_take_slots_and_containers_their_skeletons() {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = node(tmp.path());
-        let spares = std::sync::Arc::new(Spares::open(&dirs, 2).unwrap());
+        let spares = std::sync::Arc::new(Spares::open(&dirs, None, 2).unwrap());
         let s = spares.clone();
         let task = tokio::spawn(async move { s.maintain(&AtomicUsize::new(0)).await });
         spares.wake.notify_one();
@@ -296,11 +389,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = node(tmp.path());
         fs::create_dir_all(&dirs.spare).unwrap();
-        let good = make_slot(&dirs.spare).unwrap();
-        let half = make_slot(&dirs.spare).unwrap();
+        let good = make_slot(&dirs.spare, None).unwrap();
+        let half = make_slot(&dirs.spare, None).unwrap();
         fs::remove_file(dirs.spare.join(format!("{half}.logs/.ctr/0.log"))).unwrap();
         fs::create_dir_all(dirs.spare.join("x.rw-making/.etc")).unwrap();
-        let spares = Spares::open(&dirs, 8).unwrap();
+        let spares = Spares::open(&dirs, None, 8).unwrap();
         assert_eq!(*lock(&spares.ready), VecDeque::from([good.clone()]));
         let mut left: Vec<String> = fs::read_dir(&dirs.spare)
             .unwrap()

@@ -43,7 +43,6 @@ pub struct Usage {
 #[derive(Debug)]
 pub struct Storage {
     root: PathBuf,
-    dir: File,
     uuid: String,
     owns_mount: bool,
 }
@@ -88,9 +87,9 @@ impl Storage {
             .map_err(|e| StorageError::io("enable quotas on", root, e))?;
         let uuid =
             btrfs::fs_uuid(dir.as_fd()).map_err(|e| StorageError::io("read the id of", root, e))?;
+        drop(dir);
         let storage = Storage {
             root: root.clone(),
-            dir,
             uuid,
             owns_mount: config.image.is_some(),
         };
@@ -115,13 +114,25 @@ impl Storage {
             return Err(StorageError::InvalidSize(size));
         }
         let path = self.path(name);
-        match btrfs::subvolume_create(self.dir.as_fd(), &cname) {
+        match btrfs::subvolume_create(self.root_dir()?.as_fd(), &cname) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(StorageError::io("create subvolume", &path, e)),
         }
         let sub = self.open_subvolume(name)?;
         btrfs::qgroup_limit(sub.as_fd(), size).map_err(|e| StorageError::io("limit", &path, e))?;
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| StorageError::io("chmod", &path, e))?;
+        Ok(path)
+    }
+
+    /// Makes storage `name` without a limit yet (one made ahead of time and renamed to its
+    /// group's name later, which then sets the limit with [`Storage::create`]).
+    pub fn create_unlimited(&self, name: &str) -> Result<PathBuf> {
+        let cname = check_name(name)?;
+        let path = self.path(name);
+        btrfs::subvolume_create(self.root_dir()?.as_fd(), &cname)
+            .map_err(|e| StorageError::io("create subvolume", &path, e))?;
         fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(|e| StorageError::io("chmod", &path, e))?;
         Ok(path)
@@ -155,7 +166,7 @@ impl Storage {
             Err(StorageError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        match btrfs::subvolume_destroy(self.dir.as_fd(), &cname) {
+        match btrfs::subvolume_destroy(self.root_dir()?.as_fd(), &cname) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(StorageError::io("delete subvolume", self.path(name), e)),
@@ -163,7 +174,7 @@ impl Storage {
         if let Some(id) = id {
             // The kernel refuses while the cleaner still drops the subvolume; the next
             // open forgets it then.
-            let _ = btrfs::qgroup_remove(self.dir.as_fd(), id);
+            let _ = btrfs::qgroup_remove(self.root_dir()?.as_fd(), id);
         }
         Ok(())
     }
@@ -188,16 +199,20 @@ impl Storage {
 
     /// Unmounts the filesystem berth mounted when no storage is left in it (the kernel
     /// detaches the loop device then). Storage of groups that outlive berth keeps it.
-    pub fn close(self) -> Result<bool> {
-        if !self.owns_mount || !self.list()?.is_empty() {
+    pub fn unmount_if_empty(&self) -> Result<bool> {
+        if !self.owns_mount || !is_btrfs_mount(&self.root)? || !self.list()?.is_empty() {
             return Ok(false);
         }
-        let root = self.root.clone();
-        drop(self);
-        umount2(&root, MntFlags::empty())
-            .map_err(|e| StorageError::io("unmount", &root, e.into()))?;
-        tracing::info!(root = %root.display(), "temporary storage unmounted");
+        umount2(&self.root, MntFlags::empty())
+            .map_err(|e| StorageError::io("unmount", &self.root, e.into()))?;
+        tracing::info!(root = %self.root.display(), "temporary storage unmounted");
         Ok(true)
+    }
+
+    /// The root directory, opened for one call (no descriptor is kept, so that nothing of
+    /// berth holds the filesystem busy when it is unmounted).
+    fn root_dir(&self) -> Result<File> {
+        File::open(&self.root).map_err(|e| StorageError::io("open", &self.root, e))
     }
 
     fn open_subvolume(&self, name: &str) -> Result<File> {
@@ -238,6 +253,9 @@ impl Storage {
         let Ok(entries) = fs::read_dir(self.qgroups_dir()) else {
             return;
         };
+        let Ok(dir) = self.root_dir() else {
+            return;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(id) = name
@@ -248,7 +266,7 @@ impl Storage {
                 continue;
             };
             if id >= btrfs::SUBVOL_ROOT_INO && !live.contains(&id) {
-                let _ = btrfs::qgroup_remove(self.dir.as_fd(), id);
+                let _ = btrfs::qgroup_remove(dir.as_fd(), id);
             }
         }
     }

@@ -80,10 +80,9 @@ fn a_group_storage_is_limited_reported_and_removed_without_a_trace() {
         Err(StorageError::NotFound(_))
     ));
     // Not empty: closing keeps the mount.
-    assert!(!storage.close().unwrap());
-    let storage = Storage::open(&cfg).unwrap();
+    assert!(!storage.unmount_if_empty().unwrap());
     storage.remove("eci-test-b").unwrap();
-    assert!(storage.close().unwrap());
+    assert!(storage.unmount_if_empty().unwrap());
     assert_eq!(mounts_under(dir.path()), 0);
     assert_eq!(loop_devices_of(&cfg.image.clone().unwrap()), 0);
 }
@@ -115,7 +114,7 @@ fn names_and_sizes_are_checked() {
     ));
     assert!(storage.list().unwrap().is_empty());
     std::fs::remove_dir(storage.path("planted")).unwrap();
-    assert!(storage.close().unwrap());
+    assert!(storage.unmount_if_empty().unwrap());
 }
 
 #[test]

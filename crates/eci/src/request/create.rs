@@ -111,12 +111,24 @@ impl CreateRequest {
             active_deadline_secs: deadline,
             image_snapshot_id: image_snapshot_id(p)?,
             auto_match_image_cache: p.bool("AutoMatchImageCache")?.unwrap_or(false),
+            ephemeral_storage: ephemeral_storage(p)?,
         };
         Ok(Self {
             spec,
             client_token: validate::client_token(p)?,
             dry_run: p.bool("DryRun")?.unwrap_or(false),
         })
+    }
+}
+
+fn ephemeral_storage(p: &Params) -> Result<Option<u32>, ApiError> {
+    match p.int::<u64>("EphemeralStorage")? {
+        None => Ok(None),
+        Some(n @ 1..=65_536) => Ok(Some(n as u32)),
+        Some(_) => Err(ApiError::value_exceeded(
+            "EphemeralStorage",
+            format!("must be 1 to {} GiB", berth_core::MAX_EPHEMERAL_STORAGE_GIB),
+        )),
     }
 }
 

@@ -100,6 +100,7 @@ const GROUP: &[(&str, Rule)] = &[
     ("DryRun", Honoured),
     ("ImageSnapshotId", Honoured),
     ("AutoMatchImageCache", Honoured),
+    ("EphemeralStorage", Honoured),
     ("PlainHttpRegistry", Honoured),
     ("InsecureRegistry", Honoured),
     ("Tag.N", Honoured),
@@ -140,7 +141,6 @@ const GROUP: &[(&str, Rule)] = &[
     ("CpuArchitecture", RefusedUnless(&["AMD64"])),
     // Asked for, not yet done.
     ("ActiveDeadlineSeconds", Refused),
-    ("EphemeralStorage", Refused),
     ("InstanceType", Refused),
     ("CpuOptionsCore", Refused),
     ("CpuOptionsNuma", Refused),
@@ -283,7 +283,6 @@ mod tests {
             "DnsConfig.NameServer.1=1.1.1.1",
             "HostAliase.1.Ip=10.0.0.1",
             "ActiveDeadlineSeconds=60",
-            "EphemeralStorage=40",
             "Container.1.Tty=true",
             "AutoCreateEip=true",
             "SpotStrategy=SpotAsPriceGo",

@@ -177,6 +177,7 @@ impl ContainerGroup {
                 .collect(),
             cpu: s.cpu,
             memory: s.memory,
+            ephemeral_storage: s.ephemeral_storage_gib().into(),
             spot_strategy: "NoSpot".to_string(),
             restart_policy: s.restart_policy.as_str().to_string(),
             intranet_ip: r.intranet_ip.clone().unwrap_or_default(),
