@@ -65,12 +65,20 @@ def _passwd_layer(kind: str) -> list:
 def hostile(images, tmp_path_factory):
     for path in ESCAPED.values():
         assert not path.exists(), path
-    VICTIM.write_text(VICTIM_TEXT)
     host_passwd = Path("/etc/passwd").read_text()
     assert any(line.startswith(f"{USER}:") for line in host_passwd.splitlines()), (
         f"the host's /etc/passwd has no {USER}: the symlink probes would prove nothing"
     )
-    v = ImageVariants(tmp_path_factory.mktemp("hostile"), images.registry)
+    VICTIM.write_text(VICTIM_TEXT)
+    try:
+        yield _build(ImageVariants(tmp_path_factory.mktemp("hostile"), images.registry))
+    finally:
+        VICTIM.unlink(missing_ok=True)
+        for path in ESCAPED.values():
+            path.unlink(missing_ok=True)
+
+
+def _build(v: ImageVariants):
     for name in PASSWD:
         v.add(name, [_passwd_layer(name)], user=USER)
     up = "../../../../../../../.."
@@ -92,11 +100,7 @@ def hostile(images, tmp_path_factory):
     v.add("bomb-entries", [[entry("many", "dir")] + [
         entry(f"many/{i}") for i in range(BOMB_ENTRIES)
     ]])
-    refs = v.push()
-    yield v, refs
-    VICTIM.unlink(missing_ok=True)
-    for path in ESCAPED.values():
-        path.unlink(missing_ok=True)
+    return v, v.push()
 
 
 def _text(group: dict) -> str:
