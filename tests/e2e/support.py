@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +31,14 @@ REGION = "local"
 NETNS_DIR = Path("/run/berth/netns")
 BRIDGE = "berth0"
 GROUP_ID_RE = re.compile(r"\beci-[a-z0-9]{20}\b")
+
+# The second berth (conftest's runc_berth): runc, its own bridge and subnet, small caps on
+# what one image may unpack to (32 MiB, 4,000 entries; the busybox image needs ~3 MiB and
+# ~420 entries).
+RUNC_BRIDGE = "berthr0"
+RUNC_SUBNET = "10.218.0.0/16"
+RUNC_MAX_IMAGE_GIB = 1 / 32
+RUNC_MAX_IMAGE_ENTRIES = 4000
 
 REGISTRY_USER = "berth"
 REGISTRY_PASSWORD = "e2e-Secret-1"
@@ -234,6 +244,114 @@ class Registry:
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc, signal.SIGTERM, 10)
+
+
+class ImageVariants:
+    """Images made of the busybox test image plus layers written here (tar entries of any
+    kind, hostile ones included), pushed to a plain-HTTP registry. The base is built once.
+
+        v = ImageVariants(workdir, registry)
+        v.add("name", [[tar entries of layer 1], [layer 2]], user="daemon")
+        refs = v.push()     # {"name": "REGISTRY/name:latest"}
+
+    Entries are made with `entry()`.
+    """
+
+    def __init__(self, workdir: Path, registry: str):
+        self.workdir = workdir
+        self.registry = registry
+        self.layout = workdir / "base" / "oci"
+        self.names: list[str] = []
+        env = dict(os.environ, BERTH_IMAGE_KEEP=str(workdir / "base"))
+        res = subprocess.run(
+            [str(BUILD_IMAGE), registry, "variants-base:latest"],
+            capture_output=True, text=True, timeout=120, env=env,
+        )
+        assert res.returncode == 0, f"build.sh failed:\n{res.stdout}\n{res.stderr}"
+
+    def add(self, name: str, layers: list[list], user: str | None = None) -> None:
+        source = "latest"
+        for i, entries in enumerate(layers):
+            path = self.workdir / f"{name}-{i}.tar"
+            with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+                for e in entries:
+                    if e.zeros is not None:
+                        e.info.size = e.zeros
+                        tar.addfile(e.info, _Zeros(e.zeros))
+                    elif e.info.type == tarfile.REGTYPE:
+                        e.info.size = len(e.data)
+                        tar.addfile(e.info, io.BytesIO(e.data))
+                    else:
+                        tar.addfile(e.info)
+            _run("umoci", "raw", "add-layer", "--no-history", "--image",
+                 f"{self.layout}:{source}", "--tag", name, str(path))
+            path.unlink()
+            source = name
+        if user is not None:
+            _run("umoci", "config", "--no-history", "--image", f"{self.layout}:{source}",
+                 "--tag", name, "--config.user", user)
+        self.names.append(name)
+
+    def top_layer(self, name: str) -> str:
+        """Digest (sha256:...) of the top layer of the variant, as the registry has it."""
+        index = json.loads((self.layout / "index.json").read_text())
+        for m in index["manifests"]:
+            if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == name:
+                algo, hexd = m["digest"].split(":")
+                manifest = json.loads((self.layout / "blobs" / algo / hexd).read_text())
+                return manifest["layers"][-1]["digest"]
+        raise AssertionError(f"no variant {name} in {self.layout}")
+
+    def push(self) -> dict[str, str]:
+        refs = {}
+        for name in self.names:
+            _run("skopeo", "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false",
+                 f"oci:{self.layout}:{name}", f"docker://{self.registry}/{name}:latest")
+            refs[name] = f"{self.registry}/{name}:latest"
+        return refs
+
+
+@dataclass
+class Entry:
+    info: Any  # tarfile.TarInfo
+    data: bytes = b""
+    zeros: int | None = None
+
+
+def entry(name: str, kind: str = "file", data: bytes = b"", link: str = "", mode: int = 0o644,
+          dev: tuple[int, int] = (0, 0), zeros: int | None = None) -> Entry:
+    """A tar entry: kind is file, dir, symlink, hardlink, fifo, char or block; `zeros` makes
+    a file of that many zero bytes without holding them in memory."""
+    info = tarfile.TarInfo(name)
+    info.mtime = 0
+    info.mode = 0o755 if kind == "dir" else mode
+    info.type = {
+        "file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
+        "hardlink": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE, "char": tarfile.CHRTYPE,
+        "block": tarfile.BLKTYPE,
+    }[kind]
+    info.linkname = link
+    info.devmajor, info.devminor = dev
+    return Entry(info, data, zeros)
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int):
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        n = min(len(buf), self.left)
+        buf[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def _run(*cmd: str) -> None:
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
 
 
 # ----------------------------------------------------------------------------- berth
@@ -663,6 +781,34 @@ def bridge_ports(bridge: str = BRIDGE) -> list[str]:
         if len(parts) > 1:
             names.append(parts[1].strip().split("@")[0])
     return names
+
+
+def subnet_users(subnet: str, bridge: str) -> list[str]:
+    """Interfaces other than bridge with an address in subnet: routes to the groups would
+    go astray."""
+    import ipaddress
+
+    net = ipaddress.ip_network(subnet)
+    out = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    users = []
+    for line in out.splitlines():
+        parts = line.split()
+        name, addr = parts[1], parts[3]
+        if name != bridge and ipaddress.ip_interface(addr).ip in net:
+            users.append(f"{name} ({addr})")
+    return users
+
+
+def nft_tables(bridge: str = BRIDGE) -> list[str]:
+    """berth's nftables tables of the bridge (`<family> berth_<bridge>`) that exist."""
+    res = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True)
+    return [
+        line.removeprefix("table ").strip()
+        for line in res.stdout.splitlines()
+        if line.strip().endswith(f" berth_{bridge}")
+    ]
 
 
 def pool_veths(state_dir: Path) -> set[str]:

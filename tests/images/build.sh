@@ -7,10 +7,12 @@
 # The image is built once and pushed as REGISTRY/REPO:TAG for each name given
 # (default: REGISTRY/busybox:latest).
 # The rootfs holds /bin/busybox with a symlink per applet, /etc/passwd and
-# /etc/group with root, and /www/index.html (served by `httpd -h /www`).
+# /etc/group with root, /www/index.html (served by `httpd -h /www`) and
+# /bin/berth-probe, the escape probes of tests/e2e/test_escape.py (probe.c, static).
 # The default command is `sh`, as in the Docker Hub image.
 #
-# Needs: busybox-static (/usr/bin/busybox), umoci, skopeo. No docker.
+# Needs: busybox-static (/usr/bin/busybox), gcc and libc6-dev (a static C program),
+# umoci, skopeo. No docker.
 # Set BERTH_IMAGE_KEEP=DIR to keep the OCI layout in DIR instead of a temp dir.
 set -euo pipefail
 
@@ -35,7 +37,8 @@ names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(busybox:latest)
 
 busybox=/usr/bin/busybox
-for tool in "$busybox" umoci skopeo; do
+here="$(cd "$(dirname "$0")" && pwd)"
+for tool in "$busybox" gcc umoci skopeo; do
     command -v "$tool" >/dev/null || { echo "$0: $tool is missing" >&2; exit 1; }
 done
 # A dynamically linked busybox would not run inside the image.
@@ -61,6 +64,7 @@ cp "$busybox" "$rootfs/bin/busybox"
 for applet in $("$busybox" --list); do
     [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
 done
+gcc -static -Os -s -o "$rootfs/bin/berth-probe" "$here/probe.c"
 cat >"$rootfs/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false

@@ -6,6 +6,8 @@
 //! or device nodes such as `/dev/zero`. berth opens them with `openat2(RESOLVE_IN_ROOT)`
 //! below the root filesystem (symlinks resolve inside it, never to the host), only as
 //! `O_PATH` until `fstat` has shown a regular file, and reads at most [`MAX_DB_BYTES`].
+//! A `..` resolved while any rename or mount happens on the host makes the kernel answer
+//! `EAGAIN` (it cannot prove the walk stayed inside); the open is tried again then.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -17,6 +19,9 @@ use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 
 /// The most of `/etc/passwd` or `/etc/group` berth reads.
 pub const MAX_DB_BYTES: u64 = 1 << 20;
+
+/// How often an open that met a concurrent rename or mount (`EAGAIN`) is tried.
+const OPEN_ATTEMPTS: usize = 128;
 
 /// uid and gid of `user` (`uid[:gid]` or `name[:group]`, empty for root) in the image whose
 /// root filesystem is `rootfs`. A name the image does not define is an error, as podman has it.
@@ -76,7 +81,14 @@ pub fn read_in_root(root: &Path, rel: &str, max: u64) -> io::Result<Option<Strin
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS
                 | ResolveFlag::RESOLVE_NO_XDEV,
         );
-    let fd = match openat2(dir.as_raw_fd(), rel, how) {
+    let mut attempt = 1;
+    let opened = loop {
+        match openat2(dir.as_raw_fd(), rel, how) {
+            Err(nix::errno::Errno::EAGAIN) if attempt < OPEN_ATTEMPTS => attempt += 1,
+            other => break other,
+        }
+    };
+    let fd = match opened {
         Ok(fd) => fd,
         Err(nix::errno::Errno::ENOENT) => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -177,6 +189,45 @@ mod tests {
         fs::write(dir.path().join("etc/real"), "app:x:7:8::/:/bin/sh\n").unwrap();
         std::os::unix::fs::symlink("/etc/real", &passwd).unwrap();
         assert_eq!(resolve("app", dir.path()), Ok((7, 8)));
+    }
+
+    #[test]
+    fn climbing_links_resolve_while_the_host_renames_files() {
+        let dir = image();
+        fs::create_dir_all(dir.path().join("usr/lib")).unwrap();
+        fs::write(dir.path().join("usr/lib/passwd"), "app:x:7:8::/:/bin/sh\n").unwrap();
+        let passwd = dir.path().join("etc/passwd");
+        fs::remove_file(&passwd).unwrap();
+        std::os::unix::fs::symlink("../usr/lib/../lib/passwd", &passwd).unwrap();
+        // Renames anywhere make the kernel refuse a `..` now and then with EAGAIN.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renamer = {
+            let stop = stop.clone();
+            let scratch = tempfile::tempdir().unwrap();
+            std::thread::spawn(move || {
+                let (a, b) = (scratch.path().join("a"), scratch.path().join("b"));
+                fs::create_dir(&a).unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    fs::rename(&a, &b).unwrap();
+                    fs::rename(&b, &a).unwrap();
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let mut failures = Vec::new();
+        while started.elapsed() < std::time::Duration::from_millis(500) {
+            if let Err(e) = resolve("app", dir.path()) {
+                failures.push(e);
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        renamer.join().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} failures: {:?}",
+            failures.len(),
+            failures.first()
+        );
     }
 
     #[test]
