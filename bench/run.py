@@ -38,7 +38,14 @@ apply:
      containerd-shim-runc-v2's PSS per ctr container;
   6. delete: DeleteContainerGroup -> gone from DescribeContainerGroups (everything released),
      each cold-start group; burst delete of 50 groups at once; podman: `podman rm -f -t 0`,
-     and 20 at once; ctr: `ctr task rm -f` + `ctr container rm`, and 20 at once.
+     and 20 at once; ctr: `ctr task rm -f` + `ctr container rm`, and 20 at once;
+  7. describe flood (berth only): a berth of its own (fresh state dir, per-account throttling
+     on, reads limited to --flood-read-rate/s with a burst as large) with two accounts made
+     by `berth admin`, 10 groups each; account B describes one of its groups at a paced
+     --flood-b-rate/s (one Python client, one keep-alive connection) alone, then while account
+     A floods DescribeContainerGroups from --flood-clients connections of describe_load (as
+     fast as answers come), then the same with throttling off: B's p50/p99 latency and
+     success rate, A's answered and Throttling.User requests/s.
 
 Requests are signed as the ECI SDKs sign RPC calls (HMAC-SHA1, a fresh nonce each). podman
 runs with runc and explicit rlimits (crun refuses this host's hybrid cgroups; podman's default
@@ -258,10 +265,11 @@ class Registry:
 
 class Berth:
     def __init__(self, binary: Path, state: Path, logfile: Path, bridge: str, subnet: str,
-                 extra: list[str] | None = None):
+                 extra: list[str] | None = None, throttled: bool = False):
         self.binary, self.state, self.logfile = binary, state, logfile
         self.bridge, self.subnet = bridge, subnet
         self.extra = list(extra or [])
+        self.throttled = throttled
         self.proc = None
         self.endpoint = None
 
@@ -274,7 +282,7 @@ class Berth:
         help_text = subprocess.run([str(self.binary), "serve", "--help"], capture_output=True,
                                    text=True).stdout
         unthrottled = (["--throttle-write-rate", "0", "--throttle-read-rate", "0"]
-                       if "--throttle-write-rate" in help_text else [])
+                       if "--throttle-write-rate" in help_text and not self.throttled else [])
         self.proc = subprocess.Popen(
             [str(self.binary), "serve", "--listen", self.endpoint, "--state-dir", str(self.state),
              "--bridge", self.bridge, "--subnet", self.subnet, *unthrottled, *self.extra],
@@ -1110,6 +1118,106 @@ class Bench:
             b10k.stop()
         self.eci = self.berth.start()
 
+    def describe_flood(self) -> None:
+        """7. Account A floods DescribeContainerGroups while account B describes at a modest
+        rate: B alone, B during A's flood with A throttled, B during the flood unthrottled."""
+        seconds, rate = self.a.flood_seconds, self.a.flood_read_rate
+        if not DESCRIBE_LOAD.exists():
+            raise SystemExit(f"{DESCRIBE_LOAD.relative_to(REPO)} is missing: cargo build "
+                             "--release -p berth-client --example describe_load")
+        self.berth.stop()
+        state = self.work / "state-flood"
+        limits = [f"--throttle-read-rate={rate:g}", f"--throttle-read-burst={int(rate)}"]
+        fb = Berth(self.a.berth, state, self.work / "berth-flood.log", self.a.bridge,
+                   self.a.subnet, [*self.a.serve_arg, *limits], throttled=True)
+        res: dict = {"seconds": seconds, "read_rate_limit": rate, "read_burst": int(rate),
+                     "flood_connections": self.a.flood_clients, "b_rate": self.a.flood_b_rate,
+                     "groups_per_account": 10}
+        ids: dict[str, list[str]] = {"a": [], "b": []}
+        ecis: dict[str, Eci] = {}
+        try:
+            fb.start()
+            fb.wait_pool_full()
+            for who in ("a", "b"):
+                name = f"{PREFIX}-{who}"
+                admin_cmd(fb, "account", "create", name)
+                key = json.loads(admin_cmd(fb, "key", "create", "--account", name, "-o", "json"))
+                (self.work / f"flood-{who}.json").write_text(json.dumps(key))
+                ecis[who] = Eci(fb.endpoint, key["AccessKeyId"], key["AccessKeySecret"])
+                for i in range(res["groups_per_account"]):
+                    ids[who].append(ecis[who].create(f"{PREFIX}-{who}-{i}", self.image, ["true"],
+                                                     self.registry.host))
+            for who in ("a", "b"):
+                self.wait_final(ecis[who], ids[who])
+            ids_file = self.work / "flood-ids-a.txt"
+            ids_file.write_text("\n".join(ids["a"]) + "\n")
+
+            def phase(label: str, flood: bool, endpoint: str, b: Eci) -> None:
+                log(f"describe flood: B at {self.a.flood_b_rate}/s for {seconds:g} s, {label}")
+                proc = None
+                if flood:
+                    proc = subprocess.Popen(
+                        [str(DESCRIBE_LOAD), "--endpoint", endpoint, "--credentials",
+                         str(self.work / "flood-a.json"), "--mode", "by_id", "--ids",
+                         str(ids_file), "--connections", str(self.a.flood_clients),
+                         "--seconds", str(seconds + 2), "--sign", "rpc"],
+                        stdout=subprocess.PIPE, text=True)
+                    time.sleep(1.3)  # its connections are open and the flood is on
+                out = {"b": paced_describe(b, ids["b"], self.a.flood_b_rate, seconds)}
+                if proc is not None:
+                    a_out = json.loads(proc.communicate(timeout=seconds + 60)[0])
+                    out["a"] = {k: a_out[k] for k in ("requests", "throttled", "errors",
+                                                      "first_error", "latency_ms")}
+                    out["a"]["answered_per_s"] = a_out["requests"] / (seconds + 2)
+                    out["a"]["throttled_per_s"] = a_out["throttled"] / (seconds + 2)
+                res[label] = out
+                bl = out["b"]["latency_ms"]
+                log(f"  B p50 {bl['p50']:.2f} ms, p99 {bl['p99']:.2f} ms, success "
+                    f"{out['b']['success_rate']:.4f}" + (
+                        f"; A {out['a']['answered_per_s']:.0f}/s answered, "
+                        f"{out['a']['throttled_per_s']:.0f}/s throttled" if flood else ""))
+
+            phase("b_alone", False, fb.endpoint, ecis["b"])
+            phase("b_with_a_flood_throttled", True, fb.endpoint, ecis["b"])
+            fb.stop()
+            # The same accounts and groups, throttling off.
+            open_b = Berth(self.a.berth, state, self.work / "berth-flood.log", self.a.bridge,
+                           self.a.subnet, self.a.serve_arg)
+            fb = open_b
+            fb.start()
+            fb.wait_pool_full()
+            ecis = {w: Eci(fb.endpoint, e.key_id, e.secret[:-1].decode())
+                    for w, e in ecis.items()}
+            phase("b_with_a_flood_unthrottled", True, fb.endpoint, ecis["b"])
+            self.results["describe_flood"] = res
+        finally:
+            if fb.proc and fb.proc.poll() is None:
+                for who, eci in ecis.items():
+                    for gid in ids[who]:
+                        try:
+                            eci.delete(gid)
+                        except Exception as e:  # noqa: BLE001
+                            log(f"delete {gid}: {e}")
+                for who, eci in ecis.items():
+                    self.wait_final(eci, ids[who], gone=True)
+            fb.stop()
+        self.eci = self.berth.start()
+
+    def wait_final(self, eci: Eci, ids: list[str], gone: bool = False,
+                   timeout: float = 120) -> None:
+        """Waits until the groups have ended (Succeeded or Failed), or are gone."""
+        deadline = time.monotonic() + timeout
+        while True:
+            gs = eci.describe(ids)
+            if gone and not gs:
+                return
+            if not gone and len(gs) == len(ids) and all(
+                    g.get("Status") in ("Succeeded", "Failed") for g in gs):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"groups not {'gone' if gone else 'ended'} in {timeout} s")
+            time.sleep(0.1)
+
     # --- cleanup
 
     def cleanup(self) -> None:
@@ -1151,6 +1259,43 @@ class Bench:
             log(f"kept {self.work}")
         else:
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+def admin_cmd(b: Berth, *args: str) -> str:
+    """`berth admin ARGS` on the state dir of `b`; its stdout."""
+    out = subprocess.run([str(b.binary), "admin", "--state-dir", str(b.state), *args],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"berth admin {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout
+
+
+def paced_describe(eci: Eci, ids: list[str], rate: float, seconds: float) -> dict:
+    """DescribeContainerGroups of one random group of `ids`, `rate` a second for `seconds`
+    (each request at its scheduled time, or at once when late): latency of the answered
+    ones, success rate, the codes of the others."""
+    lat, failures = [], {}
+    n = int(rate * seconds)
+    t_start = time.perf_counter()
+    for i in range(n):
+        due = t_start + i / rate
+        wait = due - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        t0 = time.perf_counter()
+        try:
+            gs = eci.describe([random.choice(ids)])
+            if len(gs) != 1:
+                raise RuntimeError(f"{len(gs)} groups")
+            lat.append(ms(t0))
+        except EciError as e:
+            code = re.search(r'"Code":"([^"]+)"', e.body)
+            key = code.group(1) if code else f"HTTP {e.status}"
+            failures[key] = failures.get(key, 0) + 1
+        except Exception as e:  # noqa: BLE001 - counted
+            failures[type(e).__name__] = failures.get(type(e).__name__, 0) + 1
+    return {"requests": n, "answered": len(lat), "success_rate": len(lat) / n if n else None,
+            "failures": failures, "latency_ms": stats(lat)}
 
 
 def describe_once(eci: Eci, kind: str, ids: list[str]) -> None:
@@ -1299,6 +1444,21 @@ def table(res: dict) -> list[tuple]:
             for q in ("p50", "p99"):
                 row(f"Describe 10k {kind} 1 client {q} (ms)", d[f"{kind}_single_client_ms"][q],
                     None, "")
+    f = res.get("describe_flood")
+    if f:
+        for label, what in (("b_alone", "alone"), ("b_with_a_flood_throttled", "A floods"),
+                            ("b_with_a_flood_unthrottled", "A floods, no throttle")):
+            if label not in f:
+                continue
+            b = f[label]["b"]
+            for q in ("p50", "p99"):
+                row(f"Describe of B, {what}, {q} (ms)", b["latency_ms"][q], None, "")
+            row(f"Describe of B, {what}, success", b["success_rate"], None, "")
+            if "a" in f[label]:
+                row(f"Describe of A, {what}, answered/s", f[label]["a"]["answered_per_s"],
+                    None, "")
+                row(f"Describe of A, {what}, Throttling/s", f[label]["a"]["throttled_per_s"],
+                    None, "")
     m = res.get("memory_kib")
     if m:
         row("PSS per idle group (KiB), monitors", m["berth_monitor_pss_per_group"],
@@ -1347,12 +1507,22 @@ def main() -> None:
     ap.add_argument("--describe-seconds", type=float, default=10.0)
     ap.add_argument("--serve-arg", action="append", default=[],
                     help="extra argument for berth serve (repeat), e.g. --serve-arg=--netns-pool=32")
-    ap.add_argument("--skip", default="", help="comma list of: pull,big,cold,memory,burst,describe")
+    ap.add_argument("--flood-seconds", type=float, default=10.0,
+                    help="length of each phase of the describe flood")
+    ap.add_argument("--flood-clients", type=int, default=8,
+                    help="connections of account A's flood (describe_load)")
+    ap.add_argument("--flood-read-rate", type=float, default=1000.0,
+                    help="reads/s (and burst) allowed per account in the describe flood")
+    ap.add_argument("--flood-b-rate", type=float, default=100.0,
+                    help="account B's paced describes/s in the describe flood")
+    ap.add_argument("--skip", default="",
+                    help="comma list of: pull,big,cold,memory,burst,describe,flood")
     ap.add_argument("--keep", action="store_true", help="keep the temp work dir")
     a = ap.parse_args()
     if a.quick:
         a.runs = min(a.runs, 10)
         a.describe_seconds = min(a.describe_seconds, 5.0)
+        a.flood_seconds = min(a.flood_seconds, 5.0)
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     if not a.berth.exists():
@@ -1403,6 +1573,9 @@ def main() -> None:
         if "describe" not in skip:
             log("4. DescribeContainerGroups with 10,000 groups in the store")
             b.describe_10k()
+        if "flood" not in skip:
+            log("7. DescribeContainerGroups of account B while account A floods")
+            b.describe_flood()
         if "big" not in skip:
             b.pull_big()
     except BaseException as e:  # noqa: BLE001 - reported after cleanup

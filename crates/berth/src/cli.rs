@@ -24,6 +24,22 @@ pub struct ClientArgs {
     /// Region of the requests.
     #[arg(long, global = true, env = "BERTH_REGION", default_value = "local")]
     pub(crate) region: String,
+    /// PEM file of the CA certificates an https:// endpoint is checked against (instead of
+    /// the system's roots), e.g. the CA that signed `berth serve --tls-cert`.
+    #[arg(long, global = true, env = "BERTH_CA_FILE")]
+    pub(crate) ca_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// The contents of `--ca-file`, if given.
+    pub(crate) fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.ca_file
+            .as_deref()
+            .map(|p| {
+                std::fs::read(p).with_context(|| format!("cannot read the CA file {}", p.display()))
+            })
+            .transpose()
+    }
 }
 
 #[derive(clap::Args)]
@@ -99,7 +115,11 @@ pub(crate) fn client(a: &ClientArgs) -> anyhow::Result<Client> {
             "no credentials: pass --credentials FILE or set BERTH_ACCESS_KEY_ID and BERTH_ACCESS_KEY_SECRET",
         )?,
     };
-    Ok(Client::from_credentials(&a.endpoint, &creds)?.with_region(&a.region))
+    let mut c = Client::from_credentials(&a.endpoint, &creds)?.with_region(&a.region);
+    if let (Some(pem), Some(path)) = (a.ca_pem()?, &a.ca_file) {
+        c = c.with_ca_pem(&pem, &path.display().to_string())?;
+    }
+    Ok(c)
 }
 
 pub(crate) fn registry_host(image: &str) -> Option<&str> {

@@ -3,9 +3,11 @@
 //! command's. With them, the returned WebSocket is opened with the Kubernetes
 //! `v4.channel.k8s.io` framing: stdin goes to channel 0, channels 1 and 2 are printed, channel
 //! 3 carries the exit status; with `-t` the local terminal is put in raw mode and its size is
-//! sent on channel 4 at start and on every SIGWINCH.
+//! sent on channel 4 at start and on every SIGWINCH. A `wss://` socket (the server runs with
+//! TLS) is checked against `--ca-file` when given, else against the system's roots.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use berth_client::Client;
@@ -14,6 +16,7 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::Connector;
 
 use crate::cli::{client, ClientArgs};
 
@@ -88,7 +91,32 @@ pub async fn exec(a: &ClientArgs, r: ExecArgs) -> anyhow::Result<i32> {
         .as_str()
         .filter(|u| !u.is_empty())
         .context("the server returned no WebSocketUri")?;
-    session(uri, r.tty, r.interactive).await
+    let tls = match a.ca_pem()? {
+        Some(pem) => Some(Connector::Rustls(ca_config(&pem)?)),
+        None => None,
+    };
+    session(uri, tls, r.tty, r.interactive).await
+}
+
+/// A TLS client configuration trusting only the CA certificates in `pem` (`--ca-file`), for
+/// a `wss://` exec socket; without a CA file the system's roots are used.
+fn ca_config(pem: &[u8]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        roots
+            .add(cert.context("the CA file is not valid PEM")?)
+            .context("the CA file holds a certificate that cannot be a root")?;
+    }
+    anyhow::ensure!(!roots.is_empty(), "the CA file holds no certificate");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
 }
 
 /// The exit code in a channel-3 status.
@@ -103,13 +131,18 @@ pub(crate) fn status_code(status: &Value) -> i32 {
         .unwrap_or(1)
 }
 
-async fn session(uri: &str, tty: bool, interactive: bool) -> anyhow::Result<i32> {
+async fn session(
+    uri: &str,
+    tls: Option<Connector>,
+    tty: bool,
+    interactive: bool,
+) -> anyhow::Result<i32> {
     let mut req = uri.into_client_request().context("bad WebSocketUri")?;
     req.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         "v4.channel.k8s.io".parse().context("header")?,
     );
-    let (ws, _) = tokio_tungstenite::connect_async(req)
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, false, tls)
         .await
         .with_context(|| format!("cannot connect to {uri}"))?;
     let (mut sink, mut stream) = ws.split();

@@ -48,7 +48,8 @@ pub async fn follow(
         .as_str()
         .filter(|u| !u.is_empty())
         .context("the server returned no StreamUrl (does it support following logs?)")?;
-    let mut resp = reqwest::Client::new()
+    let mut resp = c
+        .http()
         .get(url)
         .send()
         .await

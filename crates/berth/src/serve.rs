@@ -80,6 +80,14 @@ pub struct ServeArgs {
     /// network).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first) to serve the API over HTTPS with; the exec and
+    /// log-stream URLs handed out are then wss:// and https://.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert. It must give other users no access (0600, or 0640
+    /// for a group such as ssl-cert); else berth refuses to start.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Format of berth's own log: text or json (one object a line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -96,6 +104,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(berth_server::tls_server_config(cert, key)?),
+        _ => None,
+    };
     crate::state_files::prepare(&args.state_dir)?;
     let metrics_token = args
         .metrics_token_file
@@ -195,13 +207,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    tracing::info!(address = %args.listen, region = %args.region, "serving the ECI API");
-    berth_server::serve(
-        listener,
-        state.with_throttle(args.throttle.config()),
-        shutdown_signal(),
-    )
-    .await?;
+    let state = state.with_throttle(args.throttle.config());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %args.listen, scheme, region = %args.region, "serving the ECI API");
+    match tls {
+        Some(config) => {
+            berth_server::serve_tls(listener, config, state, shutdown_signal()).await?;
+        }
+        None => berth_server::serve(listener, state, shutdown_signal()).await?,
+    }
     agent.shutdown().await;
     tracing::info!("stopped; containers keep running and are re-adopted at the next start");
     Ok(())

@@ -19,6 +19,10 @@
 //! `TcpStream`: a request is one `write_all`, a response is read into a reused buffer and
 //! framed by `Content-Length`, so the client costs little CPU next to the server it measures
 //! (it runs on one thread unless `--threads` says otherwise).
+//!
+//! An answer of ECI's throttling (`Throttling.User`, HTTP 400) is counted in `throttled`, not in
+//! `errors`: a flood of one account past its rate (bench/run.py, `describe_flood`) is expected to
+//! get them.
 
 use std::io;
 use std::path::PathBuf;
@@ -297,6 +301,8 @@ struct Tally {
     lat_us: Vec<u32>,
     errors: u64,
     first_error: Option<String>,
+    /// Requests answered with `Throttling.User`.
+    throttled: u64,
 }
 
 impl Tally {
@@ -353,6 +359,8 @@ async fn worker(signer: Arc<Signer>, start: Instant, end: Instant) -> Tally {
                     };
                 if ok {
                     tally.lat_us.push(us);
+                } else if status == 400 && find(body, b"\"Code\":\"Throttling").is_some() {
+                    tally.throttled += 1;
                 } else {
                     let text = String::from_utf8_lossy(&body[..len.min(300)]).into_owned();
                     tally.error(format!("HTTP {status}: {text}"));
@@ -429,7 +437,9 @@ fn main() {
     let mut lat: Vec<u32> = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
+    let mut throttled = 0;
     for t in tallies {
+        throttled += t.throttled;
         lat.extend_from_slice(&t.lat_us);
         errors += t.errors;
         first_error = first_error.or(t.first_error);
@@ -458,6 +468,7 @@ fn main() {
         "requests": lat.len(),
         "errors": errors,
         "first_error": first_error,
+        "throttled": throttled,
         "requests_per_s": lat.len() as f64 / args.seconds,
         "latency_ms": latency,
     });

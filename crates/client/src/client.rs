@@ -24,6 +24,12 @@ pub const USER_AGENT: &str = concat!("berth-client/", env!("CARGO_PKG_VERSION"))
 pub enum ClientError {
     #[error("endpoint {0:?} is not host:port or http(s)://host:port")]
     Endpoint(String),
+    #[error("the CA certificates {what} cannot be used")]
+    Ca {
+        what: String,
+        #[source]
+        source: Option<reqwest::Error>,
+    },
     #[error("{action} to {url} failed")]
     Transport {
         action: String,
@@ -95,18 +101,29 @@ fn parse_endpoint(endpoint: &str) -> Result<(&'static str, String), ClientError>
     Ok((scheme, host.to_string()))
 }
 
+/// The HTTP client of the calls; with `ca`, an HTTPS server is trusted only if its
+/// certificate chains to one of those certificates (else the system's roots are used).
+fn http_client(
+    endpoint: &str,
+    ca: Option<Vec<reqwest::Certificate>>,
+) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120));
+    if let Some(certs) = ca {
+        builder = builder.tls_certs_only(certs);
+    }
+    builder.build().map_err(|source| ClientError::Transport {
+        action: "building the HTTP client".into(),
+        url: endpoint.to_string(),
+        source,
+    })
+}
+
 impl Client {
     pub fn new(endpoint: &str, access_key_id: &str, secret: &str) -> Result<Self, ClientError> {
         let (scheme, host) = parse_endpoint(endpoint)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|source| ClientError::Transport {
-                action: "building the HTTP client".into(),
-                url: endpoint.to_string(),
-                source,
-            })?;
+        let http = http_client(endpoint, None)?;
         Ok(Self {
             http,
             scheme,
@@ -121,6 +138,31 @@ impl Client {
 
     pub fn from_credentials(endpoint: &str, c: &Credentials) -> Result<Self, ClientError> {
         Self::new(endpoint, &c.access_key_id, &c.access_key_secret)
+    }
+
+    /// Trusts, for HTTPS, only the CA certificates in `pem` (one or more PEM `CERTIFICATE`
+    /// blocks; `what` names them in errors), instead of the system's roots.
+    pub fn with_ca_pem(mut self, pem: &[u8], what: &str) -> Result<Self, ClientError> {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|source| ClientError::Ca {
+                what: what.to_string(),
+                source: Some(source),
+            })?;
+        if certs.is_empty() {
+            return Err(ClientError::Ca {
+                what: what.to_string(),
+                source: None,
+            });
+        }
+        let endpoint = format!("{}://{}", self.scheme, self.host);
+        self.http = http_client(&endpoint, Some(certs))?;
+        Ok(self)
+    }
+
+    /// The HTTP client the calls go through (with the trusted CA certificates), for the
+    /// URLs the server hands out, such as a log stream's.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Sends `RegionId` with every call that does not carry one.

@@ -573,15 +573,15 @@ impl Control {
     }
 
     /// Checks or chooses the image cache of a new group: an explicit `ImageSnapshotId` must
-    /// be the account's and usable; `AutoMatchImageCache` takes the best usable match.
-    /// Returns the event to record on the group, and whether a cache should be made from
-    /// the group's images (auto match found none).
+    /// be the account's and usable; `AutoMatchImageCache` takes the best usable match (and
+    /// sets `ImageSnapshotId`). Returns the event to record on the group, and whether a cache
+    /// should be made from the group's images (auto match found none). Nothing is written:
+    /// the cache counts as matched ([`Self::cache_matched`]) only once the group is created.
     pub(crate) async fn choose_image_cache(
         &self,
         account: &str,
         spec: &mut GroupSpec,
     ) -> Result<(Option<Event>, bool), ControlError> {
-        let now = Utc::now();
         if let Some(id) = spec.image_snapshot_id.clone() {
             let c = self
                 .store
@@ -594,9 +594,6 @@ impl Control {
                     needs: "Ready",
                 });
             }
-            let _ = self
-                .store
-                .modify_cache(&id, &mut |r| r.last_matched_time = Some(now));
             let ev = event(
                 EventType::Normal,
                 "ImageCacheUsed",
@@ -625,9 +622,6 @@ impl Control {
         }
         match best {
             Some((_, c)) => {
-                let _ = self
-                    .store
-                    .modify_cache(&c.id, &mut |r| r.last_matched_time = Some(now));
                 spec.image_snapshot_id = Some(c.id.clone());
                 let ev = event(
                     EventType::Normal,
@@ -637,6 +631,18 @@ impl Control {
                 Ok((Some(ev), false))
             }
             None => Ok((None, true)),
+        }
+    }
+
+    /// Records that a new group uses the image cache `id` (its `LastMatchedTime`, which
+    /// the elimination of automatic caches goes by).
+    pub(crate) fn cache_matched(&self, id: &str) {
+        let now = Utc::now();
+        if let Err(e) = self
+            .store
+            .modify_cache(id, &mut |r| r.last_matched_time = Some(now))
+        {
+            tracing::warn!(cache = id, error = %e, "cannot record the match of an image cache");
         }
     }
 

@@ -177,6 +177,11 @@ impl Control {
         if let Some(prev) = inserted {
             return crate::idempotency::same_group(prev, &params);
         }
+        // Only a group that was created counts as a match of its cache (a refused or
+        // repeated create does not keep an automatic cache from elimination).
+        if let Some(cache) = &rec.spec.image_snapshot_id {
+            self.cache_matched(cache);
+        }
         if auto_cache {
             let this = Arc::clone(self);
             let (account, gid, spec) = (account.to_string(), id.clone(), rec.spec.clone());

@@ -1,9 +1,10 @@
 //! ExecContainerCommand and its WebSocket. A sync exec runs to its end and its output goes in
-//! the response. Otherwise the response carries `ws://<host>/exec/<token>`, a one-time token
-//! valid for 30 s; connecting there starts the command and speaks the Kubernetes
-//! `v4.channel.k8s.io` (or `v5.channel.k8s.io`) framing: every binary message starts with a
-//! channel byte — 0 stdin, 1 stdout, 2 stderr, 3 the final status (JSON), 4 terminal resize
-//! (`{"Width":..,"Height":..}`), and with v5, 255 to close a stream (`[255, 0]` ends stdin).
+//! the response. Otherwise the response carries `ws://<host>/exec/<token>` (`wss://` when the
+//! API is served over TLS), a one-time token valid for 30 s; connecting there starts the
+//! command and speaks the Kubernetes `v4.channel.k8s.io` (or `v5.channel.k8s.io`) framing:
+//! every binary message starts with a channel byte — 0 stdin, 1 stdout, 2 stderr, 3 the final
+//! status (JSON), 4 terminal resize (`{"Width":..,"Height":..}`), and with v5, 255 to close a
+//! stream (`[255, 0]` ends stdin).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,7 +86,7 @@ pub async fn action(
             req,
         });
         ExecContainerCommandResponse {
-            web_socket_uri: format!("ws://{host}/exec/{token}"),
+            web_socket_uri: format!("{}://{host}/exec/{token}", state.url_scheme(true)),
             ..Default::default()
         }
     };

@@ -11,6 +11,7 @@ mod nonce;
 mod observe;
 mod rendered;
 mod throttle;
+mod tls;
 mod tokens;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use rand::RngCore;
 
 use crate::nonce::NonceCache;
 pub use crate::throttle::{Rate, ThrottleConfig};
+pub use crate::tls::{server_config as tls_server_config, TlsError};
 
 /// Largest request body accepted (ECI requests carry none).
 const MAX_BODY: usize = 1 << 20;
@@ -44,6 +46,9 @@ pub struct AppState {
     /// The operator's bearer token that opens `/metrics` on the API address; without one,
     /// `/metrics` is served only by [`metrics_router`].
     metrics_token: Option<Arc<str>>,
+    /// Whether the API is served over TLS: the exec and log-stream URLs handed out are then
+    /// `wss://` and `https://`.
+    tls: bool,
 }
 
 impl AppState {
@@ -60,6 +65,17 @@ impl AppState {
             rendered: Arc::default(),
             throttle: Arc::new(throttle::Throttle::new(ThrottleConfig::default())),
             metrics_token: None,
+            tls: false,
+        }
+    }
+
+    /// The scheme of the URLs handed out for `/exec` (`ws`/`wss`) and `/logs` (`http`/`https`).
+    pub(crate) fn url_scheme(&self, web_socket: bool) -> &'static str {
+        match (web_socket, self.tls) {
+            (true, false) => "ws",
+            (true, true) => "wss",
+            (false, false) => "http",
+            (false, true) => "https",
         }
     }
 
@@ -130,6 +146,21 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     guard::install_panic_log();
     axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves the API over TLS with `config` (see [`tls_server_config`]) on `listener` until
+/// `shutdown` resolves; the exec and log-stream URLs handed out are `wss://` and `https://`.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    mut state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    guard::install_panic_log();
+    state.tls = true;
+    axum::serve(tls::TlsListener::new(listener, config)?, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

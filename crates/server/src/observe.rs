@@ -1,7 +1,7 @@
 //! The observe actions served next to the generic dispatch: ExecContainerCommand, the two
 //! metric operations, and DescribeContainerLog with berth's `Follow=true` extension, which
-//! answers with a `StreamUrl` (`http://<host>/logs/<group>/<container>?token=<token>`, a
-//! one-time token valid 30 s) from which the log streams as chunked text until the container
+//! answers with a `StreamUrl` (`http://<host>/logs/<group>/<container>?token=<token>`,
+//! `https://` when the API is served over TLS, with a one-time token valid 30 s) from which the log streams as chunked text until the container
 //! exits or the client goes (docs/API-EXTENSIONS.md).
 
 use std::collections::HashMap;
@@ -70,7 +70,11 @@ pub async fn dispatch(
             serde_json::json!({
                 "ContainerName": l.container_name,
                 "Content": "",
-                "StreamUrl": format!("http://{host}/logs/{id}/{}?token={token}", l.container_name),
+                "StreamUrl": format!(
+                    "{}://{host}/logs/{id}/{}?token={token}",
+                    state.url_scheme(false),
+                    l.container_name
+                ),
             })
         }
         other => return Ok(Err(other)),

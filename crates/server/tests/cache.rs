@@ -440,3 +440,45 @@ async fn quota_evicts_the_least_recently_matched_lru_cache() {
         .unwrap_err();
     assert_eq!(api_err(e), (400, "QuotaExceeded.ImageCache".into()));
 }
+
+#[tokio::test]
+async fn a_create_refused_by_quota_matches_no_cache_and_keeps_no_token() {
+    let api = start().await;
+    let id = create_cache(&api, "web", &["busybox"], &[]).await;
+    wait_status(&api, &id, &["Ready"]).await;
+    let quota = api.control.quota();
+    api.control.set_quota(Quota {
+        max_groups: 0,
+        ..quota
+    });
+    // Two refusals with one token and different parameters: neither took the token.
+    for chosen in [
+        ("ImageSnapshotId", id.as_str()),
+        ("AutoMatchImageCache", "True"),
+    ] {
+        let q = group_params("refused", "busybox", &[chosen, ("ClientToken", "tok-1")]);
+        let e = api
+            .client
+            .call("CreateContainerGroup", &q)
+            .await
+            .unwrap_err();
+        assert_eq!(api_err(e), (400, "QuotaExceeded.ContainerGroup".into()));
+    }
+    assert_eq!(cache(&api, &id).await["LastMatchedTime"], "");
+    assert!(api.node.applied.lock().unwrap().is_empty());
+
+    // Once the quota allows it, the same request creates the group and matches the cache;
+    // its token now answers that group.
+    api.control.set_quota(quota);
+    let q = group_params(
+        "refused",
+        "busybox",
+        &[("ImageSnapshotId", &id), ("ClientToken", "tok-1")],
+    );
+    let first = api.client.call("CreateContainerGroup", &q).await.unwrap();
+    let matched = cache(&api, &id).await["LastMatchedTime"].clone();
+    assert!(!matched.as_str().unwrap().is_empty(), "{matched}");
+    let again = api.client.call("CreateContainerGroup", &q).await.unwrap();
+    assert_eq!(first["ContainerGroupId"], again["ContainerGroupId"]);
+    assert_eq!(api.node.applied.lock().unwrap().len(), 1);
+}
