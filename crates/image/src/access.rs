@@ -38,7 +38,7 @@ use crate::error::ImageError;
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(300);
 
 /// The source of a proof by the account's own pull.
-pub(crate) const PULL: &str = "pull";
+const PULL: &str = "pull";
 
 /// The key of proofs by repository: `registry host/repository`.
 pub(crate) fn repository_of(reference: &oci_client::Reference) -> String {
@@ -64,6 +64,20 @@ struct AccountProofs {
     /// `registry/repository` → when a registry check with the account's credentials passed.
     #[serde(default)]
     checked: BTreeMap<String, SystemTime>,
+}
+
+impl AccountProofs {
+    fn add(&mut self, repository: &str, digest: &str, source: &str) {
+        let proof = self
+            .digests
+            .entry(digest.to_owned())
+            .or_insert_with(|| DigestProof {
+                repository: repository.to_owned(),
+                sources: BTreeSet::new(),
+                proved_at: SystemTime::now(),
+            });
+        proof.sources.insert(source.to_owned());
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -155,16 +169,15 @@ impl Access {
 
     /// Records that `account` proved `digest` of `repository` by `source`.
     pub fn record_digest(&self, account: &str, repository: &str, digest: &str, source: &str) {
+        self.change(account, |p| p.add(repository, digest, source));
+    }
+
+    /// Records a pull of `digest` from `repository` by `account`: a lasting proof of the
+    /// digest, and a passed check of the repository.
+    pub fn record_pull(&self, account: &str, repository: &str, digest: &str) {
         self.change(account, |p| {
-            let proof = p
-                .digests
-                .entry(digest.to_owned())
-                .or_insert_with(|| DigestProof {
-                    repository: repository.to_owned(),
-                    sources: BTreeSet::new(),
-                    proved_at: SystemTime::now(),
-                });
-            proof.sources.insert(source.to_owned());
+            p.add(repository, digest, PULL);
+            p.checked.insert(repository.to_owned(), SystemTime::now());
         });
     }
 
@@ -238,8 +251,7 @@ mod tests {
     fn proofs_are_per_account_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let access = Access::open(dir.path().join("access")).unwrap();
-        access.record_digest("a", REPO, DIGEST, PULL);
-        access.record_check("a", REPO);
+        access.record_pull("a", REPO, DIGEST);
         assert!(access.holds_digest("a", DIGEST));
         assert!(access.checked_recently("a", REPO));
         assert!(!access.holds_digest("b", DIGEST));

@@ -355,13 +355,9 @@ impl ImageStore {
         self.inner.write_record(&record)?;
         if let Some(account) = &opts.account {
             let repository = crate::access::repository_of(&parsed);
-            self.inner.access.record_digest(
-                account,
-                &repository,
-                &record.digest,
-                crate::access::PULL,
-            );
-            self.inner.access.record_check(account, &repository);
+            self.inner
+                .access
+                .record_pull(account, &repository, &record.digest);
         }
         let image = self.inner.image_of(record);
         on_event(PullEvent::Pulled {
