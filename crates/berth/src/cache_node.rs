@@ -46,6 +46,11 @@ pub struct CacheArgs {
     /// Files, directories and links that the layers of one image may hold together.
     #[arg(long, default_value_t = berth_image::UnpackLimits::DEFAULT_MAX_ENTRIES)]
     pub max_image_entries: u64,
+    /// Seconds a registry check counts that lets an account use an image stored on the node
+    /// which it did not pull itself (a manifest HEAD with its credentials, per account and
+    /// repository; 0: check at every use). Refusals are never remembered.
+    #[arg(long, default_value_t = berth_image::DEFAULT_ACCESS_TTL.as_secs())]
+    pub image_auth_ttl: u64,
 }
 
 /// A finite number, zero or more.
@@ -76,6 +81,7 @@ pub fn start(args: &CacheArgs, control: &Arc<Control>, agent: &Agent) -> anyhow:
         max_bytes: (args.max_image_size * (1u64 << 30) as f64) as u64,
         max_entries: args.max_image_entries,
     });
+    agent.set_image_access_ttl(Duration::from_secs(args.image_auth_ttl));
     let policy = GcPolicy {
         high_watermark_pct: args.image_gc_high,
         low_watermark_pct: args.image_gc_low,
@@ -103,6 +109,7 @@ pub fn start(args: &CacheArgs, control: &Arc<Control>, agent: &Agent) -> anyhow:
 impl CacheNode for LocalNode {
     async fn create_image_cache(&self, build: &CacheBuild) -> Result<u64, NodeError> {
         let pull = CachePull {
+            account: build.account.clone(),
             credentials: build.registry_credentials.clone(),
             plain_http: build.plain_http_registries.clone(),
             insecure: build.insecure_registries.clone(),

@@ -139,6 +139,7 @@ fn event(t: EventType, reason: &str, msg: impl Into<String>) -> Event {
 fn build_of(r: &ImageCacheRecord, images: Vec<String>) -> CacheBuild {
     CacheBuild {
         id: r.id.clone(),
+        account: r.account.clone(),
         images,
         registry_credentials: r.registry_credentials.clone(),
         plain_http_registries: r.plain_http_registries.clone(),

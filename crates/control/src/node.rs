@@ -171,6 +171,8 @@ pub trait CacheNode: Send + Sync {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CacheBuild {
     pub id: String,
+    /// The account the cache belongs to (its images are proved for it).
+    pub account: String,
     pub images: Vec<String>,
     pub registry_credentials: Vec<RegistryCredential>,
     pub plain_http_registries: Vec<String>,

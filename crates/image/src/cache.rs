@@ -1,6 +1,9 @@
 //! Image caches: a named set of images, pulled and unpacked once, pinned so no collection
 //! takes them, and recorded with everything needed to mount them, so resolving an image from
-//! a cache never contacts a registry.
+//! a cache never contacts a registry. A cache built for an account (`PullOptions::account`)
+//! belongs to it: each image is proved for the account as any stored image is, the cache
+//! then counts as the account's proof of its images while it exists, and only that account
+//! resolves images from it.
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
@@ -28,6 +31,9 @@ struct CacheRecord {
     id: String,
     images: Vec<Record>,
     created: SystemTime,
+    /// The account it was built for (absent: the operator's, or a store older than accounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account: Option<String>,
 }
 
 fn owner(id: &str) -> String {
@@ -104,7 +110,25 @@ impl ImageStore {
             id: id.to_owned(),
             images: records,
             created: SystemTime::now(),
+            account: opts.account.clone(),
         };
+        if let Some(account) = &opts.account {
+            // An update's images that left the cache stop counting for the account.
+            self.inner
+                .access
+                .forget_source(&crate::access::cache_source(id));
+            for r in &record.images {
+                let Ok(parsed) = reference::parse(&r.reference) else {
+                    continue;
+                };
+                self.inner.access.record_digest(
+                    account,
+                    &crate::access::repository_of(&parsed),
+                    &r.digest,
+                    &crate::access::cache_source(id),
+                );
+            }
+        }
         disk::write_json(&self.inner.cache_path(id), &record)?;
         let digests: BTreeSet<String> = record.images.iter().map(|r| r.digest.clone()).collect();
         self.inner.update_pins(|pins| {
@@ -140,17 +164,27 @@ impl ImageStore {
             return Err(ImageError::NoSuchCache { id: id.to_owned() });
         }
         disk::remove_file(&path)?;
+        self.inner
+            .access
+            .forget_source(&crate::access::cache_source(id));
         self.unpin(&owner(id))
     }
 
     /// The image `reference` of cache `id`, from local records only: never contacts a
-    /// registry.
-    pub fn resolve_from_cache(&self, id: &str, reference: &str) -> Result<Image, ImageError> {
+    /// registry. A cache built for an account serves only that `account` (to any other it
+    /// does not exist).
+    pub fn resolve_from_cache(
+        &self,
+        id: &str,
+        reference: &str,
+        account: Option<&str>,
+    ) -> Result<Image, ImageError> {
         check_id(id)?;
         let name = reference::normalize(reference)?;
         let cache = self
             .inner
             .read_cache(id)?
+            .filter(|c| c.account.is_none() || c.account.as_deref() == account)
             .ok_or_else(|| ImageError::NoSuchCache { id: id.to_owned() })?;
         let record = cache
             .images

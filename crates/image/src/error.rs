@@ -14,6 +14,11 @@ pub enum ImageError {
         #[source]
         source: oci_client::ParseError,
     },
+    /// The registry refused the account's credentials (or anonymous access) for the image:
+    /// the account may not use it, whether or not the node stores it. Worded the same either
+    /// way, so it tells nothing about what other accounts pulled.
+    #[error("{reference}: the account has no access to this image: {reason}")]
+    AccessDenied { reference: String, reason: String },
     #[error("image {reference} is not present and the pull policy is Never")]
     NotPresent { reference: String },
     #[error("registry request for {reference} failed")]
@@ -201,7 +206,48 @@ impl ImageError {
                 status: 401 | 403,
                 ..
             } | Self::Token { .. }
+                | Self::AccessDenied { .. }
         )
+    }
+
+    /// A refusal of the registry or its token service as [`ImageError::AccessDenied`], with
+    /// only what a refusal of a pull also says (the status, not the request); other errors
+    /// as they are.
+    pub(crate) fn into_refusal(self) -> Self {
+        match self {
+            Self::RegistryStatus {
+                reference,
+                status: status @ (401 | 403),
+                ..
+            } => {
+                let text = reqwest::StatusCode::from_u16(status)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|_| status.to_string());
+                Self::AccessDenied {
+                    reference,
+                    reason: format!(
+                        "the registry answered {text} to its credentials (or to anonymous access \
+                         when it gave none for this registry)"
+                    ),
+                }
+            }
+            Self::Token {
+                reference,
+                realm,
+                message,
+            } => Self::AccessDenied {
+                reference,
+                reason: format!("the token service {realm} refused: {message}"),
+            },
+            other => other,
+        }
+    }
+
+    /// A check of a stored image that ends the call: the registry refused the account, or
+    /// could not be reached. Other failures (a tag gone, a registry that does not answer
+    /// `HEAD`) leave it to a pull to tell.
+    pub(crate) fn is_final_refusal(&self) -> bool {
+        matches!(self, Self::AccessDenied { .. } | Self::Unreachable { .. })
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {

@@ -11,7 +11,12 @@
 //! collects the rest between disk-use watermarks. Image caches
 //! ([`ImageStore::create_cache`]) are pinned sets of images that resolve without a registry.
 //! [`ImageStore::import`] loads OCI archives and `docker save` tars.
+//!
+//! Stored images belong to the accounts that proved they may pull them (the `access`
+//! module): a pull, an image cache, or a registry check with the account's own credentials;
+//! layers stay shared by digest.
 
+mod access;
 mod cache;
 mod config;
 mod disk;
@@ -31,6 +36,7 @@ pub mod unpack;
 #[cfg(feature = "testutil")]
 pub mod testutil;
 
+pub use access::DEFAULT_ACCESS_TTL;
 pub use cache::CacheInfo;
 pub use config::ImageConfig;
 pub use error::{ImageError, UnpackError, UnpackLimit};

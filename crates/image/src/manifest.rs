@@ -131,6 +131,18 @@ pub(crate) async fn resolve(
     }
 }
 
+/// Whether the login of `scope` (or anonymous access) may read manifest `tag_or_digest`: one
+/// `HEAD`, nothing downloaded.
+pub(crate) async fn check(
+    client: &RegistryClient,
+    scope: &Scope<'_>,
+    tag_or_digest: &str,
+) -> Result<(), ImageError> {
+    client
+        .head(scope, &format!("manifests/{tag_or_digest}"), ACCEPTED)
+        .await
+}
+
 /// Reads a manifest from local content (an image archive): `read` returns the blob of a
 /// digest. Follows an index to the host's platform.
 pub(crate) fn resolve_local(

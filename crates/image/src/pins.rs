@@ -54,6 +54,14 @@ impl Pins {
         })
     }
 
+    /// Whether `owner` pins `digest`.
+    pub fn holds(&self, owner: &str, digest: &str) -> bool {
+        lock(&self.state)
+            .map
+            .get(owner)
+            .is_some_and(|digests| digests.contains(digest))
+    }
+
     pub fn snapshot(&self) -> PinMap {
         lock(&self.state).map.clone()
     }

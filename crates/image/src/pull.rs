@@ -143,9 +143,28 @@ pub(crate) async fn pull(
     Ok((record, bytes))
 }
 
+/// Whether the login `opts` give for the reference's registry (or anonymous access) may read
+/// the manifest the reference names: one `HEAD`, nothing stored.
+pub(crate) async fn check(
+    inner: &Inner,
+    reference: &Reference,
+    opts: &PullOptions,
+) -> Result<(), ImageError> {
+    let (client, login) = inner.client_for(reference, opts)?;
+    let name = reference.whole();
+    let scope = Scope {
+        reference: &name,
+        repository: reference.repository(),
+        login: login.as_ref(),
+    };
+    let tag_or_digest = reference.digest().or(reference.tag()).unwrap_or("latest");
+    manifest::check(&client, &scope, tag_or_digest).await
+}
+
 impl Inner {
     /// The client for the reference's registry and the login to use there: the request's
-    /// credentials first, then the node's.
+    /// credentials first, then, for the operator's own requests only (no account), the
+    /// node's.
     fn client_for(
         &self,
         reference: &Reference,
@@ -153,7 +172,11 @@ impl Inner {
     ) -> Result<(Arc<RegistryClient>, Option<Login>), ImageError> {
         use crate::reference::{host_listed, registry_host};
         let host = registry_host(reference.registry());
-        let node = self.node_credentials();
+        let node = if opts.account.is_none() {
+            self.node_credentials()
+        } else {
+            Vec::new()
+        };
         let login = opts
             .credentials
             .iter()

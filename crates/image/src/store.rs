@@ -8,6 +8,7 @@
 //! <root>/images/<hex>.json          the same per manifest digest, kept while pinned
 //! <root>/pins.json                  owner → pinned manifest digests
 //! <root>/caches/<id>.json           image caches
+//! <root>/access/<account>.json      what each account proved it may pull (see `access`)
 //! <root>/tmp/                       layers and imports in progress; emptied on open
 //! ```
 //!
@@ -41,6 +42,14 @@ pub struct PullOptions {
     /// Registry hosts whose TLS certificate is not checked.
     pub insecure: Vec<String>,
     pub policy: ImagePullPolicy,
+    /// The account the image is for. A stored image serves it only once it proved it may
+    /// pull the image (its own pull, one of its image caches, or a registry check with
+    /// `credentials` within the access TTL), and the node's logins never serve it. `None`:
+    /// the operator's own request (`berth image pull`), which may use the node's logins.
+    pub account: Option<String>,
+    /// A pin owner (`group:<id>`) whose pinned images count as proved: what a group resolved
+    /// once, it uses again when it restarts or berth resumes it, without asking a registry.
+    pub pinned_by: Option<String>,
 }
 
 /// Progress of one `ensure` call.
@@ -141,6 +150,8 @@ pub(crate) struct Inner {
     pub removal: tokio::sync::RwLock<()>,
     /// Owner → pinned manifest digests, as in `pins.json`.
     pub pins: Arc<crate::pins::Pins>,
+    /// What each account proved it may pull.
+    pub access: crate::access::Access,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -161,6 +172,7 @@ impl ImageStore {
         disk::remove_tree(&tmp)?;
         fs::create_dir(&tmp).map_err(|e| ImageError::io("creating", &tmp, e))?;
         let pins = Arc::new(crate::pins::Pins::open(root.join("pins.json"))?);
+        let access = crate::access::Access::open(root.join("access"))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
@@ -173,6 +185,7 @@ impl ImageStore {
                 unpack_limits: Mutex::new(UnpackLimits::default()),
                 removal: tokio::sync::RwLock::new(()),
                 pins,
+                access,
             }),
         })
     }
@@ -211,6 +224,18 @@ impl ImageStore {
         *lock(&self.inner.unpack_limits) = limits;
     }
 
+    /// Sets how long a passed registry check of an account counts (default 300 s; zero:
+    /// every use of a stored image the account did not pull asks the registry).
+    pub fn with_access_ttl(self, ttl: Duration) -> Self {
+        self.set_access_ttl(ttl);
+        self
+    }
+
+    /// Replaces the access TTL; checks from now on use it.
+    pub fn set_access_ttl(&self, ttl: Duration) {
+        self.inner.access.set_ttl(ttl);
+    }
+
     /// The caps on what the layers of one image may unpack to.
     pub fn unpack_limits(&self) -> UnpackLimits {
         self.inner.unpack_limits()
@@ -226,6 +251,11 @@ impl ImageStore {
     /// `IfNotPresent` uses a reference resolved before (even by an earlier process); `Always`
     /// resolves it again (layers already stored are not downloaded again); `Never` only looks
     /// locally. An imported image is used whatever the policy.
+    ///
+    /// For an account (`opts.account`), a stored image serves only when the account proved
+    /// it may pull it (see the `access` module): else the registry is asked with the
+    /// account's credentials (one manifest `HEAD`), and a refusal is
+    /// [`ImageError::AccessDenied`], worded as for an image the node never stored.
     pub async fn ensure(
         &self,
         reference: &str,
@@ -262,33 +292,73 @@ impl ImageStore {
         let local = |store: &Self| {
             let record = store.inner.read_record(&name).ok().flatten()?;
             let usable = opts.policy != ImagePullPolicy::Always || record.imported;
-            usable.then(|| store.image_if_complete(record)).flatten()
+            let imported = record.imported;
+            usable
+                .then(|| store.image_if_complete(record))
+                .flatten()
+                .map(|image| (image, imported))
         };
-        if let Some(image) = local(self) {
-            return cached(image);
+        let mut asked = false;
+        let mut refusal = None;
+        if let Some((image, imported)) = local(self) {
+            match self
+                .inner
+                .prove(&parsed, &image.digest, imported, opts, reference, on_event)
+                .await
+            {
+                Ok(()) => return cached(image),
+                Err(e) if e.is_final_refusal() => return Err(e),
+                Err(e) => {
+                    asked = true;
+                    refusal = Some(e);
+                }
+            }
         }
         if opts.policy == ImagePullPolicy::Never {
-            return Err(ImageError::NotPresent { reference: name });
+            return Err(refusal.unwrap_or(ImageError::NotPresent { reference: name }));
         }
         let lock = self.inner.ref_lock(&name);
         let waited = lock.try_lock().is_err();
         let _guard = lock.lock().await;
         if waited {
-            // Another call just pulled it.
-            if let Some(image) = local(self).or_else(|| {
+            // Another call just pulled it, maybe for another account.
+            let found = local(self).or_else(|| {
                 (opts.policy == ImagePullPolicy::Always)
                     .then(|| self.lookup_normalized(&name))
                     .flatten()
-            }) {
-                return cached(image);
+                    .map(|image| (image, false))
+            });
+            if let Some((image, imported)) = found {
+                match self
+                    .inner
+                    .prove(&parsed, &image.digest, imported, opts, reference, on_event)
+                    .await
+                {
+                    Ok(()) => return cached(image),
+                    Err(e) if e.is_final_refusal() => return Err(e),
+                    Err(_) => asked = true,
+                }
             }
         }
-        on_event(PullEvent::Pulling {
-            reference: reference.to_owned(),
-        });
+        if !asked {
+            on_event(PullEvent::Pulling {
+                reference: reference.to_owned(),
+            });
+        }
         let _removal = self.inner.removal.read().await;
-        let (record, bytes) = crate::pull::pull(&self.inner, &parsed, opts, on_progress).await?;
+        let pulled = crate::pull::pull(&self.inner, &parsed, opts, on_progress).await;
+        let (record, bytes) = match (pulled, &opts.account) {
+            (Ok(pulled), _) => pulled,
+            (Err(e), Some(_)) => return Err(e.into_refusal()),
+            (Err(e), None) => return Err(e),
+        };
         self.inner.write_record(&record)?;
+        if let Some(account) = &opts.account {
+            let repository = crate::access::repository_of(&parsed);
+            self.inner
+                .access
+                .record_pull(account, &repository, &record.digest);
+        }
         let image = self.inner.image_of(record);
         on_event(PullEvent::Pulled {
             reference: reference.to_owned(),
@@ -325,6 +395,52 @@ impl ImageStore {
 }
 
 impl Inner {
+    /// Whether `opts.account` may use stored manifest `digest` of `reference`: no account
+    /// (the operator), an imported image, the account's own pull or image cache, an image
+    /// the group of `opts.pinned_by` resolved before, or a registry check within the TTL; else
+    /// one manifest `HEAD` with the account's credentials (reported as `Pulling`), remembered
+    /// when it passes. With `Never` nothing is asked: the image is not present for the
+    /// account.
+    pub(crate) async fn prove(
+        &self,
+        reference: &oci_client::Reference,
+        digest: &str,
+        imported: bool,
+        opts: &PullOptions,
+        written: &str,
+        on_event: &(dyn Fn(PullEvent) + Send + Sync),
+    ) -> Result<(), ImageError> {
+        let Some(account) = &opts.account else {
+            return Ok(());
+        };
+        let held = || {
+            opts.pinned_by
+                .as_deref()
+                .is_some_and(|owner| self.pins.holds(owner, digest))
+        };
+        if imported || self.access.holds_digest(account, digest) || held() {
+            return Ok(());
+        }
+        let repository = crate::access::repository_of(reference);
+        if self.access.checked_recently(account, &repository) {
+            return Ok(());
+        }
+        if opts.policy == ImagePullPolicy::Never {
+            // No registry request; to the account the image is not there.
+            return Err(ImageError::NotPresent {
+                reference: reference.whole(),
+            });
+        }
+        on_event(PullEvent::Pulling {
+            reference: written.to_owned(),
+        });
+        crate::pull::check(self, reference, opts)
+            .await
+            .map_err(ImageError::into_refusal)?;
+        self.access.record_check(account, &repository);
+        Ok(())
+    }
+
     pub fn layer_dir(&self, hex: &str) -> PathBuf {
         self.root.join("layers").join(format!("sha256-{hex}"))
     }

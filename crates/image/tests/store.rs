@@ -222,16 +222,16 @@ async fn caches_resolve_with_the_registry_stopped() {
     assert_eq!(report.removed_layers, 0, "{report:?}");
     let store = ImageStore::open(&root).unwrap();
     assert_eq!(store.caches().unwrap().len(), 2);
-    let image = store.resolve_from_cache("c1", &b).unwrap();
+    let image = store.resolve_from_cache("c1", &b, None).unwrap();
     assert_eq!(fs::read(image.layers[1].join("etc/b")).unwrap(), b"b");
     assert!(matches!(
-        store.resolve_from_cache("c2", &b),
+        store.resolve_from_cache("c2", &b, None),
         Err(ImageError::NotInCache { .. })
     ));
 
     store.delete_cache("c1").unwrap();
     assert!(matches!(
-        store.resolve_from_cache("c1", &a),
+        store.resolve_from_cache("c1", &a, None),
         Err(ImageError::NoSuchCache { .. })
     ));
     assert!(matches!(
@@ -240,7 +240,7 @@ async fn caches_resolve_with_the_registry_stopped() {
     ));
     store.gc(&squeeze()).await.unwrap();
     assert!(
-        store.resolve_from_cache("c2", &a).is_ok(),
+        store.resolve_from_cache("c2", &a, None).is_ok(),
         "c2 still holds a"
     );
     assert_eq!(layer_count(&root), 2);

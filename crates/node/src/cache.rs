@@ -13,6 +13,9 @@ use crate::agent::{Agent, NodeError};
 /// How an image cache is pulled.
 #[derive(Clone, Debug, Default)]
 pub struct CachePull {
+    /// The account the cache belongs to: its images must be proved for it (see
+    /// `berth_image`'s access proofs), and then count as proved while the cache exists.
+    pub account: String,
     pub credentials: Vec<RegistryCredential>,
     pub plain_http: Vec<String>,
     pub insecure: Vec<String>,
@@ -31,6 +34,7 @@ impl Agent {
             credentials: pull.credentials.clone(),
             plain_http: pull.plain_http.clone(),
             insecure: pull.insecure.clone(),
+            account: Some(pull.account.clone()),
             ..PullOptions::default()
         };
         let info = self.inner.images.create_cache(id, images, &opts).await?;
@@ -73,6 +77,12 @@ impl Agent {
     /// error and leaves nothing on disk); pulls from now on use them.
     pub fn set_unpack_limits(&self, limits: berth_image::UnpackLimits) {
         self.inner.images.set_unpack_limits(limits);
+    }
+
+    /// Sets how long a registry check that an account may pull an image counts (see
+    /// `berth_image`'s access proofs).
+    pub fn set_image_access_ttl(&self, ttl: Duration) {
+        self.inner.images.set_access_ttl(ttl);
     }
 
     /// Collects unused images every `every`, per `policy`, until the task is aborted.

@@ -44,7 +44,7 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
         (r, began.elapsed())
     };
     let images = async {
-        let r = pull_images(&inner, &spec, &state, &cancel).await;
+        let r = pull_images(&inner, &spec, &rec.account, &state, &cancel).await;
         (r, began.elapsed())
     };
     let ((attachment, net_took), (images, images_took)) = tokio::join!(net, images);
@@ -270,9 +270,13 @@ pub enum Start {
 }
 
 /// Pulls every image of the group, retrying with back-off until it works or the group goes.
+/// A stored image serves the group only when its account proved it may pull it (see
+/// `berth_image`'s access proofs); what the group resolved once (its pins) it uses again
+/// after a restart without asking a registry.
 async fn pull_images(
     inner: &Arc<Inner>,
     spec: &GroupSpec,
+    account: &str,
     state: &Arc<GroupState>,
     cancel: &CancellationToken,
 ) -> Option<HashMap<String, Image>> {
@@ -282,13 +286,15 @@ async fn pull_images(
         plain_http: spec.plain_http_registries.clone(),
         insecure: spec.insecure_registries.clone(),
         policy: c.image_pull_policy,
+        account: Some(account.to_owned()),
+        pinned_by: Some(spec_owner(state)),
     };
     for c in spec.all_containers() {
         if images.contains_key(&c.image) {
             continue;
         }
         let init = spec.init_containers.iter().any(|i| i.name == c.name);
-        if let Some(img) = from_cache(inner, spec, &c.image, state, &c.name) {
+        if let Some(img) = from_cache(inner, spec, account, &c.image, state, &c.name) {
             images.insert(c.image.clone(), img);
             continue;
         }
@@ -370,12 +376,16 @@ async fn pull_images(
 fn from_cache(
     inner: &Arc<Inner>,
     spec: &GroupSpec,
+    account: &str,
     reference: &str,
     state: &Arc<GroupState>,
     container: &str,
 ) -> Option<Image> {
     let id = spec.image_snapshot_id.as_deref()?;
-    match inner.images.resolve_from_cache(id, reference) {
+    match inner
+        .images
+        .resolve_from_cache(id, reference, Some(account))
+    {
         Ok(img) => {
             if let Err(e) = inner.images.pin_deferred(&spec_owner(state), &img.digest) {
                 tracing::warn!(image = %reference, error = %e, "cannot pin image");

@@ -111,13 +111,38 @@ impl RegistryClient {
         accept: &[&str],
         from: u64,
     ) -> Result<Response, ImageError> {
+        self.send(reqwest::Method::GET, scope, path, accept, from)
+            .await
+    }
+
+    /// HEADs `/v2/<repository>/<path>`: whether the login of `scope` (or no login) may read
+    /// it. Authenticates and retries as [`get`](Self::get) does.
+    pub async fn head(
+        &self,
+        scope: &Scope<'_>,
+        path: &str,
+        accept: &[&str],
+    ) -> Result<(), ImageError> {
+        self.send(reqwest::Method::HEAD, scope, path, accept, 0)
+            .await
+            .map(drop)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        scope: &Scope<'_>,
+        path: &str,
+        accept: &[&str],
+        from: u64,
+    ) -> Result<Response, ImageError> {
         let url = format!("{}/v2/{}/{path}", self.base, scope.repository);
-        let what = format!("GET {url}");
+        let what = format!("{method} {url}");
         let token_scope = format!("repository:{}:pull", scope.repository);
         let mut authenticated = false;
         let mut attempt = 0;
         loop {
-            let mut request = self.http.get(&url);
+            let mut request = self.http.request(method.clone(), &url);
             if !accept.is_empty() {
                 request = request.header(ACCEPT, accept.join(", "));
             }
