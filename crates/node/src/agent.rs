@@ -10,6 +10,7 @@ use std::time::Duration;
 use berth_core::{GroupId, GroupRecord, GroupStatus, ObservedGroup};
 use berth_image::ImageStore;
 use berth_net::{NetConfig, Network};
+use berth_runtime::seccomp::Seccomp;
 use berth_runtime::{logs, Runtime, RuntimeConfig};
 use futures_util::future::join_all;
 use tokio::task::JoinHandle;
@@ -39,12 +40,30 @@ pub enum NodeError {
     NoLog(String),
 }
 
+/// Where the node finds the seccomp confinement of an account's containers.
+pub trait SeccompProfiles: Send + Sync {
+    /// Asked at every start of a group; an error falls back to the built-in profile.
+    fn for_account(&self, account: &str) -> Result<Seccomp, String>;
+}
+
+/// The built-in profile for every account.
+pub struct BuiltinSeccomp;
+
+impl SeccompProfiles for BuiltinSeccomp {
+    fn for_account(&self, _account: &str) -> Result<Seccomp, String> {
+        Ok(Seccomp::Default)
+    }
+}
+
 /// How the node agent is set up.
 pub struct NodeConfig {
     /// The node's own directory (groups, images).
     pub root: PathBuf,
     pub runtime: RuntimeConfig,
     pub net: NetConfig,
+    /// Hand crun compiled seccomp programs (see `Runtime::with_seccomp_precompile`).
+    pub seccomp_precompile: bool,
+    pub seccomp: Arc<dyn SeccompProfiles>,
 }
 
 struct Running {
@@ -63,6 +82,7 @@ pub(crate) struct Inner {
     pub net: Network,
     pub dirs: crate::files::NodeDirs,
     pub reporter: Arc<dyn Reporter>,
+    pub seccomp: Arc<dyn SeccompProfiles>,
     pub metrics: crate::observe::MetricRings,
     /// Disk directories of groups made ahead of time.
     pub spares: crate::spare::Spares,
@@ -115,7 +135,7 @@ impl Agent {
         }
         let spares = crate::spare::Spares::open(&dirs, SPARE_SLOTS)?;
         let images = ImageStore::open(cfg.root.join("images"))?;
-        let runtime = Runtime::new(cfg.runtime)?;
+        let runtime = Runtime::new(cfg.runtime)?.with_seccomp_precompile(cfg.seccomp_precompile);
         let net = Network::new(cfg.net)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -124,6 +144,7 @@ impl Agent {
                 net,
                 dirs,
                 reporter,
+                seccomp: cfg.seccomp,
                 metrics: crate::observe::MetricRings::default(),
                 spares,
                 running: Mutex::new(HashMap::new()),

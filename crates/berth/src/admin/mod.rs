@@ -7,7 +7,7 @@ mod output;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use berth_store::{QuotaOverrides, SqliteStore, Store};
+use berth_store::{AccountSeccomp, QuotaOverrides, SqliteStore, Store};
 
 use output::Output;
 
@@ -60,6 +60,16 @@ enum AccountCommand {
         #[arg(long)]
         image_caches: Option<u32>,
     },
+    /// Set the seccomp profile of the account's containers: a profile file (Docker's JSON
+    /// format, checked now), `default` (the built-in profile) or `unconfined` (no filter).
+    /// Groups started from now on get it.
+    SetSeccomp {
+        name: String,
+        /// FILE, default or unconfined.
+        profile: String,
+    },
+    /// Print the account's seccomp profile (`default`, `unconfined` or the profile's JSON).
+    ShowSeccomp { name: String },
 }
 
 #[derive(clap::Subcommand)]
@@ -176,6 +186,26 @@ fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result
             }
             store.set_account_quota(&name, &quota)?;
             out.account_changed(&name, "quota set");
+        }
+        AccountCommand::SetSeccomp { name, profile } => {
+            let setting = crate::seccomp_node::setting(&profile)?;
+            store.set_account_seccomp(&name, &setting)?;
+            let what = match setting {
+                AccountSeccomp::Default => "seccomp profile set to the built-in one",
+                AccountSeccomp::Unconfined => "seccomp filter removed (unconfined)",
+                AccountSeccomp::Profile(_) => "seccomp profile set",
+            };
+            out.account_changed(&name, what);
+        }
+        AccountCommand::ShowSeccomp { name } => {
+            if !store.list_accounts()?.iter().any(|a| a.name == name) {
+                bail!("no account named {name}");
+            }
+            match store.account_seccomp(&name)? {
+                AccountSeccomp::Default => println!("default"),
+                AccountSeccomp::Unconfined => println!("unconfined"),
+                AccountSeccomp::Profile(text) => println!("{}", text.trim_end()),
+            }
         }
     }
     Ok(())
