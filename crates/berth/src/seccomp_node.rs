@@ -77,7 +77,9 @@ impl SeccompProfiles for StoreSeccomp {
         if let Some(p) = parsed.get(&text) {
             return Ok(Seccomp::Profile(p.clone()));
         }
-        let profile = Arc::new(Profile::parse(text.as_bytes()).map_err(|e| e.to_string())?);
+        let profile =
+            Profile::parse(text.as_bytes()).map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+        let profile = Arc::new(profile);
         if parsed.len() >= MAX_PARSED {
             parsed.clear();
         }

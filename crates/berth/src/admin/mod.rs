@@ -6,6 +6,8 @@ mod output;
 
 use std::path::PathBuf;
 
+use std::io::Write as _;
+
 use anyhow::{bail, Context};
 use berth_store::{AccountSeccomp, QuotaOverrides, SqliteStore, Store};
 
@@ -201,11 +203,13 @@ fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result
             if !store.list_accounts()?.iter().any(|a| a.name == name) {
                 bail!("no account named {name}");
             }
-            match store.account_seccomp(&name)? {
-                AccountSeccomp::Default => println!("default"),
-                AccountSeccomp::Unconfined => println!("unconfined"),
-                AccountSeccomp::Profile(text) => println!("{}", text.trim_end()),
-            }
+            let text = match store.account_seccomp(&name)? {
+                AccountSeccomp::Default => "default".to_string(),
+                AccountSeccomp::Unconfined => "unconfined".to_string(),
+                AccountSeccomp::Profile(text) => text.trim_end().to_string(),
+            };
+            // A reader that stops early (`| head`) is not an error.
+            let _ = writeln!(std::io::stdout(), "{text}");
         }
     }
     Ok(())

@@ -35,7 +35,7 @@ static DEFAULT: LazyLock<Arc<Profile>> = LazyLock::new(|| {
 pub enum ProfileError {
     #[error("the profile is {0} bytes, more than the {MAX_PROFILE_BYTES} allowed")]
     TooLarge(usize),
-    #[error("the profile is not a seccomp profile: {0}")]
+    #[error("the profile is not a seccomp profile")]
     Json(#[from] serde_json::Error),
     #[error("the profile is invalid: {0}")]
     Invalid(String),

@@ -278,7 +278,11 @@ fn profiles_are_checked_when_read() {
             "returns none",
         ),
     ] {
-        let err = Profile::parse(text.as_bytes()).unwrap_err().to_string();
+        let e = Profile::parse(text.as_bytes()).unwrap_err();
+        let err = match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
         assert!(err.contains(says), "{text}: {err}");
     }
     let big = vec![b' '; MAX_PROFILE_BYTES + 1];
@@ -299,7 +303,11 @@ fn compiled_programs_are_cached_per_section() {
     let sec = resolve(&[], &host(native_arch()));
     let bpf = compile(&sec).unwrap();
     // struct sock_filter is 8 bytes.
-    assert!(bpf.len() > 8 * 100 && bpf.len().is_multiple_of(8), "{}", bpf.len());
+    assert!(
+        bpf.len() > 8 * 100 && bpf.len().is_multiple_of(8),
+        "{}",
+        bpf.len()
+    );
     assert!(
         compile(&sec).unwrap() == bpf,
         "the same section compiles the same"
