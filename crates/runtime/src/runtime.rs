@@ -48,6 +48,21 @@ pub struct Runtime {
     filters: Option<FilterCache>,
 }
 
+/// A filter cache holding the program of the built-in profile for the default capabilities,
+/// so that the first container does not wait for its compilation.
+fn warm_filters() -> FilterCache {
+    let cache = FilterCache::default();
+    let warmed = bundle::capabilities(&[]).and_then(|caps| {
+        let section =
+            crate::seccomp::Profile::builtin().resolve(&caps, &crate::seccomp::Host::detect());
+        cache.program(&section)
+    });
+    if let Err(e) = warmed {
+        tracing::warn!(error = %e, "cannot compile the built-in seccomp profile ahead of time");
+    }
+    cache
+}
+
 /// The annotation from which crun takes a compiled seccomp program (base64), skipping its own
 /// compilation of `linux.seccomp`.
 pub const SECCOMP_BPF_ANNOTATION: &str = "run.oci.seccomp_bpf_data";
@@ -95,7 +110,7 @@ impl Runtime {
             hide_unified,
             pin_binary,
         };
-        let filters = (kind == RuntimeKind::Crun).then(FilterCache::default);
+        let filters = (kind == RuntimeKind::Crun).then(warm_filters);
         Ok(Self {
             cfg,
             kind,
@@ -109,7 +124,11 @@ impl Runtime {
     /// Whether berth hands crun a compiled seccomp program (the default with crun) or lets
     /// the runtime compile the profile at every start (runc always does).
     pub fn with_seccomp_precompile(mut self, on: bool) -> Self {
-        self.filters = (on && self.kind == RuntimeKind::Crun).then(FilterCache::default);
+        self.filters = match (on && self.kind == RuntimeKind::Crun, self.filters.take()) {
+            (true, Some(f)) => Some(f),
+            (true, None) => Some(warm_filters()),
+            (false, _) => None,
+        };
         self
     }
 

@@ -239,7 +239,7 @@ fn parse_capability(name: &str) -> Result<Capability, RuntimeError> {
         .map_err(|_| RuntimeError::invalid(format!("unknown capability {name:?}")))
 }
 
-fn capabilities(add: &[String]) -> Result<HashSet<Capability>, RuntimeError> {
+pub(crate) fn capabilities(add: &[String]) -> Result<HashSet<Capability>, RuntimeError> {
     DEFAULT_CAPABILITIES
         .iter()
         .copied()

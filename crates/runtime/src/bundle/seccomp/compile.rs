@@ -157,9 +157,15 @@ impl FilterCache {
         if let Some(p) = self.lock().get(&key) {
             return Ok(p.clone());
         }
+        let began = std::time::Instant::now();
         let program: Arc<str> = base64::engine::general_purpose::STANDARD
             .encode(compile(seccomp)?)
             .into();
+        tracing::debug!(
+            elapsed_us = began.elapsed().as_micros() as u64,
+            bytes = program.len(),
+            "compiled a seccomp program"
+        );
         let mut map = self.lock();
         if map.len() >= CACHE_ENTRIES {
             map.clear();
