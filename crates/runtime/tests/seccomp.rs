@@ -1,5 +1,6 @@
-//! Root tests of the built-in seccomp profile: the program berth hands crun is the one crun
-//! compiles itself, byte for byte, and a busybox container is confined the same way under
+//! Root tests of the built-in seccomp profile: berth builds the program crun builds itself,
+//! byte for byte (and hands crun the same rules laid out as a binary tree), and a busybox
+//! container is confined the same way under
 //! crun with either program and under runc, by busybox applets and by a static probe of raw
 //! syscalls (`seccomp_probe.c`, built with the host's `cc`). They fail, never skip, when root,
 //! crun, runc, busybox or a C compiler with a static libc is missing.
@@ -8,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use berth_runtime::seccomp::{compile, Seccomp};
+use berth_runtime::seccomp::{compile_as_crun, Seccomp};
 use berth_runtime::{CgroupLayout, Runtime, RuntimeConfig};
 use common::*;
 
@@ -103,7 +104,7 @@ async fn probe(f: &Fixture, rt: &Runtime, seccomp: Seccomp) -> String {
 const CONFINED: &str = "filtered=0\nuserns=0\nmountns=0\nmount=0\nwork=0\n";
 
 #[tokio::test]
-async fn crun_compiles_the_program_berth_hands_it() {
+async fn berth_compiles_the_rules_as_crun_does() {
     let f = Fixture::new("sc-same");
     let rt = runtime(&f, CRUN).with_seccomp_precompile(false);
     assert!(!rt.seccomp_precompiled());
@@ -121,7 +122,7 @@ async fn crun_compiles_the_program_berth_hands_it() {
     rt.start(f.id(), &f.dir(), &f.log()).await.unwrap();
     let by_crun = std::fs::read(f.tmp.path().join("state").join(f.id()).join("seccomp.bpf"))
         .expect("crun keeps the program it loaded in its state directory");
-    let by_berth = compile(&section).unwrap();
+    let by_berth = compile_as_crun(&section).unwrap();
     assert!(
         by_crun == by_berth,
         "crun's program ({} bytes) differs from berth's ({} bytes)",

@@ -2,9 +2,12 @@
 //! builds it (`src/libcrun/seccomp.c`, `libcrun_generate_seccomp`): the same default action
 //! and errno, the same architectures, rules in the same order, rules with the default's action
 //! left out, unknown syscall names skipped, and a rule comparing one argument twice split into
-//! one rule per comparison. crun takes the program from the `run.oci.seccomp_bpf_data`
-//! annotation and then skips its own compilation, which costs ~14 ms of every start on the
-//! reference host; [`FilterCache`] compiles each distinct section once.
+//! one rule per comparison ([`compile_as_crun`]). [`compile`] adds one thing crun does not
+//! ask for: libseccomp's binary-tree layout of the syscall checks (`SCMP_FLTATR_CTL_OPTIMIZE`
+//! 2), the same rules in a program that finds a syscall in ~log n comparisons instead of n,
+//! which saves ~0.4 ms of every start. crun takes the program from the
+//! `run.oci.seccomp_bpf_data` annotation and then skips its own compilation, which costs ~14 ms
+//! of every start on the reference host; [`FilterCache`] compiles each distinct section once.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek};
@@ -88,10 +91,24 @@ fn compare(index: usize, op: LinuxSeccompOperator, value: u64, two: u64) -> Scmp
     ScmpArgCompare::new(index as u32, op, value)
 }
 
-/// The raw BPF program (`struct sock_filter[]`) of `seccomp`, as crun would load it.
+/// The raw BPF program (`struct sock_filter[]`) of `seccomp`, the rules as crun adds them,
+/// laid out as a binary tree.
 pub fn compile(seccomp: &LinuxSeccomp) -> Result<Vec<u8>, RuntimeError> {
+    build(seccomp, true)
+}
+
+/// The program crun 1.8 itself builds from `seccomp`, byte for byte.
+pub fn compile_as_crun(seccomp: &LinuxSeccomp) -> Result<Vec<u8>, RuntimeError> {
+    build(seccomp, false)
+}
+
+fn build(seccomp: &LinuxSeccomp, tree: bool) -> Result<Vec<u8>, RuntimeError> {
     let default = action(seccomp.default_action(), seccomp.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new_filter(default).map_err(|e| fail("init", e))?;
+    if tree {
+        ctx.set_filter_attr(libseccomp::ScmpFilterAttr::CtlOptimize, 2)
+            .map_err(|e| fail("binary tree", e))?;
+    }
     for a in seccomp.architectures().iter().flatten() {
         ctx.add_arch(arch(*a)?)
             .map_err(|e| fail("architecture", e))?;

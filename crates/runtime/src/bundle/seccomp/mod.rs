@@ -15,7 +15,7 @@ use oci_spec::runtime::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use compile::{compile, FilterCache};
+pub use compile::{compile, compile_as_crun, FilterCache};
 
 /// The largest profile berth reads (Docker's default is ~15 KiB).
 pub const MAX_PROFILE_BYTES: usize = 256 * 1024;

@@ -323,3 +323,88 @@ fn compiled_programs_are_cached_per_section() {
     assert_eq!(cache.len(), 2);
     Profile::builtin().check_compiles().unwrap();
 }
+
+/// Runs a classic BPF seccomp program over one `struct seccomp_data` (nr, arch, ip, args) and
+/// returns its verdict. Knows the instructions libseccomp emits.
+fn run_bpf(prog: &[u8], data: &[u8; 64]) -> u32 {
+    let insns: Vec<(u16, u8, u8, u32)> = prog
+        .chunks_exact(8)
+        .map(|i| {
+            (
+                u16::from_ne_bytes([i[0], i[1]]),
+                i[2],
+                i[3],
+                u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
+            )
+        })
+        .collect();
+    let (mut pc, mut a) = (0usize, 0u32);
+    loop {
+        let (code, jt, jf, k) = insns[pc];
+        pc += 1;
+        let jump = |cond: bool| if cond { jt as usize } else { jf as usize };
+        match code {
+            0x20 => {
+                let o = k as usize;
+                a = u32::from_ne_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);
+            }
+            0x54 => a &= k,
+            0x05 => pc += k as usize,
+            0x15 => pc += jump(a == k),
+            0x25 => pc += jump(a > k),
+            0x35 => pc += jump(a >= k),
+            0x45 => pc += jump(a & k != 0),
+            0x06 => return k,
+            other => panic!("instruction {other:#x} at {}", pc - 1),
+        }
+    }
+}
+
+#[test]
+fn the_binary_tree_decides_as_crun_s_program() {
+    const X86_64: u32 = 0xc000_003e;
+    const I386: u32 = 0x4000_0003;
+    const X32_BIT: u32 = 0x4000_0000;
+    // Arguments that the argument rules tell apart (clone flags, address families,
+    // personalities), in the first two arguments at once.
+    let values: [u64; 8] = [0, 17, 38, 39, 40, 0x20008, 0x1000_0011, 0xffff_ffff];
+    // Every syscall number of x86_64, x32 and i386 this kernel has, and a foreign arch.
+    let mut cases: Vec<(u32, u32)> = Vec::new();
+    for nr in 0..470u32 {
+        cases.extend([(X86_64, nr), (X86_64, nr | X32_BIT), (I386, nr)]);
+    }
+    cases.extend([(0xdead_beef, 0), (0xdead_beef, 56)]);
+    for add in [&[][..], &["SYS_ADMIN"][..]] {
+        let sec = resolve(add, &host("amd64"));
+        let tree = compile(&sec).unwrap();
+        let linear = compile_as_crun(&sec).unwrap();
+        for &(arch, nr) in &cases {
+            for v in values {
+                let mut data = [0u8; 64];
+                data[0..4].copy_from_slice(&nr.to_ne_bytes());
+                data[4..8].copy_from_slice(&arch.to_ne_bytes());
+                data[16..24].copy_from_slice(&v.to_ne_bytes());
+                data[24..32].copy_from_slice(&v.to_ne_bytes());
+                let (t, l) = (run_bpf(&tree, &data), run_bpf(&linear, &data));
+                assert_eq!(t, l, "caps +{add:?} arch {arch:#x} nr {nr} args {v:#x}");
+            }
+        }
+    }
+    // The interpreter is right about what it decides: read is allowed, keyctl (250) gets
+    // EPERM, clone (56) with CLONE_NEWUSER too.
+    let sec = resolve(&[], &host("amd64"));
+    let prog = compile(&sec).unwrap();
+    let verdict = |nr: u32, arg0: u64| {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&X86_64.to_ne_bytes());
+        data[16..24].copy_from_slice(&arg0.to_ne_bytes());
+        run_bpf(&prog, &data)
+    };
+    const ALLOW: u32 = 0x7fff_0000;
+    const EPERM: u32 = 0x0005_0001;
+    assert_eq!(verdict(0, 0), ALLOW);
+    assert_eq!(verdict(250, 0), EPERM);
+    assert_eq!(verdict(56, 17), ALLOW);
+    assert_eq!(verdict(56, 0x1000_0011), EPERM);
+}
