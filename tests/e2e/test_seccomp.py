@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from support import REGION, Berth, container, pretty, wait_status
 from test_tenancy import admin, admin_ok, new_account, owned, sdk  # noqa: F401 (owned is a fixture)
 
 SLEEPER = ["sleep", "3600"]
+RUNC_BRIDGE = "berths0"
 
 # Each probe prints name=0 when the kernel refused its syscall with EPERM (one exec each: an
 # exec command is at most 256 characters).
@@ -136,7 +138,7 @@ def test_the_default_profile_confines_under_runc(images):
     server = Berth(
         base / "state",
         base / "berth.log",
-        ["--runtime", "runc", "--bridge", "berths0", "--subnet", "10.216.0.0/16", "--netns-pool", "2"],
+        ["--runtime", "runc", "--bridge", RUNC_BRIDGE, "--subnet", "10.216.0.0/16", "--netns-pool", "2"],
     )
     server.start()
     try:
@@ -164,6 +166,8 @@ def test_the_default_profile_confines_under_runc(images):
     finally:
         if server.running():
             server.stop(timeout=30)
+        # The bridge holds 10.216.0.0/16, which the benchmark's bridge uses too.
+        subprocess.run(["ip", "link", "del", RUNC_BRIDGE], capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
 
 
