@@ -732,6 +732,11 @@ class Bench:
     def start_berth(self) -> None:
         self.eci = self.berth.start()
         log(f"berth serve at {self.berth.endpoint}, state {self.berth.state}")
+        if self.a.account_seccomp:
+            subprocess.run([str(self.berth.binary), "admin", "--state-dir", str(self.berth.state),
+                            "account", "set-seccomp", "default", self.a.account_seccomp],
+                           check=True, capture_output=True)
+            log(f"seccomp of the account: {self.a.account_seccomp}")
         waited = self.berth.wait_pool_full()
         log(f"namespace pool full ({self.berth.pool_size()}) after {waited:.1f} s")
 
@@ -1515,6 +1520,9 @@ def main() -> None:
                     help="reads/s (and burst) allowed per account in the describe flood")
     ap.add_argument("--flood-b-rate", type=float, default=100.0,
                     help="account B's paced describes/s in the describe flood")
+    ap.add_argument("--account-seccomp", metavar="PROFILE",
+                    help="berth admin account set-seccomp of the benchmark's account: a profile "
+                         "file, default or unconfined (berth's default profile when not given)")
     ap.add_argument("--skip", default="",
                     help="comma list of: pull,big,cold,memory,burst,describe,flood")
     ap.add_argument("--keep", action="store_true", help="keep the temp work dir")
@@ -1542,6 +1550,7 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "host": socket.gethostname(), "cpus": os.cpu_count(), "kernel": os.uname().release,
         "runs": a.runs, "quick": a.quick, "berth": str(a.berth),
+        "seccomp": a.account_seccomp or "default", "serve_args": a.serve_arg,
         "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                  capture_output=True, text=True).stdout.strip(),
         "podman": podman("--version", check=False).stdout.strip(),

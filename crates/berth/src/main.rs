@@ -12,6 +12,7 @@ mod follow;
 mod image_cmd;
 mod keys;
 mod observe_node;
+mod seccomp_node;
 mod serve;
 mod state_files;
 mod storage_args;

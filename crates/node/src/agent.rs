@@ -10,6 +10,7 @@ use std::time::Duration;
 use berth_core::{GroupId, GroupRecord, GroupStatus, ObservedGroup};
 use berth_image::ImageStore;
 use berth_net::{NetConfig, Network};
+use berth_runtime::seccomp::Seccomp;
 use berth_runtime::{logs, Runtime, RuntimeConfig};
 use futures_util::future::join_all;
 use tokio::task::JoinHandle;
@@ -41,6 +42,21 @@ pub enum NodeError {
     NoLog(String),
 }
 
+/// Where the node finds the seccomp confinement of an account's containers.
+pub trait SeccompProfiles: Send + Sync {
+    /// Asked at every start of a group; an error falls back to the built-in profile.
+    fn for_account(&self, account: &str) -> Result<Seccomp, String>;
+}
+
+/// The built-in profile for every account.
+pub struct BuiltinSeccomp;
+
+impl SeccompProfiles for BuiltinSeccomp {
+    fn for_account(&self, _account: &str) -> Result<Seccomp, String> {
+        Ok(Seccomp::Default)
+    }
+}
+
 /// How the node agent is set up.
 pub struct NodeConfig {
     /// The node's own directory (groups, images).
@@ -50,6 +66,9 @@ pub struct NodeConfig {
     /// Sized temporary storage per group; `None` leaves writable layers unsized on the
     /// node's own filesystem.
     pub storage: Option<berth_storage::StorageConfig>,
+    /// Hand crun compiled seccomp programs (see `Runtime::with_seccomp_precompile`).
+    pub seccomp_precompile: bool,
+    pub seccomp: Arc<dyn SeccompProfiles>,
 }
 
 struct Running {
@@ -69,6 +88,7 @@ pub(crate) struct Inner {
     pub dirs: crate::files::NodeDirs,
     pub storage: Option<Arc<berth_storage::Storage>>,
     pub reporter: Arc<dyn Reporter>,
+    pub seccomp: Arc<dyn SeccompProfiles>,
     pub metrics: crate::observe::MetricRings,
     /// Disk directories of groups made ahead of time.
     pub spares: crate::spare::Spares,
@@ -128,7 +148,7 @@ impl Agent {
         }
         let spares = crate::spare::Spares::open(&dirs, storage.clone(), SPARE_SLOTS)?;
         let images = ImageStore::open(cfg.root.join("images"))?;
-        let runtime = Runtime::new(cfg.runtime)?;
+        let runtime = Runtime::new(cfg.runtime)?.with_seccomp_precompile(cfg.seccomp_precompile);
         let net = Network::new(cfg.net)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -138,6 +158,7 @@ impl Agent {
                 dirs,
                 storage,
                 reporter,
+                seccomp: cfg.seccomp,
                 metrics: crate::observe::MetricRings::default(),
                 spares,
                 running: Mutex::new(HashMap::new()),

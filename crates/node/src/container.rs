@@ -35,6 +35,8 @@ pub struct ContainerCtx {
     pub init: bool,
     pub state: Arc<GroupState>,
     pub netns: Option<PathBuf>,
+    /// The account's seccomp profile.
+    pub seccomp: berth_runtime::seccomp::Seccomp,
     pub cancel: CancellationToken,
 }
 
@@ -132,6 +134,7 @@ impl ContainerCtx {
                 (etc.join("hostname"), "/etc/hostname".into(), false),
                 (etc.join("resolv.conf"), "/etc/resolv.conf".into(), false),
             ],
+            seccomp: self.seccomp.clone(),
         })
     }
 

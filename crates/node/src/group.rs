@@ -66,8 +66,15 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
             }
         })
     };
+    let seccomp = inner
+        .seccomp
+        .for_account(&rec.account)
+        .unwrap_or_else(|e| {
+            tracing::warn!(group = %gid, error = %e, "cannot read the account's seccomp profile; the built-in one applies");
+            berth_runtime::seccomp::Seccomp::Default
+        });
     run_containers(
-        &inner, &spec, &gid, &dirs, &state, how, attachment, images, &cancel, starting,
+        &inner, &spec, &gid, &dirs, &state, how, attachment, images, &seccomp, &cancel, starting,
     )
     .await;
     // Never left running past the group task: a removal follows it.
@@ -86,6 +93,7 @@ async fn run_containers(
     how: Start,
     attachment: berth_net::Attachment,
     images: Option<HashMap<String, Image>>,
+    seccomp: &berth_runtime::seccomp::Seccomp,
     cancel: &CancellationToken,
     starting: crate::agent::Starting,
 ) {
@@ -102,6 +110,7 @@ async fn run_containers(
         init,
         state: state.clone(),
         netns: Some(attachment.netns.clone()),
+        seccomp: seccomp.clone(),
         cancel: cancel.clone(),
     };
 

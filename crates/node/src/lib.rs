@@ -13,7 +13,7 @@ mod spare;
 mod state;
 mod user;
 
-pub use agent::{Agent, NodeConfig, NodeError, Reporter};
+pub use agent::{Agent, BuiltinSeccomp, NodeConfig, NodeError, Reporter, SeccompProfiles};
 pub use cache::CachePull;
 pub use observe::{DEFAULT_INTERVAL as DEFAULT_METRICS_INTERVAL, RING_POINTS};
 pub use state::LogSelector;

@@ -19,6 +19,7 @@ mod runtime;
 mod spawn;
 pub mod stats;
 
+pub use bundle::seccomp;
 pub use bundle::{
     build_spec, capability_name, BundleSpec, DEFAULT_CAPABILITIES, MASKED_PATHS, PING_GROUP_RANGE,
     READONLY_PATHS,
@@ -32,5 +33,5 @@ pub use exec::{
 pub use files::{ExitStatus, Started};
 pub use monitor::monitor_main;
 pub use oci::RuntimeKind;
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{Runtime, RuntimeConfig, SECCOMP_BPF_ANNOTATION};
 pub use stats::{net_stats, ContainerStats, InterfaceStats};

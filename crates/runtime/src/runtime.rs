@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::bundle::seccomp::FilterCache;
 use crate::bundle::{self, BundleSpec};
 use crate::cgroup::CgroupLayout;
 use crate::error::{check_id, RuntimeError};
@@ -42,7 +43,29 @@ pub struct Runtime {
     version: String,
     oci: OciCommand,
     log_rotation: Option<LogRotation>,
+    /// Seccomp programs compiled for crun's `run.oci.seccomp_bpf_data`; `None`: crun compiles
+    /// the bundle's `linux.seccomp` itself (and runc always does).
+    filters: Option<FilterCache>,
 }
+
+/// A filter cache holding the program of the built-in profile for the default capabilities,
+/// so that the first container does not wait for its compilation.
+fn warm_filters() -> FilterCache {
+    let cache = FilterCache::default();
+    let warmed = bundle::capabilities(&[]).and_then(|caps| {
+        let section =
+            crate::seccomp::Profile::builtin().resolve(&caps, &crate::seccomp::Host::detect());
+        cache.program(&section)
+    });
+    if let Err(e) = warmed {
+        tracing::warn!(error = %e, "cannot compile the built-in seccomp profile ahead of time");
+    }
+    cache
+}
+
+/// The annotation from which crun takes a compiled seccomp program (base64), skipping its own
+/// compilation of `linux.seccomp`.
+pub const SECCOMP_BPF_ANNOTATION: &str = "run.oci.seccomp_bpf_data";
 
 impl Runtime {
     /// Checks the runtime binary and the monitor executable, creates the state root, and
@@ -87,13 +110,30 @@ impl Runtime {
             hide_unified,
             pin_binary,
         };
+        let filters = (kind == RuntimeKind::Crun).then(warm_filters);
         Ok(Self {
             cfg,
             kind,
             version,
             oci,
             log_rotation: Some(LogRotation::default()),
+            filters,
         })
+    }
+
+    /// Whether berth hands crun a compiled seccomp program (the default with crun) or lets
+    /// the runtime compile the profile at every start (runc always does).
+    pub fn with_seccomp_precompile(mut self, on: bool) -> Self {
+        self.filters = match (on && self.kind == RuntimeKind::Crun, self.filters.take()) {
+            (true, Some(f)) => Some(f),
+            (true, None) => Some(warm_filters()),
+            (false, _) => None,
+        };
+        self
+    }
+
+    pub fn seccomp_precompiled(&self) -> bool {
+        self.filters.is_some()
     }
 
     /// Sets how the logs of containers started from now on are rotated (`None`: never).
@@ -135,10 +175,30 @@ impl Runtime {
         container_dir: &Path,
         spec: &BundleSpec,
     ) -> Result<(), RuntimeError> {
-        let oci_spec = bundle::build_spec(spec, &self.cfg.layout)?;
+        let mut oci_spec = bundle::build_spec(spec, &self.cfg.layout)?;
+        self.attach_seccomp_program(&mut oci_spec);
         std::fs::create_dir_all(container_dir)
             .map_err(|e| RuntimeError::io("create", container_dir, e))?;
         bundle::write_config(container_dir, &oci_spec)
+    }
+
+    /// Adds the compiled program of the spec's seccomp section for crun. The section stays in
+    /// the spec (crun ignores it then); a profile that cannot be compiled is left to crun.
+    fn attach_seccomp_program(&self, spec: &mut oci_spec::runtime::Spec) {
+        let Some(filters) = &self.filters else { return };
+        let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) else {
+            return;
+        };
+        match filters.program(&seccomp) {
+            Ok(program) => {
+                let mut annotations = spec.annotations().clone().unwrap_or_default();
+                annotations.insert(SECCOMP_BPF_ANNOTATION.to_string(), program.to_string());
+                spec.set_annotations(Some(annotations));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "crun compiles this container's seccomp profile itself")
+            }
+        }
     }
 
     /// Starts the container under a new monitor; returns once the container's process runs,

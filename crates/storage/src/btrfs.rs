@@ -2,7 +2,7 @@
 //!
 //! Called directly rather than through `btrfs-progs` because each process spawn costs
 //! milliseconds on the start path, while the ioctls take about 0.1 ms together (see
-//! docs/adr/0006-temporary-storage.md). The layouts are those of `linux/btrfs.h`.
+//! docs/adr/0008-temporary-storage.md). The layouts are those of `linux/btrfs.h`.
 
 use std::ffi::CStr;
 use std::io;

@@ -6,7 +6,7 @@
 //! One btrfs filesystem holds all of them: one the operator mounted, or a sparse file
 //! berth makes once and mounts through a loop device ([`Storage::open`]). Making a
 //! group's storage is two ioctls (about 0.1 ms), so nothing needs to be made ahead of
-//! time; docs/adr/0006-temporary-storage.md compares the alternatives measured.
+//! time; docs/adr/0008-temporary-storage.md compares the alternatives measured.
 
 mod btrfs;
 mod error;

@@ -7,6 +7,7 @@ mod cache;
 mod migrate_secrets;
 mod quota;
 mod seal;
+mod seccomp;
 mod sqlite;
 mod tokens;
 mod usage;
@@ -17,6 +18,7 @@ use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
 pub use quota::{GroupLimits, GroupUsage, QuotaExceeded, QuotaOverrides, QuotaResource};
 pub use seal::{KeyError, KEY_FILE};
+pub use seccomp::AccountSeccomp;
 pub use sqlite::SqliteStore;
 pub use tokens::{TokenKind, TokenUse, TOKEN_RETENTION};
 pub use usage::UsageInterval;
@@ -150,6 +152,11 @@ pub trait Store: Send + Sync {
     fn set_account_quota(&self, name: &str, quota: &QuotaOverrides) -> Result<(), StoreError>;
     /// An account's own limits (all `None` for an account without any, or without a row).
     fn account_quota(&self, account: &str) -> Result<QuotaOverrides, StoreError>;
+    /// Sets an existing account's seccomp profile. Read afresh by every start of one of its
+    /// groups.
+    fn set_account_seccomp(&self, name: &str, seccomp: &AccountSeccomp) -> Result<(), StoreError>;
+    /// An account's seccomp profile (the built-in one for an account without a row).
+    fn account_seccomp(&self, account: &str) -> Result<AccountSeccomp, StoreError>;
     /// What an account's unfinished groups hold (see the `quota` module for what counts).
     fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError>;
 

@@ -47,6 +47,7 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::accounts::MIGRATION,
     crate::tokens::MIGRATION,
     crate::quota::MIGRATION,
+    crate::seccomp::MIGRATION,
 ];
 
 /// Most read connections a file database gets.
@@ -417,6 +418,18 @@ impl Store for SqliteStore {
 
     fn account_quota(&self, account: &str) -> Result<QuotaOverrides, StoreError> {
         crate::quota::get(&self.reader(), account)
+    }
+
+    fn set_account_seccomp(
+        &self,
+        name: &str,
+        seccomp: &crate::AccountSeccomp,
+    ) -> Result<(), StoreError> {
+        crate::seccomp::set(&self.conn(), name, seccomp)
+    }
+
+    fn account_seccomp(&self, account: &str) -> Result<crate::AccountSeccomp, StoreError> {
+        crate::seccomp::get(&self.reader(), account)
     }
 
     fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError> {

@@ -6,8 +6,10 @@ mod output;
 
 use std::path::PathBuf;
 
+use std::io::Write as _;
+
 use anyhow::{bail, Context};
-use berth_store::{QuotaOverrides, SqliteStore, Store};
+use berth_store::{AccountSeccomp, QuotaOverrides, SqliteStore, Store};
 
 use output::Output;
 
@@ -60,6 +62,16 @@ enum AccountCommand {
         #[arg(long)]
         image_caches: Option<u32>,
     },
+    /// Set the seccomp profile of the account's containers: a profile file (Docker's JSON
+    /// format, checked now), `default` (the built-in profile) or `unconfined` (no filter).
+    /// Groups started from now on get it.
+    SetSeccomp {
+        name: String,
+        /// FILE, default or unconfined.
+        profile: String,
+    },
+    /// Print the account's seccomp profile (`default`, `unconfined` or the profile's JSON).
+    ShowSeccomp { name: String },
 }
 
 #[derive(clap::Subcommand)]
@@ -176,6 +188,28 @@ fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result
             }
             store.set_account_quota(&name, &quota)?;
             out.account_changed(&name, "quota set");
+        }
+        AccountCommand::SetSeccomp { name, profile } => {
+            let setting = crate::seccomp_node::setting(&profile)?;
+            store.set_account_seccomp(&name, &setting)?;
+            let what = match setting {
+                AccountSeccomp::Default => "seccomp profile set to the built-in one",
+                AccountSeccomp::Unconfined => "seccomp filter removed (unconfined)",
+                AccountSeccomp::Profile(_) => "seccomp profile set",
+            };
+            out.account_changed(&name, what);
+        }
+        AccountCommand::ShowSeccomp { name } => {
+            if !store.list_accounts()?.iter().any(|a| a.name == name) {
+                bail!("no account named {name}");
+            }
+            let text = match store.account_seccomp(&name)? {
+                AccountSeccomp::Default => "default".to_string(),
+                AccountSeccomp::Unconfined => "unconfined".to_string(),
+                AccountSeccomp::Profile(text) => text.trim_end().to_string(),
+            };
+            // A reader that stops early (`| head`) is not an error.
+            let _ = writeln!(std::io::stdout(), "{text}");
         }
     }
     Ok(())

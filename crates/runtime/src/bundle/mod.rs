@@ -1,5 +1,8 @@
 //! OCI bundle generation: a [`BundleSpec`] becomes `config.json`, with the namespaces, mounts,
-//! capabilities, masked paths and limits that container engines use by default.
+//! capabilities, seccomp profile, masked paths and limits that container engines use by
+//! default.
+
+pub mod seccomp;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,7 @@ use oci_spec::runtime::{
 
 use crate::cgroup::CgroupLayout;
 use crate::error::RuntimeError;
+use seccomp::{Host, Seccomp};
 
 /// The OCI version written into `config.json`; crun 1.8 and runc 1.1 both accept it.
 const OCI_VERSION: &str = "1.0.2-dev";
@@ -104,7 +108,12 @@ pub struct BundleSpec {
     pub capability_add: Vec<String>,
     /// (host path, container path, read-only) bind mounts, e.g. `/etc/resolv.conf`.
     pub binds: Vec<(PathBuf, String, bool)>,
+    /// The seccomp profile, resolved against the container's capabilities.
+    pub seccomp: Seccomp,
 }
+
+/// The host the profiles are resolved for, read once.
+static HOST: std::sync::LazyLock<Host> = std::sync::LazyLock::new(Host::detect);
 
 /// Builds the OCI runtime spec of `spec` for a host with `layout`.
 pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, RuntimeError> {
@@ -128,6 +137,7 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
     }
 
     let caps = capabilities(&spec.capability_add)?;
+    let seccomp = spec.seccomp.profile().map(|p| p.resolve(&caps, &HOST));
     let process = ProcessBuilder::default()
         .terminal(false)
         .user(
@@ -168,7 +178,7 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
             PING_GROUP_RANGE.to_string(),
         );
     }
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default()
         .sysctl(sysctl)
         .cgroups_path(PathBuf::from(&spec.cgroup_path))
         .resources(resources(spec, layout)?)
@@ -187,6 +197,7 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
         )
         .build()
         .map_err(RuntimeError::Spec)?;
+    linux.set_seccomp(seccomp);
 
     let mut spec_builder = SpecBuilder::default()
         .version(OCI_VERSION)
@@ -228,7 +239,7 @@ fn parse_capability(name: &str) -> Result<Capability, RuntimeError> {
         .map_err(|_| RuntimeError::invalid(format!("unknown capability {name:?}")))
 }
 
-fn capabilities(add: &[String]) -> Result<HashSet<Capability>, RuntimeError> {
+pub(crate) fn capabilities(add: &[String]) -> Result<HashSet<Capability>, RuntimeError> {
     DEFAULT_CAPABILITIES
         .iter()
         .copied()

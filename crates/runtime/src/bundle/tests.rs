@@ -24,6 +24,7 @@ fn spec() -> BundleSpec {
             "/etc/resolv.conf".into(),
             true,
         )],
+        seccomp: Seccomp::Default,
     }
 }
 

@@ -103,6 +103,7 @@ impl Fixture {
             readonly_rootfs: false,
             capability_add: vec![],
             binds: vec![(hosts, "/etc/hosts".into(), true)],
+            seccomp: Default::default(),
         }
     }
 
