@@ -851,6 +851,9 @@ def leftovers(
         mounts = [m for m in mounts if any(i in m for i in ids)]
     problems += [f"mount: {m}" for m in mounts]
     problems += [f"netns: {n}" for n in netns_files(ids, state_dir)]
+    problems += [f"temporary storage: {d}" for d in storage_dirs(state_dir, ids)]
+    if any_mount:
+        problems += [f"loop device: {d}" for d in loop_devices_under(state_dir)]
     problems += [f"cgroup: {c}" for c in cgroup_dirs_named(ids)]
     problems += [f"process: {p}" for p in processes_mentioning(ids)]
     allowed = set(veths_allowed or [])
@@ -858,6 +861,25 @@ def leftovers(
         allowed |= pool_veths(state_dir)
     problems += [f"veth on {bridge}: {v}" for v in bridge_ports(bridge) if v not in allowed]
     return problems
+
+
+def storage_dirs(state_dir: Path, ids: Iterable[str]) -> list[str]:
+    """The groups' temporary storage subvolumes still there."""
+    root = state_dir / "node" / "storage"
+    return [str(root / i) for i in ids if (root / i).exists()]
+
+
+def loop_devices_under(prefix: Path) -> list[str]:
+    """Loop devices whose backing file lies under prefix."""
+    found = []
+    for dev in Path("/sys/block").glob("loop*"):
+        try:
+            backing = (dev / "loop" / "backing_file").read_text().strip()
+        except OSError:
+            continue
+        if backing.startswith(str(prefix)):
+            found.append(f"/dev/{dev.name} ({backing})")
+    return found
 
 
 def assert_no_leftovers(

@@ -1,0 +1,95 @@
+"""Temporary storage: each group writes into a btrfs subvolume of its EphemeralStorage size
+(30 GiB by default); filling it fails inside the container with "Disk quota exceeded" while
+the host and the other groups keep writing; the storage goes with the group. Parameters
+berth cannot honour yet are refused by name at create, and nothing is recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from alibabacloud_eci20180808 import models
+from alibabacloud_tea_openapi.exceptions import ClientException
+
+import support
+from support import REGION, container, wait_status
+
+
+def _exec(client, gid: str, script: str, name: str = "c") -> str:
+    req = models.ExecContainerCommandRequest(
+        region_id=REGION,
+        container_group_id=gid,
+        container_name=name,
+        command=json.dumps(["sh", "-c", script]),
+        sync=True,
+    )
+    return client.exec_container_command(req).body.sync_response or ""
+
+
+def test_a_group_fills_its_own_storage_and_nothing_else(berth, client, groups, images):
+    small = groups.create(
+        "store-small", [container("c", images.image, ["sleep", "3600"])], ephemeral_storage=1
+    )
+    other = groups.create("store-other", [container("c", images.image, ["sleep", "3600"])])
+    for gid in (small, other):
+        wait_status(client, gid, ["Running"], 60, never=["Failed"])
+    assert support.describe(client, small)["EphemeralStorage"] == 1
+    assert support.describe(client, other)["EphemeralStorage"] == 30
+
+    sub = berth.state_dir / "node" / "storage" / small
+    assert sub.is_dir(), f"no subvolume {sub}"
+    out = _exec(
+        client,
+        small,
+        "dd if=/dev/zero of=/fill bs=1M count=1500 2>&1; echo rc=$?; sync; "
+        "df -k / | tail -1",
+    )
+    assert "Disk quota exceeded" in out, out
+    assert "rc=0" not in out, out
+    # What was written stays below the size, and the other group still writes.
+    written = int(_exec(client, small, "wc -c < /fill").strip())
+    assert 900 << 20 <= written <= 1 << 30, written
+    assert "ok" in _exec(client, other, "dd if=/dev/zero of=/f bs=1M count=64 2>/dev/null && echo ok")
+    # The writable layer is where the limit is: the full group can still delete and write.
+    assert "ok" in _exec(client, small, "rm /fill && echo x > /y && echo ok")
+
+    support.delete(client, small)
+    support.wait_for(f"{small} to go", lambda: support.describe(client, small) is None, 60)
+    support.assert_no_leftovers(
+        berth.state_dir, [small], veths_allowed=[support.group_veth(berth.state_dir, other)]
+    )
+
+
+@pytest.mark.parametrize(
+    "extra, name",
+    [
+        ({"ephemeral_storage": 0}, "EphemeralStorage"),
+        ({"ephemeral_storage": 70000}, "EphemeralStorage"),
+        ({"active_deadline_seconds": 60}, "ActiveDeadlineSeconds"),
+        (
+            {
+                "volume": [
+                    models.CreateContainerGroupRequestVolume(
+                        name="v", type="EmptyDirVolume"
+                    )
+                ]
+            },
+            "Volume.1",
+        ),
+        (
+            {
+                "dns_config": models.CreateContainerGroupRequestDnsConfig(
+                    name_server=["10.0.0.1"]
+                )
+            },
+            "DnsConfig.NameServer.1",
+        ),
+    ],
+)
+def test_parameters_berth_cannot_honour_are_refused_by_name(client, groups, images, extra, name):
+    before = {g["ContainerGroupId"] for g in support.list_groups(client)}
+    with pytest.raises(ClientException) as err:
+        groups.create("refused", [container("c", images.image, ["true"])], **extra)
+    assert err.value.code.startswith("InvalidParameter"), err.value
+    assert name in err.value.message, err.value.message
+    assert {g["ContainerGroupId"] for g in support.list_groups(client)} == before
