@@ -50,6 +50,18 @@ def test_a_group_fills_its_own_storage_and_nothing_else(berth, client, groups, i
     written = int(_exec(client, small, "wc -c < /fill").strip())
     assert 900 << 20 <= written <= 1 << 30, written
     assert "ok" in _exec(client, other, "dd if=/dev/zero of=/f bs=1M count=64 2>/dev/null && echo ok")
+    # DescribeContainerGroupMetric reports the use of the storage against its size.
+    def filesystem():
+        req = models.DescribeContainerGroupMetricRequest(
+            region_id=REGION, container_group_id=small, period="15"
+        )
+        recs = client.describe_container_group_metric(req).body.to_map()["Records"]
+        fs = recs[-1].get("Filesystem") or [] if recs else []
+        fs = [f for f in fs if f.get("Capacity") == 1 << 30]
+        return fs[0] if fs and fs[0]["Usage"] >= 900 << 20 else None
+
+    fs = support.wait_for("the metric to show the full storage", filesystem, 30)
+    assert fs["Available"] <= (1 << 30) - (900 << 20), fs
     # The writable layer is where the limit is: the full group can still delete and write.
     assert "ok" in _exec(client, small, "rm /fill && echo x > /y && echo ok")
 

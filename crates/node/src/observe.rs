@@ -288,11 +288,25 @@ impl Agent {
         })
     }
 
-    /// The group's temporary storage: what its containers wrote (overlay upper dirs), its
-    /// logs and files, against the 30 GiB ECI gives a group (bounded by the host's free space).
+    /// The group's temporary storage: its sized subvolume (writable layers and `/etc`
+    /// files, as the kernel counts them against the limit); a group without one (from
+    /// before sized storage) counts its files against the 30 GiB ECI gives a group.
     fn temporary_storage(&self, id: &GroupId) -> FilesystemMetric {
-        const CAPACITY: u64 = 30 << 30;
         let dirs = self.dirs(id);
+        if let Some(storage) = &self.inner.storage {
+            if dirs.rw.starts_with(storage.root()) {
+                if let Ok(u) = storage.usage(id.as_str()) {
+                    return FilesystemMetric {
+                        fs_name: "temporary-storage".into(),
+                        category: "System".into(),
+                        capacity: u.limit,
+                        usage: u.used,
+                        available: u.limit.saturating_sub(u.used),
+                    };
+                }
+            }
+        }
+        const CAPACITY: u64 = 30 << 30;
         let usage = dir_usage(&dirs.root) + dir_usage(&dirs.rw) + dir_usage(&dirs.logs);
         let free = nix::sys::statvfs::statvfs(&dirs.rw)
             .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
