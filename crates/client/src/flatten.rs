@@ -23,6 +23,8 @@ pub struct CreateParams {
     pub tags: Vec<Tag>,
     pub host_name: Option<String>,
     pub active_deadline_secs: Option<u64>,
+    /// `EphemeralStorage`, GiB.
+    pub ephemeral_storage: Option<u32>,
     pub client_token: Option<String>,
     pub dry_run: bool,
 }
@@ -46,6 +48,7 @@ impl CreateParams {
             tags: spec.tags.clone(),
             host_name: spec.host_name.clone(),
             active_deadline_secs: spec.active_deadline_secs,
+            ephemeral_storage: spec.ephemeral_storage,
             client_token: None,
             dry_run: false,
         }
@@ -92,6 +95,10 @@ impl CreateParams {
         q.opt(
             "ActiveDeadlineSeconds",
             self.active_deadline_secs.map(|s| s.to_string()).as_deref(),
+        );
+        q.opt(
+            "EphemeralStorage",
+            self.ephemeral_storage.map(|s| s.to_string()).as_deref(),
         );
         q.opt("ClientToken", self.client_token.as_deref());
         if self.dry_run {
@@ -285,8 +292,9 @@ mod tests {
                 port: 8080,
                 protocol: "UDP".into(),
             }],
-            tty: true,
-            stdin: true,
+            // A TTY and stdin are refused until berth gives containers one.
+            tty: false,
+            stdin: false,
             run_as_user: Some(1000),
             run_as_group: Some(1000),
             read_only_root_filesystem: true,
@@ -320,7 +328,7 @@ mod tests {
                 value: "dev test".into(),
             }],
             host_name: Some("web-1".into()),
-            active_deadline_secs: Some(3600),
+            ephemeral_storage: Some(40),
             ..Default::default()
         };
         let mut params = CreateParams::from_spec(&spec);
