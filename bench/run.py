@@ -321,8 +321,14 @@ class Berth:
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             have = len(list(results.glob("warm-*.json"))) if results.is_dir() else 0
-            # ...and the spare group directories (node/spare/<slot>.rw, 128 of them).
-            spares = len(list(spare.glob("*.rw"))) if spare.is_dir() else SPARE_SLOTS
+            # ...and the spare group directories (128 of them): node/spare/<slot>.rw, or
+            # with sized temporary storage the subvolumes node/storage/spare-<slot>.
+            storage = self.state / "node" / "storage"
+            spares = (
+                len(list(spare.glob("*.rw"))) + len(list(storage.glob("spare-*")))
+                if spare.is_dir()
+                else SPARE_SLOTS
+            )
             if have >= want and spares >= SPARE_SLOTS:
                 return time.monotonic() - t0
             time.sleep(0.05)
