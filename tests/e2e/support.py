@@ -578,6 +578,19 @@ def init_container(name: str, image: str, command: list[str], **kw: Any):
     )
 
 
+def exec_sh(client: Client, group_id: str, script: str, name: str = "c") -> str:
+    """Output of `sh -c script` run in container name through a synchronous
+    ExecContainerCommand."""
+    req = models.ExecContainerCommandRequest(
+        region_id=REGION,
+        container_group_id=group_id,
+        container_name=name,
+        command=json.dumps(["sh", "-c", script]),
+        sync=True,
+    )
+    return client.exec_container_command(req).body.sync_response or ""
+
+
 def list_groups(client: Client, **filters: Any) -> list[dict]:
     """All groups (following NextToken), as plain dicts with the wire's PascalCase keys."""
     out: list[dict] = []

@@ -97,7 +97,7 @@ PROBES = {
     "image-devices": "the devices cgroup (deny all but the standard nodes)",
 }
 
-# Stopped by a seccomp profile alone: these fail until berth has its default profile.
+# Stopped by the default seccomp profile alone (no capability or mask stops them).
 SECCOMP = {"unshare-user", "userns-mount", "keyctl", "add-key"}
 
 # What must work, or the denials above prove nothing.

@@ -7,7 +7,6 @@ still works."""
 from __future__ import annotations
 
 import http.server
-import json
 import subprocess
 import threading
 import uuid
@@ -17,22 +16,11 @@ from alibabacloud_eci20180808 import models
 from alibabacloud_tea_openapi.exceptions import ClientException
 
 import support
-from support import REGION, container, pretty, wait_status
+from support import container, pretty, wait_status
 from test_tenancy import new_account, owned, sdk  # noqa: F401 (owned is a fixture)
 
 METADATA_IP = "169.254.169.254"
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/etc"]
-
-
-def _exec(client, gid: str, script: str) -> str:
-    req = models.ExecContainerCommandRequest(
-        region_id=REGION,
-        container_group_id=gid,
-        container_name="c",
-        command=json.dumps(["sh", "-c", script]),
-        sync=True,
-    )
-    return client.exec_container_command(req).body.sync_response or ""
 
 
 def _reaches(client, gid: str, url: str) -> bool:
@@ -41,7 +29,7 @@ def _reaches(client, gid: str, url: str) -> bool:
     rest = url.removeprefix("http://")
     hostport, _, path = rest.partition("/")
     host, _, port = hostport.partition(":")
-    out = _exec(
+    out = support.exec_sh(
         client,
         gid,
         f"printf 'GET /{path} HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} {port or 80} 2>&1 | head -1;"
@@ -134,7 +122,7 @@ def test_a_hostile_tenant_reaches_only_its_own_groups(
     )
     theirs, theirs_ip = _group(groups, other, images, "iso-theirs")
     owned.append((other, theirs))
-    gateway = _exec(client, prober, "ip route | awk '/default/ {print $3}'").strip()
+    gateway = support.exec_sh(client, prober, "ip route | awk '/default/ {print $3}'").strip()
     assert gateway.count(".") == 3, gateway
 
     # The same account's group is reachable (admission runs beside the start: poll).
@@ -154,7 +142,7 @@ def test_a_hostile_tenant_reaches_only_its_own_groups(
 
     # A spoofed source address goes nowhere, and neither does a changed MAC.
     spoof = mine_ip.rsplit(".", 1)[0] + ".250"
-    out = _exec(
+    out = support.exec_sh(
         client,
         prober,
         f"ip addr add {spoof}/32 dev eth0 && ip route add {mine_ip}/32 dev eth0 src {spoof}"
@@ -162,22 +150,22 @@ def test_a_hostile_tenant_reaches_only_its_own_groups(
     )
     assert "SET" in out, out
     assert not _reaches(client, prober, f"http://{mine_ip}/hostname"), "spoofed source passed"
-    _exec(client, prober, f"ip route del {mine_ip}/32")
+    support.exec_sh(client, prober, f"ip route del {mine_ip}/32")
     assert _reaches(client, prober, f"http://{mine_ip}/hostname"), "its own address stopped"
-    out = _exec(client, prober, "ip link set eth0 address 02:42:de:ad:be:ef && echo SET")
+    out = support.exec_sh(client, prober, "ip link set eth0 address 02:42:de:ad:be:ef && echo SET")
     assert "SET" in out, out
     assert not _reaches(client, prober, f"http://{mine_ip}/hostname"), "spoofed MAC passed"
 
 
 def test_capabilities_are_podmans_and_the_allow_list_holds(berth, client, groups, images):
     gid, _ = _group(groups, client, images, "caps-default", ["sleep", "3600"])
-    status = _exec(client, gid, "grep CapEff /proc/self/status")
+    status = support.exec_sh(client, gid, "grep CapEff /proc/self/status")
     eff = int(status.split()[-1], 16)
     net_raw, mknod, audit_write, sys_admin = 13, 27, 29, 21
     for bit in (net_raw, mknod, audit_write, sys_admin):
         assert not eff & (1 << bit), f"capability bit {bit} in {status}"
     # Without NET_RAW, ICMP echo sockets are open to every group (iputils' ping uses them).
-    out = _exec(client, gid, "cat /proc/sys/net/ipv4/ping_group_range")
+    out = support.exec_sh(client, gid, "cat /proc/sys/net/ipv4/ping_group_range")
     assert out.split() == ["0", "2147483647"], out
 
     with pytest.raises(ClientException) as exc:

@@ -1,24 +1,17 @@
 """The default seccomp profile, tried from inside containers under crun (the session's berth)
-and runc (a berth of this test's own): no user or mount namespace, no mount, while a shell,
+and runc (conftest's runc berth): no user or mount namespace, no mount, while a shell,
 sleep and networking go on; an operator's per-account profile applies to that account's
 groups only, `unconfined` removes the filter, and a broken profile is refused when it is set."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-
-from alibabacloud_eci20180808 import models
 
 import support
-from support import REGION, Berth, container, pretty, wait_status
+from support import container, pretty, wait_status
 from test_tenancy import admin, admin_ok, new_account, owned, sdk  # noqa: F401 (owned is a fixture)
 
 SLEEPER = ["sleep", "3600"]
-RUNC_BRIDGE = "berths0"
 
 # Each probe prints name=0 when the kernel refused its syscall with EPERM (one exec each: an
 # exec command is at most 256 characters).
@@ -45,17 +38,6 @@ NO_MKDIR = {
 }
 
 
-def _exec(client, gid: str, script: str) -> str:
-    req = models.ExecContainerCommandRequest(
-        region_id=REGION,
-        container_group_id=gid,
-        container_name="c",
-        command=json.dumps(["sh", "-c", script]),
-        sync=True,
-    )
-    return client.exec_container_command(req).body.sync_response or ""
-
-
 def _sleeper(groups, client, images, name: str, owned=None) -> str:
     gid = groups.create(name, [container("c", images.image, SLEEPER)], client=client)
     if owned is not None:
@@ -65,7 +47,7 @@ def _sleeper(groups, client, images, name: str, owned=None) -> str:
 
 
 def _assert_confined(client, gid: str) -> None:
-    out = "".join(_exec(client, gid, script) for script in PROBES + WORK)
+    out = "".join(support.exec_sh(client, gid, script) for script in PROBES + WORK)
     lines = out.splitlines()
     for want in CONFINED + ["sleep=ok", "net=ok"]:
         assert want in lines, f"{want} missing from:\n{out}"
@@ -76,7 +58,7 @@ def test_the_default_profile_confines_and_work_goes_on(berth, client, groups, im
     gid = _sleeper(groups, client, images, "seccomp-default")
     _assert_confined(client, gid)
     # The container's own process (pid 1) carries the filter too, not only exec'd ones.
-    out = _exec(client, gid, "grep '^Seccomp:' /proc/1/status")
+    out = support.exec_sh(client, gid, "grep '^Seccomp:' /proc/1/status")
     assert out.split() == ["Seccomp:", "2"], out
 
 
@@ -89,23 +71,23 @@ def test_an_accounts_profile_is_its_own(berth, client, groups, images, owned, tm
     assert json.loads(admin_ok(berth, "account", "show-seccomp", name)) == NO_MKDIR
 
     gid = _sleeper(groups, theirs, images, "seccomp-own", owned)
-    out = _exec(theirs, gid, "mkdir /tmp/x 2>&1; echo rc=$?; unshare -U true && echo userns=ok")
+    out = support.exec_sh(theirs, gid, "mkdir /tmp/x 2>&1; echo rc=$?; unshare -U true && echo userns=ok")
     assert "Operation not permitted" in out and "rc=1" in out, out
     # The account's profile replaces the default one: user namespaces are open under it.
     assert "userns=ok" in out, out
     # The other accounts keep the default.
     mine = _sleeper(groups, client, images, "seccomp-mine")
-    out = _exec(client, mine, "mkdir /tmp/x && echo made")
+    out = support.exec_sh(client, mine, "mkdir /tmp/x && echo made")
     assert "made" in out, out
     _assert_confined(client, mine)
 
     admin_ok(berth, "account", "set-seccomp", name, "unconfined")
     assert admin_ok(berth, "account", "show-seccomp", name).strip() == "unconfined"
     free = _sleeper(groups, theirs, images, "seccomp-free", owned)
-    out = _exec(theirs, free, "grep '^Seccomp:' /proc/self/status")
+    out = support.exec_sh(theirs, free, "grep '^Seccomp:' /proc/self/status")
     assert out.split() == ["Seccomp:", "0"], out
     # Groups started before keep what they started with.
-    out = _exec(theirs, gid, "mkdir /tmp/y 2>&1; echo rc=$?")
+    out = support.exec_sh(theirs, gid, "mkdir /tmp/y 2>&1; echo rc=$?")
     assert "rc=1" in out, out
 
     admin_ok(berth, "account", "set-seccomp", name, "default")
@@ -132,43 +114,12 @@ def test_a_broken_profile_is_refused_when_set(berth, tmp_path):
     assert admin_ok(berth, "account", "show-seccomp", name).strip() == "default"
 
 
-def test_the_default_profile_confines_under_runc(images):
-    """A berth of its own on runc, which compiles the profile itself at every start."""
-    base = Path(tempfile.mkdtemp(prefix="berth-seccomp-runc-", dir="/tmp"))
-    server = Berth(
-        base / "state",
-        base / "berth.log",
-        ["--runtime", "runc", "--bridge", RUNC_BRIDGE, "--subnet", "10.216.0.0/16", "--netns-pool", "2"],
-    )
-    server.start()
-    try:
-        client = server.client()
-        gid = client.create_container_group(
-            models.CreateContainerGroupRequest(
-                region_id=REGION,
-                container_group_name="seccomp-runc",
-                restart_policy="Never",
-                container=[container("c", images.image, SLEEPER)],
-                plain_http_registry=images.registry,
-                termination_grace_period_seconds=1,
-            )
-        ).body.container_group_id
-        wait_status(client, gid, ["Running"], 60, never=["Failed"])
-        _assert_confined(client, gid)
-        support.delete(client, gid)
-        support.wait_for(
-            "the group to be deleted", lambda: not support.list_groups(client), 60, diag=server.diag
-        )
-        assert server.stop(timeout=30), "berth serve did not stop within 30 s of SIGTERM"
-    except BaseException:
-        print(server.diag(120))
-        raise
-    finally:
-        if server.running():
-            server.stop(timeout=30)
-        # The bridge holds 10.216.0.0/16, which the benchmark's bridge uses too.
-        subprocess.run(["ip", "link", "del", RUNC_BRIDGE], capture_output=True)
-    shutil.rmtree(base, ignore_errors=True)
+def test_the_default_profile_confines_under_runc(runc_berth, runc_groups, images):
+    """Under conftest's runc berth: runc compiles the profile itself at every start."""
+    client = runc_berth.client()
+    gid = runc_groups.create("seccomp-runc", [container("c", images.image, SLEEPER)], client=client)
+    wait_status(client, gid, ["Running"], 60, never=["Failed"])
+    _assert_confined(client, gid)
 
 
 def test_show_seccomp_of_an_unknown_account_fails(berth):

@@ -5,7 +5,6 @@ berth cannot honour yet are refused by name at create, and nothing is recorded."
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from alibabacloud_eci20180808 import models
@@ -13,17 +12,6 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 
 import support
 from support import REGION, container, wait_status
-
-
-def _exec(client, gid: str, script: str, name: str = "c") -> str:
-    req = models.ExecContainerCommandRequest(
-        region_id=REGION,
-        container_group_id=gid,
-        container_name=name,
-        command=json.dumps(["sh", "-c", script]),
-        sync=True,
-    )
-    return client.exec_container_command(req).body.sync_response or ""
 
 
 def test_a_group_fills_its_own_storage_and_nothing_else(berth, client, groups, images):
@@ -38,7 +26,7 @@ def test_a_group_fills_its_own_storage_and_nothing_else(berth, client, groups, i
 
     sub = berth.state_dir / "node" / "storage" / small
     assert sub.is_dir(), f"no subvolume {sub}"
-    out = _exec(
+    out = support.exec_sh(
         client,
         small,
         "dd if=/dev/zero of=/fill bs=1M count=1500 2>&1; echo rc=$?; sync; "
@@ -47,9 +35,9 @@ def test_a_group_fills_its_own_storage_and_nothing_else(berth, client, groups, i
     assert "Disk quota exceeded" in out, out
     assert "rc=0" not in out, out
     # What was written stays below the size, and the other group still writes.
-    written = int(_exec(client, small, "wc -c < /fill").strip())
+    written = int(support.exec_sh(client, small, "wc -c < /fill").strip())
     assert 900 << 20 <= written <= 1 << 30, written
-    assert "ok" in _exec(client, other, "dd if=/dev/zero of=/f bs=1M count=64 2>/dev/null && echo ok")
+    assert "ok" in support.exec_sh(client, other, "dd if=/dev/zero of=/f bs=1M count=64 2>/dev/null && echo ok")
     # DescribeContainerGroupMetric reports the use of the storage against its size.
     def filesystem():
         req = models.DescribeContainerGroupMetricRequest(
@@ -63,7 +51,7 @@ def test_a_group_fills_its_own_storage_and_nothing_else(berth, client, groups, i
     fs = support.wait_for("the metric to show the full storage", filesystem, 30)
     assert fs["Available"] <= (1 << 30) - (900 << 20), fs
     # The writable layer is where the limit is: the full group can still delete and write.
-    assert "ok" in _exec(client, small, "rm /fill && echo x > /y && echo ok")
+    assert "ok" in support.exec_sh(client, small, "rm /fill && echo x > /y && echo ok")
 
     support.delete(client, small)
     support.wait_for(f"{small} to go", lambda: support.describe(client, small) is None, 60)
