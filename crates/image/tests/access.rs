@@ -3,12 +3,14 @@
 //! the TTL), against a real Debian `docker-registry` with basic auth on loopback. Needs
 //! `/usr/bin/docker-registry` and `/usr/bin/busybox`; fails when either is missing.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use berth_core::{ImagePullPolicy, RegistryCredential};
 use berth_image::testutil::{build_busybox, Pusher, TestRegistry};
 use berth_image::{Image, ImageError, ImageStore, PullEvent, PullOptions, RetryPolicy};
+
+mod support;
+use support::ensure;
 
 const USER: &str = "berth";
 const PASSWORD: &str = "s3cret";
@@ -61,18 +63,6 @@ fn opts(setup: &Setup, account: &str, password: Option<&str>) -> PullOptions {
         account: Some(account.into()),
         ..PullOptions::default()
     }
-}
-
-async fn ensure(
-    store: &ImageStore,
-    reference: &str,
-    opts: &PullOptions,
-) -> (Result<Image, ImageError>, Vec<PullEvent>) {
-    let events = Mutex::new(Vec::new());
-    let result = store
-        .ensure(reference, opts, &|e| events.lock().unwrap().push(e))
-        .await;
-    (result, events.into_inner().unwrap())
 }
 
 fn assert_denied(result: Result<Image, ImageError>, digest: &str) -> ImageError {

@@ -6,7 +6,6 @@ use std::fs;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use berth_core::{ImagePullPolicy, RegistryCredential};
@@ -14,9 +13,10 @@ use berth_image::testutil::{
     build_busybox, build_image, build_index, busybox_layer, Compression, Format, Pusher,
     TestRegistry,
 };
-use berth_image::{
-    mount_rootfs, unmount_rootfs, Image, ImageError, ImageStore, PullEvent, PullOptions,
-};
+use berth_image::{mount_rootfs, unmount_rootfs, ImageError, ImageStore, PullEvent, PullOptions};
+
+mod support;
+use support::ensure;
 
 fn plain(registry: &TestRegistry, policy: ImagePullPolicy) -> PullOptions {
     PullOptions {
@@ -24,18 +24,6 @@ fn plain(registry: &TestRegistry, policy: ImagePullPolicy) -> PullOptions {
         policy,
         ..PullOptions::default()
     }
-}
-
-async fn ensure(
-    store: &ImageStore,
-    reference: &str,
-    opts: &PullOptions,
-) -> (Result<Image, ImageError>, Vec<PullEvent>) {
-    let events = Mutex::new(Vec::new());
-    let result = store
-        .ensure(reference, opts, &|e| events.lock().unwrap().push(e))
-        .await;
-    (result, events.into_inner().unwrap())
 }
 
 fn pulled(events: &[PullEvent]) -> (u64, bool) {
