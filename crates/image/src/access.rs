@@ -153,11 +153,16 @@ impl Access {
 
     /// Whether a registry check of `repository` by `account` passed less than the TTL ago.
     pub fn checked_recently(&self, account: &str, repository: &str) -> bool {
+        self.checked_recently_at(account, repository, SystemTime::now())
+    }
+
+    /// Whether a check of `repository` by `account` is younger than the TTL at `now`.
+    fn checked_recently_at(&self, account: &str, repository: &str, now: SystemTime) -> bool {
         let ttl = self.ttl();
         let at = lock(&self.state)
             .get(account)
             .and_then(|p| p.checked.get(repository).copied());
-        at.is_some_and(|at| fresh(at, ttl, SystemTime::now()))
+        at.is_some_and(|at| fresh(at, ttl, now))
     }
 
     /// Records that a registry check of `repository` by `account` passed now.
@@ -267,15 +272,17 @@ mod tests {
     fn a_check_counts_for_the_ttl_only() {
         let dir = tempfile::tempdir().unwrap();
         let access = Access::open(dir.path().join("access")).unwrap();
-        access.set_ttl(Duration::from_millis(200));
+        access.set_ttl(Duration::from_secs(60));
+        let before = SystemTime::now();
         access.record_check("a", REPO);
         assert!(access.checked_recently("a", REPO));
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(!access.checked_recently("a", REPO));
+        let later = before + Duration::from_secs(61);
+        assert!(!access.checked_recently_at("a", REPO, later));
         // Nor after a reopen: the time of the check is what is kept.
         let again = Access::open(dir.path().join("access")).unwrap();
-        again.set_ttl(Duration::from_millis(200));
-        assert!(!again.checked_recently("a", REPO));
+        again.set_ttl(Duration::from_secs(60));
+        assert!(again.checked_recently("a", REPO));
+        assert!(!again.checked_recently_at("a", REPO, later));
         // A TTL of zero never remembers.
         access.set_ttl(Duration::ZERO);
         access.record_check("a", REPO);
