@@ -4,6 +4,7 @@
 
 mod accounts;
 mod cache;
+mod keycache;
 mod migrate_secrets;
 mod quota;
 mod seal;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
+pub use keycache::GENERATION_FILE as KEY_GENERATION_FILE;
 pub use quota::{GroupLimits, GroupUsage, QuotaExceeded, QuotaOverrides, QuotaResource};
 pub use seal::{KeyError, KEY_FILE};
 pub use seccomp::AccountSeccomp;
@@ -48,6 +50,10 @@ pub enum StoreError {
     Key(#[from] KeyError),
     #[error("a sealed secret does not open with the key file's key")]
     Unseal,
+    /// The file by which processes sharing the database tell each other that keys or
+    /// accounts changed (`keys.generation`) cannot be opened.
+    #[error("the key generation file")]
+    GenerationFile(#[source] std::io::Error),
 }
 
 impl StoreError {
@@ -128,8 +134,9 @@ pub trait Store: Send + Sync {
     /// Adds an access key, making its account (enabled) when there is none of that name.
     fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;
     fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError>;
-    /// The key with whether it may be used now; read afresh on every call, so a key added or
-    /// disabled by another process counts at once.
+    /// The key with whether it may be used now. A key added, disabled or deleted by another
+    /// process with the same database counts at once (`SqliteStore` remembers checked keys only
+    /// until any process changes keys or accounts).
     fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError>;
     /// [`StoreError::AccountExists`] when the name is taken.
     fn create_account(&self, name: &str) -> Result<(), StoreError>;

@@ -16,6 +16,7 @@ use rusqlite::{
     params, params_from_iter, Connection, OpenFlags, OptionalExtension, TransactionBehavior,
 };
 
+use crate::keycache::KeyCache;
 use crate::seal::{KeyError, Sealer, KEY_FILE};
 use crate::tokens::{self, TokenKind, TokenUse};
 use crate::{
@@ -66,6 +67,8 @@ pub struct SqliteStore {
     counts: Mutex<Counts>,
     decoded: Mutex<Decoded>,
     sealer: Sealer,
+    /// Access keys checked recently (`keycache.rs`).
+    keys: KeyCache,
     /// Rows whose plain-text secrets [`open`](Self::open) sealed.
     sealed_at_open: usize,
 }
@@ -117,6 +120,7 @@ impl SqliteStore {
         let sealed = crate::migrate_secrets::seal_plain_rows(&conn, &sealer)?;
         let mut store = Self::init(conn, sealer);
         store.sealed_at_open = sealed;
+        store.keys = KeyCache::open(dir).map_err(StoreError::GenerationFile)?;
         let n = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(2, MAX_READERS);
@@ -141,6 +145,7 @@ impl SqliteStore {
             counts: Mutex::default(),
             decoded: Mutex::default(),
             sealer,
+            keys: KeyCache::in_memory(),
             sealed_at_open: 0,
         }
     }
@@ -281,7 +286,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// A page when every condition is in SQL: the total is counted by SQLite (unless `total` is
-/// known) and only the rows of the page (and one more, to know whether another page follows)
+/// known, or the page is the first and holds every match) and only the rows of the page (and one more, to know whether another page follows)
 /// are read and decoded.
 /// With `remember`, `store` remembers the records decoded (unfiltered listings).
 #[allow(clippy::too_many_arguments)]
@@ -295,12 +300,6 @@ fn page_by_sql(
     total: Option<u64>,
     remember: bool,
 ) -> Result<Page, StoreError> {
-    let total: i64 = match total {
-        Some(t) => t.min(i64::MAX as u64) as i64,
-        None => conn
-            .prepare_cached(&format!("SELECT COUNT(*) FROM groups WHERE {cond}"))?
-            .query_row(params_from_iter(args.iter()), |r| r.get(0))?,
-    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT seq, id, record FROM groups WHERE {cond} AND seq > ? ORDER BY seq LIMIT ?"
     ))?;
@@ -308,10 +307,7 @@ fn page_by_sql(
     bound.push(after.into());
     bound.push((limit.min(i64::MAX as usize - 1) as i64 + 1).into());
     let mut rows = stmt.query(params_from_iter(bound.iter()))?;
-    let mut page = Page {
-        total: total.max(0) as u64,
-        ..Page::default()
-    };
+    let mut page = Page::default();
     let mut last_seq = 0;
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
@@ -327,6 +323,17 @@ fn page_by_sql(
             Arc::new(store.decode(json)?)
         });
     }
+    drop(rows);
+    page.total = match total {
+        Some(t) => t,
+        // A first page with nothing after it holds every match: no need to count (the
+        // Describe of a few ids by the SDKs' waiters is always such a page).
+        None if after == 0 && page.next_token.is_none() => page.groups.len() as u64,
+        None => conn
+            .prepare_cached(&format!("SELECT COUNT(*) FROM groups WHERE {cond}"))?
+            .query_row(params_from_iter(args.iter()), |r| r.get::<_, i64>(0))?
+            .max(0) as u64,
+    };
     Ok(page)
 }
 
@@ -368,7 +375,9 @@ fn text<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a str, StoreError>
 
 impl Store for SqliteStore {
     fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
-        crate::accounts::create_key(&mut self.conn(), key, &self.sealer)
+        let res = crate::accounts::create_key(&mut self.conn(), key, &self.sealer);
+        self.keys.changed();
+        res
     }
 
     fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
@@ -376,15 +385,28 @@ impl Store for SqliteStore {
     }
 
     fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError> {
-        crate::accounts::check_key(&self.reader(), access_key_id, &self.sealer)
+        // The generation before the store: see keycache.rs.
+        let generation = self.keys.generation();
+        if let Some(hit) = generation.and_then(|g| self.keys.get(access_key_id, g)) {
+            return Ok(Some(hit));
+        }
+        let found = crate::accounts::check_key(&self.reader(), access_key_id, &self.sealer)?;
+        if let (Some(g), Some(check)) = (generation, &found) {
+            self.keys.put(check, g);
+        }
+        Ok(found)
     }
 
     fn create_account(&self, name: &str) -> Result<(), StoreError> {
-        crate::accounts::create_account(&self.conn(), name)
+        let res = crate::accounts::create_account(&self.conn(), name);
+        self.keys.changed();
+        res
     }
 
     fn set_account_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
-        crate::accounts::set_account_disabled(&self.conn(), name, disabled)
+        let res = crate::accounts::set_account_disabled(&self.conn(), name, disabled);
+        self.keys.changed();
+        res
     }
 
     fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
@@ -392,7 +414,9 @@ impl Store for SqliteStore {
     }
 
     fn add_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
-        crate::accounts::add_key(&mut self.conn(), key, &self.sealer)
+        let res = crate::accounts::add_key(&mut self.conn(), key, &self.sealer);
+        self.keys.changed();
+        res
     }
 
     fn list_access_keys(&self, account: &str) -> Result<Vec<KeyInfo>, StoreError> {
@@ -405,11 +429,15 @@ impl Store for SqliteStore {
         access_key_id: &str,
         disabled: bool,
     ) -> Result<(), StoreError> {
-        crate::accounts::set_key_disabled(&self.conn(), account, access_key_id, disabled)
+        let res = crate::accounts::set_key_disabled(&self.conn(), account, access_key_id, disabled);
+        self.keys.changed();
+        res
     }
 
     fn delete_access_key(&self, account: &str, access_key_id: &str) -> Result<(), StoreError> {
-        crate::accounts::delete_key(&self.conn(), account, access_key_id)
+        let res = crate::accounts::delete_key(&self.conn(), account, access_key_id);
+        self.keys.changed();
+        res
     }
 
     fn set_account_quota(&self, name: &str, quota: &QuotaOverrides) -> Result<(), StoreError> {

@@ -99,12 +99,24 @@ fn a_second_handle_sees_changes_at_once() {
     admin.create_account("b").unwrap();
     assert!(server.check_access_key("AKB").unwrap().is_none());
     admin.add_access_key(&key("b", "AKB")).unwrap();
+    // Checked twice: the second answer comes from what the server remembers.
+    assert!(server.check_access_key("AKB").unwrap().unwrap().active);
     assert!(server.check_access_key("AKB").unwrap().unwrap().active);
     admin.set_access_key_disabled("b", "AKB", true).unwrap();
     assert!(!server.check_access_key("AKB").unwrap().unwrap().active);
     admin.set_access_key_disabled("b", "AKB", false).unwrap();
+    assert!(server.check_access_key("AKB").unwrap().unwrap().active);
     admin.set_account_disabled("b", true).unwrap();
     assert!(!server.check_access_key("AKB").unwrap().unwrap().active);
+    admin.set_account_disabled("b", false).unwrap();
+    assert!(server.check_access_key("AKB").unwrap().unwrap().active);
+    admin.delete_access_key("b", "AKB").unwrap();
+    assert!(server.check_access_key("AKB").unwrap().is_none());
+    // The server's own changes count for itself too.
+    server.add_access_key(&key("b", "AKC")).unwrap();
+    assert!(server.check_access_key("AKC").unwrap().unwrap().active);
+    server.set_access_key_disabled("b", "AKC", true).unwrap();
+    assert!(!server.check_access_key("AKC").unwrap().unwrap().active);
 }
 
 #[test]
