@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use crate::error::NetError;
@@ -317,35 +316,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs one nftables transaction.
+/// Runs one nftables transaction (`nft.rs`).
 fn run(script: &str) -> Result<(), NetError> {
-    if script.is_empty() {
-        return Ok(());
-    }
-    let fail = |detail: String| NetError::Firewall {
+    crate::nft::transaction(script).map_err(|detail| NetError::Firewall {
         detail,
         script: script.to_owned(),
-    };
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(format!("cannot run nft: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(|e| fail(format!("cannot write to nft: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| fail(format!("nft did not finish: {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
-    }
+    })
 }
 
 fn quote(name: &str) -> String {

@@ -17,6 +17,7 @@ mod isolation;
 mod masq;
 mod netns;
 mod network;
+mod nft;
 mod pool;
 mod result;
 
