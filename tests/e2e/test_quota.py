@@ -140,6 +140,40 @@ def test_set_quota_on_the_running_server_counts_from_the_next_request(qberth, im
     assert admin(qberth, "account", "set-quota", "no-such-account", "--cpu", "1").returncode != 0
 
 
+def test_temporary_storage_has_a_quota_of_its_own(qberth, images, made):
+    name, key = new_account(qberth, "disk")
+    client = sdk(qberth, key)
+    admin_ok(qberth, "account", "set-quota", name, "--storage", "40")
+
+    def sized(n: str, gib=None) -> str:
+        resp = client.create_container_group(
+            models.CreateContainerGroupRequest(
+                region_id=REGION,
+                container_group_name=n,
+                restart_policy="Never",
+                container=[container("main", images.image, SLEEPER, cpu=0.25, memory=0.5)],
+                plain_http_registry=images.registry,
+                termination_grace_period_seconds=1,
+                ephemeral_storage=gib,
+            )
+        )
+        return resp.body.container_group_id
+
+    # The default size (30 GiB) fits once; a second one does not, a small one does.
+    made.append((client, sized("default")))
+    with pytest.raises(ClientException) as info:
+        sized("another-default")
+    exc = info.value
+    assert (exc.status_code, exc.code) == (400, "QuotaExceeded.EphemeralStorage"), exc.message
+    assert "may hold 40 GiB of temporary storage and holds 30;" in exc.message
+    made.append((client, sized("small", 10)))
+    u = usage(client)
+    assert (u["UsedEphemeralStorage"], u["MaxEphemeralStorage"]) == (40, 40), u
+    accounts = {a["Name"]: a for a in admin_ok(qberth, "account", "ls", "-o", "json")}
+    assert accounts[name]["MaxEphemeralStorage"] == 40, pretty(accounts[name])
+    assert len(support.list_groups(client)) == 2
+
+
 def test_concurrent_creates_at_the_edge_never_overshoot(qberth, images, made):
     name, key = new_account(qberth, "edge")
     admin_ok(qberth, "account", "set-quota", name, "--cpu", "1")

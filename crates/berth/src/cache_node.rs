@@ -39,6 +39,11 @@ pub struct CacheArgs {
     /// Unfinished container groups an account may hold.
     #[arg(long, default_value_t = 1000)]
     pub max_groups: u64,
+    /// GiB of temporary storage (EphemeralStorage, 30 GiB by default per group) an
+    /// account's unfinished groups may hold together. The storage is thin: this bounds what
+    /// one account can take of the backing filesystem.
+    #[arg(long, default_value_t = 30_000.0, value_parser = non_negative)]
+    pub max_storage: f64,
     /// GiB that the layers of one image may unpack to, all together; a larger image is
     /// refused when it is pulled.
     #[arg(long, default_value_t = 10.0, value_parser = non_negative)]
@@ -76,6 +81,7 @@ pub fn start(args: &CacheArgs, control: &Arc<Control>, agent: &Agent) -> anyhow:
         max_cpu: args.max_cpu,
         max_memory: args.max_memory,
         max_groups: args.max_groups,
+        max_storage: args.max_storage,
     });
     agent.set_unpack_limits(berth_image::UnpackLimits {
         max_bytes: (args.max_image_size * (1u64 << 30) as f64) as u64,

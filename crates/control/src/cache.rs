@@ -32,6 +32,8 @@ pub struct Quota {
     pub max_memory: f64,
     /// Groups that are not finished.
     pub max_groups: u64,
+    /// GiB of temporary storage (EphemeralStorage) of all groups that are not finished.
+    pub max_storage: f64,
 }
 
 impl Quota {
@@ -41,6 +43,7 @@ impl Quota {
             max_cpu: self.max_cpu,
             max_memory: self.max_memory,
             max_groups: self.max_groups,
+            max_storage: self.max_storage,
         }
     }
 }
@@ -53,6 +56,7 @@ impl Default for Quota {
             max_cpu: 1000.0,
             max_memory: 4000.0,
             max_groups: 1000,
+            max_storage: 30_000.0,
         }
     }
 }
@@ -568,6 +572,8 @@ impl Control {
                 "MaxAutoImageCacheCount".to_string(),
                 f64::from(q.max_auto_image_caches),
             ),
+            ("UsedEphemeralStorage".to_string(), round(used.storage)),
+            ("MaxEphemeralStorage".to_string(), limits.max_storage),
             ("UsedDataCacheCount".to_string(), 0.0),
             ("MaxDataCacheCount".to_string(), 0.0),
         ]))

@@ -45,6 +45,7 @@ pub(crate) fn map_err(e: ControlError) -> ApiError {
                 QuotaResource::Cpu => "QuotaExceeded.Cpu",
                 QuotaResource::Memory => "QuotaExceeded.Memory",
                 QuotaResource::Groups => "QuotaExceeded.ContainerGroup",
+                QuotaResource::Storage => "QuotaExceeded.EphemeralStorage",
             };
             ApiError::new(400, code, format!("Quota exceeded: {q}"))
         }

@@ -72,7 +72,7 @@ pub(crate) fn list_accounts(conn: &Connection) -> Result<Vec<Account>, StoreErro
     let mut stmt = conn.prepare_cached(
         "SELECT a.name, a.disabled, a.created, \
          (SELECT COUNT(*) FROM access_keys k WHERE k.account = a.name), \
-         a.max_cpu, a.max_memory, a.max_groups, a.max_image_caches \
+         a.max_cpu, a.max_memory, a.max_groups, a.max_image_caches, a.max_storage \
          FROM accounts a ORDER BY a.name",
     )?;
     let rows = stmt.query_map([], |r| {

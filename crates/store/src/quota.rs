@@ -1,6 +1,8 @@
 //! Quotas of accounts: the limits an operator sets per account (overriding the server's
-//! defaults), and what an account's groups use of them. A group holds its vCPU, its memory and
-//! a place among the account's groups from its insert until it is finished (Succeeded, Failed,
+//! defaults), and what an account's groups use of them. A group holds its vCPU, its memory,
+//! its temporary storage (EphemeralStorage, GiB: the groups' storage is thin, so without a
+//! bound one account's sizes could promise the whole backing filesystem) and a place among
+//! the account's groups from its insert until it is finished (Succeeded, Failed,
 //! Expired, ScheduleFailed) or its record is deleted; a Terminating group still holds them, as
 //! its containers run until they are stopped. The check of a new group and its insert are one
 //! `BEGIN IMMEDIATE` transaction, so of concurrent creates only as many pass as fit.
@@ -24,6 +26,16 @@ UPDATE groups SET cpu = COALESCE(json_extract(record, '$.spec.cpu'), 0),
 CREATE INDEX IF NOT EXISTS groups_usage ON groups(account, status, cpu, memory);
 "#;
 
+/// The temporary storage quota (a later migration): each group's EphemeralStorage in a
+/// column (records without one hold the default size), and the account's limit.
+pub(crate) const STORAGE_MIGRATION: &str = r#"
+ALTER TABLE accounts ADD COLUMN max_storage REAL;
+ALTER TABLE groups ADD COLUMN storage REAL NOT NULL DEFAULT 0;
+UPDATE groups SET storage = COALESCE(json_extract(record, '$.spec.ephemeral_storage'), 30);
+DROP INDEX IF EXISTS groups_usage;
+CREATE INDEX IF NOT EXISTS groups_usage ON groups(account, status, cpu, memory, storage);
+"#;
+
 /// Statuses in which a group holds nothing (`GroupStatus::is_final`).
 const FINAL: &str = "'Succeeded', 'Failed', 'Expired', 'ScheduleFailed'";
 
@@ -38,6 +50,8 @@ pub struct QuotaOverrides {
     pub memory: Option<f64>,
     pub groups: Option<u64>,
     pub image_caches: Option<u32>,
+    /// GiB of temporary storage.
+    pub storage: Option<f64>,
 }
 
 /// The limits a new group is checked against.
@@ -47,6 +61,8 @@ pub struct GroupLimits {
     /// GiB.
     pub max_memory: f64,
     pub max_groups: u64,
+    /// GiB of temporary storage.
+    pub max_storage: f64,
 }
 
 impl GroupLimits {
@@ -55,6 +71,7 @@ impl GroupLimits {
         max_cpu: f64::INFINITY,
         max_memory: f64::INFINITY,
         max_groups: u64::MAX,
+        max_storage: f64::INFINITY,
     };
 
     /// These defaults with an account's overrides applied.
@@ -63,6 +80,7 @@ impl GroupLimits {
             max_cpu: o.cpu.unwrap_or(self.max_cpu),
             max_memory: o.memory.unwrap_or(self.max_memory),
             max_groups: o.groups.unwrap_or(self.max_groups),
+            max_storage: o.storage.unwrap_or(self.max_storage),
         }
     }
 }
@@ -74,6 +92,8 @@ pub struct GroupUsage {
     /// GiB.
     pub memory: f64,
     pub groups: u64,
+    /// GiB of temporary storage.
+    pub storage: f64,
 }
 
 /// A limited resource.
@@ -82,6 +102,7 @@ pub enum QuotaResource {
     Cpu,
     Memory,
     Groups,
+    Storage,
 }
 
 impl QuotaResource {
@@ -91,6 +112,7 @@ impl QuotaResource {
             QuotaResource::Cpu => "vCPU",
             QuotaResource::Memory => "GiB of memory",
             QuotaResource::Groups => "container groups",
+            QuotaResource::Storage => "GiB of temporary storage",
         }
     }
 }
@@ -122,13 +144,15 @@ pub(crate) fn set(conn: &Connection, name: &str, q: &QuotaOverrides) -> Result<(
     let n = conn.execute(
         "UPDATE accounts SET max_cpu = COALESCE(?2, max_cpu), \
          max_memory = COALESCE(?3, max_memory), max_groups = COALESCE(?4, max_groups), \
-         max_image_caches = COALESCE(?5, max_image_caches) WHERE name = ?1",
+         max_image_caches = COALESCE(?5, max_image_caches), \
+         max_storage = COALESCE(?6, max_storage) WHERE name = ?1",
         params![
             name,
             q.cpu,
             q.memory,
             q.groups.map(|g| g.min(i64::MAX as u64) as i64),
-            q.image_caches
+            q.image_caches,
+            q.storage
         ],
     )?;
     if n == 0 {
@@ -141,7 +165,7 @@ pub(crate) fn set(conn: &Connection, name: &str, q: &QuotaOverrides) -> Result<(
 pub(crate) fn get(conn: &Connection, account: &str) -> Result<QuotaOverrides, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT max_cpu, max_memory, max_groups, max_image_caches FROM accounts \
+            "SELECT max_cpu, max_memory, max_groups, max_image_caches, max_storage FROM accounts \
              WHERE name = ?1",
         )?
         .query_row(params![account], |r| row_from(r, 0))
@@ -149,7 +173,8 @@ pub(crate) fn get(conn: &Connection, account: &str) -> Result<QuotaOverrides, St
         .unwrap_or_default())
 }
 
-/// Limits from the four columns starting at `first`.
+/// Limits from the five columns starting at `first` (cpu, memory, groups, image caches,
+/// storage).
 pub(crate) fn row_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<QuotaOverrides> {
     Ok(QuotaOverrides {
         cpu: r.get(first)?,
@@ -158,6 +183,7 @@ pub(crate) fn row_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<
         image_caches: r
             .get::<_, Option<i64>>(first + 3)?
             .map(|g| g.clamp(0, i64::from(u32::MAX)) as u32),
+        storage: r.get(first + 4)?,
     })
 }
 
@@ -165,7 +191,8 @@ pub(crate) fn row_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<
 pub(crate) fn usage(conn: &Connection, account: &str) -> Result<GroupUsage, StoreError> {
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT COUNT(*), COALESCE(SUM(cpu), 0), COALESCE(SUM(memory), 0) FROM groups \
+            "SELECT COUNT(*), COALESCE(SUM(cpu), 0), COALESCE(SUM(memory), 0), \
+             COALESCE(SUM(storage), 0) FROM groups \
              WHERE account = ?1 AND status NOT IN ({FINAL})"
         ))?
         .query_row(params![account], |r| {
@@ -173,19 +200,34 @@ pub(crate) fn usage(conn: &Connection, account: &str) -> Result<GroupUsage, Stor
                 groups: r.get::<_, i64>(0)?.max(0) as u64,
                 cpu: r.get(1)?,
                 memory: r.get(2)?,
+                storage: r.get(3)?,
             })
         })?)
 }
 
-/// Whether a group of `cpu` and `memory` fits the account's limits (`defaults` with the
+/// What a new group asks of its account's quota.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct GroupSize {
+    pub cpu: f64,
+    /// GiB.
+    pub memory: f64,
+    /// GiB of temporary storage.
+    pub storage: f64,
+}
+
+/// Whether a group of `size` fits the account's limits (`defaults` with the
 /// account's overrides) beside what it holds; read inside the inserting transaction.
 pub(crate) fn check(
     conn: &Connection,
     account: &str,
     defaults: &GroupLimits,
-    cpu: f64,
-    memory: f64,
+    size: GroupSize,
 ) -> Result<Result<(), QuotaExceeded>, StoreError> {
+    let GroupSize {
+        cpu,
+        memory,
+        storage,
+    } = size;
     let limits = defaults.with(&get(conn, account)?);
     let used = usage(conn, account)?;
     let over = if used.groups.saturating_add(1) > limits.max_groups {
@@ -203,6 +245,13 @@ pub(crate) fn check(
             limits.max_memory,
             used.memory,
             memory,
+        ))
+    } else if used.storage + storage > limits.max_storage + EPSILON {
+        Some((
+            QuotaResource::Storage,
+            limits.max_storage,
+            used.storage,
+            storage,
         ))
     } else {
         None

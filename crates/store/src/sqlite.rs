@@ -49,6 +49,7 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::tokens::MIGRATION,
     crate::quota::MIGRATION,
     crate::seccomp::MIGRATION,
+    crate::quota::STORAGE_MIGRATION,
 ];
 
 /// Most read connections a file database gets.
@@ -341,8 +342,9 @@ fn page_by_sql(
 /// its id is taken.
 fn insert_group_row(conn: &Connection, rec: &GroupRecord, json: &str) -> Result<(), StoreError> {
     let res = conn.execute(
-        "INSERT INTO groups (id, account, name, status, client_token, record, cpu, memory) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO groups \
+         (id, account, name, status, client_token, record, cpu, memory, storage) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             rec.id.as_str(),
             rec.account,
@@ -351,7 +353,8 @@ fn insert_group_row(conn: &Connection, rec: &GroupRecord, json: &str) -> Result<
             rec.client_token,
             json,
             rec.spec.cpu,
-            rec.spec.memory
+            rec.spec.memory,
+            f64::from(rec.spec.ephemeral_storage_gib())
         ],
     );
     match res {
@@ -489,8 +492,12 @@ impl Store for SqliteStore {
                 return self.open_token(Some(prev));
             }
         }
-        let (cpu, memory) = (rec.spec.cpu, rec.spec.memory);
-        if let Err(over) = crate::quota::check(&tx, &rec.account, limits, cpu, memory)? {
+        let size = crate::quota::GroupSize {
+            cpu: rec.spec.cpu,
+            memory: rec.spec.memory,
+            storage: f64::from(rec.spec.ephemeral_storage_gib()),
+        };
+        if let Err(over) = crate::quota::check(&tx, &rec.account, limits, size)? {
             // Dropping the transaction rolls back the token's claim.
             return Err(StoreError::QuotaExceeded(over));
         }
@@ -533,14 +540,16 @@ impl Store for SqliteStore {
         let mut rec = self.decode(&json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
         f(&mut rec);
         tx.prepare_cached(
-            "UPDATE groups SET status = ?2, record = ?3, cpu = ?4, memory = ?5 WHERE id = ?1",
+            "UPDATE groups SET status = ?2, record = ?3, cpu = ?4, memory = ?5, storage = ?6 \
+             WHERE id = ?1",
         )?
         .execute(params![
             id.as_str(),
             rec.status.as_str(),
             self.sealer.group_json(&rec)?,
             rec.spec.cpu,
-            rec.spec.memory
+            rec.spec.memory,
+            f64::from(rec.spec.ephemeral_storage_gib())
         ])?;
         tx.commit()?;
         Ok(rec)

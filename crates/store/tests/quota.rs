@@ -44,6 +44,7 @@ const LIMITS: GroupLimits = GroupLimits {
     max_cpu: 4.0,
     max_memory: 8.0,
     max_groups: 10,
+    max_storage: 1000.0,
 };
 
 fn over(e: StoreError) -> (QuotaResource, f64, f64) {
@@ -174,4 +175,49 @@ fn concurrent_inserts_at_the_edge_pass_as_many_as_fit() {
     assert_eq!(passed, 5);
     let u = stores[3].group_usage("a").unwrap();
     assert_eq!((u.groups, u.cpu), (6, 4.0));
+}
+
+#[test]
+fn temporary_storage_counts_against_its_own_limit() {
+    let s = SqliteStore::in_memory().unwrap();
+    let limits = GroupLimits {
+        max_storage: 100.0,
+        ..LIMITS
+    };
+    let sized = |n: u32, gib: Option<u32>| {
+        let mut r = record(n, "a", 0.25, 0.5);
+        r.spec.ephemeral_storage = gib;
+        r
+    };
+    // Default size (30 GiB) three times fits 100 GiB, a fourth does not.
+    for n in 0..3 {
+        s.insert_group_claiming(&sized(n, None), "", &limits)
+            .unwrap();
+    }
+    assert_eq!(s.group_usage("a").unwrap().storage, 90.0);
+    let e = s
+        .insert_group_claiming(&sized(3, None), "", &limits)
+        .unwrap_err();
+    assert_eq!(over(e), (QuotaResource::Storage, 100.0, 90.0));
+    // A smaller group still fits, and nothing was written by the refusal.
+    s.insert_group_claiming(&sized(4, Some(10)), "", &limits)
+        .unwrap();
+    assert_eq!(s.group_usage("a").unwrap().storage, 100.0);
+    assert_eq!(s.group_usage("a").unwrap().groups, 4);
+    // An account's own limit overrides the default; finished groups hold none.
+    s.create_account("a").unwrap();
+    s.set_account_quota(
+        "a",
+        &QuotaOverrides {
+            storage: Some(200.0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.account_quota("a").unwrap().storage, Some(200.0));
+    s.insert_group_claiming(&sized(5, Some(100)), "", &limits)
+        .unwrap();
+    s.modify_group(&sized(5, None).id, &mut |r| r.status = GroupStatus::Failed)
+        .unwrap();
+    assert_eq!(s.group_usage("a").unwrap().storage, 100.0);
 }

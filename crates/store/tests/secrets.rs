@@ -9,6 +9,7 @@ const ROOMY: berth_store::GroupLimits = berth_store::GroupLimits {
     max_cpu: 1000.0,
     max_memory: 1000.0,
     max_groups: 1000,
+    max_storage: f64::INFINITY,
 };
 
 use berth_core::{

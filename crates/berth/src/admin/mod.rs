@@ -61,6 +61,10 @@ enum AccountCommand {
         /// Image caches it may create (CreateImageCache).
         #[arg(long)]
         image_caches: Option<u32>,
+        /// GiB of temporary storage (EphemeralStorage) its unfinished groups may hold
+        /// together.
+        #[arg(long, value_parser = crate::cache_node::non_negative)]
+        storage: Option<f64>,
     },
     /// Set the seccomp profile of the account's containers: a profile file (Docker's JSON
     /// format, checked now), `default` (the built-in profile) or `unconfined` (no filter).
@@ -176,15 +180,17 @@ fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result
             memory,
             groups,
             image_caches,
+            storage,
         } => {
             let quota = QuotaOverrides {
                 cpu,
                 memory,
                 groups,
                 image_caches,
+                storage,
             };
             if quota == QuotaOverrides::default() {
-                bail!("give at least one of --cpu, --memory, --groups, --image-caches");
+                bail!("give at least one of --cpu, --memory, --groups, --image-caches, --storage");
             }
             store.set_account_quota(&name, &quota)?;
             out.account_changed(&name, "quota set");

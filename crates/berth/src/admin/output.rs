@@ -57,18 +57,19 @@ impl Output {
                     "MaxMemory": a.quota.memory,
                     "MaxContainerGroupCount": a.quota.groups,
                     "MaxImageCacheCount": a.quota.image_caches,
+                    "MaxEphemeralStorage": a.quota.storage,
                 }))
                 .collect::<Vec<_>>()));
             return;
         }
         println!(
-            "{:<32}  {:<8}  {:>4}  {:<20}  {:>8}  {:>8}  {:>8}  {:>8}",
-            "NAME", "STATUS", "KEYS", "CREATED", "CPU", "MEMORY", "GROUPS", "CACHES"
+            "{:<32}  {:<8}  {:>4}  {:<20}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}",
+            "NAME", "STATUS", "KEYS", "CREATED", "CPU", "MEMORY", "GROUPS", "CACHES", "STORAGE"
         );
         for a in list {
             let q = &a.quota;
             println!(
-                "{:<32}  {:<8}  {:>4}  {:<20}  {:>8}  {:>8}  {:>8}  {:>8}",
+                "{:<32}  {:<8}  {:>4}  {:<20}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}",
                 a.name,
                 status(a.disabled),
                 a.keys,
@@ -76,7 +77,8 @@ impl Output {
                 limit(q.cpu),
                 limit(q.memory),
                 limit(q.groups),
-                limit(q.image_caches)
+                limit(q.image_caches),
+                limit(q.storage)
             );
         }
     }
