@@ -4,6 +4,7 @@
 //! reports back into the records.
 
 mod cache;
+mod deadline;
 mod idempotency;
 mod node;
 mod observe;

@@ -31,7 +31,10 @@ pub enum NodeError {
 /// A node agent as the control plane sees it.
 #[async_trait]
 pub trait NodeClient: NodeObserve + CacheNode + Send + Sync {
-    /// Converge the node to this record (start it, restart it, re-adopt it). Returns at once.
+    /// Converge the node to this record (start it, restart it, re-adopt it). Returns at once,
+    /// except for a finished record of a group that still runs: its containers are stopped
+    /// (SIGTERM, the group's grace period, SIGKILL) before it returns, and everything else it
+    /// holds stays until it is removed.
     async fn apply(&self, rec: GroupRecord);
     /// Stop every container of the group (SIGTERM, `grace`, SIGKILL) and release everything it
     /// holds on the node. Idempotent.

@@ -187,6 +187,7 @@ impl Control {
             let (account, gid, spec) = (account.to_string(), id.clone(), rec.spec.clone());
             tokio::spawn(async move { this.auto_create_image_cache(&account, &gid, &spec).await });
         }
+        self.watch_deadline(&rec);
         self.node()?.apply(rec).await;
         Ok(id)
     }
@@ -348,6 +349,7 @@ impl Control {
             if rec.status == GroupStatus::Terminating {
                 self.spawn_removal(rec);
             } else {
+                self.watch_deadline(&rec);
                 self.node()?.apply(rec).await;
             }
         }
@@ -366,7 +368,9 @@ pub fn apply_report(r: &mut GroupRecord, obs: &ObservedGroup) {
     for ev in &obs.events {
         r.push_event(ev.clone());
     }
-    if r.status == GroupStatus::Terminating {
+    // A finished group stays finished (a report that was on its way when a deadline ended the
+    // group does not bring it back to Running).
+    if r.status == GroupStatus::Terminating || r.status.is_final() {
         return;
     }
     let next = if obs.failed.is_some() {

@@ -202,11 +202,14 @@ impl Agent {
     }
 
     /// Converges to `rec`: starts a new group, re-adopts one found after a restart of berth,
-    /// or restarts every container when its restart generation moved on. Returns at once.
+    /// restarts every container when its restart generation moved on, or stops the containers
+    /// of a group whose record is finished (its deadline passed) and returns once they are.
+    /// Returns at once otherwise.
     pub async fn apply(&self, rec: GroupRecord) {
         let prev = {
             let mut running = self.running();
             match running.get(&rec.id) {
+                Some(_) if rec.status.is_final() => running.remove(&rec.id),
                 Some(r) if r.generation == rec.restart_generation => return,
                 Some(_) => running.remove(&rec.id),
                 None => None,
@@ -223,7 +226,8 @@ impl Agent {
                 Duration::from_secs(rec.spec.termination_grace_period_secs),
             )
             .await;
-        } else if rec.status.is_final() {
+        }
+        if rec.status.is_final() {
             // Nothing runs any more; its resources stay until the group is deleted.
             return;
         }

@@ -95,6 +95,7 @@ const GROUP: &[(&str, Rule)] = &[
     ("Memory", Honoured),
     ("RestartPolicy", Honoured),
     ("TerminationGracePeriodSeconds", Honoured),
+    ("ActiveDeadlineSeconds", Honoured),
     ("HostName", Honoured),
     ("ClientToken", Honoured),
     ("DryRun", Honoured),
@@ -140,7 +141,6 @@ const GROUP: &[(&str, Rule)] = &[
     ("OsType", RefusedUnless(&["Linux"])),
     ("CpuArchitecture", RefusedUnless(&["AMD64"])),
     // Asked for, not yet done.
-    ("ActiveDeadlineSeconds", Refused),
     ("InstanceType", Refused),
     ("CpuOptionsCore", Refused),
     ("CpuOptionsNuma", Refused),
@@ -282,7 +282,6 @@ mod tests {
             "Container.1.LifecyclePreStopHandlerHttpGetPath=/",
             "DnsConfig.NameServer.1=1.1.1.1",
             "HostAliase.1.Ip=10.0.0.1",
-            "ActiveDeadlineSeconds=60",
             "Container.1.Tty=true",
             "AutoCreateEip=true",
             "SpotStrategy=SpotAsPriceGo",
