@@ -217,7 +217,7 @@ def test_exec_logs_and_ping(userns_berth, ugroups, images):
     a, b = start(ugroups, images, client, "uns-net", 2)
     ip_b = support.describe(client, b)["IntranetIp"]
     out = exec_sh(client, a, f"ping -c 1 -W 3 {ip_b} >/dev/null && echo pong; "
-                  "cat /proc/sys/net/ipv4/ping_group_range")
+                  "ping -c 1 -W 3 127.0.0.1 >/dev/null && echo pong-local")
     netns = userns_berth.state_dir / "netns" / a
     inside = subprocess.run(
         ["nsenter", f"--net={netns}", "cat", "/proc/sys/net/ipv4/ping_group_range"],
