@@ -279,7 +279,7 @@ fn user_namespace_maps_the_range_and_leaves_sysctls_to_the_node() {
         host: 1 << 30,
         count: 65536,
     });
-    let out = build_spec(&s, &CgroupLayout::V1).unwrap();
+    let out = build_spec(&s, &v2()).unwrap();
     let json = serde_json::to_value(&out).unwrap();
     let linux = &json["linux"];
     assert!(linux["namespaces"]
@@ -298,5 +298,5 @@ fn user_namespace_maps_the_range_and_leaves_sysctls_to_the_node() {
         host: u32::MAX,
         count: 2,
     });
-    assert!(build_spec(&s, &CgroupLayout::V1).is_err());
+    assert!(build_spec(&s, &v2()).is_err());
 }

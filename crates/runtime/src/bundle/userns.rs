@@ -44,7 +44,7 @@ pub(crate) fn apply(spec: &mut Spec, map: UserMap) -> Result<(), RuntimeError> {
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
     namespaces.push(user);
     linux.set_namespaces(Some(namespaces));
-    linux.set_uid_mappings(Some(vec![mapping.clone()]));
+    linux.set_uid_mappings(Some(vec![mapping]));
     linux.set_gid_mappings(Some(vec![mapping]));
     if let Some(sysctl) = linux.sysctl_mut() {
         sysctl.remove("net.ipv4.ping_group_range");
