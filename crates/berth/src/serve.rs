@@ -93,6 +93,19 @@ pub struct ServeArgs {
     /// For comparison and troubleshooting; costs ~14 ms of every start.
     #[arg(long)]
     no_seccomp_precompile: bool,
+    /// Run every new group in a user namespace of its own: container uid/gid 0–65535 map to a
+    /// host range of 65,536 ids that no other live group holds (allocated from
+    /// --userns-base, kept in `node/userns/` across restarts, freed when the group is
+    /// deleted). The image layers are shown to the container through id-mapped mounts, so
+    /// its files appear owned by the container's root; container root has no privilege on
+    /// the host. Needs crun.
+    #[arg(long)]
+    userns: bool,
+    /// First host id of the user namespace ranges (--userns); ranges are laid out from it
+    /// in steps of 65,536 below 2^31. The default, 2^30, lies in systemd's container range,
+    /// far above user ids and /etc/subuid ranges.
+    #[arg(long, default_value_t = berth_node::DEFAULT_USERNS_BASE, requires = "userns")]
+    userns_base: u32,
     /// Format of berth's own log: text or json (one object a line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -113,6 +126,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(berth_server::tls_server_config(cert, key)?),
         _ => None,
     };
+    if args.userns {
+        berth_node::UsernsConfig {
+            base: args.userns_base,
+        }
+        .ranges()
+        .map_err(anyhow::Error::msg)?;
+        // Refused before anything of the state directory is touched.
+        let (kind, _) = berth_runtime::RuntimeKind::detect(&find_binary(&args.runtime)?)?;
+        if kind != berth_runtime::RuntimeKind::Crun {
+            return Err(berth_node::NodeError::UsernsRuntime.into());
+        }
+    }
     crate::state_files::prepare(&args.state_dir)?;
     let metrics_token = args
         .metrics_token_file
@@ -175,6 +200,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             },
             storage: Some(args.storage.config(&state_dir.join("node"))?),
             seccomp_precompile: !args.no_seccomp_precompile,
+            userns: args.userns.then_some(berth_node::UsernsConfig {
+                base: args.userns_base,
+            }),
             seccomp: Arc::new(crate::seccomp_node::StoreSeccomp::new(store.clone())),
         },
         reporter,

@@ -68,12 +68,15 @@ fn tighten_if_present(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Sets `mode` on `path` when its group or others have any permission on it.
+/// Sets `mode` on `path` when its group or others have any permission on it; on a directory,
+/// search alone (`--x`, which `berth serve --userns` gives so that containers' user namespaces
+/// reach their own root filesystems) lists and reads nothing and is left.
 fn tighten(path: &Path, mode: u32) -> anyhow::Result<()> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot read the mode of {}", path.display()))?;
     let was = meta.permissions().mode() & 0o7777;
-    if was & 0o077 == 0 {
+    let loose = if meta.is_dir() { 0o066 } else { 0o077 };
+    if was & loose == 0 {
         return Ok(());
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))

@@ -1,13 +1,15 @@
 //! Container root filesystems: an overlay of the image layers with a private upper layer.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::ImageError;
+use crate::idmap::IdMap;
 use crate::store::Image;
 
 /// Longest mount data the kernel takes (one page, with its terminating NUL).
@@ -17,6 +19,18 @@ const MAX_MOUNT_DATA: usize = 4095;
 /// `rw/upper` and `rw/work` (the container's writable layer, which belongs on disk), on
 /// `dir/rootfs`, which is returned. Mounting again while it is mounted does nothing.
 pub fn mount_rootfs(image: &Image, dir: &Path, rw: &Path) -> Result<PathBuf, ImageError> {
+    mount_rootfs_mapped(image, dir, rw, None)
+}
+
+/// [`mount_rootfs`] for a container in a user namespace: with `Some((userns, map))` the layers
+/// are stacked as id-mapped clones through `userns` (see [`crate::idmap`]) and the upper
+/// directory is owned by `map.host`, the container's root.
+pub fn mount_rootfs_mapped(
+    image: &Image,
+    dir: &Path,
+    rw: &Path,
+    mapped: Option<(&OwnedFd, IdMap)>,
+) -> Result<PathBuf, ImageError> {
     let upper = rw.join("upper");
     let work = rw.join("work");
     let rootfs = dir.join("rootfs");
@@ -30,7 +44,30 @@ pub fn mount_rootfs(image: &Image, dir: &Path, rw: &Path) -> Result<PathBuf, Ima
     if image.layers.is_empty() {
         fs::create_dir_all(&empty).map_err(|e| ImageError::io("creating", &empty, e))?;
     }
-    let data = overlay_options(&image.layers, &empty, &upper, &work)?;
+    // The id-mapped clones live until the overlay is mounted; it keeps its own references.
+    let mut clones = Vec::new();
+    let lowers = match mapped {
+        None => image.layers.clone(),
+        Some((userns, map)) => {
+            chown_dir(&upper, map.host)?;
+            let mut out = Vec::with_capacity(image.layers.len());
+            for layer in &image.layers {
+                let fd = crate::idmap::idmapped_clone(layer, userns).map_err(|source| {
+                    ImageError::Mount {
+                        target: layer.clone(),
+                        source,
+                    }
+                })?;
+                out.push(PathBuf::from(format!(
+                    "/proc/thread-self/fd/{}",
+                    fd.as_raw_fd()
+                )));
+                clones.push(fd);
+            }
+            out
+        }
+    };
+    let data = overlay_options(&lowers, &empty, &upper, &work)?;
     if data.len() > MAX_MOUNT_DATA {
         return Err(ImageError::MountOptionsTooLong {
             target: rootfs,
@@ -48,7 +85,20 @@ pub fn mount_rootfs(image: &Image, dir: &Path, rw: &Path) -> Result<PathBuf, Ima
         target: rootfs.clone(),
         source,
     })?;
+    drop(clones);
     Ok(rootfs)
+}
+
+/// Gives the berth-made directory `path` to host id `id` (user and group), without following
+/// a symbolic link.
+fn chown_dir(path: &Path, id: u32) -> Result<(), ImageError> {
+    let dir = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| ImageError::io("opening", path, e))?;
+    std::os::unix::fs::fchown(&dir, Some(id), Some(id))
+        .map_err(|e| ImageError::io("changing the owner of", path, e))
 }
 
 /// Unmounts `dir/rootfs`. Does nothing when it is not mounted (or does not exist); detaches

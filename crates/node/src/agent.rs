@@ -38,6 +38,10 @@ pub enum NodeError {
     Storage(#[from] berth_storage::StorageError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("user namespaces")]
+    Userns(#[from] crate::userns::UsernsError),
+    #[error("user namespaces (--userns) need crun: berth runs the containers' user namespaces and id-mapped root filesystems only with crun, and has not been validated with this runtime")]
+    UsernsRuntime,
     #[error("no log of container {0}")]
     NoLog(String),
 }
@@ -69,6 +73,8 @@ pub struct NodeConfig {
     /// Hand crun compiled seccomp programs (see `Runtime::with_seccomp_precompile`).
     pub seccomp_precompile: bool,
     pub seccomp: Arc<dyn SeccompProfiles>,
+    /// A user namespace per group (`berth serve --userns`).
+    pub userns: Option<crate::userns::UsernsConfig>,
 }
 
 struct Running {
@@ -92,6 +98,8 @@ pub(crate) struct Inner {
     pub metrics: crate::observe::MetricRings,
     /// Disk directories of groups made ahead of time.
     pub spares: crate::spare::Spares,
+    /// The groups' user id ranges, when groups run in user namespaces.
+    pub userns: Option<crate::userns::UserNamespaces>,
     running: Mutex<HashMap<GroupId, Running>>,
     /// The tasks that keep the namespace pool and the spare directories full.
     pool_tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -150,6 +158,21 @@ impl Agent {
         let images = ImageStore::open(cfg.root.join("images"))?;
         let runtime = Runtime::new(cfg.runtime)?.with_seccomp_precompile(cfg.seccomp_precompile);
         let net = Network::new(cfg.net)?;
+        if cfg.userns.is_some() && runtime.kind() != berth_runtime::RuntimeKind::Crun {
+            return Err(NodeError::UsernsRuntime);
+        }
+        let userns = match cfg.userns {
+            Some(u) => {
+                for d in [&dirs.groups, &dirs.rw] {
+                    crate::userns::open_search_path(d)?;
+                }
+                Some(crate::userns::UserNamespaces::open(
+                    &cfg.root.join("userns"),
+                    u,
+                )?)
+            }
+            None => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 images,
@@ -161,6 +184,7 @@ impl Agent {
                 seccomp: cfg.seccomp,
                 metrics: crate::observe::MetricRings::default(),
                 spares,
+                userns,
                 running: Mutex::new(HashMap::new()),
                 pool_tasks: Mutex::new(Vec::new()),
                 starting: Arc::new(AtomicUsize::new(0)),
@@ -310,6 +334,9 @@ impl Agent {
             }
         }
         dirs.remove_all()?;
+        if let Some(userns) = &self.inner.userns {
+            userns.release(&gid)?;
+        }
         Ok(())
     }
 
@@ -387,7 +414,14 @@ impl Agent {
             .into_iter()
             .filter(|g| !known.contains(g.as_str()))
             .collect();
-        for name in self.inner.dirs.ids() {
+        let userns = self.inner.userns.as_ref().map(|u| u.groups());
+        for name in self
+            .inner
+            .dirs
+            .ids()
+            .into_iter()
+            .chain(userns.into_iter().flatten())
+        {
             if !known.contains(name.as_str()) && !orphans.contains(&name) {
                 orphans.push(name);
             }

@@ -35,6 +35,8 @@ pub struct ContainerCtx {
     pub init: bool,
     pub state: Arc<GroupState>,
     pub netns: Option<PathBuf>,
+    /// The group's user namespace (`--userns`).
+    pub userns: Option<crate::userns::GroupUserns>,
     /// The account's seccomp profile.
     pub seccomp: berth_runtime::seccomp::Seccomp,
     pub cancel: CancellationToken,
@@ -135,6 +137,10 @@ impl ContainerCtx {
                 (etc.join("resolv.conf"), "/etc/resolv.conf".into(), false),
             ],
             seccomp: self.seccomp.clone(),
+            user_map: self.userns.as_ref().map(|u| berth_runtime::UserMap {
+                host: u.map.host,
+                count: u.map.count,
+            }),
         })
     }
 
@@ -186,7 +192,8 @@ impl ContainerCtx {
                 let _ = berth_image::unmount_rootfs(&cdir);
             }
             let rw = self.dirs.container_rw(&self.spec.name);
-            berth_image::mount_rootfs(&self.image, &cdir, &rw).map_err(|e| {
+            let mapped = self.userns.as_ref().map(|u| (&*u.ns, u.map));
+            berth_image::mount_rootfs_mapped(&self.image, &cdir, &rw, mapped).map_err(|e| {
                 format!(
                     "cannot mount the root filesystem: {}",
                     crate::files::error_chain(&e)

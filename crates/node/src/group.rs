@@ -54,7 +54,9 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
         images_us = images_took.as_micros() as u64,
         "network and images ready"
     );
-    let Some(attachment) = attachment else { return };
+    let Some((attachment, userns)) = attachment else {
+        return;
+    };
     // Admission to the account's peers runs beside the start of the containers; the group
     // reaches no other group until it is done (see berth_net's isolation).
     let admit = {
@@ -73,8 +75,9 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
             tracing::warn!(group = %gid, error = %e, "cannot read the account's seccomp profile; the built-in one applies");
             berth_runtime::seccomp::Seccomp::Default
         });
+    let sandbox = Sandbox { attachment, userns };
     run_containers(
-        &inner, &spec, &gid, &dirs, &state, how, attachment, images, &seccomp, &cancel, starting,
+        &inner, &spec, &gid, &dirs, &state, how, sandbox, images, &seccomp, &cancel, starting,
     )
     .await;
     // Never left running past the group task: a removal follows it.
@@ -91,7 +94,7 @@ async fn run_containers(
     dirs: &GroupDirs,
     state: &Arc<GroupState>,
     how: Start,
-    attachment: berth_net::Attachment,
+    sandbox: Sandbox,
     images: Option<HashMap<String, Image>>,
     seccomp: &berth_runtime::seccomp::Seccomp,
     cancel: &CancellationToken,
@@ -109,7 +112,8 @@ async fn run_containers(
         image: images[&c.image].clone(),
         init,
         state: state.clone(),
-        netns: Some(attachment.netns.clone()),
+        netns: Some(sandbox.attachment.netns.clone()),
+        userns: sandbox.userns.clone(),
         seccomp: seccomp.clone(),
         cancel: cancel.clone(),
     };
@@ -154,6 +158,12 @@ async fn run_containers(
     }
 }
 
+/// What a group's containers share: its network and, with `--userns`, its user namespace.
+struct Sandbox {
+    attachment: berth_net::Attachment,
+    userns: Option<crate::userns::GroupUserns>,
+}
+
 /// The group's network and its /etc files, retried with back-off until they are set up or the
 /// group goes (`None`). A failure here is berth's, not the group's: it never fails the group,
 /// whatever its restart policy, as kubelet retries a sandbox it could not create.
@@ -165,7 +175,7 @@ async fn sandbox(
     storage_gib: u32,
     state: &Arc<GroupState>,
     cancel: &CancellationToken,
-) -> Option<berth_net::Attachment> {
+) -> Option<(berth_net::Attachment, Option<crate::userns::GroupUserns>)> {
     let mut attempt = 0u32;
     loop {
         let res = match size_storage(inner, gid, dirs, storage_gib) {
@@ -184,11 +194,22 @@ async fn sandbox(
                 .map(|()| att)
                 .map_err(|e| format!("cannot write the group's /etc files: {e}"))
         });
+        let res = res.and_then(|att| match &inner.userns {
+            None => Ok((att, None)),
+            Some(u) => crate::userns::prepare(u, gid, dirs, &att.netns)
+                .map(|g| (att, Some(g)))
+                .map_err(|e| {
+                    format!(
+                        "cannot set up the group's user namespace: {}",
+                        error_chain(&*e)
+                    )
+                }),
+        });
         let msg = match res {
-            Ok(att) => {
+            Ok((att, userns)) => {
                 let ip = att.ip.to_string();
                 state.update(|o| o.intranet_ip = Some(ip));
-                return Some(att);
+                return Some((att, userns));
             }
             Err(msg) => msg,
         };

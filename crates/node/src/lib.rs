@@ -12,8 +12,10 @@ mod observe;
 mod spare;
 mod state;
 mod user;
+mod userns;
 
 pub use agent::{Agent, BuiltinSeccomp, NodeConfig, NodeError, Reporter, SeccompProfiles};
 pub use cache::CachePull;
 pub use observe::{DEFAULT_INTERVAL as DEFAULT_METRICS_INTERVAL, RING_POINTS};
 pub use state::LogSelector;
+pub use userns::{UsernsConfig, DEFAULT_BASE as DEFAULT_USERNS_BASE};

@@ -21,8 +21,8 @@ pub mod stats;
 
 pub use bundle::seccomp;
 pub use bundle::{
-    build_spec, capability_name, BundleSpec, DEFAULT_CAPABILITIES, MASKED_PATHS, PING_GROUP_RANGE,
-    READONLY_PATHS,
+    build_spec, capability_name, BundleSpec, UserMap, DEFAULT_CAPABILITIES, MASKED_PATHS,
+    PING_GROUP_RANGE, READONLY_PATHS,
 };
 pub use cgroup::CgroupLayout;
 pub use dynmods::{favor_dynmods, DynmodsOutcome};

@@ -25,7 +25,7 @@ pub enum RuntimeKind {
 }
 
 impl RuntimeKind {
-    pub(crate) fn detect(binary: &Path) -> Result<(Self, String), RuntimeError> {
+    pub fn detect(binary: &Path) -> Result<(Self, String), RuntimeError> {
         let out = std::process::Command::new(binary)
             .arg("--version")
             .stdin(Stdio::null())

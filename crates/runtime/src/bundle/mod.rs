@@ -3,6 +3,9 @@
 //! default.
 
 pub mod seccomp;
+mod userns;
+
+pub use userns::UserMap;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -110,6 +113,8 @@ pub struct BundleSpec {
     pub binds: Vec<(PathBuf, String, bool)>,
     /// The seccomp profile, resolved against the container's capabilities.
     pub seccomp: Seccomp,
+    /// A user namespace mapping the container's ids to a host range (see [`userns`]).
+    pub user_map: Option<UserMap>,
 }
 
 /// The host the profiles are resolved for, read once.
@@ -214,7 +219,11 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
     if !spec.hostname.is_empty() {
         spec_builder = spec_builder.hostname(spec.hostname.clone());
     }
-    spec_builder.build().map_err(RuntimeError::Spec)
+    let mut out = spec_builder.build().map_err(RuntimeError::Spec)?;
+    if let Some(map) = spec.user_map {
+        userns::apply(&mut out, map)?;
+    }
+    Ok(out)
 }
 
 /// Writes `config.json` into `bundle_dir` atomically.

@@ -25,6 +25,7 @@ fn spec() -> BundleSpec {
             true,
         )],
         seccomp: Seccomp::Default,
+        user_map: None,
     }
 }
 
@@ -268,4 +269,34 @@ fn ping_works_without_raw_sockets_in_the_groups_namespace() {
         j["linux"]["sysctl"]["net.ipv4.ping_group_range"],
         PING_GROUP_RANGE
     );
+}
+
+#[test]
+fn user_namespace_maps_the_range_and_leaves_sysctls_to_the_node() {
+    let mut s = spec();
+    s.netns = Some("/run/netns/g".into());
+    s.user_map = Some(crate::UserMap {
+        host: 1 << 30,
+        count: 65536,
+    });
+    let out = build_spec(&s, &v2()).unwrap();
+    let json = serde_json::to_value(&out).unwrap();
+    let linux = &json["linux"];
+    assert!(linux["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "user" && n.get("path").is_none()));
+    for key in ["uidMappings", "gidMappings"] {
+        assert_eq!(
+            linux[key],
+            serde_json::json!([{"containerID": 0, "hostID": 1073741824u32, "size": 65536}])
+        );
+    }
+    assert!(linux["sysctl"].get("net.ipv4.ping_group_range").is_none());
+    s.user_map = Some(crate::UserMap {
+        host: u32::MAX,
+        count: 2,
+    });
+    assert!(build_spec(&s, &v2()).is_err());
 }
