@@ -65,7 +65,6 @@ def test_a_group_fills_its_own_storage_and_nothing_else(berth, client, groups, i
     [
         ({"ephemeral_storage": 0}, "EphemeralStorage"),
         ({"ephemeral_storage": 70000}, "EphemeralStorage"),
-        ({"active_deadline_seconds": 60}, "ActiveDeadlineSeconds"),
         (
             {
                 "volume": [
