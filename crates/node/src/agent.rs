@@ -163,8 +163,9 @@ impl Agent {
         }
         let userns = match cfg.userns {
             Some(u) => {
+                let state_dir = cfg.root.parent().unwrap_or(&cfg.root);
                 for d in [&dirs.groups, &dirs.rw] {
-                    crate::userns::open_search_path(d)?;
+                    crate::userns::open_search_path(d, state_dir)?;
                 }
                 Some(crate::userns::UserNamespaces::open(
                     &cfg.root.join("userns"),

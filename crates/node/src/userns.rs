@@ -252,14 +252,23 @@ fn give_search(dir: &Path, map: IdMap) -> std::io::Result<()> {
 }
 
 /// Adds search permission for others (`--x`, nothing else) to `dir` and every directory above
-/// it that lacks it, so that a container's user namespace reaches the groups' directories
-/// (each of which admits only its own range, see [`give_search`]). Logs each change.
-pub fn open_search_path(dir: &Path) -> std::io::Result<()> {
+/// it up to `within` (berth's state directory) that lacks it, so that a container's user
+/// namespace reaches the groups' directories (each of which admits only its own range, see
+/// [`give_search`]). Logs each change. A directory above `within` is the host's, not berth's
+/// to change: one that others cannot search is an error naming it.
+pub fn open_search_path(dir: &Path, within: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = dir.canonicalize()?;
+    let within = within.canonicalize()?;
     for d in dir.ancestors() {
         let meta = std::fs::metadata(d)?;
         let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o001 == 0 && !d.starts_with(&within) {
+            return Err(std::io::Error::other(format!(
+                "{} ({mode:04o}) cannot be searched by other users, so containers in user namespaces cannot reach their root filesystems below it; give it o+x or choose another --state-dir",
+                d.display()
+            )));
+        }
         if mode & 0o001 == 0 {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o001))?;
             tracing::info!(dir = %d.display(), was = format!("{mode:04o}"), now = format!("{:04o}", mode | 0o001), "let user namespaces search the directory");
