@@ -2,6 +2,7 @@
 //! capabilities, seccomp profile, masked paths and limits that container engines use by
 //! default.
 
+pub mod mounts;
 pub mod seccomp;
 
 use std::collections::HashSet;
@@ -110,6 +111,8 @@ pub struct BundleSpec {
     pub binds: Vec<(PathBuf, String, bool)>,
     /// The seccomp profile, resolved against the container's capabilities.
     pub seccomp: Seccomp,
+    /// The group's volumes this container mounts.
+    pub volumes: Vec<mounts::VolumeBind>,
 }
 
 /// The host the profiles are resolved for, read once.
@@ -208,7 +211,7 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
                 .build()
                 .map_err(RuntimeError::Spec)?,
         )
-        .mounts(mounts(&spec.binds)?)
+        .mounts(mounts::with_volumes(mounts(&spec.binds)?, &spec.volumes)?)
         .process(process)
         .linux(linux);
     if !spec.hostname.is_empty() {

@@ -25,6 +25,7 @@ fn spec() -> BundleSpec {
             true,
         )],
         seccomp: Seccomp::Default,
+        volumes: Vec::new(),
     }
 }
 

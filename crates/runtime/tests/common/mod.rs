@@ -104,6 +104,7 @@ impl Fixture {
             capability_add: vec![],
             binds: vec![(hosts, "/etc/hosts".into(), true)],
             seccomp: Default::default(),
+            volumes: Vec::new(),
         }
     }
 
