@@ -108,6 +108,12 @@ impl ContainerCtx {
         let cpu = self.spec.cpu.unwrap_or(self.group.cpu);
         let memory = self.spec.memory.unwrap_or(self.group.memory);
         let etc = self.dirs.etc();
+        let volumes = crate::volumes::binds(
+            &self.dirs,
+            &self.group,
+            &self.spec,
+            &self.dirs.container(&self.spec.name),
+        )?;
         Ok(BundleSpec {
             rootfs,
             args,
@@ -135,6 +141,7 @@ impl ContainerCtx {
                 (etc.join("resolv.conf"), "/etc/resolv.conf".into(), false),
             ],
             seccomp: self.seccomp.clone(),
+            volumes,
         })
     }
 

@@ -12,6 +12,7 @@ mod observe;
 mod spare;
 mod state;
 mod user;
+mod volumes;
 
 pub use agent::{Agent, BuiltinSeccomp, NodeConfig, NodeError, Reporter, SeccompProfiles};
 pub use cache::CachePull;
