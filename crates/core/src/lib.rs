@@ -28,6 +28,4 @@ pub use spec::{
     Tag, DEFAULT_EPHEMERAL_STORAGE_GIB, MAX_EPHEMERAL_STORAGE_GIB,
 };
 pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};
-pub use volume::{
-    ConfigFile, EmptyDirMedium, MountPropagation, Volume, VolumeMount, VolumeSource,
-};
+pub use volume::{ConfigFile, EmptyDirMedium, MountPropagation, Volume, VolumeMount, VolumeSource};

@@ -157,7 +157,16 @@ mod tests {
         assert_eq!(parse_quantity("500M"), Some(500_000_000));
         assert_eq!(parse_quantity("1024"), Some(1024));
         for bad in [
-            "", "Mi", "1.5Gi", "-1Gi", "+1Gi", "1e9", "1 Gi", "1gi", "1GB", "20Ei",
+            "",
+            "Mi",
+            "1.5Gi",
+            "-1Gi",
+            "+1Gi",
+            "1e9",
+            "1 Gi",
+            "1gi",
+            "1GB",
+            "20Ei",
             "99999999999999999999999",
         ] {
             assert_eq!(parse_quantity(bad), None, "{bad}");
