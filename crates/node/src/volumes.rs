@@ -202,7 +202,13 @@ pub fn binds(
         return Ok(Vec::new());
     }
     let staging = cdir.join("volumes");
-    unmount_below(&staging).map_err(|e| format!("cannot unmount the former volume mounts: {e}"))?;
+    unmount_below(&staging)
+        .and_then(|()| match fs::remove_dir_all(&staging) {
+            // Only berth's empty mount points are left once nothing is mounted there.
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .map_err(|e| format!("cannot remove the former volume mounts: {e}"))?;
     let mut out = Vec::new();
     for (i, m) in c.volume_mounts.iter().enumerate() {
         let Some(v) = group.volumes.iter().find(|v| v.name == m.name) else {
