@@ -189,6 +189,7 @@ class Eci:
         return json.loads(body)
 
     def create(self, name: str, image: str, command: list[str], registry: str) -> str:
+        """A group of one container (plus EXTRA_CREATE's parameters)."""
         params = {
             "ContainerGroupName": name, "RestartPolicy": "Never", "PlainHttpRegistry": registry,
             "TerminationGracePeriodSeconds": 0, "Container.1.Name": "c",
@@ -199,6 +200,7 @@ class Eci:
         }
         for i, arg in enumerate(command, 1):
             params[f"Container.1.Command.{i}"] = arg
+        params.update(EXTRA_CREATE)
         return self.call("CreateContainerGroup", **params)["ContainerGroupId"]
 
     def describe(self, ids: list[str]) -> list[dict]:
@@ -653,6 +655,8 @@ class Bench:
     def __init__(self, a):
         self.a = a
         self.work = Path(tempfile.mkdtemp(prefix="berth-bench-", dir="/var/tmp"))
+        # `berth serve --userns` needs the directories above its state directory searchable.
+        os.chmod(self.work, 0o711)
         self.registry = Registry(self.work / "registry")
         (self.work / "registry").mkdir()
         self.berth = Berth(a.berth, self.work / "state", self.work / "berth.log",
@@ -1517,6 +1521,19 @@ def print_table(rows) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+# Parameters every CreateContainerGroup of berth adds (`--volumes`).
+EXTRA_CREATE: dict[str, str] = {}
+VOLUME_PARAMS = {
+    "Volume.1.Name": "cache", "Volume.1.Type": "EmptyDirVolume",
+    "Volume.2.Name": "conf", "Volume.2.Type": "ConfigFileVolume",
+    "Volume.2.ConfigFileVolume.ConfigFileToPath.1.Path": "app.conf",
+    "Volume.2.ConfigFileVolume.ConfigFileToPath.1.Content":
+        base64.b64encode(b"listen 8080\n").decode(),
+    "Container.1.VolumeMount.1.Name": "cache", "Container.1.VolumeMount.1.MountPath": "/cache",
+    "Container.1.VolumeMount.2.Name": "conf", "Container.1.VolumeMount.2.MountPath": "/etc/app",
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default_bin = REPO / "target" / "release" / "berth"
@@ -1545,7 +1562,12 @@ def main() -> None:
     ap.add_argument("--skip", default="",
                     help="comma list of: pull,big,cold,memory,burst,describe,flood")
     ap.add_argument("--keep", action="store_true", help="keep the temp work dir")
+    ap.add_argument("--volumes", action="store_true",
+                    help="every group berth creates gets an emptyDir (on its temporary storage) "
+                         "at /cache and a ConfigFile volume of one file at /etc/app")
     a = ap.parse_args()
+    if a.volumes:
+        EXTRA_CREATE.update(VOLUME_PARAMS)
     if a.quick:
         a.runs = min(a.runs, 10)
         a.describe_seconds = min(a.describe_seconds, 5.0)

@@ -69,11 +69,15 @@ def test_a_group_fills_its_own_storage_and_nothing_else(berth, client, groups, i
             {
                 "volume": [
                     models.CreateContainerGroupRequestVolume(
-                        name="v", type="EmptyDirVolume"
+                        name="v",
+                        type="NFSVolume",
+                        nfsvolume=models.CreateContainerGroupRequestVolumeNFSVolume(
+                            server="nfs.example", path="/"
+                        ),
                     )
                 ]
             },
-            "Volume.1",
+            "Volume.1.NFSVolume",
         ),
         (
             {

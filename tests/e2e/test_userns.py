@@ -58,6 +58,8 @@ CONTROLS = ("ping-socket", "write-tmp", "read-proc-version")
 @pytest.fixture(scope="module")
 def userns_berth(host_ready, images):
     base = Path(tempfile.mkdtemp(prefix="berth-userns-", dir="/tmp"))
+    # Above the state directory berth changes nothing: the operator lets others search it.
+    os.chmod(base, 0o711)
     server = Berth(
         base / "state",
         base / "berth.log",
@@ -215,26 +217,66 @@ def test_container_root_is_a_mapped_range(userns_berth, ugroups, images):
 def test_exec_logs_and_the_network(userns_berth, ugroups, images):
     client = userns_berth.client()
     (a,) = start(ugroups, images, client, "uns-net")
-    # A listener in another group of the account: the groups reach each other from inside
+    # A listener on port 80 in another group of the account (container root binds a port
+    # below 1024 of a network namespace the host owns): the groups reach each other from inside
     # their user namespaces. (ICMP echo sockets are a probe of
     # test_escape_probes_stay_refused: busybox ping only uses raw sockets, which no
     # container has.)
     listener = container(
         "c", images.image,
-        ["sh", "-c", "while true; do nc -l -p 8080 -e cat /etc/hostname; done"],
+        ["sh", "-c", "while true; do nc -l -p 80 -e cat /etc/hostname; done"],
     )
     b = ugroups.create("uns-net-listener", [listener], termination_grace_period_seconds=1)
     wait_status(client, b, ["Running"], 60, never=["Failed"])
     ip_b = support.describe(client, b)["IntranetIp"]
     got = support.wait_for(
         "the listener to answer",
-        lambda: exec_sh(client, a, f"nc -w 3 {ip_b} 8080 </dev/null 2>/dev/null").strip() or None,
+        lambda: exec_sh(client, a, f"nc -w 3 {ip_b} 80 </dev/null 2>/dev/null").strip() or None,
         20,
     )
     assert got == "uns-net-listener", got
     assert support.logs(client, a, "c").startswith("started-"), support.logs(client, a, "c")
     # The hostname resolves through the group's own /etc/hosts.
     assert exec_sh(client, a, "hostname").strip() != ""
+
+
+def test_volumes_belong_to_the_mapped_root(userns_berth, ugroups, images):
+    from test_volumes import config_files, empty_dir, mount
+
+    client = userns_berth.client()
+    c = sleeper(
+        images,
+        volume_mount=[
+            mount("scratch", "/scratch"),
+            mount("mem", "/mem"),
+            mount("conf", "/conf"),
+            mount("scratch", "/sub", sub_path="deeper/dir"),
+        ],
+    )
+    gid = ugroups.create(
+        "uns-vol",
+        [c],
+        volume=[
+            empty_dir("scratch"),
+            empty_dir("mem", medium="Memory", size_limit="16Mi"),
+            config_files("conf", [("secret.txt", b"only-root", "0600")]),
+        ],
+        termination_grace_period_seconds=1,
+    )
+    wait_status(client, gid, ["Running"], 60, never=["Failed"])
+    out = exec_sh(
+        client, gid,
+        "cat /conf/secret.txt; echo; stat -c '%u:%g %a' /conf/secret.txt /scratch /mem; "
+        "echo x > /scratch/f && echo x > /mem/f && echo x > /sub/f && echo wrote",
+    )
+    lines = out.splitlines()
+    assert lines[0] == "only-root", out
+    assert lines[1] == "0:0 600", out
+    assert lines[2].startswith("0:0 ") and lines[3].startswith("0:0 "), out
+    assert lines[-1] == "wrote", out
+    m = uid_map(client, gid)
+    written = list(Path(userns_berth.state_dir).glob(f"node/**/{gid}/.volumes/scratch/f"))
+    assert written and all(p.stat().st_uid == m[1] for p in written), (written, m)
 
 
 def test_ranges_are_freed_and_survive_a_restart(userns_berth, ugroups, images):

@@ -1,7 +1,10 @@
 //! Request parameters of the client's calls, flattened into ECI query pairs
 //! (`Container.1.Image=…`, 1-based lists, JSON-string id lists) the way the SDKs write them.
 
-use berth_core::{ContainerSpec, GroupSpec, GroupStatus, RegistryCredential, RestartPolicy, Tag};
+use berth_core::{
+    ContainerSpec, EmptyDirMedium, GroupSpec, GroupStatus, MountPropagation, RegistryCredential,
+    RestartPolicy, Tag, Volume, VolumeSource,
+};
 
 /// What CreateContainerGroup is asked for. `None` leaves a value to the server's default.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -25,6 +28,8 @@ pub struct CreateParams {
     pub active_deadline_secs: Option<u64>,
     /// `EphemeralStorage`, GiB.
     pub ephemeral_storage: Option<u32>,
+    /// `Volume.N`.
+    pub volumes: Vec<Volume>,
     pub client_token: Option<String>,
     pub dry_run: bool,
 }
@@ -49,6 +54,7 @@ impl CreateParams {
             host_name: spec.host_name.clone(),
             active_deadline_secs: spec.active_deadline_secs,
             ephemeral_storage: spec.ephemeral_storage,
+            volumes: spec.volumes.clone(),
             client_token: None,
             dry_run: false,
         }
@@ -100,6 +106,9 @@ impl CreateParams {
             "EphemeralStorage",
             self.ephemeral_storage.map(|s| s.to_string()).as_deref(),
         );
+        for (i, v) in self.volumes.iter().enumerate() {
+            volume(&mut q, &format!("Volume.{}", i + 1), v);
+        }
         q.opt("ClientToken", self.client_token.as_deref());
         if self.dry_run {
             q.put("DryRun", "true");
@@ -255,6 +264,55 @@ fn container(q: &mut Q, p: &str, c: &ContainerSpec, init: bool) {
         q.put(&format!("{sc}.ReadOnlyRootFilesystem"), "true");
     }
     q.list(&format!("{sc}.Capability.Add"), &c.capability_add);
+    for (i, m) in c.volume_mounts.iter().enumerate() {
+        let mp = format!("{p}.VolumeMount.{}", i + 1);
+        q.put(&format!("{mp}.Name"), &m.name);
+        q.put(&format!("{mp}.MountPath"), &m.mount_path);
+        q.opt(&format!("{mp}.SubPath"), m.sub_path.as_deref());
+        if m.read_only {
+            q.put(&format!("{mp}.ReadOnly"), "true");
+        }
+        if m.propagation != MountPropagation::None {
+            q.put(&format!("{mp}.MountPropagation"), m.propagation.as_str());
+        }
+    }
+}
+
+fn volume(q: &mut Q, p: &str, v: &Volume) {
+    q.put(&format!("{p}.Name"), &v.name);
+    q.put(&format!("{p}.Type"), v.source.type_name());
+    match &v.source {
+        VolumeSource::EmptyDir {
+            medium, size_limit, ..
+        } => {
+            if *medium == EmptyDirMedium::Memory {
+                q.put(&format!("{p}.EmptyDirVolume.Medium"), "Memory");
+            }
+            q.opt(
+                &format!("{p}.EmptyDirVolume.SizeLimit"),
+                size_limit.as_deref(),
+            );
+        }
+        VolumeSource::ConfigFile {
+            files,
+            default_mode,
+        } => {
+            let cp = format!("{p}.ConfigFileVolume");
+            q.opt(
+                &format!("{cp}.DefaultMode"),
+                default_mode.map(|m| format!("0{m:o}")).as_deref(),
+            );
+            for (i, f) in files.iter().enumerate() {
+                let fp = format!("{cp}.ConfigFileToPath.{}", i + 1);
+                q.put(&format!("{fp}.Path"), &f.path);
+                q.put(&format!("{fp}.Content"), &f.content);
+                q.opt(
+                    &format!("{fp}.Mode"),
+                    f.mode.map(|m| format!("0{m:o}")).as_deref(),
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -299,6 +357,20 @@ mod tests {
             run_as_group: Some(1000),
             read_only_root_filesystem: true,
             capability_add: vec!["NET_ADMIN".into()],
+            volume_mounts: vec![
+                berth_core::VolumeMount {
+                    name: "data".into(),
+                    mount_path: "/data".into(),
+                    sub_path: Some("a/b".into()),
+                    read_only: true,
+                    propagation: MountPropagation::HostToContainer,
+                },
+                berth_core::VolumeMount {
+                    name: "conf".into(),
+                    mount_path: "/etc/app".into(),
+                    ..Default::default()
+                },
+            ],
         };
         let init = ContainerSpec {
             name: "init".into(),
@@ -329,6 +401,27 @@ mod tests {
             }],
             host_name: Some("web-1".into()),
             ephemeral_storage: Some(40),
+            volumes: vec![
+                Volume {
+                    name: "data".into(),
+                    source: VolumeSource::EmptyDir {
+                        medium: EmptyDirMedium::Memory,
+                        size_limit: Some("64Mi".into()),
+                        size_limit_bytes: Some(64 << 20),
+                    },
+                },
+                Volume {
+                    name: "conf".into(),
+                    source: VolumeSource::ConfigFile {
+                        files: vec![berth_core::ConfigFile {
+                            path: "app.conf".into(),
+                            content: "aGVsbG8K".into(),
+                            mode: Some(0o600),
+                        }],
+                        default_mode: Some(0o640),
+                    },
+                },
+            ],
             ..Default::default()
         };
         let mut params = CreateParams::from_spec(&spec);

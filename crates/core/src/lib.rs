@@ -11,6 +11,7 @@ pub mod restart;
 pub mod size;
 pub mod spec;
 pub mod state;
+pub mod volume;
 
 pub use cache::{CacheStatus, ImageCacheRecord};
 pub use capability::{CapabilityPolicy, CapabilityRefused};
@@ -27,3 +28,4 @@ pub use spec::{
     Tag, DEFAULT_EPHEMERAL_STORAGE_GIB, MAX_EPHEMERAL_STORAGE_GIB,
 };
 pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};
+pub use volume::{ConfigFile, EmptyDirMedium, MountPropagation, Volume, VolumeMount, VolumeSource};

@@ -126,6 +126,9 @@ pub struct ContainerSpec {
     /// Extra capabilities (`SecurityContext.Capability.Add.N`).
     #[serde(default)]
     pub capability_add: Vec<String>,
+    /// The group's volumes this container mounts (`VolumeMount.N`).
+    #[serde(default)]
+    pub volume_mounts: Vec<crate::volume::VolumeMount>,
 }
 
 /// A container group as created: what the user asked for, normalised.
@@ -172,6 +175,9 @@ pub struct GroupSpec {
     /// `/etc` files); [`DEFAULT_EPHEMERAL_STORAGE_GIB`] when not given.
     #[serde(default)]
     pub ephemeral_storage: Option<u32>,
+    /// `Volume.N`: the volumes the containers may mount.
+    #[serde(default)]
+    pub volumes: Vec<crate::volume::Volume>,
 }
 
 /// The temporary storage every group gets unless it asks for another size (as ECI).

@@ -326,6 +326,7 @@ impl Agent {
         for name in &names {
             berth_image::unmount_rootfs(&dirs.container(name))?;
         }
+        crate::volumes::release(&dirs)?;
         self.inner.net.teardown(&gid).await?;
         self.inner.images.unpin_deferred(&format!("group:{gid}"));
         remove_cgroup_parents(&gid);

@@ -110,6 +110,13 @@ impl ContainerCtx {
         let cpu = self.spec.cpu.unwrap_or(self.group.cpu);
         let memory = self.spec.memory.unwrap_or(self.group.memory);
         let etc = self.dirs.etc();
+        let volumes = crate::volumes::binds(
+            &self.dirs,
+            &self.group,
+            &self.spec,
+            &self.dirs.container(&self.spec.name),
+            crate::volumes::owner(self.userns.as_ref().map(|u| u.map)),
+        )?;
         Ok(BundleSpec {
             rootfs,
             args,
@@ -141,6 +148,7 @@ impl ContainerCtx {
                 host: u.map.host,
                 count: u.map.count,
             }),
+            volumes,
         })
     }
 

@@ -40,7 +40,7 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
     let hostname = spec.host_name.clone().unwrap_or_else(|| spec.name.clone());
     let net = async {
         let gib = spec.ephemeral_storage_gib();
-        let r = sandbox(&inner, &gid, &dirs, &hostname, gib, &state, &cancel).await;
+        let r = sandbox(&inner, &gid, &dirs, &hostname, gib, &spec, &state, &cancel).await;
         (r, began.elapsed())
     };
     let images = async {
@@ -167,18 +167,32 @@ struct Sandbox {
 /// The group's network and its /etc files, retried with back-off until they are set up or the
 /// group goes (`None`). A failure here is berth's, not the group's: it never fails the group,
 /// whatever its restart policy, as kubelet retries a sandbox it could not create.
+#[allow(clippy::too_many_arguments)]
 async fn sandbox(
     inner: &Arc<Inner>,
     gid: &str,
     dirs: &GroupDirs,
     hostname: &str,
     storage_gib: u32,
+    spec: &GroupSpec,
     state: &Arc<GroupState>,
     cancel: &CancellationToken,
 ) -> Option<(berth_net::Attachment, Option<crate::userns::GroupUserns>)> {
     let mut attempt = 0u32;
     loop {
-        let res = match size_storage(inner, gid, dirs, storage_gib) {
+        let res = size_storage(inner, gid, dirs, storage_gib).and_then(|()| {
+            // With user namespaces, the volumes belong to the group's mapped root.
+            let map = match &inner.userns {
+                Some(u) => Some(
+                    u.map(gid)
+                        .map_err(|e| format!("cannot set up the group's user namespace: {e}"))?,
+                ),
+                None => None,
+            };
+            crate::volumes::prepare(dirs, spec, crate::volumes::owner(map))
+                .map_err(|e| format!("cannot set up the group's volumes: {e}"))
+        });
+        let res = match res {
             Err(msg) => Err(msg),
             // Not cut short when the group goes: its removal must not race a half-done ADD.
             Ok(()) => inner.net.attach(gid).await.map_err(|e| {

@@ -13,6 +13,7 @@ mod spare;
 mod state;
 mod user;
 mod userns;
+mod volumes;
 
 pub use agent::{Agent, BuiltinSeccomp, NodeConfig, NodeError, Reporter, SeccompProfiles};
 pub use cache::CachePull;

@@ -289,7 +289,8 @@ pub fn chown_etc(etc: &Path, map: IdMap) -> std::io::Result<()> {
 
 /// Opens ICMP echo sockets to every group id below 2^31 in the network namespace `netns`
 /// (what the bundle's sysctl does without a user namespace: a container in its own user
-/// namespace may not write the sysctls of a namespace the host owns).
+/// namespace may not write the sysctls of a namespace the host owns), and the ports below
+/// 1024 to every user.
 pub fn open_ping(netns: &Path) -> std::io::Result<()> {
     let ns = std::fs::File::open(netns)?;
     std::thread::scope(|s| {
@@ -300,7 +301,11 @@ pub fn open_ping(netns: &Path) -> std::io::Result<()> {
             std::fs::write(
                 "/proc/sys/net/ipv4/ping_group_range",
                 berth_runtime::PING_GROUP_RANGE,
-            )
+            )?;
+            // The namespace is the host's (its owner is the initial user namespace), so the
+            // container's root has no CAP_NET_BIND_SERVICE in it: let any of its users bind
+            // ports below 1024 of the group's own addresses, as Docker does by default.
+            std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
         })
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("the sysctl thread panicked")))

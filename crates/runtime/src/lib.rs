@@ -19,6 +19,7 @@ mod runtime;
 mod spawn;
 pub mod stats;
 
+pub use bundle::mounts::{Propagation, VolumeBind};
 pub use bundle::seccomp;
 pub use bundle::{
     build_spec, capability_name, BundleSpec, UserMap, DEFAULT_CAPABILITIES, MASKED_PATHS,

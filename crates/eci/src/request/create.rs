@@ -66,6 +66,8 @@ impl CreateRequest {
             }
         }
         let size = group_size(p, &app, &init_containers)?;
+        let volumes = super::volumes::volumes(p, size.memory)?;
+        super::volumes::check_mounts(&volumes, &init_containers, &app)?;
         let restart_policy = match p.string("RestartPolicy") {
             None => RestartPolicy::default(),
             Some(s) => RestartPolicy::parse(&s).ok_or_else(|| {
@@ -112,6 +114,7 @@ impl CreateRequest {
             image_snapshot_id: image_snapshot_id(p)?,
             auto_match_image_cache: p.bool("AutoMatchImageCache")?.unwrap_or(false),
             ephemeral_storage: ephemeral_storage(p)?,
+            volumes,
         };
         Ok(Self {
             spec,
@@ -230,6 +233,7 @@ fn container(p: &Params, prefix: &str, init: bool) -> Result<ContainerSpec, ApiE
             .bool(&k("SecurityContext.ReadOnlyRootFilesystem"))?
             .unwrap_or(false),
         capability_add,
+        volume_mounts: super::volumes::mounts(p, prefix)?,
         name,
         image,
     })

@@ -64,12 +64,12 @@ const CONTAINER: &[(&str, Rule)] = &[
         RefusedUnless(&["/dev/termination-log"]),
     ),
     ("TerminationMessagePolicy", RefusedUnless(&["File"])),
-    ("VolumeMount.N", Refused),
-    ("VolumeMount.N.MountPath", Refused),
-    ("VolumeMount.N.MountPropagation", Refused),
-    ("VolumeMount.N.Name", Refused),
-    ("VolumeMount.N.ReadOnly", Refused),
-    ("VolumeMount.N.SubPath", Refused),
+    ("VolumeMount.N", Honoured),
+    ("VolumeMount.N.MountPath", Honoured),
+    ("VolumeMount.N.MountPropagation", Honoured),
+    ("VolumeMount.N.Name", Honoured),
+    ("VolumeMount.N.ReadOnly", Honoured),
+    ("VolumeMount.N.SubPath", Honoured),
     ("LivenessProbe", Refused),
     ("ReadinessProbe", Refused),
     ("StartupProbe", Refused),
@@ -111,6 +111,28 @@ const GROUP: &[(&str, Rule)] = &[
     ("ImageRegistryCredential.N.Server", Honoured),
     ("ImageRegistryCredential.N.UserName", Honoured),
     ("ImageRegistryCredential.N.Password", Honoured),
+    ("Volume.N", Honoured),
+    ("Volume.N.Name", Honoured),
+    ("Volume.N.Type", Honoured),
+    ("Volume.N.EmptyDirVolume", Honoured),
+    ("Volume.N.EmptyDirVolume.Medium", Honoured),
+    ("Volume.N.EmptyDirVolume.SizeLimit", Honoured),
+    ("Volume.N.ConfigFileVolume", Honoured),
+    ("Volume.N.ConfigFileVolume.DefaultMode", Honoured),
+    ("Volume.N.ConfigFileVolume.DefaultModel", Honoured),
+    ("Volume.N.ConfigFileVolume.ConfigFileToPath.N", Honoured),
+    (
+        "Volume.N.ConfigFileVolume.ConfigFileToPath.N.Path",
+        Honoured,
+    ),
+    (
+        "Volume.N.ConfigFileVolume.ConfigFileToPath.N.Content",
+        Honoured,
+    ),
+    (
+        "Volume.N.ConfigFileVolume.ConfigFileToPath.N.Mode",
+        Honoured,
+    ),
     // Cloud placement, networking objects, billing and account plumbing.
     ("OwnerAccount", Ignored),
     ("OwnerId", Ignored),
@@ -188,7 +210,8 @@ const GROUP: &[(&str, Rule)] = &[
     ("DataCacheProvisionedIops", Refused),
 ];
 
-/// Group parameter lists refused whatever follows.
+/// Group parameter lists refused whatever follows unless [`GROUP`] honours the name (the
+/// volume types berth does not implement: NFS, host path, flex, disk).
 const GROUP_REFUSED_PREFIXES: &[&str] = &["Volume."];
 
 /// `Container.2.Command.1` → `Container.N.Command.N`.
@@ -218,10 +241,13 @@ fn rule_of(name: &str) -> Option<Rule> {
             return CONTAINER.iter().find(|(n, _)| *n == field).map(|(_, r)| *r);
         }
     }
+    if let Some(rule) = GROUP.iter().find(|(n, _)| *n == pat).map(|(_, r)| *r) {
+        return Some(rule);
+    }
     if GROUP_REFUSED_PREFIXES.iter().any(|p| pat.starts_with(p)) || pat == "Volume" {
         return Some(Refused);
     }
-    GROUP.iter().find(|(n, _)| *n == pat).map(|(_, r)| *r)
+    None
 }
 
 /// Refuses the first parameter berth cannot honour.
@@ -274,9 +300,10 @@ mod tests {
     #[test]
     fn unhonoured_parameters_are_refused_by_name() {
         for q in [
-            "Volume.1.Name=v",
-            "Volume.1.EmptyDirVolume.Medium=Memory",
-            "Container.1.VolumeMount.1.MountPath=/x",
+            "Volume.1.NFSVolume.Server=nfs.example",
+            "Volume.1.HostPathVolume.Path=/etc",
+            "Volume.2.FlexVolume.Driver=x",
+            "Volume.1.DiskVolume.DiskId=d-1",
             "Container.1.LivenessProbe.TcpSocket.Port=80",
             "InitContainer.1.ReadinessProbe.Exec.Command.1=true",
             "Container.1.LifecyclePreStopHandlerHttpGetPath=/",

@@ -6,6 +6,7 @@ mod create;
 mod honoured;
 mod observe;
 mod validate;
+mod volumes;
 
 use berth_core::GroupStatus;
 use chrono::{DateTime, Utc};

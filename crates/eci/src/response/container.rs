@@ -256,6 +256,7 @@ impl ContainerInfo {
             security_context: c.security,
             current_state: c.current,
             previous_state: c.previous,
+            volume_mounts: volume_mounts(spec),
             ..Default::default()
         }
     }
@@ -280,7 +281,22 @@ impl InitContainerInfo {
             security_context: c.security,
             current_state: c.current,
             previous_state: c.previous,
+            volume_mounts: volume_mounts(spec),
             ..Default::default()
         }
     }
+}
+
+/// `VolumeMounts[]` of a container.
+fn volume_mounts(spec: &ContainerSpec) -> Vec<VolumeMount> {
+    spec.volume_mounts
+        .iter()
+        .map(|m| VolumeMount {
+            name: m.name.clone(),
+            mount_path: m.mount_path.clone(),
+            sub_path: m.sub_path.clone().unwrap_or_default(),
+            read_only: m.read_only,
+            mount_propagation: m.propagation.as_str().to_string(),
+        })
+        .collect()
 }

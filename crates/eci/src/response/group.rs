@@ -196,7 +196,39 @@ impl ContainerGroup {
                 .iter()
                 .map(|c| InitContainerInfo::from_spec(c, &r.init_containers))
                 .collect(),
+            volumes: s.volumes.iter().map(Volume::from_spec).collect(),
             ..Default::default()
         }
+    }
+}
+
+impl Volume {
+    /// The flat `Volumes[]` entry of a volume.
+    pub fn from_spec(v: &berth_core::Volume) -> Self {
+        let mut out = Self {
+            name: v.name.clone(),
+            volume_type: v.source.type_name().to_string(),
+            ..Default::default()
+        };
+        match &v.source {
+            berth_core::VolumeSource::EmptyDir {
+                medium, size_limit, ..
+            } => {
+                if *medium == berth_core::EmptyDirMedium::Memory {
+                    out.empty_dir_volume_medium = "Memory".to_string();
+                }
+                out.empty_dir_volume_size_limit = size_limit.clone().unwrap_or_default();
+            }
+            berth_core::VolumeSource::ConfigFile { files, .. } => {
+                out.config_file_volume_config_file_to_paths = files
+                    .iter()
+                    .map(|f| VolumeConfigFileToPath {
+                        path: f.path.clone(),
+                        content: f.content.clone(),
+                    })
+                    .collect();
+            }
+        }
+        out
     }
 }

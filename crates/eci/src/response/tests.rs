@@ -274,3 +274,50 @@ fn small_bodies() {
     assert_eq!(group_uuid("eci-a"), group_uuid("eci-a"));
     assert_ne!(group_uuid("eci-a"), group_uuid("eci-b"));
 }
+
+#[test]
+fn volumes_and_mounts_are_described_flat() {
+    let mut r = record();
+    r.spec.volumes = vec![
+        berth_core::Volume {
+            name: "mem".into(),
+            source: berth_core::VolumeSource::EmptyDir {
+                medium: berth_core::EmptyDirMedium::Memory,
+                size_limit: Some("64Mi".into()),
+                size_limit_bytes: Some(64 << 20),
+            },
+        },
+        berth_core::Volume {
+            name: "conf".into(),
+            source: berth_core::VolumeSource::ConfigFile {
+                files: vec![berth_core::ConfigFile {
+                    path: "a.conf".into(),
+                    content: "aGk=".into(),
+                    mode: Some(0o600),
+                }],
+                default_mode: None,
+            },
+        },
+    ];
+    r.spec.containers[0].volume_mounts = vec![berth_core::VolumeMount {
+        name: "conf".into(),
+        mount_path: "/etc/app".into(),
+        sub_path: Some("a.conf".into()),
+        read_only: true,
+        propagation: berth_core::MountPropagation::None,
+    }];
+    let v = serde_json::to_value(ContainerGroup::from_record(&r, false)).unwrap();
+    assert_eq!(v["Volumes"][0]["Type"], "EmptyDirVolume");
+    assert_eq!(v["Volumes"][0]["EmptyDirVolumeMedium"], "Memory");
+    assert_eq!(v["Volumes"][0]["EmptyDirVolumeSizeLimit"], "64Mi");
+    assert_eq!(v["Volumes"][1]["Type"], "ConfigFileVolume");
+    assert_eq!(
+        v["Volumes"][1]["ConfigFileVolumeConfigFileToPaths"],
+        serde_json::json!([{"Path": "a.conf", "Content": "aGk="}])
+    );
+    assert_eq!(
+        v["Containers"][0]["VolumeMounts"],
+        serde_json::json!([{"Name": "conf", "MountPath": "/etc/app", "SubPath": "a.conf",
+            "ReadOnly": true, "MountPropagation": "None"}])
+    );
+}

@@ -2,6 +2,7 @@
 //! capabilities, seccomp profile, masked paths and limits that container engines use by
 //! default.
 
+pub mod mounts;
 pub mod seccomp;
 mod userns;
 
@@ -115,6 +116,8 @@ pub struct BundleSpec {
     pub seccomp: Seccomp,
     /// A user namespace mapping the container's ids to a host range (see [`userns`]).
     pub user_map: Option<UserMap>,
+    /// The group's volumes this container mounts.
+    pub volumes: Vec<mounts::VolumeBind>,
 }
 
 /// The host the profiles are resolved for, read once.
@@ -213,7 +216,7 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
                 .build()
                 .map_err(RuntimeError::Spec)?,
         )
-        .mounts(mounts(&spec.binds)?)
+        .mounts(mounts::with_volumes(mounts(&spec.binds)?, &spec.volumes)?)
         .process(process)
         .linux(linux);
     if !spec.hostname.is_empty() {

@@ -26,6 +26,7 @@ fn spec() -> BundleSpec {
         )],
         seccomp: Seccomp::Default,
         user_map: None,
+        volumes: Vec::new(),
     }
 }
 

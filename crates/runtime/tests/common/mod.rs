@@ -105,6 +105,7 @@ impl Fixture {
             binds: vec![(hosts, "/etc/hosts".into(), true)],
             seccomp: Default::default(),
             user_map: None,
+            volumes: Vec::new(),
         }
     }
 

@@ -1,0 +1,418 @@
+//! The group's volumes on the host: where each lives, how it is made when the group's
+//! sandbox is set up, how a container's mounts of it become binds of its bundle, and how
+//! everything is unmounted when the group goes.
+//!
+//! * An emptyDir on disk is `rw/<id>/.volumes/<name>`, inside the group's subvolume: it
+//!   counts against `EphemeralStorage` and goes with the subvolume.
+//! * An emptyDir in memory is a tmpfs of its `SizeLimit` (the group's memory when none is
+//!   given) mounted on `groups/<id>/volumes/<name>`. Its pages are charged to the memory
+//!   cgroup of the container that writes them, so they count against that container's
+//!   memory limit (and stay charged to the group's cgroup after it exits).
+//! * A ConfigFile volume is `rw/<id>/.volumes/<name>`, written by berth in a temporary
+//!   directory renamed into place, and always mounted read-only.
+//!
+//! The tenant controls the content of an emptyDir (it may plant symlinks there for a later
+//! `SubPath` to follow) and the image (a symlink at a `MountPath`). berth never resolves such
+//! a path by name on the host: a `SubPath` is opened with `openat2(RESOLVE_IN_ROOT)` below
+//! the volume, missing directories are made one by one below descriptors, and the result is
+//! bound by its descriptor (`/proc/self/fd/N`) onto a staging path of berth's own
+//! (`groups/<id>/containers/<name>/volumes/<i>`), which the bundle then names. Mount
+//! destinations are resolved by the runtime inside the root file system (see
+//! `berth_runtime::bundle::mounts`).
+
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use berth_core::{ContainerSpec, EmptyDirMedium, GroupSpec, Volume, VolumeSource};
+use berth_runtime::{Propagation, VolumeBind};
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::files::GroupDirs;
+
+/// How often an open that met a concurrent rename or mount (`EAGAIN`) is tried.
+const OPEN_ATTEMPTS: usize = 128;
+
+/// Who owns what berth makes for the group's volumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The owner of the group's volumes: the host's root while containers run without a user
+/// namespace, the group's mapped root with one.
+pub fn owner(map: Option<berth_image::idmap::IdMap>) -> Owner {
+    match map {
+        Some(m) => Owner {
+            uid: m.host,
+            gid: m.host,
+        },
+        None => Owner { uid: 0, gid: 0 },
+    }
+}
+
+/// Mode of the directories berth makes to hold volumes: searchable, not listable, by others
+/// (the group's own directories above them admit only its user namespace's range, if it has
+/// one, and the state directory admits no one else).
+const HOLDER_MODE: u32 = 0o711;
+
+fn chown(fd: &impl AsRawFd, o: Owner) -> io::Result<()> {
+    nix::unistd::fchown(fd.as_raw_fd(), Some(o.uid.into()), Some(o.gid.into()))
+        .map_err(io::Error::from)
+}
+
+/// Where a volume lives on the host.
+pub fn source(dirs: &GroupDirs, v: &Volume) -> PathBuf {
+    match &v.source {
+        VolumeSource::EmptyDir {
+            medium: EmptyDirMedium::Memory,
+            ..
+        } => dirs.root.join("volumes").join(&v.name),
+        _ => dirs.rw.join(".volumes").join(&v.name),
+    }
+}
+
+/// Makes every volume of the group that is not there yet (after a restart of berth, the
+/// ones made before are kept as they are).
+pub fn prepare(dirs: &GroupDirs, spec: &GroupSpec, who: Owner) -> io::Result<()> {
+    if spec.volumes.is_empty() {
+        return Ok(());
+    }
+    for v in &spec.volumes {
+        let dir = source(dirs, v);
+        let parent = dir.parent().unwrap_or(&dir);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(HOLDER_MODE)
+            .create(parent)?;
+        match &v.source {
+            VolumeSource::EmptyDir {
+                medium,
+                size_limit_bytes,
+                ..
+            } => {
+                make_dir(&dir, who)?;
+                if *medium == EmptyDirMedium::Memory {
+                    let group = (spec.memory * (1u64 << 30) as f64) as u64;
+                    mount_tmpfs(&dir, size_limit_bytes.unwrap_or(group), who)?;
+                }
+            }
+            VolumeSource::ConfigFile {
+                files,
+                default_mode,
+            } => {
+                if !dir.exists() {
+                    write_config(&dir, files, *default_mode, who)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An emptyDir: mode 0777 (any user of the containers may write), owned by `who`.
+fn make_dir(dir: &Path, who: Owner) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        r => r?,
+    }
+    let f = File::open(dir)?;
+    f.set_permissions(fs::Permissions::from_mode(0o777))?;
+    chown(&f, who)
+}
+
+fn mount_tmpfs(dir: &Path, bytes: u64, who: Owner) -> io::Result<()> {
+    let here = fs::metadata(dir)?;
+    let parent = fs::metadata(dir.join(".."))?;
+    if here.dev() != parent.dev() {
+        return Ok(()); // mounted before berth restarted
+    }
+    let opts = format!("size={bytes},mode=0777,uid={},gid={}", who.uid, who.gid);
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Writes the files into `<dir>.tmp` and renames it to `dir`: a volume is there whole or
+/// not at all.
+fn write_config(
+    dir: &Path,
+    files: &[berth_core::ConfigFile],
+    default_mode: Option<u32>,
+    who: Owner,
+) -> io::Result<()> {
+    let tmp = dir.with_extension("tmp");
+    match fs::remove_dir_all(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut dirs = fs::DirBuilder::new();
+    dirs.recursive(true).mode(0o755);
+    dirs.create(&tmp)?;
+    for f in files {
+        // Checked by the API: relative, without `..`.
+        let path = tmp.join(&f.path);
+        if let Some(parent) = path.parent() {
+            dirs.create(parent)?;
+        }
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(f.content.as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut out = File::create(&path)?;
+        out.write_all(&data)?;
+        let mode = f
+            .mode
+            .or(default_mode)
+            .unwrap_or(berth_core::volume::DEFAULT_CONFIG_MODE);
+        out.set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
+        chown(&out, who)?;
+    }
+    for entry in walk_dirs(&tmp)? {
+        chown(&File::open(entry)?, who)?;
+    }
+    fs::rename(&tmp, dir)
+}
+
+/// `root` and every directory below it (berth's own files only).
+fn walk_dirs(root: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        for e in fs::read_dir(&out[i])? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                out.push(e.path());
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// The binds of a container's volume mounts; a `SubPath` is resolved below its volume and
+/// staged under `cdir` (its former staging is unmounted first).
+pub fn binds(
+    dirs: &GroupDirs,
+    group: &GroupSpec,
+    c: &ContainerSpec,
+    cdir: &Path,
+    who: Owner,
+) -> Result<Vec<VolumeBind>, String> {
+    if c.volume_mounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let staging = cdir.join("volumes");
+    unmount_below(&staging)
+        .and_then(|()| match fs::remove_dir_all(&staging) {
+            // Only berth's empty mount points are left once nothing is mounted there.
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .map_err(|e| format!("cannot remove the former volume mounts: {e}"))?;
+    let mut out = Vec::new();
+    for (i, m) in c.volume_mounts.iter().enumerate() {
+        let Some(v) = group.volumes.iter().find(|v| v.name == m.name) else {
+            return Err(format!("volume {:?} is not defined in the group", m.name));
+        };
+        let config = matches!(v.source, VolumeSource::ConfigFile { .. });
+        let mut src = source(dirs, v);
+        if let Some(sub) = &m.sub_path {
+            let target = staging.join(i.to_string());
+            stage(&src, sub, !config, &target, who)
+                .map_err(|e| format!("cannot mount SubPath {sub:?} of volume {:?}: {e}", m.name))?;
+            src = target;
+        }
+        out.push(VolumeBind {
+            source: src,
+            destination: m.mount_path.clone(),
+            read_only: m.read_only || config,
+            propagation: match m.propagation {
+                berth_core::MountPropagation::HostToContainer => Propagation::Slave,
+                _ => Propagation::Private,
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn how(flags: OFlag, resolve: ResolveFlag) -> OpenHow {
+    OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(resolve | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_XDEV)
+}
+
+fn open_in(dir: &impl AsRawFd, rel: &str, h: OpenHow) -> nix::Result<OwnedFd> {
+    let mut attempt = 1;
+    loop {
+        match openat2(dir.as_raw_fd(), rel, h) {
+            Err(nix::errno::Errno::EAGAIN) if attempt < OPEN_ATTEMPTS => attempt += 1,
+            // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Resolves `sub` below `volume` as if `volume` were `/` (symlinks planted there cannot leave
+/// it), making missing directories when `create`, and binds the result onto `target`.
+fn stage(volume: &Path, sub: &str, create: bool, target: &Path, who: Owner) -> io::Result<()> {
+    let root = File::open(volume)?;
+    let in_root = how(OFlag::O_PATH, ResolveFlag::RESOLVE_IN_ROOT);
+    let fd = match open_in(&root, sub, in_root) {
+        Err(nix::errno::Errno::ENOENT) if create => {
+            let parts: Vec<&str> = sub.split('/').collect();
+            for n in 1..=parts.len() {
+                let prefix = parts[..n].join("/");
+                if open_in(&root, &prefix, in_root).is_ok() {
+                    continue;
+                }
+                let parent = match n {
+                    1 => open_in(&root, ".", in_root)?,
+                    _ => open_in(&root, &parts[..n - 1].join("/"), in_root)?,
+                };
+                let name = CString::new(parts[n - 1])?;
+                match nix::sys::stat::mkdirat(
+                    Some(parent.as_raw_fd()),
+                    name.as_c_str(),
+                    nix::sys::stat::Mode::from_bits_truncate(0o755),
+                ) {
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                // Opened again without following anything, to set its mode and owner.
+                let made = open_in(
+                    &parent,
+                    parts[n - 1],
+                    how(
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+                        ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS,
+                    ),
+                )?;
+                let made = File::from(made);
+                made.set_permissions(fs::Permissions::from_mode(0o777))?;
+                chown(&made, who)?;
+            }
+            open_in(&root, sub, in_root)?
+        }
+        r => r?,
+    };
+    let meta = File::from(fd.try_clone()?).metadata()?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(HOLDER_MODE)
+        .create(target.parent().unwrap_or(target))?;
+    if meta.is_dir() {
+        fs::create_dir_all(target)?;
+    } else if meta.is_file() {
+        File::create(target)?;
+    } else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is neither a directory nor a regular file",
+        ));
+    }
+    let by_fd = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    mount(
+        Some(by_fd.as_str()),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Unmounts every mount at or below `dir`, deepest first (staged SubPaths, memory volumes).
+pub fn unmount_below(dir: &Path) -> io::Result<()> {
+    let text = fs::read_to_string("/proc/self/mountinfo")?;
+    let prefix = dir.to_string_lossy().to_string();
+    let mut points: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape)
+        .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.dedup();
+    for p in points {
+        match umount2(Path::new(&p), MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Unmounts everything the group's volumes mounted below its run-time tree.
+pub fn release(dirs: &GroupDirs) -> io::Result<()> {
+    unmount_below(&dirs.root)
+}
+
+/// `\040` and the like of /proc/self/mountinfo.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let n = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(n);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape(r"/a\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+
+    /// Root test: a SubPath through a symlink planted in the volume stays inside it, and
+    /// missing directories are made.
+    #[test]
+    fn subpath_stays_in_its_volume() {
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+        let tmp = tempfile::tempdir().unwrap();
+        let vol = tmp.path().join("vol");
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(&vol).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("secret"), b"host").unwrap();
+        std::os::unix::fs::symlink(&outside, vol.join("escape")).unwrap();
+        std::os::unix::fs::symlink("../../..", vol.join("up")).unwrap();
+        let who = Owner { uid: 0, gid: 0 };
+        for (i, sub) in ["escape", "up/escape", "new/dir"].iter().enumerate() {
+            let target = tmp.path().join("stage").join(i.to_string());
+            // Refused (a dangling link inside the volume) or bound inside it: never outside.
+            if stage(&vol, sub, true, &target, who).is_ok() {
+                assert!(!target.join("secret").exists(), "{sub} reached the host");
+                unmount_below(&target).unwrap();
+            }
+        }
+        assert!(vol.join("new/dir").is_dir());
+        assert!(!outside.join("new").exists());
+    }
+}
