@@ -30,6 +30,8 @@ pub struct CreateParams {
     pub ephemeral_storage: Option<u32>,
     /// `Volume.N`.
     pub volumes: Vec<Volume>,
+    pub dns_config: Option<berth_core::DnsConfig>,
+    pub host_aliases: Vec<berth_core::HostAlias>,
     pub client_token: Option<String>,
     pub dry_run: bool,
 }
@@ -55,6 +57,8 @@ impl CreateParams {
             active_deadline_secs: spec.active_deadline_secs,
             ephemeral_storage: spec.ephemeral_storage,
             volumes: spec.volumes.clone(),
+            dns_config: spec.dns_config.clone(),
+            host_aliases: spec.host_aliases.clone(),
             client_token: None,
             dry_run: false,
         }
@@ -108,6 +112,27 @@ impl CreateParams {
         );
         for (i, v) in self.volumes.iter().enumerate() {
             volume(&mut q, &format!("Volume.{}", i + 1), v);
+        }
+        if let Some(d) = &self.dns_config {
+            for (i, s) in d.name_servers.iter().enumerate() {
+                q.put(&format!("DnsConfig.NameServer.{}", i + 1), s);
+            }
+            for (i, s) in d.searches.iter().enumerate() {
+                q.put(&format!("DnsConfig.Search.{}", i + 1), s);
+            }
+            for (i, o) in d.options.iter().enumerate() {
+                q.put(&format!("DnsConfig.Option.{}.Name", i + 1), &o.name);
+                q.opt(
+                    &format!("DnsConfig.Option.{}.Value", i + 1),
+                    o.value.as_deref(),
+                );
+            }
+        }
+        for (i, a) in self.host_aliases.iter().enumerate() {
+            q.put(&format!("HostAliase.{}.Ip", i + 1), &a.ip);
+            for (j, h) in a.hostnames.iter().enumerate() {
+                q.put(&format!("HostAliase.{}.Hostname.{}", i + 1, j + 1), h);
+            }
         }
         q.opt("ClientToken", self.client_token.as_deref());
         if self.dry_run {
@@ -400,6 +425,18 @@ mod tests {
                 value: "dev test".into(),
             }],
             host_name: Some("web-1".into()),
+            dns_config: Some(berth_core::DnsConfig {
+                name_servers: vec!["10.1.1.1".into()],
+                searches: vec!["svc.local".into()],
+                options: vec![berth_core::DnsOption {
+                    name: "ndots".into(),
+                    value: Some("2".into()),
+                }],
+            }),
+            host_aliases: vec![berth_core::HostAlias {
+                ip: "10.0.0.9".into(),
+                hostnames: vec!["db".into(), "db.local".into()],
+            }],
             ephemeral_storage: Some(40),
             volumes: vec![
                 Volume {

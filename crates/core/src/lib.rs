@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod capability;
+pub mod dns;
 pub mod event;
 pub mod id;
 pub mod metric;
@@ -15,6 +16,7 @@ pub mod volume;
 
 pub use cache::{CacheStatus, ImageCacheRecord};
 pub use capability::{CapabilityPolicy, CapabilityRefused};
+pub use dns::{DnsConfig, DnsOption, HostAlias};
 pub use event::{Event, EventType};
 pub use id::{is_group_id, GroupId};
 pub use record::{GroupRecord, ObservedGroup};

@@ -178,6 +178,12 @@ pub struct GroupSpec {
     /// `Volume.N`: the volumes the containers may mount.
     #[serde(default)]
     pub volumes: Vec<crate::volume::Volume>,
+    /// `DnsConfig`: name servers, search domains and options of the containers' resolver.
+    #[serde(default)]
+    pub dns_config: Option<crate::dns::DnsConfig>,
+    /// `HostAliase.N`: extra lines of the containers' `/etc/hosts`.
+    #[serde(default)]
+    pub host_aliases: Vec<crate::dns::HostAlias>,
 }
 
 /// The temporary storage every group gets unless it asks for another size (as ECI).

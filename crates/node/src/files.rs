@@ -5,6 +5,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use berth_core::{DnsConfig, HostAlias};
+
 /// The node's three trees of group files.
 ///
 /// `groups/<id>` holds what only lives while the group runs — bundles, monitor files, root
@@ -158,7 +160,13 @@ fn is_mount_point(dir: &Path) -> io::Result<bool> {
 }
 
 /// Writes `hosts`, `hostname` and `resolv.conf` for the group's containers.
-pub fn write_etc(dirs: &GroupDirs, hostname: &str, ip: Option<&str>) -> io::Result<()> {
+pub fn write_etc(
+    dirs: &GroupDirs,
+    hostname: &str,
+    ip: Option<&str>,
+    dns: Option<&DnsConfig>,
+    aliases: &[HostAlias],
+) -> io::Result<()> {
     let etc = dirs.etc();
     fs::create_dir_all(&etc)?;
     let mut hosts =
@@ -166,14 +174,39 @@ pub fn write_etc(dirs: &GroupDirs, hostname: &str, ip: Option<&str>) -> io::Resu
     if let Some(ip) = ip {
         hosts.push_str(&format!("{ip}\t{hostname}\n"));
     }
+    hosts.push_str(&berth_core::dns::hosts_lines(aliases));
     write_etc_file(&etc.join("hosts"), hosts.as_bytes())?;
     write_etc_file(&etc.join("hostname"), format!("{hostname}\n").as_bytes())?;
-    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    write_etc_file(
-        &etc.join("resolv.conf"),
-        container_resolv_conf(&host_resolv).as_bytes(),
-    )?;
+    let host = container_resolv_conf(&host_resolv_conf());
+    let resolv = match dns {
+        Some(d) => d.resolv_conf(&host),
+        None => host,
+    };
+    write_etc_file(&etc.join("resolv.conf"), resolv.as_bytes())?;
     Ok(())
+}
+
+/// The host's resolver configuration; when every name server of `/etc/resolv.conf` is a
+/// loopback one (a local stub such as systemd-resolved's 127.0.0.53, which a container in its
+/// own network namespace cannot reach), the stub's upstream file, as container engines do.
+fn host_resolv_conf() -> String {
+    let main = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let reachable = |text: &str| {
+        text.lines().any(|l| {
+            let mut p = l.split_whitespace();
+            p.next() == Some("nameserver")
+                && p.next()
+                    .is_some_and(|a| !(a.starts_with("127.") || a == "::1"))
+        })
+    };
+    if !reachable(&main) {
+        if let Ok(upstream) = fs::read_to_string("/run/systemd/resolve/resolv.conf") {
+            if reachable(&upstream) {
+                return upstream;
+            }
+        }
+    }
+    main
 }
 
 /// Writes an empty file (a spare's, which no container uses yet) in place, allocating no
@@ -270,7 +303,7 @@ mod tests {
     fn etc_files_are_written() {
         let dir = std::env::temp_dir().join(format!("berth-node-etc-{}", std::process::id()));
         let dirs = NodeDirs::new(&dir).group("g1");
-        write_etc(&dirs, "web", Some("10.1.2.3")).unwrap();
+        write_etc(&dirs, "web", Some("10.1.2.3"), None, &[]).unwrap();
         assert!(
             dirs.etc().starts_with(dir.join("rw")),
             "/etc files belong on disk"

@@ -204,9 +204,15 @@ async fn sandbox(
         };
         let res = res.and_then(|att| {
             let ip = att.ip.to_string();
-            write_etc(dirs, hostname, Some(&ip))
-                .map(|()| att)
-                .map_err(|e| format!("cannot write the group's /etc files: {e}"))
+            write_etc(
+                dirs,
+                hostname,
+                Some(&ip),
+                spec.dns_config.as_ref(),
+                &spec.host_aliases,
+            )
+            .map(|()| att)
+            .map_err(|e| format!("cannot write the group's /etc files: {e}"))
         });
         let res = res.and_then(|att| match &inner.userns {
             None => Ok((att, None)),

@@ -115,6 +115,8 @@ impl CreateRequest {
             auto_match_image_cache: p.bool("AutoMatchImageCache")?.unwrap_or(false),
             ephemeral_storage: ephemeral_storage(p)?,
             volumes,
+            dns_config: super::dns::dns_config(p)?,
+            host_aliases: super::dns::host_aliases(p)?,
         };
         Ok(Self {
             spec,

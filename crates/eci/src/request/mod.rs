@@ -3,6 +3,7 @@
 
 mod cache;
 mod create;
+mod dns;
 mod honoured;
 mod observe;
 mod validate;

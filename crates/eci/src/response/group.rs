@@ -197,6 +197,30 @@ impl ContainerGroup {
                 .map(|c| InitContainerInfo::from_spec(c, &r.init_containers))
                 .collect(),
             volumes: s.volumes.iter().map(Volume::from_spec).collect(),
+            host_aliases: s
+                .host_aliases
+                .iter()
+                .map(|a| HostAlias {
+                    ip: a.ip.clone(),
+                    hostnames: a.hostnames.clone(),
+                })
+                .collect(),
+            dns_config: s
+                .dns_config
+                .as_ref()
+                .map(|d| DnsConfig {
+                    name_servers: d.name_servers.clone(),
+                    searches: d.searches.clone(),
+                    options: d
+                        .options
+                        .iter()
+                        .map(|o| NameValue {
+                            name: o.name.clone(),
+                            value: o.value.clone().unwrap_or_default(),
+                        })
+                        .collect(),
+                })
+                .unwrap_or_default(),
             ..Default::default()
         }
     }
