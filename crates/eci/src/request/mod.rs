@@ -121,7 +121,7 @@ pub fn check_version(version: Option<&str>) -> Result<(), ApiError> {
 /// A decoded request.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
-    Create(CreateRequest),
+    Create(Box<CreateRequest>),
     DescribeGroups(DescribeGroupsRequest),
     DescribeStatus(DescribeStatusRequest),
     DescribeEvents(DescribeEventsRequest),
@@ -142,7 +142,7 @@ pub enum Request {
 /// Decodes the parameters of `action`.
 pub fn decode(action: Action, p: &Params) -> Result<Request, ApiError> {
     Ok(match action {
-        Action::CreateContainerGroup => Request::Create(CreateRequest::decode(p)?),
+        Action::CreateContainerGroup => Request::Create(Box::new(CreateRequest::decode(p)?)),
         Action::DescribeContainerGroups => {
             Request::DescribeGroups(DescribeGroupsRequest::decode(p)?)
         }
