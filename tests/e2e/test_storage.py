@@ -79,14 +79,7 @@ def test_a_group_fills_its_own_storage_and_nothing_else(berth, client, groups, i
             },
             "Volume.1.NFSVolume",
         ),
-        (
-            {
-                "dns_config": models.CreateContainerGroupRequestDnsConfig(
-                    name_server=["10.0.0.1"]
-                )
-            },
-            "DnsConfig.NameServer.1",
-        ),
+        ({"dns_policy": "ClusterFirst"}, "DnsPolicy"),
     ],
 )
 def test_parameters_berth_cannot_honour_are_refused_by_name(client, groups, images, extra, name):

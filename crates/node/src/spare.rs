@@ -29,7 +29,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_storage::Storage;
@@ -50,11 +50,15 @@ const MAX_DEFER: Duration = Duration::from_secs(3);
 pub struct Spares {
     dir: PathBuf,
     /// Where the writable halves live: `None` beside the log halves in `dir`.
-    storage: Option<std::sync::Arc<Storage>>,
+    storage: Option<Arc<Storage>>,
     target: usize,
-    ready: Mutex<VecDeque<String>>,
+    ready: Arc<Mutex<VecDeque<String>>>,
     wake: Notify,
     claims: AtomicU64,
+    /// Held while a slot is made and handed to `ready`, and by [`Spares::drain`]: a slot
+    /// being made when berth stops is either drained or never made, so the storage
+    /// filesystem is left empty.
+    making: Arc<Mutex<bool>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -64,11 +68,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Spares {
     /// Spares under `dirs`' node root (`spare/`), kept at `target` slots; adopts the complete
     /// slots an earlier berth made and removes the rest.
-    pub fn open(
-        dirs: &NodeDirs,
-        storage: Option<std::sync::Arc<Storage>>,
-        target: usize,
-    ) -> io::Result<Self> {
+    pub fn open(dirs: &NodeDirs, storage: Option<Arc<Storage>>, target: usize) -> io::Result<Self> {
         let dir = dirs.spare.clone();
         fs::create_dir_all(&dir)?;
         let mut names: Vec<String> = fs::read_dir(&dir)?
@@ -121,7 +121,8 @@ impl Spares {
             dir,
             storage,
             target,
-            ready: Mutex::new(ready),
+            ready: Arc::new(Mutex::new(ready)),
+            making: Arc::default(),
             wake: Notify::new(),
             claims: AtomicU64::new(0),
         })
@@ -186,11 +187,23 @@ impl Spares {
                 let seen = self.claims.load(Ordering::Relaxed);
                 let dir = self.dir.clone();
                 let storage = self.storage.clone();
-                let made =
-                    tokio::task::spawn_blocking(move || make_slot(&dir, storage.as_deref())).await;
+                let (ready, making) = (Arc::clone(&self.ready), Arc::clone(&self.making));
+                let made = tokio::task::spawn_blocking(move || {
+                    let closed = lock(&making);
+                    if *closed {
+                        return None;
+                    }
+                    let made = make_slot(&dir, storage.as_deref());
+                    if let Ok(slot) = &made {
+                        lock(&ready).push_back(slot.clone());
+                    }
+                    Some(made)
+                })
+                .await;
                 match made {
-                    Ok(Ok(slot)) => lock(&self.ready).push_back(slot),
-                    Ok(Err(e)) => {
+                    Ok(None) => return,
+                    Ok(Some(Ok(_))) => {}
+                    Ok(Some(Err(e))) => {
                         tracing::warn!(error = %e, "cannot make a spare group directory");
                         tokio::time::sleep(Duration::from_secs(5)).await;
                     }
@@ -229,6 +242,9 @@ impl Spares {
     /// Removes every slot (when berth stops with sized storage, whose filesystem is
     /// unmounted once no subvolume is left in it).
     pub fn drain(&self) {
+        // Waits for a slot being made; none is made after this.
+        let mut closed = lock(&self.making);
+        *closed = true;
         let slots: Vec<String> = lock(&self.ready).drain(..).collect();
         for slot in slots {
             if let Err(e) = self.remove_rw(&slot) {
