@@ -269,6 +269,7 @@ def test_a_symlink_planted_in_an_emptydir_does_not_lead_a_subpath_out(
         ([empty_dir("Bad_Name")], [], "Volume.1.Name"),
         ([empty_dir("v", medium="Memory", size_limit="2Gi")], [], "Volume.1.EmptyDirVolume.SizeLimit"),
         ([empty_dir("v", size_limit="lots")], [], "Volume.1.EmptyDirVolume.SizeLimit"),
+        ([empty_dir("v", size_limit="1Gi")], [], "Volume.1.EmptyDirVolume.SizeLimit"),
         ([M.CreateContainerGroupRequestVolume(
             name="v", type="NFSVolume",
             nfsvolume=M.CreateContainerGroupRequestVolumeNFSVolume(server="nfs", path="/"))],

@@ -66,7 +66,9 @@ impl CreateRequest {
             }
         }
         let size = group_size(p, &app, &init_containers)?;
-        let volumes = super::volumes::volumes(p, size.memory)?;
+        let storage_gib =
+            ephemeral_storage(p)?.unwrap_or(berth_core::DEFAULT_EPHEMERAL_STORAGE_GIB);
+        let volumes = super::volumes::volumes(p, size.memory, u64::from(storage_gib))?;
         super::volumes::check_mounts(&volumes, &init_containers, &app)?;
         let restart_policy = match p.string("RestartPolicy") {
             None => RestartPolicy::default(),

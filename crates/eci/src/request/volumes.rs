@@ -27,8 +27,10 @@ pub const MAX_PATH_LEN: usize = 1024;
 const MAX_SIZE_LIMIT: u64 = 1 << 56;
 
 /// The group's volumes. Memory emptyDirs together may not ask for more than the group's
-/// memory (`memory_gib`).
-pub fn volumes(p: &Params, memory_gib: f64) -> Result<Vec<Volume>, ApiError> {
+/// memory (`memory_gib`); a disk emptyDir's `SizeLimit` may not be below the group's
+/// temporary storage (`storage_gib`), the bound berth enforces on it (a smaller limit would
+/// be accepted and not kept).
+pub fn volumes(p: &Params, memory_gib: f64, storage_gib: u64) -> Result<Vec<Volume>, ApiError> {
     let idx = p.indexes("Volume")?;
     if idx.len() > MAX_VOLUMES {
         return Err(ApiError::value_exceeded(
@@ -78,6 +80,15 @@ pub fn volumes(p: &Params, memory_gib: f64) -> Result<Vec<Volume>, ApiError> {
                             })?,
                     ),
                 };
+                if medium == EmptyDirMedium::Disk {
+                    let storage = storage_gib.saturating_mul(1 << 30);
+                    if size_limit_bytes.is_some_and(|n| n < storage) {
+                        return Err(ApiError::invalid_parameter(
+                            &k("EmptyDirVolume.SizeLimit"),
+                            format!("below the group's EphemeralStorage ({storage_gib} GiB) is not enforced by berth for an emptyDir on disk: leave it out, give at least that, or use Medium=Memory"),
+                        ));
+                    }
+                }
                 if medium == EmptyDirMedium::Memory {
                     let group = (memory_gib * (1u64 << 30) as f64) as u64;
                     memory_bytes = memory_bytes.saturating_add(size_limit_bytes.unwrap_or(group));
@@ -469,6 +480,8 @@ mod tests {
             (format!("{e}&Volume.1.EmptyDirVolume.Medium=LocalRaid0"), "Volume.1.EmptyDirVolume.Medium"),
             (format!("{e}&Volume.1.EmptyDirVolume.SizeLimit=1.5Gi"), "Volume.1.EmptyDirVolume.SizeLimit"),
             (format!("{e}&Volume.1.EmptyDirVolume.SizeLimit=0"), "Volume.1.EmptyDirVolume.SizeLimit"),
+            // Below the default 30 GiB of temporary storage: not kept on disk, so refused.
+            (format!("{e}&Volume.1.EmptyDirVolume.SizeLimit=1Gi"), "Volume.1.EmptyDirVolume.SizeLimit"),
             (format!("{e}&Volume.1.EmptyDirVolume.Medium=Memory&Volume.1.EmptyDirVolume.SizeLimit=3Gi"), "Volume.1.EmptyDirVolume.SizeLimit"),
             (format!("{e}&Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path=a"), "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path"),
             ("Volume.1.Name=v&Volume.1.Type=ConfigFileVolume&Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path=../x".to_string(), "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path"),
