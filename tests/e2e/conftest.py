@@ -145,16 +145,7 @@ def berth(host_ready, images, tracker) -> Berth:
         )
     except AssertionError as exc:
         problems.append(str(exc))
-    if not problems and not support.mounts_under(base):
-        shutil.rmtree(base, ignore_errors=True)
-    if problems:
-        pytest.fail(
-            f"teardown found problems (state and log kept in {base}):\n"
-            + "\n".join(problems)
-            + "\n"
-            + server.diag(80),
-            pytrace=False,
-        )
+    support.finish_teardown("teardown", base, problems, server)
 
 
 @pytest.fixture(scope="session")
@@ -218,16 +209,7 @@ def runc_berth(host_ready, images) -> Berth:
     reserved = support.ipam_reservations(server.state_dir)
     if reserved:
         problems.append(f"addresses still reserved: {reserved}")
-    if not problems and not support.mounts_under(base):
-        shutil.rmtree(base, ignore_errors=True)
-    if problems:
-        pytest.fail(
-            f"runc berth teardown found problems (state and log kept in {base}):\n"
-            + "\n".join(problems)
-            + "\n"
-            + server.diag(80),
-            pytrace=False,
-        )
+    support.finish_teardown("runc berth teardown", base, problems, server)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import pytest
 from alibabacloud_eci20180808 import models
 from alibabacloud_eci20180808.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException
@@ -912,3 +913,19 @@ def assert_no_leftovers(
             break
         time.sleep(0.5)
     assert not problems, "left behind:\n  " + "\n  ".join(problems)
+
+
+def finish_teardown(what: str, base: Path, problems: list[str], server: Berth) -> None:
+    """Ends the teardown of a berth of its own: its directory removed when nothing is wrong
+    and nothing is mounted under it, else the test fails with the problems and the log (the
+    state kept for a look)."""
+    if not problems and not mounts_under(base):
+        shutil.rmtree(base, ignore_errors=True)
+    if problems:
+        pytest.fail(
+            f"{what} found problems (state and log kept in {base}):\n"
+            + "\n".join(problems)
+            + "\n"
+            + server.diag(80),
+            pytrace=False,
+        )

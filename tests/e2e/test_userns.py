@@ -103,16 +103,7 @@ def userns_berth(host_ready, images):
         )
     except AssertionError as exc:
         problems.append(str(exc))
-    if not problems and not support.mounts_under(base):
-        shutil.rmtree(base, ignore_errors=True)
-    if problems:
-        pytest.fail(
-            f"userns berth teardown found problems (state and log kept in {base}):\n"
-            + "\n".join(problems)
-            + "\n"
-            + server.diag(80),
-            pytrace=False,
-        )
+    support.finish_teardown("userns berth teardown", base, problems, server)
 
 
 @pytest.fixture
