@@ -181,6 +181,17 @@ pub trait Store: Send + Sync {
         id: &GroupId,
         f: &mut dyn FnMut(&mut GroupRecord),
     ) -> Result<GroupRecord, StoreError>;
+    /// [`modify_group`](Store::modify_group) for a change of a group's size: when the
+    /// changed record asks for more vCPU, memory or temporary storage than before, what it
+    /// grows by must fit `limits` (with the account's overrides) beside the account's other
+    /// groups, checked in the same write transaction; else [`StoreError::QuotaExceeded`] and
+    /// nothing written.
+    fn modify_group_within(
+        &self,
+        id: &GroupId,
+        limits: &GroupLimits,
+        f: &mut dyn FnMut(&mut GroupRecord),
+    ) -> Result<GroupRecord, StoreError>;
     /// Inserts a group and, when it has a ClientToken, claims the token for it with `params`
     /// (the request as the caller encodes it) in the same transaction. When the account's
     /// token is claimed already nothing is written and the first use is returned. Otherwise

@@ -215,6 +215,73 @@ pub(crate) struct GroupSize {
     pub storage: f64,
 }
 
+impl GroupSize {
+    /// What a group of this spec holds.
+    pub(crate) fn of(spec: &berth_core::GroupSpec) -> Self {
+        Self {
+            cpu: spec.cpu,
+            memory: spec.memory,
+            storage: f64::from(spec.ephemeral_storage_gib()),
+        }
+    }
+}
+
+/// Whether a group that held `before` and asks for `after` fits the account's limits beside
+/// its other groups. Only what grows is checked: a group keeps what it holds even when its
+/// account's limits were lowered since.
+pub(crate) fn check_growth(
+    conn: &Connection,
+    account: &str,
+    defaults: &GroupLimits,
+    before: GroupSize,
+    after: GroupSize,
+) -> Result<Result<(), QuotaExceeded>, StoreError> {
+    let grows = |a: f64, b: f64| b > a + EPSILON;
+    if !grows(before.cpu, after.cpu)
+        && !grows(before.memory, after.memory)
+        && !grows(before.storage, after.storage)
+    {
+        return Ok(Ok(()));
+    }
+    let limits = defaults.with(&get(conn, account)?);
+    let used = usage(conn, account)?;
+    let checks = [
+        (
+            QuotaResource::Cpu,
+            limits.max_cpu,
+            used.cpu,
+            before.cpu,
+            after.cpu,
+        ),
+        (
+            QuotaResource::Memory,
+            limits.max_memory,
+            used.memory,
+            before.memory,
+            after.memory,
+        ),
+        (
+            QuotaResource::Storage,
+            limits.max_storage,
+            used.storage,
+            before.storage,
+            after.storage,
+        ),
+    ];
+    for (resource, limit, used, before, after) in checks {
+        let others = (used - before).max(0.0);
+        if grows(before, after) && others + after > limit + EPSILON {
+            return Ok(Err(QuotaExceeded {
+                resource,
+                limit,
+                used: (others * 1000.0).round() / 1000.0,
+                asked: after,
+            }));
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// Whether a group of `size` fits the account's limits (`defaults` with the
 /// account's overrides) beside what it holds; read inside the inserting transaction.
 pub(crate) fn check(

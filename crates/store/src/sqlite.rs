@@ -531,28 +531,16 @@ impl Store for SqliteStore {
         id: &GroupId,
         f: &mut dyn FnMut(&mut GroupRecord),
     ) -> Result<GroupRecord, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let json: Option<String> = tx
-            .prepare_cached("SELECT record FROM groups WHERE id = ?1")?
-            .query_row(params![id.as_str()], |r| r.get(0))
-            .optional()?;
-        let mut rec = self.decode(&json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
-        f(&mut rec);
-        tx.prepare_cached(
-            "UPDATE groups SET status = ?2, record = ?3, cpu = ?4, memory = ?5, storage = ?6 \
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            id.as_str(),
-            rec.status.as_str(),
-            self.sealer.group_json(&rec)?,
-            rec.spec.cpu,
-            rec.spec.memory,
-            f64::from(rec.spec.ephemeral_storage_gib())
-        ])?;
-        tx.commit()?;
-        Ok(rec)
+        self.modify_group_checked(id, None, f)
+    }
+
+    fn modify_group_within(
+        &self,
+        id: &GroupId,
+        limits: &GroupLimits,
+        f: &mut dyn FnMut(&mut GroupRecord),
+    ) -> Result<GroupRecord, StoreError> {
+        self.modify_group_checked(id, Some(limits), f)
     }
 
     fn delete_group(&self, id: &GroupId) -> Result<(), StoreError> {
@@ -730,5 +718,47 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare("SELECT record FROM groups ORDER BY seq")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         rows.map(|r| self.decode(&r?)).collect()
+    }
+}
+
+impl SqliteStore {
+    /// Reads, changes and writes back one group in one write transaction; with `limits`, a
+    /// group that grows must fit its account's quota.
+    fn modify_group_checked(
+        &self,
+        id: &GroupId,
+        limits: Option<&GroupLimits>,
+        f: &mut dyn FnMut(&mut GroupRecord),
+    ) -> Result<GroupRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let json: Option<String> = tx
+            .prepare_cached("SELECT record FROM groups WHERE id = ?1")?
+            .query_row(params![id.as_str()], |r| r.get(0))
+            .optional()?;
+        let mut rec = self.decode(&json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
+        let before = crate::quota::GroupSize::of(&rec.spec);
+        f(&mut rec);
+        if let Some(limits) = limits {
+            let after = crate::quota::GroupSize::of(&rec.spec);
+            if let Err(over) = crate::quota::check_growth(&tx, &rec.account, limits, before, after)?
+            {
+                return Err(StoreError::QuotaExceeded(over));
+            }
+        }
+        tx.prepare_cached(
+            "UPDATE groups SET status = ?2, record = ?3, cpu = ?4, memory = ?5, storage = ?6 \
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            id.as_str(),
+            rec.status.as_str(),
+            self.sealer.group_json(&rec)?,
+            rec.spec.cpu,
+            rec.spec.memory,
+            f64::from(rec.spec.ephemeral_storage_gib())
+        ])?;
+        tx.commit()?;
+        Ok(rec)
     }
 }

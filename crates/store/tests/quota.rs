@@ -37,6 +37,7 @@ fn record(n: u32, account: &str, cpu: f64, memory: f64) -> GroupRecord {
         events: vec![],
         client_token: None,
         restart_generation: 0,
+        change_tokens: vec![],
     }
 }
 
@@ -220,4 +221,36 @@ fn temporary_storage_counts_against_its_own_limit() {
     s.modify_group(&sized(5, None).id, &mut |r| r.status = GroupStatus::Failed)
         .unwrap();
     assert_eq!(s.group_usage("a").unwrap().storage, 100.0);
+}
+
+#[test]
+fn a_group_grows_only_within_its_accounts_quota() {
+    let s = SqliteStore::in_memory().unwrap();
+    for n in 0..2 {
+        s.insert_group_claiming(&record(n, "a", 1.0, 2.0), "", &LIMITS)
+            .unwrap();
+    }
+    let id = record(0, "a", 0.0, 0.0).id;
+    // 1 + 3 vCPU fit the 4 of the limit; 1 + 4 do not, and nothing is written.
+    s.modify_group_within(&id, &LIMITS, &mut |r| r.spec.cpu = 3.0)
+        .unwrap();
+    let e = s
+        .modify_group_within(&id, &LIMITS, &mut |r| {
+            r.spec.cpu = 4.0;
+            r.status = GroupStatus::Updating;
+        })
+        .unwrap_err();
+    assert_eq!(over(e), (QuotaResource::Cpu, 4.0, 1.0));
+    let rec = s.get_group(None, &id).unwrap().unwrap();
+    assert_eq!((rec.spec.cpu, rec.status), (3.0, GroupStatus::Scheduling));
+    // Over a lowered limit, a group keeps what it holds and may shrink.
+    let tight = GroupLimits {
+        max_cpu: 1.0,
+        ..LIMITS
+    };
+    s.modify_group_within(&id, &tight, &mut |r| r.spec.memory = 1.0)
+        .unwrap();
+    s.modify_group_within(&id, &tight, &mut |r| r.spec.cpu = 2.0)
+        .unwrap();
+    assert_eq!(s.group_usage("a").unwrap().cpu, 3.0);
 }

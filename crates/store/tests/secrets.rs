@@ -54,6 +54,7 @@ fn group(n: u8) -> GroupRecord {
         events: vec![],
         client_token: Some(format!("tok{n}")),
         restart_generation: 0,
+        change_tokens: vec![],
     }
 }
 

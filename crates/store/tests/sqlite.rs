@@ -30,6 +30,7 @@ fn record(n: u8, name: &str, status: GroupStatus) -> GroupRecord {
         events: vec![],
         client_token: Some(format!("tok{n}")),
         restart_generation: 0,
+        change_tokens: vec![],
     }
 }
 

@@ -29,6 +29,7 @@ fn record(n: u8, account: &str, token: &str) -> GroupRecord {
         events: vec![],
         client_token: Some(token.into()),
         restart_generation: 0,
+        change_tokens: vec![],
     }
 }
 
