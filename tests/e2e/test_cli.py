@@ -64,3 +64,30 @@ def test_run_ps_logs_rm(berth, client, images, tracker):
     finally:
         if support.describe(client, gid) is not None:
             support.delete(client, gid)
+
+
+def test_update_restart_inspect(berth, client, images, tracker):
+    out = _ok(berth.cli("run", images.image, "--name", "cli-upd", "--cpu", "1", "--memory", "2",
+                        "--", "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"))
+    gid = GROUP_ID_RE.findall(out)[0]
+    tracker.add(gid)
+    try:
+        support.wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+        _ok(berth.cli("update", gid, "--memory", "4", "--tag", "team=a"))
+        group = support.describe(client, gid)
+        assert group["Memory"] == 4.0, support.pretty(group)
+        assert {"Key": "team", "Value": "a"} in group["Tags"], support.pretty(group)
+        res = berth.cli("update", gid)
+        assert res.returncode != 0 and "nothing to update" in res.stderr, res.stderr
+        support.wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+        _ok(berth.cli("restart", gid))
+        assert support.describe(client, gid)["Status"] in ("Restarting", "Running")
+        support.wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+        text = _ok(berth.cli("inspect", gid, "--format", "yaml"))
+        assert f'"ContainerGroupId": "{gid}"\n' in text, text
+        assert '"Events":\n' in text, text
+        assert '"Restarting"' in text, text
+        import json
+        assert json.loads(_ok(berth.cli("inspect", gid)))["ContainerGroupId"] == gid
+    finally:
+        _ok(berth.cli("rm", gid))

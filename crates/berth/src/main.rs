@@ -1,5 +1,6 @@
 //! The `berth` binary: `berth serve` (control plane and node agent in one process), the
-//! hidden per-container `berth monitor`, the client commands (`run`, `ps`, `logs`, `rm`, …)
+//! hidden per-container `berth monitor`, the client commands (`run`, `ps`, `logs`, `rm`,
+//! `update`, `restart`, `inspect`, …)
 //! and the operator's `berth admin`.
 
 mod admin;
@@ -9,6 +10,7 @@ mod cli;
 mod events;
 mod exec;
 mod follow;
+mod group_cmd;
 mod image_cmd;
 mod keys;
 mod observe_node;
@@ -46,6 +48,12 @@ enum Command {
     Logs(cli::LogsArgs),
     /// Delete container groups.
     Rm(cli::RmArgs),
+    /// Change a group's size, restart policy or tags (UpdateContainerGroup).
+    Update(group_cmd::UpdateArgs),
+    /// Restart every container of groups, keeping their address and volumes.
+    Restart(group_cmd::RestartArgs),
+    /// The whole group (spec, status, containers, events) as JSON or YAML.
+    Inspect(group_cmd::InspectArgs),
     /// Run a command in a container of a group (-it: interactive, with a terminal).
     Exec(exec::ExecArgs),
     /// Live CPU and memory use of the running groups.
@@ -92,6 +100,9 @@ fn main() {
             Command::Ps(a) => cli::ps(&args.client, a).await,
             Command::Logs(a) => cli::logs(&args.client, a).await,
             Command::Rm(a) => cli::rm(&args.client, a).await,
+            Command::Update(a) => group_cmd::update(&args.client, a).await,
+            Command::Restart(a) => group_cmd::restart(&args.client, a).await,
+            Command::Inspect(a) => group_cmd::inspect(&args.client, a).await,
             Command::Exec(a) => match exec::exec(&args.client, a).await {
                 Ok(code) => std::process::exit(code),
                 Err(e) => Err(e),

@@ -26,6 +26,10 @@ pub enum ControlError {
     },
     #[error("the ClientToken was used before with different parameters")]
     TokenMismatch,
+    #[error(
+        "the container group {0} was changed by another request meanwhile; send the request again"
+    )]
+    ChangedMeanwhile(String),
     #[error("cannot encode or decode the parameters of a ClientToken")]
     TokenParams(#[from] serde_json::Error),
     #[error("the ClientToken names {0}, which is not a container group id")]
@@ -153,6 +157,7 @@ impl Control {
             events: vec![],
             client_token,
             restart_generation: 0,
+            change_tokens: vec![],
         };
         rec.push_event(Event::new(
             EventType::Normal,
@@ -261,19 +266,26 @@ impl Control {
         });
     }
 
-    /// Restarts every container of a Pending or Running group.
-    pub async fn restart(&self, account: &str, id: &GroupId) -> Result<(), ControlError> {
-        let rec = self.get(account, id)?;
-        if !matches!(rec.status, GroupStatus::Pending | GroupStatus::Running) {
-            return Err(ControlError::IncorrectStatus {
-                id: id.to_string(),
-                status: rec.status.as_str(),
-                needs: "Pending or Running",
-            });
-        }
+    /// Restarts every container of a Pending or Running group. A repeat of a restart with
+    /// the same `client_token` is answered without restarting again.
+    pub async fn restart(
+        &self,
+        account: &str,
+        id: &GroupId,
+        client_token: Option<&str>,
+    ) -> Result<(), ControlError> {
+        self.get(account, id)?;
+        let mut outcome = Ok(true);
         let rec = self.store.modify_group(id, &mut |r| {
+            outcome = change_allowed(r, client_token, RESTART_REQUEST);
+            if !matches!(outcome, Ok(true)) {
+                return;
+            }
             r.status = GroupStatus::Restarting;
             r.restart_generation += 1;
+            if let Some(t) = client_token {
+                r.push_change_token(t, RESTART_REQUEST);
+            }
             r.push_event(Event::new(
                 EventType::Normal,
                 "Restarting",
@@ -282,7 +294,70 @@ impl Control {
                 Utc::now(),
             ));
         })?;
-        self.node()?.apply(rec).await;
+        if outcome? {
+            self.node()?.apply(rec).await;
+        }
+        Ok(())
+    }
+
+    /// Changes a Pending or Running group from `old` (the spec the change was made from) to
+    /// `new`: the group is `Updating` until the node agent has recreated the containers whose
+    /// spec changed; the others keep running. A group that grows must fit its account's
+    /// quota. `request` identifies the request for a repeat with the same `client_token`,
+    /// which is answered without updating again.
+    pub async fn update(
+        &self,
+        account: &str,
+        id: &GroupId,
+        old: &GroupSpec,
+        new: GroupSpec,
+        client_token: Option<&str>,
+        request: &str,
+    ) -> Result<(), ControlError> {
+        self.capabilities
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(&new)?;
+        let limits = self.quota().group_limits();
+        let mut outcome = Ok(true);
+        let res = self.store.modify_group_within(id, &limits, &mut |r| {
+            outcome = change_allowed(r, client_token, request);
+            if !matches!(outcome, Ok(true)) {
+                return;
+            }
+            if r.account != account {
+                outcome = Err(ControlError::NotFound(id.to_string()));
+                return;
+            }
+            if r.spec != *old {
+                outcome = Err(ControlError::ChangedMeanwhile(id.to_string()));
+                return;
+            }
+            if let Some(t) = client_token {
+                r.push_change_token(t, request);
+            }
+            if r.spec == new {
+                outcome = Ok(false);
+                return;
+            }
+            r.spec = new.clone();
+            r.status = GroupStatus::Updating;
+            r.restart_generation += 1;
+            r.push_event(Event::new(
+                EventType::Normal,
+                "Updating",
+                "Updating the container group",
+                None,
+                Utc::now(),
+            ));
+        });
+        let rec = match res {
+            Err(StoreError::QuotaExceeded(q)) => return Err(ControlError::QuotaExceeded(q)),
+            r => r?,
+        };
+        if outcome? {
+            self.node()?.apply(rec).await;
+        }
         Ok(())
     }
 
@@ -357,6 +432,32 @@ impl Control {
     }
 }
 
+const RESTART_REQUEST: &str = "restart";
+
+/// Whether a restart or update of `r` may go on (`Ok(true)`), was done already with this
+/// token (`Ok(false)`), or may not be done.
+fn change_allowed(
+    r: &GroupRecord,
+    client_token: Option<&str>,
+    request: &str,
+) -> Result<bool, ControlError> {
+    if let Some(t) = client_token {
+        match r.change_token(t, request) {
+            berth_core::TokenSeen::Same => return Ok(false),
+            berth_core::TokenSeen::Other => return Err(ControlError::TokenMismatch),
+            berth_core::TokenSeen::New => {}
+        }
+    }
+    if !matches!(r.status, GroupStatus::Pending | GroupStatus::Running) {
+        return Err(ControlError::IncorrectStatus {
+            id: r.id.to_string(),
+            status: r.status.as_str(),
+            needs: "Pending or Running",
+        });
+    }
+    Ok(true)
+}
+
 /// The record after a node report: container states, address, events, derived status.
 pub fn apply_report(r: &mut GroupRecord, obs: &ObservedGroup) {
     let now = Utc::now();
@@ -375,6 +476,18 @@ pub fn apply_report(r: &mut GroupRecord, obs: &ObservedGroup) {
     }
     let next = if obs.failed.is_some() {
         GroupStatus::Failed
+    } else if matches!(r.status, GroupStatus::Restarting | GroupStatus::Updating)
+        && obs.generation < r.restart_generation
+    {
+        // From the run the restart or update replaced.
+        r.status
+    } else if r.status == GroupStatus::Updating
+        && obs.containers.iter().any(|c| {
+            c.current.state == berth_core::StateKind::Waiting
+                && c.current.detail_status.as_deref() == Some("ContainerCreating")
+        })
+    {
+        GroupStatus::Updating
     } else if r.status == GroupStatus::Restarting
         && obs
             .containers
@@ -392,5 +505,74 @@ pub fn apply_report(r: &mut GroupRecord, obs: &ObservedGroup) {
             _ => {}
         }
         r.status = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::{ContainerState, ContainerStatus};
+
+    fn record(status: GroupStatus, generation: u64) -> GroupRecord {
+        GroupRecord {
+            id: GroupId::parse("eci-00000000000000000001").unwrap(),
+            account: "a".into(),
+            spec: GroupSpec::default(),
+            status,
+            intranet_ip: None,
+            creation_time: Utc::now(),
+            succeeded_time: None,
+            failed_time: None,
+            init_containers: vec![],
+            containers: vec![],
+            events: vec![],
+            client_token: None,
+            restart_generation: generation,
+            change_tokens: vec![],
+        }
+    }
+
+    fn report(generation: u64, state: ContainerState) -> ObservedGroup {
+        ObservedGroup {
+            containers: vec![ContainerStatus {
+                name: "c".into(),
+                current: state,
+                ..Default::default()
+            }],
+            generation,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_update_ends_with_a_report_of_its_own_run_without_containers_being_created() {
+        let mut r = record(GroupStatus::Updating, 2);
+        // The run the update replaced still reports its running containers.
+        apply_report(&mut r, &report(1, ContainerState::running(Utc::now())));
+        assert_eq!(r.status, GroupStatus::Updating);
+        apply_report(
+            &mut r,
+            &report(2, ContainerState::waiting("ContainerCreating")),
+        );
+        assert_eq!(r.status, GroupStatus::Updating);
+        apply_report(&mut r, &report(2, ContainerState::running(Utc::now())));
+        assert_eq!(r.status, GroupStatus::Running);
+    }
+
+    #[test]
+    fn a_repeated_change_token_is_done_once_and_another_use_refused() {
+        let mut r = record(GroupStatus::Running, 0);
+        assert!(matches!(change_allowed(&r, Some("t"), "x"), Ok(true)));
+        r.push_change_token("t", "x");
+        assert!(matches!(change_allowed(&r, Some("t"), "x"), Ok(false)));
+        assert!(matches!(
+            change_allowed(&r, Some("t"), "y"),
+            Err(ControlError::TokenMismatch)
+        ));
+        r.status = GroupStatus::Terminating;
+        assert!(matches!(
+            change_allowed(&r, None, "x"),
+            Err(ControlError::IncorrectStatus { .. })
+        ));
     }
 }

@@ -19,7 +19,7 @@ pub use capability::{CapabilityPolicy, CapabilityRefused};
 pub use dns::{DnsConfig, DnsOption, HostAlias};
 pub use event::{Event, EventType};
 pub use id::{is_group_id, GroupId};
-pub use record::{GroupRecord, ObservedGroup};
+pub use record::{ChangeToken, GroupRecord, ObservedGroup, TokenSeen, MAX_CHANGE_TOKENS};
 pub use restart::{
     backoff_delay, setup_backoff, should_restart, BACKOFF_MAX, BACKOFF_RESET_AFTER, BACKOFF_START,
     SETUP_BACKOFF_START,

@@ -28,9 +28,36 @@ pub struct GroupRecord {
     pub events: Vec<Event>,
     #[serde(default)]
     pub client_token: Option<String>,
-    /// Bumped by RestartContainerGroup so the node agent restarts every container.
+    /// Bumped by RestartContainerGroup (the node agent restarts every container) and by
+    /// UpdateContainerGroup (it recreates the containers whose spec changed).
     #[serde(default)]
     pub restart_generation: u64,
+    /// The ClientTokens of the latest restarts and updates, with what each asked for: a
+    /// repeated request is answered without being done twice.
+    #[serde(default)]
+    pub change_tokens: Vec<ChangeToken>,
+}
+
+/// A ClientToken a RestartContainerGroup or UpdateContainerGroup was made with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeToken {
+    pub token: String,
+    /// The action and its parameters, as the control plane encodes them.
+    pub request: String,
+}
+
+/// How many [`ChangeToken`]s a group keeps.
+pub const MAX_CHANGE_TOKENS: usize = 16;
+
+/// What a ClientToken of a change says of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSeen {
+    /// Not used for this group yet.
+    New,
+    /// Used for this very request: it was done.
+    Same,
+    /// Used for another request.
+    Other,
 }
 
 /// What a node agent reports of a group it runs.
@@ -43,9 +70,33 @@ pub struct ObservedGroup {
     pub failed: Option<String>,
     /// New events since the last report.
     pub events: Vec<Event>,
+    /// The record's `restart_generation` the reporting run started from: a report of a run
+    /// that a restart or an update replaced does not end its `Restarting` or `Updating`.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 impl GroupRecord {
+    /// Whether the group saw `token` with `request` before.
+    pub fn change_token(&self, token: &str, request: &str) -> TokenSeen {
+        match self.change_tokens.iter().find(|t| t.token == token) {
+            None => TokenSeen::New,
+            Some(t) if t.request == request => TokenSeen::Same,
+            Some(_) => TokenSeen::Other,
+        }
+    }
+
+    /// Remembers a change's token, forgetting the oldest past [`MAX_CHANGE_TOKENS`].
+    pub fn push_change_token(&mut self, token: &str, request: &str) {
+        self.change_tokens.push(ChangeToken {
+            token: token.to_string(),
+            request: request.to_string(),
+        });
+        if self.change_tokens.len() > MAX_CHANGE_TOKENS {
+            self.change_tokens.remove(0);
+        }
+    }
+
     /// Appends an event, folding it into the last one if it repeats it.
     pub fn push_event(&mut self, ev: Event) {
         if let Some(last) = self.events.iter_mut().rev().find(|e| e.same_as(&ev)) {

@@ -240,7 +240,16 @@ impl Agent {
                 None => None,
             }
         };
-        let restarted = prev.is_some() || rec.status == GroupStatus::Restarting;
+        // An update recreates only what changed (see `revision`), unless the init containers
+        // changed: then the whole group runs again, as after a restart.
+        let updating = rec.status == GroupStatus::Updating;
+        let restarted = rec.status == GroupStatus::Restarting
+            || (prev.is_some() && !updating)
+            || (updating
+                && crate::revision::init_changed(
+                    &self.inner.dirs.group(rec.id.as_str()),
+                    &rec.spec,
+                ));
         if let Some(prev) = prev {
             prev.cancel.cancel();
             let _ = prev.task.await;

@@ -219,6 +219,10 @@ impl ContainerCtx {
         if let Err(e) = rt.write_bundle(&cdir, &bundle) {
             return RunEnd::SetupFailed(crate::files::error_chain(&e));
         }
+        let revision = crate::revision::Revision::of(&self.group, &self.spec, self.init);
+        if let Err(e) = revision.write(&cdir) {
+            return RunEnd::SetupFailed(format!("cannot record the container's revision: {e}"));
+        }
         self.state.event(
             EventType::Normal,
             "Created",

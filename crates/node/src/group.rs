@@ -22,10 +22,19 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
     let gid = rec.id.to_string();
     let spec = Arc::new(rec.spec.clone());
     let dirs = inner.dirs.group(&gid);
-    let obs = if fresh {
+    let mut obs = if fresh {
         initial_observed(&spec)
     } else {
         resumed_observed(&rec)
+    };
+    obs.generation = rec.restart_generation;
+    // After an update (or a restart of berth during one): what changed starts afresh.
+    let changed = if how == Start::Resume {
+        let changed = crate::revision::changed_app(&dirs, &spec);
+        crate::revision::mark_changed(&mut obs, &changed);
+        changed
+    } else {
+        Vec::new()
     };
     // Until the app containers' tasks run (each marks its own start).
     let starting = inner.starting();
@@ -78,6 +87,7 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
     let sandbox = Sandbox { attachment, userns };
     run_containers(
         &inner, &spec, &gid, &dirs, &state, how, sandbox, images, &seccomp, &cancel, starting,
+        &changed,
     )
     .await;
     // Never left running past the group task: a removal follows it.
@@ -99,6 +109,7 @@ async fn run_containers(
     seccomp: &berth_runtime::seccomp::Seccomp,
     cancel: &CancellationToken,
     starting: crate::agent::Starting,
+    changed: &[String],
 ) {
     let fresh = how != Start::Resume;
     let Some(images) = images else { return };
@@ -117,6 +128,10 @@ async fn run_containers(
         seccomp: seccomp.clone(),
         cancel: cancel.clone(),
     };
+
+    if how == Start::Resume {
+        crate::revision::reconcile(inner, gid, dirs, spec, state, changed).await;
+    }
 
     // Init containers, one after the other, each to completion.
     for c in &spec.init_containers {
@@ -479,6 +494,7 @@ fn initial_observed(spec: &GroupSpec) -> ObservedGroup {
             .collect(),
         failed: None,
         events: vec![],
+        generation: 0,
     }
 }
 

@@ -50,7 +50,9 @@ pub(crate) fn map_err(e: ControlError) -> ApiError {
             ApiError::new(400, code, format!("Quota exceeded: {q}"))
         }
         ControlError::NotFound(id) => ApiError::container_group_not_found(&id),
-        ControlError::IncorrectStatus { .. } => ApiError::incorrect_status(e),
+        ControlError::IncorrectStatus { .. } | ControlError::ChangedMeanwhile(_) => {
+            ApiError::incorrect_status(e)
+        }
         ControlError::TokenMismatch => ApiError::new(400, "IdempotentParameterMismatch", format!("The request uses the same client token as a previous, but non-identical request: {e}")),
         ControlError::NoSuchContainer(c) => ApiError::not_found("ContainerName", &c),
         ControlError::Node(m) => ApiError::internal(m),
@@ -131,7 +133,28 @@ async fn dispatch_value(
         }
         Request::Restart(d) => {
             control
-                .restart(account, &group_id(&d.container_group_id)?)
+                .restart(
+                    account,
+                    &group_id(&d.container_group_id)?,
+                    d.client_token.as_deref(),
+                )
+                .await
+                .map_err(map_err)?;
+            json(RequestIdResponse::default())
+        }
+        Request::Update(u) => {
+            let id = group_id(&u.container_group_id)?;
+            let rec = control.get(account, &id).map_err(map_err)?;
+            let new = u.apply(&rec.spec)?;
+            control
+                .update(
+                    account,
+                    &id,
+                    &rec.spec,
+                    new,
+                    u.client_token.as_deref(),
+                    &u.fingerprint(),
+                )
                 .await
                 .map_err(map_err)?;
             json(RequestIdResponse::default())

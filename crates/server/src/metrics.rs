@@ -399,6 +399,7 @@ mod tests {
             events: vec![],
             client_token: None,
             restart_generation: 0,
+            change_tokens: vec![],
         };
         let ev = Event::new(
             EventType::Normal,

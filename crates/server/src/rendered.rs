@@ -145,6 +145,7 @@ mod tests {
             events: Vec::new(),
             client_token: None,
             restart_generation: 0,
+            change_tokens: vec![],
         };
         r.push_event(Event::new(
             EventType::Normal,

@@ -79,7 +79,8 @@ impl Class {
             Action::CreateContainerGroup => Class::Create,
             Action::DeleteContainerGroup => Class::Delete,
             Action::RestartContainerGroup => Class::Restart,
-            Action::CreateImageCache
+            Action::UpdateContainerGroup
+            | Action::CreateImageCache
             | Action::UpdateImageCache
             | Action::DeleteImageCache
             | Action::ExecContainerCommand => Class::OtherWrite,

@@ -68,6 +68,11 @@ fn aimed_at(action: Action, a: &Theirs) -> Vec<(String, String)> {
         Action::DescribeContainerLog => {
             p(&[("ContainerGroupId", &a.group), ("ContainerName", "c1")])
         }
+        Action::UpdateContainerGroup => p(&[
+            ("ContainerGroupId", &a.group),
+            ("Container.1.Name", "c1"),
+            ("Container.1.Image", "127.0.0.1:5000/busybox:2"),
+        ]),
         Action::ExecContainerCommand => p(&[
             ("ContainerGroupId", &a.group),
             ("ContainerName", "c1"),

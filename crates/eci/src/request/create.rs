@@ -139,7 +139,11 @@ fn ephemeral_storage(p: &Params) -> Result<Option<u32>, ApiError> {
     }
 }
 
-fn containers(p: &Params, list: &str, init: bool) -> Result<Vec<ContainerSpec>, ApiError> {
+pub(super) fn containers(
+    p: &Params,
+    list: &str,
+    init: bool,
+) -> Result<Vec<ContainerSpec>, ApiError> {
     let idx = p.indexes(list)?;
     if idx.len() > MAX_CONTAINERS {
         return Err(ApiError::value_exceeded(
@@ -156,7 +160,7 @@ fn containers(p: &Params, list: &str, init: bool) -> Result<Vec<ContainerSpec>, 
 /// that sums and conversions to bytes stay exact).
 pub const MAX_RESOURCE: f64 = 4096.0;
 
-fn positive(p: &Params, name: &str) -> Result<Option<f64>, ApiError> {
+pub(super) fn positive(p: &Params, name: &str) -> Result<Option<f64>, ApiError> {
     match p.f64(name)? {
         Some(v) if v <= 0.0 => Err(ApiError::invalid_parameter(
             name,
@@ -405,4 +409,23 @@ fn group_size(p: &Params, app: &[ContainerSpec], init: &[ContainerSpec]) -> Resu
         }
     }
     Ok(size)
+}
+
+/// The containers' own vCPU and memory fit the group's size (an updated group is checked
+/// again).
+pub(super) fn check_fits(spec: &GroupSpec) -> Result<(), ApiError> {
+    let (app, init) = (&spec.containers, &spec.init_containers);
+    if total(app, init, |c| c.cpu).is_some_and(|n| n > spec.cpu + 1e-9) {
+        return Err(ApiError::invalid_parameter(
+            "Container.N.Cpu",
+            format!("adds up to more than the group's {} vCPU", spec.cpu),
+        ));
+    }
+    if total(app, init, |c| c.memory).is_some_and(|n| n > spec.memory + 1e-9) {
+        return Err(ApiError::invalid_parameter(
+            "Container.N.Memory",
+            format!("adds up to more than the group's {} GiB", spec.memory),
+        ));
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ mod create;
 mod dns;
 mod honoured;
 mod observe;
+mod update;
 mod validate;
 mod volumes;
 
@@ -24,6 +25,7 @@ pub use observe::{
     ExecRequest, GroupMetricRequest, MultiMetricRequest, DEFAULT_METRIC_PERIOD, MAX_EXEC_ARGS,
     MAX_EXEC_ARG_LEN, MAX_METRIC_RECORDS, METRIC_PERIODS,
 };
+pub use update::{UpdateRequest, UpdateType};
 
 /// Most ids a JSON `ContainerGroupIds` list may hold.
 pub const MAX_IDS: usize = 20;
@@ -43,6 +45,7 @@ pub enum Action {
     DescribeContainerGroupEvents,
     DeleteContainerGroup,
     RestartContainerGroup,
+    UpdateContainerGroup,
     DescribeContainerLog,
     DescribeRegions,
     CreateImageCache,
@@ -55,13 +58,14 @@ pub enum Action {
     DescribeMultiContainerGroupMetric,
 }
 
-const ACTIONS: [Action; 16] = [
+const ACTIONS: [Action; 17] = [
     Action::CreateContainerGroup,
     Action::DescribeContainerGroups,
     Action::DescribeContainerGroupStatus,
     Action::DescribeContainerGroupEvents,
     Action::DeleteContainerGroup,
     Action::RestartContainerGroup,
+    Action::UpdateContainerGroup,
     Action::DescribeContainerLog,
     Action::DescribeRegions,
     Action::CreateImageCache,
@@ -76,7 +80,7 @@ const ACTIONS: [Action; 16] = [
 
 impl Action {
     /// Every action berth serves.
-    pub const ALL: [Action; 16] = ACTIONS;
+    pub const ALL: [Action; 17] = ACTIONS;
 
     /// The action of a name (case-sensitive); 404 `InvalidApi.NotFound` otherwise.
     pub fn parse(name: &str) -> Result<Self, ApiError> {
@@ -94,6 +98,7 @@ impl Action {
             Self::DescribeContainerGroupEvents => "DescribeContainerGroupEvents",
             Self::DeleteContainerGroup => "DeleteContainerGroup",
             Self::RestartContainerGroup => "RestartContainerGroup",
+            Self::UpdateContainerGroup => "UpdateContainerGroup",
             Self::DescribeContainerLog => "DescribeContainerLog",
             Self::DescribeRegions => "DescribeRegions",
             Self::CreateImageCache => "CreateImageCache",
@@ -127,6 +132,7 @@ pub enum Request {
     DescribeEvents(DescribeEventsRequest),
     Delete(GroupIdRequest),
     Restart(GroupIdRequest),
+    Update(Box<UpdateRequest>),
     Log(ContainerLogRequest),
     DescribeRegions(DescribeRegionsRequest),
     CreateImageCache(CreateImageCacheRequest),
@@ -154,6 +160,7 @@ pub fn decode(action: Action, p: &Params) -> Result<Request, ApiError> {
         }
         Action::DeleteContainerGroup => Request::Delete(GroupIdRequest::decode(p)?),
         Action::RestartContainerGroup => Request::Restart(GroupIdRequest::decode(p)?),
+        Action::UpdateContainerGroup => Request::Update(Box::new(UpdateRequest::decode(p)?)),
         Action::DescribeContainerLog => Request::Log(ContainerLogRequest::decode(p)?),
         Action::DescribeRegions => Request::DescribeRegions(DescribeRegionsRequest {
             region_id: p.string("RegionId"),

@@ -89,6 +89,7 @@ fn record() -> GroupRecord {
         events: Vec::new(),
         client_token: None,
         restart_generation: 0,
+        change_tokens: vec![],
     };
     r.push_event(Event::new(
         EventType::Normal,

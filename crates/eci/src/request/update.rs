@@ -1,0 +1,406 @@
+//! UpdateContainerGroup: what a request changes of a group, and the group it makes of the one
+//! that is ([`UpdateRequest::apply`]).
+//!
+//! `UpdateType=RenewUpdate` (the default): each list the request gives (`Container.N`,
+//! `InitContainer.N`, `Tag.N`, `ImageRegistryCredential.N`) replaces the group's list; lists
+//! it leaves out stay. `IncrementalUpdate`: the items given replace the group's items of the
+//! same name (container name, tag key, registry server) and the others are added; every
+//! container given is given whole, as at creation. `Cpu`, `Memory` and `RestartPolicy`
+//! replace the group's when given. The group's volumes, network, DNS settings, name and
+//! temporary storage are not changed by an update: those parameters are refused by name.
+
+use std::collections::HashSet;
+
+use berth_core::{normalize_size, ContainerSpec, GroupSpec, RestartPolicy};
+
+use super::{create, validate};
+use crate::error::ApiError;
+use crate::params::Params;
+
+/// How the lists of an update meet the group's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpdateType {
+    #[default]
+    Renew,
+    Incremental,
+}
+
+/// A decoded UpdateContainerGroup; its parameters are checked when decoded and applied to
+/// the group by [`UpdateRequest::apply`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateRequest {
+    pub region_id: Option<String>,
+    pub container_group_id: String,
+    pub client_token: Option<String>,
+    pub update_type: UpdateType,
+    params: Params,
+}
+
+/// Group parameters of CreateContainerGroup an update cannot change (ECI's update takes
+/// none of them either, except the volumes berth does not change in place yet).
+const NOT_UPDATABLE: &[&str] = &[
+    "ContainerGroupName",
+    "ZoneId",
+    "TerminationGracePeriodSeconds",
+    "ActiveDeadlineSeconds",
+    "DnsConfig",
+    "DnsPolicy",
+    "HostAliase",
+    "HostName",
+    "DryRun",
+    "ImageSnapshotId",
+    "AutoMatchImageCache",
+    "EphemeralStorage",
+    "PlainHttpRegistry",
+    "InsecureRegistry",
+    "Volume",
+    "AutoCreateEip",
+    "EipInstanceId",
+];
+
+impl UpdateRequest {
+    pub fn decode(p: &Params) -> Result<Self, ApiError> {
+        super::honoured::check_create(p)?;
+        for name in NOT_UPDATABLE {
+            if has_value(p, name) {
+                return Err(ApiError::invalid_parameter(
+                    name,
+                    "cannot be changed by UpdateContainerGroup in berth (create a new container group)",
+                ));
+            }
+        }
+        let update_type = match p.string("UpdateType").as_deref() {
+            None | Some("RenewUpdate") => UpdateType::Renew,
+            Some("IncrementalUpdate") => UpdateType::Incremental,
+            Some(s) => {
+                return Err(ApiError::invalid_parameter(
+                    "UpdateType",
+                    format!("must be RenewUpdate or IncrementalUpdate, got {s:?}"),
+                ))
+            }
+        };
+        let req = Self {
+            region_id: p.string("RegionId"),
+            container_group_id: p.required("ContainerGroupId")?,
+            client_token: validate::client_token(p)?,
+            update_type,
+            params: p.clone(),
+        };
+        // Everything that can be checked without the group is checked now.
+        req.parts()?;
+        Ok(req)
+    }
+
+    /// A digest of what the request asks (not of its signature's parameters, which differ
+    /// between repeats): a repeat with the same ClientToken must match it.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        const LISTS: [&str; 4] = [
+            "Container.",
+            "InitContainer.",
+            "Tag.",
+            "ImageRegistryCredential.",
+        ];
+        const FIELDS: [&str; 4] = ["Cpu", "Memory", "RestartPolicy", "UpdateType"];
+        let mut own: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .filter(|(k, _)| LISTS.iter().any(|l| k.starts_with(l)) || FIELDS.contains(k))
+            .collect();
+        own.sort();
+        let mut h = sha2::Sha256::new();
+        for (k, v) in own {
+            h.update(k.as_bytes());
+            h.update([0]);
+            h.update(v.as_bytes());
+            h.update([0]);
+        }
+        format!("update:{}", hex::encode(h.finalize()))
+    }
+
+    /// Whether the request changes nothing at all.
+    pub fn is_empty(&self) -> bool {
+        [
+            "Container",
+            "InitContainer",
+            "Tag",
+            "ImageRegistryCredential",
+        ]
+        .iter()
+        .all(|l| !self.params.has_any(l))
+            && ["Cpu", "Memory", "RestartPolicy"]
+                .iter()
+                .all(|n| self.params.string(n).is_none())
+    }
+
+    fn parts(&self) -> Result<Parts, ApiError> {
+        let p = &self.params;
+        let list = |name: &str| p.has_any(name);
+        let restart_policy = match p.string("RestartPolicy") {
+            None => None,
+            Some(s) => Some(RestartPolicy::parse(&s).ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "RestartPolicy",
+                    format!("must be Always, OnFailure or Never, got {s:?}"),
+                )
+            })?),
+        };
+        Ok(Parts {
+            containers: if list("Container") {
+                Some(create::containers(p, "Container", false)?)
+            } else {
+                None
+            },
+            init_containers: if list("InitContainer") {
+                Some(create::containers(p, "InitContainer", true)?)
+            } else {
+                None
+            },
+            tags: if list("Tag") {
+                Some(create::tags(p)?)
+            } else {
+                None
+            },
+            credentials: if list("ImageRegistryCredential") {
+                Some(create::credentials(p)?)
+            } else {
+                None
+            },
+            cpu: create::positive(p, "Cpu")?,
+            memory: create::positive(p, "Memory")?,
+            restart_policy,
+        })
+    }
+
+    /// The group `old` becomes, checked as a created group is (names, counts, sizes, volume
+    /// mounts); a 4xx error when it cannot be.
+    pub fn apply(&self, old: &GroupSpec) -> Result<GroupSpec, ApiError> {
+        let parts = self.parts()?;
+        let mut spec = old.clone();
+        let incremental = self.update_type == UpdateType::Incremental;
+        if let Some(c) = parts.containers {
+            merge(&mut spec.containers, c, incremental, |c| c.name.clone());
+        }
+        if let Some(c) = parts.init_containers {
+            merge(&mut spec.init_containers, c, incremental, |c| {
+                c.name.clone()
+            });
+        }
+        if let Some(t) = parts.tags {
+            merge(&mut spec.tags, t, incremental, |t| t.key.clone());
+            if spec.tags.len() > create::MAX_TAGS {
+                return Err(ApiError::value_exceeded(
+                    "Tag",
+                    format!("allows at most {} tags", create::MAX_TAGS),
+                ));
+            }
+        }
+        if let Some(c) = parts.credentials {
+            merge(&mut spec.registry_credentials, c, incremental, |c| {
+                c.server.clone()
+            });
+        }
+        if let Some(r) = parts.restart_policy {
+            spec.restart_policy = r;
+        }
+        check_containers(&spec)?;
+        if parts.cpu.is_some() || parts.memory.is_some() {
+            let size = normalize_size(
+                Some(parts.cpu.unwrap_or(old.cpu)),
+                Some(parts.memory.unwrap_or(old.memory)),
+            )
+            .map_err(|e| {
+                ApiError::invalid_parameter(
+                    "Cpu and Memory",
+                    format!("ask for no offered size: {e}"),
+                )
+            })?;
+            spec.cpu = size.cpu;
+            spec.memory = size.memory;
+        }
+        create::check_fits(&spec)?;
+        check_memory_volumes(&spec)?;
+        super::volumes::check_mounts(&spec.volumes, &spec.init_containers, &spec.containers)?;
+        Ok(spec)
+    }
+}
+
+/// What the request gives, decoded.
+struct Parts {
+    containers: Option<Vec<ContainerSpec>>,
+    init_containers: Option<Vec<ContainerSpec>>,
+    tags: Option<Vec<berth_core::Tag>>,
+    credentials: Option<Vec<berth_core::RegistryCredential>>,
+    cpu: Option<f64>,
+    memory: Option<f64>,
+    restart_policy: Option<RestartPolicy>,
+}
+
+fn has_value(p: &Params, name: &str) -> bool {
+    let under = format!("{name}.");
+    p.iter().any(|(k, v)| {
+        (k == name || k.starts_with(&under)) && !v.trim().is_empty() && v.trim() != "None"
+    })
+}
+
+/// Replaces `old` by `new`, or (incremental) replaces the items of the same key and adds
+/// the others in their order.
+fn merge<T, K: PartialEq>(old: &mut Vec<T>, new: Vec<T>, incremental: bool, key: impl Fn(&T) -> K) {
+    if !incremental {
+        *old = new;
+        return;
+    }
+    for item in new {
+        match old.iter_mut().find(|o| key(o) == key(&item)) {
+            Some(slot) => *slot = item,
+            None => old.push(item),
+        }
+    }
+}
+
+fn check_containers(spec: &GroupSpec) -> Result<(), ApiError> {
+    if spec.containers.is_empty() {
+        return Err(ApiError::missing_parameter("Container.1.Image"));
+    }
+    let total = spec.containers.len() + spec.init_containers.len();
+    if total > create::MAX_CONTAINERS {
+        return Err(ApiError::value_exceeded(
+            "Container",
+            format!(
+                "and InitContainer hold {total} containers, at most {} are allowed",
+                create::MAX_CONTAINERS
+            ),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for c in spec.all_containers() {
+        if !seen.insert(c.name.as_str()) {
+            return Err(ApiError::invalid_parameter(
+                "Container.N.Name",
+                format!(
+                    "must be unique within the group, {:?} is used twice",
+                    c.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Memory emptyDirs may not together hold more than the group's memory, which an update
+/// may lower.
+fn check_memory_volumes(spec: &GroupSpec) -> Result<(), ApiError> {
+    use berth_core::{EmptyDirMedium, VolumeSource};
+    let group = (spec.memory * (1u64 << 30) as f64) as u64;
+    let mut held = 0u64;
+    for v in &spec.volumes {
+        if let VolumeSource::EmptyDir {
+            medium: EmptyDirMedium::Memory,
+            size_limit_bytes,
+            ..
+        } = &v.source
+        {
+            held = held.saturating_add(size_limit_bytes.unwrap_or(group));
+        }
+    }
+    if held > group {
+        return Err(ApiError::invalid_parameter(
+            "Memory",
+            format!("is below what the group's Memory emptyDir volumes hold ({held} bytes)"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(q: &str) -> GroupSpec {
+        super::super::CreateRequest::decode(&Params::parse(q, None).unwrap())
+            .unwrap()
+            .spec
+    }
+
+    fn update(q: &str) -> Result<UpdateRequest, ApiError> {
+        UpdateRequest::decode(&Params::parse(q, None).unwrap())
+    }
+
+    const GROUP: &str = "ContainerGroupName=gg&Cpu=2&Memory=4\
+        &Container.1.Name=a&Container.1.Image=busybox&Container.1.EnvironmentVar.1.Key=K&Container.1.EnvironmentVar.1.Value=1\
+        &Container.2.Name=b&Container.2.Image=busybox&Tag.1.Key=t&Tag.1.Value=1";
+
+    #[test]
+    fn renew_replaces_the_lists_given() {
+        let old = created(GROUP);
+        let u = update("ContainerGroupId=eci-x&Container.1.Name=a&Container.1.Image=busybox:2")
+            .unwrap();
+        let new = u.apply(&old).unwrap();
+        assert_eq!(new.containers.len(), 1);
+        assert_eq!(new.containers[0].image, "busybox:2");
+        assert!(new.containers[0].env.is_empty());
+        assert_eq!(new.tags, old.tags);
+        assert_eq!((new.cpu, new.memory), (2.0, 4.0));
+    }
+
+    #[test]
+    fn incremental_replaces_by_name_and_adds() {
+        let old = created(GROUP);
+        let u = update(
+            "ContainerGroupId=eci-x&UpdateType=IncrementalUpdate&Container.1.Name=a&Container.1.Image=busybox\
+             &Container.1.EnvironmentVar.1.Key=K&Container.1.EnvironmentVar.1.Value=2\
+             &Container.2.Name=c&Container.2.Image=busybox&Tag.1.Key=u&Tag.1.Value=2&Memory=8",
+        )
+        .unwrap();
+        let new = u.apply(&old).unwrap();
+        let names: Vec<_> = new.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(new.containers[0].env[0].value, "2");
+        assert_eq!(new.containers[1], old.containers[1]);
+        assert_eq!(new.tags.len(), 2);
+        assert_eq!((new.cpu, new.memory), (2.0, 8.0));
+    }
+
+    #[test]
+    fn what_an_update_cannot_change_is_refused_by_name() {
+        for q in [
+            "ContainerGroupId=eci-x&EphemeralStorage=40",
+            "ContainerGroupId=eci-x&Volume.1.Name=v&Volume.1.Type=EmptyDirVolume",
+            "ContainerGroupId=eci-x&HostName=h",
+            "ContainerGroupId=eci-x&UpdateType=Other",
+            "ContainerGroupId=eci-x&Container.1.Name=a",
+            "ContainerGroupId=eci-x&Container.1.Name=a&Container.1.Image=b&Container.1.Tty=true",
+        ] {
+            assert!(update(q).is_err(), "{q}");
+        }
+        assert!(update("Cpu=2").is_err());
+    }
+
+    #[test]
+    fn the_updated_group_is_checked_as_a_created_one() {
+        let old = created(GROUP);
+        // Twice the same name.
+        let u = update(
+            "ContainerGroupId=eci-x&UpdateType=IncrementalUpdate&InitContainer.1.Name=a&InitContainer.1.Image=busybox",
+        )
+        .unwrap();
+        assert!(u.apply(&old).is_err());
+        // Containers asking for more than the group.
+        let u = update(
+            "ContainerGroupId=eci-x&Container.1.Name=a&Container.1.Image=busybox&Container.1.Cpu=4",
+        )
+        .unwrap();
+        assert!(u.apply(&old).is_err());
+        // No offered size.
+        let u = update("ContainerGroupId=eci-x&Cpu=4000&Memory=1").unwrap();
+        assert!(u.apply(&old).is_err());
+        // A mount of a volume the group does not have.
+        let u = update(
+            "ContainerGroupId=eci-x&Container.1.Name=a&Container.1.Image=busybox\
+             &Container.1.VolumeMount.1.Name=v&Container.1.VolumeMount.1.MountPath=/v",
+        )
+        .unwrap();
+        assert!(u.apply(&old).is_err());
+        assert!(update("ContainerGroupId=eci-x").unwrap().is_empty());
+    }
+}

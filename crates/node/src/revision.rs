@@ -1,0 +1,194 @@
+//! What each container was started from (its spec, the vCPU and memory it got, the volumes it
+//! mounts), written next to its bundle as `revision.json`. When a group runs again after
+//! UpdateContainerGroup (or after berth restarted during one), the containers whose revision
+//! changed are recreated and the containers the group no longer has are removed; the others
+//! keep running. A container started by a berth that wrote no revision counts as unchanged.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::{ContainerSpec, EventType, GroupSpec, Volume};
+use serde::{Deserialize, Serialize};
+
+use crate::agent::Inner;
+use crate::container::runtime_id;
+use crate::files::GroupDirs;
+use crate::state::GroupState;
+
+const FILE: &str = "revision.json";
+
+/// What a container runs as, for telling whether an update changed it.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    #[serde(default)]
+    init: bool,
+    spec: ContainerSpec,
+    cpu: f64,
+    memory: f64,
+    #[serde(default)]
+    volumes: Vec<Volume>,
+}
+
+impl Revision {
+    pub fn of(group: &GroupSpec, c: &ContainerSpec, init: bool) -> Self {
+        let volumes = group
+            .volumes
+            .iter()
+            .filter(|v| c.volume_mounts.iter().any(|m| m.name == v.name))
+            .cloned()
+            .collect();
+        Self {
+            init,
+            spec: c.clone(),
+            cpu: c.cpu.unwrap_or(group.cpu),
+            memory: c.memory.unwrap_or(group.memory),
+            volumes,
+        }
+    }
+
+    /// Writes it into the container's directory (replacing the former one at once).
+    pub fn write(&self, cdir: &Path) -> io::Result<()> {
+        let tmp = cdir.join(".revision.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
+        std::fs::rename(&tmp, cdir.join(FILE))
+    }
+
+    fn read(cdir: &Path) -> Option<Self> {
+        let bytes = std::fs::read(cdir.join(FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// Whether the container in `cdir` was started from another revision than `group` now gives it.
+pub fn changed(group: &GroupSpec, c: &ContainerSpec, init: bool, cdir: &Path) -> bool {
+    Revision::read(cdir).is_some_and(|r| r != Revision::of(group, c, init))
+}
+
+/// Whether an init container that ran is no longer what the group asks, or is gone (an
+/// update of the init containers runs the whole group again).
+pub fn init_changed(dirs: &GroupDirs, group: &GroupSpec) -> bool {
+    on_disk(dirs).iter().any(|n| {
+        let Some(r) = Revision::read(&dirs.container(n)) else {
+            return false;
+        };
+        r.init
+            && group
+                .init_containers
+                .iter()
+                .find(|c| &c.name == n)
+                .is_none_or(|c| r != Revision::of(group, c, true))
+    })
+}
+
+/// The containers that have a directory on this node.
+fn on_disk(dirs: &GroupDirs) -> Vec<String> {
+    std::fs::read_dir(dirs.root.join("containers"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The app containers whose revision changed: they start afresh.
+pub fn changed_app(dirs: &GroupDirs, spec: &GroupSpec) -> Vec<String> {
+    spec.containers
+        .iter()
+        .filter(|c| changed(spec, c, false, &dirs.container(&c.name)))
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// Marks the `changed` containers of a resumed group's observed state as waiting to start
+/// again: a status that goes on as after a restart.
+pub fn mark_changed(obs: &mut berth_core::ObservedGroup, changed: &[String]) {
+    for s in obs
+        .containers
+        .iter_mut()
+        .filter(|s| changed.contains(&s.name))
+    {
+        if s.current.state != berth_core::StateKind::Waiting {
+            s.previous = Some(s.current.clone());
+            s.restart_count += 1;
+        }
+        s.current = berth_core::ContainerState::waiting("ContainerCreating");
+    }
+}
+
+/// Brings the group's containers on this node to `spec` before it runs again: removes the
+/// containers it no longer has and stops the `changed` app containers (see
+/// [`changed_app`]), with a fresh writable layer, so that they start afresh.
+pub async fn reconcile(
+    inner: &Arc<Inner>,
+    gid: &str,
+    dirs: &GroupDirs,
+    spec: &GroupSpec,
+    state: &GroupState,
+    changed: &[String],
+) {
+    let grace = Duration::from_secs(spec.termination_grace_period_secs);
+    let known = |n: &str| spec.all_containers().any(|c| c.name == n);
+    for name in on_disk(dirs).into_iter().filter(|n| !known(n)) {
+        tracing::info!(group = %gid, container = %name, "removing a container the group no longer has");
+        stop(inner, gid, &name, grace).await;
+        if let Err(e) = remove_files(dirs, &name) {
+            tracing::warn!(group = %gid, container = %name, error = %e, "cannot remove the files of a removed container");
+        }
+    }
+    for name in changed {
+        let cdir = dirs.container(name);
+        state.event(
+            EventType::Normal,
+            "Killing",
+            format!("Container {name} definition changed, will be restarted"),
+            Some(name),
+        );
+        stop(inner, gid, name, grace).await;
+        // A fresh writable layer: it may lie over another image now.
+        let res = berth_image::unmount_rootfs(&cdir)
+            .map_err(io::Error::other)
+            .and_then(|()| remove_tree(&dirs.container_rw(name)))
+            .and_then(|()| remove_file(&cdir.join("exit.json")))
+            .and_then(|()| remove_file(&cdir.join(FILE)));
+        if let Err(e) = res {
+            tracing::warn!(group = %gid, container = %name, error = %e, "cannot reset a changed container");
+        }
+    }
+}
+
+async fn stop(inner: &Inner, gid: &str, name: &str, grace: Duration) {
+    let rid = runtime_id(gid, name);
+    if let Err(e) = inner.runtime.stop(&rid, grace).await {
+        tracing::debug!(container = %rid, error = %e, "stop");
+    }
+    if let Err(e) = inner.runtime.delete(&rid).await {
+        tracing::warn!(container = %rid, error = %e, "cannot delete container");
+    }
+}
+
+fn remove_files(dirs: &GroupDirs, name: &str) -> io::Result<()> {
+    let cdir = dirs.container(name);
+    berth_image::unmount_rootfs(&cdir).map_err(io::Error::other)?;
+    for d in [cdir, dirs.container_rw(name), dirs.logs(name)] {
+        remove_tree(&d)?;
+    }
+    Ok(())
+}
+
+fn remove_file(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

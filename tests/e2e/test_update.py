@@ -1,0 +1,177 @@
+"""UpdateContainerGroup and RestartContainerGroup: an update recreates the containers whose
+spec changed while the others keep running, a restart restarts every container and keeps the
+group's address and volumes, ClientTokens make repeats harmless, and what an update cannot
+change is refused by name."""
+
+from __future__ import annotations
+
+import pytest
+from alibabacloud_eci20180808 import models as M
+from alibabacloud_tea_openapi.exceptions import ClientException
+
+import support
+from support import REGION, container, container_of, events_of, exec_sh, pretty, wait_for, wait_status
+
+# Ends at once on SIGTERM (as PID 1, sh ignores it unless trapped).
+LOOP = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+
+
+def update(client, gid: str, **kw) -> None:
+    client.update_container_group(
+        M.UpdateContainerGroupRequest(region_id=REGION, container_group_id=gid, **kw)
+    )
+
+
+def upd_container(name: str, image: str, command: list[str], **kw):
+    kw.setdefault("cpu", support.CPU)
+    kw.setdefault("memory", support.MEMORY)
+    return M.UpdateContainerGroupRequestContainer(name=name, image=image, command=command, **kw)
+
+
+def env(key: str, value: str):
+    return M.UpdateContainerGroupRequestContainerEnvironmentVar(key=key, value=value)
+
+
+def pid1_start(client, gid: str, name: str) -> str:
+    """The start time of the container's PID 1 (clock ticks since boot): a new process has another."""
+    return exec_sh(client, gid, "cut -d' ' -f22 /proc/1/stat", name=name).strip()
+
+
+def running_again(client, gid: str, berth) -> dict:
+    """Waits for the update or restart to be done: Running, every container running."""
+
+    def probe():
+        g = support.describe(client, gid)
+        ok = g["Status"] == "Running" and all(
+            c["CurrentState"]["State"] == "Running" for c in g["Containers"]
+        )
+        return g if ok else None
+
+    return wait_for(f"{gid} to run again", probe, 60, 0.3, berth.diag)
+
+
+def test_update_recreates_only_the_changed_container(berth, client, groups, images):
+    gid = groups.create(
+        "e2e-update",
+        [
+            container("a", images.image, LOOP),
+            container("b", images.image, LOOP,
+                      environment_var=[M.CreateContainerGroupRequestContainerEnvironmentVar(
+                          key="WHO", value="one")]),
+        ],
+        restart_policy="Always",
+    )
+    before = wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    for name in ("a", "b"):
+        exec_sh(client, gid, "echo kept > /marker", name=name)
+    a_pid1 = pid1_start(client, gid, "a")
+    started_a = container_of(before, "a")["CurrentState"]["StartTime"]
+
+    update(client, gid, update_type="IncrementalUpdate",
+           container=[upd_container("b", images.image, LOOP, environment_var=[env("WHO", "two")])])
+    seen = support.describe(client, gid)["Status"]
+    after = running_again(client, gid, berth)
+    assert seen in ("Updating", "Running"), seen
+    assert exec_sh(client, gid, "echo $WHO", name="b").strip() == "two"
+    # b is a new container (a fresh writable layer); a kept running untouched.
+    assert exec_sh(client, gid, "cat /marker 2>&1 || true", name="b").strip() != "kept"
+    assert exec_sh(client, gid, "cat /marker", name="a").strip() == "kept"
+    assert pid1_start(client, gid, "a") == a_pid1
+    assert container_of(after, "a")["CurrentState"]["StartTime"] == started_a, pretty(after)
+    assert container_of(after, "a")["RestartCount"] == 0, pretty(after)
+    assert container_of(after, "b")["RestartCount"] == 1, pretty(after)
+    assert after["IntranetIp"] == before["IntranetIp"]
+    reasons = [(e.get("Reason"), e.get("Message", "")) for e in events_of(client, gid)]
+    assert any(r == "Updating" for r, _ in reasons), reasons
+    assert any(r == "Killing" and "b definition changed" in m for r, m in reasons), reasons
+
+
+def test_renew_update_replaces_the_containers(berth, client, groups, images):
+    gid = groups.create(
+        "e2e-update-renew",
+        [container("a", images.image, LOOP), container("b", images.image, LOOP)],
+        restart_policy="Always",
+    )
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    update(client, gid, container=[
+        upd_container("a", images.image, LOOP),
+        upd_container("c", images.image, LOOP, environment_var=[env("X", "1")]),
+    ])
+    after = running_again(client, gid, berth)
+    names = sorted(c["Name"] for c in after["Containers"])
+    assert names == ["a", "c"], pretty(after)
+    assert exec_sh(client, gid, "echo $X", name="c").strip() == "1"
+    # b is gone: no process of it, no mount left.
+    assert not [m for m in support.mounts_under(berth.state_dir) if f"{gid}" in m and "/b/" in m]
+    with pytest.raises(ClientException) as info:
+        exec_sh(client, gid, "true", name="b")
+    assert info.value.status_code in (400, 404), info.value.message
+
+
+def test_restart_keeps_address_and_volumes(berth, client, groups, images):
+    gid = groups.create(
+        "e2e-restart",
+        [container("c", images.image, LOOP, volume_mount=[
+            M.CreateContainerGroupRequestContainerVolumeMount(name="data", mount_path="/data")])],
+        restart_policy="Always",
+        volume=[M.CreateContainerGroupRequestVolume(name="data", type="EmptyDirVolume")],
+    )
+    before = wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    exec_sh(client, gid, "echo kept > /data/f")
+    pid1 = pid1_start(client, gid, "c")
+    token = "restart-once-1"
+    req = M.RestartContainerGroupRequest(region_id=REGION, container_group_id=gid,
+                                         client_token=token)
+    client.restart_container_group(req)
+    running_again(client, gid, berth)
+    after = running_again(client, gid, berth)
+    restarted = pid1_start(client, gid, "c")
+    assert restarted != pid1
+    assert after["IntranetIp"] == before["IntranetIp"]
+    assert exec_sh(client, gid, "cat /data/f").strip() == "kept"
+    # The same token again: answered, not restarted a second time.
+    client.restart_container_group(req)
+    again = support.describe(client, gid)
+    assert again["Status"] == "Running", pretty(again)
+    assert pid1_start(client, gid, "c") == restarted
+
+
+def test_update_token_and_refusals(berth, client, groups, images):
+    gid = groups.create("e2e-update-bad", [container("c", images.image, LOOP)],
+                        restart_policy="Always")
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    one = [upd_container("c", images.image, LOOP, environment_var=[env("V", "1")])]
+    update(client, gid, container=one, client_token="upd-1")
+    running_again(client, gid, berth)
+    count = container_of(support.describe(client, gid), "c")["RestartCount"]
+    update(client, gid, container=one, client_token="upd-1")
+    assert container_of(support.describe(client, gid), "c")["RestartCount"] == count
+    two = [upd_container("c", images.image, LOOP, environment_var=[env("V", "2")])]
+    with pytest.raises(ClientException) as info:
+        update(client, gid, container=two, client_token="upd-1")
+    assert info.value.code == "IdempotentParameterMismatch", info.value.message
+
+    for kw, name in [
+        ({"volume": [M.UpdateContainerGroupRequestVolume(name="v", type="EmptyDirVolume")]},
+         "Volume"),
+        ({"dns_config": M.UpdateContainerGroupRequestDnsConfig(name_server=["10.0.0.1"])},
+         "DnsConfig"),
+        ({"cpu": 4000.0}, "Cpu"),
+        ({"container": [upd_container("c", images.image, LOOP, cpu=64.0)]}, "Container.N.Cpu"),
+        ({"update_type": "Sideways"}, "UpdateType"),
+    ]:
+        with pytest.raises(ClientException) as info:
+            update(client, gid, **kw)
+        assert info.value.status_code == 400 and name in info.value.message, (kw, info.value.message)
+    group = support.describe(client, gid)
+    assert group["Status"] == "Running" and container_of(group, "c")["RestartCount"] == count
+
+    # A finished group cannot be updated.
+    done = groups.create("e2e-update-done", [container("c", images.image, ["true"])])
+    wait_status(client, done, ["Succeeded"], 60, diag=berth.diag)
+    with pytest.raises(ClientException) as info:
+        update(client, done, container=one)
+    assert info.value.code == "IncorrectStatus", info.value.message
+    with pytest.raises(ClientException) as info:
+        update(client, "eci-00000000000000000000", container=one)
+    assert info.value.status_code == 404, info.value.message
