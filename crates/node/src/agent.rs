@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::container::runtime_id;
-use crate::files::{remove_cgroup_parents, GroupDirs};
+use crate::files::GroupDirs;
 use crate::group::{run_group, Start};
 use crate::state::LogSelector;
 
@@ -338,7 +338,7 @@ impl Agent {
         crate::volumes::release(&dirs)?;
         self.inner.net.teardown(&gid).await?;
         self.inner.images.unpin_deferred(&format!("group:{gid}"));
-        remove_cgroup_parents(&gid);
+        self.inner.runtime.remove_group_cgroup(&gid).await?;
         if let Some(storage) = &self.inner.storage {
             if dirs.rw.starts_with(storage.root()) {
                 storage.remove(&gid)?;

@@ -135,7 +135,7 @@ impl ContainerCtx {
             cpu: Some(cpu),
             memory_bytes: Some((memory * GIB) as u64),
             pids_limit: Some(PIDS_LIMIT),
-            cgroup_path: format!("/berth/{}/{}", self.gid, self.spec.name),
+            cgroup_path: berth_runtime::cgroup::container_cgroup_path(&self.gid, &self.spec.name),
             readonly_rootfs: self.spec.read_only_root_filesystem,
             capability_add: self.spec.capability_add.clone(),
             binds: vec![

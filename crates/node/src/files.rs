@@ -1,5 +1,5 @@
-//! Files of a group on the node: its directory layout, the `/etc` files its containers see,
-//! and the cgroup parent it leaves behind.
+//! Files of a group on the node: its directory layout and the `/etc` files its containers
+//! see.
 
 use std::fs;
 use std::io;
@@ -237,38 +237,6 @@ fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, data)?;
     fs::rename(tmp, path)
-}
-
-/// Removes the group's cgroup parent (`berth/<id>`) from every mounted hierarchy.
-pub fn remove_cgroup_parents(id: &str) {
-    let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let dir = e.path().join("berth").join(id);
-        if dir.is_dir() {
-            remove_cgroup_tree(&dir);
-        }
-    }
-    let direct = Path::new("/sys/fs/cgroup/berth").join(id);
-    if direct.is_dir() {
-        remove_cgroup_tree(&direct);
-    }
-}
-
-fn remove_cgroup_tree(dir: &Path) {
-    if let Ok(children) = fs::read_dir(dir) {
-        for c in children.flatten() {
-            if c.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_cgroup_tree(&c.path());
-            }
-        }
-    }
-    if let Err(e) = fs::remove_dir(dir) {
-        if e.kind() != io::ErrorKind::NotFound {
-            tracing::warn!(path = %dir.display(), error = %e, "cannot remove cgroup");
-        }
-    }
 }
 
 /// An error with its causes, `outer: inner: innermost`, for events and messages users read.

@@ -148,6 +148,17 @@ impl CgroupLayout {
     }
 }
 
+/// The cgroup of a group's container, `/berth/<group>/<container>`, below the group's own
+/// cgroup ([`group_cgroup_path`]).
+pub fn container_cgroup_path(group: &str, container: &str) -> String {
+    format!("/berth/{group}/{container}")
+}
+
+/// The cgroup parent of a group's containers.
+pub fn group_cgroup_path(group: &str) -> String {
+    format!("/berth/{group}")
+}
+
 /// Removes a cgroup directory and its children, deepest first.
 fn remove_dir_tree(dir: &Path) -> Result<(), RuntimeError> {
     let entries = match fs::read_dir(dir) {

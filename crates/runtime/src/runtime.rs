@@ -376,6 +376,22 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// Removes what is left of a group's cgroup parent (see
+    /// [`group_cgroup_path`](crate::cgroup::group_cgroup_path)) in every hierarchy, once its
+    /// containers are deleted; a group id that is not one path component is refused.
+    pub async fn remove_group_cgroup(&self, group: &str) -> Result<(), RuntimeError> {
+        check_id(group)?;
+        let path = crate::cgroup::group_cgroup_path(group);
+        let layout = self.cfg.layout.clone();
+        tokio::task::spawn_blocking(move || layout.remove_cgroup(&path))
+            .await
+            .map_err(|e| {
+                RuntimeError::io("remove the cgroup of", group, std::io::Error::other(e))
+            })?
+    }
+}
+
 /// `linux.cgroupsPath` of the bundle in `dir`.
 fn cgroup_path_of(dir: &Path) -> Option<String> {
     let config: serde_json::Value = files::read_json(&dir.join("config.json"))?;
