@@ -91,3 +91,30 @@ def test_update_restart_inspect(berth, client, images, tracker):
         assert json.loads(_ok(berth.cli("inspect", gid)))["ContainerGroupId"] == gid
     finally:
         _ok(berth.cli("rm", gid))
+
+
+def test_run_flags_reach_the_container(berth, client, images, tracker, tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("# settings\nFROM_FILE=1\nBOTH=file\n")
+    out = _ok(berth.cli(
+        "run", images.image, "--name", "cli-flags", "--env-file", str(env_file), "-e", "BOTH=flag",
+        "--user", "1000:1001", "--read-only", "-w", "/data", "-v", "data:/data",
+        "--tmpfs", "/scratch:size=16Mi", "--hostname", "flagged",
+        "--", "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"))
+    gid = GROUP_ID_RE.findall(out)[0]
+    tracker.add(gid)
+    try:
+        support.wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+        name = "cli-flags"
+        got = support.exec_sh(client, gid, "echo $FROM_FILE $BOTH; id -u; id -g; pwd; hostname",
+                              name=name).split()
+        assert got == ["1", "flag", "1000", "1001", "/data", "flagged"], got
+        assert "Read-only" in support.exec_sh(client, gid, "touch /x 2>&1; true", name=name)
+        assert support.exec_sh(client, gid, "touch /data/x && echo ok", name=name).strip() == "ok"
+        df = support.exec_sh(client, gid, "df -k /scratch | tail -1", name=name).split()
+        assert df[1] == str(16 * 1024), df
+        for bad in (["-v", "/etc:/etc"], ["--user", "root"], ["--tmpfs", "relative"]):
+            res = berth.cli("run", images.image, *bad, "--", "true")
+            assert res.returncode != 0 and bad[0] in res.stderr, res.stderr
+    finally:
+        _ok(berth.cli("rm", gid))

@@ -64,6 +64,8 @@ pub struct RunArgs {
     /// Reach the image's registry over plain HTTP (automatic for 127.0.0.1 and localhost).
     #[arg(long)]
     plain_http: bool,
+    #[command(flatten)]
+    extras: crate::run_flags::RunExtras,
     /// Command and arguments, after `--`.
     #[arg(last = true)]
     command: Vec<String>,
@@ -165,19 +167,11 @@ pub async fn run(a: &ClientArgs, r: RunArgs) -> anyhow::Result<()> {
         p.push(("Memory".into(), m.to_string()));
         p.push(("Container.1.Memory".into(), m.to_string()));
     }
-    for (i, e) in r.env.iter().enumerate() {
-        let Some((k, v)) = e.split_once('=') else {
-            bail!("environment variable {e:?} is not KEY=VALUE")
-        };
-        p.push((
-            format!("Container.1.EnvironmentVar.{}.Key", i + 1),
-            k.into(),
-        ));
-        p.push((
-            format!("Container.1.EnvironmentVar.{}.Value", i + 1),
-            v.into(),
-        ));
+    for (i, (k, v)) in r.extras.env(&r.env)?.into_iter().enumerate() {
+        p.push((format!("Container.1.EnvironmentVar.{}.Key", i + 1), k));
+        p.push((format!("Container.1.EnvironmentVar.{}.Value", i + 1), v));
     }
+    r.extras.params(&mut p)?;
     for (i, c) in r.command.iter().enumerate() {
         p.push((format!("Container.1.Command.{}", i + 1), c.clone()));
     }

@@ -14,6 +14,7 @@ mod group_cmd;
 mod image_cmd;
 mod keys;
 mod observe_node;
+mod run_flags;
 mod seccomp_node;
 mod serve;
 mod state_files;
