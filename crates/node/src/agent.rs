@@ -317,6 +317,7 @@ impl Agent {
             let _ = prev.task.await;
         }
         let gid = id.to_string();
+        let began = std::time::Instant::now();
         let dirs = self.inner.dirs.group(&gid);
         let names = container_names(&dirs, spec);
         let stops = names.iter().map(|name| {
@@ -332,22 +333,37 @@ impl Agent {
         for res in join_all(stops).await {
             res?;
         }
+        let stopped = began.elapsed();
         for name in &names {
             berth_image::unmount_rootfs(&dirs.container(name))?;
         }
         crate::volumes::release(&dirs)?;
+        let unmounted = began.elapsed();
         self.inner.net.teardown(&gid).await?;
+        let net = began.elapsed();
         self.inner.images.unpin_deferred(&format!("group:{gid}"));
         self.inner.runtime.remove_group_cgroup(&gid).await?;
+        let cgroup = began.elapsed();
         if let Some(storage) = &self.inner.storage {
             if dirs.rw.starts_with(storage.root()) {
                 storage.remove(&gid)?;
             }
         }
+        let storage = began.elapsed();
         dirs.remove_all()?;
         if let Some(userns) = &self.inner.userns {
             userns.release(&gid)?;
         }
+        tracing::debug!(
+            group = %gid,
+            stop_us = stopped.as_micros() as u64,
+            unmount_us = (unmounted - stopped).as_micros() as u64,
+            net_us = (net - unmounted).as_micros() as u64,
+            cgroup_us = (cgroup - net).as_micros() as u64,
+            storage_us = (storage - cgroup).as_micros() as u64,
+            files_us = (began.elapsed() - storage).as_micros() as u64,
+            "group removed"
+        );
         Ok(())
     }
 
@@ -462,14 +478,19 @@ impl Agent {
 
 /// Containers of a group: from its spec, else from what exists on disk.
 fn container_names(dirs: &GroupDirs, spec: Option<&berth_core::GroupSpec>) -> Vec<String> {
-    if let Some(spec) = spec {
-        return spec.all_containers().map(|c| c.name.clone()).collect();
-    }
-    std::fs::read_dir(dirs.root.join("containers"))
+    // The spec's and those on disk: an update may have dropped a container from the spec
+    // that still runs until the group's task has removed it.
+    let mut names: Vec<String> = std::fs::read_dir(dirs.root.join("containers"))
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().to_string())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    for c in spec.into_iter().flat_map(|s| s.all_containers()) {
+        if !names.contains(&c.name) {
+            names.push(c.name.clone());
+        }
+    }
+    names
 }
