@@ -6,8 +6,8 @@
 //! it leaves out stay. `IncrementalUpdate`: the items given replace the group's items of the
 //! same name (container name, tag key, registry server) and the others are added; every
 //! container given is given whole, as at creation. `Cpu`, `Memory` and `RestartPolicy`
-//! replace the group's when given. The group's volumes, network, DNS settings, name and
-//! temporary storage are not changed by an update: those parameters are refused by name.
+//! replace the group's when given. The group's volumes, network, DNS settings, sysctls, name
+//! and temporary storage are not changed by an update: those parameters are refused by name.
 
 use std::collections::HashSet;
 
@@ -56,6 +56,8 @@ const NOT_UPDATABLE: &[&str] = &[
     "Volume",
     "AutoCreateEip",
     "EipInstanceId",
+    "SecurityContext",
+    "HostSecurityContext",
 ];
 
 impl UpdateRequest {
@@ -367,6 +369,7 @@ mod tests {
             "ContainerGroupId=eci-x&EphemeralStorage=40",
             "ContainerGroupId=eci-x&Volume.1.Name=v&Volume.1.Type=EmptyDirVolume",
             "ContainerGroupId=eci-x&HostName=h",
+            "ContainerGroupId=eci-x&SecurityContext.Sysctl.1.Name=net.core.somaxconn&SecurityContext.Sysctl.1.Value=1024",
             "ContainerGroupId=eci-x&UpdateType=Other",
             "ContainerGroupId=eci-x&Container.1.Name=a",
             "ContainerGroupId=eci-x&Container.1.Name=a&Container.1.Image=b&Container.1.Tty=true",
