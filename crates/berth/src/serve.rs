@@ -404,6 +404,17 @@ pub(crate) struct LocalNode {
 #[async_trait]
 impl NodeClient for LocalNode {
     async fn apply(&self, rec: GroupRecord) {
+        // The record as stored now: a delete or another change may have overtaken this one
+        // between its write and this call (a group being deleted is never started again).
+        let rec = match self.store.get_group(None, &rec.id) {
+            Ok(Some(cur)) if cur.status == berth_core::GroupStatus::Terminating => return,
+            Ok(Some(cur)) => cur,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(group = %rec.id, error = %e, "cannot read the group back; applying it as it was handed over");
+                rec
+            }
+        };
         self.agent.apply(rec).await;
     }
 
