@@ -12,6 +12,7 @@ pub mod restart;
 pub mod size;
 pub mod spec;
 pub mod state;
+pub mod sysctl;
 pub mod volume;
 
 pub use cache::{CacheStatus, ImageCacheRecord};
@@ -30,4 +31,5 @@ pub use spec::{
     Tag, DEFAULT_EPHEMERAL_STORAGE_GIB, MAX_EPHEMERAL_STORAGE_GIB,
 };
 pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};
+pub use sysctl::Sysctl;
 pub use volume::{ConfigFile, EmptyDirMedium, MountPropagation, Volume, VolumeMount, VolumeSource};

@@ -51,10 +51,12 @@ const CONTAINER: &[(&str, Rule)] = &[
     ("SecurityContext", Honoured),
     ("SecurityContext.Capability", Honoured),
     ("SecurityContext.Capability.Add.N", Honoured),
+    // berth's extension (docs/API-EXTENSIONS.md).
+    ("SecurityContext.Capability.Drop.N", Honoured),
     ("SecurityContext.RunAsUser", Honoured),
     ("SecurityContext.ReadOnlyRootFilesystem", Honoured),
     ("SecurityContextRunAsGroup", Honoured),
-    ("SecurityContextRunAsNonRoot", RefusedUnless(FALSE)),
+    ("SecurityContextRunAsNonRoot", Honoured),
     ("SecurityContextPrivileged", RefusedUnless(FALSE)),
     ("Stdin", RefusedUnless(FALSE)),
     ("StdinOnce", RefusedUnless(FALSE)),
@@ -179,10 +181,10 @@ const GROUP: &[(&str, Rule)] = &[
     ("ContainerResourceView", RefusedUnless(FALSE)),
     ("CorePattern", Refused),
     ("DnsPolicy", Refused),
-    ("SecurityContext", Refused),
-    ("SecurityContext.Sysctl.N", Refused),
-    ("SecurityContext.Sysctl.N.Name", Refused),
-    ("SecurityContext.Sysctl.N.Value", Refused),
+    ("SecurityContext", Honoured),
+    ("SecurityContext.Sysctl.N", Honoured),
+    ("SecurityContext.Sysctl.N.Name", Honoured),
+    ("SecurityContext.Sysctl.N.Value", Honoured),
     ("HostSecurityContext", Refused),
     ("HostSecurityContext.Sysctl.N", Refused),
     ("HostSecurityContext.Sysctl.N.Name", Refused),
@@ -311,6 +313,8 @@ mod tests {
             "AutoCreateEip=true",
             "SpotStrategy=SpotAsPriceGo",
             "Container.1.Gpu=1",
+            "HostSecurityContext.Sysctl.1.Name=kernel.sem",
+            "Container.1.SecurityContextPrivileged=true",
         ] {
             let e = check(q).expect_err(q);
             let name = q.split('=').next().unwrap();

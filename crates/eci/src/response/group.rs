@@ -221,6 +221,16 @@ impl ContainerGroup {
                         .collect(),
                 })
                 .unwrap_or_default(),
+            eci_security_context: EciSecurityContext {
+                sysctls: s
+                    .sysctls
+                    .iter()
+                    .map(|x| NameValue {
+                        name: x.name.clone(),
+                        value: x.value.clone(),
+                    })
+                    .collect(),
+            },
             ..Default::default()
         }
     }
