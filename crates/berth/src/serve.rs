@@ -46,6 +46,12 @@ pub struct ServeArgs {
     /// another is refused with InvalidParameter.
     #[arg(long, value_delimiter = ',')]
     allowed_capabilities: Option<Vec<String>>,
+    /// NFS servers whose exports groups may mount (`Volume.N.NFSVolume.Server`, host names or
+    /// IPv4 addresses as the groups name them), comma-separated or repeated. By default
+    /// none: an NFS volume is refused with InvalidParameter, so that no tenant makes the
+    /// host mount a server of its choosing.
+    #[arg(long = "nfs-server", value_name = "HOST", value_delimiter = ',')]
+    nfs_servers: Vec<String>,
     /// Leave the bridge open: no nftables isolation of groups from each other (across
     /// accounts), from the host and from link-local addresses.
     #[arg(long)]
@@ -111,6 +117,25 @@ pub struct ServeArgs {
     log_format: String,
 }
 
+/// The operator's allow-lists of volumes that reach outside the group.
+fn volume_policy(args: &ServeArgs) -> anyhow::Result<berth_core::VolumePolicy> {
+    for s in &args.nfs_servers {
+        let ok = !s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !ok {
+            anyhow::bail!("--nfs-server: {s:?} is not a host name or IPv4 address");
+        }
+    }
+    let policy = berth_core::VolumePolicy::default()
+        .with_nfs_servers(args.nfs_servers.iter().map(String::as_str));
+    if !args.nfs_servers.is_empty() {
+        tracing::info!(servers = %policy.nfs_servers().collect::<Vec<_>>().join(","), "NFS servers groups may mount");
+    }
+    Ok(policy)
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -172,6 +197,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(allowed = %policy.allowed().collect::<Vec<_>>().join(","), "capabilities groups may add");
         control.set_capability_policy(policy);
     }
+    control.set_volume_policy(volume_policy(&args)?);
     let reporter = Arc::new(ControlReporter(control.clone()));
     let agent = Agent::new(
         NodeConfig {

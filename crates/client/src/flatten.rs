@@ -348,6 +348,17 @@ fn volume(q: &mut Q, p: &str, v: &Volume) {
                 );
             }
         }
+        VolumeSource::Nfs {
+            server,
+            path,
+            read_only,
+        } => {
+            q.put(&format!("{p}.NFSVolume.Server"), server);
+            q.put(&format!("{p}.NFSVolume.Path"), path);
+            if *read_only {
+                q.put(&format!("{p}.NFSVolume.ReadOnly"), "true");
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod spec;
 pub mod state;
 pub mod sysctl;
 pub mod volume;
+pub mod volume_policy;
 
 pub use cache::{CacheStatus, ImageCacheRecord};
 pub use capability::{CapabilityPolicy, CapabilityRefused};
@@ -33,3 +34,4 @@ pub use spec::{
 pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};
 pub use sysctl::Sysctl;
 pub use volume::{ConfigFile, EmptyDirMedium, MountPropagation, Volume, VolumeMount, VolumeSource};
+pub use volume_policy::{VolumePolicy, VolumeRefused};

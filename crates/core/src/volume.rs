@@ -44,6 +44,17 @@ pub enum VolumeSource {
         #[serde(default)]
         default_mode: Option<u32>,
     },
+    /// `NFSVolume`: an export berth mounts on the host for the group (only from servers the
+    /// operator allows, see [`crate::volume_policy`]).
+    Nfs {
+        /// A host name or an IPv4 address.
+        server: String,
+        /// Absolute, normalised.
+        path: String,
+        /// Mounted read-only, for every container.
+        #[serde(default)]
+        read_only: bool,
+    },
 }
 
 impl VolumeSource {
@@ -52,6 +63,7 @@ impl VolumeSource {
         match self {
             Self::EmptyDir { .. } => "EmptyDirVolume",
             Self::ConfigFile { .. } => "ConfigFileVolume",
+            Self::Nfs { .. } => "NFSVolume",
         }
     }
 }

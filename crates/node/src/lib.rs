@@ -8,6 +8,7 @@ mod cache;
 mod container;
 mod files;
 mod group;
+mod nfs;
 mod observe;
 mod spare;
 mod state;

@@ -10,6 +10,7 @@
 //!   memory limit (and stay charged to the group's cgroup after it exits).
 //! * A ConfigFile volume is `rw/<id>/.volumes/<name>`, written by berth in a temporary
 //!   directory renamed into place, and always mounted read-only.
+//! * An NFS volume is the export mounted on `groups/<id>/volumes/<name>` (see [`crate::nfs`]).
 //!
 //! The tenant controls the content of an emptyDir (it may plant symlinks there for a later
 //! `SubPath` to follow) and the image (a symlink at a `MountPath`). berth never resolves such
@@ -73,8 +74,11 @@ pub fn source(dirs: &GroupDirs, v: &Volume) -> PathBuf {
         VolumeSource::EmptyDir {
             medium: EmptyDirMedium::Memory,
             ..
-        } => dirs.root.join("volumes").join(&v.name),
-        _ => dirs.rw.join(".volumes").join(&v.name),
+        }
+        | VolumeSource::Nfs { .. } => dirs.root.join("volumes").join(&v.name),
+        VolumeSource::EmptyDir { .. } | VolumeSource::ConfigFile { .. } => {
+            dirs.rw.join(".volumes").join(&v.name)
+        }
     }
 }
 
@@ -110,6 +114,25 @@ pub fn prepare(dirs: &GroupDirs, spec: &GroupSpec, who: Owner) -> io::Result<()>
                 if !dir.exists() {
                     write_config(&dir, files, *default_mode, who)?;
                 }
+            }
+            VolumeSource::Nfs {
+                server,
+                path,
+                read_only,
+            } => {
+                if !crate::nfs::mounted(&dir)? {
+                    fs::DirBuilder::new()
+                        .mode(HOLDER_MODE)
+                        .create(&dir)
+                        .or_else(|e| {
+                            if e.kind() == io::ErrorKind::AlreadyExists {
+                                Ok(())
+                            } else {
+                                Err(e)
+                            }
+                        })?;
+                }
+                crate::nfs::mount(&dir, server, path, *read_only)?;
             }
         }
     }
@@ -226,17 +249,25 @@ pub fn binds(
             return Err(format!("volume {:?} is not defined in the group", m.name));
         };
         let config = matches!(v.source, VolumeSource::ConfigFile { .. });
+        let always_ro = config
+            || matches!(
+                v.source,
+                VolumeSource::Nfs {
+                    read_only: true,
+                    ..
+                }
+            );
         let mut src = source(dirs, v);
         if let Some(sub) = &m.sub_path {
             let target = staging.join(i.to_string());
-            stage(&src, sub, !config, &target, who)
+            stage(&src, sub, !always_ro, &target, who)
                 .map_err(|e| format!("cannot mount SubPath {sub:?} of volume {:?}: {e}", m.name))?;
             src = target;
         }
         out.push(VolumeBind {
             source: src,
             destination: m.mount_path.clone(),
-            read_only: m.read_only || config,
+            read_only: m.read_only || always_ro,
             propagation: match m.propagation {
                 berth_core::MountPropagation::HostToContainer => Propagation::Slave,
                 _ => Propagation::Private,
@@ -337,16 +368,25 @@ fn stage(volume: &Path, sub: &str, create: bool, target: &Path, who: Owner) -> i
 pub fn unmount_below(dir: &Path) -> io::Result<()> {
     let text = fs::read_to_string("/proc/self/mountinfo")?;
     let prefix = dir.to_string_lossy().to_string();
-    let mut points: Vec<String> = text
+    // (mount point, whether it is NFS: forced, so that a dead server is not waited for)
+    let mut points: Vec<(String, bool)> = text
         .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape)
-        .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
+        .filter_map(|l| {
+            let point = unescape(l.split(' ').nth(4)?);
+            let fstype = l.split(" - ").nth(1)?.split(' ').next()?;
+            Some((point, fstype.starts_with("nfs")))
+        })
+        .filter(|(p, _)| *p == prefix || p.starts_with(&format!("{prefix}/")))
         .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
     points.dedup();
-    for p in points {
-        match umount2(Path::new(&p), MntFlags::MNT_DETACH) {
+    for (p, nfs) in points {
+        let flags = if nfs {
+            MntFlags::MNT_FORCE | MntFlags::MNT_DETACH
+        } else {
+            MntFlags::MNT_DETACH
+        };
+        match umount2(Path::new(&p), flags) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
             Err(e) => return Err(e.into()),
         }
@@ -360,7 +400,7 @@ pub fn release(dirs: &GroupDirs) -> io::Result<()> {
 }
 
 /// `\040` and the like of /proc/self/mountinfo.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

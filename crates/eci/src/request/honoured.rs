@@ -144,6 +144,10 @@ const GROUP: &[(&str, Rule)] = &[
         "Volume.N.ConfigFileVolume.ConfigFileToPath.N.Mode",
         Honoured,
     ),
+    ("Volume.N.NFSVolume", Honoured),
+    ("Volume.N.NFSVolume.Server", Honoured),
+    ("Volume.N.NFSVolume.Path", Honoured),
+    ("Volume.N.NFSVolume.ReadOnly", Honoured),
     // Cloud placement, networking objects, billing and account plumbing.
     ("OwnerAccount", Ignored),
     ("OwnerId", Ignored),
@@ -302,7 +306,6 @@ mod tests {
     #[test]
     fn unhonoured_parameters_are_refused_by_name() {
         for q in [
-            "Volume.1.NFSVolume.Server=nfs.example",
             "Volume.1.HostPathVolume.Path=/etc",
             "Volume.2.FlexVolume.Driver=x",
             "Volume.1.DiskVolume.DiskId=d-1",

@@ -262,6 +262,15 @@ impl Volume {
                     })
                     .collect();
             }
+            berth_core::VolumeSource::Nfs {
+                server,
+                path,
+                read_only,
+            } => {
+                out.nfs_volume_server = server.clone();
+                out.nfs_volume_path = path.clone();
+                out.nfs_volume_read_only = *read_only;
+            }
         }
         out
     }
