@@ -1,8 +1,10 @@
 """Volumes that reach outside the group, on a berth of this module started with
-`--nfs-server 127.0.0.1`: NFS volumes from Debian's nfs-kernel-server on loopback
-(exporting a temp dir to 127.0.0.1) read and written by two containers, a SubPath into one,
-a read-only one, nothing mounted after the delete; NFS servers the operator did not allow
-refused by name with nothing recorded (also on the suite's berth, which allows none)."""
+`--nfs-server 127.0.0.1 --host-path-prefix <temp dir>/allowed`: NFS volumes from Debian's
+nfs-kernel-server on loopback (exporting a temp dir to 127.0.0.1) read and written by two
+containers, a SubPath into one, a read-only one, nothing mounted after the delete; NFS
+servers the operator did not allow refused by name with nothing recorded (also on the
+suite's berth, which allows none); host paths below the prefix mounted (Directory, File,
+DirectoryOrCreate), others refused by name, symlinks below the prefix not followed."""
 
 from __future__ import annotations
 
@@ -31,11 +33,20 @@ SUBNET = "10.219.0.0/16"
 @pytest.fixture(scope="module")
 def vberth(host_ready, images):
     base = Path(tempfile.mkdtemp(prefix="berth-vsrc-", dir="/tmp"))
+    host = base / "host"
+    (host / "allowed" / "data").mkdir(parents=True)
+    (host / "allowed" / "app.conf").write_text("conf\n")
+    (host / "allowed2").mkdir()
+    (host / "secret").write_text("host secret\n")
+    (host / "allowed" / "up").symlink_to("..")
+    (host / "allowed" / "inner").symlink_to("data")
     server = Berth(
         base / "state",
         base / "berth.log",
-        ["--nfs-server", LOOPBACK, "--bridge", BRIDGE, "--subnet", SUBNET, "--netns-pool", "2"],
+        ["--nfs-server", LOOPBACK, "--host-path-prefix", str(host / "allowed"),
+         "--bridge", BRIDGE, "--subnet", SUBNET, "--netns-pool", "2"],
     )
+    server.host = host
     veths_before = support.bridge_ports(BRIDGE)
     server.start()
     created: set[str] = set()
@@ -224,3 +235,93 @@ def test_nfs_mount_failure_is_reported_and_delete_is_prompt(vberth, images):
     print(f"delete of a group whose NFS mount failed: {took:.2f}s")
     assert took < 20, f"the delete took {took:.1f}s"
     assert not nfs_mounts(vberth.state_dir)
+
+
+def host_path(name: str, path, kind=None):
+    return M.CreateContainerGroupRequestVolume(
+        name=name,
+        type="HostPathVolume",
+        host_path_volume=M.CreateContainerGroupRequestVolumeHostPathVolume(
+            path=str(path), type=kind
+        ),
+    )
+
+
+def test_host_paths_below_the_prefix_are_mounted(vberth, images):
+    client = vberth.client()
+    allowed = vberth.host / "allowed"
+    gid = create(
+        vberth,
+        images,
+        "hostpath",
+        [container("c", images.image, SLEEP, volume_mount=[
+            mount("data", "/data"),
+            mount("conf", "/etc/app.conf", read_only=True),
+            mount("made", "/made"),
+            mount("whole", "/whole", read_only=True),
+        ])],
+        [
+            host_path("data", allowed / "data", "Directory"),
+            host_path("conf", allowed / "app.conf", "File"),
+            host_path("made", allowed / "new" / "dir", "DirectoryOrCreate"),
+            host_path("whole", allowed),
+        ],
+    )
+    wait_status(client, gid, ["Running"], never=["Failed"], diag=vberth.diag)
+    exec_sh(client, gid, "echo from-container > /data/out; echo m > /made/f")
+    assert (allowed / "data" / "out").read_text() == "from-container\n"
+    assert (allowed / "new" / "dir" / "f").read_text() == "m\n"
+    assert exec_sh(client, gid, "cat /etc/app.conf") == "conf\n"
+    out = exec_sh(client, gid, "echo x > /etc/app.conf && echo written || echo refused")
+    assert "refused" in out and (allowed / "app.conf").read_text() == "conf\n"
+    # The prefix itself, read-only; its symlinks lead nowhere outside the container.
+    out = exec_sh(client, gid, "ls /whole; cat /whole/up/secret 2>&1; echo x > /whole/w 2>&1")
+    assert "data" in out and "host secret" not in out, out
+    assert not (allowed / "w").exists()
+    support.delete(client, gid)
+    wait_for(f"{gid} to be deleted", lambda: support.describe(client, gid) is None, 60)
+    assert not support.mounts_under(vberth.state_dir / "node" / "groups" / gid)
+    assert (allowed / "data" / "out").exists(), "the host's files stay after the delete"
+
+
+@pytest.mark.parametrize(
+    "rel",
+    ["secret", ".", "allowed2", "allowed/../secret", "/etc", "/", "allowed/data/../../secret"],
+)
+def test_host_paths_outside_the_prefix_are_refused(vberth, images, rel):
+    client = vberth.client()
+    path = rel if rel.startswith("/") else f"{vberth.host}/{rel}"
+    before = len(support.list_groups(client))
+    with pytest.raises(ClientException) as exc:
+        create(vberth, images, "hostpath-bad", [container("c", images.image, SLEEP)],
+               [host_path("v", path)])
+    assert exc.value.status_code == 400, exc.value.message
+    assert "Volume.1.HostPathVolume.Path" in exc.value.message, exc.value.message
+    assert len(support.list_groups(client)) == before
+
+
+@pytest.mark.parametrize("link", ["up", "up/secret", "inner"])
+def test_symlinks_below_the_prefix_are_not_followed(vberth, images, link):
+    client = vberth.client()
+    gid = create(vberth, images, "hostpath-link", [
+        container("c", images.image, SLEEP, volume_mount=[mount("v", "/v")])],
+        [host_path("v", vberth.host / "allowed" / link)])
+
+    def refused():
+        hits = [e for e in support.events_of(client, gid)
+                if "symbolic link" in (e.get("Message") or "")]
+        return hits or None
+
+    wait_for(f"the {link} host path to be refused", refused, 60, diag=vberth.diag)
+    group = support.describe(client, gid)
+    assert support.container_of(group, "c")["CurrentState"].get("State") != "Running"
+    support.delete(client, gid)
+    wait_for(f"{gid} to be deleted", lambda: support.describe(client, gid) is None, 60)
+
+
+def test_host_paths_are_refused_where_no_prefix_is_allowed(berth, images):
+    with pytest.raises(ClientException) as exc:
+        create(berth, images, "hostpath-none", [container("c", images.image, SLEEP)],
+               [host_path("v", "/tmp")])
+    assert "Volume.1.HostPathVolume.Path" in exc.value.message
+    assert "allows no host path" in exc.value.message

@@ -359,6 +359,12 @@ fn volume(q: &mut Q, p: &str, v: &Volume) {
                 q.put(&format!("{p}.NFSVolume.ReadOnly"), "true");
             }
         }
+        VolumeSource::HostPath { path, kind } => {
+            q.put(&format!("{p}.HostPathVolume.Path"), path);
+            if *kind != berth_core::HostPathType::Any {
+                q.put(&format!("{p}.HostPathVolume.Type"), kind.as_str());
+            }
+        }
     }
 }
 

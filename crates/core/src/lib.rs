@@ -33,5 +33,7 @@ pub use spec::{
 };
 pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};
 pub use sysctl::Sysctl;
-pub use volume::{ConfigFile, EmptyDirMedium, MountPropagation, Volume, VolumeMount, VolumeSource};
+pub use volume::{
+    ConfigFile, EmptyDirMedium, HostPathType, MountPropagation, Volume, VolumeMount, VolumeSource,
+};
 pub use volume_policy::{VolumePolicy, VolumeRefused};

@@ -55,6 +55,14 @@ pub enum VolumeSource {
         #[serde(default)]
         read_only: bool,
     },
+    /// `HostPathVolume`: a file or directory of the host below a prefix the operator allows
+    /// (see [`crate::volume_policy`]).
+    HostPath {
+        /// Absolute, normalised, without `..`.
+        path: String,
+        #[serde(default)]
+        kind: HostPathType,
+    },
 }
 
 impl VolumeSource {
@@ -64,6 +72,40 @@ impl VolumeSource {
             Self::EmptyDir { .. } => "EmptyDirVolume",
             Self::ConfigFile { .. } => "ConfigFileVolume",
             Self::Nfs { .. } => "NFSVolume",
+            Self::HostPath { .. } => "HostPathVolume",
+        }
+    }
+}
+
+/// `HostPathVolume.Type`: what must be at the path (Kubernetes' names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostPathType {
+    /// Empty: a directory or a regular file.
+    #[default]
+    Any,
+    Directory,
+    /// A directory, made (with its missing parents, mode 0755) when missing.
+    DirectoryOrCreate,
+    File,
+}
+
+impl HostPathType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "" => Some(Self::Any),
+            "Directory" => Some(Self::Directory),
+            "DirectoryOrCreate" => Some(Self::DirectoryOrCreate),
+            "File" => Some(Self::File),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Any => "",
+            Self::Directory => "Directory",
+            Self::DirectoryOrCreate => "DirectoryOrCreate",
+            Self::File => "File",
         }
     }
 }

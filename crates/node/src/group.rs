@@ -189,7 +189,7 @@ async fn sandbox(
                 ),
                 None => None,
             };
-            crate::volumes::prepare(dirs, spec, crate::volumes::owner(map))
+            crate::volumes::prepare(dirs, spec, crate::volumes::owner(map), &inner.host_paths)
                 .map_err(|e| format!("cannot set up the group's volumes: {e}"))
         });
         let res = match res {

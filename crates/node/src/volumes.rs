@@ -11,6 +11,8 @@
 //! * A ConfigFile volume is `rw/<id>/.volumes/<name>`, written by berth in a temporary
 //!   directory renamed into place, and always mounted read-only.
 //! * An NFS volume is the export mounted on `groups/<id>/volumes/<name>` (see [`crate::nfs`]).
+//! * A host-path volume is bound onto `groups/<id>/volumes/<name>` by its descriptor, resolved
+//!   below the operator's prefix without following links (see [`crate::host_path`]).
 //!
 //! The tenant controls the content of an emptyDir (it may plant symlinks there for a later
 //! `SubPath` to follow) and the image (a symlink at a `MountPath`). berth never resolves such
@@ -75,7 +77,8 @@ pub fn source(dirs: &GroupDirs, v: &Volume) -> PathBuf {
             medium: EmptyDirMedium::Memory,
             ..
         }
-        | VolumeSource::Nfs { .. } => dirs.root.join("volumes").join(&v.name),
+        | VolumeSource::Nfs { .. }
+        | VolumeSource::HostPath { .. } => dirs.root.join("volumes").join(&v.name),
         VolumeSource::EmptyDir { .. } | VolumeSource::ConfigFile { .. } => {
             dirs.rw.join(".volumes").join(&v.name)
         }
@@ -84,7 +87,12 @@ pub fn source(dirs: &GroupDirs, v: &Volume) -> PathBuf {
 
 /// Makes every volume of the group that is not there yet (after a restart of berth, the
 /// ones made before are kept as they are).
-pub fn prepare(dirs: &GroupDirs, spec: &GroupSpec, who: Owner) -> io::Result<()> {
+pub fn prepare(
+    dirs: &GroupDirs,
+    spec: &GroupSpec,
+    who: Owner,
+    host: &berth_core::VolumePolicy,
+) -> io::Result<()> {
     if spec.volumes.is_empty() {
         return Ok(());
     }
@@ -133,6 +141,9 @@ pub fn prepare(dirs: &GroupDirs, spec: &GroupSpec, who: Owner) -> io::Result<()>
                         })?;
                 }
                 crate::nfs::mount(&dir, server, path, *read_only)?;
+            }
+            VolumeSource::HostPath { path, kind } => {
+                crate::host_path::bind(host, path, *kind, &dir)?;
             }
         }
     }

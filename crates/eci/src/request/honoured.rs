@@ -148,6 +148,9 @@ const GROUP: &[(&str, Rule)] = &[
     ("Volume.N.NFSVolume.Server", Honoured),
     ("Volume.N.NFSVolume.Path", Honoured),
     ("Volume.N.NFSVolume.ReadOnly", Honoured),
+    ("Volume.N.HostPathVolume", Honoured),
+    ("Volume.N.HostPathVolume.Path", Honoured),
+    ("Volume.N.HostPathVolume.Type", Honoured),
     // Cloud placement, networking objects, billing and account plumbing.
     ("OwnerAccount", Ignored),
     ("OwnerId", Ignored),
@@ -306,7 +309,6 @@ mod tests {
     #[test]
     fn unhonoured_parameters_are_refused_by_name() {
         for q in [
-            "Volume.1.HostPathVolume.Path=/etc",
             "Volume.2.FlexVolume.Driver=x",
             "Volume.1.DiskVolume.DiskId=d-1",
             "Container.1.LivenessProbe.TcpSocket.Port=80",

@@ -13,7 +13,8 @@ use berth_core::volume::{
     parse_quantity, MAX_CONFIG_BYTES, MAX_CONFIG_FILES, MAX_VOLUMES, MAX_VOLUME_MOUNTS,
 };
 use berth_core::{
-    ConfigFile, ContainerSpec, EmptyDirMedium, MountPropagation, Volume, VolumeMount, VolumeSource,
+    ConfigFile, ContainerSpec, EmptyDirMedium, HostPathType, MountPropagation, Volume, VolumeMount,
+    VolumeSource,
 };
 
 use super::validate;
@@ -113,10 +114,24 @@ pub fn volumes(p: &Params, memory_gib: f64, storage_gib: u64) -> Result<Vec<Volu
                 only_under(p, &v, "NFSVolume")?;
                 nfs_volume(p, &v)?
             }
+            "HostPathVolume" => {
+                only_under(p, &v, "HostPathVolume")?;
+                let path_name = k("HostPathVolume.Path");
+                let path = absolute_path(&path_name, &p.required(&path_name)?)?;
+                let type_name = k("HostPathVolume.Type");
+                let raw = p.string(&type_name).unwrap_or_default();
+                let kind = HostPathType::parse(&raw).ok_or_else(|| {
+                    ApiError::invalid_parameter(
+                        &type_name,
+                        format!("must be empty, Directory, DirectoryOrCreate or File, got {raw:?}"),
+                    )
+                })?;
+                VolumeSource::HostPath { path, kind }
+            }
             _ => {
                 return Err(ApiError::invalid_parameter(
                     &k("Type"),
-                    format!("{typ:?} is not supported by berth yet (EmptyDirVolume, ConfigFileVolume and NFSVolume are)"),
+                    format!("{typ:?} is not supported by berth yet (EmptyDirVolume, ConfigFileVolume, NFSVolume and HostPathVolume are)"),
                 ))
             }
         };
@@ -522,6 +537,18 @@ mod tests {
     }
 
     #[test]
+    fn host_path_volumes_decode() {
+        let s = create("Volume.1.Name=h&Volume.1.Type=HostPathVolume&Volume.1.HostPathVolume.Path=/srv/./data/&Volume.1.HostPathVolume.Type=DirectoryOrCreate").unwrap();
+        assert_eq!(
+            s.volumes[0].source,
+            VolumeSource::HostPath {
+                path: "/srv/data".into(),
+                kind: HostPathType::DirectoryOrCreate
+            }
+        );
+    }
+
+    #[test]
     fn hostile_volumes_are_refused_by_name() {
         let e = "Volume.1.Name=v&Volume.1.Type=EmptyDirVolume";
         let m = |rest: &str| format!("{e}&Container.1.VolumeMount.1.Name=v&{rest}");
@@ -529,6 +556,10 @@ mod tests {
             ("Volume.1.Name=v&Volume.1.Type=EmptyDirVolume&Volume.2.Name=v&Volume.2.Type=EmptyDirVolume".to_string(), "Volume.2.Name"),
             ("Volume.1.Name=V_1&Volume.1.Type=EmptyDirVolume".to_string(), "Volume.1.Name"),
             ("Volume.1.Name=v&Volume.1.Type=FlexVolume".to_string(), "Volume.1.Type"),
+            ("Volume.1.Name=v&Volume.1.Type=HostPathVolume&Volume.1.HostPathVolume.Path=srv".to_string(), "Volume.1.HostPathVolume.Path"),
+            ("Volume.1.Name=v&Volume.1.Type=HostPathVolume&Volume.1.HostPathVolume.Path=/srv/../etc".to_string(), "Volume.1.HostPathVolume.Path"),
+            ("Volume.1.Name=v&Volume.1.Type=HostPathVolume&Volume.1.HostPathVolume.Path=/srv&Volume.1.HostPathVolume.Type=CharDevice".to_string(), "Volume.1.HostPathVolume.Type"),
+            ("Volume.1.Name=v&Volume.1.Type=HostPathVolume&Volume.1.HostPathVolume.Path=/srv&Volume.1.HostPathVolume.Type=Socket".to_string(), "Volume.1.HostPathVolume.Type"),
             ("Volume.1.Name=v&Volume.1.Type=NFSVolume&Volume.1.NFSVolume.Path=/x".to_string(), "Volume.1.NFSVolume.Server"),
             ("Volume.1.Name=v&Volume.1.Type=NFSVolume&Volume.1.NFSVolume.Server=a,b&Volume.1.NFSVolume.Path=/x".to_string(), "Volume.1.NFSVolume.Server"),
             ("Volume.1.Name=v&Volume.1.Type=NFSVolume&Volume.1.NFSVolume.Server=[::1]&Volume.1.NFSVolume.Path=/x".to_string(), "Volume.1.NFSVolume.Server"),

@@ -271,6 +271,8 @@ impl Volume {
                 out.nfs_volume_path = path.clone();
                 out.nfs_volume_read_only = *read_only;
             }
+            // ECI's Volumes[] has no field for a host path.
+            berth_core::VolumeSource::HostPath { .. } => {}
         }
         out
     }
