@@ -325,3 +325,23 @@ def test_host_paths_are_refused_where_no_prefix_is_allowed(berth, images):
                [host_path("v", "/tmp")])
     assert "Volume.1.HostPathVolume.Path" in exc.value.message
     assert "allows no host path" in exc.value.message
+
+
+def test_host_path_mount_survives_a_crash_and_goes_with_the_group(vberth, images):
+    client = vberth.client()
+    allowed = vberth.host / "allowed"
+    gid = create(vberth, images, "hostpath-crash", [
+        container("c", images.image, SLEEP, volume_mount=[mount("data", "/data")])],
+        [host_path("data", allowed / "data", "Directory")])
+    wait_status(client, gid, ["Running"], never=["Failed"], diag=vberth.diag)
+    group_dir = vberth.state_dir / "node" / "groups" / gid
+    assert support.mounts_under(group_dir), "no host-path bind for the group"
+    vberth.kill()
+    vberth.start()
+    client = vberth.client()
+    wait_status(client, gid, ["Running"], never=["Failed"], diag=vberth.diag)
+    exec_sh(client, gid, "echo after-crash > /data/crash")
+    assert (allowed / "data" / "crash").read_text() == "after-crash\n"
+    support.delete(client, gid)
+    wait_for(f"{gid} to be deleted", lambda: support.describe(client, gid) is None, 60)
+    assert not support.mounts_under(group_dir), support.mounts_under(group_dir)
