@@ -27,7 +27,7 @@ LOOPBACK = "127.0.0.1"
 
 
 BRIDGE = "berthv0"
-SUBNET = "10.219.0.0/16"
+SUBNET = "10.221.0.0/16"
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,8 @@ def vberth(host_ready, images):
          "--bridge", BRIDGE, "--subnet", SUBNET, "--netns-pool", "2"],
     )
     server.host = host
+    clash = support.subnet_users(SUBNET, BRIDGE)
+    assert not clash, f"{SUBNET} is already used on this host by {clash}"
     veths_before = support.bridge_ports(BRIDGE)
     server.start()
     created: set[str] = set()

@@ -216,7 +216,7 @@ async fn sandbox(
         });
         let res = res.and_then(|att| match &inner.userns {
             None => Ok((att, None)),
-            Some(u) => crate::userns::prepare(u, gid, dirs, &att.netns)
+            Some(u) => crate::userns::prepare(u, gid, dirs, &att.netns, &spec.sysctls)
                 .map(|g| (att, Some(g)))
                 .map_err(|e| {
                     format!(

@@ -107,6 +107,17 @@ fn sysctls_go_to_linux_sysctl() {
     let j = json(&s, &v2());
     assert_eq!(j["linux"]["sysctl"]["net.ipv4.ping_group_range"], "0 0");
     assert_eq!(j["linux"]["sysctl"]["kernel.shmmni"], "8192");
+    // In a user namespace the node writes the net.* ones: the netns is the host's.
+    s.user_map = Some(UserMap {
+        host: 1 << 30,
+        count: 65536,
+    });
+    let j = json(&s, &v2());
+    assert!(j["linux"]["sysctl"]
+        .get("net.ipv4.ping_group_range")
+        .is_none());
+    assert_eq!(j["linux"]["sysctl"]["kernel.shmmni"], "8192");
+    s.user_map = None;
     s.netns = None;
     assert!(build_spec(&s, &v2()).is_err());
 }
