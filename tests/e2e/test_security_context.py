@@ -1,8 +1,8 @@
 """Security context, checked from inside the containers: RunAsUser and RunAsGroup (`id`),
-RunAsNonRoot refusing an image that runs as root (reason in DescribeContainerGroups),
-Capability.Drop (berth's extension: a dropped CHOWN makes `chown` fail and leaves CapEff),
-the group's namespaced sysctls (seen in /proc/sys inside, the host's unchanged) and a
-non-namespaced sysctl refused by name with nothing recorded."""
+ReadOnlyRootFilesystem, RunAsNonRoot refusing an image that runs as root (reason in
+DescribeContainerGroups), Capability.Drop (berth's extension: a dropped CHOWN makes `chown`
+fail and leaves CapEff), the group's namespaced sysctls (seen in /proc/sys inside, the
+host's unchanged) and a non-namespaced sysctl refused by name with nothing recorded."""
 
 from __future__ import annotations
 
@@ -48,6 +48,18 @@ def test_run_as_user_and_group(client, groups, images):
     )
     wait_status(client, gid, ["Running"], never=["Failed"])
     assert exec_sh(client, gid, "id -u; id -g").split() == ["1234", "2345"]
+
+
+def test_read_only_root_filesystem(client, groups, images):
+    gid = groups.create(
+        "sc-rofs",
+        [container("c", images.image, SLEEP, security_context=sc(read_only_root_filesystem=True))],
+    )
+    wait_status(client, gid, ["Running"], never=["Failed"])
+    out = exec_sh(client, gid, "touch /x 2>&1 && echo written || echo refused")
+    assert "refused" in out and "Read-only file system" in out, out
+    group = support.describe(client, gid)
+    assert support.container_of(group, "c")["SecurityContext"]["ReadOnlyRootFilesystem"] is True
 
 
 def test_run_as_non_root_refuses_a_root_image(client, groups, images):
