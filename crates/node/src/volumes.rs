@@ -405,9 +405,32 @@ pub fn unmount_below(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Unmounts everything the group's volumes mounted below its run-time tree.
+/// Unmounts everything the group's volumes mounted below its run-time tree, and fails when
+/// anything is still mounted there: the tree is removed next, and a removal that went
+/// through a host path or an NFS export would delete the host's or the server's files.
 pub fn release(dirs: &GroupDirs) -> io::Result<()> {
-    unmount_below(&dirs.root)
+    unmount_below(&dirs.root)?;
+    let left = mounts_below(&dirs.root)?;
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "still mounted after the unmount, not removed: {}",
+            left.join(", ")
+        )))
+    }
+}
+
+/// Mount points at or below `dir`.
+fn mounts_below(dir: &Path) -> io::Result<Vec<String>> {
+    let text = fs::read_to_string("/proc/self/mountinfo")?;
+    let prefix = dir.to_string_lossy().to_string();
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape)
+        .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
+        .collect())
 }
 
 /// `\040` and the like of /proc/self/mountinfo.
