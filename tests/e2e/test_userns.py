@@ -231,6 +231,31 @@ def test_exec_logs_and_the_network(userns_berth, ugroups, images):
     assert exec_sh(client, a, "hostname").strip() != ""
 
 
+def test_sysctls_apply_in_a_user_namespace(userns_berth, ugroups, images):
+    """The node writes the group's net.* sysctls (the network namespace is the host's), the
+    runtime the IPC ones (the container's IPC namespace is its own)."""
+    client = userns_berth.client()
+    host_range = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+    gid = ugroups.create(
+        "uns-sysctl",
+        [container("c", images.image, ["sleep", "3600"])],
+        security_context=models.CreateContainerGroupRequestSecurityContext(
+            sysctl=[
+                models.CreateContainerGroupRequestSecurityContextSysctl(
+                    name="net.ipv4.ip_local_port_range", value="20000 30000"),
+                models.CreateContainerGroupRequestSecurityContextSysctl(
+                    name="kernel.shmmni", value="1234"),
+            ]
+        ),
+    )
+    wait_status(client, gid, ["Running"], 60, never=["Failed"])
+    out = exec_sh(
+        client, gid, "cat /proc/sys/net/ipv4/ip_local_port_range /proc/sys/kernel/shmmni"
+    )
+    assert out.split() == ["20000", "30000", "1234"], out
+    assert Path("/proc/sys/net/ipv4/ip_local_port_range").read_text() == host_range
+
+
 def test_volumes_belong_to_the_mapped_root(userns_berth, ugroups, images):
     from test_volumes import config_files, empty_dir, mount
 

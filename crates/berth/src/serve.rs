@@ -46,6 +46,18 @@ pub struct ServeArgs {
     /// another is refused with InvalidParameter.
     #[arg(long, value_delimiter = ',')]
     allowed_capabilities: Option<Vec<String>>,
+    /// NFS servers whose exports groups may mount (`Volume.N.NFSVolume.Server`, host names or
+    /// IPv4 addresses as the groups name them), comma-separated or repeated. By default
+    /// none: an NFS volume is refused with InvalidParameter, so that no tenant makes the
+    /// host mount a server of its choosing.
+    #[arg(long = "nfs-server", value_name = "HOST", value_delimiter = ',')]
+    nfs_servers: Vec<String>,
+    /// A directory of this host below which groups may mount host paths
+    /// (`Volume.N.HostPathVolume.Path`); repeatable. It must exist; it is canonicalised
+    /// (symlinks resolved once, here) and may not be `/`. By default none: a host-path
+    /// volume is refused with InvalidParameter.
+    #[arg(long = "host-path-prefix", value_name = "DIR")]
+    host_path_prefixes: Vec<PathBuf>,
     /// Leave the bridge open: no nftables isolation of groups from each other (across
     /// accounts), from the host and from link-local addresses.
     #[arg(long)]
@@ -111,6 +123,45 @@ pub struct ServeArgs {
     log_format: String,
 }
 
+/// The operator's allow-lists of volumes that reach outside the group.
+fn volume_policy(args: &ServeArgs) -> anyhow::Result<berth_core::VolumePolicy> {
+    for s in &args.nfs_servers {
+        let ok = !s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !ok {
+            anyhow::bail!("--nfs-server: {s:?} is not a host name or IPv4 address");
+        }
+    }
+    let mut prefixes = Vec::new();
+    for p in &args.host_path_prefixes {
+        let c = p
+            .canonicalize()
+            .with_context(|| format!("--host-path-prefix {}", p.display()))?;
+        if !c.is_dir() || c == Path::new("/") {
+            anyhow::bail!(
+                "--host-path-prefix {}: must be a directory other than /",
+                p.display()
+            );
+        }
+        let s = c
+            .to_str()
+            .with_context(|| format!("--host-path-prefix {}: not UTF-8", p.display()))?;
+        prefixes.push(s.to_string());
+    }
+    let policy = berth_core::VolumePolicy::default()
+        .with_nfs_servers(args.nfs_servers.iter().map(String::as_str))
+        .with_host_path_prefixes(prefixes.iter().map(String::as_str));
+    if !args.nfs_servers.is_empty() {
+        tracing::info!(servers = %policy.nfs_servers().collect::<Vec<_>>().join(","), "NFS servers groups may mount");
+    }
+    if !prefixes.is_empty() {
+        tracing::info!(prefixes = %prefixes.join(","), "host paths groups may mount");
+    }
+    Ok(policy)
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -172,6 +223,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(allowed = %policy.allowed().collect::<Vec<_>>().join(","), "capabilities groups may add");
         control.set_capability_policy(policy);
     }
+    let volume_policy = volume_policy(&args)?;
+    control.set_volume_policy(volume_policy.clone());
     let reporter = Arc::new(ControlReporter(control.clone()));
     let agent = Agent::new(
         NodeConfig {
@@ -204,6 +257,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 base: args.userns_base,
             }),
             seccomp: Arc::new(crate::seccomp_node::StoreSeccomp::new(store.clone())),
+            host_paths: volume_policy,
         },
         reporter,
     )

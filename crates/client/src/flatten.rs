@@ -32,6 +32,8 @@ pub struct CreateParams {
     pub volumes: Vec<Volume>,
     pub dns_config: Option<berth_core::DnsConfig>,
     pub host_aliases: Vec<berth_core::HostAlias>,
+    /// `SecurityContext.Sysctl.N`.
+    pub sysctls: Vec<berth_core::Sysctl>,
     pub client_token: Option<String>,
     pub dry_run: bool,
 }
@@ -59,6 +61,7 @@ impl CreateParams {
             volumes: spec.volumes.clone(),
             dns_config: spec.dns_config.clone(),
             host_aliases: spec.host_aliases.clone(),
+            sysctls: spec.sysctls.clone(),
             client_token: None,
             dry_run: false,
         }
@@ -112,6 +115,10 @@ impl CreateParams {
         );
         for (i, v) in self.volumes.iter().enumerate() {
             volume(&mut q, &format!("Volume.{}", i + 1), v);
+        }
+        for (i, s) in self.sysctls.iter().enumerate() {
+            q.put(&format!("SecurityContext.Sysctl.{}.Name", i + 1), &s.name);
+            q.put(&format!("SecurityContext.Sysctl.{}.Value", i + 1), &s.value);
         }
         if let Some(d) = &self.dns_config {
             for (i, s) in d.name_servers.iter().enumerate() {
@@ -288,7 +295,11 @@ fn container(q: &mut Q, p: &str, c: &ContainerSpec, init: bool) {
     if c.read_only_root_filesystem {
         q.put(&format!("{sc}.ReadOnlyRootFilesystem"), "true");
     }
+    if c.run_as_non_root {
+        q.put(&format!("{p}.SecurityContextRunAsNonRoot"), "true");
+    }
     q.list(&format!("{sc}.Capability.Add"), &c.capability_add);
+    q.list(&format!("{sc}.Capability.Drop"), &c.capability_drop);
     for (i, m) in c.volume_mounts.iter().enumerate() {
         let mp = format!("{p}.VolumeMount.{}", i + 1);
         q.put(&format!("{mp}.Name"), &m.name);
@@ -337,6 +348,23 @@ fn volume(q: &mut Q, p: &str, v: &Volume) {
                 );
             }
         }
+        VolumeSource::Nfs {
+            server,
+            path,
+            read_only,
+        } => {
+            q.put(&format!("{p}.NFSVolume.Server"), server);
+            q.put(&format!("{p}.NFSVolume.Path"), path);
+            if *read_only {
+                q.put(&format!("{p}.NFSVolume.ReadOnly"), "true");
+            }
+        }
+        VolumeSource::HostPath { path, kind } => {
+            q.put(&format!("{p}.HostPathVolume.Path"), path);
+            if *kind != berth_core::HostPathType::Any {
+                q.put(&format!("{p}.HostPathVolume.Type"), kind.as_str());
+            }
+        }
     }
 }
 
@@ -381,7 +409,9 @@ mod tests {
             run_as_user: Some(1000),
             run_as_group: Some(1000),
             read_only_root_filesystem: true,
+            run_as_non_root: true,
             capability_add: vec!["NET_ADMIN".into()],
+            capability_drop: vec!["ALL".into()],
             volume_mounts: vec![
                 berth_core::VolumeMount {
                     name: "data".into(),
@@ -436,6 +466,10 @@ mod tests {
             host_aliases: vec![berth_core::HostAlias {
                 ip: "10.0.0.9".into(),
                 hostnames: vec!["db".into(), "db.local".into()],
+            }],
+            sysctls: vec![berth_core::Sysctl {
+                name: "net.ipv4.ip_local_port_range".into(),
+                value: "2000 30000".into(),
             }],
             ephemeral_storage: Some(40),
             volumes: vec![

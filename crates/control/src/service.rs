@@ -57,6 +57,8 @@ pub enum ControlError {
     QuotaExceeded(QuotaExceeded),
     #[error(transparent)]
     CapabilityRefused(#[from] berth_core::CapabilityRefused),
+    #[error(transparent)]
+    VolumeRefused(#[from] berth_core::VolumeRefused),
     #[error("state store")]
     Store(#[from] StoreError),
 }
@@ -68,6 +70,7 @@ pub struct Control {
     pub(crate) region: String,
     pub(crate) caches: crate::cache::CacheState,
     capabilities: std::sync::RwLock<berth_core::CapabilityPolicy>,
+    volumes: std::sync::RwLock<berth_core::VolumePolicy>,
     event_hooks: std::sync::RwLock<Vec<EventHook>>,
 }
 
@@ -82,6 +85,7 @@ impl Control {
             region: region.into(),
             caches: Default::default(),
             capabilities: Default::default(),
+            volumes: Default::default(),
             event_hooks: std::sync::RwLock::new(Vec::new()),
         })
     }
@@ -89,6 +93,11 @@ impl Control {
     /// Sets which capabilities groups may add (the default: `capability::DEFAULT_ALLOWED`).
     pub fn set_capability_policy(&self, policy: berth_core::CapabilityPolicy) {
         *self.capabilities.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    /// Sets which volumes reaching outside the group are allowed (the default: none).
+    pub fn set_volume_policy(&self, policy: berth_core::VolumePolicy) {
+        *self.volumes.write().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
     /// Connects the node agent; done once at start.
@@ -118,6 +127,10 @@ impl Control {
         client_token: Option<String>,
     ) -> Result<GroupId, ControlError> {
         self.capabilities
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(&spec)?;
+        self.volumes
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .check(&spec)?;

@@ -28,6 +28,60 @@ pub const DEFAULT_ALLOWED: &[&str] = &[
     "SYS_PTRACE",
 ];
 
+/// Every capability of Linux 6.x (`capability.h`), without `CAP_`.
+pub const KNOWN: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// What `Capability.Drop` may name besides [`KNOWN`]: every capability at once.
+pub const ALL: &str = "ALL";
+
+/// Whether `name` (any case, with or without `CAP_`) may be dropped.
+pub fn droppable(name: &str) -> bool {
+    let c = canonical(name);
+    c == ALL || KNOWN.contains(&c.as_str())
+}
+
 /// `sys_admin` and `CAP_SYS_ADMIN` → `SYS_ADMIN`.
 pub fn canonical(name: &str) -> String {
     let upper = name.trim().to_ascii_uppercase();
@@ -117,6 +171,16 @@ mod tests {
             assert_eq!(err.capability, canonical(bad));
             assert_eq!(err.container, "app");
             assert!(err.to_string().contains("allowed: AUDIT_WRITE"), "{err}");
+        }
+    }
+
+    #[test]
+    fn drops_name_known_capabilities_or_all() {
+        for ok in ["CHOWN", "cap_net_raw", "all", "ALL", "checkpoint_restore"] {
+            assert!(droppable(ok), "{ok}");
+        }
+        for bad in ["", "FLY", "CAP_", "ALLX"] {
+            assert!(!droppable(bad), "{bad}");
         }
     }
 

@@ -12,7 +12,9 @@ pub mod restart;
 pub mod size;
 pub mod spec;
 pub mod state;
+pub mod sysctl;
 pub mod volume;
+pub mod volume_policy;
 
 pub use cache::{CacheStatus, ImageCacheRecord};
 pub use capability::{CapabilityPolicy, CapabilityRefused};
@@ -30,4 +32,8 @@ pub use spec::{
     Tag, DEFAULT_EPHEMERAL_STORAGE_GIB, MAX_EPHEMERAL_STORAGE_GIB,
 };
 pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};
-pub use volume::{ConfigFile, EmptyDirMedium, MountPropagation, Volume, VolumeMount, VolumeSource};
+pub use sysctl::Sysctl;
+pub use volume::{
+    ConfigFile, EmptyDirMedium, HostPathType, MountPropagation, Volume, VolumeMount, VolumeSource,
+};
+pub use volume_policy::{VolumePolicy, VolumeRefused};

@@ -121,11 +121,18 @@ pub struct ContainerSpec {
     pub run_as_user: Option<u32>,
     #[serde(default)]
     pub run_as_group: Option<u32>,
+    /// `SecurityContextRunAsNonRoot`: the container does not start when its user is root.
+    #[serde(default)]
+    pub run_as_non_root: bool,
     #[serde(default)]
     pub read_only_root_filesystem: bool,
     /// Extra capabilities (`SecurityContext.Capability.Add.N`).
     #[serde(default)]
     pub capability_add: Vec<String>,
+    /// Capabilities taken away (`SecurityContext.Capability.Drop.N`, berth's extension);
+    /// `ALL` drops the default set, leaving only what `capability_add` gives.
+    #[serde(default)]
+    pub capability_drop: Vec<String>,
     /// The group's volumes this container mounts (`VolumeMount.N`).
     #[serde(default)]
     pub volume_mounts: Vec<crate::volume::VolumeMount>,
@@ -184,6 +191,9 @@ pub struct GroupSpec {
     /// `HostAliase.N`: extra lines of the containers' `/etc/hosts`.
     #[serde(default)]
     pub host_aliases: Vec<crate::dns::HostAlias>,
+    /// `SecurityContext.Sysctl.N`: namespaced sysctls set in every container of the group.
+    #[serde(default)]
+    pub sysctls: Vec<crate::sysctl::Sysctl>,
 }
 
 /// The temporary storage every group gets unless it asks for another size (as ECI).

@@ -44,6 +44,25 @@ pub enum VolumeSource {
         #[serde(default)]
         default_mode: Option<u32>,
     },
+    /// `NFSVolume`: an export berth mounts on the host for the group (only from servers the
+    /// operator allows, see [`crate::volume_policy`]).
+    Nfs {
+        /// A host name or an IPv4 address.
+        server: String,
+        /// Absolute, normalised.
+        path: String,
+        /// Mounted read-only, for every container.
+        #[serde(default)]
+        read_only: bool,
+    },
+    /// `HostPathVolume`: a file or directory of the host below a prefix the operator allows
+    /// (see [`crate::volume_policy`]).
+    HostPath {
+        /// Absolute, normalised, without `..`.
+        path: String,
+        #[serde(default)]
+        kind: HostPathType,
+    },
 }
 
 impl VolumeSource {
@@ -52,6 +71,41 @@ impl VolumeSource {
         match self {
             Self::EmptyDir { .. } => "EmptyDirVolume",
             Self::ConfigFile { .. } => "ConfigFileVolume",
+            Self::Nfs { .. } => "NFSVolume",
+            Self::HostPath { .. } => "HostPathVolume",
+        }
+    }
+}
+
+/// `HostPathVolume.Type`: what must be at the path (Kubernetes' names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostPathType {
+    /// Empty: a directory or a regular file.
+    #[default]
+    Any,
+    Directory,
+    /// A directory, made (with its missing parents, mode 0755) when missing.
+    DirectoryOrCreate,
+    File,
+}
+
+impl HostPathType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "" => Some(Self::Any),
+            "Directory" => Some(Self::Directory),
+            "DirectoryOrCreate" => Some(Self::DirectoryOrCreate),
+            "File" => Some(Self::File),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Any => "",
+            Self::Directory => "Directory",
+            Self::DirectoryOrCreate => "DirectoryOrCreate",
+            Self::File => "File",
         }
     }
 }

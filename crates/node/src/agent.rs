@@ -75,6 +75,9 @@ pub struct NodeConfig {
     pub seccomp: Arc<dyn SeccompProfiles>,
     /// A user namespace per group (`berth serve --userns`).
     pub userns: Option<crate::userns::UsernsConfig>,
+    /// The host paths groups may mount (`berth serve --host-path-prefix`), checked again
+    /// when a group's volumes are made.
+    pub host_paths: berth_core::VolumePolicy,
 }
 
 struct Running {
@@ -100,6 +103,8 @@ pub(crate) struct Inner {
     pub spares: crate::spare::Spares,
     /// The groups' user id ranges, when groups run in user namespaces.
     pub userns: Option<crate::userns::UserNamespaces>,
+    /// The host path prefixes groups may mount.
+    pub host_paths: berth_core::VolumePolicy,
     running: Mutex<HashMap<GroupId, Running>>,
     /// The tasks that keep the namespace pool and the spare directories full.
     pool_tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -186,6 +191,7 @@ impl Agent {
                 metrics: crate::observe::MetricRings::default(),
                 spares,
                 userns,
+                host_paths: cfg.host_paths,
                 running: Mutex::new(HashMap::new()),
                 pool_tasks: Mutex::new(Vec::new()),
                 starting: Arc::new(AtomicUsize::new(0)),

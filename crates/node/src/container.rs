@@ -138,6 +138,13 @@ impl ContainerCtx {
             cgroup_path: berth_runtime::cgroup::container_cgroup_path(&self.gid, &self.spec.name),
             readonly_rootfs: self.spec.read_only_root_filesystem,
             capability_add: self.spec.capability_add.clone(),
+            capability_drop: self.spec.capability_drop.clone(),
+            sysctls: self
+                .group
+                .sysctls
+                .iter()
+                .map(|s| (s.name.clone(), s.value.clone()))
+                .collect(),
             binds: vec![
                 (etc.join("hosts"), "/etc/hosts".into(), false),
                 (etc.join("hostname"), "/etc/hostname".into(), false),
@@ -160,7 +167,7 @@ impl ContainerCtx {
     }
 
     /// uid and gid: the security context's, else the image's `User` (numeric or a name from
-    /// the image's /etc/passwd), else root.
+    /// the image's /etc/passwd), else root. Root is refused under `RunAsNonRoot`.
     fn user(&self, rootfs: &std::path::Path) -> Result<(u32, u32), String> {
         let image_user = self.image.config.user.clone().unwrap_or_default();
         // A uid from the security context needs no name from the image.
@@ -174,6 +181,10 @@ impl ContainerCtx {
         }
         if let Some(g) = self.spec.run_as_group {
             gid = g;
+        }
+        if self.spec.run_as_non_root && uid == 0 {
+            // As the kubelet: refused before the runtime is asked.
+            return Err("container has runAsNonRoot and image will run as root".into());
         }
         Ok((uid, gid))
     }

@@ -204,7 +204,7 @@ async fn sandbox(
                 ),
                 None => None,
             };
-            crate::volumes::prepare(dirs, spec, crate::volumes::owner(map))
+            crate::volumes::prepare(dirs, spec, crate::volumes::owner(map), &inner.host_paths)
                 .map_err(|e| format!("cannot set up the group's volumes: {e}"))
         });
         let res = match res {
@@ -231,7 +231,7 @@ async fn sandbox(
         });
         let res = res.and_then(|att| match &inner.userns {
             None => Ok((att, None)),
-            Some(u) => crate::userns::prepare(u, gid, dirs, &att.netns)
+            Some(u) => crate::userns::prepare(u, gid, dirs, &att.netns, &spec.sysctls)
                 .map(|g| (att, Some(g)))
                 .map_err(|e| {
                     format!(

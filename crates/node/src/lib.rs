@@ -8,6 +8,8 @@ mod cache;
 mod container;
 mod files;
 mod group;
+mod host_path;
+mod nfs;
 mod observe;
 mod revision;
 mod spare;

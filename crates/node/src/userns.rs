@@ -227,6 +227,7 @@ pub fn prepare(
     gid: &str,
     dirs: &crate::files::GroupDirs,
     netns: &Path,
+    sysctls: &[berth_core::Sysctl],
 ) -> Result<GroupUserns, Box<dyn std::error::Error + Send + Sync>> {
     let (map, ns) = u.namespace(gid)?;
     for dir in [&dirs.root, &dirs.rw] {
@@ -234,7 +235,7 @@ pub fn prepare(
         give_search(dir, map)?;
     }
     chown_etc(&dirs.etc(), map)?;
-    open_ping(netns)?;
+    open_ping(netns, sysctls)?;
     Ok(GroupUserns { map, ns })
 }
 
@@ -290,8 +291,9 @@ pub fn chown_etc(etc: &Path, map: IdMap) -> std::io::Result<()> {
 /// Opens ICMP echo sockets to every group id below 2^31 in the network namespace `netns`
 /// (what the bundle's sysctl does without a user namespace: a container in its own user
 /// namespace may not write the sysctls of a namespace the host owns), and the ports below
-/// 1024 to every user.
-pub fn open_ping(netns: &Path) -> std::io::Result<()> {
+/// 1024 to every user; then writes the group's own `net.*` sysctls there, for the same
+/// reason (the bundle leaves them out).
+pub fn open_ping(netns: &Path, sysctls: &[berth_core::Sysctl]) -> std::io::Result<()> {
     let ns = std::fs::File::open(netns)?;
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -305,7 +307,15 @@ pub fn open_ping(netns: &Path) -> std::io::Result<()> {
             // The namespace is the host's (its owner is the initial user namespace), so the
             // container's root has no CAP_NET_BIND_SERVICE in it: let any of its users bind
             // ports below 1024 of the group's own addresses, as Docker does by default.
-            std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
+            std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")?;
+            // Names checked by the API: dotted words of [a-z0-9_-], under net.
+            for s in sysctls.iter().filter(|s| s.name.starts_with("net.")) {
+                let path = format!("/proc/sys/{}", s.name.replace('.', "/"));
+                std::fs::write(&path, &s.value).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("sysctl {}: {e}", s.name))
+                })?;
+            }
+            Ok(())
         })
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("the sysctl thread panicked")))
@@ -404,7 +414,12 @@ mod root_tests {
             .unwrap();
         assert!(ok.success());
         let host = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
-        let r = super::open_ping(std::path::Path::new(&format!("/run/netns/{name}")));
+        let host_range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let group = [berth_core::Sysctl {
+            name: "net.ipv4.ip_local_port_range".into(),
+            value: "20000 30000".into(),
+        }];
+        let r = super::open_ping(std::path::Path::new(&format!("/run/netns/{name}")), &group);
         let out = std::process::Command::new("ip")
             .args([
                 "netns",
@@ -412,6 +427,7 @@ mod root_tests {
                 &name,
                 "cat",
                 "/proc/sys/net/ipv4/ping_group_range",
+                "/proc/sys/net/ipv4/ip_local_port_range",
             ])
             .output()
             .unwrap();
@@ -422,7 +438,11 @@ mod root_tests {
         let inside = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             inside.split_whitespace().collect::<Vec<_>>(),
-            ["0", "2147483647"]
+            ["0", "2147483647", "20000", "30000"]
+        );
+        assert_eq!(
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap(),
+            host_range
         );
         assert_eq!(
             std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap(),

@@ -10,6 +10,9 @@
 //!   memory limit (and stay charged to the group's cgroup after it exits).
 //! * A ConfigFile volume is `rw/<id>/.volumes/<name>`, written by berth in a temporary
 //!   directory renamed into place, and always mounted read-only.
+//! * An NFS volume is the export mounted on `groups/<id>/volumes/<name>` (see [`crate::nfs`]).
+//! * A host-path volume is bound onto `groups/<id>/volumes/<name>` by its descriptor, resolved
+//!   below the operator's prefix without following links (see [`crate::host_path`]).
 //!
 //! The tenant controls the content of an emptyDir (it may plant symlinks there for a later
 //! `SubPath` to follow) and the image (a symlink at a `MountPath`). berth never resolves such
@@ -73,14 +76,23 @@ pub fn source(dirs: &GroupDirs, v: &Volume) -> PathBuf {
         VolumeSource::EmptyDir {
             medium: EmptyDirMedium::Memory,
             ..
-        } => dirs.root.join("volumes").join(&v.name),
-        _ => dirs.rw.join(".volumes").join(&v.name),
+        }
+        | VolumeSource::Nfs { .. }
+        | VolumeSource::HostPath { .. } => dirs.root.join("volumes").join(&v.name),
+        VolumeSource::EmptyDir { .. } | VolumeSource::ConfigFile { .. } => {
+            dirs.rw.join(".volumes").join(&v.name)
+        }
     }
 }
 
 /// Makes every volume of the group that is not there yet (after a restart of berth, the
 /// ones made before are kept as they are).
-pub fn prepare(dirs: &GroupDirs, spec: &GroupSpec, who: Owner) -> io::Result<()> {
+pub fn prepare(
+    dirs: &GroupDirs,
+    spec: &GroupSpec,
+    who: Owner,
+    host: &berth_core::VolumePolicy,
+) -> io::Result<()> {
     if spec.volumes.is_empty() {
         return Ok(());
     }
@@ -110,6 +122,28 @@ pub fn prepare(dirs: &GroupDirs, spec: &GroupSpec, who: Owner) -> io::Result<()>
                 if !dir.exists() {
                     write_config(&dir, files, *default_mode, who)?;
                 }
+            }
+            VolumeSource::Nfs {
+                server,
+                path,
+                read_only,
+            } => {
+                if !crate::nfs::mounted(&dir)? {
+                    fs::DirBuilder::new()
+                        .mode(HOLDER_MODE)
+                        .create(&dir)
+                        .or_else(|e| {
+                            if e.kind() == io::ErrorKind::AlreadyExists {
+                                Ok(())
+                            } else {
+                                Err(e)
+                            }
+                        })?;
+                }
+                crate::nfs::mount(&dir, server, path, *read_only)?;
+            }
+            VolumeSource::HostPath { path, kind } => {
+                crate::host_path::bind(host, path, *kind, &dir)?;
             }
         }
     }
@@ -226,17 +260,25 @@ pub fn binds(
             return Err(format!("volume {:?} is not defined in the group", m.name));
         };
         let config = matches!(v.source, VolumeSource::ConfigFile { .. });
+        let always_ro = config
+            || matches!(
+                v.source,
+                VolumeSource::Nfs {
+                    read_only: true,
+                    ..
+                }
+            );
         let mut src = source(dirs, v);
         if let Some(sub) = &m.sub_path {
             let target = staging.join(i.to_string());
-            stage(&src, sub, !config, &target, who)
+            stage(&src, sub, !always_ro, &target, who)
                 .map_err(|e| format!("cannot mount SubPath {sub:?} of volume {:?}: {e}", m.name))?;
             src = target;
         }
         out.push(VolumeBind {
             source: src,
             destination: m.mount_path.clone(),
-            read_only: m.read_only || config,
+            read_only: m.read_only || always_ro,
             propagation: match m.propagation {
                 berth_core::MountPropagation::HostToContainer => Propagation::Slave,
                 _ => Propagation::Private,
@@ -337,16 +379,25 @@ fn stage(volume: &Path, sub: &str, create: bool, target: &Path, who: Owner) -> i
 pub fn unmount_below(dir: &Path) -> io::Result<()> {
     let text = fs::read_to_string("/proc/self/mountinfo")?;
     let prefix = dir.to_string_lossy().to_string();
-    let mut points: Vec<String> = text
+    // (mount point, whether it is NFS: forced, so that a dead server is not waited for)
+    let mut points: Vec<(String, bool)> = text
         .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape)
-        .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
+        .filter_map(|l| {
+            let point = unescape(l.split(' ').nth(4)?);
+            let fstype = l.split(" - ").nth(1)?.split(' ').next()?;
+            Some((point, fstype.starts_with("nfs")))
+        })
+        .filter(|(p, _)| *p == prefix || p.starts_with(&format!("{prefix}/")))
         .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
     points.dedup();
-    for p in points {
-        match umount2(Path::new(&p), MntFlags::MNT_DETACH) {
+    for (p, nfs) in points {
+        let flags = if nfs {
+            MntFlags::MNT_FORCE | MntFlags::MNT_DETACH
+        } else {
+            MntFlags::MNT_DETACH
+        };
+        match umount2(Path::new(&p), flags) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
             Err(e) => return Err(e.into()),
         }
@@ -354,13 +405,36 @@ pub fn unmount_below(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Unmounts everything the group's volumes mounted below its run-time tree.
+/// Unmounts everything the group's volumes mounted below its run-time tree, and fails when
+/// anything is still mounted there: the tree is removed next, and a removal that went
+/// through a host path or an NFS export would delete the host's or the server's files.
 pub fn release(dirs: &GroupDirs) -> io::Result<()> {
-    unmount_below(&dirs.root)
+    unmount_below(&dirs.root)?;
+    let left = mounts_below(&dirs.root)?;
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "still mounted after the unmount, not removed: {}",
+            left.join(", ")
+        )))
+    }
+}
+
+/// Mount points at or below `dir`.
+fn mounts_below(dir: &Path) -> io::Result<Vec<String>> {
+    let text = fs::read_to_string("/proc/self/mountinfo")?;
+    let prefix = dir.to_string_lossy().to_string();
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape)
+        .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
+        .collect())
 }
 
 /// `\040` and the like of /proc/self/mountinfo.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

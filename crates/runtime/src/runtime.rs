@@ -52,7 +52,7 @@ pub struct Runtime {
 /// so that the first container does not wait for its compilation.
 fn warm_filters() -> FilterCache {
     let cache = FilterCache::default();
-    let warmed = bundle::capabilities(&[]).and_then(|caps| {
+    let warmed = bundle::capabilities(&[], &[]).and_then(|caps| {
         let section =
             crate::seccomp::Profile::builtin().resolve(&caps, &crate::seccomp::Host::detect());
         cache.program(&section)

@@ -61,6 +61,7 @@ pub(crate) fn map_err(e: ControlError) -> ApiError {
             "InvalidParameter",
             format!("The specified parameter SecurityContext.Capability.Add is not valid: {r}"),
         ),
+        ControlError::VolumeRefused(r) => ApiError::new(400, "InvalidParameter", r.to_string()),
         ControlError::TokenParams(_) | ControlError::TokenResource(_) => ApiError::internal(e),
         ControlError::Store(s) if s.is_disk_full() => ApiError::service_unavailable(
             "the disk of berth's state directory is full; nothing was changed, retry once space is freed",

@@ -119,6 +119,7 @@ impl CreateRequest {
             volumes,
             dns_config: super::dns::dns_config(p)?,
             host_aliases: super::dns::host_aliases(p)?,
+            sysctls: super::security::sysctls(p)?,
         };
         Ok(Self {
             spec,
@@ -215,15 +216,7 @@ fn container(p: &Params, prefix: &str, init: bool) -> Result<ContainerSpec, ApiE
             ));
         }
     }
-    let capability_add = p.string_list(&k("SecurityContext.Capability.Add"))?;
-    for c in &capability_add {
-        if c.is_empty() || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(ApiError::invalid_parameter(
-                &k("SecurityContext.Capability.Add.N"),
-                format!("is not a capability name: {c:?}"),
-            ));
-        }
-    }
+    let (capability_add, capability_drop) = super::security::capabilities(p, prefix)?;
     Ok(ContainerSpec {
         image_pull_policy,
         command,
@@ -237,10 +230,12 @@ fn container(p: &Params, prefix: &str, init: bool) -> Result<ContainerSpec, ApiE
         stdin: !init && p.bool(&k("Stdin"))?.unwrap_or(false),
         run_as_user: p.int(&k("SecurityContext.RunAsUser"))?,
         run_as_group: p.int(&k("SecurityContextRunAsGroup"))?,
+        run_as_non_root: p.bool(&k("SecurityContextRunAsNonRoot"))?.unwrap_or(false),
         read_only_root_filesystem: p
             .bool(&k("SecurityContext.ReadOnlyRootFilesystem"))?
             .unwrap_or(false),
         capability_add,
+        capability_drop,
         volume_mounts: super::volumes::mounts(p, prefix)?,
         name,
         image,

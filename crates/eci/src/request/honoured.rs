@@ -51,10 +51,12 @@ const CONTAINER: &[(&str, Rule)] = &[
     ("SecurityContext", Honoured),
     ("SecurityContext.Capability", Honoured),
     ("SecurityContext.Capability.Add.N", Honoured),
+    // berth's extension (docs/API-EXTENSIONS.md).
+    ("SecurityContext.Capability.Drop.N", Honoured),
     ("SecurityContext.RunAsUser", Honoured),
     ("SecurityContext.ReadOnlyRootFilesystem", Honoured),
     ("SecurityContextRunAsGroup", Honoured),
-    ("SecurityContextRunAsNonRoot", RefusedUnless(FALSE)),
+    ("SecurityContextRunAsNonRoot", Honoured),
     ("SecurityContextPrivileged", RefusedUnless(FALSE)),
     ("Stdin", RefusedUnless(FALSE)),
     ("StdinOnce", RefusedUnless(FALSE)),
@@ -142,6 +144,13 @@ const GROUP: &[(&str, Rule)] = &[
         "Volume.N.ConfigFileVolume.ConfigFileToPath.N.Mode",
         Honoured,
     ),
+    ("Volume.N.NFSVolume", Honoured),
+    ("Volume.N.NFSVolume.Server", Honoured),
+    ("Volume.N.NFSVolume.Path", Honoured),
+    ("Volume.N.NFSVolume.ReadOnly", Honoured),
+    ("Volume.N.HostPathVolume", Honoured),
+    ("Volume.N.HostPathVolume.Path", Honoured),
+    ("Volume.N.HostPathVolume.Type", Honoured),
     // Cloud placement, networking objects, billing and account plumbing.
     ("OwnerAccount", Ignored),
     ("OwnerId", Ignored),
@@ -179,10 +188,10 @@ const GROUP: &[(&str, Rule)] = &[
     ("ContainerResourceView", RefusedUnless(FALSE)),
     ("CorePattern", Refused),
     ("DnsPolicy", Refused),
-    ("SecurityContext", Refused),
-    ("SecurityContext.Sysctl.N", Refused),
-    ("SecurityContext.Sysctl.N.Name", Refused),
-    ("SecurityContext.Sysctl.N.Value", Refused),
+    ("SecurityContext", Honoured),
+    ("SecurityContext.Sysctl.N", Honoured),
+    ("SecurityContext.Sysctl.N.Name", Honoured),
+    ("SecurityContext.Sysctl.N.Value", Honoured),
     ("HostSecurityContext", Refused),
     ("HostSecurityContext.Sysctl.N", Refused),
     ("HostSecurityContext.Sysctl.N.Name", Refused),
@@ -300,8 +309,6 @@ mod tests {
     #[test]
     fn unhonoured_parameters_are_refused_by_name() {
         for q in [
-            "Volume.1.NFSVolume.Server=nfs.example",
-            "Volume.1.HostPathVolume.Path=/etc",
             "Volume.2.FlexVolume.Driver=x",
             "Volume.1.DiskVolume.DiskId=d-1",
             "Container.1.LivenessProbe.TcpSocket.Port=80",
@@ -311,6 +318,8 @@ mod tests {
             "AutoCreateEip=true",
             "SpotStrategy=SpotAsPriceGo",
             "Container.1.Gpu=1",
+            "HostSecurityContext.Sysctl.1.Name=kernel.sem",
+            "Container.1.SecurityContextPrivileged=true",
         ] {
             let e = check(q).expect_err(q);
             let name = q.split('=').next().unwrap();

@@ -6,6 +6,7 @@ mod create;
 mod dns;
 mod honoured;
 mod observe;
+mod security;
 mod update;
 mod validate;
 mod volumes;

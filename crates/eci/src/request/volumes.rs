@@ -13,7 +13,8 @@ use berth_core::volume::{
     parse_quantity, MAX_CONFIG_BYTES, MAX_CONFIG_FILES, MAX_VOLUMES, MAX_VOLUME_MOUNTS,
 };
 use berth_core::{
-    ConfigFile, ContainerSpec, EmptyDirMedium, MountPropagation, Volume, VolumeMount, VolumeSource,
+    ConfigFile, ContainerSpec, EmptyDirMedium, HostPathType, MountPropagation, Volume, VolumeMount,
+    VolumeSource,
 };
 
 use super::validate;
@@ -109,10 +110,28 @@ pub fn volumes(p: &Params, memory_gib: f64, storage_gib: u64) -> Result<Vec<Volu
                 only_under(p, &v, "ConfigFileVolume")?;
                 config_file_volume(p, &v, &mut config_bytes)?
             }
+            "NFSVolume" => {
+                only_under(p, &v, "NFSVolume")?;
+                nfs_volume(p, &v)?
+            }
+            "HostPathVolume" => {
+                only_under(p, &v, "HostPathVolume")?;
+                let path_name = k("HostPathVolume.Path");
+                let path = absolute_path(&path_name, &p.required(&path_name)?)?;
+                let type_name = k("HostPathVolume.Type");
+                let raw = p.string(&type_name).unwrap_or_default();
+                let kind = HostPathType::parse(&raw).ok_or_else(|| {
+                    ApiError::invalid_parameter(
+                        &type_name,
+                        format!("must be empty, Directory, DirectoryOrCreate or File, got {raw:?}"),
+                    )
+                })?;
+                VolumeSource::HostPath { path, kind }
+            }
             _ => {
                 return Err(ApiError::invalid_parameter(
                     &k("Type"),
-                    format!("{typ:?} is not supported by berth yet (EmptyDirVolume and ConfigFileVolume are)"),
+                    format!("{typ:?} is not supported by berth yet (EmptyDirVolume, ConfigFileVolume, NFSVolume and HostPathVolume are)"),
                 ))
             }
         };
@@ -202,6 +221,42 @@ fn config_file_volume(p: &Params, v: &str, total: &mut usize) -> Result<VolumeSo
         files,
         default_mode,
     })
+}
+
+/// `NFSVolume`: the server a host name or an IPv4 address (whether the operator allows it is
+/// the control plane's check), the export an absolute path.
+fn nfs_volume(p: &Params, v: &str) -> Result<VolumeSource, ApiError> {
+    let server_name = format!("{v}.NFSVolume.Server");
+    let server = p.required(&server_name)?.to_ascii_lowercase();
+    validate::host_name(&server_name, &server)?;
+    let path_name = format!("{v}.NFSVolume.Path");
+    let path = absolute_path(&path_name, &p.required(&path_name)?)?;
+    if path.bytes().any(|b| b.is_ascii_whitespace() || b == b',') {
+        return Err(ApiError::invalid_parameter(
+            &path_name,
+            "must not hold white space or commas",
+        ));
+    }
+    Ok(VolumeSource::Nfs {
+        server,
+        path,
+        read_only: p.bool(&format!("{v}.NFSVolume.ReadOnly"))?.unwrap_or(false),
+    })
+}
+
+/// An absolute path, normalised (`/a/b`; `/` itself allowed), without `..`.
+fn absolute_path(name: &str, s: &str) -> Result<String, ApiError> {
+    validate::no_nul(name, s)?;
+    if s.len() > MAX_PATH_LEN {
+        return Err(ApiError::length_exceeded(name, MAX_PATH_LEN));
+    }
+    if !s.starts_with('/') {
+        return Err(ApiError::invalid_parameter(
+            name,
+            "must be an absolute path",
+        ));
+    }
+    Ok(format!("/{}", parts(name, s)?.join("/")))
 }
 
 fn too_much(name: &str) -> ApiError {
@@ -469,13 +524,49 @@ mod tests {
     }
 
     #[test]
+    fn nfs_volumes_decode() {
+        let s = create("Volume.1.Name=n&Volume.1.Type=NFSVolume&Volume.1.NFSVolume.Server=NFS.local&Volume.1.NFSVolume.Path=/srv//x/&Volume.1.NFSVolume.ReadOnly=true&Container.1.VolumeMount.1.Name=n&Container.1.VolumeMount.1.MountPath=/n").unwrap();
+        assert_eq!(
+            s.volumes[0].source,
+            VolumeSource::Nfs {
+                server: "nfs.local".into(),
+                path: "/srv/x".into(),
+                read_only: true
+            }
+        );
+    }
+
+    #[test]
+    fn host_path_volumes_decode() {
+        let s = create("Volume.1.Name=h&Volume.1.Type=HostPathVolume&Volume.1.HostPathVolume.Path=/srv/./data/&Volume.1.HostPathVolume.Type=DirectoryOrCreate").unwrap();
+        assert_eq!(
+            s.volumes[0].source,
+            VolumeSource::HostPath {
+                path: "/srv/data".into(),
+                kind: HostPathType::DirectoryOrCreate
+            }
+        );
+    }
+
+    #[test]
     fn hostile_volumes_are_refused_by_name() {
         let e = "Volume.1.Name=v&Volume.1.Type=EmptyDirVolume";
         let m = |rest: &str| format!("{e}&Container.1.VolumeMount.1.Name=v&{rest}");
         for (q, param) in [
             ("Volume.1.Name=v&Volume.1.Type=EmptyDirVolume&Volume.2.Name=v&Volume.2.Type=EmptyDirVolume".to_string(), "Volume.2.Name"),
             ("Volume.1.Name=V_1&Volume.1.Type=EmptyDirVolume".to_string(), "Volume.1.Name"),
-            ("Volume.1.Name=v&Volume.1.Type=NFSVolume".to_string(), "Volume.1.Type"),
+            ("Volume.1.Name=v&Volume.1.Type=FlexVolume".to_string(), "Volume.1.Type"),
+            ("Volume.1.Name=v&Volume.1.Type=HostPathVolume&Volume.1.HostPathVolume.Path=srv".to_string(), "Volume.1.HostPathVolume.Path"),
+            ("Volume.1.Name=v&Volume.1.Type=HostPathVolume&Volume.1.HostPathVolume.Path=/srv/../etc".to_string(), "Volume.1.HostPathVolume.Path"),
+            ("Volume.1.Name=v&Volume.1.Type=HostPathVolume&Volume.1.HostPathVolume.Path=/srv&Volume.1.HostPathVolume.Type=CharDevice".to_string(), "Volume.1.HostPathVolume.Type"),
+            ("Volume.1.Name=v&Volume.1.Type=HostPathVolume&Volume.1.HostPathVolume.Path=/srv&Volume.1.HostPathVolume.Type=Socket".to_string(), "Volume.1.HostPathVolume.Type"),
+            ("Volume.1.Name=v&Volume.1.Type=NFSVolume&Volume.1.NFSVolume.Path=/x".to_string(), "Volume.1.NFSVolume.Server"),
+            ("Volume.1.Name=v&Volume.1.Type=NFSVolume&Volume.1.NFSVolume.Server=a,b&Volume.1.NFSVolume.Path=/x".to_string(), "Volume.1.NFSVolume.Server"),
+            ("Volume.1.Name=v&Volume.1.Type=NFSVolume&Volume.1.NFSVolume.Server=[::1]&Volume.1.NFSVolume.Path=/x".to_string(), "Volume.1.NFSVolume.Server"),
+            ("Volume.1.Name=v&Volume.1.Type=NFSVolume&Volume.1.NFSVolume.Server=h&Volume.1.NFSVolume.Path=x".to_string(), "Volume.1.NFSVolume.Path"),
+            ("Volume.1.Name=v&Volume.1.Type=NFSVolume&Volume.1.NFSVolume.Server=h&Volume.1.NFSVolume.Path=/a/../b".to_string(), "Volume.1.NFSVolume.Path"),
+            ("Volume.1.Name=v&Volume.1.Type=NFSVolume&Volume.1.NFSVolume.Server=h&Volume.1.NFSVolume.Path=/a,ro".to_string(), "Volume.1.NFSVolume.Path"),
+            ("Volume.1.Name=v&Volume.1.Type=NFSVolume&Volume.1.NFSVolume.Server=h&Volume.1.NFSVolume.Path=/a&Volume.1.EmptyDirVolume.Medium=Memory".to_string(), "Volume.1.EmptyDirVolume.Medium"),
             ("Volume.1.Name=v".to_string(), "Volume.1.Type"),
             (format!("{e}&Volume.1.EmptyDirVolume.Medium=LocalRaid0"), "Volume.1.EmptyDirVolume.Medium"),
             (format!("{e}&Volume.1.EmptyDirVolume.SizeLimit=1.5Gi"), "Volume.1.EmptyDirVolume.SizeLimit"),

@@ -221,6 +221,16 @@ impl ContainerGroup {
                         .collect(),
                 })
                 .unwrap_or_default(),
+            eci_security_context: EciSecurityContext {
+                sysctls: s
+                    .sysctls
+                    .iter()
+                    .map(|x| NameValue {
+                        name: x.name.clone(),
+                        value: x.value.clone(),
+                    })
+                    .collect(),
+            },
             ..Default::default()
         }
     }
@@ -252,6 +262,17 @@ impl Volume {
                     })
                     .collect();
             }
+            berth_core::VolumeSource::Nfs {
+                server,
+                path,
+                read_only,
+            } => {
+                out.nfs_volume_server = server.clone();
+                out.nfs_volume_path = path.clone();
+                out.nfs_volume_read_only = *read_only;
+            }
+            // ECI's Volumes[] has no field for a host path.
+            berth_core::VolumeSource::HostPath { .. } => {}
         }
         out
     }

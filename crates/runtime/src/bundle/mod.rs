@@ -110,6 +110,12 @@ pub struct BundleSpec {
     pub readonly_rootfs: bool,
     /// Capabilities on top of [`DEFAULT_CAPABILITIES`], with or without the `CAP_` prefix.
     pub capability_add: Vec<String>,
+    /// Capabilities removed from [`DEFAULT_CAPABILITIES`] before `capability_add` is added
+    /// (`ALL` removes them all).
+    pub capability_drop: Vec<String>,
+    /// `linux.sysctl`: namespaced sysctls the runtime writes in the container's namespaces
+    /// (checked by the API; they override [`PING_GROUP_RANGE`]).
+    pub sysctls: Vec<(String, String)>,
     /// (host path, container path, read-only) bind mounts, e.g. `/etc/resolv.conf`.
     pub binds: Vec<(PathBuf, String, bool)>,
     /// The seccomp profile, resolved against the container's capabilities.
@@ -144,7 +150,7 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
         return Err(RuntimeError::invalid("the rootfs path is empty"));
     }
 
-    let caps = capabilities(&spec.capability_add)?;
+    let caps = capabilities(&spec.capability_add, &spec.capability_drop)?;
     let seccomp = spec.seccomp.profile().map(|p| p.resolve(&caps, &HOST));
     let process = ProcessBuilder::default()
         .terminal(false)
@@ -185,6 +191,14 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
             "net.ipv4.ping_group_range".to_string(),
             PING_GROUP_RANGE.to_string(),
         );
+    }
+    for (name, value) in &spec.sysctls {
+        if name.starts_with("net.") && spec.netns.is_none() {
+            return Err(RuntimeError::invalid(format!(
+                "sysctl {name} needs the group's network namespace"
+            )));
+        }
+        sysctl.insert(name.clone(), value.clone());
     }
     let mut linux = LinuxBuilder::default()
         .sysctl(sysctl)
@@ -251,13 +265,35 @@ fn parse_capability(name: &str) -> Result<Capability, RuntimeError> {
         .map_err(|_| RuntimeError::invalid(format!("unknown capability {name:?}")))
 }
 
-pub(crate) fn capabilities(add: &[String]) -> Result<HashSet<Capability>, RuntimeError> {
-    DEFAULT_CAPABILITIES
-        .iter()
-        .copied()
-        .chain(add.iter().map(String::as_str))
-        .map(parse_capability)
-        .collect()
+/// The default set without `drop` (all of it for `ALL`), plus `add`: what Docker and
+/// Kubernetes do with both lists.
+pub(crate) fn capabilities(
+    add: &[String],
+    drop: &[String],
+) -> Result<HashSet<Capability>, RuntimeError> {
+    let all = drop.iter().any(|d| d.trim().eq_ignore_ascii_case("ALL"));
+    let dropped: HashSet<Capability> = if all {
+        HashSet::new()
+    } else {
+        drop.iter()
+            .map(|d| parse_capability(d))
+            .collect::<Result<_, _>>()?
+    };
+    let mut out: HashSet<Capability> = if all {
+        HashSet::new()
+    } else {
+        DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| parse_capability(c))
+            .collect::<Result<HashSet<_>, _>>()?
+            .difference(&dropped)
+            .copied()
+            .collect()
+    };
+    for a in add {
+        out.insert(parse_capability(a)?);
+    }
+    Ok(out)
 }
 
 fn namespaces(

@@ -19,6 +19,8 @@ fn spec() -> BundleSpec {
         cgroup_path: "/berth/eci-x/web".into(),
         readonly_rootfs: true,
         capability_add: vec![],
+        capability_drop: vec![],
+        sysctls: vec![],
         binds: vec![(
             "/run/berth/resolv.conf".into(),
             "/etc/resolv.conf".into(),
@@ -74,6 +76,50 @@ fn default_capabilities_without_sys_admin() {
     }
     assert_eq!(j["process"]["noNewPrivileges"], true);
     assert_eq!(j["process"]["terminal"], false);
+}
+
+#[test]
+fn dropped_capabilities() {
+    let mut s = spec();
+    s.capability_drop = vec!["chown".into(), "CAP_KILL".into()];
+    s.capability_add = vec!["NET_ADMIN".into()];
+    let j = json(&s, &v2());
+    let eff = strings(&j["process"]["capabilities"]["effective"]);
+    assert!(!eff.contains(&"CAP_CHOWN".to_string()));
+    assert!(!eff.contains(&"CAP_KILL".to_string()));
+    assert!(eff.contains(&"CAP_NET_ADMIN".to_string()));
+    assert_eq!(eff.len(), DEFAULT_CAPABILITIES.len() - 1);
+    s.capability_drop = vec!["ALL".into()];
+    let j = json(&s, &v2());
+    assert_eq!(
+        strings(&j["process"]["capabilities"]["bounding"]),
+        ["CAP_NET_ADMIN"]
+    );
+}
+
+#[test]
+fn sysctls_go_to_linux_sysctl() {
+    let mut s = spec();
+    s.sysctls = vec![
+        ("net.ipv4.ping_group_range".into(), "0 0".into()),
+        ("kernel.shmmni".into(), "8192".into()),
+    ];
+    let j = json(&s, &v2());
+    assert_eq!(j["linux"]["sysctl"]["net.ipv4.ping_group_range"], "0 0");
+    assert_eq!(j["linux"]["sysctl"]["kernel.shmmni"], "8192");
+    // In a user namespace the node writes the net.* ones: the netns is the host's.
+    s.user_map = Some(UserMap {
+        host: 1 << 30,
+        count: 65536,
+    });
+    let j = json(&s, &v2());
+    assert!(j["linux"]["sysctl"]
+        .get("net.ipv4.ping_group_range")
+        .is_none());
+    assert_eq!(j["linux"]["sysctl"]["kernel.shmmni"], "8192");
+    s.user_map = None;
+    s.netns = None;
+    assert!(build_spec(&s, &v2()).is_err());
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //! The root filesystem is already id-mapped by the node (the layers are mounted through the
 //! group's user namespace), so the runtime only creates the namespace from the maps. The
 //! network namespace stays owned by the host's user namespace, so the container's root may
-//! not write its sysctls: the node sets `net.ipv4.ping_group_range` itself and the bundle
-//! leaves it out.
+//! not write its sysctls: the node sets `net.ipv4.ping_group_range` and the group's `net.*`
+//! sysctls itself and the bundle leaves them out.
 
 use oci_spec::runtime::{LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Spec};
 
@@ -47,7 +47,7 @@ pub(crate) fn apply(spec: &mut Spec, map: UserMap) -> Result<(), RuntimeError> {
     linux.set_uid_mappings(Some(vec![mapping]));
     linux.set_gid_mappings(Some(vec![mapping]));
     if let Some(sysctl) = linux.sysctl_mut() {
-        sysctl.remove("net.ipv4.ping_group_range");
+        sysctl.retain(|name, _| !name.starts_with("net."));
     }
     Ok(())
 }

@@ -102,6 +102,8 @@ impl Fixture {
             cgroup_path: self.cgroup(),
             readonly_rootfs: false,
             capability_add: vec![],
+            capability_drop: vec![],
+            sysctls: vec![],
             binds: vec![(hosts, "/etc/hosts".into(), true)],
             seccomp: Default::default(),
             user_map: None,

@@ -230,7 +230,7 @@ impl Profile {
     /// Compiles the profile as a container with the default capabilities gets it on this
     /// host, as crun would: a profile that passes can be applied.
     pub fn check_compiles(&self) -> Result<(), crate::RuntimeError> {
-        let caps = super::capabilities(&[])?;
+        let caps = super::capabilities(&[], &[])?;
         compile(&self.resolve(&caps, &Host::detect())).map(|_| ())
     }
 

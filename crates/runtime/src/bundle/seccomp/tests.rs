@@ -13,7 +13,7 @@ fn host(arch: &str) -> Host {
 
 fn resolve(add: &[&str], host: &Host) -> LinuxSeccomp {
     let add: Vec<String> = add.iter().map(|s| s.to_string()).collect();
-    Profile::builtin().resolve(&capabilities(&add).unwrap(), host)
+    Profile::builtin().resolve(&capabilities(&add, &[]).unwrap(), host)
 }
 
 /// The rules of `sec` that name `name`.
@@ -217,7 +217,7 @@ fn profiles_are_checked_when_read() {
                      "includes":{},"excludes":{}},
                     {"name":"write","action":"SCMP_ACT_ERRNO","errnoRet":1,"errno":"EPERM"}]}"#;
     let p = Profile::parse(ok.as_bytes()).unwrap();
-    let sec = p.resolve(&capabilities(&[]).unwrap(), &host("amd64"));
+    let sec = p.resolve(&capabilities(&[], &[]).unwrap(), &host("amd64"));
     assert_eq!(sec.syscalls().as_ref().unwrap().len(), 2);
     assert_eq!(
         sec.architectures().as_deref(),
