@@ -152,8 +152,11 @@ def test_update_token_and_refusals(berth, client, groups, images):
     assert info.value.code == "IdempotentParameterMismatch", info.value.message
 
     for kw, name in [
-        ({"volume": [M.UpdateContainerGroupRequestVolume(name="v", type="EmptyDirVolume")]},
-         "Volume"),
+        ({"volume": [M.UpdateContainerGroupRequestVolume(
+            name="v", type="EmptyDirVolume",
+            empty_dir_volume=M.UpdateContainerGroupRequestVolumeEmptyDirVolume(
+                medium="Memory", size_limit="100Gi"))],
+          "update_type": "IncrementalUpdate"}, "Memory"),
         ({"dns_config": M.UpdateContainerGroupRequestDnsConfig(name_server=["10.0.0.1"])},
          "DnsConfig"),
         ({"cpu": 4000.0}, "Cpu"),
@@ -175,3 +178,45 @@ def test_update_token_and_refusals(berth, client, groups, images):
     with pytest.raises(ClientException) as info:
         update(client, "eci-00000000000000000000", container=one)
     assert info.value.status_code == 404, info.value.message
+
+
+def config(name: str, text: str, model):
+    import base64
+    return model(
+        name=name,
+        type="ConfigFileVolume",
+        config_file_volume=(M.CreateContainerGroupRequestVolumeConfigFileVolume
+                            if model is M.CreateContainerGroupRequestVolume
+                            else M.UpdateContainerGroupRequestVolumeConfigFileVolume)(
+            config_file_to_path=[(M.CreateContainerGroupRequestVolumeConfigFileVolumeConfigFileToPath
+                                  if model is M.CreateContainerGroupRequestVolume
+                                  else M.UpdateContainerGroupRequestVolumeConfigFileVolumeConfigFileToPath)(
+                path="greeting", content=base64.b64encode(text.encode()).decode())]),
+    )
+
+
+def test_update_of_a_volume_recreates_the_containers_mounting_it(berth, client, groups, images):
+    mount = M.CreateContainerGroupRequestContainerVolumeMount
+    gid = groups.create(
+        "e2e-update-vol",
+        [
+            container("a", images.image, LOOP, volume_mount=[mount(name="cfg", mount_path="/cfg")]),
+            container("b", images.image, LOOP, volume_mount=[mount(name="scratch", mount_path="/s")]),
+        ],
+        restart_policy="Always",
+        volume=[config("cfg", "one", M.CreateContainerGroupRequestVolume),
+                M.CreateContainerGroupRequestVolume(name="scratch", type="EmptyDirVolume")],
+    )
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    assert exec_sh(client, gid, "cat /cfg/greeting", name="a") == "one"
+    exec_sh(client, gid, "echo kept > /s/f", name="b")
+    b_pid1 = pid1_start(client, gid, "b")
+    update(client, gid, update_type="IncrementalUpdate",
+           volume=[config("cfg", "two", M.UpdateContainerGroupRequestVolume)])
+    after = running_again(client, gid, berth)
+    assert exec_sh(client, gid, "cat /cfg/greeting", name="a") == "two"
+    assert container_of(after, "a")["RestartCount"] == 1, pretty(after)
+    assert pid1_start(client, gid, "b") == b_pid1
+    assert exec_sh(client, gid, "cat /s/f", name="b").strip() == "kept"
+    described = {v["Name"] for v in after.get("Volumes") or []}
+    assert described == {"cfg", "scratch"}, pretty(after)

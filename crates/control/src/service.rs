@@ -331,6 +331,10 @@ impl Control {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .check(&new)?;
+        self.volumes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(&new)?;
         let limits = self.quota().group_limits();
         let mut outcome = Ok(true);
         let res = self.store.modify_group_within(id, &limits, &mut |r| {

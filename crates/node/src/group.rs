@@ -204,7 +204,16 @@ async fn sandbox(
                 ),
                 None => None,
             };
-            crate::volumes::prepare(dirs, spec, crate::volumes::owner(map), &inner.host_paths)
+            // An update may have changed or dropped volumes made before.
+            crate::volumes::drop_changed(dirs, spec)
+                .and_then(|()| {
+                    crate::volumes::prepare(
+                        dirs,
+                        spec,
+                        crate::volumes::owner(map),
+                        &inner.host_paths,
+                    )
+                })
                 .map_err(|e| format!("cannot set up the group's volumes: {e}"))
         });
         let res = match res {

@@ -147,7 +147,53 @@ pub fn prepare(
             }
         }
     }
+    record_prepared(dirs, spec)
+}
+
+/// The volumes as [`prepare`] made them last, in the group's run-time tree.
+const PREPARED: &str = "volumes.json";
+
+/// Releases the volumes made for an earlier spec of the group that `spec` changed or no
+/// longer has (after UpdateContainerGroup), so that [`prepare`] makes them anew. The
+/// containers that mount them are recreated (their revision holds the volumes). Nothing is
+/// removed while anything is still mounted below a volume.
+pub fn drop_changed(dirs: &GroupDirs, spec: &GroupSpec) -> io::Result<()> {
+    let old: Vec<Volume> = match fs::read(dirs.root.join(PREPARED)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for v in old.iter().filter(|v| !spec.volumes.contains(v)) {
+        let dir = source(dirs, v);
+        unmount_below(&dir)?;
+        let left = mounts_below(&dir)?;
+        if !left.is_empty() {
+            return Err(io::Error::other(format!(
+                "volume {} is still mounted after the unmount, not removed: {}",
+                v.name,
+                left.join(", ")
+            )));
+        }
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    if spec.volumes.is_empty() {
+        return match fs::remove_file(dirs.root.join(PREPARED)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
     Ok(())
+}
+
+/// Records what [`prepare`] made, for [`drop_changed`].
+fn record_prepared(dirs: &GroupDirs, spec: &GroupSpec) -> io::Result<()> {
+    fs::create_dir_all(&dirs.root)?;
+    let tmp = dirs.root.join(".volumes.json.tmp");
+    fs::write(&tmp, serde_json::to_vec(&spec.volumes)?)?;
+    fs::rename(tmp, dirs.root.join(PREPARED))
 }
 
 /// An emptyDir: mode 0777 (any user of the containers may write), owned by `who`.

@@ -2,12 +2,14 @@
 //! that is ([`UpdateRequest::apply`]).
 //!
 //! `UpdateType=RenewUpdate` (the default): each list the request gives (`Container.N`,
-//! `InitContainer.N`, `Tag.N`, `ImageRegistryCredential.N`) replaces the group's list; lists
-//! it leaves out stay. `IncrementalUpdate`: the items given replace the group's items of the
-//! same name (container name, tag key, registry server) and the others are added; every
-//! container given is given whole, as at creation. `Cpu`, `Memory` and `RestartPolicy`
-//! replace the group's when given. The group's volumes, network, DNS settings, sysctls, name
-//! and temporary storage are not changed by an update: those parameters are refused by name.
+//! `InitContainer.N`, `Tag.N`, `ImageRegistryCredential.N`, `Volume.N`) replaces the group's
+//! list; lists it leaves out stay. `IncrementalUpdate`: the items given replace the group's
+//! items of the same name (container name, tag key, registry server, volume name) and the
+//! others are added; every container or volume given is given whole, as at creation. `Cpu`,
+//! `Memory` and `RestartPolicy` replace the group's when given. A volume whose definition
+//! changed is made anew (an emptyDir starts empty) and the containers mounting it are
+//! recreated. The group's network, DNS settings, sysctls, name and temporary storage are not
+//! changed by an update: those parameters are refused by name.
 
 use std::collections::HashSet;
 
@@ -53,7 +55,6 @@ const NOT_UPDATABLE: &[&str] = &[
     "EphemeralStorage",
     "PlainHttpRegistry",
     "InsecureRegistry",
-    "Volume",
     "AutoCreateEip",
     "EipInstanceId",
     "SecurityContext",
@@ -204,6 +205,18 @@ impl UpdateRequest {
         }
         if let Some(r) = parts.restart_policy {
             spec.restart_policy = r;
+        }
+        if self.params.has_any("Volume") {
+            let storage = u64::from(spec.ephemeral_storage_gib());
+            // Memory emptyDirs are checked against the group's final memory below.
+            let volumes = super::volumes::volumes(&self.params, create::MAX_RESOURCE, storage)?;
+            merge(&mut spec.volumes, volumes, incremental, |v| v.name.clone());
+            if spec.volumes.len() > berth_core::volume::MAX_VOLUMES {
+                return Err(ApiError::value_exceeded(
+                    "Volume",
+                    format!("allows at most {} volumes", berth_core::volume::MAX_VOLUMES),
+                ));
+            }
         }
         check_containers(&spec)?;
         if parts.cpu.is_some() || parts.memory.is_some() {
@@ -367,7 +380,6 @@ mod tests {
     fn what_an_update_cannot_change_is_refused_by_name() {
         for q in [
             "ContainerGroupId=eci-x&EphemeralStorage=40",
-            "ContainerGroupId=eci-x&Volume.1.Name=v&Volume.1.Type=EmptyDirVolume",
             "ContainerGroupId=eci-x&HostName=h",
             "ContainerGroupId=eci-x&SecurityContext.Sysctl.1.Name=net.core.somaxconn&SecurityContext.Sysctl.1.Value=1024",
             "ContainerGroupId=eci-x&UpdateType=Other",
@@ -405,5 +417,36 @@ mod tests {
         .unwrap();
         assert!(u.apply(&old).is_err());
         assert!(update("ContainerGroupId=eci-x").unwrap().is_empty());
+        // Memory volumes above the group's memory.
+        let u = update(
+            "ContainerGroupId=eci-x&Volume.1.Name=m&Volume.1.Type=EmptyDirVolume\
+             &Volume.1.EmptyDirVolume.Medium=Memory&Volume.1.EmptyDirVolume.SizeLimit=5Gi",
+        )
+        .unwrap();
+        assert!(u.apply(&old).is_err());
+    }
+
+    #[test]
+    fn volumes_are_replaced_or_merged_by_name() {
+        let old = created(
+            "ContainerGroupName=gg&Container.1.Name=a&Container.1.Image=busybox\
+             &Container.1.VolumeMount.1.Name=v&Container.1.VolumeMount.1.MountPath=/v\
+             &Volume.1.Name=v&Volume.1.Type=EmptyDirVolume&Volume.2.Name=w&Volume.2.Type=EmptyDirVolume",
+        );
+        let given = "ContainerGroupId=eci-x&Volume.1.Name=v&Volume.1.Type=EmptyDirVolume\
+            &Volume.1.EmptyDirVolume.Medium=Memory&Volume.1.EmptyDirVolume.SizeLimit=64Mi";
+        let new = update(&format!("{given}&UpdateType=IncrementalUpdate"))
+            .unwrap()
+            .apply(&old)
+            .unwrap();
+        assert_eq!(new.volumes.len(), 2);
+        assert_ne!(new.volumes[0], old.volumes[0]);
+        assert_eq!(new.volumes[1], old.volumes[1]);
+        let new = update(given).unwrap().apply(&old).unwrap();
+        assert_eq!(new.volumes.len(), 1);
+        // A volume still mounted cannot go.
+        let u =
+            update("ContainerGroupId=eci-x&Volume.1.Name=w&Volume.1.Type=EmptyDirVolume").unwrap();
+        assert!(u.apply(&old).is_err());
     }
 }
