@@ -374,6 +374,7 @@ mod tests {
             ports: vec![PortSpec {
                 port: 8080,
                 protocol: "UDP".into(),
+                host_port: None,
             }],
             // A TTY and stdin are refused until berth gives containers one.
             tty: false,

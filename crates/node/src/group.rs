@@ -202,6 +202,15 @@ async fn sandbox(
                 )
             }),
         };
+        let res = match res {
+            Ok(att) => inner
+                .net
+                .publish(gid, &crate::ports::mappings(spec))
+                .await
+                .map(|()| att)
+                .map_err(|e| format!("cannot publish the group's ports: {}", error_chain(&e))),
+            Err(msg) => Err(msg),
+        };
         let res = res.and_then(|att| {
             let ip = att.ip.to_string();
             write_etc(
@@ -209,6 +218,7 @@ async fn sandbox(
                 hostname,
                 Some(&ip),
                 spec.dns_config.as_ref(),
+                spec.dns_policy,
                 &spec.host_aliases,
             )
             .map(|()| att)

@@ -9,6 +9,7 @@ mod container;
 mod files;
 mod group;
 mod observe;
+mod ports;
 mod spare;
 mod state;
 mod user;

@@ -48,6 +48,8 @@ const CONTAINER: &[(&str, Rule)] = &[
     ("Port.N", Honoured),
     ("Port.N.Port", Honoured),
     ("Port.N.Protocol", Honoured),
+    // berth's extension: the host port to publish on (with AutoCreateEip=true).
+    ("Port.N.HostPort", Honoured),
     ("SecurityContext", Honoured),
     ("SecurityContext.Capability", Honoured),
     ("SecurityContext.Capability.Add.N", Honoured),
@@ -178,7 +180,6 @@ const GROUP: &[(&str, Rule)] = &[
     ("CpuOptionsThreadsPerCore", Refused),
     ("ContainerResourceView", RefusedUnless(FALSE)),
     ("CorePattern", Refused),
-    ("DnsPolicy", Refused),
     ("SecurityContext", Refused),
     ("SecurityContext.Sysctl.N", Refused),
     ("SecurityContext.Sysctl.N.Name", Refused),
@@ -188,7 +189,11 @@ const GROUP: &[(&str, Rule)] = &[
     ("HostSecurityContext.Sysctl.N.Name", Refused),
     ("HostSecurityContext.Sysctl.N.Value", Refused),
     ("ShareProcessNamespace", RefusedUnless(FALSE)),
-    ("AutoCreateEip", RefusedUnless(FALSE)),
+    // Decoded (`dns.rs`): Default and None; the cluster values are refused by name there.
+    ("DnsPolicy", Honoured),
+    // The node's public address, with the declared ports mapped on it (`create.rs`). berth
+    // has no EIP objects: an existing one cannot be named, nor its bandwidth or ISP chosen.
+    ("AutoCreateEip", Honoured),
     ("EipInstanceId", Refused),
     ("EipBandwidth", Refused),
     ("EipCommonBandwidthPackage", Refused),
@@ -308,7 +313,7 @@ mod tests {
             "InitContainer.1.ReadinessProbe.Exec.Command.1=true",
             "Container.1.LifecyclePreStopHandlerHttpGetPath=/",
             "Container.1.Tty=true",
-            "AutoCreateEip=true",
+            "EipInstanceId=eip-1",
             "SpotStrategy=SpotAsPriceGo",
             "Container.1.Gpu=1",
         ] {
