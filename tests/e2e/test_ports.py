@@ -155,6 +155,75 @@ def test_published_port_answers_and_goes_with_the_group(berth, client, groups, i
     assert raw_group(client, c)["PublishedPorts"][0]["HostPort"] == port
 
 
+def test_published_ports_outlive_a_restart_of_berth(berth, client, groups, images):
+    """A graceful stop and a crash of berth leave the group's mapping working; the berth that
+    follows re-adopts it: the port stays the group's, and its delete removes the rules."""
+    port = free_port_in_range()
+    gid = groups.create("e2e-ports-restart", [web(images, port)], auto_create_eip=True)
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    support.wait_for(
+        "the published httpd", lambda: answers(port, "e2e-ports-restart"), 30, diag=berth.diag
+    )
+    rules = sorted(support.portmap_rules([gid]))
+    assert rules
+
+    for how in ("stop", "kill"):
+        if how == "stop":
+            assert berth.stop(), "berth serve did not stop"
+        else:
+            berth.kill()
+        assert answers(port, "e2e-ports-restart"), f"the port went with berth ({how})"
+        berth.start()
+        wait_status(client, gid, ["Running"], 30, never=["Failed"], diag=berth.diag)
+        assert sorted(support.portmap_rules([gid])) == rules, f"rules changed ({how})"
+        assert raw_group(client, gid)["PublishedPorts"][0]["HostPort"] == port
+        with pytest.raises(ClientException) as refused:
+            call(
+                client,
+                "CreateContainerGroup",
+                {
+                    "ContainerGroupName": "e2e-ports-again",
+                    "AutoCreateEip": "true",
+                    "PlainHttpRegistry": images.registry,
+                    "Container.1.Name": "web",
+                    "Container.1.Image": images.image,
+                    "Container.1.Port.1.Port": str(port),
+                    "Container.1.Port.1.HostPort": str(port),
+                },
+            )
+        assert refused.value.code == "InvalidParameter.HostPortInUse", refused.value.message
+        assert answers(port, "e2e-ports-restart"), f"the port stopped answering ({how})"
+
+    support.delete(client, gid)
+    support.wait_for(
+        "the group to be deleted", lambda: support.describe(client, gid) is None, 60
+    )
+    assert not support.portmap_rules([gid])
+
+
+def test_berth_run_publishes_in_dockers_spelling(berth, client, images, tracker):
+    port = free_port_in_range()
+    res = berth.cli(
+        "run", "--name", "e2e-ports-cli", "--restart", "Never", "-p", f"{port}:8080",
+        images.image, "--", "httpd", "-f", "-p", "8080", "-h", "/etc",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    gid = res.stdout.strip()
+    tracker.add(gid)
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    assert raw_group(client, gid)["PublishedPorts"] == [
+        {"HostPort": port, "ContainerPort": 8080, "Protocol": "TCP"}
+    ]
+    support.wait_for(
+        "the published httpd", lambda: answers(port, "e2e-ports-cli"), 30, diag=berth.diag
+    )
+    support.delete(client, gid)
+    support.wait_for(
+        "the group to be deleted", lambda: support.describe(client, gid) is None, 60
+    )
+    assert not support.portmap_rules([gid])
+
+
 @pytest.mark.parametrize(
     "query, name",
     [
