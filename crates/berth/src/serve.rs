@@ -188,6 +188,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.max_published_ports > berth_net::MAX_MAPPINGS {
         anyhow::bail!("--max-published-ports: at most {}", berth_net::MAX_MAPPINGS);
     }
+    if let Some(ip) = args.public_ip {
+        // The groups' addresses are IPv4; and a port is known free only where it can be bound.
+        if !ip.is_ipv4() {
+            anyhow::bail!("--public-ip {ip}: published ports need an IPv4 address");
+        }
+        std::net::TcpListener::bind((ip, 0))
+            .with_context(|| format!("--public-ip {ip} is not an address of this host"))?;
+        tracing::info!(address = %ip, range = ?args.host_port_range, "publishing ports");
+    }
     control.set_port_policy(berth_core::PortPolicy {
         address: args.public_ip,
         range: args.host_port_range,
