@@ -58,11 +58,14 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
         return;
     };
     // Admission to the account's peers runs beside the start of the containers; the group
-    // reaches no other group until it is done (see berth_net's isolation).
+    // reaches no other group until it is done (see berth_net's isolation). Its ports are
+    // published first, in the same task: both change the group's network record.
     let admit = {
         let inner = inner.clone();
         let (gid, account) = (gid.clone(), rec.account.clone());
+        let (spec, state, cancel) = (spec.clone(), state.clone(), cancel.clone());
         tokio::spawn(async move {
+            crate::ports::publish(&inner, &gid, &spec, &state, &cancel).await;
             if let Err(e) = inner.net.admit(&gid, &account).await {
                 tracing::warn!(group = %gid, error = %e, "cannot admit the group to its account's network");
             }
@@ -201,15 +204,6 @@ async fn sandbox(
                     error_chain(&e)
                 )
             }),
-        };
-        let res = match res {
-            Ok(att) => inner
-                .net
-                .publish(gid, &crate::ports::mappings(spec))
-                .await
-                .map(|()| att)
-                .map_err(|e| format!("cannot publish the group's ports: {}", error_chain(&e))),
-            Err(msg) => Err(msg),
         };
         let res = res.and_then(|att| {
             let ip = att.ip.to_string();
