@@ -268,6 +268,13 @@ pub fn check_create(p: &Params) -> Result<(), ApiError> {
             Some(Refused) => true,
             Some(RefusedUnless(ok)) => !ok.iter().any(|o| o.eq_ignore_ascii_case(v)),
         };
+        if refused && pattern(name).starts_with("Eip") {
+            return Err(ApiError::invalid_parameter(
+                name,
+                "is not supported: berth has no EIP objects; AutoCreateEip=true publishes the \
+                 group's ports on the node's public address",
+            ));
+        }
         if refused {
             return Err(ApiError::invalid_parameter(
                 name,
@@ -314,6 +321,7 @@ mod tests {
             "Container.1.LifecyclePreStopHandlerHttpGetPath=/",
             "Container.1.Tty=true",
             "EipInstanceId=eip-1",
+            "EipBandwidth=5",
             "SpotStrategy=SpotAsPriceGo",
             "Container.1.Gpu=1",
         ] {
