@@ -1532,6 +1532,11 @@ VOLUME_PARAMS = {
     "Container.1.VolumeMount.1.Name": "cache", "Container.1.VolumeMount.1.MountPath": "/cache",
     "Container.1.VolumeMount.2.Name": "conf", "Container.1.VolumeMount.2.MountPath": "/etc/app",
 }
+# `--ports`: the httpd's port published on berth serve --public-ip (127.0.0.1 here).
+PORT_PARAMS = {
+    "AutoCreateEip": "true",
+    "Container.1.Port.1.Port": "80", "Container.1.Port.1.Protocol": "TCP",
+}
 
 
 def main() -> None:
@@ -1565,9 +1570,15 @@ def main() -> None:
     ap.add_argument("--volumes", action="store_true",
                     help="every group berth creates gets an emptyDir (on its temporary storage) "
                          "at /cache and a ConfigFile volume of one file at /etc/app")
+    ap.add_argument("--ports", action="store_true",
+                    help="every group berth creates publishes its port 80 on 127.0.0.1 "
+                         "(AutoCreateEip=true, berth serve --public-ip 127.0.0.1)")
     a = ap.parse_args()
     if a.volumes:
         EXTRA_CREATE.update(VOLUME_PARAMS)
+    if a.ports:
+        EXTRA_CREATE.update(PORT_PARAMS)
+        a.serve_arg.append("--public-ip=127.0.0.1")
     if a.quick:
         a.runs = min(a.runs, 10)
         a.describe_seconds = min(a.describe_seconds, 5.0)

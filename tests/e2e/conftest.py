@@ -94,7 +94,8 @@ def berth(host_ready, images, tracker) -> Berth:
     # A short path of its own: socket paths under the state dir must stay below 108 bytes,
     # and pytest's clean-up of old temp dirs must never walk into a leaked mount.
     base = Path(tempfile.mkdtemp(prefix="berth-e2e-", dir="/tmp"))
-    server = Berth(base / "state", base / "berth.log")
+    # Published ports (AutoCreateEip=true) go to 127.0.0.1: tests reach nothing else.
+    server = Berth(base / "state", base / "berth.log", ["--public-ip", "127.0.0.1"])
     _STATE["berth"] = server
     # Ports already on the bridge belong to someone else (another berth on a developer's
     # machine); on CI there are none.

@@ -874,7 +874,25 @@ def leftovers(
     if not any_mount:  # berth runs: its namespace pool is not a leftover
         allowed |= pool_veths(state_dir)
     problems += [f"veth on {bridge}: {v}" for v in bridge_ports(bridge) if v not in allowed]
+    problems += [f"portmap rule: {r}" for r in portmap_rules(ids, shared=any_mount)]
     return problems
+
+
+def portmap_rules(ids: Iterable[str], shared: bool = False) -> list[str]:
+    """The CNI portmap plugin's nat rules of the groups (their comments name the group id);
+    with shared, also its chains shared by all groups (`CNI-HOSTPORT-*`, `CNI-DN-*`), which
+    berth removes when no group is left."""
+    ids = list(ids)
+    found = []
+    for save in ("iptables-save", "ip6tables-save"):
+        res = subprocess.run([save, "-t", "nat"], capture_output=True, text=True)
+        assert res.returncode == 0, f"{save} failed: {res.stderr}"
+        for line in res.stdout.splitlines():
+            if any(i in line for i in ids):
+                found.append(line)
+            elif shared and (":CNI-HOSTPORT-" in line or ":CNI-DN-" in line):
+                found.append(line)
+    return found
 
 
 def storage_dirs(state_dir: Path, ids: Iterable[str]) -> list[str]:

@@ -66,6 +66,10 @@ pub struct RunArgs {
     plain_http: bool,
     #[command(flatten)]
     extras: crate::run_flags::RunExtras,
+    /// Publish a port of the container on the node's public address, as HOSTPORT:PORT[/udp]
+    /// or PORT[/udp] (berth chooses the host port); repeatable. Asks for AutoCreateEip=true.
+    #[arg(short = 'p', long = "publish", value_name = "[HOSTPORT:]PORT[/udp]", value_parser = parse_publish)]
+    publish: Vec<Publish>,
     /// Command and arguments, after `--`.
     #[arg(last = true)]
     command: Vec<String>,
@@ -175,6 +179,17 @@ pub async fn run(a: &ClientArgs, r: RunArgs) -> anyhow::Result<()> {
     for (i, c) in r.command.iter().enumerate() {
         p.push((format!("Container.1.Command.{}", i + 1), c.clone()));
     }
+    if !r.publish.is_empty() {
+        p.push(("AutoCreateEip".into(), "true".into()));
+    }
+    for (i, pb) in r.publish.iter().enumerate() {
+        let k = format!("Container.1.Port.{}", i + 1);
+        p.push((format!("{k}.Port"), pb.port.to_string()));
+        p.push((format!("{k}.Protocol"), pb.protocol.into()));
+        if let Some(h) = pb.host_port {
+            p.push((format!("{k}.HostPort"), h.to_string()));
+        }
+    }
     if let Some(host) = registry_host(&r.image) {
         let local =
             host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
@@ -185,6 +200,45 @@ pub async fn run(a: &ClientArgs, r: RunArgs) -> anyhow::Result<()> {
     let v = client(a)?.call("CreateContainerGroup", &p).await?;
     println!("{}", v["ContainerGroupId"].as_str().unwrap_or_default());
     Ok(())
+}
+
+/// One `-p` of `berth run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publish {
+    host_port: Option<u16>,
+    port: u16,
+    protocol: &'static str,
+}
+
+/// `HOSTPORT:PORT[/udp]` or `PORT[/udp]`, in Docker's spelling (`/tcp` too); a host address
+/// is not for the client to choose (the operator's --public-ip is).
+fn parse_publish(text: &str) -> Result<Publish, String> {
+    let (ports, protocol) = match text.rsplit_once('/') {
+        Some((p, "udp")) => (p, "UDP"),
+        Some((p, "tcp")) => (p, "TCP"),
+        Some(_) => return Err(format!("`{text}`: the protocol is tcp or udp")),
+        None => (text, "TCP"),
+    };
+    let number = |s: &str| {
+        s.parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{text}`: `{s}` is not a port number"))
+    };
+    let (host_port, port) = match ports.split(':').collect::<Vec<_>>()[..] {
+        [port] => (None, number(port)?),
+        [host, port] => (Some(number(host)?), number(port)?),
+        _ => {
+            return Err(format!(
+                "`{text}` is not [HOSTPORT:]PORT[/udp] (the address is the node's --public-ip)"
+            ))
+        }
+    };
+    Ok(Publish {
+        host_port,
+        port,
+        protocol,
+    })
 }
 
 pub async fn ps(a: &ClientArgs, r: PsArgs) -> anyhow::Result<()> {
@@ -298,4 +352,34 @@ pub async fn rm(a: &ClientArgs, r: RmArgs) -> anyhow::Result<()> {
         bail!("some container groups were not deleted");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_flags_parse_in_dockers_spelling() {
+        let p = |t| parse_publish(t);
+        assert_eq!(
+            p("8080:80").unwrap(),
+            Publish {
+                host_port: Some(8080),
+                port: 80,
+                protocol: "TCP"
+            }
+        );
+        assert_eq!(
+            p("53/udp").unwrap(),
+            Publish {
+                host_port: None,
+                port: 53,
+                protocol: "UDP"
+            }
+        );
+        assert_eq!(p("80/tcp").unwrap().protocol, "TCP");
+        for bad in ["127.0.0.1:8080:80", "0:80", "x", "80/sctp", "70000", ""] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+    }
 }

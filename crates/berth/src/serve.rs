@@ -69,6 +69,19 @@ pub struct ServeArgs {
     /// resolver on the host); repeatable. By default groups open no connection to the host.
     #[arg(long = "allow-host-port", value_name = "PROTO:PORT")]
     allowed_host_ports: Vec<String>,
+    /// The node's public address: a group created with AutoCreateEip=true gets its declared
+    /// ports published on it (CNI portmap) and reports it as its InternetIp. Without it,
+    /// AutoCreateEip=true is refused.
+    #[arg(long, value_name = "ADDR")]
+    public_ip: Option<std::net::IpAddr>,
+    /// Host ports groups may publish on, LO-HI: a container's own port number when it is
+    /// in the range and free, else the lowest free one. Ports below it (ssh, the API's)
+    /// are never handed out; neither is the API port nor a port the host uses.
+    #[arg(long, value_name = "LO-HI", default_value = "30000-32767", value_parser = parse_port_range)]
+    host_port_range: (u16, u16),
+    /// The most ports one group may publish.
+    #[arg(long, default_value_t = berth_core::publish::MAX_PER_GROUP, value_parser = clap::value_parser!(usize))]
+    max_published_ports: usize,
     #[command(flatten)]
     caches: crate::cache_node::CacheArgs,
     #[command(flatten)]
@@ -225,6 +238,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let volume_policy = volume_policy(&args)?;
     control.set_volume_policy(volume_policy.clone());
+    if args.max_published_ports > berth_net::MAX_MAPPINGS {
+        anyhow::bail!("--max-published-ports: at most {}", berth_net::MAX_MAPPINGS);
+    }
+    if let Some(ip) = args.public_ip {
+        // The groups' addresses are IPv4; and a port is known free only where it can be bound.
+        if !ip.is_ipv4() {
+            anyhow::bail!("--public-ip {ip}: published ports need an IPv4 address");
+        }
+        std::net::TcpListener::bind((ip, 0))
+            .with_context(|| format!("--public-ip {ip} is not an address of this host"))?;
+        tracing::info!(address = %ip, range = ?args.host_port_range, "publishing ports");
+    }
+    control.set_port_policy(berth_core::PortPolicy {
+        address: args.public_ip,
+        range: args.host_port_range,
+        reserved: std::iter::once(args.listen.port())
+            .chain(args.metrics_listen.map(|a| a.port()))
+            .collect(),
+        max_per_group: args.max_published_ports,
+    });
     let reporter = Arc::new(ControlReporter(control.clone()));
     let agent = Agent::new(
         NodeConfig {
@@ -514,4 +547,10 @@ impl Reporter for ControlReporter {
     fn report(&self, id: &GroupId, obs: ObservedGroup) {
         self.0.report(id, obs);
     }
+}
+
+/// `--host-port-range LO-HI`.
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    berth_core::publish::parse_range(text)
+        .ok_or_else(|| format!("`{text}` is not LO-HI with 1 <= LO <= HI <= 65535"))
 }

@@ -34,6 +34,10 @@ pub struct CreateParams {
     pub host_aliases: Vec<berth_core::HostAlias>,
     /// `SecurityContext.Sysctl.N`.
     pub sysctls: Vec<berth_core::Sysctl>,
+    /// `DnsPolicy`; unset: the server's default (`Default`).
+    pub dns_policy: Option<berth_core::DnsPolicy>,
+    /// `AutoCreateEip=true`: the containers' ports published on the node's public address.
+    pub auto_create_eip: bool,
     pub client_token: Option<String>,
     pub dry_run: bool,
 }
@@ -62,6 +66,8 @@ impl CreateParams {
             dns_config: spec.dns_config.clone(),
             host_aliases: spec.host_aliases.clone(),
             sysctls: spec.sysctls.clone(),
+            dns_policy: Some(spec.dns_policy),
+            auto_create_eip: spec.public_address,
             client_token: None,
             dry_run: false,
         }
@@ -134,6 +140,13 @@ impl CreateParams {
                     o.value.as_deref(),
                 );
             }
+        }
+        q.opt(
+            "DnsPolicy",
+            self.dns_policy.map(berth_core::DnsPolicy::as_str),
+        );
+        if self.auto_create_eip {
+            q.put("AutoCreateEip", "true");
         }
         for (i, a) in self.host_aliases.iter().enumerate() {
             q.put(&format!("HostAliase.{}.Ip", i + 1), &a.ip);
@@ -275,6 +288,9 @@ fn container(q: &mut Q, p: &str, c: &ContainerSpec, init: bool) {
     for (i, port) in c.ports.iter().enumerate() {
         q.put(&format!("{p}.Port.{}.Port", i + 1), &port.port.to_string());
         q.put(&format!("{p}.Port.{}.Protocol", i + 1), &port.protocol);
+        if let Some(h) = port.host_port {
+            q.put(&format!("{p}.Port.{}.HostPort", i + 1), &h.to_string());
+        }
     }
     if !init {
         q.put(&format!("{p}.Tty"), if c.tty { "true" } else { "false" });
@@ -402,6 +418,7 @@ mod tests {
             ports: vec![PortSpec {
                 port: 8080,
                 protocol: "UDP".into(),
+                host_port: Some(30080),
             }],
             // A TTY and stdin are refused until berth gives containers one.
             tty: false,
@@ -472,6 +489,8 @@ mod tests {
                 value: "2000 30000".into(),
             }],
             ephemeral_storage: Some(40),
+            dns_policy: berth_core::DnsPolicy::None,
+            public_address: true,
             volumes: vec![
                 Volume {
                     name: "data".into(),

@@ -8,6 +8,7 @@ mod deadline;
 mod idempotency;
 mod node;
 mod observe;
+mod ports;
 mod service;
 
 pub use cache::{CacheFilter, CachePage, ImageCacheUpdate, NewImageCache, Quota, CACHE_STORAGE};

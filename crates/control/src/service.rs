@@ -59,6 +59,9 @@ pub enum ControlError {
     CapabilityRefused(#[from] berth_core::CapabilityRefused),
     #[error(transparent)]
     VolumeRefused(#[from] berth_core::VolumeRefused),
+    /// The group's ports cannot be published (`AutoCreateEip`).
+    #[error(transparent)]
+    PublishRefused(#[from] berth_core::PublishRefused),
     #[error("state store")]
     Store(#[from] StoreError),
 }
@@ -71,6 +74,9 @@ pub struct Control {
     pub(crate) caches: crate::cache::CacheState,
     capabilities: std::sync::RwLock<berth_core::CapabilityPolicy>,
     volumes: std::sync::RwLock<berth_core::VolumePolicy>,
+    /// The operator's rules for published ports; held while a group's ports are chosen and
+    /// its record inserted, so two creates never get one port.
+    ports: std::sync::Mutex<berth_core::PortPolicy>,
     event_hooks: std::sync::RwLock<Vec<EventHook>>,
 }
 
@@ -86,6 +92,7 @@ impl Control {
             caches: Default::default(),
             capabilities: Default::default(),
             volumes: Default::default(),
+            ports: Default::default(),
             event_hooks: std::sync::RwLock::new(Vec::new()),
         })
     }
@@ -98,6 +105,11 @@ impl Control {
     /// Sets which volumes reaching outside the group are allowed (the default: none).
     pub fn set_volume_policy(&self, policy: berth_core::VolumePolicy) {
         *self.volumes.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    /// Sets the rules for published ports (the default publishes none).
+    pub fn set_port_policy(&self, policy: berth_core::PortPolicy) {
+        *self.ports.lock().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
     /// Connects the node agent; done once at start.
@@ -152,6 +164,49 @@ impl Control {
             spec.region_id = self.region.clone();
         }
         let (cache_event, auto_cache) = self.choose_image_cache(account, &mut spec).await?;
+        let (rec, inserted) = self.insert_new(account, spec, client_token, cache_event, &params)?;
+        let id = rec.id.clone();
+        if let Some(prev) = inserted {
+            return crate::idempotency::same_group(prev, &params);
+        }
+        // Only a group that was created counts as a match of its cache (a refused or
+        // repeated create does not keep an automatic cache from elimination).
+        if let Some(cache) = &rec.spec.image_snapshot_id {
+            self.cache_matched(cache);
+        }
+        if auto_cache {
+            let this = Arc::clone(self);
+            let (account, gid, spec) = (account.to_string(), id.clone(), rec.spec.clone());
+            tokio::spawn(async move { this.auto_create_image_cache(&account, &gid, &spec).await });
+        }
+        self.watch_deadline(&rec);
+        self.node()?.apply(rec).await;
+        Ok(id)
+    }
+
+    /// Chooses the group's published ports and inserts its record, under the port lock: of
+    /// two creates, the second sees the ports of the first. Returns the record and, when the
+    /// ClientToken was claimed before, the earlier group.
+    fn insert_new(
+        &self,
+        account: &str,
+        mut spec: GroupSpec,
+        client_token: Option<String>,
+        cache_event: Option<Event>,
+        params: &str,
+    ) -> Result<(GroupRecord, Option<berth_store::TokenUse>), ControlError> {
+        // From the choice of the ports to the insert: no other create chooses meanwhile.
+        let ports_guard = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+        spec.published = None;
+        if spec.public_address {
+            let groups = self.store.all_groups()?;
+            let held = berth_core::publish::held(groups.iter().map(|g| &g.spec));
+            let address = ports_guard.address;
+            let publication = ports_guard.allocate(&spec, &held, |proto, port| {
+                address.is_some_and(|a| crate::ports::host_free(a, proto, port))
+            })?;
+            spec.published = Some(publication);
+        }
         let now = Utc::now();
         let mut bytes = [0u8; 20];
         rand::thread_rng().fill_bytes(&mut bytes);
@@ -187,27 +242,12 @@ impl Control {
         let limits = self.quota().group_limits();
         let inserted = self
             .store
-            .insert_group_claiming(&rec, &params, &limits)
+            .insert_group_claiming(&rec, params, &limits)
             .map_err(|e| match e {
                 StoreError::QuotaExceeded(q) => ControlError::QuotaExceeded(q),
                 e => e.into(),
             })?;
-        if let Some(prev) = inserted {
-            return crate::idempotency::same_group(prev, &params);
-        }
-        // Only a group that was created counts as a match of its cache (a refused or
-        // repeated create does not keep an automatic cache from elimination).
-        if let Some(cache) = &rec.spec.image_snapshot_id {
-            self.cache_matched(cache);
-        }
-        if auto_cache {
-            let this = Arc::clone(self);
-            let (account, gid, spec) = (account.to_string(), id.clone(), rec.spec.clone());
-            tokio::spawn(async move { this.auto_create_image_cache(&account, &gid, &spec).await });
-        }
-        self.watch_deadline(&rec);
-        self.node()?.apply(rec).await;
-        Ok(id)
+        Ok((rec, inserted))
     }
 
     pub fn get(&self, account: &str, id: &GroupId) -> Result<GroupRecord, ControlError> {

@@ -26,6 +26,41 @@ pub struct DnsConfig {
     pub options: Vec<DnsOption>,
 }
 
+/// `DnsPolicy`: where the containers' resolver configuration comes from. ECI's other values
+/// (`ClusterFirst`, `ClusterFirstWithHostNet`) name a cluster DNS that berth does not have and
+/// are refused when the request is decoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DnsPolicy {
+    /// The host's resolvers, merged with the group's `DnsConfig`.
+    #[default]
+    Default,
+    /// Only the group's `DnsConfig`.
+    None,
+}
+
+impl DnsPolicy {
+    /// The ECI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsPolicy::Default => "Default",
+            DnsPolicy::None => "None",
+        }
+    }
+}
+
+/// `/etc/resolv.conf` of a group: with [`DnsPolicy::Default`] the host's (`host`, loopback
+/// servers already left out) merged with `dns`; with [`DnsPolicy::None`] `dns` alone.
+pub fn group_resolv_conf(policy: DnsPolicy, dns: Option<&DnsConfig>, host: &str) -> String {
+    let host = match policy {
+        DnsPolicy::Default => host,
+        DnsPolicy::None => "",
+    };
+    match dns {
+        Some(d) => d.resolv_conf(host),
+        None => host.to_string(),
+    }
+}
+
 /// One resolver option (`ndots:2`, `edns0`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsOption {
@@ -128,6 +163,22 @@ pub fn hosts_lines(aliases: &[HostAlias]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_none_leaves_the_host_out() {
+        let host = "nameserver 10.0.0.53\nsearch host.local\n";
+        let dns = DnsConfig {
+            name_servers: vec!["10.9.9.9".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            group_resolv_conf(DnsPolicy::None, Some(&dns), host),
+            "nameserver 10.9.9.9\n"
+        );
+        let merged = group_resolv_conf(DnsPolicy::Default, Some(&dns), host);
+        assert!(merged.contains("10.0.0.53") && merged.starts_with("nameserver 10.9.9.9"));
+        assert_eq!(group_resolv_conf(DnsPolicy::Default, None, host), host);
+    }
 
     #[test]
     fn the_groups_settings_go_over_the_hosts() {

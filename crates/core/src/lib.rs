@@ -7,6 +7,7 @@ pub mod dns;
 pub mod event;
 pub mod id;
 pub mod metric;
+pub mod publish;
 pub mod record;
 pub mod restart;
 pub mod size;
@@ -18,9 +19,10 @@ pub mod volume_policy;
 
 pub use cache::{CacheStatus, ImageCacheRecord};
 pub use capability::{CapabilityPolicy, CapabilityRefused};
-pub use dns::{DnsConfig, DnsOption, HostAlias};
+pub use dns::{DnsConfig, DnsOption, DnsPolicy, HostAlias};
 pub use event::{Event, EventType};
 pub use id::{is_group_id, GroupId};
+pub use publish::{PortPolicy, Publication, PublishRefused, PublishedPort};
 pub use record::{ChangeToken, GroupRecord, ObservedGroup, TokenSeen, MAX_CHANGE_TOKENS};
 pub use restart::{
     backoff_delay, setup_backoff, should_restart, BACKOFF_MAX, BACKOFF_RESET_AFTER, BACKOFF_START,

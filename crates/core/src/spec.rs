@@ -72,6 +72,9 @@ pub struct PortSpec {
     pub port: u16,
     /// `TCP` or `UDP`.
     pub protocol: String,
+    /// The host port asked for (`Port.N.HostPort`, a berth extension), with a public address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +197,15 @@ pub struct GroupSpec {
     /// `SecurityContext.Sysctl.N`: namespaced sysctls set in every container of the group.
     #[serde(default)]
     pub sysctls: Vec<crate::sysctl::Sysctl>,
+    /// `DnsPolicy`: whether the host's resolvers are merged in (`Default`) or not (`None`).
+    #[serde(default)]
+    pub dns_policy: crate::dns::DnsPolicy,
+    /// `AutoCreateEip=true`: the containers' ports are published on the node's public address.
+    #[serde(default)]
+    pub public_address: bool,
+    /// Where the ports were published, decided by the control plane at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<crate::publish::Publication>,
 }
 
 /// The temporary storage every group gets unless it asks for another size (as ECI).

@@ -32,6 +32,10 @@ pub struct Record {
     /// The number of the account the group was admitted for (isolation), once it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<u32>,
+    /// The portmap plugin's configuration of the group's published ports, recorded before
+    /// its ADD ran under the group's id; DEL repeats it (`portmap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portmap: Option<Value>,
 }
 
 impl Record {
@@ -189,6 +193,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(super::dir(dir.path())).expect("mkdir");
         let record = Record {
+            portmap: None,
             container_id: "g1".into(),
             if_name: "eth0".into(),
             config: ConfList {

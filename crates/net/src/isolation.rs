@@ -12,7 +12,9 @@
 //! * **The host and beyond** (inet family, input and forward): groups open no connection to
 //!   the host (replies to the host's own connections pass), except to the operator's allowed
 //!   ports; link-local addresses (169.254.0.0/16, where clouds keep metadata services) and
-//!   the operator's CIDRs are unreachable.
+//!   the operator's CIDRs are unreachable. The host's loopback addresses are never reached from
+//!   a group, not even on an allowed port: published ports need `route_localnet` on the
+//!   bridge (`portmap`), which would otherwise let a group's packet to 127.0.0.1 in.
 //!
 //! The element sets hold one entry per group, so the cost of a packet does not grow with the
 //! number of groups. The tables are replaced in one transaction when the network opens (from
@@ -300,6 +302,7 @@ impl Isolation {
              type filter hook input priority -10; policy accept;\n\
              iifname != {bridge} return\n\
              ct state established,related accept\n\
+             ip daddr 127.0.0.0/8 drop\n\
              {allowed}\
              drop\n\
              }}\n\

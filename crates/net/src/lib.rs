@@ -19,10 +19,12 @@ mod netns;
 mod network;
 mod nft;
 mod pool;
+mod portmap;
 mod result;
 
 pub use config::{ConfList, NetConfig, CNI_VERSION};
 pub use error::NetError;
 pub use isolation::IsolationConfig;
 pub use network::Network;
+pub use portmap::{PortMapping, MAX_MAPPINGS};
 pub use result::Attachment;

@@ -28,7 +28,7 @@ pub struct Network {
     pub(crate) cfg: NetConfig,
     list: ConfList,
     binaries: HashMap<String, PathBuf>,
-    cni_path: String,
+    pub(crate) cni_path: String,
     pub(crate) pool: Pool,
     isolation: Option<Isolation>,
 }
@@ -110,6 +110,7 @@ impl Network {
             return Ok(());
         }
         masq::remove_subnet_rule(&self.cfg.network_name, &self.cfg.subnet)?;
+        crate::portmap::remove_shared_chains(&self.cfg.bridge);
         if let Some(iso) = &self.isolation {
             iso.remove()?;
         }
@@ -200,6 +201,9 @@ impl Network {
             netns: live.as_deref().unwrap_or(Path::new("")),
             cni_path: &self.cni_path,
         };
+        if let Some(rec) = &record {
+            self.unpublish(id, rec, live.as_deref()).await?;
+        }
         for plugin in list.plugins.iter().rev() {
             self.run_plugin(list, plugin, inv, prev).await?;
         }
@@ -349,6 +353,7 @@ impl Network {
             result,
             attachment: attachment.clone(),
             account: None,
+            portmap: None,
         };
         cache::write(&self.cfg.state_dir, id, &record)?;
         if let Some(iso) = &self.isolation {
@@ -358,7 +363,7 @@ impl Network {
         Ok(attachment)
     }
 
-    async fn run_plugin(
+    pub(crate) async fn run_plugin(
         &self,
         list: &ConfList,
         plugin: &Value,

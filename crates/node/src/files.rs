@@ -165,6 +165,7 @@ pub fn write_etc(
     hostname: &str,
     ip: Option<&str>,
     dns: Option<&DnsConfig>,
+    policy: berth_core::DnsPolicy,
     aliases: &[HostAlias],
 ) -> io::Result<()> {
     let etc = dirs.etc();
@@ -178,10 +179,7 @@ pub fn write_etc(
     write_etc_file(&etc.join("hosts"), hosts.as_bytes())?;
     write_etc_file(&etc.join("hostname"), format!("{hostname}\n").as_bytes())?;
     let host = container_resolv_conf(&host_resolv_conf());
-    let resolv = match dns {
-        Some(d) => d.resolv_conf(&host),
-        None => host,
-    };
+    let resolv = berth_core::dns::group_resolv_conf(policy, dns, &host);
     write_etc_file(&etc.join("resolv.conf"), resolv.as_bytes())?;
     Ok(())
 }
@@ -271,7 +269,15 @@ mod tests {
     fn etc_files_are_written() {
         let dir = std::env::temp_dir().join(format!("berth-node-etc-{}", std::process::id()));
         let dirs = NodeDirs::new(&dir).group("g1");
-        write_etc(&dirs, "web", Some("10.1.2.3"), None, &[]).unwrap();
+        write_etc(
+            &dirs,
+            "web",
+            Some("10.1.2.3"),
+            None,
+            berth_core::DnsPolicy::Default,
+            &[],
+        )
+        .unwrap();
         assert!(
             dirs.etc().starts_with(dir.join("rw")),
             "/etc files belong on disk"

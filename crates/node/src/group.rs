@@ -67,11 +67,14 @@ pub async fn run_group(inner: Arc<Inner>, rec: GroupRecord, how: Start, cancel: 
         return;
     };
     // Admission to the account's peers runs beside the start of the containers; the group
-    // reaches no other group until it is done (see berth_net's isolation).
+    // reaches no other group until it is done (see berth_net's isolation). Its ports are
+    // published first, in the same task: both change the group's network record.
     let admit = {
         let inner = inner.clone();
         let (gid, account) = (gid.clone(), rec.account.clone());
+        let (spec, state, cancel) = (spec.clone(), state.clone(), cancel.clone());
         tokio::spawn(async move {
+            crate::ports::publish(&inner, &gid, &spec, &state, &cancel).await;
             if let Err(e) = inner.net.admit(&gid, &account).await {
                 tracing::warn!(group = %gid, error = %e, "cannot admit the group to its account's network");
             }
@@ -233,6 +236,7 @@ async fn sandbox(
                 hostname,
                 Some(&ip),
                 spec.dns_config.as_ref(),
+                spec.dns_policy,
                 &spec.host_aliases,
             )
             .map(|()| att)

@@ -12,6 +12,7 @@ mod host_path;
 mod nfs;
 mod observe;
 mod revision;
+mod ports;
 mod spare;
 mod state;
 mod user;

@@ -62,6 +62,16 @@ pub(crate) fn map_err(e: ControlError) -> ApiError {
             format!("The specified parameter SecurityContext.Capability.Add is not valid: {r}"),
         ),
         ControlError::VolumeRefused(r) => ApiError::new(400, "InvalidParameter", r.to_string()),
+        ControlError::PublishRefused(r) if r.conflict => ApiError::new(
+            400,
+            "InvalidParameter.HostPortInUse",
+            format!("The specified parameter {} cannot be honoured: {r}", r.parameter),
+        ),
+        ControlError::PublishRefused(r) => ApiError::new(
+            400,
+            "InvalidParameter",
+            format!("The specified parameter {} is not valid: {r}", r.parameter),
+        ),
         ControlError::TokenParams(_) | ControlError::TokenResource(_) => ApiError::internal(e),
         ControlError::Store(s) if s.is_disk_full() => ApiError::service_unavailable(
             "the disk of berth's state directory is full; nothing was changed, retry once space is freed",

@@ -120,7 +120,42 @@ impl CreateRequest {
             dns_config: super::dns::dns_config(p)?,
             host_aliases: super::dns::host_aliases(p)?,
             sysctls: super::security::sysctls(p)?,
+            dns_policy: super::dns::dns_policy(p)?,
+            public_address: public_address(p)?,
+            published: None,
         };
+        if spec.dns_policy == berth_core::DnsPolicy::None
+            && spec
+                .dns_config
+                .as_ref()
+                .is_none_or(|d| d.name_servers.is_empty())
+        {
+            return Err(ApiError::invalid_parameter(
+                "DnsPolicy",
+                "None needs at least one DnsConfig.NameServer (the host's resolvers are left out)",
+            ));
+        }
+        if !spec.public_address
+            && spec
+                .containers
+                .iter()
+                .any(|c| c.ports.iter().any(|p| p.host_port.is_some()))
+        {
+            return Err(ApiError::invalid_parameter(
+                "Container.N.Port.N.HostPort",
+                "publishes a port, which needs AutoCreateEip=true",
+            ));
+        }
+        if spec
+            .init_containers
+            .iter()
+            .any(|c| c.ports.iter().any(|p| p.host_port.is_some()))
+        {
+            return Err(ApiError::invalid_parameter(
+                "InitContainer.N.Port.N.HostPort",
+                "is not supported: only the ports of app containers are published",
+            ));
+        }
         Ok(Self {
             spec,
             client_token: validate::client_token(p)?,
@@ -267,6 +302,13 @@ fn env(p: &Params, prefix: &str) -> Result<Vec<EnvVar>, ApiError> {
     Ok(out)
 }
 
+/// `AutoCreateEip`: the group's ports published on the node's public address. berth has no
+/// EIP objects of its own: `EipInstanceId` and the bandwidth and ISP knobs are refused
+/// (`honoured.rs`).
+fn public_address(p: &Params) -> Result<bool, ApiError> {
+    Ok(p.bool("AutoCreateEip")?.unwrap_or(false))
+}
+
 fn ports(p: &Params, prefix: &str) -> Result<Vec<PortSpec>, ApiError> {
     let list = format!("{prefix}.Port");
     let mut out = Vec::new();
@@ -293,7 +335,22 @@ fn ports(p: &Params, prefix: &str) -> Result<Vec<PortSpec>, ApiError> {
                 "must be TCP or UDP",
             ));
         }
-        out.push(PortSpec { port, protocol });
+        let host_name = format!("{list}.{i}.HostPort");
+        let host_port = match p.int::<u32>(&host_name)? {
+            None => None,
+            Some(n @ 1..=65535) => Some(n as u16),
+            Some(n) => {
+                return Err(ApiError::invalid_parameter(
+                    &host_name,
+                    format!("must be 1 to 65535, got {n}"),
+                ))
+            }
+        };
+        out.push(PortSpec {
+            port,
+            protocol,
+            host_port,
+        });
     }
     Ok(out)
 }

@@ -12,6 +12,22 @@ use berth_core::dns::{
 use super::validate;
 use crate::{ApiError, Params};
 
+/// `DnsPolicy`: `Default` (the host's resolvers, as without it) or `None` (only the group's
+/// `DnsConfig`). ECI's cluster values name a cluster DNS berth does not have.
+pub fn dns_policy(p: &Params) -> Result<berth_core::DnsPolicy, ApiError> {
+    match p.string("DnsPolicy").as_deref() {
+        None | Some("Default") => Ok(berth_core::DnsPolicy::Default),
+        Some("None") => Ok(berth_core::DnsPolicy::None),
+        Some(other) => Err(ApiError::invalid_parameter(
+            "DnsPolicy",
+            format!(
+                "`{}` is not supported by berth: it has no cluster DNS; use Default or None",
+                other.chars().take(64).collect::<String>()
+            ),
+        )),
+    }
+}
+
 /// The group's `DnsConfig`; `None` when it sends none.
 pub fn dns_config(p: &Params) -> Result<Option<DnsConfig>, ApiError> {
     let name_servers = p.string_list("DnsConfig.NameServer")?;

@@ -48,6 +48,8 @@ const CONTAINER: &[(&str, Rule)] = &[
     ("Port.N", Honoured),
     ("Port.N.Port", Honoured),
     ("Port.N.Protocol", Honoured),
+    // berth's extension: the host port to publish on (with AutoCreateEip=true).
+    ("Port.N.HostPort", Honoured),
     ("SecurityContext", Honoured),
     ("SecurityContext.Capability", Honoured),
     ("SecurityContext.Capability.Add.N", Honoured),
@@ -187,7 +189,6 @@ const GROUP: &[(&str, Rule)] = &[
     ("CpuOptionsThreadsPerCore", Refused),
     ("ContainerResourceView", RefusedUnless(FALSE)),
     ("CorePattern", Refused),
-    ("DnsPolicy", Refused),
     ("SecurityContext", Honoured),
     ("SecurityContext.Sysctl.N", Honoured),
     ("SecurityContext.Sysctl.N.Name", Honoured),
@@ -197,7 +198,11 @@ const GROUP: &[(&str, Rule)] = &[
     ("HostSecurityContext.Sysctl.N.Name", Refused),
     ("HostSecurityContext.Sysctl.N.Value", Refused),
     ("ShareProcessNamespace", RefusedUnless(FALSE)),
-    ("AutoCreateEip", RefusedUnless(FALSE)),
+    // Decoded (`dns.rs`): Default and None; the cluster values are refused by name there.
+    ("DnsPolicy", Honoured),
+    // The node's public address, with the declared ports mapped on it (`create.rs`). berth
+    // has no EIP objects: an existing one cannot be named, nor its bandwidth or ISP chosen.
+    ("AutoCreateEip", Honoured),
     ("EipInstanceId", Refused),
     ("EipBandwidth", Refused),
     ("EipCommonBandwidthPackage", Refused),
@@ -272,6 +277,13 @@ pub fn check_create(p: &Params) -> Result<(), ApiError> {
             Some(Refused) => true,
             Some(RefusedUnless(ok)) => !ok.iter().any(|o| o.eq_ignore_ascii_case(v)),
         };
+        if refused && pattern(name).starts_with("Eip") {
+            return Err(ApiError::invalid_parameter(
+                name,
+                "is not supported: berth has no EIP objects; AutoCreateEip=true publishes the \
+                 group's ports on the node's public address",
+            ));
+        }
         if refused {
             return Err(ApiError::invalid_parameter(
                 name,
@@ -315,7 +327,8 @@ mod tests {
             "InitContainer.1.ReadinessProbe.Exec.Command.1=true",
             "Container.1.LifecyclePreStopHandlerHttpGetPath=/",
             "Container.1.Tty=true",
-            "AutoCreateEip=true",
+            "EipInstanceId=eip-1",
+            "EipBandwidth=5",
             "SpotStrategy=SpotAsPriceGo",
             "Container.1.Gpu=1",
             "HostSecurityContext.Sysctl.1.Name=kernel.sem",

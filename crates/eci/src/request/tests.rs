@@ -271,3 +271,58 @@ fn actions_and_versions() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn public_address_and_host_ports_decode() {
+    let r = create(&format!(
+        "{SMOKE}&AutoCreateEip=true&Container.1.Port.1.Port=80&Container.1.Port.1.HostPort=30080\
+         &Container.1.Port.2.Port=53&Container.1.Port.2.Protocol=udp"
+    ))
+    .unwrap();
+    assert!(r.spec.public_address);
+    assert!(r.spec.published.is_none());
+    let ports = &r.spec.containers[0].ports;
+    assert_eq!((ports[0].port, ports[0].host_port), (80, Some(30080)));
+    assert_eq!(
+        (
+            ports[1].port,
+            ports[1].protocol.as_str(),
+            ports[1].host_port
+        ),
+        (53, "UDP", None)
+    );
+    assert!(!create(SMOKE).unwrap().spec.public_address);
+    for (q, name) in [
+        (
+            "&Container.1.Port.1.Port=80&Container.1.Port.1.HostPort=30080",
+            "HostPort",
+        ),
+        (
+            "&AutoCreateEip=true&Container.1.Port.1.Port=80&Container.1.Port.1.HostPort=70000",
+            "HostPort",
+        ),
+        ("&AutoCreateEip=maybe", "AutoCreateEip"),
+    ] {
+        let e = create(&format!("{SMOKE}{q}")).unwrap_err();
+        assert!(e.message.contains(name), "{q}: {}", e.message);
+    }
+}
+
+#[test]
+fn dns_policy_decodes_default_and_none_only() {
+    use berth_core::DnsPolicy;
+    assert_eq!(create(SMOKE).unwrap().spec.dns_policy, DnsPolicy::Default);
+    let none = create(&format!(
+        "{SMOKE}&DnsPolicy=None&DnsConfig.NameServer.1=10.0.0.53"
+    ))
+    .unwrap();
+    assert_eq!(none.spec.dns_policy, DnsPolicy::None);
+    for q in [
+        "&DnsPolicy=None",
+        "&DnsPolicy=ClusterFirst",
+        "&DnsPolicy=ClusterFirstWithHostNet",
+    ] {
+        let e = create(&format!("{SMOKE}{q}")).unwrap_err();
+        assert!(e.message.contains("DnsPolicy"), "{q}: {}", e.message);
+    }
+}

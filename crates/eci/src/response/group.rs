@@ -60,6 +60,18 @@ pub struct ContainerGroup {
     pub containers: Vec<ContainerInfo>,
     pub init_containers: Vec<InitContainerInfo>,
     pub volumes: Vec<Volume>,
+    /// berth's extension: the host ports published for the group (with `InternetIp`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub published_ports: Vec<PublishedPortInfo>,
+}
+
+/// One published port: `HostPort` on the group's `InternetIp` reaches `ContainerPort`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PublishedPortInfo {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -181,6 +193,21 @@ impl ContainerGroup {
             spot_strategy: "NoSpot".to_string(),
             restart_policy: s.restart_policy.as_str().to_string(),
             intranet_ip: r.intranet_ip.clone().unwrap_or_default(),
+            internet_ip: s
+                .published
+                .as_ref()
+                .map(|p| p.address.clone())
+                .unwrap_or_default(),
+            published_ports: s
+                .published
+                .iter()
+                .flat_map(|p| p.ports.iter())
+                .map(|p| PublishedPortInfo {
+                    host_port: p.host_port,
+                    container_port: p.container_port,
+                    protocol: p.protocol.clone(),
+                })
+                .collect(),
             status: r.status.as_str().to_string(),
             creation_time: time(r.creation_time),
             succeeded_time: time_or_empty(r.succeeded_time),

@@ -27,7 +27,7 @@ pub use events::{
 };
 pub use group::{
     ContainerGroup, DescribeContainerGroupsResponse, DnsConfig, EciSecurityContext, GroupEvent,
-    HostAlias, NameValue, TagInfo, Volume, VolumeConfigFileToPath,
+    HostAlias, NameValue, PublishedPortInfo, TagInfo, Volume, VolumeConfigFileToPath,
 };
 pub use observe::{
     DescribeContainerGroupMetricResponse, DescribeMultiContainerGroupMetricResponse,

@@ -36,6 +36,7 @@ fn record() -> GroupRecord {
         ports: vec![PortSpec {
             port: 80,
             protocol: "TCP".into(),
+            host_port: None,
         }],
         ..Default::default()
     };
