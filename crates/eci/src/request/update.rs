@@ -219,6 +219,12 @@ impl UpdateRequest {
             }
         }
         check_containers(&spec)?;
+        if old.public_address && published_ports(&spec) != published_ports(old) {
+            return Err(ApiError::invalid_parameter(
+                "Container.N.Port",
+                "cannot be changed on a group whose ports are published (AutoCreateEip): create a new container group",
+            ));
+        }
         if parts.cpu.is_some() || parts.memory.is_some() {
             let size = normalize_size(
                 Some(parts.cpu.unwrap_or(old.cpu)),
@@ -249,6 +255,18 @@ struct Parts {
     cpu: Option<f64>,
     memory: Option<f64>,
     restart_policy: Option<RestartPolicy>,
+}
+
+/// The app containers' ports (and host ports asked for), in a stable order.
+fn published_ports(spec: &GroupSpec) -> Vec<(u16, String, Option<u16>)> {
+    let mut out: Vec<_> = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter())
+        .map(|p| (p.port, p.protocol.clone(), p.host_port))
+        .collect();
+    out.sort();
+    out
 }
 
 fn has_value(p: &Params, name: &str) -> bool {
@@ -424,6 +442,22 @@ mod tests {
         )
         .unwrap();
         assert!(u.apply(&old).is_err());
+    }
+
+    #[test]
+    fn published_ports_stay_as_they_are() {
+        let old = created(
+            "ContainerGroupName=gg&AutoCreateEip=true&Container.1.Name=a&Container.1.Image=busybox\
+             &Container.1.Port.1.Port=80&Container.1.Port.1.Protocol=TCP",
+        );
+        let same = "ContainerGroupId=eci-x&Container.1.Name=a&Container.1.Image=busybox:2\
+             &Container.1.Port.1.Port=80&Container.1.Port.1.Protocol=TCP";
+        assert!(update(same).unwrap().apply(&old).is_ok());
+        let other = update("ContainerGroupId=eci-x&Container.1.Name=a&Container.1.Image=busybox")
+            .unwrap()
+            .apply(&old)
+            .unwrap_err();
+        assert!(other.message.contains("Container.N.Port"), "{}", other.message);
     }
 
     #[test]
