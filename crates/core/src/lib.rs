@@ -7,6 +7,7 @@ pub mod dns;
 pub mod event;
 pub mod id;
 pub mod metric;
+pub mod probe;
 pub mod record;
 pub mod restart;
 pub mod size;
@@ -19,6 +20,7 @@ pub use capability::{CapabilityPolicy, CapabilityRefused};
 pub use dns::{DnsConfig, DnsOption, HostAlias};
 pub use event::{Event, EventType};
 pub use id::{is_group_id, GroupId};
+pub use probe::{Handler, HttpHeader, Probe, Scheme, Streak};
 pub use record::{GroupRecord, ObservedGroup};
 pub use restart::{
     backoff_delay, setup_backoff, should_restart, BACKOFF_MAX, BACKOFF_RESET_AFTER, BACKOFF_START,
