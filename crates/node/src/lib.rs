@@ -6,9 +6,13 @@
 mod agent;
 mod cache;
 mod container;
+mod dial;
+mod dial_tls;
 mod files;
 mod group;
+mod handler;
 mod observe;
+mod probe;
 mod spare;
 mod state;
 mod user;
