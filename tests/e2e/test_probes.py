@@ -265,3 +265,51 @@ def test_bad_probes_and_hooks_are_refused(client, groups, images, kw, name):
     assert info.value.status_code == 400, info.value.message
     assert name in info.value.message, info.value.message
     assert len(support.list_groups(client)) == before
+
+
+def test_pre_stop_runs_on_delete(berth, client, groups, images):
+    # The container ignores SIGTERM, so the delete waits out the grace period; the hook's
+    # line reaches the container's log before SIGKILL.
+    ignore = ["sh", "-c", "while true; do sleep 1; done"]
+    c = container("c", images.image, ignore, lifecycle_pre_stop_handler_exec=[
+        "sh", "-c", "echo prestop-ran > /proc/1/fd/1"])
+    gid = groups.create("e2e-prestop-delete", [c], termination_grace_period_seconds=10)
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    support.delete(client, gid)
+    wait_for(
+        "the PreStop hook's line in the log of the terminating container",
+        lambda: "prestop-ran" in support.logs(client, gid, "c"),
+        8,
+        interval=0.2,
+        diag=berth.diag,
+    )
+    assert support.describe(client, gid)["Status"] == "Terminating"
+
+
+def test_http_pre_stop_hook_reaches_the_group(berth, client, groups, images):
+    web = container("web", images.image,
+                    ["sh", "-c", "mkdir -p /www && touch /www/bye-from-hook && exec httpd -f -vv -p 8080 -h /www"])
+    liveness = M.CreateContainerGroupRequestContainerLivenessProbe(
+        exec=M.CreateContainerGroupRequestContainerLivenessProbeExec(command=["false"]),
+        initial_delay_seconds=2,
+        period_seconds=1,
+        failure_threshold=1,
+    )
+    c = container(
+        "c", images.image, SLEEP, liveness_probe=liveness,
+        lifecycle_pre_stop_handler_http_get_path="/bye-from-hook",
+        lifecycle_pre_stop_handler_http_get_port=8080,
+        lifecycle_pre_stop_handler_http_get_http_header=[
+            M.CreateContainerGroupRequestContainerLifecyclePreStopHandlerHttpGetHttpHeader(
+                name="X-Hook", value="prestop")],
+    )
+    gid = groups.create("e2e-prestop-http", [web, c], restart_policy="Always")
+    wait_for(
+        "the HTTP PreStop hook's request in the web container's log",
+        lambda: "/bye-from-hook" in support.logs(client, gid, "web"),
+        30,
+        diag=lambda: "\n".join(events(client, gid)) + "\nweb log:\n"
+        + support.logs(client, gid, "web") + berth.diag(),
+    )
+    assert container_of(support.describe(client, gid), "web")["RestartCount"] == 0
+    assert not any(t.startswith("FailedPreStopHook") for t in events(client, gid))
