@@ -128,6 +128,9 @@ pub async fn connect(netns: &Netns, addr: SocketAddr, timeout: Duration) -> io::
         let fd = socket_in(netns, addr.is_ipv6()).await?;
         let std_stream = std::net::TcpStream::from(fd);
         let sock = tokio::net::TcpSocket::from_std_stream(std_stream);
+        // Closed with a reset: no FIN exchange and no TIME_WAIT left in the group's
+        // namespace per check (the kubelet's TCP probes do the same).
+        sock.set_zero_linger()?;
         sock.connect(addr).await
     };
     tokio::time::timeout(timeout, fut).await.map_err(|_| {
@@ -200,7 +203,6 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let mut chunk = [0u8; 512];
     loop {
         if let Some(code) = status_code(&buf)? {
-            let _ = s.shutdown().await;
             return Ok(code);
         }
         if buf.len() >= MAX_STATUS_LINE {
