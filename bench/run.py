@@ -47,6 +47,16 @@ apply:
      fast as answers come), then the same with throttling off: B's p50/p99 latency and
      success rate, A's answered and Throttling.User requests/s.
 
+  8. probe CPU (berth only): --probe-groups groups of one busybox httpd, first without
+     probes, then (deleted and made again) each with an HTTP GET readiness probe and a TCP
+     liveness probe every --probe-period seconds (all Ready checked first); the CPU seconds
+     of `berth serve` (all threads, user and system, /proc/PID/stat; the kernel's TCP work
+     for both ends of a check runs in berth's context and counts there) over --probe-seconds
+     in each phase; the difference is the probes' cost, given as % of one core and
+     extrapolated to 1,000 groups at Kubernetes' default period of 10 s. The whole host's
+     CPU (/proc/stat) is in the JSON only: other work on the host moves it more than the
+     probes do. --probe-perf FILE records a perf profile of the phase with probes.
+
 Requests are signed as the ECI SDKs sign RPC calls (HMAC-SHA1, a fresh nonce each). podman
 runs with runc and explicit rlimits (crun refuses this host's hybrid cgroups; podman's default
 rlimits exceed the hard limits); ctr with io.containerd.runc.v2 and runc for the same reason.
@@ -1225,6 +1235,90 @@ class Bench:
             fb.stop()
         self.eci = self.berth.start()
 
+    def probes(self) -> None:
+        n, secs, period = self.a.probe_groups, self.a.probe_seconds, self.a.probe_period
+        httpd = ["sh", "-c", "mkdir -p /www && echo ok > /www/ok && exec httpd -f -p 8080 -h /www"]
+        probe_params = {
+            "Container.1.ReadinessProbe.HttpGet.Path": "/ok",
+            "Container.1.ReadinessProbe.HttpGet.Port": "8080",
+            "Container.1.ReadinessProbe.PeriodSeconds": str(period),
+            "Container.1.LivenessProbe.TcpSocket.Port": "8080",
+            "Container.1.LivenessProbe.PeriodSeconds": str(period),
+        }
+        pid = self.berth.proc.pid
+        out: dict = {"groups": n, "seconds": secs, "period_s": period}
+
+        def host_cpu_s() -> float:
+            f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+            busy = sum(int(x) for i, x in enumerate(f) if i not in (3, 4))  # not idle, iowait
+            return busy / os.sysconf("SC_CLK_TCK")
+
+        def phase(label: str, extra: dict) -> None:
+            self.berth.wait_pool_full()
+            EXTRA_CREATE.update(extra)
+            try:
+                ids = []
+                with cf.ThreadPoolExecutor(8) as ex:
+                    for gid in ex.map(lambda i: self.eci.create(
+                            f"{PREFIX}-probe-{label}-{i}", self.image, httpd,
+                            self.registry.host), range(n)):
+                        ids.append(gid)
+                        self.groups.add(gid)
+            finally:
+                for k in extra:
+                    EXTRA_CREATE.pop(k, None)
+            deadline = time.monotonic() + 600
+            while True:
+                gs = []
+                for i in range(0, n, 20):
+                    gs += self.eci.describe(ids[i:i + 20])
+                ready = sum(1 for g in gs if g.get("Status") == "Running"
+                            and all(c.get("Ready") for c in g.get("Containers") or []))
+                if ready == n:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"probes {label}: {ready}/{n} groups ready after 600 s")
+                time.sleep(1)
+            # Let the starts settle (pool refills, spare directories) before measuring.
+            time.sleep(10)
+            self.berth.wait_pool_full()
+            c0, h0, t0 = process_cpu_split(pid), host_cpu_s(), time.monotonic()
+            if label == "with" and self.a.probe_perf:
+                subprocess.run(["perf", "record", "-F", "499", "-g", "-p", str(pid), "-o",
+                                str(self.a.probe_perf), "--", "sleep", str(secs)],
+                               capture_output=True, check=True)
+            else:
+                time.sleep(secs)
+            c1, h1, t1 = process_cpu_split(pid), host_cpu_s(), time.monotonic()
+            wall = t1 - t0
+            out[label] = {"serve_cpu_pct": round(100 * (sum(c1) - sum(c0)) / wall, 3),
+                          "serve_user_pct": round(100 * (c1[0] - c0[0]) / wall, 3),
+                          "serve_system_pct": round(100 * (c1[1] - c0[1]) / wall, 3),
+                          "host_cpu_pct": round(100 * (h1 - h0) / wall, 3)}
+            restarts = sum(c.get("RestartCount", 0) for i in range(0, n, 20)
+                           for g in self.eci.describe(ids[i:i + 20])
+                           for c in g.get("Containers") or [])
+            out[label]["restarts"] = restarts
+            log(f"probes {label}: berth serve {out[label]['serve_cpu_pct']:.2f} % of a core "
+                f"({out[label]['serve_user_pct']:.2f} user, "
+                f"{out[label]['serve_system_pct']:.2f} system), "
+                f"host {out[label]['host_cpu_pct']:.2f} %, {restarts} restarts")
+            for gid in ids:
+                self.eci.delete(gid)
+            self.wait_gone(ids, time.perf_counter(), 300)
+
+        phase("without", {})
+        phase("with", probe_params)
+        serve = out["with"]["serve_cpu_pct"] - out["without"]["serve_cpu_pct"]
+        host = out["with"]["host_cpu_pct"] - out["without"]["host_cpu_pct"]
+        checks_per_s = 2 * n / period
+        out["serve_pct_per_1000_checks_per_s"] = round(serve / checks_per_s * 1000, 3)
+        # 1,000 groups with two probes every 10 s: 200 checks/s.
+        out["serve_pct_1000_groups_10s"] = round(serve / checks_per_s * 200, 3)
+        out["host_pct_1000_groups_10s"] = round(host / checks_per_s * 200, 3)
+        out["serve_pct_1000_groups_same_period"] = round(serve / n * 1000, 3)
+        self.results["probes"] = out
+
     def wait_final(self, eci: Eci, ids: list[str], gone: bool = False,
                    timeout: float = 120) -> None:
         """Waits until the groups have ended (Succeeded or Failed), or are gone."""
@@ -1348,6 +1442,13 @@ def process_cpu_s(pid: int) -> float:
     """User plus system CPU seconds of process `pid`, all its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of process `pid`, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def native_load(endpoint, credentials, kind, ids_file, connections, seconds) -> dict:
@@ -1487,6 +1588,15 @@ def table(res: dict) -> list[tuple]:
                     None, "")
                 row(f"Describe of A, {what}, Throttling/s", f[label]["a"]["throttled_per_s"],
                     None, "")
+    pr = res.get("probes")
+    if pr:
+        row(f"probes: berth serve, {pr['groups']} groups, none (% of a core)",
+            pr["without"]["serve_cpu_pct"], None, "")
+        row(f"probes: berth serve, {pr['groups']} groups, HTTP+TCP every "
+            f"{pr['period_s']} s (% core)", pr["with"]["serve_cpu_pct"], None, "")
+        row("probes: berth serve per 1,000 groups, HTTP+TCP every 10 s (% core)",
+            pr["serve_pct_1000_groups_10s"], None, "", "a few % (<= 5)",
+            pr["serve_pct_1000_groups_10s"] <= 5)
     m = res.get("memory_kib")
     if m:
         row("PSS per idle group (KiB), monitors", m["berth_monitor_pss_per_group"],
@@ -1565,7 +1675,15 @@ def main() -> None:
                     help="berth admin account set-seccomp of the benchmark's account: a profile "
                          "file, default or unconfined (berth's default profile when not given)")
     ap.add_argument("--skip", default="",
-                    help="comma list of: pull,big,cold,memory,burst,describe,flood")
+                    help="comma list of: pull,big,cold,memory,burst,describe,flood,probes")
+    ap.add_argument("--probe-groups", type=int, default=200,
+                    help="groups of the probe CPU measurement (each phase)")
+    ap.add_argument("--probe-seconds", type=float, default=60.0,
+                    help="length of each probe CPU measurement")
+    ap.add_argument("--probe-period", type=int, default=1,
+                    help="PeriodSeconds of the measured probes")
+    ap.add_argument("--probe-perf", type=Path,
+                    help="perf record berth serve during the measurement with probes, here")
     ap.add_argument("--keep", action="store_true", help="keep the temp work dir")
     ap.add_argument("--volumes", action="store_true",
                     help="every group berth creates gets an emptyDir (on its temporary storage) "
@@ -1583,6 +1701,7 @@ def main() -> None:
         a.runs = min(a.runs, 10)
         a.describe_seconds = min(a.describe_seconds, 5.0)
         a.flood_seconds = min(a.flood_seconds, 5.0)
+        a.probe_seconds = min(a.probe_seconds, 20.0)
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     if not a.berth.exists():
@@ -1637,6 +1756,9 @@ def main() -> None:
         if "flood" not in skip:
             log("7. DescribeContainerGroups of account B while account A floods")
             b.describe_flood()
+        if "probes" not in skip:
+            log(f"8. probe CPU: {a.probe_groups} groups without and with probes")
+            b.probes()
         if "big" not in skip:
             b.pull_big()
     except BaseException as e:  # noqa: BLE001 - reported after cleanup

@@ -42,7 +42,7 @@ enum Command {
     /// Run the API server and the node agent of this machine.
     Serve(Box<serve::ServeArgs>),
     /// Create a container group running one image.
-    Run(cli::RunArgs),
+    Run(Box<cli::RunArgs>),
     /// List container groups.
     Ps(cli::PsArgs),
     /// Print the logs of a container of a group.
@@ -97,7 +97,7 @@ fn main() {
     let res = rt.block_on(async move {
         match args.command {
             Command::Serve(a) => serve::run(*a).await,
-            Command::Run(a) => cli::run(&args.client, a).await,
+            Command::Run(a) => cli::run(&args.client, *a).await,
             Command::Ps(a) => cli::ps(&args.client, a).await,
             Command::Logs(a) => cli::logs(&args.client, a).await,
             Command::Rm(a) => cli::rm(&args.client, a).await,

@@ -2,8 +2,8 @@
 //! (`Container.1.Image=…`, 1-based lists, JSON-string id lists) the way the SDKs write them.
 
 use berth_core::{
-    ContainerSpec, EmptyDirMedium, GroupSpec, GroupStatus, MountPropagation, RegistryCredential,
-    RestartPolicy, Tag, Volume, VolumeSource,
+    ContainerSpec, EmptyDirMedium, GroupSpec, GroupStatus, Handler, MountPropagation, Probe,
+    RegistryCredential, RestartPolicy, Tag, Volume, VolumeSource,
 };
 
 /// What CreateContainerGroup is asked for. `None` leaves a value to the server's default.
@@ -328,6 +328,70 @@ fn container(q: &mut Q, p: &str, c: &ContainerSpec, init: bool) {
             q.put(&format!("{mp}.MountPropagation"), m.propagation.as_str());
         }
     }
+    for (kind, probe) in [
+        ("LivenessProbe", &c.liveness_probe),
+        ("ReadinessProbe", &c.readiness_probe),
+        ("StartupProbe", &c.startup_probe),
+    ] {
+        if let Some(pr) = probe {
+            probe_params(q, &format!("{p}.{kind}"), pr);
+        }
+    }
+    for (which, hook) in [("PostStart", &c.post_start), ("PreStop", &c.pre_stop)] {
+        if let Some(h) = hook {
+            hook_params(q, &format!("{p}.Lifecycle{which}Handler"), h);
+        }
+    }
+}
+
+fn probe_params(q: &mut Q, p: &str, pr: &Probe) {
+    match &pr.handler {
+        Handler::Exec { command } => q.list(&format!("{p}.Exec.Command"), command),
+        Handler::HttpGet {
+            path, port, scheme, ..
+        } => {
+            q.put(&format!("{p}.HttpGet.Path"), path);
+            q.put(&format!("{p}.HttpGet.Port"), &port.to_string());
+            q.put(&format!("{p}.HttpGet.Scheme"), scheme.as_str());
+        }
+        Handler::TcpSocket { port, .. } => q.put(&format!("{p}.TcpSocket.Port"), &port.to_string()),
+    }
+    for (k, v) in [
+        ("InitialDelaySeconds", pr.initial_delay_secs),
+        ("PeriodSeconds", pr.period_secs),
+        ("TimeoutSeconds", pr.timeout_secs),
+        ("SuccessThreshold", pr.success_threshold),
+        ("FailureThreshold", pr.failure_threshold),
+    ] {
+        q.put(&format!("{p}.{k}"), &v.to_string());
+    }
+}
+
+fn hook_params(q: &mut Q, p: &str, h: &Handler) {
+    match h {
+        Handler::Exec { command } => q.list(&format!("{p}Exec"), command),
+        Handler::HttpGet {
+            host,
+            path,
+            port,
+            scheme,
+            headers,
+        } => {
+            q.opt(&format!("{p}HttpGetHost"), host.as_deref());
+            q.put(&format!("{p}HttpGetPath"), path);
+            q.put(&format!("{p}HttpGetPort"), &port.to_string());
+            q.put(&format!("{p}HttpGetScheme"), scheme.as_str());
+            for (i, hd) in headers.iter().enumerate() {
+                let hp = format!("{p}HttpGetHttpHeader.{}", i + 1);
+                q.put(&format!("{hp}.Name"), &hd.name);
+                q.put(&format!("{hp}.Value"), &hd.value);
+            }
+        }
+        Handler::TcpSocket { host, port } => {
+            q.opt(&format!("{p}TcpSocketHost"), host.as_deref());
+            q.put(&format!("{p}TcpSocketPort"), &port.to_string());
+        }
+    }
 }
 
 fn volume(q: &mut Q, p: &str, v: &Volume) {
@@ -443,6 +507,42 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            liveness_probe: Some(Probe {
+                initial_delay_secs: 5,
+                failure_threshold: 7,
+                ..Probe::new(Handler::Exec {
+                    command: vec!["cat".into(), "/tmp/a b".into()],
+                })
+            }),
+            readiness_probe: Some(Probe {
+                success_threshold: 2,
+                period_secs: 3,
+                timeout_secs: 2,
+                ..Probe::new(Handler::HttpGet {
+                    host: None,
+                    path: "/healthz?x=1".into(),
+                    port: 8080,
+                    scheme: berth_core::Scheme::Https,
+                    headers: vec![],
+                })
+            }),
+            startup_probe: Some(Probe::new(Handler::TcpSocket {
+                host: None,
+                port: 9000,
+            })),
+            post_start: Some(Handler::HttpGet {
+                host: Some("127.0.0.1".into()),
+                path: "/start".into(),
+                port: 80,
+                scheme: berth_core::Scheme::Http,
+                headers: vec![berth_core::HttpHeader {
+                    name: "X-Token".into(),
+                    value: "a b&c".into(),
+                }],
+            }),
+            pre_stop: Some(Handler::Exec {
+                command: vec!["sh".into(), "-c".into(), "echo bye > /data/x".into()],
+            }),
         };
         let init = ContainerSpec {
             name: "init".into(),

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod event;
 pub mod id;
 pub mod metric;
+pub mod probe;
 pub mod publish;
 pub mod record;
 pub mod restart;
@@ -22,6 +23,7 @@ pub use capability::{CapabilityPolicy, CapabilityRefused};
 pub use dns::{DnsConfig, DnsOption, DnsPolicy, HostAlias};
 pub use event::{Event, EventType};
 pub use id::{is_group_id, GroupId};
+pub use probe::{Handler, HttpHeader, Probe, Scheme, Streak};
 pub use publish::{PortPolicy, Publication, PublishRefused, PublishedPort};
 pub use record::{ChangeToken, GroupRecord, ObservedGroup, TokenSeen, MAX_CHANGE_TOKENS};
 pub use restart::{

@@ -139,6 +139,21 @@ pub struct ContainerSpec {
     /// The group's volumes this container mounts (`VolumeMount.N`).
     #[serde(default)]
     pub volume_mounts: Vec<crate::volume::VolumeMount>,
+    /// `LivenessProbe`: failing it restarts the container under the restart policy.
+    #[serde(default)]
+    pub liveness_probe: Option<crate::probe::Probe>,
+    /// `ReadinessProbe`: the container is Ready while it passes.
+    #[serde(default)]
+    pub readiness_probe: Option<crate::probe::Probe>,
+    /// `StartupProbe` (berth's extension): holds the other probes back until it passes.
+    #[serde(default)]
+    pub startup_probe: Option<crate::probe::Probe>,
+    /// `LifecyclePostStartHandler*`: run right after the start; failing kills the container.
+    #[serde(default)]
+    pub post_start: Option<crate::probe::Handler>,
+    /// `LifecyclePreStopHandler*`: run before SIGTERM, within the grace period.
+    #[serde(default)]
+    pub pre_stop: Option<crate::probe::Handler>,
 }
 
 /// A container group as created: what the user asked for, normalised.

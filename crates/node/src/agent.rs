@@ -297,10 +297,9 @@ impl Agent {
         let stops = rec.spec.all_containers().map(|c| {
             let rid = runtime_id(&gid, &c.name);
             let rt = &self.inner.runtime;
+            let target = crate::handler::Target::of(&self.inner, &gid, &c.name);
             async move {
-                if let Err(e) = rt.stop(&rid, grace).await {
-                    tracing::debug!(container = %rid, error = %e, "stop");
-                }
+                crate::handler::stop(&target, Some(c), grace).await;
                 if let Err(e) = rt.delete(&rid).await {
                     tracing::warn!(container = %rid, error = %e, "cannot delete container");
                 }
@@ -329,10 +328,10 @@ impl Agent {
         let stops = names.iter().map(|name| {
             let rid = runtime_id(&gid, name);
             let rt = &self.inner.runtime;
+            let target = crate::handler::Target::of(&self.inner, &gid, name);
+            let container = spec.and_then(|s| s.containers.iter().find(|c| &c.name == name));
             async move {
-                if let Err(e) = rt.stop(&rid, grace).await {
-                    tracing::debug!(container = %rid, error = %e, "stop");
-                }
+                crate::handler::stop(&target, container, grace).await;
                 rt.delete(&rid).await
             }
         });

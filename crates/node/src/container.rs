@@ -268,7 +268,7 @@ impl ContainerCtx {
             )),
             |c| c.current = ContainerState::running(at),
         );
-        self.wait(started).await
+        self.wait(started, true).await
     }
 
     /// Records an adopted container as running when the record does not say so yet: berth
@@ -292,11 +292,14 @@ impl ContainerCtx {
         );
     }
 
-    /// Waits for a started (or adopted) container to exit.
-    pub async fn wait(&self, started: berth_runtime::Started) -> RunEnd {
+    /// Waits for a started (or adopted) container to exit, its probes and hooks beside it
+    /// (`fresh`: berth started it now).
+    pub async fn wait(&self, started: berth_runtime::Started, fresh: bool) -> RunEnd {
         let cdir = self.dirs.container(&self.spec.name);
         let cancel = &self.cancel;
+        let probes = crate::probe::watch(self, started.started_at, fresh);
         tokio::select! {
+            never = probes => match never {},
             res = self.inner.runtime.wait(&started, &cdir) => match res {
                 Ok(exit) => RunEnd::Exited(exit),
                 Err(e) => RunEnd::StartFailed(format!("lost the container: {}", crate::files::error_chain(&e))),
@@ -361,7 +364,7 @@ impl ContainerCtx {
             let end = match first.take() {
                 Some(Adopted::Running(started)) => {
                     self.note_adopted(&status, &started);
-                    self.wait(started).await
+                    self.wait(started, false).await
                 }
                 Some(Adopted::Exited(exit)) => RunEnd::Exited(exit),
                 None => self.run_once(status.restart_count).await,

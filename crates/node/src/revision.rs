@@ -13,7 +13,6 @@ use berth_core::{ContainerSpec, EventType, GroupSpec, Volume};
 use serde::{Deserialize, Serialize};
 
 use crate::agent::Inner;
-use crate::container::runtime_id;
 use crate::files::GroupDirs;
 use crate::state::GroupState;
 
@@ -160,13 +159,14 @@ pub async fn reconcile(
     }
 }
 
-async fn stop(inner: &Inner, gid: &str, name: &str, grace: Duration) {
-    let rid = runtime_id(gid, name);
-    if let Err(e) = inner.runtime.stop(&rid, grace).await {
-        tracing::debug!(container = %rid, error = %e, "stop");
-    }
-    if let Err(e) = inner.runtime.delete(&rid).await {
-        tracing::warn!(container = %rid, error = %e, "cannot delete container");
+/// Stops a container as any stop does (its PreStop hook as it was started, SIGTERM, SIGKILL
+/// after the grace period) and deletes it from the runtime.
+async fn stop(inner: &Arc<Inner>, gid: &str, name: &str, grace: Duration) {
+    let target = crate::handler::Target::of(inner, gid, name);
+    let started_as = Revision::read(&target.cdir).map(|r| r.spec);
+    crate::handler::stop(&target, started_as.as_ref(), grace).await;
+    if let Err(e) = inner.runtime.delete(&target.rid).await {
+        tracing::warn!(container = %target.rid, error = %e, "cannot delete container");
     }
 }
 

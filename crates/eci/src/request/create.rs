@@ -8,6 +8,7 @@ use berth_core::{
     RegistryCredential, RestartPolicy, Size, Tag,
 };
 
+use super::probes::Kind;
 use super::validate;
 use crate::error::ApiError;
 use crate::params::Params;
@@ -272,9 +273,39 @@ fn container(p: &Params, prefix: &str, init: bool) -> Result<ContainerSpec, ApiE
         capability_add,
         capability_drop,
         volume_mounts: super::volumes::mounts(p, prefix)?,
+        liveness_probe: probe(p, prefix, init, Kind::Liveness)?,
+        readiness_probe: probe(p, prefix, init, Kind::Readiness)?,
+        startup_probe: probe(p, prefix, init, Kind::Startup)?,
+        post_start: hook(p, prefix, init, "PostStart")?,
+        pre_stop: hook(p, prefix, init, "PreStop")?,
         name,
         image,
     })
+}
+
+/// Probes and hooks of app containers (init containers have none: `honoured` refuses them).
+fn probe(
+    p: &Params,
+    prefix: &str,
+    init: bool,
+    kind: Kind,
+) -> Result<Option<berth_core::Probe>, ApiError> {
+    if init {
+        return Ok(None);
+    }
+    super::probes::probe(p, prefix, kind)
+}
+
+fn hook(
+    p: &Params,
+    prefix: &str,
+    init: bool,
+    which: &str,
+) -> Result<Option<berth_core::Handler>, ApiError> {
+    if init {
+        return Ok(None);
+    }
+    super::probes::hook(p, prefix, which)
 }
 
 fn env(p: &Params, prefix: &str) -> Result<Vec<EnvVar>, ApiError> {

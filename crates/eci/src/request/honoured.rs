@@ -74,14 +74,83 @@ const CONTAINER: &[(&str, Rule)] = &[
     ("VolumeMount.N.Name", Honoured),
     ("VolumeMount.N.ReadOnly", Honoured),
     ("VolumeMount.N.SubPath", Honoured),
-    ("LivenessProbe", Refused),
-    ("ReadinessProbe", Refused),
-    ("StartupProbe", Refused),
-    ("LifecyclePostStartHandlerExec.N", Refused),
-    ("LifecyclePreStopHandlerExec.N", Refused),
 ];
 
-/// Prefixes of container fields refused whatever follows (probes, hooks).
+/// Fields of app containers only: probes and lifecycle hooks (`StartupProbe` is berth's
+/// extension, Kubernetes' field).
+const APP_CONTAINER: &[(&str, Rule)] = &[
+    ("LivenessProbe", Honoured),
+    ("LivenessProbe.Exec", Honoured),
+    ("LivenessProbe.Exec.Command.N", Honoured),
+    ("LivenessProbe.HttpGet", Honoured),
+    ("LivenessProbe.HttpGet.Path", Honoured),
+    ("LivenessProbe.HttpGet.Port", Honoured),
+    ("LivenessProbe.HttpGet.Scheme", Honoured),
+    ("LivenessProbe.TcpSocket", Honoured),
+    ("LivenessProbe.TcpSocket.Port", Honoured),
+    ("LivenessProbe.InitialDelaySeconds", Honoured),
+    ("LivenessProbe.PeriodSeconds", Honoured),
+    ("LivenessProbe.SuccessThreshold", Honoured),
+    ("LivenessProbe.FailureThreshold", Honoured),
+    ("LivenessProbe.TimeoutSeconds", Honoured),
+    ("ReadinessProbe", Honoured),
+    ("ReadinessProbe.Exec", Honoured),
+    ("ReadinessProbe.Exec.Command.N", Honoured),
+    ("ReadinessProbe.HttpGet", Honoured),
+    ("ReadinessProbe.HttpGet.Path", Honoured),
+    ("ReadinessProbe.HttpGet.Port", Honoured),
+    ("ReadinessProbe.HttpGet.Scheme", Honoured),
+    ("ReadinessProbe.TcpSocket", Honoured),
+    ("ReadinessProbe.TcpSocket.Port", Honoured),
+    ("ReadinessProbe.InitialDelaySeconds", Honoured),
+    ("ReadinessProbe.PeriodSeconds", Honoured),
+    ("ReadinessProbe.SuccessThreshold", Honoured),
+    ("ReadinessProbe.FailureThreshold", Honoured),
+    ("ReadinessProbe.TimeoutSeconds", Honoured),
+    ("StartupProbe", Honoured),
+    ("StartupProbe.Exec", Honoured),
+    ("StartupProbe.Exec.Command.N", Honoured),
+    ("StartupProbe.HttpGet", Honoured),
+    ("StartupProbe.HttpGet.Path", Honoured),
+    ("StartupProbe.HttpGet.Port", Honoured),
+    ("StartupProbe.HttpGet.Scheme", Honoured),
+    ("StartupProbe.TcpSocket", Honoured),
+    ("StartupProbe.TcpSocket.Port", Honoured),
+    ("StartupProbe.InitialDelaySeconds", Honoured),
+    ("StartupProbe.PeriodSeconds", Honoured),
+    ("StartupProbe.SuccessThreshold", Honoured),
+    ("StartupProbe.FailureThreshold", Honoured),
+    ("StartupProbe.TimeoutSeconds", Honoured),
+    ("LifecyclePostStartHandlerExec.N", Honoured),
+    ("LifecyclePostStartHandlerHttpGetHost", Honoured),
+    ("LifecyclePostStartHandlerHttpGetHttpHeader.N", Honoured),
+    (
+        "LifecyclePostStartHandlerHttpGetHttpHeader.N.Name",
+        Honoured,
+    ),
+    (
+        "LifecyclePostStartHandlerHttpGetHttpHeader.N.Value",
+        Honoured,
+    ),
+    ("LifecyclePostStartHandlerHttpGetPath", Honoured),
+    ("LifecyclePostStartHandlerHttpGetPort", Honoured),
+    ("LifecyclePostStartHandlerHttpGetScheme", Honoured),
+    ("LifecyclePostStartHandlerTcpSocketHost", Honoured),
+    ("LifecyclePostStartHandlerTcpSocketPort", Honoured),
+    ("LifecyclePreStopHandlerExec.N", Honoured),
+    ("LifecyclePreStopHandlerHttpGetHost", Honoured),
+    ("LifecyclePreStopHandlerHttpGetHttpHeader.N", Honoured),
+    ("LifecyclePreStopHandlerHttpGetHttpHeader.N.Name", Honoured),
+    ("LifecyclePreStopHandlerHttpGetHttpHeader.N.Value", Honoured),
+    ("LifecyclePreStopHandlerHttpGetPath", Honoured),
+    ("LifecyclePreStopHandlerHttpGetPort", Honoured),
+    ("LifecyclePreStopHandlerHttpGetScheme", Honoured),
+    ("LifecyclePreStopHandlerTcpSocketHost", Honoured),
+    ("LifecyclePreStopHandlerTcpSocketPort", Honoured),
+];
+
+/// Prefixes of fields refused whatever follows: in init containers (probes, hooks, as
+/// Kubernetes), and in app containers when [`APP_CONTAINER`] does not list the name.
 const CONTAINER_REFUSED_PREFIXES: &[&str] = &[
     "LivenessProbe.",
     "ReadinessProbe.",
@@ -246,6 +315,11 @@ fn rule_of(name: &str) -> Option<Rule> {
     let pat = pattern(name);
     for list in ["Container.N.", "InitContainer.N."] {
         if let Some(field) = pat.strip_prefix(list) {
+            if list == "Container.N." {
+                if let Some((_, r)) = APP_CONTAINER.iter().find(|(n, _)| *n == field) {
+                    return Some(*r);
+                }
+            }
             if CONTAINER_REFUSED_PREFIXES
                 .iter()
                 .any(|p| field.starts_with(p))
@@ -314,6 +388,7 @@ mod tests {
     #[test]
     fn honoured_and_ignored_parameters_pass() {
         check("ContainerGroupName=a&Container.1.Image=b&Container.1.Command.1=sh&SecurityGroupId=sg&VSwitchId=v1,v2&Container.1.Tty=false&SpotStrategy=NoSpot&Signature=x&AccessKeyId=y").unwrap();
+        check("Container.1.LivenessProbe.TcpSocket.Port=80&Container.2.LifecyclePreStopHandlerExec.1=true&Container.1.StartupProbe.Exec.Command.1=true").unwrap();
         check("InitContainer.2.SecurityContext.Capability.Add.1=NET_ADMIN&Ipv6AddressCount=0")
             .unwrap();
     }
@@ -323,9 +398,10 @@ mod tests {
         for q in [
             "Volume.2.FlexVolume.Driver=x",
             "Volume.1.DiskVolume.DiskId=d-1",
-            "Container.1.LivenessProbe.TcpSocket.Port=80",
+            "Container.1.LivenessProbe.TcpSocket.Host=10.0.0.1",
             "InitContainer.1.ReadinessProbe.Exec.Command.1=true",
-            "Container.1.LifecyclePreStopHandlerHttpGetPath=/",
+            "InitContainer.1.LifecyclePreStopHandlerHttpGetPath=/",
+            "Container.1.LifecyclePreStopHandlerHttpGetHttpHeaders.1.Name=a",
             "Container.1.Tty=true",
             "EipInstanceId=eip-1",
             "EipBandwidth=5",
@@ -348,7 +424,7 @@ mod tests {
             assert!(seen.insert(*n), "{n} twice");
         }
         let mut seen = std::collections::HashSet::new();
-        for (n, _) in CONTAINER {
+        for (n, _) in CONTAINER.iter().chain(APP_CONTAINER) {
             assert!(seen.insert(*n), "{n} twice");
         }
     }

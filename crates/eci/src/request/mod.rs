@@ -6,6 +6,7 @@ mod create;
 mod dns;
 mod honoured;
 mod observe;
+mod probes;
 mod security;
 mod update;
 mod validate;

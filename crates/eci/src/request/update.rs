@@ -457,7 +457,11 @@ mod tests {
             .unwrap()
             .apply(&old)
             .unwrap_err();
-        assert!(other.message.contains("Container.N.Port"), "{}", other.message);
+        assert!(
+            other.message.contains("Container.N.Port"),
+            "{}",
+            other.message
+        );
     }
 
     #[test]

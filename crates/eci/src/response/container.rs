@@ -110,7 +110,7 @@ pub struct ProbeTcpSocket {
     pub port: u16,
 }
 
-/// `LivenessProbe` / `ReadinessProbe` (berth has no probes yet, so never filled).
+/// `LivenessProbe` / `ReadinessProbe`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Probe {
@@ -257,8 +257,42 @@ impl ContainerInfo {
             current_state: c.current,
             previous_state: c.previous,
             volume_mounts: volume_mounts(spec),
+            liveness_probe: spec.liveness_probe.as_ref().map(Probe::from),
+            readiness_probe: spec.readiness_probe.as_ref().map(Probe::from),
             ..Default::default()
         }
+    }
+}
+
+impl From<&berth_core::Probe> for Probe {
+    fn from(p: &berth_core::Probe) -> Self {
+        let mut out = Self {
+            initial_delay_seconds: p.initial_delay_secs,
+            period_seconds: p.period_secs,
+            success_threshold: p.success_threshold,
+            failure_threshold: p.failure_threshold,
+            timeout_seconds: p.timeout_secs,
+            ..Default::default()
+        };
+        match &p.handler {
+            berth_core::Handler::Exec { command } => out.execs = command.clone(),
+            berth_core::Handler::HttpGet {
+                path, port, scheme, ..
+            } => {
+                out.http_get = Some(ProbeHttpGet {
+                    path: path.clone(),
+                    port: *port,
+                    scheme: scheme.as_str().to_string(),
+                })
+            }
+            berth_core::Handler::TcpSocket { host, port } => {
+                out.tcp_socket = Some(ProbeTcpSocket {
+                    host: host.clone().unwrap_or_default(),
+                    port: *port,
+                })
+            }
+        }
+        out
     }
 }
 

@@ -323,3 +323,35 @@ fn volumes_and_mounts_are_described_flat() {
             "ReadOnly": true, "MountPropagation": "None"}])
     );
 }
+
+#[test]
+fn probes_are_described_with_the_sdk_keys() {
+    use berth_core::{Handler, Probe, Scheme};
+    let mut r = record();
+    r.spec.containers[0].readiness_probe = Some(Probe {
+        success_threshold: 2,
+        ..Probe::new(Handler::HttpGet {
+            host: None,
+            path: "/ok".into(),
+            port: 8080,
+            scheme: Scheme::Http,
+            headers: vec![],
+        })
+    });
+    r.spec.containers[0].liveness_probe = Some(Probe::new(Handler::TcpSocket {
+        host: None,
+        port: 9000,
+    }));
+    let g = ContainerGroup::from_record(&r, false);
+    let v = serde_json::to_value(&g).unwrap();
+    let c = &v["Containers"][0];
+    assert_eq!(
+        c["ReadinessProbe"]["HttpGet"],
+        serde_json::json!({"Path": "/ok", "Port": 8080, "Scheme": "HTTP"})
+    );
+    assert_eq!(c["ReadinessProbe"]["SuccessThreshold"], 2);
+    assert_eq!(c["ReadinessProbe"]["PeriodSeconds"], 10);
+    assert_eq!(c["LivenessProbe"]["TcpSocket"]["Port"], 9000);
+    assert_eq!(c["LivenessProbe"]["FailureThreshold"], 3);
+    assert!(c["LivenessProbe"].get("HttpGet").is_none());
+}
