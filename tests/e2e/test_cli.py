@@ -100,6 +100,7 @@ def test_run_flags_reach_the_container(berth, client, images, tracker, tmp_path)
         "run", images.image, "--name", "cli-flags", "--env-file", str(env_file), "-e", "BOTH=flag",
         "--user", "1000:1001", "--read-only", "-w", "/data", "-v", "data:/data",
         "--tmpfs", "/scratch:size=16Mi", "--hostname", "flagged",
+        "--health-cmd", "test -f /data/healthy", "--health-interval", "1s", "--health-retries", "1",
         "--", "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"))
     gid = GROUP_ID_RE.findall(out)[0]
     tracker.add(gid)
@@ -113,6 +114,11 @@ def test_run_flags_reach_the_container(berth, client, images, tracker, tmp_path)
         assert support.exec_sh(client, gid, "touch /data/x && echo ok", name=name).strip() == "ok"
         df = support.exec_sh(client, gid, "df -k /scratch | tail -1", name=name).split()
         assert df[1] == str(16 * 1024), df
+        # --health-cmd is the readiness probe: Ready follows it.
+        ready = lambda: support.container_of(support.describe(client, gid), name)["Ready"]
+        assert not ready()
+        support.exec_sh(client, gid, "touch /data/healthy", name=name)
+        wait_for("the health check to pass", ready, 30, 0.5, berth.diag)
         for bad in (["-v", "/etc:/etc"], ["--user", "root"], ["--tmpfs", "relative"]):
             res = berth.cli("run", images.image, *bad, "--", "true")
             assert res.returncode != 0 and bad[0] in res.stderr, res.stderr

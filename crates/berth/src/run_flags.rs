@@ -1,6 +1,7 @@
 //! The flags of `berth run` beyond image, size and command, in Docker's spelling where one
 //! exists (`--env-file`, `-u/--user`, `--read-only`, `-w/--workdir`, `-v NAME:/path[:ro]`,
-//! `--tmpfs /path[:size=N]`, `--cap-add`, `--hostname`), turned into the container's
+//! `--tmpfs /path[:size=N]`, `--cap-add`, `--hostname`, `--health-cmd` and its
+//! `--health-interval/-timeout/-retries/-start-period`), turned into the container's
 //! CreateContainerGroup parameters. Anything the API would refuse is refused here first,
 //! with the flag's name.
 
@@ -40,6 +41,22 @@ pub struct RunExtras {
     /// GiB of the group's temporary storage (default 30).
     #[arg(long)]
     storage: Option<u32>,
+    /// Health check run in the container with `sh -c` (its readiness probe: an unhealthy
+    /// container is not Ready, as Docker does not restart it either).
+    #[arg(long)]
+    health_cmd: Option<String>,
+    /// Time between health checks (e.g. 30s, 1m).
+    #[arg(long, requires = "health_cmd")]
+    health_interval: Option<String>,
+    /// Time a health check may take.
+    #[arg(long, requires = "health_cmd")]
+    health_timeout: Option<String>,
+    /// Failures in a row before the container is unhealthy.
+    #[arg(long, requires = "health_cmd")]
+    health_retries: Option<u32>,
+    /// Time after the start before the first check.
+    #[arg(long, requires = "health_cmd")]
+    health_start_period: Option<String>,
 }
 
 impl RunExtras {
@@ -127,6 +144,30 @@ impl RunExtras {
         }
         if let Some(s) = self.storage {
             push("EphemeralStorage".into(), s.to_string());
+        }
+        if let Some(cmd) = &self.health_cmd {
+            let r = format!("{c}.ReadinessProbe");
+            push(format!("{r}.Exec.Command.1"), "sh".into());
+            push(format!("{r}.Exec.Command.2"), "-c".into());
+            push(format!("{r}.Exec.Command.3"), cmd.clone());
+            for (flag, value, field) in [
+                ("--health-interval", &self.health_interval, "PeriodSeconds"),
+                ("--health-timeout", &self.health_timeout, "TimeoutSeconds"),
+                (
+                    "--health-start-period",
+                    &self.health_start_period,
+                    "InitialDelaySeconds",
+                ),
+            ] {
+                if let Some(v) = value {
+                    let secs =
+                        crate::follow::parse_duration(v).with_context(|| flag.to_string())?;
+                    push(format!("{r}.{field}"), secs.to_string());
+                }
+            }
+            if let Some(n) = self.health_retries {
+                push(format!("{r}.FailureThreshold"), n.to_string());
+            }
         }
         let mut n = 0;
         let mut volume = |name: &str, path: &str, ro: bool, size: Option<&str>| {
@@ -232,6 +273,21 @@ mod tests {
         assert!(has("Volume.1.Name", "data") && has("Container.1.VolumeMount.1.ReadOnly", "true"));
         assert!(has("Volume.2.EmptyDirVolume.Medium", "Memory"));
         assert!(has("Volume.2.EmptyDirVolume.SizeLimit", "64Mi"));
+        let x = RunExtras {
+            health_cmd: Some("test -f /ok".into()),
+            health_interval: Some("2m".into()),
+            health_retries: Some(2),
+            ..Default::default()
+        };
+        let mut p = Vec::new();
+        x.params(&mut p).unwrap();
+        let has = |k: &str, v: &str| p.iter().any(|(a, b)| a == k && b == v);
+        assert!(has(
+            "Container.1.ReadinessProbe.Exec.Command.3",
+            "test -f /ok"
+        ));
+        assert!(has("Container.1.ReadinessProbe.PeriodSeconds", "120"));
+        assert!(has("Container.1.ReadinessProbe.FailureThreshold", "2"));
         for bad in [
             RunExtras {
                 user: Some("root".into()),
