@@ -386,6 +386,7 @@ class Berth:
         with open(self.log, "ab") as log:
             log.write(f"==== berth serve starting at {time.strftime('%H:%M:%S')}\n".encode())
             log.flush()
+            started_at = log.tell()
             self.proc = subprocess.Popen(
                 [
                     str(BERTH_BIN),
@@ -419,9 +420,20 @@ class Berth:
                 raise AssertionError(
                     f"berth serve exited with {self.proc.returncode}:\n{tail(self.log)}"
                 )
-            return self.credentials_path.exists() and port_open(self.port)
+            # This start's own line: a child of a berth killed just before (between its fork
+            # and exec) may hold the old listening socket for a moment, and answer the port.
+            return (
+                self.credentials_path.exists()
+                and self._logged_since(started_at, b"serving the ECI API")
+                and port_open(self.port)
+            )
 
         wait_for("berth serve to listen", ready, timeout, 0.1, self.diag)
+
+    def _logged_since(self, offset: int, needle: bytes) -> bool:
+        with open(self.log, "rb") as f:
+            f.seek(offset)
+            return needle in f.read()
 
     @property
     def pid(self) -> int:
