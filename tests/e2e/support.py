@@ -652,9 +652,18 @@ def logs(client: Client, group_id: str, name: str, **kw: Any) -> str:
 
 
 def delete(client: Client, group_id: str) -> None:
-    client.delete_container_group(
-        models.DeleteContainerGroupRequest(region_id=REGION, container_group_id=group_id)
-    )
+    """DeleteContainerGroup, waiting out the account's delete throttle as a client should
+    (the teardowns delete every group the run made at once)."""
+    from alibabacloud_tea_openapi.exceptions import ThrottlingException
+
+    req = models.DeleteContainerGroupRequest(region_id=REGION, container_group_id=group_id)
+    for _ in range(100):
+        try:
+            client.delete_container_group(req)
+            return
+        except ThrottlingException as exc:
+            time.sleep(min(max(exc.retry_after or 100, 10), 2000) / 1000)
+    client.delete_container_group(req)
 
 
 def wait_status(
