@@ -333,14 +333,25 @@ pub async fn logs(a: &ClientArgs, r: LogsArgs) -> anyhow::Result<()> {
 }
 
 pub async fn rm(a: &ClientArgs, r: RmArgs) -> anyhow::Result<()> {
+    each_group(a, &r.ids, "DeleteContainerGroup", "deleted").await
+}
+
+/// Calls `action` for each group id in turn, printing the ids that went through and the
+/// errors of the others; fails when any did.
+pub(crate) async fn each_group(
+    a: &ClientArgs,
+    ids: &[String],
+    action: &str,
+    done: &str,
+) -> anyhow::Result<()> {
     let c = client(a)?;
     let mut failed = false;
-    for id in &r.ids {
+    for id in ids {
         let p = vec![
             ("RegionId".into(), a.region.clone()),
             ("ContainerGroupId".into(), id.clone()),
         ];
-        match c.call("DeleteContainerGroup", &p).await {
+        match c.call(action, &p).await {
             Ok(_) => println!("{id}"),
             Err(e) => {
                 eprintln!("berth: {id}: {e}");
@@ -349,7 +360,7 @@ pub async fn rm(a: &ClientArgs, r: RmArgs) -> anyhow::Result<()> {
         }
     }
     if failed {
-        bail!("some container groups were not deleted");
+        bail!("some container groups were not {done}");
     }
     Ok(())
 }

@@ -79,25 +79,7 @@ pub async fn update(a: &ClientArgs, u: UpdateArgs) -> anyhow::Result<()> {
 }
 
 pub async fn restart(a: &ClientArgs, r: RestartArgs) -> anyhow::Result<()> {
-    let c = client(a)?;
-    let mut failed = false;
-    for id in &r.ids {
-        let p = vec![
-            ("RegionId".into(), a.region.clone()),
-            ("ContainerGroupId".into(), id.clone()),
-        ];
-        match c.call("RestartContainerGroup", &p).await {
-            Ok(_) => println!("{id}"),
-            Err(e) => {
-                eprintln!("berth: {id}: {e}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        bail!("some container groups were not restarted");
-    }
-    Ok(())
+    crate::cli::each_group(a, &r.ids, "RestartContainerGroup", "restarted").await
 }
 
 /// The whole group as DescribeContainerGroups answers it, events included.
