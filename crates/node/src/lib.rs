@@ -2,29 +2,23 @@
 //! namespace, pulls the images, runs the init containers in order and then the app
 //! containers, each under its restart policy with back-off, and reports what it observes.
 //! It re-adopts the containers that kept running while berth was down.
+//!
+//! Layers, each importing only those above it: `config` and `files` (what the node is given
+//! and where it keeps things); `spare`, `userns`, `metrics` (node-wide pools and samples);
+//! `host` (the node-wide services); `group` (one supervisor per group, with its sandbox,
+//! images and containers as modules below it); `agent` (the entry points over the groups).
 
 mod agent;
-mod cache;
-mod container;
-mod dial;
-mod dial_tls;
+mod config;
 mod files;
 mod group;
-mod handler;
-mod host_path;
-mod nfs;
-mod observe;
-mod ports;
-mod probe;
-mod revision;
+mod host;
+mod metrics;
 mod spare;
-mod state;
-mod user;
 mod userns;
-mod volumes;
 
-pub use agent::{Agent, BuiltinSeccomp, NodeConfig, NodeError, Reporter, SeccompProfiles};
-pub use cache::CachePull;
-pub use observe::{DEFAULT_INTERVAL as DEFAULT_METRICS_INTERVAL, RING_POINTS};
-pub use state::LogSelector;
+pub use agent::{Agent, CachePull, DEFAULT_INTERVAL as DEFAULT_METRICS_INTERVAL};
+pub use config::{BuiltinSeccomp, NodeConfig, NodeError, Reporter, SeccompProfiles};
+pub use files::LogSelector;
+pub use metrics::RING_POINTS;
 pub use userns::{UsernsConfig, DEFAULT_BASE as DEFAULT_USERNS_BASE};

@@ -8,7 +8,8 @@ use berth_core::RegistryCredential;
 use berth_image::{normalize, CacheInfo, GcPolicy, ImageError, PullOptions};
 use tokio::task::JoinHandle;
 
-use crate::agent::{Agent, NodeError};
+use super::Agent;
+use crate::config::NodeError;
 
 /// How an image cache is pulled.
 #[derive(Clone, Debug, Default)]
@@ -37,7 +38,7 @@ impl Agent {
             account: Some(pull.account.clone()),
             ..PullOptions::default()
         };
-        let info = self.inner.images.create_cache(id, images, &opts).await?;
+        let info = self.host.images.create_cache(id, images, &opts).await?;
         tracing::info!(cache = %id, images = images.len(), bytes = info.size_bytes, "image cache ready");
         Ok(info)
     }
@@ -45,7 +46,7 @@ impl Agent {
     /// Releases image cache `id` (its layers go at the next collection unless used).
     /// Releasing a cache that is not there is not an error.
     pub fn delete_image_cache(&self, id: &str) -> Result<(), NodeError> {
-        match self.inner.images.delete_cache(id) {
+        match self.host.images.delete_cache(id) {
             Ok(()) | Err(ImageError::NoSuchCache { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -54,7 +55,7 @@ impl Agent {
     /// For every image cache of this node, how many of `images` it holds.
     pub fn image_cache_matches(&self, images: &[String]) -> Vec<(String, usize)> {
         let wanted: Vec<String> = images.iter().filter_map(|r| normalize(r).ok()).collect();
-        let caches = match self.inner.images.caches() {
+        let caches = match self.host.images.caches() {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list image caches");
@@ -76,18 +77,18 @@ impl Agent {
     /// Caps what one image may unpack to (a decompression bomb is refused with a clear pull
     /// error and leaves nothing on disk); pulls from now on use them.
     pub fn set_unpack_limits(&self, limits: berth_image::UnpackLimits) {
-        self.inner.images.set_unpack_limits(limits);
+        self.host.images.set_unpack_limits(limits);
     }
 
     /// Sets how long a registry check that an account may pull an image counts (see
     /// `berth_image`'s access proofs).
     pub fn set_image_access_ttl(&self, ttl: Duration) {
-        self.inner.images.set_access_ttl(ttl);
+        self.host.images.set_access_ttl(ttl);
     }
 
     /// Collects unused images every `every`, per `policy`, until the task is aborted.
     pub fn spawn_image_gc(&self, policy: GcPolicy, every: Duration) -> JoinHandle<()> {
-        let images = self.inner.images.clone();
+        let images = self.host.images.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

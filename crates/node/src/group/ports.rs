@@ -8,14 +8,13 @@ use berth_core::{EventType, GroupSpec};
 use berth_net::PortMapping;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Inner;
+use super::state::GroupState;
 use crate::files::error_chain;
-use crate::state::GroupState;
 
 /// Publishes the group's ports, retried with back-off and a Warning event each time until it
 /// is done or the group goes. Nothing to do for a group that publishes none.
 pub async fn publish(
-    inner: &Arc<Inner>,
+    net: &berth_net::Network,
     gid: &str,
     spec: &GroupSpec,
     state: &Arc<GroupState>,
@@ -27,7 +26,7 @@ pub async fn publish(
     }
     let mut attempt = 0u32;
     loop {
-        let err = match inner.net.publish(gid, &ports).await {
+        let err = match net.publish(gid, &ports).await {
             Ok(()) => return,
             Err(e) => error_chain(&e),
         };

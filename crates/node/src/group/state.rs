@@ -5,18 +5,7 @@ use std::sync::{Arc, Mutex};
 use berth_core::{ContainerState, ContainerStatus, Event, EventType, GroupId, ObservedGroup};
 use chrono::Utc;
 
-use crate::agent::Reporter;
-
-/// Which log of a container to read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogSelector {
-    /// The newest run on disk.
-    Current,
-    /// The run before the newest on disk.
-    Previous,
-    /// Run number `n` (the restart count it started with).
-    Run(u32),
-}
+use crate::config::Reporter;
 
 /// Observed state of a group plus the events not yet reported.
 pub struct GroupState {

@@ -3,9 +3,6 @@
 //! counters of each running group and of its containers and the counters of the group's
 //! network namespace into a bounded ring per group (at least 24 hours at 15 s).
 
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use berth_core::metric::{
@@ -16,12 +13,10 @@ use berth_runtime::{logs, ContainerStats, ExecOutput, ExecRequest, ExecSession, 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
-use crate::agent::{Agent, NodeError};
-use crate::container::runtime_id;
-use crate::files::GroupDirs;
+use super::Agent;
+use crate::config::NodeError;
+use crate::files::{latest_log, runtime_id, GroupDirs};
 
-/// Samples kept per group: 24 hours at the default interval of 15 s.
-pub const RING_POINTS: usize = 5760;
 /// The default sampling interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 /// Lines a follower may be ahead of its reader.
@@ -29,66 +24,9 @@ const FOLLOW_BUFFER: usize = 256;
 /// How often a follower checks whether its container has exited.
 const EXIT_CHECK: Duration = Duration::from_millis(500);
 
-/// The samples of every group, each in a bounded ring.
-#[derive(Default)]
-pub struct MetricRings {
-    rings: Mutex<HashMap<GroupId, VecDeque<MetricPoint>>>,
-}
-
-impl MetricRings {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, VecDeque<MetricPoint>>> {
-        self.rings.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn last(&self, id: &GroupId) -> Option<MetricPoint> {
-        self.lock().get(id).and_then(|r| r.back().cloned())
-    }
-
-    fn push(&self, id: &GroupId, p: MetricPoint) {
-        let mut rings = self.lock();
-        let ring = rings.entry(id.clone()).or_default();
-        if ring.len() >= RING_POINTS {
-            ring.pop_front();
-        }
-        ring.push_back(p);
-    }
-
-    /// Forgets a group's samples (when it is removed).
-    pub fn forget(&self, id: &GroupId) {
-        self.lock().remove(id);
-    }
-
-    fn range(&self, id: &GroupId, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<MetricPoint> {
-        self.lock()
-            .get(id)
-            .map(|r| {
-                r.iter()
-                    .filter(|p| p.timestamp >= start && p.timestamp <= end)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-/// The latest log file of a container (its current or last run).
-pub(crate) fn latest_log(dirs: &GroupDirs, container: &str) -> Option<PathBuf> {
-    let runs = std::fs::read_dir(dirs.logs(container)).ok()?;
-    runs.flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_suffix(".log")?
-                .parse::<u32>()
-                .ok()
-        })
-        .max()
-        .map(|run| dirs.log_file(container, run))
-}
-
 impl Agent {
     fn dirs(&self, id: &GroupId) -> GroupDirs {
-        self.inner.dirs.group(id.as_str())
+        self.host.dirs.group(id.as_str())
     }
 
     /// Runs a command in a running container to its end.
@@ -102,7 +40,7 @@ impl Agent {
         let dir = self.dirs(id).container(container);
         let rid = runtime_id(id.as_str(), container);
         Ok(self
-            .inner
+            .host
             .runtime
             .exec_sync(&rid, &dir, req, timeout)
             .await?)
@@ -117,7 +55,7 @@ impl Agent {
     ) -> Result<ExecSession, NodeError> {
         let dir = self.dirs(id).container(container);
         let rid = runtime_id(id.as_str(), container);
-        Ok(self.inner.runtime.exec_interactive(&rid, &dir, req).await?)
+        Ok(self.host.runtime.exec_interactive(&rid, &dir, req).await?)
     }
 
     /// Follows the log of a container's current run: what `q` selects of it, then each new
@@ -172,7 +110,7 @@ impl Agent {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Vec<MetricPoint> {
-        self.inner.metrics.range(id, start, end)
+        self.metrics.range(id, start, end)
     }
 
     /// Starts the sampler: every `interval`, one sample of each group this agent runs.
@@ -192,7 +130,7 @@ impl Agent {
     fn sample_all(&self) {
         for id in self.group_ids() {
             if let Some(p) = self.sample(&id) {
-                self.inner.metrics.push(&id, p);
+                self.metrics.push(&id, p);
             }
         }
     }
@@ -200,8 +138,8 @@ impl Agent {
     /// One sample of a group; `None` when none of its containers has a cgroup.
     fn sample(&self, id: &GroupId) -> Option<MetricPoint> {
         let gid = id.as_str();
-        let layout = &self.inner.runtime.config().layout;
-        let prev = self.inner.metrics.last(id);
+        let layout = &self.host.runtime.config().layout;
+        let prev = self.metrics.last(id);
         let names: Vec<String> = std::fs::read_dir(self.dirs(id).root.join("containers"))
             .map(|rd| {
                 rd.flatten()
@@ -260,7 +198,7 @@ impl Agent {
             None => (CpuUsage::default(), MemoryUsage::default()),
         };
         let interfaces = self
-            .inner
+            .host
             .net
             .attachment(gid)
             .and_then(|a| berth_runtime::net_stats(&a.netns).ok())
@@ -293,7 +231,7 @@ impl Agent {
     /// before sized storage) counts its files against the 30 GiB ECI gives a group.
     fn temporary_storage(&self, id: &GroupId) -> FilesystemMetric {
         let dirs = self.dirs(id);
-        if let Some(storage) = &self.inner.storage {
+        if let Some(storage) = &self.host.storage {
             if dirs.rw.starts_with(storage.root()) {
                 if let Ok(u) = storage.usage(id.as_str()) {
                     return FilesystemMetric {
@@ -402,31 +340,6 @@ fn memory_usage(st: &ContainerStats) -> MemoryUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rings_are_bounded() {
-        let rings = MetricRings::default();
-        let id = GroupId::parse("eci-0123456789abcdefghij")
-            .unwrap_or_else(|| GroupId::from_random([7u8; 20]));
-        for i in 0..(RING_POINTS + 10) {
-            rings.push(
-                &id,
-                MetricPoint {
-                    timestamp: DateTime::from_timestamp(i as i64, 0).unwrap_or_default(),
-                    ..Default::default()
-                },
-            );
-        }
-        let all = rings.range(
-            &id,
-            DateTime::from_timestamp(0, 0).unwrap_or_default(),
-            Utc::now(),
-        );
-        assert_eq!(all.len(), RING_POINTS);
-        assert_eq!(all[0].timestamp.timestamp(), 10);
-        rings.forget(&id);
-        assert!(rings.last(&id).is_none());
-    }
 
     #[test]
     fn cpu_rate_from_two_readings() {

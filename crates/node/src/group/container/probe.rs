@@ -6,7 +6,7 @@
 //! restart policy then restarts. Every kill runs the PreStop hook first.
 //!
 //! The checks run as one future beside the wait for the container's exit
-//! ([`crate::container::ContainerCtx::wait`]), so they end with the run.
+//! ([`super::ContainerCtx::wait`]), so they end with the run.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -15,8 +15,8 @@ use berth_core::{EventType, Probe, Streak};
 use chrono::Utc;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::container::ContainerCtx;
-use crate::handler::{self, Target};
+use super::ContainerCtx;
+use crate::group::handler::{self, Target};
 
 /// The longest a PostStart hook may take (Kubernetes sets none; the grace period bounds it
 /// here, at least this much).
@@ -41,7 +41,7 @@ pub async fn watch(
         }
         return std::future::pending().await;
     }
-    let target = Target::of(&cx.inner, &cx.gid, &spec.name);
+    let target = Target::of(&cx.host, &cx.gid, &spec.name);
     // Measured from the container's start, also for an adopted run.
     let since_start = (Utc::now() - started_at).to_std().unwrap_or_default();
     let start = Instant::now()

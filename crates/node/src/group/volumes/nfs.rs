@@ -30,7 +30,7 @@ pub fn mounted(dir: &Path) -> io::Result<bool> {
     Ok(text
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .any(|p| crate::volumes::unescape(p) == want))
+        .any(|p| super::mounts::unescape(p) == want))
 }
 
 /// Mounts `server:path` on `dir` unless something is mounted there already (after a restart

@@ -12,9 +12,9 @@ use std::time::Duration;
 use berth_core::{ContainerSpec, EventType, GroupSpec, Volume};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::Inner;
+use super::state::GroupState;
 use crate::files::GroupDirs;
-use crate::state::GroupState;
+use crate::host::Host;
 
 const FILE: &str = "revision.json";
 
@@ -122,7 +122,7 @@ pub fn mark_changed(obs: &mut berth_core::ObservedGroup, changed: &[String]) {
 /// containers it no longer has and stops the `changed` app containers (see
 /// [`changed_app`]), with a fresh writable layer, so that they start afresh.
 pub async fn reconcile(
-    inner: &Arc<Inner>,
+    host: &Arc<Host>,
     gid: &str,
     dirs: &GroupDirs,
     spec: &GroupSpec,
@@ -133,7 +133,7 @@ pub async fn reconcile(
     let known = |n: &str| spec.all_containers().any(|c| c.name == n);
     for name in on_disk(dirs).into_iter().filter(|n| !known(n)) {
         tracing::info!(group = %gid, container = %name, "removing a container the group no longer has");
-        stop(inner, gid, &name, grace).await;
+        stop(host, gid, &name, grace).await;
         if let Err(e) = remove_files(dirs, &name) {
             tracing::warn!(group = %gid, container = %name, error = %e, "cannot remove the files of a removed container");
         }
@@ -146,7 +146,7 @@ pub async fn reconcile(
             format!("Container {name} definition changed, will be restarted"),
             Some(name),
         );
-        stop(inner, gid, name, grace).await;
+        stop(host, gid, name, grace).await;
         // A fresh writable layer: it may lie over another image now.
         let res = berth_image::unmount_rootfs(&cdir)
             .map_err(io::Error::other)
@@ -161,11 +161,11 @@ pub async fn reconcile(
 
 /// Stops a container as any stop does (its PreStop hook as it was started, SIGTERM, SIGKILL
 /// after the grace period) and deletes it from the runtime.
-async fn stop(inner: &Arc<Inner>, gid: &str, name: &str, grace: Duration) {
-    let target = crate::handler::Target::of(inner, gid, name);
+async fn stop(host: &Arc<Host>, gid: &str, name: &str, grace: Duration) {
+    let target = super::handler::Target::of(host, gid, name);
     let started_as = Revision::read(&target.cdir).map(|r| r.spec);
-    crate::handler::stop(&target, started_as.as_ref(), grace).await;
-    if let Err(e) = inner.runtime.delete(&target.rid).await {
+    super::handler::stop(&target, started_as.as_ref(), grace).await;
+    if let Err(e) = host.runtime.delete(&target.rid).await {
         tracing::warn!(container = %target.rid, error = %e, "cannot delete container");
     }
 }

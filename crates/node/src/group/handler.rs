@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use berth_core::{ContainerSpec, Handler};
 use berth_runtime::ExecRequest;
 
-use crate::agent::Inner;
-use crate::dial::{self, Netns};
+use super::dial::{self, Netns};
+use crate::host::Host;
 
 /// Output of a failed exec quoted in its event.
 const QUOTED_OUTPUT: usize = 512;
@@ -31,7 +31,7 @@ fn exec_turns() -> &'static tokio::sync::Semaphore {
 /// One container a handler runs against.
 #[derive(Clone)]
 pub struct Target {
-    pub inner: Arc<Inner>,
+    pub host: Arc<Host>,
     /// The container's runtime id and directory.
     pub rid: String,
     pub cdir: PathBuf,
@@ -42,15 +42,15 @@ pub struct Target {
 
 impl Target {
     /// The container `name` of group `gid`, with the group's network as the node knows it.
-    pub fn of(inner: &Arc<Inner>, gid: &str, name: &str) -> Self {
-        let attachment = inner.net.attachment(gid);
+    pub fn of(host: &Arc<Host>, gid: &str, name: &str) -> Self {
+        let attachment = host.net.attachment(gid);
         let netns = attachment
             .as_ref()
             .and_then(|a| dial::open_netns(&a.netns).ok());
         Self {
-            inner: inner.clone(),
-            rid: crate::container::runtime_id(gid, name),
-            cdir: inner.dirs.group(gid).container(name),
+            host: host.clone(),
+            rid: crate::files::runtime_id(gid, name),
+            cdir: host.dirs.group(gid).container(name),
             netns,
             ip: attachment.map(|a| a.ip),
         }
@@ -67,7 +67,7 @@ impl Target {
                     ..Default::default()
                 };
                 let out = self
-                    .inner
+                    .host
                     .runtime
                     .exec_sync(&self.rid, &self.cdir, &req, timeout)
                     .await
@@ -164,7 +164,7 @@ pub async fn stop(
             }
         }
     }
-    if let Err(e) = target.inner.runtime.stop(&target.rid, grace).await {
+    if let Err(e) = target.host.runtime.stop(&target.rid, grace).await {
         tracing::debug!(container = %target.rid, error = %e, "stop");
     }
     failed

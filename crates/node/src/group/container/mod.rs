@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_core::{
     backoff_delay, should_restart, ContainerSpec, ContainerState, EventType, GroupSpec,
@@ -14,9 +13,11 @@ use berth_runtime::{BundleSpec, ExitStatus};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Inner;
-use crate::files::GroupDirs;
-use crate::state::GroupState;
+mod probe;
+
+use crate::files::{runtime_id, GroupDirs};
+use crate::group::state::GroupState;
+use crate::host::Host;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -26,7 +27,7 @@ const FAILED_LOG_LINES: usize = 10;
 
 /// Everything needed to run one container of a group.
 pub struct ContainerCtx {
-    pub inner: Arc<Inner>,
+    pub host: Arc<Host>,
     pub group: Arc<GroupSpec>,
     pub gid: String,
     pub dirs: GroupDirs,
@@ -110,12 +111,12 @@ impl ContainerCtx {
         let cpu = self.spec.cpu.unwrap_or(self.group.cpu);
         let memory = self.spec.memory.unwrap_or(self.group.memory);
         let etc = self.dirs.etc();
-        let volumes = crate::volumes::binds(
+        let volumes = crate::group::volumes::binds(
             &self.dirs,
             &self.group,
             &self.spec,
             &self.dirs.container(&self.spec.name),
-            crate::volumes::owner(self.userns.as_ref().map(|u| u.map)),
+            crate::group::volumes::owner(self.userns.as_ref().map(|u| u.map)),
         )?;
         Ok(BundleSpec {
             rootfs,
@@ -175,7 +176,7 @@ impl ContainerCtx {
             (Some(_), Some(_)) => String::new(),
             _ => image_user,
         };
-        let (mut uid, mut gid) = crate::user::resolve(&image_user, rootfs)?;
+        let (mut uid, mut gid) = crate::group::user::resolve(&image_user, rootfs)?;
         if let Some(u) = self.spec.run_as_user {
             uid = u;
         }
@@ -191,10 +192,10 @@ impl ContainerCtx {
 
     /// Starts the container once and waits for it to exit (or for cancellation).
     pub async fn run_once(&self, run: u32) -> RunEnd {
-        let rt = &self.inner.runtime;
+        let rt = &self.host.runtime;
         let id = self.runtime_id();
         let began = std::time::Instant::now();
-        let starting = self.inner.starting();
+        let starting = self.host.starting();
         let cdir = self.dirs.container(&self.spec.name);
         let ran_before = cdir.join("config.json").exists();
         if ran_before {
@@ -230,7 +231,7 @@ impl ContainerCtx {
         if let Err(e) = rt.write_bundle(&cdir, &bundle) {
             return RunEnd::SetupFailed(crate::files::error_chain(&e));
         }
-        let revision = crate::revision::Revision::of(&self.group, &self.spec, self.init);
+        let revision = crate::group::revision::Revision::of(&self.group, &self.spec, self.init);
         if let Err(e) = revision.write(&cdir) {
             return RunEnd::SetupFailed(format!("cannot record the container's revision: {e}"));
         }
@@ -297,10 +298,10 @@ impl ContainerCtx {
     pub async fn wait(&self, started: berth_runtime::Started, fresh: bool) -> RunEnd {
         let cdir = self.dirs.container(&self.spec.name);
         let cancel = &self.cancel;
-        let probes = crate::probe::watch(self, started.started_at, fresh);
+        let probes = probe::watch(self, started.started_at, fresh);
         tokio::select! {
             never = probes => match never {},
-            res = self.inner.runtime.wait(&started, &cdir) => match res {
+            res = self.host.runtime.wait(&started, &cdir) => match res {
                 Ok(exit) => RunEnd::Exited(exit),
                 Err(e) => RunEnd::StartFailed(format!("lost the container: {}", crate::files::error_chain(&e))),
             },
@@ -335,7 +336,7 @@ impl ContainerCtx {
             msg.push_str(": OOMKilled, the memory limit was reached");
         }
         if exit.exit_code != 0 {
-            let tail = crate::observe::latest_log(&self.dirs, &self.spec.name)
+            let tail = crate::files::latest_log(&self.dirs, &self.spec.name)
                 .map(|p| berth_runtime::logs::last_lines(&p, FAILED_LOG_LINES))
                 .unwrap_or_default();
             if !tail.is_empty() {
@@ -396,7 +397,7 @@ impl ContainerCtx {
                     }
                     // A monitor of the failed attempt may have got the container running.
                     first = self
-                        .inner
+                        .host
                         .runtime
                         .adopt_starting(&self.dirs.container(&self.spec.name))
                         .await
@@ -426,7 +427,7 @@ impl ContainerCtx {
                     exit
                 }
             };
-            let _ = self.inner.runtime.delete(&self.runtime_id()).await;
+            let _ = self.host.runtime.delete(&self.runtime_id()).await;
             if !matches!(self.state.container(self.init, &self.spec.name), Some(c) if c.current.finish_time.is_some())
             {
                 self.record_exit(&exit);
@@ -480,20 +481,10 @@ impl ContainerCtx {
     }
 }
 
-/// The OCI runtime's id of a container.
-pub fn runtime_id(gid: &str, name: &str) -> String {
-    format!("{gid}-{name}")
-}
-
 fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
     let prefix = format!("{key}=");
     env.retain(|e| !e.starts_with(&prefix));
     env.push(format!("{key}={value}"));
-}
-
-/// How long to wait between image pull attempts.
-pub fn pull_backoff(attempt: u32) -> Duration {
-    backoff_delay(attempt)
 }
 
 #[cfg(test)]

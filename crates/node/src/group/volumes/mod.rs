@@ -10,9 +10,9 @@
 //!   memory limit (and stay charged to the group's cgroup after it exits).
 //! * A ConfigFile volume is `rw/<id>/.volumes/<name>`, written by berth in a temporary
 //!   directory renamed into place, and always mounted read-only.
-//! * An NFS volume is the export mounted on `groups/<id>/volumes/<name>` (see [`crate::nfs`]).
+//! * An NFS volume is the export mounted on `groups/<id>/volumes/<name>` (see [`nfs`]).
 //! * A host-path volume is bound onto `groups/<id>/volumes/<name>` by its descriptor, resolved
-//!   below the operator's prefix without following links (see [`crate::host_path`]).
+//!   below the operator's prefix without following links (see [`host_path`]).
 //!
 //! The tenant controls the content of an emptyDir (it may plant symlinks there for a later
 //! `SubPath` to follow) and the image (a symlink at a `MountPath`). berth never resolves such
@@ -34,9 +34,15 @@ use base64::Engine;
 use berth_core::{ContainerSpec, EmptyDirMedium, GroupSpec, Volume, VolumeSource};
 use berth_runtime::{Propagation, VolumeBind};
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 
 use crate::files::GroupDirs;
+
+mod host_path;
+mod mounts;
+mod nfs;
+
+use mounts::{mounts_below, unmount_below};
 
 /// How often an open that met a concurrent rename or mount (`EAGAIN`) is tried.
 const OPEN_ATTEMPTS: usize = 128;
@@ -128,7 +134,7 @@ pub fn prepare(
                 path,
                 read_only,
             } => {
-                if !crate::nfs::mounted(&dir)? {
+                if !nfs::mounted(&dir)? {
                     fs::DirBuilder::new()
                         .mode(HOLDER_MODE)
                         .create(&dir)
@@ -140,10 +146,10 @@ pub fn prepare(
                             }
                         })?;
                 }
-                crate::nfs::mount(&dir, server, path, *read_only)?;
+                nfs::mount(&dir, server, path, *read_only)?;
             }
             VolumeSource::HostPath { path, kind } => {
-                crate::host_path::bind(host, path, *kind, &dir)?;
+                host_path::bind(host, path, *kind, &dir)?;
             }
         }
     }
@@ -421,36 +427,6 @@ fn stage(volume: &Path, sub: &str, create: bool, target: &Path, who: Owner) -> i
     .map_err(io::Error::from)
 }
 
-/// Unmounts every mount at or below `dir`, deepest first (staged SubPaths, memory volumes).
-pub fn unmount_below(dir: &Path) -> io::Result<()> {
-    let text = fs::read_to_string("/proc/self/mountinfo")?;
-    let prefix = dir.to_string_lossy().to_string();
-    // (mount point, whether it is NFS: forced, so that a dead server is not waited for)
-    let mut points: Vec<(String, bool)> = text
-        .lines()
-        .filter_map(|l| {
-            let point = unescape(l.split(' ').nth(4)?);
-            let fstype = l.split(" - ").nth(1)?.split(' ').next()?;
-            Some((point, fstype.starts_with("nfs")))
-        })
-        .filter(|(p, _)| *p == prefix || p.starts_with(&format!("{prefix}/")))
-        .collect();
-    points.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-    points.dedup();
-    for (p, nfs) in points {
-        let flags = if nfs {
-            MntFlags::MNT_FORCE | MntFlags::MNT_DETACH
-        } else {
-            MntFlags::MNT_DETACH
-        };
-        match umount2(Path::new(&p), flags) {
-            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
 /// Unmounts everything the group's volumes mounted below its run-time tree, and fails when
 /// anything is still mounted there: the tree is removed next, and a removal that went
 /// through a host path or an NFS export would delete the host's or the server's files.
@@ -467,48 +443,9 @@ pub fn release(dirs: &GroupDirs) -> io::Result<()> {
     }
 }
 
-/// Mount points at or below `dir`.
-fn mounts_below(dir: &Path) -> io::Result<Vec<String>> {
-    let text = fs::read_to_string("/proc/self/mountinfo")?;
-    let prefix = dir.to_string_lossy().to_string();
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape)
-        .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
-        .collect())
-}
-
-/// `\040` and the like of /proc/self/mountinfo.
-pub(crate) fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let n = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(n);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape(r"/a\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-    }
 
     /// Root test: a SubPath through a symlink planted in the volume stays inside it, and
     /// missing directories are made.

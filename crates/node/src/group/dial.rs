@@ -156,7 +156,7 @@ pub async fn http_get(netns: &Netns, req: &HttpGet<'_>, timeout: Duration) -> io
         match req.scheme {
             Scheme::Http => exchange(stream, req).await,
             Scheme::Https => {
-                let tls = crate::dial_tls::connect(stream, req.addr.ip()).await?;
+                let tls = super::dial_tls::connect(stream, req.addr.ip()).await?;
                 exchange(tls, req).await
             }
         }

@@ -123,7 +123,7 @@ pub fn bind(
     kind: HostPathType,
     target: &Path,
 ) -> io::Result<()> {
-    crate::volumes::unmount_below(target)?;
+    super::mounts::unmount_below(target)?;
     let fd = open(policy, path, kind)?;
     let is_dir = File::from(fd.try_clone()?).metadata()?.is_dir();
     if let Some(parent) = target.parent() {
@@ -172,7 +172,7 @@ mod tests {
         fs::write(prefix.join("file"), b"x").unwrap();
         fs::write(tmp.path().join("secret"), b"host").unwrap();
         std::os::unix::fs::symlink(tmp.path(), prefix.join("up")).unwrap();
-        std::os::unix::fs::symlink("data", prefix.join("inner")).unwrap();
+        std::os::unix::fs::symlink("data", prefix.join("host")).unwrap();
         let p = prefix.to_str().unwrap();
         let policy = VolumePolicy::default().with_host_path_prefixes([p]);
         let at = |rel: &str| format!("{p}/{rel}");
@@ -181,7 +181,7 @@ mod tests {
         open(&policy, &at("file"), HostPathType::File).unwrap();
         assert!(open(&policy, &at("file"), HostPathType::Directory).is_err());
         assert!(open(&policy, &at("data"), HostPathType::File).is_err());
-        for link in ["up", "up/secret", "inner"] {
+        for link in ["up", "up/secret", "host"] {
             let e = open(&policy, &at(link), HostPathType::Any).unwrap_err();
             assert!(e.to_string().contains("symbolic link"), "{link}: {e}");
         }

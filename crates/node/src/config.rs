@@ -1,0 +1,69 @@
+//! How the node agent is set up and what it reports to: its configuration, its errors, the
+//! sink of its observations and the source of accounts' seccomp profiles.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_core::{GroupId, ObservedGroup};
+use berth_net::NetConfig;
+use berth_runtime::seccomp::Seccomp;
+use berth_runtime::RuntimeConfig;
+
+/// Where the node's observations go (the control plane).
+pub trait Reporter: Send + Sync {
+    fn report(&self, id: &GroupId, obs: ObservedGroup);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("image store")]
+    Image(#[from] berth_image::ImageError),
+    #[error("container runtime")]
+    Runtime(#[from] berth_runtime::RuntimeError),
+    #[error("network")]
+    Net(#[from] berth_net::NetError),
+    #[error("temporary storage")]
+    Storage(#[from] berth_storage::StorageError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("user namespaces")]
+    Userns(#[from] crate::userns::UsernsError),
+    #[error("user namespaces (--userns) need crun: berth runs the containers' user namespaces and id-mapped root filesystems only with crun, and has not been validated with this runtime")]
+    UsernsRuntime,
+    #[error("no log of container {0}")]
+    NoLog(String),
+}
+
+/// Where the node finds the seccomp confinement of an account's containers.
+pub trait SeccompProfiles: Send + Sync {
+    /// Asked at every start of a group; an error falls back to the built-in profile.
+    fn for_account(&self, account: &str) -> Result<Seccomp, String>;
+}
+
+/// The built-in profile for every account.
+pub struct BuiltinSeccomp;
+
+impl SeccompProfiles for BuiltinSeccomp {
+    fn for_account(&self, _account: &str) -> Result<Seccomp, String> {
+        Ok(Seccomp::Default)
+    }
+}
+
+/// How the node agent is set up.
+pub struct NodeConfig {
+    /// The node's own directory (groups, images).
+    pub root: PathBuf,
+    pub runtime: RuntimeConfig,
+    pub net: NetConfig,
+    /// Sized temporary storage per group; `None` leaves writable layers unsized on the
+    /// node's own filesystem.
+    pub storage: Option<berth_storage::StorageConfig>,
+    /// Hand crun compiled seccomp programs (see `Runtime::with_seccomp_precompile`).
+    pub seccomp_precompile: bool,
+    pub seccomp: Arc<dyn SeccompProfiles>,
+    /// A user namespace per group (`berth serve --userns`).
+    pub userns: Option<crate::userns::UsernsConfig>,
+    /// The host paths groups may mount (`berth serve --host-path-prefix`), checked again
+    /// when a group's volumes are made.
+    pub host_paths: berth_core::VolumePolicy,
+}

@@ -1,0 +1,224 @@
+//! One group on this node. Its [`Supervisor`] owns the group's task — which sets up the
+//! group's sandbox (network, temporary storage, volumes, `/etc` files, user namespace) and
+//! images and then runs its containers, each piece a module below — and, when the group
+//! goes, the release of everything of it on the host.
+
+mod container;
+mod dial;
+mod dial_tls;
+mod etc;
+mod handler;
+mod images;
+mod ports;
+mod revision;
+mod run;
+mod sandbox;
+mod state;
+mod user;
+mod volumes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::{GroupId, GroupRecord, GroupSpec, GroupStatus};
+use futures_util::future::join_all;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NodeError;
+use crate::files::{runtime_id, GroupDirs};
+use crate::host::Host;
+use run::Start;
+
+/// The running task of a group.
+struct Task {
+    /// The restart generation it runs.
+    generation: u64,
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// The supervisor of one group on this node.
+pub(crate) struct Supervisor {
+    host: Arc<Host>,
+    id: GroupId,
+    dirs: GroupDirs,
+    task: Option<Task>,
+    /// Set once the group was released: nothing of it starts again.
+    removed: bool,
+}
+
+impl Supervisor {
+    pub fn new(host: Arc<Host>, id: GroupId) -> Self {
+        let dirs = host.dirs.group(id.as_str());
+        Self {
+            host,
+            id,
+            dirs,
+            task: None,
+            removed: false,
+        }
+    }
+
+    /// Whether the group's task runs.
+    pub fn is_running(&self) -> bool {
+        self.task.is_some()
+    }
+
+    /// Converges to `rec`: starts a new group, re-adopts one found after a restart of berth,
+    /// restarts every container when its restart generation moved on, recreates what an
+    /// update changed, or stops the containers of a group whose record is finished (its
+    /// deadline passed) and returns once they are. Returns at once otherwise.
+    pub async fn apply(&mut self, rec: GroupRecord) {
+        if self.removed {
+            return;
+        }
+        if let Some(t) = &self.task {
+            if !rec.status.is_final() && t.generation == rec.restart_generation {
+                return;
+            }
+        }
+        // An update recreates only what changed (see `revision`), unless the init containers
+        // changed: then the whole group runs again, as after a restart.
+        let updating = rec.status == GroupStatus::Updating;
+        let restarted = rec.status == GroupStatus::Restarting
+            || (self.task.is_some() && !updating)
+            || (updating && revision::init_changed(&self.dirs, &rec.spec));
+        self.stop_task().await;
+        if restarted {
+            let _ = self
+                .stop_containers(
+                    rec.spec.all_containers().map(|c| c.name.clone()).collect(),
+                    Some(&rec.spec),
+                    Duration::from_secs(rec.spec.termination_grace_period_secs),
+                )
+                .await;
+        }
+        if rec.status.is_final() {
+            // Nothing runs any more; its resources stay until the group is deleted.
+            return;
+        }
+        let how = if restarted {
+            Start::Restart
+        } else if rec.status == GroupStatus::Scheduling {
+            Start::New
+        } else {
+            Start::Resume
+        };
+        let cancel = CancellationToken::new();
+        let generation = rec.restart_generation;
+        let handle = tokio::spawn(run::run_group(self.host.clone(), rec, how, cancel.clone()));
+        self.task = Some(Task {
+            generation,
+            cancel,
+            handle,
+        });
+    }
+
+    /// Cancels the group's task and waits until it has ended.
+    async fn stop_task(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.cancel.cancel();
+            let _ = t.handle.await;
+        }
+    }
+
+    /// Stops the named containers (PreStop, SIGTERM, the grace, SIGKILL) and deletes them
+    /// from the runtime, all at once. The first runtime error is returned; every container
+    /// is tried.
+    async fn stop_containers(
+        &self,
+        names: Vec<String>,
+        spec: Option<&GroupSpec>,
+        grace: Duration,
+    ) -> Result<(), NodeError> {
+        let gid = self.id.as_str();
+        let stops = names.iter().map(|name| {
+            let rid = runtime_id(gid, name);
+            let rt = &self.host.runtime;
+            let target = handler::Target::of(&self.host, gid, name);
+            let container = spec.and_then(|s| s.all_containers().find(|c| &c.name == name));
+            async move {
+                handler::stop(&target, container, grace).await;
+                rt.delete(&rid).await.inspect_err(|e| {
+                    tracing::warn!(container = %rid, error = %e, "cannot delete container");
+                })
+            }
+        });
+        let mut first = Ok(());
+        for res in join_all(stops).await {
+            if let (Err(e), true) = (res, first.is_ok()) {
+                first = Err(e.into());
+            }
+        }
+        first
+    }
+
+    /// Stops the group's containers and releases everything of it on this host: root
+    /// filesystems, volumes, network, image pins, cgroups, temporary storage, files and user
+    /// id range. `spec` is `None` for the leftovers of a group the control plane forgot.
+    pub async fn remove(
+        &mut self,
+        spec: Option<&GroupSpec>,
+        grace: Duration,
+    ) -> Result<(), NodeError> {
+        self.removed = true;
+        self.stop_task().await;
+        let gid = self.id.as_str();
+        let dirs = &self.dirs;
+        let began = std::time::Instant::now();
+        let names = container_names(dirs, spec);
+        self.stop_containers(names.clone(), spec, grace).await?;
+        let stopped = began.elapsed();
+        for name in &names {
+            berth_image::unmount_rootfs(&dirs.container(name))?;
+        }
+        volumes::release(dirs)?;
+        let unmounted = began.elapsed();
+        self.host.net.teardown(gid).await?;
+        let net = began.elapsed();
+        self.host.images.unpin_deferred(&format!("group:{gid}"));
+        self.host.runtime.remove_group_cgroup(gid).await?;
+        let cgroup = began.elapsed();
+        if let Some(storage) = &self.host.storage {
+            if dirs.rw.starts_with(storage.root()) {
+                storage.remove(gid)?;
+            }
+        }
+        let storage = began.elapsed();
+        dirs.remove_all()?;
+        if let Some(userns) = &self.host.userns {
+            userns.release(gid)?;
+        }
+        tracing::debug!(
+            group = %gid,
+            stop_us = stopped.as_micros() as u64,
+            unmount_us = (unmounted - stopped).as_micros() as u64,
+            net_us = (net - unmounted).as_micros() as u64,
+            cgroup_us = (cgroup - net).as_micros() as u64,
+            storage_us = (storage - cgroup).as_micros() as u64,
+            files_us = (began.elapsed() - storage).as_micros() as u64,
+            "group removed"
+        );
+        Ok(())
+    }
+}
+
+/// Containers of a group: from its spec, else from what exists on disk.
+fn container_names(dirs: &GroupDirs, spec: Option<&GroupSpec>) -> Vec<String> {
+    // The spec's and those on disk: an update may have dropped a container from the spec
+    // that still runs until the group's task has removed it.
+    let mut names: Vec<String> = std::fs::read_dir(dirs.root.join("containers"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    for c in spec.into_iter().flat_map(|s| s.all_containers()) {
+        if !names.contains(&c.name) {
+            names.push(c.name.clone());
+        }
+    }
+    names
+}

@@ -1,0 +1,147 @@
+//! [`Host`]: the node-wide services every group's supervisor draws on — the image store,
+//! the container runtime, the network, the node's directories and temporary storage, the
+//! pools of spare directories and user id ranges — and the count of starts in progress that
+//! the pools yield to. It knows nothing of any one group.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use berth_image::ImageStore;
+use berth_net::Network;
+use berth_runtime::Runtime;
+use tokio::task::JoinHandle;
+
+use crate::config::{NodeConfig, NodeError, Reporter, SeccompProfiles};
+use crate::files::NodeDirs;
+
+/// Spare group directories kept made (see the `spare` module): enough for a burst of starts,
+/// ~10 empty inodes each.
+const SPARE_SLOTS: usize = 128;
+
+pub(crate) struct Host {
+    pub images: ImageStore,
+    pub runtime: Runtime,
+    pub net: Network,
+    pub dirs: NodeDirs,
+    pub storage: Option<Arc<berth_storage::Storage>>,
+    pub reporter: Arc<dyn Reporter>,
+    pub seccomp: Arc<dyn SeccompProfiles>,
+    /// Disk directories of groups made ahead of time.
+    pub spares: crate::spare::Spares,
+    /// The groups' user id ranges, when groups run in user namespaces.
+    pub userns: Option<crate::userns::UserNamespaces>,
+    /// The host path prefixes groups may mount.
+    pub host_paths: berth_core::VolumePolicy,
+    /// Group starts in progress: the pools are refilled only when there are none.
+    starting: Arc<AtomicUsize>,
+}
+
+/// Counts one start in progress for as long as it lives.
+pub(crate) struct Starting(Arc<AtomicUsize>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Host {
+    pub fn open(cfg: NodeConfig, reporter: Arc<dyn Reporter>) -> Result<Self, NodeError> {
+        let storage = match &cfg.storage {
+            Some(sc) => Some(Arc::new(berth_storage::Storage::open(sc)?)),
+            None => None,
+        };
+        let mut dirs = NodeDirs::new(&cfg.root);
+        if let Some(st) = &storage {
+            dirs = dirs.with_storage(st.root().to_path_buf());
+        }
+        for d in [&dirs.rw, &dirs.logs] {
+            std::fs::create_dir_all(d)?;
+        }
+        match crate::files::mount_run_tmpfs(&dirs.groups) {
+            Ok(true) => {
+                tracing::info!(dir = %dirs.groups.display(), "groups' run-time files are on a tmpfs")
+            }
+            Ok(false) => {
+                tracing::info!(dir = %dirs.groups.display(), "groups' run-time files stay where they are")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dirs.groups.display(), error = %e, "cannot mount a tmpfs for the groups' run-time files; they stay on disk")
+            }
+        }
+        let spares = crate::spare::Spares::open(&dirs, storage.clone(), SPARE_SLOTS)?;
+        let images = ImageStore::open(cfg.root.join("images"))?;
+        let runtime = Runtime::new(cfg.runtime)?.with_seccomp_precompile(cfg.seccomp_precompile);
+        let net = Network::new(cfg.net)?;
+        if cfg.userns.is_some() && runtime.kind() != berth_runtime::RuntimeKind::Crun {
+            return Err(NodeError::UsernsRuntime);
+        }
+        let userns = match cfg.userns {
+            Some(u) => {
+                let state_dir = cfg.root.parent().unwrap_or(&cfg.root);
+                for d in [&dirs.groups, &dirs.rw] {
+                    crate::userns::open_search_path(d, state_dir)?;
+                }
+                Some(crate::userns::UserNamespaces::open(
+                    &cfg.root.join("userns"),
+                    u,
+                )?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            images,
+            runtime,
+            net,
+            dirs,
+            storage,
+            reporter,
+            seccomp: cfg.seccomp,
+            spares,
+            userns,
+            host_paths: cfg.host_paths,
+            starting: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Marks a start in progress until the returned guard is dropped.
+    pub fn starting(&self) -> Starting {
+        self.starting.fetch_add(1, Ordering::Relaxed);
+        Starting(self.starting.clone())
+    }
+
+    /// Starts the tasks that keep the network namespace pool full (it first removes what a
+    /// former berth's pool left), the spare group directories made and the admissions to
+    /// accounts' networks going.
+    pub fn spawn_pools(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+        let (net, spares, admitter) = (self.clone(), self.clone(), self.clone());
+        vec![
+            tokio::spawn(async move { net.net.maintain_pool_around(&net.starting).await }),
+            tokio::spawn(async move { spares.spares.maintain(&spares.starting).await }),
+            tokio::spawn(async move { admitter.net.admit_queued(&admitter.starting).await }),
+        ]
+    }
+
+    /// Releases what only berth itself holds (its pools were stopped before): the namespace
+    /// pool, the image pins' pending write, the groups' tmpfs, the spare subvolumes (so that
+    /// the storage is unmounted when no group has any left in it), and the namespace
+    /// directory's mount and the subnet's masquerade rule when no group needs them.
+    pub async fn release(&self) {
+        self.net.drain_pool().await;
+        if let Err(e) = self.images.flush_pins() {
+            tracing::warn!(error = %e, "cannot write the image pins");
+        }
+        if let Err(e) = crate::files::release_run_tmpfs(&self.dirs.groups) {
+            tracing::warn!(error = %e, "cannot release the groups' tmpfs");
+        }
+        if let Some(storage) = &self.storage {
+            self.spares.drain();
+            if let Err(e) = storage.unmount_if_empty() {
+                tracing::warn!(error = %e, "cannot unmount the temporary storage");
+            }
+        }
+        if let Err(e) = self.net.release() {
+            tracing::warn!(error = %e, "cannot release the namespace directory");
+        }
+    }
+}
