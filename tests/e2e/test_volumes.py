@@ -306,3 +306,69 @@ def test_bad_volume_parameters_are_refused_by_name(client, groups, images, volum
     assert err.value.code.startswith("InvalidParameter"), err.value
     assert name in err.value.message, err.value.message
     assert {g["ContainerGroupId"] for g in support.list_groups(client)} == before
+
+
+def with_fs_group(client, value: str):
+    """The SDK's client sending `SecurityContext.FsGroup` (berth's extension, which the SDK's
+    models lack) with every CreateContainerGroup."""
+    call = client.call_api
+
+    def call_api(params, req, runtime):
+        if params.action == "CreateContainerGroup":
+            req.query = {**(req.query or {}), "SecurityContext.FsGroup": value}
+        return call(params, req, runtime)
+
+    client.call_api = call_api
+    return client
+
+
+def test_fs_group_owns_the_volumes(berth, client, groups, images):
+    """SecurityContext.FsGroup, Kubernetes' fsGroup: the group's volumes belong to that group
+    (set-group-id directories, so what the containers make there does too; config files
+    readable by its members) and the containers' processes have it as a supplementary group."""
+    as_user = M.CreateContainerGroupRequestContainerSecurityContext(run_as_user=1000)
+    gid = groups.create(
+        "e2e-fsgroup",
+        [
+            container(
+                "c",
+                images.image,
+                ["sleep", "3600"],
+                security_context=as_user,
+                volume_mount=[mount("data", "/data"), mount("mem", "/mem"), mount("cfg", "/cfg")],
+            )
+        ],
+        volume=[
+            empty_dir("data"),
+            empty_dir("mem", medium="Memory", size_limit="16Mi"),
+            config_files("cfg", [("a.conf", b"secret\n", 0o400)]),
+        ],
+        client=with_fs_group(berth.client(), "2000"),
+    )
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    out = support.exec_sh(
+        client,
+        gid,
+        "id -u; id -G; stat -c '%a %g' /data /mem /cfg /cfg/a.conf; cat /cfg/a.conf;"
+        " touch /data/f && mkdir /data/d && stat -c '%g' /data/f /data/d;"
+        " touch /mem/f && stat -c '%g' /mem/f",
+    )
+    lines = out.split("\n")
+    assert lines[0] == "1000", out
+    assert "2000" in lines[1].split(), out
+    assert lines[2:6] == ["2777 2000", "2777 2000", "2755 2000", "440 2000"], out
+    assert lines[6] == "secret", out
+    assert lines[7:10] == ["2000", "2000", "2000"], out
+
+    # Out of range: refused by name, nothing made.
+    before = {g["ContainerGroupId"] for g in support.list_groups(client)}
+    for bad in ["65536", "-1", "staff"]:
+        with pytest.raises(ClientException) as refused:
+            groups.create(
+                "e2e-fsgroup-bad",
+                [container("c", images.image, ["true"])],
+                client=with_fs_group(berth.client(), bad),
+            )
+        assert refused.value.code == "InvalidParameter", refused.value.message
+        assert "SecurityContext.FsGroup" in refused.value.message, refused.value.message
+    assert {g["ContainerGroupId"] for g in support.list_groups(client)} == before

@@ -34,6 +34,8 @@ pub struct CreateParams {
     pub host_aliases: Vec<berth_core::HostAlias>,
     /// `SecurityContext.Sysctl.N`.
     pub sysctls: Vec<berth_core::Sysctl>,
+    /// `SecurityContext.FsGroup` (berth's extension).
+    pub fs_group: Option<u32>,
     /// `DnsPolicy`; unset: the server's default (`Default`).
     pub dns_policy: Option<berth_core::DnsPolicy>,
     /// `AutoCreateEip=true`: the containers' ports published on the node's public address.
@@ -66,6 +68,7 @@ impl CreateParams {
             dns_config: spec.dns_config.clone(),
             host_aliases: spec.host_aliases.clone(),
             sysctls: spec.sysctls.clone(),
+            fs_group: spec.fs_group,
             dns_policy: Some(spec.dns_policy),
             auto_create_eip: spec.public_address,
             client_token: None,
@@ -125,6 +128,9 @@ impl CreateParams {
         for (i, s) in self.sysctls.iter().enumerate() {
             q.put(&format!("SecurityContext.Sysctl.{}.Name", i + 1), &s.name);
             q.put(&format!("SecurityContext.Sysctl.{}.Value", i + 1), &s.value);
+        }
+        if let Some(g) = self.fs_group {
+            q.put("SecurityContext.FsGroup", &g.to_string());
         }
         if let Some(d) = &self.dns_config {
             for (i, s) in d.name_servers.iter().enumerate() {

@@ -33,7 +33,7 @@ pub use restart::{
 pub use size::{normalize_size, Size, SizeError, DEFAULT_CPU, DEFAULT_MEMORY};
 pub use spec::{
     ContainerSpec, EnvVar, GroupSpec, ImagePullPolicy, PortSpec, RegistryCredential, RestartPolicy,
-    Tag, DEFAULT_EPHEMERAL_STORAGE_GIB, MAX_EPHEMERAL_STORAGE_GIB,
+    Tag, DEFAULT_EPHEMERAL_STORAGE_GIB, MAX_EPHEMERAL_STORAGE_GIB, MAX_FS_GROUP,
 };
 pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};
 pub use sysctl::Sysctl;

@@ -156,6 +156,10 @@ pub struct ContainerSpec {
     pub pre_stop: Option<crate::probe::Handler>,
 }
 
+/// The largest `SecurityContext.FsGroup`: a group id every group's user namespace maps (a
+/// group runs with 65,536 ids under `berth serve --userns`).
+pub const MAX_FS_GROUP: u32 = 65_535;
+
 /// A container group as created: what the user asked for, normalised.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupSpec {
@@ -212,6 +216,12 @@ pub struct GroupSpec {
     /// `SecurityContext.Sysctl.N`: namespaced sysctls set in every container of the group.
     #[serde(default)]
     pub sysctls: Vec<crate::sysctl::Sysctl>,
+    /// `SecurityContext.FsGroup` (berth's extension; Kubernetes' `fsGroup`): the group that
+    /// owns the group's emptyDir and config-file volumes (their directories set-group-id,
+    /// group-writable where the volume is writable), and a supplementary group of every
+    /// container's processes. At most [`MAX_FS_GROUP`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_group: Option<u32>,
     /// `DnsPolicy`: whether the host's resolvers are merged in (`Default`) or not (`None`).
     #[serde(default)]
     pub dns_policy: crate::dns::DnsPolicy,

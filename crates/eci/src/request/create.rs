@@ -121,6 +121,7 @@ impl CreateRequest {
             dns_config: super::dns::dns_config(p)?,
             host_aliases: super::dns::host_aliases(p)?,
             sysctls: super::security::sysctls(p)?,
+            fs_group: super::security::fs_group(p)?,
             dns_policy: super::dns::dns_policy(p)?,
             public_address: public_address(p)?,
             published: None,

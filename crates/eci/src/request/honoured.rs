@@ -262,6 +262,8 @@ const GROUP: &[(&str, Rule)] = &[
     ("SecurityContext.Sysctl.N", Honoured),
     ("SecurityContext.Sysctl.N.Name", Honoured),
     ("SecurityContext.Sysctl.N.Value", Honoured),
+    // berth's extension, Kubernetes' fsGroup (`security.rs`).
+    ("SecurityContext.FsGroup", Honoured),
     ("HostSecurityContext", Refused),
     ("HostSecurityContext.Sysctl.N", Refused),
     ("HostSecurityContext.Sysctl.N.Name", Refused),

@@ -1,5 +1,6 @@
 //! CreateContainerGroup's security context: a container's `SecurityContext.Capability.Add.N`
-//! and `.Drop.N` (berth's extension), and the group's `SecurityContext.Sysctl.N`, bounded and
+//! and `.Drop.N` (berth's extension), and the group's `SecurityContext.Sysctl.N` and
+//! `SecurityContext.FsGroup` (berth's extension), bounded and
 //! checked by name (`berth_core::capability`, `berth_core::sysctl`).
 
 use berth_core::sysctl::{self, Sysctl, MAX_SYSCTLS};
@@ -40,6 +41,25 @@ pub fn capabilities(p: &Params, prefix: &str) -> Result<(Vec<String>, Vec<String
         ));
     }
     Ok((add, drop))
+}
+
+/// The group's `SecurityContext.FsGroup` (berth's extension): a group id from 0 to
+/// [`berth_core::MAX_FS_GROUP`].
+pub fn fs_group(p: &Params) -> Result<Option<u32>, ApiError> {
+    const NAME: &str = "SecurityContext.FsGroup";
+    let Some(raw) = p.raw(NAME) else {
+        return Ok(None);
+    };
+    match raw.parse::<u32>() {
+        Ok(g) if g <= berth_core::MAX_FS_GROUP => Ok(Some(g)),
+        _ => Err(ApiError::invalid_parameter(
+            NAME,
+            format!(
+                "must be a group id from 0 to {}: {raw:?}",
+                berth_core::MAX_FS_GROUP
+            ),
+        )),
+    }
 }
 
 /// The group's `SecurityContext.Sysctl.N`: namespaced names only, each once.
@@ -91,6 +111,27 @@ mod tests {
         let e =
             capabilities(&params("C.1.SecurityContext.Capability.Drop.1=FLY"), "C.1").unwrap_err();
         assert!(e.message.contains("Capability.Drop.N"), "{}", e.message);
+    }
+
+    #[test]
+    fn fs_group_is_a_group_id_every_user_namespace_maps() {
+        assert_eq!(fs_group(&params("")).unwrap(), None);
+        assert_eq!(
+            fs_group(&params("SecurityContext.FsGroup=2000")).unwrap(),
+            Some(2000)
+        );
+        assert_eq!(
+            fs_group(&params("SecurityContext.FsGroup=65535")).unwrap(),
+            Some(65535)
+        );
+        for bad in ["65536", "-1", "staff", "", "4294967296"] {
+            let e = fs_group(&params(&format!("SecurityContext.FsGroup={bad}"))).expect_err(bad);
+            assert!(
+                e.message.contains("SecurityContext.FsGroup"),
+                "{}",
+                e.message
+            );
+        }
     }
 
     #[test]

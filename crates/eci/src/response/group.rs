@@ -107,6 +107,9 @@ pub struct DnsConfig {
 #[serde(rename_all = "PascalCase", default)]
 pub struct EciSecurityContext {
     pub sysctls: Vec<NameValue>,
+    /// berth's extension: `SecurityContext.FsGroup` as created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_group: Option<u32>,
 }
 
 /// `Events[]` of a group (filled when `WithEvent=true`).
@@ -257,6 +260,7 @@ impl ContainerGroup {
                         value: x.value.clone(),
                     })
                     .collect(),
+                fs_group: s.fs_group,
             },
             ..Default::default()
         }

@@ -49,7 +49,7 @@ pub async fn sandbox(
                     super::volumes::prepare(
                         dirs,
                         spec,
-                        super::volumes::owner(map),
+                        super::volumes::owner(map, spec.fs_group),
                         &host.host_paths,
                     )
                 })

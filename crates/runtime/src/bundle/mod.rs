@@ -97,6 +97,8 @@ pub struct BundleSpec {
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups of the process.
+    pub additional_gids: Vec<u32>,
     pub hostname: String,
     /// The network namespace to join; `None` gives the container a new, empty one.
     pub netns: Option<PathBuf>,
@@ -152,15 +154,13 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
 
     let caps = capabilities(&spec.capability_add, &spec.capability_drop)?;
     let seccomp = spec.seccomp.profile().map(|p| p.resolve(&caps, &HOST));
+    let mut user = UserBuilder::default().uid(spec.uid).gid(spec.gid);
+    if !spec.additional_gids.is_empty() {
+        user = user.additional_gids(spec.additional_gids.clone());
+    }
     let process = ProcessBuilder::default()
         .terminal(false)
-        .user(
-            UserBuilder::default()
-                .uid(spec.uid)
-                .gid(spec.gid)
-                .build()
-                .map_err(RuntimeError::Spec)?,
-        )
+        .user(user.build().map_err(RuntimeError::Spec)?)
         .args(spec.args.clone())
         .env(environment(&spec.env))
         .cwd(cwd)

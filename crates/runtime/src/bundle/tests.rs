@@ -11,6 +11,7 @@ fn spec() -> BundleSpec {
         cwd: "/work".into(),
         uid: 1000,
         gid: 1000,
+        additional_gids: vec![],
         hostname: "web-0".into(),
         netns: Some("/run/netns/eci-x".into()),
         cpu: Some(0.5),
@@ -259,6 +260,16 @@ fn process_fields() {
     assert_eq!(strings(&j["process"]["env"]), ["PATH=/opt/bin"]);
     assert_eq!(j["process"]["cwd"], "/");
     assert_eq!(j["ociVersion"], OCI_VERSION);
+    assert!(
+        j["process"]["user"].get("additionalGids").is_none(),
+        "no supplementary groups unless asked"
+    );
+    s.additional_gids = vec![2000];
+    let j = json(&s, &v2());
+    assert_eq!(
+        j["process"]["user"]["additionalGids"],
+        serde_json::json!([2000])
+    );
 }
 
 #[test]

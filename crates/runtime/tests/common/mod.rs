@@ -94,6 +94,7 @@ impl Fixture {
             cwd: "/".into(),
             uid: 0,
             gid: 0,
+            additional_gids: vec![],
             hostname: "box".into(),
             netns: None,
             cpu: Some(0.5),

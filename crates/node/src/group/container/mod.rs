@@ -116,7 +116,7 @@ impl ContainerCtx {
             &self.group,
             &self.spec,
             &self.dirs.container(&self.spec.name),
-            crate::group::volumes::owner(self.userns.as_ref().map(|u| u.map)),
+            crate::group::volumes::owner(self.userns.as_ref().map(|u| u.map), self.group.fs_group),
         )?;
         Ok(BundleSpec {
             rootfs,
@@ -131,6 +131,8 @@ impl ContainerCtx {
                 .unwrap_or_else(|| "/".into()),
             uid,
             gid,
+            // Kubernetes' fsGroup: a supplementary group of every container's processes.
+            additional_gids: self.group.fs_group.into_iter().collect(),
             hostname,
             netns: self.netns.clone(),
             cpu: Some(cpu),

@@ -52,17 +52,32 @@ const OPEN_ATTEMPTS: usize = 128;
 pub struct Owner {
     pub uid: u32,
     pub gid: u32,
+    /// The group's `FsGroup` owns the volumes: directories are set-group-id (what the
+    /// containers make in them belongs to that group too) and config files group-readable.
+    pub fs_group: bool,
+}
+
+impl Owner {
+    /// Mode of a writable volume directory: anyone of the containers may write.
+    fn dir_mode(self) -> u32 {
+        if self.fs_group {
+            0o2777
+        } else {
+            0o777
+        }
+    }
 }
 
 /// The owner of the group's volumes: the host's root while containers run without a user
-/// namespace, the group's mapped root with one.
-pub fn owner(map: Option<berth_image::idmap::IdMap>) -> Owner {
-    match map {
-        Some(m) => Owner {
-            uid: m.host,
-            gid: m.host,
-        },
-        None => Owner { uid: 0, gid: 0 },
+/// namespace, the group's mapped root with one; the group is the `FsGroup` (mapped the
+/// same way) when the group has one.
+pub fn owner(map: Option<berth_image::idmap::IdMap>, fs_group: Option<u32>) -> Owner {
+    let base = map.map_or(0, |m| m.host);
+    Owner {
+        uid: base,
+        // Below 2^16 (`MAX_FS_GROUP`), which every group's user namespace maps.
+        gid: base + fs_group.unwrap_or(0),
+        fs_group: fs_group.is_some(),
     }
 }
 
@@ -202,15 +217,17 @@ fn record_prepared(dirs: &GroupDirs, spec: &GroupSpec) -> io::Result<()> {
     fs::rename(tmp, dirs.root.join(PREPARED))
 }
 
-/// An emptyDir: mode 0777 (any user of the containers may write), owned by `who`.
+/// An emptyDir: mode 0777 (any user of the containers may write; 02777 with an `FsGroup`),
+/// owned by `who`.
 fn make_dir(dir: &Path, who: Owner) -> io::Result<()> {
     match fs::create_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         r => r?,
     }
     let f = File::open(dir)?;
-    f.set_permissions(fs::Permissions::from_mode(0o777))?;
-    chown(&f, who)
+    chown(&f, who)?;
+    // After the owner: a change of owner clears the set-group-id bit.
+    f.set_permissions(fs::Permissions::from_mode(who.dir_mode()))
 }
 
 fn mount_tmpfs(dir: &Path, bytes: u64, who: Owner) -> io::Result<()> {
@@ -219,7 +236,12 @@ fn mount_tmpfs(dir: &Path, bytes: u64, who: Owner) -> io::Result<()> {
     if here.dev() != parent.dev() {
         return Ok(()); // mounted before berth restarted
     }
-    let opts = format!("size={bytes},mode=0777,uid={},gid={}", who.uid, who.gid);
+    let opts = format!(
+        "size={bytes},mode={:o},uid={},gid={}",
+        who.dir_mode(),
+        who.uid,
+        who.gid
+    );
     mount(
         Some("tmpfs"),
         dir,
@@ -261,11 +283,17 @@ fn write_config(
             .mode
             .or(default_mode)
             .unwrap_or(berth_core::volume::DEFAULT_CONFIG_MODE);
-        out.set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
+        // With an FsGroup, readable by its members whatever the mode (as the kubelet does).
+        let mode = if who.fs_group { mode | 0o440 } else { mode };
         chown(&out, who)?;
+        out.set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
     }
     for entry in walk_dirs(&tmp)? {
-        chown(&File::open(entry)?, who)?;
+        let d = File::open(entry)?;
+        chown(&d, who)?;
+        if who.fs_group {
+            d.set_permissions(fs::Permissions::from_mode(0o2755))?;
+        }
     }
     fs::rename(&tmp, dir)
 }
@@ -394,8 +422,8 @@ fn stage(volume: &Path, sub: &str, create: bool, target: &Path, who: Owner) -> i
                     ),
                 )?;
                 let made = File::from(made);
-                made.set_permissions(fs::Permissions::from_mode(0o777))?;
                 chown(&made, who)?;
+                made.set_permissions(fs::Permissions::from_mode(who.dir_mode()))?;
             }
             open_in(&root, sub, in_root)?
         }
@@ -447,6 +475,49 @@ pub fn release(dirs: &GroupDirs) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_fs_group_owns_the_volumes_in_the_groups_id_range() {
+        assert_eq!(
+            owner(None, None),
+            Owner {
+                uid: 0,
+                gid: 0,
+                fs_group: false
+            }
+        );
+        let map = berth_image::idmap::IdMap {
+            host: 1 << 30,
+            count: 65536,
+        };
+        let o = owner(Some(map), Some(2000));
+        assert_eq!((o.uid, o.gid), ((1 << 30), (1 << 30) + 2000));
+        assert_eq!(o.dir_mode(), 0o2777);
+        assert_eq!(owner(Some(map), None).dir_mode(), 0o777);
+    }
+
+    /// Root test: with an FsGroup, an emptyDir and a config volume belong to it, set-group-id.
+    #[test]
+    fn fs_group_volumes_are_set_group_id() {
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+        let tmp = tempfile::tempdir().unwrap();
+        let who = owner(None, Some(2000));
+        let dir = tmp.path().join("data");
+        make_dir(&dir, who).unwrap();
+        let m = fs::metadata(&dir).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.gid()), (0o2777, 2000));
+        let cfg = tmp.path().join("cfg");
+        let file = berth_core::ConfigFile {
+            path: "a/b.conf".into(),
+            content: base64::engine::general_purpose::STANDARD.encode(b"x"),
+            mode: Some(0o400),
+        };
+        write_config(&cfg, &[file], None, who).unwrap();
+        let f = fs::metadata(cfg.join("a/b.conf")).unwrap();
+        assert_eq!((f.mode() & 0o7777, f.gid()), (0o440, 2000));
+        let d = fs::metadata(cfg.join("a")).unwrap();
+        assert_eq!((d.mode() & 0o7777, d.gid()), (0o2755, 2000));
+    }
+
     /// Root test: a SubPath through a symlink planted in the volume stays inside it, and
     /// missing directories are made.
     #[test]
@@ -460,7 +531,7 @@ mod tests {
         fs::write(outside.join("secret"), b"host").unwrap();
         std::os::unix::fs::symlink(&outside, vol.join("escape")).unwrap();
         std::os::unix::fs::symlink("../../..", vol.join("up")).unwrap();
-        let who = Owner { uid: 0, gid: 0 };
+        let who = owner(None, None);
         for (i, sub) in ["escape", "up/escape", "new/dir"].iter().enumerate() {
             let target = tmp.path().join("stage").join(i.to_string());
             // Refused (a dangling link inside the volume) or bound inside it: never outside.
