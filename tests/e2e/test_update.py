@@ -220,3 +220,28 @@ def test_update_of_a_volume_recreates_the_containers_mounting_it(berth, client, 
     assert exec_sh(client, gid, "cat /s/f", name="b").strip() == "kept"
     described = {v["Name"] for v in after.get("Volumes") or []}
     assert described == {"cfg", "scratch"}, pretty(after)
+
+
+def test_a_memory_volume_follows_the_groups_new_memory(berth, client, groups, images):
+    """A memory emptyDir without a SizeLimit is the size of the group's memory, also after an
+    update changed it; what it holds stays."""
+    mount = M.CreateContainerGroupRequestContainerVolumeMount
+    gid = groups.create(
+        "e2e-update-mem",
+        [container("c", images.image, LOOP, volume_mount=[mount(name="m", mount_path="/m")])],
+        restart_policy="Always",
+        cpu=0.5,
+        memory=1.0,
+        volume=[M.CreateContainerGroupRequestVolume(
+            name="m", type="EmptyDirVolume",
+            empty_dir_volume=M.CreateContainerGroupRequestVolumeEmptyDirVolume(medium="Memory"),
+        )],
+    )
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    size_kib = "df -k /m | tail -n 1 | awk '{print $2}'"
+    assert exec_sh(client, gid, size_kib).strip() == str(1 << 20)
+    exec_sh(client, gid, "echo kept > /m/f")
+    update(client, gid, memory=2.0)
+    running_again(client, gid, berth)
+    assert exec_sh(client, gid, size_kib).strip() == str(2 << 20)
+    assert exec_sh(client, gid, "cat /m/f").strip() == "kept"

@@ -234,7 +234,9 @@ fn mount_tmpfs(dir: &Path, bytes: u64, who: Owner) -> io::Result<()> {
     let here = fs::metadata(dir)?;
     let parent = fs::metadata(dir.join(".."))?;
     if here.dev() != parent.dev() {
-        return Ok(()); // mounted before berth restarted
+        // Mounted before: berth restarted, or an update changed the group's memory, which a
+        // memory volume without a SizeLimit follows.
+        return resize_tmpfs(dir, bytes);
     }
     let opts = format!(
         "size={bytes},mode={:o},uid={},gid={}",
@@ -250,6 +252,37 @@ fn mount_tmpfs(dir: &Path, bytes: u64, who: Owner) -> io::Result<()> {
         Some(opts.as_str()),
     )
     .map_err(io::Error::from)
+}
+
+/// Gives the tmpfs on `dir` the size `bytes` (rounded up to pages, as tmpfs does) unless it
+/// has it. A shrink below what the volume holds is refused by the kernel: the volume keeps
+/// its size then, and says so in berth's log.
+fn resize_tmpfs(dir: &Path, bytes: u64) -> io::Result<()> {
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| u64::try_from(p).ok())
+        .unwrap_or(4096);
+    let st = nix::sys::statvfs::statvfs(dir)?;
+    let now = st.blocks() * st.fragment_size();
+    if now == bytes.div_ceil(page) * page {
+        return Ok(());
+    }
+    let opts = format!("size={bytes}");
+    match mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    ) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EINVAL) => {
+            tracing::warn!(volume = %dir.display(), bytes, "a memory volume holds more than its new size; it keeps its size");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Writes the files into `<dir>.tmp` and renames it to `dir`: a volume is there whole or
@@ -493,6 +526,36 @@ mod tests {
         assert_eq!((o.uid, o.gid), ((1 << 30), (1 << 30) + 2000));
         assert_eq!(o.dir_mode(), 0o2777);
         assert_eq!(owner(Some(map), None).dir_mode(), 0o777);
+    }
+
+    /// Root test: a memory volume follows a new size, and keeps its size when it holds more.
+    #[test]
+    fn a_memory_volume_is_resized_in_place() {
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mem");
+        make_dir(&dir, owner(None, None)).unwrap();
+        let size = |d: &Path| {
+            let st = nix::sys::statvfs::statvfs(d).unwrap();
+            st.blocks() * st.fragment_size()
+        };
+        mount_tmpfs(&dir, 1 << 20, owner(None, None)).unwrap();
+        assert_eq!(size(&dir), 1 << 20);
+        fs::write(dir.join("f"), vec![1u8; 600 << 10]).unwrap();
+        mount_tmpfs(&dir, 2 << 20, owner(None, None)).unwrap();
+        assert_eq!(size(&dir), 2 << 20);
+        assert_eq!(
+            fs::read(dir.join("f")).unwrap().len(),
+            600 << 10,
+            "content kept"
+        );
+        mount_tmpfs(&dir, 256 << 10, owner(None, None)).unwrap();
+        assert_eq!(
+            size(&dir),
+            2 << 20,
+            "a shrink below the content is not made"
+        );
+        unmount_below(&dir).unwrap();
     }
 
     /// Root test: with an FsGroup, an emptyDir and a config volume belong to it, set-group-id.
