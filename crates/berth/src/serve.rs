@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// The most ports one group may publish.
     #[arg(long, default_value_t = berth_core::publish::MAX_PER_GROUP, value_parser = clap::value_parser!(usize))]
     max_published_ports: usize,
+    /// The most ports the groups of one account may publish together.
+    #[arg(long, default_value_t = berth_core::publish::MAX_PER_ACCOUNT, value_parser = clap::value_parser!(usize))]
+    max_account_published_ports: usize,
     #[command(flatten)]
     caches: crate::cache_node::CacheArgs,
     #[command(flatten)]
@@ -257,6 +260,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .chain(args.metrics_listen.map(|a| a.port()))
             .collect(),
         max_per_group: args.max_published_ports,
+        max_per_account: args.max_account_published_ports,
     });
     let reporter = Arc::new(ControlReporter(control.clone()));
     let agent = Agent::new(

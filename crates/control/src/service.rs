@@ -205,6 +205,13 @@ impl Control {
             let publication = ports_guard.allocate(&spec, &held, |proto, port| {
                 address.is_some_and(|a| crate::ports::host_free(a, proto, port))
             })?;
+            let account_held = groups
+                .iter()
+                .filter(|g| g.account == account)
+                .filter_map(|g| g.spec.published.as_ref())
+                .map(|p| p.ports.len())
+                .sum();
+            ports_guard.within_account(&publication, account_held)?;
             spec.published = Some(publication);
         }
         let now = Utc::now();

@@ -17,6 +17,9 @@ use crate::spec::GroupSpec;
 pub const DEFAULT_RANGE: (u16, u16) = (30000, 32767);
 /// The most ports one group may publish.
 pub const MAX_PER_GROUP: usize = 16;
+/// The most ports the groups of one account may publish together: with the default range,
+/// one account cannot take more than a fortieth of it.
+pub const MAX_PER_ACCOUNT: usize = 64;
 
 /// Where a group's ports were published.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +49,8 @@ pub struct PortPolicy {
     pub reserved: Vec<u16>,
     /// The most ports one group may publish.
     pub max_per_group: usize,
+    /// The most ports the groups of one account may publish together.
+    pub max_per_account: usize,
 }
 
 impl Default for PortPolicy {
@@ -55,6 +60,7 @@ impl Default for PortPolicy {
             range: DEFAULT_RANGE,
             reserved: Vec::new(),
             max_per_group: MAX_PER_GROUP,
+            max_per_account: MAX_PER_ACCOUNT,
         }
     }
 }
@@ -67,6 +73,8 @@ pub struct PublishRefused {
     pub parameter: &'static str,
     /// Whether another group or the host holds the port (a conflict, not a bad value).
     pub conflict: bool,
+    /// Whether the account's groups publish as many ports as they may.
+    pub quota: bool,
     pub reason: String,
 }
 
@@ -102,6 +110,7 @@ impl PortPolicy {
             return Err(PublishRefused {
                 parameter: "AutoCreateEip",
                 conflict: false,
+                quota: false,
                 reason: "this berth publishes no ports: its operator gave no public address \
                          (berth serve --public-ip)"
                     .into(),
@@ -131,6 +140,7 @@ impl PortPolicy {
             return Err(PublishRefused {
                 parameter: "Container.N.Port.N.Port",
                 conflict: false,
+                quota: false,
                 reason: format!(
                     "a group may publish at most {} ports, this one declares {}",
                     self.max_per_group,
@@ -161,6 +171,7 @@ impl PortPolicy {
                         return Err(PublishRefused {
                             parameter: "Container.N.Port.N.HostPort",
                             conflict: true,
+                            quota: false,
                             reason: format!(
                                 "host port {h}/{protocol} is in use (by another group or the host)"
                             ),
@@ -174,6 +185,7 @@ impl PortPolicy {
                     .ok_or_else(|| PublishRefused {
                         parameter: "AutoCreateEip",
                         conflict: true,
+                        quota: false,
                         reason: format!("no host port of {lo}-{hi} is free for {protocol}"),
                     })?,
             };
@@ -191,10 +203,34 @@ impl PortPolicy {
         })
     }
 
+    /// Refuses `publication` when the account's groups, which publish `account_held` ports
+    /// already, would publish more than the policy lets one account.
+    pub fn within_account(
+        &self,
+        publication: &Publication,
+        account_held: usize,
+    ) -> Result<(), PublishRefused> {
+        let total = account_held.saturating_add(publication.ports.len());
+        if total <= self.max_per_account {
+            return Ok(());
+        }
+        Err(PublishRefused {
+            parameter: "AutoCreateEip",
+            conflict: false,
+            quota: true,
+            reason: format!(
+                "the account's groups may publish at most {} ports together; they publish {account_held} and this group asks for {}",
+                self.max_per_account,
+                publication.ports.len()
+            ),
+        })
+    }
+
     fn bad(&self, reason: String) -> PublishRefused {
         PublishRefused {
             parameter: "Container.N.Port.N.HostPort",
             conflict: false,
+            quota: false,
             reason,
         }
     }
@@ -230,7 +266,27 @@ mod tests {
             range: (30000, 30009),
             reserved: vec![30005],
             max_per_group: 4,
+            max_per_account: 6,
         }
+    }
+
+    #[test]
+    fn an_account_publishes_at_most_its_share() {
+        let p = policy();
+        let none = BTreeSet::new();
+        let two = p
+            .allocate(
+                &spec(&[(80, "TCP", None), (81, "TCP", None)]),
+                &none,
+                |_, _| true,
+            )
+            .unwrap();
+        assert!(p.within_account(&two, 4).is_ok());
+        let e = p.within_account(&two, 5).unwrap_err();
+        assert!(
+            e.quota && !e.conflict && e.reason.contains("at most 6"),
+            "{e:?}"
+        );
     }
 
     fn pp(host_port: u16, container_port: u16, protocol: &str) -> PublishedPort {

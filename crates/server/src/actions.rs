@@ -62,6 +62,11 @@ pub(crate) fn map_err(e: ControlError) -> ApiError {
             format!("The specified parameter SecurityContext.Capability.Add is not valid: {r}"),
         ),
         ControlError::VolumeRefused(r) => ApiError::new(400, "InvalidParameter", r.to_string()),
+        ControlError::PublishRefused(r) if r.quota => ApiError::new(
+            400,
+            "QuotaExceeded.PublishedPorts",
+            format!("Quota exceeded: {r}"),
+        ),
         ControlError::PublishRefused(r) if r.conflict => ApiError::new(
             400,
             "InvalidParameter.HostPortInUse",
