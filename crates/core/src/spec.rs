@@ -58,11 +58,21 @@ impl ImagePullPolicy {
     }
 }
 
+/// The `FieldRef.FieldPath`s berth resolves when a container starts: the group's address
+/// (`status.podIP`, and `status.podIPs`, the same single address), its name
+/// (`metadata.name`) and its id (`metadata.uid`).
+pub const FIELD_PATHS: &[&str] = &[
+    "status.podIP",
+    "status.podIPs",
+    "metadata.name",
+    "metadata.uid",
+];
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvVar {
     pub key: String,
     pub value: String,
-    /// `FieldRef.FieldPath` (e.g. `status.podIP`), resolved when the container starts.
+    /// `FieldRef.FieldPath`, one of [`FIELD_PATHS`], resolved when the container starts.
     #[serde(default)]
     pub field_path: Option<String>,
 }

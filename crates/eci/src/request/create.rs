@@ -325,10 +325,29 @@ fn env(p: &Params, prefix: &str) -> Result<Vec<EnvVar>, ApiError> {
         validate::no_nul(&key_param, &key)?;
         let value = p.raw(&format!("{e}.Value")).unwrap_or_default().to_string();
         validate::no_nul(&format!("{e}.Value"), &value)?;
+        let path_param = format!("{e}.FieldRef.FieldPath");
+        let field_path = p.string(&path_param);
+        if let Some(path) = &field_path {
+            if !berth_core::spec::FIELD_PATHS.contains(&path.as_str()) {
+                return Err(ApiError::invalid_parameter(
+                    &path_param,
+                    format!(
+                        "names no field berth resolves ({}): {path:?}",
+                        berth_core::spec::FIELD_PATHS.join(", ")
+                    ),
+                ));
+            }
+            if !value.is_empty() {
+                return Err(ApiError::invalid_parameter(
+                    &path_param,
+                    format!("cannot be given with {e}.Value: a variable has one source"),
+                ));
+            }
+        }
         out.push(EnvVar {
             key,
             value,
-            field_path: p.string(&format!("{e}.FieldRef.FieldPath")),
+            field_path,
         });
     }
     Ok(out)

@@ -326,3 +326,25 @@ fn dns_policy_decodes_default_and_none_only() {
         assert!(e.message.contains("DnsPolicy"), "{q}: {}", e.message);
     }
 }
+
+#[test]
+fn env_field_paths_are_those_berth_resolves() {
+    for path in berth_core::spec::FIELD_PATHS {
+        let q = format!("{SMOKE}&Container.1.EnvironmentVar.1.Key=X&Container.1.EnvironmentVar.1.FieldRef.FieldPath={path}");
+        let r = create(&q).unwrap();
+        assert_eq!(
+            r.spec.containers[0].env[0].field_path.as_deref(),
+            Some(*path)
+        );
+    }
+    for (extra, why) in [
+        ("Container.1.EnvironmentVar.1.FieldRef.FieldPath=spec.nodeName", "names no field"),
+        ("Container.1.EnvironmentVar.1.FieldRef.FieldPath=metadata.labels%5B%27a%27%5D", "names no field"),
+        ("Container.1.EnvironmentVar.1.FieldRef.FieldPath=status.podIP&Container.1.EnvironmentVar.1.Value=1", "one source"),
+    ] {
+        let q = format!("{SMOKE}&Container.1.EnvironmentVar.1.Key=X&{extra}");
+        let e = create(&q).expect_err(extra);
+        assert!(e.message.contains("Container.1.EnvironmentVar.1.FieldRef.FieldPath"), "{}", e.message);
+        assert!(e.message.contains(why), "{}", e.message);
+    }
+}

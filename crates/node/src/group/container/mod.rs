@@ -101,8 +101,12 @@ impl ContainerCtx {
         set_env(&mut env, "HOSTNAME", &hostname);
         for e in &self.spec.env {
             let value = match e.field_path.as_deref() {
-                Some("status.podIP") => self.state.intranet_ip().unwrap_or_default(),
+                // Checked by the API against `berth_core::spec::FIELD_PATHS`.
+                Some("status.podIP" | "status.podIPs") => {
+                    self.state.intranet_ip().unwrap_or_default()
+                }
                 Some("metadata.name") => self.group.name.clone(),
+                Some("metadata.uid") => self.gid.clone(),
                 _ => e.value.clone(),
             };
             set_env(&mut env, &e.key, &value);
