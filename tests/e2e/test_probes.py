@@ -7,6 +7,7 @@ honour are refused by name."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -14,10 +15,46 @@ from alibabacloud_eci20180808 import models as M
 from alibabacloud_tea_openapi.exceptions import ClientException
 
 import support
-from support import REGION, container, container_of, exec_sh, pretty, wait_for, wait_status
+from support import (
+    REGION, ImageVariants, container, container_of, entry, exec_sh, pretty, wait_for,
+    wait_status,
+)
+from test_tls import make_pki
 
 # Stops at once on SIGTERM (a shell as PID 1 ignores it otherwise).
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+# tests/images/http_echo.c in the echo image, with a certificate and key for HTTPS.
+ECHO = "berth-http-echo"
+ECHO_SOURCE = support.REPO / "tests" / "images" / "http_echo.c"
+CERT = "/etc/berth-echo/cert.pem"
+KEY = "/etc/berth-echo/key.pem"
+
+
+def serving(cmd: str) -> list[str]:
+    """A shell running `cmd` in the background, stopping at once on SIGTERM."""
+    return ["sh", "-c", f"{cmd} & trap 'exit 0' TERM; while true; do sleep 1; done"]
+
+
+@pytest.fixture(scope="module")
+def echo_image(images, tmp_path_factory) -> str:
+    """The busybox image with berth-http-echo (static, with OpenSSL) and a certificate."""
+    work = tmp_path_factory.mktemp("echo-image")
+    binary = work / ECHO
+    res = subprocess.run(
+        ["gcc", "-static", "-O1", "-o", str(binary), str(ECHO_SOURCE), "-lssl", "-lcrypto",
+         "-lpthread"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 0, f"building {ECHO_SOURCE} (needs libssl-dev):\n{res.stderr}"
+    pki = make_pki(work)
+    variants = ImageVariants(work, images.registry)
+    variants.add("http-echo", [[
+        entry(f"bin/{ECHO}", data=binary.read_bytes(), mode=0o755),
+        entry("etc/berth-echo", "dir"),
+        entry(CERT.lstrip("/"), data=pki["server.pem"].read_bytes()),
+        entry(KEY.lstrip("/"), data=pki["server.key"].read_bytes()),
+    ]])
+    return variants.push()["http-echo"]
 
 
 def ready_of(client, gid: str, name: str = "c") -> bool:
@@ -286,30 +323,146 @@ def test_pre_stop_runs_on_delete(berth, client, groups, images):
     assert support.describe(client, gid)["Status"] == "Terminating"
 
 
-def test_http_pre_stop_hook_reaches_the_group(berth, client, groups, images):
-    web = container("web", images.image,
-                    ["sh", "-c", "mkdir -p /www && touch /www/bye-from-hook && exec httpd -f -vv -p 8080 -h /www"])
+def requests_in(log: str, port: int) -> list[dict[str, str]]:
+    """The requests berth-http-echo logged on `port`: the request line as "Request", then
+    each header by name."""
+    found: list[dict[str, str]] = []
+    for line in log.splitlines():
+        if not line.startswith(f"{port}> "):
+            continue
+        text = line[len(f"{port}> "):]
+        if text.startswith("GET "):
+            found.append({"Request": text})
+        elif found and ": " in text:
+            name, value = text.split(": ", 1)
+            found[-1][name] = value
+    return found
+
+
+def hook_header(which: str, name: str, value: str):
+    cls = getattr(M, f"CreateContainerGroupRequestContainerLifecycle{which}HandlerHttpGetHttpHeader")
+    return cls(name=name, value=value)
+
+
+def test_http_hooks_and_probe_reach_the_group_with_their_headers(berth, client, groups,
+                                                                 echo_image):
+    # The sibling logs every request it gets; `c` is killed by its liveness probe after 2 s,
+    # so its PreStop hook runs, and its PostStart hook again when it is restarted.
+    web = container("web", echo_image, serving(f"{ECHO} 8080"))
     liveness = M.CreateContainerGroupRequestContainerLivenessProbe(
         exec=M.CreateContainerGroupRequestContainerLivenessProbeExec(command=["false"]),
         initial_delay_seconds=2,
         period_seconds=1,
         failure_threshold=1,
     )
+    readiness = M.CreateContainerGroupRequestContainerReadinessProbe(
+        http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(
+            path="/ready", port=8080, scheme="HTTP"),
+        period_seconds=1,
+    )
     c = container(
-        "c", images.image, SLEEP, liveness_probe=liveness,
-        lifecycle_pre_stop_handler_http_get_path="/bye-from-hook",
+        "c", echo_image, SLEEP, liveness_probe=liveness, readiness_probe=readiness,
+        lifecycle_post_start_handler_http_get_path="/poststart",
+        lifecycle_post_start_handler_http_get_port=8080,
+        lifecycle_post_start_handler_http_get_http_header=[
+            hook_header("PostStart", "X-Berth-Hook", "poststart"),
+            hook_header("PostStart", "X-Token", "a b=c;d"),
+        ],
+        lifecycle_pre_stop_handler_http_get_path="/prestop",
         lifecycle_pre_stop_handler_http_get_port=8080,
         lifecycle_pre_stop_handler_http_get_http_header=[
-            M.CreateContainerGroupRequestContainerLifecyclePreStopHandlerHttpGetHttpHeader(
-                name="X-Hook", value="prestop")],
+            hook_header("PreStop", "X-Berth-Hook", "prestop")],
     )
-    gid = groups.create("e2e-prestop-http", [web, c], restart_policy="Always")
+    gid = groups.create("e2e-hooks-http", [web, c], restart_policy="Always")
+
+    def paths() -> list[str]:
+        return [r["Request"].split()[1]
+                for r in requests_in(support.logs(client, gid, "web"), 8080)]
+
+    def seen():
+        p = paths()
+        # A PostStart after the PreStop: c was restarted after its liveness kill.
+        if "/prestop" in p and "/poststart" in p[p.index("/prestop"):] and "/ready" in p:
+            return p
+        return None
+
     wait_for(
-        "the HTTP PreStop hook's request in the web container's log",
-        lambda: "/bye-from-hook" in support.logs(client, gid, "web"),
-        30,
+        "PostStart, readiness, PreStop and PostStart again in the web container's log",
+        seen,
+        40,
         diag=lambda: "\n".join(events(client, gid)) + "\nweb log:\n"
         + support.logs(client, gid, "web") + berth.diag(),
     )
+    got = requests_in(support.logs(client, gid, "web"), 8080)
+    by_path = {}
+    for r in got:
+        by_path.setdefault(r["Request"].split()[1], []).append(r)
+    for r in by_path["/poststart"]:
+        assert r["Request"] == "GET /poststart HTTP/1.1", r
+        assert r["X-Berth-Hook"] == "poststart" and r["X-Token"] == "a b=c;d", r
+    for r in by_path["/prestop"]:
+        assert r["X-Berth-Hook"] == "prestop" and "X-Token" not in r, r
+    for r in by_path["/ready"]:
+        assert "X-Berth-Hook" not in r, r
+        assert r.get("User-Agent", "").startswith("berth-probe/"), r
     assert container_of(support.describe(client, gid), "web")["RestartCount"] == 0
-    assert not any(t.startswith("FailedPreStopHook") for t in events(client, gid))
+    texts = events(client, gid)
+    assert not any(t.startswith(("FailedPreStopHook", "FailedPostStartHook")) for t in texts), (
+        texts)
+
+
+def test_https_readiness_probe_speaks_tls(berth, client, groups, echo_image):
+    # c serves HTTPS on 8443 with the certificate baked into the image; `plain` probes the
+    # same port over plain HTTP, which the TLS server cannot answer.
+    https = M.CreateContainerGroupRequestContainerReadinessProbe(
+        http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(
+            path="/healthz", port=8443, scheme="HTTPS"),
+        period_seconds=1,
+        failure_threshold=1,
+    )
+    http = M.CreateContainerGroupRequestContainerReadinessProbe(
+        http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(
+            path="/plain", port=8443, scheme="HTTP"),
+        period_seconds=1,
+        failure_threshold=1,
+    )
+    gid = groups.create(
+        "e2e-ready-https",
+        [
+            container("c", echo_image, serving(f"{ECHO} 8443 {CERT} {KEY}"),
+                      readiness_probe=https),
+            container("plain", echo_image, SLEEP, readiness_probe=http),
+        ],
+    )
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    wait_ready(client, gid, True, diag=berth.diag)
+    got = requests_in(support.logs(client, gid, "c"), 8443)
+    assert got and got[0]["Request"] == "GET /healthz HTTP/1.1", got
+    assert got[0]["User-Agent"].startswith("berth-probe/"), got
+    assert not any("/plain" in r["Request"] for r in got), got
+    assert not ready_of(client, gid, "plain"), "plain HTTP passed against a TLS server"
+    c = container_of(support.describe(client, gid), "c")
+    assert c["ReadinessProbe"]["HttpGet"] == {
+        "Path": "/healthz", "Port": 8443, "Scheme": "HTTPS"}, pretty(c)
+
+    exec_sh(client, gid, f"kill $(pidof {ECHO})")
+    wait_ready(client, gid, False, diag=berth.diag)
+    assert group_ready_condition(client, gid) == "False"
+    failed = [e for e in events(client, gid) if "Readiness probe failed" in e]
+    assert any("https://" in e and ":8443/healthz" in e for e in failed), failed
+    assert container_of(support.describe(client, gid), "c")["RestartCount"] == 0
+
+
+def test_probes_take_no_http_headers(berth, groups, images):
+    # ECI has HttpHeader only for the lifecycle hooks; a probe's is refused by name.
+    name = "Container.1.ReadinessProbe.HttpGet.HttpHeader.1.Name"
+    client = with_extra_params(berth.client(), {name: "X-A"})
+    probe = M.CreateContainerGroupRequestContainerReadinessProbe(
+        http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(port=80))
+    before = len(support.list_groups(client))
+    with pytest.raises(ClientException) as info:
+        groups.create("e2e-probe-header", [container("c", images.image, ["true"],
+                                                     readiness_probe=probe)], client=client)
+    assert info.value.status_code == 400, info.value.message
+    assert name in info.value.message, info.value.message
+    assert len(support.list_groups(client)) == before
