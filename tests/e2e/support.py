@@ -1064,3 +1064,19 @@ def own_berth(
         if mounts_under(base):
             problems.append(f"mounts left under {base}: {mounts_under(base)}")
         finish_teardown(f"{what} berth teardown", base, problems, server)
+
+
+def serve_refused(state_dir: Path, extra_args: Iterable[str], timeout: float = 60) -> str:
+    """Runs `berth serve` with `extra_args` on `state_dir`: it must refuse to start (exit at
+    once with an error, no panic) and leave the state directory untouched. Its output."""
+    res = subprocess.run(
+        [str(BERTH_BIN), "serve", "--listen", f"127.0.0.1:{free_port()}",
+         "--state-dir", str(state_dir), *extra_args],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert "panicked" not in out, out
+    assert not state_dir.exists(), "a refused start prepared the state directory"
+    return out

@@ -340,8 +340,8 @@ def requests_in(log: str, port: int) -> list[dict[str, str]]:
 
 
 def hook_header(which: str, name: str, value: str):
-    cls = getattr(M, f"CreateContainerGroupRequestContainerLifecycle{which}HandlerHttpGetHttpHeader")
-    return cls(name=name, value=value)
+    cls = f"CreateContainerGroupRequestContainerLifecycle{which}HandlerHttpGetHttpHeader"
+    return getattr(M, cls)(name=name, value=value)
 
 
 def test_http_hooks_and_probe_reach_the_group_with_their_headers(berth, client, groups,
