@@ -1,7 +1,9 @@
 """Probes and lifecycle hooks: readiness drives Containers[].Ready and the group's Ready
 condition (exec and HTTP GET), a failing liveness probe restarts the container with its
 events (TCP), a startup probe holds the others back, a PreStop hook runs before the
-container is stopped and a failing PostStart hook kills it; parameters berth must not
+container is stopped and a failing PostStart hook kills it; HTTP hooks carry their
+headers, and HTTPS probes and hooks speak TLS to a server in the group
+(tests/images/http_echo.c, which logs every request it gets); parameters berth must not
 honour are refused by name."""
 
 from __future__ import annotations
@@ -339,6 +341,14 @@ def requests_in(log: str, port: int) -> list[dict[str, str]]:
     return found
 
 
+def assert_hooks_failed_only_before_the_server(texts: list[str]) -> None:
+    """The containers of a group start in no fixed order, so a PostStart hook may find its
+    sibling's server not yet listening (the container is then killed, its PreStop hook
+    failing the same way, and started again); any other failure is one."""
+    failed = [t for t in texts if t.startswith(("FailedPostStartHook", "FailedPreStopHook"))]
+    assert all("refused" in t.lower() for t in failed), failed
+
+
 def hook_header(which: str, name: str, value: str):
     cls = f"CreateContainerGroupRequestContainerLifecycle{which}HandlerHttpGetHttpHeader"
     return getattr(M, cls)(name=name, value=value)
@@ -389,7 +399,7 @@ def test_http_hooks_and_probe_reach_the_group_with_their_headers(berth, client, 
     wait_for(
         "PostStart, readiness, PreStop and PostStart again in the web container's log",
         seen,
-        40,
+        60,
         diag=lambda: "\n".join(events(client, gid)) + "\nweb log:\n"
         + support.logs(client, gid, "web") + berth.diag(),
     )
@@ -407,18 +417,25 @@ def test_http_hooks_and_probe_reach_the_group_with_their_headers(berth, client, 
         assert r.get("User-Agent", "").startswith("berth-probe/"), r
     assert container_of(support.describe(client, gid), "web")["RestartCount"] == 0
     texts = events(client, gid)
-    assert not any(t.startswith(("FailedPreStopHook", "FailedPostStartHook")) for t in texts), (
-        texts)
+    assert_hooks_failed_only_before_the_server(texts)
 
 
-def test_https_readiness_probe_speaks_tls(berth, client, groups, echo_image):
-    # c serves HTTPS on 8443 with the certificate baked into the image; `plain` probes the
-    # same port over plain HTTP, which the TLS server cannot answer.
+def test_https_probes_and_hook_speak_tls(berth, client, groups, echo_image):
+    # c serves HTTPS on 8443 with the certificate baked into the image and is probed over
+    # HTTPS; `plain` probes the same port over plain HTTP, which the TLS server cannot
+    # answer, and is killed by its liveness probe after 2 s, its PreStop hook going there
+    # over HTTPS with a header.
     https = M.CreateContainerGroupRequestContainerReadinessProbe(
         http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(
             path="/healthz", port=8443, scheme="HTTPS"),
         period_seconds=1,
         failure_threshold=1,
+    )
+    live = M.CreateContainerGroupRequestContainerLivenessProbe(
+        http_get=M.CreateContainerGroupRequestContainerLivenessProbeHttpGet(
+            path="/live", port=8443, scheme="HTTPS"),
+        period_seconds=1,
+        failure_threshold=3,
     )
     http = M.CreateContainerGroupRequestContainerReadinessProbe(
         http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(
@@ -426,31 +443,70 @@ def test_https_readiness_probe_speaks_tls(berth, client, groups, echo_image):
         period_seconds=1,
         failure_threshold=1,
     )
+    killer = M.CreateContainerGroupRequestContainerLivenessProbe(
+        exec=M.CreateContainerGroupRequestContainerLivenessProbeExec(command=["false"]),
+        initial_delay_seconds=2,
+        period_seconds=1,
+        failure_threshold=1,
+    )
     gid = groups.create(
-        "e2e-ready-https",
+        "e2e-probe-https",
         [
             container("c", echo_image, serving(f"{ECHO} 8443 {CERT} {KEY}"),
-                      readiness_probe=https),
-            container("plain", echo_image, SLEEP, readiness_probe=http),
+                      readiness_probe=https, liveness_probe=live),
+            container(
+                "plain", echo_image, SLEEP, readiness_probe=http, liveness_probe=killer,
+                lifecycle_pre_stop_handler_http_get_path="/prestop-tls",
+                lifecycle_pre_stop_handler_http_get_port=8443,
+                lifecycle_pre_stop_handler_http_get_scheme="HTTPS",
+                lifecycle_pre_stop_handler_http_get_http_header=[
+                    hook_header("PreStop", "X-Berth-Hook", "over-tls")],
+            ),
         ],
+        restart_policy="Always",
     )
     wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
     wait_ready(client, gid, True, diag=berth.diag)
-    got = requests_in(support.logs(client, gid, "c"), 8443)
-    assert got and got[0]["Request"] == "GET /healthz HTTP/1.1", got
-    assert got[0]["User-Agent"].startswith("berth-probe/"), got
+
+    def probes_and_hook():
+        got = requests_in(support.logs(client, gid, "c"), 8443)
+        paths = {r["Request"].split()[1] for r in got}
+        return got if {"/healthz", "/live", "/prestop-tls"} <= paths else None
+
+    got = wait_for("the probes and the hook over TLS", probes_and_hook, 40, diag=berth.diag)
+    for r in got:
+        assert r["Request"].endswith(" HTTP/1.1"), got
+        if r["Request"].startswith("GET /prestop-tls "):
+            assert r["X-Berth-Hook"] == "over-tls", r
+        else:
+            assert r["User-Agent"].startswith("berth-probe/") and "X-Berth-Hook" not in r, r
     assert not any("/plain" in r["Request"] for r in got), got
-    assert not ready_of(client, gid, "plain"), "plain HTTP passed against a TLS server"
-    c = container_of(support.describe(client, gid), "c")
+    assert "8443> TLS handshake failed" in support.logs(client, gid, "c")
+    group = support.describe(client, gid)
+    c = container_of(group, "c")
     assert c["ReadinessProbe"]["HttpGet"] == {
         "Path": "/healthz", "Port": 8443, "Scheme": "HTTPS"}, pretty(c)
+    assert c["RestartCount"] == 0, "a passing HTTPS liveness probe restarted it:\n" + pretty(c)
+    texts = events(client, gid)
+    assert not any(t.startswith("FailedPreStopHook") for t in texts), texts
+    plain = [t for t in texts if "Readiness probe failed" in t and "/plain" in t]
+    assert plain and all("http://" in t for t in plain), texts
 
+    # The server goes: not Ready at the next probe, restarted after three failed ones.
     exec_sh(client, gid, f"kill $(pidof {ECHO})")
     wait_ready(client, gid, False, diag=berth.diag)
     assert group_ready_condition(client, gid) == "False"
-    failed = [e for e in events(client, gid) if "Readiness probe failed" in e]
-    assert any("https://" in e and ":8443/healthz" in e for e in failed), failed
-    assert container_of(support.describe(client, gid), "c")["RestartCount"] == 0
+    wait_for(
+        "a restart by the HTTPS liveness probe",
+        lambda: container_of(support.describe(client, gid), "c")["RestartCount"] >= 1,
+        30,
+        diag=berth.diag,
+    )
+    texts = events(client, gid)
+    for kind, path in (("Readiness", "/healthz"), ("Liveness", "/live")):
+        failed = [t for t in texts if f"{kind} probe failed" in t]
+        assert any("https://" in t and f":8443{path}" in t for t in failed), texts
+    assert any(t.startswith("Killing: Container c failed liveness probe") for t in texts), texts
 
 
 def test_probes_take_no_http_headers(berth, groups, images):
