@@ -155,62 +155,19 @@ def runc_berth(host_ready, images) -> Berth:
     and with small unpack caps (support.RUNC_MAX_IMAGE_*), so that a decompression bomb is
     refused within seconds. Started by the first test that asks for it; at the end its
     groups are deleted, it is stopped, and nothing of it may remain on the host."""
-    base = Path(tempfile.mkdtemp(prefix="berth-runc-", dir="/tmp"))
-    server = Berth(
-        base / "state",
-        base / "berth.log",
+    began = time.monotonic()
+    with support.own_berth(
+        "runc",
         [
             "--runtime", "runc",
-            "--bridge", support.RUNC_BRIDGE,
-            "--subnet", support.RUNC_SUBNET,
-            "--netns-pool", "2",
             "--max-image-size", str(support.RUNC_MAX_IMAGE_GIB),
             "--max-image-entries", str(support.RUNC_MAX_IMAGE_ENTRIES),
         ],
-    )
-    clash = support.subnet_users(support.RUNC_SUBNET, support.RUNC_BRIDGE)
-    assert not clash, f"{support.RUNC_SUBNET} is already used on this host by {clash}"
-    veths_before = support.bridge_ports(support.RUNC_BRIDGE)
-    with _timed("start runc berth"):
-        server.start()
-    ids: set[str] = set()
-    server.tracker = ids
-    yield server
-
-    problems: list[str] = []
-    if server.running():
-        client = server.client()
-        try:
-            ids |= {g["ContainerGroupId"] for g in support.list_groups(client)}
-            for gid in sorted(ids):
-                try:
-                    support.delete(client, gid)
-                except ClientException as exc:
-                    if exc.status_code != 404:
-                        problems.append(f"DeleteContainerGroup {gid}: {exc.code} {exc.message}")
-            support.wait_for(
-                "all groups of the runc berth to be deleted",
-                lambda: not support.list_groups(client),
-                timeout=60,
-                diag=server.diag,
-            )
-        except Exception as exc:  # noqa: BLE001
-            problems.append(f"cleaning up the runc berth: {exc}")
-    if not server.stop(timeout=30):
-        problems.append("the runc berth did not exit within 30s of SIGTERM")
-    try:
-        support.assert_no_leftovers(
-            server.state_dir, ids, veths_before, any_mount=True, bridge=support.RUNC_BRIDGE
-        )
-    except AssertionError as exc:
-        problems.append(str(exc))
-    tables = support.nft_tables(support.RUNC_BRIDGE)
-    if tables:
-        problems.append(f"nftables tables left after a graceful stop: {tables}")
-    reserved = support.ipam_reservations(server.state_dir)
-    if reserved:
-        problems.append(f"addresses still reserved: {reserved}")
-    support.finish_teardown("runc berth teardown", base, problems, server)
+        bridge=support.RUNC_BRIDGE,
+        subnet=support.RUNC_SUBNET,
+    ) as server:
+        TIMINGS["start runc berth"] = time.monotonic() - began
+        yield server
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -11,13 +12,14 @@ import signal
 import socket
 import subprocess
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pytest
 from alibabacloud_eci20180808 import models
@@ -968,3 +970,113 @@ def finish_teardown(what: str, base: Path, problems: list[str], server: Berth) -
             + server.diag(80),
             pytrace=False,
         )
+
+
+@contextlib.contextmanager
+def own_berth(
+    what: str,
+    extra_args: Iterable[str] = (),
+    *,
+    bridge: str | None = None,
+    subnet: str | None = None,
+    netns_pool: int | None = 2,
+    make: Callable[[Path, list[str]], Berth] | None = None,
+    base_mode: int | None = None,
+    before_stop: Callable[[Berth], list[str]] | None = None,
+    after_stop: Callable[[Berth], None] | None = None,
+) -> Iterator[Berth]:
+    """A `berth serve` of a test's own, started with `extra_args` (and `--bridge`,
+    `--subnet`, `--netns-pool` when given) in a fresh /tmp/berth-WHAT-XXXX, its log there.
+
+        with support.own_berth("tls", ["--tls-cert", ...], bridge=B, subnet=S) as server:
+            server.client()...; server.tracker.add(group_id)
+
+    `make(base, args)` builds the Berth (a subclass, files it needs under `base`) instead of
+    a plain one with `base/state` and `base/berth.log`. At the end it is started again if it
+    is down, every group it lists or that `server.tracker` names is deleted, `before_stop`
+    adds its problems, berth gets SIGTERM, and nothing of it may be left on the host
+    (processes, mounts, netns, cgroups, veths, reserved addresses, and its nftables tables
+    when it has a bridge of its own); `after_stop` runs last, then the test fails with every
+    problem found (the directory kept for a look) or the directory goes."""
+    base = Path(tempfile.mkdtemp(prefix=f"berth-{what}-", dir="/tmp"))
+    if base_mode is not None:
+        os.chmod(base, base_mode)
+    args = list(extra_args)
+    if bridge is not None:
+        assert subnet is not None, "a bridge of its own needs a subnet of its own"
+        clash = subnet_users(subnet, bridge)
+        assert not clash, f"{subnet} is already used on this host by {clash}"
+        args += ["--bridge", bridge, "--subnet", subnet]
+    if netns_pool is not None:
+        args += ["--netns-pool", str(netns_pool)]
+    server = make(base, args) if make else Berth(base / "state", base / "berth.log", args)
+    server.base = base
+    server.tracker = set()
+    # Ports already on the bridge belong to someone else (the suite's berth when it is shared).
+    veths_before = bridge_ports(bridge or BRIDGE)
+    started = False
+    try:
+        server.start()
+        started = True
+        yield server
+    finally:
+        problems: list[str] = []
+        ids: set[str] = server.tracker
+        try:
+            # Down after a test's kill -9: up again to delete what it holds.
+            if started and not server.running():
+                server.start()
+            client = server.client()
+            ids |= {g["ContainerGroupId"] for g in list_groups(client)}
+            for gid in sorted(ids):
+                try:
+                    delete(client, gid)
+                except ClientException as exc:
+                    if exc.status_code != 404:
+                        problems.append(f"DeleteContainerGroup {gid}: {exc.code} {exc.message}")
+            wait_for(
+                f"all groups of the {what} berth to be deleted",
+                lambda: not list_groups(client),
+                timeout=60,
+                diag=server.diag,
+            )
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"cleaning up the {what} berth: {exc}")
+        if before_stop is not None:
+            problems += before_stop(server)
+        if not server.stop(timeout=30):
+            problems.append(f"the {what} berth did not exit within 30 s of SIGTERM")
+        try:
+            assert_no_leftovers(
+                server.state_dir, ids, veths_before, any_mount=True, bridge=bridge or BRIDGE
+            )
+        except AssertionError as exc:
+            problems.append(str(exc))
+        if bridge is not None:
+            tables = nft_tables(bridge)
+            if tables:
+                problems.append(f"nftables tables left after a graceful stop: {tables}")
+        reserved = ipam_reservations(server.state_dir)
+        if reserved:
+            problems.append(f"addresses still reserved: {reserved}")
+        if after_stop is not None:
+            after_stop(server)
+        if mounts_under(base):
+            problems.append(f"mounts left under {base}: {mounts_under(base)}")
+        finish_teardown(f"{what} berth teardown", base, problems, server)
+
+
+def serve_refused(state_dir: Path, extra_args: Iterable[str], timeout: float = 60) -> str:
+    """Runs `berth serve` with `extra_args` on `state_dir`: it must refuse to start (exit at
+    once with an error, no panic) and leave the state directory untouched. Its output."""
+    res = subprocess.run(
+        [str(BERTH_BIN), "serve", "--listen", f"127.0.0.1:{free_port()}",
+         "--state-dir", str(state_dir), *extra_args],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert "panicked" not in out, out
+    assert not state_dir.exists(), "a refused start prepared the state directory"
+    return out

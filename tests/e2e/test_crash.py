@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -168,58 +166,48 @@ def _verify(server: Berth, alive: dict[str, str], gone: set[str], rnd: int) -> N
 
 def test_kill_9_during_bursts_fails_no_accepted_group(images):
     print(f"crash test seed {SEED}, {ROUNDS} rounds (BERTH_CRASH_SEED={SEED} replays it)")
-    base = Path(tempfile.mkdtemp(prefix="berth-crash-", dir="/tmp"))
-    server = Berth(
-        base / "state",
-        base / "berth.log",
-        ["--bridge", BRIDGE, "--subnet", SUBNET, "--netns-pool", str(POOL)],
-    )
     alive: dict[str, str] = {}
-    everything: set[str] = set()
-    # Ports already on the bridge belong to an earlier run on a developer's machine.
-    veths_before = support.bridge_ports(BRIDGE)
-    server.start()
-    try:
-        for rnd in range(ROUNDS):
-            rng = random.Random(f"{SEED}-{rnd}")
-            burst = _burst(server, images, rng, rnd, alive)
-            everything |= set(burst.created)
-            for gid in burst.deleted:
-                alive.pop(gid, None)
-            alive.update(burst.created)
-            server.start()
-            if rng.random() < 0.3:
-                # A second crash while berth resumes what the first one cut short.
-                time.sleep(rng.uniform(0.0, 0.4))
-                server.kill()
-                print(f"round {rnd}: killed again while resuming")
+    with support.own_berth("crash", bridge=BRIDGE, subnet=SUBNET, netns_pool=POOL) as server:
+        # Every group of the run: none may leave anything after the graceful stop.
+        everything = server.tracker
+        try:
+            for rnd in range(ROUNDS):
+                rng = random.Random(f"{SEED}-{rnd}")
+                burst = _burst(server, images, rng, rnd, alive)
+                everything |= set(burst.created)
+                for gid in burst.deleted:
+                    alive.pop(gid, None)
+                alive.update(burst.created)
                 server.start()
-            _verify(server, alive, burst.deleted, rnd)
-            everything |= set(alive)
+                if rng.random() < 0.3:
+                    # A second crash while berth resumes what the first one cut short.
+                    time.sleep(rng.uniform(0.0, 0.4))
+                    server.kill()
+                    print(f"round {rnd}: killed again while resuming")
+                    server.start()
+                _verify(server, alive, burst.deleted, rnd)
+                everything |= set(alive)
 
-        client = server.client()
-        for gid in sorted(alive):
-            support.delete(client, gid)
-        wait_for(
-            "every group to be deleted",
-            lambda: not support.list_groups(client),
-            120,
-            diag=server.diag,
-        )
-        assert server.stop(timeout=30), "berth serve did not stop within 30 s of SIGTERM"
-        support.assert_no_leftovers(
-            server.state_dir, everything, veths_before, any_mount=True, bridge=BRIDGE
-        )
-        assert not support.mounts_under(base), support.mounts_under(base)
-        reserved = support.ipam_reservations(server.state_dir)
-        assert not reserved, f"addresses still reserved: {reserved}"
-    except BaseException:
-        print(server.diag(120))
-        raise
-    finally:
-        if server.running():
-            server.stop(timeout=30)
-    shutil.rmtree(base, ignore_errors=True)
+            client = server.client()
+            for gid in sorted(alive):
+                support.delete(client, gid)
+            wait_for(
+                "every group to be deleted",
+                lambda: not support.list_groups(client),
+                120,
+                diag=server.diag,
+            )
+        except BaseException:
+            print(server.diag(120))
+            raise
+
+
+def _on_small_tmpfs(base: Path, args: list[str]) -> Berth:
+    """A berth whose state directory is on a tmpfs of 96 MiB at BASE/disk."""
+    disk = base / "disk"
+    disk.mkdir()
+    subprocess_run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(disk)])
+    return Berth(disk / "state", base / "berth.log", args)
 
 
 def test_a_full_disk_fails_requests_cleanly_and_berth_recovers(images):
@@ -228,67 +216,55 @@ def test_a_full_disk_fails_requests_cleanly_and_berth_recovers(images):
     running group keeps running; berth serves again when space returns."""
     from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 
-    base = Path(tempfile.mkdtemp(prefix="berth-full-", dir="/tmp"))
-    disk = base / "disk"
-    disk.mkdir()
-    subprocess_run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(disk)])
-    server = Berth(
-        disk / "state",
-        base / "berth.log",
-        ["--bridge", BRIDGE, "--subnet", SUBNET, "--netns-pool", "2"],
-    )
-    veths_before = support.bridge_ports(BRIDGE)
-    created: list[str] = []
-    try:
-        server.start()
-        client = server.client()
-        first = _create(server, images.image, images.registry, "full-0", "Always")
-        created.append(first)
-        support.wait_status(client, first, ["Running"], 60, never=["Failed"], diag=server.diag)
-
-        filler = disk / "filler"
-        with open(filler, "wb") as f:
-            chunk = b"\0" * (1 << 20)
-            try:
-                while True:
-                    f.write(chunk)
-                    f.flush()
-            except OSError:
-                pass
-        accepted = None
+    with support.own_berth(
+        "full", bridge=BRIDGE, subnet=SUBNET, make=_on_small_tmpfs,
+        after_stop=lambda server: subprocess_run(
+            ["umount", "-l", str(server.base / "disk")], check=False),
+    ) as server:
+        disk = server.base / "disk"
+        created = server.tracker
         try:
-            accepted = _create(server, images.image, images.registry, "full-1", "Always")
-            created.append(accepted)
-            print("with the disk full, the create was accepted")
-        except (ClientException, ServerException) as exc:
-            print(f"with the disk full, the create was refused: {exc.code}: {exc.message}")
-            assert exc.code == "ServiceUnavailable" and "disk" in exc.message, exc
-            assert exc.request_id, exc
-            names = [g.get("ContainerGroupName") for g in support.list_groups(client)]
-            assert "full-1" not in names, "a refused create left a group"
-        assert support.describe(client, first)["Status"] == "Running"
+            client = server.client()
+            first = _create(server, images.image, images.registry, "full-0", "Always")
+            created.add(first)
+            support.wait_status(client, first, ["Running"], 60, never=["Failed"],
+                                diag=server.diag)
 
-        filler.unlink()
-        later = _create(server, images.image, images.registry, "full-2", "Always")
-        created.append(later)
-        for gid in created:
-            support.wait_status(client, gid, ["Running"], 90, never=["Failed"], diag=server.diag)
+            filler = disk / "filler"
+            with open(filler, "wb") as f:
+                chunk = b"\0" * (1 << 20)
+                try:
+                    while True:
+                        f.write(chunk)
+                        f.flush()
+                except OSError:
+                    pass
+            accepted = None
+            try:
+                accepted = _create(server, images.image, images.registry, "full-1", "Always")
+                created.add(accepted)
+                print("with the disk full, the create was accepted")
+            except (ClientException, ServerException) as exc:
+                print(f"with the disk full, the create was refused: {exc.code}: {exc.message}")
+                assert exc.code == "ServiceUnavailable" and "disk" in exc.message, exc
+                assert exc.request_id, exc
+                names = [g.get("ContainerGroupName") for g in support.list_groups(client)]
+                assert "full-1" not in names, "a refused create left a group"
+            assert support.describe(client, first)["Status"] == "Running"
 
-        for gid in created:
-            support.delete(client, gid)
-        wait_for("the groups to be deleted", lambda: not support.list_groups(client), 60)
-        assert server.stop(timeout=30), "berth serve did not stop within 30 s of SIGTERM"
-        support.assert_no_leftovers(
-            server.state_dir, created, veths_before, any_mount=True, bridge=BRIDGE
-        )
-    except BaseException:
-        print(server.diag(120))
-        raise
-    finally:
-        if server.running():
-            server.stop(timeout=30)
-        subprocess_run(["umount", "-l", str(disk)], check=False)
-    shutil.rmtree(base, ignore_errors=True)
+            filler.unlink()
+            later = _create(server, images.image, images.registry, "full-2", "Always")
+            created.add(later)
+            for gid in sorted(created):
+                support.wait_status(client, gid, ["Running"], 90, never=["Failed"],
+                                    diag=server.diag)
+
+            for gid in sorted(created):
+                support.delete(client, gid)
+            wait_for("the groups to be deleted", lambda: not support.list_groups(client), 60)
+        except BaseException:
+            print(server.diag(120))
+            raise
 
 
 def subprocess_run(cmd: list[str], check: bool = True) -> None:

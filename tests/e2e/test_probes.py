@@ -1,12 +1,15 @@
 """Probes and lifecycle hooks: readiness drives Containers[].Ready and the group's Ready
 condition (exec and HTTP GET), a failing liveness probe restarts the container with its
 events (TCP), a startup probe holds the others back, a PreStop hook runs before the
-container is stopped and a failing PostStart hook kills it; parameters berth must not
+container is stopped and a failing PostStart hook kills it; HTTP hooks carry their
+headers, and HTTPS probes and hooks speak TLS to a server in the group
+(tests/images/http_echo.c, which logs every request it gets); parameters berth must not
 honour are refused by name."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -14,10 +17,46 @@ from alibabacloud_eci20180808 import models as M
 from alibabacloud_tea_openapi.exceptions import ClientException
 
 import support
-from support import REGION, container, container_of, exec_sh, pretty, wait_for, wait_status
+from support import (
+    REGION, ImageVariants, container, container_of, entry, exec_sh, pretty, wait_for,
+    wait_status,
+)
+from test_tls import make_pki
 
 # Stops at once on SIGTERM (a shell as PID 1 ignores it otherwise).
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+# tests/images/http_echo.c in the echo image, with a certificate and key for HTTPS.
+ECHO = "berth-http-echo"
+ECHO_SOURCE = support.REPO / "tests" / "images" / "http_echo.c"
+CERT = "/etc/berth-echo/cert.pem"
+KEY = "/etc/berth-echo/key.pem"
+
+
+def serving(cmd: str) -> list[str]:
+    """A shell running `cmd` in the background, stopping at once on SIGTERM."""
+    return ["sh", "-c", f"{cmd} & trap 'exit 0' TERM; while true; do sleep 1; done"]
+
+
+@pytest.fixture(scope="module")
+def echo_image(images, tmp_path_factory) -> str:
+    """The busybox image with berth-http-echo (static, with OpenSSL) and a certificate."""
+    work = tmp_path_factory.mktemp("echo-image")
+    binary = work / ECHO
+    res = subprocess.run(
+        ["gcc", "-static", "-O1", "-o", str(binary), str(ECHO_SOURCE), "-lssl", "-lcrypto",
+         "-lpthread"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 0, f"building {ECHO_SOURCE} (needs libssl-dev):\n{res.stderr}"
+    pki = make_pki(work)
+    variants = ImageVariants(work, images.registry)
+    variants.add("http-echo", [[
+        entry(f"bin/{ECHO}", data=binary.read_bytes(), mode=0o755),
+        entry("etc/berth-echo", "dir"),
+        entry(CERT.lstrip("/"), data=pki["server.pem"].read_bytes()),
+        entry(KEY.lstrip("/"), data=pki["server.key"].read_bytes()),
+    ]])
+    return variants.push()["http-echo"]
 
 
 def ready_of(client, gid: str, name: str = "c") -> bool:
@@ -286,30 +325,193 @@ def test_pre_stop_runs_on_delete(berth, client, groups, images):
     assert support.describe(client, gid)["Status"] == "Terminating"
 
 
-def test_http_pre_stop_hook_reaches_the_group(berth, client, groups, images):
-    web = container("web", images.image,
-                    ["sh", "-c", "mkdir -p /www && touch /www/bye-from-hook && exec httpd -f -vv -p 8080 -h /www"])
+def requests_in(log: str, port: int) -> list[dict[str, str]]:
+    """The requests berth-http-echo logged on `port`: the request line as "Request", then
+    each header by name."""
+    found: list[dict[str, str]] = []
+    for line in log.splitlines():
+        if not line.startswith(f"{port}> "):
+            continue
+        text = line[len(f"{port}> "):]
+        if text.startswith("GET "):
+            found.append({"Request": text})
+        elif found and ": " in text:
+            name, value = text.split(": ", 1)
+            found[-1][name] = value
+    return found
+
+
+def assert_hooks_failed_only_before_the_server(texts: list[str]) -> None:
+    """The containers of a group start in no fixed order, so a PostStart hook may find its
+    sibling's server not yet listening (the container is then killed, its PreStop hook
+    failing the same way, and started again); any other failure is one."""
+    failed = [t for t in texts if t.startswith(("FailedPostStartHook", "FailedPreStopHook"))]
+    assert all("refused" in t.lower() for t in failed), failed
+
+
+def hook_header(which: str, name: str, value: str):
+    cls = f"CreateContainerGroupRequestContainerLifecycle{which}HandlerHttpGetHttpHeader"
+    return getattr(M, cls)(name=name, value=value)
+
+
+def test_http_hooks_and_probe_reach_the_group_with_their_headers(berth, client, groups,
+                                                                 echo_image):
+    # The sibling logs every request it gets; `c` is killed by its liveness probe after 2 s,
+    # so its PreStop hook runs.
+    web = container("web", echo_image, serving(f"{ECHO} 8080"))
     liveness = M.CreateContainerGroupRequestContainerLivenessProbe(
         exec=M.CreateContainerGroupRequestContainerLivenessProbeExec(command=["false"]),
         initial_delay_seconds=2,
         period_seconds=1,
         failure_threshold=1,
     )
+    readiness = M.CreateContainerGroupRequestContainerReadinessProbe(
+        http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(
+            path="/ready", port=8080, scheme="HTTP"),
+        period_seconds=1,
+    )
     c = container(
-        "c", images.image, SLEEP, liveness_probe=liveness,
-        lifecycle_pre_stop_handler_http_get_path="/bye-from-hook",
+        "c", echo_image, SLEEP, liveness_probe=liveness, readiness_probe=readiness,
+        lifecycle_post_start_handler_http_get_path="/poststart",
+        lifecycle_post_start_handler_http_get_port=8080,
+        lifecycle_post_start_handler_http_get_http_header=[
+            hook_header("PostStart", "X-Berth-Hook", "poststart"),
+            hook_header("PostStart", "X-Token", "a b=c;d"),
+        ],
+        lifecycle_pre_stop_handler_http_get_path="/prestop",
         lifecycle_pre_stop_handler_http_get_port=8080,
         lifecycle_pre_stop_handler_http_get_http_header=[
-            M.CreateContainerGroupRequestContainerLifecyclePreStopHandlerHttpGetHttpHeader(
-                name="X-Hook", value="prestop")],
+            hook_header("PreStop", "X-Berth-Hook", "prestop")],
     )
-    gid = groups.create("e2e-prestop-http", [web, c], restart_policy="Always")
+    gid = groups.create("e2e-hooks-http", [web, c], restart_policy="Always")
+
+    def paths() -> list[str]:
+        return [r["Request"].split()[1]
+                for r in requests_in(support.logs(client, gid, "web"), 8080)]
+
     wait_for(
-        "the HTTP PreStop hook's request in the web container's log",
-        lambda: "/bye-from-hook" in support.logs(client, gid, "web"),
-        30,
+        "PostStart, readiness and PreStop requests in the web container's log",
+        lambda: {"/poststart", "/ready", "/prestop"} <= set(paths()),
+        40,
         diag=lambda: "\n".join(events(client, gid)) + "\nweb log:\n"
         + support.logs(client, gid, "web") + berth.diag(),
     )
+    got = requests_in(support.logs(client, gid, "web"), 8080)
+    by_path = {}
+    for r in got:
+        by_path.setdefault(r["Request"].split()[1], []).append(r)
+    for r in by_path["/poststart"]:
+        assert r["Request"] == "GET /poststart HTTP/1.1", r
+        assert r["X-Berth-Hook"] == "poststart" and r["X-Token"] == "a b=c;d", r
+    for r in by_path["/prestop"]:
+        assert r["X-Berth-Hook"] == "prestop" and "X-Token" not in r, r
+    for r in by_path["/ready"]:
+        assert "X-Berth-Hook" not in r, r
+        assert r.get("User-Agent", "").startswith("berth-probe/"), r
     assert container_of(support.describe(client, gid), "web")["RestartCount"] == 0
-    assert not any(t.startswith("FailedPreStopHook") for t in events(client, gid))
+    texts = events(client, gid)
+    assert_hooks_failed_only_before_the_server(texts)
+
+
+def test_https_probes_and_hook_speak_tls(berth, client, groups, echo_image):
+    # c serves HTTPS on 8443 with the certificate baked into the image and is probed over
+    # HTTPS; `plain` probes the same port over plain HTTP, which the TLS server cannot
+    # answer, and is killed by its liveness probe after 2 s, its PreStop hook going there
+    # over HTTPS with a header.
+    https = M.CreateContainerGroupRequestContainerReadinessProbe(
+        http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(
+            path="/healthz", port=8443, scheme="HTTPS"),
+        period_seconds=1,
+        failure_threshold=1,
+    )
+    live = M.CreateContainerGroupRequestContainerLivenessProbe(
+        http_get=M.CreateContainerGroupRequestContainerLivenessProbeHttpGet(
+            path="/live", port=8443, scheme="HTTPS"),
+        period_seconds=1,
+        failure_threshold=3,
+    )
+    http = M.CreateContainerGroupRequestContainerReadinessProbe(
+        http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(
+            path="/plain", port=8443, scheme="HTTP"),
+        period_seconds=1,
+        failure_threshold=1,
+    )
+    killer = M.CreateContainerGroupRequestContainerLivenessProbe(
+        exec=M.CreateContainerGroupRequestContainerLivenessProbeExec(command=["false"]),
+        initial_delay_seconds=2,
+        period_seconds=1,
+        failure_threshold=1,
+    )
+    gid = groups.create(
+        "e2e-probe-https",
+        [
+            container("c", echo_image, serving(f"{ECHO} 8443 {CERT} {KEY}"),
+                      readiness_probe=https, liveness_probe=live),
+            container(
+                "plain", echo_image, SLEEP, readiness_probe=http, liveness_probe=killer,
+                lifecycle_pre_stop_handler_http_get_path="/prestop-tls",
+                lifecycle_pre_stop_handler_http_get_port=8443,
+                lifecycle_pre_stop_handler_http_get_scheme="HTTPS",
+                lifecycle_pre_stop_handler_http_get_http_header=[
+                    hook_header("PreStop", "X-Berth-Hook", "over-tls")],
+            ),
+        ],
+        restart_policy="Always",
+    )
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    wait_ready(client, gid, True, diag=berth.diag)
+
+    def probes_and_hook():
+        got = requests_in(support.logs(client, gid, "c"), 8443)
+        paths = {r["Request"].split()[1] for r in got}
+        return got if {"/healthz", "/live", "/prestop-tls"} <= paths else None
+
+    got = wait_for("the probes and the hook over TLS", probes_and_hook, 40, diag=berth.diag)
+    for r in got:
+        assert r["Request"].endswith(" HTTP/1.1"), got
+        if r["Request"].startswith("GET /prestop-tls "):
+            assert r["X-Berth-Hook"] == "over-tls", r
+        else:
+            assert r["User-Agent"].startswith("berth-probe/") and "X-Berth-Hook" not in r, r
+    assert not any("/plain" in r["Request"] for r in got), got
+    assert "8443> TLS handshake failed" in support.logs(client, gid, "c")
+    group = support.describe(client, gid)
+    c = container_of(group, "c")
+    assert c["ReadinessProbe"]["HttpGet"] == {
+        "Path": "/healthz", "Port": 8443, "Scheme": "HTTPS"}, pretty(c)
+    assert c["RestartCount"] == 0, "a passing HTTPS liveness probe restarted it:\n" + pretty(c)
+    texts = events(client, gid)
+    assert not any(t.startswith("FailedPreStopHook") for t in texts), texts
+    plain = [t for t in texts if "Readiness probe failed" in t and "/plain" in t]
+    assert plain and all("http://" in t for t in plain), texts
+
+    # The server goes: not Ready at the next probe, restarted after three failed ones.
+    exec_sh(client, gid, f"kill $(pidof {ECHO})")
+    wait_ready(client, gid, False, diag=berth.diag)
+    assert group_ready_condition(client, gid) == "False"
+    wait_for(
+        "a restart by the HTTPS liveness probe",
+        lambda: container_of(support.describe(client, gid), "c")["RestartCount"] >= 1,
+        30,
+        diag=berth.diag,
+    )
+    texts = events(client, gid)
+    for kind, path in (("Readiness", "/healthz"), ("Liveness", "/live")):
+        failed = [t for t in texts if f"{kind} probe failed" in t]
+        assert any("https://" in t and f":8443{path}" in t for t in failed), texts
+    assert any(t.startswith("Killing: Container c failed liveness probe") for t in texts), texts
+
+
+def test_probes_take_no_http_headers(berth, groups, images):
+    # ECI has HttpHeader only for the lifecycle hooks; a probe's is refused by name.
+    name = "Container.1.ReadinessProbe.HttpGet.HttpHeader.1.Name"
+    client = with_extra_params(berth.client(), {name: "X-A"})
+    probe = M.CreateContainerGroupRequestContainerReadinessProbe(
+        http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(port=80))
+    before = len(support.list_groups(client))
+    with pytest.raises(ClientException) as info:
+        groups.create("e2e-probe-header", [container("c", images.image, ["true"],
+                                                     readiness_probe=probe)], client=client)
+    assert info.value.status_code == 400, info.value.message
+    assert name in info.value.message, info.value.message
+    assert len(support.list_groups(client)) == before

@@ -6,11 +6,8 @@ hint."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from alibabacloud_eci20180808 import models
@@ -28,30 +25,19 @@ WRITE_RATE = 0.5
 
 @pytest.fixture(scope="module")
 def qberth(images):
-    base = Path(tempfile.mkdtemp(prefix="berth-quota-", dir="/tmp"))
-    server = Berth(
-        base / "state",
-        base / "berth.log",
+    # On the suite's bridge and subnet, with berth's own netns pool, as an operator starts it.
+    with support.own_berth(
+        "quota",
         [
-            "--throttle-write-burst",
-            str(WRITE_BURST),
-            "--throttle-write-rate",
-            str(WRITE_RATE),
-            "--max-cpu",
-            "2",
-            "--max-memory",
-            "4",
-            "--max-groups",
-            "5",
+            "--throttle-write-burst", str(WRITE_BURST),
+            "--throttle-write-rate", str(WRITE_RATE),
+            "--max-cpu", "2",
+            "--max-memory", "4",
+            "--max-groups", "5",
         ],
-    )
-    server.start()
-    try:
+        netns_pool=None,
+    ) as server:
         yield server
-    finally:
-        if server.running():
-            server.stop(timeout=30)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -15,10 +15,8 @@ import datetime as dt
 import ipaddress
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -124,19 +122,18 @@ def make_pki(out: Path) -> dict[str, Path]:
 class TlsBerth(Berth):
     """`berth serve` over HTTPS, on its own bridge and subnet."""
 
-    def __init__(self, base: Path, pki: dict[str, Path]):
+    def __init__(self, base: Path, args: list[str]):
+        self.pki = make_pki(base)
         super().__init__(
             base / "state",
             base / "berth.log",
             [
-                "--bridge", BRIDGE,
-                "--subnet", SUBNET,
-                "--netns-pool", "2",
-                "--tls-cert", str(pki["server.pem"]),
-                "--tls-key", str(pki["server.key"]),
+                *args,
+                "--tls-cert", str(self.pki["server.pem"]),
+                "--tls-key", str(self.pki["server.key"]),
             ],
         )
-        self.ca = pki["ca.pem"]
+        self.ca = self.pki["ca.pem"]
         self.url = f"https://{self.endpoint}"
 
     def client(self, secret: str | None = None, **config) -> Client:
@@ -168,37 +165,8 @@ class TlsBerth(Berth):
 
 @pytest.fixture(scope="module")
 def tls(host_ready, images):
-    base = Path(tempfile.mkdtemp(prefix="berth-tls-", dir="/tmp"))
-    pki = make_pki(base)
-    server = TlsBerth(base, pki)
-    veths_before = support.bridge_ports(BRIDGE)
-    created: set[str] = set()
-    server.start()
-    yield server, pki, created
-    problems = []
-    try:
-        client = server.client()
-        for g in support.list_groups(client):
-            created.add(g["ContainerGroupId"])
-        for gid in sorted(created):
-            try:
-                support.delete(client, gid)
-            except ClientException as exc:
-                if exc.status_code != 404:
-                    problems.append(f"DeleteContainerGroup {gid}: {exc.code}")
-        wait_for("the groups to be deleted", lambda: not support.list_groups(client), 60,
-                 diag=server.diag)
-    finally:
-        stopped = server.stop(timeout=30)
-    assert stopped, "berth serve did not stop within 30 s of SIGTERM"
-    support.assert_no_leftovers(
-        server.state_dir, created, veths_before, any_mount=True, bridge=BRIDGE
-    )
-    assert not support.mounts_under(base), support.mounts_under(base)
-    reserved = support.ipam_reservations(server.state_dir)
-    assert not reserved, f"addresses still reserved: {reserved}"
-    assert not problems, problems
-    shutil.rmtree(base, ignore_errors=True)
+    with support.own_berth("tls", bridge=BRIDGE, subnet=SUBNET, make=TlsBerth) as server:
+        yield server, server.pki, server.tracker
 
 
 def _create(server: TlsBerth, images, name: str, command: list[str], policy="Always") -> str:
@@ -359,19 +327,11 @@ except Exception as e:
 
 def _serve_fails(base: Path, cert: Path, key: Path) -> str:
     """Runs `berth serve` with these files; it must exit at once with an error. Its output."""
-    state = base / "state-bad"
-    res = subprocess.run(
-        [str(support.BERTH_BIN), "serve", "--listen", f"127.0.0.1:{support.free_port()}",
-         "--state-dir", str(state), "--bridge", BRIDGE, "--subnet", SUBNET,
-         "--tls-cert", str(cert), "--tls-key", str(key)],
-        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
-        env={**os.environ, "NO_COLOR": "1"},
+    return support.serve_refused(
+        base / "state-bad",
+        ["--bridge", BRIDGE, "--subnet", SUBNET, "--tls-cert", str(cert), "--tls-key", str(key)],
+        timeout=30,
     )
-    out = res.stdout + res.stderr
-    assert res.returncode != 0, out
-    assert "panicked" not in out, out
-    assert not state.exists(), "a refused start prepared the state directory"
-    return out
 
 
 def test_bad_certificate_or_key_stops_the_start_with_a_message(host_ready, tmp_path):

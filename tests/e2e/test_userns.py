@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 from alibabacloud_eci20180808 import models
-from alibabacloud_tea_openapi.exceptions import ClientException
 
 import support
 from support import REGION, Berth, Groups, ImageVariants, container, entry, exec_sh, wait_status
@@ -55,55 +51,19 @@ PROBES = {
 CONTROLS = ("ping-socket", "write-tmp", "read-proc-version")
 
 
+def _ranges_left(server: Berth) -> list[str]:
+    left = ranges_on_disk(server)
+    return [f"user id ranges still allocated after every delete: {left}"] if left else []
+
+
 @pytest.fixture(scope="module")
 def userns_berth(host_ready, images):
-    base = Path(tempfile.mkdtemp(prefix="berth-userns-", dir="/tmp"))
     # Above the state directory berth changes nothing: the operator lets others search it.
-    os.chmod(base, 0o711)
-    server = Berth(
-        base / "state",
-        base / "berth.log",
-        ["--userns", "--bridge", BRIDGE, "--subnet", SUBNET, "--netns-pool", "2"],
-    )
-    clash = support.subnet_users(SUBNET, BRIDGE)
-    assert not clash, f"{SUBNET} is already used on this host by {clash}"
-    veths_before = support.bridge_ports(BRIDGE)
-    server.start()
-    server.tracker = set()
-    yield server
-
-    problems: list[str] = []
-    if not server.running():
-        server.start()
-    client = server.client()
-    ids = {g["ContainerGroupId"] for g in support.list_groups(client)} | server.tracker
-    for gid in sorted(ids):
-        try:
-            support.delete(client, gid)
-        except ClientException as exc:
-            if exc.status_code != 404:
-                problems.append(f"DeleteContainerGroup {gid}: {exc.code} {exc.message}")
-    try:
-        support.wait_for(
-            "all groups of the userns berth to be deleted",
-            lambda: not support.list_groups(client),
-            timeout=60,
-            diag=server.diag,
-        )
-    except AssertionError as exc:
-        problems.append(str(exc))
-    left = ranges_on_disk(server)
-    if left:
-        problems.append(f"user id ranges still allocated after every delete: {left}")
-    if not server.stop(timeout=30):
-        problems.append("the userns berth did not exit within 30s of SIGTERM")
-    try:
-        support.assert_no_leftovers(
-            server.state_dir, ids, veths_before, any_mount=True, bridge=BRIDGE
-        )
-    except AssertionError as exc:
-        problems.append(str(exc))
-    support.finish_teardown("userns berth teardown", base, problems, server)
+    with support.own_berth(
+        "userns", ["--userns"], bridge=BRIDGE, subnet=SUBNET, base_mode=0o711,
+        before_stop=_ranges_left,
+    ) as server:
+        yield server
 
 
 @pytest.fixture
@@ -149,30 +109,19 @@ def disjoint(a: int, b: int) -> bool:
 
 
 def test_runc_with_userns_is_refused(host_ready, tmp_path):
-    out = subprocess.run(
-        [
-            str(support.BERTH_BIN), "serve", "--userns", "--runtime", "runc",
-            "--state-dir", str(tmp_path / "state"), "--listen", f"127.0.0.1:{support.free_port()}",
-            "--bridge", BRIDGE, "--subnet", SUBNET, "--netns-pool", "0",
-        ],
-        capture_output=True, text=True, timeout=60,
+    out = support.serve_refused(
+        tmp_path / "state",
+        ["--userns", "--runtime", "runc", "--bridge", BRIDGE, "--subnet", SUBNET,
+         "--netns-pool", "0"],
     )
-    assert out.returncode != 0, out.stdout + out.stderr
-    assert "need crun" in out.stderr + out.stdout, out.stderr + out.stdout
-    assert not (tmp_path / "state").exists(), "the state dir was touched"
+    assert "need crun" in out, out
 
 
 def test_bad_userns_base_is_refused(host_ready, tmp_path):
-    out = subprocess.run(
-        [
-            str(support.BERTH_BIN), "serve", "--userns", "--userns-base", str((1 << 31) - 10),
-            "--state-dir", str(tmp_path / "state"), "--listen", f"127.0.0.1:{support.free_port()}",
-        ],
-        capture_output=True, text=True, timeout=60,
+    out = support.serve_refused(
+        tmp_path / "state", ["--userns", "--userns-base", str((1 << 31) - 10)]
     )
-    assert out.returncode != 0
-    assert "below 2^31" in out.stderr + out.stdout, out.stderr + out.stdout
-    assert not (tmp_path / "state").exists(), "the state dir was touched"
+    assert "below 2^31" in out, out
 
 
 def test_container_root_is_a_mapped_range(userns_berth, ugroups, images):

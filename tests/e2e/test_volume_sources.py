@@ -30,9 +30,7 @@ BRIDGE = "berthv0"
 SUBNET = "10.221.0.0/16"
 
 
-@pytest.fixture(scope="module")
-def vberth(host_ready, images):
-    base = Path(tempfile.mkdtemp(prefix="berth-vsrc-", dir="/tmp"))
+def _vberth(base: Path, args: list[str]) -> Berth:
     host = base / "host"
     (host / "allowed" / "data").mkdir(parents=True)
     (host / "allowed" / "app.conf").write_text("conf\n")
@@ -43,39 +41,16 @@ def vberth(host_ready, images):
     server = Berth(
         base / "state",
         base / "berth.log",
-        ["--nfs-server", LOOPBACK, "--host-path-prefix", str(host / "allowed"),
-         "--bridge", BRIDGE, "--subnet", SUBNET, "--netns-pool", "2"],
+        ["--nfs-server", LOOPBACK, "--host-path-prefix", str(host / "allowed"), *args],
     )
     server.host = host
-    clash = support.subnet_users(SUBNET, BRIDGE)
-    assert not clash, f"{SUBNET} is already used on this host by {clash}"
-    veths_before = support.bridge_ports(BRIDGE)
-    server.start()
-    created: set[str] = set()
-    server.created = created
-    yield server
-    problems: list[str] = []
-    try:
-        client = server.client()
-        created |= {g["ContainerGroupId"] for g in support.list_groups(client)}
-        for gid in sorted(created):
-            try:
-                support.delete(client, gid)
-            except ClientException as exc:
-                if exc.status_code != 404:
-                    problems.append(f"DeleteContainerGroup {gid}: {exc.code}")
-        wait_for("the groups to be deleted", lambda: not support.list_groups(client), 60,
-                 diag=server.diag)
-    finally:
-        if not server.stop(timeout=30):
-            problems.append("berth serve did not stop within 30 s of SIGTERM")
-    try:
-        support.assert_no_leftovers(
-            server.state_dir, created, veths_before, any_mount=True, bridge=BRIDGE
-        )
-    except AssertionError as exc:
-        problems.append(str(exc))
-    support.finish_teardown("test_volume_sources teardown", base, problems, server)
+    return server
+
+
+@pytest.fixture(scope="module")
+def vberth(host_ready, images):
+    with support.own_berth("vsrc", bridge=BRIDGE, subnet=SUBNET, make=_vberth) as server:
+        yield server
 
 
 def _run(*cmd: str) -> str:
@@ -149,7 +124,7 @@ def create(berth: Berth, images, name: str, containers: list, volumes: list) -> 
         volume=volumes,
     )
     gid = berth.client().create_container_group(req).body.container_group_id
-    getattr(berth, "created", set()).add(gid)
+    getattr(berth, "tracker", set()).add(gid)
     return gid
 
 
