@@ -508,33 +508,34 @@ fn dns(
     inputs: &Inputs,
 ) -> Result<(DnsPolicy, Option<DnsConfig>), PodError> {
     let mut cfg = DnsConfig::default();
-    let policy =
-        match spec.dns_policy.as_deref().unwrap_or("ClusterFirst") {
-            "Default" => DnsPolicy::Default,
-            "None" => DnsPolicy::None,
-            "ClusterFirst" | "ClusterFirstWithHostNet" => match &inputs.cluster_dns {
-                None => DnsPolicy::Default,
-                Some(c) => {
-                    cfg.name_servers = c.servers.clone();
-                    cfg.searches = vec![
-                        format!("{namespace}.svc.{}", c.domain),
-                        format!("svc.{}", c.domain),
-                        c.domain.clone(),
-                    ];
-                    cfg.options.push(DnsOption {
-                        name: "ndots".into(),
-                        value: Some("5".into()),
-                    });
-                    DnsPolicy::None
-                }
-            },
-            other => return Err(PodError::unsupported(
+    let policy = match spec.dns_policy.as_deref().unwrap_or("ClusterFirst") {
+        "Default" => DnsPolicy::Default,
+        "None" => DnsPolicy::None,
+        "ClusterFirst" | "ClusterFirstWithHostNet" => match &inputs.cluster_dns {
+            None => DnsPolicy::Default,
+            Some(c) => {
+                cfg.name_servers = c.servers.clone();
+                cfg.searches = vec![
+                    format!("{namespace}.svc.{}", c.domain),
+                    format!("svc.{}", c.domain),
+                    c.domain.clone(),
+                ];
+                cfg.options.push(DnsOption {
+                    name: "ndots".into(),
+                    value: Some("5".into()),
+                });
+                DnsPolicy::None
+            }
+        },
+        other => {
+            return Err(PodError::unsupported(
                 "spec.dnsPolicy",
                 format!(
                     "must be ClusterFirst, ClusterFirstWithHostNet, Default or None, got {other:?}"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     if let Some(d) = &spec.dns_config {
         for s in d.nameservers.iter().flatten() {
             if !cfg.name_servers.contains(s) {
