@@ -34,7 +34,10 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
         "Ti" => GIB * 1024.0,
         "Pi" => GIB * 1024.0 * 1024.0,
         "Ei" => GIB * 1024.0 * 1024.0 * 1024.0,
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse::<i32>().ok()?.clamp(-40, 40)),
+        e if e.starts_with(['e', 'E']) => {
+            let exp = e[1..].parse::<i32>().ok().filter(|x| x.abs() <= 40)?;
+            10f64.powi(exp)
+        }
         _ => return None,
     };
     let v = n * mult;
@@ -65,4 +68,37 @@ pub fn group_size(app: &[Ask], init: &[Ask]) -> Result<Size, SizeError> {
         }
     };
     normalize_size(total(|c| c.0), total(|c| c.1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_parse_as_kubernetes_writes_them() {
+        for (q, want) in [
+            ("1", Some(1.0)),
+            ("250m", Some(0.25)),
+            ("0.5", Some(0.5)),
+            ("1.5Gi", Some(1.5 * GIB)),
+            ("128Mi", Some(128.0 * 1024.0 * 1024.0)),
+            ("1k", Some(1000.0)),
+            ("1Ki", Some(1024.0)),
+            ("2e3", Some(2000.0)),
+            ("1E", Some(1e18)),
+            ("5n", Some(5e-9)),
+            ("", None),
+            ("-1", None),
+            ("1Qi", None),
+            ("Gi", None),
+            ("1e", None),
+            ("1e99999", None),
+        ] {
+            let got = parse_quantity(q);
+            match (got, want) {
+                (Some(g), Some(w)) => assert!((g - w).abs() <= w * 1e-12, "{q}: {g} != {w}"),
+                (g, w) => assert_eq!(g, w, "{q}"),
+            }
+        }
+    }
 }
