@@ -56,6 +56,17 @@ pub(crate) fn container(
             format!("berth allows at most {} arguments", berth_eci_max_args()),
         ));
     }
+    let nul = |s: &String| s.contains('\0');
+    if command.iter().any(nul)
+        || args.iter().any(nul)
+        || env.vars.iter().any(|e| nul(&e.value))
+        || c.working_dir.as_ref().is_some_and(nul)
+    {
+        return Err(PodError::unsupported(
+            field,
+            "a command, argument, variable or working directory holds a NUL byte",
+        ));
+    }
     let (cpu, memory) = super::cpu_memory(c.resources.as_ref(), &f("resources"))?;
     let sc = security(ctx, c.security_context.as_ref(), &f("securityContext"))?;
     let (liveness_probe, readiness_probe, startup_probe, post_start, pre_stop) = if init {

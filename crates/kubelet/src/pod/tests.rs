@@ -762,6 +762,7 @@ fn what_berth_cannot_run_is_refused_by_name() {
             annotation("k8s.aliyun.com/eci-extra-ephemeral-storage", "100Ti"),
             "ephemeral-storage",
         ),
+        ("nul", c("args", json!(["a\u{0}b"])), "NUL byte"),
         (
             "too many args",
             c("args", json!(vec!["a"; 11])),
