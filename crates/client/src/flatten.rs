@@ -28,6 +28,10 @@ pub struct CreateParams {
     pub active_deadline_secs: Option<u64>,
     /// `EphemeralStorage`, GiB.
     pub ephemeral_storage: Option<u32>,
+    /// `ImageSnapshotId`: the image cache (`imc-…`) the images come from.
+    pub image_snapshot_id: Option<String>,
+    /// `AutoMatchImageCache=true`: the best matching image cache, or a new one.
+    pub auto_match_image_cache: bool,
     /// `Volume.N`.
     pub volumes: Vec<Volume>,
     pub dns_config: Option<berth_core::DnsConfig>,
@@ -64,6 +68,8 @@ impl CreateParams {
             host_name: spec.host_name.clone(),
             active_deadline_secs: spec.active_deadline_secs,
             ephemeral_storage: spec.ephemeral_storage,
+            image_snapshot_id: spec.image_snapshot_id.clone(),
+            auto_match_image_cache: spec.auto_match_image_cache,
             volumes: spec.volumes.clone(),
             dns_config: spec.dns_config.clone(),
             host_aliases: spec.host_aliases.clone(),
@@ -122,6 +128,10 @@ impl CreateParams {
             "EphemeralStorage",
             self.ephemeral_storage.map(|s| s.to_string()).as_deref(),
         );
+        q.opt("ImageSnapshotId", self.image_snapshot_id.as_deref());
+        if self.auto_match_image_cache {
+            q.put("AutoMatchImageCache", "true");
+        }
         for (i, v) in self.volumes.iter().enumerate() {
             volume(&mut q, &format!("Volume.{}", i + 1), v);
         }

@@ -1,0 +1,94 @@
+//! The `k8s.aliyun.com/eci-*` pod annotations, spelled as ECI's own virtual node reads them
+//! (Alibaba Cloud, "ECI Pod Annotation" and "Use an ImageCache to accelerate pod creation").
+//! Annotations berth acts on set the group's options; cloud placement ones (vSwitch,
+//! security group) have no meaning on a self-hosted node and are passed over, as the API's
+//! `VSwitchId` is; any other `eci-` or `imc-` annotation is refused by name.
+
+use std::collections::BTreeMap;
+
+use berth_client::CreateParams;
+
+use crate::error::PodError;
+use crate::quantity::{gib, parse_quantity};
+
+/// `ImageSnapshotId`: the image cache (`imc-…`) the pod's images come from.
+pub const ANNOTATION_IMAGE_CACHE_ID: &str = "k8s.aliyun.com/eci-imc-id";
+/// `AutoMatchImageCache`: `"true"` or `"false"`.
+pub const ANNOTATION_AUTO_IMAGE_CACHE: &str = "k8s.aliyun.com/eci-auto-imc";
+/// Temporary storage added to the 30 GiB every group has (`50Gi`).
+pub const ANNOTATION_EXTRA_EPHEMERAL_STORAGE: &str = "k8s.aliyun.com/eci-extra-ephemeral-storage";
+/// `SpotStrategy`: berth has no spot market, only `NoSpot` is accepted.
+pub const ANNOTATION_SPOT_STRATEGY: &str = "k8s.aliyun.com/eci-spot-strategy";
+
+/// Cloud placement and billing: no effect on a self-hosted node (as `honoured.rs` ignores the
+/// API parameters they set).
+const IGNORED: &[&str] = &[
+    "k8s.aliyun.com/eci-vswitch",
+    "k8s.aliyun.com/eci-security-group",
+    "k8s.aliyun.com/eci-schedule-strategy",
+    "k8s.aliyun.com/eci-resource-group-id",
+    "k8s.aliyun.com/eci-spot-price-limit",
+    "k8s.aliyun.com/eci-spot-duration",
+    "k8s.aliyun.com/eci-spot-fallback",
+];
+
+/// Applies the annotations to `out`; returns the GiB of extra temporary storage asked for.
+pub(crate) fn apply(
+    annotations: Option<&BTreeMap<String, String>>,
+    out: &mut CreateParams,
+) -> Result<Option<f64>, PodError> {
+    let mut extra = None;
+    for (k, v) in annotations.into_iter().flatten() {
+        let field = || format!("metadata.annotations[{k:?}]");
+        match k.as_str() {
+            ANNOTATION_IMAGE_CACHE_ID => {
+                let ok = (1..=128).contains(&v.len())
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok {
+                    return Err(PodError::unsupported(
+                        field(),
+                        format!("is not an image cache id such as imc-…: {v:?}"),
+                    ));
+                }
+                out.image_snapshot_id = Some(v.clone());
+            }
+            ANNOTATION_AUTO_IMAGE_CACHE => {
+                out.auto_match_image_cache = match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(PodError::unsupported(
+                            field(),
+                            format!("must be \"true\" or \"false\", got {v:?}"),
+                        ))
+                    }
+                }
+            }
+            ANNOTATION_EXTRA_EPHEMERAL_STORAGE => {
+                let bytes = parse_quantity(v).filter(|b| *b > 0.0).ok_or_else(|| {
+                    PodError::unsupported(field(), format!("is not a size such as 50Gi: {v:?}"))
+                })?;
+                extra = Some(gib(bytes));
+            }
+            ANNOTATION_SPOT_STRATEGY if v == "NoSpot" => {}
+            ANNOTATION_SPOT_STRATEGY => {
+                return Err(PodError::unsupported(
+                    field(),
+                    format!(
+                        "{v:?} is not offered by berth, which has no spot instances (NoSpot is)"
+                    ),
+                ))
+            }
+            _ if IGNORED.contains(&k.as_str()) => {}
+            _ if k.starts_with("k8s.aliyun.com/eci-") || k.starts_with("k8s.aliyun.com/imc-") => {
+                return Err(PodError::unsupported(
+                    field(),
+                    "is an ECI option berth does not offer",
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(extra)
+}
