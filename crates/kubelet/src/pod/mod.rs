@@ -137,6 +137,12 @@ pub fn pod_to_group(pod: &Pod, inputs: &Inputs) -> Result<CreateParams, PodError
             value: s.value.clone(),
         })
         .collect();
+    // Checked by `check_pod`: from 0 to MAX_FS_GROUP.
+    out.fs_group = spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.fs_group)
+        .and_then(|g| u32::try_from(g).ok());
     out.registry_credentials = pull_secrets(spec, inputs)?;
     out.tags = vec![
         tag(TAG_POD_UID, uid),
@@ -246,11 +252,22 @@ fn refuse_pod_fields(s: &PodSpec) -> Result<(), PodError> {
         );
     }
     if let Some(sc) = &s.security_context {
-        if sc.fs_group.is_some() || sc.fs_group_change_policy.is_some() {
-            return refuse(
-                "securityContext.fsGroup",
-                "berth does not change the group of volume files",
-            );
+        if let Some(g) = sc.fs_group {
+            if !(0..=i64::from(berth_core::MAX_FS_GROUP)).contains(&g) {
+                return refuse(
+                    "securityContext.fsGroup",
+                    &format!("must be from 0 to {}", berth_core::MAX_FS_GROUP),
+                );
+            }
+        }
+        // berth makes every volume afresh with the group's ownership: both policies hold.
+        if let Some(p) = &sc.fs_group_change_policy {
+            if p != "Always" && p != "OnRootMismatch" {
+                return refuse(
+                    "securityContext.fsGroupChangePolicy",
+                    "is Always or OnRootMismatch",
+                );
+            }
         }
         if sc
             .supplemental_groups

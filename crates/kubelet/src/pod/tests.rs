@@ -116,6 +116,7 @@ fn a_full_pod_maps_every_field() {
             "imagePullSecrets": [{"name": "creds"}],
             "securityContext": {"runAsUser": 1000, "runAsGroup": 2000, "runAsNonRoot": true,
                                 "sysctls": [{"name": "net.core.somaxconn", "value": "1024"}],
+                                "fsGroup": 3000, "fsGroupChangePolicy": "OnRootMismatch",
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "initContainers": [{"name": "migrate", "image": "busybox:1.36", "command": ["sh", "-c", "echo $(LEVEL)"],
                                 "env": [{"name": "LEVEL", "value": "v"}],
@@ -172,6 +173,7 @@ fn a_full_pod_maps_every_field() {
     assert_eq!(dns.options.len(), 2);
     assert_eq!(p.host_aliases[0].hostnames, ["db", "db.local"]);
     assert_eq!(p.sysctls[0].name, "net.core.somaxconn");
+    assert_eq!(p.fs_group, Some(3000));
     assert_eq!(p.image_snapshot_id.as_deref(), Some("imc-abc123"));
     assert!(!p.auto_match_image_cache);
     let sent =
@@ -627,7 +629,7 @@ fn what_berth_cannot_run_is_refused_by_name() {
         ),
         (
             "fsGroup",
-            s("securityContext", json!({"fsGroup": 2000})),
+            s("securityContext", json!({"fsGroup": 65536})),
             "spec.securityContext.fsGroup",
         ),
         (
