@@ -383,7 +383,13 @@ def test_http_hooks_and_probe_reach_the_group_with_their_headers(berth, client, 
         lifecycle_pre_stop_handler_http_get_http_header=[
             hook_header("PreStop", "X-Berth-Hook", "prestop")],
     )
-    gid = groups.create("e2e-hooks-http", [web, c], restart_policy="Always")
+    # The readiness probe's headers are berth's extension (ECI's probes have none).
+    probe_headers = with_extra_params(berth.client(), {
+        "Container.2.ReadinessProbe.HttpGet.HttpHeader.1.Name": "X-Berth-Probe",
+        "Container.2.ReadinessProbe.HttpGet.HttpHeader.1.Value": "ready",
+    })
+    gid = groups.create("e2e-hooks-http", [web, c], restart_policy="Always",
+                        client=probe_headers)
 
     def paths() -> list[str]:
         return [r["Request"].split()[1]
@@ -406,7 +412,7 @@ def test_http_hooks_and_probe_reach_the_group_with_their_headers(berth, client, 
     for r in by_path["/prestop"]:
         assert r["X-Berth-Hook"] == "prestop" and "X-Token" not in r, r
     for r in by_path["/ready"]:
-        assert "X-Berth-Hook" not in r, r
+        assert "X-Berth-Hook" not in r and r.get("X-Berth-Probe") == "ready", r
         assert r.get("User-Agent", "").startswith("berth-probe/"), r
     assert container_of(support.describe(client, gid), "web")["RestartCount"] == 0
     texts = events(client, gid)
@@ -502,10 +508,10 @@ def test_https_probes_and_hook_speak_tls(berth, client, groups, echo_image):
     assert any(t.startswith("Killing: Container c failed liveness probe") for t in texts), texts
 
 
-def test_probes_take_no_http_headers(berth, groups, images):
-    # ECI has HttpHeader only for the lifecycle hooks; a probe's is refused by name.
+def test_bad_probe_headers_are_refused_by_name(berth, groups, images):
+    # A probe's HttpHeader is berth's extension, checked as a hook's is.
     name = "Container.1.ReadinessProbe.HttpGet.HttpHeader.1.Name"
-    client = with_extra_params(berth.client(), {name: "X-A"})
+    client = with_extra_params(berth.client(), {name: "X-A:B"})
     probe = M.CreateContainerGroupRequestContainerReadinessProbe(
         http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(port=80))
     before = len(support.list_groups(client))

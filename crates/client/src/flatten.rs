@@ -364,11 +364,20 @@ fn probe_params(q: &mut Q, p: &str, pr: &Probe) {
     match &pr.handler {
         Handler::Exec { command } => q.list(&format!("{p}.Exec.Command"), command),
         Handler::HttpGet {
-            path, port, scheme, ..
+            path,
+            port,
+            scheme,
+            headers,
+            ..
         } => {
             q.put(&format!("{p}.HttpGet.Path"), path);
             q.put(&format!("{p}.HttpGet.Port"), &port.to_string());
             q.put(&format!("{p}.HttpGet.Scheme"), scheme.as_str());
+            for (i, h) in headers.iter().enumerate() {
+                let hp = format!("{p}.HttpGet.HttpHeader.{}", i + 1);
+                q.put(&format!("{hp}.Name"), &h.name);
+                q.put(&format!("{hp}.Value"), &h.value);
+            }
         }
         Handler::TcpSocket { port, .. } => q.put(&format!("{p}.TcpSocket.Port"), &port.to_string()),
     }
@@ -539,7 +548,10 @@ mod tests {
                     path: "/healthz?x=1".into(),
                     port: 8080,
                     scheme: berth_core::Scheme::Https,
-                    headers: vec![],
+                    headers: vec![berth_core::HttpHeader {
+                        name: "X-Probe".into(),
+                        value: "a b".into(),
+                    }],
                 })
             }),
             startup_probe: Some(Probe::new(Handler::TcpSocket {

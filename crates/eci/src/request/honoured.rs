@@ -86,6 +86,10 @@ const APP_CONTAINER: &[(&str, Rule)] = &[
     ("LivenessProbe.HttpGet.Path", Honoured),
     ("LivenessProbe.HttpGet.Port", Honoured),
     ("LivenessProbe.HttpGet.Scheme", Honoured),
+    // berth's extension, Kubernetes' httpHeaders (`probes.rs`).
+    ("LivenessProbe.HttpGet.HttpHeader.N", Honoured),
+    ("LivenessProbe.HttpGet.HttpHeader.N.Name", Honoured),
+    ("LivenessProbe.HttpGet.HttpHeader.N.Value", Honoured),
     ("LivenessProbe.TcpSocket", Honoured),
     ("LivenessProbe.TcpSocket.Port", Honoured),
     ("LivenessProbe.InitialDelaySeconds", Honoured),
@@ -100,6 +104,10 @@ const APP_CONTAINER: &[(&str, Rule)] = &[
     ("ReadinessProbe.HttpGet.Path", Honoured),
     ("ReadinessProbe.HttpGet.Port", Honoured),
     ("ReadinessProbe.HttpGet.Scheme", Honoured),
+    // berth's extension, Kubernetes' httpHeaders (`probes.rs`).
+    ("ReadinessProbe.HttpGet.HttpHeader.N", Honoured),
+    ("ReadinessProbe.HttpGet.HttpHeader.N.Name", Honoured),
+    ("ReadinessProbe.HttpGet.HttpHeader.N.Value", Honoured),
     ("ReadinessProbe.TcpSocket", Honoured),
     ("ReadinessProbe.TcpSocket.Port", Honoured),
     ("ReadinessProbe.InitialDelaySeconds", Honoured),
@@ -114,6 +122,10 @@ const APP_CONTAINER: &[(&str, Rule)] = &[
     ("StartupProbe.HttpGet.Path", Honoured),
     ("StartupProbe.HttpGet.Port", Honoured),
     ("StartupProbe.HttpGet.Scheme", Honoured),
+    // berth's extension, Kubernetes' httpHeaders (`probes.rs`).
+    ("StartupProbe.HttpGet.HttpHeader.N", Honoured),
+    ("StartupProbe.HttpGet.HttpHeader.N.Name", Honoured),
+    ("StartupProbe.HttpGet.HttpHeader.N.Value", Honoured),
     ("StartupProbe.TcpSocket", Honoured),
     ("StartupProbe.TcpSocket.Port", Honoured),
     ("StartupProbe.InitialDelaySeconds", Honoured),

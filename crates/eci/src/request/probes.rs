@@ -18,7 +18,7 @@ pub const MAX_EXEC_ARGS: usize = 64;
 pub const MAX_EXEC_ARG_LEN: usize = 4096;
 /// Longest HTTP path, in bytes.
 pub const MAX_PATH_LEN: usize = 2048;
-/// Most headers of an HTTP GET hook.
+/// Most headers of an HTTP GET handler (a hook's, or a probe's as berth's extension).
 pub const MAX_HEADERS: usize = 16;
 const MAX_HEADER_NAME_LEN: usize = 256;
 const MAX_HEADER_VALUE_LEN: usize = 4096;
@@ -218,7 +218,8 @@ pub fn probe(p: &Params, container: &str, kind: Kind) -> Result<Option<Probe>, A
             path: path(p, &k("HttpGet.Path"))?,
             port: port(p, &k("HttpGet.Port"))?,
             scheme: scheme(p, &k("HttpGet.Scheme"))?,
-            headers: Vec::new(),
+            // berth's extension: ECI's probes have no headers, Kubernetes' do.
+            headers: headers(p, &k("HttpGet.HttpHeader"))?,
         });
     }
     if any_given(p, &k("TcpSocket.")) {
@@ -324,6 +325,32 @@ mod tests {
         );
         assert_eq!(l.period_secs, 1);
         assert!(probe(&p, "C.1", Kind::Startup).unwrap().is_none());
+    }
+
+    #[test]
+    fn http_probes_take_headers_as_kubernetes_does() {
+        let p = params("C.1.StartupProbe.HttpGet.Port=80&C.1.StartupProbe.HttpGet.HttpHeader.1.Name=X-Probe&C.1.StartupProbe.HttpGet.HttpHeader.1.Value=a%20b&C.1.StartupProbe.HttpGet.HttpHeader.2.Name=User-Agent&C.1.StartupProbe.HttpGet.HttpHeader.2.Value=k");
+        let probe = probe(&p, "C.1", Kind::Startup).unwrap().unwrap();
+        let Handler::HttpGet { headers, .. } = probe.handler else {
+            panic!("not an HTTP probe: {probe:?}");
+        };
+        assert_eq!(headers.len(), 2);
+        assert_eq!(
+            (headers[0].name.as_str(), headers[0].value.as_str()),
+            ("X-Probe", "a b")
+        );
+        let e = super::probe(
+            &params("C.1.ReadinessProbe.HttpGet.Port=80&C.1.ReadinessProbe.HttpGet.HttpHeader.1.Name=A:B"),
+            "C.1",
+            Kind::Readiness,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("C.1.ReadinessProbe.HttpGet.HttpHeader.1.Name"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -406,10 +406,10 @@ fn http_get(
             value: x.value.clone(),
         })
         .collect();
-    if !hook && (!headers.is_empty() || h.host.is_some()) {
+    if !hook && h.host.is_some() {
         return Err(PodError::unsupported(
-            format!("{field}.httpHeaders"),
-            "berth's probes send no custom host or headers (its lifecycle hooks do)",
+            format!("{field}.host"),
+            "berth's probes connect to the container itself",
         ));
     }
     Ok(Handler::HttpGet {

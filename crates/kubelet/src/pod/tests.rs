@@ -672,12 +672,12 @@ fn what_berth_cannot_run_is_refused_by_name() {
             "livenessProbe.grpc",
         ),
         (
-            "probe headers",
+            "probe host",
             c(
                 "readinessProbe",
-                json!({"httpGet": {"port": 80, "httpHeaders": [{"name": "a", "value": "b"}]}}),
+                json!({"httpGet": {"port": 80, "host": "example.org"}}),
             ),
-            "readinessProbe.httpGet",
+            "readinessProbe.httpGet.host",
         ),
         (
             "unknown port name",
