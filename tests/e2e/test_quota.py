@@ -25,7 +25,8 @@ WRITE_RATE = 0.5
 
 @pytest.fixture(scope="module")
 def qberth(images):
-    # On the suite's bridge and subnet, with berth's own netns pool, as an operator starts it.
+    # On a bridge and subnet of its own (two berths' address pools on one subnet would hand
+    # out the same addresses), with berth's own netns pool, as an operator starts it.
     with support.own_berth(
         "quota",
         [
@@ -35,6 +36,8 @@ def qberth(images):
             "--max-memory", "4",
             "--max-groups", "5",
         ],
+        bridge="berthq0",
+        subnet="10.223.0.0/16",
         netns_pool=None,
     ) as server:
         yield server
