@@ -7,6 +7,7 @@ pub mod dns;
 pub mod event;
 pub mod id;
 pub mod metric;
+pub mod price;
 pub mod probe;
 pub mod publish;
 pub mod record;
