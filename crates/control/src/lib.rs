@@ -9,6 +9,7 @@ mod idempotency;
 mod node;
 mod observe;
 mod ports;
+mod prices;
 mod service;
 
 pub use cache::{CacheFilter, CachePage, ImageCacheUpdate, NewImageCache, Quota, CACHE_STORAGE};
@@ -17,4 +18,5 @@ pub use node::{
     ExecOutput, ExecProcess, ExecReader, ExecRequest, ExecStream, ExecWriter, LogRequest,
     MetricRange, NodeClient, NodeError, NodeObserve,
 };
+pub use prices::{load_prices, parse_prices, PricesFileError, MAX_PRICES_FILE, PRICES_FILE};
 pub use service::{Control, ControlError, EventHook};
