@@ -18,5 +18,7 @@ pub use node::{
     ExecOutput, ExecProcess, ExecReader, ExecRequest, ExecStream, ExecWriter, LogRequest,
     MetricRange, NodeClient, NodeError, NodeObserve,
 };
-pub use prices::{load_prices, parse_prices, PricesFileError, MAX_PRICES_FILE, PRICES_FILE};
+pub use prices::{
+    load_prices, parse_prices, read_prices, PricesFileError, MAX_PRICES_FILE, PRICES_FILE,
+};
 pub use service::{Control, ControlError, EventHook};

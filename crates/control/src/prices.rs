@@ -50,21 +50,27 @@ pub fn load_prices(
             p
         }
     };
+    read_prices(&path).map(|c| (c, Some(path)))
+}
+
+/// Reads and checks the catalog of one file.
+pub fn read_prices(path: &Path) -> Result<PriceCatalog, PricesFileError> {
     let read = |source| PricesFileError::Read {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
     let mut text = String::new();
-    std::fs::File::open(&path)
+    std::fs::File::open(path)
         .map_err(read)?
         .take(MAX_PRICES_FILE + 1)
         .read_to_string(&mut text)
         .map_err(read)?;
+    let path = path.to_path_buf();
     if text.len() as u64 > MAX_PRICES_FILE {
         return Err(PricesFileError::TooLarge { path });
     }
     match parse_prices(&text) {
-        Ok(c) => Ok((c, Some(path))),
+        Ok(c) => Ok(c),
         Err((_, Some(source))) => Err(PricesFileError::Prices { path, source }),
         Err((why, None)) => Err(PricesFileError::Syntax { path, why }),
     }

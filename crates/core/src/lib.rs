@@ -14,6 +14,7 @@ pub mod record;
 pub mod restart;
 pub mod size;
 pub mod spec;
+pub mod spot;
 pub mod state;
 pub mod sysctl;
 pub mod volume;
@@ -36,6 +37,7 @@ pub use spec::{
     ContainerSpec, EnvVar, GroupSpec, ImagePullPolicy, PortSpec, RegistryCredential, RestartPolicy,
     Tag, DEFAULT_EPHEMERAL_STORAGE_GIB, MAX_EPHEMERAL_STORAGE_GIB,
 };
+pub use spot::SpotStrategy;
 pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};
 pub use sysctl::Sysctl;
 pub use volume::{
