@@ -6,6 +6,7 @@ pub mod capability;
 pub mod dns;
 pub mod event;
 pub mod id;
+pub mod metering;
 pub mod metric;
 pub mod price;
 pub mod probe;
