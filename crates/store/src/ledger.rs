@@ -24,6 +24,12 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE UNIQUE INDEX IF NOT EXISTS ledger_open ON ledger(group_id) WHERE ended IS NULL;
 CREATE INDEX IF NOT EXISTS ledger_account ON ledger(account, started);
 CREATE INDEX IF NOT EXISTS ledger_group ON ledger(group_id, seq);
+-- Groups billed when the ledger came are billed from then on.
+INSERT INTO ledger (group_id, account, cpu_milli, memory_mib, storage_gib, started)
+    SELECT id, account, CAST(round(cpu * 1000) AS INTEGER), CAST(round(memory * 1024) AS INTEGER),
+           max(CAST(storage AS INTEGER) - 30, 0), strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    FROM groups
+    WHERE status IN ('Pending', 'Running', 'Restarting', 'Updating', 'Terminating');
 "#;
 
 /// One billed period of a group.
@@ -56,6 +62,26 @@ fn parse(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_default()
+}
+
+/// What of a record the ledger follows: a write that changes none of it changes no period.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Billing {
+    status: berth_core::GroupStatus,
+    cpu: f64,
+    memory: f64,
+    storage: u32,
+}
+
+impl Billing {
+    pub(crate) fn of(rec: &GroupRecord) -> Self {
+        Self {
+            status: rec.status,
+            cpu: rec.spec.cpu,
+            memory: rec.spec.memory,
+            storage: rec.spec.ephemeral_storage_gib(),
+        }
+    }
 }
 
 struct Open {

@@ -759,6 +759,7 @@ impl SqliteStore {
             .optional()?;
         let mut rec = self.decode(&json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
         let before = crate::quota::GroupSize::of(&rec.spec);
+        let billed_before = crate::ledger::Billing::of(&rec);
         f(&mut rec);
         if let Some(limits) = limits {
             let after = crate::quota::GroupSize::of(&rec.spec);
@@ -779,7 +780,11 @@ impl SqliteStore {
             rec.spec.memory,
             f64::from(rec.spec.ephemeral_storage_gib())
         ])?;
-        crate::ledger::follow(&tx, &rec, Utc::now())?;
+        // Only a change of status or size can change what is billed: the reports that
+        // change neither (most of them) cost the ledger nothing.
+        if crate::ledger::Billing::of(&rec) != billed_before {
+            crate::ledger::follow(&tx, &rec, Utc::now())?;
+        }
         tx.commit()?;
         Ok(rec)
     }

@@ -200,3 +200,37 @@ fn periods_by_account_and_time() {
         .unwrap();
     assert_eq!(s.group_ledger(&a.id).unwrap().len(), 1);
 }
+
+#[test]
+fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let (mut running, done) = (record(7), record(8));
+    running.status = GroupStatus::Running;
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        // Written as a database before the ledger would hold them.
+        s.insert_group(&running).unwrap();
+        s.insert_group(&done).unwrap();
+    }
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let v: i64 = db
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        db.execute_batch("DROP TABLE ledger").unwrap();
+        db.pragma_update(None, "user_version", v - 1).unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let l = s.group_ledger(&running.id).unwrap();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0].terms, TERMS);
+    assert!(l[0].ended.is_none());
+    assert!((Utc::now() - l[0].started).num_seconds().abs() < 5, "{l:?}");
+    assert!(s.group_ledger(&done.id).unwrap().is_empty());
+    // A report that changes nothing billed leaves it; the end closes it.
+    s.modify_group(&running.id, &mut |r| r.restart_generation = 1)
+        .unwrap();
+    set(&s, &running.id, GroupStatus::Succeeded);
+    assert!(s.group_ledger(&running.id).unwrap()[0].ended.is_some());
+}
