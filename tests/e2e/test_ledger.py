@@ -5,7 +5,6 @@ operator would (read-only)."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -14,17 +13,7 @@ from support import container, container_of, pretty, wait_for
 
 
 def periods(berth, gid: str) -> list[dict]:
-    db = sqlite3.connect(f"file:{berth.state_dir / 'berth.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        db.row_factory = sqlite3.Row
-        rows = db.execute(
-            "SELECT account, cpu_milli, memory_mib, storage_gib, started, ended FROM ledger "
-            "WHERE group_id = ? ORDER BY seq",
-            (gid,),
-        ).fetchall()
-        return [dict(r) for r in rows]
-    finally:
-        db.close()
+    return support.ledger_periods(berth.state_dir, gid)
 
 
 def t(s: str | None) -> datetime | None:
@@ -63,6 +52,8 @@ def test_a_group_that_ends_while_berth_is_down_is_billed_to_its_exit(berth, clie
     assert len(rows) == 1, rows
     p_start, p_end = t(rows[0]["started"]), t(rows[0]["ended"])
     assert p_end is not None, rows
+    print(f"ledger: period {p_start.isoformat()} .. {p_end.isoformat()}; container "
+          f"{started.isoformat()} .. {finished.isoformat()}; berth back at {restarted.isoformat()}")
     # Settled at the exit (the API shows whole seconds), not at berth's return.
     assert abs((p_end - finished).total_seconds()) <= 1.0, (rows, state)
     assert p_end < restarted, (rows, restarted.isoformat())
