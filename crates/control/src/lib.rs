@@ -3,6 +3,7 @@
 //! in-process call in `berth serve`, a remote one in cluster mode) and folds what the node
 //! reports back into the records.
 
+mod billing;
 mod cache;
 mod deadline;
 mod idempotency;
@@ -12,6 +13,7 @@ mod ports;
 mod prices;
 mod service;
 
+pub use billing::GroupCharge;
 pub use cache::{CacheFilter, CachePage, ImageCacheUpdate, NewImageCache, Quota, CACHE_STORAGE};
 pub use node::{CacheBuild, CacheNode};
 pub use node::{

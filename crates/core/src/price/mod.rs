@@ -3,9 +3,11 @@
 //! [`Decimal`]: no amount is ever a float.
 
 mod catalog;
+mod charge;
 mod quote;
 
 pub use catalog::{PriceCatalog, PriceError, PriceFile, RegionPrices, MAX_REGIONS};
+pub use charge::charge;
 pub use quote::{quote, size_label, Quote, SECONDS_PER_HOUR, SECOND_PRICE_DECIMALS};
 pub use rust_decimal::Decimal;
 
