@@ -497,8 +497,11 @@ impl Control {
             if rec.status == GroupStatus::Terminating {
                 self.spawn_removal(rec);
             } else {
+                // The node first: a deadline that passed while berth was down then ends a
+                // group the node runs, and its final record is the last one the node sees
+                // (the other way round, this apply could bring the group back after it).
+                self.node()?.apply(rec.clone()).await;
                 self.watch_deadline(&rec);
-                self.node()?.apply(rec).await;
             }
         }
         Ok(n)
