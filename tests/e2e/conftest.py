@@ -138,6 +138,13 @@ def berth(host_ready, images, tracker) -> Berth:
         tracker |= ids
         if not server.stop(timeout=30):
             problems.append("berth serve did not exit within 30s of SIGTERM")
+        # Every group is gone: none may still be billed (ADR 0010).
+        try:
+            open_periods = [p for p in support.ledger_periods(server.state_dir) if not p["ended"]]
+            if open_periods:
+                problems.append(f"billed periods left open: {open_periods}")
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"the metering ledger cannot be read: {exc!r}")
     for reg in _STATE.get("registries", []):
         reg.stop()
     try:

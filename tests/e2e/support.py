@@ -711,6 +711,24 @@ _TS_RE = re.compile(
 )
 
 
+def ledger_periods(state_dir: Path, gid: str | None = None) -> list[dict]:
+    """The metering ledger's billed periods (ADR 0010), read-only from berth.db, oldest first:
+    of one group, or of every group."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{state_dir / 'berth.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        db.row_factory = sqlite3.Row
+        rows = db.execute(
+            "SELECT group_id, account, cpu_milli, memory_mib, storage_gib, started, ended "
+            "FROM ledger WHERE ?1 IS NULL OR group_id = ?1 ORDER BY seq",
+            (gid,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+    finally:
+        db.close()
+
+
 def parse_timestamp(text: str) -> datetime | None:
     """Parse an RFC 3339 timestamp at the start of text (nanoseconds allowed)."""
     m = _TS_RE.match(text)

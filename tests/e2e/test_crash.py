@@ -162,6 +162,26 @@ def _verify(server: Berth, alive: dict[str, str], gone: set[str], rnd: int) -> N
         group = support.describe(client, gid, with_event=True)
         failed = [e for e in (group or {}).get("Events") or [] if "duplicate allocation" in str(e)]
         assert not failed, pretty(group)
+    _verify_ledger(server, alive, gone, rnd)
+
+
+def _verify_ledger(server: Berth, alive: dict[str, str], gone: set[str], rnd: int) -> None:
+    """The metering ledger after the crash: a running group has one open period, a deleted
+    one none open, and no group two periods at once (ADR 0010)."""
+    by_group: dict[str, list[dict]] = {}
+    for p in support.ledger_periods(server.state_dir):
+        by_group.setdefault(p["group_id"], []).append(p)
+    for gid in alive:
+        periods = by_group.get(gid, [])
+        assert [p["ended"] for p in periods] == [None], f"round {rnd}: {gid} billed {periods}"
+    for gid in gone:
+        periods = by_group.get(gid, [])
+        assert all(p["ended"] for p in periods), f"round {rnd}: deleted {gid} billed {periods}"
+    for gid, periods in by_group.items():
+        ends = [(p["started"], p["ended"] or "~") for p in periods]
+        for (s1, e1), (s2, _) in zip(ends, ends[1:], strict=False):
+            assert e1 <= s2, f"round {rnd}: {gid} has overlapping periods {periods}"
+        assert all(s <= e for s, e in ends), f"round {rnd}: {gid} has a period ending first"
 
 
 def test_kill_9_during_bursts_fails_no_accepted_group(images):
@@ -197,6 +217,8 @@ def test_kill_9_during_bursts_fails_no_accepted_group(images):
                 120,
                 diag=server.diag,
             )
+            still_billed = [p for p in support.ledger_periods(server.state_dir) if not p["ended"]]
+            assert not still_billed, f"periods open after every group was deleted: {still_billed}"
         except BaseException:
             print(server.diag(120))
             raise

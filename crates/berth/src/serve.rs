@@ -27,6 +27,11 @@ pub struct ServeArgs {
     /// Region id reported by the API.
     #[arg(long, default_value = "local")]
     region: String,
+    /// Price catalog (TOML: `[default]` and `[region.NAME]` tables of currency, vcpu_second,
+    /// memory_gib_second, storage_gib_hour, image_cache_gib_hour, spot_ratio; amounts as
+    /// strings). Default: STATE_DIR/prices.toml if it exists, else ECI's published prices in CNY.
+    #[arg(long, value_name = "FILE")]
+    prices: Option<PathBuf>,
     /// OCI runtime binary: crun (default) or runc, by name or path.
     #[arg(long, default_value = "crun")]
     runtime: String,
@@ -205,6 +210,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             return Err(berth_node::NodeError::UsernsRuntime.into());
         }
     }
+    // A catalog named by flag is checked before the state directory is touched.
+    let explicit_prices = args
+        .prices
+        .as_deref()
+        .map(berth_control::read_prices)
+        .transpose()?;
     crate::state_files::prepare(&args.state_dir)?;
     let metrics_token = args
         .metrics_token_file
@@ -229,6 +240,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let binary = find_binary(&args.runtime)?;
     let monitor = monitor_command()?;
     let control = Control::new(store.clone(), args.region.clone());
+    let (prices, prices_from) = match explicit_prices {
+        Some(c) => (c, args.prices.clone()),
+        None => berth_control::load_prices(None, &state_dir)?,
+    };
+    match &prices_from {
+        Some(path) => tracing::info!(file = %path.display(), "prices"),
+        None => tracing::info!("prices: ECI's published pay-as-you-go prices (CNY)"),
+    }
+    control.set_prices(prices);
     if let Some(caps) = &args.allowed_capabilities {
         for c in caps {
             if berth_runtime::capability_name(c).is_none() {

@@ -3,18 +3,24 @@
 //! in-process call in `berth serve`, a remote one in cluster mode) and folds what the node
 //! reports back into the records.
 
+mod billing;
 mod cache;
 mod deadline;
 mod idempotency;
 mod node;
 mod observe;
 mod ports;
+mod prices;
 mod service;
 
+pub use billing::GroupCharge;
 pub use cache::{CacheFilter, CachePage, ImageCacheUpdate, NewImageCache, Quota, CACHE_STORAGE};
 pub use node::{CacheBuild, CacheNode};
 pub use node::{
     ExecOutput, ExecProcess, ExecReader, ExecRequest, ExecStream, ExecWriter, LogRequest,
     MetricRange, NodeClient, NodeError, NodeObserve,
+};
+pub use prices::{
+    load_prices, parse_prices, read_prices, PricesFileError, MAX_PRICES_FILE, PRICES_FILE,
 };
 pub use service::{Control, ControlError, EventHook};

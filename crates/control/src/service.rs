@@ -78,6 +78,8 @@ pub struct Control {
     /// its record inserted, so two creates never get one port.
     ports: std::sync::Mutex<berth_core::PortPolicy>,
     event_hooks: std::sync::RwLock<Vec<EventHook>>,
+    /// The unit prices by region (`prices.rs`); replaced whole, read by DescribeContainerGroupPrice.
+    prices: std::sync::RwLock<Arc<berth_core::price::PriceCatalog>>,
 }
 
 /// Called with the updated record for every event a node reports.
@@ -94,7 +96,21 @@ impl Control {
             volumes: Default::default(),
             ports: Default::default(),
             event_hooks: std::sync::RwLock::new(Vec::new()),
+            prices: Default::default(),
         })
+    }
+
+    /// Sets the price catalog (the default: ECI's published prices, `RegionPrices::builtin`).
+    pub fn set_prices(&self, catalog: berth_core::price::PriceCatalog) {
+        *self.prices.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+    }
+
+    /// The price catalog in force.
+    pub fn prices(&self) -> Arc<berth_core::price::PriceCatalog> {
+        self.prices
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Sets which capabilities groups may add (the default: `capability::DEFAULT_ALLOWED`).
@@ -488,8 +504,11 @@ impl Control {
             if rec.status == GroupStatus::Terminating {
                 self.spawn_removal(rec);
             } else {
+                // The node first: a deadline that passed while berth was down then ends a
+                // group the node runs, and its final record is the last one the node sees
+                // (the other way round, this apply could bring the group back after it).
+                self.node()?.apply(rec.clone()).await;
                 self.watch_deadline(&rec);
-                self.node()?.apply(rec).await;
             }
         }
         Ok(n)

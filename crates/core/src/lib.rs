@@ -6,13 +6,16 @@ pub mod capability;
 pub mod dns;
 pub mod event;
 pub mod id;
+pub mod metering;
 pub mod metric;
+pub mod price;
 pub mod probe;
 pub mod publish;
 pub mod record;
 pub mod restart;
 pub mod size;
 pub mod spec;
+pub mod spot;
 pub mod state;
 pub mod sysctl;
 pub mod volume;
@@ -35,6 +38,7 @@ pub use spec::{
     ContainerSpec, EnvVar, GroupSpec, ImagePullPolicy, PortSpec, RegistryCredential, RestartPolicy,
     Tag, DEFAULT_EPHEMERAL_STORAGE_GIB, MAX_EPHEMERAL_STORAGE_GIB, MAX_FS_GROUP,
 };
+pub use spot::SpotStrategy;
 pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};
 pub use sysctl::Sysctl;
 pub use volume::{

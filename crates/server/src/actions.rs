@@ -99,6 +99,7 @@ pub(crate) async fn dispatch(
 ) -> Result<Reply, ApiError> {
     let req = match req {
         Request::DescribeGroups(d) => return describe_groups(control, rendered, account, d, rid),
+        Request::Price(r) => return crate::price::describe_price(control, r, rid),
         other => other,
     };
     dispatch_value(control, account, req)
@@ -135,8 +136,8 @@ async fn dispatch_value(
             })
         }
         // Answered as text by `dispatch`.
-        Request::DescribeGroups(_) => Err(ApiError::internal(
-            "DescribeContainerGroups reached the value dispatch",
+        Request::DescribeGroups(_) | Request::Price(_) => Err(ApiError::internal(
+            "an action answered as text reached the value dispatch",
         )),
         Request::DescribeStatus(d) => describe_status(control, account, d),
         Request::DescribeEvents(d) => describe_events(control, account, d),

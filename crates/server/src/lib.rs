@@ -9,6 +9,7 @@ mod guard;
 mod metrics;
 mod nonce;
 mod observe;
+mod price;
 mod rendered;
 mod throttle;
 mod tls;

@@ -92,7 +92,8 @@ impl Class {
             | Action::DescribeImageCaches
             | Action::ListUsage
             | Action::DescribeContainerGroupMetric
-            | Action::DescribeMultiContainerGroupMetric => Class::Read,
+            | Action::DescribeMultiContainerGroupMetric
+            | Action::DescribeContainerGroupPrice => Class::Read,
         }
     }
 

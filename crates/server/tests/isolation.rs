@@ -80,6 +80,7 @@ fn aimed_at(action: Action, a: &Theirs) -> Vec<(String, String)> {
             ("Sync", "true"),
         ]),
         Action::DescribeRegions | Action::ListUsage => vec![],
+        Action::DescribeContainerGroupPrice => p(&[("RegionId", "local")]),
         // The same name is B's own: a cache of B's, not A's.
         Action::CreateImageCache => p(&[("ImageCacheName", &a.cache_name), ("Image.1", "x:1")]),
         Action::DescribeImageCaches => p(&[("ImageCacheId", &a.cache)]),

@@ -5,6 +5,7 @@
 mod accounts;
 mod cache;
 mod keycache;
+mod ledger;
 mod migrate_secrets;
 mod quota;
 mod seal;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
 pub use keycache::GENERATION_FILE as KEY_GENERATION_FILE;
+pub use ledger::LedgerPeriod;
 pub use quota::{GroupLimits, GroupUsage, QuotaExceeded, QuotaOverrides, QuotaResource};
 pub use seal::{KeyError, KEY_FILE};
 pub use seccomp::AccountSeccomp;
@@ -248,6 +250,16 @@ pub trait Store: Send + Sync {
         from: chrono::DateTime<chrono::Utc>,
         to: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<UsageInterval>, StoreError>;
+    /// Billed periods of groups of `account` (of every account with `None`) that overlap
+    /// `[from, to)`, oldest first (ADR 0010).
+    fn ledger(
+        &self,
+        account: Option<&str>,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<LedgerPeriod>, StoreError>;
+    /// Every billed period of one group, oldest first.
+    fn group_ledger(&self, id: &GroupId) -> Result<Vec<LedgerPeriod>, StoreError>;
     /// Every group of every account (for the node agent to converge to at start).
     fn all_groups(&self) -> Result<Vec<GroupRecord>, StoreError>;
 

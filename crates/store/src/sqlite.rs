@@ -50,6 +50,7 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::quota::MIGRATION,
     crate::seccomp::MIGRATION,
     crate::quota::STORAGE_MIGRATION,
+    crate::ledger::MIGRATION,
 ];
 
 /// Most read connections a file database gets.
@@ -545,7 +546,14 @@ impl Store for SqliteStore {
 
     fn delete_group(&self, id: &GroupId) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::ledger::close_deleted(&tx, id, Utc::now(), || {
+            let json: Option<String> = tx
+                .prepare_cached("SELECT record FROM groups WHERE id = ?1")?
+                .query_row(params![id.as_str()], |r| r.get(0))
+                .optional()?;
+            json.map(|j| self.decode(&j)).transpose()
+        })?;
         tx.execute("DELETE FROM groups WHERE id = ?1", params![id.as_str()])?;
         tokens::tombstone(&tx, TokenKind::Group, id.as_str(), Utc::now())?;
         tx.commit()?;
@@ -703,6 +711,19 @@ impl Store for SqliteStore {
         crate::usage::stop(&self.conn(), resource, at)
     }
 
+    fn ledger(
+        &self,
+        account: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<crate::LedgerPeriod>, StoreError> {
+        crate::ledger::list(&self.reader(), account, from, to)
+    }
+
+    fn group_ledger(&self, id: &GroupId) -> Result<Vec<crate::LedgerPeriod>, StoreError> {
+        crate::ledger::of_group(&self.reader(), id)
+    }
+
     fn usage(
         &self,
         account: &str,
@@ -738,6 +759,7 @@ impl SqliteStore {
             .optional()?;
         let mut rec = self.decode(&json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
         let before = crate::quota::GroupSize::of(&rec.spec);
+        let billed_before = crate::ledger::Billing::of(&rec);
         f(&mut rec);
         if let Some(limits) = limits {
             let after = crate::quota::GroupSize::of(&rec.spec);
@@ -758,6 +780,11 @@ impl SqliteStore {
             rec.spec.memory,
             f64::from(rec.spec.ephemeral_storage_gib())
         ])?;
+        // Only a change of status or size can change what is billed: the reports that
+        // change neither (most of them) cost the ledger nothing.
+        if crate::ledger::Billing::of(&rec) != billed_before {
+            crate::ledger::follow(&tx, &rec, Utc::now())?;
+        }
         tx.commit()?;
         Ok(rec)
     }

@@ -166,7 +166,7 @@ impl CreateRequest {
     }
 }
 
-fn ephemeral_storage(p: &Params) -> Result<Option<u32>, ApiError> {
+pub(super) fn ephemeral_storage(p: &Params) -> Result<Option<u32>, ApiError> {
     match p.int::<u64>("EphemeralStorage")? {
         None => Ok(None),
         Some(n @ 1..=65_536) => Ok(Some(n as u32)),

@@ -6,6 +6,7 @@ mod create;
 mod dns;
 mod honoured;
 mod observe;
+mod price;
 mod probes;
 mod security;
 mod update;
@@ -27,6 +28,7 @@ pub use observe::{
     ExecRequest, GroupMetricRequest, MultiMetricRequest, DEFAULT_METRIC_PERIOD, MAX_EXEC_ARGS,
     MAX_EXEC_ARG_LEN, MAX_METRIC_RECORDS, METRIC_PERIODS,
 };
+pub use price::{PriceRequest, MAX_SPOT_PRICE_LIMIT, SPOT_PRICE_LIMIT_DECIMALS};
 pub use update::{UpdateRequest, UpdateType};
 
 /// Most ids a JSON `ContainerGroupIds` list may hold.
@@ -58,9 +60,10 @@ pub enum Action {
     ExecContainerCommand,
     DescribeContainerGroupMetric,
     DescribeMultiContainerGroupMetric,
+    DescribeContainerGroupPrice,
 }
 
-const ACTIONS: [Action; 17] = [
+const ACTIONS: [Action; 18] = [
     Action::CreateContainerGroup,
     Action::DescribeContainerGroups,
     Action::DescribeContainerGroupStatus,
@@ -78,11 +81,12 @@ const ACTIONS: [Action; 17] = [
     Action::ExecContainerCommand,
     Action::DescribeContainerGroupMetric,
     Action::DescribeMultiContainerGroupMetric,
+    Action::DescribeContainerGroupPrice,
 ];
 
 impl Action {
     /// Every action berth serves.
-    pub const ALL: [Action; 17] = ACTIONS;
+    pub const ALL: [Action; 18] = ACTIONS;
 
     /// The action of a name (case-sensitive); 404 `InvalidApi.NotFound` otherwise.
     pub fn parse(name: &str) -> Result<Self, ApiError> {
@@ -111,6 +115,7 @@ impl Action {
             Self::ExecContainerCommand => "ExecContainerCommand",
             Self::DescribeContainerGroupMetric => "DescribeContainerGroupMetric",
             Self::DescribeMultiContainerGroupMetric => "DescribeMultiContainerGroupMetric",
+            Self::DescribeContainerGroupPrice => "DescribeContainerGroupPrice",
         }
     }
 }
@@ -145,6 +150,7 @@ pub enum Request {
     Exec(ExecRequest),
     GroupMetric(GroupMetricRequest),
     MultiMetric(MultiMetricRequest),
+    Price(PriceRequest),
 }
 
 /// Decodes the parameters of `action`.
@@ -183,6 +189,7 @@ pub fn decode(action: Action, p: &Params) -> Result<Request, ApiError> {
         Action::DescribeMultiContainerGroupMetric => {
             Request::MultiMetric(MultiMetricRequest::decode(p)?)
         }
+        Action::DescribeContainerGroupPrice => Request::Price(PriceRequest::decode(p)?),
     })
 }
 

@@ -8,6 +8,7 @@ mod container;
 mod events;
 mod group;
 mod observe;
+mod price;
 mod status;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -33,6 +34,10 @@ pub use observe::{
     DescribeContainerGroupMetricResponse, DescribeMultiContainerGroupMetricResponse,
     ExecContainerCommandResponse, MetricContainer, MetricCpu, MetricDisk, MetricFilesystem,
     MetricInterface, MetricMemory, MetricNetwork, MetricRecord, MonitorData, MultiMetricDisk,
+};
+pub use price::{
+    DescribeContainerGroupPriceResponse, DetailInfo, DetailInfos, Money, Price, PriceInfo, Rule,
+    Rules, SpotPrice, SpotPrices,
 };
 pub use status::{
     ContainerStatusInfo, DescribeContainerGroupStatusResponse, PodCondition, PodIp, PodStatus,

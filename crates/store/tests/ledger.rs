@@ -1,0 +1,236 @@
+//! The metering ledger (ADR 0010): billed periods follow the status writes, in the same
+//! transaction, across a reopen of the database, with ends taken from the containers' exits.
+
+use berth_core::metering::BilledTerms;
+use berth_core::{
+    ContainerState, ContainerStatus, GroupId, GroupRecord, GroupSpec, GroupStatus, StateKind,
+};
+use berth_store::{SqliteStore, Store};
+use chrono::{Duration, Utc};
+
+fn record(n: u8) -> GroupRecord {
+    GroupRecord {
+        id: GroupId::from_random([n; 20]),
+        account: "acct".into(),
+        spec: GroupSpec {
+            name: format!("g{n}"),
+            region_id: "local".into(),
+            cpu: 2.0,
+            memory: 4.0,
+            ephemeral_storage: Some(40),
+            ..Default::default()
+        },
+        status: GroupStatus::Scheduling,
+        intranet_ip: None,
+        creation_time: Utc::now(),
+        succeeded_time: None,
+        failed_time: None,
+        init_containers: vec![],
+        containers: vec![],
+        events: vec![],
+        client_token: None,
+        restart_generation: 0,
+        change_tokens: vec![],
+    }
+}
+
+fn set(s: &SqliteStore, id: &GroupId, status: GroupStatus) {
+    s.modify_group(id, &mut |r| r.status = status).unwrap();
+}
+
+fn exited(at: chrono::DateTime<Utc>) -> ContainerStatus {
+    ContainerStatus {
+        name: "c".into(),
+        current: ContainerState::terminated(1, None, false, Some(at - Duration::seconds(5)), at),
+        ..Default::default()
+    }
+}
+
+const TERMS: BilledTerms = BilledTerms {
+    cpu_milli: 2000,
+    memory_mib: 4096,
+    storage_gib: 10,
+};
+
+#[test]
+fn a_lifecycle_is_one_period_from_pending_to_the_last_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("berth.db")).unwrap();
+    let rec = record(1);
+    s.insert_group(&rec).unwrap();
+    assert!(
+        s.group_ledger(&rec.id).unwrap().is_empty(),
+        "Scheduling is not billed"
+    );
+    let before = Utc::now();
+    set(&s, &rec.id, GroupStatus::Pending);
+    set(&s, &rec.id, GroupStatus::Running);
+    set(&s, &rec.id, GroupStatus::Restarting);
+    set(&s, &rec.id, GroupStatus::Running);
+    let l = s.group_ledger(&rec.id).unwrap();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0].terms, TERMS);
+    assert_eq!(l[0].account, "acct");
+    assert!(l[0].ended.is_none() && l[0].started >= before - Duration::milliseconds(1));
+    let exit = Utc::now();
+    s.modify_group(&rec.id, &mut |r| {
+        r.containers = vec![exited(exit)];
+        r.status = GroupStatus::Failed;
+    })
+    .unwrap();
+    let l = s.group_ledger(&rec.id).unwrap();
+    assert_eq!(l.len(), 1);
+    let ended = l[0].ended.unwrap();
+    assert!(
+        (ended - exit).num_milliseconds().abs() <= 1,
+        "{ended} vs {exit}"
+    );
+    // Deleting the finished group bills nothing more.
+    set(&s, &rec.id, GroupStatus::Terminating);
+    s.delete_group(&rec.id).unwrap();
+    assert_eq!(s.group_ledger(&rec.id).unwrap(), l);
+}
+
+#[test]
+fn exits_while_berth_was_down_are_settled_from_their_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let rec = record(2);
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.insert_group(&rec).unwrap();
+        set(&s, &rec.id, GroupStatus::Pending);
+        set(&s, &rec.id, GroupStatus::Running);
+        // berth dies here; the open period is on disk with the record.
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let open = s.group_ledger(&rec.id).unwrap();
+    assert_eq!(open.len(), 1);
+    assert!(open[0].ended.is_none());
+    // The container ended while berth was down: its exit record's time ends the period,
+    // not the moment the re-adopting node reports it.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let exit = open[0].started + Duration::milliseconds(250);
+    s.modify_group(&rec.id, &mut |r| {
+        r.containers = vec![exited(exit)];
+        r.status = GroupStatus::Succeeded;
+    })
+    .unwrap();
+    let l = s.group_ledger(&rec.id).unwrap();
+    assert_eq!(l[0].ended, Some(exit));
+    assert_eq!(l[0].millis_within(l[0].started, Utc::now()), 250);
+}
+
+#[test]
+fn a_resize_starts_a_new_period_and_a_delete_ends_it() {
+    let s = SqliteStore::in_memory().unwrap();
+    let rec = record(3);
+    s.insert_group(&rec).unwrap();
+    set(&s, &rec.id, GroupStatus::Pending);
+    s.modify_group(&rec.id, &mut |r| {
+        r.status = GroupStatus::Updating;
+        r.spec.memory = 8.0;
+    })
+    .unwrap();
+    set(&s, &rec.id, GroupStatus::Running);
+    set(&s, &rec.id, GroupStatus::Terminating);
+    let l = s.group_ledger(&rec.id).unwrap();
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert_eq!(l[0].terms, TERMS);
+    assert_eq!(l[0].ended, Some(l[1].started));
+    assert_eq!(l[1].terms.memory_mib, 8192);
+    assert!(l[1].ended.is_none(), "Terminating after Running is billed");
+    s.delete_group(&rec.id).unwrap();
+    let l = s.group_ledger(&rec.id).unwrap();
+    assert!(l[1].ended.is_some());
+    assert!(l[1].ended.unwrap() >= l[1].started);
+}
+
+#[test]
+fn a_group_deleted_before_its_start_is_never_billed() {
+    let s = SqliteStore::in_memory().unwrap();
+    let rec = record(4);
+    s.insert_group(&rec).unwrap();
+    set(&s, &rec.id, GroupStatus::Terminating);
+    s.delete_group(&rec.id).unwrap();
+    assert!(s.group_ledger(&rec.id).unwrap().is_empty());
+}
+
+#[test]
+fn periods_by_account_and_time() {
+    let s = SqliteStore::in_memory().unwrap();
+    let (a, mut b) = (record(5), record(6));
+    b.account = "other".into();
+    for r in [&a, &b] {
+        s.insert_group(r).unwrap();
+        set(&s, &r.id, GroupStatus::Running);
+    }
+    let now = Utc::now();
+    let all = s
+        .ledger(None, now - Duration::hours(1), now + Duration::hours(1))
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    let mine = s
+        .ledger(
+            Some("acct"),
+            now - Duration::hours(1),
+            now + Duration::hours(1),
+        )
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].group_id, a.id.as_str());
+    assert!(s
+        .ledger(None, now + Duration::hours(1), now + Duration::hours(2))
+        .map(|l| l.iter().all(|p| p.ended.is_none()))
+        .unwrap());
+    assert!(s
+        .ledger(None, now - Duration::hours(2), now - Duration::hours(1))
+        .unwrap()
+        .is_empty());
+    // Running containers keep a period open whatever their siblings did.
+    let running = ContainerStatus {
+        name: "r".into(),
+        current: ContainerState {
+            state: StateKind::Running,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    s.modify_group(&a.id, &mut |r| r.containers = vec![running.clone()])
+        .unwrap();
+    assert_eq!(s.group_ledger(&a.id).unwrap().len(), 1);
+}
+
+#[test]
+fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let (mut running, done) = (record(7), record(8));
+    running.status = GroupStatus::Running;
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        // Written as a database before the ledger would hold them.
+        s.insert_group(&running).unwrap();
+        s.insert_group(&done).unwrap();
+    }
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let v: i64 = db
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        db.execute_batch("DROP TABLE ledger").unwrap();
+        db.pragma_update(None, "user_version", v - 1).unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let l = s.group_ledger(&running.id).unwrap();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0].terms, TERMS);
+    assert!(l[0].ended.is_none());
+    assert!((Utc::now() - l[0].started).num_seconds().abs() < 5, "{l:?}");
+    assert!(s.group_ledger(&done.id).unwrap().is_empty());
+    // A report that changes nothing billed leaves it; the end closes it.
+    s.modify_group(&running.id, &mut |r| r.restart_generation = 1)
+        .unwrap();
+    set(&s, &running.id, GroupStatus::Succeeded);
+    assert!(s.group_ledger(&running.id).unwrap()[0].ended.is_some());
+}
