@@ -1,0 +1,225 @@
+//! One pod at a time: creation, refusal, retries, status patches, deletion, resync.
+
+use serde_json::json;
+
+use super::*;
+
+fn never() -> Route {
+    Box::new(|s: &Seen| panic!("unexpected request {} {}", s.method, s.path))
+}
+
+#[tokio::test]
+async fn new_pod_creates_its_group_once() {
+    let (client, seen) = apiserver(never());
+    let berth = FakeBerth::default();
+    let c = controller(client, &berth);
+    let p = pod(pod_json("100"));
+    assert_eq!(
+        c.reconcile(&p, None).await.unwrap(),
+        Outcome::Created("eci-1".into())
+    );
+    // Created again before berth's list shows the group: the ClientToken makes it one.
+    assert_eq!(
+        c.reconcile(&p, None).await.unwrap(),
+        Outcome::Created("eci-1".into())
+    );
+    let s = berth.state();
+    assert_eq!(s.groups.len(), 1);
+    assert_eq!(s.creates[0].client_token.as_deref(), Some(UID));
+    assert!(s.creates[0]
+        .tags
+        .iter()
+        .any(|t| t.key == crate::TAG_POD_UID && t.value == UID));
+    assert!(calls(&seen).is_empty());
+}
+
+#[tokio::test]
+async fn unsupported_pod_fails_once() {
+    let (client, seen) = apiserver(Box::new(|s: &Seen| {
+        assert_eq!((s.method.as_str(), s.path.as_str()), ("PATCH", POD_STATUS));
+        let mut p = pod_json("101");
+        p["status"] = s.body["status"].clone();
+        Reply::Json(200, p)
+    }));
+    let berth = FakeBerth::default();
+    let c = controller(client, &berth);
+    let mut v = pod_json("100");
+    v["spec"]["hostNetwork"] = json!(true);
+    assert_eq!(
+        c.reconcile(&pod(v.clone()), None).await.unwrap(),
+        Outcome::Refused
+    );
+    let body = seen.lock().unwrap()[0].body.clone();
+    assert_eq!(body["metadata"]["resourceVersion"], "100");
+    assert_eq!(body["status"]["phase"], "Failed");
+    assert_eq!(body["status"]["reason"], "ProviderFailed");
+    assert!(body["status"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("spec.hostNetwork: "));
+    // The pod as the patch left it: nothing more is done.
+    v["status"] = body["status"].clone();
+    assert_eq!(
+        c.reconcile(&pod(v), None).await.unwrap(),
+        Outcome::Unchanged
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert!(berth.state().creates.is_empty());
+}
+
+#[tokio::test]
+async fn berth_5xx_is_retried_not_failed() {
+    let (client, seen) = apiserver(never());
+    let berth = FakeBerth::default();
+    berth.state().fail_creates = 1;
+    let c = controller(client, &berth);
+    let p = pod(pod_json("100"));
+    let e = c.reconcile(&p, None).await.unwrap_err();
+    assert!(matches!(e, Error::Berth(GroupsError::Transient(_))), "{e}");
+    assert!(calls(&seen).is_empty(), "no Failed status for a 5xx");
+    assert_eq!(
+        c.reconcile(&p, None).await.unwrap(),
+        Outcome::Created("eci-1".into())
+    );
+}
+
+#[tokio::test]
+async fn berth_error_mapping() {
+    let api = |status: u16| berth_client::ClientError::Api {
+        status,
+        code: "X".into(),
+        message: "m".into(),
+        request_id: "r".into(),
+    };
+    assert!(matches!(
+        GroupsError::from(api(503)),
+        GroupsError::Transient(_)
+    ));
+    assert!(matches!(
+        GroupsError::from(api(429)),
+        GroupsError::Transient(_)
+    ));
+    assert!(matches!(
+        GroupsError::from(api(400)),
+        GroupsError::Refused(_)
+    ));
+}
+
+#[tokio::test]
+async fn missing_config_map_waits() {
+    let (client, seen) = apiserver(Box::new(|s: &Seen| {
+        assert_eq!(s.path, "/api/v1/namespaces/shop/configmaps/cfg");
+        Reply::Json(404, status(404, "NotFound", "configmaps \"cfg\" not found"))
+    }));
+    let berth = FakeBerth::default();
+    let c = controller(client, &berth);
+    let mut v = pod_json("100");
+    v["spec"]["containers"][0]["env"] = json!([{"name": "LEVEL",
+        "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "LEVEL"}}}]);
+    let e = c.reconcile(&pod(v), None).await.unwrap_err();
+    assert!(matches!(e, Error::Waiting(_)), "{e}");
+    assert_eq!(calls(&seen).len(), 1);
+    assert!(berth.state().creates.is_empty());
+}
+
+#[tokio::test]
+async fn status_patch_after_group_change_retries_conflict() {
+    let mut patches = 0;
+    let (client, seen) = apiserver(Box::new(move |s: &Seen| match s.method.as_str() {
+        "PATCH" => {
+            patches += 1;
+            if patches == 1 {
+                return Reply::Json(
+                    409,
+                    status(409, "Conflict", "Operation cannot be fulfilled on pods \"web-1\": the object has been modified; please apply your changes to the latest version and try again"),
+                );
+            }
+            let mut p = pod_json("103");
+            p["status"] = s.body["status"].clone();
+            Reply::Json(200, p)
+        }
+        "GET" => Reply::Json(200, pod_json("102")),
+        _ => panic!("{} {}", s.method, s.path),
+    }));
+    let berth = FakeBerth::default();
+    let c = controller(client, &berth);
+    let g = group("eci-1", UID, "Running");
+    let mut v = pod_json("100");
+    assert_eq!(
+        c.reconcile(&pod(v.clone()), Some(&g)).await.unwrap(),
+        Outcome::StatusPatched
+    );
+    assert_eq!(
+        calls(&seen),
+        [
+            format!("PATCH {POD_STATUS}"),
+            format!("GET {POD}"),
+            format!("PATCH {POD_STATUS}")
+        ]
+    );
+    let body = seen.lock().unwrap()[2].body.clone();
+    assert_eq!(body["metadata"]["resourceVersion"], "102");
+    assert_eq!(body["status"]["phase"], "Running");
+    assert_eq!(body["status"]["podIP"], "10.1.0.7");
+    assert_eq!(body["status"]["hostIP"], "192.0.2.10");
+    // The same group again: the status is the pod's already, nothing is sent.
+    v["status"] = body["status"].clone();
+    assert_eq!(
+        c.reconcile(&pod(v), Some(&g)).await.unwrap(),
+        Outcome::Unchanged
+    );
+    assert_eq!(calls(&seen).len(), 3);
+    assert!(berth.state().creates.is_empty());
+}
+
+#[tokio::test]
+async fn deleted_pod_deletes_group_then_pod() {
+    let (client, seen) = apiserver(Box::new(|s: &Seen| {
+        assert_eq!((s.method.as_str(), s.path.as_str()), ("DELETE", POD));
+        Reply::Json(200, pod_json("105"))
+    }));
+    let berth = FakeBerth::default();
+    berth.add("eci-1", UID, "Running");
+    let c = controller(client, &berth);
+    let mut v = pod_json("104");
+    v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:01:00Z");
+    v["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+    let g = group("eci-1", UID, "Running");
+    assert_eq!(
+        c.reconcile(&pod(v), Some(&g)).await.unwrap(),
+        Outcome::Removed
+    );
+    assert_eq!(berth.state().deletes, ["eci-1"]);
+    assert!(berth.state().groups.is_empty());
+    let body = seen.lock().unwrap()[0].body.clone();
+    assert_eq!(body["gracePeriodSeconds"], 0);
+    assert_eq!(body["preconditions"]["uid"], UID);
+}
+
+#[tokio::test]
+async fn resync_deletes_orphans_and_keeps_live_groups() {
+    let (client, seen) = apiserver(Box::new(|s: &Seen| {
+        assert_eq!(
+            (s.method.as_str(), s.path.as_str()),
+            ("GET", "/api/v1/pods")
+        );
+        assert!(
+            s.query.contains("fieldSelector=spec.nodeName%3Dvk-1"),
+            "{}",
+            s.query
+        );
+        Reply::Json(200, pod_list("200", vec![pod_json("150")]))
+    }));
+    let berth = FakeBerth::default();
+    berth.add("eci-live", UID, "Running");
+    berth.add(
+        "eci-orphan",
+        "6f0e0000-0000-4000-8000-00000000dead",
+        "Running",
+    );
+    let c = controller(client, &berth);
+    let kept = c.resync().await.unwrap();
+    assert_eq!(kept.keys().collect::<Vec<_>>(), [UID]);
+    assert_eq!(berth.state().deletes, ["eci-orphan"]);
+    assert_eq!(calls(&seen).len(), 1);
+}
