@@ -4,7 +4,7 @@
 //! a new pod (its inputs read from the API server, mapped by [`crate::pod_to_group`], the pod's
 //! uid as ClientToken and tag), gives a pod berth cannot run a Failed status once, patches
 //! the pod's status from its group when it differs, and on deletion deletes the group and
-//! then the pod. [`PodController::resync`] runs at start: groups whose pod is gone are
+//! then, once it is gone, the pod. [`PodController::resync`] runs at start: groups whose pod is gone are
 //! deleted. The loop in `run.rs` feeds it from a watch of the node's pods and a periodic
 //! list of berth's groups. berth is reached through [`Groups`]; every error returned is
 //! tried again with back-off (a permanent failure is a pod status, not an error).
@@ -18,6 +18,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 
 use berth_client::response::ContainerGroup;
+use berth_core::GroupStatus;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -30,6 +31,8 @@ use crate::status::group_to_pod_status;
 pub use groups::{pod_uid, Groups, GroupsError};
 pub use run::{MAX_BACKOFF, SWEEP_INTERVAL};
 
+/// The message of a pod whose group went while the pod was not deleted.
+const GROUP_GONE: &str = "the pod's container group was deleted outside the cluster";
 /// Tries of one status patch that meets conflicts, each on a freshly read pod.
 const PATCH_TRIES: usize = 3;
 
@@ -62,7 +65,9 @@ pub enum Outcome {
     Refused,
     StatusPatched,
     Unchanged,
-    /// The group is deleted and the pod removed from the API server.
+    /// The pod is deleted; its group is being deleted.
+    Deleting,
+    /// The pod's group is gone and the pod removed from the API server.
     Removed,
 }
 
@@ -87,6 +92,45 @@ fn finished(p: &Pod) -> bool {
         p.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
     )
+}
+
+/// Whether merging `new` into the pod's status (as the status patch does) changes it.
+fn changes(current: Option<&PodStatus>, new: &PodStatus) -> bool {
+    let (Ok(mut merged), Ok(patch)) = (
+        serde_json::to_value(current.cloned().unwrap_or_default()),
+        serde_json::to_value(new),
+    ) else {
+        return true;
+    };
+    let before = merged.clone();
+    merge(&mut merged, &patch);
+    merged != before
+}
+
+/// A JSON merge patch (RFC 7386): objects merge key by key, `null` removes, the rest replaces.
+pub(crate) fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+/// Whether berth is deleting the group already (a second delete would only start over).
+pub(crate) fn terminating(g: &ContainerGroup) -> bool {
+    GroupStatus::parse(&g.status) == Some(GroupStatus::Terminating)
 }
 
 fn api_code(e: &kube::Error) -> Option<u16> {
@@ -133,7 +177,7 @@ impl<G: Groups> PodController<G> {
             };
             if live.contains(&uid) {
                 out.insert(uid, g);
-            } else {
+            } else if !terminating(&g) {
                 tracing::info!(group = %g.container_group_id, pod_uid = %uid, "deleting the group of a pod that is gone");
                 self.groups.delete(&g.container_group_id).await?;
             }
@@ -147,34 +191,22 @@ impl<G: Groups> PodController<G> {
         pod: &Pod,
         group: Option<&ContainerGroup>,
     ) -> Result<Outcome, Error> {
-        let Some((ns, name, uid)) = pod_key(pod) else {
+        let Some((ns, name, _)) = pod_key(pod) else {
             return Ok(Outcome::Unchanged);
         };
         if pod.metadata.deletion_timestamp.is_some() {
-            if let Some(g) = group {
-                // berth stops the containers within the group's grace period (the pod's
-                // terminationGracePeriodSeconds) and answers once the group is gone.
-                self.groups.delete(&g.container_group_id).await?;
-            }
-            let dp = DeleteParams {
-                grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions {
-                    uid: Some(uid.to_string()),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            return match self.pods(ns).delete(name, &dp).await {
-                Ok(_) => Ok(Outcome::Removed),
-                Err(e) if matches!(api_code(&e), Some(404 | 409)) => Ok(Outcome::Removed),
-                Err(e) => Err(e.into()),
-            };
+            return self.delete(pod, group).await;
         }
         if let Some(g) = group {
             return self.patch_status(pod, g).await;
         }
         if finished(pod) {
             return Ok(Outcome::Unchanged);
+        }
+        if pod.status.as_ref().is_some_and(|s| s.host_ip.is_some()) {
+            // The pod ran here and its group went without the pod being deleted: the pod
+            // fails (its controller replaces it), its group is not made again behind it.
+            return self.refuse(pod, GROUP_GONE).await;
         }
         let inputs = resolve::resolve(
             &self.client,
@@ -194,6 +226,35 @@ impl<G: Groups> PodController<G> {
                 Ok(Outcome::Created(id))
             }
             Err(GroupsError::Refused(m)) => self.refuse(pod, &m).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A deleted pod: its group is deleted (berth stops the containers within the group's
+    /// grace period, the pod's terminationGracePeriodSeconds, and keeps the group listed as
+    /// Terminating until they are); once the group is gone the pod is removed from the API
+    /// server (grace period 0, on the pod's uid), as the kubelet does.
+    async fn delete(&self, pod: &Pod, group: Option<&ContainerGroup>) -> Result<Outcome, Error> {
+        let Some((ns, name, uid)) = pod_key(pod) else {
+            return Ok(Outcome::Unchanged);
+        };
+        if let Some(g) = group {
+            if !terminating(g) {
+                self.groups.delete(&g.container_group_id).await?;
+            }
+            return Ok(Outcome::Deleting);
+        }
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match self.pods(ns).delete(name, &dp).await {
+            Ok(_) => Ok(Outcome::Removed),
+            Err(e) if matches!(api_code(&e), Some(404 | 409)) => Ok(Outcome::Removed),
             Err(e) => Err(e.into()),
         }
     }
@@ -242,7 +303,7 @@ impl<G: Groups> PodController<G> {
         loop {
             tries += 1;
             let status = make(&current);
-            if current.status.as_ref() == Some(&status) {
+            if !changes(current.status.as_ref(), &status) {
                 return Ok(false);
             }
             let patch = json!({

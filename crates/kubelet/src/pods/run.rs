@@ -8,6 +8,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use berth_client::response::ContainerGroup;
+use berth_core::GroupStatus;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
@@ -123,7 +124,7 @@ impl<G: Groups> PodController<G> {
     async fn forget(&self, st: &mut State, uid: &str) {
         st.pods.remove(uid);
         st.retry.remove(uid);
-        if let Some(g) = st.groups.remove(uid) {
+        if let Some(g) = st.groups.remove(uid).filter(|g| !super::terminating(g)) {
             if let Err(e) = self.groups.delete(&g.container_group_id).await {
                 tracing::warn!(group = %g.container_group_id, error = %e, "deleting the group of a pod that is gone");
                 st.groups.insert(uid.to_string(), g);
@@ -181,8 +182,17 @@ impl<G: Groups> PodController<G> {
         match self.reconcile(&pod, st.groups.get(uid)).await {
             Ok(outcome) => {
                 st.retry.remove(uid);
-                if outcome == Outcome::Removed {
-                    st.groups.remove(uid);
+                match outcome {
+                    Outcome::Removed => {
+                        st.groups.remove(uid);
+                    }
+                    // Until the next list shows it: not deleted again on the next event.
+                    Outcome::Deleting => {
+                        if let Some(g) = st.groups.get_mut(uid) {
+                            g.status = GroupStatus::Terminating.as_str().into();
+                        }
+                    }
+                    _ => {}
                 }
             }
             Err(e) => {

@@ -38,6 +38,11 @@ impl FakeBerth {
         self.0.lock().unwrap()
     }
 
+    /// The groups being deleted go.
+    pub fn finish_deletes(&self) {
+        self.state().groups.retain(|g| g.status != "Terminating");
+    }
+
     /// A group of the pod `uid` as DescribeContainerGroups shows it.
     pub fn add(&self, id: &str, uid: &str, status: &str) {
         self.state().groups.push(group(id, uid, status));
@@ -84,7 +89,10 @@ impl Groups for FakeBerth {
     async fn delete(&self, id: &str) -> Result<(), GroupsError> {
         let mut s = self.state();
         s.deletes.push(id.to_string());
-        s.groups.retain(|g| g.container_group_id != id);
+        // As berth: Terminating until the containers are stopped (`finish_deletes`).
+        for g in s.groups.iter_mut().filter(|g| g.container_group_id == id) {
+            g.status = "Terminating".into();
+        }
         Ok(())
     }
 }
@@ -101,10 +109,10 @@ pub struct Seen {
 /// The API server's answer to a request.
 pub enum Reply {
     Json(u16, Value),
-    /// A watch response: these events, one JSON object a line, then the end of the stream.
+    /// A watch response: these events, one JSON object a line, then the end of the stream
+    /// (after 50 ms when there are none, as a watch that times out, so that the client
+    /// watches again without spinning).
     Watch(Vec<Value>),
-    /// No answer until the test ends (a watch with nothing to say).
-    Hang,
 }
 
 pub type Route = Box<dyn FnMut(&Seen) -> Reply + Send>;
@@ -115,7 +123,6 @@ pub fn apiserver(mut route: Route) -> (kube::Client, Arc<Mutex<Vec<Seen>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     tokio::spawn(async move {
-        let mut hung = Vec::new();
         while let Some((req, send)) = handle.next_request().await {
             let method = req.method().to_string();
             let path = req.uri().path().to_string();
@@ -129,28 +136,27 @@ pub fn apiserver(mut route: Route) -> (kube::Client, Arc<Mutex<Vec<Seen>>>) {
                 body,
             };
             log.lock().unwrap().push(s.clone());
-            let (code, body) = match route(&s) {
-                Reply::Json(code, v) => (code, serde_json::to_vec(&v).unwrap()),
+            let (code, body, delay) = match route(&s) {
+                Reply::Json(code, v) => (code, serde_json::to_vec(&v).unwrap(), 0),
                 Reply::Watch(events) => {
+                    let delay = if events.is_empty() { 50 } else { 0 };
                     let mut out = Vec::new();
                     for e in events {
                         out.extend(serde_json::to_vec(&e).unwrap());
                         out.push(b'\n');
                     }
-                    (200, out)
-                }
-                Reply::Hang => {
-                    hung.push(send);
-                    continue;
+                    (200, out, delay)
                 }
             };
-            send.send_response(
-                Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(Body::from(body))
-                    .unwrap(),
-            );
+            let resp = Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                send.send_response(resp);
+            });
         }
     });
     (kube::Client::new(mock, "default"), seen)

@@ -38,7 +38,7 @@ async fn unsupported_pod_fails_once() {
     let (client, seen) = apiserver(Box::new(|s: &Seen| {
         assert_eq!((s.method.as_str(), s.path.as_str()), ("PATCH", POD_STATUS));
         let mut p = pod_json("101");
-        p["status"] = s.body["status"].clone();
+        crate::pods::merge(&mut p["status"], &s.body["status"]);
         Reply::Json(200, p)
     }));
     let berth = FakeBerth::default();
@@ -58,7 +58,7 @@ async fn unsupported_pod_fails_once() {
         .unwrap()
         .starts_with("spec.hostNetwork: "));
     // The pod as the patch left it: nothing more is done.
-    v["status"] = body["status"].clone();
+    crate::pods::merge(&mut v["status"], &body["status"]);
     assert_eq!(
         c.reconcile(&pod(v), None).await.unwrap(),
         Outcome::Unchanged
@@ -135,7 +135,7 @@ async fn status_patch_after_group_change_retries_conflict() {
                 );
             }
             let mut p = pod_json("103");
-            p["status"] = s.body["status"].clone();
+            crate::pods::merge(&mut p["status"], &s.body["status"]);
             Reply::Json(200, p)
         }
         "GET" => Reply::Json(200, pod_json("102")),
@@ -162,8 +162,9 @@ async fn status_patch_after_group_change_retries_conflict() {
     assert_eq!(body["status"]["phase"], "Running");
     assert_eq!(body["status"]["podIP"], "10.1.0.7");
     assert_eq!(body["status"]["hostIP"], "192.0.2.10");
-    // The same group again: the status is the pod's already, nothing is sent.
-    v["status"] = body["status"].clone();
+    // The same group again: the status is the pod's already (the API server merged the
+    // patch into the qosClass it had set), nothing is sent.
+    crate::pods::merge(&mut v["status"], &body["status"]);
     assert_eq!(
         c.reconcile(&pod(v), Some(&g)).await.unwrap(),
         Outcome::Unchanged
@@ -184,16 +185,40 @@ async fn deleted_pod_deletes_group_then_pod() {
     let mut v = pod_json("104");
     v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:01:00Z");
     v["metadata"]["deletionGracePeriodSeconds"] = json!(30);
-    let g = group("eci-1", UID, "Running");
-    assert_eq!(
-        c.reconcile(&pod(v), Some(&g)).await.unwrap(),
-        Outcome::Removed
-    );
+    let p = pod(v);
+    let g = berth.state().groups[0].clone();
+    assert_eq!(c.reconcile(&p, Some(&g)).await.unwrap(), Outcome::Deleting);
+    // berth stops the containers: the group is Terminating, not deleted a second time.
+    let g = berth.state().groups[0].clone();
+    assert_eq!(g.status, "Terminating");
+    assert_eq!(c.reconcile(&p, Some(&g)).await.unwrap(), Outcome::Deleting);
     assert_eq!(berth.state().deletes, ["eci-1"]);
-    assert!(berth.state().groups.is_empty());
+    assert!(
+        calls(&seen).is_empty(),
+        "the pod stays while its group does"
+    );
+    berth.finish_deletes();
+    assert_eq!(c.reconcile(&p, None).await.unwrap(), Outcome::Removed);
     let body = seen.lock().unwrap()[0].body.clone();
     assert_eq!(body["gracePeriodSeconds"], 0);
     assert_eq!(body["preconditions"]["uid"], UID);
+}
+
+#[tokio::test]
+async fn pod_whose_group_vanished_fails_not_recreated() {
+    let (client, seen) = apiserver(Box::new(|s: &Seen| {
+        assert_eq!((s.method.as_str(), s.path.as_str()), ("PATCH", POD_STATUS));
+        Reply::Json(200, pod_json("111"))
+    }));
+    let berth = FakeBerth::default();
+    let c = controller(client, &berth);
+    let mut v = pod_json("110");
+    v["status"] = json!({"phase": "Running", "hostIP": "192.0.2.10", "podIP": "10.1.0.7"});
+    assert_eq!(c.reconcile(&pod(v), None).await.unwrap(), Outcome::Refused);
+    assert!(berth.state().creates.is_empty());
+    let body = seen.lock().unwrap()[0].body.clone();
+    assert_eq!(body["status"]["phase"], "Failed");
+    assert_eq!(body["status"]["reason"], "ProviderFailed");
 }
 
 #[tokio::test]
