@@ -208,6 +208,9 @@ impl<G: Groups> PodController<G> {
             // fails (its controller replaces it), its group is not made again behind it.
             return self.refuse(pod, GROUP_GONE).await;
         }
+        if let Err(e) = resolve::check(pod) {
+            return self.refuse(pod, &e.to_string()).await;
+        }
         let inputs = resolve::resolve(
             &self.client,
             pod,

@@ -10,9 +10,11 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
 
+use crate::error::PodError;
 use crate::inputs::{ClusterDns, Inputs};
 
-/// Most objects one pod may reference: bounds the reads a pod costs.
+/// Most objects of a kind one pod may reference: bounds the reads a pod costs (checked by
+/// [`check`] before anything is read).
 const MAX_REFS: usize = 64;
 
 /// The names a pod's spec references, by kind.
@@ -75,6 +77,25 @@ fn refs(pod: &Pod) -> Refs {
     r
 }
 
+/// Refuses a pod that references more objects than [`MAX_REFS`] of a kind.
+pub fn check(pod: &Pod) -> Result<(), PodError> {
+    let r = refs(pod);
+    let tokens = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .flat_map(|v| v.projected.iter().flat_map(|p| p.sources.iter().flatten()))
+        .filter(|s| s.service_account_token.is_some())
+        .count();
+    if r.config_maps.len().max(r.secrets.len()).max(tokens) > MAX_REFS {
+        return Err(PodError::unsupported(
+            "spec",
+            format!("references more than {MAX_REFS} ConfigMaps, Secrets or tokens"),
+        ));
+    }
+    Ok(())
+}
+
 /// The inputs of `pod`, read in its namespace through `client`. Errors of the API server
 /// (other than a missing object) are returned, to be tried again.
 pub async fn resolve(
@@ -91,13 +112,13 @@ pub async fn resolve(
         ..Default::default()
     };
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    for name in r.config_maps.iter().take(MAX_REFS) {
+    for name in &r.config_maps {
         if let Some(cm) = cms.get_opt(name).await? {
             out.config_maps.insert(name.clone(), cm);
         }
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    for name in r.secrets.iter().take(MAX_REFS) {
+    for name in &r.secrets {
         if let Some(s) = secrets.get_opt(name).await? {
             out.secrets.insert(name.clone(), s);
         }
@@ -117,7 +138,7 @@ async fn tokens(
     let Some(spec) = &pod.spec else { return Ok(()) };
     let sa = spec.service_account_name.as_deref().unwrap_or("default");
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    for v in spec.volumes.iter().flatten().take(MAX_REFS) {
+    for v in spec.volumes.iter().flatten() {
         for s in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
             let Some(t) = &s.service_account_token else {
                 continue;

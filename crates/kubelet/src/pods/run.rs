@@ -64,6 +64,7 @@ impl<G: Groups> PodController<G> {
             watcher::Config::default().fields(&format!("spec.nodeName={}", self.cfg.node_name));
         let mut events = pin!(watcher::watcher(api, wc).default_backoff());
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         sweep.tick().await;
         while !*shutdown.borrow() {
             let due = st.retry.values().map(|r| r.0).min();

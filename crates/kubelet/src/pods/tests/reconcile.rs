@@ -1,6 +1,6 @@
 //! One pod at a time: creation, refusal, retries, status patches, deletion, resync.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
 
@@ -247,4 +247,26 @@ async fn resync_deletes_orphans_and_keeps_live_groups() {
     assert_eq!(kept.keys().collect::<Vec<_>>(), [UID]);
     assert_eq!(berth.state().deletes, ["eci-orphan"]);
     assert_eq!(calls(&seen).len(), 1);
+}
+
+#[tokio::test]
+async fn pod_with_too_many_references_is_refused_before_any_read() {
+    let (client, seen) = apiserver(Box::new(|s: &Seen| {
+        assert_eq!((s.method.as_str(), s.path.as_str()), ("PATCH", POD_STATUS));
+        Reply::Json(200, pod_json("101"))
+    }));
+    let berth = FakeBerth::default();
+    let c = controller(client, &berth);
+    let mut v = pod_json("100");
+    let env: Vec<Value> = (0..65)
+        .map(|i| {
+            json!({"name": format!("V{i}"),
+            "valueFrom": {"configMapKeyRef": {"name": format!("cm-{i}"), "key": "k"}}})
+        })
+        .collect();
+    v["spec"]["containers"][0]["env"] = json!(env);
+    assert_eq!(c.reconcile(&pod(v), None).await.unwrap(), Outcome::Refused);
+    assert_eq!(calls(&seen), [format!("PATCH {POD_STATUS}")]);
+    let body = seen.lock().unwrap()[0].body.clone();
+    assert_eq!(body["status"]["reason"], "ProviderFailed");
 }
