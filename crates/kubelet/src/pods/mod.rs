@@ -5,10 +5,11 @@
 //! uid as ClientToken and tag), gives a pod berth cannot run a Failed status once, patches
 //! the pod's status from its group when it differs, and on deletion deletes the group and
 //! then, once it is gone, the pod. [`PodController::resync`] runs at start: groups whose pod is gone are
-//! deleted. The loop in `run.rs` feeds it from a watch of the node's pods and a periodic
+//! deleted. The group's events are posted on the pod (`events.rs`). The loop in `run.rs` feeds it from a watch of the node's pods and a periodic
 //! list of berth's groups. berth is reached through [`Groups`]; every error returned is
 //! tried again with back-off (a permanent failure is a pod status, not an error).
 
+mod events;
 mod groups;
 mod resolve;
 mod run;
@@ -76,6 +77,7 @@ pub struct PodController<G> {
     client: kube::Client,
     groups: G,
     cfg: PodConfig,
+    posted: events::Posted,
 }
 
 fn pod_key(p: &Pod) -> Option<(&str, &str, &str)> {
@@ -146,6 +148,7 @@ impl<G: Groups> PodController<G> {
             client,
             groups,
             cfg,
+            posted: events::Posted::default(),
         }
     }
 
@@ -274,7 +277,8 @@ impl<G: Groups> PodController<G> {
         Ok(Outcome::Refused)
     }
 
-    /// Patches the pod's status from its group when they differ.
+    /// Patches the pod's status from its group when they differ, and posts the group's new
+    /// events on the pod.
     async fn patch_status(&self, pod: &Pod, g: &ContainerGroup) -> Result<Outcome, Error> {
         let host_ip = self.cfg.host_ip.clone();
         let sent = self
@@ -282,11 +286,18 @@ impl<G: Groups> PodController<G> {
                 group_to_pod_status(p, g, &host_ip, Timestamp::now()).status
             })
             .await?;
+        let update = group_to_pod_status(pod, g, &host_ip, Timestamp::now());
+        events::post(&self.client, &self.posted, pod, &update.events).await?;
         Ok(if sent {
             Outcome::StatusPatched
         } else {
             Outcome::Unchanged
         })
+    }
+
+    /// Forgets what was posted on a pod that is gone.
+    pub(crate) fn forget_events(&self, uid: &str) {
+        self.posted.forget(uid);
     }
 
     /// Patches the status `make` gives for the pod, unless the pod has it already. The patch

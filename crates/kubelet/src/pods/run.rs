@@ -125,6 +125,7 @@ impl<G: Groups> PodController<G> {
     async fn forget(&self, st: &mut State, uid: &str) {
         st.pods.remove(uid);
         st.retry.remove(uid);
+        self.forget_events(uid);
         if let Some(g) = st.groups.remove(uid).filter(|g| !super::terminating(g)) {
             if let Err(e) = self.groups.delete(&g.container_group_id).await {
                 tracing::warn!(group = %g.container_group_id, error = %e, "deleting the group of a pod that is gone");

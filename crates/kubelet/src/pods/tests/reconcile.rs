@@ -270,3 +270,70 @@ async fn pod_with_too_many_references_is_refused_before_any_read() {
     let body = seen.lock().unwrap()[0].body.clone();
     assert_eq!(body["status"]["reason"], "ProviderFailed");
 }
+
+#[tokio::test]
+async fn group_events_are_posted_once_and_updated_on_a_new_count() {
+    const EVENTS: &str = "/api/v1/namespaces/shop/events";
+    let (client, seen) = apiserver(Box::new(|s: &Seen| {
+        match (s.method.as_str(), s.path.as_str()) {
+            ("PATCH", POD_STATUS) => Reply::Json(200, pod_json("101")),
+            ("POST", EVENTS) if s.body["count"] == 1 => {
+                let mut e = s.body.clone();
+                e["metadata"]["resourceVersion"] = json!("300");
+                Reply::Json(201, e)
+            }
+            // Posted before a restart: it exists.
+            ("POST", EVENTS) => Reply::Json(
+                409,
+                status(
+                    409,
+                    "AlreadyExists",
+                    "events \"web-1.pulled\" already exists",
+                ),
+            ),
+            ("GET", p) if p.starts_with(EVENTS) => Reply::Json(
+                200,
+                json!({"kind": "Event", "apiVersion": "v1",
+                    "metadata": {"name": "web-1.pulled", "namespace": "shop", "resourceVersion": "301"},
+                    "involvedObject": {"kind": "Pod", "name": "web-1", "namespace": "shop"}}),
+            ),
+            ("PUT", p) if p.starts_with(EVENTS) => Reply::Json(200, s.body.clone()),
+            _ => panic!("{} {}", s.method, s.path),
+        }
+    }));
+    let berth = FakeBerth::default();
+    let c = controller(client, &berth);
+    let mut g = group("eci-1", UID, "Running");
+    g.events = serde_json::from_value(json!([{"Count": 1, "Type": "Normal", "Name": "eci-1.1",
+        "Reason": "Pulled", "Message": "pulled nginx",
+        "FirstTimestamp": "2026-01-01T00:00:01Z", "LastTimestamp": "2026-01-01T00:00:01Z"}]))
+    .unwrap();
+    let p = pod(pod_json("100"));
+    c.reconcile(&p, Some(&g)).await.unwrap();
+    let posts = |seen: &Arc<Mutex<Vec<Seen>>>| {
+        calls(seen)
+            .iter()
+            .filter(|c| c.contains("/events"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(posts(&seen), [format!("POST {EVENTS}")]);
+    c.reconcile(&p, Some(&g)).await.unwrap();
+    assert_eq!(
+        posts(&seen).len(),
+        1,
+        "an unchanged event is not posted again"
+    );
+    g.events[0].count = 2;
+    c.reconcile(&p, Some(&g)).await.unwrap();
+    let all = posts(&seen);
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert!(
+        all[2].starts_with("GET ") && all[3].starts_with("PUT "),
+        "{all:?}"
+    );
+    let put = seen.lock().unwrap().last().unwrap().body.clone();
+    assert_eq!(put["metadata"]["resourceVersion"], "301");
+    assert_eq!(put["count"], 2);
+    assert_eq!(put["involvedObject"]["uid"], UID);
+}
