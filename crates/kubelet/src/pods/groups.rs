@@ -7,6 +7,9 @@ use berth_client::{Client, ClientError, CreateParams, DescribeParams};
 
 use crate::pod::TAG_POD_UID;
 
+/// Groups per DescribeContainerGroups page (ECI's most).
+const LIST_PAGE: u32 = 20;
+
 /// Why a call to berth failed, as the controller acts on it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GroupsError {
@@ -59,9 +62,12 @@ impl Groups for Client {
     }
 
     async fn list(&self) -> Result<Vec<ContainerGroup>, GroupsError> {
-        let all = self
-            .list_container_groups(&DescribeParams::default())
-            .await?;
+        // ECI's largest page: 1,000 groups are 50 calls.
+        let p = DescribeParams {
+            limit: Some(LIST_PAGE),
+            ..Default::default()
+        };
+        let all = self.list_container_groups(&p).await?;
         Ok(all.into_iter().filter(|g| pod_uid(g).is_some()).collect())
     }
 
