@@ -19,6 +19,7 @@ mod error;
 mod inputs;
 mod node;
 mod pod;
+mod pods;
 mod quantity;
 mod registration;
 mod status;
@@ -34,6 +35,9 @@ pub use node::{
     TAINT_KEY, TAINT_VALUE,
 };
 pub use pod::{group_name, pod_to_group, TAG_POD_NAME, TAG_POD_NAMESPACE, TAG_POD_UID};
+pub use pods::{
+    pod_uid, Groups, GroupsError, Outcome, PodConfig, PodController, MAX_BACKOFF, SWEEP_INTERVAL,
+};
 pub use quantity::{group_size, parse_quantity, Ask};
 pub use registration::{Registration, RENEW_INTERVAL, STATUS_INTERVAL};
 pub use status::{group_to_pod_status, PodStatusUpdate, EVENT_COMPONENT};

@@ -1,0 +1,81 @@
+//! The berth side of the pod controller: the few calls it makes, behind [`Groups`], which
+//! berth's own [`berth_client::Client`] implements and tests fake.
+
+use async_trait::async_trait;
+use berth_client::response::ContainerGroup;
+use berth_client::{Client, ClientError, CreateParams, DescribeParams};
+
+use crate::pod::TAG_POD_UID;
+
+/// Groups per DescribeContainerGroups page (ECI's most).
+const LIST_PAGE: u32 = 20;
+
+/// Why a call to berth failed, as the controller acts on it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GroupsError {
+    /// A 5xx, a transport error or an undecodable answer: tried again with back-off.
+    #[error("berth is unavailable: {0}")]
+    Transient(String),
+    /// berth refused the request (a 4xx): the pod fails with this message.
+    #[error("berth refused the group: {0}")]
+    Refused(String),
+}
+
+impl From<ClientError> for GroupsError {
+    fn from(e: ClientError) -> Self {
+        match &e {
+            ClientError::Api { status, .. } | ClientError::Unexpected { status, .. }
+                if (400..500).contains(status) && *status != 429 =>
+            {
+                Self::Refused(e.to_string())
+            }
+            _ => Self::Transient(e.to_string()),
+        }
+    }
+}
+
+/// berth's container groups, as the pod controller uses them.
+#[async_trait]
+pub trait Groups: Send + Sync {
+    /// Creates the group; `p.client_token` (the pod's uid) makes a second create a no-op.
+    /// Returns the group's id.
+    async fn create(&self, p: &CreateParams) -> Result<String, GroupsError>;
+    /// Every group carrying the [`TAG_POD_UID`] tag: the groups of pods.
+    async fn list(&self) -> Result<Vec<ContainerGroup>, GroupsError>;
+    /// Deletes the group (berth stops its containers within their grace period first). A
+    /// group that is gone already is no error.
+    async fn delete(&self, id: &str) -> Result<(), GroupsError>;
+}
+
+/// The pod uid a group is tagged with.
+pub fn pod_uid(g: &ContainerGroup) -> Option<&str> {
+    g.tags
+        .iter()
+        .find(|t| t.key == TAG_POD_UID)
+        .map(|t| t.value.as_str())
+}
+
+#[async_trait]
+impl Groups for Client {
+    async fn create(&self, p: &CreateParams) -> Result<String, GroupsError> {
+        Ok(self.create_container_group(p).await?.container_group_id)
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerGroup>, GroupsError> {
+        // ECI's largest page: 1,000 groups are 50 calls.
+        let p = DescribeParams {
+            limit: Some(LIST_PAGE),
+            ..Default::default()
+        };
+        let all = self.list_container_groups(&p).await?;
+        Ok(all.into_iter().filter(|g| pod_uid(g).is_some()).collect())
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), GroupsError> {
+        match self.delete_container_group(id).await {
+            Ok(_) => Ok(()),
+            Err(ClientError::Api { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

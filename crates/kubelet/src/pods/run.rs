@@ -1,0 +1,217 @@
+//! The controller's loop: a watch of the pods bound to the node (kube's watcher: a list, then
+//! a watch with bookmarks, listed again after a 410 Gone), a list of berth's groups of pods
+//! every [`SWEEP_INTERVAL`] (one call for all groups, not one per pod), and a queue of pods
+//! to try again, each with its own back-off.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::pin::pin;
+use std::time::Duration;
+
+use berth_client::response::ContainerGroup;
+use berth_core::GroupStatus;
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{pod_uid, Groups, Outcome, PodController};
+
+/// How often berth's groups are listed for changes of state.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest wait before a failing pod is tried again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The loop's view of the node: pods from the watch, groups from the last list, pods to try
+/// again.
+#[derive(Default)]
+struct State {
+    pods: BTreeMap<String, Pod>,
+    groups: BTreeMap<String, ContainerGroup>,
+    /// Pod uid → (when, the back-off after that).
+    retry: BTreeMap<String, (Instant, Duration)>,
+    /// Pods seen during a (re-)list, to forget those that went while the watch was down.
+    listing: Option<BTreeSet<String>>,
+    /// Whether the watch has listed the node's pods once: until then no group is an orphan.
+    synced: bool,
+}
+
+impl<G: Groups> PodController<G> {
+    /// Runs until `shutdown` turns true: resyncs, then reconciles every pod of the node as
+    /// the watch, the group list and the retry queue bring it up.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut st = State::default();
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.resync().await {
+                Ok(groups) => {
+                    st.groups = groups;
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "resyncing the node's groups"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let wc =
+            watcher::Config::default().fields(&format!("spec.nodeName={}", self.cfg.node_name));
+        let mut events = pin!(watcher::watcher(api, wc).default_backoff());
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sweep.tick().await;
+        while !*shutdown.borrow() {
+            let due = st.retry.values().map(|r| r.0).min();
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) => self.on_event(&mut st, ev).await,
+                    Some(Err(e)) => tracing::warn!(error = %e, "watching the node's pods"),
+                    None => break,
+                },
+                _ = sweep.tick() => self.sweep(&mut st).await,
+                _ = sleep_until(due) => {
+                    let now = Instant::now();
+                    let ready: Vec<String> = st.retry.iter().filter(|r| r.1 .0 <= now).map(|r| r.0.clone()).collect();
+                    for uid in ready {
+                        self.handle(&mut st, &uid).await;
+                    }
+                }
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn on_event(&self, st: &mut State, ev: Event<Pod>) {
+        match ev {
+            Event::Init => st.listing = Some(BTreeSet::new()),
+            Event::InitApply(p) | Event::Apply(p) => {
+                let Some(uid) = p.metadata.uid.clone() else {
+                    return;
+                };
+                if let Some(l) = st.listing.as_mut() {
+                    l.insert(uid.clone());
+                }
+                st.pods.insert(uid.clone(), p);
+                self.handle(st, &uid).await;
+            }
+            Event::Delete(p) => {
+                if let Some(uid) = p.metadata.uid {
+                    self.forget(st, &uid).await;
+                }
+            }
+            Event::InitDone => {
+                st.synced = true;
+                let seen = st.listing.take().unwrap_or_default();
+                let gone: Vec<String> = st
+                    .pods
+                    .keys()
+                    .filter(|u| !seen.contains(*u))
+                    .cloned()
+                    .collect();
+                for uid in gone {
+                    self.forget(st, &uid).await;
+                }
+            }
+        }
+    }
+
+    /// A pod that left the API server: its group, if any, goes too.
+    async fn forget(&self, st: &mut State, uid: &str) {
+        st.pods.remove(uid);
+        st.retry.remove(uid);
+        self.forget_events(uid);
+        if let Some(g) = st.groups.remove(uid).filter(|g| !super::terminating(g)) {
+            if let Err(e) = self.groups.delete(&g.container_group_id).await {
+                tracing::warn!(group = %g.container_group_id, error = %e, "deleting the group of a pod that is gone");
+                st.groups.insert(uid.to_string(), g);
+            }
+        }
+    }
+
+    /// Lists the groups; deletes those whose pod is gone, reconciles the pods whose group
+    /// changed.
+    async fn sweep(&self, st: &mut State) {
+        let listed = match self.groups.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing berth's groups");
+                return;
+            }
+        };
+        let mut fresh = BTreeMap::new();
+        for g in listed {
+            if let Some(uid) = pod_uid(&g).map(str::to_string) {
+                fresh.insert(uid, g);
+            }
+        }
+        if st.synced && st.listing.is_none() {
+            let orphans: Vec<String> = fresh
+                .keys()
+                .filter(|u| !st.pods.contains_key(*u))
+                .cloned()
+                .collect();
+            for uid in orphans {
+                if let Some(g) = fresh.remove(&uid) {
+                    st.groups.insert(uid.clone(), g);
+                    self.forget(st, &uid).await;
+                }
+            }
+        }
+        let changed: Vec<String> = st
+            .pods
+            .keys()
+            .filter(|u| !st.retry.contains_key(*u) && fresh.get(*u) != st.groups.get(*u))
+            .cloned()
+            .collect();
+        st.groups = fresh;
+        for uid in changed {
+            self.handle(st, &uid).await;
+        }
+    }
+
+    /// Reconciles one pod; schedules it again with back-off when that fails.
+    async fn handle(&self, st: &mut State, uid: &str) {
+        let Some(pod) = st.pods.get(uid).cloned() else {
+            st.retry.remove(uid);
+            return;
+        };
+        match self.reconcile(&pod, st.groups.get(uid)).await {
+            Ok(outcome) => {
+                st.retry.remove(uid);
+                match outcome {
+                    Outcome::Removed => {
+                        st.groups.remove(uid);
+                    }
+                    // Until the next list shows it: not deleted again on the next event.
+                    Outcome::Deleting => {
+                        if let Some(g) = st.groups.get_mut(uid) {
+                            g.status = GroupStatus::Terminating.as_str().into();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Err(e) => {
+                let wait = st.retry.get(uid).map_or(FIRST_BACKOFF, |r| r.1);
+                tracing::warn!(pod_uid = %uid, error = %e, retry_in = ?wait, "reconciling a pod");
+                st.retry.insert(
+                    uid.to_string(),
+                    (Instant::now() + wait, (wait * 2).min(MAX_BACKOFF)),
+                );
+            }
+        }
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

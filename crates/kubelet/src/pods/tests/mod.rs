@@ -1,0 +1,213 @@
+//! The pod controller against kube's mocked service playing a v1.33 API server (objects with
+//! resourceVersion and uid, Status bodies for errors, watch events with BOOKMARK and a 410
+//! ERROR) and a fake berth that keeps its groups in memory.
+
+mod reconcile;
+mod watch;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use berth_client::response::ContainerGroup;
+use berth_client::CreateParams;
+use http::{Request, Response};
+use k8s_openapi::api::core::v1::Pod;
+use kube::client::Body;
+use serde_json::{json, Value};
+
+use super::*;
+
+pub const NODE: &str = "vk-1";
+pub const UID: &str = "0b6c1c6e-1111-4222-8333-944445555666";
+
+/// berth, in memory: one group per ClientToken, as berth's idempotent create.
+#[derive(Clone, Default)]
+pub struct FakeBerth(pub Arc<Mutex<Fake>>);
+
+#[derive(Default)]
+pub struct Fake {
+    pub groups: Vec<ContainerGroup>,
+    pub creates: Vec<CreateParams>,
+    pub deletes: Vec<String>,
+    /// Creates to answer with a 503 first.
+    pub fail_creates: usize,
+}
+
+impl FakeBerth {
+    pub fn state(&self) -> std::sync::MutexGuard<'_, Fake> {
+        self.0.lock().unwrap()
+    }
+
+    /// The groups being deleted go.
+    pub fn finish_deletes(&self) {
+        self.state().groups.retain(|g| g.status != "Terminating");
+    }
+
+    /// A group of the pod `uid` as DescribeContainerGroups shows it.
+    pub fn add(&self, id: &str, uid: &str, status: &str) {
+        self.state().groups.push(group(id, uid, status));
+    }
+}
+
+pub fn group(id: &str, uid: &str, status: &str) -> ContainerGroup {
+    serde_json::from_value(json!({
+        "ContainerGroupId": id, "ContainerGroupName": "shop-web-1", "Status": status,
+        "IntranetIp": "10.1.0.7", "CreationTime": "2026-01-01T00:00:00Z",
+        "Tags": [{"Key": "k8s.pod.uid", "Value": uid}],
+        "Containers": [{"Name": "app", "Ready": status == "Running", "RestartCount": 0,
+            "CurrentState": if status == "Running" {
+                json!({"State": "Running", "StartTime": "2026-01-01T00:00:05Z"})
+            } else { json!({"State": "Waiting", "DetailStatus": "ContainerCreating"}) }}]
+    }))
+    .unwrap()
+}
+
+#[async_trait]
+impl Groups for FakeBerth {
+    async fn create(&self, p: &CreateParams) -> Result<String, GroupsError> {
+        let mut s = self.state();
+        if s.fail_creates > 0 {
+            s.fail_creates -= 1;
+            return Err(GroupsError::Transient(
+                "ServiceUnavailable (HTTP 503)".into(),
+            ));
+        }
+        s.creates.push(p.clone());
+        let token = p.client_token.clone().unwrap_or_default();
+        if let Some(g) = s.groups.iter().find(|g| pod_uid(g) == Some(&token)) {
+            return Ok(g.container_group_id.clone());
+        }
+        let id = format!("eci-{}", s.creates.len());
+        s.groups.push(group(&id, &token, "Pending"));
+        Ok(id)
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerGroup>, GroupsError> {
+        Ok(self.state().groups.clone())
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), GroupsError> {
+        let mut s = self.state();
+        s.deletes.push(id.to_string());
+        // As berth: Terminating until the containers are stopped (`finish_deletes`).
+        for g in s.groups.iter_mut().filter(|g| g.container_group_id == id) {
+            g.status = "Terminating".into();
+        }
+        Ok(())
+    }
+}
+
+/// One request the API server received.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+}
+
+/// The API server's answer to a request.
+pub enum Reply {
+    Json(u16, Value),
+    /// A watch response: these events, one JSON object a line, then the end of the stream
+    /// (after 50 ms when there are none, as a watch that times out, so that the client
+    /// watches again without spinning).
+    Watch(Vec<Value>),
+}
+
+pub type Route = Box<dyn FnMut(&Seen) -> Reply + Send>;
+
+/// A client whose API server answers with `route`; the requests are recorded.
+pub fn apiserver(mut route: Route) -> (kube::Client, Arc<Mutex<Vec<Seen>>>) {
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let method = req.method().to_string();
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or_default().to_string();
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let s = Seen {
+                method,
+                path,
+                query,
+                body,
+            };
+            log.lock().unwrap().push(s.clone());
+            let (code, body, delay) = match route(&s) {
+                Reply::Json(code, v) => (code, serde_json::to_vec(&v).unwrap(), 0),
+                Reply::Watch(events) => {
+                    let delay = if events.is_empty() { 50 } else { 0 };
+                    let mut out = Vec::new();
+                    for e in events {
+                        out.extend(serde_json::to_vec(&e).unwrap());
+                        out.push(b'\n');
+                    }
+                    (200, out, delay)
+                }
+            };
+            let resp = Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                send.send_response(resp);
+            });
+        }
+    });
+    (kube::Client::new(mock, "default"), seen)
+}
+
+pub fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+/// The pod `web-1` in `shop`, bound to the node, as the API server stores it.
+pub fn pod_json(rv: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "shop", "uid": UID, "resourceVersion": rv,
+                     "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "nginx:1.27"}],
+                 "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
+                 "dnsPolicy": "ClusterFirst"},
+        "status": {"phase": "Pending", "qosClass": "BestEffort"}
+    })
+}
+
+pub fn pod(v: Value) -> Pod {
+    serde_json::from_value(v).unwrap()
+}
+
+pub fn pod_list(rv: &str, items: Vec<Value>) -> Value {
+    json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items})
+}
+
+pub fn controller(client: kube::Client, berth: &FakeBerth) -> PodController<FakeBerth> {
+    PodController::new(
+        client,
+        berth.clone(),
+        PodConfig {
+            node_name: NODE.into(),
+            host_ip: "192.0.2.10".into(),
+            cluster_dns: None,
+        },
+    )
+}
+
+/// The requests of `seen` as `METHOD path`.
+pub fn calls(seen: &Arc<Mutex<Vec<Seen>>>) -> Vec<String> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect()
+}
+
+pub const POD: &str = "/api/v1/namespaces/shop/pods/web-1";
+pub const POD_STATUS: &str = "/api/v1/namespaces/shop/pods/web-1/status";
