@@ -1,6 +1,6 @@
 //! The `berth` binary: `berth serve` (control plane and node agent in one process), the
 //! hidden per-container `berth monitor`, the client commands (`run`, `ps`, `logs`, `rm`,
-//! `update`, `restart`, `inspect`, …)
+//! `update`, `restart`, `inspect`, …), `berth virtual-kubelet`
 //! and the operator's `berth admin`.
 
 mod admin;
@@ -21,6 +21,7 @@ mod state_files;
 mod storage_args;
 mod throttle_args;
 mod top;
+mod virtual_kubelet;
 
 use clap::{Parser, Subcommand};
 
@@ -66,6 +67,8 @@ enum Command {
     Cache(cache_cmd::CacheCommand),
     /// Images stored on this node (on the state directory).
     Image(image_cmd::ImageArgs),
+    /// Join a Kubernetes cluster as a virtual node whose pods run as container groups.
+    VirtualKubelet(Box<virtual_kubelet::VirtualKubeletArgs>),
     /// Accounts and access keys (on the state directory; the server may be running).
     Admin(admin::AdminArgs),
     /// Per-container monitor (started by berth itself).
@@ -112,6 +115,7 @@ fn main() {
             Command::Events(a) => events::events(&args.client, a).await,
             Command::Cache(c) => cache_cmd::run(&args.client, c).await,
             Command::Image(a) => image_cmd::run(a).await,
+            Command::VirtualKubelet(a) => virtual_kubelet::run(&args.client, *a).await,
             Command::Admin(a) => admin::run(a),
             Command::Monitor { .. } => unreachable!("handled before the runtime starts"),
         }

@@ -2,7 +2,7 @@
 //! (Alibaba Cloud, "ECI Pod Annotation" and "Use an ImageCache to accelerate pod creation").
 //! Annotations berth acts on set the group's options; cloud placement ones (vSwitch,
 //! security group) have no meaning on a self-hosted node and are passed over, as the API's
-//! `VSwitchId` is; any other `eci-` or `imc-` annotation is refused by name.
+//! `VSwitchId` is; any other `k8s.aliyun.com/` annotation is refused by name.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +19,43 @@ pub const ANNOTATION_AUTO_IMAGE_CACHE: &str = "k8s.aliyun.com/eci-auto-imc";
 pub const ANNOTATION_EXTRA_EPHEMERAL_STORAGE: &str = "k8s.aliyun.com/eci-extra-ephemeral-storage";
 /// `SpotStrategy`: berth has no spot market, only `NoSpot` is accepted.
 pub const ANNOTATION_SPOT_STRATEGY: &str = "k8s.aliyun.com/eci-spot-strategy";
+
+/// `PlainHttpRegistry`: registries (`host[:port]`, comma-separated) pulled over plain HTTP.
+pub const ANNOTATION_PLAIN_HTTP_REGISTRY: &str = "k8s.aliyun.com/plain-http-registry";
+/// `InsecureRegistry`: registries reached over HTTPS whose certificate is not checked.
+pub const ANNOTATION_INSECURE_REGISTRY: &str = "k8s.aliyun.com/insecure-registry";
+/// Most registries one of those annotations names.
+const MAX_REGISTRIES: usize = 16;
+
+/// The registries of a `plain-http-registry`/`insecure-registry` annotation: `host[:port]`
+/// each (berth's API checks them again).
+fn registries(field: &str, v: &str) -> Result<Vec<String>, PodError> {
+    let list: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    let bad = list.iter().find(|r| {
+        r.len() > 253
+            || !r
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    });
+    if let Some(r) = bad {
+        return Err(PodError::unsupported(
+            field,
+            format!("{r:?} is not a registry host[:port]"),
+        ));
+    }
+    if list.is_empty() || list.len() > MAX_REGISTRIES {
+        return Err(PodError::unsupported(
+            field,
+            format!("names 1 to {MAX_REGISTRIES} registries, comma-separated"),
+        ));
+    }
+    Ok(list)
+}
 
 /// Cloud placement and billing: no effect on a self-hosted node (as `honoured.rs` ignores the
 /// API parameters they set).
@@ -71,6 +108,12 @@ pub(crate) fn apply(
                 })?;
                 extra = Some(gib(bytes));
             }
+            ANNOTATION_PLAIN_HTTP_REGISTRY => {
+                out.plain_http_registries = registries(&field(), v)?;
+            }
+            ANNOTATION_INSECURE_REGISTRY => {
+                out.insecure_registries = registries(&field(), v)?;
+            }
             ANNOTATION_SPOT_STRATEGY if v == "NoSpot" => {}
             ANNOTATION_SPOT_STRATEGY => {
                 return Err(PodError::unsupported(
@@ -81,7 +124,7 @@ pub(crate) fn apply(
                 ))
             }
             _ if IGNORED.contains(&k.as_str()) => {}
-            _ if k.starts_with("k8s.aliyun.com/eci-") || k.starts_with("k8s.aliyun.com/imc-") => {
+            _ if k.starts_with("k8s.aliyun.com/") => {
                 return Err(PodError::unsupported(
                     field(),
                     "is an ECI option berth does not offer",

@@ -455,10 +455,14 @@ fn annotations_set_berth_options() {
             "k8s.aliyun.com/eci-auto-imc": "true",
             "k8s.aliyun.com/eci-extra-ephemeral-storage": "50Gi",
             "k8s.aliyun.com/eci-security-group": "sg-1",
+            "k8s.aliyun.com/plain-http-registry": "127.0.0.1:5000, reg.local",
+            "k8s.aliyun.com/insecure-registry": "[::1]:5443",
             "example.com/unrelated": "kept out"
         }),
     );
     let p = map(v);
+    assert_eq!(p.plain_http_registries, ["127.0.0.1:5000", "reg.local"]);
+    assert_eq!(p.insecure_registries, ["[::1]:5443"]);
     assert!(p.auto_match_image_cache);
     assert_eq!(p.image_snapshot_id, None);
     assert_eq!(p.ephemeral_storage, Some(80));
@@ -753,6 +757,21 @@ fn what_berth_cannot_run_is_refused_by_name() {
             "unknown eci option",
             annotation("k8s.aliyun.com/eci-use-specs", "2-4Gi"),
             "eci-use-specs",
+        ),
+        (
+            "unknown aliyun option",
+            annotation("k8s.aliyun.com/eip-bandwidth", "5"),
+            "eip-bandwidth",
+        ),
+        (
+            "bad plain-http registry",
+            annotation("k8s.aliyun.com/plain-http-registry", "reg/evil path"),
+            "plain-http-registry",
+        ),
+        (
+            "empty insecure registry",
+            annotation("k8s.aliyun.com/insecure-registry", " , "),
+            "insecure-registry",
         ),
         (
             "bad image cache id",

@@ -1,0 +1,182 @@
+//! `berth virtual-kubelet`: joins a Kubernetes cluster as a virtual node whose pods run as
+//! berth container groups. It connects to the cluster (`--kubeconfig`, else the in-cluster
+//! configuration or `~/.kube/config`) and to berth (the same endpoint and credentials as every
+//! other client command), reads the node's capacity from the account's quotas (ListUsage),
+//! then runs the registration controller (Node, Lease, status) and the pod controller until
+//! SIGTERM or SIGINT, when the node is marked NotReady and the command returns. The pods'
+//! groups keep running: a virtual kubelet started again adopts them by their pod uid tag.
+
+use std::net::{IpAddr, UdpSocket};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use berth_client::Client;
+use berth_kubelet::{Capacity, ClusterDns, NodeConfig, PodConfig, PodController, Registration};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::sync::watch;
+
+use crate::cli::{client, ClientArgs};
+
+/// The kubelet version the node reports: the Kubernetes minor the API types are built for.
+const KUBELET_VERSION: &str = concat!("v1.34.0-berth-", env!("CARGO_PKG_VERSION"));
+
+#[derive(clap::Args)]
+pub struct VirtualKubeletArgs {
+    /// kubeconfig of the cluster; without it the in-cluster configuration (when run in a
+    /// pod), else $KUBECONFIG or ~/.kube/config.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Context of the kubeconfig to use (default: its current context).
+    #[arg(long)]
+    context: Option<String>,
+    /// Name of the virtual node.
+    #[arg(long, env = "VK_NODE_NAME", default_value = "berth")]
+    node_name: String,
+    /// The node's address, as the API server reaches its kubelet API (`InternalIP`, and the
+    /// pods' `status.hostIP`); default: the local address of the route to the API server.
+    #[arg(long, env = "VKUBELET_POD_IP")]
+    node_ip: Option<IpAddr>,
+    /// Port of the kubelet API (`daemonEndpoints.kubeletEndpoint.port`).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// The cluster's DNS server for `dnsPolicy: ClusterFirst` pods (repeatable); without it
+    /// such pods use the node's resolver, as the kubelet does without `--cluster-dns`.
+    #[arg(long = "cluster-dns")]
+    cluster_dns: Vec<IpAddr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+}
+
+/// The node's name must be a DNS subdomain: it is the Node's and the Lease's name.
+fn check_node_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    anyhow::ensure!(
+        ok,
+        "--node-name {name:?} is not a DNS subdomain (lower-case letters, digits, '-' and '.')"
+    );
+    Ok(())
+}
+
+async fn kube_config(a: &VirtualKubeletArgs) -> anyhow::Result<kube::Config> {
+    let opts = KubeConfigOptions {
+        context: a.context.clone(),
+        ..Default::default()
+    };
+    let config = match &a.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .with_context(|| format!("the kubeconfig {} cannot be used", path.display()))?
+        }
+        None if a.context.is_some() => kube::Config::from_kubeconfig(&opts)
+            .await
+            .context("the kubeconfig cannot be used")?,
+        None => kube::Config::infer()
+            .await
+            .context("no cluster: pass --kubeconfig, set KUBECONFIG, or run in a pod")?,
+    };
+    Ok(config)
+}
+
+/// The local address the kernel would use to reach the API server: connecting a UDP socket
+/// sends nothing.
+fn local_address_towards(url: &http::Uri) -> anyhow::Result<IpAddr> {
+    let host = url
+        .host()
+        .context("the cluster's URL has no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = url.port_u16().unwrap_or(443);
+    let sock = UdpSocket::bind(("0.0.0.0", 0)).or_else(|_| UdpSocket::bind(("::", 0)))?;
+    sock.connect((host, port))
+        .with_context(|| format!("no route to the API server {host}:{port}"))?;
+    Ok(sock.local_addr()?.ip())
+}
+
+/// The node's capacity: the account's limits.
+async fn capacity(berth: &Client, region: &str) -> anyhow::Result<Capacity> {
+    let v = berth
+        .call("ListUsage", &[("RegionId".into(), region.to_string())])
+        .await
+        .context("reading the account's quotas (ListUsage)")?;
+    let attrs = v["Attributes"]
+        .as_object()
+        .map(|m| m.clone().into_iter().collect())
+        .unwrap_or_default();
+    Ok(Capacity::from_usage(&attrs))
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    check_node_name(&a.node_name)?;
+    let berth = client(c)?;
+    let config = kube_config(&a).await?;
+    let node_ip = match a.node_ip {
+        Some(ip) => ip,
+        None => local_address_towards(&config.cluster_url)?,
+    };
+    let kube = kube::Client::try_from(config).context("cannot make a client of the cluster")?;
+    let cap = capacity(&berth, &c.region).await?;
+    tracing::info!(node = %a.node_name, %node_ip, cpu = cap.cpu, memory_gib = cap.memory_gib, pods = cap.pods, "joining the cluster");
+
+    let cluster_dns = (!a.cluster_dns.is_empty()).then(|| ClusterDns {
+        servers: a.cluster_dns.iter().map(IpAddr::to_string).collect(),
+        domain: a.cluster_domain.clone(),
+    });
+    let registration = Registration::new(
+        kube.clone(),
+        NodeConfig {
+            name: a.node_name.clone(),
+            internal_ip: node_ip.to_string(),
+            kubelet_port: i32::from(a.kubelet_port),
+            kubelet_version: KUBELET_VERSION.into(),
+        },
+    );
+    let pods = PodController::new(
+        kube,
+        berth,
+        PodConfig {
+            node_name: a.node_name.clone(),
+            host_ip: node_ip.to_string(),
+            cluster_dns,
+        },
+    );
+    let (stop, stopped) = watch::channel(false);
+    let reg = {
+        let stopped = stopped.clone();
+        async move { registration.run(cap, stopped).await }
+    };
+    let ctl = async move { pods.run(stopped).await };
+    let signal = async move {
+        let r = shutdown_signal().await;
+        tracing::info!("stopping: marking the node NotReady");
+        let _ = stop.send(true);
+        r
+    };
+    let ((), (), r) = tokio::join!(reg, ctl, signal);
+    r
+}
