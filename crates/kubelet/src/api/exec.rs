@@ -7,8 +7,8 @@
 //! Kubernetes' own (`Success`, or `Failure` with reason `NonZeroExitCode` and the code in
 //! `details.causes[ExitCode]`), so it passes as it is.
 //!
-//! SPDY (`kubectl` before 1.30 and the API server's SPDY proxy) is refused with a 400 that
-//! says so; `/attach` and `/portForward` answer 501: berth has no attach to a container's
+//! SPDY (`kubectl` before 1.30, and the API server towards kubelets even when `kubectl`
+//! speaks WebSocket to it) is refused with a 400 that says so; `/attach` and `/portForward` answer 501: berth has no attach to a container's
 //! own process and no port forwarding.
 
 use std::pin::pin;
@@ -100,8 +100,8 @@ fn is_spdy(headers: &HeaderMap) -> bool {
 
 fn spdy_refused() -> Refusal {
     Refusal::bad_request(
-        "SPDY is not supported by berth's virtual kubelet: use a client speaking WebSocket \
-         (v5.channel.k8s.io or v4.channel.k8s.io), such as kubectl 1.30 or later",
+        "SPDY is not supported by berth's virtual kubelet yet: only WebSocket exec \
+         (v5.channel.k8s.io or v4.channel.k8s.io) is served",
     )
 }
 

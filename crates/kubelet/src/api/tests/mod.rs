@@ -4,6 +4,7 @@
 //! SubjectAccessReview.
 
 mod auth;
+mod berth;
 mod exec;
 mod logs;
 mod stats;
