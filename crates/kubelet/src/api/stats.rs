@@ -7,13 +7,14 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use berth_client::response::{ContainerGroup, MetricCpu, MetricMemory, MonitorData};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use super::params::Query;
 use super::reply::Refusal;
 use super::AppState;
 use crate::pod::{TAG_POD_NAME, TAG_POD_NAMESPACE};
@@ -270,13 +271,24 @@ pub(crate) fn resource_text(s: &Sample, now: DateTime<Utc>) -> String {
 /// A metric family: name, type, help and its samples (labels, value, time stamp).
 type Family = (&'static str, &'static str, &'static str, Vec<String>);
 
-pub(crate) async fn summary(State(state): State<AppState>) -> Result<Response, Refusal> {
+/// `GET /stats/summary[?only_cpu_and_memory=…]`: the answer has only CPU and memory either
+/// way.
+pub(crate) async fn summary(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Refusal> {
+    Query::parse(raw.as_deref(), &["only_cpu_and_memory"])?.bool("only_cpu_and_memory")?;
     let s = sample(&state).await?;
     let body = summary_json(&state.node, state.started, &s).to_string();
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-pub(crate) async fn resource_metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics/resource`, which takes no parameter.
+pub(crate) async fn resource_metrics(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Refusal> {
+    Query::parse(raw.as_deref(), &[])?;
     let s = match sample(&state).await {
         Ok(s) => s,
         // The kubelet answers 200 with scrape_error 1 when it cannot read the metrics.
@@ -285,12 +297,12 @@ pub(crate) async fn resource_metrics(State(state): State<AppState>) -> Response 
             error: true,
         },
     };
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         resource_text(&s, Utc::now()),
     )
-        .into_response()
+        .into_response())
 }

@@ -112,6 +112,13 @@ async fn resource_metrics_are_what_metrics_server_reads() {
             .any(|l| l.starts_with("node_memory_working_set_bytes 1000 ")),
         "{text}"
     );
+    let r = pki
+        .http(false)
+        .get(format!("https://{addr}/metrics/resource?format=json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     // web-2 has no sample: no series.
     assert!(!text.contains("web-2"));
     // Every sample line is `name{labels} value [timestamp]`.
