@@ -7,7 +7,8 @@ use berth_eci::canon::encode_query;
 use berth_eci::response::{
     CreateContainerGroupResponse, DescribeContainerGroupEventsResponse,
     DescribeContainerGroupStatusResponse, DescribeContainerGroupsResponse,
-    DescribeContainerLogResponse, DescribeRegionsResponse, RequestIdResponse,
+    DescribeContainerLogResponse, DescribeMultiContainerGroupMetricResponse,
+    DescribeRegionsResponse, ExecContainerCommandResponse, RequestIdResponse,
 };
 use berth_eci::sign::{content_sha256, sign_acs3};
 use berth_eci::API_VERSION;
@@ -15,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
 use crate::credentials::Credentials;
-use crate::flatten::{json_list, CreateParams, DescribeParams, LogParams};
+use crate::flatten::{json_list, CreateParams, DescribeParams, ExecParams, LogParams};
 
 /// The `user-agent` berth's client sends (and signs).
 pub const USER_AGENT: &str = concat!("berth-client/", env!("CARGO_PKG_VERSION"));
@@ -336,6 +337,39 @@ impl Client {
         p: &LogParams,
     ) -> Result<DescribeContainerLogResponse, ClientError> {
         self.call_as("DescribeContainerLog", &p.to_query()).await
+    }
+
+    /// DescribeContainerLog with berth's `Follow=true`: the one-time `StreamUrl` the log of
+    /// `p` streams from (docs/API-EXTENSIONS.md); add `&follow=false` to read it once.
+    pub async fn container_log_stream_url(&self, p: &LogParams) -> Result<String, ClientError> {
+        const ACTION: &str = "DescribeContainerLog";
+        let mut q = p.to_query();
+        q.push(("Follow".into(), "true".into()));
+        let v = self.call(ACTION, &q).await?;
+        match v.get("StreamUrl").and_then(|u| u.as_str()) {
+            Some(u) if !u.is_empty() => Ok(u.to_string()),
+            _ => Err(ClientError::Unexpected {
+                action: ACTION.into(),
+                status: 200,
+                body: "the answer carries no StreamUrl".into(),
+            }),
+        }
+    }
+
+    pub async fn exec_container_command(
+        &self,
+        p: &ExecParams,
+    ) -> Result<ExecContainerCommandResponse, ClientError> {
+        self.call_as("ExecContainerCommand", &p.to_query()).await
+    }
+
+    /// The latest metric record of each of `ids` (at most 20) that berth knows.
+    pub async fn describe_multi_container_group_metric(
+        &self,
+        ids: &[String],
+    ) -> Result<DescribeMultiContainerGroupMetricResponse, ClientError> {
+        self.call_as("DescribeMultiContainerGroupMetric", &ids_param(ids))
+            .await
     }
 
     pub async fn describe_regions(&self) -> Result<DescribeRegionsResponse, ClientError> {

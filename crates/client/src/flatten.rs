@@ -245,6 +245,31 @@ impl LogParams {
     }
 }
 
+/// ExecContainerCommand. `sync` runs the command to its end and returns its output; without
+/// it the answer carries the one-time `WebSocketUri` of an interactive session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecParams {
+    pub container_group_id: String,
+    pub container_name: String,
+    pub command: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+    pub sync: bool,
+}
+
+impl ExecParams {
+    pub fn to_query(&self) -> Vec<(String, String)> {
+        let mut q = Q::default();
+        q.put("ContainerGroupId", &self.container_group_id);
+        q.put("ContainerName", &self.container_name);
+        q.put("Command", &json_list(&self.command));
+        q.put("TTY", if self.tty { "true" } else { "false" });
+        q.put("Stdin", if self.stdin { "true" } else { "false" });
+        q.put("Sync", if self.sync { "true" } else { "false" });
+        q.0
+    }
+}
+
 /// A JSON array of strings, as `ContainerGroupIds` takes it.
 pub(crate) fn json_list(items: &[String]) -> String {
     serde_json::Value::from(items.to_vec()).to_string()
@@ -681,5 +706,20 @@ mod tests {
         let r = berth_eci::request::ContainerLogRequest::decode(&Params::from_pairs(l.to_query()))
             .unwrap();
         assert_eq!((r.tail, r.timestamps, r.last_time), (10, true, false));
+    }
+
+    #[test]
+    fn exec_params_decode() {
+        let e = ExecParams {
+            container_group_id: "eci-a".into(),
+            container_name: "app".into(),
+            command: vec!["sh".into(), "-c".into(), "echo \"a b\"".into()],
+            tty: true,
+            stdin: true,
+            sync: false,
+        };
+        let r = berth_eci::request::ExecRequest::decode(&Params::from_pairs(e.to_query())).unwrap();
+        assert_eq!(r.command, e.command);
+        assert_eq!((r.tty, r.stdin, r.sync), (true, true, false));
     }
 }

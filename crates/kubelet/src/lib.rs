@@ -10,11 +10,15 @@
 //! [`Registration`] is the first controller: it registers the virtual node and keeps its
 //! Lease, against any `kube::Client`.
 //!
+//! [`api`] is the kubelet API on the node's daemon port: logs, exec, stats and metrics of
+//! the pods, over TLS, authenticated and authorized as the kubelet does.
+//!
 //! A pod berth cannot run as written is a [`PodError`], never a silently smaller group: every
 //! field is either honoured, refused by name, or listed in `docs/KUBERNETES.md` as having no
 //! meaning on a virtual node.
 
 mod annotations;
+pub mod api;
 mod error;
 mod inputs;
 mod node;

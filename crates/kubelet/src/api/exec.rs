@@ -1,0 +1,265 @@
+//! `/exec/{namespace}/{pod}/{container}`: `kubectl exec` over WebSocket
+//! (`v5.channel.k8s.io` or `v4.channel.k8s.io`). The command is started with berth's
+//! ExecContainerCommand and its WebSocket, which speaks the same framing (0 stdin, 1 stdout,
+//! 2 stderr, 3 the final `metav1.Status`, 4 resize, and with v5 255 to close a stream), is
+//! opened with the subprotocol the client chose; frames are relayed both ways unchanged, but
+//! for the stdout or stderr the client did not ask for. berth's status on channel 3 is
+//! Kubernetes' own (`Success`, or `Failure` with reason `NonZeroExitCode` and the code in
+//! `details.causes[ExitCode]`), so it passes as it is.
+//!
+//! SPDY (`kubectl` before 1.30, and the API server towards kubelets even when `kubectl`
+//! speaks WebSocket to it) is refused with a 400 that says so; `/attach` and `/portForward` answer 501: berth has no attach to a container's
+//! own process and no port forwarding.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use axum::extract::ws::{Message as ClientMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_tungstenite::tungstenite::Message as BerthMessage;
+
+use super::backend::{ExecQuery, ExecSocket, MAX_WS_MESSAGE};
+use super::params::Query;
+use super::pods::pod_group;
+use super::reply::Refusal;
+use super::AppState;
+
+/// The subprotocols spoken, preferred first.
+pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+/// Most arguments of a command, and characters of one (berth's ExecContainerCommand bounds).
+const MAX_ARGS: usize = 20;
+const MAX_ARG_LEN: usize = 256;
+/// How long berth's last frames are still relayed after the client went.
+const DRAIN: Duration = Duration::from_secs(2);
+
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+
+const KNOWN: &[&str] = &[
+    "command", "stdin", "stdout", "stderr", "tty", "input", "output",
+];
+
+/// What the request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ExecArgs {
+    pub command: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+/// Decodes the query as the kubelet does (`input`/`output` are the old names of
+/// `stdin`/`stdout`).
+pub(crate) fn parse(raw: Option<&str>) -> Result<ExecArgs, Refusal> {
+    let q = Query::parse(raw, KNOWN)?;
+    let command = q.all("command");
+    if command.is_empty() || command[0].is_empty() {
+        return Err(Refusal::bad_request("a command is required (command=…)"));
+    }
+    if command.len() > MAX_ARGS {
+        return Err(Refusal::bad_request(format!(
+            "the command has more than {MAX_ARGS} arguments"
+        )));
+    }
+    if command.iter().any(|a| a.chars().count() > MAX_ARG_LEN) {
+        return Err(Refusal::bad_request(format!(
+            "an argument of the command is longer than {MAX_ARG_LEN} characters"
+        )));
+    }
+    let a = ExecArgs {
+        command,
+        stdin: q.bool("stdin")? || q.bool("input")?,
+        stdout: q.bool("stdout")? || q.bool("output")?,
+        stderr: q.bool("stderr")?,
+        tty: q.bool("tty")?,
+    };
+    if !(a.stdin || a.stdout || a.stderr) {
+        return Err(Refusal::bad_request(
+            "you must specify at least 1 of stdin, stdout, stderr",
+        ));
+    }
+    if a.tty && a.stderr {
+        return Err(Refusal::bad_request(
+            "stderr cannot be requested with a tty: the terminal carries both",
+        ));
+    }
+    Ok(a)
+}
+
+fn is_spdy(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("spdy/"))
+}
+
+fn spdy_refused() -> Refusal {
+    Refusal::bad_request(
+        "SPDY is not supported by berth's virtual kubelet yet: only WebSocket exec \
+         (v5.channel.k8s.io or v4.channel.k8s.io) is served",
+    )
+}
+
+pub(crate) async fn exec(
+    State(state): State<AppState>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, Refusal> {
+    if is_spdy(&headers) {
+        return Err(spdy_refused());
+    }
+    let args = parse(raw.as_deref())?;
+    let ws = ws.map_err(|e| {
+        Refusal::bad_request(format!(
+            "exec needs a WebSocket upgrade ({}): {e}",
+            PROTOCOLS.join(", ")
+        ))
+    })?;
+    let ws = ws
+        .protocols(PROTOCOLS)
+        .max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE);
+    let protocol = ws
+        .selected_protocol()
+        .and_then(|p| p.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Refusal::bad_request(format!(
+                "no WebSocket subprotocol in common; offer one of {}",
+                PROTOCOLS.join(", ")
+            ))
+        })?;
+    let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
+        Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "too many log streams and exec sessions are open",
+        )
+    })?;
+    let group = pod_group(&state, &namespace, &pod, &container).await?;
+    let q = ExecQuery {
+        group_id: group.container_group_id,
+        container,
+        command: args.command.clone(),
+        tty: args.tty,
+        stdin: args.stdin,
+        protocol,
+    };
+    let upstream = state.backend.exec(&q).await?;
+    Ok(ws.on_upgrade(move |socket| relay(socket, upstream, args, permit)))
+}
+
+/// Relays frames between the client and berth until either closes.
+async fn relay(
+    client: WebSocket,
+    berth: ExecSocket,
+    args: ExecArgs,
+    _permit: OwnedSemaphorePermit,
+) {
+    let (mut client_tx, mut client_rx) = client.split();
+    let (mut berth_tx, mut berth_rx) = berth.split();
+    let to_berth = async {
+        while let Some(Ok(m)) = client_rx.next().await {
+            let frame = match m {
+                ClientMessage::Binary(b) => b,
+                ClientMessage::Text(t) => axum::body::Bytes::copy_from_slice(t.as_str().as_bytes()),
+                ClientMessage::Close(_) => break,
+                _ => continue,
+            };
+            if berth_tx.send(BerthMessage::Binary(frame)).await.is_err() {
+                break;
+            }
+        }
+        let _ = berth_tx.send(BerthMessage::Close(None)).await;
+    };
+    let to_client = async {
+        while let Some(Ok(m)) = berth_rx.next().await {
+            let frame = match m {
+                BerthMessage::Binary(b) => b,
+                BerthMessage::Text(t) => axum::body::Bytes::copy_from_slice(t.as_str().as_bytes()),
+                BerthMessage::Close(_) => break,
+                _ => continue,
+            };
+            let dropped = match frame.first() {
+                Some(&STDOUT) => !args.stdout,
+                Some(&STDERR) => !args.stderr,
+                _ => false,
+            };
+            if !dropped && client_tx.send(ClientMessage::Binary(frame)).await.is_err() {
+                break;
+            }
+        }
+        let _ = client_tx.send(ClientMessage::Close(None)).await;
+    };
+    let mut to_client = pin!(to_client);
+    tokio::select! {
+        _ = &mut to_client => {}
+        _ = to_berth => {
+            let _ = tokio::time::timeout(DRAIN, &mut to_client).await;
+        }
+    }
+}
+
+/// `/attach/…`: berth cannot attach to a container's own process.
+pub(crate) async fn attach() -> Refusal {
+    Refusal::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "NotImplemented",
+        "attach is not supported by berth's virtual kubelet: berth runs commands in a \
+         container (kubectl exec) but cannot attach to its main process; use kubectl logs -f",
+    )
+}
+
+/// `/portForward/…`: berth forwards no ports.
+pub(crate) async fn port_forward() -> Refusal {
+    Refusal::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "NotImplemented",
+        "port forwarding is not supported by berth's virtual kubelet; reach the pod's IP or \
+         a Service instead",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters() {
+        let a = parse(Some(
+            "command=sh&command=-c&command=ls%20-l&stdin=1&stdout=1&tty=1",
+        ))
+        .unwrap();
+        assert_eq!(
+            a,
+            ExecArgs {
+                command: vec!["sh".into(), "-c".into(), "ls -l".into()],
+                stdin: true,
+                stdout: true,
+                stderr: false,
+                tty: true,
+            }
+        );
+        assert!(parse(Some("command=ls&output=1")).unwrap().stdout);
+        for bad in [
+            "stdout=1",
+            "command=ls",
+            "command=ls&stdout=1&stderr=1&tty=1",
+            "command=ls&stdout=1&x=1",
+            "command=&stdout=1",
+        ] {
+            assert!(parse(Some(bad)).is_err(), "{bad}");
+        }
+        let many = vec!["command=a"; MAX_ARGS + 1].join("&") + "&stdout=1";
+        assert!(parse(Some(&many)).is_err());
+        let long = format!("command={}&stdout=1", "a".repeat(MAX_ARG_LEN + 1));
+        assert!(parse(Some(&long)).is_err());
+    }
+}
