@@ -64,6 +64,16 @@ KINDS = {
     ("api/v1", "secrets"): ("Secret", "v1", True),
     ("api/v1", "serviceaccounts"): ("ServiceAccount", "v1", True),
     ("apis/coordination.k8s.io/v1", "leases"): ("Lease", "coordination.k8s.io/v1", True),
+    ("apis/authentication.k8s.io/v1", "tokenreviews"): (
+        "TokenReview",
+        "authentication.k8s.io/v1",
+        False,
+    ),
+    ("apis/authorization.k8s.io/v1", "subjectaccessreviews"): (
+        "SubjectAccessReview",
+        "authorization.k8s.io/v1",
+        False,
+    ),
 }
 
 PATH = re.compile(
@@ -83,6 +93,10 @@ class FakeApiServer:
         self.objects: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
         self.watchers: list[tuple[tuple[str, str], str | None, queue.Queue]] = []
         self.requests: list[tuple[str, str]] = []
+        # TokenReview: token → (user, groups); SubjectAccessReview: user → allowed verbs.
+        self.tokens: dict[str, tuple[str, list[str]]] = {}
+        self.grants: dict[str, set[str]] = {}
+        self.reviews: list[dict] = []
         self.unknown: list[str] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -288,9 +302,30 @@ class FakeApiServer:
                         fake.watchers.remove(entry)
                     self.close_connection = True
 
+            def _review(self, res: str, body: dict) -> dict:
+                spec = body.get("spec", {})
+                with fake.lock:
+                    fake.reviews.append(body)
+                    if res == "tokenreviews":
+                        who = fake.tokens.get(spec.get("token", ""))
+                        body["status"] = (
+                            {"authenticated": True, "user": {"username": who[0], "groups": who[1]}}
+                            if who
+                            else {"authenticated": False, "error": "unknown token"}
+                        )
+                    else:
+                        attrs = spec.get("resourceAttributes") or {}
+                        ok = attrs.get("verb") in fake.grants.get(spec.get("user", ""), set())
+                        body["status"] = {"allowed": ok}
+                return body
+
             def _post(self, gv, res, ns, name, sub, q) -> None:
                 kind, api_version, namespaced = KINDS[(gv, res)]
                 body = self._body()
+                if res in ("tokenreviews", "subjectaccessreviews"):
+                    body["kind"], body["apiVersion"] = kind, api_version
+                    self._send(201, self._review(res, body))
+                    return
                 meta = body.setdefault("metadata", {})
                 if namespaced:
                     meta["namespace"] = ns

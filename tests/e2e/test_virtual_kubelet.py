@@ -13,11 +13,18 @@ deleted pod's group is deleted, then the pod is removed from the API server.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
+import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlencode
+
+import websocket
 
 import pytest
 
@@ -37,6 +44,8 @@ class VirtualKubelet:
         self.kubeconfig = api.kubeconfig(workdir / "kubeconfig.json")
         self.log = workdir / "virtual-kubelet.log"
         self.proc: subprocess.Popen | None = None
+        self.kubelet_port = support.free_port()
+        self.kubelet_url = f"https://127.0.0.1:{self.kubelet_port}"
 
     def start(self) -> None:
         env = dict(os.environ, RUST_LOG="info,berth_kubelet=debug", NO_COLOR="1")
@@ -55,6 +64,10 @@ class VirtualKubelet:
                     NODE,
                     "--node-ip",
                     "127.0.0.1",
+                    "--address",
+                    "127.0.0.1",
+                    "--kubelet-port",
+                    str(self.kubelet_port),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -126,7 +139,7 @@ def test_node_registers_with_lease_and_capacity(cluster):
         "spec"
     ]["taints"]
     st = n["status"]
-    assert st["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+    assert st["daemonEndpoints"]["kubeletEndpoint"]["Port"] == vk.kubelet_port
     assert {"type": "InternalIP", "address": "127.0.0.1"} in st["addresses"]
     # The shared berth's account quotas: every figure is there and not zero.
     for k in ("cpu", "memory", "pods"):
@@ -274,3 +287,168 @@ def test_daemonset_pod_is_refused(cluster, images):
     st = support.wait_for("the DaemonSet pod to fail", failed, 30, 0.2, vk.diag)
     assert st["reason"] == "ProviderFailed"
     assert "DaemonSet" in st["message"]
+
+
+# ----------------------------------------------------------------------------- kubelet API
+
+# The kubelet API's certificate is generated at start and signed by itself, as the kubelet
+# makes one: the API server is told not to verify it, and so is this client.
+INSECURE = ssl.create_default_context()
+INSECURE.check_hostname = False
+INSECURE.verify_mode = ssl.CERT_NONE
+
+
+def kubelet_get(vk: VirtualKubelet, path: str, token: str | None = "admin-token") -> tuple[int, bytes]:
+    req = urllib.request.Request(vk.kubelet_url + path)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, context=INSECURE, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def run_pod(api: FakeApiServer, vk: VirtualKubelet, images, name: str, script: str) -> dict:
+    api.put(
+        "api/v1",
+        "pods",
+        {
+            "metadata": {
+                "name": name,
+                "namespace": "default",
+                "annotations": {"k8s.aliyun.com/plain-http-registry": images.registry},
+            },
+            "spec": {
+                "nodeName": NODE,
+                "tolerations": [TOLERATION],
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{"name": "main", "image": images.image, "command": ["sh", "-c", script]}],
+            },
+            "status": {"phase": "Pending"},
+        },
+    )
+
+    def running():
+        p = api.get("api/v1", "pods", "default", name)
+        return p if (p or {}).get("status", {}).get("phase") == "Running" else None
+
+    return support.wait_for(f"pod {name} to run", running, 90, 0.3, vk.diag)
+
+
+def grant(api: FakeApiServer) -> None:
+    api.tokens["admin-token"] = ("admin", ["system:masters"])
+    api.tokens["viewer-token"] = ("viewer", [])
+    api.grants["admin"] = {"get", "create"}
+    api.grants["viewer"] = set()
+
+
+def test_kubelet_api_checks_tokens_with_the_api_server(cluster, images):
+    api, vk = cluster
+    grant(api)
+    support.wait_for("the kubelet API", lambda: support.port_open(vk.kubelet_port), 30, 0.2, vk.diag)
+    run_pod(api, vk, images, "auth-probe", "exec sleep 3600")
+    assert kubelet_get(vk, "/pods", token=None)[0] == 401
+    assert kubelet_get(vk, "/pods", token="forged")[0] == 401
+    code, body = kubelet_get(vk, "/pods", token="viewer-token")
+    assert code == 403, body
+    code, body = kubelet_get(vk, "/pods")
+    assert code == 200, body
+    names = [p["metadata"]["name"] for p in json.loads(body)["items"]]
+    assert "auth-probe" in names
+    # The reviews the API server saw: the token, then the user on this node's subresource.
+    sar = [r for r in api.reviews if r["kind"] == "SubjectAccessReview" and r["spec"]["user"] == "admin"]
+    attrs = sar[-1]["spec"]["resourceAttributes"]
+    assert attrs["resource"] == "nodes" and attrs["name"] == NODE, attrs
+
+
+def test_kubelet_api_logs_exec_and_stats(cluster, berth, images):
+    api, vk = cluster
+    grant(api)
+    run_pod(
+        api,
+        vk,
+        images,
+        "worker",
+        'echo first line; echo second line; i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.2; done',
+    )
+    base = "/containerLogs/default/worker/main"
+    text = support.wait_for(
+        "the pod's log through the kubelet API",
+        lambda: (lambda r: r[1].decode() if r[0] == 200 and b"tick 2" in r[1] else None)(
+            kubelet_get(vk, base)
+        ),
+        30,
+        0.3,
+        vk.diag,
+    )
+    assert text.startswith("first line\nsecond line\n"), text
+    code, body = kubelet_get(vk, base + "?tailLines=1")
+    assert code == 200 and body.decode().count("\n") == 1 and body.startswith(b"tick "), body
+    code, body = kubelet_get(vk, base + "?limitBytes=5")
+    assert code == 200 and body == b"first", body
+    code, body = kubelet_get(vk, base + "?timestamps=true&tailLines=1")
+    assert code == 200 and body[:4].isdigit() and b"Z tick " in body, body
+    assert kubelet_get(vk, base + "?tailLines=-3")[0] == 400
+    assert kubelet_get(vk, "/containerLogs/default/worker/nosuch")[0] == 404
+
+    # Follow: new lines keep arriving on one response.
+    req = urllib.request.Request(vk.kubelet_url + base + "?follow=true&tailLines=0")
+    req.add_header("Authorization", "Bearer admin-token")
+    with urllib.request.urlopen(req, context=INSECURE, timeout=30) as r:
+        got = b""
+        deadline = time.monotonic() + 10
+        while got.count(b"tick") < 3 and time.monotonic() < deadline:
+            got += r.read1(4096)
+    assert got.count(b"tick") >= 3, got
+
+    # Exec over WebSocket, v5: stdin closed with [255, 0], the exit status on channel 3.
+    query = urlencode(
+        [("command", "sh"), ("command", "-c"), ("command", "read x; echo out:$x; echo err >&2; exit 3"),
+         ("stdin", "1"), ("stdout", "1"), ("stderr", "1")]
+    )
+    ws = websocket.create_connection(
+        vk.kubelet_url.replace("https", "wss") + "/exec/default/worker/main?" + query,
+        subprotocols=["v5.channel.k8s.io", "v4.channel.k8s.io"],
+        header=["Authorization: Bearer admin-token"],
+        sslopt={"cert_reqs": ssl.CERT_NONE, "check_hostname": False},
+        timeout=30,
+    )
+    assert ws.getsubprotocol() == "v5.channel.k8s.io"
+    ws.send_binary(b"\x00hello\n")
+    ws.send_binary(b"\xff\x00")
+    out, err, status = b"", b"", None
+    while status is None:
+        op, data = ws.recv_data()
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            break
+        if not data:
+            continue
+        ch, payload = data[0], data[1:]
+        if ch == 1:
+            out += payload
+        elif ch == 2:
+            err += payload
+        elif ch == 3:
+            status = json.loads(payload)
+    ws.close()
+    assert out == b"out:hello\n" and err == b"err\n", (out, err)
+    assert status["status"] == "Failure" and status["reason"] == "NonZeroExitCode", status
+    causes = {c["reason"]: c["message"] for c in status["details"]["causes"]}
+    assert causes["ExitCode"] == "3", status
+
+    # Stats, as metrics-server reads them.
+    def pod_stats():
+        code, body = kubelet_get(vk, "/stats/summary")
+        assert code == 200, body
+        for p in json.loads(body)["pods"]:
+            if p["podRef"]["name"] == "worker" and p.get("cpu", {}).get("usageCoreNanoSeconds"):
+                return p
+        return None
+
+    p = support.wait_for("the pod's stats", pod_stats, 60, 1, vk.diag)
+    assert p["memory"]["workingSetBytes"] > 0
+    assert [c["name"] for c in p["containers"]] == ["main"]
+    code, body = kubelet_get(vk, "/metrics/resource")
+    assert code == 200
+    assert 'container_cpu_usage_seconds_total{container="main",namespace="default",pod="worker"}' in body.decode()

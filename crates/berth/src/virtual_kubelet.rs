@@ -2,15 +2,18 @@
 //! berth container groups. It connects to the cluster (`--kubeconfig`, else the in-cluster
 //! configuration or `~/.kube/config`) and to berth (the same endpoint and credentials as every
 //! other client command), reads the node's capacity from the account's quotas (ListUsage),
-//! then runs the registration controller (Node, Lease, status) and the pod controller until
-//! SIGTERM or SIGINT, when the node is marked NotReady and the command returns. The pods'
+//! then serves the kubelet API (logs, exec, stats, metrics) on the node's daemon port and runs
+//! the registration controller (Node, Lease, status) and the pod controller until SIGTERM or
+//! SIGINT, when the node is marked NotReady and the command returns. The pods'
 //! groups keep running: a virtual kubelet started again adopts them by their pod uid tag.
 
-use std::net::{IpAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use berth_client::Client;
+use berth_kubelet::api::{ApiConfig, AuthConfig, BerthBackend, KubeletApi, TlsSource};
 use berth_kubelet::{Capacity, ClusterDns, NodeConfig, PodConfig, PodController, Registration};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::watch;
@@ -19,6 +22,9 @@ use crate::cli::{client, ClientArgs};
 
 /// The kubelet version the node reports: the Kubernetes minor the API types are built for.
 const KUBELET_VERSION: &str = concat!("v1.34.0-berth-", env!("CARGO_PKG_VERSION"));
+
+/// How long open kubelet API streams may go on after the node stopped.
+const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(clap::Args)]
 pub struct VirtualKubeletArgs {
@@ -39,6 +45,24 @@ pub struct VirtualKubeletArgs {
     /// Port of the kubelet API (`daemonEndpoints.kubeletEndpoint.port`).
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// Address the kubelet API listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    address: IpAddr,
+    /// PEM certificate chain of the kubelet API; without it (and --tls-private-key-file) a
+    /// self-signed certificate for the node's name and address is made at start.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file (readable by its owner only).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// CA whose client certificates authenticate to the kubelet API (the API server's
+    /// kubelet client certificate); bearer tokens are reviewed by the API server.
+    #[arg(long, conflicts_with = "anonymous_auth")]
+    client_ca_file: Option<PathBuf>,
+    /// Serve the kubelet API to anyone without authentication or authorization: only for an
+    /// address nothing but the API server can reach.
+    #[arg(long)]
+    anonymous_auth: bool,
     /// The cluster's DNS server for `dnsPolicy: ClusterFirst` pods (repeatable); without it
     /// such pods use the node's resolver, as the kubelet does without `--cluster-dns`.
     #[arg(long = "cluster-dns")]
@@ -147,6 +171,28 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
         servers: a.cluster_dns.iter().map(IpAddr::to_string).collect(),
         domain: a.cluster_domain.clone(),
     });
+    let tls = match (&a.tls_cert_file, &a.tls_private_key_file) {
+        (Some(cert), Some(key)) => TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => TlsSource::SelfSigned {
+            names: vec![a.node_name.clone(), node_ip.to_string()],
+        },
+    };
+    let auth = if a.anonymous_auth {
+        tracing::warn!("the kubelet API allows every request (--anonymous-auth)");
+        AuthConfig::Anonymous
+    } else {
+        AuthConfig::Delegated {
+            client: kube.clone(),
+            client_ca: a.client_ca_file.clone(),
+        }
+    };
+    let backend = BerthBackend::new(berth.clone(), c.ca_pem()?.as_deref())
+        .context("berth's client for the kubelet API")?;
+    let listen = SocketAddr::new(a.address, a.kubelet_port);
+
     let registration = Registration::new(
         kube.clone(),
         NodeConfig {
@@ -165,7 +211,26 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
             cluster_dns,
         },
     );
+    let api = KubeletApi::bind(
+        ApiConfig {
+            listen,
+            node_name: a.node_name.clone(),
+            tls,
+            auth,
+        },
+        Arc::new(backend),
+        pods.known_pods(),
+    )
+    .await
+    .context("the kubelet API")?;
+    tracing::info!(address = %api.local_addr(), "serving the kubelet API");
     let (stop, stopped) = watch::channel(false);
+    let api = {
+        let mut stopped = stopped.clone();
+        tokio::spawn(api.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
+    };
     let reg = {
         let stopped = stopped.clone();
         async move { registration.run(cap, stopped).await }
@@ -178,5 +243,12 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
         r
     };
     let ((), (), r) = tokio::join!(reg, ctl, signal);
+    // Open log follows and exec sessions get a moment to end, then are cut.
+    match tokio::time::timeout(API_DRAIN, api).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the kubelet API"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the kubelet API's task"),
+        Err(_) => tracing::info!("kubelet API streams still open at exit were cut"),
+    }
     r
 }

@@ -29,6 +29,13 @@ impl NodePods for Store<Pod> {
     }
 }
 
+/// The pod controller's view of the node's pods.
+impl NodePods for crate::pods::KnownPods {
+    fn pods(&self) -> Vec<Arc<Pod>> {
+        self.all()
+    }
+}
+
 fn json_response(v: &serde_json::Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }

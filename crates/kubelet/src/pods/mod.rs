@@ -72,12 +72,44 @@ pub enum Outcome {
     Removed,
 }
 
+/// The node's pods as the controller's watch last saw them, shared with the kubelet API's
+/// `/pods`.
+#[derive(Default)]
+pub struct KnownPods(std::sync::RwLock<BTreeMap<String, std::sync::Arc<Pod>>>);
+
+impl KnownPods {
+    /// Every pod, in uid order.
+    pub fn all(&self) -> Vec<std::sync::Arc<Pod>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn set(&self, uid: &str, pod: &Pod) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uid.to_string(), std::sync::Arc::new(pod.clone()));
+    }
+
+    pub(crate) fn remove(&self, uid: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
+    }
+}
+
 /// The pod controller of one node.
 pub struct PodController<G> {
     client: kube::Client,
     groups: G,
     cfg: PodConfig,
     posted: events::Posted,
+    known: std::sync::Arc<KnownPods>,
 }
 
 fn pod_key(p: &Pod) -> Option<(&str, &str, &str)> {
@@ -149,11 +181,17 @@ impl<G: Groups> PodController<G> {
             groups,
             cfg,
             posted: events::Posted::default(),
+            known: Default::default(),
         }
     }
 
     pub fn config(&self) -> &PodConfig {
         &self.cfg
+    }
+
+    /// The node's pods as the watch sees them, kept up to date while [`Self::run`] runs.
+    pub fn known_pods(&self) -> std::sync::Arc<KnownPods> {
+        self.known.clone()
     }
 
     fn pods(&self, ns: &str) -> Api<Pod> {

@@ -97,6 +97,7 @@ impl<G: Groups> PodController<G> {
                 if let Some(l) = st.listing.as_mut() {
                     l.insert(uid.clone());
                 }
+                self.known.set(&uid, &p);
                 st.pods.insert(uid.clone(), p);
                 self.handle(st, &uid).await;
             }
@@ -123,6 +124,7 @@ impl<G: Groups> PodController<G> {
 
     /// A pod that left the API server: its group, if any, goes too.
     async fn forget(&self, st: &mut State, uid: &str) {
+        self.known.remove(uid);
         st.pods.remove(uid);
         st.retry.remove(uid);
         self.forget_events(uid);
