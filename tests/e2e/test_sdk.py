@@ -160,6 +160,20 @@ def test_describe_status_and_events_apis(client, web):
     assert "Started" in reasons(data[0].get("Events") or []), pretty(data[0])
 
 
+def test_describe_status_since_second_lists_what_changed(client, web, groups, images):
+    """SinceSecond reads the groups whose record changed lately, whatever their events."""
+    gid, _ = web
+    time.sleep(3)
+    fresh = groups.create("since-second", [container("c", images.image, ["sleep", "3600"])])
+    support.wait_status(client, fresh, ["Running"], 60)
+    status = client.describe_container_group_status(
+        models.DescribeContainerGroupStatusRequest(region_id=REGION, since_second=2, limit=200)
+    ).body.to_map()
+    ids = {d["ContainerGroupId"] for d in status.get("Data") or []}
+    assert fresh in ids and gid not in ids, pretty(status)
+    assert status["TotalCount"] == len(ids), pretty(status)
+
+
 def test_describe_filters_by_name_and_status(client, web):
     gid, _ = web
     by_name = support.list_groups(client, container_group_name=WEB_NAME)

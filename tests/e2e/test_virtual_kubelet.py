@@ -21,6 +21,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -452,3 +453,42 @@ def test_kubelet_api_logs_exec_and_stats(cluster, berth, images):
     code, body = kubelet_get(vk, "/metrics/resource")
     assert code == 200
     assert 'container_cpu_usage_seconds_total{container="main",namespace="default",pod="worker"}' in body.decode()
+
+
+def test_a_groups_change_reaches_its_pod_within_the_follow(cluster, berth, images):
+    """The pod's status follows its group from berth's recent changes (SinceSecond), read
+    every second, not from the full list every 30 s."""
+    api, vk = cluster
+    client = berth.client()
+    pod = api.put(
+        "api/v1",
+        "pods",
+        {
+            "metadata": {
+                "name": "job",
+                "namespace": "default",
+                "annotations": {"k8s.aliyun.com/plain-http-registry": images.registry},
+            },
+            "spec": {
+                "nodeName": NODE,
+                "tolerations": [TOLERATION],
+                "restartPolicy": "Never",
+                "containers": [{"name": "once", "image": images.image, "command": ["sh", "-c", "sleep 4"]}],
+            },
+            "status": {"phase": "Pending"},
+        },
+    )
+
+    def phase():
+        return (api.get("api/v1", "pods", "default", "job") or {}).get("status", {}).get("phase")
+
+    support.wait_for("the job to run", lambda: phase() == "Running", 60, 0.1, vk.diag)
+    support.wait_for("the job to succeed", lambda: phase() == "Succeeded", 30, 0.1, vk.diag)
+    seen = time.time()
+    [g] = pod_groups(client, pod["metadata"]["uid"])
+    finished = support.container_of(g, "once")["CurrentState"]["FinishTime"]
+    lag = seen - datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp()
+    print(f"container finished {finished}; pod Succeeded {lag:.2f} s later")
+    # FinishTime has whole seconds: up to 1 s of the lag is rounding.
+    # Far below the 30 s between full lists: the change came through the follow.
+    assert lag < 4, lag

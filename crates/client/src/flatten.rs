@@ -189,6 +189,8 @@ pub struct DescribeParams {
     pub next_token: Option<String>,
     pub with_event: bool,
     pub tags: Vec<Tag>,
+    /// berth's extension: only groups whose record changed within this many seconds.
+    pub since_second: Option<u64>,
 }
 
 impl DescribeParams {
@@ -204,6 +206,10 @@ impl DescribeParams {
         if self.with_event {
             q.put("WithEvent", "true");
         }
+        q.opt(
+            "SinceSecond",
+            self.since_second.map(|s| s.to_string()).as_deref(),
+        );
         tags(&mut q, &self.tags);
         q.0
     }

@@ -219,6 +219,7 @@ fn filter(
     name: Option<String>,
     status: Option<berth_core::GroupStatus>,
     tags: &[TagFilter],
+    since_second: Option<u64>,
 ) -> GroupFilter {
     GroupFilter {
         ids: ids.unwrap_or_default(),
@@ -228,6 +229,9 @@ fn filter(
             .iter()
             .map(|t| (t.key.clone(), t.value.clone()))
             .collect(),
+        changed_since: since_second.map(|s| {
+            Utc::now() - chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+        }),
     }
 }
 
@@ -263,7 +267,7 @@ fn describe_groups(
     d: DescribeGroupsRequest,
     rid: &str,
 ) -> Result<Reply, ApiError> {
-    let f = filter(d.ids, d.name, d.status, &d.tags);
+    let f = filter(d.ids, d.name, d.status, &d.tags, d.since_second);
     let page = list(
         control,
         account,
@@ -293,8 +297,8 @@ fn describe_status(
     account: &str,
     d: DescribeStatusRequest,
 ) -> Result<serde_json::Value, ApiError> {
-    let f = filter(d.ids, None, None, &d.tags);
-    let mut page = list(
+    let f = filter(d.ids, None, None, &d.tags, d.since_second);
+    let page = list(
         control,
         account,
         &f,
@@ -302,15 +306,6 @@ fn describe_status(
         d.next_token.as_deref(),
         other_region(control, &d.region_id),
     )?;
-    if let Some(s) = d.since_second {
-        let cutoff = Utc::now() - chrono::Duration::seconds(s as i64);
-        page.groups.retain(|g| {
-            g.events
-                .last()
-                .map_or(g.creation_time, |e| e.last_timestamp)
-                >= cutoff
-        });
-    }
     json(DescribeContainerGroupStatusResponse {
         request_id: String::new(),
         total_count: page.total,
@@ -328,7 +323,7 @@ fn describe_events(
     account: &str,
     d: DescribeEventsRequest,
 ) -> Result<serde_json::Value, ApiError> {
-    let f = filter(d.ids, None, None, &d.tags);
+    let f = filter(d.ids, None, None, &d.tags, None);
     let page = list(
         control,
         account,

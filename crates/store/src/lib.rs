@@ -116,6 +116,9 @@ pub struct GroupFilter {
     pub status: Option<GroupStatus>,
     /// Tags every returned group carries (a key with any value when the value is `None`).
     pub tags: Vec<(String, Option<String>)>,
+    /// Only groups whose record changed at or after this time (created, or any write that
+    /// changed it).
+    pub changed_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One page of a listing.

@@ -51,7 +51,15 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::seccomp::MIGRATION,
     crate::quota::STORAGE_MIGRATION,
     crate::ledger::MIGRATION,
+    CHANGED_MIGRATION,
 ];
+
+/// When each group's record last changed (milliseconds since the epoch), so that a client
+/// keeping many groups in view reads only those that changed (`SinceSecond`).
+const CHANGED_MIGRATION: &str = r#"
+ALTER TABLE groups ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS groups_changed ON groups(account, changed);
+"#;
 
 /// Most read connections a file database gets.
 const MAX_READERS: usize = 8;
@@ -344,8 +352,8 @@ fn page_by_sql(
 fn insert_group_row(conn: &Connection, rec: &GroupRecord, json: &str) -> Result<(), StoreError> {
     let res = conn.execute(
         "INSERT INTO groups \
-         (id, account, name, status, client_token, record, cpu, memory, storage) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         (id, account, name, status, client_token, record, cpu, memory, storage, changed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             rec.id.as_str(),
             rec.account,
@@ -355,7 +363,8 @@ fn insert_group_row(conn: &Connection, rec: &GroupRecord, json: &str) -> Result<
             json,
             rec.spec.cpu,
             rec.spec.memory,
-            f64::from(rec.spec.ephemeral_storage_gib())
+            f64::from(rec.spec.ephemeral_storage_gib()),
+            Utc::now().timestamp_millis()
         ],
     );
     match res {
@@ -598,6 +607,10 @@ impl Store for SqliteStore {
             cond.push_str(" AND status = ?");
             args.push(s.as_str().to_string());
         }
+        if let Some(t) = filter.changed_since {
+            cond.push_str(" AND changed >= CAST(? AS INTEGER)");
+            args.push(t.timestamp_millis().to_string());
+        }
         let after: i64 = token.and_then(|t| t.parse().ok()).unwrap_or(0);
         if args.len() == 1 && filter.tags.is_empty() {
             // Every group of the account: the count may be remembered.
@@ -760,6 +773,7 @@ impl SqliteStore {
         let mut rec = self.decode(&json.ok_or_else(|| StoreError::NotFound(id.to_string()))?)?;
         let before = crate::quota::GroupSize::of(&rec.spec);
         let billed_before = crate::ledger::Billing::of(&rec);
+        let unchanged = rec.clone();
         f(&mut rec);
         if let Some(limits) = limits {
             let after = crate::quota::GroupSize::of(&rec.spec);
@@ -768,9 +782,12 @@ impl SqliteStore {
                 return Err(StoreError::QuotaExceeded(over));
             }
         }
+        // A write that changes nothing (a report repeating what is known) keeps the time of
+        // the last change: listings of what changed lately skip it.
+        let now = Utc::now();
         tx.prepare_cached(
-            "UPDATE groups SET status = ?2, record = ?3, cpu = ?4, memory = ?5, storage = ?6 \
-             WHERE id = ?1",
+            "UPDATE groups SET status = ?2, record = ?3, cpu = ?4, memory = ?5, storage = ?6, \
+             changed = CASE WHEN ?7 THEN ?8 ELSE changed END WHERE id = ?1",
         )?
         .execute(params![
             id.as_str(),
@@ -778,12 +795,14 @@ impl SqliteStore {
             self.sealer.group_json(&rec)?,
             rec.spec.cpu,
             rec.spec.memory,
-            f64::from(rec.spec.ephemeral_storage_gib())
+            f64::from(rec.spec.ephemeral_storage_gib()),
+            rec != unchanged,
+            now.timestamp_millis()
         ])?;
         // Only a change of status or size can change what is billed: the reports that
         // change neither (most of them) cost the ledger nothing.
         if crate::ledger::Billing::of(&rec) != billed_before {
-            crate::ledger::follow(&tx, &rec, Utc::now())?;
+            crate::ledger::follow(&tx, &rec, now)?;
         }
         tx.commit()?;
         Ok(rec)

@@ -206,3 +206,58 @@ fn reads_from_many_threads_see_every_committed_write() {
     assert_eq!((page.total, page.groups.len()), (19, 19));
     assert_eq!(s.list_groups("other", &all, 5, None).unwrap().total, 0);
 }
+
+#[test]
+fn lists_only_what_changed_since() {
+    let s = SqliteStore::in_memory().unwrap();
+    for n in 1..=3 {
+        s.insert_group(&record(n, &format!("g{n}"), GroupStatus::Running))
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mark = Utc::now();
+    let since = |t| GroupFilter {
+        changed_since: Some(t),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_groups("acct", &since(mark), 20, None).unwrap().total,
+        0
+    );
+    // A write that changes nothing is no change.
+    s.modify_group(&GroupId::from_random([1; 20]), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        s.list_groups("acct", &since(mark), 20, None).unwrap().total,
+        0
+    );
+    s.modify_group(&GroupId::from_random([2; 20]), &mut |r| {
+        r.status = GroupStatus::Failed
+    })
+    .unwrap();
+    s.insert_group(&record(4, "g4", GroupStatus::Scheduling))
+        .unwrap();
+    let page = s.list_groups("acct", &since(mark), 20, None).unwrap();
+    let names: Vec<&str> = page.groups.iter().map(|g| g.spec.name.as_str()).collect();
+    assert_eq!(names, ["g2", "g4"]);
+    assert_eq!(page.total, 2);
+    // Combined with the other filters, and per account.
+    let failed = GroupFilter {
+        status: Some(GroupStatus::Failed),
+        ..since(mark)
+    };
+    assert_eq!(s.list_groups("acct", &failed, 20, None).unwrap().total, 1);
+    assert_eq!(
+        s.list_groups("other", &since(mark), 20, None)
+            .unwrap()
+            .total,
+        0
+    );
+    let before = mark - chrono::Duration::seconds(60);
+    assert_eq!(
+        s.list_groups("acct", &since(before), 20, None)
+            .unwrap()
+            .total,
+        4
+    );
+}

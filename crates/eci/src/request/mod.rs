@@ -252,6 +252,8 @@ pub struct DescribeGroupsRequest {
     pub next_token: Option<String>,
     pub tags: Vec<TagFilter>,
     pub with_event: bool,
+    /// berth's extension: only groups whose record changed within this many seconds.
+    pub since_second: Option<u64>,
 }
 
 impl DescribeGroupsRequest {
@@ -266,6 +268,7 @@ impl DescribeGroupsRequest {
             next_token: p.string("NextToken"),
             tags: tag_filters(p)?,
             with_event: p.bool("WithEvent")?.unwrap_or(false),
+            since_second: p.int_at_most("SinceSecond", MAX_SINCE_SECONDS)?,
         })
     }
 }
@@ -278,7 +281,8 @@ pub struct DescribeStatusRequest {
     pub ids: Option<Vec<String>>,
     pub limit: u32,
     pub next_token: Option<String>,
-    /// Only groups whose status changed within this many seconds.
+    /// Only groups whose record (status, containers, events) changed within this many
+    /// seconds.
     pub since_second: Option<u64>,
     pub tags: Vec<TagFilter>,
 }

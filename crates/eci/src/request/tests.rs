@@ -210,6 +210,12 @@ fn describe_requests() {
     let q = format!("ContainerGroupIds=[{}]", ids.join(","));
     assert!(DescribeGroupsRequest::decode(&p(&q)).is_err());
 
+    let d = DescribeGroupsRequest::decode(&p("SinceSecond=3")).unwrap();
+    assert_eq!(d.since_second, Some(3));
+    assert_eq!(DescribeGroupsRequest::decode(&p("")).unwrap().since_second, None);
+    assert!(DescribeGroupsRequest::decode(&p("SinceSecond=-1")).is_err());
+    assert!(DescribeGroupsRequest::decode(&p("SinceSecond=soon")).is_err());
+
     let st = DescribeStatusRequest::decode(&p("SinceSecond=60")).unwrap();
     assert_eq!((st.limit, st.since_second), (200, Some(60)));
     let ev = DescribeEventsRequest::decode(&p("EventSource=EciService&Limit=5")).unwrap();

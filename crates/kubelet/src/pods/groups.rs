@@ -1,6 +1,8 @@
 //! The berth side of the pod controller: the few calls it makes, behind [`Groups`], which
 //! berth's own [`berth_client::Client`] implements and tests fake.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use berth_client::response::ContainerGroup;
 use berth_client::{Client, ClientError, CreateParams, DescribeParams};
@@ -42,6 +44,11 @@ pub trait Groups: Send + Sync {
     async fn create(&self, p: &CreateParams) -> Result<String, GroupsError>;
     /// Every group carrying the [`TAG_POD_UID`] tag: the groups of pods.
     async fn list(&self) -> Result<Vec<ContainerGroup>, GroupsError>;
+    /// The groups of pods whose record changed within `within` (at least those; more is
+    /// harmless).
+    async fn changed(&self, within: Duration) -> Result<Vec<ContainerGroup>, GroupsError>;
+    /// The groups among `ids` (at most 20) that exist.
+    async fn get(&self, ids: &[String]) -> Result<Vec<ContainerGroup>, GroupsError>;
     /// Deletes the group (berth stops its containers within their grace period first). A
     /// group that is gone already is no error.
     async fn delete(&self, id: &str) -> Result<(), GroupsError>;
@@ -69,6 +76,29 @@ impl Groups for Client {
         };
         let all = self.list_container_groups(&p).await?;
         Ok(all.into_iter().filter(|g| pod_uid(g).is_some()).collect())
+    }
+
+    async fn changed(&self, within: Duration) -> Result<Vec<ContainerGroup>, GroupsError> {
+        // berth's SinceSecond extension: only the rows changed lately are read and sent.
+        let p = DescribeParams {
+            limit: Some(LIST_PAGE),
+            since_second: Some(within.as_secs_f64().ceil() as u64),
+            ..Default::default()
+        };
+        let all = self.list_container_groups(&p).await?;
+        Ok(all.into_iter().filter(|g| pod_uid(g).is_some()).collect())
+    }
+
+    async fn get(&self, ids: &[String]) -> Result<Vec<ContainerGroup>, GroupsError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let p = DescribeParams {
+            ids: ids.to_vec(),
+            limit: Some(LIST_PAGE),
+            ..Default::default()
+        };
+        Ok(self.list_container_groups(&p).await?)
     }
 
     async fn delete(&self, id: &str) -> Result<(), GroupsError> {

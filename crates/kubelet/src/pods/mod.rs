@@ -30,7 +30,7 @@ use crate::inputs::ClusterDns;
 use crate::status::group_to_pod_status;
 
 pub use groups::{pod_uid, Groups, GroupsError};
-pub use run::{MAX_BACKOFF, SWEEP_INTERVAL};
+pub use run::{CHANGED_WINDOW, FOLLOW_INTERVAL, MAX_BACKOFF, SWEEP_INTERVAL};
 
 /// The message of a pod whose group went while the pod was not deleted.
 const GROUP_GONE: &str = "the pod's container group was deleted outside the cluster";

@@ -1,7 +1,9 @@
 //! The controller's loop: a watch of the pods bound to the node (kube's watcher: a list, then
-//! a watch with bookmarks, listed again after a 410 Gone), a list of berth's groups of pods
-//! every [`SWEEP_INTERVAL`] (one call for all groups, not one per pod), and a queue of pods
-//! to try again, each with its own back-off.
+//! a watch with bookmarks, listed again after a 410 Gone), berth's groups followed every
+//! [`FOLLOW_INTERVAL`] by reading only those that changed lately (one call while few change,
+//! however many groups there are) and the groups being deleted by id, a full list of berth's
+//! groups of pods every [`SWEEP_INTERVAL`] (and whenever a follow was missed), and a queue of
+//! pods to try again, each with its own back-off.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::pin;
@@ -19,8 +21,16 @@ use tokio::time::Instant;
 
 use super::{pod_uid, Groups, Outcome, PodController};
 
-/// How often berth's groups are listed for changes of state.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the groups that changed lately are read: a group's change reaches its pod within
+/// about this.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// How far back each follow reads: three follows overlap, so one slow or failed read loses
+/// nothing; a gap longer than this makes the next read a full sweep.
+pub const CHANGED_WINDOW: Duration = Duration::from_secs(3);
+/// How often every group of a pod is listed anyway (groups gone outside the cluster, orphans).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// Ids per DescribeContainerGroups call (ECI's most).
+const IDS_PER_CALL: usize = 20;
 /// Longest wait before a failing pod is tried again.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -37,6 +47,8 @@ struct State {
     listing: Option<BTreeSet<String>>,
     /// Whether the watch has listed the node's pods once: until then no group is an orphan.
     synced: bool,
+    /// When berth's groups were last read in full or followed without a gap.
+    followed: Option<Instant>,
 }
 
 impl<G: Groups> PodController<G> {
@@ -63,9 +75,13 @@ impl<G: Groups> PodController<G> {
         let wc =
             watcher::Config::default().fields(&format!("spec.nodeName={}", self.cfg.node_name));
         let mut events = pin!(watcher::watcher(api, wc).default_backoff());
+        st.followed = Some(Instant::now());
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         sweep.tick().await;
+        let mut follow = tokio::time::interval(FOLLOW_INTERVAL);
+        follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        follow.tick().await;
         while !*shutdown.borrow() {
             let due = st.retry.values().map(|r| r.0).min();
             tokio::select! {
@@ -75,6 +91,7 @@ impl<G: Groups> PodController<G> {
                     None => break,
                 },
                 _ = sweep.tick() => self.sweep(&mut st).await,
+                _ = follow.tick() => self.follow(&mut st).await,
                 _ = sleep_until(due) => {
                     let now = Instant::now();
                     let ready: Vec<String> = st.retry.iter().filter(|r| r.1 .0 <= now).map(|r| r.0.clone()).collect();
@@ -136,9 +153,69 @@ impl<G: Groups> PodController<G> {
         }
     }
 
+    /// Reads the groups that changed within [`CHANGED_WINDOW`] and the groups being deleted,
+    /// and reconciles the pods whose group changed or went. After a gap longer than the
+    /// window (a failed read, a long reconcile), sweeps instead.
+    async fn follow(&self, st: &mut State) {
+        let started = Instant::now();
+        let gap = st
+            .followed
+            .is_none_or(|t| started.duration_since(t) + FOLLOW_INTERVAL > CHANGED_WINDOW);
+        if gap {
+            return self.sweep(st).await;
+        }
+        let changed = match self.groups.changed(CHANGED_WINDOW).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading berth's changed groups");
+                return;
+            }
+        };
+        let mut touched = BTreeSet::new();
+        for g in changed {
+            let Some(uid) = pod_uid(&g).map(str::to_string) else {
+                continue;
+            };
+            // Groups of unknown pods are the sweep's: it alone tells orphans.
+            if st.pods.contains_key(&uid) && st.groups.get(&uid) != Some(&g) {
+                st.groups.insert(uid.clone(), g);
+                touched.insert(uid);
+            }
+        }
+        let deleting: Vec<(String, String)> = st
+            .groups
+            .iter()
+            .filter(|(_, g)| super::terminating(g))
+            .map(|(u, g)| (u.clone(), g.container_group_id.clone()))
+            .collect();
+        for chunk in deleting.chunks(IDS_PER_CALL) {
+            let ids: Vec<String> = chunk.iter().map(|c| c.1.clone()).collect();
+            let found = match self.groups.get(&ids).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading berth's groups being deleted");
+                    return;
+                }
+            };
+            for (uid, id) in chunk {
+                if !found.iter().any(|g| &g.container_group_id == id) {
+                    st.groups.remove(uid);
+                    touched.insert(uid.clone());
+                }
+            }
+        }
+        st.followed = Some(started);
+        for uid in touched {
+            if !st.retry.contains_key(&uid) {
+                self.handle(st, &uid).await;
+            }
+        }
+    }
+
     /// Lists the groups; deletes those whose pod is gone, reconciles the pods whose group
     /// changed.
     async fn sweep(&self, st: &mut State) {
+        let started = Instant::now();
         let listed = match self.groups.list().await {
             Ok(l) => l,
             Err(e) => {
@@ -146,6 +223,7 @@ impl<G: Groups> PodController<G> {
                 return;
             }
         };
+        st.followed = Some(started);
         let mut fresh = BTreeMap::new();
         for g in listed {
             if let Some(uid) = pod_uid(&g).map(str::to_string) {

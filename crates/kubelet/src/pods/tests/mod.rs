@@ -31,6 +31,9 @@ pub struct Fake {
     pub deletes: Vec<String>,
     /// Creates to answer with a 503 first.
     pub fail_creates: usize,
+    /// Full lists and follows of changed groups made.
+    pub lists: usize,
+    pub follows: usize,
 }
 
 impl FakeBerth {
@@ -83,7 +86,25 @@ impl Groups for FakeBerth {
     }
 
     async fn list(&self) -> Result<Vec<ContainerGroup>, GroupsError> {
-        Ok(self.state().groups.clone())
+        let mut s = self.state();
+        s.lists += 1;
+        Ok(s.groups.clone())
+    }
+
+    /// Every group: more than what changed, which the trait allows.
+    async fn changed(&self, _: std::time::Duration) -> Result<Vec<ContainerGroup>, GroupsError> {
+        let mut s = self.state();
+        s.follows += 1;
+        Ok(s.groups.clone())
+    }
+
+    async fn get(&self, ids: &[String]) -> Result<Vec<ContainerGroup>, GroupsError> {
+        let s = self.state();
+        Ok(s.groups
+            .iter()
+            .filter(|g| ids.contains(&g.container_group_id))
+            .cloned()
+            .collect())
     }
 
     async fn delete(&self, id: &str) -> Result<(), GroupsError> {
