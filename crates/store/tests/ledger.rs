@@ -218,8 +218,13 @@ fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
         let v: i64 = db
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        db.execute_batch("DROP TABLE ledger").unwrap();
-        db.pragma_update(None, "user_version", v - 1).unwrap();
+        // The ledger's migration and the two after it (billed groups, operators).
+        db.execute_batch(
+            "DROP TABLE ledger; DROP TABLE billed_groups; \
+             ALTER TABLE accounts DROP COLUMN operator;",
+        )
+        .unwrap();
+        db.pragma_update(None, "user_version", v - 3).unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     let l = s.group_ledger(&running.id).unwrap();
