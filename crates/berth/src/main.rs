@@ -21,6 +21,7 @@ mod state_files;
 mod storage_args;
 mod throttle_args;
 mod top;
+mod usage_cmd;
 mod virtual_kubelet;
 
 use clap::{Parser, Subcommand};
@@ -65,6 +66,8 @@ enum Command {
     /// Image caches (through the API).
     #[command(subcommand)]
     Cache(cache_cmd::CacheCommand),
+    /// The bill of an account (DescribeUsage): usage and exact amounts by group, day or tag.
+    Usage(usage_cmd::UsageArgs),
     /// Images stored on this node (on the state directory).
     Image(image_cmd::ImageArgs),
     /// Join a Kubernetes cluster as a virtual node whose pods run as container groups.
@@ -114,6 +117,7 @@ fn main() {
             Command::Top(a) => top::top(&args.client, a).await,
             Command::Events(a) => events::events(&args.client, a).await,
             Command::Cache(c) => cache_cmd::run(&args.client, c).await,
+            Command::Usage(a) => usage_cmd::usage(&args.client, a).await,
             Command::Image(a) => image_cmd::run(a).await,
             Command::VirtualKubelet(a) => virtual_kubelet::run(&args.client, *a).await,
             Command::Admin(a) => admin::run(a),

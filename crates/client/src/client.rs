@@ -8,7 +8,8 @@ use berth_eci::response::{
     CreateContainerGroupResponse, DescribeContainerGroupEventsResponse,
     DescribeContainerGroupStatusResponse, DescribeContainerGroupsResponse,
     DescribeContainerLogResponse, DescribeMultiContainerGroupMetricResponse,
-    DescribeRegionsResponse, ExecContainerCommandResponse, RequestIdResponse,
+    DescribeRegionsResponse, DescribeUsageResponse, ExecContainerCommandResponse,
+    RequestIdResponse,
 };
 use berth_eci::sign::{content_sha256, sign_acs3};
 use berth_eci::API_VERSION;
@@ -16,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
 use crate::credentials::Credentials;
-use crate::flatten::{json_list, CreateParams, DescribeParams, ExecParams, LogParams};
+use crate::flatten::{json_list, CreateParams, DescribeParams, ExecParams, LogParams, UsageParams};
 
 /// The `user-agent` berth's client sends (and signs).
 pub const USER_AGENT: &str = concat!("berth-client/", env!("CARGO_PKG_VERSION"));
@@ -374,6 +375,14 @@ impl Client {
 
     pub async fn describe_regions(&self) -> Result<DescribeRegionsResponse, ClientError> {
         self.call_as("DescribeRegions", &[]).await
+    }
+
+    /// DescribeUsage: a bill (berth's own action, docs/API-EXTENSIONS.md).
+    pub async fn describe_usage(
+        &self,
+        p: &UsageParams,
+    ) -> Result<DescribeUsageResponse, ClientError> {
+        self.call_as("DescribeUsage", &p.to_query()).await
     }
 }
 

@@ -276,6 +276,29 @@ impl ExecParams {
     }
 }
 
+/// DescribeUsage options (berth's bill); `None` takes the server's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageParams {
+    /// An account name, or `*` for every account (an operator's key only).
+    pub account_id: Option<String>,
+    /// RFC 3339.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `group`, `day`, `account` or `tag:KEY`.
+    pub group_by: Option<String>,
+}
+
+impl UsageParams {
+    pub fn to_query(&self) -> Vec<(String, String)> {
+        let mut q = Q::default();
+        q.opt("AccountId", self.account_id.as_deref());
+        q.opt("Since", self.since.as_deref());
+        q.opt("Until", self.until.as_deref());
+        q.opt("GroupBy", self.group_by.as_deref());
+        q.0
+    }
+}
+
 /// A JSON array of strings, as `ContainerGroupIds` takes it.
 pub(crate) fn json_list(items: &[String]) -> String {
     serde_json::Value::from(items.to_vec()).to_string()

@@ -8,6 +8,6 @@ mod flatten;
 
 pub use client::{Client, ClientError, PreparedRequest, USER_AGENT};
 pub use credentials::{Credentials, CredentialsError, ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET};
-pub use flatten::{CreateParams, DescribeParams, ExecParams, LogParams};
+pub use flatten::{CreateParams, DescribeParams, ExecParams, LogParams, UsageParams};
 
 pub use berth_eci::response;

@@ -1,13 +1,14 @@
-//! Charges from the metering ledger (ADR 0010): each group's billed milliseconds within a time
-//! range priced with the catalog of the region berth serves, as exact decimals. The bill
-//! commands and API will group and show these.
+//! Charges and bills from the metering ledger (ADR 0010) and the image caches' storage
+//! intervals: billed milliseconds within a time range priced with the catalog of the region
+//! berth serves, as exact decimals (`berth_core::price`). The usage API and `/metrics` show
+//! these.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use berth_core::price::{charge, Decimal};
+use berth_core::price::{bill, charge, Bill, Decimal, GroupBy, Held, Metered, RegionPrices};
 use chrono::{DateTime, Utc};
 
-use crate::{Control, ControlError};
+use crate::{Control, ControlError, CACHE_STORAGE};
 
 /// What one group cost within a range.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,76 @@ pub struct GroupCharge {
 }
 
 impl Control {
+    /// The prices bills are made with: those of the region berth serves.
+    pub fn billing_prices(&self) -> RegionPrices {
+        let catalog = self.prices();
+        catalog
+            .for_region(self.region(), self.region())
+            .unwrap_or_else(|| catalog.default_prices())
+            .clone()
+    }
+
+    /// The bill of `account` (every account's with `None`) for `[since, until)`: its groups'
+    /// billed periods, with the names and tags they had, and its image caches' storage; the
+    /// periods still open end now.
+    pub fn bill(
+        &self,
+        account: Option<&str>,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        group_by: &GroupBy,
+    ) -> Result<Bill, ControlError> {
+        let now = Utc::now();
+        let mut metered: Vec<Metered> = Vec::new();
+        for p in self.store.ledger(account, since, until)? {
+            let spot_hour = p
+                .spot_price
+                .as_deref()
+                .and_then(|s| Decimal::from_str_exact(s).ok());
+            metered.push(Metered {
+                account: p.account,
+                id: p.group_id,
+                name: p.group_name,
+                tags: p.tags,
+                held: Held::Group {
+                    terms: p.terms,
+                    spot_hour,
+                },
+                started: p.started,
+                ended: p.ended.unwrap_or(now),
+            });
+        }
+        let accounts: BTreeSet<String> = match account {
+            Some(a) => BTreeSet::from([a.to_string()]),
+            None => self
+                .store
+                .list_accounts()?
+                .into_iter()
+                .map(|a| a.name)
+                .collect(),
+        };
+        for a in &accounts {
+            for u in self.store.usage(a, CACHE_STORAGE, since, until)? {
+                metered.push(Metered {
+                    account: a.clone(),
+                    id: u.resource,
+                    name: String::new(),
+                    tags: Vec::new(),
+                    held: Held::ImageCache { bytes: u.quantity },
+                    started: u.started,
+                    ended: u.ended.unwrap_or(now),
+                });
+            }
+        }
+        Ok(bill(
+            &self.billing_prices(),
+            &metered,
+            since,
+            until,
+            group_by,
+        )?)
+    }
+
     /// The charges of `account`'s groups (every account's with `None`) for `[from, to)`, by
     /// group in the order they were first billed.
     pub fn charges(
@@ -29,10 +100,7 @@ impl Control {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<GroupCharge>, ControlError> {
-        let catalog = self.prices();
-        let prices = catalog
-            .for_region(self.region(), self.region())
-            .unwrap_or_else(|| catalog.default_prices());
+        let prices = &self.billing_prices();
         let mut out: Vec<GroupCharge> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for p in self.store.ledger(account, from, to)? {
@@ -145,5 +213,61 @@ mod tests {
             )
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn a_bill_names_deleted_groups_and_keeps_to_its_account() {
+        use berth_core::price::GroupBy;
+        use berth_core::Tag;
+
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let control = Control::new(store.clone(), "local");
+        for (n, acct) in [(1, "a"), (2, "a"), (3, "b")] {
+            let mut rec = record(n, acct);
+            if n == 1 {
+                rec.spec.tags = vec![Tag {
+                    key: "team".into(),
+                    value: "red".into(),
+                }];
+            }
+            store.insert_group(&rec).unwrap();
+            store
+                .modify_group(&rec.id, &mut |r| r.status = GroupStatus::Running)
+                .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let first = record(1, "a");
+        store.delete_group(&first.id).unwrap();
+        let now = Utc::now();
+        let (from, to) = (now - Duration::hours(1), now + Duration::hours(1));
+        let bill = control.bill(Some("a"), from, to, &GroupBy::Group).unwrap();
+        assert_eq!(bill.lines.len(), 2, "{bill:?}");
+        assert!(bill.lines.iter().all(|l| l.account == "a"));
+        let gone = bill
+            .lines
+            .iter()
+            .find(|l| l.key == first.id.as_str())
+            .unwrap();
+        assert_eq!(gone.name, "g1");
+        let period = &store.group_ledger(&first.id).unwrap()[0];
+        let millis = (period.ended.unwrap() - period.started).num_milliseconds();
+        assert_eq!(gone.amounts.billed_millis, millis);
+        // The open one counts until now, not until the end of the range.
+        assert!(bill.total.billed_millis < 60_000, "{bill:?}");
+        let by_tag = control
+            .bill(Some("a"), from, to, &GroupBy::Tag("team".into()))
+            .unwrap();
+        let keys: Vec<&str> = by_tag.lines.iter().map(|l| l.key.as_str()).collect();
+        assert_eq!(keys, ["", "red"]);
+        assert_eq!(by_tag.lines[1].amounts.total, gone.amounts.total);
+        let all = control.bill(None, from, to, &GroupBy::Account).unwrap();
+        let accounts: Vec<&str> = all.lines.iter().map(|l| l.account.as_str()).collect();
+        assert_eq!(accounts, ["a", "b"]);
+        // Made later, so its open periods ran longer.
+        assert!(all.lines[0].amounts.total >= bill.total.total, "{all:?}");
+        assert_eq!(
+            all.total.total,
+            all.lines[0].amounts.total + all.lines[1].amounts.total
+        );
     }
 }

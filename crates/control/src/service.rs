@@ -62,6 +62,9 @@ pub enum ControlError {
     /// The group's ports cannot be published (`AutoCreateEip`).
     #[error(transparent)]
     PublishRefused(#[from] berth_core::PublishRefused),
+    /// A bill asked for has too many lines.
+    #[error(transparent)]
+    TooManyLines(#[from] berth_core::price::TooManyLines),
     #[error("state store")]
     Store(#[from] StoreError),
 }

@@ -78,6 +78,7 @@ pub(crate) fn map_err(e: ControlError) -> ApiError {
             format!("The specified parameter {} is not valid: {r}", r.parameter),
         ),
         ControlError::TokenParams(_) | ControlError::TokenResource(_) => ApiError::internal(e),
+        ControlError::TooManyLines(t) => ApiError::invalid_parameter("GroupBy", format!("with this Since and Until: {t}")),
         ControlError::Store(s) if s.is_disk_full() => ApiError::service_unavailable(
             "the disk of berth's state directory is full; nothing was changed, retry once space is freed",
         ),
@@ -100,6 +101,7 @@ pub(crate) async fn dispatch(
     let req = match req {
         Request::DescribeGroups(d) => return describe_groups(control, rendered, account, d, rid),
         Request::Price(r) => return crate::price::describe_price(control, r, rid),
+        Request::Usage(r) => return crate::usage::describe_usage(control, account, r, rid),
         other => other,
     };
     dispatch_value(control, account, req)
@@ -136,9 +138,9 @@ async fn dispatch_value(
             })
         }
         // Answered as text by `dispatch`.
-        Request::DescribeGroups(_) | Request::Price(_) => Err(ApiError::internal(
-            "an action answered as text reached the value dispatch",
-        )),
+        Request::DescribeGroups(_) | Request::Price(_) | Request::Usage(_) => Err(
+            ApiError::internal("an action answered as text reached the value dispatch"),
+        ),
         Request::DescribeStatus(d) => describe_status(control, account, d),
         Request::DescribeEvents(d) => describe_events(control, account, d),
         Request::Delete(d) => {

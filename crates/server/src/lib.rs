@@ -14,6 +14,7 @@ mod rendered;
 mod throttle;
 mod tls;
 mod tokens;
+mod usage;
 
 use std::sync::Arc;
 

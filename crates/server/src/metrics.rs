@@ -1,7 +1,8 @@
 //! `GET /metrics`: Prometheus text exposition (OpenMetrics) of every group and container —
 //! CPU seconds, memory, network bytes, restarts, states — and of berth itself: the latency of
 //! each API action, image pull durations and the start latency of groups (both read from the
-//! records of the groups that exist).
+//! records of the groups that exist) — and per account, the spend and the billed seconds
+//! from the metering ledger.
 
 use std::sync::atomic::AtomicU64;
 
@@ -24,6 +25,17 @@ use crate::AppState;
 struct ActionLabels {
     action: String,
     code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpendLabels {
+    account: String,
+    currency: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -350,9 +362,61 @@ async fn render(state: &AppState) -> Result<String, String> {
         "Bytes sent by each interface of a group",
         tx,
     );
+    // A bill that cannot be made (more accounts than a bill has lines) leaves these two
+    // out rather than the whole exposition.
+    let (spend, billed) = account_spend(state, now).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "per-account spend left out of /metrics");
+        Default::default()
+    });
+    reg.register(
+        "account_spend",
+        "What each account's groups and image caches cost since metering began, exact to 12 places (the bill's own figures are in DescribeUsage)",
+        spend,
+    );
+    reg.register(
+        "account_billed_seconds",
+        "Seconds each account's groups were billed since metering began, summed over groups",
+        billed,
+    );
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg).map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// Each account's spend and its billed seconds.
+type AccountTotals = (
+    Family<SpendLabels, FloatCounter>,
+    Family<AccountLabels, FloatCounter>,
+);
+
+/// Every account's spend and billed seconds from the start of the ledger to `now`: one line
+/// per account (so as many series as accounts with usage), priced as DescribeUsage does.
+fn account_spend(state: &AppState, now: chrono::DateTime<Utc>) -> Result<AccountTotals, String> {
+    let spend = Family::<SpendLabels, FloatCounter>::default();
+    let billed = Family::<AccountLabels, FloatCounter>::default();
+    let bill = state
+        .control
+        .bill(
+            None,
+            chrono::DateTime::<Utc>::UNIX_EPOCH,
+            now,
+            &berth_core::price::GroupBy::Account,
+        )
+        .map_err(|e| e.to_string())?;
+    for l in &bill.lines {
+        spend
+            .get_or_create(&SpendLabels {
+                account: l.account.clone(),
+                currency: bill.currency.clone(),
+            })
+            .inc_by(l.amounts.total.to_string().parse().unwrap_or(0.0));
+        billed
+            .get_or_create(&AccountLabels {
+                account: l.account.clone(),
+            })
+            .inc_by(l.amounts.billed_millis as f64 / 1000.0);
+    }
+    Ok((spend, billed))
 }
 
 #[cfg(test)]

@@ -93,7 +93,8 @@ impl Class {
             | Action::ListUsage
             | Action::DescribeContainerGroupMetric
             | Action::DescribeMultiContainerGroupMetric
-            | Action::DescribeContainerGroupPrice => Class::Read,
+            | Action::DescribeContainerGroupPrice
+            | Action::DescribeUsage => Class::Read,
         }
     }
 

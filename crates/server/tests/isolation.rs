@@ -79,7 +79,8 @@ fn aimed_at(action: Action, a: &Theirs) -> Vec<(String, String)> {
             ("Command", "[\"ls\"]"),
             ("Sync", "true"),
         ]),
-        Action::DescribeRegions | Action::ListUsage => vec![],
+        // B's own bill: A's groups must not be in it.
+        Action::DescribeRegions | Action::ListUsage | Action::DescribeUsage => vec![],
         Action::DescribeContainerGroupPrice => p(&[("RegionId", "local")]),
         // The same name is B's own: a cache of B's, not A's.
         Action::CreateImageCache => p(&[("ImageCacheName", &a.cache_name), ("Image.1", "x:1")]),

@@ -72,7 +72,7 @@ pub(crate) fn list_accounts(conn: &Connection) -> Result<Vec<Account>, StoreErro
     let mut stmt = conn.prepare_cached(
         "SELECT a.name, a.disabled, a.created, \
          (SELECT COUNT(*) FROM access_keys k WHERE k.account = a.name), \
-         a.max_cpu, a.max_memory, a.max_groups, a.max_image_caches, a.max_storage \
+         a.max_cpu, a.max_memory, a.max_groups, a.max_image_caches, a.max_storage, a.operator \
          FROM accounts a ORDER BY a.name",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -82,6 +82,7 @@ pub(crate) fn list_accounts(conn: &Connection) -> Result<Vec<Account>, StoreErro
             created: time(r.get(2)?),
             keys: r.get::<_, i64>(3)?.max(0) as u64,
             quota: crate::quota::row_from(r, 4)?,
+            operator: r.get(9)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -37,6 +37,10 @@ INSERT INTO ledger (group_id, account, cpu_milli, memory_mib, storage_gib, start
 pub struct LedgerPeriod {
     pub group_id: String,
     pub account: String,
+    /// The group's name ("" for a group deleted before names were kept).
+    pub group_name: String,
+    /// The group's tags, as last written.
+    pub tags: Vec<berth_core::Tag>,
     pub terms: BilledTerms,
     /// The hourly spot price in force (decimal text) for a preemptible group.
     pub spot_price: Option<String>,
@@ -183,11 +187,14 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerPeriod> {
         spot_price: r.get(5)?,
         started: parse(&r.get::<_, String>(6)?),
         ended: r.get::<_, Option<String>>(7)?.as_deref().map(parse),
+        group_name: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+        tags: crate::billed::tags(r.get_ref(9)?.as_str_or_null()?),
     })
 }
 
-const COLUMNS: &str =
-    "group_id, account, cpu_milli, memory_mib, storage_gib, spot_price, started, ended";
+const COLUMNS: &str = "l.group_id, l.account, l.cpu_milli, l.memory_mib, l.storage_gib, \
+     l.spot_price, l.started, l.ended, b.name, b.tags";
+const FROM: &str = "ledger l LEFT JOIN billed_groups b ON b.group_id = l.group_id";
 
 /// Periods of `account` (every account's with `None`) overlapping `[from, to)`, oldest first.
 pub(crate) fn list(
@@ -197,8 +204,8 @@ pub(crate) fn list(
     to: DateTime<Utc>,
 ) -> Result<Vec<LedgerPeriod>, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM ledger WHERE (?1 IS NULL OR account = ?1) \
-         AND started < ?3 AND (ended IS NULL OR ended > ?2) ORDER BY seq"
+        "SELECT {COLUMNS} FROM {FROM} WHERE (?1 IS NULL OR l.account = ?1) \
+         AND l.started < ?3 AND (l.ended IS NULL OR l.ended > ?2) ORDER BY l.seq"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![account, ts(from), ts(to)], row)?;
@@ -207,7 +214,7 @@ pub(crate) fn list(
 
 /// Every period of one group, oldest first.
 pub(crate) fn of_group(conn: &Connection, id: &GroupId) -> Result<Vec<LedgerPeriod>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM ledger WHERE group_id = ?1 ORDER BY seq");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE l.group_id = ?1 ORDER BY l.seq");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![id.as_str()], row)?;
     Ok(rows.collect::<Result<_, _>>()?)

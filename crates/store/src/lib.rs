@@ -3,10 +3,12 @@
 //! are sealed at rest (`seal`).
 
 mod accounts;
+mod billed;
 mod cache;
 mod keycache;
 mod ledger;
 mod migrate_secrets;
+mod operator;
 mod quota;
 mod seal;
 mod seccomp;
@@ -96,6 +98,8 @@ pub struct Account {
     pub keys: u64,
     /// Its own limits (`None`: the server's default).
     pub quota: QuotaOverrides,
+    /// Its keys may read every account's bill.
+    pub operator: bool,
 }
 
 /// An access key as the operator sees it (never with its secret).
@@ -169,6 +173,11 @@ pub trait Store: Send + Sync {
     fn set_account_seccomp(&self, name: &str, seccomp: &AccountSeccomp) -> Result<(), StoreError>;
     /// An account's seccomp profile (the built-in one for an account without a row).
     fn account_seccomp(&self, account: &str) -> Result<AccountSeccomp, StoreError>;
+    /// Makes an existing account an operator's (its keys may read every account's bill) or
+    /// not ([`StoreError::NoAccount`] otherwise).
+    fn set_account_operator(&self, name: &str, operator: bool) -> Result<(), StoreError>;
+    /// Whether an account is an operator's (false for an unknown one), read afresh.
+    fn account_operator(&self, name: &str) -> Result<bool, StoreError>;
     /// What an account's unfinished groups hold (see the `quota` module for what counts).
     fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError>;
 
@@ -254,7 +263,8 @@ pub trait Store: Send + Sync {
         to: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<UsageInterval>, StoreError>;
     /// Billed periods of groups of `account` (of every account with `None`) that overlap
-    /// `[from, to)`, oldest first (ADR 0010).
+    /// `[from, to)`, oldest first (ADR 0010), each with its group's name and tags (kept after
+    /// the group is deleted).
     fn ledger(
         &self,
         account: Option<&str>,

@@ -51,6 +51,8 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::seccomp::MIGRATION,
     crate::quota::STORAGE_MIGRATION,
     crate::ledger::MIGRATION,
+    crate::billed::MIGRATION,
+    crate::operator::MIGRATION,
     CHANGED_MIGRATION,
 ];
 
@@ -375,7 +377,8 @@ fn insert_group_row(conn: &Connection, rec: &GroupRecord, json: &str) -> Result<
             Err(StoreError::Exists(rec.id.to_string()))
         }
         Err(e) => Err(e.into()),
-    }
+    }?;
+    crate::billed::put(conn, rec)
 }
 
 /// Column `i` of `row` as text, without a copy.
@@ -473,6 +476,14 @@ impl Store for SqliteStore {
         crate::seccomp::get(&self.reader(), account)
     }
 
+    fn set_account_operator(&self, name: &str, operator: bool) -> Result<(), StoreError> {
+        crate::operator::set(&self.conn(), name, operator)
+    }
+
+    fn account_operator(&self, name: &str) -> Result<bool, StoreError> {
+        crate::operator::get(&self.reader(), name)
+    }
+
     fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError> {
         crate::quota::usage(&self.reader(), account)
     }
@@ -564,6 +575,7 @@ impl Store for SqliteStore {
             json.map(|j| self.decode(&j)).transpose()
         })?;
         tx.execute("DELETE FROM groups WHERE id = ?1", params![id.as_str()])?;
+        crate::billed::forget_unbilled(&tx, id.as_str())?;
         tokens::tombstone(&tx, TokenKind::Group, id.as_str(), Utc::now())?;
         tx.commit()?;
         self.groups_changed();
@@ -774,6 +786,7 @@ impl SqliteStore {
         let before = crate::quota::GroupSize::of(&rec.spec);
         let billed_before = crate::ledger::Billing::of(&rec);
         let unchanged = rec.clone();
+        let named_before = crate::billed::Named::of(&rec);
         f(&mut rec);
         if let Some(limits) = limits {
             let after = crate::quota::GroupSize::of(&rec.spec);
@@ -803,6 +816,9 @@ impl SqliteStore {
         // change neither (most of them) cost the ledger nothing.
         if crate::ledger::Billing::of(&rec) != billed_before {
             crate::ledger::follow(&tx, &rec, now)?;
+        }
+        if crate::billed::Named::of(&rec) != named_before {
+            crate::billed::put(&tx, &rec)?;
         }
         tx.commit()?;
         Ok(rec)

@@ -1,4 +1,4 @@
-//! `berth admin`: the operator's commands on accounts (with their quotas) and access keys. They work on the state
+//! `berth admin`: the operator's commands on accounts (with their quotas and operator flag) and access keys. They work on the state
 //! directory itself, whether the server is stopped or running (SQLite lets a second process
 //! write; the server reads keys per request, so a change counts at once).
 
@@ -45,6 +45,14 @@ enum AccountCommand {
     Disable { name: String },
     /// Accept the account's keys again.
     Enable { name: String },
+    /// Make the account an operator's: its keys may read every account's bill (`berth usage
+    /// --account NAME`, or `*` for all). A running server applies it from the next request on.
+    Operator {
+        name: String,
+        /// Take the flag away instead.
+        #[arg(long)]
+        off: bool,
+    },
     /// Set the account's own limits (the others keep theirs; unset ones are the server's
     /// `--max-*` defaults). A running server applies them from the next request on.
     SetQuota {
@@ -173,6 +181,17 @@ fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result
         AccountCommand::Enable { name } => {
             store.set_account_disabled(&name, false)?;
             out.account_changed(&name, "enabled");
+        }
+        AccountCommand::Operator { name, off } => {
+            store.set_account_operator(&name, !off)?;
+            out.account_changed(
+                &name,
+                if off {
+                    "no longer an operator"
+                } else {
+                    "made an operator"
+                },
+            );
         }
         AccountCommand::SetQuota {
             name,

@@ -58,6 +58,7 @@ impl Output {
                     "MaxContainerGroupCount": a.quota.groups,
                     "MaxImageCacheCount": a.quota.image_caches,
                     "MaxEphemeralStorage": a.quota.storage,
+                    "Operator": a.operator,
                 }))
                 .collect::<Vec<_>>()));
             return;

@@ -1,11 +1,17 @@
 //! Prices of what berth bills and their arithmetic (ECI_API.md §8.2): a catalog of unit prices
-//! per region (`catalog.rs`) and the price of one group size (`quote.rs`). Money is an exact
+//! per region (`catalog.rs`), the price of one group size (`quote.rs`), the charge of one
+//! billed period (`charge.rs`) and a bill of many, in lines (`bill.rs`). Money is an exact
 //! [`Decimal`]: no amount is ever a float.
 
+mod bill;
 mod catalog;
 mod charge;
 mod quote;
 
+pub use bill::{
+    bill, minor_unit_digits, Amounts, Bill, BillLine, GroupBy, Held, Metered, TooManyLines,
+    MAX_BILL_LINES, MAX_TAG_KEY,
+};
 pub use catalog::{PriceCatalog, PriceError, PriceFile, RegionPrices, MAX_REGIONS};
 pub use charge::charge;
 pub use quote::{quote, size_label, Quote, SECONDS_PER_HOUR, SECOND_PRICE_DECIMALS};

@@ -10,6 +10,7 @@ mod price;
 mod probes;
 mod security;
 mod update;
+mod usage;
 mod validate;
 mod volumes;
 
@@ -30,6 +31,7 @@ pub use observe::{
 };
 pub use price::{PriceRequest, MAX_SPOT_PRICE_LIMIT, SPOT_PRICE_LIMIT_DECIMALS};
 pub use update::{UpdateRequest, UpdateType};
+pub use usage::{UsageAccount, UsageRequest, MAX_USAGE_DAYS};
 
 /// Most ids a JSON `ContainerGroupIds` list may hold.
 pub const MAX_IDS: usize = 20;
@@ -61,9 +63,10 @@ pub enum Action {
     DescribeContainerGroupMetric,
     DescribeMultiContainerGroupMetric,
     DescribeContainerGroupPrice,
+    DescribeUsage,
 }
 
-const ACTIONS: [Action; 18] = [
+const ACTIONS: [Action; 19] = [
     Action::CreateContainerGroup,
     Action::DescribeContainerGroups,
     Action::DescribeContainerGroupStatus,
@@ -82,11 +85,12 @@ const ACTIONS: [Action; 18] = [
     Action::DescribeContainerGroupMetric,
     Action::DescribeMultiContainerGroupMetric,
     Action::DescribeContainerGroupPrice,
+    Action::DescribeUsage,
 ];
 
 impl Action {
     /// Every action berth serves.
-    pub const ALL: [Action; 18] = ACTIONS;
+    pub const ALL: [Action; 19] = ACTIONS;
 
     /// The action of a name (case-sensitive); 404 `InvalidApi.NotFound` otherwise.
     pub fn parse(name: &str) -> Result<Self, ApiError> {
@@ -116,6 +120,7 @@ impl Action {
             Self::DescribeContainerGroupMetric => "DescribeContainerGroupMetric",
             Self::DescribeMultiContainerGroupMetric => "DescribeMultiContainerGroupMetric",
             Self::DescribeContainerGroupPrice => "DescribeContainerGroupPrice",
+            Self::DescribeUsage => "DescribeUsage",
         }
     }
 }
@@ -151,6 +156,7 @@ pub enum Request {
     GroupMetric(GroupMetricRequest),
     MultiMetric(MultiMetricRequest),
     Price(PriceRequest),
+    Usage(UsageRequest),
 }
 
 /// Decodes the parameters of `action`.
@@ -190,6 +196,7 @@ pub fn decode(action: Action, p: &Params) -> Result<Request, ApiError> {
             Request::MultiMetric(MultiMetricRequest::decode(p)?)
         }
         Action::DescribeContainerGroupPrice => Request::Price(PriceRequest::decode(p)?),
+        Action::DescribeUsage => Request::Usage(UsageRequest::decode(p)?),
     })
 }
 

@@ -212,7 +212,10 @@ fn describe_requests() {
 
     let d = DescribeGroupsRequest::decode(&p("SinceSecond=3")).unwrap();
     assert_eq!(d.since_second, Some(3));
-    assert_eq!(DescribeGroupsRequest::decode(&p("")).unwrap().since_second, None);
+    assert_eq!(
+        DescribeGroupsRequest::decode(&p("")).unwrap().since_second,
+        None
+    );
     assert!(DescribeGroupsRequest::decode(&p("SinceSecond=-1")).is_err());
     assert!(DescribeGroupsRequest::decode(&p("SinceSecond=soon")).is_err());
 

@@ -10,6 +10,7 @@ mod group;
 mod observe;
 mod price;
 mod status;
+mod usage;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,7 @@ pub use status::{
     ContainerStatusInfo, DescribeContainerGroupStatusResponse, PodCondition, PodIp, PodStatus,
     RunningState, StateInfo, StatusData, TerminatedState, WaitingState,
 };
+pub use usage::{DescribeUsageResponse, UnitPrices, UsageAmounts, UsageLine};
 
 /// A time as ECI writes it: `2024-01-01T00:00:05Z`.
 pub fn time(t: DateTime<Utc>) -> String {

@@ -1,0 +1,154 @@
+//! Names and tags of billed groups (kept after a delete, for bills of past months) and the
+//! operator flag of accounts.
+
+use berth_core::{GroupId, GroupRecord, GroupSpec, GroupStatus, Tag};
+use berth_store::{SqliteStore, Store, StoreError};
+use chrono::{Duration, Utc};
+
+fn tag(k: &str, v: &str) -> Tag {
+    Tag {
+        key: k.into(),
+        value: v.into(),
+    }
+}
+
+fn record(n: u8, tags: Vec<Tag>) -> GroupRecord {
+    GroupRecord {
+        id: GroupId::from_random([n; 20]),
+        account: "acct".into(),
+        spec: GroupSpec {
+            name: format!("g{n}"),
+            region_id: "local".into(),
+            cpu: 1.0,
+            memory: 2.0,
+            tags,
+            ..Default::default()
+        },
+        status: GroupStatus::Scheduling,
+        intranet_ip: None,
+        creation_time: Utc::now(),
+        succeeded_time: None,
+        failed_time: None,
+        init_containers: vec![],
+        containers: vec![],
+        events: vec![],
+        client_token: None,
+        restart_generation: 0,
+        change_tokens: vec![],
+    }
+}
+
+fn rows(path: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM billed_groups", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn ledger(s: &SqliteStore) -> Vec<berth_store::LedgerPeriod> {
+    let now = Utc::now();
+    s.ledger(
+        Some("acct"),
+        now - Duration::hours(1),
+        now + Duration::hours(1),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_deleted_group_keeps_its_last_name_and_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let rec = record(1, vec![tag("team", "red")]);
+    s.insert_group(&rec).unwrap();
+    s.modify_group(&rec.id, &mut |r| r.status = GroupStatus::Running)
+        .unwrap();
+    s.modify_group(&rec.id, &mut |r| {
+        r.spec.tags = vec![tag("team", "blue"), tag("env", "prod")]
+    })
+    .unwrap();
+    s.delete_group(&rec.id).unwrap();
+    let l = ledger(&s);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0].group_name, "g1");
+    assert_eq!(l[0].tags, vec![tag("team", "blue"), tag("env", "prod")]);
+    assert!(l[0].ended.is_some());
+    drop(s);
+    // After a reopen too.
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(ledger(&s)[0].tags[0], tag("team", "blue"));
+    assert_eq!(rows(&path), 1);
+}
+
+#[test]
+fn a_group_never_billed_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let rec = record(2, vec![tag("team", "red")]);
+    s.insert_group(&rec).unwrap();
+    assert_eq!(rows(&path), 1);
+    s.delete_group(&rec.id).unwrap();
+    assert_eq!(rows(&path), 0);
+    assert!(ledger(&s).is_empty());
+}
+
+#[test]
+fn the_upgrade_names_the_groups_there_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let running = record(3, vec![tag("team", "green")]);
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.insert_group(&running).unwrap();
+        s.modify_group(&running.id, &mut |r| r.status = GroupStatus::Running)
+            .unwrap();
+        s.create_account("acct").unwrap();
+    }
+    {
+        // As a database made before the table and the operator column (and the groups'
+        // change time, which came after them).
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let v: i64 = db
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        db.execute_batch(
+            "DROP TABLE billed_groups; ALTER TABLE accounts DROP COLUMN operator; \
+             DROP INDEX groups_changed; ALTER TABLE groups DROP COLUMN changed; \
+             INSERT INTO ledger (group_id, account, cpu_milli, memory_mib, storage_gib, started) \
+             VALUES ('eci-gone', 'acct', 1000, 1024, 0, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));",
+        )
+        .unwrap();
+        db.pragma_update(None, "user_version", v - 3).unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let l = ledger(&s);
+    let named = l
+        .iter()
+        .find(|p| p.group_id == running.id.as_str())
+        .unwrap();
+    assert_eq!(named.group_name, "g3");
+    assert_eq!(named.tags, vec![tag("team", "green")]);
+    // A group deleted before names were kept: named by id alone.
+    let gone = l.iter().find(|p| p.group_id == "eci-gone").unwrap();
+    assert_eq!((gone.group_name.as_str(), gone.tags.len()), ("", 0));
+    assert!(!s.account_operator("acct").unwrap());
+}
+
+#[test]
+fn the_operator_flag() {
+    let s = SqliteStore::in_memory().unwrap();
+    s.create_account("ops").unwrap();
+    assert!(!s.account_operator("ops").unwrap());
+    s.set_account_operator("ops", true).unwrap();
+    assert!(s.account_operator("ops").unwrap());
+    assert!(s.list_accounts().unwrap()[0].operator);
+    s.set_account_operator("ops", false).unwrap();
+    assert!(!s.account_operator("ops").unwrap());
+    assert!(!s.account_operator("nobody").unwrap());
+    assert!(matches!(
+        s.set_account_operator("nobody", true),
+        Err(StoreError::NoAccount(_))
+    ));
+}
