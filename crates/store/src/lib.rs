@@ -8,6 +8,7 @@ mod keycache;
 mod ledger;
 mod migrate_secrets;
 mod quota;
+mod runtime_classes;
 mod seal;
 mod seccomp;
 mod sqlite;
@@ -166,6 +167,19 @@ pub trait Store: Send + Sync {
     fn set_account_seccomp(&self, name: &str, seccomp: &AccountSeccomp) -> Result<(), StoreError>;
     /// An account's seccomp profile (the built-in one for an account without a row).
     fn account_seccomp(&self, account: &str) -> Result<AccountSeccomp, StoreError>;
+    /// Sets the runtime classes an existing account may use and its default. Read afresh by
+    /// every create.
+    fn set_account_runtime_classes(
+        &self,
+        name: &str,
+        policy: &berth_core::RuntimeClassPolicy,
+    ) -> Result<(), StoreError>;
+    /// An account's runtime class policy (every class, the node's default, for an account
+    /// without one or without a row).
+    fn account_runtime_classes(
+        &self,
+        account: &str,
+    ) -> Result<berth_core::RuntimeClassPolicy, StoreError>;
     /// What an account's unfinished groups hold (see the `quota` module for what counts).
     fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError>;
 

@@ -51,6 +51,7 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::seccomp::MIGRATION,
     crate::quota::STORAGE_MIGRATION,
     crate::ledger::MIGRATION,
+    crate::runtime_classes::MIGRATION,
 ];
 
 /// Most read connections a file database gets.
@@ -462,6 +463,21 @@ impl Store for SqliteStore {
 
     fn account_seccomp(&self, account: &str) -> Result<crate::AccountSeccomp, StoreError> {
         crate::seccomp::get(&self.reader(), account)
+    }
+
+    fn set_account_runtime_classes(
+        &self,
+        name: &str,
+        policy: &berth_core::RuntimeClassPolicy,
+    ) -> Result<(), StoreError> {
+        crate::runtime_classes::set(&self.conn(), name, policy)
+    }
+
+    fn account_runtime_classes(
+        &self,
+        account: &str,
+    ) -> Result<berth_core::RuntimeClassPolicy, StoreError> {
+        crate::runtime_classes::get(&self.reader(), account)
     }
 
     fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError> {
