@@ -78,6 +78,13 @@ impl Host {
         let spares = crate::spare::Spares::open(&dirs, storage.clone(), SPARE_SLOTS)?;
         let images = ImageStore::open(cfg.root.join("images"))?;
         let gvisor = match &cfg.gvisor {
+            // Groups' user namespaces and id-mapped layers are made for crun alone.
+            Some(_) if cfg.userns.is_some() => {
+                tracing::warn!(
+                    "--userns runs groups under crun only: this node runs no gvisor runtime class"
+                );
+                None
+            }
             Some(g) => Some(open_gvisor(&cfg.runtime, g)?),
             None => None,
         };
