@@ -1,6 +1,7 @@
 """The gvisor runtime class (`RuntimeClassName=gvisor`, gVisor's runsc): a group runs in a
 sandbox with its limits enforced on the host's cgroups, its logs, exec (sync and TTY) and its
-own address; it survives a kill -9 of berth and is re-adopted; its deletion leaves nothing.
+own address; an emptyDir outlives a restart of its container and an exec probe makes it Ready;
+it survives a kill -9 of berth and is re-adopted; its deletion leaves nothing.
 The account's policy refuses a class it may not use (403), an unknown class is a 400.
 
 A berth of its own (bridge berthg0, 10.222.0.0/16). Fails, never skips, without runsc."""
@@ -201,3 +202,33 @@ def test_the_node_reports_its_classes(gv):
     assert set(classes) == {"runc", "gvisor"}, report
     assert classes["gvisor"]["runtime"].startswith("runsc "), report
     assert classes["gvisor"]["platform"] in ("ptrace", "systrap", "kvm"), report
+
+
+def test_volumes_probes_and_restarts_work_under_gvisor(gv, images):
+    """An emptyDir outlives a restart of the container (RestartPolicy=Always after an exit
+    1), and an exec readiness probe (runsc exec) makes the restarted container Ready."""
+    client = gv.client()
+    script = ("echo run >> /data/runs; [ $(wc -l < /data/runs) -ge 2 ] && exec sleep 600; "
+              "exit 1")
+    gid = create(
+        gv, images, "e2e-gvisor-restart", script=script,
+        **{
+            "RestartPolicy": "Always",
+            "Volume.1.Name": "data",
+            "Volume.1.Type": "EmptyDirVolume",
+            "Container.1.VolumeMount.1.Name": "data",
+            "Container.1.VolumeMount.1.MountPath": "/data",
+            "Container.1.ReadinessProbe.Exec.Command.1": "cat",
+            "Container.1.ReadinessProbe.Exec.Command.2": "/data/runs",
+            "Container.1.ReadinessProbe.PeriodSeconds": "1",
+        },
+    )
+
+    def ready():
+        group = support.describe(client, gid)
+        c = support.container_of(group, "c")
+        return group if c.get("Ready") and c.get("RestartCount", 0) >= 1 else None
+
+    group = wait_for("the restarted container to be Ready", ready, 60, diag=gv.diag)
+    assert support.container_of(group, "c")["CurrentState"]["State"] == "Running", pretty(group)
+    assert exec_sh(client, gid, "wc -l < /data/runs").strip() == "2"
