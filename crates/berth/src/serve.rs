@@ -35,6 +35,18 @@ pub struct ServeArgs {
     /// OCI runtime binary: crun (default) or runc, by name or path.
     #[arg(long, default_value = "crun")]
     runtime: String,
+    /// gVisor's runsc for the `gvisor` runtime class, by name or path. Default: `runsc` when
+    /// it is installed, else the node runs no gvisor class; a runsc named here must work.
+    #[arg(long, value_name = "PATH")]
+    gvisor_runtime: Option<String>,
+    /// The platform of gVisor's sentry: ptrace, systrap or kvm. Default: detected (kvm when
+    /// a trial sandbox boots on it, systrap when this runsc has it, else ptrace).
+    #[arg(long, value_name = "PLATFORM")]
+    gvisor_platform: Option<berth_runtime::GvisorPlatform>,
+    /// The runtime class of a group that names none (`RuntimeClassName`) and whose account
+    /// has no default (`berth admin account set-runtime-classes`): runc or gvisor.
+    #[arg(long, default_value = "runc")]
+    default_runtime_class: berth_core::RuntimeClass,
     /// Subnet of the groups' addresses.
     #[arg(long, default_value = "10.213.0.0/16")]
     subnet: String,
@@ -238,6 +250,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         log_dynmods(berth_runtime::favor_dynmods(&layout));
     }
     let binary = find_binary(&args.runtime)?;
+    let gvisor = gvisor_config(&args)?;
     let monitor = monitor_command()?;
     let control = Control::new(store.clone(), args.region.clone());
     let (prices, prices_from) = match explicit_prices {
@@ -292,7 +305,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 layout,
                 monitor_exe: monitor.0,
                 monitor_args: monitor.1,
+                global_args: Vec::new(),
             },
+            gvisor,
             net: berth_net::NetConfig {
                 state_dir: state_dir.join("net"),
                 netns_dir: state_dir.join("netns"),
@@ -319,6 +334,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         reporter,
     )
     .context("cannot start the node agent")?;
+    publish_classes(&agent, &control, args.default_runtime_class, &state_dir)?;
     control.attach_node(Arc::new(LocalNode {
         agent: agent.clone(),
         store: store.clone(),
@@ -485,6 +501,55 @@ fn ensure_account(store: &dyn Store, state_dir: &Path) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, &path)?;
     tracing::info!(path = %path.display(), access_key_id = %key.access_key_id, "created an account; its access key is in this file");
+    Ok(())
+}
+
+/// runsc for the gvisor class: the one named by `--gvisor-runtime`, else `runsc` if installed.
+fn gvisor_config(args: &ServeArgs) -> anyhow::Result<Option<berth_node::GvisorConfig>> {
+    let binary = match &args.gvisor_runtime {
+        Some(name) => find_binary(name)?,
+        None => match find_binary("runsc") {
+            Ok(b) => b,
+            Err(_) => {
+                tracing::info!("runsc is not installed: the node runs no gvisor runtime class");
+                return Ok(None);
+            }
+        },
+    };
+    Ok(Some(berth_node::GvisorConfig {
+        binary,
+        platform: args.gvisor_platform,
+    }))
+}
+
+/// Where `berth serve` records the runtime classes the node runs (`berth admin node`).
+pub(crate) fn node_classes_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("node").join("runtime-classes.json")
+}
+
+/// Tells the control plane which runtime classes the node runs, logs them and writes them for
+/// `berth admin node`; the default class must be one of them.
+fn publish_classes(
+    agent: &Agent,
+    control: &Control,
+    default: berth_core::RuntimeClass,
+    state_dir: &Path,
+) -> anyhow::Result<()> {
+    let classes = agent.runtime_classes();
+    for c in &classes {
+        tracing::info!(class = %c.class, runtime = %c.runtime, platform = ?c.platform, "runtime class");
+    }
+    let supported: Vec<_> = classes.iter().map(|c| c.class).collect();
+    if !supported.contains(&default) {
+        anyhow::bail!("--default-runtime-class {default}: this node does not run that class");
+    }
+    let report = serde_json::json!({ "default": default, "classes": classes });
+    std::fs::write(
+        node_classes_file(state_dir),
+        serde_json::to_vec_pretty(&report)?,
+    )
+    .context("cannot write the node's runtime classes")?;
+    control.set_node_classes(berth_control::NodeClasses { supported, default });
     Ok(())
 }
 

@@ -44,6 +44,9 @@ pub struct CreateParams {
     pub dns_policy: Option<berth_core::DnsPolicy>,
     /// `AutoCreateEip=true`: the containers' ports published on the node's public address.
     pub auto_create_eip: bool,
+    /// `RuntimeClassName` (berth's extension): runc or gvisor; unset: the account's or the
+    /// node's default.
+    pub runtime_class: Option<berth_core::RuntimeClass>,
     pub client_token: Option<String>,
     pub dry_run: bool,
 }
@@ -77,6 +80,7 @@ impl CreateParams {
             fs_group: spec.fs_group,
             dns_policy: Some(spec.dns_policy),
             auto_create_eip: spec.public_address,
+            runtime_class: spec.runtime_class,
             client_token: None,
             dry_run: false,
         }
@@ -142,6 +146,10 @@ impl CreateParams {
         if let Some(g) = self.fs_group {
             q.put("SecurityContext.FsGroup", &g.to_string());
         }
+        q.opt(
+            "RuntimeClassName",
+            self.runtime_class.map(berth_core::RuntimeClass::as_str),
+        );
         if let Some(d) = &self.dns_config {
             for (i, s) in d.name_servers.iter().enumerate() {
                 q.put(&format!("DnsConfig.NameServer.{}", i + 1), s);
@@ -694,6 +702,7 @@ mod tests {
                     },
                 },
             ],
+            runtime_class: Some(berth_core::RuntimeClass::Gvisor),
             ..Default::default()
         };
         let mut params = CreateParams::from_spec(&spec);

@@ -5,6 +5,7 @@
 
 mod billing;
 mod cache;
+mod classes;
 mod deadline;
 mod idempotency;
 mod node;
@@ -15,6 +16,7 @@ mod service;
 
 pub use billing::GroupCharge;
 pub use cache::{CacheFilter, CachePage, ImageCacheUpdate, NewImageCache, Quota, CACHE_STORAGE};
+pub use classes::NodeClasses;
 pub use node::{CacheBuild, CacheNode};
 pub use node::{
     ExecOutput, ExecProcess, ExecReader, ExecRequest, ExecStream, ExecWriter, LogRequest,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use berth_core::{
     derive_group_status, Event, EventType, GroupId, GroupRecord, GroupSpec, GroupStatus,
-    ObservedGroup,
+    ObservedGroup, RuntimeClass,
 };
 use berth_store::{GroupFilter, Page, QuotaExceeded, Store, StoreError, TokenKind};
 use chrono::Utc;
@@ -65,6 +65,15 @@ pub enum ControlError {
     /// A bill asked for has too many lines.
     #[error(transparent)]
     TooManyLines(#[from] berth_core::price::TooManyLines),
+    /// The account may not use the runtime class the group would get.
+    #[error("the account may not run groups in the {class} runtime class (allowed: {allowed})")]
+    RuntimeClassForbidden {
+        class: RuntimeClass,
+        allowed: String,
+    },
+    /// The node does not run the runtime class the group would get.
+    #[error("this node does not run the {0} runtime class (it runs: {1})")]
+    RuntimeClassUnsupported(RuntimeClass, String),
     #[error("state store")]
     Store(#[from] StoreError),
 }
@@ -83,6 +92,9 @@ pub struct Control {
     event_hooks: std::sync::RwLock<Vec<EventHook>>,
     /// The unit prices by region (`prices.rs`); replaced whole, read by DescribeContainerGroupPrice.
     prices: std::sync::RwLock<Arc<berth_core::price::PriceCatalog>>,
+    /// The runtime classes the node runs and the class of a group that names none when its
+    /// account has no default (`berth serve --default-runtime-class`).
+    pub(crate) classes: std::sync::RwLock<crate::classes::NodeClasses>,
 }
 
 /// Called with the updated record for every event a node reports.
@@ -100,6 +112,7 @@ impl Control {
             ports: Default::default(),
             event_hooks: std::sync::RwLock::new(Vec::new()),
             prices: Default::default(),
+            classes: Default::default(),
         })
     }
 
@@ -179,6 +192,7 @@ impl Control {
             }
             None => String::new(),
         };
+        spec.runtime_class = Some(self.decide_runtime_class(account, spec.runtime_class)?);
         if spec.region_id.is_empty() {
             spec.region_id = self.region.clone();
         }

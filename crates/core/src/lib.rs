@@ -13,6 +13,7 @@ pub mod probe;
 pub mod publish;
 pub mod record;
 pub mod restart;
+pub mod runtime_class;
 pub mod size;
 pub mod spec;
 pub mod spot;
@@ -32,6 +33,9 @@ pub use record::{ChangeToken, GroupRecord, ObservedGroup, TokenSeen, MAX_CHANGE_
 pub use restart::{
     backoff_delay, setup_backoff, should_restart, BACKOFF_MAX, BACKOFF_RESET_AFTER, BACKOFF_START,
     SETUP_BACKOFF_START,
+};
+pub use runtime_class::{
+    PolicyError, RuntimeClass, RuntimeClassPolicy, UnknownRuntimeClass, ALL_RUNTIME_CLASSES,
 };
 pub use size::{normalize_size, Size, SizeError, DEFAULT_CPU, DEFAULT_MEMORY};
 pub use spec::{

@@ -241,6 +241,11 @@ pub struct GroupSpec {
     /// Where the ports were published, decided by the control plane at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<crate::publish::Publication>,
+    /// The group's runtime class: as the request asked (`RuntimeClassName`), then as the
+    /// control plane decided it at creation (else the account's default, else the node's).
+    /// Records written before classes existed have none: `runc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class: Option<crate::RuntimeClass>,
 }
 
 /// The temporary storage every group gets unless it asks for another size (as ECI).
@@ -257,6 +262,11 @@ impl GroupSpec {
     pub fn ephemeral_storage_gib(&self) -> u32 {
         self.ephemeral_storage
             .unwrap_or(DEFAULT_EPHEMERAL_STORAGE_GIB)
+    }
+
+    /// The group's runtime class (`runc` when none was recorded).
+    pub fn runtime_class(&self) -> crate::RuntimeClass {
+        self.runtime_class.unwrap_or_default()
     }
 
     /// All containers, init containers first, in the order they start.

@@ -32,6 +32,10 @@ pub enum NodeError {
     UsernsRuntime,
     #[error("no log of container {0}")]
     NoLog(String),
+    #[error("this node does not run the {0} runtime class: {1}")]
+    RuntimeClassUnsupported(berth_core::RuntimeClass, &'static str),
+    #[error("{0} is not runsc: its --version says {1:?}")]
+    NotRunsc(PathBuf, String),
 }
 
 /// Where the node finds the seccomp confinement of an account's containers.
@@ -49,11 +53,23 @@ impl SeccompProfiles for BuiltinSeccomp {
     }
 }
 
+/// How the node runs the `gvisor` runtime class.
+#[derive(Clone, Debug)]
+pub struct GvisorConfig {
+    /// The runsc executable.
+    pub binary: PathBuf,
+    /// The sentry's platform; `None`: detected (see `GvisorPlatform::detect`).
+    pub platform: Option<berth_runtime::GvisorPlatform>,
+}
+
 /// How the node agent is set up.
 pub struct NodeConfig {
     /// The node's own directory (groups, images).
     pub root: PathBuf,
+    /// The runtime of the `runc` class (crun or runc).
     pub runtime: RuntimeConfig,
+    /// gVisor's runsc for the `gvisor` class; `None`: the node runs no such class.
+    pub gvisor: Option<GvisorConfig>,
     pub net: NetConfig,
     /// Sized temporary storage per group; `None` leaves writable layers unsized on the
     /// node's own filesystem.

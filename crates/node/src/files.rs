@@ -107,6 +107,31 @@ impl GroupDirs {
         self.rw.join(".etc")
     }
 
+    /// The group's runtime class, written before its first container starts, so that its
+    /// containers are stopped, adopted and exec'd into with the runtime that started them,
+    /// also after a restart of berth and for leftovers the control plane no longer knows.
+    pub fn runtime_class_file(&self) -> PathBuf {
+        self.root.join("runtime-class")
+    }
+
+    /// The class in [`GroupDirs::runtime_class_file`]; `runc` for a group started before
+    /// classes existed (no file). An unknown name is an error.
+    pub fn runtime_class(&self) -> io::Result<berth_core::RuntimeClass> {
+        match fs::read_to_string(self.runtime_class_file()) {
+            Ok(s) => s.trim().parse().map_err(io::Error::other),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records the group's runtime class (see [`GroupDirs::runtime_class_file`]).
+    pub fn write_runtime_class(&self, class: berth_core::RuntimeClass) -> io::Result<()> {
+        fs::create_dir_all(&self.root)?;
+        let tmp = self.root.join(".runtime-class.tmp");
+        fs::write(&tmp, class.as_str())?;
+        fs::rename(&tmp, self.runtime_class_file())
+    }
+
     /// Removes every file of the group; missing trees are fine.
     pub fn remove_all(&self) -> io::Result<()> {
         for dir in [&self.root, &self.rw, &self.logs] {

@@ -11,8 +11,11 @@ use berth_net::Network;
 use berth_runtime::Runtime;
 use tokio::task::JoinHandle;
 
-use crate::config::{NodeConfig, NodeError, Reporter, SeccompProfiles};
-use crate::files::NodeDirs;
+use berth_core::RuntimeClass;
+use berth_runtime::{GvisorPlatform, RuntimeConfig};
+
+use crate::config::{GvisorConfig, NodeConfig, NodeError, Reporter, SeccompProfiles};
+use crate::files::{GroupDirs, NodeDirs};
 
 /// Spare group directories kept made (see the `spare` module): enough for a burst of starts,
 /// ~10 empty inodes each.
@@ -20,7 +23,10 @@ const SPARE_SLOTS: usize = 128;
 
 pub(crate) struct Host {
     pub images: ImageStore,
-    pub runtime: Runtime,
+    /// The runtime of the `runc` class; a group's containers use [`Host::runtime_for`].
+    runtime: Runtime,
+    /// runsc, for the `gvisor` class.
+    gvisor: Option<Runtime>,
     pub net: Network,
     pub dirs: NodeDirs,
     pub storage: Option<Arc<berth_storage::Storage>>,
@@ -71,6 +77,17 @@ impl Host {
         }
         let spares = crate::spare::Spares::open(&dirs, storage.clone(), SPARE_SLOTS)?;
         let images = ImageStore::open(cfg.root.join("images"))?;
+        let gvisor = match &cfg.gvisor {
+            // Groups' user namespaces and id-mapped layers are made for crun alone.
+            Some(_) if cfg.userns.is_some() => {
+                tracing::warn!(
+                    "--userns runs groups under crun only: this node runs no gvisor runtime class"
+                );
+                None
+            }
+            Some(g) => Some(open_gvisor(&cfg.runtime, g)?),
+            None => None,
+        };
         let runtime = Runtime::new(cfg.runtime)?.with_seccomp_precompile(cfg.seccomp_precompile);
         let net = Network::new(cfg.net)?;
         if cfg.userns.is_some() && runtime.kind() != berth_runtime::RuntimeKind::Crun {
@@ -92,6 +109,7 @@ impl Host {
         Ok(Self {
             images,
             runtime,
+            gvisor,
             net,
             dirs,
             storage,
@@ -102,6 +120,40 @@ impl Host {
             host_paths: cfg.host_paths,
             starting: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// The one place that turns a runtime class into the runtime that runs it; a new class
+    /// (a microVM) plugs in here.
+    pub fn runtime_for(&self, class: RuntimeClass) -> Result<&Runtime, NodeError> {
+        match class {
+            RuntimeClass::Runc => Ok(&self.runtime),
+            RuntimeClass::Gvisor => self
+                .gvisor
+                .as_ref()
+                .ok_or(NodeError::RuntimeClassUnsupported(
+                    class,
+                    "berth serve found no runsc (--gvisor-runtime)",
+                )),
+        }
+    }
+
+    /// The runtime of the group in `dirs`, from the class it recorded when it started.
+    pub fn runtime_of(&self, dirs: &GroupDirs) -> Result<&Runtime, NodeError> {
+        self.runtime_for(dirs.runtime_class()?)
+    }
+
+    /// The runtime of the `runc` class, for what is not any one group's (cgroup layout).
+    pub fn default_runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The runtime classes this node runs, with the runtime of each.
+    pub fn classes(&self) -> Vec<ClassSupport> {
+        let mut out = vec![ClassSupport::of(RuntimeClass::Runc, &self.runtime)];
+        if let Some(g) = &self.gvisor {
+            out.push(ClassSupport::of(RuntimeClass::Gvisor, g));
+        }
+        out
     }
 
     /// Marks a start in progress until the returned guard is dropped.
@@ -144,4 +196,61 @@ impl Host {
             tracing::warn!(error = %e, "cannot release the namespace directory");
         }
     }
+}
+
+/// A runtime class the node runs, as reported to the operator.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClassSupport {
+    pub class: RuntimeClass,
+    /// The runtime's `--version` line.
+    pub runtime: String,
+    /// gVisor's platform (`gvisor` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+impl ClassSupport {
+    fn of(class: RuntimeClass, rt: &Runtime) -> Self {
+        let platform = rt
+            .config()
+            .global_args
+            .iter()
+            .find_map(|a| a.strip_prefix("--platform="))
+            .map(str::to_string);
+        Self {
+            class,
+            runtime: rt.version().to_string(),
+            platform,
+        }
+    }
+}
+
+/// runsc for the `gvisor` class: the runc class's configuration with runsc, its own state
+/// root beside the other runtime's, and the platform given or detected (logged).
+fn open_gvisor(base: &RuntimeConfig, g: &GvisorConfig) -> Result<Runtime, NodeError> {
+    let platform = match g.platform {
+        Some(p) => p,
+        None => GvisorPlatform::detect(&g.binary),
+    };
+    let mut state_root = base.state_root.clone().into_os_string();
+    state_root.push("-runsc");
+    let rt = Runtime::new(RuntimeConfig {
+        binary: g.binary.clone(),
+        state_root: state_root.into(),
+        global_args: berth_runtime::runsc_global_args(platform),
+        ..base.clone()
+    })?;
+    if rt.kind() != berth_runtime::RuntimeKind::Runsc {
+        return Err(NodeError::NotRunsc(
+            g.binary.clone(),
+            rt.version().to_string(),
+        ));
+    }
+    tracing::info!(
+        runtime = %rt.version(),
+        platform = %platform,
+        chosen = if g.platform.is_some() { "given" } else { "detected" },
+        "the gvisor runtime class runs on runsc"
+    );
+    Ok(rt)
 }

@@ -53,6 +53,7 @@ async fn main() {
         layout: CgroupLayout::detect().unwrap(),
         monitor_exe: monitor,
         monitor_args: vec![],
+        global_args: Vec::new(),
     })
     .unwrap();
     println!(

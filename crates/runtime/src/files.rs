@@ -73,6 +73,9 @@ pub(crate) struct MonitorConfig {
     /// Run the runtime from a read-only bind of its executable (crun; see `oci`).
     #[serde(default)]
     pub pin_binary: bool,
+    /// The runtime's global flags (runsc's platform and network).
+    #[serde(default)]
+    pub global_args: Vec<String>,
     /// `memory.oom_control` (v1) or `memory.events` (v2) of the container's cgroup.
     pub oom_file: Option<PathBuf>,
     /// Size-based rotation of the log; `None` lets it grow.

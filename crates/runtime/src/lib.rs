@@ -11,6 +11,7 @@ mod dynmods;
 mod error;
 mod exec;
 mod files;
+mod gvisor;
 pub mod logs;
 mod monitor;
 mod oci;
@@ -32,6 +33,7 @@ pub use exec::{
     ExecOutput, ExecReader, ExecRequest, ExecSession, ExecUser, ExecWriter, SYNC_OUTPUT_CAP,
 };
 pub use files::{ExitStatus, Started};
+pub use gvisor::{runsc_global_args, GvisorPlatform};
 pub use monitor::monitor_main;
 pub use oci::RuntimeKind;
 pub use runtime::{Runtime, RuntimeConfig, SECCOMP_BPF_ANNOTATION};

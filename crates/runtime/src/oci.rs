@@ -1,4 +1,4 @@
-//! The one place that runs the OCI runtime binary (crun or runc): global flags, the private
+//! The one place that runs the OCI runtime binary (crun, runc or gVisor's runsc): global flags, the private
 //! mount namespace that hides the cgroup2 mount from crun on hybrid hosts, and error capture.
 
 use std::ffi::CString;
@@ -21,6 +21,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum RuntimeKind {
     Crun,
     Runc,
+    /// gVisor's `runsc`.
+    Runsc,
     Other,
 }
 
@@ -46,6 +48,8 @@ impl RuntimeKind {
             Self::Crun
         } else if first.starts_with("runc ") {
             Self::Runc
+        } else if first.starts_with("runsc ") {
+            Self::Runsc
         } else {
             Self::Other
         };
@@ -74,6 +78,8 @@ pub(crate) struct OciCommand {
     pub hide_unified: Option<PathBuf>,
     /// Bind the runtime's executable read-only over itself (crun).
     pub pin_binary: bool,
+    /// Global flags after `--root` (runsc's `--platform`, `--network`, ...).
+    pub global_args: Vec<String>,
 }
 
 impl OciCommand {
@@ -84,7 +90,10 @@ impl OciCommand {
         S: AsRef<std::ffi::OsStr>,
     {
         let mut cmd = std::process::Command::new(&self.binary);
-        cmd.arg("--root").arg(&self.root).args(args);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .args(&self.global_args)
+            .args(args);
         cmd.stdin(Stdio::null());
         if self.hide_unified.is_some() || self.pin_binary {
             let pin = self.pin_binary.then_some(self.binary.as_path());
@@ -290,6 +299,30 @@ mod tests {
         assert!(!host
             .lines()
             .any(|l| l.split(' ').nth(4) == Some("/usr/bin/crun")));
+    }
+
+    #[test]
+    fn global_flags_come_between_root_and_the_command() {
+        let oci = OciCommand {
+            binary: PathBuf::from("/usr/bin/runsc"),
+            root: PathBuf::from("/run/x"),
+            hide_unified: None,
+            pin_binary: false,
+            global_args: vec!["--platform=ptrace".into(), "--network=host".into()],
+        };
+        let cmd = oci.command(["state", "c1"]).expect("command");
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "--root",
+                "/run/x",
+                "--platform=ptrace",
+                "--network=host",
+                "state",
+                "c1"
+            ]
+        );
     }
 
     #[test]

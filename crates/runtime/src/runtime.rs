@@ -33,6 +33,9 @@ pub struct RuntimeConfig {
     pub monitor_exe: PathBuf,
     /// Arguments before the container directory, e.g. `["monitor"]`.
     pub monitor_args: Vec<String>,
+    /// Global flags given to every run of the runtime, after `--root` (runsc's
+    /// `--platform=`, `--network=host`, ...).
+    pub global_args: Vec<String>,
 }
 
 /// The OCI runtime driver.
@@ -109,6 +112,7 @@ impl Runtime {
             root: state_root,
             hide_unified,
             pin_binary,
+            global_args: cfg.global_args.clone(),
         };
         let filters = (kind == RuntimeKind::Crun).then(warm_filters);
         Ok(Self {
@@ -230,6 +234,7 @@ impl Runtime {
             log_path,
             hide_unified: self.oci.hide_unified.clone(),
             pin_binary: self.oci.pin_binary,
+            global_args: self.oci.global_args.clone(),
             oom_file,
             log_rotation: self.log_rotation,
         };

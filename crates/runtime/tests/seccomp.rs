@@ -86,6 +86,7 @@ fn runtime(f: &Fixture, binary: &str) -> Runtime {
         layout: CgroupLayout::detect().unwrap(),
         monitor_exe: MONITOR.into(),
         monitor_args: vec![],
+        global_args: Vec::new(),
     })
     .unwrap()
 }

@@ -62,6 +62,16 @@ pub(crate) fn map_err(e: ControlError) -> ApiError {
             format!("The specified parameter SecurityContext.Capability.Add is not valid: {r}"),
         ),
         ControlError::VolumeRefused(r) => ApiError::new(400, "InvalidParameter", r.to_string()),
+        ControlError::RuntimeClassForbidden { .. } => ApiError::new(
+            403,
+            "Forbidden.RuntimeClass",
+            format!("The specified parameter RuntimeClassName is not allowed: {e}"),
+        ),
+        ControlError::RuntimeClassUnsupported(..) => ApiError::new(
+            400,
+            "InvalidParameter",
+            format!("The specified parameter RuntimeClassName is not valid: {e}"),
+        ),
         ControlError::PublishRefused(r) if r.quota => ApiError::new(
             400,
             "QuotaExceeded.PublishedPorts",

@@ -10,6 +10,7 @@ mod ledger;
 mod migrate_secrets;
 mod operator;
 mod quota;
+mod runtime_classes;
 mod seal;
 mod seccomp;
 mod sqlite;
@@ -178,6 +179,19 @@ pub trait Store: Send + Sync {
     fn set_account_operator(&self, name: &str, operator: bool) -> Result<(), StoreError>;
     /// Whether an account is an operator's (false for an unknown one), read afresh.
     fn account_operator(&self, name: &str) -> Result<bool, StoreError>;
+    /// Sets the runtime classes an existing account may use and its default. Read afresh by
+    /// every create.
+    fn set_account_runtime_classes(
+        &self,
+        name: &str,
+        policy: &berth_core::RuntimeClassPolicy,
+    ) -> Result<(), StoreError>;
+    /// An account's runtime class policy (every class, the node's default, for an account
+    /// without one or without a row).
+    fn account_runtime_classes(
+        &self,
+        account: &str,
+    ) -> Result<berth_core::RuntimeClassPolicy, StoreError>;
     /// What an account's unfinished groups hold (see the `quota` module for what counts).
     fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError>;
 

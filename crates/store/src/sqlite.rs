@@ -54,6 +54,7 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::billed::MIGRATION,
     crate::operator::MIGRATION,
     CHANGED_MIGRATION,
+    crate::runtime_classes::MIGRATION,
 ];
 
 /// When each group's record last changed (milliseconds since the epoch), so that a client
@@ -482,6 +483,21 @@ impl Store for SqliteStore {
 
     fn account_operator(&self, name: &str) -> Result<bool, StoreError> {
         crate::operator::get(&self.reader(), name)
+    }
+
+    fn set_account_runtime_classes(
+        &self,
+        name: &str,
+        policy: &berth_core::RuntimeClassPolicy,
+    ) -> Result<(), StoreError> {
+        crate::runtime_classes::set(&self.conn(), name, policy)
+    }
+
+    fn account_runtime_classes(
+        &self,
+        account: &str,
+    ) -> Result<berth_core::RuntimeClassPolicy, StoreError> {
+        crate::runtime_classes::get(&self.reader(), account)
     }
 
     fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError> {

@@ -33,6 +33,8 @@ enum AdminCommand {
     /// Access keys of an account (an account may have several).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The runtime classes the node runs, as the last `berth serve` found them at its start.
+    Node,
 }
 
 #[derive(clap::Subcommand)]
@@ -84,6 +86,18 @@ enum AccountCommand {
     },
     /// Print the account's seccomp profile (`default`, `unconfined` or the profile's JSON).
     ShowSeccomp { name: String },
+    /// Set the runtime classes (runc, gvisor) the account's groups may use and the class of
+    /// a group that names none (`RuntimeClassName`). Creates from now on are checked.
+    SetRuntimeClasses {
+        name: String,
+        /// The allowed classes, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        allow: Vec<berth_core::RuntimeClass>,
+        /// The account's default class (one of --allow); without it, the server's
+        /// --default-runtime-class.
+        #[arg(long)]
+        default: Option<berth_core::RuntimeClass>,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -150,11 +164,24 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let out = Output::new(&args.output);
+    if let AdminCommand::Node = args.command {
+        return node(&args.state_dir);
+    }
     let store = open(&args.state_dir)?;
     match args.command {
         AdminCommand::Account(c) => account(&store, &out, c),
         AdminCommand::Key(c) => key(&store, &out, c),
+        AdminCommand::Node => node(&args.state_dir),
     }
+}
+
+/// Prints the file `berth serve` writes at its start (JSON).
+fn node(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = crate::serve::node_classes_file(state_dir);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {} (has berth serve run?)", path.display()))?;
+    let _ = writeln!(std::io::stdout(), "{}", text.trim_end());
+    Ok(())
 }
 
 /// The store of `state_dir`, made private as `berth serve` makes it.
@@ -223,6 +250,15 @@ fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result
                 AccountSeccomp::Profile(_) => "seccomp profile set",
             };
             out.account_changed(&name, what);
+        }
+        AccountCommand::SetRuntimeClasses {
+            name,
+            allow,
+            default,
+        } => {
+            let policy = berth_core::RuntimeClassPolicy::new(allow, default)?;
+            store.set_account_runtime_classes(&name, &policy)?;
+            out.account_changed(&name, "runtime classes set");
         }
         AccountCommand::ShowSeccomp { name } => {
             if !store.list_accounts()?.iter().any(|a| a.name == name) {

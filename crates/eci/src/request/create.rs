@@ -125,6 +125,7 @@ impl CreateRequest {
             dns_policy: super::dns::dns_policy(p)?,
             public_address: public_address(p)?,
             published: None,
+            runtime_class: runtime_class(p)?,
         };
         if spec.dns_policy == berth_core::DnsPolicy::None
             && spec
@@ -356,6 +357,18 @@ fn env(p: &Params, prefix: &str) -> Result<Vec<EnvVar>, ApiError> {
 /// `AutoCreateEip`: the group's ports published on the node's public address. berth has no
 /// EIP objects of its own: `EipInstanceId` and the bandwidth and ISP knobs are refused
 /// (`honoured.rs`).
+/// `RuntimeClassName`: `runc` or `gvisor`; anything else is refused by name.
+fn runtime_class(p: &Params) -> Result<Option<berth_core::RuntimeClass>, ApiError> {
+    let Some(v) = p.string("RuntimeClassName") else {
+        return Ok(None);
+    };
+    v.parse()
+        .map(Some)
+        .map_err(|e: berth_core::UnknownRuntimeClass| {
+            ApiError::invalid_parameter("RuntimeClassName", e.to_string())
+        })
+}
+
 fn public_address(p: &Params) -> Result<bool, ApiError> {
     Ok(p.bool("AutoCreateEip")?.unwrap_or(false))
 }

@@ -276,6 +276,9 @@ const GROUP: &[(&str, Rule)] = &[
     ("SecurityContext.Sysctl.N.Value", Honoured),
     // berth's extension, Kubernetes' fsGroup (`security.rs`).
     ("SecurityContext.FsGroup", Honoured),
+    // berth's extension: the group's runtime class (`create.rs`), checked against the
+    // account's policy by the control plane.
+    ("RuntimeClassName", Honoured),
     ("HostSecurityContext", Refused),
     ("HostSecurityContext.Sysctl.N", Refused),
     ("HostSecurityContext.Sysctl.N.Name", Refused),

@@ -337,6 +337,28 @@ fn dns_policy_decodes_default_and_none_only() {
 }
 
 #[test]
+fn runtime_class_name_decodes_runc_and_gvisor_only() {
+    use berth_core::RuntimeClass;
+    assert_eq!(create(SMOKE).unwrap().spec.runtime_class, None);
+    for (v, class) in [
+        ("runc", RuntimeClass::Runc),
+        ("gvisor", RuntimeClass::Gvisor),
+    ] {
+        let r = create(&format!("{SMOKE}&RuntimeClassName={v}")).unwrap();
+        assert_eq!(r.spec.runtime_class, Some(class));
+    }
+    for v in ["kata", "GVISOR", "runsc"] {
+        let e = create(&format!("{SMOKE}&RuntimeClassName={v}")).unwrap_err();
+        assert_eq!(e.code, "InvalidParameter");
+        assert!(
+            e.message.contains("RuntimeClassName") && e.message.contains(v),
+            "{v}: {}",
+            e.message
+        );
+    }
+}
+
+#[test]
 fn env_field_paths_are_those_berth_resolves() {
     for path in berth_core::spec::FIELD_PATHS {
         let q = format!("{SMOKE}&Container.1.EnvironmentVar.1.Key=X&Container.1.EnvironmentVar.1.FieldRef.FieldPath={path}");

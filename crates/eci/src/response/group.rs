@@ -63,6 +63,8 @@ pub struct ContainerGroup {
     /// berth's extension: the host ports published for the group (with `InternetIp`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub published_ports: Vec<PublishedPortInfo>,
+    /// berth's extension: the group's runtime class (`runc`, `gvisor`).
+    pub runtime_class_name: String,
 }
 
 /// One published port: `HostPort` on the group's `InternetIp` reaches `ContainerPort`.
@@ -212,6 +214,7 @@ impl ContainerGroup {
                 })
                 .collect(),
             status: r.status.as_str().to_string(),
+            runtime_class_name: s.runtime_class().as_str().to_string(),
             creation_time: time(r.creation_time),
             succeeded_time: time_or_empty(r.succeeded_time),
             failed_time: time_or_empty(r.failed_time),

@@ -150,10 +150,13 @@ fn container_group_keys() {
         "Containers",
         "InitContainers",
         "Volumes",
+        // berth's extension.
+        "RuntimeClassName",
     ] {
         assert!(v.get(k).is_some(), "missing {k}: {:?}", keys(&v));
     }
-    assert_eq!(keys(&v).len(), 39);
+    assert_eq!(keys(&v).len(), 40);
+    assert_eq!(v["RuntimeClassName"], "runc");
     assert_eq!(v["CreationTime"], "2024-01-01T00:00:00Z");
     assert_eq!(v["SucceededTime"], "");
     assert_eq!(v["Volumes"], serde_json::json!([]));

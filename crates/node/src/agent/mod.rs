@@ -137,6 +137,11 @@ impl Agent {
         }
     }
 
+    /// The runtime classes this node runs (what `berth serve` detected at start).
+    pub fn runtime_classes(&self) -> Vec<crate::ClassSupport> {
+        self.host.classes()
+    }
+
     /// Called when berth stops: containers keep running; host state that only berth itself
     /// holds (the namespace pool, and the namespace directory's mount and the subnet's
     /// masquerade rule when no group needs them) is released.

@@ -39,11 +39,8 @@ impl Agent {
     ) -> Result<ExecOutput, NodeError> {
         let dir = self.dirs(id).container(container);
         let rid = runtime_id(id.as_str(), container);
-        Ok(self
-            .host
-            .runtime
-            .exec_sync(&rid, &dir, req, timeout)
-            .await?)
+        let rt = self.host.runtime_of(&self.dirs(id))?;
+        Ok(rt.exec_sync(&rid, &dir, req, timeout).await?)
     }
 
     /// Starts an interactive command in a running container.
@@ -55,7 +52,8 @@ impl Agent {
     ) -> Result<ExecSession, NodeError> {
         let dir = self.dirs(id).container(container);
         let rid = runtime_id(id.as_str(), container);
-        Ok(self.host.runtime.exec_interactive(&rid, &dir, req).await?)
+        let rt = self.host.runtime_of(&self.dirs(id))?;
+        Ok(rt.exec_interactive(&rid, &dir, req).await?)
     }
 
     /// Follows the log of a container's current run: what `q` selects of it, then each new
@@ -138,7 +136,7 @@ impl Agent {
     /// One sample of a group; `None` when none of its containers has a cgroup.
     fn sample(&self, id: &GroupId) -> Option<MetricPoint> {
         let gid = id.as_str();
-        let layout = &self.host.runtime.config().layout;
+        let layout = &self.host.default_runtime().config().layout;
         let prev = self.metrics.last(id);
         let names: Vec<String> = std::fs::read_dir(self.dirs(id).root.join("containers"))
             .map(|rd| {

@@ -38,6 +38,8 @@ pub struct Target {
     /// The group's network namespace and address, when it has them.
     pub netns: Option<Netns>,
     pub ip: Option<IpAddr>,
+    /// The group's runtime class as its files record it.
+    class: Result<berth_core::RuntimeClass, String>,
 }
 
 impl Target {
@@ -53,6 +55,21 @@ impl Target {
             cdir: host.dirs.group(gid).container(name),
             netns,
             ip: attachment.map(|a| a.ip),
+            class: host
+                .dirs
+                .group(gid)
+                .runtime_class()
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The runtime that runs the container (its group's class).
+    pub fn runtime(&self) -> Result<&berth_runtime::Runtime, crate::NodeError> {
+        match &self.class {
+            Ok(class) => self.host.runtime_for(*class),
+            Err(e) => Err(crate::NodeError::Io(std::io::Error::other(format!(
+                "cannot read the group's runtime class: {e}"
+            )))),
         }
     }
 
@@ -67,8 +84,8 @@ impl Target {
                     ..Default::default()
                 };
                 let out = self
-                    .host
-                    .runtime
+                    .runtime()
+                    .map_err(|e| crate::files::error_chain(&e))?
                     .exec_sync(&self.rid, &self.cdir, &req, timeout)
                     .await
                     .map_err(|e| crate::files::error_chain(&e))?;
@@ -164,8 +181,13 @@ pub async fn stop(
             }
         }
     }
-    if let Err(e) = target.host.runtime.stop(&target.rid, grace).await {
-        tracing::debug!(container = %target.rid, error = %e, "stop");
+    match target.runtime() {
+        Ok(rt) => {
+            if let Err(e) = rt.stop(&target.rid, grace).await {
+                tracing::debug!(container = %target.rid, error = %e, "stop");
+            }
+        }
+        Err(e) => tracing::warn!(container = %target.rid, error = %e, "cannot stop"),
     }
     failed
 }

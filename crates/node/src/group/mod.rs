@@ -135,20 +135,23 @@ impl Supervisor {
         let gid = self.id.as_str();
         let stops = names.iter().map(|name| {
             let rid = runtime_id(gid, name);
-            let rt = &self.host.runtime;
             let target = handler::Target::of(&self.host, gid, name);
             let container = spec.and_then(|s| s.all_containers().find(|c| &c.name == name));
             async move {
                 handler::stop(&target, container, grace).await;
-                rt.delete(&rid).await.inspect_err(|e| {
-                    tracing::warn!(container = %rid, error = %e, "cannot delete container");
-                })
+                let rt = target.runtime()?;
+                rt.delete(&rid)
+                    .await
+                    .map_err(NodeError::from)
+                    .inspect_err(|e| {
+                        tracing::warn!(container = %rid, error = %e, "cannot delete container");
+                    })
             }
         });
         let mut first = Ok(());
         for res in join_all(stops).await {
             if let (Err(e), true) = (res, first.is_ok()) {
-                first = Err(e.into());
+                first = Err(e);
             }
         }
         first
@@ -178,7 +181,7 @@ impl Supervisor {
         self.host.net.teardown(gid).await?;
         let net = began.elapsed();
         self.host.images.unpin_deferred(&format!("group:{gid}"));
-        self.host.runtime.remove_group_cgroup(gid).await?;
+        self.host.default_runtime().remove_group_cgroup(gid).await?;
         let cgroup = began.elapsed();
         if let Some(storage) = &self.host.storage {
             if dirs.rw.starts_with(storage.root()) {

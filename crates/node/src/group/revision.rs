@@ -165,7 +165,11 @@ async fn stop(host: &Arc<Host>, gid: &str, name: &str, grace: Duration) {
     let target = super::handler::Target::of(host, gid, name);
     let started_as = Revision::read(&target.cdir).map(|r| r.spec);
     super::handler::stop(&target, started_as.as_ref(), grace).await;
-    if let Err(e) = host.runtime.delete(&target.rid).await {
+    let deleted = match target.runtime() {
+        Ok(rt) => rt.delete(&target.rid).await.map_err(crate::NodeError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = deleted {
         tracing::warn!(container = %target.rid, error = %e, "cannot delete container");
     }
 }

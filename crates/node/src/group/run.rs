@@ -90,6 +90,12 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
             berth_runtime::seccomp::Seccomp::Default
         });
     let sandbox = Sandbox { attachment, userns };
+    // Before any container starts: stops, adoptions and execs go by this file.
+    if let Err(e) = dirs.write_runtime_class(spec.runtime_class()) {
+        tracing::error!(group = %gid, error = %e, "cannot record the group's runtime class; its containers do not start");
+        let _ = admit.await;
+        return;
+    }
     run_containers(
         &host, &spec, &gid, &dirs, &state, how, sandbox, images, &seccomp, &cancel, starting,
         &changed,
@@ -147,7 +153,7 @@ async fn run_containers(
             continue;
         }
         let cx = ctx(c, true);
-        let adopted = adopt(&host.runtime, dirs, state, how, true, &c.name).await;
+        let adopted = adopt(host, spec, dirs, state, how, true, &c.name).await;
         match cx.supervise(adopted).await {
             Some(0) => {}
             _ => return,
@@ -169,7 +175,7 @@ async fn run_containers(
             }
         }
         let cx = ctx(c, false);
-        let adopted = adopt(&host.runtime, dirs, state, how, false, &c.name).await;
+        let adopted = adopt(host, spec, dirs, state, how, false, &c.name).await;
         tasks.push(tokio::spawn(async move { cx.supervise(adopted).await }));
     }
     drop(starting);
@@ -182,7 +188,8 @@ async fn run_containers(
 /// recorded. Both are looked for whatever the record says, since berth may have stopped
 /// between spawning a monitor and recording the start, or between an exit and its record.
 async fn adopt(
-    rt: &Runtime,
+    host: &Host,
+    spec: &GroupSpec,
     dirs: &GroupDirs,
     state: &GroupState,
     how: Start,
@@ -195,6 +202,8 @@ async fn adopt(
     }
     let st = state.container(init, name)?;
     let cdir = dirs.container(name);
+    // A class the node no longer runs has no monitor to adopt; the start says why.
+    let rt = host.runtime_for(spec.runtime_class()).ok()?;
     if let Some(started) = rt.adopt_starting(&cdir).await {
         tracing::info!(container = %name, pid = started.pid, "re-adopted running container");
         return Some(Adopted::Running(started));

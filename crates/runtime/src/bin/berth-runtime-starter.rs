@@ -26,6 +26,7 @@ fn main() {
         layout,
         monitor_exe: monitor.clone(),
         monitor_args: vec![],
+        global_args: Vec::new(),
     }) {
         Ok(rt) => rt,
         Err(e) => {

@@ -196,3 +196,47 @@ impl AsyncWrite for Terminal {
         Poll::Ready(Ok(()))
     }
 }
+
+/// A new pty pair, `(master, slave)`, both close-on-exec, the window `(columns, rows)` when
+/// given. For runsc, which hands a terminal over only when it is its own stdio: the slave
+/// becomes the stdio of `runsc exec`, the master the session's terminal.
+pub(crate) fn open_pty(size: Option<(u16, u16)>) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (mut master, mut slave): (RawFd, RawFd) = (-1, -1);
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    if let Some((cols, rows)) = size {
+        ws.ws_col = cols;
+        ws.ws_row = rows;
+    }
+    // SAFETY: openpty writes two descriptors into the given integers; the name buffer and the
+    // termios are not used (null), the winsize is read only.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            if size.is_some() {
+                &ws
+            } else {
+                std::ptr::null()
+            },
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openpty succeeded, so both are open descriptors that nothing else owns.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [&master, &slave] {
+        // SAFETY: F_SETFD on a descriptor we own.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((master, slave))
+}

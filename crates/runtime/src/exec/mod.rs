@@ -169,6 +169,9 @@ impl Runtime {
                 exit_code: None,
             });
         }
+        if self.kind() == crate::oci::RuntimeKind::Runsc {
+            return self.exec_on_own_pty(id, &files, req);
+        }
         let socket = ConsoleSocket::bind(&files.socket)
             .map_err(|e| RuntimeError::io("listen on", &files.socket, e))?;
         let mut cmd = self.exec_command(id, &files, Some(&files.socket))?;
@@ -201,6 +204,51 @@ impl Runtime {
         if let Some(s) = stderr {
             tokio::spawn(log_runtime_stderr(id.to_string(), s));
         }
+        let terminal =
+            Terminal::new(master).map_err(|e| RuntimeError::io("open the terminal of", id, e))?;
+        Ok(ExecSession {
+            stdin: req.stdin.then(|| Box::new(terminal.clone()) as ExecWriter),
+            stdout: Some(Box::new(terminal.clone())),
+            stderr: None,
+            terminal: Some(terminal),
+            guard,
+            child,
+            exit_code: None,
+        })
+    }
+
+    /// A TTY exec under runsc, which passes a terminal into the sandbox only when the terminal
+    /// is its own stdio (its `--console-socket` works only with `--detach`, which loses the
+    /// exit code): berth opens the pty, gives the slave to `runsc exec` as its stdio and
+    /// controlling terminal, and keeps the master. runsc's own errors show on the terminal.
+    fn exec_on_own_pty(
+        &self,
+        id: &str,
+        files: &ExecFiles,
+        req: &ExecRequest,
+    ) -> Result<ExecSession, RuntimeError> {
+        let (master, slave) =
+            console::open_pty(req.size).map_err(|e| RuntimeError::io("open a pty for", id, e))?;
+        let mut cmd = self.exec_command(id, files, None)?;
+        let stdio = |fd: &std::os::fd::OwnedFd| {
+            fd.try_clone()
+                .map(Stdio::from)
+                .map_err(|e| RuntimeError::io("open a pty for", id, e))
+        };
+        cmd.stdin(stdio(&slave)?)
+            .stdout(stdio(&slave)?)
+            .stderr(Stdio::from(slave));
+        // SAFETY: setsid(2) and ioctl(2) are async-signal-safe and touch no memory of the
+        // parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let (child, guard) = spawn(cmd, files)?;
         let terminal =
             Terminal::new(master).map_err(|e| RuntimeError::io("open the terminal of", id, e))?;
         Ok(ExecSession {
@@ -247,11 +295,11 @@ impl Runtime {
             files.pid.as_os_str(),
         ];
         if let Some(sock) = console {
-            args.extend([
-                "--tty".as_ref(),
-                "--console-socket".as_ref(),
-                sock.as_os_str(),
-            ]);
+            // runsc takes the terminal from the process file alone and knows no `--tty`.
+            if self.kind() != crate::oci::RuntimeKind::Runsc {
+                args.push("--tty".as_ref());
+            }
+            args.extend(["--console-socket".as_ref(), sock.as_os_str()]);
         }
         args.push(id.as_ref());
         // Not killed on drop: the guard kills the exec'd process and the runtime, its parent,

@@ -239,6 +239,7 @@ fn spawn_runtime(
         root: conf.state_root.clone(),
         hide_unified: conf.hide_unified.clone(),
         pin_binary: conf.pin_binary,
+        global_args: conf.global_args.clone(),
     };
     let pid_file = dir.join(files::CONTAINER_PID);
     let mut cmd = oci

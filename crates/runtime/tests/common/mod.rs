@@ -59,6 +59,7 @@ impl Fixture {
             layout: CgroupLayout::detect().unwrap(),
             monitor_exe: MONITOR.into(),
             monitor_args: vec![],
+            global_args: Vec::new(),
         })
         .unwrap()
     }

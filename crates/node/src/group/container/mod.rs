@@ -196,9 +196,17 @@ impl ContainerCtx {
         Ok((uid, gid))
     }
 
+    /// The runtime of the group's class.
+    pub fn runtime(&self) -> Result<&berth_runtime::Runtime, crate::NodeError> {
+        self.host.runtime_for(self.group.runtime_class())
+    }
+
     /// Starts the container once and waits for it to exit (or for cancellation).
     pub async fn run_once(&self, run: u32) -> RunEnd {
-        let rt = &self.host.runtime;
+        let rt = match self.runtime() {
+            Ok(rt) => rt,
+            Err(e) => return RunEnd::StartFailed(e.to_string()),
+        };
         let id = self.runtime_id();
         let began = std::time::Instant::now();
         let starting = self.host.starting();
@@ -307,7 +315,7 @@ impl ContainerCtx {
         let probes = probe::watch(self, started.started_at, fresh);
         tokio::select! {
             never = probes => match never {},
-            res = self.host.runtime.wait(&started, &cdir) => match res {
+            res = async { self.runtime()?.wait(&started, &cdir).await.map_err(crate::NodeError::from) } => match res {
                 Ok(exit) => RunEnd::Exited(exit),
                 Err(e) => RunEnd::StartFailed(format!("lost the container: {}", crate::files::error_chain(&e))),
             },
@@ -402,12 +410,13 @@ impl ContainerCtx {
                         _ = cancel.cancelled() => return None,
                     }
                     // A monitor of the failed attempt may have got the container running.
-                    first = self
-                        .host
-                        .runtime
-                        .adopt_starting(&self.dirs.container(&self.spec.name))
-                        .await
-                        .map(Adopted::Running);
+                    first = match self.runtime() {
+                        Ok(rt) => rt
+                            .adopt_starting(&self.dirs.container(&self.spec.name))
+                            .await
+                            .map(Adopted::Running),
+                        Err(_) => None,
+                    };
                     continue;
                 }
                 RunEnd::StartFailed(msg) => {
@@ -433,7 +442,9 @@ impl ContainerCtx {
                     exit
                 }
             };
-            let _ = self.host.runtime.delete(&self.runtime_id()).await;
+            if let Ok(rt) = self.runtime() {
+                let _ = rt.delete(&self.runtime_id()).await;
+            }
             if !matches!(self.state.container(self.init, &self.spec.name), Some(c) if c.current.finish_time.is_some())
             {
                 self.record_exit(&exit);

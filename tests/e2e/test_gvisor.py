@@ -1,0 +1,234 @@
+"""The gvisor runtime class (`RuntimeClassName=gvisor`, gVisor's runsc): a group runs in a
+sandbox with its limits enforced on the host's cgroups, its logs, exec (sync and TTY) and its
+own address; an emptyDir outlives a restart of its container and an exec probe makes it Ready;
+it survives a kill -9 of berth and is re-adopted; its deletion leaves nothing.
+The account's policy refuses a class it may not use (403), an unknown class is a 400.
+
+A berth of its own (bridge berthg0, 10.222.0.0/16). Fails, never skips, without runsc."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from alibabacloud_tea_openapi.exceptions import ClientException
+
+import support
+from support import exec_sh, pretty, wait_for, wait_status
+from test_observe import Channels, _exec
+from test_ports import call, raw_group
+
+BRIDGE = "berthg0"
+SUBNET = "10.222.0.0/16"
+SERVE = ["--default-runtime-class", "runc"]
+# Serves /etc on 8080, logs a line, runs until stopped.
+WEB = "echo hello-gvisor; httpd -f -p 8080 -h /etc & while true; do sleep 1; done"
+
+
+@pytest.fixture(scope="module")
+def gv(host_ready, images):
+    if shutil.which("runsc") is None:
+        pytest.fail("runsc is not installed (apt-get install runsc)")
+    with support.own_berth("gvisor", SERVE, bridge=BRIDGE, subnet=SUBNET) as server:
+        yield server
+
+
+def create(server, images, name: str, script: str = WEB, cls: str | None = "gvisor",
+           **extra: str) -> str:
+    query = {
+        "ContainerGroupName": name,
+        "RestartPolicy": "Never",
+        "TerminationGracePeriodSeconds": "2",
+        "PlainHttpRegistry": images.registry,
+        "Container.1.Name": "c",
+        "Container.1.Image": images.image,
+        "Container.1.Command.1": "sh",
+        "Container.1.Command.2": "-c",
+        "Container.1.Arg.1": script,
+        "Container.1.Cpu": "0.5",
+        "Container.1.Memory": "0.5",
+        **extra,
+    }
+    if cls is not None:
+        query["RuntimeClassName"] = cls
+    gid = call(server.client(), "CreateContainerGroup", query)["ContainerGroupId"]
+    server.tracker.add(gid)
+    return gid
+
+
+def refused(server, images, name: str, **kw) -> ClientException:
+    with pytest.raises(ClientException) as exc:
+        create(server, images, name, **kw)
+    return exc.value
+
+
+def cgroup_value(gid: str, controller: str, name: str, container: str = "c") -> str:
+    """The value of `name` in the host cgroup of the group's container (the bundle's
+    cgroupsPath, /berth/<group>/<container>), where runsc puts the sandbox."""
+    path = f"/sys/fs/cgroup/{controller}/berth/{gid}/{container}/{name}"
+    with open(path) as f:
+        return f.read().strip()
+
+
+def test_a_gvisor_group_runs_in_a_sandbox_with_its_limits_logs_exec_and_address(gv, images):
+    client = gv.client()
+    gid = create(gv, images, "e2e-gvisor-web")
+    wait_status(client, gid, ["Running"], 90, never=["Failed"], diag=gv.diag)
+    group = raw_group(client, gid)
+    assert group["RuntimeClassName"] == "gvisor", pretty(group)
+
+    # The processes run on gVisor's kernel, not the host's.
+    kernel = exec_sh(client, gid, "dmesg | head -n 3; uname -r")
+    assert "gVisor" in kernel, kernel
+    assert "runsc" in "".join(support.processes_mentioning([gid])), support.processes_mentioning([gid])
+
+    # Logs of the sandboxed process.
+    text = wait_for("the log line", lambda: "hello-gvisor" in support.logs(client, gid, "c"), 20)
+    assert text
+
+    # The limits are the sandbox's cgroup's on the host.
+    assert int(cgroup_value(gid, "memory", "memory.limit_in_bytes")) == 512 << 20
+    assert int(cgroup_value(gid, "cpu", "cpu.cfs_quota_us")) == 50_000
+    assert cgroup_value(gid, "pids", "pids.max") == "4096"
+    # The sandbox itself is in that cgroup.
+    sandbox = [p for p in support.pids_matching("runsc-sandbox") if gid in open(f"/proc/{p}/cmdline").read()]
+    assert sandbox, support.processes_mentioning([gid])
+    assert f"memory:/berth/{gid}/c" in open(f"/proc/{sandbox[0]}/cgroup").read()
+
+    # The group's own address answers from the host.
+    ip = group["IntranetIp"]
+    assert ip.startswith("10.222."), pretty(group)
+    page = wait_for(f"http://{ip}:8080/hostname", lambda: support.http_get(f"http://{ip}:8080/hostname"), 20)
+    assert page.strip() == "e2e-gvisor-web", page
+
+    # Sync exec: exit code and output.
+    out = exec_sh(client, gid, "echo out-$((40+2)); exit 0")
+    assert "out-42" in out, out
+
+    # TTY exec over the channel protocol: a terminal of the size asked, resized, the exit
+    # code. (gVisor names the host's terminal no /dev/pts device inside: `tty` says no.)
+    body = _exec(client, gid, ["sh"], sync=False, tty=True, stdin=True, name="c")
+    s = Channels(body.web_socket_uri)
+    s.resize(100, 30)
+    s.send(0, b"stty size; [ -t 0 ] && echo is-a-tty; echo hi-$((40+2))\n")
+    s.read_until(lambda o: b"30 100" in o and b"is-a-tty" in o and b"hi-42" in o)
+    s.resize(120, 40)
+    s.send(0, b"stty size\n")
+    s.read_until(lambda o: b"40 120" in o)
+    s.send(0, b"exit 7\n")
+    s.read_until(lambda o: False)
+    assert s.status is not None and s.status["status"] == "Failure", (s.status, s.out)
+    assert {"reason": "ExitCode", "message": "7"} in s.status["details"]["causes"], s.status
+    s.ws.close()
+
+
+def test_kill_9_of_berth_readopts_the_sandbox_and_delete_leaves_nothing(gv, images):
+    client = gv.client()
+    gid = create(gv, images, "e2e-gvisor-adopt")
+    wait_status(client, gid, ["Running"], 90, never=["Failed"], diag=gv.diag)
+    before = support.container_of(support.describe(client, gid), "c")["CurrentState"]["StartTime"]
+    sandboxes = support.processes_mentioning([gid])
+    assert sandboxes, "no process of the sandbox"
+
+    gv.kill()
+    gv.start()
+    client = gv.client()
+    group = wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=gv.diag)
+    after = support.container_of(group, "c")["CurrentState"]["StartTime"]
+    assert after == before, f"the container was started again: {before} -> {after}"
+    assert "re-adopted running container" in support.tail(gv.log, 400)
+    # Exec after the restart goes through runsc (the class the group recorded).
+    assert "again" in exec_sh(client, gid, "echo again")
+
+    support.delete(client, gid)
+    wait_for("the group to go", lambda: support.describe(client, gid) is None, 60, diag=gv.diag)
+    wait_for("its processes to go", lambda: not support.processes_mentioning([gid]), 10)
+    assert not support.cgroup_dirs_named([gid]), support.cgroup_dirs_named([gid])
+    runsc_state = gv.state_dir / "runtime-runsc"
+    assert not [p for p in runsc_state.glob("*") if gid in p.name], list(runsc_state.iterdir())
+
+
+def test_the_accounts_policy_decides_the_class(gv, images):
+    client = gv.client()
+    account = "default"
+
+    def policy(*args: str) -> None:
+        res = subprocess.run(
+            [str(support.BERTH_BIN), "admin", "--state-dir", str(gv.state_dir), "account",
+             "set-runtime-classes", account, *args],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert res.returncode == 0, res.stderr
+
+    try:
+        policy("--allow", "runc")
+        exc = refused(gv, images, "e2e-gvisor-forbidden")
+        assert exc.status_code == 403 and exc.code == "Forbidden.RuntimeClass", exc
+        assert "gvisor" in exc.message and "runc" in exc.message, exc.message
+
+        # No class asked: the account's default.
+        policy("--allow", "runc,gvisor", "--default", "gvisor")
+        gid = create(gv, images, "e2e-gvisor-default", script="sleep 600", cls=None)
+        assert raw_group(client, gid)["RuntimeClassName"] == "gvisor"
+        runc = create(gv, images, "e2e-gvisor-runc", script="sleep 600", cls="runc")
+        assert raw_group(client, runc)["RuntimeClassName"] == "runc"
+        wait_status(client, runc, ["Running"], 90, never=["Failed"], diag=gv.diag)
+        assert "gVisor" not in exec_sh(client, runc, "dmesg 2>&1 | head -n 3")
+    finally:
+        policy("--allow", "runc,gvisor")
+
+    # Without an account default, the node's (--default-runtime-class runc).
+    plain = create(gv, images, "e2e-gvisor-node-default", script="sleep 600", cls=None)
+    assert raw_group(client, plain)["RuntimeClassName"] == "runc"
+
+
+def test_an_unknown_class_is_refused_by_name(gv, images):
+    exc = refused(gv, images, "e2e-gvisor-unknown", cls="kata")
+    assert exc.status_code == 400 and exc.code == "InvalidParameter", exc
+    assert "RuntimeClassName" in exc.message and "kata" in exc.message, exc.message
+
+
+def test_the_node_reports_its_classes(gv):
+    res = subprocess.run(
+        [str(support.BERTH_BIN), "admin", "--state-dir", str(gv.state_dir), "node"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["default"] == "runc"
+    classes = {c["class"]: c for c in report["classes"]}
+    assert set(classes) == {"runc", "gvisor"}, report
+    assert classes["gvisor"]["runtime"].startswith("runsc "), report
+    assert classes["gvisor"]["platform"] in ("ptrace", "systrap", "kvm"), report
+
+
+def test_volumes_probes_and_restarts_work_under_gvisor(gv, images):
+    """An emptyDir outlives a restart of the container (RestartPolicy=Always after an exit
+    1), and an exec readiness probe (runsc exec) makes the restarted container Ready."""
+    client = gv.client()
+    script = ("echo run >> /data/runs; [ $(wc -l < /data/runs) -ge 2 ] && exec sleep 600; "
+              "exit 1")
+    gid = create(
+        gv, images, "e2e-gvisor-restart", script=script,
+        **{
+            "RestartPolicy": "Always",
+            "Volume.1.Name": "data",
+            "Volume.1.Type": "EmptyDirVolume",
+            "Container.1.VolumeMount.1.Name": "data",
+            "Container.1.VolumeMount.1.MountPath": "/data",
+            "Container.1.ReadinessProbe.Exec.Command.1": "cat",
+            "Container.1.ReadinessProbe.Exec.Command.2": "/data/runs",
+            "Container.1.ReadinessProbe.PeriodSeconds": "1",
+        },
+    )
+
+    def ready():
+        group = support.describe(client, gid)
+        c = support.container_of(group, "c")
+        return group if c.get("Ready") and c.get("RestartCount", 0) >= 1 else None
+
+    group = wait_for("the restarted container to be Ready", ready, 60, diag=gv.diag)
+    assert support.container_of(group, "c")["CurrentState"]["State"] == "Running", pretty(group)
+    assert exec_sh(client, gid, "wc -l < /data/runs").strip() == "2"
