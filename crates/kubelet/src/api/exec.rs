@@ -175,6 +175,16 @@ async fn exec_spdy(
     raw: Option<&str>,
     mut parts: Parts,
 ) -> Result<Response, Refusal> {
+    let upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok());
+    if !upgrade.is_some_and(|u| u.trim().eq_ignore_ascii_case("SPDY/3.1")) {
+        return Err(Refusal::bad_request(format!(
+            "SPDY/3.1 is the only SPDY served, not {}",
+            upgrade.unwrap_or("this")
+        )));
+    }
     let version = spdy::negotiate(&parts.headers).map_err(Refusal::bad_request)?;
     let args = parse(raw)?;
     let upgrades = parts

@@ -155,7 +155,8 @@ where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    let (tx, mut frames) = mpsc::channel(8);
+    // Frames read ahead: a few, as each may hold up to 1 MiB.
+    let (tx, mut frames) = mpsc::channel(2);
     let reader = tokio::spawn(async move {
         let mut r = BufReader::new(read);
         let mut inflater = Inflater::default();

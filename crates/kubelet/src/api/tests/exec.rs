@@ -231,6 +231,17 @@ async fn unserved_spdy_versions_and_subprotocols_are_refused() {
         .unwrap();
     let m = v["message"].as_str().unwrap();
     assert!(m.contains("no stream protocol in common"), "{v}");
+    let r = http
+        .post(format!(
+            "https://{addr}/exec/shop/web-1/app?command=ls&stdout=1"
+        ))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "SPDY/2")
+        .header("X-Stream-Protocol-Version", "v4.channel.k8s.io")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     let mut req = format!("wss://{addr}/exec/shop/web-1/app?command=ls&stdout=1")
         .into_client_request()
         .unwrap();
