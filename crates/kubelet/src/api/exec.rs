@@ -222,7 +222,10 @@ async fn exec_spdy(
     tokio::spawn(async move {
         let _permit = permit;
         match on_upgrade.await {
-            Ok(io) => spdy::serve(TokioIo::new(io), upstream, wanted, chosen).await,
+            Ok(io) => {
+                let io = TokioIo::new(io);
+                spdy::serve(io, upstream, wanted, chosen, spdy::STREAM_WAIT).await
+            }
             Err(e) => tracing::debug!("exec: the SPDY upgrade failed: {e}"),
         }
     });

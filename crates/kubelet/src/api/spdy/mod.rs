@@ -11,7 +11,7 @@ pub(in crate::api) mod frame;
 pub(in crate::api) mod headers;
 mod remotecommand;
 
-pub(crate) use remotecommand::{negotiate, serve, SpdyVersion, Wanted};
+pub(crate) use remotecommand::{negotiate, serve, SpdyVersion, Wanted, STREAM_WAIT};
 
 /// Why a SPDY connection ended.
 #[derive(Debug, thiserror::Error)]

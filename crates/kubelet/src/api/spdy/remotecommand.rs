@@ -149,9 +149,14 @@ struct Session<W> {
 }
 
 /// Serves the remote command protocol on `io` (the upgraded connection) with berth's exec
-/// socket, until berth or the client ends it.
-pub(crate) async fn serve<IO>(io: IO, berth: ExecSocket, wanted: Wanted, version: SpdyVersion)
-where
+/// socket, until berth or the client ends it; the client has `wait` to open its streams.
+pub(crate) async fn serve<IO>(
+    io: IO,
+    berth: ExecSocket,
+    wanted: Wanted,
+    version: SpdyVersion,
+    wait: Duration,
+) where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
@@ -187,7 +192,7 @@ where
         resize: Vec::new(),
     };
     let (mut berth_tx, mut berth_rx) = berth.split();
-    let deadline = tokio::time::sleep(STREAM_WAIT);
+    let deadline = tokio::time::sleep(wait);
     tokio::pin!(deadline);
     let status = loop {
         tokio::select! {

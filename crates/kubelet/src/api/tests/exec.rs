@@ -422,3 +422,157 @@ async fn spdy_unknown_container_is_refused_before_the_upgrade() {
     assert_eq!(r.status(), 404);
     assert!(berth.exec_queries.lock().unwrap().is_empty());
 }
+
+/// A SPDY session served on an in-memory connection, with the fake berth socket; the
+/// client's end of the connection.
+async fn spdy_direct(
+    version: super::spdy::SpdyVersion,
+    wanted: super::spdy::Wanted,
+    wait: Duration,
+) -> (tokio::io::DuplexStream, Received) {
+    let (uri, received) = fake_berth_socket().await;
+    let socket = super::backend::connect_exec(&uri, "v5.channel.k8s.io", None)
+        .await
+        .unwrap();
+    let (client, server) = tokio::io::duplex(1 << 16);
+    tokio::spawn(super::spdy::serve(server, socket, wanted, version, wait));
+    (client, received)
+}
+
+/// Every frame the server sends until it closes the connection.
+async fn spdy_frames(conn: &mut tokio::io::DuplexStream) -> Vec<super::spdy::frame::Frame> {
+    let mut inflater = super::spdy::headers::Inflater::default();
+    let mut got = Vec::new();
+    loop {
+        let f = tokio::time::timeout(
+            Duration::from_secs(5),
+            super::spdy::frame::read_frame(conn, &mut inflater),
+        )
+        .await
+        .unwrap();
+        match f {
+            Ok(Some(f)) => got.push(f),
+            Ok(None) | Err(_) => return got,
+        }
+    }
+}
+
+#[tokio::test]
+async fn spdy_streams_not_opened_in_time_end_the_session() {
+    use super::spdy::frame::{encode, Frame};
+    use tokio::io::AsyncWriteExt;
+    let wanted = super::spdy::Wanted {
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: false,
+    };
+    let (mut conn, received) = spdy_direct(
+        super::spdy::SpdyVersion::V4,
+        wanted,
+        Duration::from_millis(200),
+    )
+    .await;
+    let mut d = super::spdy::headers::Deflater::default();
+    let syn = Frame::SynStream {
+        stream: 1,
+        fin: false,
+        headers: vec![("streamtype".into(), "error".into())],
+    };
+    conn.write_all(&encode(&syn, &mut d)).await.unwrap();
+    let got = spdy_frames(&mut conn).await;
+    assert_eq!(
+        got[0],
+        Frame::SynReply {
+            stream: 1,
+            fin: false
+        }
+    );
+    // Nothing of berth's (its greeting) is relayed: stdout was never opened.
+    assert!(!got
+        .iter()
+        .any(|f| matches!(f, Frame::Data { data, .. } if !data.is_empty())));
+    assert_eq!(
+        got.last(),
+        Some(&Frame::GoAway {
+            last_stream: 1,
+            status: 0
+        })
+    );
+    // berth's socket was closed without a byte of stdin.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(received.lock().unwrap().1.is_empty());
+}
+
+#[tokio::test]
+async fn spdy_v2_error_stream_carries_the_message_only() {
+    use super::spdy::frame::{encode, Frame};
+    use tokio::io::AsyncWriteExt;
+    let wanted = super::spdy::Wanted {
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: false,
+    };
+    let (mut conn, _received) =
+        spdy_direct(super::spdy::SpdyVersion::V2, wanted, Duration::from_secs(5)).await;
+    let mut d = super::spdy::headers::Deflater::default();
+    let syn = |stream: u32, kind: &str| Frame::SynStream {
+        stream,
+        fin: false,
+        headers: vec![("streamtype".into(), kind.into())],
+    };
+    for f in [
+        syn(1, "error"),
+        syn(3, "stdin"),
+        syn(5, "stdout"),
+        Frame::Data {
+            stream: 3,
+            fin: false,
+            data: b"exit\n".to_vec(),
+        },
+    ] {
+        conn.write_all(&encode(&f, &mut d)).await.unwrap();
+    }
+    let got = spdy_frames(&mut conn).await;
+    let on = |s: u32| -> Vec<u8> {
+        got.iter()
+            .filter_map(|f| match f {
+                Frame::Data { stream, data, .. } if *stream == s => Some(data.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+    assert_eq!(on(5), b"ready\n");
+    assert_eq!(
+        String::from_utf8(on(1)).unwrap(),
+        "command terminated with non-zero exit code: exit status 3"
+    );
+}
+
+#[tokio::test]
+async fn spdy_garbage_ends_the_session_with_a_protocol_error() {
+    use super::spdy::frame::Frame;
+    use tokio::io::AsyncWriteExt;
+    let wanted = super::spdy::Wanted {
+        stdin: false,
+        stdout: true,
+        stderr: false,
+        tty: false,
+    };
+    let (mut conn, _received) =
+        spdy_direct(super::spdy::SpdyVersion::V4, wanted, Duration::from_secs(5)).await;
+    // A control frame of SPDY version 2.
+    conn.write_all(&[0x80, 2, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1])
+        .await
+        .unwrap();
+    let got = spdy_frames(&mut conn).await;
+    assert_eq!(
+        got,
+        [Frame::GoAway {
+            last_stream: 0,
+            status: 1
+        }]
+    );
+}
