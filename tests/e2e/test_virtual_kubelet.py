@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -29,6 +30,7 @@ import websocket
 
 import pytest
 
+import spdy
 import support
 from kube_fake import FakeApiServer
 
@@ -492,3 +494,77 @@ def test_a_groups_change_reaches_its_pod_within_the_follow(cluster, berth, image
     # FinishTime has whole seconds: up to 1 s of the lag is rounding.
     # Far below the 30 s between full lists: the change came through the follow.
     assert lag < 4, lag
+
+
+def spdy_upgrade(vk: VirtualKubelet, path: str, versions: list[str]):
+    sock = INSECURE.wrap_socket(
+        socket.create_connection(("127.0.0.1", vk.kubelet_port), timeout=30), server_hostname="127.0.0.1"
+    )
+    headers = [("Authorization", "Bearer admin-token"), ("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1")]
+    headers += [("X-Stream-Protocol-Version", v) for v in versions]
+    return sock, spdy.upgrade(sock, path, headers)
+
+
+def test_kubelet_api_exec_over_spdy(cluster, images):
+    """kubectl exec as the API server speaks it to kubelets: SPDY/3.1 with
+    v4.channel.k8s.io, from an independent client (tests/e2e/spdy.py)."""
+    api, vk = cluster
+    grant(api)
+    run_pod(api, vk, images, "spdy-worker", "exec sleep 3600")
+    query = urlencode(
+        [("command", "sh"), ("command", "-c"), ("command", "read x; echo out:$x; echo err >&2; exit 3"),
+         ("stdin", "1"), ("stdout", "1"), ("stderr", "1")]
+    )
+    path = "/exec/default/spdy-worker/main?" + query
+
+    # Refused before any upgrade: a container that does not exist, a version not served.
+    sock, (code, _, _) = spdy_upgrade(vk, "/exec/default/spdy-worker/nosuch?" + query, ["v4.channel.k8s.io"])
+    sock.close()
+    assert code == 404
+    sock, (code, _, _) = spdy_upgrade(vk, path, ["v5.channel.k8s.io"])
+    sock.close()
+    assert code == 400
+
+    sock, (code, headers, rest) = spdy_upgrade(vk, path, ["v4.channel.k8s.io", "v3.channel.k8s.io"])
+    assert code == 101, headers
+    assert headers["upgrade"] == "SPDY/3.1" and headers["connection"].lower() == "upgrade", headers
+    assert headers["x-stream-protocol-version"] == "v4.channel.k8s.io", headers
+    conn = spdy.Connection(sock, rest)
+    for stream, kind in [(1, "error"), (3, "stdin"), (5, "stdout"), (7, "stderr"), (9, "bogus")]:
+        conn.syn_stream(stream, {"streamtype": kind})
+    conn.ping(11)
+    conn.data(3, b"hello\n")
+    conn.data(3, b"", fin=True)
+
+    replies, resets, pings, windows, fins = set(), {}, [], [], set()
+    data: dict[int, bytes] = {}
+    goaway = None
+    while (f := conn.read()) is not None:
+        if f.kind == "data":
+            data[f.stream] = data.get(f.stream, b"") + f.data
+            if f.fin:
+                fins.add(f.stream)
+        elif f.kind == spdy.SYN_REPLY:
+            replies.add(f.stream)
+        elif f.kind == spdy.RST_STREAM:
+            resets[f.stream] = f.value
+        elif f.kind == spdy.PING:
+            pings.append(f.value)
+        elif f.kind == spdy.WINDOW_UPDATE:
+            windows.append((f.stream, f.value))
+        elif f.kind == spdy.GOAWAY:
+            goaway = f
+            break
+    sock.close()
+
+    assert replies == {1, 3, 5, 7}, replies
+    assert resets == {9: 3}, resets  # REFUSED_STREAM: not a stream type of the protocol
+    assert pings == [11]
+    assert (3, 6) in windows and (0, 6) in windows, windows
+    assert data.get(5) == b"out:hello\n" and data.get(7) == b"err\n", data
+    status = json.loads(data[1])
+    assert status["status"] == "Failure" and status["reason"] == "NonZeroExitCode", status
+    causes = {c["reason"]: c["message"] for c in status["details"]["causes"]}
+    assert causes["ExitCode"] == "3", status
+    assert {1, 5, 7} <= fins, fins
+    assert goaway is not None and goaway.value == 0, goaway

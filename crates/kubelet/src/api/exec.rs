@@ -7,18 +7,26 @@
 //! Kubernetes' own (`Success`, or `Failure` with reason `NonZeroExitCode` and the code in
 //! `details.causes[ExitCode]`), so it passes as it is.
 //!
-//! SPDY (`kubectl` before 1.30, and the API server towards kubelets even when `kubectl`
-//! speaks WebSocket to it) is refused with a 400 that says so; `/attach` and `/portForward` answer 501: berth has no attach to a container's
-//! own process and no port forwarding.
+//! A request to upgrade to SPDY/3.1 (`kubectl` before 1.30, and the API server towards
+//! kubelets even when `kubectl` speaks WebSocket to it) is answered 101 with the newest
+//! `X-Stream-Protocol-Version` offered (`v4.channel.k8s.io` down to `channel.k8s.io`), and
+//! its streams are relayed to berth's exec WebSocket (spoken with `v5.channel.k8s.io`, whose
+//! close message ends stdin) by `spdy/`.
+//!
+//! `/attach` and `/portForward` answer 501: berth has no attach to a container's own
+//! process and no port forwarding.
 
 use std::pin::pin;
 use std::time::Duration;
 
 use axum::extract::ws::{Message as ClientMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::Message as BerthMessage;
 
@@ -26,10 +34,13 @@ use super::backend::{ExecQuery, ExecSocket, MAX_WS_MESSAGE};
 use super::params::Query;
 use super::pods::pod_group;
 use super::reply::Refusal;
+use super::spdy;
 use super::AppState;
 
 /// The subprotocols spoken, preferred first.
 pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+/// What berth's exec socket is spoken with behind SPDY: v5, whose close message ends stdin.
+const BERTH_SPDY_PROTOCOL: &str = "v5.channel.k8s.io";
 /// Most arguments of a command, and characters of one (berth's ExecContainerCommand bounds).
 const MAX_ARGS: usize = 20;
 const MAX_ARG_LEN: usize = 256;
@@ -98,24 +109,30 @@ fn is_spdy(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("spdy/"))
 }
 
-fn spdy_refused() -> Refusal {
-    Refusal::bad_request(
-        "SPDY is not supported by berth's virtual kubelet yet: only WebSocket exec \
-         (v5.channel.k8s.io or v4.channel.k8s.io) is served",
-    )
+fn acquire(state: &AppState) -> Result<OwnedSemaphorePermit, Refusal> {
+    state.streams.clone().try_acquire_owned().map_err(|_| {
+        Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "too many log streams and exec sessions are open",
+        )
+    })
 }
 
 pub(crate) async fn exec(
     State(state): State<AppState>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Result<Response, Refusal> {
-    if is_spdy(&headers) {
-        return Err(spdy_refused());
+    let (mut parts, _body) = request.into_parts();
+    let target = (namespace, pod, container);
+    if is_spdy(&parts.headers) {
+        return exec_spdy(state, target, raw.as_deref(), parts).await;
     }
     let args = parse(raw.as_deref())?;
+    let ws = WebSocketUpgrade::from_request_parts(&mut parts, &state).await;
+    let (namespace, pod, container) = target;
     let ws = ws.map_err(|e| {
         Refusal::bad_request(format!(
             "exec needs a WebSocket upgrade ({}): {e}",
@@ -136,13 +153,7 @@ pub(crate) async fn exec(
                 PROTOCOLS.join(", ")
             ))
         })?;
-    let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
-        Refusal::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TooManyRequests",
-            "too many log streams and exec sessions are open",
-        )
-    })?;
+    let permit = acquire(&state)?;
     let group = pod_group(&state, &namespace, &pod, &container).await?;
     let q = ExecQuery {
         group_id: group.container_group_id,
@@ -154,6 +165,80 @@ pub(crate) async fn exec(
     };
     let upstream = state.backend.exec(&q).await?;
     Ok(ws.on_upgrade(move |socket| relay(socket, upstream, args, permit)))
+}
+
+/// The SPDY/3.1 upgrade: berth's command is started first, so that a pod or container
+/// that does not exist is answered with a plain error rather than a connection that ends.
+async fn exec_spdy(
+    state: AppState,
+    (namespace, pod, container): (String, String, String),
+    raw: Option<&str>,
+    mut parts: Parts,
+) -> Result<Response, Refusal> {
+    let upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok());
+    if !upgrade.is_some_and(|u| u.trim().eq_ignore_ascii_case("SPDY/3.1")) {
+        return Err(Refusal::bad_request(format!(
+            "SPDY/3.1 is the only SPDY served, not {}",
+            upgrade.unwrap_or("this")
+        )));
+    }
+    let version = spdy::negotiate(&parts.headers).map_err(Refusal::bad_request)?;
+    let args = parse(raw)?;
+    let upgrades = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("upgrade"));
+    let on_upgrade = parts
+        .extensions
+        .remove::<OnUpgrade>()
+        .filter(|_| upgrades)
+        .ok_or_else(|| {
+            Refusal::bad_request("an SPDY/3.1 upgrade needs Connection: Upgrade over HTTP/1.1")
+        })?;
+    let permit = acquire(&state)?;
+    let group = pod_group(&state, &namespace, &pod, &container).await?;
+    let q = ExecQuery {
+        group_id: group.container_group_id,
+        container,
+        command: args.command,
+        tty: args.tty,
+        stdin: args.stdin,
+        protocol: BERTH_SPDY_PROTOCOL.into(),
+    };
+    let upstream = state.backend.exec(&q).await?;
+    let wanted = spdy::Wanted {
+        stdin: args.stdin,
+        stdout: args.stdout,
+        stderr: args.stderr,
+        tty: args.tty,
+    };
+    let chosen = version.unwrap_or(spdy::SpdyVersion::V1);
+    tokio::spawn(async move {
+        let _permit = permit;
+        match on_upgrade.await {
+            Ok(io) => {
+                let io = TokioIo::new(io);
+                spdy::serve(io, upstream, wanted, chosen, spdy::STREAM_WAIT).await
+            }
+            Err(e) => tracing::debug!("exec: the SPDY upgrade failed: {e}"),
+        }
+    });
+    let mut response = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "SPDY/3.1");
+    if let Some(v) = version {
+        response = response.header("X-Stream-Protocol-Version", v.name());
+    }
+    Ok(response
+        .body(axum::body::Body::empty())
+        .expect("static headers are valid"))
 }
 
 /// Relays frames between the client and berth until either closes.

@@ -11,7 +11,7 @@
 //! | path | module |
 //! |---|---|
 //! | `/containerLogs/{ns}/{pod}/{container}` | `logs.rs` |
-//! | `/exec/{ns}/{pod}/{container}`, `/attach/…`, `/portForward/…` | `exec.rs` |
+//! | `/exec/{ns}/{pod}/{container}`, `/attach/…`, `/portForward/…` | `exec.rs` (SPDY: `spdy/`) |
 //! | `/stats/summary`, `/metrics/resource` | `stats.rs` |
 //! | `/pods`, `/runningpods`, `/healthz` | `pods.rs` |
 //!
@@ -24,6 +24,7 @@ mod logs;
 mod params;
 mod pods;
 mod reply;
+mod spdy;
 mod stats;
 mod tls;
 
