@@ -37,7 +37,21 @@ impl GvisorPlatform {
 
     /// The best platform this runsc has on this host: kvm when a trial sandbox boots on it
     /// within [`KVM_PROBE_TIMEOUT`], else systrap when this runsc knows it, else ptrace.
+    /// The answer is kept in [`DETECTED_FILE`] for this runsc binary and kernel until the host
+    /// reboots (`/run` is a tmpfs), so that only the first start after a boot pays the trial.
     pub fn detect(binary: &Path) -> Self {
+        let key = detection_key(binary);
+        if let Some(p) = key.as_deref().and_then(remembered) {
+            return p;
+        }
+        let p = Self::probe(binary);
+        if let Some(k) = key {
+            remember(&k, p);
+        }
+        p
+    }
+
+    fn probe(binary: &Path) -> Self {
         if Path::new("/dev/kvm").exists() && kvm_boots(binary) {
             return Self::Kvm;
         }
@@ -77,6 +91,55 @@ pub fn runsc_global_args(platform: GvisorPlatform) -> Vec<String> {
         format!("--platform={platform}"),
         "--network=host".to_string(),
     ]
+}
+
+/// Where the detected platform is kept until the host reboots.
+pub const DETECTED_FILE: &str = "/run/berth/gvisor-platform";
+
+/// What the detection depends on: the runsc binary (path, size, modification time), the
+/// kernel, and whether `/dev/kvm` is there.
+fn detection_key(binary: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(binary).ok()?;
+    let kernel = nix::sys::utsname::uname().ok()?;
+    Some(format!(
+        "{} {} {}.{} {} kvm={}",
+        binary.display(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        kernel.release().to_string_lossy(),
+        Path::new("/dev/kvm").exists()
+    ))
+}
+
+/// The platform detected before for `key`: the file's first line is the key, its second the
+/// platform. A file that is not berth's own (not a regular file owned by root) is ignored.
+fn remembered(key: &str) -> Option<GvisorPlatform> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(DETECTED_FILE).ok()?;
+    if !m.is_file() || m.uid() != 0 || m.len() > 4096 {
+        return None;
+    }
+    let text = std::fs::read_to_string(DETECTED_FILE).ok()?;
+    let (k, p) = text.split_once('\n')?;
+    (k == key).then(|| p.trim().parse().ok()).flatten()
+}
+
+/// Keeps `p` for `key`, written aside and renamed into place; failures only cost the next
+/// start a new trial.
+fn remember(key: &str, p: GvisorPlatform) {
+    let path = Path::new(DETECTED_FILE);
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let tmp = dir.join(format!(".gvisor-platform.{}", std::process::id()));
+    if std::fs::write(&tmp, format!("{key}\n{p}\n")).is_ok() && std::fs::rename(&tmp, path).is_ok()
+    {
+        return;
+    }
+    let _ = std::fs::remove_file(&tmp);
 }
 
 /// Whether `runsc flags` lists systrap among the platforms.
