@@ -64,6 +64,7 @@ KINDS = {
     ("api/v1", "secrets"): ("Secret", "v1", True),
     ("api/v1", "serviceaccounts"): ("ServiceAccount", "v1", True),
     ("apis/coordination.k8s.io/v1", "leases"): ("Lease", "coordination.k8s.io/v1", True),
+    ("apis/node.k8s.io/v1", "runtimeclasses"): ("RuntimeClass", "node.k8s.io/v1", False),
     ("apis/authentication.k8s.io/v1", "tokenreviews"): (
         "TokenReview",
         "authentication.k8s.io/v1",

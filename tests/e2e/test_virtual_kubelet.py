@@ -33,6 +33,7 @@ import pytest
 import spdy
 import support
 from kube_fake import FakeApiServer
+from test_ports import raw_group
 
 NODE = "berth-vk-e2e"
 TOLERATION = {"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"}
@@ -568,3 +569,49 @@ def test_kubelet_api_exec_over_spdy(cluster, images):
     assert causes["ExitCode"] == "3", status
     assert {1, 5, 7} <= fins, fins
     assert goaway is not None and goaway.value == 0, goaway
+
+
+def test_a_pods_runtime_class_chooses_the_groups(cluster, berth, images):
+    """spec.runtimeClassName names a RuntimeClass; its handler (runsc) picks berth's gvisor
+    class. A pod waits for a RuntimeClass that is not there yet."""
+    api, vk = cluster
+    client = berth.client()
+    pod = api.put(
+        "api/v1",
+        "pods",
+        {
+            "metadata": {
+                "name": "sandboxed",
+                "namespace": "default",
+                "annotations": {"k8s.aliyun.com/plain-http-registry": images.registry},
+            },
+            "spec": {
+                "nodeName": NODE,
+                "tolerations": [TOLERATION],
+                "runtimeClassName": "gvisor",
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{"name": "main", "image": images.image, "command": ["sleep", "3600"]}],
+            },
+            "status": {"phase": "Pending"},
+        },
+    )
+    time.sleep(2)
+    assert pod_groups(client, pod["metadata"]["uid"]) == []
+    api.put(
+        "apis/node.k8s.io/v1",
+        "runtimeclasses",
+        {"metadata": {"name": "gvisor"}, "handler": "runsc"},
+    )
+    # Tried again with back-off (1 s, 2 s, ...) until the RuntimeClass is there.
+    p = support.wait_for(
+        "the sandboxed pod to run",
+        lambda: (lambda p: p if (p or {}).get("status", {}).get("phase") == "Running" else None)(
+            api.get("api/v1", "pods", "default", "sandboxed")
+        ),
+        90,
+        0.3,
+        vk.diag,
+    )
+    [g] = pod_groups(client, p["metadata"]["uid"])
+    # The SDK's model has no RuntimeClassName: the raw answer has.
+    assert raw_group(client, g["ContainerGroupId"])["RuntimeClassName"] == "gvisor", g

@@ -15,6 +15,8 @@ pub struct Inputs {
     pub service_account_tokens: BTreeMap<String, String>,
     /// The node's address (`status.hostIP` for env and downward API).
     pub host_ip: Option<String>,
+    /// The handler of the pod's RuntimeClass (`spec.runtimeClassName`), when it exists.
+    pub runtime_handler: Option<String>,
     /// The cluster's DNS, as the kubelet's `--cluster-dns` and `--cluster-domain`; without it
     /// `dnsPolicy: ClusterFirst` falls back to `Default`, as the kubelet's does.
     pub cluster_dns: Option<ClusterDns>,

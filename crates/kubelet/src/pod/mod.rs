@@ -118,6 +118,7 @@ pub fn pod_to_group(pod: &Pod, inputs: &Inputs) -> Result<CreateParams, PodError
     let extra_storage = crate::annotations::apply(meta.annotations.as_ref(), &mut out)?;
     out.ephemeral_storage = storage(spec, extra_storage)?;
     out.volumes = volumes::volumes(&ctx, out.ephemeral_storage)?;
+    out.runtime_class = runtime_class(spec, inputs)?;
     out.restart_policy = Some(restart_policy(spec)?);
     out.termination_grace_period_secs = Some(grace(spec)?);
     out.active_deadline_secs = deadline(spec)?;
@@ -236,9 +237,6 @@ fn refuse_pod_fields(s: &PodSpec) -> Result<(), PodError> {
     if s.os.as_ref().is_some_and(|o| o.name != "linux") {
         return refuse("os.name", "berth runs Linux containers only");
     }
-    if s.runtime_class_name.is_some() {
-        return refuse("runtimeClassName", "berth has one runtime");
-    }
     if s.resource_claims.as_ref().is_some_and(|r| !r.is_empty()) {
         return refuse("resourceClaims", "berth has no dynamic resources");
     }
@@ -248,7 +246,7 @@ fn refuse_pod_fields(s: &PodSpec) -> Result<(), PodError> {
     if s.overhead.as_ref().is_some_and(|r| !r.is_empty()) {
         return refuse(
             "overhead",
-            "is set by a RuntimeClass, which berth has none of",
+            "is not added to the group's size: berth's RuntimeClasses must have none",
         );
     }
     if let Some(sc) = &s.security_context {
@@ -688,4 +686,31 @@ fn pull_secrets(spec: &PodSpec, inputs: &Inputs) -> Result<Vec<RegistryCredentia
         }
     }
     Ok(out)
+}
+
+/// The berth runtime class of the pod's RuntimeClass, by its handler: `runc` (and `crun`) for
+/// the `runc` class, `runsc` (gVisor's, as GKE names it) or `gvisor` for the `gvisor` class.
+fn runtime_class(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    inputs: &Inputs,
+) -> Result<Option<berth_core::RuntimeClass>, PodError> {
+    let Some(name) = spec.runtime_class_name.as_deref() else {
+        return Ok(None);
+    };
+    let Some(handler) = inputs.runtime_handler.as_deref() else {
+        return Err(PodError::missing(
+            "spec.runtimeClassName",
+            format!("RuntimeClass {name:?}"),
+        ));
+    };
+    match handler {
+        "runc" | "crun" => Ok(Some(berth_core::RuntimeClass::Runc)),
+        "runsc" | "gvisor" => Ok(Some(berth_core::RuntimeClass::Gvisor)),
+        other => Err(PodError::unsupported(
+            "spec.runtimeClassName",
+            format!(
+                "RuntimeClass {name:?} has handler {other:?}; berth runs runc (or crun) and runsc (or gvisor)"
+            ),
+        )),
+    }
 }

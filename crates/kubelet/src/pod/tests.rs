@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use berth_client::CreateParams;
 use berth_core::probe::{Handler, Scheme};
-use berth_core::{DnsPolicy, EmptyDirMedium, RestartPolicy, VolumeSource};
+use berth_core::{DnsPolicy, EmptyDirMedium, RestartPolicy, RuntimeClass, VolumeSource};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::ByteString;
 use serde_json::{json, Value};
@@ -867,4 +867,34 @@ fn missing_references_wait_rather_than_fail() {
         assert!(!e.is_permanent(), "{e}");
         assert!(e.to_string().contains(field), "{e}");
     }
+}
+
+#[test]
+fn runtime_class_handlers_choose_berths_class() {
+    let with_class = |handler: Option<&str>| {
+        let v = with(base(), &["spec", "runtimeClassName"], json!("sandboxed"));
+        let mut i = inputs();
+        i.runtime_handler = handler.map(str::to_string);
+        pod_to_group(&pod(v), &i)
+    };
+    assert_eq!(map(base()).runtime_class, None);
+    for (handler, class) in [
+        ("runc", RuntimeClass::Runc),
+        ("crun", RuntimeClass::Runc),
+        ("runsc", RuntimeClass::Gvisor),
+        ("gvisor", RuntimeClass::Gvisor),
+    ] {
+        let p = with_class(Some(handler)).unwrap();
+        assert_eq!(p.runtime_class, Some(class), "{handler}");
+        assert!(p
+            .to_query()
+            .contains(&("RuntimeClassName".into(), class.as_str().into())));
+    }
+    let e = with_class(Some("kata")).unwrap_err();
+    assert!(e.is_permanent(), "{e}");
+    assert!(e.to_string().contains("kata"), "{e}");
+    // A RuntimeClass not there (yet): the pod waits, as for a ConfigMap.
+    let e = with_class(None).unwrap_err();
+    assert!(!e.is_permanent(), "{e}");
+    assert!(e.to_string().contains("sandboxed"), "{e}");
 }

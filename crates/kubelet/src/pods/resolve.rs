@@ -1,6 +1,7 @@
 //! Reads what a pod references from the API server: the ConfigMaps and Secrets named by its
 //! environment, volumes and `imagePullSecrets`, and a token for each projected
-//! `serviceAccountToken` source (TokenRequest, bound to the pod). An object that does not
+//! `serviceAccountToken` source (TokenRequest, bound to the pod), and the handler of the pod's
+//! RuntimeClass. An object that does not
 //! exist is left out: [`crate::pod_to_group`] decides whether the pod waits for it or goes
 //! on without it (`optional`).
 
@@ -8,6 +9,7 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::api::{Api, PostParams};
 
 use crate::error::PodError;
@@ -122,6 +124,14 @@ pub async fn resolve(
         if let Some(s) = secrets.get_opt(name).await? {
             out.secrets.insert(name.clone(), s);
         }
+    }
+    if let Some(name) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.runtime_class_name.as_deref())
+    {
+        let classes: Api<RuntimeClass> = Api::all(client.clone());
+        out.runtime_handler = classes.get_opt(name).await?.map(|c| c.handler);
     }
     tokens(client, pod, ns, &mut out).await?;
     Ok(out)
