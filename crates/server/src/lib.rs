@@ -162,9 +162,12 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     guard::install_panic_log();
     state.tls = true;
-    axum::serve(tls::TlsListener::new(listener, config)?, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        tls::TlsListener::with_plain_answer(listener, config, tls::need_tls_response())?,
+        router(state),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Serves [`metrics_router`] on `listener` until `shutdown` resolves.

@@ -1,32 +1,22 @@
 //! TLS of the kubelet API: the serving certificate from PEM files (the kubelet's
 //! `--tls-cert-file`/`--tls-private-key-file`) or generated self-signed for the node's names
 //! (as the kubelet does without them), client certificates verified against an optional CA
-//! (`--client-ca-file`; a client without one may still send a bearer token), and a listener
-//! whose handshakes are bounded in time and number. [`Peer`] carries the verified client
+//! (`--client-ca-file`; a client without one may still send a bearer token), served by
+//! `berth_tls::TlsListener` (handshakes bounded in time and number). [`Peer`] carries the verified client
 //! certificate's user (CN) and groups (O) to the handlers.
 
-use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
-use rustls::pki_types::pem::PemObject;
+use berth_tls::PemError;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinHandle;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
-/// How long a client may take to complete its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most handshakes in progress at once; further connections wait to be accepted.
-const MAX_HANDSHAKES: usize = 256;
+pub(crate) use berth_tls::TlsListener;
+
 /// Most groups (O) read from a client certificate.
 const MAX_CERT_GROUPS: usize = 32;
 
@@ -46,23 +36,10 @@ pub enum TlsSource {
 /// Why the TLS configuration cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {what} {path}")]
-    Read {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{what} {path} holds no usable PEM {expected}")]
-    Pem {
-        what: &'static str,
-        path: PathBuf,
-        expected: &'static str,
-    },
-    #[error(
-        "the TLS key file {path} can be read by other users (mode {mode:04o}); chmod o-rwx it"
-    )]
-    KeyReadable { path: PathBuf, mode: u32 },
+    #[error(transparent)]
+    Pem(#[from] PemError),
+    #[error("the client CA file {path} holds a certificate that is no CA certificate")]
+    ClientCa { path: PathBuf },
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(String),
     #[error("the TLS configuration cannot be made: {0}")]
@@ -75,7 +52,10 @@ pub(crate) fn server_config(
     client_ca: Option<&Path>,
 ) -> Result<(Arc<rustls::ServerConfig>, Vec<u8>), TlsError> {
     let (chain, key) = match source {
-        TlsSource::Files { cert, key } => (read_chain(cert)?, read_key(key)?),
+        TlsSource::Files { cert, key } => (
+            berth_tls::read_chain("the certificate file", cert)?,
+            berth_tls::read_key(key)?,
+        ),
         TlsSource::SelfSigned { names } => self_signed(names)?,
     };
     let leaf = chain[0].to_vec();
@@ -86,11 +66,9 @@ pub(crate) fn server_config(
     let builder = match client_ca {
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in read_chain(path)? {
-                roots.add(cert).map_err(|_| TlsError::Pem {
-                    what: "the client CA file",
+            for cert in berth_tls::read_chain("the client CA file", path)? {
+                roots.add(cert).map_err(|_| TlsError::ClientCa {
                     path: path.to_path_buf(),
-                    expected: "CA CERTIFICATE",
                 })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
@@ -118,50 +96,6 @@ fn self_signed(names: &[String]) -> Result<Pair, TlsError> {
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
     Ok((vec![ck.cert.der().clone()], key.into()))
-}
-
-fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    const WHAT: &str = "the certificate file";
-    let pem = read_file(WHAT, path)?;
-    let chain = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .ok()
-        .filter(|c| !c.is_empty());
-    chain.ok_or_else(|| TlsError::Pem {
-        what: WHAT,
-        path: path.to_path_buf(),
-        expected: "CERTIFICATE",
-    })
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    const WHAT: &str = "the TLS key file";
-    let meta = std::fs::metadata(path).map_err(|source| TlsError::Read {
-        what: WHAT,
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o007 != 0 {
-        return Err(TlsError::KeyReadable {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let pem = read_file(WHAT, path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsError::Pem {
-        what: WHAT,
-        path: path.to_path_buf(),
-        expected: "PRIVATE KEY",
-    })
 }
 
 /// The user and groups of a verified client certificate: its subject's first CN and its Os.
@@ -203,86 +137,5 @@ impl Connected<IncomingStream<'_, TlsListener>> for Peer {
             addr: *stream.remote_addr(),
             identity,
         }
-    }
-}
-
-/// A TCP listener whose connections come out of a finished TLS handshake.
-pub(crate) struct TlsListener {
-    accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    acceptor_task: JoinHandle<()>,
-}
-
-impl TlsListener {
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
-        let local = listener.local_addr()?;
-        let (tx, accepted) = mpsc::channel(64);
-        let acceptor_task = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
-        Ok(Self {
-            accepted,
-            local,
-            acceptor_task,
-        })
-    }
-
-    pub fn local(&self) -> SocketAddr {
-        self.local
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor_task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.accepted.recv().await {
-            Some(conn) => conn,
-            // The accept loop ends only when the listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
-            return;
-        };
-        let (tcp, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let shaken = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
-            drop(permit);
-            match shaken {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send((tls, peer)).await;
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        });
     }
 }
