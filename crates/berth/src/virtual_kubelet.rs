@@ -70,6 +70,11 @@ pub struct VirtualKubeletArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Seconds between two full lists of the node's groups (changes are followed every
+    /// second in between; this finds groups deleted outside the cluster).
+    #[arg(long, default_value_t = berth_kubelet::SWEEP_INTERVAL.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    full_resync_period: u64,
 }
 
 /// The node's name must be a DNS subdomain: it is the Node's and the Lease's name.
@@ -209,6 +214,7 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
             node_name: a.node_name.clone(),
             host_ip: node_ip.to_string(),
             cluster_dns,
+            full_resync: std::time::Duration::from_secs(a.full_resync_period),
         },
     );
     let api = KubeletApi::bind(

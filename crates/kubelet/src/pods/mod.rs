@@ -17,6 +17,7 @@ mod run;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use berth_client::response::ContainerGroup;
 use berth_core::GroupStatus;
@@ -44,6 +45,8 @@ pub struct PodConfig {
     /// The node's address: the pods' `status.hostIP`.
     pub host_ip: String,
     pub cluster_dns: Option<ClusterDns>,
+    /// How often every group of a pod is listed anyway ([`SWEEP_INTERVAL`] by default).
+    pub full_resync: Duration,
 }
 
 /// A failed step of a reconcile; each is tried again with back-off.

@@ -27,7 +27,8 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 /// How far back each follow reads: three follows overlap, so one slow or failed read loses
 /// nothing; a gap longer than this makes the next read a full sweep.
 pub const CHANGED_WINDOW: Duration = Duration::from_secs(3);
-/// How often every group of a pod is listed anyway (groups gone outside the cluster, orphans).
+/// How often every group of a pod is listed anyway (groups gone outside the cluster, orphans),
+/// unless `PodConfig::full_resync` says otherwise.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 /// Ids per DescribeContainerGroups call (ECI's most).
 const IDS_PER_CALL: usize = 20;
@@ -76,7 +77,7 @@ impl<G: Groups> PodController<G> {
             watcher::Config::default().fields(&format!("spec.nodeName={}", self.cfg.node_name));
         let mut events = pin!(watcher::watcher(api, wc).default_backoff());
         st.followed = Some(Instant::now());
-        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        let mut sweep = tokio::time::interval(self.cfg.full_resync.max(FOLLOW_INTERVAL));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         sweep.tick().await;
         let mut follow = tokio::time::interval(FOLLOW_INTERVAL);

@@ -6,6 +6,7 @@ mod reconcile;
 mod watch;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_client::response::ContainerGroup;
@@ -209,6 +210,9 @@ pub fn pod_list(rv: &str, items: Vec<Value>) -> Value {
     json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items})
 }
 
+/// The full resync period of the tests' controllers: short, so tests wait little for it.
+pub const RESYNC: Duration = Duration::from_secs(2);
+
 pub fn controller(client: kube::Client, berth: &FakeBerth) -> PodController<FakeBerth> {
     PodController::new(
         client,
@@ -217,6 +221,7 @@ pub fn controller(client: kube::Client, berth: &FakeBerth) -> PodController<Fake
             node_name: NODE.into(),
             host_ip: "192.0.2.10".into(),
             cluster_dns: None,
+            full_resync: RESYNC,
         },
     )
 }

@@ -127,7 +127,7 @@ async fn watch_creates_on_added_relists_after_gone_and_follows_the_group() {
         until(|| lists(&seen) == 3).await;
         // The sweep finds the group Pending; the pod's status follows it once.
         until(|| patches(&seen).len() == 1).await;
-        tokio::time::sleep(SWEEP_INTERVAL * 2).await;
+        tokio::time::sleep(RESYNC * 2).await;
         assert_eq!(
             patches(&seen).len(),
             1,
@@ -197,7 +197,7 @@ async fn deletion_waits_for_the_group_then_removes_the_pod() {
     berth.add("eci-1", UID, "Running");
     running(client, &berth, async {
         until(|| !berth.state().deletes.is_empty()).await;
-        tokio::time::sleep(SWEEP_INTERVAL + Duration::from_millis(500)).await;
+        tokio::time::sleep(RESYNC + Duration::from_millis(500)).await;
         assert_eq!(
             count(&seen, &format!("DELETE {POD}")),
             0,
