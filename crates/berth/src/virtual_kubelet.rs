@@ -75,6 +75,10 @@ pub struct VirtualKubeletArgs {
     #[arg(long, default_value_t = berth_kubelet::SWEEP_INTERVAL.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     full_resync_period: u64,
+    /// Most pods reconciled at once (one reconcile per pod at a time).
+    #[arg(long, default_value_t = berth_kubelet::POD_SYNC_WORKERS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pod_sync_workers: u64,
 }
 
 /// The node's name must be a DNS subdomain: it is the Node's and the Lease's name.
@@ -215,6 +219,7 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
             host_ip: node_ip.to_string(),
             cluster_dns,
             full_resync: std::time::Duration::from_secs(a.full_resync_period),
+            workers: a.pod_sync_workers as usize,
         },
     );
     let api = KubeletApi::bind(

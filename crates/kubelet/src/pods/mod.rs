@@ -31,7 +31,7 @@ use crate::inputs::ClusterDns;
 use crate::status::group_to_pod_status;
 
 pub use groups::{pod_uid, Groups, GroupsError};
-pub use run::{CHANGED_WINDOW, FOLLOW_INTERVAL, MAX_BACKOFF, SWEEP_INTERVAL};
+pub use run::{CHANGED_WINDOW, FOLLOW_INTERVAL, MAX_BACKOFF, POD_SYNC_WORKERS, SWEEP_INTERVAL};
 
 /// The message of a pod whose group went while the pod was not deleted.
 const GROUP_GONE: &str = "the pod's container group was deleted outside the cluster";
@@ -47,6 +47,8 @@ pub struct PodConfig {
     pub cluster_dns: Option<ClusterDns>,
     /// How often every group of a pod is listed anyway ([`SWEEP_INTERVAL`] by default).
     pub full_resync: Duration,
+    /// Most pods reconciled at once ([`POD_SYNC_WORKERS`] by default).
+    pub workers: usize,
 }
 
 /// A failed step of a reconcile; each is tried again with back-off.

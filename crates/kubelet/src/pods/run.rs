@@ -4,13 +4,20 @@
 //! however many groups there are) and the groups being deleted by id, a full list of berth's
 //! groups of pods every [`SWEEP_INTERVAL`] (and whenever a follow was missed), and a queue of
 //! pods to try again, each with its own back-off.
+//!
+//! Whatever brings a pod up queues it; up to `PodConfig::workers` pods are reconciled at once,
+//! one reconcile per pod at a time (a pod brought up again while its reconcile runs is
+//! reconciled once more after it, with what is known then). The loop alone owns the state:
+//! reconciles get copies of the pod and its group and hand back their outcome.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::pin::pin;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::time::Duration;
 
 use berth_client::response::ContainerGroup;
 use berth_core::GroupStatus;
+use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
@@ -19,7 +26,7 @@ use kube::runtime::WatchStreamExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{pod_uid, Groups, Outcome, PodController};
+use super::{pod_uid, Error, Groups, Outcome, PodController};
 
 /// How often the groups that changed lately are read: a group's change reaches its pod within
 /// about this.
@@ -44,13 +51,28 @@ struct State {
     groups: BTreeMap<String, ContainerGroup>,
     /// Pod uid → (when, the back-off after that).
     retry: BTreeMap<String, (Instant, Duration)>,
+    /// The back-off of pods whose retry is under way: the wait after a further failure.
+    backoff: BTreeMap<String, Duration>,
     /// Pods seen during a (re-)list, to forget those that went while the watch was down.
     listing: Option<BTreeSet<String>>,
     /// Whether the watch has listed the node's pods once: until then no group is an orphan.
     synced: bool,
     /// When berth's groups were last read in full or followed without a gap.
     followed: Option<Instant>,
+    /// Pods waiting for a reconcile, each once (`queued`), in the order they came up.
+    queue: VecDeque<String>,
+    queued: BTreeSet<String>,
+    /// Pods being reconciled, and those of them brought up again meanwhile.
+    running: BTreeSet<String>,
+    again: BTreeSet<String>,
 }
+
+/// A reconcile under way: the pod's uid and what it came to.
+type Reconcile<'a> = Pin<Box<dyn Future<Output = (String, Result<Outcome, Error>)> + Send + 'a>>;
+
+/// Most pods reconciled at once unless `PodConfig::workers` says otherwise (virtual-kubelet's
+/// `--pod-sync-workers` default).
+pub const POD_SYNC_WORKERS: usize = 10;
 
 impl<G: Groups> PodController<G> {
     /// Runs until `shutdown` turns true: resyncs, then reconciles every pod of the node as
@@ -83,9 +105,14 @@ impl<G: Groups> PodController<G> {
         let mut follow = tokio::time::interval(FOLLOW_INTERVAL);
         follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         follow.tick().await;
+        let mut running: FuturesUnordered<Reconcile<'_>> = FuturesUnordered::new();
         while !*shutdown.borrow() {
+            self.start_reconciles(&mut st, &mut running);
             let due = st.retry.values().map(|r| r.0).min();
             tokio::select! {
+                Some((uid, res)) = running.next(), if !running.is_empty() => {
+                    self.finished(&mut st, &uid, res);
+                }
                 ev = events.next() => match ev {
                     Some(Ok(ev)) => self.on_event(&mut st, ev).await,
                     Some(Err(e)) => tracing::warn!(error = %e, "watching the node's pods"),
@@ -97,7 +124,10 @@ impl<G: Groups> PodController<G> {
                     let now = Instant::now();
                     let ready: Vec<String> = st.retry.iter().filter(|r| r.1 .0 <= now).map(|r| r.0.clone()).collect();
                     for uid in ready {
-                        self.handle(&mut st, &uid).await;
+                        if let Some((_, next)) = st.retry.remove(&uid) {
+                            st.backoff.insert(uid.clone(), next);
+                        }
+                        self.handle(&mut st, &uid);
                     }
                 }
                 _ = shutdown.changed() => {}
@@ -117,7 +147,7 @@ impl<G: Groups> PodController<G> {
                 }
                 self.known.set(&uid, &p);
                 st.pods.insert(uid.clone(), p);
-                self.handle(st, &uid).await;
+                self.handle(st, &uid);
             }
             Event::Delete(p) => {
                 if let Some(uid) = p.metadata.uid {
@@ -145,6 +175,7 @@ impl<G: Groups> PodController<G> {
         self.known.remove(uid);
         st.pods.remove(uid);
         st.retry.remove(uid);
+        st.backoff.remove(uid);
         self.forget_events(uid);
         if let Some(g) = st.groups.remove(uid).filter(|g| !super::terminating(g)) {
             if let Err(e) = self.groups.delete(&g.container_group_id).await {
@@ -208,7 +239,7 @@ impl<G: Groups> PodController<G> {
         st.followed = Some(started);
         for uid in touched {
             if !st.retry.contains_key(&uid) {
-                self.handle(st, &uid).await;
+                self.handle(st, &uid);
             }
         }
     }
@@ -252,19 +283,50 @@ impl<G: Groups> PodController<G> {
             .collect();
         st.groups = fresh;
         for uid in changed {
-            self.handle(st, &uid).await;
+            self.handle(st, &uid);
         }
     }
 
-    /// Reconciles one pod; schedules it again with back-off when that fails.
-    async fn handle(&self, st: &mut State, uid: &str) {
-        let Some(pod) = st.pods.get(uid).cloned() else {
-            st.retry.remove(uid);
-            return;
-        };
-        match self.reconcile(&pod, st.groups.get(uid)).await {
+    /// Queues the pod for a reconcile (once more after the one under way, if any).
+    fn handle(&self, st: &mut State, uid: &str) {
+        if st.running.contains(uid) {
+            st.again.insert(uid.to_string());
+        } else if st.queued.insert(uid.to_string()) {
+            st.queue.push_back(uid.to_string());
+        }
+    }
+
+    /// Starts queued reconciles while fewer than the workers run.
+    fn start_reconciles<'a>(
+        &'a self,
+        st: &mut State,
+        running: &mut FuturesUnordered<Reconcile<'a>>,
+    ) {
+        while running.len() < self.cfg.workers.max(1) {
+            let Some(uid) = st.queue.pop_front() else {
+                return;
+            };
+            st.queued.remove(&uid);
+            let Some(pod) = st.pods.get(&uid).cloned() else {
+                st.retry.remove(&uid);
+                continue;
+            };
+            let group = st.groups.get(&uid).cloned();
+            st.running.insert(uid.clone());
+            running.push(Box::pin(async move {
+                let res = self.reconcile(&pod, group.as_ref()).await;
+                (uid, res)
+            }));
+        }
+    }
+
+    /// Takes in a reconcile's outcome; schedules the pod again with back-off when it failed.
+    fn finished(&self, st: &mut State, uid: &str, res: Result<Outcome, Error>) {
+        st.running.remove(uid);
+        match res {
             Ok(outcome) => {
                 st.retry.remove(uid);
+                st.backoff.remove(uid);
                 match outcome {
                     Outcome::Removed => {
                         st.groups.remove(uid);
@@ -279,13 +341,20 @@ impl<G: Groups> PodController<G> {
                 }
             }
             Err(e) => {
-                let wait = st.retry.get(uid).map_or(FIRST_BACKOFF, |r| r.1);
+                let wait = st
+                    .backoff
+                    .remove(uid)
+                    .or_else(|| st.retry.get(uid).map(|r| r.1))
+                    .unwrap_or(FIRST_BACKOFF);
                 tracing::warn!(pod_uid = %uid, error = %e, retry_in = ?wait, "reconciling a pod");
                 st.retry.insert(
                     uid.to_string(),
                     (Instant::now() + wait, (wait * 2).min(MAX_BACKOFF)),
                 );
             }
+        }
+        if st.again.remove(uid) && !st.retry.contains_key(uid) {
+            self.handle(st, uid);
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod reconcile;
 mod watch;
+mod workers;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +36,12 @@ pub struct Fake {
     /// Full lists and follows of changed groups made.
     pub lists: usize,
     pub follows: usize,
+    /// How long each create takes.
+    pub create_delay: std::time::Duration,
+    /// Creates under way, the most at once, and the most at once for one pod.
+    pub creating: Vec<String>,
+    pub most_creating: usize,
+    pub most_creating_one_pod: usize,
 }
 
 impl FakeBerth {
@@ -69,7 +76,20 @@ pub fn group(id: &str, uid: &str, status: &str) -> ContainerGroup {
 #[async_trait]
 impl Groups for FakeBerth {
     async fn create(&self, p: &CreateParams) -> Result<String, GroupsError> {
+        let token = p.client_token.clone().unwrap_or_default();
+        let delay = {
+            let mut s = self.state();
+            s.creating.push(token.clone());
+            s.most_creating = s.most_creating.max(s.creating.len());
+            let same = s.creating.iter().filter(|t| **t == token).count();
+            s.most_creating_one_pod = s.most_creating_one_pod.max(same);
+            s.create_delay
+        };
+        tokio::time::sleep(delay).await;
         let mut s = self.state();
+        if let Some(i) = s.creating.iter().position(|t| *t == token) {
+            s.creating.remove(i);
+        }
         if s.fail_creates > 0 {
             s.fail_creates -= 1;
             return Err(GroupsError::Transient(
@@ -77,7 +97,6 @@ impl Groups for FakeBerth {
             ));
         }
         s.creates.push(p.clone());
-        let token = p.client_token.clone().unwrap_or_default();
         if let Some(g) = s.groups.iter().find(|g| pod_uid(g) == Some(&token)) {
             return Ok(g.container_group_id.clone());
         }
@@ -222,6 +241,7 @@ pub fn controller(client: kube::Client, berth: &FakeBerth) -> PodController<Fake
             host_ip: "192.0.2.10".into(),
             cluster_dns: None,
             full_resync: RESYNC,
+            workers: POD_SYNC_WORKERS,
         },
     )
 }
