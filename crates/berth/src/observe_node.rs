@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_control::{
     ExecOutput, ExecProcess, ExecRequest, ExecStream, LogRequest, MetricRange, NodeError,
-    NodeObserve,
+    NodeObserve, PortStream,
 };
 use berth_core::metric::MetricPoint;
 use berth_core::GroupId;
@@ -119,6 +119,11 @@ impl NodeObserve for LocalNode {
         range: &MetricRange,
     ) -> Result<Vec<MetricPoint>, NodeError> {
         Ok(self.agent.metrics(id, range.start, range.end))
+    }
+
+    async fn dial(&self, id: &GroupId, port: u16) -> Result<PortStream, NodeError> {
+        let stream = self.agent.dial_loopback(id, port).await.map_err(failed)?;
+        Ok(Box::new(stream))
     }
 
     async fn follow_log(

@@ -20,7 +20,7 @@ pub use classes::NodeClasses;
 pub use node::{CacheBuild, CacheNode};
 pub use node::{
     ExecOutput, ExecProcess, ExecReader, ExecRequest, ExecStream, ExecWriter, LogRequest,
-    MetricRange, NodeClient, NodeError, NodeObserve,
+    MetricRange, NodeClient, NodeError, NodeObserve, PortIo, PortStream,
 };
 pub use prices::{
     load_prices, parse_prices, read_prices, PricesFileError, MAX_PRICES_FILE, PRICES_FILE,

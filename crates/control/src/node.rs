@@ -145,7 +145,20 @@ pub trait NodeObserve: Send + Sync {
             "log following is not supported by this node".into(),
         ))
     }
+    /// A TCP connection to `port` on the loopback address inside the group's network
+    /// namespace (a port forward).
+    async fn dial(&self, _id: &GroupId, port: u16) -> Result<PortStream, NodeError> {
+        Err(NodeError::Failed(format!(
+            "port forwarding (port {port}) is not supported by this node"
+        )))
+    }
 }
+
+/// A TCP connection made by a node for a port forward.
+pub trait PortIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> PortIo for T {}
+/// See [`PortIo`].
+pub type PortStream = Box<dyn PortIo>;
 
 /// Image caches on a node (part of [`NodeClient`]; the defaults are those of a node that
 /// keeps none).

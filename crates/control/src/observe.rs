@@ -9,6 +9,7 @@ use berth_core::{GroupId, GroupRecord, GroupStatus};
 
 use crate::{
     Control, ControlError, ExecOutput, ExecRequest, ExecStream, LogRequest, MetricRange, NodeError,
+    PortStream,
 };
 
 fn node_err(e: NodeError) -> ControlError {
@@ -74,6 +75,31 @@ impl Control {
     ) -> Result<ExecStream, ControlError> {
         self.running_container(account, id, &req.container)?;
         self.node()?.exec_start(id, req).await.map_err(node_err)
+    }
+
+    /// Checks that a port forward can be made: the group is the account's and runs.
+    pub fn check_port_forward(&self, account: &str, id: &GroupId) -> Result<(), ControlError> {
+        let rec = self.get(account, id)?;
+        if !matches!(rec.status, GroupStatus::Running | GroupStatus::Pending) {
+            return Err(ControlError::IncorrectStatus {
+                id: id.to_string(),
+                status: rec.status.as_str(),
+                needs: "Running",
+            });
+        }
+        Ok(())
+    }
+
+    /// A connection to `port` on the group's own loopback (127.0.0.1 in its network
+    /// namespace), for a port forward.
+    pub async fn port_forward(
+        &self,
+        account: &str,
+        id: &GroupId,
+        port: u16,
+    ) -> Result<PortStream, ControlError> {
+        self.check_port_forward(account, id)?;
+        self.node()?.dial(id, port).await.map_err(node_err)
     }
 
     /// The metric samples of a group within `range`, oldest first, with the group record.

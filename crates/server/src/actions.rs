@@ -131,9 +131,12 @@ async fn dispatch_value(
         Request::DeleteImageCache(r) => crate::cache::delete(control, account, r).await,
         Request::ListUsage(_) => crate::cache::usage(control, account),
         // Served by the observe handlers before this dispatch.
-        Request::Exec(_) | Request::GroupMetric(_) | Request::MultiMetric(_) => Err(
-            ApiError::internal("an observe action reached the generic dispatch"),
-        ),
+        Request::Exec(_)
+        | Request::PortForward(_)
+        | Request::GroupMetric(_)
+        | Request::MultiMetric(_) => Err(ApiError::internal(
+            "an observe action reached the generic dispatch",
+        )),
         Request::Create(c) => {
             if c.dry_run {
                 return Err(ApiError::dry_run_operation());

@@ -5,6 +5,7 @@
 mod actions;
 mod cache;
 mod exec;
+mod forward;
 mod guard;
 mod metrics;
 mod nonce;
@@ -42,6 +43,8 @@ pub struct AppState {
     nonces: Arc<NonceCache>,
     exec_tokens: Arc<tokens::Tokens<exec::ExecGrant>>,
     log_tokens: Arc<tokens::Tokens<observe::LogGrant>>,
+    forward_tokens: Arc<tokens::Tokens<forward::ForwardGrant>>,
+    open_forwards: Arc<forward::OpenForwards>,
     api_metrics: Arc<metrics::ApiMetrics>,
     rendered: Arc<rendered::Rendered>,
     throttle: Arc<throttle::Throttle>,
@@ -63,6 +66,8 @@ impl AppState {
             nonces: Arc::new(NonceCache::new()),
             exec_tokens: Arc::default(),
             log_tokens: Arc::default(),
+            forward_tokens: Arc::default(),
+            open_forwards: Arc::default(),
             api_metrics,
             rendered: Arc::default(),
             throttle: Arc::new(throttle::Throttle::new(ThrottleConfig::default())),
@@ -115,6 +120,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", axum::routing::any(handle))
         .route("/exec/{token}", axum::routing::get(exec::socket))
+        .route("/portforward/{token}", axum::routing::get(forward::socket))
         .route(
             "/logs/{group}/{container}",
             axum::routing::get(observe::log_stream),

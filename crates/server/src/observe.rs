@@ -40,6 +40,7 @@ pub async fn dispatch(
 ) -> Result<Result<serde_json::Value, Request>, ApiError> {
     Ok(Ok(match request {
         Request::Exec(r) => crate::exec::action(state, account, r, host).await?,
+        Request::PortForward(r) => crate::forward::action(state, account, r, host)?,
         Request::GroupMetric(r) => group_metric(state, account, r).await?,
         Request::MultiMetric(r) => multi_metric(state, account, r).await?,
         Request::Log(l) if params.bool("Follow")?.unwrap_or(false) => {

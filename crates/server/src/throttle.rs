@@ -83,7 +83,8 @@ impl Class {
             | Action::CreateImageCache
             | Action::UpdateImageCache
             | Action::DeleteImageCache
-            | Action::ExecContainerCommand => Class::OtherWrite,
+            | Action::ExecContainerCommand
+            | Action::PortForward => Class::OtherWrite,
             Action::DescribeContainerGroups
             | Action::DescribeContainerGroupStatus
             | Action::DescribeContainerGroupEvents

@@ -26,8 +26,8 @@ pub use cache::{
 };
 pub use create::{CreateRequest, MAX_ARGS, MAX_CLIENT_TOKEN_LEN, MAX_CONTAINERS, MAX_TAGS};
 pub use observe::{
-    ExecRequest, GroupMetricRequest, MultiMetricRequest, DEFAULT_METRIC_PERIOD, MAX_EXEC_ARGS,
-    MAX_EXEC_ARG_LEN, MAX_METRIC_RECORDS, METRIC_PERIODS,
+    ExecRequest, GroupMetricRequest, MultiMetricRequest, PortForwardRequest, DEFAULT_METRIC_PERIOD,
+    MAX_EXEC_ARGS, MAX_EXEC_ARG_LEN, MAX_METRIC_RECORDS, METRIC_PERIODS,
 };
 pub use price::{PriceRequest, MAX_SPOT_PRICE_LIMIT, SPOT_PRICE_LIMIT_DECIMALS};
 pub use update::{UpdateRequest, UpdateType};
@@ -64,9 +64,10 @@ pub enum Action {
     DescribeMultiContainerGroupMetric,
     DescribeContainerGroupPrice,
     DescribeUsage,
+    PortForward,
 }
 
-const ACTIONS: [Action; 19] = [
+const ACTIONS: [Action; 20] = [
     Action::CreateContainerGroup,
     Action::DescribeContainerGroups,
     Action::DescribeContainerGroupStatus,
@@ -86,11 +87,12 @@ const ACTIONS: [Action; 19] = [
     Action::DescribeMultiContainerGroupMetric,
     Action::DescribeContainerGroupPrice,
     Action::DescribeUsage,
+    Action::PortForward,
 ];
 
 impl Action {
     /// Every action berth serves.
-    pub const ALL: [Action; 19] = ACTIONS;
+    pub const ALL: [Action; 20] = ACTIONS;
 
     /// The action of a name (case-sensitive); 404 `InvalidApi.NotFound` otherwise.
     pub fn parse(name: &str) -> Result<Self, ApiError> {
@@ -121,6 +123,7 @@ impl Action {
             Self::DescribeMultiContainerGroupMetric => "DescribeMultiContainerGroupMetric",
             Self::DescribeContainerGroupPrice => "DescribeContainerGroupPrice",
             Self::DescribeUsage => "DescribeUsage",
+            Self::PortForward => "PortForward",
         }
     }
 }
@@ -157,6 +160,7 @@ pub enum Request {
     MultiMetric(MultiMetricRequest),
     Price(PriceRequest),
     Usage(UsageRequest),
+    PortForward(PortForwardRequest),
 }
 
 /// Decodes the parameters of `action`.
@@ -197,6 +201,7 @@ pub fn decode(action: Action, p: &Params) -> Result<Request, ApiError> {
         }
         Action::DescribeContainerGroupPrice => Request::Price(PriceRequest::decode(p)?),
         Action::DescribeUsage => Request::Usage(UsageRequest::decode(p)?),
+        Action::PortForward => Request::PortForward(PortForwardRequest::decode(p)?),
     })
 }
 

@@ -51,6 +51,35 @@ impl ExecRequest {
     }
 }
 
+/// PortForward (berth's extension): a connection to a port of the group's own loopback, as
+/// `kubectl port-forward` makes one into a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortForwardRequest {
+    pub region_id: Option<String>,
+    pub container_group_id: String,
+    /// The TCP port, on 127.0.0.1 inside the group's network namespace.
+    pub port: u16,
+}
+
+impl PortForwardRequest {
+    pub fn decode(p: &Params) -> Result<Self, ApiError> {
+        let port = p
+            .int::<u32>("Port")?
+            .ok_or_else(|| ApiError::missing_parameter("Port"))?;
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| {
+                ApiError::invalid_parameter("Port", format!("must be 1 to 65535, got {port}"))
+            })?;
+        Ok(Self {
+            region_id: p.string("RegionId"),
+            container_group_id: p.required("ContainerGroupId")?,
+            port,
+        })
+    }
+}
+
 /// `Command`: a JSON array of strings (`["/bin/sh","-c","ls"]`); anything else is split at
 /// white space.
 fn parse_command(raw: &str) -> Result<Vec<String>, ApiError> {
@@ -254,5 +283,22 @@ mod tests {
         .unwrap();
         assert_eq!(r.ids, ["eci-a", "eci-b"]);
         assert!(MultiMetricRequest::decode(&p("RegionId=x")).is_err());
+    }
+
+    #[test]
+    fn port_forward_takes_one_port() {
+        let d = |q: &str| PortForwardRequest::decode(&p(q));
+        let r = d("ContainerGroupId=eci-1&Port=8080").unwrap();
+        assert_eq!((r.container_group_id.as_str(), r.port), ("eci-1", 8080));
+        for bad in ["Port=0", "Port=65536", "Port=-1", "Port=http"] {
+            let e = d(&format!("ContainerGroupId=eci-1&{bad}")).unwrap_err();
+            assert_eq!(e.code, "InvalidParameter", "{bad}");
+            assert!(e.message.contains("Port"), "{bad}: {}", e.message);
+        }
+        assert_eq!(
+            d("ContainerGroupId=eci-1").unwrap_err().code,
+            "MissingParameter"
+        );
+        assert_eq!(d("Port=80").unwrap_err().code, "MissingParameter");
     }
 }

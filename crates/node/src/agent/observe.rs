@@ -56,6 +56,15 @@ impl Agent {
         Ok(rt.exec_interactive(&rid, &dir, req).await?)
     }
 
+    /// A TCP connection to `port` on the group's own loopback (a port forward).
+    pub async fn dial_loopback(
+        &self,
+        id: &GroupId,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, NodeError> {
+        Ok(crate::group::dial_loopback(&self.host, id.as_str(), port).await?)
+    }
+
     /// Follows the log of a container's current run: what `q` selects of it, then each new
     /// line, until the container has exited and its log is read to the end, or the receiver
     /// is dropped. Needs a tokio runtime.

@@ -122,15 +122,32 @@ pub async fn socket_in(netns: &Netns, v6: bool) -> io::Result<OwnedFd> {
     Err(io::Error::other("no dialling thread"))
 }
 
-/// Connects to `addr` from inside `netns` within `timeout`.
+/// Connects to `addr` from inside `netns` within `timeout`, for a check: the connection is
+/// closed with a reset, so no FIN exchange and no TIME_WAIT is left in the group's namespace
+/// per check (the kubelet's TCP probes do the same).
 pub async fn connect(netns: &Netns, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    dial(netns, addr, timeout, true).await
+}
+
+/// Connects to `addr` from inside `netns` within `timeout`, for a stream that ends the
+/// ordinary way (a port forward).
+pub async fn open(netns: &Netns, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    dial(netns, addr, timeout, false).await
+}
+
+async fn dial(
+    netns: &Netns,
+    addr: SocketAddr,
+    timeout: Duration,
+    reset: bool,
+) -> io::Result<TcpStream> {
     let fut = async {
         let fd = socket_in(netns, addr.is_ipv6()).await?;
         let std_stream = std::net::TcpStream::from(fd);
         let sock = tokio::net::TcpSocket::from_std_stream(std_stream);
-        // Closed with a reset: no FIN exchange and no TIME_WAIT left in the group's
-        // namespace per check (the kubelet's TCP probes do the same).
-        sock.set_zero_linger()?;
+        if reset {
+            sock.set_zero_linger()?;
+        }
         sock.connect(addr).await
     };
     tokio::time::timeout(timeout, fut).await.map_err(|_| {

@@ -225,3 +225,26 @@ fn container_names(dirs: &GroupDirs, spec: Option<&GroupSpec>) -> Vec<String> {
     }
     names
 }
+
+/// How long a port forward's connection may take to be made.
+const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A TCP connection to `port` on 127.0.0.1 inside group `gid`'s network namespace (a port
+/// forward): the group's own loopback, never an address of the host's network.
+pub(crate) async fn dial_loopback(
+    host: &Host,
+    gid: &str,
+    port: u16,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let a = host.net.attachment(gid).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the group has no network namespace",
+        )
+    })?;
+    let netns = dial::open_netns(&a.netns)?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    dial::open(&netns, addr, DIAL_TIMEOUT)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("dial tcp {addr}: {e}")))
+}
