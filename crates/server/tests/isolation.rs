@@ -65,6 +65,7 @@ fn aimed_at(action: Action, a: &Theirs) -> Vec<(String, String)> {
         Action::DeleteContainerGroup
         | Action::RestartContainerGroup
         | Action::DescribeContainerGroupMetric => p(&[("ContainerGroupId", &a.group)]),
+        Action::PortForward => p(&[("ContainerGroupId", &a.group), ("Port", "80")]),
         Action::DescribeContainerLog => {
             p(&[("ContainerGroupId", &a.group), ("ContainerName", "c1")])
         }
