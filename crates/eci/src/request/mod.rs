@@ -9,6 +9,7 @@ mod observe;
 mod price;
 mod probes;
 mod security;
+mod tags;
 mod update;
 mod usage;
 mod validate;
@@ -30,6 +31,10 @@ pub use observe::{
     MAX_EXEC_ARG_LEN, MAX_METRIC_RECORDS, METRIC_PERIODS,
 };
 pub use price::{PriceRequest, MAX_SPOT_PRICE_LIMIT, SPOT_PRICE_LIMIT_DECIMALS};
+pub use tags::{
+    ListTagResourcesRequest, TagResourcesRequest, UntagResourcesRequest, DEFAULT_TAG_LIMIT,
+    MAX_TAG_LIMIT, MAX_TAG_RESOURCE_IDS, MAX_TAG_TEXT,
+};
 pub use update::{UpdateRequest, UpdateType};
 pub use usage::{UsageAccount, UsageRequest, MAX_USAGE_DAYS};
 
@@ -64,9 +69,12 @@ pub enum Action {
     DescribeMultiContainerGroupMetric,
     DescribeContainerGroupPrice,
     DescribeUsage,
+    TagResources,
+    UntagResources,
+    ListTagResources,
 }
 
-const ACTIONS: [Action; 19] = [
+const ACTIONS: [Action; 22] = [
     Action::CreateContainerGroup,
     Action::DescribeContainerGroups,
     Action::DescribeContainerGroupStatus,
@@ -86,11 +94,14 @@ const ACTIONS: [Action; 19] = [
     Action::DescribeMultiContainerGroupMetric,
     Action::DescribeContainerGroupPrice,
     Action::DescribeUsage,
+    Action::TagResources,
+    Action::UntagResources,
+    Action::ListTagResources,
 ];
 
 impl Action {
     /// Every action berth serves.
-    pub const ALL: [Action; 19] = ACTIONS;
+    pub const ALL: [Action; 22] = ACTIONS;
 
     /// The action of a name (case-sensitive); 404 `InvalidApi.NotFound` otherwise.
     pub fn parse(name: &str) -> Result<Self, ApiError> {
@@ -121,6 +132,9 @@ impl Action {
             Self::DescribeMultiContainerGroupMetric => "DescribeMultiContainerGroupMetric",
             Self::DescribeContainerGroupPrice => "DescribeContainerGroupPrice",
             Self::DescribeUsage => "DescribeUsage",
+            Self::TagResources => "TagResources",
+            Self::UntagResources => "UntagResources",
+            Self::ListTagResources => "ListTagResources",
         }
     }
 }
@@ -157,6 +171,9 @@ pub enum Request {
     MultiMetric(MultiMetricRequest),
     Price(PriceRequest),
     Usage(UsageRequest),
+    TagResources(TagResourcesRequest),
+    UntagResources(UntagResourcesRequest),
+    ListTagResources(ListTagResourcesRequest),
 }
 
 /// Decodes the parameters of `action`.
@@ -197,6 +214,9 @@ pub fn decode(action: Action, p: &Params) -> Result<Request, ApiError> {
         }
         Action::DescribeContainerGroupPrice => Request::Price(PriceRequest::decode(p)?),
         Action::DescribeUsage => Request::Usage(UsageRequest::decode(p)?),
+        Action::TagResources => Request::TagResources(TagResourcesRequest::decode(p)?),
+        Action::UntagResources => Request::UntagResources(UntagResourcesRequest::decode(p)?),
+        Action::ListTagResources => Request::ListTagResources(ListTagResourcesRequest::decode(p)?),
     })
 }
 
