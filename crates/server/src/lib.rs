@@ -11,6 +11,7 @@ mod nonce;
 mod observe;
 mod price;
 mod rendered;
+mod tags;
 mod throttle;
 mod tls;
 mod tokens;

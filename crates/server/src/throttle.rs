@@ -83,7 +83,9 @@ impl Class {
             | Action::CreateImageCache
             | Action::UpdateImageCache
             | Action::DeleteImageCache
-            | Action::ExecContainerCommand => Class::OtherWrite,
+            | Action::ExecContainerCommand
+            | Action::TagResources
+            | Action::UntagResources => Class::OtherWrite,
             Action::DescribeContainerGroups
             | Action::DescribeContainerGroupStatus
             | Action::DescribeContainerGroupEvents
@@ -94,7 +96,8 @@ impl Class {
             | Action::DescribeContainerGroupMetric
             | Action::DescribeMultiContainerGroupMetric
             | Action::DescribeContainerGroupPrice
-            | Action::DescribeUsage => Class::Read,
+            | Action::DescribeUsage
+            | Action::ListTagResources => Class::Read,
         }
     }
 
