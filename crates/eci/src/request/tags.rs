@@ -36,6 +36,9 @@ pub struct UntagResourcesRequest {
     pub ids: Vec<String>,
     /// [`TagChange::Remove`] by `TagKey.N`, else [`TagChange::RemoveAll`] for `All=true`.
     pub change: TagChange,
+    /// Checked like every ClientToken, and kept with no record: a removal of tags repeated
+    /// leaves what the first left, so the call is idempotent without one.
+    pub client_token: Option<String>,
 }
 
 /// ListTagResources.
@@ -162,6 +165,7 @@ impl UntagResourcesRequest {
     /// `TagKey.N` when given (then `All` is not looked at, as in ECI), else `All=true`;
     /// neither is a 400.
     pub fn decode(p: &Params) -> Result<Self, ApiError> {
+        let client_token = super::validate::client_token(p)?;
         let resource_type = resource_type(p)?;
         let ids = resource_ids(p, true)?;
         let keys = p.string_list("TagKey")?;
@@ -188,6 +192,7 @@ impl UntagResourcesRequest {
             resource_type,
             ids,
             change,
+            client_token,
         })
     }
 }
@@ -226,6 +231,7 @@ impl ListTagResourcesRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::MAX_CLIENT_TOKEN_LEN;
 
     fn p(q: &str) -> Params {
         Params::parse(q, None).unwrap()
@@ -346,6 +352,10 @@ mod tests {
         assert_eq!(code(e), "400 InvalidParameter");
         let e = UntagResourcesRequest::decode(&p(&format!("{base}&All=maybe"))).unwrap_err();
         assert_eq!(code(e), "400 InvalidParameter");
+        let long = "t".repeat(MAX_CLIENT_TOKEN_LEN + 1);
+        let e = UntagResourcesRequest::decode(&p(&format!("{base}&All=true&ClientToken={long}")))
+            .unwrap_err();
+        assert_eq!(code(e), "400 InvalidParameter.LengthExceeded");
     }
 
     #[test]
