@@ -55,9 +55,10 @@ def tag(client: Client, kind: str, ids: list[str], **tags: str) -> None:
     ))
 
 
-def untag(client: Client, kind: str, ids: list[str], keys=None, all_=None) -> None:
+def untag(client: Client, kind: str, ids: list[str], keys=None, all_=None, token=None) -> None:
     client.untag_resources(models.UntagResourcesRequest(
         region_id=REGION, resource_type=kind, resource_id=ids, tag_key=keys, all=all_,
+        client_token=token,
     ))
 
 
@@ -139,7 +140,9 @@ def test_tag_list_untag_groups_through_the_current_sdk(client, groups, images):
 
     untag(client, GROUP, [a], keys=["team", "not-there"])
     assert tags_of(support.describe(client, a)) == {"env": "e2e", "run": run}
-    untag(client, GROUP, [a, b], all_=True)
+    token = f"untag-{run}"
+    untag(client, GROUP, [a, b], all_=True, token=token)
+    untag(client, GROUP, [a, b], all_=True, token=token)
     assert tags_of(support.describe(client, a)) == {}
     assert tags_of(support.describe(client, b)) == {}
     assert list_all(client, GROUP, ids=[a, b]) == []
@@ -233,6 +236,7 @@ def test_bounds_are_refused_by_name(client, groups, images):
         (lambda: tag(client, GROUP, [gid], **{f"n{i}": "v" for i in range(21)}), "Tag"),
         (lambda: tag(client, "DataCache", [gid], k1="v"), "DataCache"),
         (lambda: untag(client, GROUP, [gid]), "TagKey"),
+        (lambda: untag(client, GROUP, [gid], all_=True, token="t" * 65), "ClientToken"),
         (lambda: untag(client, GROUP, [gid], keys=["k8s.pod.name"]), "TagKey.1"),
         (lambda: list_page(client, "VirtualNode"), "VirtualNode"),
         (lambda: list_page(client, GROUP, token="not-a-token"), "NextToken"),
