@@ -13,6 +13,7 @@ mod observe;
 mod ports;
 mod prices;
 mod service;
+mod tags;
 
 pub use billing::GroupCharge;
 pub use cache::{CacheFilter, CachePage, ImageCacheUpdate, NewImageCache, Quota, CACHE_STORAGE};

@@ -74,6 +74,9 @@ pub enum ControlError {
     /// The node does not run the runtime class the group would get.
     #[error("this node does not run the {0} runtime class (it runs: {1})")]
     RuntimeClassUnsupported(RuntimeClass, String),
+    /// A change of tags would leave a resource with more than it may carry.
+    #[error("the resource {id} would carry {count} tags; at most {max} are allowed", max = berth_core::MAX_TAGS_PER_RESOURCE)]
+    TooManyTags { id: String, count: usize },
     #[error("state store")]
     Store(#[from] StoreError),
 }

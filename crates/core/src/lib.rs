@@ -19,6 +19,7 @@ pub mod spec;
 pub mod spot;
 pub mod state;
 pub mod sysctl;
+pub mod tagging;
 pub mod volume;
 pub mod volume_policy;
 
@@ -45,6 +46,10 @@ pub use spec::{
 pub use spot::SpotStrategy;
 pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};
 pub use sysctl::Sysctl;
+pub use tagging::{
+    is_reserved_tag_key, TagChange, TagResourceType, TooManyTags, MAX_TAGS_PER_RESOURCE,
+    RESERVED_TAG_PREFIX,
+};
 pub use volume::{
     ConfigFile, EmptyDirMedium, HostPathType, MountPropagation, Volume, VolumeMount, VolumeSource,
 };

@@ -89,6 +89,9 @@ pub(crate) fn map_err(e: ControlError) -> ApiError {
         ),
         ControlError::TokenParams(_) | ControlError::TokenResource(_) => ApiError::internal(e),
         ControlError::TooManyLines(t) => ApiError::invalid_parameter("GroupBy", format!("with this Since and Until: {t}")),
+        ControlError::TooManyTags { .. } => {
+            ApiError::new(400, "QuotaExceeded.Tag", format!("Quota exceeded: {e}"))
+        }
         ControlError::Store(s) if s.is_disk_full() => ApiError::service_unavailable(
             "the disk of berth's state directory is full; nothing was changed, retry once space is freed",
         ),
@@ -130,6 +133,9 @@ async fn dispatch_value(
         Request::UpdateImageCache(r) => crate::cache::update(control, account, r).await,
         Request::DeleteImageCache(r) => crate::cache::delete(control, account, r).await,
         Request::ListUsage(_) => crate::cache::usage(control, account),
+        Request::TagResources(r) => crate::tags::tag(control, account, r),
+        Request::UntagResources(r) => crate::tags::untag(control, account, r),
+        Request::ListTagResources(r) => crate::tags::list(control, account, r),
         // Served by the observe handlers before this dispatch.
         Request::Exec(_)
         | Request::PortForward(_)

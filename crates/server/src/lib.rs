@@ -12,6 +12,7 @@ mod nonce;
 mod observe;
 mod price;
 mod rendered;
+mod tags;
 mod throttle;
 mod tls;
 mod tokens;

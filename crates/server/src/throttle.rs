@@ -84,7 +84,9 @@ impl Class {
             | Action::UpdateImageCache
             | Action::DeleteImageCache
             | Action::ExecContainerCommand
-            | Action::PortForward => Class::OtherWrite,
+            | Action::PortForward
+            | Action::TagResources
+            | Action::UntagResources => Class::OtherWrite,
             Action::DescribeContainerGroups
             | Action::DescribeContainerGroupStatus
             | Action::DescribeContainerGroupEvents
@@ -95,7 +97,8 @@ impl Class {
             | Action::DescribeContainerGroupMetric
             | Action::DescribeMultiContainerGroupMetric
             | Action::DescribeContainerGroupPrice
-            | Action::DescribeUsage => Class::Read,
+            | Action::DescribeUsage
+            | Action::ListTagResources => Class::Read,
         }
     }
 

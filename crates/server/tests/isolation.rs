@@ -88,6 +88,20 @@ fn aimed_at(action: Action, a: &Theirs) -> Vec<(String, String)> {
         Action::DescribeImageCaches => p(&[("ImageCacheId", &a.cache)]),
         Action::UpdateImageCache => p(&[("ImageCacheId", &a.cache), ("Image.1", "y:1")]),
         Action::DeleteImageCache => p(&[("ImageCacheId", &a.cache)]),
+        Action::TagResources => p(&[
+            ("ResourceType", "ContainerGroup"),
+            ("ResourceId.1", &a.group),
+            ("Tag.1.Key", "stolen"),
+        ]),
+        Action::UntagResources => p(&[
+            ("ResourceType", "ImageCache"),
+            ("ResourceId.1", &a.cache),
+            ("All", "true"),
+        ]),
+        Action::ListTagResources => p(&[
+            ("ResourceType", "ContainerGroup"),
+            ("ResourceId.1", &a.group),
+        ]),
     }
 }
 

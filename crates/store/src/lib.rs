@@ -14,6 +14,7 @@ mod runtime_classes;
 mod seal;
 mod seccomp;
 mod sqlite;
+mod tags;
 mod tokens;
 mod usage;
 
@@ -27,6 +28,7 @@ pub use quota::{GroupLimits, GroupUsage, QuotaExceeded, QuotaOverrides, QuotaRes
 pub use seal::{KeyError, KEY_FILE};
 pub use seccomp::AccountSeccomp;
 pub use sqlite::SqliteStore;
+pub use tags::{TagCursor, TagPage, TagQuery, TagRow};
 pub use tokens::{TokenKind, TokenUse, TOKEN_RETENTION};
 pub use usage::UsageInterval;
 
@@ -38,6 +40,12 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("container group {0} does not exist")]
     NotFound(String),
+    /// An image cache of the account named by a batch does not exist.
+    #[error("image cache {0} does not exist")]
+    CacheNotFound(String),
+    /// A change of tags would leave a resource with too many; nothing was written.
+    #[error("the resource {id} would carry {count} tags; at most {max} are allowed", max = berth_core::MAX_TAGS_PER_RESOURCE)]
+    TooManyTags { id: String, count: usize },
     #[error("a container group with id {0} exists already")]
     Exists(String),
     #[error("no account named {0}")]
@@ -314,4 +322,26 @@ pub trait Store: Send + Sync {
     fn delete_cache(&self, id: &str) -> Result<(), StoreError>;
     /// Image caches of an account (of all accounts with `None`), oldest first.
     fn list_caches(&self, account: Option<&str>) -> Result<Vec<ImageCacheRecord>, StoreError>;
+
+    /// Applies one change of tags to each of `ids`, resources of `account` of type `kind`, in
+    /// one transaction (a group's `billed_groups` row in step): when any id is not the
+    /// account's ([`StoreError::NotFound`], [`StoreError::CacheNotFound`]) or would carry too
+    /// many tags ([`StoreError::TooManyTags`]), nothing is written.
+    fn change_tags(
+        &self,
+        account: &str,
+        kind: berth_core::TagResourceType,
+        ids: &[String],
+        change: &berth_core::TagChange,
+    ) -> Result<(), StoreError>;
+    /// A page of at most `limit` tags of `account`'s resources of type `kind` matching
+    /// `query`, after `after`.
+    fn list_tags(
+        &self,
+        account: &str,
+        kind: berth_core::TagResourceType,
+        query: &TagQuery,
+        limit: usize,
+        after: Option<&TagCursor>,
+    ) -> Result<TagPage, StoreError>;
 }

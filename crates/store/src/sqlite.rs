@@ -737,6 +737,27 @@ impl Store for SqliteStore {
         crate::cache::list(&self.conn(), account, &self.sealer)
     }
 
+    fn change_tags(
+        &self,
+        account: &str,
+        kind: berth_core::TagResourceType,
+        ids: &[String],
+        change: &berth_core::TagChange,
+    ) -> Result<(), StoreError> {
+        crate::tags::change(&mut self.conn(), &self.sealer, account, kind, ids, change)
+    }
+
+    fn list_tags(
+        &self,
+        account: &str,
+        kind: berth_core::TagResourceType,
+        query: &crate::TagQuery,
+        limit: usize,
+        after: Option<&crate::TagCursor>,
+    ) -> Result<crate::TagPage, StoreError> {
+        crate::tags::list(&self.reader(), account, kind, query, limit, after)
+    }
+
     fn meter_start(
         &self,
         account: &str,

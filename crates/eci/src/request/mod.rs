@@ -9,6 +9,7 @@ mod observe;
 mod price;
 mod probes;
 mod security;
+mod tags;
 mod update;
 mod usage;
 mod validate;
@@ -30,6 +31,10 @@ pub use observe::{
     MAX_EXEC_ARGS, MAX_EXEC_ARG_LEN, MAX_METRIC_RECORDS, METRIC_PERIODS,
 };
 pub use price::{PriceRequest, MAX_SPOT_PRICE_LIMIT, SPOT_PRICE_LIMIT_DECIMALS};
+pub use tags::{
+    ListTagResourcesRequest, TagResourcesRequest, UntagResourcesRequest, DEFAULT_TAG_LIMIT,
+    MAX_TAG_LIMIT, MAX_TAG_RESOURCE_IDS, MAX_TAG_TEXT,
+};
 pub use update::{UpdateRequest, UpdateType};
 pub use usage::{UsageAccount, UsageRequest, MAX_USAGE_DAYS};
 
@@ -65,9 +70,12 @@ pub enum Action {
     DescribeContainerGroupPrice,
     DescribeUsage,
     PortForward,
+    TagResources,
+    UntagResources,
+    ListTagResources,
 }
 
-const ACTIONS: [Action; 20] = [
+const ACTIONS: [Action; 23] = [
     Action::CreateContainerGroup,
     Action::DescribeContainerGroups,
     Action::DescribeContainerGroupStatus,
@@ -88,11 +96,14 @@ const ACTIONS: [Action; 20] = [
     Action::DescribeContainerGroupPrice,
     Action::DescribeUsage,
     Action::PortForward,
+    Action::TagResources,
+    Action::UntagResources,
+    Action::ListTagResources,
 ];
 
 impl Action {
     /// Every action berth serves.
-    pub const ALL: [Action; 20] = ACTIONS;
+    pub const ALL: [Action; 23] = ACTIONS;
 
     /// The action of a name (case-sensitive); 404 `InvalidApi.NotFound` otherwise.
     pub fn parse(name: &str) -> Result<Self, ApiError> {
@@ -124,6 +135,9 @@ impl Action {
             Self::DescribeContainerGroupPrice => "DescribeContainerGroupPrice",
             Self::DescribeUsage => "DescribeUsage",
             Self::PortForward => "PortForward",
+            Self::TagResources => "TagResources",
+            Self::UntagResources => "UntagResources",
+            Self::ListTagResources => "ListTagResources",
         }
     }
 }
@@ -161,6 +175,9 @@ pub enum Request {
     Price(PriceRequest),
     Usage(UsageRequest),
     PortForward(PortForwardRequest),
+    TagResources(TagResourcesRequest),
+    UntagResources(UntagResourcesRequest),
+    ListTagResources(ListTagResourcesRequest),
 }
 
 /// Decodes the parameters of `action`.
@@ -202,6 +219,9 @@ pub fn decode(action: Action, p: &Params) -> Result<Request, ApiError> {
         Action::DescribeContainerGroupPrice => Request::Price(PriceRequest::decode(p)?),
         Action::DescribeUsage => Request::Usage(UsageRequest::decode(p)?),
         Action::PortForward => Request::PortForward(PortForwardRequest::decode(p)?),
+        Action::TagResources => Request::TagResources(TagResourcesRequest::decode(p)?),
+        Action::UntagResources => Request::UntagResources(UntagResourcesRequest::decode(p)?),
+        Action::ListTagResources => Request::ListTagResources(ListTagResourcesRequest::decode(p)?),
     })
 }
 

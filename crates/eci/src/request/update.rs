@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 
-use berth_core::{normalize_size, ContainerSpec, GroupSpec, RestartPolicy};
+use berth_core::{is_reserved_tag_key, normalize_size, ContainerSpec, GroupSpec, RestartPolicy};
 
 use super::{create, validate};
 use crate::error::ApiError;
@@ -190,7 +190,26 @@ impl UpdateRequest {
             });
         }
         if let Some(t) = parts.tags {
+            // The virtual kubelet's keys stay as they are, as with UntagResources: a group
+            // that lost them would lose its pod.
+            if let Some(r) = t.iter().find(|t| is_reserved_tag_key(&t.key)) {
+                return Err(ApiError::invalid_parameter(
+                    "Tag.N.Key",
+                    format!("names a key reserved for the virtual kubelet: {:?}", r.key),
+                ));
+            }
+            let reserved: Vec<_> = spec
+                .tags
+                .iter()
+                .filter(|t| is_reserved_tag_key(&t.key))
+                .cloned()
+                .collect();
             merge(&mut spec.tags, t, incremental, |t| t.key.clone());
+            for (i, r) in reserved.into_iter().enumerate() {
+                if !spec.tags.iter().any(|t| t.key == r.key) {
+                    spec.tags.insert(i.min(spec.tags.len()), r);
+                }
+            }
             if spec.tags.len() > create::MAX_TAGS {
                 return Err(ApiError::value_exceeded(
                     "Tag",
@@ -374,6 +393,18 @@ mod tests {
         assert!(new.containers[0].env.is_empty());
         assert_eq!(new.tags, old.tags);
         assert_eq!((new.cpu, new.memory), (2.0, 4.0));
+    }
+
+    #[test]
+    fn the_virtual_kubelets_tags_survive_a_renew_and_cannot_be_named() {
+        let old = created(&format!("{GROUP}&Tag.2.Key=k8s.pod.uid&Tag.2.Value=u"));
+        let u = update("ContainerGroupId=eci-x&Tag.1.Key=n&Tag.1.Value=1").unwrap();
+        let new = u.apply(&old).unwrap();
+        let keys: Vec<_> = new.tags.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, ["k8s.pod.uid", "n"]);
+        let u = update("ContainerGroupId=eci-x&Tag.1.Key=k8s.pod.uid&Tag.1.Value=other").unwrap();
+        let e = u.apply(&old).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "InvalidParameter"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod group;
 mod observe;
 mod price;
 mod status;
+mod tags;
 mod usage;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -44,6 +45,7 @@ pub use status::{
     ContainerStatusInfo, DescribeContainerGroupStatusResponse, PodCondition, PodIp, PodStatus,
     RunningState, StateInfo, StatusData, TerminatedState, WaitingState,
 };
+pub use tags::{ListTagResourcesResponse, TagResource};
 pub use usage::{DescribeUsageResponse, UnitPrices, UsageAmounts, UsageLine};
 
 /// A time as ECI writes it: `2024-01-01T00:00:05Z`.
