@@ -100,7 +100,7 @@ pub async fn exec(a: &ClientArgs, r: ExecArgs) -> anyhow::Result<i32> {
 
 /// A TLS client configuration trusting only the CA certificates in `pem` (`--ca-file`), for
 /// a `wss://` exec socket; without a CA file the system's roots are used.
-fn ca_config(pem: &[u8]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+pub(crate) fn ca_config(pem: &[u8]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();

@@ -14,6 +14,7 @@ mod group_cmd;
 mod image_cmd;
 mod keys;
 mod observe_node;
+mod port_forward;
 mod run_flags;
 mod seccomp_node;
 mod serve;
@@ -59,6 +60,8 @@ enum Command {
     Inspect(group_cmd::InspectArgs),
     /// Run a command in a container of a group (-it: interactive, with a terminal).
     Exec(exec::ExecArgs),
+    /// Forward local ports to ports on a group's own loopback.
+    PortForward(port_forward::PortForwardArgs),
     /// Live CPU and memory use of the running groups.
     Top(top::TopArgs),
     /// Events of a container group.
@@ -114,6 +117,7 @@ fn main() {
                 Ok(code) => std::process::exit(code),
                 Err(e) => Err(e),
             },
+            Command::PortForward(a) => port_forward::port_forward(&args.client, a).await,
             Command::Top(a) => top::top(&args.client, a).await,
             Command::Events(a) => events::events(&args.client, a).await,
             Command::Cache(c) => cache_cmd::run(&args.client, c).await,
