@@ -140,7 +140,9 @@ async fn forward(
                 }
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        // The local client is done sending: end our half, the answer still comes back.
+        let _ = sink.send(Message::Binary(Vec::new().into())).await;
+        std::future::pending::<()>().await;
     };
     let inward = async {
         while let Some(Ok(msg)) = stream.next().await {
@@ -152,6 +154,7 @@ async fn forward(
         }
         let _ = wr.shutdown().await;
     };
+    // The group's side ending ends the forward.
     tokio::select! {
         _ = outward => {}
         _ = inward => {}

@@ -364,6 +364,20 @@ impl Client {
         self.call_as("ExecContainerCommand", &p.to_query()).await
     }
 
+    /// PortForward: the WebSocket URI of a connection to `port` on the group's loopback.
+    pub async fn port_forward(&self, group_id: &str, port: u16) -> Result<String, ClientError> {
+        let v = self
+            .call(
+                "PortForward",
+                &[
+                    ("ContainerGroupId".to_string(), group_id.to_string()),
+                    ("Port".to_string(), port.to_string()),
+                ],
+            )
+            .await?;
+        Ok(v["WebSocketUri"].as_str().unwrap_or_default().to_string())
+    }
+
     /// The latest metric record of each of `ids` (at most 20) that berth knows.
     pub async fn describe_multi_container_group_metric(
         &self,

@@ -3,8 +3,10 @@
 //! one-time token valid 30 s. Connecting there opens a TCP connection to the port on
 //! 127.0.0.1 inside the group's network namespace — as `kubectl port-forward` reaches a
 //! pod's port — and relays bytes: each binary message carries the next bytes of the stream,
-//! either way. The TCP end closing closes the WebSocket; the WebSocket closing closes the
-//! connection. At most [`MAX_FORWARDS_PER_ACCOUNT`] run at once per account.
+//! either way. An empty binary message from the client ends its sending half (the connection
+//! to the port gets a FIN) while the port's answer still comes back. The port's end closing
+//! closes the WebSocket; the WebSocket closing closes the connection. At most
+//! [`MAX_FORWARDS_PER_ACCOUNT`] run at once per account.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -134,7 +136,7 @@ pub async fn socket(
     })
 }
 
-/// Relays until either end closes.
+/// Relays until the port's side ends, or the client goes.
 async fn relay(socket: WebSocket, stream: PortStream) {
     let (mut sink, mut input) = socket.split();
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -157,6 +159,7 @@ async fn relay(socket: WebSocket, stream: PortStream) {
         let _ = sink.send(Message::Close(None)).await;
         let _ = sink.close().await;
     };
+    // Ok: the client ended its half (an empty message); Err: it went.
     let inward = async {
         while let Some(Ok(msg)) = input.next().await {
             let data = match msg {
@@ -164,15 +167,24 @@ async fn relay(socket: WebSocket, stream: PortStream) {
                 Message::Close(_) => break,
                 _ => continue,
             };
+            if data.is_empty() {
+                let _ = wr.shutdown().await;
+                return Ok(());
+            }
             if wr.write_all(&data).await.is_err() {
                 break;
             }
         }
         let _ = wr.shutdown().await;
+        Err(())
     };
-    // Whichever ends first ends the forward.
+    tokio::pin!(outward);
     tokio::select! {
-        _ = outward => {}
-        _ = inward => {}
+        _ = &mut outward => {}
+        half = inward => {
+            if half.is_ok() {
+                outward.await;
+            }
+        }
     }
 }

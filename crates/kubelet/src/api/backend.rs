@@ -104,6 +104,8 @@ pub trait Backend: Send + Sync {
     async fn exec(&self, q: &ExecQuery) -> Result<ExecSocket, BackendError>;
     /// The latest metric record of each of `ids` berth has one for.
     async fn metrics(&self, ids: &[String]) -> Result<Vec<MonitorData>, BackendError>;
+    /// Opens berth's PortForward WebSocket to `port` on the group's loopback.
+    async fn port_forward(&self, group_id: &str, port: u16) -> Result<ExecSocket, BackendError>;
 }
 
 /// [`Backend`] over berth's client.
@@ -161,6 +163,20 @@ fn ws_client_config(pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
             .with_root_certificates(roots)
             .with_no_client_auth(),
     ))
+}
+
+/// Opens berth's PortForward WebSocket at `uri` (no subprotocol: bytes both ways).
+pub(crate) async fn connect_forward(
+    uri: &str,
+    tls: Option<Connector>,
+) -> Result<ExecSocket, BackendError> {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_WS_MESSAGE))
+        .max_frame_size(Some(MAX_WS_MESSAGE));
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(uri, Some(config), false, tls)
+        .await
+        .map_err(|e| BackendError::Unavailable(format!("port forward {uri}: {e}")))?;
+    Ok(ws)
 }
 
 /// Opens the exec WebSocket at `uri` speaking `protocol`; berth must agree to it.
@@ -277,6 +293,16 @@ impl Backend for BerthBackend {
             ));
         }
         connect_exec(&r.web_socket_uri, &q.protocol, self.ws_tls.clone()).await
+    }
+
+    async fn port_forward(&self, group_id: &str, port: u16) -> Result<ExecSocket, BackendError> {
+        let uri = self.client.port_forward(group_id, port).await?;
+        if uri.is_empty() {
+            return Err(BackendError::Unavailable(
+                "PortForward returned no WebSocketUri".into(),
+            ));
+        }
+        connect_forward(&uri, self.ws_tls.clone()).await
     }
 
     async fn metrics(&self, ids: &[String]) -> Result<Vec<MonitorData>, BackendError> {

@@ -13,8 +13,7 @@
 //! its streams are relayed to berth's exec WebSocket (spoken with `v5.channel.k8s.io`, whose
 //! close message ends stdin) by `spdy/`.
 //!
-//! `/attach` and `/portForward` answer 501: berth has no attach to a container's own
-//! process and no port forwarding.
+//! `/attach` answers 501: berth has no attach to a container's own process.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -299,16 +298,6 @@ pub(crate) async fn attach() -> Refusal {
         "NotImplemented",
         "attach is not supported by berth's virtual kubelet: berth runs commands in a \
          container (kubectl exec) but cannot attach to its main process; use kubectl logs -f",
-    )
-}
-
-/// `/portForward/…`: berth forwards no ports.
-pub(crate) async fn port_forward() -> Refusal {
-    Refusal::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "NotImplemented",
-        "port forwarding is not supported by berth's virtual kubelet; reach the pod's IP or \
-         a Service instead",
     )
 }
 

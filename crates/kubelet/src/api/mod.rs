@@ -11,7 +11,8 @@
 //! | path | module |
 //! |---|---|
 //! | `/containerLogs/{ns}/{pod}/{container}` | `logs.rs` |
-//! | `/exec/{ns}/{pod}/{container}`, `/attach/…`, `/portForward/…` | `exec.rs` (SPDY: `spdy/`) |
+//! | `/exec/{ns}/{pod}/{container}`, `/attach/…` | `exec.rs` (SPDY: `spdy/`) |
+//! | `/portForward/{ns}/{pod}` | `forward.rs` (SPDY: `spdy/portforward.rs`) |
 //! | `/stats/summary`, `/metrics/resource` | `stats.rs` |
 //! | `/pods`, `/runningpods`, `/healthz` | `pods.rs` |
 //!
@@ -20,6 +21,7 @@
 mod auth;
 mod backend;
 mod exec;
+mod forward;
 mod logs;
 mod params;
 mod pods;
@@ -181,7 +183,7 @@ fn router(state: AppState) -> Router {
         )
         .route("/exec/{namespace}/{pod}/{container}", any(exec::exec))
         .route("/attach/{namespace}/{pod}/{container}", any(exec::attach))
-        .route("/portForward/{namespace}/{pod}", any(exec::port_forward))
+        .route("/portForward/{namespace}/{pod}", any(forward::port_forward))
         .route("/stats/summary", get(stats::summary))
         .route("/metrics/resource", get(stats::resource_metrics))
         .fallback(reply::not_found)

@@ -100,10 +100,31 @@ pub(crate) async fn pod_group(
     name: &str,
     container: &str,
 ) -> Result<ContainerGroup, Refusal> {
-    if namespace.is_empty() || name.is_empty() || container.is_empty() {
+    if container.is_empty() {
         return Err(Refusal::bad_request(
             "the path needs a namespace, a pod and a container",
         ));
+    }
+    let chosen = group_of_pod(state, namespace, name).await?;
+    let has = chosen.containers.iter().any(|c| c.name == container)
+        || chosen.init_containers.iter().any(|c| c.name == container);
+    if !has {
+        return Err(Refusal::not_found(format!(
+            "container {container:?} is not in pod {namespace}/{name}"
+        )));
+    }
+    Ok(chosen)
+}
+
+/// The group of the pod `namespace/name`: the one of the pod's uid as the controller knows
+/// it, else the newest.
+pub(crate) async fn group_of_pod(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+) -> Result<ContainerGroup, Refusal> {
+    if namespace.is_empty() || name.is_empty() {
+        return Err(Refusal::bad_request("the path needs a namespace and a pod"));
     }
     let mut groups = state.backend.groups_of(namespace, name).await?;
     groups.retain(|g| {
@@ -124,12 +145,5 @@ pub(crate) async fn pod_group(
             })?
         }
     };
-    let has = chosen.containers.iter().any(|c| c.name == container)
-        || chosen.init_containers.iter().any(|c| c.name == container);
-    if !has {
-        return Err(Refusal::not_found(format!(
-            "container {container:?} is not in pod {namespace}/{name}"
-        )));
-    }
     Ok(chosen)
 }

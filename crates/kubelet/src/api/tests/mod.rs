@@ -6,6 +6,7 @@
 mod auth;
 mod berth;
 mod exec;
+mod forward;
 mod logs;
 mod stats;
 
@@ -124,6 +125,9 @@ pub struct FakeBerth {
     pub exec_uri: String,
     pub exec_queries: Mutex<Vec<ExecQuery>>,
     pub metrics: Vec<MonitorData>,
+    /// berth's PortForward socket; port 9 is refused.
+    pub forward_uri: String,
+    pub forwards: Mutex<Vec<(String, u16)>>,
 }
 
 #[async_trait]
@@ -161,6 +165,19 @@ impl Backend for FakeBerth {
     async fn exec(&self, q: &ExecQuery) -> Result<ExecSocket, BackendError> {
         self.exec_queries.lock().unwrap().push(q.clone());
         backend::connect_exec(&self.exec_uri, &q.protocol, None).await
+    }
+
+    async fn port_forward(&self, group_id: &str, port: u16) -> Result<ExecSocket, BackendError> {
+        self.forwards
+            .lock()
+            .unwrap()
+            .push((group_id.to_string(), port));
+        if port == 9 {
+            return Err(BackendError::Unavailable(
+                "dial tcp 127.0.0.1:9: connection refused".into(),
+            ));
+        }
+        backend::connect_forward(&self.forward_uri, None).await
     }
 
     async fn metrics(&self, ids: &[String]) -> Result<Vec<MonitorData>, BackendError> {
