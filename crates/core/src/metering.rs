@@ -87,6 +87,7 @@ mod tests {
             creation_time: Utc::now(),
             succeeded_time: None,
             failed_time: None,
+            expired_time: None,
             init_containers: vec![],
             containers: vec![],
             events: vec![],

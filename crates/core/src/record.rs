@@ -20,6 +20,9 @@ pub struct GroupRecord {
     pub succeeded_time: Option<DateTime<Utc>>,
     #[serde(default)]
     pub failed_time: Option<DateTime<Utc>>,
+    /// When a preemptible group was reclaimed (`Expired`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_time: Option<DateTime<Utc>>,
     #[serde(default)]
     pub init_containers: Vec<ContainerStatus>,
     #[serde(default)]

@@ -458,6 +458,7 @@ mod tests {
             creation_time: created,
             succeeded_time: None,
             failed_time: None,
+            expired_time: None,
             init_containers: vec![],
             containers: vec![status("a", true), status("b", false)],
             events: vec![],

@@ -136,6 +136,7 @@ mod tests {
             creation_time: t(0),
             succeeded_time: None,
             failed_time: None,
+            expired_time: None,
             init_containers: Vec::new(),
             containers: vec![ContainerStatus {
                 name: "app".into(),

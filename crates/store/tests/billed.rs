@@ -29,6 +29,7 @@ fn record(n: u8, tags: Vec<Tag>) -> GroupRecord {
         creation_time: Utc::now(),
         succeeded_time: None,
         failed_time: None,
+        expired_time: None,
         init_containers: vec![],
         containers: vec![],
         events: vec![],

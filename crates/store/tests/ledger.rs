@@ -25,6 +25,7 @@ fn record(n: u8) -> GroupRecord {
         creation_time: Utc::now(),
         succeeded_time: None,
         failed_time: None,
+        expired_time: None,
         init_containers: vec![],
         containers: vec![],
         events: vec![],

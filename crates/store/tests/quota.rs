@@ -32,6 +32,7 @@ fn record(n: u32, account: &str, cpu: f64, memory: f64) -> GroupRecord {
         creation_time: Utc::now(),
         succeeded_time: None,
         failed_time: None,
+        expired_time: None,
         init_containers: vec![],
         containers: vec![],
         events: vec![],

@@ -49,6 +49,7 @@ fn group(n: u8) -> GroupRecord {
         creation_time: Utc::now(),
         succeeded_time: None,
         failed_time: None,
+        expired_time: None,
         init_containers: vec![],
         containers: vec![],
         events: vec![],

@@ -25,6 +25,7 @@ fn record(n: u8, name: &str, status: GroupStatus) -> GroupRecord {
         creation_time: Utc::now(),
         succeeded_time: None,
         failed_time: None,
+        expired_time: None,
         init_containers: vec![],
         containers: vec![],
         events: vec![],

@@ -68,6 +68,7 @@ fn record() -> GroupRecord {
         creation_time: t(0),
         succeeded_time: None,
         failed_time: None,
+        expired_time: None,
         init_containers: vec![ContainerStatus {
             name: "init".into(),
             current: ContainerState::terminated(0, None, false, Some(t(1)), t(2)),
@@ -150,12 +151,15 @@ fn container_group_keys() {
         "Containers",
         "InitContainers",
         "Volumes",
-        // berth's extension.
+        // berth's extensions.
         "RuntimeClassName",
+        "SpotDuration",
     ] {
         assert!(v.get(k).is_some(), "missing {k}: {:?}", keys(&v));
     }
-    assert_eq!(keys(&v).len(), 40);
+    assert_eq!(keys(&v).len(), 41);
+    assert_eq!(v["SpotStrategy"], "NoSpot");
+    assert_eq!(v["SpotDuration"], 0);
     assert_eq!(v["RuntimeClassName"], "runc");
     assert_eq!(v["CreationTime"], "2024-01-01T00:00:00Z");
     assert_eq!(v["SucceededTime"], "");
