@@ -88,6 +88,7 @@ mod tests {
             succeeded_time: None,
             failed_time: None,
             expired_time: None,
+            waiting: false,
             init_containers: vec![],
             containers: vec![],
             events: vec![],

@@ -23,6 +23,10 @@ pub struct GroupRecord {
     /// When a preemptible group was reclaimed (`Expired`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expired_time: Option<DateTime<Utc>>,
+    /// `Scheduling` and waiting for room on the node: not handed to the node yet. Records
+    /// written before capacity was accounted have none: they were placed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
     #[serde(default)]
     pub init_containers: Vec<ContainerStatus>,
     #[serde(default)]

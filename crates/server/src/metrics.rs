@@ -459,6 +459,7 @@ mod tests {
             succeeded_time: None,
             failed_time: None,
             expired_time: None,
+            waiting: false,
             init_containers: vec![],
             containers: vec![status("a", true), status("b", false)],
             events: vec![],

@@ -137,6 +137,7 @@ mod tests {
             succeeded_time: None,
             failed_time: None,
             expired_time: None,
+            waiting: false,
             init_containers: Vec::new(),
             containers: vec![ContainerStatus {
                 name: "app".into(),

@@ -27,6 +27,7 @@ fn group(n: u8, account: &str) -> GroupRecord {
         succeeded_time: None,
         failed_time: None,
         expired_time: None,
+        waiting: false,
         init_containers: vec![],
         containers: vec![],
         events: vec![],

@@ -29,6 +29,7 @@ fn record(n: u32) -> GroupRecord {
         succeeded_time: None,
         failed_time: None,
         expired_time: None,
+        waiting: false,
         init_containers: vec![],
         containers: vec![],
         events: vec![],

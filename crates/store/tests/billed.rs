@@ -30,6 +30,7 @@ fn record(n: u8, tags: Vec<Tag>) -> GroupRecord {
         succeeded_time: None,
         failed_time: None,
         expired_time: None,
+        waiting: false,
         init_containers: vec![],
         containers: vec![],
         events: vec![],

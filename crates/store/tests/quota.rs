@@ -33,6 +33,7 @@ fn record(n: u32, account: &str, cpu: f64, memory: f64) -> GroupRecord {
         succeeded_time: None,
         failed_time: None,
         expired_time: None,
+        waiting: false,
         init_containers: vec![],
         containers: vec![],
         events: vec![],

@@ -26,6 +26,7 @@ fn record(n: u8, name: &str, status: GroupStatus) -> GroupRecord {
         succeeded_time: None,
         failed_time: None,
         expired_time: None,
+        waiting: false,
         init_containers: vec![],
         containers: vec![],
         events: vec![],

@@ -69,6 +69,7 @@ fn record() -> GroupRecord {
         succeeded_time: None,
         failed_time: None,
         expired_time: None,
+        waiting: false,
         init_containers: vec![ContainerStatus {
             name: "init".into(),
             current: ContainerState::terminated(0, None, false, Some(t(1)), t(2)),
