@@ -720,7 +720,8 @@ def ledger_periods(state_dir: Path, gid: str | None = None) -> list[dict]:
     try:
         db.row_factory = sqlite3.Row
         rows = db.execute(
-            "SELECT group_id, account, cpu_milli, memory_mib, storage_gib, started, ended "
+            "SELECT group_id, account, cpu_milli, memory_mib, storage_gib, spot_price, started, "
+            "ended "
             "FROM ledger WHERE ?1 IS NULL OR group_id = ?1 ORDER BY seq",
             (gid,),
         ).fetchall()
