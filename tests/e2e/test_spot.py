@@ -157,6 +157,13 @@ def test_a_pay_as_you_go_group_reclaims_an_unprotected_spot_group(small, groups)
     expired = t(group["ExpiredTime"])
     told = t(event(client, exposed, "SpotToBeReleased")["FirstTimestamp"])
     assert expired >= told, (told, expired)
+    wait_for(
+        "the reclaimed group's container to be terminated",
+        lambda: (support.container_of(support.describe(client, exposed), "c").get("CurrentState")
+                 or {}).get("Reason") == "Expired",
+        15,
+        diag=small.diag,
+    )
     wait_status(client, payg, ["Running"], 60, never=["Failed", "ScheduleFailed"], diag=small.diag)
     assert support.describe(client, kept)["Status"] == "Running"
     assert "SpotToBeReleased" not in reasons(client, kept)

@@ -86,6 +86,7 @@ impl CapacityArgs {
             capacity: Room::of(c.allocatable_cpu, c.allocatable_memory_gib),
             timeout: self.schedule_timeout,
             notice: self.spot_notice,
+            failed_kept: berth_control::SCHEDULE_FAILED_KEPT,
         }
     }
 }

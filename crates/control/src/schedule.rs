@@ -31,6 +31,8 @@ pub struct SchedulePolicy {
     pub capacity: Room,
     pub timeout: Duration,
     pub notice: Duration,
+    /// How long a `ScheduleFailed` group is kept before berth deletes it.
+    pub failed_kept: Duration,
 }
 
 impl Default for SchedulePolicy {
@@ -43,6 +45,7 @@ impl Default for SchedulePolicy {
             },
             timeout: DEFAULT_SCHEDULE_TIMEOUT,
             notice: DEFAULT_SPOT_NOTICE,
+            failed_kept: SCHEDULE_FAILED_KEPT,
         }
     }
 }
@@ -415,7 +418,7 @@ impl Control {
         });
     }
 
-    /// Deletes a `ScheduleFailed` group [`SCHEDULE_FAILED_KEPT`] after it failed.
+    /// Deletes a `ScheduleFailed` group the policy's `failed_kept` after it failed.
     pub(crate) fn watch_schedule_failed(&self, rec: &GroupRecord) {
         if rec.status != GroupStatus::ScheduleFailed {
             return;
@@ -424,8 +427,8 @@ impl Control {
             return;
         };
         let failed = rec.failed_time.unwrap_or(rec.creation_time);
-        let at = failed
-            + chrono::Duration::from_std(SCHEDULE_FAILED_KEPT).unwrap_or(chrono::Duration::MAX);
+        let kept = self.schedule_policy().failed_kept;
+        let at = failed + chrono::Duration::from_std(kept).unwrap_or(chrono::Duration::MAX);
         let id = rec.id.clone();
         tokio::spawn(async move {
             tokio::time::sleep((at - Utc::now()).to_std().unwrap_or(Duration::ZERO)).await;

@@ -20,6 +20,7 @@ fn policy(cpu: f64, timeout_ms: u64, notice_ms: u64) -> SchedulePolicy {
         capacity: Room::of(cpu, cpu * 2.0),
         timeout: Duration::from_millis(timeout_ms),
         notice: Duration::from_millis(notice_ms),
+        failed_kept: Duration::from_secs(3600),
     }
 }
 
@@ -142,7 +143,19 @@ async fn a_group_waits_for_room_and_fails_at_the_timeout_or_at_once() {
         .contains("insufficient cpu"));
     assert!(s.control.store().group_ledger(&late).unwrap().is_empty());
     assert_eq!(s.control.capacity_use().waiting, 0);
-    // A ScheduleFailed group can be deleted.
+    // A ScheduleFailed group can be deleted, and is deleted by berth after a while.
+    let mut short_kept = policy(2.0, 1500, 100);
+    short_kept.failed_kept = Duration::from_millis(200);
+    s.control.set_schedule_policy(short_kept);
+    let gone = create(&s, "gone", "4", &[]).await;
+    assert_eq!(describe(&s, &gone).await["Status"], "ScheduleFailed");
+    for _ in 0..100 {
+        if s.control.store().get_group(None, &gone).unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(s.control.store().get_group(None, &gone).unwrap().is_none());
     s.client
         .call(
             "DeleteContainerGroup",
@@ -319,4 +332,36 @@ async fn the_accounting_is_rebuilt_at_a_restart() {
     assert!(!rec.waiting);
     let rec = again.store().get_group(None, &c).unwrap().unwrap();
     assert!(!rec.waiting, "both fit in the room a left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_never_share_the_last_room() {
+    let s = Arc::new(serve_with(Arc::new(NullNode)).await);
+    s.control.set_schedule_policy(policy(2.0, 60_000, 100));
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            create(&s, &format!("race-{i}"), "1", &[]).await
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    let placed = ids
+        .iter()
+        .filter(|id| {
+            !s.control
+                .store()
+                .get_group(None, id)
+                .unwrap()
+                .unwrap()
+                .waiting
+        })
+        .count();
+    assert_eq!(placed, 2);
+    let used = s.control.capacity_use();
+    assert_eq!((used.holders, used.waiting), (2, 10), "{used:?}");
+    assert_eq!(used.used, Room::of(2.0, 4.0));
 }
