@@ -93,9 +93,9 @@ impl CapacityArgs {
 
 fn positive_ratio(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v <= 100.0 => Ok(v),
+        Ok(v) if v > 0.0 && v <= 1000.0 => Ok(v),
         _ => Err(format!(
-            "must be a number above 0 and at most 100, got {s:?}"
+            "must be a number above 0 and at most 1000, got {s:?}"
         )),
     }
 }
