@@ -38,7 +38,13 @@ def detected_cpus() -> float:
         if quota != "max":
             cpus = min(cpus, int(quota) / int(period))
     except FileNotFoundError:
-        pass
+        try:
+            quota = int(open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read())
+            period = int(open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read())
+            if quota > 0 and period > 0:
+                cpus = min(cpus, quota / period)
+        except FileNotFoundError:
+            pass
     return cpus
 
 

@@ -121,10 +121,12 @@ fn duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// The CPUs this process may use (affinity), bounded by the cgroup's `cpu.max` quota.
+/// The CPUs this process may use (affinity), bounded by the CPU quota of the cgroup tree
+/// berth sees (its root: the container's own when berth runs in one with a cgroup
+/// namespace): `cpu.max` (cgroup v2) or `cpu.cfs_quota_us` / `cpu.cfs_period_us` (v1).
 fn detect_cpu() -> f64 {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let quota = std::fs::read_to_string("/sys/fs/cgroup/cpu.max")
+    let v2 = std::fs::read_to_string("/sys/fs/cgroup/cpu.max")
         .ok()
         .and_then(|s| {
             let mut it = s.split_whitespace();
@@ -132,16 +134,28 @@ fn detect_cpu() -> f64 {
             let period: f64 = it.next()?.parse().ok()?;
             (period > 0.0).then_some(max / period)
         });
-    quota.map_or(cpus, |q| cpus.min(q))
+    let v1 = || {
+        let quota = std::fs::read_to_string("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").ok()?;
+        let quota: f64 = quota.trim().parse().ok().filter(|q: &f64| *q > 0.0)?;
+        let period = read_u64(Path::new("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))?;
+        (period > 0).then(|| quota / period as f64)
+    };
+    v2.or_else(v1).map_or(cpus, |q| cpus.min(q))
 }
 
-/// MemTotal, bounded by the cgroup's `memory.max`.
+/// MemTotal, bounded by the memory limit of the cgroup tree berth sees: `memory.max` (v2)
+/// or `memory/memory.limit_in_bytes` (v1).
 fn detect_memory_gib() -> anyhow::Result<f64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").context("cannot read /proc/meminfo")?;
     let total_kib = mem_total_kib(&meminfo).context("/proc/meminfo has no MemTotal")?;
     let mut bytes = total_kib.saturating_mul(1024);
-    if let Some(limit) = read_u64(Path::new("/sys/fs/cgroup/memory.max")) {
-        bytes = bytes.min(limit);
+    for limit in [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ] {
+        if let Some(limit) = read_u64(Path::new(limit)) {
+            bytes = bytes.min(limit);
+        }
     }
     Ok(bytes as f64 / (1u64 << 30) as f64)
 }
