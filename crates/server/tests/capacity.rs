@@ -365,3 +365,60 @@ async fn concurrent_creates_never_share_the_last_room() {
     assert_eq!((used.holders, used.waiting), (2, 10), "{used:?}");
     assert_eq!(used.used, Room::of(2.0, 4.0));
 }
+
+#[tokio::test]
+async fn a_spot_group_whose_limit_the_new_price_passes_is_reclaimed_at_start() {
+    let s = serve_with(Arc::new(NullNode)).await;
+    s.control.set_schedule_policy(policy(4.0, 60_000, 100));
+    let limited = [
+        ("SpotStrategy", "SpotWithPriceLimit"),
+        ("SpotPriceLimit", "0.1"),
+    ];
+    let open = create(
+        &s,
+        "open",
+        "1",
+        &[limited[0], limited[1], ("SpotDuration", "0")],
+    )
+    .await;
+    let kept = create(
+        &s,
+        "kept",
+        "1",
+        &[limited[0], limited[1], ("SpotDuration", "1")],
+    )
+    .await;
+    let payg = create(&s, "payg", "1", &[]).await;
+    for id in [&open, &kept, &payg] {
+        running(&s, id);
+    }
+    // The catalog changes: the spot price of 1 vCPU and 2 GiB goes from 0.0661608 to 0.220536.
+    let dear = berth_control::parse_prices("[default]\nspot_ratio = \"1\"\n").unwrap();
+    let again = berth_control::Control::new(s.control.store().clone(), "local");
+    again.set_prices(dear);
+    again.set_schedule_policy(policy(4.0, 60_000, 100));
+    again.attach_node(Arc::new(NullNode));
+    again.resume().await.unwrap();
+    let status = |id: &GroupId| again.store().get_group(None, id).unwrap().unwrap();
+    for _ in 0..100 {
+        if status(&open).status == GroupStatus::Expired {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rec = status(&open);
+    assert_eq!(rec.status, GroupStatus::Expired);
+    let msg = &rec
+        .events
+        .iter()
+        .find(|e| e.reason == "SpotToBeReleased")
+        .unwrap()
+        .message;
+    assert!(msg.contains("above its SpotPriceLimit 0.1"), "{msg}");
+    // Protected for an hour yet; pay-as-you-go groups are never reclaimed.
+    for id in [&kept, &payg] {
+        let rec = status(id);
+        assert_eq!(rec.status, GroupStatus::Running);
+        assert!(rec.events.iter().all(|e| e.reason != "SpotToBeReleased"));
+    }
+}
