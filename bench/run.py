@@ -295,6 +295,10 @@ class Berth:
                                    text=True).stdout
         unthrottled = (["--throttle-write-rate", "0", "--throttle-read-rate", "0"]
                        if "--throttle-write-rate" in help_text and not self.throttled else [])
+        # Nor the node's capacity (ADR 0012): its bursts hold more than the host's CPUs.
+        if "--overcommit-cpu" in help_text and not any(
+                x.startswith(("--overcommit", "--reserve")) for x in self.extra):
+            unthrottled += ["--overcommit-cpu", "1000", "--overcommit-memory", "1000"]
         self.proc = subprocess.Popen(
             [str(self.binary), "serve", "--listen", self.endpoint, "--state-dir", str(self.state),
              "--bridge", self.bridge, "--subnet", self.subnet, *unthrottled, *self.extra],

@@ -6,6 +6,7 @@
 mod admin;
 mod cache_cmd;
 mod cache_node;
+mod capacity_args;
 mod cli;
 mod events;
 mod exec;

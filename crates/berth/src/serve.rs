@@ -108,6 +108,8 @@ pub struct ServeArgs {
     throttle: crate::throttle_args::ThrottleArgs,
     #[command(flatten)]
     storage: crate::storage_args::StorageArgs,
+    #[command(flatten)]
+    capacity: crate::capacity_args::CapacityArgs,
     /// Leave the cgroup2 mount's options alone. By default berth turns on `favordynmods`
     /// (Linux 6.0+), which makes moving a process into a cgroup fast at a small cost to
     /// fork and exit; the option stays after berth stops.
@@ -262,6 +264,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => tracing::info!("prices: ECI's published pay-as-you-go prices (CNY)"),
     }
     control.set_prices(prices);
+    let capacity = args.capacity.capacity()?;
+    control.set_schedule_policy(args.capacity.policy(&capacity));
+    tracing::info!(
+        cpu = capacity.allocatable_cpu,
+        memory_gib = capacity.allocatable_memory_gib,
+        detected_cpu = capacity.detected_cpu,
+        detected_memory_gib = capacity.detected_memory_gib,
+        "capacity for container groups"
+    );
     if let Some(caps) = &args.allowed_capabilities {
         for c in caps {
             if berth_runtime::capability_name(c).is_none() {
@@ -334,7 +345,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         reporter,
     )
     .context("cannot start the node agent")?;
-    publish_classes(&agent, &control, args.default_runtime_class, &state_dir)?;
+    publish_classes(
+        &agent,
+        &control,
+        args.default_runtime_class,
+        &capacity,
+        &state_dir,
+    )?;
     control.attach_node(Arc::new(LocalNode {
         agent: agent.clone(),
         store: store.clone(),
@@ -522,7 +539,8 @@ fn gvisor_config(args: &ServeArgs) -> anyhow::Result<Option<berth_node::GvisorCo
     }))
 }
 
-/// Where `berth serve` records the runtime classes the node runs (`berth admin node`).
+/// Where `berth serve` records the runtime classes the node runs and its capacity for groups
+/// (`berth admin node`).
 pub(crate) fn node_classes_file(state_dir: &Path) -> PathBuf {
     state_dir.join("node").join("runtime-classes.json")
 }
@@ -533,6 +551,7 @@ fn publish_classes(
     agent: &Agent,
     control: &Control,
     default: berth_core::RuntimeClass,
+    capacity: &crate::capacity_args::Capacity,
     state_dir: &Path,
 ) -> anyhow::Result<()> {
     let classes = agent.runtime_classes();
@@ -543,7 +562,8 @@ fn publish_classes(
     if !supported.contains(&default) {
         anyhow::bail!("--default-runtime-class {default}: this node does not run that class");
     }
-    let report = serde_json::json!({ "default": default, "classes": classes });
+    let report =
+        serde_json::json!({ "default": default, "classes": classes, "capacity": capacity });
     std::fs::write(
         node_classes_file(state_dir),
         serde_json::to_vec_pretty(&report)?,

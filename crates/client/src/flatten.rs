@@ -47,6 +47,9 @@ pub struct CreateParams {
     /// `RuntimeClassName` (berth's extension): runc or gvisor; unset: the account's or the
     /// node's default.
     pub runtime_class: Option<berth_core::RuntimeClass>,
+    /// `SpotStrategy`, `SpotPriceLimit`, `SpotDuration` (the price in force is the
+    /// server's, never sent).
+    pub spot: Option<berth_core::SpotTerms>,
     pub client_token: Option<String>,
     pub dry_run: bool,
 }
@@ -81,6 +84,7 @@ impl CreateParams {
             dns_policy: Some(spec.dns_policy),
             auto_create_eip: spec.public_address,
             runtime_class: spec.runtime_class,
+            spot: spec.spot.clone(),
             client_token: None,
             dry_run: false,
         }
@@ -135,6 +139,13 @@ impl CreateParams {
         q.opt("ImageSnapshotId", self.image_snapshot_id.as_deref());
         if self.auto_match_image_cache {
             q.put("AutoMatchImageCache", "true");
+        }
+        if let Some(t) = &self.spot {
+            q.put("SpotStrategy", t.strategy.as_str());
+            q.opt("SpotPriceLimit", t.price_limit.as_deref());
+            if t.strategy.is_spot() {
+                q.put("SpotDuration", &t.duration_hours.to_string());
+            }
         }
         for (i, v) in self.volumes.iter().enumerate() {
             volume(&mut q, &format!("Volume.{}", i + 1), v);
@@ -703,6 +714,12 @@ mod tests {
                 },
             ],
             runtime_class: Some(berth_core::RuntimeClass::Gvisor),
+            spot: Some(berth_core::SpotTerms {
+                strategy: berth_core::SpotStrategy::SpotWithPriceLimit,
+                price_limit: Some("0.5".into()),
+                duration_hours: 0,
+                hour_price: None,
+            }),
             ..Default::default()
         };
         let mut params = CreateParams::from_spec(&spec);

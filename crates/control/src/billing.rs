@@ -142,25 +142,17 @@ mod tests {
 
     fn record(n: u8, account: &str) -> GroupRecord {
         GroupRecord {
-            id: GroupId::from_random([n; 20]),
-            account: account.into(),
-            spec: GroupSpec {
-                name: format!("g{n}"),
-                cpu: 2.0,
-                memory: 4.0,
-                ..Default::default()
-            },
-            status: GroupStatus::Scheduling,
-            intranet_ip: None,
-            creation_time: Utc::now(),
-            succeeded_time: None,
-            failed_time: None,
-            init_containers: vec![],
-            containers: vec![],
-            events: vec![],
-            client_token: None,
-            restart_generation: 0,
-            change_tokens: vec![],
+            ..GroupRecord::new(
+                GroupId::from_random([n; 20]),
+                account,
+                GroupSpec {
+                    name: format!("g{n}"),
+                    cpu: 2.0,
+                    memory: 4.0,
+                    ..Default::default()
+                },
+                Utc::now(),
+            )
         }
     }
 

@@ -75,7 +75,19 @@ impl Control {
         tracing::info!(group = %id, deadline_s = secs, "container group passed its deadline");
         // The node stops what still runs; a final record is what it converges to.
         self.node()?.apply(rec).await;
+        self.release(id);
         // Then every container that had not ended counts as terminated by the deadline.
+        self.terminate_containers(id, REASON, "stopped at the group's ActiveDeadlineSeconds")
+    }
+
+    /// Records every container of the group that had not ended as terminated for `reason`
+    /// (after the node stopped them for a deadline or a reclaim).
+    pub(crate) fn terminate_containers(
+        &self,
+        id: &berth_core::GroupId,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), crate::ControlError> {
         let res = self.store.modify_group(id, &mut |r| {
             let now = Utc::now();
             for c in r.init_containers.iter_mut().chain(r.containers.iter_mut()) {
@@ -83,8 +95,8 @@ impl Control {
                     let started = c.current.start_time;
                     c.current = ContainerState {
                         state: StateKind::Terminated,
-                        reason: Some(REASON.to_string()),
-                        message: Some("stopped at the group's ActiveDeadlineSeconds".to_string()),
+                        reason: Some(reason.to_string()),
+                        message: Some(message.to_string()),
                         start_time: started,
                         finish_time: Some(now),
                         ..Default::default()

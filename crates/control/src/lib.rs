@@ -12,7 +12,9 @@ mod node;
 mod observe;
 mod ports;
 mod prices;
+mod schedule;
 mod service;
+mod spot;
 mod tags;
 
 pub use billing::GroupCharge;
@@ -26,4 +28,9 @@ pub use node::{
 pub use prices::{
     load_prices, parse_prices, read_prices, PricesFileError, MAX_PRICES_FILE, PRICES_FILE,
 };
+pub use schedule::{
+    CapacityUse, SchedulePolicy, DEFAULT_SCHEDULE_TIMEOUT, DEFAULT_SPOT_NOTICE, REASON_NO_STOCK,
+    REASON_WAITING, SCHEDULE_FAILED_KEPT,
+};
 pub use service::{Control, ControlError, EventHook};
+pub use spot::{REASON_EXPIRED, REASON_RELEASED, REASON_TO_BE_RELEASED};

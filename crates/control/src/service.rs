@@ -1,7 +1,7 @@
 //! [`Control`]: create, describe, restart, delete and log reading of container groups, and
 //! the folding of node reports into group records.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use berth_core::{
@@ -77,6 +77,12 @@ pub enum ControlError {
     /// A change of tags would leave a resource with more than it may carry.
     #[error("the resource {id} would carry {count} tags; at most {max} are allowed", max = berth_core::MAX_TAGS_PER_RESOURCE)]
     TooManyTags { id: String, count: usize },
+    /// A `SpotWithPriceLimit` group whose limit is below the spot price of its size.
+    #[error("the SpotPriceLimit {limit} per hour is below the spot price {price} per hour of the group's size")]
+    SpotPriceLimitTooLow { limit: String, price: String },
+    /// An update makes a group larger than the room the node has for it.
+    #[error("the node has no room for the new size: {0}")]
+    InsufficientCapacity(berth_core::placement::Short),
     #[error("state store")]
     Store(#[from] StoreError),
 }
@@ -98,6 +104,10 @@ pub struct Control {
     /// The runtime classes the node runs and the class of a group that names none when its
     /// account has no default (`berth serve --default-runtime-class`).
     pub(crate) classes: std::sync::RwLock<crate::classes::NodeClasses>,
+    /// The node's room: who holds it, who waits (`schedule.rs`).
+    pub(crate) scheduler: std::sync::Mutex<crate::schedule::Scheduler>,
+    /// This control plane, for the tasks it starts from `&self`.
+    pub(crate) me: Weak<Control>,
 }
 
 /// Called with the updated record for every event a node reports.
@@ -105,7 +115,9 @@ pub type EventHook = Box<dyn Fn(&GroupRecord, &Event) + Send + Sync>;
 
 impl Control {
     pub fn new(store: Arc<dyn Store>, region: impl Into<String>) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            scheduler: Default::default(),
             store,
             node: OnceLock::new(),
             region: region.into(),
@@ -199,10 +211,12 @@ impl Control {
         if spec.region_id.is_empty() {
             spec.region_id = self.region.clone();
         }
+        self.fix_spot_price(&mut spec)?;
         let (cache_event, auto_cache) = self.choose_image_cache(account, &mut spec).await?;
         let (rec, inserted) = self.insert_new(account, spec, client_token, cache_event, &params)?;
         let id = rec.id.clone();
         if let Some(prev) = inserted {
+            self.release(&id);
             return crate::idempotency::same_group(prev, &params);
         }
         // Only a group that was created counts as a match of its cache (a refused or
@@ -216,7 +230,13 @@ impl Control {
             tokio::spawn(async move { this.auto_create_image_cache(&account, &gid, &spec).await });
         }
         self.watch_deadline(&rec);
-        self.node()?.apply(rec).await;
+        if rec.waiting {
+            self.enqueue(&rec);
+        } else if rec.status == GroupStatus::ScheduleFailed {
+            self.watch_schedule_failed(&rec);
+        } else {
+            self.node()?.apply(rec).await;
+        }
         Ok(id)
     }
 
@@ -255,28 +275,24 @@ impl Control {
         rand::thread_rng().fill_bytes(&mut bytes);
         let id = GroupId::from_random(bytes);
         let mut rec = GroupRecord {
-            id: id.clone(),
-            account: account.to_string(),
-            spec,
-            status: GroupStatus::Scheduling,
-            intranet_ip: None,
-            creation_time: now,
-            succeeded_time: None,
-            failed_time: None,
-            init_containers: vec![],
-            containers: vec![],
-            events: vec![],
             client_token,
-            restart_generation: 0,
-            change_tokens: vec![],
+            ..GroupRecord::new(id.clone(), account, spec, now)
         };
-        rec.push_event(Event::new(
-            EventType::Normal,
-            "Scheduled",
-            format!("Successfully assigned {} to node local", id),
-            None,
-            now,
-        ));
+        // The room is decided before the record is written, so that a group placed at once
+        // is written with its Scheduled event (one write).
+        match self.admit(&rec) {
+            crate::schedule::Admission::Placed => {
+                rec.push_event(crate::schedule::scheduled_event(&id, now))
+            }
+            crate::schedule::Admission::Wait(short) => {
+                rec.waiting = true;
+                let timeout = self.schedule_policy().timeout;
+                rec.push_event(crate::schedule::waiting_event(&short, timeout, now));
+            }
+            crate::schedule::Admission::Never(short) => {
+                crate::schedule::fail_record(&mut rec, &short, now)
+            }
+        }
         if let Some(ev) = cache_event {
             rec.push_event(ev);
         }
@@ -286,9 +302,12 @@ impl Control {
         let inserted = self
             .store
             .insert_group_claiming(&rec, params, &limits)
-            .map_err(|e| match e {
-                StoreError::QuotaExceeded(q) => ControlError::QuotaExceeded(q),
-                e => e.into(),
+            .map_err(|e| {
+                self.release(&id);
+                match e {
+                    StoreError::QuotaExceeded(q) => ControlError::QuotaExceeded(q),
+                    e => e.into(),
+                }
             })?;
         Ok((rec, inserted))
     }
@@ -325,6 +344,7 @@ impl Control {
             }
             r.status = GroupStatus::Terminating;
         })?;
+        self.unqueue(id);
         self.spawn_removal(rec);
         Ok(())
     }
@@ -349,6 +369,7 @@ impl Control {
                 match res {
                     Ok(()) => {
                         tracing::info!(group = %rec.id, "container group deleted");
+                        this.release(&rec.id);
                         return;
                     }
                     Err(e) => {
@@ -418,6 +439,13 @@ impl Control {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .check(&new)?;
+        let mut new = new;
+        self.fix_spot_price(&mut new)?;
+        // The new size holds its room before the record is written; given back if the
+        // update is not made.
+        let held = self
+            .resize(id, crate::schedule::room_of(&new))
+            .map_err(ControlError::InsufficientCapacity)?;
         let limits = self.quota().group_limits();
         let mut outcome = Ok(true);
         let res = self.store.modify_group_within(id, &limits, &mut |r| {
@@ -451,6 +479,13 @@ impl Control {
                 Utc::now(),
             ));
         });
+        let made = matches!((&res, &outcome), (Ok(_), Ok(true)));
+        match (made, held) {
+            (false, Some(old)) => self.restore_room(id, old),
+            // A group that shrank may have made room for a waiter.
+            (true, Some(_)) => self.serve_queue(),
+            _ => {}
+        }
         let rec = match res {
             Err(StoreError::QuotaExceeded(q)) => return Err(ControlError::QuotaExceeded(q)),
             r => r?,
@@ -491,6 +526,9 @@ impl Control {
         let res = self.store.modify_group(id, &mut |r| apply_report(r, &obs));
         match res {
             Ok(rec) => {
+                if rec.status.is_final() {
+                    self.release(id);
+                }
                 if !obs.events.is_empty() {
                     let hooks = self.event_hooks.read().unwrap_or_else(|p| p.into_inner());
                     for ev in &obs.events {
@@ -520,9 +558,16 @@ impl Control {
     pub async fn resume(self: &Arc<Self>) -> Result<usize, ControlError> {
         let groups = self.store.all_groups()?;
         let n = groups.len();
+        self.rebuild(&groups);
+        self.reclaim_over_limit(&groups);
         for rec in groups {
             if rec.status == GroupStatus::Terminating {
                 self.spawn_removal(rec);
+            } else if rec.waiting {
+                self.watch_schedule_timeout(&rec);
+            } else if rec.status == GroupStatus::ScheduleFailed {
+                // Never handed to the node.
+                self.watch_schedule_failed(&rec);
             } else {
                 // The node first: a deadline that passed while berth was down then ends a
                 // group the node runs, and its final record is the last one the node sees
@@ -531,6 +576,7 @@ impl Control {
                 self.watch_deadline(&rec);
             }
         }
+        self.serve_queue();
         Ok(n)
     }
 }
@@ -618,20 +664,14 @@ mod tests {
 
     fn record(status: GroupStatus, generation: u64) -> GroupRecord {
         GroupRecord {
-            id: GroupId::parse("eci-00000000000000000001").unwrap(),
-            account: "a".into(),
-            spec: GroupSpec::default(),
             status,
-            intranet_ip: None,
-            creation_time: Utc::now(),
-            succeeded_time: None,
-            failed_time: None,
-            init_containers: vec![],
-            containers: vec![],
-            events: vec![],
-            client_token: None,
             restart_generation: generation,
-            change_tokens: vec![],
+            ..GroupRecord::new(
+                GroupId::parse("eci-00000000000000000001").unwrap(),
+                "a",
+                GroupSpec::default(),
+                Utc::now(),
+            )
         }
     }
 

@@ -8,6 +8,7 @@ pub mod event;
 pub mod id;
 pub mod metering;
 pub mod metric;
+pub mod placement;
 pub mod price;
 pub mod probe;
 pub mod publish;
@@ -43,7 +44,7 @@ pub use spec::{
     ContainerSpec, EnvVar, GroupSpec, ImagePullPolicy, PortSpec, RegistryCredential, RestartPolicy,
     Tag, DEFAULT_EPHEMERAL_STORAGE_GIB, MAX_EPHEMERAL_STORAGE_GIB, MAX_FS_GROUP,
 };
-pub use spot::SpotStrategy;
+pub use spot::{SpotStrategy, SpotTerms};
 pub use state::{derive_group_status, ContainerState, ContainerStatus, GroupStatus, StateKind};
 pub use sysctl::Sysctl;
 pub use tagging::{

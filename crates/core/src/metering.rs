@@ -74,25 +74,18 @@ mod tests {
 
     fn record(status: GroupStatus) -> GroupRecord {
         GroupRecord {
-            id: GroupId::parse("eci-00000000000000000001").unwrap(),
-            account: "a".into(),
-            spec: GroupSpec {
-                cpu: 0.5,
-                memory: 1.0,
-                ephemeral_storage: Some(50),
-                ..Default::default()
-            },
             status,
-            intranet_ip: None,
-            creation_time: Utc::now(),
-            succeeded_time: None,
-            failed_time: None,
-            init_containers: vec![],
-            containers: vec![],
-            events: vec![],
-            client_token: None,
-            restart_generation: 0,
-            change_tokens: vec![],
+            ..GroupRecord::new(
+                GroupId::parse("eci-00000000000000000001").unwrap(),
+                "a",
+                GroupSpec {
+                    cpu: 0.5,
+                    memory: 1.0,
+                    ephemeral_storage: Some(50),
+                    ..Default::default()
+                },
+                Utc::now(),
+            )
         }
     }
 

@@ -20,6 +20,13 @@ pub struct GroupRecord {
     pub succeeded_time: Option<DateTime<Utc>>,
     #[serde(default)]
     pub failed_time: Option<DateTime<Utc>>,
+    /// When a preemptible group was reclaimed (`Expired`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_time: Option<DateTime<Utc>>,
+    /// `Scheduling` and waiting for room on the node: not handed to the node yet. Records
+    /// written before capacity was accounted have none: they were placed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
     #[serde(default)]
     pub init_containers: Vec<ContainerStatus>,
     #[serde(default)]
@@ -77,6 +84,34 @@ pub struct ObservedGroup {
 }
 
 impl GroupRecord {
+    /// A new group of `account` running `spec`: `Scheduling` since `now`, nothing else known
+    /// yet.
+    pub fn new(
+        id: GroupId,
+        account: impl Into<String>,
+        spec: GroupSpec,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            account: account.into(),
+            spec,
+            status: GroupStatus::Scheduling,
+            intranet_ip: None,
+            creation_time: now,
+            succeeded_time: None,
+            failed_time: None,
+            expired_time: None,
+            waiting: false,
+            init_containers: Vec::new(),
+            containers: Vec::new(),
+            events: Vec::new(),
+            client_token: None,
+            restart_generation: 0,
+            change_tokens: Vec::new(),
+        }
+    }
+
     /// Whether the group saw `token` with `request` before.
     pub fn change_token(&self, token: &str, request: &str) -> TokenSeen {
         match self.change_tokens.iter().find(|t| t.token == token) {

@@ -246,6 +246,10 @@ pub struct GroupSpec {
     /// Records written before classes existed have none: `runc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_class: Option<crate::RuntimeClass>,
+    /// `SpotStrategy`, `SpotPriceLimit`, `SpotDuration`: the terms of a preemptible group
+    /// (`None`: pay-as-you-go).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot: Option<crate::SpotTerms>,
 }
 
 /// The temporary storage every group gets unless it asks for another size (as ECI).

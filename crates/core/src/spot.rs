@@ -45,6 +45,34 @@ pub const DEFAULT_SPOT_DURATION_HOURS: u32 = 1;
 /// The longest protection period ECS offers (hours); 0 is no protection.
 pub const MAX_SPOT_DURATION_HOURS: u32 = 6;
 
+/// The preemptible terms of a group: as asked (`SpotStrategy`, `SpotPriceLimit`,
+/// `SpotDuration`), and the hourly price in force, fixed by the control plane at creation
+/// (the catalog's compute price of the size times its `spot_ratio`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpotTerms {
+    pub strategy: SpotStrategy,
+    /// `SpotPriceLimit`: the highest hourly price (exact decimal text), with
+    /// `SpotWithPriceLimit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_limit: Option<String>,
+    /// `SpotDuration`: hours of protection from reclaim after creation (0: none).
+    pub duration_hours: u32,
+    /// The hourly price in force (exact decimal text), set at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hour_price: Option<String>,
+}
+
+impl SpotTerms {
+    /// The end of the protection period of a group created at `created`.
+    pub fn protected_until(
+        &self,
+        created: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        created
+            + chrono::Duration::hours(i64::from(self.duration_hours.min(MAX_SPOT_DURATION_HOURS)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,8 +17,12 @@ pub const ANNOTATION_IMAGE_CACHE_ID: &str = "k8s.aliyun.com/eci-imc-id";
 pub const ANNOTATION_AUTO_IMAGE_CACHE: &str = "k8s.aliyun.com/eci-auto-imc";
 /// Temporary storage added to the 30 GiB every group has (`50Gi`).
 pub const ANNOTATION_EXTRA_EPHEMERAL_STORAGE: &str = "k8s.aliyun.com/eci-extra-ephemeral-storage";
-/// `SpotStrategy`: berth has no spot market, only `NoSpot` is accepted.
+/// `SpotStrategy`: `SpotAsPriceGo` or `SpotWithPriceLimit` make a preemptible group.
 pub const ANNOTATION_SPOT_STRATEGY: &str = "k8s.aliyun.com/eci-spot-strategy";
+/// `SpotPriceLimit`: the highest hourly price, with `SpotWithPriceLimit` (`"0.250"`).
+pub const ANNOTATION_SPOT_PRICE_LIMIT: &str = "k8s.aliyun.com/eci-spot-price-limit";
+/// `SpotDuration`: hours of protection from reclaim (`"0"` for none; ECI's default 1).
+pub const ANNOTATION_SPOT_DURATION: &str = "k8s.aliyun.com/eci-spot-duration";
 
 /// `PlainHttpRegistry`: registries (`host[:port]`, comma-separated) pulled over plain HTTP.
 pub const ANNOTATION_PLAIN_HTTP_REGISTRY: &str = "k8s.aliyun.com/plain-http-registry";
@@ -64,8 +68,6 @@ const IGNORED: &[&str] = &[
     "k8s.aliyun.com/eci-security-group",
     "k8s.aliyun.com/eci-schedule-strategy",
     "k8s.aliyun.com/eci-resource-group-id",
-    "k8s.aliyun.com/eci-spot-price-limit",
-    "k8s.aliyun.com/eci-spot-duration",
     "k8s.aliyun.com/eci-spot-fallback",
 ];
 
@@ -75,6 +77,7 @@ pub(crate) fn apply(
     out: &mut CreateParams,
 ) -> Result<Option<f64>, PodError> {
     let mut extra = None;
+    let (mut strategy, mut limit, mut duration) = (None, None, None);
     for (k, v) in annotations.into_iter().flatten() {
         let field = || format!("metadata.annotations[{k:?}]");
         match k.as_str() {
@@ -114,14 +117,40 @@ pub(crate) fn apply(
             ANNOTATION_INSECURE_REGISTRY => {
                 out.insecure_registries = registries(&field(), v)?;
             }
-            ANNOTATION_SPOT_STRATEGY if v == "NoSpot" => {}
             ANNOTATION_SPOT_STRATEGY => {
-                return Err(PodError::unsupported(
-                    field(),
-                    format!(
-                        "{v:?} is not offered by berth, which has no spot instances (NoSpot is)"
-                    ),
-                ))
+                strategy = Some(berth_core::SpotStrategy::parse(v).ok_or_else(|| {
+                    PodError::unsupported(
+                        field(),
+                        format!("must be NoSpot, SpotAsPriceGo or SpotWithPriceLimit, got {v:?}"),
+                    )
+                })?);
+            }
+            ANNOTATION_SPOT_PRICE_LIMIT => {
+                let ok = (1..=32).contains(&v.len())
+                    && v.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                if !ok {
+                    return Err(PodError::unsupported(
+                        field(),
+                        format!("is not an hourly price such as 0.250: {v:?}"),
+                    ));
+                }
+                limit = Some(v.clone());
+            }
+            ANNOTATION_SPOT_DURATION => {
+                duration = Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|h| *h <= berth_core::spot::MAX_SPOT_DURATION_HOURS)
+                        .ok_or_else(|| {
+                            PodError::unsupported(
+                                field(),
+                                format!(
+                                    "must be 0 to {} hours, got {v:?}",
+                                    berth_core::spot::MAX_SPOT_DURATION_HOURS
+                                ),
+                            )
+                        })?,
+                );
             }
             _ if IGNORED.contains(&k.as_str()) => {}
             _ if k.starts_with("k8s.aliyun.com/") => {
@@ -133,5 +162,31 @@ pub(crate) fn apply(
             _ => {}
         }
     }
+    out.spot = spot_terms(strategy, limit, duration)?;
     Ok(extra)
+}
+
+/// The spot terms of the spot annotations; a price limit or a duration without a spot
+/// strategy is refused (the API would refuse it too, naming its parameter).
+fn spot_terms(
+    strategy: Option<berth_core::SpotStrategy>,
+    limit: Option<String>,
+    duration: Option<u32>,
+) -> Result<Option<berth_core::SpotTerms>, PodError> {
+    let strategy = strategy.unwrap_or_default();
+    if !strategy.is_spot() {
+        if limit.is_some() || duration.is_some() {
+            return Err(PodError::unsupported(
+                format!("metadata.annotations[{ANNOTATION_SPOT_STRATEGY:?}]"),
+                "must be SpotAsPriceGo or SpotWithPriceLimit with a spot price limit or duration",
+            ));
+        }
+        return Ok(None);
+    }
+    Ok(Some(berth_core::SpotTerms {
+        strategy,
+        price_limit: limit,
+        duration_hours: duration.unwrap_or(berth_core::spot::DEFAULT_SPOT_DURATION_HOURS),
+        hour_price: None,
+    }))
 }

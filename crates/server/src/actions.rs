@@ -87,6 +87,14 @@ pub(crate) fn map_err(e: ControlError) -> ApiError {
             "InvalidParameter",
             format!("The specified parameter {} is not valid: {r}", r.parameter),
         ),
+        ControlError::SpotPriceLimitTooLow { .. } => ApiError::new(
+            400,
+            "InvalidParameter",
+            format!("The specified parameter SpotPriceLimit is not valid: {e}"),
+        ),
+        ControlError::InsufficientCapacity(_) => {
+            ApiError::new(403, "OperationDenied.NoStock", format!("The resource is out of stock: {e}"))
+        }
         ControlError::TokenParams(_) | ControlError::TokenResource(_) => ApiError::internal(e),
         ControlError::TooManyLines(t) => ApiError::invalid_parameter("GroupBy", format!("with this Since and Until: {t}")),
         ControlError::TooManyTags { .. } => {

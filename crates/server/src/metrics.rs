@@ -450,20 +450,14 @@ mod tests {
             ..Default::default()
         };
         let mut rec = GroupRecord {
-            id: GroupId::from_random([1; 20]),
-            account: "a".into(),
-            spec: GroupSpec::default(),
             status: GroupStatus::Pending,
-            intranet_ip: None,
-            creation_time: created,
-            succeeded_time: None,
-            failed_time: None,
-            init_containers: vec![],
             containers: vec![status("a", true), status("b", false)],
-            events: vec![],
-            client_token: None,
-            restart_generation: 0,
-            change_tokens: vec![],
+            ..GroupRecord::new(
+                GroupId::from_random([1; 20]),
+                "a",
+                GroupSpec::default(),
+                created,
+            )
         };
         let ev = Event::new(
             EventType::Normal,

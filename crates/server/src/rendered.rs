@@ -112,30 +112,8 @@ mod tests {
     fn record(n: u32) -> GroupRecord {
         let t = |s| Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, s).unwrap();
         let mut r = GroupRecord {
-            id: GroupId::parse(&format!("eci-abcdefghij01234567{n:02}")).unwrap(),
-            account: "acct".into(),
-            spec: GroupSpec {
-                name: format!("g\"{n}\u{e9}"),
-                region_id: "local".into(),
-                cpu: 0.5,
-                memory: 1.0,
-                containers: vec![ContainerSpec {
-                    name: "app".into(),
-                    image: "busybox".into(),
-                    command: vec!["sh".into(), "-c".into(), "echo \"a\tb\"".into()],
-                    ..Default::default()
-                }],
-                tags: vec![Tag {
-                    key: "k".into(),
-                    value: "v\\".into(),
-                }],
-                ..Default::default()
-            },
             status: GroupStatus::Running,
             intranet_ip: Some("10.0.0.2".into()),
-            creation_time: t(0),
-            succeeded_time: None,
-            failed_time: None,
             init_containers: Vec::new(),
             containers: vec![ContainerStatus {
                 name: "app".into(),
@@ -143,9 +121,28 @@ mod tests {
                 ..Default::default()
             }],
             events: Vec::new(),
-            client_token: None,
-            restart_generation: 0,
-            change_tokens: vec![],
+            ..GroupRecord::new(
+                GroupId::parse(&format!("eci-abcdefghij01234567{n:02}")).unwrap(),
+                "acct",
+                GroupSpec {
+                    name: format!("g\"{n}\u{e9}"),
+                    region_id: "local".into(),
+                    cpu: 0.5,
+                    memory: 1.0,
+                    containers: vec![ContainerSpec {
+                        name: "app".into(),
+                        image: "busybox".into(),
+                        command: vec!["sh".into(), "-c".into(), "echo \"a\tb\"".into()],
+                        ..Default::default()
+                    }],
+                    tags: vec![Tag {
+                        key: "k".into(),
+                        value: "v\\".into(),
+                    }],
+                    ..Default::default()
+                },
+                t(0),
+            )
         };
         r.push_event(Event::new(
             EventType::Normal,

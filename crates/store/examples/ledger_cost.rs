@@ -14,26 +14,18 @@ fn record(n: u32) -> GroupRecord {
     let mut id = [0u8; 20];
     id[..4].copy_from_slice(&n.to_be_bytes());
     GroupRecord {
-        id: GroupId::from_random(id),
-        account: "acct".into(),
-        spec: GroupSpec {
-            name: format!("g{n}"),
-            region_id: "local".into(),
-            cpu: 2.0,
-            memory: 4.0,
-            ..Default::default()
-        },
-        status: GroupStatus::Scheduling,
-        intranet_ip: None,
-        creation_time: Utc::now(),
-        succeeded_time: None,
-        failed_time: None,
-        init_containers: vec![],
-        containers: vec![],
-        events: vec![],
-        client_token: None,
-        restart_generation: 0,
-        change_tokens: vec![],
+        ..GroupRecord::new(
+            GroupId::from_random(id),
+            "acct",
+            GroupSpec {
+                name: format!("g{n}"),
+                region_id: "local".into(),
+                cpu: 2.0,
+                memory: 4.0,
+                ..Default::default()
+            },
+            Utc::now(),
+        )
     }
 }
 

@@ -142,8 +142,9 @@ pub(crate) fn follow(
     }
     if let Some(t) = want {
         tx.prepare_cached(
-            "INSERT INTO ledger (group_id, account, cpu_milli, memory_mib, storage_gib, started) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO ledger \
+             (group_id, account, cpu_milli, memory_mib, storage_gib, spot_price, started) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
             id,
@@ -151,6 +152,8 @@ pub(crate) fn follow(
             t.cpu_milli,
             t.memory_mib,
             t.storage_gib,
+            // The hourly price in force of a preemptible group, fixed at its creation.
+            rec.spec.spot.as_ref().and_then(|s| s.hour_price.as_deref()),
             ts(at)
         ])?;
     }

@@ -14,27 +14,19 @@ fn tag(k: &str, v: &str) -> Tag {
 
 fn record(n: u8, tags: Vec<Tag>) -> GroupRecord {
     GroupRecord {
-        id: GroupId::from_random([n; 20]),
-        account: "acct".into(),
-        spec: GroupSpec {
-            name: format!("g{n}"),
-            region_id: "local".into(),
-            cpu: 1.0,
-            memory: 2.0,
-            tags,
-            ..Default::default()
-        },
-        status: GroupStatus::Scheduling,
-        intranet_ip: None,
-        creation_time: Utc::now(),
-        succeeded_time: None,
-        failed_time: None,
-        init_containers: vec![],
-        containers: vec![],
-        events: vec![],
-        client_token: None,
-        restart_generation: 0,
-        change_tokens: vec![],
+        ..GroupRecord::new(
+            GroupId::from_random([n; 20]),
+            "acct",
+            GroupSpec {
+                name: format!("g{n}"),
+                region_id: "local".into(),
+                cpu: 1.0,
+                memory: 2.0,
+                tags,
+                ..Default::default()
+            },
+            Utc::now(),
+        )
     }
 }
 

@@ -10,27 +10,19 @@ use chrono::{Duration, Utc};
 
 fn record(n: u8) -> GroupRecord {
     GroupRecord {
-        id: GroupId::from_random([n; 20]),
-        account: "acct".into(),
-        spec: GroupSpec {
-            name: format!("g{n}"),
-            region_id: "local".into(),
-            cpu: 2.0,
-            memory: 4.0,
-            ephemeral_storage: Some(40),
-            ..Default::default()
-        },
-        status: GroupStatus::Scheduling,
-        intranet_ip: None,
-        creation_time: Utc::now(),
-        succeeded_time: None,
-        failed_time: None,
-        init_containers: vec![],
-        containers: vec![],
-        events: vec![],
-        client_token: None,
-        restart_generation: 0,
-        change_tokens: vec![],
+        ..GroupRecord::new(
+            GroupId::from_random([n; 20]),
+            "acct",
+            GroupSpec {
+                name: format!("g{n}"),
+                region_id: "local".into(),
+                cpu: 2.0,
+                memory: 4.0,
+                ephemeral_storage: Some(40),
+                ..Default::default()
+            },
+            Utc::now(),
+        )
     }
 }
 
@@ -241,4 +233,36 @@ fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
         .unwrap();
     set(&s, &running.id, GroupStatus::Succeeded);
     assert!(s.group_ledger(&running.id).unwrap()[0].ended.is_some());
+}
+
+#[test]
+fn a_spot_group_is_billed_at_its_price_in_force_and_not_after_it_expired() {
+    let s = SqliteStore::in_memory().unwrap();
+    let mut rec = record(7);
+    rec.spec.spot = Some(berth_core::SpotTerms {
+        strategy: berth_core::SpotStrategy::SpotAsPriceGo,
+        price_limit: None,
+        duration_hours: 0,
+        hour_price: Some("0.1323216".into()),
+    });
+    s.insert_group(&rec).unwrap();
+    set(&s, &rec.id, GroupStatus::Running);
+    s.modify_group(&rec.id, &mut |r| {
+        r.status = GroupStatus::Expired;
+        r.expired_time = Some(Utc::now());
+    })
+    .unwrap();
+    let periods = s.group_ledger(&rec.id).unwrap();
+    assert_eq!(periods.len(), 1);
+    assert_eq!(periods[0].spot_price.as_deref(), Some("0.1323216"));
+    assert!(periods[0].ended.is_some());
+    // A pay-as-you-go group has no spot price; a ScheduleFailed one is never billed.
+    let mut payg = record(8);
+    s.insert_group(&payg).unwrap();
+    set(&s, &payg.id, GroupStatus::Running);
+    assert_eq!(s.group_ledger(&payg.id).unwrap()[0].spot_price, None);
+    payg = record(9);
+    s.insert_group(&payg).unwrap();
+    set(&s, &payg.id, GroupStatus::ScheduleFailed);
+    assert!(s.group_ledger(&payg.id).unwrap().is_empty());
 }

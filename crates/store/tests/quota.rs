@@ -18,26 +18,18 @@ fn record(n: u32, account: &str, cpu: f64, memory: f64) -> GroupRecord {
         rest /= 36;
     }
     GroupRecord {
-        id: GroupId::from_random(id),
-        account: account.into(),
-        spec: GroupSpec {
-            name: format!("g{n}"),
-            region_id: "local".into(),
-            cpu,
-            memory,
-            ..Default::default()
-        },
-        status: GroupStatus::Scheduling,
-        intranet_ip: None,
-        creation_time: Utc::now(),
-        succeeded_time: None,
-        failed_time: None,
-        init_containers: vec![],
-        containers: vec![],
-        events: vec![],
-        client_token: None,
-        restart_generation: 0,
-        change_tokens: vec![],
+        ..GroupRecord::new(
+            GroupId::from_random(id),
+            account,
+            GroupSpec {
+                name: format!("g{n}"),
+                region_id: "local".into(),
+                cpu,
+                memory,
+                ..Default::default()
+            },
+            Utc::now(),
+        )
     }
 }
 

@@ -34,27 +34,20 @@ fn cred(password: &str) -> RegistryCredential {
 fn group(n: u8) -> GroupRecord {
     let size = normalize_size(None, None).unwrap();
     GroupRecord {
-        id: GroupId::from_random([n; 20]),
-        account: "acct".into(),
-        spec: GroupSpec {
-            name: format!("g{n}"),
-            region_id: "local".into(),
-            cpu: size.cpu,
-            memory: size.memory,
-            registry_credentials: vec![cred(PASSWORD)],
-            ..Default::default()
-        },
-        status: GroupStatus::Scheduling,
-        intranet_ip: None,
-        creation_time: Utc::now(),
-        succeeded_time: None,
-        failed_time: None,
-        init_containers: vec![],
-        containers: vec![],
-        events: vec![],
         client_token: Some(format!("tok{n}")),
-        restart_generation: 0,
-        change_tokens: vec![],
+        ..GroupRecord::new(
+            GroupId::from_random([n; 20]),
+            "acct",
+            GroupSpec {
+                name: format!("g{n}"),
+                region_id: "local".into(),
+                cpu: size.cpu,
+                memory: size.memory,
+                registry_credentials: vec![cred(PASSWORD)],
+                ..Default::default()
+            },
+            Utc::now(),
+        )
     }
 }
 

@@ -7,30 +7,24 @@ use chrono::Utc;
 fn record(n: u8, name: &str, status: GroupStatus) -> GroupRecord {
     let size = normalize_size(None, None).unwrap();
     GroupRecord {
-        id: GroupId::from_random([n; 20]),
-        account: "acct".into(),
-        spec: GroupSpec {
-            name: name.into(),
-            region_id: "local".into(),
-            cpu: size.cpu,
-            memory: size.memory,
-            tags: vec![Tag {
-                key: "k".into(),
-                value: format!("v{}", n % 2),
-            }],
-            ..Default::default()
-        },
         status,
-        intranet_ip: None,
-        creation_time: Utc::now(),
-        succeeded_time: None,
-        failed_time: None,
-        init_containers: vec![],
-        containers: vec![],
-        events: vec![],
         client_token: Some(format!("tok{n}")),
-        restart_generation: 0,
-        change_tokens: vec![],
+        ..GroupRecord::new(
+            GroupId::from_random([n; 20]),
+            "acct",
+            GroupSpec {
+                name: name.into(),
+                region_id: "local".into(),
+                cpu: size.cpu,
+                memory: size.memory,
+                tags: vec![Tag {
+                    key: "k".into(),
+                    value: format!("v{}", n % 2),
+                }],
+                ..Default::default()
+            },
+            Utc::now(),
+        )
     }
 }
 

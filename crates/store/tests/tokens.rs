@@ -3,33 +3,26 @@
 
 use std::sync::{Arc, Barrier};
 
-use berth_core::{normalize_size, GroupId, GroupRecord, GroupSpec, GroupStatus};
+use berth_core::{normalize_size, GroupId, GroupRecord, GroupSpec};
 use berth_store::{GroupLimits, SqliteStore, Store, TokenKind};
 use chrono::Utc;
 
 fn record(n: u8, account: &str, token: &str) -> GroupRecord {
     let size = normalize_size(None, None).unwrap();
     GroupRecord {
-        id: GroupId::from_random([n; 20]),
-        account: account.into(),
-        spec: GroupSpec {
-            name: format!("g{n}"),
-            region_id: "local".into(),
-            cpu: size.cpu,
-            memory: size.memory,
-            ..Default::default()
-        },
-        status: GroupStatus::Scheduling,
-        intranet_ip: None,
-        creation_time: Utc::now(),
-        succeeded_time: None,
-        failed_time: None,
-        init_containers: vec![],
-        containers: vec![],
-        events: vec![],
         client_token: Some(token.into()),
-        restart_generation: 0,
-        change_tokens: vec![],
+        ..GroupRecord::new(
+            GroupId::from_random([n; 20]),
+            account,
+            GroupSpec {
+                name: format!("g{n}"),
+                region_id: "local".into(),
+                cpu: size.cpu,
+                memory: size.memory,
+                ..Default::default()
+            },
+            Utc::now(),
+        )
     }
 }
 

@@ -126,6 +126,7 @@ impl CreateRequest {
             public_address: public_address(p)?,
             published: None,
             runtime_class: runtime_class(p)?,
+            spot: spot_terms(p)?,
         };
         if spec.dns_policy == berth_core::DnsPolicy::None
             && spec
@@ -544,4 +545,35 @@ pub(super) fn check_fits(spec: &GroupSpec) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// `SpotStrategy`, `SpotPriceLimit` and `SpotDuration` of a new group (`None`: pay-as-you-go).
+/// A price limit goes only with `SpotWithPriceLimit`, a duration only with a spot strategy.
+fn spot_terms(p: &Params) -> Result<Option<berth_core::SpotTerms>, ApiError> {
+    let ask = super::price::spot_ask(p)?;
+    let given = |n: &str| {
+        p.raw(n)
+            .is_some_and(|v| !v.trim().is_empty() && v != "None")
+    };
+    if ask.strategy != berth_core::SpotStrategy::SpotWithPriceLimit && given("SpotPriceLimit") {
+        return Err(ApiError::invalid_parameter(
+            "SpotPriceLimit",
+            "is taken only with SpotStrategy=SpotWithPriceLimit",
+        ));
+    }
+    if !ask.strategy.is_spot() {
+        if given("SpotDuration") {
+            return Err(ApiError::invalid_parameter(
+                "SpotDuration",
+                "is taken only with SpotStrategy SpotAsPriceGo or SpotWithPriceLimit",
+            ));
+        }
+        return Ok(None);
+    }
+    Ok(Some(berth_core::SpotTerms {
+        strategy: ask.strategy,
+        price_limit: ask.price_limit.map(|d| d.normalize().to_string()),
+        duration_hours: ask.duration_hours,
+        hour_price: None,
+    }))
 }

@@ -54,31 +54,11 @@ impl PriceRequest {
         let size = normalize_size(cpu, memory).map_err(|e| {
             ApiError::invalid_parameter("Cpu and Memory", format!("ask for no offered size: {e}"))
         })?;
-        let spot_strategy = match scalar(p, "SpotStrategy") {
-            None => SpotStrategy::NoSpot,
-            Some(s) => SpotStrategy::parse(s).ok_or_else(|| {
-                ApiError::invalid_parameter(
-                    "SpotStrategy",
-                    format!("must be NoSpot, SpotAsPriceGo or SpotWithPriceLimit, got {s:?}"),
-                )
-            })?,
-        };
-        let spot_price_limit = scalar(p, "SpotPriceLimit")
-            .map(spot_price_limit)
-            .transpose()?;
-        if spot_strategy == SpotStrategy::SpotWithPriceLimit && spot_price_limit.is_none() {
-            return Err(ApiError::missing_parameter("SpotPriceLimit"));
-        }
-        let spot_duration_hours = match p.int::<u32>("SpotDuration")? {
-            None => DEFAULT_SPOT_DURATION_HOURS,
-            Some(h) if h <= MAX_SPOT_DURATION_HOURS => h,
-            Some(h) => {
-                return Err(ApiError::value_exceeded(
-                    "SpotDuration",
-                    format!("must be 0 to {MAX_SPOT_DURATION_HOURS} hours, got {h}"),
-                ))
-            }
-        };
+        let SpotAsk {
+            strategy: spot_strategy,
+            price_limit: spot_price_limit,
+            duration_hours: spot_duration_hours,
+        } = spot_ask(p)?;
         Ok(Self {
             region_id,
             zone_id: p.string("ZoneId"),
@@ -89,6 +69,48 @@ impl PriceRequest {
             spot_duration_hours,
         })
     }
+}
+
+/// The spot terms a request asks for (`SpotStrategy`, `SpotPriceLimit`, `SpotDuration`), as
+/// DescribeContainerGroupPrice and CreateContainerGroup take them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SpotAsk {
+    pub strategy: SpotStrategy,
+    pub price_limit: Option<Decimal>,
+    pub duration_hours: u32,
+}
+
+pub(crate) fn spot_ask(p: &Params) -> Result<SpotAsk, ApiError> {
+    let spot_strategy = match scalar(p, "SpotStrategy") {
+        None => SpotStrategy::NoSpot,
+        Some(s) => SpotStrategy::parse(s).ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "SpotStrategy",
+                format!("must be NoSpot, SpotAsPriceGo or SpotWithPriceLimit, got {s:?}"),
+            )
+        })?,
+    };
+    let spot_price_limit = scalar(p, "SpotPriceLimit")
+        .map(spot_price_limit)
+        .transpose()?;
+    if spot_strategy == SpotStrategy::SpotWithPriceLimit && spot_price_limit.is_none() {
+        return Err(ApiError::missing_parameter("SpotPriceLimit"));
+    }
+    let spot_duration_hours = match p.int::<u32>("SpotDuration")? {
+        None => DEFAULT_SPOT_DURATION_HOURS,
+        Some(h) if h <= MAX_SPOT_DURATION_HOURS => h,
+        Some(h) => {
+            return Err(ApiError::value_exceeded(
+                "SpotDuration",
+                format!("must be 0 to {MAX_SPOT_DURATION_HOURS} hours, got {h}"),
+            ))
+        }
+    };
+    Ok(SpotAsk {
+        strategy: spot_strategy,
+        price_limit: spot_price_limit,
+        duration_hours: spot_duration_hours,
+    })
 }
 
 /// A value that is neither missing, empty nor the SDKs' `None`.

@@ -379,3 +379,49 @@ fn env_field_paths_are_those_berth_resolves() {
         assert!(e.message.contains(why), "{}", e.message);
     }
 }
+
+#[test]
+fn spot_terms_decode() {
+    assert_eq!(create(SMOKE).unwrap().spec.spot, None);
+    assert_eq!(
+        create(&format!("{SMOKE}&SpotStrategy=NoSpot"))
+            .unwrap()
+            .spec
+            .spot,
+        None
+    );
+    let s = create(&format!("{SMOKE}&SpotStrategy=SpotAsPriceGo"))
+        .unwrap()
+        .spec
+        .spot
+        .unwrap();
+    assert_eq!(s.strategy, berth_core::SpotStrategy::SpotAsPriceGo);
+    assert_eq!((s.price_limit, s.duration_hours), (None, 1));
+    let s = create(&format!(
+        "{SMOKE}&SpotStrategy=SpotWithPriceLimit&SpotPriceLimit=0.250&SpotDuration=0"
+    ))
+    .unwrap()
+    .spec
+    .spot
+    .unwrap();
+    assert_eq!(s.price_limit.as_deref(), Some("0.25"));
+    assert_eq!(s.duration_hours, 0);
+    for (q, name) in [
+        ("SpotStrategy=SpotWithPriceLimit", "SpotPriceLimit"),
+        (
+            "SpotStrategy=SpotAsPriceGo&SpotPriceLimit=1",
+            "SpotPriceLimit",
+        ),
+        ("SpotPriceLimit=1", "SpotPriceLimit"),
+        ("SpotDuration=2", "SpotDuration"),
+        ("SpotStrategy=SpotAsPriceGo&SpotDuration=7", "SpotDuration"),
+        ("SpotStrategy=Cheap", "SpotStrategy"),
+        (
+            "SpotStrategy=SpotWithPriceLimit&SpotPriceLimit=0.0001",
+            "SpotPriceLimit",
+        ),
+    ] {
+        let e = create(&format!("{SMOKE}&{q}")).expect_err(q);
+        assert!(e.message.contains(name), "{q}: {}", e.message);
+    }
+}

@@ -38,6 +38,9 @@ pub struct ContainerGroup {
     pub ephemeral_storage: i64,
     pub spot_strategy: String,
     pub spot_price_limit: f64,
+    /// berth's extension (ECI takes it in CreateContainerGroup, its description has none):
+    /// `SpotDuration`, the hours of protection of a preemptible group (0 for pay-as-you-go).
+    pub spot_duration: i64,
     pub discount: i64,
     pub ram_role_name: String,
     pub restart_policy: String,
@@ -195,7 +198,19 @@ impl ContainerGroup {
             cpu: s.cpu,
             memory: s.memory,
             ephemeral_storage: s.ephemeral_storage_gib().into(),
-            spot_strategy: "NoSpot".to_string(),
+            spot_strategy: s
+                .spot
+                .as_ref()
+                .map_or(berth_core::SpotStrategy::NoSpot, |t| t.strategy)
+                .as_str()
+                .to_string(),
+            spot_price_limit: s
+                .spot
+                .as_ref()
+                .and_then(|t| t.price_limit.as_deref())
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0.0),
+            spot_duration: s.spot.as_ref().map_or(0, |t| t.duration_hours.into()),
             restart_policy: s.restart_policy.as_str().to_string(),
             intranet_ip: r.intranet_ip.clone().unwrap_or_default(),
             internet_ip: s
@@ -218,6 +233,7 @@ impl ContainerGroup {
             creation_time: time(r.creation_time),
             succeeded_time: time_or_empty(r.succeeded_time),
             failed_time: time_or_empty(r.failed_time),
+            expired_time: time_or_empty(r.expired_time),
             events,
             containers: s
                 .containers

@@ -47,27 +47,8 @@ fn record() -> GroupRecord {
         ..Default::default()
     };
     let mut r = GroupRecord {
-        id: GroupId::parse("eci-abcdefghij0123456789").unwrap(),
-        account: "acct".into(),
-        spec: GroupSpec {
-            name: "smoke".into(),
-            region_id: "cn-local".into(),
-            cpu: 0.5,
-            memory: 1.0,
-            containers: vec![app],
-            init_containers: vec![init],
-            tags: vec![Tag {
-                key: "k".into(),
-                value: "v".into(),
-            }],
-            termination_grace_period_secs: 30,
-            ..Default::default()
-        },
         status: GroupStatus::Running,
         intranet_ip: Some("10.0.0.2".into()),
-        creation_time: t(0),
-        succeeded_time: None,
-        failed_time: None,
         init_containers: vec![ContainerStatus {
             name: "init".into(),
             current: ContainerState::terminated(0, None, false, Some(t(1)), t(2)),
@@ -88,9 +69,25 @@ fn record() -> GroupRecord {
             crash_streak: 0,
         }],
         events: Vec::new(),
-        client_token: None,
-        restart_generation: 0,
-        change_tokens: vec![],
+        ..GroupRecord::new(
+            GroupId::parse("eci-abcdefghij0123456789").unwrap(),
+            "acct",
+            GroupSpec {
+                name: "smoke".into(),
+                region_id: "cn-local".into(),
+                cpu: 0.5,
+                memory: 1.0,
+                containers: vec![app],
+                init_containers: vec![init],
+                tags: vec![Tag {
+                    key: "k".into(),
+                    value: "v".into(),
+                }],
+                termination_grace_period_secs: 30,
+                ..Default::default()
+            },
+            t(0),
+        )
     };
     r.push_event(Event::new(
         EventType::Normal,
@@ -150,12 +147,15 @@ fn container_group_keys() {
         "Containers",
         "InitContainers",
         "Volumes",
-        // berth's extension.
+        // berth's extensions.
         "RuntimeClassName",
+        "SpotDuration",
     ] {
         assert!(v.get(k).is_some(), "missing {k}: {:?}", keys(&v));
     }
-    assert_eq!(keys(&v).len(), 40);
+    assert_eq!(keys(&v).len(), 41);
+    assert_eq!(v["SpotStrategy"], "NoSpot");
+    assert_eq!(v["SpotDuration"], 0);
     assert_eq!(v["RuntimeClassName"], "runc");
     assert_eq!(v["CreationTime"], "2024-01-01T00:00:00Z");
     assert_eq!(v["SucceededTime"], "");

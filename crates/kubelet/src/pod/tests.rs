@@ -478,6 +478,31 @@ fn annotations_set_berth_options() {
         json!({"requests": {"ephemeral-storage": "100Gi"}}),
     );
     assert_eq!(map(v).ephemeral_storage, Some(100));
+}
+
+#[test]
+fn spot_annotations_make_a_preemptible_group() {
+    let v = with(
+        base(),
+        &["metadata", "annotations"],
+        json!({
+            "k8s.aliyun.com/eci-spot-strategy": "SpotWithPriceLimit",
+            "k8s.aliyun.com/eci-spot-price-limit": "0.250",
+            "k8s.aliyun.com/eci-spot-duration": "0"
+        }),
+    );
+    let t = map(v).spot.unwrap();
+    assert_eq!(t.strategy, berth_core::SpotStrategy::SpotWithPriceLimit);
+    assert_eq!(t.price_limit.as_deref(), Some("0.250"));
+    assert_eq!(t.duration_hours, 0);
+    let v = with(
+        base(),
+        &["metadata", "annotations"],
+        json!({"k8s.aliyun.com/eci-spot-strategy": "SpotAsPriceGo"}),
+    );
+    let t = map(v).spot.unwrap();
+    assert_eq!((t.price_limit, t.duration_hours), (None, 1));
+    assert_eq!(map(base()).spot, None);
     assert_eq!(map(base()).ephemeral_storage, None);
 }
 
@@ -749,8 +774,18 @@ fn what_berth_cannot_run_is_refused_by_name() {
             "fieldRef.fieldPath",
         ),
         (
-            "spot",
-            annotation("k8s.aliyun.com/eci-spot-strategy", "SpotAsPriceGo"),
+            "unknown spot strategy",
+            annotation("k8s.aliyun.com/eci-spot-strategy", "Cheap"),
+            "eci-spot-strategy",
+        ),
+        (
+            "spot duration too long",
+            annotation("k8s.aliyun.com/eci-spot-duration", "7"),
+            "eci-spot-duration",
+        ),
+        (
+            "spot price limit without a strategy",
+            annotation("k8s.aliyun.com/eci-spot-price-limit", "0.5"),
             "eci-spot-strategy",
         ),
         (

@@ -162,10 +162,16 @@ pub fn group_to_pod_status(
         ),
     ];
     let (reason, message) = match group_status {
-        Some(GroupStatus::Expired) if spec.active_deadline_seconds.is_some() => (
-            Some("DeadlineExceeded".to_string()),
-            Some("Pod was active on the node longer than the specified deadline".to_string()),
-        ),
+        // A spot group reclaimed is Expired too: only its release event tells them apart.
+        Some(GroupStatus::Expired)
+            if spec.active_deadline_seconds.is_some()
+                && !group.events.iter().any(|e| e.reason == SPOT_RELEASED) =>
+        {
+            (
+                Some("DeadlineExceeded".to_string()),
+                Some("Pod was active on the node longer than the specified deadline".to_string()),
+            )
+        }
         Some(s @ (GroupStatus::Expired | GroupStatus::ScheduleFailed | GroupStatus::Failed)) => {
             (Some(s.as_str().to_string()), last_warning(&group.events))
         }
@@ -193,6 +199,9 @@ pub fn group_to_pod_status(
         events: group.events.iter().map(|e| event(pod, e)).collect(),
     }
 }
+
+/// The event of a reclaimed spot group (`berth_control::REASON_RELEASED`).
+const SPOT_RELEASED: &str = "SpotReleased";
 
 fn last_warning(events: &[GroupEvent]) -> Option<String> {
     events

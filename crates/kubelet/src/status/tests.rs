@@ -268,6 +268,16 @@ fn finished_and_failed_groups_give_a_reason() {
     p.spec.as_mut().unwrap().active_deadline_seconds = Some(60);
     let s = group_to_pod_status(&p, &group("Expired", json!([]), json!([])), "", now()).status;
     assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
+    // A reclaimed spot group: Failed, reason Expired, the release's message.
+    let mut g = group("Expired", json!([]), json!([]));
+    let mut ev = g.events[1].clone();
+    ev.reason = "SpotReleased".into();
+    ev.message = "The preemptible container group was released: to make room".into();
+    g.events.push(ev);
+    let s = group_to_pod_status(&p, &g, "", now()).status;
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.reason.as_deref(), Some("Expired"));
+    assert!(s.message.unwrap().contains("released"));
     let g = group("Failed", json!([done("migrate", 1)]), json!([]));
     let s = group_to_pod_status(&pod(), &g, "", now()).status;
     let term = s.init_container_statuses.as_ref().unwrap()[0]
