@@ -311,7 +311,8 @@ async fn pods_healthz_and_refusals_with_anonymous_auth() {
     assert_eq!(v["items"][0]["spec"]["containers"][1]["image"], "busybox:1");
     for (path, code) in [
         ("/attach/shop/web-1/app?stdout=1", 501),
-        ("/portForward/shop/web-1", 501),
+        // Port forwarding is SPDY only: a plain GET is refused with the reason.
+        ("/portForward/shop/web-1", 400),
         ("/configz", 404),
         ("/containerLogs/shop/web-2/app", 404),
         ("/containerLogs/shop/web-1/nope", 404),
