@@ -5,7 +5,8 @@
 //! The sandbox's root container runs `/pause` from the shared read-only root filesystem
 //! ([`Host::sandbox_rootfs`]) in the group's network namespace, in the group's cgroup
 //! (`/berth/<group>`) with the group's CPU, memory and pids limits: the whole sandbox (sentry,
-//! gofers) is bounded by them. Its monitor keeps it across restarts of berth like any
+//! gofers) is bounded by them (the CPU quota from the end of its boot, before any container
+//! of the group is created in it). Its monitor keeps it across restarts of berth like any
 //! container's; its files are in `groups/<id>/sandbox`.
 
 use std::path::PathBuf;
@@ -81,7 +82,7 @@ impl SharedSandbox {
         let dir = sandbox_dir(&self.dirs);
         let id = sandbox_id(&self.gid);
         if rt.adopt_starting(&dir).await.is_some() {
-            return Ok(());
+            return self.limit_cpu(rt);
         }
         if dir.join("config.json").exists() {
             // A sandbox that died takes its containers with it; runsc still knows them.
@@ -108,7 +109,18 @@ impl SharedSandbox {
             elapsed_ms = began.elapsed().as_millis() as u64,
             "gVisor sandbox started"
         );
-        Ok(())
+        self.limit_cpu(rt)
+    }
+
+    /// Gives the sandbox's cgroup the group's CPU quota. The sandbox boots without it: its
+    /// boot is the node's work, not the group's (under a quota of a fraction of a core it
+    /// takes twice as long), and no process of the group runs in it before this.
+    fn limit_cpu(&self, rt: &berth_runtime::Runtime) -> Result<(), String> {
+        let path = berth_runtime::cgroup::group_cgroup_path(&self.gid);
+        rt.config()
+            .layout
+            .set_cpu_limit(&path, self.group.cpu)
+            .map_err(|e| format!("cannot limit the CPU of the group's sandbox: {e}"))
     }
 
     /// The pause container: the group's limits, its network namespace and host name.
@@ -127,7 +139,8 @@ impl SharedSandbox {
                 .clone()
                 .unwrap_or_else(|| self.group.name.clone()),
             netns: Some(self.netns.clone()),
-            cpu: Some(self.group.cpu),
+            // Set once it has booted (`limit_cpu`).
+            cpu: None,
             memory_bytes: Some((self.group.memory * GIB) as u64),
             pids_limit: Some(PIDS_LIMIT),
             cgroup_path: berth_runtime::cgroup::group_cgroup_path(&self.gid),
