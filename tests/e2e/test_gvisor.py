@@ -15,6 +15,7 @@ import subprocess
 
 import pytest
 from alibabacloud_tea_openapi.exceptions import ClientException
+from alibabacloud_eci20180808 import models
 
 import support
 from support import exec_sh, pretty, wait_for, wait_status
@@ -317,6 +318,28 @@ def test_two_containers_share_one_sandbox(gv, images):
     group = support.describe(client, gid)
     a = support.container_of(group, "a")
     assert a["CurrentState"]["StartTime"] == a_started and a.get("RestartCount", 0) == 0, pretty(group)
+
+    # Each container's CPU time is its own, from the sentry (its host cgroup is empty); this
+    # runsc accounts memory for the whole sandbox only: the group's figure.
+    def per_container_metrics():
+        req = models.DescribeMultiContainerGroupMetricRequest(
+            region_id=support.REGION, container_group_ids=json.dumps([gid])
+        )
+        datas = client.describe_multi_container_group_metric(req).body.to_map().get("MonitorDatas") or []
+        records = datas[0].get("Records") if datas else None
+        if not records:
+            return None
+        rec = records[-1]
+        by_name = {c["Name"]: c for c in rec.get("Containers") or []}
+        ok = set(by_name) == {"a", "b"} and rec["Memory"]["WorkingSet"] > 0 and all(
+            c["CPU"]["UsageCoreNanoSeconds"] > 0 for c in by_name.values()
+        )
+        return rec if ok else None
+
+    rec = wait_for("per-container metrics", per_container_metrics, 30, 1, gv.diag)
+    a_m, b_m = sorted(rec["Containers"], key=lambda c: c["Name"])
+    assert a_m["CPU"]["UsageCoreNanoSeconds"] != b_m["CPU"]["UsageCoreNanoSeconds"], (a_m, b_m)
+    assert rec["CPU"]["UsageCoreNanoSeconds"] >= a_m["CPU"]["UsageCoreNanoSeconds"] + b_m["CPU"]["UsageCoreNanoSeconds"], rec
 
     # Other groups of this module keep their veths.
     own_veth = support.group_veth(gv.state_dir, gid)

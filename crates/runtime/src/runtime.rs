@@ -438,6 +438,14 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// The figures of a container in a shared sandbox (runsc), from the sandbox's own
+    /// accounting: its cgroup on the host holds no process. Blocking (runs the runtime,
+    /// bounded in time).
+    pub fn sandboxed_stats(&self, id: &str) -> Result<crate::ContainerStats, RuntimeError> {
+        check_id(id)?;
+        crate::stats::sandboxed::read(&self.oci, id)
+    }
+
     /// Removes what is left of a group's cgroup parent (see
     /// [`group_cgroup_path`](crate::cgroup::group_cgroup_path)) in every hierarchy, once its
     /// containers are deleted; a group id that is not one path component is refused.
