@@ -10,12 +10,14 @@ A berth of its own (bridge berthg0, 10.222.0.0/16). Fails, never skips, without 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 
 import pytest
-from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_eci20180808 import models
+from alibabacloud_tea_openapi.exceptions import ClientException
 
 import support
 from support import exec_sh, pretty, wait_for, wait_status
@@ -354,3 +356,43 @@ def test_two_containers_share_one_sandbox(gv, images):
     wait_for("nothing of it to be left", lambda: not left(), 15, diag=lambda: "\n".join(left()))
     runsc_state = gv.state_dir / "runtime-runsc"
     assert not [p for p in runsc_state.glob("*") if gid in p.name], list(runsc_state.iterdir())
+
+
+def test_a_sandbox_that_dies_is_booted_again(gv, images):
+    """kill -9 of a group's sentry ends its containers (an exit the monitor learns from
+    runsc); under RestartPolicy=Always they start again in a new sandbox, one sentry again."""
+    client = gv.client()
+    gid = create(gv, images, "e2e-gvisor-resandbox", RestartPolicy="Always")
+    wait_status(client, gid, ["Running"], 90, never=["Failed"], diag=gv.diag)
+    [old] = sentries(gid)
+    os.kill(old, signal.SIGKILL)
+
+    def restarted():
+        group = support.describe(client, gid)
+        c = support.container_of(group, "c")
+        return group if c["CurrentState"]["State"] == "Running" and c.get("RestartCount", 0) >= 1 else None
+
+    group = wait_for("the container to run again", restarted, 90, diag=gv.diag)
+    previous = support.container_of(group, "c")["PreviousState"]
+    assert previous["State"] == "Terminated", pretty(group)
+    new = sentries(gid)
+    assert len(new) == 1 and new[0] != old, (old, new)
+    assert "again" in exec_sh(client, gid, "echo again")
+    ip = group["IntranetIp"]
+    page = wait_for(f"http://{ip}:8080/hostname", lambda: support.http_get(f"http://{ip}:8080/hostname"), 20)
+    assert page.strip() == "e2e-gvisor-resandbox", page
+
+    support.delete(client, gid)
+    wait_for("the group to go", lambda: support.describe(client, gid) is None, 60, diag=gv.diag)
+    wait_for("its processes to go", lambda: not support.processes_mentioning([gid]), 10)
+    assert not support.cgroup_dirs_named([gid]), support.cgroup_dirs_named([gid])
+
+
+def test_an_oom_kill_of_the_sandbox_is_reported(gv, images):
+    """A container that outgrows the group's memory: the host's OOM killer acts in the
+    sandbox's cgroup, and the container's exit says OOMKilled."""
+    client = gv.client()
+    gid = create(gv, images, "e2e-gvisor-oom", script="dd if=/dev/zero of=/dev/null bs=2000M count=1")
+    group = wait_status(client, gid, ["Failed", "Succeeded"], 120, diag=gv.diag)
+    state = support.container_of(group, "c")["CurrentState"]
+    assert state["State"] == "Terminated" and state["Reason"] == "OOMKilled", pretty(group)
