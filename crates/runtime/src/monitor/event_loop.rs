@@ -1,5 +1,6 @@
 //! The monitor's loop: start the container with `<runtime> run --detach`, copy its output into
-//! the log, reap children on SIGCHLD until the container's init has exited, then drain the pipes.
+//! the log, reap children on SIGCHLD until the container's init has exited (or, for a container
+//! in a shared sandbox, until `<runtime> wait` has returned), then drain the pipes.
 
 use std::fs::File;
 use std::io::Read;
@@ -166,9 +167,8 @@ pub(crate) fn supervise(
                             .map_err(|e| e.to_string())?;
                         sync.started(pid, started.monitor_pid, started_at);
                         if conf.wait_by_runtime {
+                            // Its end comes as any child's, through the signalfd.
                             let waiter = super::runtime_wait::spawn(dir, conf)?;
-                            // The waiter may have been reaped by now: look again at once.
-                            reap(&mut reaped);
                             Phase::Waiting { waiter }
                         } else {
                             // A short-lived init may already be reaped along with the runtime.
