@@ -3,13 +3,14 @@
 
     sudo .venv/bin/python bench/gvisor_start.py [--runs 10] [--berth target/debug/berth]
 
-Measures, alternating so that a busy host weighs on each alike:
+Measures, one of each in turn so that a busy host weighs on each alike:
   * raw runsc: `runsc run --detach` of busybox `sleep` (invocation -> return, the container
     running) on a bundle of its own, with the flags berth gives runsc (`--rootless=false
     --platform=P --network=host`); deleted after each run, outside the timing;
   * berth, gvisor class: CreateContainerGroup (RuntimeClassName=gvisor) -> Running;
   * berth, runc class: the same with RuntimeClassName=runc.
-Prints the p50 and min of each, and the node's phase timings of the gvisor starts from its
+Prints the p50 and min of each, the PSS of a running gvisor group of one and of two containers
+(its runsc processes: sentry, gofers), and the node's phase timings of the gvisor starts from its
 debug log (`container started` elapsed_ms: bundle written -> runtime reported the start).
 
 Starts its own docker-registry (busybox pushed with tests/images/build.sh) and its own
@@ -37,7 +38,25 @@ import support  # noqa: E402
 from test_ports import call  # noqa: E402
 
 
-def raw_runsc(work: Path, platform: str, runs: int) -> list[float]:
+class RawRunsc:
+    """`runsc run --detach` of busybox on a bundle of its own, one start at a time."""
+
+    def __init__(self, work: Path, platform: str):
+        self.bundle = raw_bundle(work)
+        self.base = ["runsc", "--root", str(work / "state"), "--rootless=false",
+                     f"--platform={platform}", "--network=host"]
+
+    def start(self, i: int) -> float:
+        cid = f"bench-{i}"
+        began = time.monotonic()
+        subprocess.run([*self.base, "run", "--detach", "--bundle", str(self.bundle), cid],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        took = time.monotonic() - began
+        subprocess.run([*self.base, "delete", "--force", cid], check=True)
+        return took
+
+
+def raw_bundle(work: Path) -> Path:
     bundle = work / "bundle"
     (bundle / "rootfs" / "bin").mkdir(parents=True)
     shutil.copy("/usr/bin/busybox", bundle / "rootfs" / "bin" / "busybox")
@@ -47,36 +66,64 @@ def raw_runsc(work: Path, platform: str, runs: int) -> list[float]:
     spec = json.loads((bundle / "config.json").read_text())
     spec["process"]["terminal"] = False
     (bundle / "config.json").write_text(json.dumps(spec))
-    root = work / "state"
-    base = ["runsc", "--root", str(root), "--rootless=false", f"--platform={platform}",
-            "--network=host"]
-    times = []
-    for i in range(runs):
-        cid = f"bench-{i}"
-        began = time.monotonic()
-        subprocess.run([*base, "run", "--detach", "--bundle", str(bundle), cid], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.monotonic() - began)
-        subprocess.run([*base, "delete", "--force", cid], check=True)
-    return times
+    return bundle
+
+
+def create(server: support.Berth, image: str, registry: str, cls: str, name: str,
+           containers: int = 1) -> str:
+    query = {
+        "ContainerGroupName": name,
+        "RuntimeClassName": cls,
+        "RestartPolicy": "Never",
+        "TerminationGracePeriodSeconds": "1",
+        "PlainHttpRegistry": registry,
+    }
+    for n in range(1, containers + 1):
+        query |= {
+            f"Container.{n}.Name": f"c{n}",
+            f"Container.{n}.Image": image,
+            f"Container.{n}.Command.1": "sleep",
+            f"Container.{n}.Command.2": "600",
+            f"Container.{n}.Cpu": "0.25",
+            f"Container.{n}.Memory": "0.5",
+        }
+    return call(server.client(), "CreateContainerGroup", query)["ContainerGroupId"]
+
+
+def pss_kib(gid: str) -> tuple[int, int]:
+    """Total PSS (KiB) of the runsc processes of a group (sentry, gofers; their command lines
+    or cgroups name the group), and how many of them are sentries."""
+    total, sentries = 0, 0
+    for line in support.processes_mentioning([gid]):
+        if "runsc" not in line:
+            continue  # berth's monitors: the same for every class
+        pid = line.split()[1].rstrip(":")
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += sum(int(m.group(1)) for m in re.finditer(r"^Pss:\s+(\d+) kB", rollup, re.M))
+        sentries += "runsc-sandbox" in line
+    return total, sentries
+
+
+def memory(server: support.Berth, image: str, registry: str, containers: int) -> str:
+    """PSS of a running gvisor group of `containers` sleeping busybox containers."""
+    client = server.client()
+    gid = create(server, image, registry, "gvisor", f"bench-pss-{containers}", containers)
+    support.wait_status(client, gid, ["Running"], 60)
+    time.sleep(2)
+    kib, sentries = pss_kib(gid)
+    support.delete(client, gid)
+    support.wait_for("the group to go", lambda: support.describe(client, gid) is None, 60)
+    return (f"gvisor group, {containers} container(s): PSS {kib / 1024:6.1f} MiB "
+            f"({sentries} sentry process(es))")
 
 
 def berth_start(server: support.Berth, image: str, registry: str, cls: str, i: int) -> float:
     client = server.client()
     began = time.monotonic()
-    gid = call(client, "CreateContainerGroup", {
-        "ContainerGroupName": f"bench-{cls}-{i}",
-        "RuntimeClassName": cls,
-        "RestartPolicy": "Never",
-        "TerminationGracePeriodSeconds": "1",
-        "PlainHttpRegistry": registry,
-        "Container.1.Name": "c",
-        "Container.1.Image": image,
-        "Container.1.Command.1": "sleep",
-        "Container.1.Command.2": "600",
-        "Container.1.Cpu": "0.25",
-        "Container.1.Memory": "0.5",
-    })["ContainerGroupId"]
+    gid = create(server, image, registry, cls, f"bench-{cls}-{i}")
     while True:
         group = support.describe(client, gid)
         if group and group.get("Status") == "Running":
@@ -117,11 +164,13 @@ def main() -> None:
         for cls in ("gvisor", "runc"):
             berth_start(server, image, registry.host, cls, -1)
         raw, gv, rc = [], [], []
-        raw_all = raw_runsc(work / "raw", args.platform, args.runs)
+        runsc = RawRunsc(work / "raw", args.platform)
         for i in range(args.runs):
+            raw.append(runsc.start(i))
             gv.append(berth_start(server, image, registry.host, "gvisor", i))
             rc.append(berth_start(server, image, registry.host, "runc", i))
-            raw.append(raw_all[i])
+        for n in (1, 2):
+            print(memory(server, image, registry.host, n))
         print(summary("raw runsc run --detach", raw))
         print(summary("berth gvisor class", gv))
         print(summary("berth runc class", rc))

@@ -1,6 +1,7 @@
-"""The gvisor runtime class (`RuntimeClassName=gvisor`, gVisor's runsc): a group runs in a
-sandbox with its limits enforced on the host's cgroups, its logs, exec (sync and TTY) and its
-own address; an emptyDir outlives a restart of its container and an exec probe makes it Ready;
+"""The gvisor runtime class (`RuntimeClassName=gvisor`, gVisor's runsc): a group runs in one
+sandbox (one sentry, however many containers) with its limits enforced on the host's cgroups,
+its logs, exec (sync and TTY) and its own address; two containers share an emptyDir and
+localhost, one restarts while the other runs on; an emptyDir outlives a restart of its container and an exec probe makes it Ready;
 it survives a kill -9 of berth and is re-adopted; its deletion leaves nothing.
 The account's policy refuses a class it may not use (403), an unknown class is a 400.
 
@@ -9,10 +10,13 @@ A berth of its own (bridge berthg0, 10.222.0.0/16). Fails, never skips, without 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 
 import pytest
+from alibabacloud_eci20180808 import models
 from alibabacloud_tea_openapi.exceptions import ClientException
 
 import support
@@ -42,6 +46,8 @@ def create(server, images, name: str, script: str = WEB, cls: str | None = "gvis
         "RestartPolicy": "Never",
         "TerminationGracePeriodSeconds": "2",
         "PlainHttpRegistry": images.registry,
+        "Cpu": "0.5",
+        "Memory": "0.5",
         "Container.1.Name": "c",
         "Container.1.Image": images.image,
         "Container.1.Command.1": "sh",
@@ -64,12 +70,17 @@ def refused(server, images, name: str, **kw) -> ClientException:
     return exc.value
 
 
-def cgroup_value(gid: str, controller: str, name: str, container: str = "c") -> str:
-    """The value of `name` in the host cgroup of the group's container (the bundle's
-    cgroupsPath, /berth/<group>/<container>), where runsc puts the sandbox."""
-    path = f"/sys/fs/cgroup/{controller}/berth/{gid}/{container}/{name}"
+def cgroup_value(gid: str, controller: str, name: str) -> str:
+    """The value of `name` in the host cgroup of the group (/berth/<group>, the sandbox
+    container's cgroupsPath), where runsc puts the group's one sandbox."""
+    path = f"/sys/fs/cgroup/{controller}/berth/{gid}/{name}"
     with open(path) as f:
         return f.read().strip()
+
+
+def sentries(gid: str) -> list[int]:
+    """The group's gVisor sentry processes (`runsc-sandbox boot --bundle=.../<group>/...`)."""
+    return [p for p in support.pids_matching("runsc-sandbox") if gid in open(f"/proc/{p}/cmdline").read()]
 
 
 def test_a_gvisor_group_runs_in_a_sandbox_with_its_limits_logs_exec_and_address(gv, images):
@@ -88,14 +99,14 @@ def test_a_gvisor_group_runs_in_a_sandbox_with_its_limits_logs_exec_and_address(
     text = wait_for("the log line", lambda: "hello-gvisor" in support.logs(client, gid, "c"), 20)
     assert text
 
-    # The limits are the sandbox's cgroup's on the host.
-    assert int(cgroup_value(gid, "memory", "memory.limit_in_bytes")) == 512 << 20
-    assert int(cgroup_value(gid, "cpu", "cpu.cfs_quota_us")) == 50_000
+    # The group's limits (its size, as reported) are the sandbox's cgroup's on the host.
+    assert int(cgroup_value(gid, "memory", "memory.limit_in_bytes")) == int(float(group["Memory"]) * (1 << 30)), pretty(group)
+    assert int(cgroup_value(gid, "cpu", "cpu.cfs_quota_us")) == int(float(group["Cpu"]) * 100_000), pretty(group)
     assert cgroup_value(gid, "pids", "pids.max") == "4096"
-    # The sandbox itself is in that cgroup.
-    sandbox = [p for p in support.pids_matching("runsc-sandbox") if gid in open(f"/proc/{p}/cmdline").read()]
-    assert sandbox, support.processes_mentioning([gid])
-    assert f"memory:/berth/{gid}/c" in open(f"/proc/{sandbox[0]}/cgroup").read()
+    # The group's one sandbox is in that cgroup.
+    sandbox = sentries(gid)
+    assert len(sandbox) == 1, support.processes_mentioning([gid])
+    assert f"memory:/berth/{gid}\n" in open(f"/proc/{sandbox[0]}/cgroup").read()
 
     # The group's own address answers from the host.
     ip = group["IntranetIp"]
@@ -232,3 +243,156 @@ def test_volumes_probes_and_restarts_work_under_gvisor(gv, images):
     group = wait_for("the restarted container to be Ready", ready, 60, diag=gv.diag)
     assert support.container_of(group, "c")["CurrentState"]["State"] == "Running", pretty(group)
     assert exec_sh(client, gid, "wc -l < /data/runs").strip() == "2"
+
+
+def test_two_containers_share_one_sandbox(gv, images):
+    """Two containers in one sandbox: one sentry for the group, an emptyDir and localhost
+    shared, `b` restarting under the policy (exit 1 on its first run) while `a` runs on, exec
+    into `b`; the deletion leaves no process, mount, cgroup or namespace of the group."""
+    client = gv.client()
+    script_b = (
+        "echo run >> /data/b-runs; [ $(wc -l < /data/b-runs) -ge 2 ] || exit 1; "
+        "until [ -f /data/from-a ]; do sleep 0.2; done; "
+        # busybox's wget cannot read from gVisor's host-network sockets; nc can.
+        "until printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8080 > /data/fetched "
+        "&& grep -q e2e-gvisor-two /data/fetched; do sleep 0.2; done; mv /data/fetched /data/via-localhost; "
+        "exec sleep 600"
+    )
+    gid = create(
+        gv, images, "e2e-gvisor-two",
+        script="echo from-a > /data/from-a; " + WEB,
+        **{
+            "RestartPolicy": "Always",
+            "Cpu": "1",
+            "Memory": "1",
+            "Volume.1.Name": "data",
+            "Volume.1.Type": "EmptyDirVolume",
+            "Container.1.Name": "a",
+            "Container.1.VolumeMount.1.Name": "data",
+            "Container.1.VolumeMount.1.MountPath": "/data",
+            "Container.2.Name": "b",
+            "Container.2.Image": images.image,
+            "Container.2.Command.1": "sh",
+            "Container.2.Command.2": "-c",
+            "Container.2.Arg.1": script_b,
+            "Container.2.Cpu": "0.5",
+            "Container.2.Memory": "0.5",
+            "Container.2.VolumeMount.1.Name": "data",
+            "Container.2.VolumeMount.1.MountPath": "/data",
+        },
+    )
+
+    def b_restarted_and_running():
+        group = support.describe(client, gid)
+        if group is None:
+            return None
+        b = support.container_of(group, "b")
+        running = b["CurrentState"]["State"] == "Running" and b.get("RestartCount", 0) >= 1
+        return group if running else None
+
+    group = wait_for("b to run again after its restart", b_restarted_and_running, 90, diag=gv.diag)
+    a = support.container_of(group, "a")
+    assert a["CurrentState"]["State"] == "Running" and a.get("RestartCount", 0) == 0, pretty(group)
+    a_started = a["CurrentState"]["StartTime"]
+
+    # One sentry for the group, in the group's cgroup with the group's limits.
+    sandbox = sentries(gid)
+    assert len(sandbox) == 1, support.processes_mentioning([gid])
+    assert f"memory:/berth/{gid}\n" in open(f"/proc/{sandbox[0]}/cgroup").read()
+    assert int(cgroup_value(gid, "memory", "memory.limit_in_bytes")) == int(float(group["Memory"]) * (1 << 30)), pretty(group)
+    # Both containers run on gVisor's kernel.
+    assert "gVisor" in exec_sh(client, gid, "dmesg | head -n 3", name="a")
+
+    # The emptyDir is shared, and b reached a's server over localhost.
+    page = wait_for("b's fetch over localhost",
+                    lambda: exec_sh(client, gid, "cat /data/via-localhost 2>/dev/null", name="b"), 30,
+                    diag=lambda: exec_sh(client, gid, "ls -la /data; ps; netstat -ltn", name="b"))
+    assert "200 OK" in page and page.strip().endswith("e2e-gvisor-two"), page
+    assert exec_sh(client, gid, "cat /data/from-a", name="b").strip() == "from-a"
+    # Exec into the second container runs there (its own process tree and root).
+    out = exec_sh(client, gid, "wc -l < /data/b-runs; cat /proc/1/cmdline | tr '\\0' ' '", name="b")
+    assert out.split()[0] == "2" and "sleep 600" in out, out
+    # Each container's log is its own.
+    assert "hello-gvisor" in support.logs(client, gid, "a")
+    assert "hello-gvisor" not in support.logs(client, gid, "b")
+
+    # a ran on through b's restart.
+    group = support.describe(client, gid)
+    a = support.container_of(group, "a")
+    assert a["CurrentState"]["StartTime"] == a_started and a.get("RestartCount", 0) == 0, pretty(group)
+
+    # Each container's CPU time is its own, from the sentry (its host cgroup is empty); this
+    # runsc accounts memory for the whole sandbox only: the group's figure.
+    def per_container_metrics():
+        req = models.DescribeMultiContainerGroupMetricRequest(
+            region_id=support.REGION, container_group_ids=json.dumps([gid])
+        )
+        datas = client.describe_multi_container_group_metric(req).body.to_map().get("MonitorDatas") or []
+        records = datas[0].get("Records") if datas else None
+        if not records:
+            return None
+        rec = records[-1]
+        by_name = {c["Name"]: c for c in rec.get("Containers") or []}
+        ok = set(by_name) == {"a", "b"} and rec["Memory"]["WorkingSet"] > 0 and all(
+            c["CPU"]["UsageCoreNanoSeconds"] > 0 for c in by_name.values()
+        )
+        return rec if ok else None
+
+    rec = wait_for("per-container metrics", per_container_metrics, 30, 1, gv.diag)
+    a_m, b_m = sorted(rec["Containers"], key=lambda c: c["Name"])
+    assert a_m["CPU"]["UsageCoreNanoSeconds"] != b_m["CPU"]["UsageCoreNanoSeconds"], (a_m, b_m)
+    assert rec["CPU"]["UsageCoreNanoSeconds"] >= a_m["CPU"]["UsageCoreNanoSeconds"] + b_m["CPU"]["UsageCoreNanoSeconds"], rec
+
+    # Other groups of this module keep their veths.
+    own_veth = support.group_veth(gv.state_dir, gid)
+    assert own_veth, "the group has no veth"
+    others = set(support.bridge_ports(BRIDGE)) - {own_veth}
+    support.delete(client, gid)
+    wait_for("the group to go", lambda: support.describe(client, gid) is None, 60, diag=gv.diag)
+
+    def left() -> list[str]:
+        return support.leftovers(gv.state_dir, [gid], veths_allowed=others, bridge=BRIDGE)
+
+    wait_for("nothing of it to be left", lambda: not left(), 15, diag=lambda: "\n".join(left()))
+    runsc_state = gv.state_dir / "runtime-runsc"
+    assert not [p for p in runsc_state.glob("*") if gid in p.name], list(runsc_state.iterdir())
+
+
+def test_a_sandbox_that_dies_is_booted_again(gv, images):
+    """kill -9 of a group's sentry ends its containers (an exit the monitor learns from
+    runsc); under RestartPolicy=Always they start again in a new sandbox, one sentry again."""
+    client = gv.client()
+    gid = create(gv, images, "e2e-gvisor-resandbox", RestartPolicy="Always")
+    wait_status(client, gid, ["Running"], 90, never=["Failed"], diag=gv.diag)
+    [old] = sentries(gid)
+    os.kill(old, signal.SIGKILL)
+
+    def restarted():
+        group = support.describe(client, gid)
+        c = support.container_of(group, "c")
+        return group if c["CurrentState"]["State"] == "Running" and c.get("RestartCount", 0) >= 1 else None
+
+    group = wait_for("the container to run again", restarted, 90, diag=gv.diag)
+    previous = support.container_of(group, "c")["PreviousState"]
+    assert previous["State"] == "Terminated", pretty(group)
+    new = sentries(gid)
+    assert len(new) == 1 and new[0] != old, (old, new)
+    assert "again" in exec_sh(client, gid, "echo again")
+    ip = group["IntranetIp"]
+    page = wait_for(f"http://{ip}:8080/hostname", lambda: support.http_get(f"http://{ip}:8080/hostname"), 20)
+    assert page.strip() == "e2e-gvisor-resandbox", page
+
+    support.delete(client, gid)
+    wait_for("the group to go", lambda: support.describe(client, gid) is None, 60, diag=gv.diag)
+    wait_for("its processes to go", lambda: not support.processes_mentioning([gid]), 10)
+    assert not support.cgroup_dirs_named([gid]), support.cgroup_dirs_named([gid])
+
+
+def test_an_oom_kill_of_the_sandbox_is_reported(gv, images):
+    """A container that outgrows the group's memory: the host's OOM killer acts in the
+    sandbox's cgroup, and the container's exit says OOMKilled."""
+    client = gv.client()
+    gid = create(gv, images, "e2e-gvisor-oom", script="dd if=/dev/zero of=/dev/null bs=2000M count=1")
+    group = wait_status(client, gid, ["Failed", "Succeeded"], 120, diag=gv.diag)
+    state = support.container_of(group, "c")["CurrentState"]
+    assert state["State"] == "Terminated" and state["Reason"] == "OOMKilled", pretty(group)

@@ -27,6 +27,8 @@ pub(crate) struct Host {
     runtime: Runtime,
     /// runsc, for the `gvisor` class.
     gvisor: Option<Runtime>,
+    /// The root filesystem of the gvisor groups' sandbox (pause) containers.
+    pub sandbox_rootfs: Option<std::path::PathBuf>,
     pub net: Network,
     pub dirs: NodeDirs,
     pub storage: Option<Arc<berth_storage::Storage>>,
@@ -88,6 +90,12 @@ impl Host {
             Some(g) => Some(open_gvisor(&cfg.runtime, g)?),
             None => None,
         };
+        let sandbox_rootfs = match &gvisor {
+            Some(_) => Some(berth_runtime::install_pause_rootfs(
+                &cfg.root.join("gvisor-sandbox"),
+            )?),
+            None => None,
+        };
         let runtime = Runtime::new(cfg.runtime)?.with_seccomp_precompile(cfg.seccomp_precompile);
         let net = Network::new(cfg.net)?;
         if cfg.userns.is_some() && runtime.kind() != berth_runtime::RuntimeKind::Crun {
@@ -110,6 +118,7 @@ impl Host {
             images,
             runtime,
             gvisor,
+            sandbox_rootfs,
             net,
             dirs,
             storage,

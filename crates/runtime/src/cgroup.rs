@@ -138,6 +138,48 @@ impl CgroupLayout {
         }
     }
 
+    /// Sets the CFS quota of the cgroup at `cgroup_path` (which exists) to `cores` over a
+    /// 100 ms period, with proportional shares (v1) or weight (v2), as the OCI runtimes do for
+    /// `linux.resources.cpu`.
+    pub fn set_cpu_limit(&self, cgroup_path: &str, cores: f64) -> Result<(), RuntimeError> {
+        const PERIOD: u64 = 100_000;
+        let rel = cgroup_path.trim_start_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+            return Err(RuntimeError::invalid(format!(
+                "the cgroup path {cgroup_path:?} must be absolute without '..'"
+            )));
+        }
+        if !cores.is_finite() || cores <= 0.0 || cores > 1024.0 {
+            return Err(RuntimeError::invalid(format!("invalid vCPU count {cores}")));
+        }
+        let quota = ((cores * PERIOD as f64).round() as u64).max(1000);
+        let files = match self {
+            Self::V1 { root } | Self::Hybrid { root, .. } => {
+                let dir = root.join("cpu").join(rel);
+                let shares = ((cores * 1024.0).round() as u64).max(2);
+                vec![
+                    (dir.join("cpu.cfs_period_us"), PERIOD.to_string()),
+                    (dir.join("cpu.cfs_quota_us"), quota.to_string()),
+                    (dir.join("cpu.shares"), shares.to_string()),
+                ]
+            }
+            Self::V2 { root } => {
+                // runc's conversion of shares to a weight.
+                let shares = ((cores * 1024.0).round() as u64).clamp(2, 262_144);
+                let weight = 1 + ((shares - 2) * 9999) / 262_142;
+                let dir = root.join(rel);
+                vec![
+                    (dir.join("cpu.max"), format!("{quota} {PERIOD}")),
+                    (dir.join("cpu.weight"), weight.to_string()),
+                ]
+            }
+        };
+        for (file, value) in files {
+            fs::write(&file, value).map_err(|e| RuntimeError::io("write", &file, e))?;
+        }
+        Ok(())
+    }
+
     /// Removes the cgroup at `cgroup_path` from every hierarchy, killing what still runs in it.
     /// Missing directories are fine.
     pub fn remove_cgroup(&self, cgroup_path: &str) -> Result<(), RuntimeError> {

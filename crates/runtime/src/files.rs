@@ -81,6 +81,10 @@ pub(crate) struct MonitorConfig {
     /// Size-based rotation of the log; `None` lets it grow.
     #[serde(default)]
     pub log_rotation: Option<crate::logs::LogRotation>,
+    /// The container runs in a sandbox it shares (runsc): its pid file names the sandbox,
+    /// so its exit status comes from `<runtime> wait <id>`.
+    #[serde(default)]
+    pub wait_by_runtime: bool,
 }
 
 /// Writes `data` to `path` through a temporary file and a rename, so readers never see a torn

@@ -17,6 +17,7 @@ mod monitor;
 mod oci;
 mod pidfd;
 mod runtime;
+mod sandbox;
 mod spawn;
 pub mod stats;
 
@@ -37,4 +38,5 @@ pub use gvisor::{runsc_global_args, GvisorPlatform};
 pub use monitor::monitor_main;
 pub use oci::RuntimeKind;
 pub use runtime::{Runtime, RuntimeConfig, SECCOMP_BPF_ANNOTATION};
+pub use sandbox::{install_pause_rootfs, SandboxRole, PAUSE_PATH};
 pub use stats::{net_stats, ContainerStats, InterfaceStats};

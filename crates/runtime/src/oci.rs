@@ -64,6 +64,8 @@ pub(crate) struct OciState {
     pub pid: i32,
     pub status: String,
     pub bundle: PathBuf,
+    #[serde(default)]
+    pub annotations: Option<serde_json::Value>,
 }
 
 /// Tells crun that its executable cannot be written through `/proc/self/exe`, so it need not

@@ -12,6 +12,7 @@ use crate::files::{self, ExitStatus, MonitorConfig, Started};
 use crate::logs::LogRotation;
 use crate::oci::{is_not_found, OciCommand, RuntimeKind};
 use crate::pidfd::ProcWatch;
+use crate::sandbox::SandboxRole;
 use crate::spawn;
 
 /// How long a container may take to die after SIGKILL.
@@ -179,8 +180,26 @@ impl Runtime {
         container_dir: &Path,
         spec: &BundleSpec,
     ) -> Result<(), RuntimeError> {
+        self.write_bundle_in(container_dir, spec, None)
+    }
+
+    /// [`Runtime::write_bundle`] for a container that boots or joins a sandbox shared by
+    /// several containers (`role`, runsc): the bundle carries the CRI annotations runsc reads.
+    /// `own_id` is the id the container will be started with.
+    pub fn write_bundle_in(
+        &self,
+        container_dir: &Path,
+        spec: &BundleSpec,
+        role: Option<(&SandboxRole, &str)>,
+    ) -> Result<(), RuntimeError> {
         let mut oci_spec = bundle::build_spec(spec, &self.cfg.layout)?;
         self.attach_seccomp_program(&mut oci_spec);
+        if let Some((role, own_id)) = role {
+            check_id(own_id)?;
+            let mut annotations = oci_spec.annotations().clone().unwrap_or_default();
+            annotations.extend(role.annotations(own_id));
+            oci_spec.set_annotations(Some(annotations));
+        }
         std::fs::create_dir_all(container_dir)
             .map_err(|e| RuntimeError::io("create", container_dir, e))?;
         bundle::write_config(container_dir, &oci_spec)
@@ -225,7 +244,14 @@ impl Runtime {
         if let Some(pid) = files::live_monitor(&dir) {
             return Err(RuntimeError::Busy { dir, pid });
         }
-        let oom_file = cgroup_path_of(&dir).map(|p| self.cfg.layout.oom_file(&p));
+        // A container in a shared sandbox has no process of its own on the host: its runtime
+        // reports its exit, and the sandbox's cgroup (its parent's) any OOM kill.
+        let wait_by_runtime = crate::sandbox::joins_a_sandbox(&dir);
+        let oom_cgroup = cgroup_path_of(&dir).map(|p| match wait_by_runtime {
+            true => parent_cgroup(&p),
+            false => p,
+        });
+        let oom_file = oom_cgroup.map(|p| self.cfg.layout.oom_file(&p));
         files::clear_run_files(&dir)?;
         let conf = MonitorConfig {
             id: id.to_string(),
@@ -237,6 +263,7 @@ impl Runtime {
             global_args: self.oci.global_args.clone(),
             oom_file,
             log_rotation: self.log_rotation,
+            wait_by_runtime,
         };
         files::write_json(&dir.join(files::MONITOR_CONFIG), &conf)?;
         let exe = self.cfg.monitor_exe.clone();
@@ -330,6 +357,9 @@ impl Runtime {
         if state.status == "stopped" {
             return Ok(());
         }
+        if crate::sandbox::is_subcontainer(state.annotations.as_ref()) {
+            return self.stop_in_sandbox(id, grace).await;
+        }
         let watch = ProcWatch::new(state.pid)
             .map_err(|e| RuntimeError::io("watch the init of", PathBuf::from(id), e))?;
         let Some(watch) = watch else {
@@ -349,6 +379,32 @@ impl Runtime {
         self.oci.kill(id, "KILL").await?;
         match tokio::time::timeout(KILL_WAIT, watch.exited()).await {
             Ok(_) => Ok(()),
+            Err(_) => Err(RuntimeError::Timeout {
+                what: format!("the exit of container {id} after SIGKILL"),
+                secs: KILL_WAIT.as_secs(),
+            }),
+        }
+    }
+
+    /// [`Runtime::stop`] of a container in a shared sandbox: the pid runsc reports is the
+    /// sandbox's, so the end of the container is awaited with `runsc wait`.
+    async fn stop_in_sandbox(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        if !self.oci.kill(id, "TERM").await? {
+            return Ok(());
+        }
+        let wait = ["wait", id];
+        if let Ok(out) = tokio::time::timeout(grace, self.oci.output(&wait)).await {
+            out?;
+            return Ok(());
+        }
+        tracing::info!(
+            id,
+            grace_s = grace.as_secs(),
+            "container ignored SIGTERM, killing it"
+        );
+        self.oci.kill(id, "KILL").await?;
+        match tokio::time::timeout(KILL_WAIT, self.oci.output(&wait)).await {
+            Ok(out) => out.map(|_| ()),
             Err(_) => Err(RuntimeError::Timeout {
                 what: format!("the exit of container {id} after SIGKILL"),
                 secs: KILL_WAIT.as_secs(),
@@ -382,6 +438,14 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// The figures of a container in a shared sandbox (runsc), from the sandbox's own
+    /// accounting: its cgroup on the host holds no process. Blocking (runs the runtime,
+    /// bounded in time).
+    pub fn sandboxed_stats(&self, id: &str) -> Result<crate::ContainerStats, RuntimeError> {
+        check_id(id)?;
+        crate::stats::sandboxed::read(&self.oci, id)
+    }
+
     /// Removes what is left of a group's cgroup parent (see
     /// [`group_cgroup_path`](crate::cgroup::group_cgroup_path)) in every hierarchy, once its
     /// containers are deleted; a group id that is not one path component is refused.
@@ -394,6 +458,14 @@ impl Runtime {
             .map_err(|e| {
                 RuntimeError::io("remove the cgroup of", group, std::io::Error::other(e))
             })?
+    }
+}
+
+/// The parent of a cgroup path (`/berth/g/c` -> `/berth/g`).
+fn parent_cgroup(path: &str) -> String {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some((parent, _)) if !parent.is_empty() => parent.to_string(),
+        _ => path.to_string(),
     }
 }
 

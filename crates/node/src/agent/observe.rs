@@ -158,8 +158,20 @@ impl Agent {
         let mut limit_millicores = 0u64;
         let mut all_limited = true;
         let mut memory_limit = 0u64;
+        // A container in a shared gVisor sandbox has no process on the host: its figures are
+        // the sentry's.
+        let sandboxed = match self.dirs(id).runtime_class() {
+            Ok(berth_core::RuntimeClass::Gvisor) => {
+                self.host.runtime_for(berth_core::RuntimeClass::Gvisor).ok()
+            }
+            _ => None,
+        };
         for name in names {
-            let Ok(st) = layout.stats(&format!("/berth/{gid}/{name}")) else {
+            let read = match sandboxed {
+                Some(rt) => rt.sandboxed_stats(&crate::files::runtime_id(gid, &name)),
+                None => layout.stats(&format!("/berth/{gid}/{name}")),
+            };
+            let Ok(st) = read else {
                 continue;
             };
             let before = prev

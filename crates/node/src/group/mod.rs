@@ -13,6 +13,7 @@ mod ports;
 mod revision;
 mod run;
 mod sandbox;
+mod shared;
 mod state;
 mod user;
 mod volumes;
@@ -172,6 +173,8 @@ impl Supervisor {
         let began = std::time::Instant::now();
         let names = container_names(dirs, spec);
         self.stop_containers(names.clone(), spec, grace).await?;
+        // After its containers: the gvisor class's sandbox.
+        shared::remove(&self.host, gid, dirs).await;
         let stopped = began.elapsed();
         for name in &names {
             berth_image::unmount_rootfs(&dirs.container(name))?;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::container::{Adopted, ContainerCtx};
 use super::images::pull_images;
 use super::sandbox::{sandbox, Sandbox};
+use super::shared::SharedSandbox;
 use super::state::{waiting, GroupState};
 use crate::files::GroupDirs;
 use crate::host::Host;
@@ -46,13 +47,29 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
         host.spares.claim(&dirs);
     }
 
-    // Network and images are independent: set both up at once.
+    // Before any container starts (the gvisor class's sandbox too): stops, adoptions and
+    // execs go by this file.
+    if let Err(e) = dirs.write_runtime_class(spec.runtime_class()) {
+        tracing::error!(group = %gid, error = %e, "cannot record the group's runtime class; its containers do not start");
+        return;
+    }
+    // Network and images are independent: set both up at once. The gvisor class's sandbox
+    // boots as soon as the network is there, beside the pulls.
     let began = std::time::Instant::now();
     let hostname = spec.host_name.clone().unwrap_or_else(|| spec.name.clone());
     let net = async {
         let gib = spec.ephemeral_storage_gib();
         let r = sandbox(&host, &gid, &dirs, &hostname, gib, &spec, &state, &cancel).await;
-        (r, began.elapsed())
+        let shared = r
+            .as_ref()
+            .and_then(|(att, _)| SharedSandbox::of(&host, &gid, &dirs, &spec, att.netns.clone()));
+        if let Some(shared) = &shared {
+            // A failure is retried by the first container that needs the sandbox.
+            if let Err(e) = shared.ensure().await {
+                tracing::warn!(group = %gid, error = %e, "cannot start the group's sandbox");
+            }
+        }
+        (r.map(|r| (r, shared)), began.elapsed())
     };
     let images = async {
         let r = pull_images(&host.images, &spec, &rec.account, &state, &cancel).await;
@@ -65,7 +82,7 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
         images_us = images_took.as_micros() as u64,
         "network and images ready"
     );
-    let Some((attachment, userns)) = attachment else {
+    let Some(((attachment, userns), shared)) = attachment else {
         return;
     };
     // Admission to the account's peers runs beside the start of the containers; the group
@@ -89,18 +106,21 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
             tracing::warn!(group = %gid, error = %e, "cannot read the account's seccomp profile; the built-in one applies");
             berth_runtime::seccomp::Seccomp::Default
         });
-    let sandbox = Sandbox { attachment, userns };
-    // Before any container starts: stops, adoptions and execs go by this file.
-    if let Err(e) = dirs.write_runtime_class(spec.runtime_class()) {
-        tracing::error!(group = %gid, error = %e, "cannot record the group's runtime class; its containers do not start");
-        let _ = admit.await;
-        return;
-    }
+    let sandbox = Sandbox {
+        attachment,
+        userns,
+        shared,
+    };
+    let shared = sandbox.shared.clone();
     run_containers(
         &host, &spec, &gid, &dirs, &state, how, sandbox, images, &seccomp, &cancel, starting,
         &changed,
     )
     .await;
+    // Done for good: the sandbox's memory goes back (a cancelled run keeps it for the next).
+    if let (Some(shared), false) = (shared, cancel.is_cancelled()) {
+        shared.shut_down().await;
+    }
     // Never left running past the group task: a removal follows it.
     let _ = admit.await;
 }
@@ -137,6 +157,7 @@ async fn run_containers(
         netns: Some(sandbox.attachment.netns.clone()),
         userns: sandbox.userns.clone(),
         seccomp: seccomp.clone(),
+        shared: sandbox.shared.clone(),
         cancel: cancel.clone(),
     };
 

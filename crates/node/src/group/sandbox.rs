@@ -1,6 +1,6 @@
 //! A group's sandbox: its sized temporary storage, volumes, network attachment, `/etc`
 //! files and (with `--userns`) user namespace, set up before any container starts and
-//! retried with back-off until it is.
+//! retried with back-off until it is. The gvisor class's runtime sandbox is `shared`'s.
 
 use std::sync::Arc;
 
@@ -16,6 +16,8 @@ use crate::host::Host;
 pub struct Sandbox {
     pub attachment: berth_net::Attachment,
     pub userns: Option<crate::userns::GroupUserns>,
+    /// The runtime sandbox the containers share (gvisor class).
+    pub shared: Option<std::sync::Arc<super::shared::SharedSandbox>>,
 }
 
 /// The group's network and its /etc files, retried with back-off until they are set up or the

@@ -1,5 +1,6 @@
 //! The monitor's loop: start the container with `<runtime> run --detach`, copy its output into
-//! the log, reap children on SIGCHLD until the container's init has exited, then drain the pipes.
+//! the log, reap children on SIGCHLD until the container's init has exited (or, for a container
+//! in a shared sandbox, until `<runtime> wait` has returned), then drain the pipes.
 
 use std::fs::File;
 use std::io::Read;
@@ -38,9 +39,20 @@ pub(crate) struct Outcome {
 }
 
 enum Phase {
-    Starting { runtime: i32, deadline: Instant },
-    Running { pid: i32 },
-    Draining { deadline: Instant },
+    Starting {
+        runtime: i32,
+        deadline: Instant,
+    },
+    Running {
+        pid: i32,
+    },
+    /// The container's exit is awaited with `<runtime> wait` (its pid is the sandbox's).
+    Waiting {
+        waiter: i32,
+    },
+    Draining {
+        deadline: Instant,
+    },
 }
 
 struct Pipes {
@@ -89,7 +101,7 @@ pub(crate) fn supervise(
             Phase::Starting { deadline, .. } | Phase::Draining { deadline } => {
                 millis_until(*deadline)
             }
-            Phase::Running { .. } => PollTimeout::NONE,
+            Phase::Running { .. } | Phase::Waiting { .. } => PollTimeout::NONE,
         };
         let (out_ready, err_ready, sig_ready) = {
             let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
@@ -154,16 +166,22 @@ pub(crate) fn supervise(
                         files::write_json(&dir.join(files::STARTED), &started)
                             .map_err(|e| e.to_string())?;
                         sync.started(pid, started.monitor_pid, started_at);
-                        // A short-lived init may already be reaped along with the runtime.
-                        match take(&mut reaped, pid) {
-                            Some(status) => {
-                                let (code, signal) = exit_of(status);
-                                exit = Some((code, signal, Utc::now()));
-                                Phase::Draining {
-                                    deadline: Instant::now() + DRAIN_TIMEOUT,
+                        if conf.wait_by_runtime {
+                            // Its end comes as any child's, through the signalfd.
+                            let waiter = super::runtime_wait::spawn(dir, conf)?;
+                            Phase::Waiting { waiter }
+                        } else {
+                            // A short-lived init may already be reaped along with the runtime.
+                            match take(&mut reaped, pid) {
+                                Some(status) => {
+                                    let (code, signal) = exit_of(status);
+                                    exit = Some((code, signal, Utc::now()));
+                                    Phase::Draining {
+                                        deadline: Instant::now() + DRAIN_TIMEOUT,
+                                    }
                                 }
+                                None => Phase::Running { pid },
                             }
-                            None => Phase::Running { pid },
                         }
                     }
                     Some(status) => {
@@ -202,6 +220,17 @@ pub(crate) fn supervise(
                     }
                 }
                 None => Phase::Running { pid },
+            },
+            Phase::Waiting { waiter } => match take(&mut reaped, waiter) {
+                Some(status) => {
+                    let ok = matches!(status, WaitStatus::Exited(_, 0));
+                    let code = super::runtime_wait::exit_code(dir, ok);
+                    exit = Some((code, None, Utc::now()));
+                    Phase::Draining {
+                        deadline: Instant::now() + DRAIN_TIMEOUT,
+                    }
+                }
+                None => Phase::Waiting { waiter },
             },
             Phase::Draining { deadline } => {
                 let drained = pipes.out.is_none() && pipes.err.is_none();

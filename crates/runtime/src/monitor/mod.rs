@@ -10,6 +10,7 @@
 mod cri;
 mod event_loop;
 mod oom;
+mod runtime_wait;
 mod sync_pipe;
 
 use std::fs::OpenOptions;

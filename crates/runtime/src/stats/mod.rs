@@ -1,9 +1,11 @@
 //! Resource usage of a container (or of a whole group: cgroups are hierarchical) read from its
 //! cgroup, in whichever hierarchy holds the controller: cgroup v1, v2, or v1 on a hybrid host
 //! (crun sees no cgroup2 mount there, so it puts containers in the v1 hierarchies). Network
-//! counters are read from inside a network namespace. Nothing here spawns a process.
+//! counters are read from inside a network namespace. Nothing here spawns a process but
+//! `sandboxed` (the figures of a container in a shared gVisor sandbox, from runsc).
 
 mod net;
+pub(crate) mod sandboxed;
 mod v1;
 mod v2;
 

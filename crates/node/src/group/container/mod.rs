@@ -40,6 +40,8 @@ pub struct ContainerCtx {
     pub userns: Option<crate::userns::GroupUserns>,
     /// The account's seccomp profile.
     pub seccomp: berth_runtime::seccomp::Seccomp,
+    /// The runtime sandbox the group's containers share (gvisor class).
+    pub shared: Option<Arc<crate::group::shared::SharedSandbox>>,
     pub cancel: CancellationToken,
 }
 
@@ -242,7 +244,20 @@ impl ContainerCtx {
             Ok(b) => b,
             Err(e) => return RunEnd::StartFailed(e),
         };
-        if let Err(e) = rt.write_bundle(&cdir, &bundle) {
+        let role = match &self.shared {
+            Some(shared) => {
+                if let Err(e) = shared.ensure().await {
+                    return RunEnd::SetupFailed(e);
+                }
+                Some(shared.role())
+            }
+            None => None,
+        };
+        let written = match &role {
+            Some(role) => rt.write_bundle_in(&cdir, &bundle, Some((role, &id))),
+            None => rt.write_bundle(&cdir, &bundle),
+        };
+        if let Err(e) = written {
             return RunEnd::SetupFailed(crate::files::error_chain(&e));
         }
         let revision = crate::group::revision::Revision::of(&self.group, &self.spec, self.init);
