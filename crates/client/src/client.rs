@@ -325,6 +325,18 @@ impl Client {
             .await
     }
 
+    /// DeleteContainerGroup with berth's `GracePeriodSeconds`: the containers get `grace`
+    /// seconds between SIGTERM and SIGKILL instead of the group's own.
+    pub async fn delete_container_group_within(
+        &self,
+        id: &str,
+        grace: u64,
+    ) -> Result<RequestIdResponse, ClientError> {
+        let mut p = group_id_param(id);
+        p.push(("GracePeriodSeconds".into(), grace.to_string()));
+        self.call_as("DeleteContainerGroup", &p).await
+    }
+
     pub async fn restart_container_group(
         &self,
         id: &str,

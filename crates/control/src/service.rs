@@ -106,6 +106,8 @@ pub struct Control {
     pub(crate) classes: std::sync::RwLock<crate::classes::NodeClasses>,
     /// The node's room: who holds it, who waits (`schedule.rs`).
     pub(crate) scheduler: std::sync::Mutex<crate::schedule::Scheduler>,
+    /// Groups whose removal task runs: a repeated delete starts no second one.
+    removing: std::sync::Mutex<std::collections::HashSet<GroupId>>,
     /// This control plane, for the tasks it starts from `&self`.
     pub(crate) me: Weak<Control>,
 }
@@ -118,6 +120,7 @@ impl Control {
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             scheduler: Default::default(),
+            removing: Default::default(),
             store,
             node: OnceLock::new(),
             region: region.into(),
@@ -329,18 +332,34 @@ impl Control {
     }
 
     /// Marks the group Terminating and removes it in the background: containers are stopped
-    /// with the group's grace period, then the record goes.
-    pub async fn delete(self: &Arc<Self>, account: &str, id: &GroupId) -> Result<(), ControlError> {
+    /// with the group's grace period, then the record goes. `grace` (DeleteContainerGroup's
+    /// `GracePeriodSeconds`, the pod's deletion grace period) replaces the group's own on the
+    /// first delete; a later delete may only shorten it, for a removal that starts after it
+    /// (one already stopping the containers keeps the grace it began with).
+    pub async fn delete(
+        self: &Arc<Self>,
+        account: &str,
+        id: &GroupId,
+        grace: Option<u64>,
+    ) -> Result<(), ControlError> {
         self.get(account, id)?;
         let rec = self.store.modify_group(id, &mut |r| {
-            if r.status != GroupStatus::Terminating {
+            let first = r.status != GroupStatus::Terminating;
+            if first {
                 r.push_event(Event::new(
                     EventType::Normal,
                     "Killing",
-                    "Deleting the container group",
+                    match grace {
+                        Some(g) => format!("Deleting the container group (grace period {g}s)"),
+                        None => "Deleting the container group".to_string(),
+                    },
                     None,
                     Utc::now(),
                 ));
+            }
+            if let Some(g) = grace {
+                let own = &mut r.spec.termination_grace_period_secs;
+                *own = if first { g } else { (*own).min(g) };
             }
             r.status = GroupStatus::Terminating;
         })?;
@@ -353,6 +372,14 @@ impl Control {
     /// effect: a failed removal is retried with back-off (the record stays Terminating, so
     /// a restart of berth takes it up again).
     fn spawn_removal(self: &Arc<Self>, rec: GroupRecord) {
+        let fresh = self
+            .removing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rec.id.clone());
+        if !fresh {
+            return;
+        }
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let grace = Duration::from_secs(rec.spec.termination_grace_period_secs);
@@ -370,6 +397,10 @@ impl Control {
                     Ok(()) => {
                         tracing::info!(group = %rec.id, "container group deleted");
                         this.release(&rec.id);
+                        this.removing
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&rec.id);
                         return;
                     }
                     Err(e) => {

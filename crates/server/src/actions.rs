@@ -172,7 +172,11 @@ async fn dispatch_value(
         Request::DescribeEvents(d) => describe_events(control, account, d),
         Request::Delete(d) => {
             control
-                .delete(account, &group_id(&d.container_group_id)?)
+                .delete(
+                    account,
+                    &group_id(&d.container_group_id)?,
+                    d.grace_period_secs,
+                )
                 .await
                 .map_err(map_err)?;
             json(RequestIdResponse::default())

@@ -326,7 +326,7 @@ async fn the_accounting_is_rebuilt_at_a_restart() {
     assert_eq!((used.holders, used.waiting), (1, 2), "{used:?}");
     assert_eq!(used.used, Room::of(2.0, 4.0));
     // The waiters keep their order: b first.
-    again.delete("acct", &a).await.unwrap();
+    again.delete("acct", &a, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let rec = again.store().get_group(None, &b).unwrap().unwrap();
     assert!(!rec.waiting);

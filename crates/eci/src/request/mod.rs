@@ -193,7 +193,7 @@ pub fn decode(action: Action, p: &Params) -> Result<Request, ApiError> {
         Action::DescribeContainerGroupEvents => {
             Request::DescribeEvents(DescribeEventsRequest::decode(p)?)
         }
-        Action::DeleteContainerGroup => Request::Delete(GroupIdRequest::decode(p)?),
+        Action::DeleteContainerGroup => Request::Delete(GroupIdRequest::decode_delete(p)?),
         Action::RestartContainerGroup => Request::Restart(GroupIdRequest::decode(p)?),
         Action::UpdateContainerGroup => Request::Update(Box::new(UpdateRequest::decode(p)?)),
         Action::DescribeContainerLog => Request::Log(ContainerLogRequest::decode(p)?),
@@ -377,6 +377,9 @@ pub struct GroupIdRequest {
     pub region_id: Option<String>,
     pub container_group_id: String,
     pub client_token: Option<String>,
+    /// DeleteContainerGroup's `GracePeriodSeconds` (berth's extension, as a pod's deletion
+    /// grace period): the seconds between SIGTERM and SIGKILL, instead of the group's own.
+    pub grace_period_secs: Option<u64>,
 }
 
 impl GroupIdRequest {
@@ -385,6 +388,22 @@ impl GroupIdRequest {
             region_id: p.string("RegionId"),
             container_group_id: p.required("ContainerGroupId")?,
             client_token: validate::client_token(p)?,
+            grace_period_secs: None,
+        })
+    }
+
+    /// DeleteContainerGroup: the group, and the grace period it may be given.
+    pub fn decode_delete(p: &Params) -> Result<Self, ApiError> {
+        let grace = p.int::<u64>("GracePeriodSeconds")?;
+        if let Some(g) = grace.filter(|g| *g > create::MAX_GRACE_SECS) {
+            return Err(ApiError::invalid_parameter(
+                "GracePeriodSeconds",
+                format!("must be at most {}, got {g}", create::MAX_GRACE_SECS),
+            ));
+        }
+        Ok(Self {
+            grace_period_secs: grace,
+            ..Self::decode(p)?
         })
     }
 }

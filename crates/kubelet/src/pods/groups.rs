@@ -49,9 +49,10 @@ pub trait Groups: Send + Sync {
     async fn changed(&self, within: Duration) -> Result<Vec<ContainerGroup>, GroupsError>;
     /// The groups among `ids` (at most 20) that exist.
     async fn get(&self, ids: &[String]) -> Result<Vec<ContainerGroup>, GroupsError>;
-    /// Deletes the group (berth stops its containers within their grace period first). A
-    /// group that is gone already is no error.
-    async fn delete(&self, id: &str) -> Result<(), GroupsError>;
+    /// Deletes the group (berth stops its containers within their grace period first: the
+    /// group's own, or `grace` seconds, the pod's deletion grace period). A group that is gone
+    /// already is no error.
+    async fn delete(&self, id: &str, grace: Option<u64>) -> Result<(), GroupsError>;
 }
 
 /// The pod uid a group is tagged with.
@@ -101,8 +102,12 @@ impl Groups for Client {
         Ok(self.list_container_groups(&p).await?)
     }
 
-    async fn delete(&self, id: &str) -> Result<(), GroupsError> {
-        match self.delete_container_group(id).await {
+    async fn delete(&self, id: &str, grace: Option<u64>) -> Result<(), GroupsError> {
+        let res = match grace {
+            Some(g) => self.delete_container_group_within(id, g).await,
+            None => self.delete_container_group(id).await,
+        };
+        match res {
             Ok(_) => Ok(()),
             Err(ClientError::Api { status: 404, .. }) => Ok(()),
             Err(e) => Err(e.into()),

@@ -225,7 +225,7 @@ impl<G: Groups> PodController<G> {
                 out.insert(uid, g);
             } else if !terminating(&g) {
                 tracing::info!(group = %g.container_group_id, pod_uid = %uid, "deleting the group of a pod that is gone");
-                self.groups.delete(&g.container_group_id).await?;
+                self.groups.delete(&g.container_group_id, None).await?;
             }
         }
         Ok(out)
@@ -289,7 +289,8 @@ impl<G: Groups> PodController<G> {
         };
         if let Some(g) = group {
             if !terminating(g) {
-                self.groups.delete(&g.container_group_id).await?;
+                let grace = deletion_grace(pod);
+                self.groups.delete(&g.container_group_id, grace).await?;
             }
             return Ok(Outcome::Deleting);
         }
@@ -382,4 +383,12 @@ impl<G: Groups> PodController<G> {
             }
         }
     }
+}
+
+/// The pod's deletion grace period (`kubectl delete --grace-period`, 0 when forced), in
+/// seconds: what its containers get between SIGTERM and SIGKILL, as the kubelet gives them.
+pub(crate) fn deletion_grace(pod: &Pod) -> Option<u64> {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .map(|g| g.max(0) as u64)
 }

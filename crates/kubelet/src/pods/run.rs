@@ -150,7 +150,9 @@ impl<G: Groups> PodController<G> {
                 self.handle(st, &uid);
             }
             Event::Delete(p) => {
-                if let Some(uid) = p.metadata.uid {
+                if let Some(uid) = p.metadata.uid.clone() {
+                    // The object as deleted: its deletion grace period (0 when forced).
+                    st.pods.insert(uid.clone(), p);
                     self.forget(st, &uid).await;
                 }
             }
@@ -173,12 +175,12 @@ impl<G: Groups> PodController<G> {
     /// A pod that left the API server: its group, if any, goes too.
     async fn forget(&self, st: &mut State, uid: &str) {
         self.known.remove(uid);
-        st.pods.remove(uid);
+        let grace = st.pods.remove(uid).as_ref().and_then(super::deletion_grace);
         st.retry.remove(uid);
         st.backoff.remove(uid);
         self.forget_events(uid);
         if let Some(g) = st.groups.remove(uid).filter(|g| !super::terminating(g)) {
-            if let Err(e) = self.groups.delete(&g.container_group_id).await {
+            if let Err(e) = self.groups.delete(&g.container_group_id, grace).await {
                 tracing::warn!(group = %g.container_group_id, error = %e, "deleting the group of a pod that is gone");
                 st.groups.insert(uid.to_string(), g);
             }

@@ -31,6 +31,8 @@ pub struct Fake {
     pub groups: Vec<ContainerGroup>,
     pub creates: Vec<CreateParams>,
     pub deletes: Vec<String>,
+    /// The grace period each delete gave.
+    pub delete_graces: Vec<Option<u64>>,
     /// Creates to answer with a 503 first.
     pub fail_creates: usize,
     /// Full lists and follows of changed groups made.
@@ -127,9 +129,10 @@ impl Groups for FakeBerth {
             .collect())
     }
 
-    async fn delete(&self, id: &str) -> Result<(), GroupsError> {
+    async fn delete(&self, id: &str, grace: Option<u64>) -> Result<(), GroupsError> {
         let mut s = self.state();
         s.deletes.push(id.to_string());
+        s.delete_graces.push(grace);
         // As berth: Terminating until the containers are stopped (`finish_deletes`).
         for g in s.groups.iter_mut().filter(|g| g.container_group_id == id) {
             g.status = "Terminating".into();

@@ -183,7 +183,7 @@ async fn berth_5xx_is_retried_with_back_off() {
 async fn deletion_waits_for_the_group_then_removes_the_pod() {
     let mut deleting = pod_json("120");
     deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:01:00Z");
-    deleting["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+    deleting["metadata"]["deletionGracePeriodSeconds"] = json!(7);
     let modified = json!({"type": "MODIFIED", "object": deleting.clone()});
     let (client, seen) = apiserver(node_server(
         Some(deleting),
@@ -218,6 +218,11 @@ async fn deletion_waits_for_the_group_then_removes_the_pod() {
     assert_eq!(del["gracePeriodSeconds"], 0);
     let s = berth.state();
     assert_eq!(s.deletes, ["eci-1"]);
+    assert_eq!(
+        s.delete_graces,
+        [Some(7)],
+        "the pod's deletion grace period"
+    );
     assert!(s.creates.is_empty());
 }
 

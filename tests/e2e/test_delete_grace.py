@@ -1,0 +1,54 @@
+"""DeleteContainerGroup's `GracePeriodSeconds` (berth's extension, a pod's deletion grace
+period): a group whose container ignores SIGTERM and has 60 s of grace is gone in seconds
+when deleted with 1, a repeated delete starts no second removal, and a bad value changes
+nothing (docs/API-EXTENSIONS.md)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from alibabacloud_tea_openapi import models as open_api_models
+from alibabacloud_tea_openapi.exceptions import ClientException
+from alibabacloud_tea_util import models as util_models
+
+import support
+from support import REGION, container, wait_status
+
+
+def delete(client, **query: str) -> dict:
+    params = open_api_models.Params(
+        action="DeleteContainerGroup", version="2018-08-08", protocol="HTTP", pathname="/",
+        method="POST", auth_type="AK", style="RPC", req_body_type="formData", body_type="json",
+    )
+    req = open_api_models.OpenApiRequest(query={"RegionId": REGION, **query})
+    return client.call_api(params, req, util_models.RuntimeOptions())["body"]
+
+
+def test_a_shorter_grace_period_stops_the_group_sooner(berth, client, groups, images):
+    # PID 1 without a SIGTERM handler ignores SIGTERM: only SIGKILL ends it.
+    gid = groups.create(
+        f"e2e-grace-{uuid.uuid4().hex[:6]}",
+        [container("c", images.image, ["sleep", "3600"])],
+        termination_grace_period_seconds=60,
+    )
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    for bad in ("-1", "86401", "soon"):
+        with pytest.raises(ClientException) as exc:
+            delete(client, ContainerGroupId=gid, GracePeriodSeconds=bad)
+        assert exc.value.code == "InvalidParameter", exc.value.message
+        assert "GracePeriodSeconds" in exc.value.message
+    assert support.describe(client, gid)["Status"] == "Running", "a refused delete changes nothing"
+    began = time.monotonic()
+    delete(client, ContainerGroupId=gid, GracePeriodSeconds="1")
+    # Deleting again while it stops starts no second removal and is no error.
+    delete(client, ContainerGroupId=gid, GracePeriodSeconds="1")
+    events = support.events_of(client, gid)
+    assert any("grace period 1s" in (e.get("Message") or "") for e in events), events
+    support.wait_for(
+        "the group to be gone", lambda: support.describe(client, gid) is None, 30,
+        diag=berth.diag,
+    )
+    took = time.monotonic() - began
+    assert took < 20, f"gone after {took:.1f}s: the 60 s grace period was used"
