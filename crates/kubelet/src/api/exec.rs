@@ -186,20 +186,7 @@ async fn exec_spdy(
     }
     let version = spdy::negotiate(&parts.headers).map_err(Refusal::bad_request)?;
     let args = parse(raw)?;
-    let upgrades = parts
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|v| v.trim().eq_ignore_ascii_case("upgrade"));
-    let on_upgrade = parts
-        .extensions
-        .remove::<OnUpgrade>()
-        .filter(|_| upgrades)
-        .ok_or_else(|| {
-            Refusal::bad_request("an SPDY/3.1 upgrade needs Connection: Upgrade over HTTP/1.1")
-        })?;
+    let on_upgrade = take_upgrade(&mut parts)?;
     let permit = acquire(&state)?;
     let group = pod_group(&state, &namespace, &pod, &container).await?;
     let q = ExecQuery {
@@ -238,6 +225,25 @@ async fn exec_spdy(
     Ok(response
         .body(axum::body::Body::empty())
         .expect("static headers are valid"))
+}
+
+/// The connection to take over after a 101 answer: a request with `Connection: Upgrade` over
+/// HTTP/1.1.
+pub(crate) fn take_upgrade(parts: &mut Parts) -> Result<OnUpgrade, Refusal> {
+    let upgrades = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("upgrade"));
+    parts
+        .extensions
+        .remove::<OnUpgrade>()
+        .filter(|_| upgrades)
+        .ok_or_else(|| {
+            Refusal::bad_request("an SPDY/3.1 upgrade needs Connection: Upgrade over HTTP/1.1")
+        })
 }
 
 /// Relays frames between the client and berth until either closes.

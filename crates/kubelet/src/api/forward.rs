@@ -8,9 +8,9 @@
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use super::exec::take_upgrade;
 use super::pods::group_of_pod;
 use super::reply::Refusal;
 use super::spdy::{serve_port_forward, PORTFORWARD_PROTOCOL};
@@ -50,20 +50,7 @@ pub(crate) async fn port_forward(
             "no stream protocol in common: {PORTFORWARD_PROTOCOL} is served"
         )));
     }
-    let upgrades = parts
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|v| v.trim().eq_ignore_ascii_case("upgrade"));
-    let on_upgrade = parts
-        .extensions
-        .remove::<OnUpgrade>()
-        .filter(|_| upgrades)
-        .ok_or_else(|| {
-            Refusal::bad_request("an SPDY/3.1 upgrade needs Connection: Upgrade over HTTP/1.1")
-        })?;
+    let on_upgrade = take_upgrade(&mut parts)?;
     let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
         Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -263,6 +263,24 @@ pub fn encode(frame: &Frame, deflater: &mut Deflater) -> Vec<u8> {
     }
 }
 
+/// What gives back the `n` bytes received on `stream` at once: WINDOW_UPDATE of the stream
+/// and of the session.
+pub fn give_back(stream: u32, n: usize) -> [Frame; 2] {
+    let delta = n as u32;
+    [
+        Frame::WindowUpdate { stream, delta },
+        Frame::WindowUpdate { stream: 0, delta },
+    ]
+}
+
+/// The refusal of a stream the client opened.
+pub fn refused(stream: u32) -> Frame {
+    Frame::RstStream {
+        stream,
+        status: REFUSED_STREAM,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,37 @@ mod remotecommand;
 pub(crate) use portforward::{serve as serve_port_forward, PORTFORWARD_PROTOCOL};
 pub(crate) use remotecommand::{negotiate, serve, SpdyVersion, Wanted, STREAM_WAIT};
 
+/// Reads the client's frames in a task of their own, a few ahead (each may hold up to
+/// 1 MiB), until the connection ends or the receiver goes; abort the task when done.
+pub(in crate::api) fn read_frames<R>(
+    read: R,
+) -> (
+    tokio::sync::mpsc::Receiver<Result<frame::Frame, SpdyError>>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    R: tokio::io::AsyncRead + Send + Unpin + 'static,
+{
+    let (tx, frames) = tokio::sync::mpsc::channel(2);
+    let reader = tokio::spawn(async move {
+        let mut r = tokio::io::BufReader::new(read);
+        let mut inflater = headers::Inflater::default();
+        loop {
+            let f = frame::read_frame(&mut r, &mut inflater).await;
+            let end = !matches!(f, Ok(Some(_)));
+            if let Some(f) = f.transpose() {
+                if tx.send(f).await.is_err() {
+                    break;
+                }
+            }
+            if end {
+                break;
+            }
+        }
+    });
+    (frames, reader)
+}
+
 /// Why a SPDY connection ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SpdyError {

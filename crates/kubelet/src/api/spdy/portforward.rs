@@ -17,12 +17,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as BerthMessage;
 
-use super::frame::{self, Frame, PROTOCOL_ERROR, REFUSED_STREAM};
-use super::headers::{Deflater, Inflater};
+use super::frame::{self, Frame, PROTOCOL_ERROR};
+use super::headers::Deflater;
 use super::SpdyError;
 use crate::api::backend::{Backend, ExecSocket};
 
@@ -74,23 +74,7 @@ where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, mut write) = tokio::io::split(io);
-    let (tx, mut frames) = mpsc::channel(2);
-    let reader = tokio::spawn(async move {
-        let mut r = BufReader::new(read);
-        let mut inflater = Inflater::default();
-        loop {
-            let f = frame::read_frame(&mut r, &mut inflater).await;
-            let end = !matches!(f, Ok(Some(_)));
-            if let Some(f) = f.transpose() {
-                if tx.send(f).await.is_err() {
-                    break;
-                }
-            }
-            if end {
-                break;
-            }
-        }
-    });
+    let (mut frames, reader) = super::read_frames(read);
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let mut s = Session {
         deflater: Deflater::default(),
@@ -219,24 +203,14 @@ impl Session {
                             .await?;
                         self.start_if_paired(&id);
                     }
-                    None => {
-                        self.send(
-                            w,
-                            &Frame::RstStream {
-                                stream,
-                                status: REFUSED_STREAM,
-                            },
-                        )
-                        .await?
-                    }
+                    None => self.send(w, &frame::refused(stream)).await?,
                 }
             }
             Frame::Data { stream, fin, data } => {
                 if !data.is_empty() {
-                    let delta = data.len() as u32;
-                    self.send(w, &Frame::WindowUpdate { stream, delta }).await?;
-                    self.send(w, &Frame::WindowUpdate { stream: 0, delta })
-                        .await?;
+                    for f in frame::give_back(stream, data.len()) {
+                        self.send(w, &f).await?;
+                    }
                 }
                 if let Some((id, Kind::Data)) = self.streams.get(&stream).cloned() {
                     if let Some(pair) = self.pairs.get_mut(&id) {
@@ -344,14 +318,7 @@ impl Session {
             if let Some(p) = self.pairs.get(&id) {
                 let ids: Vec<u32> = [p.data, p.error].into_iter().flatten().collect();
                 for stream in ids {
-                    self.send(
-                        w,
-                        &Frame::RstStream {
-                            stream,
-                            status: REFUSED_STREAM,
-                        },
-                    )
-                    .await?;
+                    self.send(w, &frame::refused(stream)).await?;
                 }
             }
             self.forget(&id);

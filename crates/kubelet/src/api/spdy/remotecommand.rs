@@ -23,12 +23,11 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message as BerthMessage;
 
-use super::frame::{self, Frame, PROTOCOL_ERROR, REFUSED_STREAM};
-use super::headers::{Deflater, Inflater};
+use super::frame::{self, Frame, PROTOCOL_ERROR};
+use super::headers::Deflater;
 use super::SpdyError;
 use crate::api::backend::ExecSocket;
 
@@ -160,25 +159,7 @@ pub(crate) async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    // Frames read ahead: a few, as each may hold up to 1 MiB.
-    let (tx, mut frames) = mpsc::channel(2);
-    let reader = tokio::spawn(async move {
-        let mut r = BufReader::new(read);
-        let mut inflater = Inflater::default();
-        loop {
-            let f = frame::read_frame(&mut r, &mut inflater).await;
-            let end = !matches!(f, Ok(Some(_)));
-            let f = f.transpose();
-            if let Some(f) = f {
-                if tx.send(f).await.is_err() {
-                    break;
-                }
-            }
-            if end {
-                break;
-            }
-        }
-    });
+    let (mut frames, reader) = super::read_frames(read);
     let _abort = AbortOnDrop(reader);
     let mut s = Session {
         out: write,
@@ -317,20 +298,14 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                             self.close_stdin(berth).await;
                         }
                     }
-                    _ => {
-                        self.send(&Frame::RstStream {
-                            stream,
-                            status: REFUSED_STREAM,
-                        })
-                        .await?
-                    }
+                    _ => self.send(&frame::refused(stream)).await?,
                 }
             }
             Frame::Data { stream, fin, data } => {
                 if !data.is_empty() {
-                    let delta = data.len() as u32;
-                    self.send(&Frame::WindowUpdate { stream, delta }).await?;
-                    self.send(&Frame::WindowUpdate { stream: 0, delta }).await?;
+                    for f in frame::give_back(stream, data.len()) {
+                        self.send(&f).await?;
+                    }
                 }
                 match self.kind_of(stream) {
                     Some(Kind::Stdin) if !self.stdin_closed => {
