@@ -1103,3 +1103,45 @@ def serve_refused(state_dir: Path, extra_args: Iterable[str], timeout: float = 6
     assert "panicked" not in out, out
     assert not state_dir.exists(), "a refused start prepared the state directory"
     return out
+
+
+def admin_ok(berth: Berth, *args: str) -> str:
+    """`berth admin ARGS` on the berth's state directory; its stdout, failing the test on error."""
+    r = subprocess.run(
+        [str(BERTH_BIN), "admin", "--state-dir", str(berth.state_dir), *args],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 0, f"berth admin {' '.join(args)}: {r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def new_account(berth: Berth, prefix: str) -> tuple[str, dict]:
+    """A new account named PREFIX-<random> and an access key of it (AccessKeyId, Secret)."""
+    name = f"{prefix}-{os.urandom(4).hex()}"
+    admin_ok(berth, "account", "create", name)
+    key = json.loads(admin_ok(berth, "key", "create", "--account", name, "-o", "json"))
+    return name, key
+
+
+def sdk_client(berth: Berth, key: dict) -> Client:
+    """The current SDK's client with `key`."""
+    return Client(Config(
+        access_key_id=key["AccessKeyId"], access_key_secret=key["AccessKeySecret"],
+        endpoint=berth.endpoint, protocol="http", region_id=REGION,
+        connect_timeout=5000, read_timeout=60000,
+    ))
+
+
+def call_action(client: Client, action: str, **query: str) -> dict:
+    """`action` through the SDK's generic call (for berth's extensions and parameters the
+    SDK's models lack), answered as the raw JSON body."""
+    from alibabacloud_tea_openapi import models as open_api_models
+    from alibabacloud_tea_util import models as util_models
+
+    params = open_api_models.Params(
+        action=action, version="2018-08-08", protocol="HTTP", pathname="/", method="POST",
+        auth_type="AK", style="RPC", req_body_type="formData", body_type="json",
+    )
+    req = open_api_models.OpenApiRequest(query={"RegionId": REGION, **query})
+    return client.call_api(params, req, util_models.RuntimeOptions())["body"]
+

@@ -9,21 +9,14 @@ import time
 import uuid
 
 import pytest
-from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import ClientException
-from alibabacloud_tea_util import models as util_models
 
 import support
-from support import REGION, container, wait_status
+from support import container, wait_status
 
 
 def delete(client, **query: str) -> dict:
-    params = open_api_models.Params(
-        action="DeleteContainerGroup", version="2018-08-08", protocol="HTTP", pathname="/",
-        method="POST", auth_type="AK", style="RPC", req_body_type="formData", body_type="json",
-    )
-    req = open_api_models.OpenApiRequest(query={"RegionId": REGION, **query})
-    return client.call_api(params, req, util_models.RuntimeOptions())["body"]
+    return support.call_action(client, "DeleteContainerGroup", **query)
 
 
 def test_a_shorter_grace_period_stops_the_group_sooner(berth, client, groups, images):

@@ -6,7 +6,6 @@ host), bytes intact both ways, another account's group not found, a closed port 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import socket
 import subprocess
@@ -14,14 +13,11 @@ import urllib.request
 import uuid
 
 import pytest
-from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import ClientException
-from alibabacloud_tea_openapi.models import Config
-from alibabacloud_tea_util import models as util_models
 from alibabacloud_eci20180808.client import Client
 
 import support
-from support import BERTH_BIN, REGION, container, wait_for, wait_status
+from support import BERTH_BIN, container, wait_for, wait_status
 
 # httpd on the group's loopback only, serving a 1 MiB random file and the group's hostname.
 SERVER = (
@@ -32,12 +28,7 @@ SERVER = (
 
 
 def port_forward(client: Client, **query: str) -> dict:
-    params = open_api_models.Params(
-        action="PortForward", version="2018-08-08", protocol="HTTP", pathname="/",
-        method="POST", auth_type="AK", style="RPC", req_body_type="formData", body_type="json",
-    )
-    req = open_api_models.OpenApiRequest(query={"RegionId": REGION, **query})
-    return client.call_api(params, req, util_models.RuntimeOptions())["body"]
+    return support.call_action(client, "PortForward", **query)
 
 
 def get(url: str) -> bytes:
@@ -128,18 +119,8 @@ def test_port_forward_is_refused_for_others_and_closed_ports(berth, client, serv
             port_forward(client, ContainerGroupId=gid, Port=bad)
         assert exc.value.code == "InvalidParameter" and "Port" in exc.value.message
     # Another account's key: the group is not found.
-    name = f"e2e-pf-{uuid.uuid4().hex[:8]}"
-    admin = [str(BERTH_BIN), "admin", "--state-dir", str(berth.state_dir)]
-    subprocess.run([*admin, "account", "create", name], check=True, capture_output=True)
-    key = json.loads(subprocess.run(
-        [*admin, "key", "create", "--account", name, "-o", "json"],
-        check=True, capture_output=True, text=True,
-    ).stdout)
-    other = Client(Config(
-        access_key_id=key["AccessKeyId"], access_key_secret=key["AccessKeySecret"],
-        endpoint=berth.endpoint, protocol="http", region_id=REGION,
-        connect_timeout=5000, read_timeout=60000,
-    ))
+    _, key = support.new_account(berth, "e2e-pf")
+    other = support.sdk_client(berth, key)
     with pytest.raises(ClientException) as exc:
         port_forward(other, ContainerGroupId=gid, Port="8080")
     assert exc.value.status_code == 404, exc.value.message

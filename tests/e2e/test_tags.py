@@ -7,7 +7,6 @@ name, and a bill grouped by `tag:KEY` follows a re-tag (docs/API-EXTENSIONS.md).
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -16,36 +15,21 @@ from decimal import Decimal
 import pytest
 from alibabacloud_eci20180808 import models
 from alibabacloud_eci20180808.client import Client
-from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import ClientException
-from alibabacloud_tea_openapi.models import Config
-from alibabacloud_tea_util import models as util_models
 
 import support
-from support import BERTH_BIN, REGION, container, pretty, wait_for
+from support import REGION, container, pretty, wait_for
 
 GROUP = "ContainerGroup"
 CACHE = "ImageCache"
 
 
-def admin_ok(berth, *args: str) -> str:
-    r = subprocess.run(
-        [str(BERTH_BIN), "admin", "--state-dir", str(berth.state_dir), *args],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
-    assert r.returncode == 0, f"berth admin {' '.join(args)}: {r.stdout}\n{r.stderr}"
-    return r.stdout
+admin_ok = support.admin_ok
 
 
 def new_account(berth, prefix: str) -> tuple[str, Client]:
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    admin_ok(berth, "account", "create", name)
-    key = json.loads(admin_ok(berth, "key", "create", "--account", name, "-o", "json"))
-    return name, Client(Config(
-        access_key_id=key["AccessKeyId"], access_key_secret=key["AccessKeySecret"],
-        endpoint=berth.endpoint, protocol="http", region_id=REGION,
-        connect_timeout=5000, read_timeout=60000,
-    ))
+    name, key = support.new_account(berth, prefix)
+    return name, support.sdk_client(berth, key)
 
 
 def tag(client: Client, kind: str, ids: list[str], **tags: str) -> None:
@@ -295,12 +279,7 @@ def test_image_cache_tags(client, images):
 
 
 def usage(client: Client, **query: str) -> dict:
-    params = open_api_models.Params(
-        action="DescribeUsage", version="2018-08-08", protocol="HTTP", pathname="/",
-        method="POST", auth_type="AK", style="RPC", req_body_type="formData", body_type="json",
-    )
-    req = open_api_models.OpenApiRequest(query={"RegionId": REGION, **query})
-    return client.call_api(params, req, util_models.RuntimeOptions())["body"]
+    return support.call_action(client, "DescribeUsage", **query)
 
 
 def test_a_bill_by_tag_follows_a_retag(berth, groups, images):

@@ -18,10 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 from alibabacloud_eci20180808 import models
 from alibabacloud_eci20180808.client import Client
-from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_tea_openapi.exceptions import ClientException
-from alibabacloud_tea_openapi.models import Config
-from alibabacloud_tea_util import models as util_models
 
 import support
 from support import BERTH_BIN, REGION, container, pretty, wait_for
@@ -29,38 +26,14 @@ from support import BERTH_BIN, REGION, container, pretty, wait_for
 ACTION = "DescribeUsage"
 
 
-def admin_ok(berth, *args: str) -> str:
-    r = subprocess.run(
-        [str(BERTH_BIN), "admin", "--state-dir", str(berth.state_dir), *args],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
-    assert r.returncode == 0, f"berth admin {' '.join(args)}: {r.stdout}\n{r.stderr}"
-    return r.stdout
-
-
-def new_account(berth, prefix: str) -> tuple[str, dict]:
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    admin_ok(berth, "account", "create", name)
-    key = json.loads(admin_ok(berth, "key", "create", "--account", name, "-o", "json"))
-    return name, key
-
-
-def sdk(berth, key: dict) -> Client:
-    return Client(Config(
-        access_key_id=key["AccessKeyId"], access_key_secret=key["AccessKeySecret"],
-        endpoint=berth.endpoint, protocol="http", region_id=REGION,
-        connect_timeout=5000, read_timeout=60000,
-    ))
+admin_ok = support.admin_ok
+new_account = support.new_account
+sdk = support.sdk_client
 
 
 def usage(client: Client, **query: str) -> dict:
     """DescribeUsage through the SDK's generic call, answered as the raw JSON body."""
-    params = open_api_models.Params(
-        action=ACTION, version="2018-08-08", protocol="HTTP", pathname="/", method="POST",
-        auth_type="AK", style="RPC", req_body_type="formData", body_type="json",
-    )
-    req = open_api_models.OpenApiRequest(query={"RegionId": REGION, **query})
-    return client.call_api(params, req, util_models.RuntimeOptions())["body"]
+    return support.call_action(client, ACTION, **query)
 
 
 def refused(call) -> ClientException:
