@@ -141,8 +141,22 @@ async fn dispatch_value(
         Request::UpdateImageCache(r) => crate::cache::update(control, account, r).await,
         Request::DeleteImageCache(r) => crate::cache::delete(control, account, r).await,
         Request::ListUsage(_) => crate::cache::usage(control, account),
-        Request::TagResources(r) => crate::tags::tag(control, account, r),
-        Request::UntagResources(r) => crate::tags::untag(control, account, r),
+        Request::TagResources(r) => crate::tags::change(
+            control,
+            account,
+            &r.region_id,
+            r.resource_type,
+            &r.ids,
+            &r.change,
+        ),
+        Request::UntagResources(r) => crate::tags::change(
+            control,
+            account,
+            &r.region_id,
+            r.resource_type,
+            &r.ids,
+            &r.change,
+        ),
         Request::ListTagResources(r) => crate::tags::list(control, account, r),
         // Served by the observe handlers before this dispatch.
         Request::Exec(_)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use berth_control::{Control, ControlError};
 use berth_core::{TagChange, TagResourceType};
-use berth_eci::request::{ListTagResourcesRequest, TagResourcesRequest, UntagResourcesRequest};
+use berth_eci::request::ListTagResourcesRequest;
 use berth_eci::response::{ListTagResourcesResponse, RequestIdResponse, TagResource};
 use berth_eci::ApiError;
 use berth_store::{TagCursor, TagQuery};
@@ -19,7 +19,8 @@ fn other_region(control: &Control, region: &Option<String>) -> bool {
         .is_some_and(|r| !r.is_empty() && r != control.region())
 }
 
-fn change(
+/// TagResources and UntagResources: `change` on every one of `ids`, or on none.
+pub(crate) fn change(
     control: &Arc<Control>,
     account: &str,
     region: &Option<String>,
@@ -38,36 +39,6 @@ fn change(
         .change_tags(account, kind, ids, change)
         .map_err(map_err)?;
     json(RequestIdResponse::default())
-}
-
-pub(crate) fn tag(
-    control: &Arc<Control>,
-    account: &str,
-    r: TagResourcesRequest,
-) -> Result<serde_json::Value, ApiError> {
-    change(
-        control,
-        account,
-        &r.region_id,
-        r.resource_type,
-        &r.ids,
-        &r.change,
-    )
-}
-
-pub(crate) fn untag(
-    control: &Arc<Control>,
-    account: &str,
-    r: UntagResourcesRequest,
-) -> Result<serde_json::Value, ApiError> {
-    change(
-        control,
-        account,
-        &r.region_id,
-        r.resource_type,
-        &r.ids,
-        &r.change,
-    )
 }
 
 pub(crate) fn list(
