@@ -341,7 +341,11 @@ def test_two_containers_share_one_sandbox(gv, images):
     rec = wait_for("per-container metrics", per_container_metrics, 30, 1, gv.diag)
     a_m, b_m = sorted(rec["Containers"], key=lambda c: c["Name"])
     assert a_m["CPU"]["UsageCoreNanoSeconds"] != b_m["CPU"]["UsageCoreNanoSeconds"], (a_m, b_m)
-    assert rec["CPU"]["UsageCoreNanoSeconds"] >= a_m["CPU"]["UsageCoreNanoSeconds"] + b_m["CPU"]["UsageCoreNanoSeconds"], rec
+    # The group's figure is the sandbox's cgroup (the sentry and gofers, read by the host),
+    # the containers' the sentry's own accounting, read a moment apart: their sum stays
+    # near the group's, far below twice it (each container given the sandbox's total).
+    both = a_m["CPU"]["UsageCoreNanoSeconds"] + b_m["CPU"]["UsageCoreNanoSeconds"]
+    assert both <= rec["CPU"]["UsageCoreNanoSeconds"] * 1.25 + 50_000_000, rec
 
     # Other groups of this module keep their veths.
     own_veth = support.group_veth(gv.state_dir, gid)
