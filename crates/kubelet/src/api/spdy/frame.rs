@@ -273,6 +273,16 @@ pub fn give_back(stream: u32, n: usize) -> [Frame; 2] {
     ]
 }
 
+/// The id of a stream the client opens after `last`: odd and growing, as SPDY requires.
+pub fn client_stream(stream: u32, last: u32) -> Result<u32, SpdyError> {
+    if stream.is_multiple_of(2) || stream <= last {
+        return Err(SpdyError::Protocol(format!(
+            "the client opened stream {stream} after {last}"
+        )));
+    }
+    Ok(stream)
+}
+
 /// The refusal of a stream the client opened.
 pub fn refused(stream: u32) -> Frame {
     Frame::RstStream {

@@ -155,13 +155,7 @@ impl Session {
             Frame::SynStream {
                 stream, headers, ..
             } => {
-                if stream % 2 == 0 || stream <= self.last_id {
-                    return Err(SpdyError::Protocol(format!(
-                        "the client opened stream {stream} after {}",
-                        self.last_id
-                    )));
-                }
-                self.last_id = stream;
+                self.last_id = frame::client_stream(stream, self.last_id)?;
                 let get = |name: &str| {
                     headers
                         .iter()

@@ -273,13 +273,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 fin,
                 headers,
             } => {
-                if stream % 2 == 0 || stream <= self.last_id {
-                    return Err(SpdyError::Protocol(format!(
-                        "the client opened stream {stream} after {}",
-                        self.last_id
-                    )));
-                }
-                self.last_id = stream;
+                self.last_id = frame::client_stream(stream, self.last_id)?;
                 self.opened += 1;
                 let kind = headers
                     .iter()
