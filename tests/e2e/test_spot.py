@@ -3,7 +3,8 @@ capacity is set to 1 vCPU by its flags (bridge berthc0, 10.234.0.0/16): a group 
 fit waits in Scheduling and is placed when another is deleted, or ends ScheduleFailed at the
 schedule timeout with ECI's NoStock event, never billed; a pay-as-you-go group reclaims an
 unprotected spot group (SpotDuration=0) after its SpotToBeReleased notice, which ends Expired
-and is billed until then at its spot price, while a protected one (SpotDuration=1) survives."""
+and is billed until then at its spot price, while a protected one (SpotDuration=1) survives; a
+spot group with StrictSpot=false that finds no room is created pay-as-you-go."""
 
 from __future__ import annotations
 
@@ -188,3 +189,30 @@ def test_a_pay_as_you_go_group_reclaims_an_unprotected_spot_group(small, groups)
     billed = Decimal(line["BilledSeconds"])
     assert abs(billed - Decimal(str((t(period["ended"]) - t(period["started"])).total_seconds()))) \
         <= 1, pretty(line)
+
+
+def test_a_spot_group_with_strict_spot_false_runs_pay_as_you_go_when_full(small, groups):
+    """StrictSpot=false through the SDK: with the node full of protected groups, the spot
+    group is created pay-as-you-go (a SpotFallback event) and waits like one; a strict one
+    waits as a spot group."""
+    client = small.client()
+    full = [create(groups, f"e2e-fb-full-{i}", spot_strategy="SpotAsPriceGo", spot_duration=1)
+            for i in range(2)]
+    for gid in full:
+        wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=small.diag)
+    strict = create(groups, "e2e-fb-strict", spot_strategy="SpotAsPriceGo", strict_spot=True)
+    raw = raw_group(client, strict)
+    assert (raw["Status"], raw["SpotStrategy"]) == ("Scheduling", "SpotAsPriceGo"), pretty(raw)
+    assert "SpotFallback" not in reasons(client, strict)
+    support.delete(client, strict)
+    fell = create(groups, "e2e-fb-fell", spot_strategy="SpotAsPriceGo", strict_spot=False)
+    raw = raw_group(client, fell)
+    assert (raw["Status"], raw["SpotStrategy"]) == ("Scheduling", "NoSpot"), pretty(raw)
+    assert "no room" in event(client, fell, "SpotFallback")["Message"]
+    # Protected groups are never reclaimed: it waits (less than the schedule timeout of
+    # TIMEOUT_S) until one is deleted, then runs.
+    support.delete(client, full[0])
+    wait_status(client, fell, ["Running"], 60, never=["Failed", "ScheduleFailed"],
+                diag=small.diag)
+    [period] = support.ledger_periods(small.state_dir, fell)
+    assert period["spot_price"] is None, period

@@ -145,6 +145,9 @@ impl CreateParams {
             q.opt("SpotPriceLimit", t.price_limit.as_deref());
             if t.strategy.is_spot() {
                 q.put("SpotDuration", &t.duration_hours.to_string());
+                if t.fallback {
+                    q.put("StrictSpot", "false");
+                }
             }
         }
         for (i, v) in self.volumes.iter().enumerate() {
@@ -719,6 +722,7 @@ mod tests {
                 price_limit: Some("0.5".into()),
                 duration_hours: 0,
                 hour_price: None,
+                fallback: true,
             }),
             ..Default::default()
         };

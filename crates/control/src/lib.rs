@@ -33,4 +33,4 @@ pub use schedule::{
     REASON_WAITING, SCHEDULE_FAILED_KEPT,
 };
 pub use service::{Control, ControlError, EventHook};
-pub use spot::{REASON_EXPIRED, REASON_RELEASED, REASON_TO_BE_RELEASED};
+pub use spot::{REASON_EXPIRED, REASON_FALLBACK, REASON_RELEASED, REASON_TO_BE_RELEASED};

@@ -214,9 +214,13 @@ impl Control {
         if spec.region_id.is_empty() {
             spec.region_id = self.region.clone();
         }
-        self.fix_spot_price(&mut spec)?;
+        let fallback_event = self.fix_spot_price(&mut spec, true)?;
         let (cache_event, auto_cache) = self.choose_image_cache(account, &mut spec).await?;
-        let (rec, inserted) = self.insert_new(account, spec, client_token, cache_event, &params)?;
+        let events = NewEvents {
+            fallback: fallback_event,
+            cache: cache_event,
+        };
+        let (rec, inserted) = self.insert_new(account, spec, client_token, events, &params)?;
         let id = rec.id.clone();
         if let Some(prev) = inserted {
             self.release(&id);
@@ -251,7 +255,7 @@ impl Control {
         account: &str,
         mut spec: GroupSpec,
         client_token: Option<String>,
-        cache_event: Option<Event>,
+        events: NewEvents,
         params: &str,
     ) -> Result<(GroupRecord, Option<berth_store::TokenUse>), ControlError> {
         // From the choice of the ports to the insert: no other create chooses meanwhile.
@@ -282,8 +286,22 @@ impl Control {
             ..GroupRecord::new(id.clone(), account, spec, now)
         };
         // The room is decided before the record is written, so that a group placed at once
-        // is written with its Scheduled event (one write).
-        match self.admit(&rec) {
+        // is written with its Scheduled event (one write). A spot group that may fall back
+        // and finds no room now is decided again as pay-as-you-go (which may reclaim).
+        if let Some(ev) = events.fallback {
+            rec.push_event(ev);
+        }
+        let mut admission = self.admit(&rec);
+        if matches!(admission, crate::schedule::Admission::Wait(_))
+            && rec.spec.spot.as_ref().is_some_and(|t| t.fallback)
+        {
+            rec.spec.spot = None;
+            rec.push_event(crate::spot::fallback_event(
+                "no room for it on the node now",
+            ));
+            admission = self.admit(&rec);
+        }
+        match admission {
             crate::schedule::Admission::Placed => {
                 rec.push_event(crate::schedule::scheduled_event(&id, now))
             }
@@ -296,7 +314,7 @@ impl Control {
                 crate::schedule::fail_record(&mut rec, &short, now)
             }
         }
-        if let Some(ev) = cache_event {
+        if let Some(ev) = events.cache {
             rec.push_event(ev);
         }
         // The token is claimed with the insert: of concurrent creates with one token, only one
@@ -471,7 +489,7 @@ impl Control {
             .unwrap_or_else(|p| p.into_inner())
             .check(&new)?;
         let mut new = new;
-        self.fix_spot_price(&mut new)?;
+        self.fix_spot_price(&mut new, false)?;
         // The new size holds its room before the record is written; given back if the
         // update is not made.
         let held = self
@@ -686,6 +704,13 @@ pub fn apply_report(r: &mut GroupRecord, obs: &ObservedGroup) {
         }
         r.status = next;
     }
+}
+
+/// The events a new group is written with besides its scheduling: a spot group created
+/// pay-as-you-go before its room is decided, its image cache's after.
+struct NewEvents {
+    fallback: Option<Event>,
+    cache: Option<Event>,
 }
 
 #[cfg(test)]

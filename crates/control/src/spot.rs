@@ -17,6 +17,8 @@ use crate::service::{Control, ControlError};
 
 /// The event a spot group gets the notice time before it is reclaimed (ECI's and ACK's).
 pub const REASON_TO_BE_RELEASED: &str = "SpotToBeReleased";
+/// The event of a spot group created pay-as-you-go as it allowed (`StrictSpot=false`).
+pub const REASON_FALLBACK: &str = "SpotFallback";
 /// The event of a spot group reclaimed.
 pub const REASON_RELEASED: &str = "SpotReleased";
 /// The reason of its containers' termination.
@@ -34,17 +36,29 @@ impl Control {
     }
 
     /// Fixes the price in force of a spot group (at creation, and at an update of its size):
-    /// refused when its `SpotPriceLimit` is below it (ECI does not create such a group).
-    pub(crate) fn fix_spot_price(&self, spec: &mut GroupSpec) -> Result<(), ControlError> {
+    /// refused when its `SpotPriceLimit` is below it (ECI does not create such a group),
+    /// unless it may fall back (`StrictSpot=false`, at creation only): then it becomes a
+    /// pay-as-you-go group, and the event saying so is returned.
+    pub(crate) fn fix_spot_price(
+        &self,
+        spec: &mut GroupSpec,
+        at_create: bool,
+    ) -> Result<Option<Event>, ControlError> {
         if spec.spot.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let price = self.spot_price(spec);
         let Some(terms) = spec.spot.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         if let Some(limit) = limit_of(&terms.price_limit) {
             if limit < price {
+                if at_create && terms.fallback {
+                    spec.spot = None;
+                    return Ok(Some(fallback_event(&format!(
+                        "its SpotPriceLimit {limit} is below the spot price {price} per hour"
+                    ))));
+                }
                 return Err(ControlError::SpotPriceLimitTooLow {
                     limit: limit.to_string(),
                     price: price.to_string(),
@@ -52,7 +66,7 @@ impl Control {
             }
         }
         terms.hour_price = Some(price.to_string());
-        Ok(())
+        Ok(None)
     }
 
     /// At start: every running spot group whose `SpotPriceLimit` the catalog's price now
@@ -153,6 +167,17 @@ impl Control {
             "stopped as the preemptible group was released",
         )
     }
+}
+
+/// The event of a group that asked to be preemptible and was created pay-as-you-go.
+pub(crate) fn fallback_event(why: &str) -> Event {
+    Event::new(
+        EventType::Normal,
+        REASON_FALLBACK,
+        format!("No preemptible container group could be had ({why}): created pay-as-you-go as StrictSpot=false allows"),
+        None,
+        Utc::now(),
+    )
 }
 
 fn limit_of(text: &Option<String>) -> Option<Decimal> {

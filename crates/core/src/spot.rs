@@ -60,6 +60,11 @@ pub struct SpotTerms {
     /// The hourly price in force (exact decimal text), set at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hour_price: Option<String>,
+    /// `StrictSpot=false` (the `k8s.aliyun.com/eci-spot-fallback` annotation): when no
+    /// preemptible group can be had at creation (no room now, or a `SpotPriceLimit` below the
+    /// price), a pay-as-you-go group is created instead of waiting or being refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
 }
 
 impl SpotTerms {

@@ -23,6 +23,8 @@ pub const ANNOTATION_SPOT_STRATEGY: &str = "k8s.aliyun.com/eci-spot-strategy";
 pub const ANNOTATION_SPOT_PRICE_LIMIT: &str = "k8s.aliyun.com/eci-spot-price-limit";
 /// `SpotDuration`: hours of protection from reclaim (`"0"` for none; ECI's default 1).
 pub const ANNOTATION_SPOT_DURATION: &str = "k8s.aliyun.com/eci-spot-duration";
+/// `StrictSpot=false`: `"true"` lets a spot pod with no room run as pay-as-you-go.
+pub const ANNOTATION_SPOT_FALLBACK: &str = "k8s.aliyun.com/eci-spot-fallback";
 
 /// `PlainHttpRegistry`: registries (`host[:port]`, comma-separated) pulled over plain HTTP.
 pub const ANNOTATION_PLAIN_HTTP_REGISTRY: &str = "k8s.aliyun.com/plain-http-registry";
@@ -68,7 +70,6 @@ const IGNORED: &[&str] = &[
     "k8s.aliyun.com/eci-security-group",
     "k8s.aliyun.com/eci-schedule-strategy",
     "k8s.aliyun.com/eci-resource-group-id",
-    "k8s.aliyun.com/eci-spot-fallback",
 ];
 
 /// Applies the annotations to `out`; returns the GiB of extra temporary storage asked for.
@@ -77,7 +78,7 @@ pub(crate) fn apply(
     out: &mut CreateParams,
 ) -> Result<Option<f64>, PodError> {
     let mut extra = None;
-    let (mut strategy, mut limit, mut duration) = (None, None, None);
+    let (mut strategy, mut limit, mut duration, mut fallback) = (None, None, None, None);
     for (k, v) in annotations.into_iter().flatten() {
         let field = || format!("metadata.annotations[{k:?}]");
         match k.as_str() {
@@ -152,6 +153,18 @@ pub(crate) fn apply(
                         })?,
                 );
             }
+            ANNOTATION_SPOT_FALLBACK => {
+                fallback = Some(match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(PodError::unsupported(
+                            field(),
+                            format!("must be \"true\" or \"false\", got {v:?}"),
+                        ))
+                    }
+                })
+            }
             _ if IGNORED.contains(&k.as_str()) => {}
             _ if k.starts_with("k8s.aliyun.com/") => {
                 return Err(PodError::unsupported(
@@ -162,7 +175,7 @@ pub(crate) fn apply(
             _ => {}
         }
     }
-    out.spot = spot_terms(strategy, limit, duration)?;
+    out.spot = spot_terms(strategy, limit, duration, fallback)?;
     Ok(extra)
 }
 
@@ -172,13 +185,15 @@ fn spot_terms(
     strategy: Option<berth_core::SpotStrategy>,
     limit: Option<String>,
     duration: Option<u32>,
+    fallback: Option<bool>,
 ) -> Result<Option<berth_core::SpotTerms>, PodError> {
     let strategy = strategy.unwrap_or_default();
     if !strategy.is_spot() {
-        if limit.is_some() || duration.is_some() {
+        if limit.is_some() || duration.is_some() || fallback.is_some() {
             return Err(PodError::unsupported(
                 format!("metadata.annotations[{ANNOTATION_SPOT_STRATEGY:?}]"),
-                "must be SpotAsPriceGo or SpotWithPriceLimit with a spot price limit or duration",
+                "must be SpotAsPriceGo or SpotWithPriceLimit with a spot price limit, duration \
+                 or fallback",
             ));
         }
         return Ok(None);
@@ -188,5 +203,6 @@ fn spot_terms(
         price_limit: limit,
         duration_hours: duration.unwrap_or(berth_core::spot::DEFAULT_SPOT_DURATION_HOURS),
         hour_price: None,
+        fallback: fallback.unwrap_or(false),
     }))
 }

@@ -422,3 +422,139 @@ async fn a_spot_group_whose_limit_the_new_price_passes_is_reclaimed_at_start() {
         assert!(rec.events.iter().all(|e| e.reason != "SpotToBeReleased"));
     }
 }
+
+/// `StrictSpot=false`: a spot group that finds no room, or whose limit is below the price, is
+/// created pay-as-you-go (and then reclaims like one); a strict one waits or is refused.
+#[tokio::test]
+async fn a_spot_group_that_may_fall_back_runs_pay_as_you_go() {
+    let s = serve_with(Arc::new(NullNode)).await;
+    s.control.set_schedule_policy(policy(2.0, 5000, 200));
+    let open = [("SpotStrategy", "SpotAsPriceGo"), ("SpotDuration", "0")];
+    let fallback = [
+        ("SpotStrategy", "SpotAsPriceGo"),
+        ("SpotDuration", "0"),
+        ("StrictSpot", "false"),
+    ];
+    // With room, the fallback changes nothing: a spot group.
+    let first = create(&s, "first", "1", &fallback).await;
+    let g = describe(&s, &first).await;
+    assert_eq!(g["SpotStrategy"], "SpotAsPriceGo");
+    assert!(!reasons(&g).contains(&"SpotFallback".to_string()), "{g}");
+    let second = create(&s, "second", "1", &open).await;
+    running(&s, &first);
+    running(&s, &second);
+    // No room: a strict one waits and reclaims nothing.
+    let strict = create(
+        &s,
+        "strict",
+        "1",
+        &[open[0], open[1], ("StrictSpot", "true")],
+    )
+    .await;
+    let g = describe(&s, &strict).await;
+    assert_eq!(
+        (g["Status"].as_str(), g["SpotStrategy"].as_str()),
+        (Some("Scheduling"), Some("SpotAsPriceGo"))
+    );
+    s.client
+        .call(
+            "DeleteContainerGroup",
+            &p(&[("RegionId", "local"), ("ContainerGroupId", strict.as_str())]),
+        )
+        .await
+        .unwrap();
+    // One that may fall back becomes pay-as-you-go and reclaims the cheapest spot group.
+    let fell = create(&s, "fell", "1", &fallback).await;
+    let g = describe(&s, &fell).await;
+    assert_eq!(g["SpotStrategy"], "NoSpot", "{g}");
+    assert_eq!(g["SpotDuration"], 0);
+    assert!(reasons(&g).contains(&"SpotFallback".to_string()), "{g}");
+    let mut expired = 0;
+    for _ in 0..100 {
+        expired = 0;
+        for id in [&first, &second] {
+            if describe(&s, id).await["Status"] == "Expired" {
+                expired += 1;
+            }
+        }
+        if expired > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(expired, 1, "exactly one spot group gives way");
+    for _ in 0..100 {
+        if reasons(&describe(&s, &fell).await).contains(&"Scheduled".to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reasons(&describe(&s, &fell).await).contains(&"Scheduled".to_string()));
+    // Billed at the pay-as-you-go price.
+    running(&s, &fell);
+    let ledger = s.control.store().group_ledger(&fell).unwrap();
+    assert!(ledger.iter().all(|l| l.spot_price.is_none()), "{ledger:?}");
+
+    // A limit below the price: refused when strict, pay-as-you-go when not.
+    let cheap = [
+        ("SpotStrategy", "SpotWithPriceLimit"),
+        ("SpotPriceLimit", "0.001"),
+    ];
+    let e = s
+        .client
+        .call(
+            "CreateContainerGroup",
+            &p(&[
+                ("RegionId", "local"),
+                ("ContainerGroupName", "too-cheap"),
+                ("Cpu", "0.25"),
+                ("Memory", "0.5"),
+                ("Container.1.Name", "c"),
+                ("Container.1.Image", "busybox"),
+                cheap[0],
+                cheap[1],
+            ]),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("SpotPriceLimit"), "{e}");
+    let id = create(
+        &s,
+        "cheap",
+        "0.25",
+        &[cheap[0], cheap[1], ("StrictSpot", "false")],
+    )
+    .await;
+    let g = describe(&s, &id).await;
+    assert_eq!(g["SpotStrategy"], "NoSpot", "{g}");
+    let ev = g["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["Reason"] == "SpotFallback")
+        .unwrap();
+    assert!(
+        ev["Message"]
+            .as_str()
+            .unwrap()
+            .contains("below the spot price"),
+        "{ev}"
+    );
+
+    // StrictSpot without a spot strategy is refused by name.
+    let e = s
+        .client
+        .call(
+            "CreateContainerGroup",
+            &p(&[
+                ("RegionId", "local"),
+                ("ContainerGroupName", "not-spot"),
+                ("Container.1.Name", "c"),
+                ("Container.1.Image", "busybox"),
+                ("StrictSpot", "false"),
+            ]),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("StrictSpot"), "{e}");
+}

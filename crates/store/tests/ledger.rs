@@ -244,6 +244,7 @@ fn a_spot_group_is_billed_at_its_price_in_force_and_not_after_it_expired() {
         price_limit: None,
         duration_hours: 0,
         hour_price: Some("0.1323216".into()),
+        fallback: false,
     });
     s.insert_group(&rec).unwrap();
     set(&s, &rec.id, GroupStatus::Running);

@@ -548,7 +548,8 @@ pub(super) fn check_fits(spec: &GroupSpec) -> Result<(), ApiError> {
 }
 
 /// `SpotStrategy`, `SpotPriceLimit` and `SpotDuration` of a new group (`None`: pay-as-you-go).
-/// A price limit goes only with `SpotWithPriceLimit`, a duration only with a spot strategy.
+/// A price limit goes only with `SpotWithPriceLimit`, a duration and `StrictSpot` only with a
+/// spot strategy.
 fn spot_terms(p: &Params) -> Result<Option<berth_core::SpotTerms>, ApiError> {
     let ask = super::price::spot_ask(p)?;
     let given = |n: &str| {
@@ -568,6 +569,12 @@ fn spot_terms(p: &Params) -> Result<Option<berth_core::SpotTerms>, ApiError> {
                 "is taken only with SpotStrategy SpotAsPriceGo or SpotWithPriceLimit",
             ));
         }
+        if given("StrictSpot") {
+            return Err(ApiError::invalid_parameter(
+                "StrictSpot",
+                "is taken only with SpotStrategy SpotAsPriceGo or SpotWithPriceLimit",
+            ));
+        }
         return Ok(None);
     }
     Ok(Some(berth_core::SpotTerms {
@@ -575,5 +582,7 @@ fn spot_terms(p: &Params) -> Result<Option<berth_core::SpotTerms>, ApiError> {
         price_limit: ask.price_limit.map(|d| d.normalize().to_string()),
         duration_hours: ask.duration_hours,
         hour_price: None,
+        // ECI's default is strict: no room for a spot group leaves it waiting.
+        fallback: !p.bool("StrictSpot")?.unwrap_or(true),
     }))
 }

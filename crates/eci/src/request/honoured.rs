@@ -260,7 +260,7 @@ const GROUP: &[(&str, Rule)] = &[
     ("SpotStrategy", Honoured),
     ("SpotPriceLimit", Honoured),
     ("SpotDuration", Honoured),
-    ("StrictSpot", Ignored),
+    ("StrictSpot", Honoured),
     ("OsType", RefusedUnless(&["Linux"])),
     ("CpuArchitecture", RefusedUnless(&["AMD64"])),
     // Asked for, not yet done.

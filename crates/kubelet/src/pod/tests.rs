@@ -501,7 +501,19 @@ fn spot_annotations_make_a_preemptible_group() {
         json!({"k8s.aliyun.com/eci-spot-strategy": "SpotAsPriceGo"}),
     );
     let t = map(v).spot.unwrap();
-    assert_eq!((t.price_limit, t.duration_hours), (None, 1));
+    assert_eq!(
+        (t.price_limit, t.duration_hours, t.fallback),
+        (None, 1, false)
+    );
+    let v = with(
+        base(),
+        &["metadata", "annotations"],
+        json!({
+            "k8s.aliyun.com/eci-spot-strategy": "SpotAsPriceGo",
+            "k8s.aliyun.com/eci-spot-fallback": "true"
+        }),
+    );
+    assert!(map(v).spot.unwrap().fallback);
     assert_eq!(map(base()).spot, None);
     assert_eq!(map(base()).ephemeral_storage, None);
 }
@@ -787,6 +799,16 @@ fn what_berth_cannot_run_is_refused_by_name() {
             "spot price limit without a strategy",
             annotation("k8s.aliyun.com/eci-spot-price-limit", "0.5"),
             "eci-spot-strategy",
+        ),
+        (
+            "spot fallback without a strategy",
+            annotation("k8s.aliyun.com/eci-spot-fallback", "true"),
+            "eci-spot-strategy",
+        ),
+        (
+            "spot fallback not a boolean",
+            annotation("k8s.aliyun.com/eci-spot-fallback", "yes"),
+            "eci-spot-fallback",
         ),
         (
             "unknown eci option",
