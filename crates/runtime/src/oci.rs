@@ -107,9 +107,42 @@ impl OciCommand {
         Ok(cmd)
     }
 
+    /// A command for `args` that neither touches cgroups nor enters the container (`state`,
+    /// `kill` of the init): it runs in berth's own mount namespace, so it is spawned without a
+    /// fork of berth (a fork copies the page tables of the whole server, whose size grows with
+    /// the groups it holds) and without a copy of the host's mount table (which grows with
+    /// them too). crun is told not to copy itself: the copy guards a runtime that joins a
+    /// container, which these commands never do.
+    pub fn command_outside<I, S>(&self, args: I) -> std::process::Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = std::process::Command::new(&self.binary);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .args(&self.global_args)
+            .args(args);
+        cmd.stdin(Stdio::null());
+        if self.pin_binary {
+            cmd.env(CLONED_BINARY_ENV, "1");
+        }
+        cmd
+    }
+
     /// Runs `args` to completion, whatever its exit status.
     pub async fn output(&self, args: &[&str]) -> Result<Output, RuntimeError> {
-        let mut cmd = tokio::process::Command::from(self.command(args)?);
+        self.run(self.command(args)?, args).await
+    }
+
+    /// [`OciCommand::output`] of a command that runs outside a private mount namespace
+    /// ([`OciCommand::command_outside`]).
+    pub async fn output_outside(&self, args: &[&str]) -> Result<Output, RuntimeError> {
+        self.run(self.command_outside(args), args).await
+    }
+
+    async fn run(&self, cmd: std::process::Command, args: &[&str]) -> Result<Output, RuntimeError> {
+        let mut cmd = tokio::process::Command::from(cmd);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -139,7 +172,7 @@ impl OciCommand {
     /// `state <id>`; `None` when the runtime does not know the container.
     pub async fn state(&self, id: &str) -> Result<Option<OciState>, RuntimeError> {
         let args = ["state", id];
-        let out = self.output(&args).await?;
+        let out = self.output_outside(&args).await?;
         if !out.status.success() {
             return if is_not_found(&out.stderr) {
                 Ok(None)
@@ -159,7 +192,7 @@ impl OciCommand {
     /// `kill <id> <signal>`; `false` when the container is unknown or no longer running.
     pub async fn kill(&self, id: &str, signal: &str) -> Result<bool, RuntimeError> {
         let args = ["kill", id, signal];
-        let out = self.output(&args).await?;
+        let out = self.output_outside(&args).await?;
         if out.status.success() {
             return Ok(true);
         }

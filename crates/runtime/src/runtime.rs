@@ -420,8 +420,10 @@ impl Runtime {
             Some(state) => cgroup_path_of(&state.bundle),
             None => None,
         };
+        // Outside a private mount namespace (no fork of berth, no copy of the mount table):
+        // what crun's delete does to cgroups berth does again below, in every hierarchy.
         let args = ["delete", "--force", id];
-        let out = self.oci.output(&args).await?;
+        let out = self.oci.output_outside(&args).await?;
         if !out.status.success() && !is_not_found(&out.stderr) {
             return Err(self.oci.failure(&args, &out));
         }
