@@ -7,8 +7,10 @@ use std::path::Path;
 
 use nix::mount::{umount2, MntFlags};
 
-/// Unmounts every mount at or below `dir`, deepest first (staged SubPaths, memory volumes).
-pub fn unmount_below(dir: &Path) -> io::Result<()> {
+/// Unmounts every mount at or below `dir`, deepest first (staged SubPaths, memory volumes);
+/// returns how many mount points it found (0: nothing was mounted there, the mount table
+/// need not be read again to know it).
+pub fn unmount_below(dir: &Path) -> io::Result<usize> {
     let text = fs::read_to_string("/proc/self/mountinfo")?;
     let prefix = dir.to_string_lossy().to_string();
     // (mount point, whether it is NFS: forced, so that a dead server is not waited for)
@@ -23,6 +25,7 @@ pub fn unmount_below(dir: &Path) -> io::Result<()> {
         .collect();
     points.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
     points.dedup();
+    let found = points.len();
     for (p, nfs) in points {
         let flags = if nfs {
             MntFlags::MNT_FORCE | MntFlags::MNT_DETACH
@@ -34,7 +37,7 @@ pub fn unmount_below(dir: &Path) -> io::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Mount points at or below `dir`.
