@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The display of one wait.
 pub(crate) struct Waiting {
@@ -31,9 +31,12 @@ impl Waiting {
             let style = ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_spinner())
                 .progress_chars("=> ");
-            let bar = ProgressBar::new(100).with_style(style);
+            // Drawn only once its prefix and message are set.
+            let bar = ProgressBar::with_draw_target(Some(100), ProgressDrawTarget::hidden())
+                .with_style(style);
             bar.set_prefix(what.to_string());
             bar.set_message("waiting");
+            bar.set_draw_target(ProgressDrawTarget::stderr());
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });

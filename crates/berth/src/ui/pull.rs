@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use berth_image::PullProgress;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The bars of one pull.
 pub(crate) struct PullBars {
@@ -19,7 +19,9 @@ pub(crate) struct PullBars {
 
 struct Tty {
     multi: MultiProgress,
+    /// The whole image's bar, added once its size is known.
     total: ProgressBar,
+    total_shown: std::sync::atomic::AtomicBool,
     layer_style: ProgressStyle,
     layers: Mutex<HashMap<usize, ProgressBar>>,
 }
@@ -45,12 +47,14 @@ impl PullBars {
                     "{prefix:>12} [{bar:30}] {bytes:>10} / {total_bytes:<10} {binary_bytes_per_sec} {msg}",
                 )
             };
-            let multi = MultiProgress::new();
-            let total_bar = multi.add(ProgressBar::new(0).with_style(style(total)));
+            // Hidden until the multi-bar takes it.
+            let total_bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden())
+                .with_style(style(total));
             total_bar.set_prefix("total");
             Tty {
-                multi,
+                multi: MultiProgress::new(),
                 total: total_bar,
+                total_shown: Default::default(),
                 layer_style: style(layer),
                 layers: Mutex::default(),
             }
@@ -92,6 +96,12 @@ impl PullBars {
         };
         t.total.set_length(p.total_bytes);
         t.total.set_position(p.bytes);
+        if !t
+            .total_shown
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            t.multi.add(t.total.clone());
+        }
         let finished = self
             .done
             .lock()
