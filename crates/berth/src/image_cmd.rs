@@ -81,7 +81,7 @@ pub async fn run(a: ImageArgs) -> anyhow::Result<()> {
                 }
                 t.row(vec![
                     i.reference.clone().into(),
-                    digest[..digest.len().min(19)].into(),
+                    digest.get(..19).unwrap_or(digest).into(),
                     human(i.size_bytes).into(),
                     ago(i.last_used).into(),
                     pinned.into(),

@@ -1,6 +1,8 @@
 //! `berth ps`: the account's container groups, without the ended ones unless `-a`, with
 //! docker's `--filter` spelling turned into DescribeContainerGroups' own filters (`Status`,
-//! `ContainerGroupName`, `Tag.N`), so that the server does the filtering.
+//! `ContainerGroupName`, `Tag.N`), so that the server does the filtering; without `-a`,
+//! the groups that have not ended are asked for by their statuses, so that the ended ones
+//! (which accumulate) are never fetched.
 
 use std::collections::BTreeSet;
 
@@ -15,7 +17,17 @@ use crate::ui::{Format, Table};
 
 /// Most DescribeContainerGroups queries one `ps` makes for its `status=` and `name=` values
 /// (the API takes one of each per query).
-const MAX_QUERIES: usize = 20;
+const MAX_QUERIES: usize = 60;
+
+/// The statuses of groups that have not ended, which `ps` lists without `-a`.
+const NOT_ENDED: [GroupStatus; 6] = [
+    GroupStatus::Scheduling,
+    GroupStatus::Pending,
+    GroupStatus::Running,
+    GroupStatus::Restarting,
+    GroupStatus::Updating,
+    GroupStatus::Terminating,
+];
 
 #[derive(clap::Args)]
 pub struct PsArgs {
@@ -161,6 +173,9 @@ pub async fn ps(a: &ClientArgs, mut r: PsArgs) -> anyhow::Result<()> {
         r.filters.push(Filter::Status(s));
     }
     let by_status = r.filters.iter().any(|f| matches!(f, Filter::Status(_)));
+    if !r.all && !by_status {
+        r.filters.extend(NOT_ENDED.map(Filter::Status));
+    }
     let c = client(a)?;
     let mut groups: Vec<ContainerGroup> = Vec::new();
     let mut seen = BTreeSet::new();
@@ -170,9 +185,6 @@ pub async fn ps(a: &ClientArgs, mut r: PsArgs) -> anyhow::Result<()> {
                 groups.push(g);
             }
         }
-    }
-    if !r.all && !by_status {
-        groups.retain(|g| !GroupStatus::parse(&g.status).is_some_and(GroupStatus::is_final));
     }
     // Newest first, as docker lists.
     groups.sort_by(|x, y| y.creation_time.cmp(&x.creation_time));
@@ -283,8 +295,33 @@ pub(crate) mod tests {
         assert_eq!(q.len(), 2);
         assert!(q.iter().all(|q| q.iter().any(|(k, _)| k == "Status")));
         assert_eq!(queries(&[]).unwrap().len(), 1);
-        let many: Vec<Filter> = (0..21).map(|i| Filter::Name(format!("n{i}"))).collect();
+        let many: Vec<Filter> = (0..61).map(|i| Filter::Name(format!("n{i}"))).collect();
         assert!(queries(&many).is_err());
+    }
+
+    #[test]
+    fn the_statuses_listed_without_all_are_those_not_ended() {
+        for s in NOT_ENDED {
+            assert!(!s.is_final(), "{s:?}");
+        }
+        let all = [
+            "Scheduling",
+            "ScheduleFailed",
+            "Pending",
+            "Running",
+            "Succeeded",
+            "Failed",
+            "Restarting",
+            "Updating",
+            "Terminating",
+            "Expired",
+        ];
+        let not_final = all
+            .iter()
+            .filter_map(|s| GroupStatus::parse(s))
+            .filter(|s| !s.is_final())
+            .count();
+        assert_eq!(not_final, NOT_ENDED.len());
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl PullBars {
 
 fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
+    hex.get(..12).unwrap_or(hex)
 }
 
 /// Bytes in binary units (`12.5 MiB`).
