@@ -290,6 +290,16 @@ access_key_secret = "{creds['AccessKeySecret']}"
     res = _bare_cli("ps", "--profile", "elsewhere", env=env)
     assert res.returncode != 0 and "its profiles: here, nowhere" in res.stderr, res.stderr
 
+    # A key without access (another account's bill, for a key that is not an operator's):
+    # the advice says so and names the key.
+    _, key = support.new_account(berth, "cli-403")
+    res = _bare_cli("usage", "--account", "*", env={
+        **env, "BERTH_ENDPOINT": berth.url, "BERTH_ACCESS_KEY_ID": key["AccessKeyId"],
+        "BERTH_ACCESS_KEY_SECRET": key["AccessKeySecret"]})
+    assert res.returncode != 0 and "Forbidden.Operator" in res.stderr, res.stderr
+    assert f"access key {key['AccessKeyId']} (BERTH_ACCESS_KEY_ID" in res.stderr, res.stderr
+    assert "lacks access" in res.stderr, res.stderr
+
     # A key the server does not know: the advice names the key and where it came from.
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"AccessKeyId": "LTAIunknown0000000000", "AccessKeySecret": "x"}))
