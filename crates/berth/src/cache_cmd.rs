@@ -93,7 +93,12 @@ pub async fn run(a: &ClientArgs, cmd: CacheCommand) -> anyhow::Result<()> {
             let mut caches: Vec<ImageCache> = Vec::new();
             let mut token: Option<String> = None;
             // 100 a page: 1,000 pages are far above any quota of image caches.
-            for _ in 0..1000 {
+            let mut pages = 0;
+            loop {
+                pages += 1;
+                if pages > 1000 {
+                    bail!("the listing did not end after 1,000 pages");
+                }
                 let mut p = vec![
                     ("RegionId".to_string(), a.region.clone()),
                     ("Limit".to_string(), "100".to_string()),
