@@ -1,10 +1,14 @@
 //! `berth cache create NAME IMAGE...`, `berth cache ls`, `berth cache rm ID`: image caches
 //! through the ECI API (CreateImageCache, DescribeImageCaches, DeleteImageCache).
 
-use anyhow::Context;
-use serde_json::Value;
+use anyhow::bail;
+use berth_client::response::{DescribeImageCachesResponse, ImageCache};
+use berth_client::Client;
 
 use crate::cli::{client, registry_host, ClientArgs};
+use crate::ui::progress::Waiting;
+use crate::ui::table::Cell;
+use crate::ui::{Format, Table};
 
 #[derive(clap::Subcommand)]
 pub enum CacheCommand {
@@ -25,12 +29,16 @@ pub enum CacheCommand {
         /// localhost).
         #[arg(long)]
         plain_http: bool,
-        /// Wait until the cache is Ready (or failed).
+        /// Wait until the cache is Ready (or failed), with its progress on a terminal.
         #[arg(long)]
         wait: bool,
     },
     /// List image caches.
-    Ls,
+    Ls {
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Delete image caches.
     Rm {
         #[arg(required = true)]
@@ -78,42 +86,19 @@ pub async fn run(a: &ClientArgs, cmd: CacheCommand) -> anyhow::Result<()> {
             let id = v["ImageCacheId"].as_str().unwrap_or_default().to_string();
             println!("{id}");
             if wait {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                    let v = c
-                        .call(
-                            "DescribeImageCaches",
-                            &[
-                                ("RegionId".into(), a.region.clone()),
-                                ("ImageCacheId".into(), id.clone()),
-                            ],
-                        )
-                        .await?;
-                    let cache = v["ImageCaches"]
-                        .get(0)
-                        .context("the image cache disappeared")?;
-                    match cache["Status"].as_str().unwrap_or_default() {
-                        "Ready" => break,
-                        "Failed" => {
-                            let why = cache["Events"]
-                                .as_array()
-                                .and_then(|e| e.last())
-                                .map(|e| e["Message"].as_str().unwrap_or_default().to_string())
-                                .unwrap_or_default();
-                            anyhow::bail!("image cache {id} failed: {why}");
-                        }
-                        _ => {}
-                    }
-                }
+                until_ready(&c, a, &id).await?;
             }
         }
-        CacheCommand::Ls => {
+        CacheCommand::Ls { output } => {
+            let mut caches: Vec<ImageCache> = Vec::new();
             let mut token: Option<String> = None;
-            println!(
-                "{:<24}  {:<20}  {:<12}  {:>6}  {:<20}  IMAGES",
-                "ID", "NAME", "STATUS", "SIZE", "CREATED"
-            );
+            // 100 a page: 1,000 pages are far above any quota of image caches.
+            let mut pages = 0;
             loop {
+                pages += 1;
+                if pages > 1000 {
+                    bail!("the listing did not end after 1,000 pages");
+                }
                 let mut p = vec![
                     ("RegionId".to_string(), a.region.clone()),
                     ("Limit".to_string(), "100".to_string()),
@@ -121,28 +106,15 @@ pub async fn run(a: &ClientArgs, cmd: CacheCommand) -> anyhow::Result<()> {
                 if let Some(t) = &token {
                     p.push(("NextToken".into(), t.clone()));
                 }
-                let v = c.call("DescribeImageCaches", &p).await?;
-                for cache in v["ImageCaches"].as_array().into_iter().flatten() {
-                    let images: Vec<&str> = cache["Images"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .collect();
-                    println!(
-                        "{:<24}  {:<20}  {:<12}  {:>4}Gi  {:<20}  {}",
-                        s(cache, "ImageCacheId"),
-                        s(cache, "ImageCacheName"),
-                        s(cache, "Status"),
-                        cache["ImageCacheSize"].as_u64().unwrap_or(0),
-                        s(cache, "CreationTime"),
-                        images.join(",")
-                    );
+                let v: DescribeImageCachesResponse = c.call_as("DescribeImageCaches", &p).await?;
+                caches.extend(v.image_caches);
+                if v.next_token.is_empty() {
+                    break;
                 }
-                match v["NextToken"].as_str().filter(|t| !t.is_empty()) {
-                    Some(t) => token = Some(t.to_string()),
-                    None => break,
-                }
+                token = Some(v.next_token);
+            }
+            if !crate::ui::format::print_document(output, &caches)? {
+                table(&caches).print();
             }
         }
         CacheCommand::Rm { ids } => {
@@ -161,13 +133,86 @@ pub async fn run(a: &ClientArgs, cmd: CacheCommand) -> anyhow::Result<()> {
                 }
             }
             if failed {
-                anyhow::bail!("some image caches were not deleted");
+                bail!("some image caches were not deleted");
             }
         }
     }
     Ok(())
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v[k].as_str().unwrap_or_default()
+fn table(caches: &[ImageCache]) -> Table {
+    let mut t = Table::new(&["ID", "NAME", "STATUS", "SIZE", "CREATED", "IMAGES"]);
+    for cache in caches {
+        t.row(vec![
+            cache.image_cache_id.clone().into(),
+            cache.image_cache_name.clone().into(),
+            Cell::status(&cache.status),
+            format!("{} GiB", cache.image_cache_size).into(),
+            cache.creation_time.clone().into(),
+            cache.images.join(",").into(),
+        ]);
+    }
+    t
+}
+
+/// Polls image cache `id` until it is Ready (Ok) or Failed (the reason), showing its status
+/// and progress.
+async fn until_ready(c: &Client, a: &ClientArgs, id: &str) -> anyhow::Result<()> {
+    let mut shown = Waiting::new(id, true);
+    loop {
+        let v: DescribeImageCachesResponse = c
+            .call_as(
+                "DescribeImageCaches",
+                &[
+                    ("RegionId".into(), a.region.clone()),
+                    ("ImageCacheId".into(), id.to_string()),
+                ],
+            )
+            .await?;
+        let Some(cache) = v.image_caches.into_iter().find(|x| x.image_cache_id == id) else {
+            shown.finish();
+            bail!("image cache {id} disappeared");
+        };
+        let percent = cache.progress.trim_end_matches('%').parse::<u64>().ok();
+        match cache.status.as_str() {
+            "Ready" => {
+                shown.finish();
+                eprintln!("{id}: Ready ({} GiB)", cache.image_cache_size);
+                return Ok(());
+            }
+            "Failed" => {
+                shown.finish();
+                let why = cache
+                    .events
+                    .last()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default();
+                bail!("image cache {id} failed: {why}");
+            }
+            status => shown.set(status, percent),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape() {
+        let cache = ImageCache {
+            image_cache_id: "imc-0123456789abcdefghij".into(),
+            image_cache_name: "base".into(),
+            creation_time: "2026-12-04T12:00:00Z".into(),
+            image_cache_size: 1,
+            images: vec!["127.0.0.1:5000/busybox:latest".into()],
+            progress: "100%".into(),
+            region_id: "local".into(),
+            status: "Ready".into(),
+            ..Default::default()
+        };
+        let doc = crate::ui::format::document(Format::Json, &[cache]).unwrap();
+        insta::assert_snapshot!(doc.unwrap());
+    }
 }

@@ -1,46 +1,10 @@
-//! The client commands: `berth run`, `ps`, `logs`, `rm`, talking to a berth endpoint with
+//! The client commands `berth run`, `logs` and `rm`, talking to a berth endpoint with
 //! signed ECI requests like the official SDKs.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context};
-use berth_client::{Client, Credentials};
 use serde_json::Value;
 
-#[derive(clap::Args)]
-pub struct ClientArgs {
-    /// The berth API endpoint.
-    #[arg(
-        long,
-        global = true,
-        env = "BERTH_ENDPOINT",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    endpoint: String,
-    /// Credentials file ({"AccessKeyId": ..., "AccessKeySecret": ...}); else BERTH_ACCESS_KEY_ID
-    /// and BERTH_ACCESS_KEY_SECRET; else /var/lib/berth/credentials.json.
-    #[arg(long, global = true, env = "BERTH_CREDENTIALS")]
-    credentials: Option<PathBuf>,
-    /// Region of the requests.
-    #[arg(long, global = true, env = "BERTH_REGION", default_value = "local")]
-    pub(crate) region: String,
-    /// PEM file of the CA certificates an https:// endpoint is checked against (instead of
-    /// the system's roots), e.g. the CA that signed `berth serve --tls-cert`.
-    #[arg(long, global = true, env = "BERTH_CA_FILE")]
-    pub(crate) ca_file: Option<PathBuf>,
-}
-
-impl ClientArgs {
-    /// The contents of `--ca-file`, if given.
-    pub(crate) fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
-        self.ca_file
-            .as_deref()
-            .map(|p| {
-                std::fs::read(p).with_context(|| format!("cannot read the CA file {}", p.display()))
-            })
-            .transpose()
-    }
-}
+pub(crate) use crate::settings::{client, ClientArgs};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -70,16 +34,19 @@ pub struct RunArgs {
     /// or PORT[/udp] (berth chooses the host port); repeatable. Asks for AutoCreateEip=true.
     #[arg(short = 'p', long = "publish", value_name = "[HOSTPORT:]PORT[/udp]", value_parser = parse_publish)]
     publish: Vec<Publish>,
+    /// Print the group's id as soon as it is created and return (the default).
+    #[arg(short = 'd', long, conflicts_with = "wait")]
+    detach: bool,
+    /// Print the id, then wait until the group is Running: exit 0 then, or 1 with the reason
+    /// when it fails or cannot start (an image that cannot be pulled, a crashing container).
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits at most (e.g. 90s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "5m", requires = "wait")]
+    wait_timeout: String,
     /// Command and arguments, after `--`.
     #[arg(last = true)]
     command: Vec<String>,
-}
-
-#[derive(clap::Args)]
-pub struct PsArgs {
-    /// Only groups in this status.
-    #[arg(long)]
-    status: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -111,21 +78,6 @@ pub struct RmArgs {
     /// Container group ids.
     #[arg(required = true)]
     ids: Vec<String>,
-}
-
-pub(crate) fn client(a: &ClientArgs) -> anyhow::Result<Client> {
-    let creds = match (&a.credentials, Credentials::from_env()?) {
-        (Some(p), _) => Credentials::from_file(p)?,
-        (None, Some(c)) => c,
-        (None, None) => Credentials::from_file(std::path::Path::new("/var/lib/berth/credentials.json")).context(
-            "no credentials: pass --credentials FILE or set BERTH_ACCESS_KEY_ID and BERTH_ACCESS_KEY_SECRET",
-        )?,
-    };
-    let mut c = Client::from_credentials(&a.endpoint, &creds)?.with_region(&a.region);
-    if let (Some(pem), Some(path)) = (a.ca_pem()?, &a.ca_file) {
-        c = c.with_ca_pem(&pem, &path.display().to_string())?;
-    }
-    Ok(c)
 }
 
 pub(crate) fn registry_host(image: &str) -> Option<&str> {
@@ -197,9 +149,17 @@ pub async fn run(a: &ClientArgs, r: RunArgs) -> anyhow::Result<()> {
             p.push(("PlainHttpRegistry".into(), host.to_string()));
         }
     }
-    let v = client(a)?.call("CreateContainerGroup", &p).await?;
-    println!("{}", v["ContainerGroupId"].as_str().unwrap_or_default());
-    Ok(())
+    let timeout = std::time::Duration::from_secs(crate::follow::parse_duration(&r.wait_timeout)?);
+    let c = client(a)?;
+    let v = c.call("CreateContainerGroup", &p).await?;
+    let id = v["ContainerGroupId"].as_str().unwrap_or_default();
+    println!("{id}");
+    if r.detach || !r.wait {
+        return Ok(());
+    }
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    crate::wait::until_running(&c, id, timeout).await
 }
 
 /// One `-p` of `berth run`.
@@ -239,44 +199,6 @@ fn parse_publish(text: &str) -> Result<Publish, String> {
         port,
         protocol,
     })
-}
-
-pub async fn ps(a: &ClientArgs, r: PsArgs) -> anyhow::Result<()> {
-    let c = client(a)?;
-    println!(
-        "{:<24}  {:<24}  {:<10}  {:<15}  {:>4}  {:>6}  CREATED",
-        "ID", "NAME", "STATUS", "IP", "CPU", "MEM"
-    );
-    let mut token = String::new();
-    loop {
-        let mut p = vec![
-            ("RegionId".into(), a.region.clone()),
-            ("Limit".into(), "20".into()),
-        ];
-        if let Some(s) = &r.status {
-            p.push(("Status".into(), s.clone()));
-        }
-        if !token.is_empty() {
-            p.push(("NextToken".into(), token.clone()));
-        }
-        let v = c.call("DescribeContainerGroups", &p).await?;
-        for g in v["ContainerGroups"].as_array().into_iter().flatten() {
-            println!(
-                "{:<24}  {:<24}  {:<10}  {:<15}  {:>4}  {:>6}  {}",
-                s(g, "ContainerGroupId"),
-                s(g, "ContainerGroupName"),
-                s(g, "Status"),
-                s(g, "IntranetIp"),
-                g["Cpu"].to_string(),
-                g["Memory"].to_string(),
-                s(g, "CreationTime")
-            );
-        }
-        token = s(&v, "NextToken").to_string();
-        if token.is_empty() {
-            return Ok(());
-        }
-    }
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {

@@ -1,20 +1,26 @@
 //! `berth events GROUP`: the events of a group (the last 50 ECI keeps, and more), oldest
-//! first, from DescribeContainerGroupEvents.
+//! first, from DescribeContainerGroupEvents; `-o json|yaml` prints them whole.
 
 use anyhow::Context;
+use berth_client::response::{DescribeContainerGroupEventsResponse, K8sEvent};
 
 use crate::cli::{client, ClientArgs};
+use crate::ui::table::Cell;
+use crate::ui::{Format, Table};
 
 #[derive(clap::Args)]
 pub struct EventsArgs {
     /// Container group id.
     id: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    output: Format,
 }
 
 pub async fn events(a: &ClientArgs, e: EventsArgs) -> anyhow::Result<()> {
     let c = client(a)?;
-    let v = c
-        .call(
+    let v: DescribeContainerGroupEventsResponse = c
+        .call_as(
             "DescribeContainerGroupEvents",
             &[
                 ("RegionId".into(), a.region.clone()),
@@ -22,28 +28,54 @@ pub async fn events(a: &ClientArgs, e: EventsArgs) -> anyhow::Result<()> {
             ],
         )
         .await?;
-    let data = v["Data"]
-        .get(0)
+    let data = v
+        .data
+        .into_iter()
+        .find(|d| d.container_group_id == e.id)
         .with_context(|| format!("no container group {}", e.id))?;
-    println!(
-        "{:<20} {:<8} {:<14} {:<24} MESSAGE",
-        "LAST SEEN", "TYPE", "REASON", "OBJECT"
-    );
-    for ev in data["Events"].as_array().cloned().unwrap_or_default() {
-        let field = |k: &str| ev[k].as_str().unwrap_or("").to_string();
-        let obj = ev["involvedObject"]["FieldPath"]
-            .as_str()
-            .or(ev["involvedObject"]["Name"].as_str())
-            .unwrap_or("")
-            .to_string();
-        println!(
-            "{:<20} {:<8} {:<14} {:<24} {}",
-            field("LastTimestamp"),
-            field("Type"),
-            field("Reason"),
-            obj,
-            field("Message").replace('\n', "\n    ")
-        );
+    if crate::ui::format::print_document(e.output, &data.events)? {
+        return Ok(());
     }
+    print!(
+        "{}",
+        table(&data.events).render(crate::ui::colour::stdout())
+    );
     Ok(())
+}
+
+fn table(events: &[K8sEvent]) -> Table {
+    let mut t = Table::new(&["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+    for ev in events {
+        t.row(vec![
+            ev.last_timestamp.clone().into(),
+            Cell::status(&ev.event_type),
+            ev.reason.clone().into(),
+            ev.involved_object.name.clone().into(),
+            ev.message.trim_end().replace('\n', "\n    ").into(),
+        ]);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> K8sEvent {
+        K8sEvent {
+            count: 1,
+            event_type: "Warning".into(),
+            reason: "Failed".into(),
+            message: "Failed to pull image \"x\": not found".into(),
+            first_timestamp: "2026-12-04T12:00:00Z".into(),
+            last_timestamp: "2026-12-04T12:00:00Z".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn json_shape() {
+        let doc = crate::ui::format::document(Format::Json, &[sample()]).unwrap();
+        insta::assert_snapshot!(doc.unwrap());
+    }
 }

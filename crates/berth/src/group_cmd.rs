@@ -2,9 +2,11 @@
 //! the API (UpdateContainerGroup, RestartContainerGroup, DescribeContainerGroups).
 
 use anyhow::{bail, Context};
-use serde_json::Value;
+use berth_client::response::{ContainerGroup, DescribeContainerGroupsResponse};
 
 use crate::cli::{client, ClientArgs};
+use crate::ui::table::Cell;
+use crate::ui::{Format, Table};
 
 #[derive(clap::Args)]
 pub struct UpdateArgs {
@@ -38,9 +40,9 @@ pub struct RestartArgs {
 pub struct InspectArgs {
     /// Container group id.
     id: String,
-    /// json or yaml.
-    #[arg(long, default_value = "json")]
-    format: String,
+    /// Output format: the whole group as JSON (the default) or YAML, or a summary table.
+    #[arg(short = 'o', long = "output", visible_alias = "format", value_enum, default_value_t = Format::Json)]
+    output: Format,
 }
 
 /// Changes a group's size, restart policy or tags (an IncrementalUpdate: what is not given
@@ -89,72 +91,116 @@ pub async fn inspect(a: &ClientArgs, i: InspectArgs) -> anyhow::Result<()> {
         ("ContainerGroupIds".into(), serde_json::to_string(&[&i.id])?),
         ("WithEvent".into(), "true".into()),
     ];
-    let v = client(a)?.call("DescribeContainerGroups", &p).await?;
-    let group = v["ContainerGroups"]
-        .as_array()
-        .and_then(|g| g.iter().find(|g| g["ContainerGroupId"] == i.id.as_str()))
+    let v: DescribeContainerGroupsResponse =
+        client(a)?.call_as("DescribeContainerGroups", &p).await?;
+    let group = v
+        .container_groups
+        .into_iter()
+        .find(|g| g.container_group_id == i.id)
         .with_context(|| format!("no container group {}", i.id))?;
-    match i.format.as_str() {
-        "json" => println!("{}", serde_json::to_string_pretty(group)?),
-        "yaml" => print!("{}", yaml(group)),
-        f => bail!("unknown format {f:?}: json or yaml"),
+    if !crate::ui::format::print_document(i.output, &group)? {
+        print!(
+            "{}",
+            summary(&group, chrono::Utc::now(), crate::ui::colour::stdout())
+        );
     }
     Ok(())
 }
 
-/// YAML of a JSON value: block style, strings as JSON strings (valid YAML scalars, so no
-/// value can be misread as a number, a boolean or a document marker). Written here rather
-/// than with a YAML crate: the common one is unmaintained and this needs only emitting.
-fn yaml(v: &Value) -> String {
+/// `inspect -o table`: the group's main fields, its containers and its events.
+fn summary(g: &ContainerGroup, now: chrono::DateTime<chrono::Utc>, colour: bool) -> String {
+    let tags: Vec<String> = g
+        .tags
+        .iter()
+        .map(|t| format!("{}={}", t.key, t.value))
+        .collect();
+    let mut fields = vec![
+        ("ID", g.container_group_id.clone()),
+        ("Name", g.container_group_name.clone()),
+        (
+            "Status",
+            crate::ui::colour::paint(&g.status, crate::ui::colour::of_status(&g.status), colour),
+        ),
+        ("IP", g.intranet_ip.clone()),
+        ("Size", format!("{} vCPU, {} GiB", g.cpu, g.memory)),
+        ("Restart policy", g.restart_policy.clone()),
+        (
+            "Created",
+            format!(
+                "{} ({})",
+                g.creation_time,
+                crate::ui::time::ago(&g.creation_time, now)
+            ),
+        ),
+    ];
+    if !g.internet_ip.is_empty() {
+        fields.push(("Public IP", g.internet_ip.clone()));
+    }
+    if !tags.is_empty() {
+        fields.push(("Tags", tags.join(", ")));
+    }
     let mut out = String::new();
-    emit(v, 0, &mut out);
-    if !out.ends_with('\n') {
+    for (k, v) in fields {
+        out.push_str(&format!("{:<16}{v}\n", format!("{k}:")));
+    }
+    let mut t = Table::new(&[
+        "CONTAINER",
+        "IMAGE",
+        "STATE",
+        "READY",
+        "RESTARTS",
+        "REASON",
+        "EXIT",
+    ]);
+    let init = g.init_containers.iter().map(|c| {
+        (
+            format!("{} (init)", c.name),
+            &c.image,
+            &c.current_state,
+            c.ready,
+            c.restart_count,
+        )
+    });
+    let app = g.containers.iter().map(|c| {
+        (
+            c.name.clone(),
+            &c.image,
+            &c.current_state,
+            c.ready,
+            c.restart_count,
+        )
+    });
+    for (name, image, st, ready, restarts) in init.chain(app) {
+        let state = st.state.clone().unwrap_or_default();
+        t.row(vec![
+            name.into(),
+            image.clone().into(),
+            Cell::status(&state),
+            if ready { "yes" } else { "no" }.into(),
+            restarts.to_string().into(),
+            st.reason.clone().unwrap_or_default().into(),
+            st.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_default()
+                .into(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&t.render(colour));
+    if !g.events.is_empty() {
+        let mut t = Table::new(&["LAST SEEN", "TYPE", "REASON", "MESSAGE"]);
+        for e in &g.events {
+            t.row(vec![
+                e.last_timestamp.clone().into(),
+                Cell::status(&e.event_type),
+                e.reason.clone().into(),
+                e.message.trim_end().replace('\n', "\n    ").into(),
+            ]);
+        }
         out.push('\n');
+        out.push_str(&t.render(colour));
     }
     out
-}
-
-fn emit(v: &Value, indent: usize, out: &mut String) {
-    let pad = " ".repeat(indent);
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, val) in m {
-                out.push_str(&format!("{pad}{}:", scalar(&Value::String(k.clone()))));
-                nested(val, indent, out);
-            }
-        }
-        Value::Array(a) if !a.is_empty() => {
-            for val in a {
-                out.push_str(&format!("{pad}-"));
-                nested(val, indent, out);
-            }
-        }
-        other => out.push_str(&format!("{pad}{}\n", scalar(other))),
-    }
-}
-
-/// A value after `key:` or `-`: on the same line when it is a scalar or empty.
-fn nested(v: &Value, indent: usize, out: &mut String) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            out.push('\n');
-            emit(v, indent + 2, out);
-        }
-        Value::Array(a) if !a.is_empty() => {
-            out.push('\n');
-            emit(v, indent + 2, out);
-        }
-        _ => out.push_str(&format!(" {}\n", scalar(v))),
-    }
-}
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::Object(_) => "{}".into(),
-        Value::Array(_) => "[]".into(),
-        // A JSON string is a YAML double-quoted scalar.
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -162,19 +208,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn yaml_keeps_every_value_as_it_was() {
-        let v = serde_json::json!({
-            "Name": "web", "Cpu": 0.5, "Ready": true, "Ip": null,
-            "Tricky": "yes: no\n- x", "Empty": [], "Map": {},
-            "Containers": [{"Name": "c", "Args": ["a", "1"]}, "s"],
+    fn summary_lists_fields_and_containers() {
+        let mut g = crate::ps_cmd::tests::sample();
+        g.tags.push(berth_client::response::TagInfo {
+            key: "team".into(),
+            value: "a".into(),
         });
-        let text = yaml(&v);
-        assert!(text.contains("\"Tricky\": \"yes: no\\n- x\"\n"), "{text}");
-        assert!(text.contains("\"Empty\": []\n"), "{text}");
-        assert!(
-            text.contains("\"Containers\":\n  -\n    \"Args\":\n      - \"a\"\n"),
-            "{text}"
-        );
-        assert!(text.contains("\"Cpu\": 0.5\n"), "{text}");
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-04T12:05:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        insta::assert_snapshot!(summary(&g, now, false));
     }
 }

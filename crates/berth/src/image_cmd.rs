@@ -1,14 +1,15 @@
 //! `berth image ls | rm | pull | import`: the node's image store, read and changed on the
 //! state directory directly (`--state-dir`), so they work with or without `berth serve`.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use berth_core::ImagePullPolicy;
-use berth_image::{ImageStore, PullEvent, PullOptions, PullProgress};
+use berth_image::{ImageInfo, ImageStore, PullEvent, PullOptions};
+
+use crate::ui::pull::human;
+use crate::ui::{Format, Table};
 
 use crate::cli::registry_host;
 
@@ -24,7 +25,11 @@ pub struct ImageArgs {
 #[derive(clap::Subcommand)]
 enum ImageCommand {
     /// List stored images, most recently used first.
-    Ls,
+    Ls {
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Remove images (refused while a group or an image cache uses one).
     Rm {
         #[arg(required = true)]
@@ -61,26 +66,28 @@ fn open(state_dir: &Path) -> anyhow::Result<ImageStore> {
 pub async fn run(a: ImageArgs) -> anyhow::Result<()> {
     let store = open(&a.state_dir)?;
     match a.command {
-        ImageCommand::Ls => {
-            println!(
-                "{:<60}  {:<19}  {:>10}  {:<12}  PINNED BY",
-                "REFERENCE", "DIGEST", "SIZE", "LAST USED"
-            );
-            for i in store.list()? {
+        ImageCommand::Ls { output } => {
+            let images = store.list()?;
+            let docs: Vec<serde_json::Value> = images.iter().map(image_json).collect();
+            if crate::ui::format::print_document(output, &docs)? {
+                return Ok(());
+            }
+            let mut t = Table::new(&["REFERENCE", "DIGEST", "SIZE", "LAST USED", "PINNED BY"]);
+            for i in &images {
                 let digest = i.digest.strip_prefix("sha256:").unwrap_or(&i.digest);
                 let mut pinned = i.pinned_by.join(",");
                 if i.imported {
                     pinned = format!("(imported) {pinned}");
                 }
-                println!(
-                    "{:<60}  {:<19}  {:>10}  {:<12}  {}",
-                    i.reference,
-                    &digest[..digest.len().min(19)],
-                    human(i.size_bytes),
-                    ago(i.last_used),
-                    pinned
-                );
+                t.row(vec![
+                    i.reference.clone().into(),
+                    digest.get(..19).unwrap_or(digest).into(),
+                    human(i.size_bytes).into(),
+                    ago(i.last_used).into(),
+                    pinned.into(),
+                ]);
             }
+            t.print();
         }
         ImageCommand::Rm { references } => {
             let mut failed = false;
@@ -122,7 +129,7 @@ pub async fn run(a: ImageArgs) -> anyhow::Result<()> {
                     opts.insecure.push(host.to_string());
                 }
             }
-            let bar = Bar::new();
+            let bar = crate::ui::pull::PullBars::new();
             let on_event = |ev: PullEvent| {
                 if let PullEvent::Pulled {
                     digest,
@@ -168,109 +175,17 @@ pub async fn run(a: ImageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A progress display on stderr: one line redrawn in place on a terminal, a line per
-/// finished layer otherwise.
-struct Bar {
-    tty: bool,
-    started: Instant,
-    state: Mutex<BarState>,
-}
-
-#[derive(Default)]
-struct BarState {
-    layers: Vec<(u64, u64, bool)>,
-    bytes: u64,
-    total: u64,
-    drawn: bool,
-}
-
-impl Bar {
-    fn new() -> Self {
-        Self {
-            tty: std::io::stderr().is_terminal(),
-            started: Instant::now(),
-            state: Mutex::default(),
-        }
-    }
-
-    fn update(&self, p: &PullProgress) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.layers.len() < p.layers {
-            st.layers.resize(p.layers, (0, 0, false));
-        }
-        let was_done = st.layers.get(p.layer).is_some_and(|l| l.2);
-        if let Some(l) = st.layers.get_mut(p.layer) {
-            *l = (p.layer_bytes, p.layer_size, p.layer_done);
-        }
-        st.bytes = p.bytes;
-        st.total = p.total_bytes;
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = st.bytes as f64 / secs;
-        let done = st.layers.iter().filter(|l| l.2).count();
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            let pct = (st.bytes * 100).checked_div(st.total).unwrap_or(0);
-            let width = 30usize;
-            let filled = (pct as usize * width / 100).min(width);
-            let _ = write!(
-                err,
-                "\r[{}{}] {:>3}% {} / {}  {}/s  layers {}/{}  (layer {} {} / {})\x1b[K",
-                "#".repeat(filled),
-                " ".repeat(width - filled),
-                pct,
-                human(st.bytes),
-                human(st.total),
-                human(rate as u64),
-                done,
-                st.layers.len(),
-                p.layer + 1,
-                human(p.layer_bytes),
-                human(p.layer_size),
-            );
-            st.drawn = true;
-        } else if p.layer_done && !was_done {
-            let _ = writeln!(
-                err,
-                "layer {}/{} {} {} done ({}/{} total, {}/s)",
-                p.layer + 1,
-                p.layers,
-                short(&p.digest),
-                human(p.layer_size),
-                human(st.bytes),
-                human(st.total),
-                human(rate as u64)
-            );
-        }
-        let _ = err.flush();
-    }
-
-    fn finish(&self) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.drawn {
-            eprintln!();
-            st.drawn = false;
-        }
-    }
-}
-
-fn short(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
-}
-
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+/// An image of `image ls -o json|yaml` (docs/CLI.md).
+fn image_json(i: &ImageInfo) -> serde_json::Value {
+    let used: chrono::DateTime<chrono::Utc> = i.last_used.into();
+    serde_json::json!({
+        "Reference": i.reference,
+        "Digest": i.digest,
+        "SizeBytes": i.size_bytes,
+        "LastUsedTime": used.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "PinnedBy": i.pinned_by,
+        "Imported": i.imported,
+    })
 }
 
 fn ago(t: SystemTime) -> String {
@@ -278,12 +193,7 @@ fn ago(t: SystemTime) -> String {
         .duration_since(t)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    match secs {
-        s if s < 60 => format!("{s}s ago"),
-        s if s < 3600 => format!("{}m ago", s / 60),
-        s if s < 86400 => format!("{}h ago", s / 3600),
-        s => format!("{}d ago", s / 86400),
-    }
+    crate::ui::time::ago_secs(secs)
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -295,4 +205,23 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_json_shape() {
+        let i = ImageInfo {
+            reference: "127.0.0.1:5000/busybox:latest".into(),
+            digest: "sha256:0123".into(),
+            size_bytes: 2_000_000,
+            last_used: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000),
+            pinned_by: vec!["cache:imc-1".into()],
+            imported: false,
+        };
+        let doc = crate::ui::format::document(Format::Json, &[image_json(&i)]).unwrap();
+        insta::assert_snapshot!(doc.unwrap());
+    }
 }

@@ -12,19 +12,25 @@ mod events;
 mod exec;
 mod follow;
 mod group_cmd;
+mod hints;
 mod image_cmd;
 mod keys;
 mod observe_node;
 mod port_forward;
+mod profile;
+mod ps_cmd;
 mod run_flags;
 mod seccomp_node;
 mod serve;
+mod settings;
 mod state_files;
 mod storage_args;
 mod throttle_args;
 mod top;
+mod ui;
 mod usage_cmd;
 mod virtual_kubelet;
+mod wait;
 
 use clap::{Parser, Subcommand};
 
@@ -37,8 +43,8 @@ use clap::{Parser, Subcommand};
 struct Args {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    client: cli::ClientArgs,
+    #[command(flatten, next_help_heading = "Endpoint and key (client commands)")]
+    client: settings::ClientFlags,
 }
 
 #[derive(Subcommand)]
@@ -48,7 +54,7 @@ enum Command {
     /// Create a container group running one image.
     Run(Box<cli::RunArgs>),
     /// List container groups.
-    Ps(cli::PsArgs),
+    Ps(ps_cmd::PsArgs),
     /// Print the logs of a container of a group.
     Logs(cli::LogsArgs),
     /// Delete container groups.
@@ -57,7 +63,7 @@ enum Command {
     Update(group_cmd::UpdateArgs),
     /// Restart every container of groups, keeping their address and volumes.
     Restart(group_cmd::RestartArgs),
-    /// The whole group (spec, status, containers, events) as JSON or YAML.
+    /// The whole group (spec, status, containers, events) as JSON or YAML, or a summary.
     Inspect(group_cmd::InspectArgs),
     /// Run a command in a container of a group (-it: interactive, with a terminal).
     Exec(exec::ExecArgs),
@@ -78,6 +84,12 @@ enum Command {
     VirtualKubelet(Box<virtual_kubelet::VirtualKubeletArgs>),
     /// Accounts and access keys (on the state directory; the server may be running).
     Admin(admin::AdminArgs),
+    /// Print the completion script of a shell (e.g. `berth completion bash >
+    /// /etc/bash_completion.d/berth`).
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Per-container monitor (started by berth itself).
     #[command(hide = true)]
     Monitor { dir: std::path::PathBuf },
@@ -104,33 +116,107 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let res = rt.block_on(async move {
-        match args.command {
-            Command::Serve(a) => serve::run(*a).await,
-            Command::Run(a) => cli::run(&args.client, *a).await,
-            Command::Ps(a) => cli::ps(&args.client, a).await,
-            Command::Logs(a) => cli::logs(&args.client, a).await,
-            Command::Rm(a) => cli::rm(&args.client, a).await,
-            Command::Update(a) => group_cmd::update(&args.client, a).await,
-            Command::Restart(a) => group_cmd::restart(&args.client, a).await,
-            Command::Inspect(a) => group_cmd::inspect(&args.client, a).await,
-            Command::Exec(a) => match exec::exec(&args.client, a).await {
+    let command = args.command;
+    // The client commands' settings: flags and environment over the profile.
+    let settings = match &command {
+        Command::Serve(_)
+        | Command::Image(_)
+        | Command::Admin(_)
+        | Command::Completion { .. }
+        | Command::Monitor { .. } => None,
+        _ => match args.client.resolve() {
+            Ok(s) => Some(s),
+            Err(e) => fail(&e, None),
+        },
+    };
+    let res = rt.block_on(async {
+        let Some(c) = settings.as_ref() else {
+            return match command {
+                Command::Serve(a) => serve::run(*a).await,
+                Command::Image(a) => image_cmd::run(a).await,
+                Command::Admin(a) => admin::run(a),
+                Command::Completion { shell } => {
+                    completion(shell, &mut std::io::stdout());
+                    Ok(())
+                }
+                _ => unreachable!("the other commands have settings"),
+            };
+        };
+        match command {
+            Command::Run(a) => cli::run(c, *a).await,
+            Command::Ps(a) => ps_cmd::ps(c, a).await,
+            Command::Logs(a) => cli::logs(c, a).await,
+            Command::Rm(a) => cli::rm(c, a).await,
+            Command::Update(a) => group_cmd::update(c, a).await,
+            Command::Restart(a) => group_cmd::restart(c, a).await,
+            Command::Inspect(a) => group_cmd::inspect(c, a).await,
+            Command::Exec(a) => match exec::exec(c, a).await {
                 Ok(code) => std::process::exit(code),
                 Err(e) => Err(e),
             },
-            Command::PortForward(a) => port_forward::port_forward(&args.client, a).await,
-            Command::Top(a) => top::top(&args.client, a).await,
-            Command::Events(a) => events::events(&args.client, a).await,
-            Command::Cache(c) => cache_cmd::run(&args.client, c).await,
-            Command::Usage(a) => usage_cmd::usage(&args.client, a).await,
-            Command::Image(a) => image_cmd::run(a).await,
-            Command::VirtualKubelet(a) => virtual_kubelet::run(&args.client, *a).await,
-            Command::Admin(a) => admin::run(a),
-            Command::Monitor { .. } => unreachable!("handled before the runtime starts"),
+            Command::PortForward(a) => port_forward::port_forward(c, a).await,
+            Command::Top(a) => top::top(c, a).await,
+            Command::Events(a) => events::events(c, a).await,
+            Command::Cache(cmd) => cache_cmd::run(c, cmd).await,
+            Command::Usage(a) => usage_cmd::usage(c, a).await,
+            Command::VirtualKubelet(a) => virtual_kubelet::run(c, *a).await,
+            Command::Serve(_)
+            | Command::Image(_)
+            | Command::Admin(_)
+            | Command::Completion { .. }
+            | Command::Monitor { .. } => unreachable!("commands without settings"),
         }
     });
     if let Err(e) = res {
-        eprintln!("berth: {e:#}");
-        std::process::exit(1);
+        fail(&e, settings.as_ref());
+    }
+}
+
+/// Prints `e` with its causes, and the advice of `hints` when there is some; exits 1.
+fn fail(e: &anyhow::Error, settings: Option<&settings::ClientArgs>) -> ! {
+    eprintln!("{} {e:#}", ui::colour::error_prefix());
+    if let Some(h) = hints::hint(e, settings) {
+        eprintln!("{} {h}", ui::colour::hint_prefix());
+    }
+    std::process::exit(1);
+}
+
+/// The completion script of `shell` for every command and flag.
+fn completion(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Args::command(), "berth", out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(shell: clap_complete::Shell) -> String {
+        let mut out = Vec::new();
+        completion(shell, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn completions() {
+        use clap_complete::Shell;
+        for (name, shell) in [
+            ("bash", Shell::Bash),
+            ("zsh", Shell::Zsh),
+            ("fish", Shell::Fish),
+        ] {
+            let text = script(shell);
+            // Every command and the new flags are offered.
+            for word in ["completion", "inspect", "profile", "wait-timeout", "filter"] {
+                assert!(text.contains(word), "{name} lacks {word}");
+            }
+            insta::assert_snapshot!(format!("completion_{name}"), text);
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
     }
 }

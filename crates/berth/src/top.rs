@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cli::{client, ClientArgs};
+use crate::ui::Format;
 
 #[derive(clap::Args)]
 pub struct TopArgs {
@@ -15,6 +16,10 @@ pub struct TopArgs {
     /// Seconds between two refreshes.
     #[arg(long, default_value_t = 2)]
     interval: u64,
+    /// Output format; json and yaml (the latest DescribeMultiContainerGroupMetric records)
+    /// go with --once.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    output: Format,
 }
 
 fn mib(v: &Value) -> f64 {
@@ -22,6 +27,9 @@ fn mib(v: &Value) -> f64 {
 }
 
 pub async fn top(a: &ClientArgs, t: TopArgs) -> anyhow::Result<()> {
+    if t.output != Format::Table && !t.once {
+        anyhow::bail!("-o json and -o yaml go with --once");
+    }
     let c = client(a)?;
     loop {
         let groups = c
@@ -62,7 +70,11 @@ pub async fn top(a: &ClientArgs, t: TopArgs) -> anyhow::Result<()> {
                     ],
                 )
                 .await?;
-            for d in v["MonitorDatas"].as_array().cloned().unwrap_or_default() {
+            let datas = v["MonitorDatas"].as_array().cloned().unwrap_or_default();
+            if crate::ui::format::print_document(t.output, &datas)? {
+                return Ok(());
+            }
+            for d in datas {
                 let gid = d["ContainerGroupId"].as_str().unwrap_or("");
                 let Some(r) = d["Records"].as_array().and_then(|r| r.last()) else {
                     continue;
@@ -91,6 +103,9 @@ pub async fn top(a: &ClientArgs, t: TopArgs) -> anyhow::Result<()> {
                     ));
                 }
             }
+        }
+        if crate::ui::format::print_document(t.output, &Vec::<Value>::new())? {
+            return Ok(());
         }
         if !t.once {
             print!("\x1b[H\x1b[2J");

@@ -22,7 +22,7 @@ pub struct UsageArgs {
     #[arg(long, default_value = "group")]
     group_by: String,
     /// Output format.
-    #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json", "csv"])]
+    #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json", "yaml", "csv"])]
     output: String,
 }
 
@@ -38,6 +38,7 @@ pub async fn usage(a: &ClientArgs, u: UsageArgs) -> anyhow::Result<()> {
         .await?;
     let text = match u.output.as_str() {
         "json" => serde_json::to_string_pretty(&bill)? + "\n",
+        "yaml" => crate::ui::yaml::to_string(&serde_json::to_value(&bill)?),
         "csv" => csv(&bill),
         _ => table(&bill),
     };
@@ -164,6 +165,12 @@ mod tests {
             invoice_total: "0".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn json_shape() {
+        let doc = crate::ui::format::document(crate::ui::Format::Json, &bill()).unwrap();
+        insta::assert_snapshot!(doc.unwrap());
     }
 
     #[test]

@@ -18,9 +18,9 @@ pub struct AdminArgs {
     /// The state directory of the server (running or stopped).
     #[arg(long, global = true, default_value = "/var/lib/berth")]
     state_dir: PathBuf,
-    /// Output format: text, or json for scripts.
-    #[arg(short = 'o', long = "output", global = true, default_value = "text", value_parser = ["text", "json"])]
-    output: String,
+    /// Output format: a table (or text) for people, json or yaml for scripts.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = crate::ui::Format::Table)]
+    output: crate::ui::Format,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -163,7 +163,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let out = Output::new(&args.output);
+    let out = Output::new(args.output);
     if let AdminCommand::Node = args.command {
         return node(&args.state_dir);
     }
