@@ -286,7 +286,7 @@ class Scale:
 
     def describe(self, ids: list[str]) -> dict:
         out = {}
-        for kind in ("by_id", "first_page"):
+        for kind in ("by_id", "list_page"):
             lat = []
             for _ in range(500):
                 t = time.perf_counter()
@@ -294,8 +294,8 @@ class Scale:
                 lat.append(R.ms(t))
             out[f"{kind}_one_client_ms"] = R.stats(lat)
             if R.DESCRIBE_LOAD.exists():
-                ids_file = self.work / "ids.json"
-                ids_file.write_text(json.dumps(ids))
+                ids_file = self.work / "ids.txt"
+                ids_file.write_text("\n".join(ids) + "\n")
                 out[f"{kind}_loaded"] = R.native_load(
                     self.berth.endpoint, self.berth.state / "credentials.json", kind, ids_file,
                     self.a.clients, self.a.describe_seconds)
@@ -418,8 +418,30 @@ class Scale:
                            capture_output=True)
 
     def stop(self) -> None:
-        self.berth.stop()
-        self.registry.stop()
+        """Deletes every group left (a run that failed half way) before berth stops: its
+        containers would outlive it."""
+        try:
+            if self.berth.proc and self.berth.proc.poll() is None:
+                left = all_groups(self.eci)
+                if left:
+                    R.log(f"deleting {len(left)} groups left")
+                    self.delete_all(left)
+        finally:
+            self.berth.stop()
+            self.registry.stop()
+
+
+def all_groups(eci: R.Eci) -> list[str]:
+    ids, token = [], None
+    while True:
+        params = {"Limit": 100}
+        if token:
+            params["NextToken"] = token
+        page = eci.call("DescribeContainerGroups", **params)
+        ids += [g["ContainerGroupId"] for g in page.get("ContainerGroups") or []]
+        token = page.get("NextToken")
+        if not token:
+            return ids
 
 
 def leaks(before: dict, after: dict) -> dict:
