@@ -220,6 +220,7 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
             cluster_dns,
             full_resync: std::time::Duration::from_secs(a.full_resync_period),
             workers: a.pod_sync_workers as usize,
+            volume_resync: berth_kubelet::VOLUME_RESYNC,
         },
     );
     let api = KubeletApi::bind(

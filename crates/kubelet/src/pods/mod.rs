@@ -5,16 +5,20 @@
 //! uid as ClientToken and tag), gives a pod berth cannot run a Failed status once, patches
 //! the pod's status from its group when it differs, and on deletion deletes the group and
 //! then, once it is gone, the pod. [`PodController::resync`] runs at start: groups whose pod is gone are
-//! deleted. The group's events are posted on the pod (`events.rs`). The loop in `run.rs` feeds it from a watch of the node's pods and a periodic
-//! list of berth's groups. berth is reached through [`Groups`]; every error returned is
+//! deleted. The group's events are posted on the pod (`events.rs`). The files of a running
+//! pod's configMap, secret, projected and downwardAPI volumes follow their objects and its
+//! service-account tokens are refreshed (`refresh.rs`, `tokens.rs`). The loop in `run.rs`
+//! feeds it from a watch of the node's pods and a periodic list of berth's groups. berth is reached through [`Groups`]; every error returned is
 //! tried again with back-off (a permanent failure is a pod status, not an error).
 
 mod events;
 mod groups;
+mod refresh;
 mod resolve;
 mod run;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -33,6 +37,11 @@ use crate::status::group_to_pod_status;
 pub use groups::{pod_uid, Groups, GroupsError};
 pub use run::{CHANGED_WINDOW, FOLLOW_INTERVAL, MAX_BACKOFF, POD_SYNC_WORKERS, SWEEP_INTERVAL};
 
+/// How often a running pod's volumes are rendered again by default (the kubelet's
+/// `syncFrequency`): a change of a ConfigMap or Secret reaches the files within about this
+/// and the full resync period.
+pub const VOLUME_RESYNC: Duration = Duration::from_secs(60);
+
 /// The message of a pod whose group went while the pod was not deleted.
 const GROUP_GONE: &str = "the pod's container group was deleted outside the cluster";
 /// Tries of one status patch that meets conflicts, each on a freshly read pod.
@@ -49,6 +58,9 @@ pub struct PodConfig {
     pub full_resync: Duration,
     /// Most pods reconciled at once ([`POD_SYNC_WORKERS`] by default).
     pub workers: usize,
+    /// Least time between two renderings of a running pod's volumes ([`VOLUME_RESYNC`] by
+    /// default); a token due to be refreshed renders them at once.
+    pub volume_resync: Duration,
 }
 
 /// A failed step of a reconcile; each is tried again with back-off.
@@ -115,6 +127,8 @@ pub struct PodController<G> {
     cfg: PodConfig,
     posted: events::Posted,
     known: std::sync::Arc<KnownPods>,
+    tokens: tokens::Tokens,
+    checked: refresh::Checked,
 }
 
 fn pod_key(p: &Pod) -> Option<(&str, &str, &str)> {
@@ -187,6 +201,8 @@ impl<G: Groups> PodController<G> {
             cfg,
             posted: events::Posted::default(),
             known: Default::default(),
+            tokens: Default::default(),
+            checked: Default::default(),
         }
     }
 
@@ -237,13 +253,14 @@ impl<G: Groups> PodController<G> {
         pod: &Pod,
         group: Option<&ContainerGroup>,
     ) -> Result<Outcome, Error> {
-        let Some((ns, name, _)) = pod_key(pod) else {
+        let Some((ns, name, uid)) = pod_key(pod) else {
             return Ok(Outcome::Unchanged);
         };
         if pod.metadata.deletion_timestamp.is_some() {
             return self.delete(pod, group).await;
         }
         if let Some(g) = group {
+            self.refresh_volumes(pod, g).await?;
             return self.patch_status(pod, g).await;
         }
         if finished(pod) {
@@ -262,6 +279,7 @@ impl<G: Groups> PodController<G> {
             pod,
             &self.cfg.host_ip,
             self.cfg.cluster_dns.as_ref(),
+            &self.tokens,
         )
         .await?;
         let params = match crate::pod_to_group(pod, &inputs) {
@@ -271,6 +289,7 @@ impl<G: Groups> PodController<G> {
         };
         match self.groups.create(&params).await {
             Ok(id) => {
+                self.checked.mark(uid);
                 tracing::info!(pod = %format!("{ns}/{name}"), group = %id, "created the pod's group");
                 Ok(Outcome::Created(id))
             }
