@@ -1,8 +1,8 @@
 //! `berth virtual-kubelet`: joins a Kubernetes cluster as a virtual node whose pods run as
 //! berth container groups. It connects to the cluster (`--kubeconfig`, else the in-cluster
 //! configuration or `~/.kube/config`) and to berth (the same endpoint and credentials as every
-//! other client command), reads the node's capacity from the account's quotas (ListUsage),
-//! then serves the kubelet API (logs, exec, stats, metrics) on the node's daemon port and runs
+//! other client command), reads the node's capacity from the account's quotas (ListUsage,
+//! read again with every status update), then serves the kubelet API (logs, exec, stats, metrics) on the node's daemon port and runs
 //! the registration controller (Node, Lease, status) and the pod controller until SIGTERM or
 //! SIGINT, when the node is marked NotReady and the command returns. The pods'
 //! groups keep running: a virtual kubelet started again adopts them by their pod uid tag.
@@ -14,7 +14,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use berth_client::Client;
 use berth_kubelet::api::{ApiConfig, AuthConfig, BerthBackend, KubeletApi, TlsSource};
-use berth_kubelet::{Capacity, ClusterDns, NodeConfig, PodConfig, PodController, Registration};
+use berth_kubelet::{
+    Capacity, CapacitySource, ClusterDns, NodeConfig, PodConfig, PodController, Registration,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::watch;
 
@@ -151,6 +153,21 @@ async fn capacity(berth: &Client, region: &str) -> anyhow::Result<Capacity> {
     Ok(Capacity::from_usage(&attrs))
 }
 
+/// The account's quotas, read again with every status update of the node.
+struct Usage {
+    berth: Client,
+    region: String,
+}
+
+#[async_trait::async_trait]
+impl CapacitySource for Usage {
+    async fn read(&self) -> Result<Capacity, String> {
+        capacity(&self.berth, &self.region)
+            .await
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
 async fn shutdown_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -211,6 +228,7 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
             kubelet_version: KUBELET_VERSION.into(),
         },
     );
+    let berth_for_usage = berth.clone();
     let pods = PodController::new(
         kube,
         berth,
@@ -243,9 +261,13 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|s| *s).await;
         }))
     };
+    let usage = Usage {
+        berth: berth_for_usage,
+        region: c.region.clone(),
+    };
     let reg = {
         let stopped = stopped.clone();
-        async move { registration.run(cap, stopped).await }
+        async move { registration.run(cap, &usage, stopped).await }
     };
     let ctl = async move { pods.run(stopped).await };
     let signal = async move {

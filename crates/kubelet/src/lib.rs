@@ -44,5 +44,5 @@ pub use pods::{
     FOLLOW_INTERVAL, MAX_BACKOFF, POD_SYNC_WORKERS, SWEEP_INTERVAL, VOLUME_RESYNC,
 };
 pub use quantity::{group_size, parse_quantity, Ask};
-pub use registration::{Registration, RENEW_INTERVAL, STATUS_INTERVAL};
+pub use registration::{CapacitySource, Registration, RENEW_INTERVAL, STATUS_INTERVAL};
 pub use status::{group_to_pod_status, PodStatusUpdate, EVENT_COMPONENT};
