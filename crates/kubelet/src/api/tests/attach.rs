@@ -111,8 +111,9 @@ async fn spdy_attach_relays_the_output_then_the_status() {
         fin: false,
         headers: vec![("streamtype".into(), kind.into())],
     };
-    // stdin was not asked for: its stream is reset.
-    for f in [syn(1, "error"), syn(3, "stdout"), syn(5, "stdin")] {
+    // stdin was not asked for: its stream is reset (opened first, so that it is seen before
+    // the session is ready and may end).
+    for f in [syn(1, "stdin"), syn(3, "error"), syn(5, "stdout")] {
         tls.write_all(&encode(&f, &mut d)).await.unwrap();
     }
     log.send(Bytes::from("hello\n")).await.unwrap();
@@ -144,13 +145,13 @@ async fn spdy_attach_relays_the_output_then_the_status() {
     };
     assert!(
         got.contains(&Frame::RstStream {
-            stream: 5,
+            stream: 1,
             status: 3
         }),
         "{got:?}"
     );
-    assert_eq!(bytes_on(3), b"hello\n");
-    let st: Value = serde_json::from_slice(&bytes_on(1)).unwrap();
+    assert_eq!(bytes_on(5), b"hello\n");
+    let st: Value = serde_json::from_slice(&bytes_on(3)).unwrap();
     assert_eq!(st["status"], "Success");
     assert!(matches!(got.last(), Some(Frame::GoAway { .. })));
 }
