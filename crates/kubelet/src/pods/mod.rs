@@ -129,6 +129,8 @@ pub struct PodController<G> {
     known: std::sync::Arc<KnownPods>,
     tokens: tokens::Tokens,
     checked: refresh::Checked,
+    /// The deletion grace period last sent to berth for each pod being deleted.
+    sent_grace: std::sync::Mutex<BTreeMap<String, Option<u64>>>,
 }
 
 fn pod_key(p: &Pod) -> Option<(&str, &str, &str)> {
@@ -203,6 +205,7 @@ impl<G: Groups> PodController<G> {
             known: Default::default(),
             tokens: Default::default(),
             checked: Default::default(),
+            sent_grace: Default::default(),
         }
     }
 
@@ -301,18 +304,34 @@ impl<G: Groups> PodController<G> {
     /// A deleted pod: its group is deleted (berth stops the containers within the group's
     /// grace period, the pod's terminationGracePeriodSeconds, and keeps the group listed as
     /// Terminating until they are); once the group is gone the pod is removed from the API
-    /// server (grace period 0, on the pod's uid), as the kubelet does.
+    /// server (grace period 0, on the pod's uid), as the kubelet does. A pod deleted again
+    /// with a shorter grace period while its group is Terminating has it sent to berth, which
+    /// cuts the stop under way short.
     async fn delete(&self, pod: &Pod, group: Option<&ContainerGroup>) -> Result<Outcome, Error> {
         let Some((ns, name, uid)) = pod_key(pod) else {
             return Ok(Outcome::Unchanged);
         };
         if let Some(g) = group {
-            if !terminating(g) {
-                let grace = deletion_grace(pod);
+            let grace = deletion_grace(pod);
+            let sent = self
+                .sent_grace
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(uid)
+                .copied();
+            if !terminating(g) || (grace.is_some() && sent != Some(grace)) {
                 self.groups.delete(&g.container_group_id, grace).await?;
+                self.sent_grace
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(uid.to_string(), grace);
             }
             return Ok(Outcome::Deleting);
         }
+        self.sent_grace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions {
@@ -358,9 +377,16 @@ impl<G: Groups> PodController<G> {
         })
     }
 
-    /// Forgets what was posted on a pod that is gone.
-    pub(crate) fn forget_events(&self, uid: &str) {
+    /// Forgets what is kept of a pod that is gone: the events posted on it, its tokens, when
+    /// its volumes were rendered, the grace period its deletion sent.
+    pub(crate) fn forget_pod(&self, uid: &str) {
         self.posted.forget(uid);
+        self.tokens.forget(uid);
+        self.checked.forget(uid);
+        self.sent_grace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
     }
 
     /// Patches the status `make` gives for the pod, unless the pod has it already. The patch

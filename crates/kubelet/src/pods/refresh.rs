@@ -162,10 +162,4 @@ impl<G: Groups> PodController<G> {
             Err(e) => Err(e.into()),
         }
     }
-
-    /// Forgets the tokens and the checks of a pod that is gone.
-    pub(crate) fn forget_volumes(&self, uid: &str) {
-        self.tokens.forget(uid);
-        self.checked.forget(uid);
-    }
 }

@@ -179,8 +179,7 @@ impl<G: Groups> PodController<G> {
         let grace = st.pods.remove(uid).as_ref().and_then(super::deletion_grace);
         st.retry.remove(uid);
         st.backoff.remove(uid);
-        self.forget_events(uid);
-        self.forget_volumes(uid);
+        self.forget_pod(uid);
         if let Some(g) = st.groups.remove(uid).filter(|g| !super::terminating(g)) {
             if let Err(e) = self.groups.delete(&g.container_group_id, grace).await {
                 tracing::warn!(group = %g.container_group_id, error = %e, "deleting the group of a pod that is gone");
