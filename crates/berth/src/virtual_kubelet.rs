@@ -81,6 +81,12 @@ pub struct VirtualKubeletArgs {
     #[arg(long, default_value_t = berth_kubelet::POD_SYNC_WORKERS as u64,
           value_parser = clap::value_parser!(u64).range(1..=256))]
     pod_sync_workers: u64,
+    /// Least seconds between two readings of a running pod's ConfigMaps and Secrets for its
+    /// volumes (the kubelet's sync frequency); a change reaches the files within about this
+    /// and the full resync period.
+    #[arg(long, default_value_t = berth_kubelet::VOLUME_RESYNC.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    volume_resync_period: u64,
 }
 
 /// The node's name must be a DNS subdomain: it is the Node's and the Lease's name.
@@ -238,7 +244,7 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
             cluster_dns,
             full_resync: std::time::Duration::from_secs(a.full_resync_period),
             workers: a.pod_sync_workers as usize,
-            volume_resync: berth_kubelet::VOLUME_RESYNC,
+            volume_resync: std::time::Duration::from_secs(a.volume_resync_period),
         },
     );
     let api = KubeletApi::bind(
