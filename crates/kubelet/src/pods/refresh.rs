@@ -4,7 +4,9 @@
 //! refreshed), its volumes rendered again, and those whose files changed sent to berth in one
 //! UpdateContainerGroup. berth writes them in place under the running containers (the
 //! kubelet's AtomicWriter layout); `subPath` mounts keep what they started with, as with the
-//! kubelet. An object that went or no longer renders leaves the files as they are.
+//! kubelet. An object that went or no longer renders leaves the files as they are. The
+//! tokens a group holds already (after a restart of the virtual kubelet) are kept until
+//! they are due by their own claims.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -68,6 +70,32 @@ fn files_of(v: &GroupVolume) -> BTreeSet<(&str, &str)> {
         .collect()
 }
 
+/// A relative path as the mapping writes it: no empty or `.` parts.
+fn normal(path: &str) -> String {
+    path.split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The token the group holds for the pod's projected source `volume`/`path`, if any.
+fn held_token(g: &ContainerGroup, volume: &str, path: &str) -> Option<String> {
+    use base64::Engine;
+    let v = g
+        .volumes
+        .iter()
+        .find(|v| v.name == volume && v.volume_type == "ConfigFileVolume")?;
+    let path = normal(path);
+    let f = v
+        .config_file_volume_config_file_to_paths
+        .iter()
+        .find(|f| normal(&f.path) == path)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&f.content)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
 /// The rendered ConfigFile volumes whose files differ from the group's volume of their name
 /// (a volume the group does not have as a ConfigFile volume is left out: the pod's volumes
 /// cannot change).
@@ -111,6 +139,32 @@ impl<G: Groups> PodController<G> {
                 .is_none_or(|t| t.elapsed() >= self.cfg.volume_resync)
     }
 
+    /// Holds the tokens the group has for the pod's projected sources that none is held for
+    /// (after a restart), each until it is due by its own claims.
+    fn take_up_tokens(&self, pod: &Pod, g: &ContainerGroup) {
+        let Some(uid) = pod.metadata.uid.as_deref() else {
+            return;
+        };
+        let now = k8s_openapi::jiff::Timestamp::now();
+        for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+            for s in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+                let Some(t) = &s.service_account_token else {
+                    continue;
+                };
+                let key = format!("{}/{}", v.name, t.path);
+                if self.tokens.has(uid, &key) {
+                    continue;
+                }
+                let Some(token) = held_token(g, &v.name, &t.path) else {
+                    continue;
+                };
+                if let Some(keep) = super::tokens::keep_held(&token, now) {
+                    self.tokens.put(uid, &key, token, keep);
+                }
+            }
+        }
+    }
+
     /// Renders the pod's volumes again when due and sends berth those whose files changed.
     /// Returns whether an update was sent. An API server error is returned (tried again); a
     /// pod that no longer renders, or an update berth refuses, keeps its files until the
@@ -123,7 +177,11 @@ impl<G: Groups> PodController<G> {
         let Some(uid) = pod.metadata.uid.as_deref() else {
             return Ok(false);
         };
-        if !running(g) || !self.volumes_due(pod) {
+        if !running(g) {
+            return Ok(false);
+        }
+        self.take_up_tokens(pod, g);
+        if !self.volumes_due(pod) {
             return Ok(false);
         }
         let inputs = resolve::resolve(

@@ -1,6 +1,8 @@
 //! The service-account tokens of the node's pods, as the kubelet's token manager keeps them:
 //! each token is used until 80% of its lifetime passed (or 24 hours, whichever comes first)
 //! and then requested again, so that a projected token volume always holds a valid token.
+//! After a restart of the virtual kubelet the tokens its pods' groups already hold are taken
+//! up again by their own claims ([`keep_held`]), so that a restart renews nothing early.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,6 +36,30 @@ pub fn keep_for(requested: i64, expires: Option<&Time>, now: Timestamp) -> Durat
     Duration::from_secs(lifetime.unsigned_abs() * 4 / 5).min(MAX_AGE)
 }
 
+/// Most bytes of a token's claims read.
+const MAX_CLAIMS: usize = 16 * 1024;
+
+/// How long a token issued before (one a group holds) is still kept: until 80% of the
+/// lifetime its `iat` and `exp` claims give (at most [`MAX_AGE`] after `iat`), from `now`.
+/// `None` when it is due already or carries no such claims. The signature is not checked:
+/// the token is the one the API server issued for the pod, only reused until it is due.
+pub fn keep_held(token: &str, now: Timestamp) -> Option<Duration> {
+    use base64::Engine;
+    let claims = token.split('.').nth(1).filter(|c| c.len() <= MAX_CLAIMS)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let (iat, exp) = (v.get("iat")?.as_i64()?, v.get("exp")?.as_i64()?);
+    if exp <= iat {
+        return None;
+    }
+    let keep = Duration::from_secs((exp - iat).unsigned_abs() * 4 / 5).min(MAX_AGE);
+    let until = iat.checked_add(i64::try_from(keep.as_secs()).ok()?)?;
+    let left = until - now.as_second();
+    (left > 0).then(|| Duration::from_secs(left.unsigned_abs()))
+}
+
 struct Held {
     token: String,
     refresh_at: Instant,
@@ -65,6 +91,11 @@ impl Tokens {
             .entry(uid.to_string())
             .or_default()
             .insert(key.to_string(), Held { token, refresh_at });
+    }
+
+    /// Whether a token is held for the pod's `key`, due or not.
+    pub fn has(&self, uid: &str, key: &str) -> bool {
+        self.map().get(uid).is_some_and(|m| m.contains_key(key))
     }
 
     /// Whether a token of the pod is due to be requested again.
@@ -105,6 +136,37 @@ mod tests {
             keep_for(3600, Some(&at("2025-12-31T00:00:00Z")), now),
             Duration::ZERO
         );
+    }
+
+    fn jwt(claims: serde_json::Value) -> String {
+        use base64::Engine;
+        let b = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "{}.{}.{}",
+            b(br#"{"alg":"RS256"}"#),
+            b(claims.to_string().as_bytes()),
+            b(b"sig")
+        )
+    }
+
+    #[test]
+    fn a_held_token_is_kept_by_its_own_claims() {
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let t = now.as_second();
+        // Issued 100 s ago for an hour: kept until 2880 s after issue.
+        let token = jwt(serde_json::json!({"iat": t - 100, "exp": t + 3500}));
+        assert_eq!(keep_held(&token, now), Some(Duration::from_secs(2780)));
+        // Past 80% of its life: due.
+        let token = jwt(serde_json::json!({"iat": t - 3000, "exp": t + 600}));
+        assert_eq!(keep_held(&token, now), None);
+        for bad in [
+            "not a token".to_string(),
+            jwt(serde_json::json!({"exp": t + 3600})),
+            jwt(serde_json::json!({"iat": t, "exp": t})),
+            "a.!!!.c".to_string(),
+        ] {
+            assert_eq!(keep_held(&bad, now), None, "{bad}");
+        }
     }
 
     #[test]

@@ -185,3 +185,52 @@ async fn a_group_that_does_not_run_is_not_updated() {
     assert!(berth.state().updates.is_empty());
     assert!(calls(&seen)[before..].iter().all(|c| !c.contains("/token")));
 }
+
+/// A token as the API server issues them: a JWT with `iat` and `exp`.
+fn jwt(iat: i64, exp: i64) -> String {
+    let b = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let claims = json!({"iat": iat, "exp": exp, "sub": "system:serviceaccount:shop:default"});
+    format!(
+        "{}.{}.sig",
+        b(br#"{"alg":"RS256"}"#),
+        b(claims.to_string().as_bytes())
+    )
+}
+
+#[tokio::test]
+async fn a_restarted_controller_keeps_the_tokens_groups_hold() {
+    let now = Timestamp::now().as_second();
+    let fresh = jwt(now - 100, now + 3500);
+    let requested = std::sync::Arc::new(AtomicUsize::new(0));
+    let n = requested.clone();
+    let answer = fresh.clone();
+    let (client, _seen) = apiserver(Box::new(move |s: &Seen| {
+        match (s.method.as_str(), s.path.as_str()) {
+            ("GET", CONFIG_MAP) => Reply::Json(200, config_map("debug")),
+            ("POST", TOKEN) => {
+                n.fetch_add(1, Ordering::SeqCst);
+                Reply::Json(201, token_answer(&s.body, &answer, 3500))
+            }
+            ("PATCH", POD_STATUS) => echo_status(s),
+            _ => panic!("unexpected request {} {}", s.method, s.path),
+        }
+    }));
+    let berth = FakeBerth::default();
+    let p = pod_with_volumes();
+    controller(client.clone(), &berth)
+        .reconcile(&p, None)
+        .await
+        .unwrap();
+    assert_eq!(requested.load(Ordering::SeqCst), 1);
+    let g = running(&berth);
+
+    // A new controller (the virtual kubelet started again) renders the volumes at once.
+    let c = controller(client, &berth);
+    c.reconcile(&p, Some(&g)).await.unwrap();
+    assert_eq!(
+        requested.load(Ordering::SeqCst),
+        1,
+        "the group's token is kept"
+    );
+    assert!(berth.state().updates.is_empty(), "nothing changed");
+}
