@@ -7,8 +7,8 @@ use tokio::time::Instant;
 /// When a removal's containers get SIGKILL at the latest; it only ever comes sooner.
 pub type KillBy = watch::Receiver<Instant>;
 
-/// Waits until the time `by` says, once it is sooner than `deadline` (the time the stop
-/// itself kills at); never otherwise. A time brought forward during the wait is followed.
+/// Waits until the time `by` says, once it is sooner than `deadline` (the time the removal
+/// began with); never otherwise. A time brought forward during the wait is followed.
 pub async fn brought_forward(mut by: KillBy, deadline: Instant) {
     loop {
         let at = *by.borrow_and_update();

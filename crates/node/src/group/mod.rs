@@ -139,7 +139,13 @@ impl Supervisor {
         kill_by: Option<KillBy>,
     ) -> Result<(), NodeError> {
         let gid = self.id.as_str();
-        let deadline = tokio::time::Instant::now() + grace;
+        // The kill time the removal began with: only a later, sooner one cuts the stop
+        // (which keeps its own timing, PreStop's extension included, otherwise).
+        let began_with = kill_by.as_ref().map(|b| *b.borrow());
+        // Brought forward before the stop began (while the removal waited for the group).
+        let grace = began_with.map_or(grace, |at| {
+            grace.min(at.saturating_duration_since(tokio::time::Instant::now()))
+        });
         let stops = names.iter().map(|name| {
             let rid = runtime_id(gid, name);
             let target = handler::Target::of(&self.host, gid, name);
@@ -152,6 +158,7 @@ impl Supervisor {
                         stop.await;
                     }
                     Some(by) => {
+                        let deadline = began_with.unwrap_or_else(|| *by.borrow());
                         tokio::pin!(stop);
                         tokio::select! {
                             _ = &mut stop => {}
