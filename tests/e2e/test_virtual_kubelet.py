@@ -716,3 +716,61 @@ def test_a_config_maps_new_data_reaches_the_running_pod(cluster, berth, images):
     updating = [e for e in support.events_of(client, gid) if e.get("Reason") == "Updating"]
     assert len(updating) == 1, updating
     assert support.describe(client, gid)["Status"] == "Running"
+
+
+def test_a_pods_token_is_refreshed_under_the_running_container(cluster, berth, images):
+    """A projected service-account token is requested again once 80% of its lifetime passed
+    (the stand-in issues 10-second tokens) and written in place: the container reads the
+    new token with the same PID 1, never restarted."""
+    api, vk = cluster
+    client = berth.client()
+    api.token_lifetime = 10
+    vk.stop()
+    vk.extra = ["--full-resync-period", "1"]
+    vk.start()
+    api.put(
+        "api/v1",
+        "pods",
+        {
+            "metadata": {
+                "name": "caller",
+                "namespace": "default",
+                "annotations": {"k8s.aliyun.com/plain-http-registry": images.registry},
+            },
+            "spec": {
+                "nodeName": NODE,
+                "tolerations": [TOLERATION],
+                "terminationGracePeriodSeconds": 2,
+                "serviceAccountName": "default",
+                "containers": [{
+                    "name": "main", "image": images.image,
+                    "command": ["sh", "-c", "exec sleep 3600"],
+                    "volumeMounts": [{"name": "token", "mountPath": "/var/run/secrets/tokens"}],
+                }],
+                "volumes": [{"name": "token", "projected": {"sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}}]}}],
+            },
+            "status": {"phase": "Pending"},
+        },
+    )
+
+    def running():
+        p = api.get("api/v1", "pods", "default", "caller")
+        return p if (p or {}).get("status", {}).get("phase") == "Running" else None
+
+    p = support.wait_for("pod caller to run", running, 90, 0.3, vk.diag)
+    [g] = pod_groups(client, p["metadata"]["uid"])
+    gid = g["ContainerGroupId"]
+    read = lambda: support.exec_sh(client, gid, "cat /var/run/secrets/tokens/token", name="main")
+    first = read()
+    assert first == api.issued[0], (first, api.issued)
+    pid1 = support.exec_sh(client, gid, "cut -d' ' -f22 /proc/1/stat", name="main").strip()
+    newer = support.wait_for("a refreshed token in the pod", lambda: (lambda t: t if t != first else None)(read()),
+                             40, 0.5, vk.diag)
+    assert newer in api.issued[1:], "a token the API server issued later"
+    assert support.exec_sh(client, gid, "cut -d' ' -f22 /proc/1/stat", name="main").strip() == pid1
+    g = support.describe(client, gid)
+    assert [c["RestartCount"] for c in g["Containers"]] == [0], g
+    # The pod stayed Running through the updates.
+    assert api.get("api/v1", "pods", "default", "caller")["status"]["phase"] == "Running"
+    assert not api.unknown, api.unknown
