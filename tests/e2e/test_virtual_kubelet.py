@@ -8,8 +8,8 @@ quotas and the kubelet port, and its Lease is kept; a pod bound to the node beco
 the group's address; a restart of the virtual kubelet marks the node NotReady, then adopts
 the group without making a second one; a DaemonSet pod is refused with a Failed status; a
 deleted pod's group is deleted, then the pod is removed from the API server; a ConfigMap's
-new data reaches the files of a running pod's volume without a restart; `/attach` relays
-what the container writes.
+new data and a refreshed service-account token reach the files of a running pod's volumes
+without a restart; `/attach` relays what the container writes.
 """
 
 from __future__ import annotations
