@@ -87,6 +87,11 @@ pub struct VirtualKubeletArgs {
     #[arg(long, default_value_t = berth_kubelet::VOLUME_RESYNC.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     volume_resync_period: u64,
+    /// Seconds between two status updates of the Node, each with its capacity read again
+    /// from the account's quotas (ListUsage).
+    #[arg(long, default_value_t = berth_kubelet::STATUS_INTERVAL.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    node_status_update_period: u64,
 }
 
 /// The node's name must be a DNS subdomain: it is the Node's and the Lease's name.
@@ -233,7 +238,8 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
             kubelet_port: i32::from(a.kubelet_port),
             kubelet_version: KUBELET_VERSION.into(),
         },
-    );
+    )
+    .with_status_interval(std::time::Duration::from_secs(a.node_status_update_period));
     let berth_for_usage = berth.clone();
     let pods = PodController::new(
         kube,

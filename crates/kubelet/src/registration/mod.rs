@@ -45,6 +45,8 @@ pub struct Registration {
     cfg: NodeConfig,
     /// The lease as last written: renewed in place without reading it again, until a conflict.
     latest: Mutex<Option<Lease>>,
+    /// How often the status is sent (and the capacity read) again.
+    status_interval: Duration,
 }
 
 fn conflict(e: &kube::Error) -> bool {
@@ -58,7 +60,15 @@ impl Registration {
             leases: Api::namespaced(client, LEASE_NAMESPACE),
             cfg,
             latest: Mutex::new(None),
+            status_interval: STATUS_INTERVAL,
         }
+    }
+
+    /// Sends the status (and reads the capacity) every `every` instead of every
+    /// [`STATUS_INTERVAL`] (the kubelet's `--node-status-update-frequency`).
+    pub fn with_status_interval(mut self, every: Duration) -> Self {
+        self.status_interval = every;
+        self
     }
 
     /// Creates the Node; when it exists already, merges its labels and taint into it. Then
@@ -187,7 +197,7 @@ impl Registration {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         let mut renew = tokio::time::interval(RENEW_INTERVAL);
-        let mut status = tokio::time::interval(STATUS_INTERVAL);
+        let mut status = tokio::time::interval(self.status_interval);
         status.tick().await;
         while !*shutdown.borrow() {
             tokio::select! {
