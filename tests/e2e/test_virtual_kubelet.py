@@ -52,8 +52,10 @@ class VirtualKubelet:
         self.proc: subprocess.Popen | None = None
         self.kubelet_port = support.free_port()
         self.kubelet_url = f"https://127.0.0.1:{self.kubelet_port}"
-        # More arguments of `berth virtual-kubelet`, for the next start.
+        # More arguments of `berth virtual-kubelet`, and the berth account's credentials, for
+        # the next start.
         self.extra: list[str] = []
+        self.credentials = berth.credentials_path
 
     def start(self) -> None:
         env = dict(os.environ, RUST_LOG="info,berth_kubelet=debug", NO_COLOR="1")
@@ -64,7 +66,7 @@ class VirtualKubelet:
                     "--endpoint",
                     self.berth.url,
                     "--credentials",
-                    str(self.berth.credentials_path),
+                    str(self.credentials),
                     "virtual-kubelet",
                     "--kubeconfig",
                     str(self.kubeconfig),
@@ -774,3 +776,30 @@ def test_a_pods_token_is_refreshed_under_the_running_container(cluster, berth, i
     # The pod stayed Running through the updates.
     assert api.get("api/v1", "pods", "default", "caller")["status"]["phase"] == "Running"
     assert not api.unknown, api.unknown
+
+
+def test_the_nodes_capacity_follows_the_accounts_quotas(cluster, berth, tmp_path):
+    """The Node's capacity is the account's quotas, read again with every status update: a
+    change of them (berth admin account set-quota) reaches the Node without a restart."""
+    api, vk = cluster
+    name, key = support.new_account(berth, "vk-cap")
+    creds = tmp_path / "vk-cap.json"
+    creds.write_text(json.dumps({"AccessKeyId": key["AccessKeyId"], "AccessKeySecret": key["AccessKeySecret"]}))
+    support.admin_ok(berth, "account", "set-quota", name, "--cpu", "6", "--memory", "12", "--groups", "5")
+    vk.stop()
+    vk.credentials = creds
+    vk.extra = ["--node-status-update-period", "1"]
+    vk.start()
+
+    def capacity(cpu: str):
+        n = api.get("api/v1", "nodes", "", NODE) or {}
+        c = n.get("status", {}).get("capacity") or {}
+        return c if c.get("cpu") == cpu else None
+
+    c = support.wait_for("the account's quotas on the Node", lambda: capacity("6000m"), 30, 0.3, vk.diag)
+    assert c["pods"] == "5" and c["memory"] == f"{12 * 1024}Mi", c
+    support.admin_ok(berth, "account", "set-quota", name, "--cpu", "10", "--memory", "20", "--groups", "7")
+    c = support.wait_for("the new quotas on the Node", lambda: capacity("10000m"), 30, 0.3, vk.diag)
+    assert c["pods"] == "7" and c["memory"] == f"{20 * 1024}Mi", c
+    n = api.get("api/v1", "nodes", "", NODE)
+    assert n["status"]["allocatable"] == c, n["status"]
