@@ -13,6 +13,7 @@
 
 mod events;
 mod groups;
+mod objects;
 mod refresh;
 mod resolve;
 mod run;
@@ -129,6 +130,7 @@ pub struct PodController<G> {
     known: std::sync::Arc<KnownPods>,
     tokens: tokens::Tokens,
     checked: refresh::Checked,
+    objects: objects::Objects,
     /// The deletion grace period last sent to berth for each pod being deleted.
     sent_grace: std::sync::Mutex<BTreeMap<String, Option<u64>>>,
 }
@@ -205,6 +207,7 @@ impl<G: Groups> PodController<G> {
             known: Default::default(),
             tokens: Default::default(),
             checked: Default::default(),
+            objects: Default::default(),
             sent_grace: Default::default(),
         }
     }
@@ -283,6 +286,7 @@ impl<G: Groups> PodController<G> {
             &self.cfg.host_ip,
             self.cfg.cluster_dns.as_ref(),
             &self.tokens,
+            resolve::Reads::Fresh,
         )
         .await?;
         let params = match crate::pod_to_group(pod, &inputs) {

@@ -1,7 +1,8 @@
 //! Keeps the files of a running pod's configMap, secret, projected and downwardAPI volumes
 //! true, as the kubelet does: the pod's references are read again (at most every
 //! `PodConfig::volume_resync`, and whenever one of its service-account tokens is due to be
-//! refreshed), its volumes rendered again, and those whose files changed sent to berth in one
+//! refreshed; an object read for another pod within that period is not read again,
+//! `objects.rs`), its volumes rendered again, and those whose files changed sent to berth in one
 //! UpdateContainerGroup. berth writes them in place under the running containers (the
 //! kubelet's AtomicWriter layout); `subPath` mounts keep what they started with, as with the
 //! kubelet. An object that went or no longer renders leaves the files as they are. The
@@ -190,6 +191,7 @@ impl<G: Groups> PodController<G> {
             &self.cfg.host_ip,
             self.cfg.cluster_dns.as_ref(),
             &self.tokens,
+            resolve::Reads::Kept(&self.objects, self.cfg.volume_resync),
         )
         .await?;
         self.checked.mark(uid);

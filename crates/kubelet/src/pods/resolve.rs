@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, ServiceAccou
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::api::{Api, PostParams};
 
+use super::objects::Objects;
 use super::tokens::{self, Tokens};
 use crate::error::PodError;
 use crate::inputs::{ClusterDns, Inputs};
@@ -99,6 +100,14 @@ pub fn check(pod: &Pod) -> Result<(), PodError> {
     Ok(())
 }
 
+/// Where the ConfigMaps and Secrets of a rendering come from: read afresh (a new pod), or
+/// through the objects kept for at most a period (a running pod's volumes rendered again).
+#[derive(Clone, Copy)]
+pub enum Reads<'a> {
+    Fresh,
+    Kept(&'a Objects, std::time::Duration),
+}
+
 /// The inputs of `pod`, read in its namespace through `client`. Errors of the API server
 /// (other than a missing object) are returned, to be tried again.
 pub async fn resolve(
@@ -107,6 +116,7 @@ pub async fn resolve(
     host_ip: &str,
     cluster_dns: Option<&ClusterDns>,
     held: &Tokens,
+    reads: Reads<'_>,
 ) -> Result<Inputs, kube::Error> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let r = refs(pod);
@@ -117,13 +127,21 @@ pub async fn resolve(
     };
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     for name in &r.config_maps {
-        if let Some(cm) = cms.get_opt(name).await? {
+        let got = match reads {
+            Reads::Fresh => cms.get_opt(name).await?,
+            Reads::Kept(kept, ttl) => kept.config_map(&cms, ns, name, ttl).await?,
+        };
+        if let Some(cm) = got {
             out.config_maps.insert(name.clone(), cm);
         }
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     for name in &r.secrets {
-        if let Some(s) = secrets.get_opt(name).await? {
+        let got = match reads {
+            Reads::Fresh => secrets.get_opt(name).await?,
+            Reads::Kept(kept, ttl) => kept.secret(&secrets, ns, name, ttl).await?,
+        };
+        if let Some(s) = got {
             out.secrets.insert(name.clone(), s);
         }
     }

@@ -234,3 +234,46 @@ async fn a_restarted_controller_keeps_the_tokens_groups_hold() {
     );
     assert!(berth.state().updates.is_empty(), "nothing changed");
 }
+
+#[tokio::test]
+async fn pods_sharing_a_config_map_read_it_once_a_period() {
+    let reads = std::sync::Arc::new(AtomicUsize::new(0));
+    let n = reads.clone();
+    let (client, _seen) = apiserver(Box::new(move |s: &Seen| {
+        match (s.method.as_str(), s.path.as_str()) {
+            ("GET", CONFIG_MAP) => {
+                n.fetch_add(1, Ordering::SeqCst);
+                Reply::Json(200, config_map("debug"))
+            }
+            ("POST", TOKEN) => Reply::Json(201, token_answer(&s.body, "token-1", 3600)),
+            ("PATCH", "/api/v1/namespaces/shop/pods/web-2/status") | ("PATCH", POD_STATUS) => {
+                echo_status(s)
+            }
+            _ => panic!("unexpected request {} {}", s.method, s.path),
+        }
+    }));
+    let berth = FakeBerth::default();
+    let first = controller(client.clone(), &berth);
+    let a = pod_with_volumes();
+    let mut v = serde_json::to_value(&a).unwrap();
+    v["metadata"]["name"] = json!("web-2");
+    v["metadata"]["uid"] = json!("1c6d2d7f-2222-4333-8444-a55556666777");
+    let b = pod(v);
+    first.reconcile(&a, None).await.unwrap();
+    first.reconcile(&b, None).await.unwrap();
+    assert_eq!(reads.load(Ordering::SeqCst), 2, "a new pod reads afresh");
+    let groups: Vec<_> = {
+        let mut s = berth.state();
+        for g in s.groups.iter_mut() {
+            g.status = "Running".into();
+        }
+        s.groups.clone()
+    };
+
+    // Started again: both pods' volumes are rendered at once, the ConfigMap read once.
+    let c = controller(client, &berth);
+    c.reconcile(&a, Some(&groups[0])).await.unwrap();
+    c.reconcile(&b, Some(&groups[1])).await.unwrap();
+    assert_eq!(reads.load(Ordering::SeqCst), 3);
+    assert!(berth.state().updates.is_empty());
+}
