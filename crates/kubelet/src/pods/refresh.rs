@@ -56,7 +56,7 @@ fn has_file_volumes(pod: &Pod) -> bool {
 
 /// Whether berth runs the group (an update of a group that finished or is being deleted or
 /// updated would only fail or wait).
-fn running(g: &ContainerGroup) -> bool {
+pub(crate) fn running(g: &ContainerGroup) -> bool {
     matches!(
         GroupStatus::parse(&g.status),
         Some(GroupStatus::Running | GroupStatus::Pending)

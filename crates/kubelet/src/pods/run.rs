@@ -286,7 +286,8 @@ impl<G: Groups> PodController<G> {
             .filter(|(u, p)| {
                 !st.retry.contains_key(*u)
                     && (fresh.get(*u) != st.groups.get(*u)
-                        || (fresh.contains_key(*u) && self.volumes_due(p)))
+                        || (fresh.get(*u).is_some_and(super::refresh::running)
+                            && self.volumes_due(p)))
             })
             .map(|(u, _)| u.clone())
             .collect();
