@@ -54,13 +54,10 @@ fn has_file_volumes(pod: &Pod) -> bool {
         })
 }
 
-/// Whether berth runs the group (an update of a group that finished or is being deleted or
-/// updated would only fail or wait).
+/// Whether berth runs the group: an update of a group still being set up would interrupt
+/// that, one of a group that finished or is being deleted or updated would fail or wait.
 pub(crate) fn running(g: &ContainerGroup) -> bool {
-    matches!(
-        GroupStatus::parse(&g.status),
-        Some(GroupStatus::Running | GroupStatus::Pending)
-    )
+    GroupStatus::parse(&g.status) == Some(GroupStatus::Running)
 }
 
 /// The files of a group's ConfigFile volume, as sets of (path, base64 content).
