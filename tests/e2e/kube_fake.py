@@ -2,7 +2,9 @@
 virtual-kubelet`: no API server can be installed from the package registries this project
 reaches, so the tests play its side over plain HTTP on 127.0.0.1.
 
-It keeps Nodes, Leases, Pods, Events, ConfigMaps and Secrets in memory, with resourceVersions
+It keeps Nodes, Leases, Pods, Events, ConfigMaps and Secrets in memory, issues service-account
+tokens (TokenRequest: a JWT with `iat` and `exp`, of `token_lifetime` seconds, which a test may
+make shorter than a real API server's 10 minutes), with resourceVersions
 and the answers a v1.30+ API server gives: lists with a resourceVersion, watches streamed as
 JSON lines (chunked), 404/409 as `Status` objects, merge patches checked against the
 resourceVersion they carry, deletion with a uid precondition. Only what the virtual kubelet
@@ -12,6 +14,7 @@ asked that the fake does not know.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import queue
@@ -82,7 +85,7 @@ PATH = re.compile(
     r"(?:/namespaces/(?P<ns>[^/]+))?"
     r"/(?P<res>[a-z]+)"
     r"(?:/(?P<name>[^/]+))?"
-    r"(?:/(?P<sub>status))?$"
+    r"(?:/(?P<sub>status|token))?$"
 )
 
 
@@ -98,6 +101,9 @@ class FakeApiServer:
         self.tokens: dict[str, tuple[str, list[str]]] = {}
         self.grants: dict[str, set[str]] = {}
         self.reviews: list[dict] = []
+        # TokenRequest: the lifetime of the tokens issued, and the tokens, in order.
+        self.token_lifetime = 3600
+        self.issued: list[str] = []
         self.unknown: list[str] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -320,12 +326,36 @@ class FakeApiServer:
                         body["status"] = {"allowed": ok}
                 return body
 
+            def _token(self, ns: str, account: str, body: dict) -> dict:
+                """A TokenRequest's answer: a JWT bound to the pod asked for."""
+                b64 = lambda v: base64.urlsafe_b64encode(json.dumps(v).encode()).rstrip(b"=").decode()
+                now = int(time.time())
+                with fake.lock:
+                    life = fake.token_lifetime
+                    bound = (body.get("spec") or {}).get("boundObjectRef") or {}
+                    claims = {
+                        "iat": now, "exp": now + life, "jti": uuid.uuid4().hex,
+                        "sub": f"system:serviceaccount:{ns}:{account}",
+                        "kubernetes.io": {"pod": {"name": bound.get("name"), "uid": bound.get("uid")}},
+                    }
+                    token = f"{b64({'alg': 'RS256'})}.{b64(claims)}.c2ln"
+                    fake.issued.append(token)
+                body["kind"], body["apiVersion"] = "TokenRequest", "authentication.k8s.io/v1"
+                body["status"] = {
+                    "token": token,
+                    "expirationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + life)),
+                }
+                return body
+
             def _post(self, gv, res, ns, name, sub, q) -> None:
                 kind, api_version, namespaced = KINDS[(gv, res)]
                 body = self._body()
                 if res in ("tokenreviews", "subjectaccessreviews"):
                     body["kind"], body["apiVersion"] = kind, api_version
                     self._send(201, self._review(res, body))
+                    return
+                if res == "serviceaccounts" and sub == "token":
+                    self._send(201, self._token(ns, name, body))
                     return
                 meta = body.setdefault("metadata", {})
                 if namespaced:

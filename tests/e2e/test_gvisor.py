@@ -1,7 +1,7 @@
 """The gvisor runtime class (`RuntimeClassName=gvisor`, gVisor's runsc): a group runs in one
 sandbox (one sentry, however many containers) with its limits enforced on the host's cgroups,
-its logs, exec (sync and TTY) and its own address; two containers share an emptyDir and
-localhost, one restarts while the other runs on; an emptyDir outlives a restart of its container and an exec probe makes it Ready;
+its logs, exec (sync and TTY) and its own address; new files of a config volume reach a
+running container; two containers share an emptyDir and localhost, one restarts while the other runs on; an emptyDir outlives a restart of its container and an exec probe makes it Ready;
 it survives a kill -9 of berth and is re-adopted; its deletion leaves nothing.
 The account's policy refuses a class it may not use (403), an unknown class is a 400.
 
@@ -243,6 +243,39 @@ def test_volumes_probes_and_restarts_work_under_gvisor(gv, images):
     group = wait_for("the restarted container to be Ready", ready, 60, diag=gv.diag)
     assert support.container_of(group, "c")["CurrentState"]["State"] == "Running", pretty(group)
     assert exec_sh(client, gid, "wc -l < /data/runs").strip() == "2"
+
+
+def test_new_files_of_a_config_volume_reach_a_gvisor_container(gv, images):
+    """An update that changes only a ConfigFileVolume's files is written in place under a
+    sandboxed container too: it reads the new set without a restart."""
+    import base64
+    client = gv.client()
+    b64 = lambda t: base64.b64encode(t.encode()).decode()
+    gid = create(
+        gv, images, "e2e-gvisor-files", script="exec sleep 600",
+        **{
+            "Volume.1.Name": "cfg",
+            "Volume.1.Type": "ConfigFileVolume",
+            "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path": "greeting",
+            "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Content": b64("one"),
+            "Container.1.VolumeMount.1.Name": "cfg",
+            "Container.1.VolumeMount.1.MountPath": "/cfg",
+        },
+    )
+    wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=gv.diag)
+    assert exec_sh(client, gid, "cat /cfg/greeting") == "one"
+    call(client, "UpdateContainerGroup", {
+        "ContainerGroupId": gid,
+        "UpdateType": "IncrementalUpdate",
+        "Volume.1.Name": "cfg",
+        "Volume.1.Type": "ConfigFileVolume",
+        "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path": "greeting",
+        "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Content": b64("two"),
+    })
+    wait_for("the new file in the sandbox", lambda: exec_sh(client, gid, "cat /cfg/greeting") == "two",
+             30, diag=gv.diag)
+    group = support.describe(client, gid)
+    assert support.container_of(group, "c")["RestartCount"] == 0, pretty(group)
 
 
 def test_two_containers_share_one_sandbox(gv, images):

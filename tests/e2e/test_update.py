@@ -1,5 +1,6 @@
 """UpdateContainerGroup and RestartContainerGroup: an update recreates the containers whose
-spec changed while the others keep running, a restart restarts every container and keeps the
+spec changed while the others keep running (new files of a ConfigFileVolume are written in
+place under them), a restart restarts every container and keeps the
 group's address and volumes, ClientTokens make repeats harmless, and what an update cannot
 change is refused by name."""
 
@@ -180,18 +181,21 @@ def test_update_token_and_refusals(berth, client, groups, images):
     assert info.value.status_code == 404, info.value.message
 
 
-def config(name: str, text: str, model):
+def config(name: str, text: str, model, more: dict[str, str] | None = None):
+    """A ConfigFile volume: `greeting` holding `text`, and the files of `more`."""
     import base64
+    create = model is M.CreateContainerGroupRequestVolume
+    volume = (M.CreateContainerGroupRequestVolumeConfigFileVolume if create
+              else M.UpdateContainerGroupRequestVolumeConfigFileVolume)
+    path = (M.CreateContainerGroupRequestVolumeConfigFileVolumeConfigFileToPath if create
+            else M.UpdateContainerGroupRequestVolumeConfigFileVolumeConfigFileToPath)
+    files = {"greeting": text, **(more or {})}
     return model(
         name=name,
         type="ConfigFileVolume",
-        config_file_volume=(M.CreateContainerGroupRequestVolumeConfigFileVolume
-                            if model is M.CreateContainerGroupRequestVolume
-                            else M.UpdateContainerGroupRequestVolumeConfigFileVolume)(
-            config_file_to_path=[(M.CreateContainerGroupRequestVolumeConfigFileVolumeConfigFileToPath
-                                  if model is M.CreateContainerGroupRequestVolume
-                                  else M.UpdateContainerGroupRequestVolumeConfigFileVolumeConfigFileToPath)(
-                path="greeting", content=base64.b64encode(text.encode()).decode())]),
+        config_file_volume=volume(config_file_to_path=[
+            path(path=p, content=base64.b64encode(t.encode()).decode()) for p, t in files.items()
+        ]),
     )
 
 
@@ -211,15 +215,54 @@ def test_update_of_a_volume_recreates_the_containers_mounting_it(berth, client, 
     assert exec_sh(client, gid, "cat /cfg/greeting", name="a") == "one"
     exec_sh(client, gid, "echo kept > /s/f", name="b")
     b_pid1 = pid1_start(client, gid, "b")
+    # Another kind of volume under the same name: made anew, its containers recreated.
     update(client, gid, update_type="IncrementalUpdate",
-           volume=[config("cfg", "two", M.UpdateContainerGroupRequestVolume)])
+           volume=[M.UpdateContainerGroupRequestVolume(name="cfg", type="EmptyDirVolume")])
     after = running_again(client, gid, berth)
-    assert exec_sh(client, gid, "cat /cfg/greeting", name="a") == "two"
+    assert exec_sh(client, gid, "ls -A /cfg", name="a") == ""
     assert container_of(after, "a")["RestartCount"] == 1, pretty(after)
     assert pid1_start(client, gid, "b") == b_pid1
     assert exec_sh(client, gid, "cat /s/f", name="b").strip() == "kept"
     described = {v["Name"] for v in after.get("Volumes") or []}
     assert described == {"cfg", "scratch"}, pretty(after)
+
+
+def test_new_files_of_a_config_volume_reach_the_running_container(berth, client, groups, images):
+    """A ConfigFileVolume whose files alone change is written in place, as the kubelet updates
+    configMap and secret volumes: the container keeps running (same PID 1, no restart) and
+    reads the new set; a SubPath mount keeps the file it started with, as with the kubelet."""
+    mount = M.CreateContainerGroupRequestContainerVolumeMount
+    gid = groups.create(
+        "e2e-update-files",
+        [container("a", images.image, LOOP, volume_mount=[
+            mount(name="cfg", mount_path="/cfg"),
+            mount(name="cfg", mount_path="/sub/greeting", sub_path="greeting"),
+        ])],
+        restart_policy="Always",
+        volume=[config("cfg", "one", M.CreateContainerGroupRequestVolume, {"old": "x"})],
+    )
+    before = wait_status(client, gid, ["Running"], 60, never=["Failed"], diag=berth.diag)
+    assert exec_sh(client, gid, "cat /cfg/greeting", name="a") == "one"
+    started = container_of(before, "a")["CurrentState"]["StartTime"]
+    a_pid1 = pid1_start(client, gid, "a")
+    # The volume is read-only in the container: nothing of it is the tenant's.
+    assert "Read-only" in exec_sh(client, gid, "touch /cfg/x 2>&1 || true", name="a")
+
+    update(client, gid, update_type="IncrementalUpdate",
+           volume=[config("cfg", "two", M.UpdateContainerGroupRequestVolume, {"d/new": "n"})])
+    after = running_again(client, gid, berth)
+    assert exec_sh(client, gid, "cat /cfg/greeting", name="a") == "two"
+    assert exec_sh(client, gid, "cat /cfg/d/new", name="a") == "n"
+    assert exec_sh(client, gid, "test -e /cfg/old && echo there || echo gone", name="a").strip() == "gone"
+    assert exec_sh(client, gid, "readlink /cfg/..data", name="a").startswith("..")
+    assert exec_sh(client, gid, "cat /sub/greeting", name="a") == "one"
+    assert pid1_start(client, gid, "a") == a_pid1
+    a = container_of(after, "a")
+    assert a["RestartCount"] == 0, pretty(after)
+    assert a["CurrentState"]["StartTime"] == started, pretty(after)
+    files = {f["Path"] for v in after["Volumes"] if v["Name"] == "cfg"
+             for f in v["ConfigFileVolumeConfigFileToPaths"]}
+    assert files == {"greeting", "d/new"}, pretty(after)
 
 
 def test_a_memory_volume_follows_the_groups_new_memory(berth, client, groups, images):

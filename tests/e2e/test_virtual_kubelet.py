@@ -7,7 +7,9 @@ quotas and the kubelet port, and its Lease is kept; a pod bound to the node beco
 (ConfigMap and Secret references resolved through the API) and its status goes Running with
 the group's address; a restart of the virtual kubelet marks the node NotReady, then adopts
 the group without making a second one; a DaemonSet pod is refused with a Failed status; a
-deleted pod's group is deleted, then the pod is removed from the API server.
+deleted pod's group is deleted, then the pod is removed from the API server; a ConfigMap's
+new data and a refreshed service-account token reach the files of a running pod's volumes
+without a restart; `/attach` relays what the container writes.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ class VirtualKubelet:
         self.proc: subprocess.Popen | None = None
         self.kubelet_port = support.free_port()
         self.kubelet_url = f"https://127.0.0.1:{self.kubelet_port}"
+        # More arguments of `berth virtual-kubelet`, and the berth account's credentials, for
+        # the next start.
+        self.extra: list[str] = []
+        self.credentials = berth.credentials_path
 
     def start(self) -> None:
         env = dict(os.environ, RUST_LOG="info,berth_kubelet=debug", NO_COLOR="1")
@@ -60,7 +66,7 @@ class VirtualKubelet:
                     "--endpoint",
                     self.berth.url,
                     "--credentials",
-                    str(self.berth.credentials_path),
+                    str(self.credentials),
                     "virtual-kubelet",
                     "--kubeconfig",
                     str(self.kubeconfig),
@@ -72,6 +78,7 @@ class VirtualKubelet:
                     "127.0.0.1",
                     "--kubelet-port",
                     str(self.kubelet_port),
+                    *self.extra,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -441,6 +448,32 @@ def test_kubelet_api_logs_exec_and_stats(cluster, berth, images):
     causes = {c["reason"]: c["message"] for c in status["details"]["causes"]}
     assert causes["ExitCode"] == "3", status
 
+    # Attach: what the container writes from now on, on stdout; stdin is refused by name.
+    def attach(query: str):
+        return websocket.create_connection(
+            vk.kubelet_url.replace("https", "wss") + "/attach/default/worker/main?" + query,
+            subprotocols=["v5.channel.k8s.io", "v4.channel.k8s.io"],
+            header=["Authorization: Bearer admin-token"],
+            sslopt={"cert_reqs": ssl.CERT_NONE, "check_hostname": False},
+            timeout=30,
+        )
+
+    ws = attach("stdout=1")
+    seen = b""
+    while seen.count(b"tick") < 2:
+        op, data = ws.recv_data()
+        assert op != websocket.ABNF.OPCODE_CLOSE, seen
+        if data and data[0] == 1:
+            seen += data[1:]
+    ws.close()
+    assert b"first line" not in seen, "only what is written from now on"
+    ws = attach("stdin=1&stdout=1")
+    op, data = ws.recv_data()
+    ws.close()
+    assert data[0] == 3, data
+    refused = json.loads(data[1:])
+    assert refused["status"] == "Failure" and "stdin is not enabled" in refused["message"], refused
+
     # Stats, as metrics-server reads them.
     def pod_stats():
         code, body = kubelet_get(vk, "/stats/summary")
@@ -567,6 +600,7 @@ def test_kubelet_api_exec_over_spdy(cluster, images):
     assert status["status"] == "Failure" and status["reason"] == "NonZeroExitCode", status
     causes = {c["reason"]: c["message"] for c in status["details"]["causes"]}
     assert causes["ExitCode"] == "3", status
+
     assert {1, 5, 7} <= fins, fins
     assert goaway is not None and goaway.value == 0, goaway
 
@@ -615,3 +649,157 @@ def test_a_pods_runtime_class_chooses_the_groups(cluster, berth, images):
     [g] = pod_groups(client, p["metadata"]["uid"])
     # The SDK's model has no RuntimeClassName: the raw answer has.
     assert raw_group(client, g["ContainerGroupId"])["RuntimeClassName"] == "gvisor", g
+
+
+def test_a_config_maps_new_data_reaches_the_running_pod(cluster, berth, images):
+    """The files of a configMap volume follow the ConfigMap while the pod runs: written in
+    place in berth (UpdateContainerGroup), the container keeps running."""
+    api, vk = cluster
+    client = berth.client()
+    # Rendered again every second, brought up by a full resync every second.
+    vk.stop()
+    vk.extra = ["--volume-resync-period", "1", "--full-resync-period", "1"]
+    vk.start()
+    api.put(
+        "api/v1",
+        "configmaps",
+        {"metadata": {"name": "page", "namespace": "default"}, "data": {"index.html": "one"}},
+    )
+    api.put(
+        "api/v1",
+        "pods",
+        {
+            "metadata": {
+                "name": "site",
+                "namespace": "default",
+                "annotations": {"k8s.aliyun.com/plain-http-registry": images.registry},
+            },
+            "spec": {
+                "nodeName": NODE,
+                "tolerations": [TOLERATION],
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{
+                    "name": "main", "image": images.image,
+                    "command": ["sh", "-c", "exec sleep 3600"],
+                    "volumeMounts": [{"name": "page", "mountPath": "/page"}],
+                }],
+                "volumes": [{"name": "page", "configMap": {"name": "page"}}],
+            },
+            "status": {"phase": "Pending"},
+        },
+    )
+
+    def running():
+        p = api.get("api/v1", "pods", "default", "site")
+        return p if (p or {}).get("status", {}).get("phase") == "Running" else None
+
+    p = support.wait_for("pod site to run", running, 90, 0.3, vk.diag)
+    [g] = pod_groups(client, p["metadata"]["uid"])
+    gid = g["ContainerGroupId"]
+    read = lambda: support.exec_sh(client, gid, "cat /page/index.html", name="main")
+    assert read() == "one"
+    pid1 = support.exec_sh(client, gid, "cut -d' ' -f22 /proc/1/stat", name="main").strip()
+    time.sleep(3)
+    assert not [e for e in support.events_of(client, gid) if e.get("Reason") == "Updating"], (
+        "an unchanged ConfigMap sends no update"
+    )
+
+    api.put(
+        "api/v1",
+        "configmaps",
+        {"metadata": {"name": "page", "namespace": "default"}, "data": {"index.html": "two"}},
+    )
+    support.wait_for("the new data in the pod", lambda: read() == "two", 60, 0.5, vk.diag)
+    assert support.exec_sh(client, gid, "cut -d' ' -f22 /proc/1/stat", name="main").strip() == pid1
+    g = support.describe(client, gid)
+    assert [c["RestartCount"] for c in g["Containers"]] == [0], g
+    # Unchanged since: no further update is sent.
+    time.sleep(3)
+    updating = [e for e in support.events_of(client, gid) if e.get("Reason") == "Updating"]
+    assert len(updating) == 1, updating
+    assert support.describe(client, gid)["Status"] == "Running"
+
+
+def test_a_pods_token_is_refreshed_under_the_running_container(cluster, berth, images):
+    """A projected service-account token is requested again once 80% of its lifetime passed
+    (the stand-in issues 10-second tokens) and written in place: the container reads the
+    new token with the same PID 1, never restarted."""
+    api, vk = cluster
+    client = berth.client()
+    api.token_lifetime = 10
+    vk.stop()
+    vk.extra = ["--full-resync-period", "1"]
+    vk.start()
+    api.put(
+        "api/v1",
+        "pods",
+        {
+            "metadata": {
+                "name": "caller",
+                "namespace": "default",
+                "annotations": {"k8s.aliyun.com/plain-http-registry": images.registry},
+            },
+            "spec": {
+                "nodeName": NODE,
+                "tolerations": [TOLERATION],
+                "terminationGracePeriodSeconds": 2,
+                "serviceAccountName": "default",
+                "containers": [{
+                    "name": "main", "image": images.image,
+                    "command": ["sh", "-c", "exec sleep 3600"],
+                    "volumeMounts": [{"name": "token", "mountPath": "/var/run/secrets/tokens"}],
+                }],
+                "volumes": [{"name": "token", "projected": {"sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}}]}}],
+            },
+            "status": {"phase": "Pending"},
+        },
+    )
+
+    def running():
+        p = api.get("api/v1", "pods", "default", "caller")
+        return p if (p or {}).get("status", {}).get("phase") == "Running" else None
+
+    p = support.wait_for("pod caller to run", running, 90, 0.3, vk.diag)
+    [g] = pod_groups(client, p["metadata"]["uid"])
+    gid = g["ContainerGroupId"]
+    read = lambda: support.exec_sh(client, gid, "cat /var/run/secrets/tokens/token", name="main")
+    first = read()
+    assert first == api.issued[0], (first, api.issued)
+    pid1 = support.exec_sh(client, gid, "cut -d' ' -f22 /proc/1/stat", name="main").strip()
+    newer = support.wait_for("a refreshed token in the pod", lambda: (lambda t: t if t != first else None)(read()),
+                             40, 0.5, vk.diag)
+    assert newer in api.issued[1:], "a token the API server issued later"
+    assert support.exec_sh(client, gid, "cut -d' ' -f22 /proc/1/stat", name="main").strip() == pid1
+    g = support.describe(client, gid)
+    assert [c["RestartCount"] for c in g["Containers"]] == [0], g
+    # The pod stayed Running through the updates.
+    assert api.get("api/v1", "pods", "default", "caller")["status"]["phase"] == "Running"
+    assert not api.unknown, api.unknown
+
+
+def test_the_nodes_capacity_follows_the_accounts_quotas(cluster, berth, tmp_path):
+    """The Node's capacity is the account's quotas, read again with every status update: a
+    change of them (berth admin account set-quota) reaches the Node without a restart."""
+    api, vk = cluster
+    name, key = support.new_account(berth, "vk-cap")
+    creds = tmp_path / "vk-cap.json"
+    creds.write_text(json.dumps({"AccessKeyId": key["AccessKeyId"], "AccessKeySecret": key["AccessKeySecret"]}))
+    support.admin_ok(berth, "account", "set-quota", name, "--cpu", "6", "--memory", "12", "--groups", "5")
+    vk.stop()
+    vk.credentials = creds
+    vk.extra = ["--node-status-update-period", "1"]
+    vk.start()
+
+    def capacity(cpu: str):
+        n = api.get("api/v1", "nodes", "", NODE) or {}
+        c = n.get("status", {}).get("capacity") or {}
+        return c if c.get("cpu") == cpu else None
+
+    c = support.wait_for("the account's quotas on the Node", lambda: capacity("6000m"), 30, 0.3, vk.diag)
+    assert c["pods"] == "5" and c["memory"] == f"{12 * 1024}Mi", c
+    support.admin_ok(berth, "account", "set-quota", name, "--cpu", "10", "--memory", "20", "--groups", "7")
+    c = support.wait_for("the new quotas on the Node", lambda: capacity("10000m"), 30, 0.3, vk.diag)
+    assert c["pods"] == "7" and c["memory"] == f"{20 * 1024}Mi", c
+    n = api.get("api/v1", "nodes", "", NODE)
+    assert n["status"]["allocatable"] == c, n["status"]

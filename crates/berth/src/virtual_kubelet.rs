@@ -1,8 +1,8 @@
 //! `berth virtual-kubelet`: joins a Kubernetes cluster as a virtual node whose pods run as
 //! berth container groups. It connects to the cluster (`--kubeconfig`, else the in-cluster
 //! configuration or `~/.kube/config`) and to berth (the same endpoint and credentials as every
-//! other client command), reads the node's capacity from the account's quotas (ListUsage),
-//! then serves the kubelet API (logs, exec, stats, metrics) on the node's daemon port and runs
+//! other client command), reads the node's capacity from the account's quotas (ListUsage,
+//! read again with every status update), then serves the kubelet API (logs, exec, stats, metrics) on the node's daemon port and runs
 //! the registration controller (Node, Lease, status) and the pod controller until SIGTERM or
 //! SIGINT, when the node is marked NotReady and the command returns. The pods'
 //! groups keep running: a virtual kubelet started again adopts them by their pod uid tag.
@@ -14,7 +14,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use berth_client::Client;
 use berth_kubelet::api::{ApiConfig, AuthConfig, BerthBackend, KubeletApi, TlsSource};
-use berth_kubelet::{Capacity, ClusterDns, NodeConfig, PodConfig, PodController, Registration};
+use berth_kubelet::{
+    Capacity, CapacitySource, ClusterDns, NodeConfig, PodConfig, PodController, Registration,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::watch;
 
@@ -79,6 +81,17 @@ pub struct VirtualKubeletArgs {
     #[arg(long, default_value_t = berth_kubelet::POD_SYNC_WORKERS as u64,
           value_parser = clap::value_parser!(u64).range(1..=256))]
     pod_sync_workers: u64,
+    /// Least seconds between two readings of a running pod's ConfigMaps and Secrets for its
+    /// volumes (the kubelet's sync frequency); a change reaches the files within about this
+    /// and the full resync period.
+    #[arg(long, default_value_t = berth_kubelet::VOLUME_RESYNC.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    volume_resync_period: u64,
+    /// Seconds between two status updates of the Node, each with its capacity read again
+    /// from the account's quotas (ListUsage).
+    #[arg(long, default_value_t = berth_kubelet::STATUS_INTERVAL.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    node_status_update_period: u64,
 }
 
 /// The node's name must be a DNS subdomain: it is the Node's and the Lease's name.
@@ -151,6 +164,21 @@ async fn capacity(berth: &Client, region: &str) -> anyhow::Result<Capacity> {
     Ok(Capacity::from_usage(&attrs))
 }
 
+/// The account's quotas, read again with every status update of the node.
+struct Usage {
+    berth: Client,
+    region: String,
+}
+
+#[async_trait::async_trait]
+impl CapacitySource for Usage {
+    async fn read(&self) -> Result<Capacity, String> {
+        capacity(&self.berth, &self.region)
+            .await
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
 async fn shutdown_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -210,7 +238,9 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
             kubelet_port: i32::from(a.kubelet_port),
             kubelet_version: KUBELET_VERSION.into(),
         },
-    );
+    )
+    .with_status_interval(std::time::Duration::from_secs(a.node_status_update_period));
+    let berth_for_usage = berth.clone();
     let pods = PodController::new(
         kube,
         berth,
@@ -220,6 +250,7 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
             cluster_dns,
             full_resync: std::time::Duration::from_secs(a.full_resync_period),
             workers: a.pod_sync_workers as usize,
+            volume_resync: std::time::Duration::from_secs(a.volume_resync_period),
         },
     );
     let api = KubeletApi::bind(
@@ -242,9 +273,13 @@ pub async fn run(c: &ClientArgs, a: VirtualKubeletArgs) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|s| *s).await;
         }))
     };
+    let usage = Usage {
+        berth: berth_for_usage,
+        region: c.region.clone(),
+    };
     let reg = {
         let stopped = stopped.clone();
-        async move { registration.run(cap, stopped).await }
+        async move { registration.run(cap, &usage, stopped).await }
     };
     let ctl = async move { pods.run(stopped).await };
     let signal = async move {

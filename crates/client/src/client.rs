@@ -337,6 +337,17 @@ impl Client {
         self.call_as("DeleteContainerGroup", &p).await
     }
 
+    /// UpdateContainerGroup of `volumes` alone (an `IncrementalUpdate`: the group's other
+    /// volumes stay).
+    pub async fn update_container_group_volumes(
+        &self,
+        id: &str,
+        volumes: &[berth_core::Volume],
+    ) -> Result<RequestIdResponse, ClientError> {
+        let q = crate::flatten::volume_update_query(id, volumes);
+        self.call_as("UpdateContainerGroup", &q).await
+    }
+
     pub async fn restart_container_group(
         &self,
         id: &str,

@@ -237,6 +237,18 @@ impl DescribeParams {
     }
 }
 
+/// The volumes of an `IncrementalUpdate` UpdateContainerGroup: each replaces the group's
+/// volume of its name (a ConfigFile volume whose files alone change is written in place).
+pub fn volume_update_query(id: &str, volumes: &[Volume]) -> Vec<(String, String)> {
+    let mut q = Q::default();
+    q.put("ContainerGroupId", id);
+    q.put("UpdateType", "IncrementalUpdate");
+    for (i, v) in volumes.iter().enumerate() {
+        volume(&mut q, &format!("Volume.{}", i + 1), v);
+    }
+    q.0
+}
+
 /// DescribeContainerLog options.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogParams {

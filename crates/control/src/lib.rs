@@ -7,6 +7,8 @@ mod billing;
 mod cache;
 mod classes;
 mod deadline;
+#[cfg(test)]
+mod delete_tests;
 mod idempotency;
 mod node;
 mod observe;

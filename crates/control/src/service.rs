@@ -352,8 +352,8 @@ impl Control {
     /// Marks the group Terminating and removes it in the background: containers are stopped
     /// with the group's grace period, then the record goes. `grace` (DeleteContainerGroup's
     /// `GracePeriodSeconds`, the pod's deletion grace period) replaces the group's own on the
-    /// first delete; a later delete may only shorten it, for a removal that starts after it
-    /// (one already stopping the containers keeps the grace it began with).
+    /// first delete; a later delete may only shorten it, also for the removal under way,
+    /// whose containers are then killed `grace` seconds after this delete at the latest.
     pub async fn delete(
         self: &Arc<Self>,
         account: &str,
@@ -361,6 +361,7 @@ impl Control {
         grace: Option<u64>,
     ) -> Result<(), ControlError> {
         self.get(account, id)?;
+        let mut shortened = None;
         let rec = self.store.modify_group(id, &mut |r| {
             let first = r.status != GroupStatus::Terminating;
             if first {
@@ -377,26 +378,44 @@ impl Control {
             }
             if let Some(g) = grace {
                 let own = &mut r.spec.termination_grace_period_secs;
+                shortened = (!first && g < *own).then_some(g);
                 *own = if first { g } else { (*own).min(g) };
             }
             r.status = GroupStatus::Terminating;
         })?;
         self.unqueue(id);
-        self.spawn_removal(rec);
+        let started = self.spawn_removal(rec);
+        if let (false, Some(g)) = (started, shortened) {
+            self.shorten_removal(id, Duration::from_secs(g));
+        }
         Ok(())
+    }
+
+    /// Brings the kill of a removal under way forward to `grace` from now: the node takes a
+    /// second removal of a group it is removing as that (`NodeClient::remove`).
+    fn shorten_removal(self: &Arc<Self>, id: &GroupId, grace: Duration) {
+        let this = Arc::clone(self);
+        let id = id.clone();
+        tokio::spawn(async move {
+            let Ok(node) = this.node() else { return };
+            if let Err(e) = node.remove(&id, grace).await {
+                tracing::warn!(group = %id, error = %e, "cannot shorten the removal's grace period");
+            }
+        });
     }
 
     /// Removes the group from its node, then its record. An accepted delete always takes
     /// effect: a failed removal is retried with back-off (the record stays Terminating, so
-    /// a restart of berth takes it up again).
-    fn spawn_removal(self: &Arc<Self>, rec: GroupRecord) {
+    /// a restart of berth takes it up again). Returns whether it started one (none when
+    /// one is under way).
+    fn spawn_removal(self: &Arc<Self>, rec: GroupRecord) -> bool {
         let fresh = self
             .removing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(rec.id.clone());
         if !fresh {
-            return;
+            return false;
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
@@ -430,6 +449,7 @@ impl Control {
                 }
             }
         });
+        true
     }
 
     /// Restarts every container of a Pending or Running group. A repeat of a restart with
@@ -611,7 +631,7 @@ impl Control {
         self.reclaim_over_limit(&groups);
         for rec in groups {
             if rec.status == GroupStatus::Terminating {
-                self.spawn_removal(rec);
+                let _ = self.spawn_removal(rec);
             } else if rec.waiting {
                 self.watch_schedule_timeout(&rec);
             } else if rec.status == GroupStatus::ScheduleFailed {

@@ -41,8 +41,8 @@ pub use node::{
 pub use pod::{group_name, pod_to_group, TAG_POD_NAME, TAG_POD_NAMESPACE, TAG_POD_UID};
 pub use pods::{
     pod_uid, Groups, GroupsError, KnownPods, Outcome, PodConfig, PodController, CHANGED_WINDOW,
-    FOLLOW_INTERVAL, MAX_BACKOFF, POD_SYNC_WORKERS, SWEEP_INTERVAL,
+    FOLLOW_INTERVAL, MAX_BACKOFF, POD_SYNC_WORKERS, SWEEP_INTERVAL, VOLUME_RESYNC,
 };
 pub use quantity::{group_size, parse_quantity, Ask};
-pub use registration::{Registration, RENEW_INTERVAL, STATUS_INTERVAL};
+pub use registration::{CapacitySource, Registration, RENEW_INTERVAL, STATUS_INTERVAL};
 pub use status::{group_to_pod_status, PodStatusUpdate, EVENT_COMPONENT};

@@ -412,6 +412,13 @@ impl Runtime {
         }
     }
 
+    /// SIGKILL to the container now (a stop whose grace period was cut short); a container
+    /// that is not running any more is no error.
+    pub async fn kill(&self, id: &str) -> Result<(), RuntimeError> {
+        check_id(id)?;
+        self.oci.kill(id, "KILL").await.map(|_| ())
+    }
+
     /// `delete --force`: kills what still runs and removes the container and its cgroups (in
     /// every v1 hierarchy). Deleting an unknown container is fine.
     pub async fn delete(&self, id: &str) -> Result<(), RuntimeError> {

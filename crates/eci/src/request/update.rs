@@ -8,7 +8,9 @@
 //! others are added; every container or volume given is given whole, as at creation. `Cpu`,
 //! `Memory` and `RestartPolicy` replace the group's when given. A volume whose definition
 //! changed is made anew (an emptyDir starts empty) and the containers mounting it are
-//! recreated. The group's network, DNS settings, sysctls, name and temporary storage are not
+//! recreated, except a `ConfigFileVolume` of the same name whose files (or modes) alone
+//! changed: the node writes them in place and the containers keep running, as the kubelet
+//! updates configMap and secret volumes. The group's network, DNS settings, sysctls, name and temporary storage are not
 //! changed by an update: those parameters are refused by name.
 
 use std::collections::HashSet;
@@ -98,11 +100,12 @@ impl UpdateRequest {
     /// between repeats): a repeat with the same ClientToken must match it.
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;
-        const LISTS: [&str; 4] = [
+        const LISTS: [&str; 5] = [
             "Container.",
             "InitContainer.",
             "Tag.",
             "ImageRegistryCredential.",
+            "Volume.",
         ];
         const FIELDS: [&str; 4] = ["Cpu", "Memory", "RestartPolicy", "UpdateType"];
         let mut own: Vec<(&str, &str)> = self
@@ -128,6 +131,7 @@ impl UpdateRequest {
             "InitContainer",
             "Tag",
             "ImageRegistryCredential",
+            "Volume",
         ]
         .iter()
         .all(|l| !self.params.has_any(l))
@@ -466,6 +470,20 @@ mod tests {
         .unwrap();
         assert!(u.apply(&old).is_err());
         assert!(update("ContainerGroupId=eci-x").unwrap().is_empty());
+        let volume = "ContainerGroupId=eci-x&Volume.1.Name=v&Volume.1.Type=ConfigFileVolume\
+            &Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path=a";
+        let u = update(&format!(
+            "{volume}&Volume.1.ConfigFileVolume.ConfigFileToPath.1.Content=YQ=="
+        ));
+        let other = update(&format!(
+            "{volume}&Volume.1.ConfigFileVolume.ConfigFileToPath.1.Content=Yg=="
+        ));
+        assert!(!u.as_ref().unwrap().is_empty(), "volumes are a change");
+        assert_ne!(
+            u.unwrap().fingerprint(),
+            other.unwrap().fingerprint(),
+            "a repeat with other files is another request"
+        );
         // Memory volumes above the group's memory.
         let u = update(
             "ContainerGroupId=eci-x&Volume.1.Name=m&Volume.1.Type=EmptyDirVolume\

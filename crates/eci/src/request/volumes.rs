@@ -180,6 +180,14 @@ fn config_file_volume(p: &Params, v: &str, total: &mut usize) -> Result<VolumeSo
         let f = format!("{list}.{i}");
         let path_name = format!("{f}.Path");
         let path = relative_path(&path_name, &p.required(&path_name)?)?;
+        // The names the kubelet's layout keeps for itself (`..data`, its timestamped
+        // directories), which the node writes the files through.
+        if path.starts_with("..") {
+            return Err(ApiError::invalid_parameter(
+                &path_name,
+                format!("must not start with '..': {path:?}"),
+            ));
+        }
         for o in &files {
             let nested =
                 |a: &str, b: &str| b.starts_with(a) && b.as_bytes().get(a.len()) == Some(&b'/');
@@ -576,6 +584,7 @@ mod tests {
             (format!("{e}&Volume.1.EmptyDirVolume.Medium=Memory&Volume.1.EmptyDirVolume.SizeLimit=3Gi"), "Volume.1.EmptyDirVolume.SizeLimit"),
             (format!("{e}&Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path=a"), "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path"),
             ("Volume.1.Name=v&Volume.1.Type=ConfigFileVolume&Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path=../x".to_string(), "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path"),
+            ("Volume.1.Name=v&Volume.1.Type=ConfigFileVolume&Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path=..data/x".to_string(), "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path"),
             ("Volume.1.Name=v&Volume.1.Type=ConfigFileVolume&Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path=/etc/x".to_string(), "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path"),
             ("Volume.1.Name=v&Volume.1.Type=ConfigFileVolume&Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path=a&Volume.1.ConfigFileVolume.ConfigFileToPath.2.Path=a/b".to_string(), "Volume.1.ConfigFileVolume.ConfigFileToPath.2.Path"),
             ("Volume.1.Name=v&Volume.1.Type=ConfigFileVolume&Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path=a&Volume.1.ConfigFileVolume.ConfigFileToPath.1.Content=%21%21".to_string(), "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Content"),

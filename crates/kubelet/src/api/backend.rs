@@ -86,6 +86,29 @@ pub struct ExecQuery {
 /// berth's exec WebSocket, open.
 pub type ExecSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// What a remote command session (exec or attach) is relayed with: frames of the channel
+/// protocol (0 stdin, 1 stdout, 2 stderr, 3 status, 4 resize, 255 close) sent to `tx` and
+/// read from `rx` until it ends. berth's exec WebSocket, or an attach's log stream.
+pub(crate) struct Upstream {
+    pub tx:
+        std::pin::Pin<Box<dyn futures_util::Sink<UpstreamMessage, Error = UpstreamError> + Send>>,
+    pub rx: BoxStream<'static, Result<UpstreamMessage, UpstreamError>>,
+}
+
+pub(crate) type UpstreamMessage = tokio_tungstenite::tungstenite::Message;
+pub(crate) type UpstreamError = tokio_tungstenite::tungstenite::Error;
+
+impl Upstream {
+    /// berth's exec WebSocket.
+    pub fn socket(s: ExecSocket) -> Self {
+        let (tx, rx) = s.split();
+        Self {
+            tx: Box::pin(tx),
+            rx: rx.boxed(),
+        }
+    }
+}
+
 /// berth's side of the kubelet API.
 #[async_trait]
 pub trait Backend: Send + Sync {

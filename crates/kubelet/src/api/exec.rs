@@ -13,7 +13,7 @@
 //! its streams are relayed to berth's exec WebSocket (spoken with `v5.channel.k8s.io`, whose
 //! close message ends stdin) by `spdy/`.
 //!
-//! `/attach` answers 501: berth has no attach to a container's own process.
+//! The session's two sides, WebSocket and SPDY, are shared with `/attach` (`attach.rs`).
 
 use std::pin::pin;
 use std::time::Duration;
@@ -29,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::Message as BerthMessage;
 
-use super::backend::{ExecQuery, ExecSocket, MAX_WS_MESSAGE};
+use super::backend::{ExecQuery, Upstream, MAX_WS_MESSAGE};
 use super::params::Query;
 use super::pods::pod_group;
 use super::reply::Refusal;
@@ -67,6 +67,7 @@ pub(crate) struct ExecArgs {
 /// `stdin`/`stdout`).
 pub(crate) fn parse(raw: Option<&str>) -> Result<ExecArgs, Refusal> {
     let q = Query::parse(raw, KNOWN)?;
+    let mut a = streams(&q)?;
     let command = q.all("command");
     if command.is_empty() || command[0].is_empty() {
         return Err(Refusal::bad_request("a command is required (command=…)"));
@@ -81,8 +82,14 @@ pub(crate) fn parse(raw: Option<&str>) -> Result<ExecArgs, Refusal> {
             "an argument of the command is longer than {MAX_ARG_LEN} characters"
         )));
     }
+    a.command = command;
+    Ok(a)
+}
+
+/// The streams a session asks for (exec and attach), checked as the kubelet does.
+pub(crate) fn streams(q: &Query) -> Result<ExecArgs, Refusal> {
     let a = ExecArgs {
-        command,
+        command: Vec::new(),
         stdin: q.bool("stdin")? || q.bool("input")?,
         stdout: q.bool("stdout")? || q.bool("output")?,
         stderr: q.bool("stderr")?,
@@ -101,14 +108,14 @@ pub(crate) fn parse(raw: Option<&str>) -> Result<ExecArgs, Refusal> {
     Ok(a)
 }
 
-fn is_spdy(headers: &HeaderMap) -> bool {
+pub(crate) fn is_spdy(headers: &HeaderMap) -> bool {
     headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("spdy/"))
 }
 
-fn acquire(state: &AppState) -> Result<OwnedSemaphorePermit, Refusal> {
+pub(crate) fn acquire(state: &AppState) -> Result<OwnedSemaphorePermit, Refusal> {
     state.streams.clone().try_acquire_owned().map_err(|_| {
         Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -125,19 +132,52 @@ pub(crate) async fn exec(
     request: Request,
 ) -> Result<Response, Refusal> {
     let (mut parts, _body) = request.into_parts();
-    let target = (namespace, pod, container);
     if is_spdy(&parts.headers) {
-        return exec_spdy(state, target, raw.as_deref(), parts).await;
+        let (version, on_upgrade) = spdy_upgrade(&mut parts)?;
+        let args = parse(raw.as_deref())?;
+        let permit = acquire(&state)?;
+        let group = pod_group(&state, &namespace, &pod, &container).await?;
+        let q = ExecQuery {
+            group_id: group.container_group_id,
+            container,
+            command: args.command.clone(),
+            tty: args.tty,
+            stdin: args.stdin,
+            protocol: BERTH_SPDY_PROTOCOL.into(),
+        };
+        let upstream = Upstream::socket(state.backend.exec(&q).await?);
+        return Ok(over_spdy(on_upgrade, version, upstream, &args, permit));
     }
     let args = parse(raw.as_deref())?;
-    let ws = WebSocketUpgrade::from_request_parts(&mut parts, &state).await;
-    let (namespace, pod, container) = target;
-    let ws = ws.map_err(|e| {
-        Refusal::bad_request(format!(
-            "exec needs a WebSocket upgrade ({}): {e}",
-            PROTOCOLS.join(", ")
-        ))
-    })?;
+    let (ws, protocol) = websocket(&mut parts, &state, "exec").await?;
+    let permit = acquire(&state)?;
+    let group = pod_group(&state, &namespace, &pod, &container).await?;
+    let q = ExecQuery {
+        group_id: group.container_group_id,
+        container,
+        command: args.command.clone(),
+        tty: args.tty,
+        stdin: args.stdin,
+        protocol,
+    };
+    let upstream = Upstream::socket(state.backend.exec(&q).await?);
+    Ok(ws.on_upgrade(move |socket| relay(socket, upstream, args, permit)))
+}
+
+/// The request's WebSocket upgrade with the subprotocol chosen among [`PROTOCOLS`].
+pub(crate) async fn websocket(
+    parts: &mut Parts,
+    state: &AppState,
+    what: &str,
+) -> Result<(WebSocketUpgrade, String), Refusal> {
+    let ws = WebSocketUpgrade::from_request_parts(parts, state)
+        .await
+        .map_err(|e| {
+            Refusal::bad_request(format!(
+                "{what} needs a WebSocket upgrade ({}): {e}",
+                PROTOCOLS.join(", ")
+            ))
+        })?;
     let ws = ws
         .protocols(PROTOCOLS)
         .max_message_size(MAX_WS_MESSAGE)
@@ -152,28 +192,15 @@ pub(crate) async fn exec(
                 PROTOCOLS.join(", ")
             ))
         })?;
-    let permit = acquire(&state)?;
-    let group = pod_group(&state, &namespace, &pod, &container).await?;
-    let q = ExecQuery {
-        group_id: group.container_group_id,
-        container,
-        command: args.command.clone(),
-        tty: args.tty,
-        stdin: args.stdin,
-        protocol,
-    };
-    let upstream = state.backend.exec(&q).await?;
-    Ok(ws.on_upgrade(move |socket| relay(socket, upstream, args, permit)))
+    Ok((ws, protocol))
 }
 
-/// The SPDY/3.1 upgrade: berth's command is started first, so that a pod or container
-/// that does not exist is answered with a plain error rather than a connection that ends.
-async fn exec_spdy(
-    state: AppState,
-    (namespace, pod, container): (String, String, String),
-    raw: Option<&str>,
-    mut parts: Parts,
-) -> Result<Response, Refusal> {
+/// The checks of an SPDY/3.1 upgrade, made before anything starts, so that a pod or
+/// container that does not exist is answered with a plain error rather than a connection
+/// that ends: the version chosen and the connection to take over.
+pub(crate) fn spdy_upgrade(
+    parts: &mut Parts,
+) -> Result<(Option<spdy::SpdyVersion>, OnUpgrade), Refusal> {
     let upgrade = parts
         .headers
         .get(header::UPGRADE)
@@ -185,19 +212,17 @@ async fn exec_spdy(
         )));
     }
     let version = spdy::negotiate(&parts.headers).map_err(Refusal::bad_request)?;
-    let args = parse(raw)?;
-    let on_upgrade = take_upgrade(&mut parts)?;
-    let permit = acquire(&state)?;
-    let group = pod_group(&state, &namespace, &pod, &container).await?;
-    let q = ExecQuery {
-        group_id: group.container_group_id,
-        container,
-        command: args.command,
-        tty: args.tty,
-        stdin: args.stdin,
-        protocol: BERTH_SPDY_PROTOCOL.into(),
-    };
-    let upstream = state.backend.exec(&q).await?;
+    Ok((version, take_upgrade(parts)?))
+}
+
+/// Answers 101 and serves the remote command protocol over SPDY with `upstream`.
+pub(crate) fn over_spdy(
+    on_upgrade: OnUpgrade,
+    version: Option<spdy::SpdyVersion>,
+    upstream: Upstream,
+    args: &ExecArgs,
+    permit: OwnedSemaphorePermit,
+) -> Response {
     let wanted = spdy::Wanted {
         stdin: args.stdin,
         stdout: args.stdout,
@@ -212,7 +237,7 @@ async fn exec_spdy(
                 let io = TokioIo::new(io);
                 spdy::serve(io, upstream, wanted, chosen, spdy::STREAM_WAIT).await
             }
-            Err(e) => tracing::debug!("exec: the SPDY upgrade failed: {e}"),
+            Err(e) => tracing::debug!("the SPDY upgrade failed: {e}"),
         }
     });
     let mut response = Response::builder()
@@ -222,9 +247,9 @@ async fn exec_spdy(
     if let Some(v) = version {
         response = response.header("X-Stream-Protocol-Version", v.name());
     }
-    Ok(response
+    response
         .body(axum::body::Body::empty())
-        .expect("static headers are valid"))
+        .expect("static headers are valid")
 }
 
 /// The connection to take over after a 101 answer: a request with `Connection: Upgrade` over
@@ -246,15 +271,18 @@ pub(crate) fn take_upgrade(parts: &mut Parts) -> Result<OnUpgrade, Refusal> {
         })
 }
 
-/// Relays frames between the client and berth until either closes.
-async fn relay(
+/// Relays frames between the client and berth (or an attach's stream) until either closes.
+pub(crate) async fn relay(
     client: WebSocket,
-    berth: ExecSocket,
+    berth: Upstream,
     args: ExecArgs,
     _permit: OwnedSemaphorePermit,
 ) {
     let (mut client_tx, mut client_rx) = client.split();
-    let (mut berth_tx, mut berth_rx) = berth.split();
+    let Upstream {
+        tx: mut berth_tx,
+        rx: mut berth_rx,
+    } = berth;
     let to_berth = async {
         while let Some(Ok(m)) = client_rx.next().await {
             let frame = match m {
@@ -295,16 +323,6 @@ async fn relay(
             let _ = tokio::time::timeout(DRAIN, &mut to_client).await;
         }
     }
-}
-
-/// `/attach/…`: berth cannot attach to a container's own process.
-pub(crate) async fn attach() -> Refusal {
-    Refusal::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "NotImplemented",
-        "attach is not supported by berth's virtual kubelet: berth runs commands in a \
-         container (kubectl exec) but cannot attach to its main process; use kubectl logs -f",
-    )
 }
 
 #[cfg(test)]

@@ -11,13 +11,15 @@
 //! | path | module |
 //! |---|---|
 //! | `/containerLogs/{ns}/{pod}/{container}` | `logs.rs` |
-//! | `/exec/{ns}/{pod}/{container}`, `/attach/…` | `exec.rs` (SPDY: `spdy/`) |
+//! | `/exec/{ns}/{pod}/{container}` | `exec.rs` (SPDY: `spdy/`) |
+//! | `/attach/{ns}/{pod}/{container}` | `attach.rs` (the container's output; over `exec.rs`'s sessions) |
 //! | `/portForward/{ns}/{pod}` | `forward.rs` (SPDY: `spdy/portforward.rs`) |
 //! | `/stats/summary`, `/metrics/resource` | `stats.rs` |
 //! | `/pods`, `/runningpods`, `/healthz` | `pods.rs` |
 //!
 //! Errors are `metav1.Status` bodies, as the kubelet's clients decode them.
 
+mod attach;
 mod auth;
 mod backend;
 mod exec;
@@ -182,7 +184,7 @@ fn router(state: AppState) -> Router {
             get(logs::container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", any(exec::exec))
-        .route("/attach/{namespace}/{pod}/{container}", any(exec::attach))
+        .route("/attach/{namespace}/{pod}/{container}", any(attach::attach))
         .route("/portForward/{namespace}/{pod}", any(forward::port_forward))
         .route("/stats/summary", get(stats::summary))
         .route("/metrics/resource", get(stats::resource_metrics))

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_client::response::ContainerGroup;
 use berth_client::{Client, ClientError, CreateParams, DescribeParams};
+use berth_core::Volume;
 
 use crate::pod::TAG_POD_UID;
 
@@ -53,6 +54,9 @@ pub trait Groups: Send + Sync {
     /// group's own, or `grace` seconds, the pod's deletion grace period). A group that is gone
     /// already is no error.
     async fn delete(&self, id: &str, grace: Option<u64>) -> Result<(), GroupsError>;
+    /// Replaces the group's volumes of the same names by `volumes` (an IncrementalUpdate;
+    /// ConfigFile volumes whose files alone changed are written in place).
+    async fn update_volumes(&self, id: &str, volumes: &[Volume]) -> Result<(), GroupsError>;
 }
 
 /// The pod uid a group is tagged with.
@@ -112,5 +116,10 @@ impl Groups for Client {
             Err(ClientError::Api { status: 404, .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn update_volumes(&self, id: &str, volumes: &[Volume]) -> Result<(), GroupsError> {
+        self.update_container_group_volumes(id, volumes).await?;
+        Ok(())
     }
 }

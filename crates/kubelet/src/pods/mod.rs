@@ -5,16 +5,21 @@
 //! uid as ClientToken and tag), gives a pod berth cannot run a Failed status once, patches
 //! the pod's status from its group when it differs, and on deletion deletes the group and
 //! then, once it is gone, the pod. [`PodController::resync`] runs at start: groups whose pod is gone are
-//! deleted. The group's events are posted on the pod (`events.rs`). The loop in `run.rs` feeds it from a watch of the node's pods and a periodic
-//! list of berth's groups. berth is reached through [`Groups`]; every error returned is
+//! deleted. The group's events are posted on the pod (`events.rs`). The files of a running
+//! pod's configMap, secret, projected and downwardAPI volumes follow their objects and its
+//! service-account tokens are refreshed (`refresh.rs`, `tokens.rs`). The loop in `run.rs`
+//! feeds it from a watch of the node's pods and a periodic list of berth's groups. berth is reached through [`Groups`]; every error returned is
 //! tried again with back-off (a permanent failure is a pod status, not an error).
 
 mod events;
 mod groups;
+mod objects;
+mod refresh;
 mod resolve;
 mod run;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -33,6 +38,11 @@ use crate::status::group_to_pod_status;
 pub use groups::{pod_uid, Groups, GroupsError};
 pub use run::{CHANGED_WINDOW, FOLLOW_INTERVAL, MAX_BACKOFF, POD_SYNC_WORKERS, SWEEP_INTERVAL};
 
+/// How often a running pod's volumes are rendered again by default (the kubelet's
+/// `syncFrequency`): a change of a ConfigMap or Secret reaches the files within about this
+/// and the full resync period.
+pub const VOLUME_RESYNC: Duration = Duration::from_secs(60);
+
 /// The message of a pod whose group went while the pod was not deleted.
 const GROUP_GONE: &str = "the pod's container group was deleted outside the cluster";
 /// Tries of one status patch that meets conflicts, each on a freshly read pod.
@@ -49,6 +59,9 @@ pub struct PodConfig {
     pub full_resync: Duration,
     /// Most pods reconciled at once ([`POD_SYNC_WORKERS`] by default).
     pub workers: usize,
+    /// Least time between two renderings of a running pod's volumes ([`VOLUME_RESYNC`] by
+    /// default); a token due to be refreshed renders them at once.
+    pub volume_resync: Duration,
 }
 
 /// A failed step of a reconcile; each is tried again with back-off.
@@ -115,6 +128,11 @@ pub struct PodController<G> {
     cfg: PodConfig,
     posted: events::Posted,
     known: std::sync::Arc<KnownPods>,
+    tokens: tokens::Tokens,
+    checked: refresh::Checked,
+    objects: objects::Objects,
+    /// The deletion grace period last sent to berth for each pod being deleted.
+    sent_grace: std::sync::Mutex<BTreeMap<String, Option<u64>>>,
 }
 
 fn pod_key(p: &Pod) -> Option<(&str, &str, &str)> {
@@ -187,6 +205,10 @@ impl<G: Groups> PodController<G> {
             cfg,
             posted: events::Posted::default(),
             known: Default::default(),
+            tokens: Default::default(),
+            checked: Default::default(),
+            objects: Default::default(),
+            sent_grace: Default::default(),
         }
     }
 
@@ -237,13 +259,14 @@ impl<G: Groups> PodController<G> {
         pod: &Pod,
         group: Option<&ContainerGroup>,
     ) -> Result<Outcome, Error> {
-        let Some((ns, name, _)) = pod_key(pod) else {
+        let Some((ns, name, uid)) = pod_key(pod) else {
             return Ok(Outcome::Unchanged);
         };
         if pod.metadata.deletion_timestamp.is_some() {
             return self.delete(pod, group).await;
         }
         if let Some(g) = group {
+            self.refresh_volumes(pod, g).await?;
             return self.patch_status(pod, g).await;
         }
         if finished(pod) {
@@ -262,6 +285,8 @@ impl<G: Groups> PodController<G> {
             pod,
             &self.cfg.host_ip,
             self.cfg.cluster_dns.as_ref(),
+            &self.tokens,
+            resolve::Reads::Fresh,
         )
         .await?;
         let params = match crate::pod_to_group(pod, &inputs) {
@@ -271,6 +296,7 @@ impl<G: Groups> PodController<G> {
         };
         match self.groups.create(&params).await {
             Ok(id) => {
+                self.checked.mark(uid);
                 tracing::info!(pod = %format!("{ns}/{name}"), group = %id, "created the pod's group");
                 Ok(Outcome::Created(id))
             }
@@ -282,18 +308,34 @@ impl<G: Groups> PodController<G> {
     /// A deleted pod: its group is deleted (berth stops the containers within the group's
     /// grace period, the pod's terminationGracePeriodSeconds, and keeps the group listed as
     /// Terminating until they are); once the group is gone the pod is removed from the API
-    /// server (grace period 0, on the pod's uid), as the kubelet does.
+    /// server (grace period 0, on the pod's uid), as the kubelet does. A pod deleted again
+    /// with a shorter grace period while its group is Terminating has it sent to berth, which
+    /// cuts the stop under way short.
     async fn delete(&self, pod: &Pod, group: Option<&ContainerGroup>) -> Result<Outcome, Error> {
         let Some((ns, name, uid)) = pod_key(pod) else {
             return Ok(Outcome::Unchanged);
         };
         if let Some(g) = group {
-            if !terminating(g) {
-                let grace = deletion_grace(pod);
+            let grace = deletion_grace(pod);
+            let sent = self
+                .sent_grace
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(uid)
+                .copied();
+            if !terminating(g) || (grace.is_some() && sent != Some(grace)) {
                 self.groups.delete(&g.container_group_id, grace).await?;
+                self.sent_grace
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(uid.to_string(), grace);
             }
             return Ok(Outcome::Deleting);
         }
+        self.sent_grace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions {
@@ -339,9 +381,16 @@ impl<G: Groups> PodController<G> {
         })
     }
 
-    /// Forgets what was posted on a pod that is gone.
-    pub(crate) fn forget_events(&self, uid: &str) {
+    /// Forgets what is kept of a pod that is gone: the events posted on it, its tokens, when
+    /// its volumes were rendered, the grace period its deletion sent.
+    pub(crate) fn forget_pod(&self, uid: &str) {
         self.posted.forget(uid);
+        self.tokens.forget(uid);
+        self.checked.forget(uid);
+        self.sent_grace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
     }
 
     /// Patches the status `make` gives for the pod, unless the pod has it already. The patch

@@ -1,7 +1,7 @@
 //! Reads what a pod references from the API server: the ConfigMaps and Secrets named by its
 //! environment, volumes and `imagePullSecrets`, and a token for each projected
-//! `serviceAccountToken` source (TokenRequest, bound to the pod), and the handler of the pod's
-//! RuntimeClass. An object that does not
+//! `serviceAccountToken` source (TokenRequest, bound to the pod, kept in [`Tokens`] until it is
+//! due to be refreshed), and the handler of the pod's RuntimeClass. An object that does not
 //! exist is left out: [`crate::pod_to_group`] decides whether the pod waits for it or goes
 //! on without it (`optional`).
 
@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, ServiceAccou
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::api::{Api, PostParams};
 
+use super::objects::Objects;
+use super::tokens::{self, Tokens};
 use crate::error::PodError;
 use crate::inputs::{ClusterDns, Inputs};
 
@@ -98,6 +100,14 @@ pub fn check(pod: &Pod) -> Result<(), PodError> {
     Ok(())
 }
 
+/// Where the ConfigMaps and Secrets of a rendering come from: read afresh (a new pod), or
+/// through the objects kept for at most a period (a running pod's volumes rendered again).
+#[derive(Clone, Copy)]
+pub enum Reads<'a> {
+    Fresh,
+    Kept(&'a Objects, std::time::Duration),
+}
+
 /// The inputs of `pod`, read in its namespace through `client`. Errors of the API server
 /// (other than a missing object) are returned, to be tried again.
 pub async fn resolve(
@@ -105,6 +115,8 @@ pub async fn resolve(
     pod: &Pod,
     host_ip: &str,
     cluster_dns: Option<&ClusterDns>,
+    held: &Tokens,
+    reads: Reads<'_>,
 ) -> Result<Inputs, kube::Error> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let r = refs(pod);
@@ -115,13 +127,21 @@ pub async fn resolve(
     };
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     for name in &r.config_maps {
-        if let Some(cm) = cms.get_opt(name).await? {
+        let got = match reads {
+            Reads::Fresh => cms.get_opt(name).await?,
+            Reads::Kept(kept, ttl) => kept.config_map(&cms, ns, name, ttl).await?,
+        };
+        if let Some(cm) = got {
             out.config_maps.insert(name.clone(), cm);
         }
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     for name in &r.secrets {
-        if let Some(s) = secrets.get_opt(name).await? {
+        let got = match reads {
+            Reads::Fresh => secrets.get_opt(name).await?,
+            Reads::Kept(kept, ttl) => kept.secret(&secrets, ns, name, ttl).await?,
+        };
+        if let Some(s) = got {
             out.secrets.insert(name.clone(), s);
         }
     }
@@ -133,19 +153,23 @@ pub async fn resolve(
         let classes: Api<RuntimeClass> = Api::all(client.clone());
         out.runtime_handler = classes.get_opt(name).await?.map(|c| c.handler);
     }
-    tokens(client, pod, ns, &mut out).await?;
+    tokens(client, pod, ns, held, &mut out).await?;
     Ok(out)
 }
 
-/// A token for each projected `serviceAccountToken` source, keyed `VOLUME/PATH`, requested
-/// for the pod's service account with the source's audience and lifetime, bound to the pod.
+/// A token for each projected `serviceAccountToken` source, keyed `VOLUME/PATH`: the one
+/// held for the pod, else one requested for the pod's service account with the source's
+/// audience and lifetime (`expirationSeconds`, 3600 when unset, at least 600), bound to the
+/// pod, and held until 80% of its lifetime passed.
 async fn tokens(
     client: &kube::Client,
     pod: &Pod,
     ns: &str,
+    held: &Tokens,
     out: &mut Inputs,
 ) -> Result<(), kube::Error> {
     let Some(spec) = &pod.spec else { return Ok(()) };
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let sa = spec.service_account_name.as_deref().unwrap_or("default");
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     for v in spec.volumes.iter().flatten() {
@@ -153,10 +177,16 @@ async fn tokens(
             let Some(t) = &s.service_account_token else {
                 continue;
             };
+            let key = format!("{}/{}", v.name, t.path);
+            if let Some(token) = held.fresh(uid, &key) {
+                out.service_account_tokens.insert(key, token);
+                continue;
+            }
+            let seconds = tokens::requested_seconds(t.expiration_seconds);
             let req = TokenRequest {
                 spec: Some(TokenRequestSpec {
                     audiences: Some(t.audience.iter().cloned().collect()),
-                    expiration_seconds: t.expiration_seconds,
+                    expiration_seconds: Some(seconds),
                     bound_object_ref: Some(
                         k8s_openapi::api::authentication::v1::BoundObjectReference {
                             api_version: Some("v1".into()),
@@ -172,9 +202,15 @@ async fn tokens(
             let got = accounts
                 .create_token_request(sa, &PostParams::default(), &req)
                 .await?;
-            if let Some(token) = got.status.and_then(|s| s.token) {
-                out.service_account_tokens
-                    .insert(format!("{}/{}", v.name, t.path), token);
+            let Some(status) = got.status else { continue };
+            if let Some(token) = status.token {
+                let keep = tokens::keep_for(
+                    seconds,
+                    status.expiration_timestamp.as_ref(),
+                    k8s_openapi::jiff::Timestamp::now(),
+                );
+                held.put(uid, &key, token.clone(), keep);
+                out.service_account_tokens.insert(key, token);
             }
         }
     }

@@ -2,8 +2,9 @@
 //! a watch with bookmarks, listed again after a 410 Gone), berth's groups followed every
 //! [`FOLLOW_INTERVAL`] by reading only those that changed lately (one call while few change,
 //! however many groups there are) and the groups being deleted by id, a full list of berth's
-//! groups of pods every [`SWEEP_INTERVAL`] (and whenever a follow was missed), and a queue of
-//! pods to try again, each with its own back-off.
+//! groups of pods every [`SWEEP_INTERVAL`] (and whenever a follow was missed; it also brings
+//! up the running pods whose volumes are due to be rendered again), and a queue of pods to
+//! try again, each with its own back-off.
 //!
 //! Whatever brings a pod up queues it; up to `PodConfig::workers` pods are reconciled at once,
 //! one reconcile per pod at a time (a pod brought up again while its reconcile runs is
@@ -178,7 +179,7 @@ impl<G: Groups> PodController<G> {
         let grace = st.pods.remove(uid).as_ref().and_then(super::deletion_grace);
         st.retry.remove(uid);
         st.backoff.remove(uid);
-        self.forget_events(uid);
+        self.forget_pod(uid);
         if let Some(g) = st.groups.remove(uid).filter(|g| !super::terminating(g)) {
             if let Err(e) = self.groups.delete(&g.container_group_id, grace).await {
                 tracing::warn!(group = %g.container_group_id, error = %e, "deleting the group of a pod that is gone");
@@ -277,11 +278,18 @@ impl<G: Groups> PodController<G> {
                 }
             }
         }
+        // Pods whose group changed, and running pods whose volumes are due to be rendered
+        // again (see `refresh`).
         let changed: Vec<String> = st
             .pods
-            .keys()
-            .filter(|u| !st.retry.contains_key(*u) && fresh.get(*u) != st.groups.get(*u))
-            .cloned()
+            .iter()
+            .filter(|(u, p)| {
+                !st.retry.contains_key(*u)
+                    && (fresh.get(*u) != st.groups.get(*u)
+                        || (fresh.get(*u).is_some_and(super::refresh::running)
+                            && self.volumes_due(p)))
+            })
+            .map(|(u, _)| u.clone())
             .collect();
         st.groups = fresh;
         for uid in changed {

@@ -1,6 +1,8 @@
 //! The node's registration controller: creates the Node (or, after a restart, brings its
 //! labels, taint and status up to date), renews its Lease in `kube-node-lease` every quarter
-//! of the lease's 40 s, refreshes its status every minute, and marks it NotReady on shutdown.
+//! of the lease's 40 s, refreshes its status every minute (its capacity read again from a
+//! [`CapacitySource`], berth's ListUsage, so that a change of the account's quotas reaches
+//! the Node), and marks it NotReady on shutdown.
 //! Errors of the API server are retried with back-off; none stops the controller.
 
 #[cfg(test)]
@@ -30,6 +32,12 @@ const LEASE_TRIES: usize = 3;
 /// Longest wait between two tries of a failing registration.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Where the node's capacity comes from: read again with every status update.
+#[async_trait::async_trait]
+pub trait CapacitySource: Send + Sync {
+    async fn read(&self) -> Result<Capacity, String>;
+}
+
 /// The virtual node's registration in one cluster.
 pub struct Registration {
     nodes: Api<Node>,
@@ -37,6 +45,8 @@ pub struct Registration {
     cfg: NodeConfig,
     /// The lease as last written: renewed in place without reading it again, until a conflict.
     latest: Mutex<Option<Lease>>,
+    /// How often the status is sent (and the capacity read) again.
+    status_interval: Duration,
 }
 
 fn conflict(e: &kube::Error) -> bool {
@@ -50,7 +60,15 @@ impl Registration {
             leases: Api::namespaced(client, LEASE_NAMESPACE),
             cfg,
             latest: Mutex::new(None),
+            status_interval: STATUS_INTERVAL,
         }
+    }
+
+    /// Sends the status (and reads the capacity) every `every` instead of every
+    /// [`STATUS_INTERVAL`] (the kubelet's `--node-status-update-frequency`).
+    pub fn with_status_interval(mut self, every: Duration) -> Self {
+        self.status_interval = every;
+        self
     }
 
     /// Creates the Node; when it exists already, merges its labels and taint into it. Then
@@ -95,6 +113,30 @@ impl Registration {
             .map(|_| ())
     }
 
+    /// Reads the capacity again from `source` (keeping `cap` when it cannot be read) and
+    /// sends the node's status with it. Returns whether the capacity changed.
+    pub async fn refresh_status(
+        &self,
+        cap: &mut Capacity,
+        source: &dyn CapacitySource,
+        now: Timestamp,
+    ) -> Result<bool, kube::Error> {
+        let changed = match source.read().await {
+            Ok(c) if c != *cap => {
+                tracing::info!(node = %self.cfg.name, cpu = c.cpu, memory_gib = c.memory_gib, pods = c.pods, storage_gib = c.storage_gib, "the node's capacity changed");
+                *cap = c;
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(node = %self.cfg.name, error = %e, "reading the node's capacity; the last one stays");
+                false
+            }
+        };
+        self.send_status(cap, true, now).await?;
+        Ok(changed)
+    }
+
     /// Renews the node's lease to `now`: writes the lease last written (its resourceVersion
     /// guards against a concurrent writer), reads it again after a conflict, creates it when
     /// there is none.
@@ -133,9 +175,15 @@ impl Registration {
         }
     }
 
-    /// Registers the node (retrying with back-off), then renews its lease and refreshes its
-    /// status until `shutdown` turns true, and marks the node NotReady before it returns.
-    pub async fn run(&self, cap: Capacity, mut shutdown: watch::Receiver<bool>) {
+    /// Registers the node with capacity `cap` (retrying with back-off), then renews its lease
+    /// and refreshes its status and capacity (from `source`) until `shutdown` turns true, and
+    /// marks the node NotReady before it returns.
+    pub async fn run(
+        &self,
+        mut cap: Capacity,
+        source: &dyn CapacitySource,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut backoff = Duration::from_secs(1);
         loop {
             match self.register(&cap, Timestamp::now()).await {
@@ -149,7 +197,7 @@ impl Registration {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         let mut renew = tokio::time::interval(RENEW_INTERVAL);
-        let mut status = tokio::time::interval(STATUS_INTERVAL);
+        let mut status = tokio::time::interval(self.status_interval);
         status.tick().await;
         while !*shutdown.borrow() {
             tokio::select! {
@@ -159,7 +207,7 @@ impl Registration {
                     }
                 }
                 _ = status.tick() => {
-                    if let Err(e) = self.send_status(&cap, true, Timestamp::now()).await {
+                    if let Err(e) = self.refresh_status(&mut cap, source, Timestamp::now()).await {
                         tracing::warn!(node = %self.cfg.name, error = %e, "sending the node's status");
                     }
                 }

@@ -321,7 +321,7 @@ async fn lasting_conflicts_give_up_after_three_tries() {
 async fn run_registers_renews_and_marks_the_node_not_ready_on_shutdown() {
     let (r, mut handle) = registration();
     let (stop, shutdown) = watch::channel(false);
-    let run = tokio::spawn(async move { r.run(cap(), shutdown).await });
+    let run = tokio::spawn(async move { r.run(cap(), &Fixed(Ok(cap())), shutdown).await });
     let mut seen = Vec::new();
     for (method, path, code, body) in [
         ("POST", NODES, 201, stored(node_json(), "1")),
@@ -366,4 +366,52 @@ async fn run_registers_renews_and_marks_the_node_not_ready_on_shutdown() {
             .unwrap(),
     );
     run.await.unwrap();
+}
+
+/// A capacity source that answers the same each time.
+struct Fixed(Result<Capacity, String>);
+
+#[async_trait::async_trait]
+impl CapacitySource for Fixed {
+    async fn read(&self) -> Result<Capacity, String> {
+        self.0.clone()
+    }
+}
+
+#[tokio::test]
+async fn the_status_carries_the_capacity_read_again() {
+    let (r, handle) = registration();
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            step("PATCH", NODE_STATUS, 200, stored(node_json(), "2")),
+            step("PATCH", NODE_STATUS, 200, stored(node_json(), "3")),
+            step("PATCH", NODE_STATUS, 200, stored(node_json(), "4")),
+        ],
+    ));
+    let mut current = cap();
+    let mut more = cap();
+    more.cpu = 128.0;
+    more.pods = 2000;
+    assert!(r
+        .refresh_status(&mut current, &Fixed(Ok(more)), now())
+        .await
+        .unwrap());
+    assert_eq!(current, more);
+    assert!(!r
+        .refresh_status(&mut current, &Fixed(Ok(more)), now())
+        .await
+        .unwrap());
+    // berth cannot be reached: the last capacity stays, the status is still sent.
+    assert!(!r
+        .refresh_status(&mut current, &Fixed(Err("503".into())), now())
+        .await
+        .unwrap());
+    assert_eq!(current, more);
+    let seen = server.await.unwrap();
+    for (patch, _) in &seen {
+        assert_eq!(patch["status"]["capacity"]["cpu"], "128000m");
+        assert_eq!(patch["status"]["capacity"]["pods"], "2000");
+        assert_eq!(patch["status"]["allocatable"], patch["status"]["capacity"]);
+    }
 }

@@ -39,7 +39,19 @@ pub fn group_to_pod_status(
     let previous = pod.status.as_ref();
     let created = time(&group.creation_time);
     let group_status = GroupStatus::parse(&group.status);
-    let phase = group_status.map_or("Unknown", GroupStatus::pod_phase);
+    // An update under which every app container runs on (new files of its volumes, a
+    // refreshed token) leaves the pod Running and Ready, as the kubelet's volume updates do.
+    let running_on = group_status == Some(GroupStatus::Updating)
+        && !group.containers.is_empty()
+        && group
+            .containers
+            .iter()
+            .all(|c| c.current_state.state.as_deref() == Some("Running"));
+    let phase = if running_on {
+        "Running"
+    } else {
+        group_status.map_or("Unknown", GroupStatus::pod_phase)
+    };
     let finished = matches!(phase, "Succeeded" | "Failed");
     let init: Vec<ContainerStatus> = spec
         .init_containers

@@ -91,6 +91,29 @@ fn group_statuses_give_pod_phases() {
 }
 
 #[test]
+fn an_update_its_containers_run_through_keeps_the_pod_running() {
+    let app = json!([running("app", true, 0), running("side", true, 0)]);
+    let u = group_to_pod_status(
+        &pod(),
+        &group("Updating", json!([]), app),
+        "192.0.2.1",
+        now(),
+    );
+    assert_eq!(u.status.phase.as_deref(), Some("Running"));
+    let recreating = json!([
+        running("app", true, 0),
+        {"Name": "side", "CurrentState": {"State": "Waiting", "DetailStatus": "ContainerCreating"}}
+    ]);
+    let u = group_to_pod_status(
+        &pod(),
+        &group("Updating", json!([]), recreating),
+        "192.0.2.1",
+        now(),
+    );
+    assert_eq!(u.status.phase.as_deref(), Some("Pending"));
+}
+
+#[test]
 fn a_running_ready_group_makes_a_ready_pod() {
     let g = group(
         "Running",

@@ -4,6 +4,7 @@
 
 mod cache;
 mod observe;
+mod removals;
 
 pub use cache::CachePull;
 pub use observe::DEFAULT_INTERVAL;
@@ -35,6 +36,8 @@ pub struct Agent {
     metrics: Arc<MetricRings>,
     /// The tasks that keep the namespace pool and the spare directories full.
     pool_tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// The removals under way and when their containers are killed.
+    removals: Arc<removals::Removals>,
 }
 
 impl Agent {
@@ -44,6 +47,7 @@ impl Agent {
             groups: Arc::default(),
             metrics: Arc::default(),
             pool_tasks: Arc::default(),
+            removals: Arc::default(),
         })
     }
 
@@ -91,23 +95,34 @@ impl Agent {
         }
     }
 
-    /// Stops the group's containers and releases everything of it on this host.
+    /// Stops the group's containers and releases everything of it on this host. While a
+    /// removal of the group is under way, a second one only brings the kill of its
+    /// containers forward to `grace` from now, when that is sooner, and returns at once.
     pub async fn remove(
         &self,
         id: &GroupId,
         spec: Option<&berth_core::GroupSpec>,
         grace: Duration,
     ) -> Result<(), NodeError> {
+        let kill_by = match self.removals.claim(id, grace) {
+            removals::Claim::Remove(by) => by,
+            removals::Claim::Joined => {
+                tracing::info!(group = %id, grace_s = grace.as_secs(), "a removal under way gets a grace period of its own");
+                return Ok(());
+            }
+        };
         let slot = self.groups().remove(id);
         self.metrics.forget(id);
-        match slot {
-            Some(slot) => slot.lock().await.remove(spec, grace).await,
+        let res = match slot {
+            Some(slot) => slot.lock().await.remove(spec, grace, kill_by).await,
             None => {
                 Supervisor::new(self.host.clone(), id.clone())
-                    .remove(spec, grace)
+                    .remove(spec, grace, kill_by)
                     .await
             }
-        }
+        };
+        self.removals.finish(id);
+        res
     }
 
     /// Log text of a container: its current (latest) run or the one before.

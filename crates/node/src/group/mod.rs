@@ -9,6 +9,7 @@ mod dial_tls;
 mod etc;
 mod handler;
 mod images;
+mod kill_by;
 mod ports;
 mod revision;
 mod run;
@@ -30,6 +31,8 @@ use crate::config::NodeError;
 use crate::files::{runtime_id, GroupDirs};
 use crate::host::Host;
 use run::Start;
+
+pub(crate) use kill_by::{brought_forward, KillBy};
 
 /// The running task of a group.
 struct Task {
@@ -92,6 +95,7 @@ impl Supervisor {
                     rec.spec.all_containers().map(|c| c.name.clone()).collect(),
                     Some(&rec.spec),
                     Duration::from_secs(rec.spec.termination_grace_period_secs),
+                    None,
                 )
                 .await;
         }
@@ -125,21 +129,49 @@ impl Supervisor {
     }
 
     /// Stops the named containers (PreStop, SIGTERM, the grace, SIGKILL) and deletes them
-    /// from the runtime, all at once. The first runtime error is returned; every container
-    /// is tried.
+    /// from the runtime, all at once; `kill_by`, when brought forward before the grace
+    /// ends, kills them then. The first runtime error is returned; every container is tried.
     async fn stop_containers(
         &self,
         names: Vec<String>,
         spec: Option<&GroupSpec>,
         grace: Duration,
+        kill_by: Option<KillBy>,
     ) -> Result<(), NodeError> {
         let gid = self.id.as_str();
+        // The kill time the removal began with: only a later, sooner one cuts the stop
+        // (which keeps its own timing, PreStop's extension included, otherwise).
+        let began_with = kill_by.as_ref().map(|b| *b.borrow());
+        // Brought forward before the stop began (while the removal waited for the group).
+        let grace = began_with.map_or(grace, |at| {
+            grace.min(at.saturating_duration_since(tokio::time::Instant::now()))
+        });
         let stops = names.iter().map(|name| {
             let rid = runtime_id(gid, name);
             let target = handler::Target::of(&self.host, gid, name);
             let container = spec.and_then(|s| s.all_containers().find(|c| &c.name == name));
+            let kill_by = kill_by.clone();
             async move {
-                handler::stop(&target, container, grace).await;
+                let stop = handler::stop(&target, container, grace);
+                match kill_by {
+                    None => {
+                        stop.await;
+                    }
+                    Some(by) => {
+                        let deadline = began_with.unwrap_or_else(|| *by.borrow());
+                        tokio::pin!(stop);
+                        tokio::select! {
+                            _ = &mut stop => {}
+                            () = brought_forward(by, deadline) => {
+                                tracing::info!(container = %rid, "the grace period was shortened, killing it");
+                                if let Err(e) = target.runtime()?.kill(&rid).await {
+                                    tracing::warn!(container = %rid, error = %e, "cannot kill container");
+                                }
+                                stop.await;
+                            }
+                        }
+                    }
+                }
                 let rt = target.runtime()?;
                 rt.delete(&rid)
                     .await
@@ -165,6 +197,7 @@ impl Supervisor {
         &mut self,
         spec: Option<&GroupSpec>,
         grace: Duration,
+        kill_by: KillBy,
     ) -> Result<(), NodeError> {
         self.removed = true;
         self.stop_task().await;
@@ -172,7 +205,8 @@ impl Supervisor {
         let dirs = &self.dirs;
         let began = std::time::Instant::now();
         let names = container_names(dirs, spec);
-        self.stop_containers(names.clone(), spec, grace).await?;
+        self.stop_containers(names.clone(), spec, grace, Some(kill_by))
+            .await?;
         // After its containers: the gvisor class's sandbox.
         shared::remove(&self.host, gid, dirs).await;
         let stopped = began.elapsed();

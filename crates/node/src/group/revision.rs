@@ -3,6 +3,9 @@
 //! UpdateContainerGroup (or after berth restarted during one), the containers whose revision
 //! changed are recreated and the containers the group no longer has are removed; the others
 //! keep running. A container started by a berth that wrote no revision counts as unchanged.
+//! A change of only the files of a ConfigFile volume it mounts does not count: the node
+//! writes them in place (`volumes::in_place`), as the kubelet updates configMap and secret
+//! volumes.
 
 use std::io;
 use std::path::Path;
@@ -19,7 +22,7 @@ use crate::host::Host;
 const FILE: &str = "revision.json";
 
 /// What a container runs as, for telling whether an update changed it.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Revision {
     #[serde(default)]
     init: bool,
@@ -58,11 +61,35 @@ impl Revision {
         let bytes = std::fs::read(cdir.join(FILE)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
+
+    /// Whether a container started as `self` must start afresh to run as `now`: anything
+    /// changed but the files of ConfigFile volumes the node rewrites in place.
+    fn differs(&self, now: &Self, dirs: &GroupDirs) -> bool {
+        if self == now {
+            return false;
+        }
+        let mut was = self.clone();
+        let is = now.clone();
+        for v in &mut was.volumes {
+            if let Some(n) = is.volumes.iter().find(|n| n.name == v.name) {
+                if super::volumes::in_place(v, n, &super::volumes::source(dirs, v)) {
+                    v.source = n.source.clone();
+                }
+            }
+        }
+        was != is
+    }
 }
 
 /// Whether the container in `cdir` was started from another revision than `group` now gives it.
-pub fn changed(group: &GroupSpec, c: &ContainerSpec, init: bool, cdir: &Path) -> bool {
-    Revision::read(cdir).is_some_and(|r| r != Revision::of(group, c, init))
+pub fn changed(
+    dirs: &GroupDirs,
+    group: &GroupSpec,
+    c: &ContainerSpec,
+    init: bool,
+    cdir: &Path,
+) -> bool {
+    Revision::read(cdir).is_some_and(|r| r.differs(&Revision::of(group, c, init), dirs))
 }
 
 /// Whether an init container that ran is no longer what the group asks, or is gone (an
@@ -77,7 +104,7 @@ pub fn init_changed(dirs: &GroupDirs, group: &GroupSpec) -> bool {
                 .init_containers
                 .iter()
                 .find(|c| &c.name == n)
-                .is_none_or(|c| r != Revision::of(group, c, true))
+                .is_none_or(|c| r.differs(&Revision::of(group, c, true), dirs))
     })
 }
 
@@ -97,7 +124,7 @@ fn on_disk(dirs: &GroupDirs) -> Vec<String> {
 pub fn changed_app(dirs: &GroupDirs, spec: &GroupSpec) -> Vec<String> {
     spec.containers
         .iter()
-        .filter(|c| changed(spec, c, false, &dirs.container(&c.name)))
+        .filter(|c| changed(dirs, spec, c, false, &dirs.container(&c.name)))
         .map(|c| c.name.clone())
         .collect()
 }
@@ -194,5 +221,83 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::{ConfigFile, VolumeMount, VolumeSource};
+
+    fn group(content: &str, mount: &str) -> GroupSpec {
+        let c = ContainerSpec {
+            name: "app".into(),
+            image: "busybox".into(),
+            volume_mounts: vec![VolumeMount {
+                name: "cfg".into(),
+                mount_path: mount.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        GroupSpec {
+            containers: vec![c],
+            volumes: vec![Volume {
+                name: "cfg".into(),
+                source: VolumeSource::ConfigFile {
+                    files: vec![ConfigFile {
+                        path: "token".into(),
+                        content: content.into(),
+                        mode: None,
+                    }],
+                    default_mode: None,
+                },
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn dirs(root: &Path) -> GroupDirs {
+        crate::files::NodeDirs::new(root).group("eci-1")
+    }
+
+    /// Started from `g`: its revision written, its volume made as berth makes it.
+    fn started(dirs: &GroupDirs, g: &GroupSpec, atomic: bool) {
+        let cdir = dirs.container("app");
+        std::fs::create_dir_all(&cdir).unwrap();
+        Revision::of(g, &g.containers[0], false)
+            .write(&cdir)
+            .unwrap();
+        let vol = super::super::volumes::source(dirs, &g.volumes[0]);
+        std::fs::create_dir_all(&vol).unwrap();
+        if atomic {
+            std::os::unix::fs::symlink("..2026", vol.join("..data")).unwrap();
+        }
+    }
+
+    #[test]
+    fn only_new_contents_of_a_config_volume_change_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dirs(tmp.path());
+        started(&d, &group("YQ==", "/etc/cfg"), true);
+        assert!(changed_app(&d, &group("YQ==", "/etc/cfg")).is_empty());
+        assert!(
+            changed_app(&d, &group("Yg==", "/etc/cfg")).is_empty(),
+            "new contents are written in place"
+        );
+        assert_eq!(
+            changed_app(&d, &group("Yg==", "/etc/other")),
+            ["app"],
+            "a new mount recreates"
+        );
+    }
+
+    #[test]
+    fn new_contents_of_a_volume_made_flat_recreate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dirs(tmp.path());
+        started(&d, &group("YQ==", "/etc/cfg"), false);
+        assert!(changed_app(&d, &group("YQ==", "/etc/cfg")).is_empty());
+        assert_eq!(changed_app(&d, &group("Yg==", "/etc/cfg")), ["app"]);
     }
 }

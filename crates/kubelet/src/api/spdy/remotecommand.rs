@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::Message as BerthMessage;
 use super::frame::{self, Frame, PROTOCOL_ERROR};
 use super::headers::Deflater;
 use super::SpdyError;
-use crate::api::backend::ExecSocket;
+use crate::api::backend::Upstream;
 
 /// How long the client has to open the streams it asked for (the kubelet's default).
 pub const STREAM_WAIT: Duration = Duration::from_secs(30);
@@ -148,10 +148,11 @@ struct Session<W> {
 }
 
 /// Serves the remote command protocol on `io` (the upgraded connection) with berth's exec
-/// socket, until berth or the client ends it; the client has `wait` to open its streams.
+/// socket (or an attach's stream), until it or the client ends it; the client has `wait` to
+/// open its streams.
 pub(crate) async fn serve<IO>(
     io: IO,
-    berth: ExecSocket,
+    berth: Upstream,
     wanted: Wanted,
     version: SpdyVersion,
     wait: Duration,
@@ -172,7 +173,10 @@ pub(crate) async fn serve<IO>(
         stdin_closed: false,
         resize: Vec::new(),
     };
-    let (mut berth_tx, mut berth_rx) = berth.split();
+    let Upstream {
+        tx: mut berth_tx,
+        rx: mut berth_rx,
+    } = berth;
     let deadline = tokio::time::sleep(wait);
     tokio::pin!(deadline);
     let status = loop {
@@ -219,7 +223,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-type BerthSink = futures_util::stream::SplitSink<ExecSocket, BerthMessage>;
+type BerthSink = std::pin::Pin<
+    Box<dyn futures_util::Sink<BerthMessage, Error = crate::api::backend::UpstreamError> + Send>,
+>;
 
 async fn to_berth(berth: &mut BerthSink, channel: u8, data: &[u8]) {
     for chunk in data.chunks(CHUNK) {

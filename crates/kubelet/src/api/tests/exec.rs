@@ -98,13 +98,22 @@ async fn setup() -> (
     (pki, addr, berth, received, stop)
 }
 
-type Client =
+pub(super) type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(pki: &Pki, addr: SocketAddr, query: &str, protocol: &str) -> Client {
-    let mut req = format!("wss://{addr}/exec/shop/web-1/app?{query}")
-        .into_client_request()
-        .unwrap();
+    connect_to(
+        pki,
+        addr,
+        &format!("/exec/shop/web-1/app?{query}"),
+        protocol,
+    )
+    .await
+}
+
+/// A WebSocket to `path` (with its query) offering `protocol`, which must be chosen.
+pub(super) async fn connect_to(pki: &Pki, addr: SocketAddr, path: &str, protocol: &str) -> Client {
+    let mut req = format!("wss://{addr}{path}").into_client_request().unwrap();
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
     let (ws, resp) =
@@ -120,7 +129,7 @@ async fn connect(pki: &Pki, addr: SocketAddr, query: &str, protocol: &str) -> Cl
 }
 
 /// Every frame until the socket closes.
-async fn frames(ws: &mut Client) -> Vec<Vec<u8>> {
+pub(super) async fn frames(ws: &mut Client) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
@@ -263,6 +272,19 @@ async fn spdy_connect(
     String,
     tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
 ) {
+    spdy_connect_to(pki, addr, &format!("/exec/shop/web-1/app?{query}")).await
+}
+
+/// Upgrades `path` (with its query) to SPDY/3.1 over raw TLS, offering v4 and v3; the
+/// response head and the connection.
+pub(super) async fn spdy_connect_to(
+    pki: &Pki,
+    addr: SocketAddr,
+    path: &str,
+) -> (
+    String,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tokio_tungstenite::Connector::Rustls(config) = pki.ws_tls() else {
         panic!("a rustls connector")
@@ -274,7 +296,7 @@ async fn spdy_connect(
         .await
         .unwrap();
     let req = format!(
-        "POST /exec/shop/web-1/app?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
          Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
          X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\
          X-Stream-Protocol-Version: v3.channel.k8s.io\r\nContent-Length: 0\r\n\r\n"
@@ -435,6 +457,7 @@ async fn spdy_direct(
         .await
         .unwrap();
     let (client, server) = tokio::io::duplex(1 << 16);
+    let socket = super::backend::Upstream::socket(socket);
     tokio::spawn(super::spdy::serve(server, socket, wanted, version, wait));
     (client, received)
 }

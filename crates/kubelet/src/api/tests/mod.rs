@@ -3,6 +3,7 @@
 //! served by axum), the API server kube's mocked service answering TokenReview and
 //! SubjectAccessReview.
 
+mod attach;
 mod auth;
 mod berth;
 mod exec;
@@ -310,7 +311,8 @@ async fn pods_healthz_and_refusals_with_anonymous_auth() {
     assert_eq!(v["items"][0]["metadata"]["name"], "web-1");
     assert_eq!(v["items"][0]["spec"]["containers"][1]["image"], "busybox:1");
     for (path, code) in [
-        ("/attach/shop/web-1/app?stdout=1", 501),
+        // Attach is a WebSocket or SPDY session: a plain GET is refused with the reason.
+        ("/attach/shop/web-1/app?stdout=1", 400),
         // Port forwarding is SPDY only: a plain GET is refused with the reason.
         ("/portForward/shop/web-1", 400),
         ("/configz", 404),

@@ -3,6 +3,7 @@
 //! ERROR) and a fake berth that keeps its groups in memory.
 
 mod reconcile;
+mod refresh;
 mod watch;
 mod workers;
 
@@ -44,6 +45,8 @@ pub struct Fake {
     pub creating: Vec<String>,
     pub most_creating: usize,
     pub most_creating_one_pod: usize,
+    /// Volume updates: the group and the volumes given.
+    pub updates: Vec<(String, Vec<berth_core::Volume>)>,
 }
 
 impl FakeBerth {
@@ -103,7 +106,13 @@ impl Groups for FakeBerth {
             return Ok(g.container_group_id.clone());
         }
         let id = format!("eci-{}", s.creates.len());
-        s.groups.push(group(&id, &token, "Pending"));
+        let mut g = group(&id, &token, "Pending");
+        g.volumes = p
+            .volumes
+            .iter()
+            .map(berth_client::response::Volume::from_spec)
+            .collect();
+        s.groups.push(g);
         Ok(id)
     }
 
@@ -136,6 +145,24 @@ impl Groups for FakeBerth {
         // As berth: Terminating until the containers are stopped (`finish_deletes`).
         for g in s.groups.iter_mut().filter(|g| g.container_group_id == id) {
             g.status = "Terminating".into();
+        }
+        Ok(())
+    }
+
+    /// As berth's IncrementalUpdate: the volumes of the same names are replaced.
+    async fn update_volumes(
+        &self,
+        id: &str,
+        volumes: &[berth_core::Volume],
+    ) -> Result<(), GroupsError> {
+        let mut s = self.state();
+        s.updates.push((id.to_string(), volumes.to_vec()));
+        for g in s.groups.iter_mut().filter(|g| g.container_group_id == id) {
+            for v in volumes {
+                if let Some(o) = g.volumes.iter_mut().find(|o| o.name == v.name) {
+                    *o = berth_client::response::Volume::from_spec(v);
+                }
+            }
         }
         Ok(())
     }
@@ -245,6 +272,7 @@ pub fn controller(client: kube::Client, berth: &FakeBerth) -> PodController<Fake
             cluster_dns: None,
             full_resync: RESYNC,
             workers: POD_SYNC_WORKERS,
+            volume_resync: VOLUME_RESYNC,
         },
     )
 }

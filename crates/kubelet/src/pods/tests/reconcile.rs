@@ -193,6 +193,20 @@ async fn deleted_pod_deletes_group_then_pod() {
     assert_eq!(g.status, "Terminating");
     assert_eq!(c.reconcile(&p, Some(&g)).await.unwrap(), Outcome::Deleting);
     assert_eq!(berth.state().deletes, ["eci-1"]);
+    // Deleted again with a shorter grace period: berth is told, once.
+    let mut v = pod_json("106");
+    v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:32Z");
+    v["metadata"]["deletionGracePeriodSeconds"] = json!(1);
+    let shorter = pod(v);
+    assert_eq!(
+        c.reconcile(&shorter, Some(&g)).await.unwrap(),
+        Outcome::Deleting
+    );
+    assert_eq!(
+        c.reconcile(&shorter, Some(&g)).await.unwrap(),
+        Outcome::Deleting
+    );
+    assert_eq!(berth.state().delete_graces, [Some(30), Some(1)]);
     assert!(
         calls(&seen).is_empty(),
         "the pod stays while its group does"

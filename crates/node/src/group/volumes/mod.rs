@@ -9,7 +9,9 @@
 //!   cgroup of the container that writes them, so they count against that container's
 //!   memory limit (and stay charged to the group's cgroup after it exits).
 //! * A ConfigFile volume is `rw/<id>/.volumes/<name>`, written by berth in a temporary
-//!   directory renamed into place, and always mounted read-only.
+//!   directory renamed into place, in the kubelet's AtomicWriter layout (see [`atomic`]):
+//!   an update that changes only its files rewrites them in place, under the running
+//!   containers. It is always mounted read-only.
 //! * An NFS volume is the export mounted on `groups/<id>/volumes/<name>` (see [`nfs`]).
 //! * A host-path volume is bound onto `groups/<id>/volumes/<name>` by its descriptor, resolved
 //!   below the operator's prefix without following links (see [`host_path`]).
@@ -25,12 +27,11 @@
 
 use std::ffi::CString;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use berth_core::{ContainerSpec, EmptyDirMedium, GroupSpec, Volume, VolumeSource};
 use berth_runtime::{Propagation, VolumeBind};
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
@@ -38,6 +39,7 @@ use nix::mount::{mount, MsFlags};
 
 use crate::files::GroupDirs;
 
+mod atomic;
 mod host_path;
 mod mounts;
 mod nfs;
@@ -117,6 +119,7 @@ pub fn prepare(
     if spec.volumes.is_empty() {
         return Ok(());
     }
+    let before = read_prepared(dirs)?;
     for v in &spec.volumes {
         let dir = source(dirs, v);
         let parent = dir.parent().unwrap_or(&dir);
@@ -141,7 +144,13 @@ pub fn prepare(
                 default_mode,
             } => {
                 if !dir.exists() {
-                    write_config(&dir, files, *default_mode, who)?;
+                    atomic::create(&dir, files, *default_mode, who)?;
+                } else if before
+                    .iter()
+                    .any(|o| o.name == v.name && o != v && in_place(o, v, &dir))
+                {
+                    let pins = atomic::Pins::of(sub_path_mounts(dirs, spec, &v.name));
+                    atomic::update(&dir, files, *default_mode, who, &pins)?;
                 }
             }
             VolumeSource::Nfs {
@@ -179,12 +188,15 @@ const PREPARED: &str = "volumes.json";
 /// containers that mount them are recreated (their revision holds the volumes). Nothing is
 /// removed while anything is still mounted below a volume.
 pub fn drop_changed(dirs: &GroupDirs, spec: &GroupSpec) -> io::Result<()> {
-    let old: Vec<Volume> = match fs::read(dirs.root.join(PREPARED)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+    let old = read_prepared(dirs)?;
+    let kept = |v: &Volume| {
+        spec.volumes.contains(v)
+            || spec
+                .volumes
+                .iter()
+                .any(|n| n.name == v.name && in_place(v, n, &source(dirs, v)))
     };
-    for v in old.iter().filter(|v| !spec.volumes.contains(v)) {
+    for v in old.iter().filter(|v| !kept(v)) {
         let dir = source(dirs, v);
         let left = match unmount_below(&dir)? {
             0 => Vec::new(),
@@ -209,6 +221,38 @@ pub fn drop_changed(dirs: &GroupDirs, spec: &GroupSpec) -> io::Result<()> {
         };
     }
     Ok(())
+}
+
+/// What [`prepare`] made last (nothing before the first time).
+fn read_prepared(dirs: &GroupDirs) -> io::Result<Vec<Volume>> {
+    match fs::read(dirs.root.join(PREPARED)) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).unwrap_or_default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether volume `old`, made in `dir`, becomes `new` by writing its files in place: both
+/// are ConfigFile volumes of one name (only their files or modes differ) and `dir` has the
+/// layout that allows it ([`atomic`]). The containers mounting it keep running.
+pub fn in_place(old: &Volume, new: &Volume, dir: &Path) -> bool {
+    old.name == new.name
+        && matches!(old.source, VolumeSource::ConfigFile { .. })
+        && matches!(new.source, VolumeSource::ConfigFile { .. })
+        && atomic::is_atomic(dir)
+}
+
+/// The staging paths of the containers' `SubPath` mounts of volume `name` (see [`binds`]).
+fn sub_path_mounts(dirs: &GroupDirs, spec: &GroupSpec, name: &str) -> Vec<PathBuf> {
+    spec.all_containers()
+        .flat_map(|c| {
+            c.volume_mounts
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.name == name && m.sub_path.is_some())
+                .map(|(i, _)| dirs.container(&c.name).join("volumes").join(i.to_string()))
+        })
+        .collect()
 }
 
 /// Records what [`prepare`] made, for [`drop_changed`].
@@ -285,68 +329,6 @@ fn resize_tmpfs(dir: &Path, bytes: u64) -> io::Result<()> {
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// Writes the files into `<dir>.tmp` and renames it to `dir`: a volume is there whole or
-/// not at all.
-fn write_config(
-    dir: &Path,
-    files: &[berth_core::ConfigFile],
-    default_mode: Option<u32>,
-    who: Owner,
-) -> io::Result<()> {
-    let tmp = dir.with_extension("tmp");
-    match fs::remove_dir_all(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut dirs = fs::DirBuilder::new();
-    dirs.recursive(true).mode(0o755);
-    dirs.create(&tmp)?;
-    for f in files {
-        // Checked by the API: relative, without `..`.
-        let path = tmp.join(&f.path);
-        if let Some(parent) = path.parent() {
-            dirs.create(parent)?;
-        }
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(f.content.as_bytes())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let mut out = File::create(&path)?;
-        out.write_all(&data)?;
-        let mode = f
-            .mode
-            .or(default_mode)
-            .unwrap_or(berth_core::volume::DEFAULT_CONFIG_MODE);
-        // With an FsGroup, readable by its members whatever the mode (as the kubelet does).
-        let mode = if who.fs_group { mode | 0o440 } else { mode };
-        chown(&out, who)?;
-        out.set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
-    }
-    for entry in walk_dirs(&tmp)? {
-        let d = File::open(entry)?;
-        chown(&d, who)?;
-        if who.fs_group {
-            d.set_permissions(fs::Permissions::from_mode(0o2755))?;
-        }
-    }
-    fs::rename(&tmp, dir)
-}
-
-/// `root` and every directory below it (berth's own files only).
-fn walk_dirs(root: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut out = vec![root.to_path_buf()];
-    let mut i = 0;
-    while i < out.len() {
-        for e in fs::read_dir(&out[i])? {
-            let e = e?;
-            if e.file_type()?.is_dir() {
-                out.push(e.path());
-            }
-        }
-        i += 1;
-    }
-    Ok(out)
 }
 
 /// The binds of a container's volume mounts; a `SubPath` is resolved below its volume and
@@ -609,14 +591,72 @@ mod tests {
         let cfg = tmp.path().join("cfg");
         let file = berth_core::ConfigFile {
             path: "a/b.conf".into(),
-            content: base64::engine::general_purpose::STANDARD.encode(b"x"),
+            content: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"x"),
             mode: Some(0o400),
         };
-        write_config(&cfg, &[file], None, who).unwrap();
+        atomic::create(&cfg, &[file], None, who).unwrap();
         let f = fs::metadata(cfg.join("a/b.conf")).unwrap();
         assert_eq!((f.mode() & 0o7777, f.gid()), (0o440, 2000));
         let d = fs::metadata(cfg.join("a")).unwrap();
         assert_eq!((d.mode() & 0o7777, d.gid()), (0o2755, 2000));
+    }
+
+    fn config(name: &str, content: &str) -> Volume {
+        Volume {
+            name: name.into(),
+            source: VolumeSource::ConfigFile {
+                files: vec![berth_core::ConfigFile {
+                    path: "token".into(),
+                    content: base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        content,
+                    ),
+                    mode: None,
+                }],
+                default_mode: None,
+            },
+        }
+    }
+
+    /// Root test: an update that changes only a config volume's files rewrites them in the
+    /// same directory (the containers' binds of it see them); a changed emptyDir is new.
+    #[test]
+    fn new_files_of_a_config_volume_are_written_in_place() {
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = crate::files::NodeDirs::new(tmp.path()).group("eci-1");
+        let policy = berth_core::VolumePolicy::default();
+        let who = owner(None, None);
+        let scratch = Volume {
+            name: "scratch".into(),
+            source: VolumeSource::EmptyDir {
+                medium: EmptyDirMedium::Disk,
+                size_limit: None,
+                size_limit_bytes: None,
+            },
+        };
+        let mut spec = GroupSpec {
+            volumes: vec![config("cfg", "one"), scratch.clone()],
+            ..Default::default()
+        };
+        drop_changed(&dirs, &spec).unwrap();
+        prepare(&dirs, &spec, who, &policy).unwrap();
+        let dir = source(&dirs, &spec.volumes[0]);
+        let ino = fs::metadata(&dir).unwrap().ino();
+        fs::write(source(&dirs, &scratch).join("kept"), "x").unwrap();
+        assert_eq!(fs::read_to_string(dir.join("token")).unwrap(), "one");
+
+        spec.volumes[0] = config("cfg", "two");
+        drop_changed(&dirs, &spec).unwrap();
+        prepare(&dirs, &spec, who, &policy).unwrap();
+        assert_eq!(fs::metadata(&dir).unwrap().ino(), ino, "the same directory");
+        assert_eq!(fs::read_to_string(dir.join("token")).unwrap(), "two");
+        assert!(source(&dirs, &scratch).join("kept").exists(), "others kept");
+
+        // Prepared again unchanged (a restart of berth): nothing is rewritten.
+        let data = fs::read_link(dir.join("..data")).unwrap();
+        prepare(&dirs, &spec, who, &policy).unwrap();
+        assert_eq!(fs::read_link(dir.join("..data")).unwrap(), data);
     }
 
     /// Root test: a SubPath through a symlink planted in the volume stays inside it, and
