@@ -339,7 +339,8 @@ class Scale:
         R.log(f"all gone in {d['all_gone_ms'] / 1000:.1f} s ({d['groups_per_s']:.1f}/s; "
               f"by tenth {d['groups_per_s_by_tenth']})")
         self.berth.wait_pool_full(300)
-        time.sleep(2)
+        # tokio's idle blocking threads end after 10 s.
+        time.sleep(12)
         after = host_counters(self.pid)
         self.results["after"] = after
         self.results["leaked"] = leaks(before, after)
@@ -374,7 +375,8 @@ class Scale:
         first = 100 / (ts[99] / 1000) if n >= 200 else None
         last = 100 / ((ts[-1] - ts[-101]) / 1000) if n >= 200 else None
         self.berth.wait_pool_full(300)
-        time.sleep(2)
+        # tokio's idle blocking threads end after 10 s.
+        time.sleep(12)
         after = host_counters(self.pid)
         self.results["soak"] = {"lifecycles": n, "seconds_running": secs,
                                 "total_s": ts[-1] / 1000, "first_100_per_s": first,
