@@ -231,13 +231,16 @@ def test_volumes_belong_to_the_mapped_root(userns_berth, ugroups, images):
     wait_status(client, gid, ["Running"], 60, never=["Failed"])
     out = exec_sh(
         client, gid,
-        "cat /conf/secret.txt; echo; stat -c '%u:%g %a' /conf/secret.txt /scratch /mem; "
+        "cat /conf/secret.txt; echo; stat -L -c '%u:%g %a' /conf/secret.txt /scratch /mem; "
+        "stat -c '%u:%g' /conf/secret.txt; "
         "echo x > /scratch/f && echo x > /mem/f && echo x > /sub/f && echo wrote",
     )
     lines = out.splitlines()
     assert lines[0] == "only-root", out
     assert lines[1] == "0:0 600", out
     assert lines[2].startswith("0:0 ") and lines[3].startswith("0:0 "), out
+    # The file is a link of the kubelet's layout (through ..data), owned as the files are.
+    assert lines[4] == "0:0", out
     assert lines[-1] == "wrote", out
     m = uid_map(client, gid)
     written = list(Path(userns_berth.state_dir).glob(f"node/**/{gid}/.volumes/scratch/f"))

@@ -101,7 +101,7 @@ def test_volumes_are_shared_mounted_and_survive_restarts(berth, client, groups, 
     sh = lambda script, name="c": support.exec_sh(client, gid, script, name)  # noqa: E731
     # ConfigFile: content, modes (given, default), read-only.
     assert sh("cat /etc/app/app.conf") == "hello\n"
-    assert sh("stat -c %a /etc/app/app.conf /etc/app/bin/run.sh").split() == ["600", "750"]
+    assert sh("stat -L -c %a /etc/app/app.conf /etc/app/bin/run.sh").split() == ["600", "750"]
     assert sh("/etc/app/bin/run.sh") == "run\n"
     out = sh("echo x > /etc/app/new 2>&1; echo x >> /etc/app/app.conf 2>&1; echo rc=$?")
     assert "Read-only file system" in out and "rc=0" not in out, out
@@ -349,7 +349,7 @@ def test_fs_group_owns_the_volumes(berth, client, groups, images):
     out = support.exec_sh(
         client,
         gid,
-        "id -u; id -G; stat -c '%a %g' /data /mem /cfg /cfg/a.conf; cat /cfg/a.conf;"
+        "id -u; id -G; stat -L -c '%a %g' /data /mem /cfg /cfg/a.conf; cat /cfg/a.conf;"
         " touch /data/f && mkdir /data/d && stat -c '%g' /data/f /data/d;"
         " touch /mem/f && stat -c '%g' /mem/f",
     )

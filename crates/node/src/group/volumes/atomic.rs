@@ -55,9 +55,9 @@ pub fn create(
     own_dir(&tmp, who)?;
     let ts = new_payload_dir(&tmp)?;
     write_payload(&tmp.join(&ts), files, default_mode, who)?;
-    std::os::unix::fs::symlink(&ts, tmp.join(DATA))?;
+    link(&ts, &tmp.join(DATA), who)?;
     for name in top_level(files) {
-        std::os::unix::fs::symlink(format!("{DATA}/{name}"), tmp.join(&name))?;
+        link(format!("{DATA}/{name}"), &tmp.join(&name), who)?;
     }
     fs::rename(&tmp, dir)
 }
@@ -84,11 +84,11 @@ pub fn update(
         return Err(e);
     }
     remove_file(&dir.join(DATA_TMP))?;
-    std::os::unix::fs::symlink(&ts, dir.join(DATA_TMP))?;
+    link(&ts, &dir.join(DATA_TMP), who)?;
     fs::rename(dir.join(DATA_TMP), dir.join(DATA))?;
     let wanted = top_level(files);
     for name in &wanted {
-        match std::os::unix::fs::symlink(format!("{DATA}/{name}"), dir.join(name)) {
+        match link(format!("{DATA}/{name}"), &dir.join(name), who) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
         }
@@ -214,6 +214,13 @@ fn write_payload(
 }
 
 /// A directory of the volume belongs to `who` (set-group-id with an `FsGroup`).
+/// A link of the layout, owned as the volume's files are (with a user namespace, a link left
+/// to the host's root would show as `nobody` in the container).
+fn link(target: impl AsRef<Path>, path: &Path, who: Owner) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, path)?;
+    std::os::unix::fs::lchown(path, Some(who.uid), Some(who.gid))
+}
+
 fn own_dir(d: &Path, who: Owner) -> io::Result<()> {
     let f = File::open(d)?;
     chown(&f, who)?;
