@@ -95,6 +95,18 @@ enum Command {
     Monitor { dir: std::path::PathBuf },
 }
 
+/// One glibc malloc arena for `berth serve`, set before any thread exists. With one arena
+/// per thread (glibc's default, up to 8 per core), memory freed by one worker stayed with
+/// its arena: over 400 group lifecycles the server's RSS grew 33.6 → 53.2 MB, and after
+/// 1,000 groups were deleted it held 190–320 MB; with one arena it grew 29.9 → 33.3 MB.
+/// Small allocations still come from each thread's cache without a lock.
+fn one_malloc_arena() {
+    // SAFETY: mallopt only sets an allocator parameter; no other thread runs yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn main() {
     // The monitor runs before anything else exists: no threads, no async runtime.
     let raw: Vec<String> = std::env::args().collect();
@@ -106,6 +118,9 @@ fn main() {
         std::process::exit(berth_runtime::monitor_main(std::path::Path::new(dir)));
     }
     let args = Args::parse();
+    if matches!(args.command, Command::Serve(_)) {
+        one_malloc_arena();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
