@@ -94,18 +94,7 @@ pub(crate) fn apply(
                 }
                 out.image_snapshot_id = Some(v.clone());
             }
-            ANNOTATION_AUTO_IMAGE_CACHE => {
-                out.auto_match_image_cache = match v.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => {
-                        return Err(PodError::unsupported(
-                            field(),
-                            format!("must be \"true\" or \"false\", got {v:?}"),
-                        ))
-                    }
-                }
-            }
+            ANNOTATION_AUTO_IMAGE_CACHE => out.auto_match_image_cache = boolean(&field(), v)?,
             ANNOTATION_EXTRA_EPHEMERAL_STORAGE => {
                 let bytes = parse_quantity(v).filter(|b| *b > 0.0).ok_or_else(|| {
                     PodError::unsupported(field(), format!("is not a size such as 50Gi: {v:?}"))
@@ -153,18 +142,7 @@ pub(crate) fn apply(
                         })?,
                 );
             }
-            ANNOTATION_SPOT_FALLBACK => {
-                fallback = Some(match v.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => {
-                        return Err(PodError::unsupported(
-                            field(),
-                            format!("must be \"true\" or \"false\", got {v:?}"),
-                        ))
-                    }
-                })
-            }
+            ANNOTATION_SPOT_FALLBACK => fallback = Some(boolean(&field(), v)?),
             _ if IGNORED.contains(&k.as_str()) => {}
             _ if k.starts_with("k8s.aliyun.com/") => {
                 return Err(PodError::unsupported(
@@ -177,6 +155,18 @@ pub(crate) fn apply(
     }
     out.spot = spot_terms(strategy, limit, duration, fallback)?;
     Ok(extra)
+}
+
+/// `"true"` or `"false"`, else refused naming `field`.
+fn boolean(field: &str, v: &str) -> Result<bool, PodError> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(PodError::unsupported(
+            field,
+            format!("must be \"true\" or \"false\", got {v:?}"),
+        )),
+    }
 }
 
 /// The spot terms of the spot annotations; a price limit or a duration without a spot

@@ -85,34 +85,27 @@ pub(crate) struct OciCommand {
 }
 
 impl OciCommand {
-    /// A command for `args`, with stdin from /dev/null.
+    /// A command for `args`, with stdin from /dev/null, in a private mount namespace where
+    /// needed (see [`private_mount_ns`]).
     pub fn command<I, S>(&self, args: I) -> Result<std::process::Command, RuntimeError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut cmd = std::process::Command::new(&self.binary);
-        cmd.arg("--root")
-            .arg(&self.root)
-            .args(&self.global_args)
-            .args(args);
-        cmd.stdin(Stdio::null());
+        let mut cmd = self.command_outside(args);
         if self.hide_unified.is_some() || self.pin_binary {
             let pin = self.pin_binary.then_some(self.binary.as_path());
             private_mount_ns(&mut cmd, self.hide_unified.as_deref(), pin)?;
-        }
-        if self.pin_binary {
-            cmd.env(CLONED_BINARY_ENV, "1");
         }
         Ok(cmd)
     }
 
     /// A command for `args` that neither touches cgroups nor enters the container (`state`,
-    /// `kill` of the init): it runs in berth's own mount namespace, so it is spawned without a
-    /// fork of berth (a fork copies the page tables of the whole server, whose size grows with
-    /// the groups it holds) and without a copy of the host's mount table (which grows with
-    /// them too). crun is told not to copy itself: the copy guards a runtime that joins a
-    /// container, which these commands never do.
+    /// `kill` of the init, `delete`): it runs in berth's own mount namespace, so it is spawned
+    /// without a fork of berth (a fork copies the page tables of the whole server, whose size
+    /// grows with the groups it holds) and without a copy of the host's mount table (which
+    /// grows with them too). Outside the read-only bind crun still copies its executable
+    /// before it runs (a constant cost per call, less than the fork it replaces).
     pub fn command_outside<I, S>(&self, args: I) -> std::process::Command
     where
         I: IntoIterator<Item = S>,
