@@ -379,6 +379,8 @@ class Berth:
         self.url = f"http://{self.endpoint}"
         self.credentials_path = state_dir / "credentials.json"
         self.proc: subprocess.Popen | None = None
+        # A command that execs berth in its place (e.g. prlimit), so the pid stays berth's.
+        self.exec_prefix: list[str] = []
 
     def start(self, timeout: float = 60) -> None:
         assert BERTH_BIN.exists(), f"{BERTH_BIN} is missing: run `cargo build --workspace` first"
@@ -395,6 +397,7 @@ class Berth:
             started_at = log.tell()
             self.proc = subprocess.Popen(
                 [
+                    *self.exec_prefix,
                     str(BERTH_BIN),
                     "serve",
                     "--listen",

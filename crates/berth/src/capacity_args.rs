@@ -46,6 +46,21 @@ pub struct Capacity {
     pub allocatable_memory_gib: f64,
     pub schedule_timeout_secs: u64,
     pub spot_notice_secs: u64,
+    /// The open-files limit of `berth serve` (`crate::open_files`).
+    pub open_files_limit: Option<u64>,
+    /// The containers (and gVisor sandboxes) groups may run together under that limit.
+    pub container_slots: Option<u64>,
+}
+
+impl Capacity {
+    /// The same with the container slots of `open_files_limit`.
+    pub fn with_container_slots(self, open_files_limit: u64, slots: u64) -> Self {
+        Self {
+            open_files_limit: Some(open_files_limit),
+            container_slots: Some(slots),
+            ..self
+        }
+    }
 }
 
 impl CapacityArgs {
@@ -78,12 +93,15 @@ impl CapacityArgs {
             allocatable_memory_gib: memory_left * self.overcommit_memory,
             schedule_timeout_secs: self.schedule_timeout.as_secs(),
             spot_notice_secs: self.spot_notice.as_secs(),
+            open_files_limit: None,
+            container_slots: None,
         })
     }
 
     pub fn policy(&self, c: &Capacity) -> SchedulePolicy {
         SchedulePolicy {
-            capacity: Room::of(c.allocatable_cpu, c.allocatable_memory_gib),
+            capacity: Room::of(c.allocatable_cpu, c.allocatable_memory_gib)
+                .with_containers(c.container_slots.unwrap_or(u64::MAX)),
             timeout: self.schedule_timeout,
             notice: self.spot_notice,
             failed_kept: berth_control::SCHEDULE_FAILED_KEPT,
@@ -208,6 +226,9 @@ mod tests {
         assert_eq!(c.allocatable_memory_gib, c.detected_memory_gib);
         let p = args.policy(&c);
         assert_eq!(p.timeout, Duration::from_secs(3));
+        assert_eq!(p.capacity.containers, u64::MAX);
+        let p = args.policy(&c.with_container_slots(2000, 848));
+        assert_eq!(p.capacity.containers, 848);
         let too_much = CapacityArgs {
             reserve_cpu: 100_000.0,
             ..args

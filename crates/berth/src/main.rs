@@ -16,6 +16,7 @@ mod hints;
 mod image_cmd;
 mod keys;
 mod observe_node;
+mod open_files;
 mod port_forward;
 mod profile;
 mod ps_cmd;

@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// memory and an address; at most a quarter of the subnet is used.
     #[arg(long, default_value_t = 128)]
     netns_pool: usize,
+    /// API connections served at once (exec and log streams included); further clients wait
+    /// in the listen backlog. Each takes an open file the node's containers cannot have.
+    #[arg(long, default_value_t = berth_server::DEFAULT_MAX_CONNECTIONS, value_parser = max_connections)]
+    max_connections: usize,
     /// Capabilities that `SecurityContext.Capability.Add` may ask for, comma-separated
     /// (default: Docker's default set plus NET_ADMIN and SYS_PTRACE). A create asking for
     /// another is refused with InvalidParameter.
@@ -264,13 +268,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => tracing::info!("prices: ECI's published pay-as-you-go prices (CNY)"),
     }
     control.set_prices(prices);
-    let capacity = args.capacity.capacity()?;
+    let open_files = crate::open_files::raise()?;
+    let slots = crate::open_files::container_slots(
+        open_files.limit,
+        args.netns_pool as u64,
+        args.max_connections as u64,
+    )?;
+    let capacity = args
+        .capacity
+        .capacity()?
+        .with_container_slots(open_files.limit, slots);
     control.set_schedule_policy(args.capacity.policy(&capacity));
     tracing::info!(
         cpu = capacity.allocatable_cpu,
         memory_gib = capacity.allocatable_memory_gib,
         detected_cpu = capacity.detected_cpu,
         detected_memory_gib = capacity.detected_memory_gib,
+        container_slots = slots,
+        open_files = open_files.limit,
+        open_files_at_start = open_files.soft_at_start,
         "capacity for container groups"
     );
     if let Some(caps) = &args.allowed_capabilities {
@@ -386,7 +402,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let state = state.with_throttle(args.throttle.config());
+    let state = state
+        .with_throttle(args.throttle.config())
+        .with_max_connections(args.max_connections);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %args.listen, scheme, region = %args.region, "serving the ECI API");
     match tls {
@@ -398,6 +416,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     agent.shutdown().await;
     tracing::info!("stopped; containers keep running and are re-adopted at the next start");
     Ok(())
+}
+
+/// `--max-connections`: 1 to 65,536.
+fn max_connections(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=65_536).contains(&n) => Ok(n),
+        _ => Err(format!("must be a number from 1 to 65536, got {s:?}")),
+    }
 }
 
 /// The operator's token for `/metrics`: the file's first line, which must not be empty.

@@ -42,6 +42,7 @@ impl Default for SchedulePolicy {
             capacity: Room {
                 cpu_milli: u64::MAX,
                 memory_mib: u64::MAX,
+                containers: u64::MAX,
             },
             timeout: DEFAULT_SCHEDULE_TIMEOUT,
             notice: DEFAULT_SPOT_NOTICE,
@@ -94,7 +95,17 @@ pub(crate) fn room(rec: &GroupRecord) -> Room {
 }
 
 pub(crate) fn room_of(spec: &berth_core::GroupSpec) -> Room {
-    Room::of(spec.cpu, spec.memory)
+    Room::of(spec.cpu, spec.memory).with_containers(container_slots(spec))
+}
+
+/// The processes of `spec` berth watches at once: its containers, one init container at a
+/// time, and the sandbox of a class that boots one per group.
+pub(crate) fn container_slots(spec: &berth_core::GroupSpec) -> u64 {
+    let init = u64::from(!spec.init_containers.is_empty());
+    let sandbox = u64::from(spec.runtime_class() == berth_core::RuntimeClass::Gvisor);
+    (spec.containers.len() as u64)
+        .saturating_add(init)
+        .saturating_add(sandbox)
 }
 
 pub(crate) fn spot_hold(rec: &GroupRecord) -> Option<SpotHold> {

@@ -21,31 +21,46 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-/// CPU and memory, in thousandths of a vCPU and MiB.
+/// CPU and memory, in thousandths of a vCPU and MiB, and container slots: the processes
+/// berth watches (one open file each in `berth serve`), which the node's open-files limit
+/// bounds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Room {
     pub cpu_milli: u64,
     pub memory_mib: u64,
+    pub containers: u64,
 }
 
 impl Room {
-    /// The room of a group of `cpu` vCPU and `memory` GiB.
+    /// The room of a group of `cpu` vCPU and `memory` GiB, with no container slot.
     pub fn of(cpu: f64, memory: f64) -> Self {
         let milli = |x: f64, per: f64| (x * per).round().clamp(0.0, u64::MAX as f64) as u64;
         Self {
             cpu_milli: milli(cpu, 1000.0),
             memory_mib: milli(memory, 1024.0),
+            containers: 0,
+        }
+    }
+
+    /// The same room with `n` container slots.
+    pub fn with_containers(self, n: u64) -> Self {
+        Self {
+            containers: n,
+            ..self
         }
     }
 
     pub fn fits_in(self, other: Room) -> bool {
-        self.cpu_milli <= other.cpu_milli && self.memory_mib <= other.memory_mib
+        self.cpu_milli <= other.cpu_milli
+            && self.memory_mib <= other.memory_mib
+            && self.containers <= other.containers
     }
 
     pub fn plus(self, other: Room) -> Room {
         Room {
             cpu_milli: self.cpu_milli.saturating_add(other.cpu_milli),
             memory_mib: self.memory_mib.saturating_add(other.memory_mib),
+            containers: self.containers.saturating_add(other.containers),
         }
     }
 
@@ -53,6 +68,7 @@ impl Room {
         Room {
             cpu_milli: self.cpu_milli.saturating_sub(other.cpu_milli),
             memory_mib: self.memory_mib.saturating_sub(other.memory_mib),
+            containers: self.containers.saturating_sub(other.containers),
         }
     }
 }
@@ -66,7 +82,13 @@ impl fmt::Display for Room {
             (Decimal::from(self.memory_mib) / Decimal::from(1024))
                 .round_dp(3)
                 .normalize()
-        )
+        )?;
+        match self.containers {
+            // No slot asked, or a node whose open files bound no count of containers.
+            0 | u64::MAX => Ok(()),
+            1 => write!(f, ", 1 container slot"),
+            n => write!(f, ", {n} container slots"),
+        }
     }
 }
 
@@ -115,13 +137,26 @@ impl fmt::Display for Short {
         if self.need.memory_mib > self.free.memory_mib {
             what.push("memory");
         }
+        if self.need.containers > self.free.containers {
+            what.push("container slots (the open-files limit of berth serve)");
+        }
+        // On a node whose open files bound nothing, slots are not worth a word.
+        let bounded = self.capacity.containers != u64::MAX;
+        let shown = |r: Room| {
+            let cpu_memory = r.with_containers(0).to_string();
+            match (bounded, r.containers) {
+                (false, _) => cpu_memory,
+                (true, 1) => format!("{cpu_memory}, 1 container slot"),
+                (true, n) => format!("{cpu_memory}, {n} container slots"),
+            }
+        };
         write!(
             f,
             "insufficient {} on the node: the group needs {}, {} free of {}",
             what.join(" and "),
-            self.need,
-            self.free,
-            self.capacity
+            shown(self.need),
+            shown(self.free),
+            shown(self.capacity)
         )
     }
 }
@@ -292,6 +327,7 @@ mod tests {
     const CAP: Room = Room {
         cpu_milli: 4000,
         memory_mib: 8192,
+        containers: u64::MAX,
     };
 
     #[test]
@@ -315,6 +351,33 @@ mod tests {
             Decision::Wait(s) => assert!(s.to_string().contains("2 vCPU, 4 GiB free"), "{s}"),
             d => panic!("{d:?}"),
         }
+    }
+
+    #[test]
+    fn container_slots_bound_the_node_as_cpu_and_memory_do() {
+        let now = t0() + Duration::hours(2);
+        let cap = CAP.with_containers(3);
+        let mut a = holder("a", 1.0, None);
+        a.room = a.room.with_containers(2);
+        let hs = [a];
+        let mut w = waiter("w", 1.0, None);
+        w.room = w.room.with_containers(1);
+        assert_eq!(decide(cap, &hs, &w, now), Decision::Place);
+        w.room = w.room.with_containers(2);
+        match decide(cap, &hs, &w, now) {
+            Decision::Wait(s) => {
+                let m = s.to_string();
+                assert!(m.starts_with("insufficient container slots"), "{m}");
+                assert!(m.contains("needs 1 vCPU, 2 GiB, 2 container slots"), "{m}");
+                assert!(m.contains("1 container slot free of"), "{m}");
+            }
+            d => panic!("{d:?}"),
+        }
+        w.room = w.room.with_containers(4);
+        assert!(matches!(decide(cap, &hs, &w, now), Decision::Never(_)));
+        // A node whose open files bound nothing does not name them.
+        let unbounded = CAP.with_containers(u64::MAX);
+        assert_eq!(unbounded.to_string(), "4 vCPU, 8 GiB");
     }
 
     #[test]

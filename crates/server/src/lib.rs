@@ -3,6 +3,7 @@
 //! Handlers only check and translate; the work is the control plane's.
 
 mod actions;
+mod bounded;
 mod cache;
 mod exec;
 mod forward;
@@ -36,6 +37,8 @@ pub use crate::tls::{server_config as tls_server_config, TlsError};
 
 /// Largest request body accepted (ECI requests carry none).
 const MAX_BODY: usize = 1 << 20;
+/// API connections served at once by default (see [`AppState::with_max_connections`]).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -55,6 +58,8 @@ pub struct AppState {
     /// Whether the API is served over TLS: the exec and log-stream URLs handed out are then
     /// `wss://` and `https://`.
     tls: bool,
+    /// Connections served at once; further clients wait in the listen backlog.
+    max_connections: usize,
 }
 
 impl AppState {
@@ -74,6 +79,7 @@ impl AppState {
             throttle: Arc::new(throttle::Throttle::new(ThrottleConfig::default())),
             metrics_token: None,
             tls: false,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -90,6 +96,13 @@ impl AppState {
     /// The same with other throttling limits.
     pub fn with_throttle(mut self, config: ThrottleConfig) -> Self {
         self.throttle = Arc::new(throttle::Throttle::new(config));
+        self
+    }
+
+    /// Serves at most `n` connections at once (exec and log streams included); further
+    /// clients wait in the listen backlog, so no client takes the open files of the node.
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
         self
     }
 
@@ -154,6 +167,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     guard::install_panic_log();
+    let listener = bounded::Bounded::new(listener, state.max_connections);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -169,12 +183,13 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     guard::install_panic_log();
     state.tls = true;
-    axum::serve(
+    let listener = bounded::Bounded::new(
         tls::TlsListener::with_plain_answer(listener, config, tls::need_tls_response())?,
-        router(state),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+        state.max_connections,
+    );
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves [`metrics_router`] on `listener` until `shutdown` resolves.

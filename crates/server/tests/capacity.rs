@@ -17,7 +17,7 @@ use serde_json::Value;
 
 fn policy(cpu: f64, timeout_ms: u64, notice_ms: u64) -> SchedulePolicy {
     SchedulePolicy {
-        capacity: Room::of(cpu, cpu * 2.0),
+        capacity: Room::of(cpu, cpu * 2.0).with_containers(u64::MAX),
         timeout: Duration::from_millis(timeout_ms),
         notice: Duration::from_millis(notice_ms),
         failed_kept: Duration::from_secs(3600),
@@ -122,7 +122,7 @@ async fn a_group_waits_for_room_and_fails_at_the_timeout_or_at_once() {
     );
     let used = s.control.capacity_use();
     assert_eq!((used.holders, used.waiting), (1, 0));
-    assert_eq!(used.used, Room::of(1.0, 2.0));
+    assert_eq!(used.used, Room::of(1.0, 2.0).with_containers(1));
     // Larger than the node: ScheduleFailed at once, never billed.
     let huge = create(&s, "huge", "4", &[]).await;
     let g = describe(&s, &huge).await;
@@ -289,7 +289,10 @@ async fn a_price_limit_below_the_spot_price_and_an_update_that_does_not_fit_are_
         .await
         .unwrap_err();
     assert!(e.to_string().contains("NoStock"), "{e}");
-    assert_eq!(s.control.capacity_use().used, Room::of(1.0, 2.0));
+    assert_eq!(
+        s.control.capacity_use().used,
+        Room::of(1.0, 2.0).with_containers(1)
+    );
     s.client
         .call(
             "UpdateContainerGroup",
@@ -302,7 +305,10 @@ async fn a_price_limit_below_the_spot_price_and_an_update_that_does_not_fit_are_
         )
         .await
         .unwrap();
-    assert_eq!(s.control.capacity_use().used, Room::of(2.0, 4.0));
+    assert_eq!(
+        s.control.capacity_use().used,
+        Room::of(2.0, 4.0).with_containers(1)
+    );
 }
 
 #[tokio::test]
@@ -324,7 +330,7 @@ async fn the_accounting_is_rebuilt_at_a_restart() {
     again.resume().await.unwrap();
     let used = again.capacity_use();
     assert_eq!((used.holders, used.waiting), (1, 2), "{used:?}");
-    assert_eq!(used.used, Room::of(2.0, 4.0));
+    assert_eq!(used.used, Room::of(2.0, 4.0).with_containers(1));
     // The waiters keep their order: b first.
     again.delete("acct", &a, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -363,7 +369,7 @@ async fn concurrent_creates_never_share_the_last_room() {
     assert_eq!(placed, 2);
     let used = s.control.capacity_use();
     assert_eq!((used.holders, used.waiting), (2, 10), "{used:?}");
-    assert_eq!(used.used, Room::of(2.0, 4.0));
+    assert_eq!(used.used, Room::of(2.0, 4.0).with_containers(2));
 }
 
 #[tokio::test]
@@ -557,4 +563,72 @@ async fn a_spot_group_that_may_fall_back_runs_pay_as_you_go() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("StrictSpot"), "{e}");
+}
+
+#[tokio::test]
+async fn container_slots_bound_the_node_as_cpu_and_memory_do() {
+    let s = serve_with(Arc::new(NullNode)).await;
+    let mut bounded = policy(8.0, 60_000, 100);
+    bounded.capacity = bounded.capacity.with_containers(3);
+    s.control.set_schedule_policy(bounded);
+    // Two containers and an init container: three slots, the whole node.
+    let two = create(
+        &s,
+        "two",
+        "1",
+        &[
+            ("Container.2.Name", "d"),
+            ("Container.2.Image", "busybox"),
+            ("InitContainer.1.Name", "i"),
+            ("InitContainer.1.Image", "busybox"),
+        ],
+    )
+    .await;
+    assert_eq!(s.control.capacity_use().used.containers, 3);
+    let next = create(&s, "next", "1", &[]).await;
+    let g = describe(&s, &next).await;
+    assert_eq!(g["Status"], "Scheduling");
+    let msg = g["Events"][0]["Message"].as_str().unwrap().to_string();
+    assert!(msg.contains("insufficient container slots"), "{msg}");
+    assert!(
+        msg.contains("needs 1 vCPU, 2 GiB, 1 container slot,"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("free of 8 vCPU, 16 GiB, 3 container slots"),
+        "{msg}"
+    );
+    // Larger than the node's slots: refused at once.
+    let mut params = vec![
+        ("InitContainer.1.Name", "i"),
+        ("InitContainer.1.Image", "busybox"),
+    ];
+    let names: Vec<String> = (2..=4).map(|i| format!("Container.{i}.Name")).collect();
+    let images: Vec<String> = (2..=4).map(|i| format!("Container.{i}.Image")).collect();
+    let values = ["d", "e", "f"];
+    for i in 0..3 {
+        params.push((names[i].as_str(), values[i]));
+        params.push((images[i].as_str(), "busybox"));
+    }
+    let huge = create(&s, "huge", "1", &params).await;
+    assert_eq!(describe(&s, &huge).await["Status"], "ScheduleFailed");
+    // The slots of a deleted group go to the waiter.
+    s.client
+        .call(
+            "DeleteContainerGroup",
+            &p(&[("RegionId", "local"), ("ContainerGroupId", two.as_str())]),
+        )
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if reasons(&describe(&s, &next).await).contains(&"Scheduled".to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        reasons(&describe(&s, &next).await),
+        ["FailedScheduling", "Scheduled"]
+    );
+    assert_eq!(s.control.capacity_use().used.containers, 1);
 }

@@ -27,7 +27,25 @@ use seccomp::{Host, Seccomp};
 const OCI_VERSION: &str = "1.0.2-dev";
 const CFS_PERIOD: u64 = 100_000;
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The open-files limit of a container's processes, when berth's own hard limit allows it.
 const NOFILE: u64 = 1024;
+
+/// [`NOFILE`], or berth's own hard limit when it is lower: the runtime sets the limit after
+/// the container's capabilities are in force, so it cannot raise it above what it inherited.
+fn container_nofile() -> u64 {
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+            return NOFILE;
+        }
+        NOFILE.min(r.rlim_max)
+    })
+}
 
 /// Capabilities a container gets unless told otherwise: podman's defaults, which are
 /// Docker's and containerd's without NET_RAW (raw sockets: ARP and address spoofing of the
@@ -176,8 +194,8 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
         )
         .rlimits(vec![PosixRlimitBuilder::default()
             .typ(PosixRlimitType::RlimitNofile)
-            .soft(NOFILE)
-            .hard(NOFILE)
+            .soft(container_nofile())
+            .hard(container_nofile())
             .build()
             .map_err(RuntimeError::Spec)?])
         .no_new_privileges(true)
