@@ -60,7 +60,10 @@ struct State {
     synced: bool,
     /// When berth's groups were last read in full or followed without a gap.
     followed: Option<Instant>,
-    /// Pods waiting for a reconcile, each once (`queued`), in the order they came up.
+    /// Pods waiting for a reconcile, each once (`queued`), in the order they came up: those
+    /// that have a group (a status to patch, a deletion) before those whose group is still
+    /// to be made, so a burst of new pods does not hold back the status of the running ones.
+    known_queue: VecDeque<String>,
     queue: VecDeque<String>,
     queued: BTreeSet<String>,
     /// Pods being reconciled, and those of them brought up again meanwhile.
@@ -302,7 +305,11 @@ impl<G: Groups> PodController<G> {
         if st.running.contains(uid) {
             st.again.insert(uid.to_string());
         } else if st.queued.insert(uid.to_string()) {
-            st.queue.push_back(uid.to_string());
+            if st.groups.contains_key(uid) {
+                st.known_queue.push_back(uid.to_string());
+            } else {
+                st.queue.push_back(uid.to_string());
+            }
         }
     }
 
@@ -313,7 +320,7 @@ impl<G: Groups> PodController<G> {
         running: &mut FuturesUnordered<Reconcile<'a>>,
     ) {
         while running.len() < self.cfg.workers.max(1) {
-            let Some(uid) = st.queue.pop_front() else {
+            let Some(uid) = st.known_queue.pop_front().or_else(|| st.queue.pop_front()) else {
                 return;
             };
             st.queued.remove(&uid);

@@ -72,3 +72,53 @@ async fn pods_are_reconciled_side_by_side_one_at_a_time_each() {
         "one reconcile per pod at a time"
     );
 }
+
+#[tokio::test]
+async fn a_burst_of_new_pods_does_not_hold_back_the_status_of_a_running_one() {
+    let berth = FakeBerth::default();
+    berth.state().create_delay = Duration::from_millis(200);
+    // The last pod listed already has a running group; the others are new.
+    let last = PODS - 1;
+    berth.add("eci-running", &uid(last), "Running");
+    let creates_at_patch: Arc<Mutex<Option<usize>>> = Arc::default();
+    let route: Route = {
+        let mut inner = many_pods();
+        let b = berth.clone();
+        let at = creates_at_patch.clone();
+        Box::new(move |s: &Seen| {
+            if s.method == "PATCH" && s.path.ends_with(&format!("/web-{last}/status")) {
+                let done = b.state().creates.len();
+                at.lock().unwrap().get_or_insert(done);
+            }
+            inner(s)
+        })
+    };
+    let (client, _seen) = apiserver(route);
+    let c = Arc::new(controller(client, &berth));
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn({
+        let c = c.clone();
+        async move { c.run(shutdown).await }
+    });
+    for _ in 0..200 {
+        if creates_at_patch.lock().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the loop stops")
+        .unwrap();
+    let done = creates_at_patch
+        .lock()
+        .unwrap()
+        .expect("the running pod's status was patched");
+    // In arrival order it would wait for the creates of the 29 pods before it (at least 20
+    // done); ahead of them, it waits at most for one round of the workers.
+    assert!(
+        done <= POD_SYNC_WORKERS,
+        "{done} creates finished before the running pod's status was patched"
+    );
+}
