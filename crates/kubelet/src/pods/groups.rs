@@ -37,7 +37,9 @@ impl From<ClientError> for GroupsError {
     }
 }
 
-/// berth's container groups, as the pod controller uses them.
+/// berth's container groups, as the pod controller uses them. Every read carries the groups'
+/// events (`WithEvent`): they are posted on the pods, and a group read with them compares
+/// equal only to itself read with them.
 #[async_trait]
 pub trait Groups: Send + Sync {
     /// Creates the group; `p.client_token` (the pod's uid) makes a second create a no-op.
@@ -77,6 +79,7 @@ impl Groups for Client {
         // ECI's largest page: 1,000 groups are 50 calls.
         let p = DescribeParams {
             limit: Some(LIST_PAGE),
+            with_event: true,
             ..Default::default()
         };
         let all = self.list_container_groups(&p).await?;
@@ -88,6 +91,7 @@ impl Groups for Client {
         let p = DescribeParams {
             limit: Some(LIST_PAGE),
             since_second: Some(within.as_secs_f64().ceil() as u64),
+            with_event: true,
             ..Default::default()
         };
         let all = self.list_container_groups(&p).await?;
@@ -101,6 +105,7 @@ impl Groups for Client {
         let p = DescribeParams {
             ids: ids.to_vec(),
             limit: Some(LIST_PAGE),
+            with_event: true,
             ..Default::default()
         };
         Ok(self.list_container_groups(&p).await?)
