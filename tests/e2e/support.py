@@ -1079,6 +1079,9 @@ def own_berth(
             tables = nft_tables(bridge)
             if tables:
                 problems.append(f"nftables tables left after a graceful stop: {tables}")
+        # Nothing berth started may outlive it (e.g. the sandboxes of a gVisor pool).
+        problems += [f"process of the stopped berth: {p}"
+                     for p in processes_mentioning([str(server.state_dir)])]
         reserved = ipam_reservations(server.state_dir)
         if reserved:
             problems.append(f"addresses still reserved: {reserved}")
