@@ -55,9 +55,11 @@ async fn hand_over(host: &Host, gid: &str, id: &str, spec: &GroupSpec) -> Result
     let rt = host
         .runtime_for(RuntimeClass::Gvisor)
         .map_err(|e| e.to_string())?;
+    let began = std::time::Instant::now();
     host.net
         .hand_over(id, gid)
         .map_err(|e| format!("cannot hand over its namespace: {}", error_chain(&e)))?;
+    let net = began.elapsed();
     let to = berth_runtime::cgroup::group_cgroup_path(gid);
     let rid = runsc_id(id);
     rt.move_sandbox_cgroup(&rid, &berth_runtime::cgroup::group_cgroup_path(id), &to)
@@ -67,10 +69,19 @@ async fn hand_over(host: &Host, gid: &str, id: &str, spec: &GroupSpec) -> Result
         .layout
         .set_memory_limit(&to, (spec.memory * GIB) as u64)
         .map_err(|e| format!("cannot limit its memory: {}", error_chain(&e)))?;
+    let cgroup = began.elapsed();
     let hostname = spec.host_name.as_deref().unwrap_or(&spec.name);
     rt.set_sandbox_hostname(&rid, hostname)
         .await
-        .map_err(|e| format!("cannot set its host name: {}", error_chain(&e)))
+        .map_err(|e| format!("cannot set its host name: {}", error_chain(&e)))?;
+    tracing::debug!(
+        group = %gid,
+        net_us = net.as_micros() as u64,
+        cgroup_us = (cgroup - net).as_micros() as u64,
+        hostname_us = (began.elapsed() - cgroup).as_micros() as u64,
+        "pooled sandbox's steps"
+    );
+    Ok(())
 }
 
 /// Removes the group's pooled sandbox `id` (files in `dir`) and forgets it: it failed or
