@@ -7,15 +7,19 @@ Measures, one of each in turn so that a busy host weighs on each alike:
   * raw runsc: `runsc run --detach` of busybox `sleep` (invocation -> return, the container
     running) on a bundle of its own, with the flags berth gives runsc (`--rootless=false
     --platform=P --network=host`); deleted after each run, outside the timing;
-  * berth, gvisor class: CreateContainerGroup (RuntimeClassName=gvisor) -> Running;
+  * berth, gvisor class, cold (`--gvisor-pool 0`): CreateContainerGroup
+    (RuntimeClassName=gvisor) -> Running;
+  * berth, gvisor class from the warm pool (`--gvisor-pool 2`, a pooled sandbox ready before
+    each start);
   * berth, runc class: the same with RuntimeClassName=runc.
 Prints the p50 and min of each, the PSS of a running gvisor group of one and of two containers
-(its runsc processes: sentry, gofers), and the node's phase timings of the gvisor starts from its
-debug log (`container started` elapsed_ms: bundle written -> runtime reported the start).
+(its runsc processes: sentry, gofers), of a group that took a pooled sandbox, and of an idle
+pooled sandbox (the pool's cost per sandbox), and the node's phase timings of the gvisor starts
+from its debug log (`container started` elapsed_ms: bundle written -> runtime reported the start).
 
-Starts its own docker-registry (busybox pushed with tests/images/build.sh) and its own
-`berth serve` (bridge berthg0, subnet 10.222.0.0/16), both removed at the end. Needs root,
-runsc, and the e2e venv (tests/e2e/requirements.txt).
+Starts its own docker-registry (busybox pushed with tests/images/build.sh) and two `berth serve`
+(cold: bridge berthg0, subnet 10.222.0.0/16; pooled: berthy0, 10.239.0.0/16), all removed at
+the end. Needs root, runsc, and the e2e venv (tests/e2e/requirements.txt).
 """
 from __future__ import annotations
 
@@ -90,6 +94,39 @@ def create(server: support.Berth, image: str, registry: str, cls: str, name: str
     return call(server.client(), "CreateContainerGroup", query)["ContainerGroupId"]
 
 
+def pss_of(pid: str) -> int:
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return sum(int(m.group(1)) for m in re.finditer(r"^Pss:\s+(\d+) kB", rollup, re.M))
+
+
+def pooled(server: support.Berth) -> dict[str, list[str]]:
+    """The idle pooled sandboxes of `server`: pool id -> pids of its runsc processes (those
+    in its cgroup /berth/<pool id>)."""
+    found: dict[str, list[str]] = {}
+    for line in support.processes_mentioning([str(server.state_dir)]):
+        if "runsc" not in line:
+            continue
+        pid = line.split()[1].rstrip(":")
+        try:
+            cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        m = re.search(r":memory:/berth/(gvp-[0-9a-f-]+)$", cgroup, re.M)
+        if m:
+            found.setdefault(m.group(1), []).append(pid)
+    return found
+
+
+def pool_memory(server: support.Berth) -> str:
+    support.wait_for("two pooled sandboxes", lambda: len(pooled(server)) >= 2 or None, 60)
+    time.sleep(2)
+    sizes = [sum(pss_of(p) for p in pids) for pids in pooled(server).values()]
+    return "idle pooled sandbox: PSS " + ", ".join(f"{k / 1024:.1f}" for k in sizes) + " MiB"
+
+
 def pss_kib(gid: str) -> tuple[int, int]:
     """Total PSS (KiB) of the runsc processes of a group (sentry, gofers; their command lines
     or cgroups name the group), and how many of them are sentries."""
@@ -107,21 +144,28 @@ def pss_kib(gid: str) -> tuple[int, int]:
     return total, sentries
 
 
-def memory(server: support.Berth, image: str, registry: str, containers: int) -> str:
+def memory(server: support.Berth, image: str, registry: str, containers: int,
+           what: str = "gvisor group") -> str:
     """PSS of a running gvisor group of `containers` sleeping busybox containers."""
     client = server.client()
+    if what != "gvisor group":
+        support.wait_for("a pooled sandbox", lambda: pooled(server) or None, 60)
     gid = create(server, image, registry, "gvisor", f"bench-pss-{containers}", containers)
     support.wait_status(client, gid, ["Running"], 60)
     time.sleep(2)
     kib, sentries = pss_kib(gid)
     support.delete(client, gid)
     support.wait_for("the group to go", lambda: support.describe(client, gid) is None, 60)
-    return (f"gvisor group, {containers} container(s): PSS {kib / 1024:6.1f} MiB "
+    return (f"{what}, {containers} container(s): PSS {kib / 1024:6.1f} MiB "
             f"({sentries} sentry process(es))")
 
 
-def berth_start(server: support.Berth, image: str, registry: str, cls: str, i: int) -> float:
+def berth_start(server: support.Berth, image: str, registry: str, cls: str, i: int,
+                from_pool: bool = False) -> float:
     client = server.client()
+    if from_pool:
+        support.wait_for("a pooled sandbox", lambda: pooled(server) or None, 60)
+        time.sleep(0.3)  # the pool's boot done, not competing with the start
     began = time.monotonic()
     gid = create(server, image, registry, cls, f"bench-{cls}-{i}")
     while True:
@@ -156,32 +200,49 @@ def main() -> None:
     registry.start()
     server = support.Berth(work / "state", work / "berth.log",
                            ["--bridge", "berthg0", "--subnet", "10.222.0.0/16",
-                            "--gvisor-platform", args.platform])
+                            "--gvisor-platform", args.platform, "--gvisor-pool", "0"])
+    warm = support.Berth(work / "state-pool", work / "berth-pool.log",
+                         ["--bridge", "berthy0", "--subnet", "10.239.0.0/16",
+                          "--gvisor-platform", args.platform, "--gvisor-pool", "2"])
     try:
         [image] = registry.push_busybox()
         server.start()
+        warm.start()
         # One start of each first: the image is pulled and unpacked once, not timed.
         for cls in ("gvisor", "runc"):
             berth_start(server, image, registry.host, cls, -1)
-        raw, gv, rc = [], [], []
+        berth_start(warm, image, registry.host, "gvisor", -1, from_pool=True)
+        raw, gv, gp, rc = [], [], [], []
         runsc = RawRunsc(work / "raw", args.platform)
         for i in range(args.runs):
             raw.append(runsc.start(i))
             gv.append(berth_start(server, image, registry.host, "gvisor", i))
+            gp.append(berth_start(warm, image, registry.host, "gvisor", i, from_pool=True))
             rc.append(berth_start(server, image, registry.host, "runc", i))
         for n in (1, 2):
             print(memory(server, image, registry.host, n))
+        print(memory(warm, image, registry.host, 1, "gvisor group from the pool"))
+        print(pool_memory(warm))
         print(summary("raw runsc run --detach", raw))
-        print(summary("berth gvisor class", gv))
+        print(summary("berth gvisor class, cold", gv))
+        print(summary("berth gvisor class, pool", gp))
         print(summary("berth runc class", rc))
-        log = (work / "berth.log").read_text(errors="replace")
-        phases = [int(m.group(1)) for line in log.splitlines() if "container started" in line
-                  for m in [re.search(r"elapsed_ms=(\d+)", line)] if m]
-        print("node: monitor spawned -> runtime reported the start (ms, every start):", phases)
+        for name, log in (("cold", "berth.log"), ("pool", "berth-pool.log")):
+            text = (work / log).read_text(errors="replace")
+            phases = [int(m.group(1)) for line in text.splitlines()
+                      if "container started" in line and ".sandbox" not in line
+                      for m in [re.search(r"elapsed_ms=(\d+)", line)] if m]
+            print(f"node ({name}): monitor spawned -> runtime reported a container's start (ms):",
+                  phases)
+            handed = [int(m.group(1)) for m in re.finditer(
+                r"pooled gVisor sandbox handed over.*?elapsed_us=(\d+)", text)]
+            if handed:
+                print(f"node ({name}): pooled sandbox handed over (us):", handed)
     finally:
+        warm.stop()
         server.stop()
         registry.stop()
-        print(f"log: {work / 'berth.log'}")
+        print(f"logs: {work / 'berth.log'}, {work / 'berth-pool.log'}")
 
 
 if __name__ == "__main__":

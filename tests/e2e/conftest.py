@@ -189,9 +189,29 @@ def client(berth):
     return berth.client()
 
 
+def pytest_generate_tests(metafunc):
+    """A test that takes `runtime_class` runs once per class (support.CLASSES), its groups
+    (the `groups` fixture's) in that class. What cannot work under gvisor is marked
+    `@pytest.mark.not_under_gvisor(reason)`: that case must fail (strict xfail), so the mark
+    goes when the reason does."""
+    if "runtime_class" not in metafunc.fixturenames:
+        return
+    limit = metafunc.definition.get_closest_marker("not_under_gvisor")
+    params = []
+    for cls in support.CLASSES:
+        marks = []
+        if cls == "gvisor" and limit is not None:
+            marks.append(pytest.mark.xfail(reason=limit.args[0], strict=True))
+        params.append(pytest.param(cls, marks=marks, id=cls))
+    metafunc.parametrize("runtime_class", params)
+
+
 @pytest.fixture
-def groups(berth, images, tracker):
-    g = Groups(berth, images, tracker)
+def groups(request, berth, images, tracker):
+    cls = request.getfixturevalue("runtime_class") if "runtime_class" in request.fixturenames else None
+    if cls == "gvisor" and shutil.which("runsc") is None:
+        pytest.fail("runsc is not installed (apt-get install runsc): the gvisor class cannot run")
+    g = Groups(berth, images, tracker, cls)
     yield g
     g.delete_all()
 

@@ -138,6 +138,16 @@ def pids_matching(needle: str) -> list[int]:
     return sorted(pids)
 
 
+def pids_in_cgroup(path: str) -> list[int]:
+    """Pids of the host in the memory cgroup `path` (v1), e.g. a gVisor group's sandbox
+    (sentry, gofers) in `/berth/<group>`: its containers' processes are not the host's."""
+    try:
+        text = Path(f"/sys/fs/cgroup/memory{path}/cgroup.procs").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
 def pid_alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -517,13 +527,34 @@ class Images:
     unpulled_private_image: str
 
 
-class Groups:
-    """Creates container groups for one test and deletes them when the test ends."""
+# The runtime classes the functional suite runs under (conftest's `runtime_class`).
+CLASSES = ("runc", "gvisor")
 
-    def __init__(self, berth: Berth, images: Images, tracker: set[str]):
+
+def with_runtime_class(client: Client, runtime_class: str) -> Client:
+    """`client`, its CreateContainerGroup calls naming `runtime_class` (berth's
+    `RuntimeClassName`, for which the SDK's model has no field)."""
+    call_api = client.call_api
+
+    def call(params, request, runtime):
+        if params.action == "CreateContainerGroup":
+            request.query = {**(request.query or {}), "RuntimeClassName": runtime_class}
+        return call_api(params, request, runtime)
+
+    client.call_api = call
+    return client
+
+
+class Groups:
+    """Creates container groups for one test and deletes them when the test ends; with a
+    `runtime_class`, every group in that class."""
+
+    def __init__(self, berth: Berth, images: Images, tracker: set[str],
+                 runtime_class: str | None = None):
         self.berth = berth
         self.images = images
         self.tracker = tracker
+        self.runtime_class = runtime_class
         self.created: list[str] = []
 
     def create(
@@ -559,7 +590,10 @@ class Groups:
             image_registry_credential=creds,
             **kw,
         )
-        resp = (client or self.berth.client()).create_container_group(req)
+        client = client or self.berth.client()
+        if self.runtime_class is not None:
+            client = with_runtime_class(client, self.runtime_class)
+        resp = client.create_container_group(req)
         gid = resp.body.container_group_id
         assert gid and GROUP_ID_RE.fullmatch(gid), f"bad ContainerGroupId {gid!r}"
         self.tracker.add(gid)
@@ -875,9 +909,11 @@ def nft_tables(bridge: str = BRIDGE) -> list[str]:
 
 
 def pool_veths(state_dir: Path) -> set[str]:
-    """Host veths of berth's pool of pre-wired network namespaces (they belong to no group)."""
+    """Host veths of berth's pool of pre-wired network namespaces and of its pool of booted
+    gVisor sandboxes (`gvp-*`): they belong to no group."""
     found = set()
-    for rec in (state_dir / "net" / "results").glob("warm-*.json"):
+    results = state_dir / "net" / "results"
+    for rec in [*results.glob("warm-*.json"), *results.glob("gvp-*.json")]:
         try:
             found.add(json.loads(rec.read_text())["attachment"]["interface"])
         except (OSError, ValueError, KeyError):
@@ -1082,6 +1118,9 @@ def own_berth(
             tables = nft_tables(bridge)
             if tables:
                 problems.append(f"nftables tables left after a graceful stop: {tables}")
+        # Nothing berth started may outlive it (e.g. the sandboxes of a gVisor pool).
+        problems += [f"process of the stopped berth: {p}"
+                     for p in processes_mentioning([str(server.state_dir)])]
         reserved = ipam_reservations(server.state_dir)
         if reserved:
             problems.append(f"addresses still reserved: {reserved}")

@@ -4,6 +4,9 @@ its logs, exec (sync and TTY) and its own address; new files of a config volume 
 running container; two containers share an emptyDir and localhost, one restarts while the other runs on; an emptyDir outlives a restart of its container and an exec probe makes it Ready;
 it survives a kill -9 of berth and is re-adopted; its deletion leaves nothing.
 The account's policy refuses a class it may not use (403), an unknown class is a 400.
+The warm pool (`--gvisor-pool`): a group takes a booted sandbox with its namespace, gets its
+cgroup, limits and host name, never shares it; a pooled sandbox that died is not handed out;
+a graceful stop and a restart after kill -9 leave nothing of the pool.
 
 A berth of its own (bridge berthg0, 10.222.0.0/16). Fails, never skips, without runsc."""
 
@@ -78,9 +81,19 @@ def cgroup_value(gid: str, controller: str, name: str) -> str:
         return f.read().strip()
 
 
+def memory_cgroup(pid: int) -> str | None:
+    """The memory cgroup of a process (v1), None once it is gone."""
+    try:
+        lines = open(f"/proc/{pid}/cgroup").read().splitlines()
+    except OSError:
+        return None
+    return next((l.split(":", 2)[2] for l in lines if l.split(":")[1] == "memory"), None)
+
+
 def sentries(gid: str) -> list[int]:
-    """The group's gVisor sentry processes (`runsc-sandbox boot --bundle=.../<group>/...`)."""
-    return [p for p in support.pids_matching("runsc-sandbox") if gid in open(f"/proc/{p}/cmdline").read()]
+    """The group's gVisor sentry processes: those in the group's cgroup, whether the group
+    booted its sandbox or took one from the pool (booted under the pool's name)."""
+    return [p for p in support.pids_matching("runsc-sandbox") if memory_cgroup(p) == f"/berth/{gid}"]
 
 
 def test_a_gvisor_group_runs_in_a_sandbox_with_its_limits_logs_exec_and_address(gv, images):
@@ -155,7 +168,7 @@ def test_kill_9_of_berth_readopts_the_sandbox_and_delete_leaves_nothing(gv, imag
 
     support.delete(client, gid)
     wait_for("the group to go", lambda: support.describe(client, gid) is None, 60, diag=gv.diag)
-    wait_for("its processes to go", lambda: not support.processes_mentioning([gid]), 10)
+    wait_for("its processes to go", lambda: not support.processes_mentioning([gid]) and not sentries(gid), 10)
     assert not support.cgroup_dirs_named([gid]), support.cgroup_dirs_named([gid])
     runsc_state = gv.state_dir / "runtime-runsc"
     assert not [p for p in runsc_state.glob("*") if gid in p.name], list(runsc_state.iterdir())
@@ -421,7 +434,7 @@ def test_a_sandbox_that_dies_is_booted_again(gv, images):
 
     support.delete(client, gid)
     wait_for("the group to go", lambda: support.describe(client, gid) is None, 60, diag=gv.diag)
-    wait_for("its processes to go", lambda: not support.processes_mentioning([gid]), 10)
+    wait_for("its processes to go", lambda: not support.processes_mentioning([gid]) and not sentries(gid), 10)
     assert not support.cgroup_dirs_named([gid]), support.cgroup_dirs_named([gid])
 
 
@@ -433,3 +446,120 @@ def test_an_oom_kill_of_the_sandbox_is_reported(gv, images):
     group = wait_status(client, gid, ["Failed", "Succeeded"], 120, diag=gv.diag)
     state = support.container_of(group, "c")["CurrentState"]
     assert state["State"] == "Terminated" and state["Reason"] == "OOMKilled", pretty(group)
+
+
+def pooled_sentries(server) -> dict[int, str]:
+    """Sentries of `server`'s pooled sandboxes nobody took: pid -> pool id (their cgroup's
+    name)."""
+    found = {}
+    for p in support.pids_matching(str(server.state_dir)):
+        try:
+            if not open(f"/proc/{p}/cmdline").read().startswith("runsc-sandbox"):
+                continue
+        except OSError:
+            continue
+        cg = memory_cgroup(p) or ""
+        if cg.startswith("/berth/gvp-"):
+            found[p] = cg.rsplit("/", 1)[1]
+    return found
+
+
+def claim_of(server, gid: str) -> str:
+    return (server.state_dir / "node" / "groups" / gid / "sandbox-id").read_text().strip()
+
+
+def test_a_group_takes_a_pooled_sandbox_with_its_own_limits_name_and_address(gv, images):
+    """Two groups take two booted sandboxes: each group's is its own (never the other's),
+    moved into /berth/<group> with the group's limits, named after the group, reachable at
+    the group's address; the pool boots replacements."""
+    client = gv.client()
+    wait_for("two pooled sandboxes", lambda: len(pooled_sentries(gv)) >= 2 or None, 60, diag=gv.diag)
+    waiting = set(pooled_sentries(gv).values())
+    a = create(gv, images, "e2e-gvisor-pool-a", Cpu="0.25", Memory="0.5", **{"Container.1.Cpu": "0.25"})
+    b = create(gv, images, "e2e-gvisor-pool-b", Cpu="0.5", Memory="1.0")
+    groups = {gid: wait_status(client, gid, ["Running"], 90, never=["Failed"], diag=gv.diag) for gid in (a, b)}
+    claims = {gid: claim_of(gv, gid) for gid in (a, b)}
+    assert claims[a] != claims[b] and set(claims.values()) <= waiting, (claims, waiting)
+    for gid, quota, limit in ((a, 25000, 1 << 29), (b, 50000, 1 << 30)):
+        [sentry] = sentries(gid)
+        cg = f"/sys/fs/cgroup/%s/berth/{gid}"
+        assert int(open(cg % "memory" + "/memory.limit_in_bytes").read()) == limit
+        assert int(open(cg % "cpu" + "/cpu.cfs_quota_us").read()) == quota
+        assert int(open(cg % "pids" + "/pids.max").read()) == 4096
+        assert not support.cgroup_dirs_named([claims[gid]]), support.cgroup_dirs_named([claims[gid]])
+        name = "e2e-gvisor-pool-a" if gid == a else "e2e-gvisor-pool-b"
+        assert exec_sh(client, gid, "hostname").strip() == name
+        ip = groups[gid]["IntranetIp"]
+        page = wait_for(f"http://{ip}:8080/hostname", lambda: support.http_get(f"http://{ip}:8080/hostname"), 20)
+        assert page.strip() == name, page
+        # The pool's namespace is the group's now, under the group's name only.
+        netns = gv.state_dir / "netns"
+        assert (netns / gid).exists() and not (netns / claims[gid]).exists(), list(netns.iterdir())
+    # Replacements are booted; the taken ones are never in the pool again.
+    wait_for("the pool to be refilled", lambda: len(pooled_sentries(gv)) >= 2 or None, 60, diag=gv.diag)
+    assert not set(pooled_sentries(gv).values()) & set(claims.values())
+    assert "pooled gVisor sandbox handed over" in support.tail(gv.log, 2000)
+    for gid in (a, b):
+        support.delete(client, gid)
+    for gid in (a, b):
+        wait_for("the group to go", lambda: support.describe(client, gid) is None, 60, diag=gv.diag)
+        wait_for("its sentry to go", lambda: not sentries(gid), 10)
+        assert not (gv.state_dir / "node" / "gvisor-pool" / claims[gid]).exists()
+        assert not support.cgroup_dirs_named([gid, claims[gid]])
+
+
+def test_a_pooled_sandbox_that_died_is_not_handed_out(gv, images):
+    client = gv.client()
+    wait_for("two pooled sandboxes", lambda: len(pooled_sentries(gv)) >= 2 or None, 60, diag=gv.diag)
+    dead = pooled_sentries(gv)
+    for pid in dead:
+        os.kill(pid, signal.SIGKILL)
+    gid = create(gv, images, "e2e-gvisor-pool-dead")
+    wait_status(client, gid, ["Running"], 90, never=["Failed"], diag=gv.diag)
+    assert "again" in exec_sh(client, gid, "echo again")
+    claim = gv.state_dir / "node" / "groups" / gid / "sandbox-id"
+    assert not (claim.exists() and claim.read_text().strip() in dead.values()), claim.read_text()
+    for pool_id in dead.values():
+        wait_for(f"{pool_id} to be removed",
+                 lambda: not (gv.state_dir / "node" / "gvisor-pool" / pool_id).exists()
+                 and not support.cgroup_dirs_named([pool_id]) or None, 30, diag=gv.diag)
+    support.delete(client, gid)
+    wait_for("the group to go", lambda: support.describe(client, gid) is None, 60, diag=gv.diag)
+
+
+def test_the_pool_leaves_nothing_after_kill_9_and_a_graceful_stop(host_ready, images):
+    """A berth of its own (bridge berthy0, 10.239.0.0/16): its pool's sandboxes outlive a
+    kill -9 of berth; the next start removes them (runsc, cgroups, namespaces, files) and boots
+    new ones; a graceful stop removes those."""
+    state = {}
+    seen: set[str] = set()
+
+    def after_stop(server):
+        pool = server.state_dir / "node" / "gvisor-pool"
+        state["files"] = sorted(p.name for p in pool.iterdir()) if pool.exists() else []
+        state["procs"] = support.processes_mentioning([str(server.state_dir)])
+        state["cgroups"] = support.cgroup_dirs_named(seen | set(state.get("last", [])))
+        state["runsc"] = sorted(p.name for p in (server.state_dir / "runtime-runsc").glob("gvp-*"))
+
+    with support.own_berth("gvpool", ["--gvisor-pool", "2"], bridge="berthy0",
+                           subnet="10.239.0.0/16", after_stop=after_stop) as server:
+        wait_for("two pooled sandboxes", lambda: len(pooled_sentries(server)) == 2 or None, 60, diag=server.diag)
+        first = dict(pooled_sentries(server))
+        seen.update(first.values())
+        server.kill()
+        assert set(pooled_sentries(server)) == set(first), "the pool's sandboxes should outlive berth"
+        server.start()
+
+        def replaced():
+            now = pooled_sentries(server)
+            return now if len(now) == 2 and not set(now.values()) & set(first.values()) else None
+
+        seen.update(wait_for("the former pool removed and a new one booted", replaced, 60,
+                             diag=server.diag).values())
+        for pid, pool_id in first.items():
+            assert not os.path.exists(f"/proc/{pid}"), f"sentry {pid} of {pool_id} survived"
+            assert not support.cgroup_dirs_named([pool_id])
+            assert not (server.state_dir / "netns" / pool_id).exists()
+            assert not (server.state_dir / "node" / "gvisor-pool" / pool_id).exists()
+    assert state == {"files": [], "procs": [], "cgroups": [], "runsc": []}, state
+    assert len(seen) == 4, seen

@@ -79,7 +79,7 @@ class Channels:
         return self.out
 
 
-def test_interactive_exec_with_tty(groups, client, images, berth):
+def test_interactive_exec_with_tty(runtime_class, groups, client, images, berth):
     gid = _running_group(groups, client, images, "exec-tty")
     body = _exec(client, gid, ["sh"], sync=False, tty=True, stdin=True)
     uri = body.web_socket_uri
@@ -91,7 +91,10 @@ def test_interactive_exec_with_tty(groups, client, images, berth):
     s.read_until(lambda o: b"30 100" in o and b"hi-42" in o)
     s.resize(120, 40)
     s.send(0, b"stty size; tty\n")
-    s.read_until(lambda o: b"40 120" in o and b"/dev/pts/" in o)
+    # gVisor gives the terminal no /dev/pts device inside (docs/API-EXTENSIONS.md): `tty`
+    # says so though stdin is a terminal.
+    tty = b"/dev/pts/" if runtime_class == "runc" else b"not a tty"
+    s.read_until(lambda o: b"40 120" in o and tty in o)
     s.send(0, b"exit 7\n")
     s.read_until(lambda o: False)
     assert s.status is not None
@@ -113,7 +116,7 @@ def test_interactive_exec_with_tty(groups, client, images, berth):
     assert s.status == {"metadata": {}, "status": "Success"}, s.status
 
 
-def test_sync_exec_with_arguments(groups, client, images, berth):
+def test_sync_exec_with_arguments(runtime_class, groups, client, images, berth):
     gid = _running_group(groups, client, images, "exec-sync")
     body = _exec(
         client, gid, ["sh", "-c", 'echo "[$0|$1]"; echo err >&2', "a b", "c d"], sync=True
@@ -134,7 +137,7 @@ def test_sync_exec_with_arguments(groups, client, images, berth):
     assert exc.value.status_code == 400, exc.value
 
 
-def test_follow_sees_new_lines_within_a_second(groups, client, images, berth):
+def test_follow_sees_new_lines_within_a_second(runtime_class, groups, client, images, berth):
     script = (
         "echo first; while true; do if [ -f /tmp/go ]; then rm /tmp/go; echo MARK-$(cat /tmp/n); fi; "
         "sleep 0.1; done"
@@ -181,14 +184,22 @@ def test_follow_sees_new_lines_within_a_second(groups, client, images, berth):
         proc.wait(timeout=10)
 
 
-def test_oom_killed_is_reported(groups, client, images, berth):
+# Outgrows the group's memory. gVisor's ptrace platform copies a pipe too slowly for the
+# first (minutes), so there one buffer larger than the memory is filled at once.
+HOGS = {
+    "runc": 'echo start; x=$(head -c 700000000 /dev/zero | tr "\\0" a); echo survived',
+    "gvisor": "echo start; dd if=/dev/zero of=/dev/null bs=2000M count=1; echo survived",
+}
+
+
+def test_oom_killed_is_reported(runtime_class, groups, client, images, berth):
     gid = groups.create(
         "oom",
         [
             container(
                 "hog",
                 images.image,
-                ["sh", "-c", 'echo start; x=$(head -c 700000000 /dev/zero | tr "\\0" a); echo survived'],
+                ["sh", "-c", HOGS[runtime_class]],
                 cpu=0.5,
                 memory=0.5,
             )
@@ -213,7 +224,7 @@ def test_oom_killed_is_reported(groups, client, images, berth):
     assert res.returncode == 0 and "OOMKilling" in res.stdout, (res.stdout, res.stderr)
 
 
-def test_follow_ends_when_the_container_exits(groups, client, images, berth):
+def test_follow_ends_when_the_container_exits(runtime_class, groups, client, images, berth):
     gid = groups.create(
         "follow-exit",
         [container("main", images.image, ["sh", "-c", "echo one; sleep 3; echo two; exit 4"])],
@@ -229,7 +240,7 @@ def test_follow_ends_when_the_container_exits(groups, client, images, berth):
     assert "two" in failed[-1]["Message"], failed[-1]
 
 
-def test_cpu_metric_of_a_busy_loop(groups, client, images, berth):
+def test_cpu_metric_of_a_busy_loop(runtime_class, groups, client, images, berth):
     gid = _running_group(
         groups, client, images, "busy", ["sh", "-c", "while :; do :; done"], cpu=0.5, memory=1.0
     )
@@ -254,7 +265,10 @@ def test_cpu_metric_of_a_busy_loop(groups, client, images, berth):
 
     # Every sample is a new record; poll slower than the interval so each look is fresh.
     rec = wait_for("CPU use of 0.5 cores", half_a_core, 60, 2.1, more)
-    assert rec["Containers"][0]["CPU"]["Limit"] == 500, rec
+    # Under gvisor a container's own CPU is not limited apart from its group's
+    # (docs/API-EXTENSIONS.md): its limit reads 0, the group's is the group's.
+    assert rec["Containers"][0]["CPU"]["Limit"] == (500 if runtime_class == "runc" else 0), rec
+    assert rec["CPU"]["Limit"] == 500, rec
     assert rec["Containers"][0]["Name"] == "main"
     assert abs(rec["CPU"]["UsageNanoCores"] / 1e9 - 0.5) <= 0.05, rec["CPU"]
     assert rec["Memory"]["WorkingSet"] > 0, rec["Memory"]

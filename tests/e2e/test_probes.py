@@ -88,7 +88,7 @@ def events(client, gid: str) -> list[str]:
     return [f"{e.get('Reason')}: {e.get('Message')}" for e in support.events_of(client, gid)]
 
 
-def test_exec_readiness_flips_ready(berth, client, groups, images):
+def test_exec_readiness_flips_ready(runtime_class, berth, client, groups, images):
     probe = M.CreateContainerGroupRequestContainerReadinessProbe(
         exec=M.CreateContainerGroupRequestContainerReadinessProbeExec(
             command=["cat", "/tmp/ready"]
@@ -117,7 +117,7 @@ def test_exec_readiness_flips_ready(berth, client, groups, images):
     assert container_of(support.describe(client, gid), "c")["RestartCount"] == 0
 
 
-def test_http_readiness_and_tcp_liveness(berth, client, groups, images):
+def test_http_readiness_and_tcp_liveness(runtime_class, berth, client, groups, images):
     httpd = ["sh", "-c", "mkdir -p /www && exec httpd -f -p 8080 -h /www"]
     readiness = M.CreateContainerGroupRequestContainerReadinessProbe(
         http_get=M.CreateContainerGroupRequestContainerReadinessProbeHttpGet(
@@ -157,7 +157,7 @@ def test_http_readiness_and_tcp_liveness(berth, client, groups, images):
     assert any("404" in e for e in failed), failed
 
 
-def test_failing_liveness_restarts_with_reason(berth, client, groups, images):
+def test_failing_liveness_restarts_with_reason(runtime_class, berth, client, groups, images):
     liveness = M.CreateContainerGroupRequestContainerLivenessProbe(
         tcp_socket=M.CreateContainerGroupRequestContainerLivenessProbeTcpSocket(port=9999),
         period_seconds=1,
@@ -228,7 +228,7 @@ def test_startup_probe_holds_the_others_back(berth, groups, images):
     assert any(t.startswith("Killing:") for t in events(client, gid))
 
 
-def test_pre_stop_runs_before_the_stop(berth, client, groups, images):
+def test_pre_stop_runs_before_the_stop(runtime_class, berth, client, groups, images):
     # The container records SIGTERM in the volume; the hook writes there first.
     main = ["sh", "-c", "trap 'echo term >> /data/log; exit 0' TERM; "
             "while true; do sleep 1; done"]

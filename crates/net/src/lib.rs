@@ -13,6 +13,7 @@ mod cache;
 mod cni;
 mod config;
 mod error;
+mod handover;
 mod isolation;
 mod masq;
 mod netns;

@@ -394,7 +394,7 @@ fn reservation_owner(path: &Path) -> Option<String> {
 }
 
 /// Points the result's interfaces that were in the namespace at `old` to `new`.
-fn rename_sandbox(result: &mut Value, old: &Path, new: &Path) {
+pub(crate) fn rename_sandbox(result: &mut Value, old: &Path, new: &Path) {
     let (Some(old), Some(new)) = (old.to_str(), new.to_str()) else {
         return;
     };

@@ -60,6 +60,8 @@ pub struct GvisorConfig {
     pub binary: PathBuf,
     /// The sentry's platform; `None`: detected (see `GvisorPlatform::detect`).
     pub platform: Option<berth_runtime::GvisorPlatform>,
+    /// Sandboxes booted ahead of time for the next gvisor groups (0: none).
+    pub pool: usize,
 }
 
 /// How the node agent is set up.

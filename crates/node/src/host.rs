@@ -29,6 +29,9 @@ pub(crate) struct Host {
     gvisor: Option<Runtime>,
     /// The root filesystem of the gvisor groups' sandbox (pause) containers.
     pub sandbox_rootfs: Option<std::path::PathBuf>,
+    /// gVisor sandboxes booted ahead of time (with the gvisor class; of size 0 it only
+    /// removes what a former pool left).
+    pub sandbox_pool: Option<crate::gvisor_pool::SandboxPool>,
     pub net: Network,
     pub dirs: NodeDirs,
     pub storage: Option<Arc<berth_storage::Storage>>,
@@ -96,6 +99,13 @@ impl Host {
             )?),
             None => None,
         };
+        let sandbox_pool = match (&gvisor, &cfg.gvisor) {
+            (Some(_), Some(g)) => Some(crate::gvisor_pool::SandboxPool::new(
+                cfg.root.join("gvisor-pool"),
+                g.pool,
+            )),
+            _ => None,
+        };
         let runtime = Runtime::new(cfg.runtime)?.with_seccomp_precompile(cfg.seccomp_precompile);
         let net = Network::new(cfg.net)?;
         if cfg.userns.is_some() && runtime.kind() != berth_runtime::RuntimeKind::Crun {
@@ -119,6 +129,7 @@ impl Host {
             runtime,
             gvisor,
             sandbox_rootfs,
+            sandbox_pool,
             net,
             dirs,
             storage,
@@ -176,11 +187,20 @@ impl Host {
     /// accounts' networks going.
     pub fn spawn_pools(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
         let (net, spares, admitter) = (self.clone(), self.clone(), self.clone());
-        vec![
+        let mut tasks = vec![
             tokio::spawn(async move { net.net.maintain_pool_around(&net.starting).await }),
             tokio::spawn(async move { spares.spares.maintain(&spares.starting).await }),
             tokio::spawn(async move { admitter.net.admit_queued(&admitter.starting).await }),
-        ]
+        ];
+        if self.sandbox_pool.is_some() {
+            let host = self.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Some(pool) = &host.sandbox_pool {
+                    pool.maintain(&host, &host.starting).await;
+                }
+            }));
+        }
+        tasks
     }
 
     /// Releases what only berth itself holds (its pools were stopped before): the namespace
@@ -188,6 +208,10 @@ impl Host {
     /// the storage is unmounted when no group has any left in it), and the namespace
     /// directory's mount and the subnet's masquerade rule when no group needs them.
     pub async fn release(&self) {
+        // Before the namespace pool: the sandboxes' namespaces are torn down with them.
+        if let Some(pool) = &self.sandbox_pool {
+            pool.drain(self).await;
+        }
         self.net.drain_pool().await;
         if let Err(e) = self.images.flush_pins() {
             tracing::warn!(error = %e, "cannot write the image pins");

@@ -12,6 +12,7 @@ mod agent;
 mod config;
 mod files;
 mod group;
+mod gvisor_pool;
 mod host;
 mod metrics;
 mod spare;

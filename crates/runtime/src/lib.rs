@@ -12,6 +12,7 @@ mod error;
 mod exec;
 mod files;
 mod gvisor;
+mod handover;
 pub mod logs;
 mod monitor;
 mod oci;

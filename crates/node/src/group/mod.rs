@@ -10,6 +10,7 @@ mod etc;
 mod handler;
 mod images;
 mod kill_by;
+mod pooled;
 mod ports;
 mod revision;
 mod run;

@@ -58,6 +58,8 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
     let began = std::time::Instant::now();
     let hostname = spec.host_name.clone().unwrap_or_else(|| spec.name.clone());
     let net = async {
+        // Before the network is attached: a pooled sandbox brings the namespace it runs in.
+        super::pooled::take(&host, &gid, &dirs, &spec, how == Start::New).await;
         let gib = spec.ephemeral_storage_gib();
         let r = sandbox(&host, &gid, &dirs, &hostname, gib, &spec, &state, &cancel).await;
         let shared = r

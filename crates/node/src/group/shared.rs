@@ -7,7 +7,10 @@
 //! (`/berth/<group>`) with the group's CPU, memory and pids limits: the whole sandbox (sentry,
 //! gofers) is bounded by them (the CPU quota from the end of its boot, before any container
 //! of the group is created in it). Its monitor keeps it across restarts of berth like any
-//! container's; its files are in `groups/<id>/sandbox`.
+//! container's; its files are in `groups/<id>/sandbox`. A group that took a sandbox from the
+//! node's pool (`pooled`, `crate::gvisor_pool`) uses that one instead: its runtime id is the
+//! pool's (`<pool-id>.sandbox`), its files stay in the pool's directory, and the group's
+//! directory names it (`sandbox-id`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,10 +19,10 @@ use berth_core::{GroupSpec, RuntimeClass};
 use berth_runtime::{BundleSpec, SandboxRole};
 
 use crate::files::{error_chain, GroupDirs};
+use crate::gvisor_pool::{claimed_by, pause_bundle, runsc_id};
 use crate::host::Host;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-const PIDS_LIMIT: i64 = 4096;
 
 /// The sandbox of one gvisor group.
 pub struct SharedSandbox {
@@ -28,6 +31,8 @@ pub struct SharedSandbox {
     dirs: GroupDirs,
     group: Arc<GroupSpec>,
     netns: PathBuf,
+    /// The pooled sandbox the group took, if it runs in one (forgotten once it is removed).
+    pooled: std::sync::Mutex<Option<String>>,
     /// Containers that start at once ask for the sandbox one at a time.
     lock: tokio::sync::Mutex<()>,
 }
@@ -59,15 +64,28 @@ impl SharedSandbox {
                 dirs: dirs.clone(),
                 group: group.clone(),
                 netns,
+                pooled: std::sync::Mutex::new(claimed_by(dirs)),
                 lock: tokio::sync::Mutex::new(()),
             })
         })
     }
 
+    fn pooled(&self) -> Option<String> {
+        self.pooled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The runtime id of the group's sandbox and the directory of its files.
+    fn identity(&self) -> (String, PathBuf) {
+        identity(&self.host, &self.gid, &self.dirs, self.pooled())
+    }
+
     /// What a container of the group is to runsc: created in this sandbox.
     pub fn role(&self) -> SandboxRole {
         SandboxRole::Container {
-            sandbox_id: sandbox_id(&self.gid),
+            sandbox_id: self.identity().0,
         }
     }
 
@@ -79,11 +97,17 @@ impl SharedSandbox {
             .host
             .runtime_for(RuntimeClass::Gvisor)
             .map_err(|e| e.to_string())?;
-        let dir = sandbox_dir(&self.dirs);
-        let id = sandbox_id(&self.gid);
+        let (_, dir) = self.identity();
         if rt.adopt_starting(&dir).await.is_some() {
             return self.limit_cpu(rt);
         }
+        if let Some(pool_id) = self.pooled() {
+            // The pooled sandbox died (or its take-over failed): the group boots its own.
+            tracing::info!(group = %self.gid, pooled = %pool_id, "the group's pooled sandbox is gone; booting one of its own");
+            super::pooled::release(&self.host, &self.dirs, &pool_id, dir).await;
+            *self.pooled.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        let (id, dir) = (sandbox_id(&self.gid), sandbox_dir(&self.dirs));
         if dir.join("config.json").exists() {
             // A sandbox that died takes its containers with it; runsc still knows them.
             rt.delete(&id)
@@ -123,36 +147,21 @@ impl SharedSandbox {
             .map_err(|e| format!("cannot limit the CPU of the group's sandbox: {e}"))
     }
 
-    /// The pause container: the group's limits, its network namespace and host name.
+    /// The pause container: the group's limits, its network namespace and host name (its
+    /// CPU quota is set once it has booted, `limit_cpu`).
     fn bundle(&self, rootfs: PathBuf) -> BundleSpec {
-        BundleSpec {
+        let hostname = self
+            .group
+            .host_name
+            .clone()
+            .unwrap_or_else(|| self.group.name.clone());
+        pause_bundle(
             rootfs,
-            args: vec![berth_runtime::PAUSE_PATH.to_string()],
-            env: vec!["PATH=/".to_string()],
-            cwd: "/".to_string(),
-            uid: 0,
-            gid: 0,
-            additional_gids: Vec::new(),
-            hostname: self
-                .group
-                .host_name
-                .clone()
-                .unwrap_or_else(|| self.group.name.clone()),
-            netns: Some(self.netns.clone()),
-            // Set once it has booted (`limit_cpu`).
-            cpu: None,
-            memory_bytes: Some((self.group.memory * GIB) as u64),
-            pids_limit: Some(PIDS_LIMIT),
-            cgroup_path: berth_runtime::cgroup::group_cgroup_path(&self.gid),
-            readonly_rootfs: true,
-            capability_add: Vec::new(),
-            capability_drop: Vec::new(),
-            sysctls: Vec::new(),
-            binds: Vec::new(),
-            seccomp: berth_runtime::seccomp::Seccomp::Default,
-            user_map: None,
-            volumes: Vec::new(),
-        }
+            hostname,
+            self.netns.clone(),
+            &self.gid,
+            Some((self.group.memory * GIB) as u64),
+        )
     }
 
     /// Stops the sandbox once the group's containers are done for good.
@@ -165,6 +174,10 @@ impl SharedSandbox {
 /// Deletes the group's sandbox container (and with it the sentry and what runs in it), if
 /// it has one; its containers are deleted first by the caller.
 pub async fn remove(host: &Host, gid: &str, dirs: &GroupDirs) {
+    if let Some(pool_id) = claimed_by(dirs) {
+        let (_, dir) = identity(host, gid, dirs, Some(pool_id.clone()));
+        super::pooled::release(host, dirs, &pool_id, dir).await;
+    }
     if !sandbox_dir(dirs).exists() {
         return;
     }
@@ -173,5 +186,14 @@ pub async fn remove(host: &Host, gid: &str, dirs: &GroupDirs) {
     };
     if let Err(e) = rt.delete(&sandbox_id(gid)).await {
         tracing::warn!(group = %gid, error = %e, "cannot delete the group's sandbox");
+    }
+}
+
+/// The runtime id and files' directory of the group's sandbox: the pooled one it took
+/// (`pooled`), else its own.
+fn identity(host: &Host, gid: &str, dirs: &GroupDirs, pooled: Option<String>) -> (String, PathBuf) {
+    match (pooled, &host.sandbox_pool) {
+        (Some(id), Some(pool)) => (runsc_id(&id), pool.dir_of(&id)),
+        _ => (sandbox_id(gid), sandbox_dir(dirs)),
     }
 }

@@ -82,9 +82,15 @@ fn run(dir: &Path, sync: &mut SyncPipe) -> Result<(), String> {
         (Some(file), Some(before)) => oom::killed(file, &before, outcome.signal),
         _ => false,
     };
+    // In a shared sandbox the host's OOM killer ends the sandbox (SIGKILL), and the runtime
+    // reports a sandbox that died (runsc: 255): the container's end is that kill.
+    let (exit_code, signal) = match oom_killed && conf.wait_by_runtime {
+        true => (128 + libc::SIGKILL, Some(libc::SIGKILL)),
+        false => (outcome.exit_code, outcome.signal),
+    };
     let status = files::ExitStatus {
-        exit_code: outcome.exit_code,
-        signal: outcome.signal,
+        exit_code,
+        signal,
         oom_killed,
         started_at: outcome.started_at,
         finished_at: outcome.finished_at,
