@@ -391,7 +391,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(address = %args.listen, scheme, region = %args.region, "serving the ECI API");
     match tls {
         Some(config) => {
-            berth_server::serve_tls(listener, config, state, shutdown_signal()).await?;
+            berth_server::serve_tls(listener, config, state, Vec::new(), shutdown_signal()).await?;
         }
         None => berth_server::serve(listener, state, shutdown_signal()).await?,
     }
