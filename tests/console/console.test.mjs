@@ -200,6 +200,16 @@ try {
   await shot(page2, "second-account-refused");
   await ctx2.close();
 
+  // Update: new tags, with the confirmation accepted.
+  await page.goto(`${BASE}/console/groups/${gid}`);
+  await page.locator("details.update summary").click();
+  await page.getByLabel(/^Tags \(KEY=VALUE/).fill("team=console");
+  await page.getByRole("button", { name: "Update", exact: true }).click();
+  await page.waitForURL(new RegExp(`/console/groups/${gid}$`), { waitUntil: "domcontentloaded" });
+  check((await page.locator(".summary").innerText()).includes("team=console"), "the update form changed the tags");
+  await page.goto(`${BASE}/console/groups?tag=team%3Dconsole`);
+  check(await page.locator("#group-rows tr", { hasText: gid }).count() === 1, "the tag filter finds it");
+
   // Delete, with the confirmation accepted.
   await page.goto(`${BASE}/console/groups/${gid}`);
   await page.getByRole("button", { name: "Delete" }).click();
