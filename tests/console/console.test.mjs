@@ -85,10 +85,12 @@ try {
   await page.getByLabel("Command and arguments (one per line)").fill(
     "sh\n-c\ntrap 'exit 0' TERM; echo \"$GREETING\"; i=0; while true; do echo tick-$i; i=$((i+1)); sleep 1; done");
   await page.getByLabel("Environment (KEY=VALUE, one per line)").fill("GREETING=hello-from-the-console");
+  await page.getByLabel(/^Volumes/).fill("data:/data");
   await page.getByRole("button", { name: "Show the command" }).click();
   const run = await page.locator("#berth-run").innerText();
   check(run.startsWith(`berth run ${IMAGE} --name ${name} --cpu 0.25 --memory 0.5 -e GREETING=hello-from-the-console`),
     "the equivalent berth run command is shown");
+  check(run.includes("-v data:/data"), "the command has the volume");
   check((await page.locator("#sdk").innerText()).includes("CreateContainerGroupRequest"), "the SDK snippet is shown");
   await shot(page, "create");
   // A name the API refuses comes back with the API's message, the form kept.
@@ -149,6 +151,9 @@ try {
   await page.keyboard.type("echo term-$((6*7))-ok\n");
   await page.waitForFunction(() => document.querySelector("#terminal .xterm-rows").textContent.includes("term-42-ok"), null, { timeout: 20000 });
   check(true, "a command run in the terminal shows its output");
+  await page.keyboard.type("touch /data/x && echo vol-$((1+1))-ok\n");
+  await page.waitForFunction(() => document.querySelector("#terminal .xterm-rows").textContent.includes("vol-2-ok"), null, { timeout: 20000 });
+  check(true, "the volume from the form is mounted and writable");
   await shot(page, "group");
 
   // A POST without the CSRF token is refused, and changes nothing.

@@ -39,6 +39,9 @@ pub struct CreateForm {
     /// `[HOSTPORT:]PORT[/udp]` lines, as `berth run -p`.
     #[serde(default)]
     pub ports: String,
+    /// `NAME:/path[:ro]` lines, as `berth run -v`: emptyDir volumes on the group's storage.
+    #[serde(default)]
+    pub volumes: String,
     #[serde(default)]
     pub restart: String,
     /// `""` (none), `auto`, or an image cache id.
@@ -64,6 +67,16 @@ fn port(line: &str) -> (Option<&str>, &str, &str) {
     match rest.split_once(':') {
         Some((h, p)) => (Some(h), p, proto),
         None => (None, rest, proto),
+    }
+}
+
+/// A volume line: (name, mount path, read-only), each as written (the API checks them).
+fn volume(line: &str) -> (&str, &str, bool) {
+    let (name, rest) = line.split_once(':').unwrap_or((line, ""));
+    match rest.rsplit_once(':') {
+        Some((path, "ro")) => (name, path, true),
+        Some((path, "rw")) => (name, path, false),
+        _ => (name, rest, false),
     }
 }
 
@@ -129,6 +142,20 @@ impl CreateForm {
         if published {
             p.push(kv("AutoCreateEip", "true"));
         }
+        for (i, l) in lines(&self.volumes).enumerate() {
+            let (name, path, ro) = volume(l);
+            let (v, m) = (
+                format!("Volume.{}", i + 1),
+                format!("Container.1.VolumeMount.{}", i + 1),
+            );
+            p.push(kv(format!("{v}.Name"), name));
+            p.push(kv(format!("{v}.Type"), "EmptyDirVolume"));
+            p.push(kv(format!("{m}.Name"), name));
+            p.push(kv(format!("{m}.MountPath"), path));
+            if ro {
+                p.push(kv(format!("{m}.ReadOnly"), "true"));
+            }
+        }
         match self.cache.as_str() {
             "" => {}
             "auto" => p.push(kv("AutoMatchImageCache", "true")),
@@ -157,6 +184,9 @@ impl CreateForm {
         }
         for l in lines(&self.ports) {
             w.extend(["-p".into(), sh(l)]);
+        }
+        for l in lines(&self.volumes) {
+            w.extend(["-v".into(), sh(l)]);
         }
         if self.restart_policy() != "Always" {
             w.extend(["--restart".into(), sh(self.restart_policy())]);
@@ -223,6 +253,21 @@ impl CreateForm {
         if !ports.is_empty() {
             c.push(format!("port=[{}]", ports.join(", ")));
         }
+        let vols: Vec<(&str, &str, bool)> = lines(&self.volumes).map(volume).collect();
+        if !vols.is_empty() {
+            let mounts: Vec<String> = vols
+                .iter()
+                .map(|(n, path, ro)| {
+                    format!(
+                        "models.CreateContainerGroupRequestContainerVolumeMount(name={}, mount_path={}, read_only={})",
+                        q(n),
+                        q(path),
+                        if *ro { "True" } else { "False" }
+                    )
+                })
+                .collect();
+            c.push(format!("volume_mount=[{}]", mounts.join(", ")));
+        }
         let mut g = vec![
             format!("region_id={}", q(region)),
             format!("container_group_name={}", q(self.name.trim())),
@@ -233,6 +278,18 @@ impl CreateForm {
         }
         if !ports.is_empty() {
             g.push("auto_create_eip=True".into());
+        }
+        if !vols.is_empty() {
+            let v: Vec<String> = vols
+                .iter()
+                .map(|(n, _, _)| {
+                    format!(
+                        "models.CreateContainerGroupRequestVolume(name={}, type=\"EmptyDirVolume\")",
+                        q(n)
+                    )
+                })
+                .collect();
+            g.push(format!("volume=[{}]", v.join(", ")));
         }
         match self.cache.as_str() {
             "" => {}
@@ -369,6 +426,8 @@ async fn render(
                 textarea id="env" name="env" rows="3" { (f.env) }
                 label for="ports" { "Published ports ([HOSTPORT:]PORT[/udp], one per line)" }
                 textarea id="ports" name="ports" rows="2" { (f.ports) }
+                label for="volumes" { "Volumes (NAME:/path[:ro], one per line; on the group's storage)" }
+                textarea id="volumes" name="volumes" rows="2" { (f.volumes) }
                 label for="restart" { "Restart policy" }
                 select id="restart" name="restart" {
                     @for p in ["Always", "OnFailure", "Never"] {
@@ -465,6 +524,7 @@ mod tests {
             size: "0.5/1".into(),
             env: "A=B\n\nC=d e\n".into(),
             ports: "8080:80\n53/udp\n".into(),
+            volumes: "data:/data\ncache:/var/cache:ro\n".into(),
             restart: "Never".into(),
             cache: "auto".into(),
             spot: Some("on".into()),
@@ -492,6 +552,12 @@ mod tests {
             ("AutoMatchImageCache", "true"),
             ("SpotStrategy", "SpotAsPriceGo"),
             ("PlainHttpRegistry", "127.0.0.1:5000"),
+            ("Volume.1.Name", "data"),
+            ("Volume.1.Type", "EmptyDirVolume"),
+            ("Container.1.VolumeMount.1.MountPath", "/data"),
+            ("Container.1.VolumeMount.2.Name", "cache"),
+            ("Container.1.VolumeMount.2.MountPath", "/var/cache"),
+            ("Container.1.VolumeMount.2.ReadOnly", "true"),
         ] {
             assert!(p.contains(&kv(want.0, want.1)), "{want:?} in {p:?}");
         }
@@ -501,7 +567,7 @@ mod tests {
     fn the_equivalent_command_quotes_what_the_shell_would_split() {
         let run = form().berth_run();
         assert!(run.starts_with(
-            "berth run 127.0.0.1:5000/busybox:latest --name web --cpu 0.5 --memory 1 -e A=B -e 'C=d e' -p 8080:80 -p 53/udp --restart Never -- sh -c 'echo it'\\''s up; sleep 3600'"
+            "berth run 127.0.0.1:5000/busybox:latest --name web --cpu 0.5 --memory 1 -e A=B -e 'C=d e' -p 8080:80 -p 53/udp -v data:/data -v cache:/var/cache:ro --restart Never -- sh -c 'echo it'\\''s up; sleep 3600'"
         ), "{run}");
         assert!(run.contains("no flag for: spot, image cache"), "{run}");
         let py = form().python("local", "127.0.0.1:8080");
@@ -510,6 +576,14 @@ mod tests {
             "{py}"
         );
         assert!(py.contains("auto_match_image_cache=True"), "{py}");
+        assert!(
+            py.contains("mount_path=\"/var/cache\", read_only=True"),
+            "{py}"
+        );
+        assert!(
+            py.contains("volume=[models.CreateContainerGroupRequestVolume(name=\"data\""),
+            "{py}"
+        );
         assert!(py.contains("spot_strategy=\"SpotAsPriceGo\""), "{py}");
     }
 }
