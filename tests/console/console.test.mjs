@@ -214,6 +214,8 @@ try {
   check((await page.locator(".summary").innerText()).includes("team=console"), "the update form changed the tags");
   await page.goto(`${BASE}/console/groups?tag=team%3Dconsole`);
   check(await page.locator("#group-rows tr", { hasText: gid }).count() === 1, "the tag filter finds it");
+  const cost = await page.locator("#group-rows tr", { hasText: gid }).locator("td").last().innerText();
+  check(parseFloat(cost) > 0, `the list shows its cost so far (${cost})`);
 
   // Delete, with the confirmation accepted.
   await page.goto(`${BASE}/console/groups/${gid}`);

@@ -1,6 +1,7 @@
 //! The list of container groups: filters (status, name search, tag), order, paging — all
 //! answered by DescribeContainerGroups in the store's query (20 a page, `NameContains` and
-//! `Order` are berth's extensions), with the cost so far of each group from DescribeUsage. The
+//! `Order` are berth's extensions), with the cost so far of each group from DescribeUsage of
+//! the page's groups (`ContainerGroupIds`, read group by group in the ledger). The
 //! table's body is also served alone (`/console/groups/rows`), which the script fetches every
 //! few seconds to keep it current without a reload.
 
@@ -112,7 +113,8 @@ async fn load(c: &Console, who: &Signed, q: &ListQuery) -> Result<Listing, ApiEr
     let page: DescribeContainerGroupsResponse =
         call_as(c, who, Action::DescribeContainerGroups, q.params()).await?;
     let now = Utc::now();
-    // The bill of the page's groups: since the oldest of them was created (at most 400 days).
+    // The bill of the page's groups alone: since the oldest of them was created (at most 400
+    // days).
     let oldest = page
         .container_groups
         .iter()
@@ -120,6 +122,14 @@ async fn load(c: &Console, who: &Signed, q: &ListQuery) -> Result<Listing, ApiEr
         .map(|t| t.with_timezone(&Utc))
         .min()
         .map(|t| t.max(now - chrono::Duration::days(399)));
+    let ids = serde_json::to_string(
+        &page
+            .container_groups
+            .iter()
+            .map(|g| g.container_group_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .map_err(ApiError::internal)?;
     let (cost, currency) = match oldest {
         Some(since) if since < now => {
             let bill: Result<DescribeUsageResponse, _> = call_as(
@@ -128,6 +138,7 @@ async fn load(c: &Console, who: &Signed, q: &ListQuery) -> Result<Listing, ApiEr
                 Action::DescribeUsage,
                 vec![
                     kv("GroupBy", "group"),
+                    kv("ContainerGroupIds", ids),
                     kv("Since", (since - chrono::Duration::seconds(1)).to_rfc3339()),
                     kv("Until", now.to_rfc3339()),
                 ],
