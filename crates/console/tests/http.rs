@@ -320,3 +320,28 @@ async fn disabling_the_key_or_signing_out_ends_the_session() {
         StatusCode::SEE_OTHER
     );
 }
+
+#[tokio::test]
+async fn over_tls_the_cookie_is_secure() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    store
+        .create_access_key(&AccessKey {
+            account: "a".into(),
+            access_key_id: "AKA".into(),
+            secret: "secret-a".into(),
+        })
+        .unwrap();
+    let state = berth_server::AppState::new(Control::new(store, "local")).with_tls();
+    let console = berth_console::Console::new(state, Default::default());
+    let router = Router::new().nest_service("/console", berth_console::router(console));
+    let a = post(
+        &router,
+        "/console/sign-in",
+        "",
+        "access_key_id=AKA&access_key_secret=secret-a",
+    )
+    .await;
+    let set = a.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(set.ends_with("; Secure"), "{set}");
+    assert!(set.contains("HttpOnly; SameSite=Strict"), "{set}");
+}
