@@ -75,6 +75,14 @@ try {
   check(csp && csp.includes("script-src 'self'") && !csp.includes("script-src 'self' 'unsafe-inline'"),
     "pages carry a CSP without inline scripts");
 
+  // Next to the console the API keeps its own answers.
+  const api404 = await page.request.get(`${BASE}/no-such-path`);
+  check(api404.status() === 404 && api404.headers()["content-type"].startsWith("application/json"),
+    "an unknown path outside /console is still the API's JSON error");
+  const console404 = await page.request.get(`${BASE}/console/no-such-page`);
+  check(console404.status() === 404 && console404.headers()["content-type"].startsWith("text/html"),
+    "an unknown page of the console is its own 404 page");
+
   // Create from the form; the command preview first.
   await page.goto(`${BASE}/console/groups/new`);
   const name = `console-${Date.now() % 100000}`;

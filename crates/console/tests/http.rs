@@ -167,7 +167,13 @@ async fn sign_in_refuses_a_wrong_secret_and_an_unknown_key_alike() {
 #[tokio::test]
 async fn without_a_session_every_page_asks_to_sign_in() {
     let f = fixture();
-    for path in ["/console/groups", "/console/groups/new", "/console/usage"] {
+    for path in [
+        "/console",
+        "/console/",
+        "/console/groups",
+        "/console/groups/new",
+        "/console/usage",
+    ] {
         let a = get(&f.router, path, "berth_console=forged").await;
         assert_eq!(a.status, StatusCode::SEE_OTHER, "{path}");
         assert_eq!(a.headers[header::LOCATION], "/console/sign-in");
