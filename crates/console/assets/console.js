@@ -114,11 +114,13 @@
   const usage = document.getElementById("chart-usage");
   if (usage && window.uPlot) {
     const days = JSON.parse(usage.dataset.days || "[]");
-    new uPlot({
+    const plot = new uPlot({
       width: Math.max(260, usage.clientWidth || 300), height: 180,
-      series: [{}, { label: "amount", stroke: "#0b5cad", width: 2, fill: "rgba(11,92,173,0.15)" }],
-      axes: [{}, { size: 70 }],
+      series: [{}, { label: "amount", stroke: "#0b5cad", width: 2, fill: "rgba(11,92,173,0.15)", points: { size: 8 } }],
+      axes: [{}, { size: 90, values: (u, vals) => vals.map((v) => (v === 0 ? "0" : Number(v.toPrecision(3)).toString())) }],
     }, [days.map((d) => d[0]), days.map((d) => d[1])], usage);
+    // One day alone gets a day either side, not years.
+    if (days.length === 1) plot.setScale("x", { min: days[0][0] - 86400, max: days[0][0] + 86400 });
     usage.dataset.drawn = "true";
   }
 

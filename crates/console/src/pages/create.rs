@@ -337,6 +337,22 @@ async fn region(c: &Console, who: &Signed) -> Result<String, ApiError> {
         .to_string())
 }
 
+/// A price per second (DescribeContainerGroupPrice's `TradePrice`) per hour, exactly.
+fn per_hour(second: &serde_json::Value) -> Option<String> {
+    use berth_core::price::{Decimal, SECONDS_PER_HOUR};
+    let text = match second {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let d = Decimal::from_str_exact(&text).ok()?;
+    Some(
+        (d * Decimal::from(SECONDS_PER_HOUR))
+            .normalize()
+            .to_string(),
+    )
+}
+
 /// Each offered size with its price per hour (pay-as-you-go and, when spot is asked, spot).
 async fn sizes(c: &Console, who: &Signed, region: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -350,13 +366,13 @@ async fn sizes(c: &Console, who: &Signed, region: &str) -> Vec<(String, String)>
         )
         .await
         .ok()
-        .map(|v| {
+        .and_then(|v| {
             let p = &v["PriceInfo"]["Price"];
-            let amount = match &p["TradePrice"] {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            format!(" — {amount} {}/hour", p["Currency"].as_str().unwrap_or(""))
+            let hour = per_hour(&p["TradePrice"])?;
+            Some(format!(
+                " — {hour} {}/hour",
+                p["Currency"].as_str().unwrap_or("")
+            ))
         })
         .unwrap_or_default();
         out.push((
@@ -530,6 +546,19 @@ mod tests {
             spot: Some("on".into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn prices_per_second_are_shown_per_hour_exactly() {
+        assert_eq!(
+            per_hour(&serde_json::json!("0.000015315")).as_deref(),
+            Some("0.055134")
+        );
+        assert_eq!(
+            per_hour(&serde_json::json!(0.00012252)).as_deref(),
+            Some("0.441072")
+        );
+        assert_eq!(per_hour(&serde_json::json!(null)), None);
     }
 
     #[test]
