@@ -133,6 +133,14 @@ try {
   // The group page: containers, live logs.
   await page.goto(`${BASE}/console/groups/${gid}`);
   check((await page.locator("table", { hasText: "Containers" }).innerText()).includes("Running"), "the container is Running");
+  // The status, containers and events are fetched again by themselves: a mark put on the
+  // rendered status goes when they are replaced.
+  await page.evaluate(() => { document.getElementById("group-status").dataset.mark = "old"; });
+  await page.waitForFunction(() => {
+    const s = document.getElementById("group-status");
+    return s && !s.dataset.mark && s.textContent === "Running";
+  }, null, { timeout: 15000 });
+  check(true, "the group's state is refreshed without a reload");
   await page.waitForFunction(() => document.getElementById("log").textContent.includes("hello-from-the-console"), null, { timeout: 20000 });
   const ticks = () => page.evaluate(() => (document.getElementById("log").textContent.match(/tick-(\d+)/g) || []).length);
   const before = await ticks();

@@ -38,6 +38,18 @@
     }, 3000);
   }
 
+  // A group's status, containers and events, fetched again every 5 s.
+  const groupState = document.getElementById("group-state");
+  if (groupState && groupState.dataset.poll) {
+    setInterval(async () => {
+      if (document.hidden) return;
+      try {
+        const r = await fetch(groupState.dataset.poll, { credentials: "same-origin" });
+        if (r.ok) groupState.innerHTML = await r.text();
+      } catch (_) { /* the next poll tries again */ }
+    }, 5000);
+  }
+
   // Logs that follow live: the API's log stream, read as it comes.
   const logForm = document.getElementById("log-form");
   const logOut = document.getElementById("log");

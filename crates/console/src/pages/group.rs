@@ -90,6 +90,37 @@ fn events(g: &ContainerGroup) -> Markup {
     }
 }
 
+/// What changes while the page is open: the status, the containers and the events (fetched
+/// again by the script every 5 s).
+fn state(g: &ContainerGroup) -> Markup {
+    html! {
+        p.status-line {
+            "Status " span id="group-status" class={ "status s-" (g.status.to_ascii_lowercase()) } { (g.status) }
+        }
+        (containers(g))
+        (events(g))
+    }
+}
+
+/// `GET /console/groups/{id}/state`: [`state`] alone.
+pub async fn live_state(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let who = match signed(&c, &headers) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    match describe(&c, &who, &id).await {
+        Ok(g) => html_response(StatusCode::OK, state(&g)),
+        Err(e) => html_response(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            crate::page::error_box(&e),
+        ),
+    }
+}
+
 fn container_select(g: &ContainerGroup, id: &str) -> Markup {
     html! {
         label for=(id) { "Container" }
@@ -194,7 +225,6 @@ pub async fn show(
     let body = html! {
         dl.summary {
             dt { "Id" } dd { code { (g.container_group_id) } }
-            dt { "Status" } dd { span id="group-status" class={ "status s-" (g.status.to_ascii_lowercase()) } { (g.status) } }
             dt { "IP" } dd { (g.intranet_ip) }
             dt { "Size" } dd { (num(g.cpu)) " vCPU / " (num(g.memory)) " GiB" }
             dt { "Restart policy" } dd { (g.restart_policy) }
@@ -214,7 +244,9 @@ pub async fn show(
             }
         }
         (update_form(&who, &g, &base))
-        (containers(&g))
+        div id="group-state" data-poll={ (base) "/state" } aria-live="polite" {
+            (state(&g))
+        }
         section aria-labelledby="logs-h" {
             h2 id="logs-h" { "Logs" }
             form.inline id="log-form" data-stream={ (base) "/log-stream" } {
@@ -242,7 +274,6 @@ pub async fn show(
             }
             div.terminal id="terminal" {}
         }
-        (events(&g))
     };
     html_response(
         StatusCode::OK,
