@@ -145,6 +145,10 @@ pub struct ServeArgs {
     /// for a group such as ssl-cert); else berth refuses to start.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Leave out the web console (served at /console on the API's address by default;
+    /// docs/CONSOLE.md).
+    #[arg(long)]
+    no_console: bool,
     /// Let the OCI runtime compile each container's seccomp profile at its start instead of
     /// handing crun a program compiled once per profile (runc always compiles it itself).
     /// For comparison and troubleshooting; costs ~14 ms of every start.
@@ -408,16 +412,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let state = state
+    let mut state = state
         .with_throttle(args.throttle.config())
         .with_max_connections(args.max_connections);
+    if tls.is_some() {
+        state = state.with_tls();
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %args.listen, scheme, region = %args.region, "serving the ECI API");
+    let mut extra = Vec::new();
+    if !args.no_console {
+        let console = berth_console::Console::new(state.clone(), Default::default());
+        extra.push(("/console", berth_console::router(console)));
+        tracing::info!(url = %format!("{scheme}://{}/console", args.listen), "serving the web console");
+    }
     match tls {
         Some(config) => {
-            berth_server::serve_tls(listener, config, state, shutdown_signal()).await?;
+            berth_server::serve_tls(listener, config, state, extra, shutdown_signal()).await?;
         }
-        None => berth_server::serve(listener, state, shutdown_signal()).await?,
+        None => berth_server::serve_with(listener, state, extra, shutdown_signal()).await?,
     }
     agent.shutdown().await;
     tracing::info!("stopped; containers keep running and are re-adopted at the next start");

@@ -10,6 +10,26 @@ use chrono::{DateTime, Utc};
 
 use crate::{Control, ControlError, CACHE_STORAGE};
 
+/// A billed period of a group as a bill takes it (an open one ends `now`).
+fn group_metered(p: berth_store::LedgerPeriod, now: DateTime<Utc>) -> Metered {
+    let spot_hour = p
+        .spot_price
+        .as_deref()
+        .and_then(|s| Decimal::from_str_exact(s).ok());
+    Metered {
+        account: p.account,
+        id: p.group_id,
+        name: p.group_name,
+        tags: p.tags,
+        held: Held::Group {
+            terms: p.terms,
+            spot_hour,
+        },
+        started: p.started,
+        ended: p.ended.unwrap_or(now),
+    }
+}
+
 /// What one group cost within a range.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupCharge {
@@ -44,22 +64,7 @@ impl Control {
         let now = Utc::now();
         let mut metered: Vec<Metered> = Vec::new();
         for p in self.store.ledger(account, since, until)? {
-            let spot_hour = p
-                .spot_price
-                .as_deref()
-                .and_then(|s| Decimal::from_str_exact(s).ok());
-            metered.push(Metered {
-                account: p.account,
-                id: p.group_id,
-                name: p.group_name,
-                tags: p.tags,
-                held: Held::Group {
-                    terms: p.terms,
-                    spot_hour,
-                },
-                started: p.started,
-                ended: p.ended.unwrap_or(now),
-            });
+            metered.push(group_metered(p, now));
         }
         let accounts: BTreeSet<String> = match account {
             Some(a) => BTreeSet::from([a.to_string()]),
@@ -81,6 +86,36 @@ impl Control {
                     started: u.started,
                     ended: u.ended.unwrap_or(now),
                 });
+            }
+        }
+        Ok(bill(
+            &self.billing_prices(),
+            &metered,
+            since,
+            until,
+            group_by,
+        )?)
+    }
+
+    /// The bill of the groups `ids` of `account` (of any account with `None`) for
+    /// `[since, until)`: their billed periods alone, read group by group (no image cache).
+    pub fn bill_of_groups(
+        &self,
+        account: Option<&str>,
+        ids: &[berth_core::GroupId],
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        group_by: &GroupBy,
+    ) -> Result<Bill, ControlError> {
+        let now = Utc::now();
+        let mut metered: Vec<Metered> = Vec::new();
+        for id in ids {
+            for p in self.store.group_ledger(id)? {
+                let mine = account.is_none_or(|a| p.account == a);
+                let overlaps = p.started < until && p.ended.is_none_or(|e| e > since);
+                if mine && overlaps {
+                    metered.push(group_metered(p, now));
+                }
             }
         }
         Ok(bill(
@@ -252,6 +287,40 @@ mod tests {
         let keys: Vec<&str> = by_tag.lines.iter().map(|l| l.key.as_str()).collect();
         assert_eq!(keys, ["", "red"]);
         assert_eq!(by_tag.lines[1].amounts.total, gone.amounts.total);
+        let two = record(2, "a");
+        let three = record(3, "b");
+        let of_two = control
+            .bill_of_groups(
+                Some("a"),
+                &[two.id.clone(), three.id.clone()],
+                from,
+                to,
+                &GroupBy::Group,
+            )
+            .unwrap();
+        let keys: Vec<&str> = of_two.lines.iter().map(|l| l.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [two.id.as_str()],
+            "another account's group is left out"
+        );
+        let line = bill
+            .lines
+            .iter()
+            .find(|l| l.key == two.id.as_str())
+            .unwrap();
+        assert!(of_two.lines[0].amounts.billed_millis >= line.amounts.billed_millis);
+        assert!(control
+            .bill_of_groups(
+                Some("a"),
+                std::slice::from_ref(&two.id),
+                now + Duration::hours(2),
+                now + Duration::hours(3),
+                &GroupBy::Group
+            )
+            .unwrap()
+            .lines
+            .is_empty());
         let all = control.bill(None, from, to, &GroupBy::Account).unwrap();
         let accounts: Vec<&str> = all.lines.iter().map(|l| l.account.as_str()).collect();
         assert_eq!(accounts, ["a", "b"]);

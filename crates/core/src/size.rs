@@ -38,6 +38,16 @@ pub enum SizeError {
     Invalid { cpu: f64, memory: f64 },
 }
 
+/// Every size offered, smallest vCPU first, then smallest memory.
+pub fn offered() -> impl Iterator<Item = Size> {
+    TABLE.iter().flat_map(|(cpu, mems)| {
+        mems.iter().map(|m| Size {
+            cpu: *cpu,
+            memory: *m,
+        })
+    })
+}
+
 /// Rounds a request up to the smallest offered size that holds it.
 ///
 /// `None` for both gives the default 2 vCPU / 4 GiB; `None` for one of them takes the smallest

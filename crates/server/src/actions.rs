@@ -272,6 +272,8 @@ fn filter(
         ids: ids.unwrap_or_default(),
         name,
         status,
+        name_contains: None,
+        newest_first: false,
         tags: tags
             .iter()
             .map(|t| (t.key.clone(), t.value.clone()))
@@ -314,7 +316,9 @@ fn describe_groups(
     d: DescribeGroupsRequest,
     rid: &str,
 ) -> Result<Reply, ApiError> {
-    let f = filter(d.ids, d.name, d.status, &d.tags, d.since_second);
+    let mut f = filter(d.ids, d.name, d.status, &d.tags, d.since_second);
+    f.name_contains = d.name_contains;
+    f.newest_first = d.newest_first;
     let page = list(
         control,
         account,

@@ -13,6 +13,7 @@ mod nonce;
 mod observe;
 mod price;
 mod rendered;
+mod sign_in;
 mod tags;
 mod throttle;
 mod tls;
@@ -32,6 +33,7 @@ use chrono::Utc;
 use rand::RngCore;
 
 use crate::nonce::NonceCache;
+pub use crate::sign_in::{session_account, sign_in};
 pub use crate::throttle::{Rate, ThrottleConfig};
 pub use crate::tls::{server_config as tls_server_config, TlsError};
 
@@ -93,6 +95,11 @@ impl AppState {
         }
     }
 
+    /// Whether the API is served over TLS (set by [`serve_tls`]).
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
     /// The same with other throttling limits.
     pub fn with_throttle(mut self, config: ThrottleConfig) -> Self {
         self.throttle = Arc::new(throttle::Throttle::new(config));
@@ -106,10 +113,30 @@ impl AppState {
         self
     }
 
+    /// The same, served over TLS: exec and log-stream URLs are `wss://` and `https://`. Set it
+    /// before handing the state to routers that read [`AppState::tls`].
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// Opens `/metrics` on the API address to requests with `Authorization: Bearer <token>`.
     pub fn with_metrics_token(mut self, token: &str) -> Self {
         self.metrics_token = Some(Arc::from(token));
         self
+    }
+}
+
+/// The account a call acts for. Made only by this crate: from a request whose signature was
+/// verified with the account's key, or by [`sign_in`] with the key's secret (or
+/// [`session_account`], which reads that key again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account(String);
+
+impl Account {
+    /// The account's name.
+    pub fn name(&self) -> &str {
+        &self.0
     }
 }
 
@@ -166,28 +193,48 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, Vec::new(), shutdown).await
+}
+
+/// [`router`] with `extra` routers nested under their paths (each a path of its own, such
+/// as `/console`): they keep their own answers, the API's layers do not touch them.
+fn composed(state: AppState, extra: Vec<(&'static str, Router)>) -> Router {
+    extra.into_iter().fold(router(state), |r, (path, nested)| {
+        r.nest_service(path, nested)
+    })
+}
+
+/// [`serve`] with `extra` routers nested under their paths.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    extra: Vec<(&'static str, Router)>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     guard::install_panic_log();
     let listener = bounded::Bounded::new(listener, state.max_connections);
-    axum::serve(listener, router(state))
+    axum::serve(listener, composed(state, extra))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
-/// Serves the API over TLS with `config` (see [`tls_server_config`]) on `listener` until
-/// `shutdown` resolves; the exec and log-stream URLs handed out are `wss://` and `https://`.
+/// Serves the API over TLS with `config` (see [`tls_server_config`]) on `listener`, with
+/// `extra` routers nested as [`serve_with`] does, until `shutdown` resolves; the exec and
+/// log-stream URLs handed out are `wss://` and `https://`.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     config: Arc<rustls::ServerConfig>,
-    mut state: AppState,
+    state: AppState,
+    extra: Vec<(&'static str, Router)>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     guard::install_panic_log();
-    state.tls = true;
+    let state = state.with_tls();
     let listener = bounded::Bounded::new(
         tls::TlsListener::with_plain_answer(listener, config, tls::need_tls_response())?,
         state.max_connections,
     );
-    axum::serve(listener, router(state))
+    axum::serve(listener, composed(state, extra))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -360,21 +407,60 @@ async fn process(
     berth_eci::request::check_version(version.as_deref())?;
 
     let account = authenticate(state, &raw, &action_name)?;
-    if let Err(ms) = state.throttle.take(&account, action) {
+    tracing::debug!(request_id = rid, action = action.as_str(), "request");
+    let host = raw.header("host").unwrap_or("").to_string();
+    let reply = call_reply(state, &account, action, &params, &host, rid).await?;
+    Ok((action.as_str(), reply))
+}
+
+/// Runs `action` with `params` for `account`: throttling, decoding, ownership, quotas and
+/// validation exactly as for a signed request, which goes through here once its signature is
+/// verified. `host` is the address the caller reached (exec and log-stream URLs name it).
+/// The answer is the JSON body without its `RequestId`.
+pub async fn call(
+    state: &AppState,
+    account: &Account,
+    action: berth_eci::Action,
+    params: &Params,
+    host: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let rid = request_id();
+    let reply = call_reply(state, account, action, params, host, &rid)
+        .await
+        .map_err(|r| r.error)?;
+    match reply {
+        Reply::Value(v) => Ok(v),
+        Reply::Text(t) => {
+            let mut v: serde_json::Value = serde_json::from_str(&t).map_err(ApiError::internal)?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove("RequestId");
+            }
+            Ok(v)
+        }
+    }
+}
+
+async fn call_reply(
+    state: &AppState,
+    account: &Account,
+    action: berth_eci::Action,
+    params: &Params,
+    host: &str,
+    rid: &str,
+) -> Result<Reply, Refused> {
+    let account = account.name();
+    if let Err(ms) = state.throttle.take(account, action) {
         return Err(Refused {
             error: throttle::throttled(action),
             retry_after_ms: Some(ms),
         });
     }
-    let request = berth_eci::request::decode(action, &params)?;
-    tracing::debug!(request_id = rid, action = action.as_str(), "request");
-    let host = raw.header("host").unwrap_or("").to_string();
-    let request = match observe::dispatch(state, &account, request, &params, &host).await? {
-        Ok(value) => return Ok((action.as_str(), Reply::Value(value))),
+    let request = berth_eci::request::decode(action, params)?;
+    let request = match observe::dispatch(state, account, request, params, host).await? {
+        Ok(value) => return Ok(Reply::Value(value)),
         Err(request) => request,
     };
-    let reply = actions::dispatch(&state.control, &state.rendered, &account, request, rid).await?;
-    Ok((action.as_str(), reply))
+    Ok(actions::dispatch(&state.control, &state.rendered, account, request, rid).await?)
 }
 
 /// Checks the signature and the nonce of a request and answers the account of its key. A key
@@ -384,7 +470,7 @@ fn authenticate(
     state: &AppState,
     raw: &RawRequest<'_>,
     action_name: &str,
-) -> Result<String, ApiError> {
+) -> Result<Account, ApiError> {
     let store = state.control.store();
     // The key the signature was checked with; a failed read is the server's fault, never an
     // unknown key.
@@ -444,5 +530,5 @@ fn authenticate(
     {
         return Err(ApiError::signature_nonce_used(&verified.nonce));
     }
-    Ok(key.key.account)
+    Ok(Account(key.key.account))
 }

@@ -69,9 +69,17 @@ enum Class {
     Restart,
     OtherWrite,
     Read,
+    /// Sign-ins of the console, per access key id (never an action of an account).
+    SignIn,
 }
 
-const CLASSES: usize = 5;
+const CLASSES: usize = 6;
+
+/// Sign-ins with one access key id: 10 at once, then one every 6 s.
+pub const SIGN_IN: Rate = Rate {
+    burst: 10,
+    per_second: 1.0 / 6.0,
+};
 
 impl Class {
     fn of(action: Action) -> Class {
@@ -154,6 +162,7 @@ impl Throttle {
     fn rate(&self, class: Class) -> Rate {
         match class {
             Class::Read => self.config.read,
+            Class::SignIn => SIGN_IN,
             _ => self.config.write,
         }
     }
@@ -163,8 +172,17 @@ impl Throttle {
         self.take_at(account, action, Instant::now())
     }
 
+    /// Takes a token for one sign-in attempt with the access key `key_id`, or answers the
+    /// milliseconds until one is back; the limit is [`SIGN_IN`] whatever the configuration.
+    pub fn take_sign_in(&self, key_id: &str) -> Result<(), u64> {
+        self.take_class(key_id, Class::SignIn, Instant::now())
+    }
+
     fn take_at(&self, account: &str, action: Action, now: Instant) -> Result<(), u64> {
-        let class = Class::of(action);
+        self.take_class(account, Class::of(action), now)
+    }
+
+    fn take_class(&self, account: &str, class: Class, now: Instant) -> Result<(), u64> {
         let rate = self.rate(class);
         if rate.per_second <= 0.0 {
             return Ok(());
@@ -201,6 +219,8 @@ impl Throttle {
             for (i, slot) in buckets.iter_mut().enumerate() {
                 let class = if i == Class::Read.index() {
                     Class::Read
+                } else if i == Class::SignIn.index() {
+                    Class::SignIn
                 } else {
                     Class::Create
                 };
@@ -225,6 +245,15 @@ impl Throttle {
             .map(|s| s.lock().map_or(0, |s| s.accounts.len()))
             .sum()
     }
+}
+
+/// The answer to a sign-in over the limit.
+pub(crate) fn sign_in_throttled(ms: u64) -> ApiError {
+    ApiError::new(
+        400,
+        "Throttling.User",
+        format!("Request was denied due to user flow control: too many sign-ins with this AccessKeyId; retry in {} s", ms.div_ceil(1000)),
+    )
 }
 
 /// The answer to a request over the limit.
@@ -254,6 +283,21 @@ mod tests {
                 per_second: 10.0,
             },
         })
+    }
+
+    #[test]
+    fn sign_ins_have_their_own_small_bucket() {
+        let t = Throttle::new(ThrottleConfig::default());
+        let t0 = Instant::now();
+        for _ in 0..SIGN_IN.burst {
+            assert_eq!(t.take_class("LTAI1", Class::SignIn, t0), Ok(()));
+        }
+        assert_eq!(t.take_class("LTAI1", Class::SignIn, t0), Err(6000));
+        assert_eq!(t.take_class("LTAI2", Class::SignIn, t0), Ok(()));
+        assert_eq!(
+            t.take_at("LTAI1", Action::DescribeContainerGroups, t0),
+            Ok(())
+        );
     }
 
     #[test]

@@ -43,9 +43,18 @@ pub(crate) fn describe_usage(
             }
         }
     };
-    let bill = control
-        .bill(account, r.since, r.until, &r.group_by)
-        .map_err(map_err)?;
+    let bill = if r.group_ids.is_empty() {
+        control.bill(account, r.since, r.until, &r.group_by)
+    } else {
+        // Ids that name no group name none of the caller's: their lines are simply absent.
+        let ids: Vec<berth_core::GroupId> = r
+            .group_ids
+            .iter()
+            .filter_map(|i| berth_core::GroupId::parse(i))
+            .collect();
+        control.bill_of_groups(account, &ids, r.since, r.until, &r.group_by)
+    }
+    .map_err(map_err)?;
     let mut body =
         DescribeUsageResponse::from_bill(&bill, &control.billing_prices(), account.unwrap_or("*"));
     body.request_id = rid.to_string();

@@ -126,7 +126,12 @@ pub struct GroupFilter {
     /// Only these ids (empty: all).
     pub ids: Vec<String>,
     pub name: Option<String>,
+    /// Only groups whose name contains this text (ASCII letters in any case).
+    pub name_contains: Option<String>,
     pub status: Option<GroupStatus>,
+    /// Newest first (by creation) instead of oldest first; a page's `next_token` goes on in
+    /// the order it was made with.
+    pub newest_first: bool,
     /// Tags every returned group carries (a key with any value when the value is `None`).
     pub tags: Vec<(String, Option<String>)>,
     /// Only groups whose record changed at or after this time (created, or any write that
@@ -252,7 +257,8 @@ pub trait Store: Send + Sync {
     /// Forgets the tokens of resources deleted more than [`TOKEN_RETENTION`] before `now`
     /// (deletes do it too).
     fn sweep_client_tokens(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError>;
-    /// Groups of an account matching `filter`, oldest first, `limit` at most, after `token`.
+    /// Groups of an account matching `filter`, oldest first (or newest first), `limit` at most,
+    /// after `token`.
     fn list_groups(
         &self,
         account: &str,

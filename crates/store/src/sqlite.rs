@@ -308,14 +308,22 @@ fn page_by_sql(
     conn: &Connection,
     cond: &str,
     args: &[String],
-    after: i64,
+    after: Option<i64>,
+    newest_first: bool,
     limit: usize,
     total: Option<u64>,
     remember: bool,
 ) -> Result<Page, StoreError> {
+    let (cmp, order, start) = if newest_first {
+        ("<", "DESC", i64::MAX)
+    } else {
+        (">", "ASC", 0)
+    };
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT seq, id, record FROM groups WHERE {cond} AND seq > ? ORDER BY seq LIMIT ?"
+        "SELECT seq, id, record FROM groups WHERE {cond} AND seq {cmp} ? ORDER BY seq {order} LIMIT ?"
     ))?;
+    let first = after.is_none();
+    let after = after.unwrap_or(start);
     let mut bound: Vec<rusqlite::types::Value> = args.iter().map(|a| a.clone().into()).collect();
     bound.push(after.into());
     bound.push((limit.min(i64::MAX as usize - 1) as i64 + 1).into());
@@ -341,7 +349,7 @@ fn page_by_sql(
         Some(t) => t,
         // A first page with nothing after it holds every match: no need to count (the
         // Describe of a few ids by the SDKs' waiters is always such a page).
-        None if after == 0 && page.next_token.is_none() => page.groups.len() as u64,
+        None if first && page.next_token.is_none() => page.groups.len() as u64,
         None => conn
             .prepare_cached(&format!("SELECT COUNT(*) FROM groups WHERE {cond}"))?
             .query_row(params_from_iter(args.iter()), |r| r.get::<_, i64>(0))?
@@ -631,6 +639,10 @@ impl Store for SqliteStore {
             cond.push_str(" AND name = ?");
             args.push(n.clone());
         }
+        if let Some(n) = &filter.name_contains {
+            cond.push_str(" AND instr(lower(name), lower(?)) > 0");
+            args.push(n.clone());
+        }
         if let Some(s) = filter.status {
             cond.push_str(" AND status = ?");
             args.push(s.as_str().to_string());
@@ -639,7 +651,8 @@ impl Store for SqliteStore {
             cond.push_str(" AND changed >= CAST(? AS INTEGER)");
             args.push(t.timestamp_millis().to_string());
         }
-        let after: i64 = token.and_then(|t| t.parse().ok()).unwrap_or(0);
+        let after: Option<i64> = token.and_then(|t| t.parse().ok());
+        let newest = filter.newest_first;
         if args.len() == 1 && filter.tags.is_empty() {
             // Every group of the account: the count may be remembered.
             let (generation, known) = {
@@ -652,6 +665,7 @@ impl Store for SqliteStore {
                 &cond,
                 &args,
                 after,
+                newest,
                 limit,
                 known,
                 true,
@@ -666,11 +680,17 @@ impl Store for SqliteStore {
         }
         let conn = self.reader();
         if filter.tags.is_empty() {
-            return page_by_sql(self, &conn, &cond, &args, after, limit, None, false);
+            return page_by_sql(self, &conn, &cond, &args, after, newest, limit, None, false);
         }
+        let order = if newest { "DESC" } else { "ASC" };
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT seq, record FROM groups WHERE {cond} ORDER BY seq"
+            "SELECT seq, record FROM groups WHERE {cond} ORDER BY seq {order}"
         ))?;
+        let past = |seq: i64| match after {
+            None => true,
+            Some(a) if newest => seq < a,
+            Some(a) => seq > a,
+        };
         let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
         })?;
@@ -678,7 +698,7 @@ impl Store for SqliteStore {
         let mut last_seq = 0;
         for row in rows {
             let (seq, json) = row?;
-            if !filter.tags.is_empty() || seq > after {
+            if !filter.tags.is_empty() || past(seq) {
                 let rec = self.decode(&json)?;
                 let tagged = filter.tags.iter().all(|(k, v)| {
                     rec.spec
@@ -690,7 +710,7 @@ impl Store for SqliteStore {
                     continue;
                 }
                 page.total += 1;
-                if seq > after {
+                if past(seq) {
                     if page.groups.len() < limit {
                         last_seq = seq;
                         page.groups.push(Arc::new(rec));

@@ -128,6 +128,69 @@ fn list_filters_and_pages() {
 }
 
 #[test]
+fn list_searches_names_and_pages_newest_first() {
+    let s = SqliteStore::in_memory().unwrap();
+    for n in 1..=5 {
+        let name = if n % 2 == 0 {
+            format!("Web-{n}")
+        } else {
+            format!("db-{n}")
+        };
+        s.insert_group(&record(n, &name, GroupStatus::Running))
+            .unwrap();
+    }
+    let names = |p: &berth_store::Page| -> Vec<String> {
+        p.groups.iter().map(|g| g.spec.name.clone()).collect()
+    };
+    let newest = GroupFilter {
+        newest_first: true,
+        ..Default::default()
+    };
+    let p1 = s.list_groups("acct", &newest, 2, None).unwrap();
+    assert_eq!(names(&p1), ["db-5", "Web-4"]);
+    assert_eq!(p1.total, 5);
+    let p2 = s
+        .list_groups("acct", &newest, 2, p1.next_token.as_deref())
+        .unwrap();
+    assert_eq!(names(&p2), ["db-3", "Web-2"]);
+    let p3 = s
+        .list_groups("acct", &newest, 2, p2.next_token.as_deref())
+        .unwrap();
+    assert_eq!(names(&p3), ["db-1"]);
+    assert!(p3.next_token.is_none());
+
+    let web = GroupFilter {
+        name_contains: Some("web".into()),
+        newest_first: true,
+        ..Default::default()
+    };
+    let w1 = s.list_groups("acct", &web, 1, None).unwrap();
+    assert_eq!(names(&w1), ["Web-4"]);
+    assert_eq!(w1.total, 2);
+    let w2 = s
+        .list_groups("acct", &web, 1, w1.next_token.as_deref())
+        .unwrap();
+    assert_eq!(names(&w2), ["Web-2"]);
+    assert!(w2.next_token.is_none());
+    let tagged_newest = GroupFilter {
+        tags: vec![("k".into(), None)],
+        newest_first: true,
+        ..Default::default()
+    };
+    let t = s.list_groups("acct", &tagged_newest, 2, None).unwrap();
+    assert_eq!(names(&t), ["db-5", "Web-4"]);
+    let t2 = s
+        .list_groups("acct", &tagged_newest, 2, t.next_token.as_deref())
+        .unwrap();
+    assert_eq!(names(&t2), ["db-3", "Web-2"]);
+    let none = GroupFilter {
+        name_contains: Some("%".into()),
+        ..Default::default()
+    };
+    assert_eq!(s.list_groups("acct", &none, 20, None).unwrap().total, 0);
+}
+
+#[test]
 fn reads_from_many_threads_see_every_committed_write() {
     let dir = tempfile::tempdir().unwrap();
     let s = std::sync::Arc::new(SqliteStore::open(&dir.path().join("berth.db")).unwrap());

@@ -286,6 +286,36 @@ pub struct DescribeGroupsRequest {
     pub with_event: bool,
     /// berth's extension: only groups whose record changed within this many seconds.
     pub since_second: Option<u64>,
+    /// berth's extension `NameContains`: only groups whose name contains this text.
+    pub name_contains: Option<String>,
+    /// berth's extension `Order=Newest`: newest groups first (`Oldest`, the default, is ECI's
+    /// order).
+    pub newest_first: bool,
+}
+
+/// The longest `NameContains` (a group name's own limit).
+const MAX_NAME_CONTAINS: usize = 128;
+
+fn name_contains(p: &Params) -> Result<Option<String>, ApiError> {
+    match p.string("NameContains") {
+        Some(t) if t.chars().count() > MAX_NAME_CONTAINS => Err(ApiError::invalid_parameter(
+            "NameContains",
+            format!("longer than {MAX_NAME_CONTAINS} characters"),
+        )),
+        Some(t) if t.is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+fn newest_first(p: &Params) -> Result<bool, ApiError> {
+    match p.raw("Order") {
+        None | Some("") | Some("Oldest") => Ok(false),
+        Some("Newest") => Ok(true),
+        Some(other) => Err(ApiError::invalid_parameter(
+            "Order",
+            format!("{other:?} is neither Oldest nor Newest"),
+        )),
+    }
 }
 
 impl DescribeGroupsRequest {
@@ -301,6 +331,8 @@ impl DescribeGroupsRequest {
             tags: tag_filters(p)?,
             with_event: p.bool("WithEvent")?.unwrap_or(false),
             since_second: p.int_at_most("SinceSecond", MAX_SINCE_SECONDS)?,
+            name_contains: name_contains(p)?,
+            newest_first: newest_first(p)?,
         })
     }
 }

@@ -425,3 +425,18 @@ fn spot_terms_decode() {
         assert!(e.message.contains(name), "{q}: {}", e.message);
     }
 }
+
+#[test]
+fn describe_groups_name_contains_and_order() {
+    let d = DescribeGroupsRequest::decode(&p("NameContains=web&Order=Newest")).unwrap();
+    assert_eq!(d.name_contains.as_deref(), Some("web"));
+    assert!(d.newest_first);
+    let d = DescribeGroupsRequest::decode(&p("NameContains=&Order=Oldest")).unwrap();
+    assert_eq!(d.name_contains, None);
+    assert!(!d.newest_first);
+    let e = DescribeGroupsRequest::decode(&p("Order=Random")).unwrap_err();
+    assert!(e.message.contains("Order"), "{}", e.message);
+    let long = "x".repeat(129);
+    let e = DescribeGroupsRequest::decode(&p(&format!("NameContains={long}"))).unwrap_err();
+    assert!(e.message.contains("NameContains"), "{}", e.message);
+}

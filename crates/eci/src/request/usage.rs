@@ -32,7 +32,13 @@ pub struct UsageRequest {
     pub until: DateTime<Utc>,
     pub group_by: GroupBy,
     pub account: UsageAccount,
+    /// `ContainerGroupIds` (berth's, at most 20): only these groups' periods, and no image
+    /// cache; empty for the whole bill.
+    pub group_ids: Vec<String>,
 }
+
+/// Most `ContainerGroupIds` of one DescribeUsage.
+pub const MAX_USAGE_GROUP_IDS: usize = 20;
 
 fn time(p: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
     p.string(name)
@@ -103,11 +109,15 @@ impl UsageRequest {
                 UsageAccount::Named(a.to_string())
             }
         };
+        let group_ids = p
+            .json_list("ContainerGroupIds", MAX_USAGE_GROUP_IDS)?
+            .unwrap_or_default();
         Ok(Self {
             since,
             until,
             group_by,
             account,
+            group_ids,
         })
     }
 }
@@ -123,6 +133,23 @@ mod tests {
 
     fn decode(q: &str) -> Result<UsageRequest, ApiError> {
         UsageRequest::decode_at(&Params::parse(q, None).unwrap(), now())
+    }
+
+    #[test]
+    fn container_group_ids_narrow_the_bill_to_at_most_twenty() {
+        assert!(decode("").unwrap().group_ids.is_empty());
+        let r = decode("ContainerGroupIds=%5B%22eci-a%22%2C%22eci-b%22%5D").unwrap();
+        assert_eq!(r.group_ids, ["eci-a", "eci-b"]);
+        let many: Vec<String> = (0..21).map(|i| format!("eci-{i}")).collect();
+        let json = serde_json::to_string(&many).unwrap();
+        let q = format!(
+            "ContainerGroupIds={}",
+            json.replace('[', "%5B")
+                .replace(']', "%5D")
+                .replace('"', "%22")
+                .replace(',', "%2C")
+        );
+        assert!(decode(&q).is_err());
     }
 
     #[test]

@@ -1,0 +1,353 @@
+//! The console's router over an in-memory store and a node that runs nothing: sign-in and its
+//! cookie, the session's key read again, CSRF refusals, and one account's group unseen by
+//! another — all through the API's own call path.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use berth_control::{Control, NodeClient};
+use berth_store::{AccessKey, SqliteStore, Store};
+use tower::ServiceExt;
+
+struct NullNode;
+
+impl berth_control::NodeObserve for NullNode {}
+impl berth_control::CacheNode for NullNode {}
+
+#[async_trait::async_trait]
+impl NodeClient for NullNode {
+    async fn apply(&self, _rec: berth_core::GroupRecord) {}
+    async fn remove(
+        &self,
+        _id: &berth_core::GroupId,
+        _grace: std::time::Duration,
+    ) -> Result<(), berth_control::NodeError> {
+        Ok(())
+    }
+    async fn read_log(
+        &self,
+        _id: &berth_core::GroupId,
+        _req: &berth_control::LogRequest,
+    ) -> Result<String, berth_control::NodeError> {
+        Ok(String::new())
+    }
+}
+
+struct Fixture {
+    router: Router,
+    store: Arc<dyn Store>,
+}
+
+fn fixture() -> Fixture {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    for (account, id, secret) in [("a", "AKA", "secret-a"), ("b", "AKB", "secret-b")] {
+        store
+            .create_access_key(&AccessKey {
+                account: account.into(),
+                access_key_id: id.into(),
+                secret: secret.into(),
+            })
+            .unwrap();
+    }
+    let control = Control::new(store.clone(), "local");
+    control.attach_node(Arc::new(NullNode));
+    let state = berth_server::AppState::new(control);
+    let console = berth_console::Console::new(state, Default::default());
+    Fixture {
+        router: Router::new().nest_service("/console", berth_console::router(console)),
+        store,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+async fn send(r: &Router, req: Request<Body>) -> Answer {
+    let resp = r.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn get(r: &Router, path: &str, cookie: &str) -> Answer {
+    let req = Request::get(path)
+        .header(header::COOKIE, cookie)
+        .header(header::HOST, "console.test")
+        .body(Body::empty())
+        .unwrap();
+    send(r, req).await
+}
+
+async fn post(r: &Router, path: &str, cookie: &str, form: &str) -> Answer {
+    let req = Request::post(path)
+        .header(header::COOKIE, cookie)
+        .header(header::HOST, "console.test")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_string()))
+        .unwrap();
+    send(r, req).await
+}
+
+/// Signs in; answers the cookie pair and the session's CSRF token.
+async fn sign_in(r: &Router, id: &str, secret: &str) -> (String, String) {
+    let a = post(
+        r,
+        "/console/sign-in",
+        "",
+        &format!("access_key_id={id}&access_key_secret={secret}"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let set = a.headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(set.contains(flag), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let page = get(r, "/console/groups", &cookie).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let csrf = page
+        .body
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    (cookie, csrf)
+}
+
+#[tokio::test]
+async fn sign_in_refuses_a_wrong_secret_and_an_unknown_key_alike() {
+    let f = fixture();
+    for form in [
+        "access_key_id=AKA&access_key_secret=wrong",
+        "access_key_id=NOPE&access_key_secret=secret-a",
+    ] {
+        let a = post(&f.router, "/console/sign-in", "", form).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert!(a.body.contains("InvalidAccessKey"), "{}", a.body);
+        assert!(!a.headers.contains_key(header::SET_COOKIE));
+        assert!(a.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self';"));
+    }
+    // Past the burst of one key id, sign-ins are throttled even with the right secret.
+    for _ in 0..10 {
+        post(
+            &f.router,
+            "/console/sign-in",
+            "",
+            "access_key_id=AKB&access_key_secret=x",
+        )
+        .await;
+    }
+    let a = post(
+        &f.router,
+        "/console/sign-in",
+        "",
+        "access_key_id=AKB&access_key_secret=secret-b",
+    )
+    .await;
+    assert!(a.body.contains("Throttling.User"), "{}", a.body);
+}
+
+#[tokio::test]
+async fn without_a_session_every_page_asks_to_sign_in() {
+    let f = fixture();
+    for path in [
+        "/console",
+        "/console/",
+        "/console/groups",
+        "/console/groups/new",
+        "/console/usage",
+    ] {
+        let a = get(&f.router, path, "berth_console=forged").await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(a.headers[header::LOCATION], "/console/sign-in");
+    }
+}
+
+#[tokio::test]
+async fn posts_need_the_sessions_csrf_token() {
+    let f = fixture();
+    let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
+    let (_, other_csrf) = sign_in(&f.router, "AKA", "secret-a").await;
+    let form = "name=web&image=busybox&size=0.25%2F0.5&action=create";
+    for bad in [form.to_string(), format!("{form}&csrf={other_csrf}")] {
+        let a = post(&f.router, "/console/groups", &cookie, &bad).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+        assert!(a.body.contains("Forbidden.CsrfToken"), "{}", a.body);
+    }
+    assert_eq!(
+        f.store
+            .list_groups("a", &Default::default(), 20, None)
+            .unwrap()
+            .total,
+        0
+    );
+    let a = post(
+        &f.router,
+        "/console/groups",
+        &cookie,
+        &format!("{form}&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(
+        f.store
+            .list_groups("a", &Default::default(), 20, None)
+            .unwrap()
+            .total,
+        1
+    );
+}
+
+#[tokio::test]
+async fn another_accounts_group_is_not_found_and_stays() {
+    let f = fixture();
+    let (a_cookie, a_csrf) = sign_in(&f.router, "AKA", "secret-a").await;
+    let created = post(
+        &f.router,
+        "/console/groups",
+        &a_cookie,
+        &format!("name=web&image=busybox&size=0.25%2F0.5&action=create&csrf={a_csrf}"),
+    )
+    .await;
+    let location = created.headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let id = location.rsplit('/').next().unwrap().to_string();
+    assert!(id.starts_with("eci-"), "{location}");
+    assert!(get(&f.router, "/console/groups", &a_cookie)
+        .await
+        .body
+        .contains(&id));
+
+    let (b_cookie, b_csrf) = sign_in(&f.router, "AKB", "secret-b").await;
+    assert!(!get(&f.router, "/console/groups", &b_cookie)
+        .await
+        .body
+        .contains(&id));
+    let page = get(&f.router, &location, &b_cookie).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(
+        page.body.contains("InvalidParameter.NotFound"),
+        "{}",
+        page.body
+    );
+    let del = post(
+        &f.router,
+        &format!("{location}/delete"),
+        &b_cookie,
+        &format!("csrf={b_csrf}"),
+    )
+    .await;
+    assert_eq!(del.status, StatusCode::NOT_FOUND);
+    let m = get(&f.router, &format!("{location}/metrics"), &b_cookie).await;
+    assert_eq!(m.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.store
+            .list_groups("a", &Default::default(), 20, None)
+            .unwrap()
+            .total,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_api_validation_message_comes_back_with_the_form() {
+    let f = fixture();
+    let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
+    let a = post(
+        &f.router,
+        "/console/groups",
+        &cookie,
+        &format!("name=Bad_Name&image=busybox&action=create&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("InvalidParameter"), "{}", a.body);
+    assert!(
+        a.body.contains("value=\"busybox\""),
+        "the form keeps the image"
+    );
+    assert!(
+        a.body.contains("berth run busybox --name Bad_Name"),
+        "{}",
+        a.body
+    );
+}
+
+#[tokio::test]
+async fn disabling_the_key_or_signing_out_ends_the_session() {
+    let f = fixture();
+    let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
+    let out = post(
+        &f.router,
+        "/console/sign-out",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(out.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert_eq!(
+        get(&f.router, "/console/groups", &cookie).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    let (cookie, _) = sign_in(&f.router, "AKA", "secret-a").await;
+    f.store.set_access_key_disabled("a", "AKA", true).unwrap();
+    assert_eq!(
+        get(&f.router, "/console/groups", &cookie).await.status,
+        StatusCode::SEE_OTHER
+    );
+    f.store.set_access_key_disabled("a", "AKA", false).unwrap();
+    // The session was dropped, not only refused while the key was off.
+    assert_eq!(
+        get(&f.router, "/console/groups", &cookie).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn over_tls_the_cookie_is_secure() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    store
+        .create_access_key(&AccessKey {
+            account: "a".into(),
+            access_key_id: "AKA".into(),
+            secret: "secret-a".into(),
+        })
+        .unwrap();
+    let state = berth_server::AppState::new(Control::new(store, "local")).with_tls();
+    let console = berth_console::Console::new(state, Default::default());
+    let router = Router::new().nest_service("/console", berth_console::router(console));
+    let a = post(
+        &router,
+        "/console/sign-in",
+        "",
+        "access_key_id=AKA&access_key_secret=secret-a",
+    )
+    .await;
+    let set = a.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(set.ends_with("; Secure"), "{set}");
+    assert!(set.contains("HttpOnly; SameSite=Strict"), "{set}");
+}
