@@ -1,7 +1,10 @@
 //! Server-side sessions of the console: a random id (the cookie's value) to the account and
 //! access key it signed in with, its CSRF token, and two expiries — idle (since last use) and
-//! absolute (since sign-in). The count is bounded: a full table first drops expired sessions,
-//! then the one used least recently. Nothing is written to disk; a restart signs everyone out.
+//! absolute (since sign-in). The count is bounded: per account (a new session of an account
+//! that holds its most drops that account's least recently used one, so no tenant can push
+//! other tenants' sessions out by signing in again and again) and in all (a full table first
+//! drops expired sessions, then the one used least recently). Nothing is written to disk; a
+//! restart signs everyone out.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,6 +21,8 @@ pub struct SessionConfig {
     pub absolute: Duration,
     /// Sessions held at most.
     pub max: usize,
+    /// Sessions of one account held at most.
+    pub per_account: usize,
 }
 
 impl Default for SessionConfig {
@@ -26,6 +31,7 @@ impl Default for SessionConfig {
             idle: Duration::from_secs(30 * 60),
             absolute: Duration::from_secs(12 * 3600),
             max: 10_000,
+            per_account: 32,
         }
     }
 }
@@ -81,6 +87,22 @@ impl Sessions {
     pub fn create(&self, account: &str, key_id: &str, now: Instant) -> String {
         let id = random_token();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let (held, oldest) = map.iter().filter(|(_, e)| e.view.account == account).fold(
+                (0usize, None::<(&String, Instant)>),
+                |(n, o), (k, e)| {
+                    let older = o.is_none_or(|(_, t)| e.used < t);
+                    (n + 1, if older { Some((k, e.used)) } else { o })
+                },
+            );
+            match oldest {
+                Some((k, _)) if held >= self.config.per_account.max(1) => {
+                    let k = k.clone();
+                    map.remove(&k);
+                }
+                _ => break,
+            }
+        }
         if map.len() >= self.config.max {
             map.retain(|_, e| !e.expired(&self.config, now));
         }
@@ -148,7 +170,28 @@ mod tests {
             idle: Duration::from_secs(60),
             absolute: Duration::from_secs(300),
             max: 3,
+            per_account: 3,
         }
+    }
+
+    #[test]
+    fn an_account_signing_in_again_and_again_drops_only_its_own_sessions() {
+        let s = Sessions::new(SessionConfig {
+            max: 10,
+            per_account: 2,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let other = s.create("b", "BK", t0);
+        let first = s.create("a", "AK", t0 + Duration::from_secs(1));
+        let second = s.create("a", "AK", t0 + Duration::from_secs(2));
+        for i in 3..20 {
+            s.create("a", "AK", t0 + Duration::from_secs(i));
+        }
+        assert_eq!(s.len(), 3, "two of a's and b's");
+        assert!(s.get(&first, t0 + Duration::from_secs(20)).is_none());
+        assert!(s.get(&second, t0 + Duration::from_secs(20)).is_none());
+        assert!(s.get(&other, t0 + Duration::from_secs(20)).is_some());
     }
 
     #[test]
