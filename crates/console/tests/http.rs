@@ -351,3 +351,25 @@ async fn over_tls_the_cookie_is_secure() {
     assert!(set.ends_with("; Secure"), "{set}");
     assert!(set.contains("HttpOnly; SameSite=Strict"), "{set}");
 }
+
+#[tokio::test]
+async fn a_sign_in_posted_from_another_site_is_refused() {
+    let f = fixture();
+    let req = Request::post("/console/sign-in")
+        .header(header::HOST, "console.test")
+        .header(header::ORIGIN, "https://evil.example")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("access_key_id=AKA&access_key_secret=secret-a"))
+        .unwrap();
+    let a = send(&f.router, req).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert!(!a.headers.contains_key(header::SET_COOKIE));
+    // The same form from the console's own origin signs in.
+    let req = Request::post("/console/sign-in")
+        .header(header::HOST, "console.test")
+        .header(header::ORIGIN, "http://console.test")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("access_key_id=AKA&access_key_secret=secret-a"))
+        .unwrap();
+    assert_eq!(send(&f.router, req).await.status, StatusCode::SEE_OTHER);
+}

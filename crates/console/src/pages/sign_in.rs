@@ -45,9 +45,17 @@ pub async fn form() -> Response {
     html_response(StatusCode::OK, form_page(None, ""))
 }
 
-/// `POST /console/sign-in`: no CSRF token yet (there is no session); SameSite=Strict and the
-/// secret itself stand for it.
-pub async fn submit(State(c): State<Console>, Form(f): Form<SignInForm>) -> Response {
+/// `POST /console/sign-in`: no CSRF token yet (there is no session). A form posted from
+/// another site is refused ([`cross_site`]): it would sign the browser in to the poster's
+/// account (login CSRF), whose groups the victim would then fill.
+pub async fn submit(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Form(f): Form<SignInForm>,
+) -> Response {
+    if cross_site(&headers) {
+        return crate::page::csrf_refused();
+    }
     let key_id = f.access_key_id.trim();
     match berth_server::sign_in(&c.state, key_id, &f.access_key_secret) {
         Ok(account) => {
@@ -63,6 +71,25 @@ pub async fn submit(State(c): State<Console>, Form(f): Form<SignInForm>) -> Resp
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
             html_response(status, form_page(Some(&e), key_id))
         }
+    }
+}
+
+/// Whether the browser says the request comes from another site: `Sec-Fetch-Site`
+/// `cross-site`, or an `Origin` whose host is not the request's `Host`. A request that says
+/// neither (an old browser, a script) is taken as same-site: the secret stands for it.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if text("sec-fetch-site") == Some("cross-site") {
+        return true;
+    }
+    match (text("origin"), text("host")) {
+        (Some("null"), _) => true,
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+            !origin_host.eq_ignore_ascii_case(host)
+        }
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 
@@ -87,4 +114,44 @@ pub async fn sign_out(
         Redirect::to("/console/sign-in"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_sign_in_posted_from_another_site_is_told_apart() {
+        let host = ("host", "127.0.0.1:8080");
+        assert!(!cross_site(&headers(&[host])));
+        assert!(!cross_site(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:8080")
+        ])));
+        assert!(!cross_site(&headers(&[
+            host,
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("origin", "https://evil.example")
+        ])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:9090")
+        ])));
+        assert!(cross_site(&headers(&[host, ("origin", "null")])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("sec-fetch-site", "cross-site")
+        ])));
+    }
 }
