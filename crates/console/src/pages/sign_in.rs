@@ -74,22 +74,24 @@ pub async fn submit(
     }
 }
 
-/// Whether the browser says the request comes from another site: `Sec-Fetch-Site`
-/// `cross-site`, or an `Origin` whose host is not the request's `Host`. A request that says
-/// neither (an old browser, a script) is taken as same-site: the secret stands for it.
+/// Whether the browser says the request comes from another origin. `Sec-Fetch-Site`, which
+/// every current browser sends, decides when present: only `same-origin` and `none` (typed or
+/// bookmarked) pass. Without it, an `Origin` whose host is not the request's `Host` is
+/// refused; `Origin: null` is what a same-origin form sends under this console's
+/// `Referrer-Policy: no-referrer`, so it says nothing. A request that says neither (an old
+/// browser, a script) is taken as same-origin: the secret stands for it.
 fn cross_site(headers: &HeaderMap) -> bool {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if text("sec-fetch-site") == Some("cross-site") {
-        return true;
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
     }
     match (text("origin"), text("host")) {
-        (Some("null"), _) => true,
+        (None | Some("null"), _) => false,
         (Some(origin), Some(host)) => {
             let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
             !origin_host.eq_ignore_ascii_case(host)
         }
         (Some(_), None) => true,
-        (None, _) => false,
     }
 }
 
@@ -131,15 +133,14 @@ mod tests {
     #[test]
     fn a_sign_in_posted_from_another_site_is_told_apart() {
         let host = ("host", "127.0.0.1:8080");
+        let same = "http://127.0.0.1:8080";
         assert!(!cross_site(&headers(&[host])));
-        assert!(!cross_site(&headers(&[
-            host,
-            ("origin", "http://127.0.0.1:8080")
-        ])));
+        assert!(!cross_site(&headers(&[host, ("origin", same)])));
         assert!(!cross_site(&headers(&[
             host,
             ("sec-fetch-site", "same-origin")
         ])));
+        assert!(!cross_site(&headers(&[host, ("sec-fetch-site", "none")])));
         assert!(cross_site(&headers(&[
             host,
             ("origin", "https://evil.example")
@@ -148,9 +149,26 @@ mod tests {
             host,
             ("origin", "http://127.0.0.1:9090")
         ])));
-        assert!(cross_site(&headers(&[host, ("origin", "null")])));
         assert!(cross_site(&headers(&[
             host,
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("sec-fetch-site", "same-site")
+        ])));
+        // A same-origin form under `Referrer-Policy: no-referrer`, as Chromium sends it.
+        let null = ("origin", "null");
+        assert!(!cross_site(&headers(&[
+            host,
+            null,
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(!cross_site(&headers(&[host, null])));
+        // The browser's word decides.
+        assert!(cross_site(&headers(&[
+            host,
+            ("origin", same),
             ("sec-fetch-site", "cross-site")
         ])));
     }
