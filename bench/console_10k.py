@@ -120,6 +120,16 @@ def main() -> None:
             time.sleep(0.1)
         berth.stop()
         ids = make_store(work / "state", work / "state-10k")
+        # The template's network namespace, mounts and cgroups are the first berth's: it is
+        # deleted there, so nothing of the run outlives it.
+        eci = berth.start()
+        eci.delete(gid)
+        t0 = time.monotonic()
+        while eci.describe([gid]):
+            if time.monotonic() - t0 > 60:
+                raise SystemExit("the template group was not deleted")
+            time.sleep(0.1)
+        berth.stop()
         berth10k = bench.Berth(a.berth, work / "state-10k", work / "berth-10k.log", BRIDGE, SUBNET)
         eci = berth10k.start()
         try:
