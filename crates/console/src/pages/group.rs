@@ -303,21 +303,8 @@ pub async fn restart(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let who = match signed_post(&c, &headers, f.csrf.as_deref()) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let res = call(
-        &c,
-        &who,
-        Action::RestartContainerGroup,
-        vec![kv("ContainerGroupId", &id)],
-    )
-    .await;
-    match res {
-        Ok(_) => Redirect::to(&format!("/console/groups/{}", super::enc(&id))).into_response(),
-        Err(e) => error_page(Some(&who), &e),
-    }
+    let back = format!("/console/groups/{}", super::enc(&id));
+    act_on_group(&c, &headers, &f, Action::RestartContainerGroup, &id, &back).await
 }
 
 /// `POST /console/groups/{id}/delete`.
@@ -327,19 +314,33 @@ pub async fn delete(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let who = match signed_post(&c, &headers, f.csrf.as_deref()) {
+    act_on_group(
+        &c,
+        &headers,
+        &f,
+        Action::DeleteContainerGroup,
+        &id,
+        "/console/groups",
+    )
+    .await
+}
+
+/// A form's `action` on the group `id` for the session's account, then `back`; the API's
+/// error page when it is refused.
+async fn act_on_group(
+    c: &Console,
+    headers: &HeaderMap,
+    f: &CsrfForm,
+    action: Action,
+    id: &str,
+    back: &str,
+) -> Response {
+    let who = match signed_post(c, headers, f.csrf.as_deref()) {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
-    let res = call(
-        &c,
-        &who,
-        Action::DeleteContainerGroup,
-        vec![kv("ContainerGroupId", &id)],
-    )
-    .await;
-    match res {
-        Ok(_) => Redirect::to("/console/groups").into_response(),
+    match call(c, &who, action, vec![kv("ContainerGroupId", id)]).await {
+        Ok(_) => Redirect::to(back).into_response(),
         Err(e) => error_page(Some(&who), &e),
     }
 }
