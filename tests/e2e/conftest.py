@@ -51,7 +51,7 @@ def host_ready() -> None:
     ):
         if shutil.which(tool) is None:
             problems.append(f"{tool} is not installed")
-    for path in ("/usr/bin/busybox", "/usr/lib/cni/bridge", "/usr/lib/cni/host-local"):
+    for path in ("/usr/bin/busybox", "/usr/lib/cni/bridge", "/usr/lib/cni/static"):
         if not Path(path).exists():
             problems.append(f"{path} is missing")
     if not support.BERTH_BIN.exists():

@@ -798,11 +798,13 @@ def http_get(url: str, timeout: float = 5) -> str:
 
 
 def ipam_reservations(state_dir: Path) -> list[str]:
-    """Addresses host-local still reserves in berth's network state (files named by IP)."""
+    """Addresses still reserved in berth's network state: berth's own reservations and any
+    host-local kept for groups an earlier berth wired (files named by IP)."""
     import ipaddress
 
     found = []
-    for path in (state_dir / "net" / "ipam").glob("*/*"):
+    net = state_dir / "net"
+    for path in [*(net / "addresses").glob("*"), *(net / "ipam").glob("*/*")]:
         try:
             ipaddress.ip_address(path.name)
         except ValueError:

@@ -1,7 +1,8 @@
 //! Network configuration and the CNI network configuration list berth writes from it.
 //!
-//! The list has one plugin, `bridge` (gateway, hairpin) with `host-local`
-//! address management over the configured subnet. The loopback interface is
+//! The list has one plugin, `bridge` (gateway, hairpin) with the `static` IPAM plugin:
+//! berth picks each group's address itself (`ipam`) and writes it into the group's copy
+//! of the list ([`ConfList::with_lease`]). The loopback interface is
 //! brought up by berth itself when it creates the namespace, which saves a
 //! plugin process per group. Outbound traffic is masqueraded by one rule for
 //! the whole subnet that berth installs itself (see `masq`), not by the
@@ -21,7 +22,7 @@ pub const CNI_VERSION: &str = "1.0.0";
 /// Where and how berth wires container groups into the host network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
-    /// berth's network state: the conflist, host-local's data directory, cached results.
+    /// berth's network state: the conflist, the address reservations, cached results.
     pub state_dir: PathBuf,
     /// Directory holding one bind-mounted namespace file per group.
     pub netns_dir: PathBuf,
@@ -82,10 +83,8 @@ impl ConfList {
             "ipMasq": false,
             "hairpinMode": true,
             "ipam": {
-                "type": "host-local",
-                "ranges": [[{ "subnet": cfg.subnet }]],
+                "type": "static",
                 "routes": [{ "dst": default_route }],
-                "dataDir": ipam_dir(&cfg.state_dir),
             },
         });
         Ok(Self {
@@ -93,6 +92,26 @@ impl ConfList {
             name: cfg.network_name.clone(),
             plugins: vec![bridge],
         })
+    }
+
+    /// This list with `lease` as the address of every plugin's `static` IPAM.
+    pub(crate) fn with_lease(&self, lease: &crate::ipam::Lease) -> Self {
+        let mut list = self.clone();
+        for plugin in &mut list.plugins {
+            let Some(ipam) = plugin.get_mut("ipam").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if ipam.get("type").and_then(Value::as_str) == Some("static") {
+                ipam.insert(
+                    "addresses".to_owned(),
+                    json!([{
+                        "address": format!("{}/{}", lease.ip, lease.prefix),
+                        "gateway": lease.gateway.to_string(),
+                    }]),
+                );
+            }
+        }
+        list
     }
 
     /// Every binary the list needs: each plugin's `type` and its `ipam.type`.
@@ -113,9 +132,15 @@ impl ConfList {
     }
 }
 
-/// host-local's data directory under the state directory.
+/// host-local's data directory under the state directory, where groups wired by an earlier
+/// berth keep their reservations.
 pub fn ipam_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("ipam")
+}
+
+/// berth's address reservations under the state directory (`ipam`).
+pub fn addresses_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("addresses")
 }
 
 /// Path of the conflist under the state directory.
@@ -180,22 +205,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_list_has_bridge_with_host_local() {
+    fn default_list_has_bridge_with_static_addresses() {
         let cfg = NetConfig {
             state_dir: PathBuf::from("/s"),
             ..NetConfig::default()
         };
         let list = ConfList::from_config(&cfg).expect("valid default config");
         assert_eq!(list.name, "berth");
-        assert_eq!(list.binaries(), vec!["bridge", "host-local"]);
+        assert_eq!(list.binaries(), vec!["bridge", "static"]);
         let bridge = &list.plugins[0];
         assert_eq!(bridge["bridge"], "berth0");
         assert_eq!(bridge["isGateway"], true);
         assert_eq!(bridge["ipMasq"], false);
         assert_eq!(bridge["hairpinMode"], true);
-        assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.213.0.0/16");
+        assert_eq!(bridge["ipam"]["type"], "static");
         assert_eq!(bridge["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
-        assert_eq!(bridge["ipam"]["dataDir"], "/s/ipam");
+        assert!(
+            bridge["ipam"].get("addresses").is_none(),
+            "the template has none"
+        );
+        let lease = crate::ipam::Lease {
+            ip: "10.213.0.7".parse().expect("ip"),
+            prefix: 16,
+            gateway: "10.213.0.1".parse().expect("ip"),
+        };
+        let own = list.with_lease(&lease);
+        assert_eq!(
+            own.plugins[0]["ipam"]["addresses"],
+            json!([{"address": "10.213.0.7/16", "gateway": "10.213.0.1"}])
+        );
+        assert_eq!(own.plugins[0]["ipam"]["routes"], bridge["ipam"]["routes"]);
     }
 
     #[test]

@@ -158,6 +158,13 @@ pub enum NetError {
         stderr: String,
     },
 
+    /// Every address of the subnet is held by a group or the pool.
+    #[error("no address of the subnet {subnet} is free")]
+    AddressesExhausted {
+        /// The groups' subnet.
+        subnet: String,
+    },
+
     /// The final CNI result holds no usable address.
     #[error("cni result for `{id}` has no usable ip address")]
     NoAddress {

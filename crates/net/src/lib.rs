@@ -2,8 +2,8 @@
 //!
 //! Every container group gets its own network namespace, pinned as a bind
 //! mount under the namespace directory and wired into a host bridge by the
-//! CNI plugins (`bridge` with `host-local` address management) from a
-//! configuration list berth writes. [`Network::attach`] gives a group its
+//! CNI plugins (`bridge`, with the address berth picked handed in through the `static`
+//! IPAM plugin) from a configuration list berth writes. [`Network::attach`] gives a group its
 //! wiring — from a pool of namespaces wired ahead of time when one is ready,
 //! else through [`Network::setup`] — [`Network::teardown`] removes every trace
 //! of it, and the cached results let a restarted berth find what is already
@@ -14,6 +14,7 @@ mod cni;
 mod config;
 mod error;
 mod handover;
+mod ipam;
 mod isolation;
 mod masq;
 mod netns;

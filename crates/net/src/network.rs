@@ -9,6 +9,7 @@ use crate::cache::{self, Record};
 use crate::cni::{self, Invocation, Op, IFNAME};
 use crate::config::{self, ConfList, NetConfig};
 use crate::error::NetError;
+use crate::ipam::Addresses;
 use crate::isolation::{Isolation, Port};
 use crate::masq;
 use crate::netns;
@@ -30,6 +31,7 @@ pub struct Network {
     binaries: HashMap<String, PathBuf>,
     pub(crate) cni_path: String,
     pub(crate) pool: Pool,
+    pub(crate) addresses: Addresses,
     isolation: Option<Isolation>,
 }
 
@@ -65,6 +67,12 @@ impl Network {
             })?;
         }
         write_conflist(&cfg, &list)?;
+        let addresses = Addresses::load(
+            &cfg.subnet,
+            &config::addresses_dir(&cfg.state_dir),
+            &config::ipam_dir(&cfg.state_dir).join(&cfg.network_name),
+        )?;
+        tracing::debug!(taken = addresses.taken(), subnet = %cfg.subnet, "address reservations read");
         netns::prepare_dir(&cfg.netns_dir)?;
         masq::ensure_subnet_rule(&cfg.network_name, &cfg.subnet)?;
         let isolation = match &cfg.isolation {
@@ -95,6 +103,7 @@ impl Network {
             binaries,
             cni_path,
             pool: Pool::default(),
+            addresses,
             isolation,
         })
     }
@@ -207,6 +216,8 @@ impl Network {
         for plugin in list.plugins.iter().rev() {
             self.run_plugin(list, plugin, inv, prev).await?;
         }
+        // After the DEL: until then the address may still be on the namespace's interface.
+        self.addresses.release(cni_id)?;
         let mut resync = false;
         if let (Some(iso), Some(rec)) = (&self.isolation, &record) {
             if let Err(e) = iso.forget(&port_of(rec)) {
@@ -326,8 +337,10 @@ impl Network {
             .collect()
     }
 
-    /// Runs the ADD chain and caches its result.
+    /// Reserves the group's address, runs the ADD chain with it and caches its result.
     pub(crate) async fn wire(&self, id: &str, path: &Path) -> Result<Attachment, NetError> {
+        let lease = self.addresses.reserve(id)?;
+        let list = self.list.with_lease(&lease);
         let inv = Invocation {
             op: Op::Add,
             container_id: id,
@@ -335,11 +348,8 @@ impl Network {
             cni_path: &self.cni_path,
         };
         let mut prev: Option<Value> = None;
-        for plugin in &self.list.plugins {
-            if let Some(result) = self
-                .run_plugin(&self.list, plugin, inv, prev.as_ref())
-                .await?
-            {
+        for plugin in &list.plugins {
+            if let Some(result) = self.run_plugin(&list, plugin, inv, prev.as_ref()).await? {
                 prev = Some(result);
             }
         }
@@ -349,7 +359,7 @@ impl Network {
         let record = Record {
             container_id: id.to_owned(),
             if_name: IFNAME.to_owned(),
-            config: self.list.clone(),
+            config: list,
             result,
             attachment: attachment.clone(),
             account: None,

@@ -325,19 +325,38 @@ impl Network {
         ids
     }
 
-    /// Deletes host-local reservations that nothing holds: made for pool names that no
-    /// record holds (a pool namespace whose setup was cut short by a crash or a shutdown),
-    /// or for a group with neither a record nor an unfinished setup to undo.
+    /// Releases address reservations that nothing holds: made for pool names that no record
+    /// holds (a pool namespace whose setup was cut short by a crash or a shutdown), or for a
+    /// group with neither a record nor an unfinished setup to undo. berth's own
+    /// reservations and those `host-local` keeps for groups an earlier berth wired.
     fn release_orphan_reservations(&self) {
-        let dir = config::ipam_dir(&self.cfg.state_dir).join(&self.cfg.network_name);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return;
-        };
-        let held: Vec<String> = cache::ids(&self.cfg.state_dir)
+        self.addresses.rescan();
+        let held: std::collections::HashSet<String> = cache::ids(&self.cfg.state_dir)
             .iter()
             .filter_map(|id| cache::read(&self.cfg.state_dir, id))
             .map(|rec| rec.container_id)
             .collect();
+        // A group's reservation is looked at only after its file was read: a setup in
+        // progress writes its intent before its ADD reserves anything.
+        let orphan = |owner: &str| {
+            !held.contains(owner)
+                && (is_warm(owner)
+                    || (validate_id(owner).is_ok()
+                        && cache::read(&self.cfg.state_dir, owner).is_none()
+                        && !self.interrupted(owner)))
+        };
+        for (owner, ip) in self.addresses.owners() {
+            if orphan(&owner) {
+                tracing::info!(owner, %ip, "releasing an orphaned address reservation");
+                if let Err(e) = self.addresses.release(&owner) {
+                    tracing::warn!(owner, error = %e, "cannot release an orphaned address");
+                }
+            }
+        }
+        let dir = config::ipam_dir(&self.cfg.state_dir).join(&self.cfg.network_name);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             // host-local keeps one file per address, named by it, beside its own files
@@ -352,18 +371,10 @@ impl Network {
             let Some(owner) = reservation_owner(&path) else {
                 continue;
             };
-            if held.contains(&owner) {
-                continue;
-            }
-            // A group's reservation is looked at only after its file was read: a setup in
-            // progress writes its intent before its ADD reserves anything.
-            let orphan = is_warm(&owner)
-                || (validate_id(&owner).is_ok()
-                    && cache::read(&self.cfg.state_dir, &owner).is_none()
-                    && !self.interrupted(&owner));
-            if orphan {
-                tracing::info!(owner, file = %path.display(), "releasing an orphaned address reservation");
+            if orphan(&owner) {
+                tracing::info!(owner, file = %path.display(), "releasing an orphaned host-local reservation");
                 let _ = std::fs::remove_file(&path);
+                let _ = self.addresses.release(&owner);
             }
         }
     }

@@ -200,17 +200,18 @@ async fn ten_concurrent_setups_and_teardowns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_setup_is_undone_and_reports_the_plugin_message() {
+async fn a_full_subnet_refuses_the_next_group_and_changes_nothing() {
     // A /30 has one address left after the gateway.
     let fx = Fixture::with_prefix_len(30);
     let first = fx.net.setup("f1").await.expect("first setup");
     let err = fx.net.setup("f2").await.expect_err("subnet exhausted");
     assert!(
-        matches!(&err, NetError::Plugin { plugin, .. } if plugin == "bridge"),
+        matches!(&err, NetError::AddressesExhausted { .. }),
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("no IP addresses available"),
+        err.to_string()
+            .contains(&format!("{}0/30 is free", fx.subnet_prefix)),
         "{err}"
     );
     assert!(!fx.netns("f2").exists(), "netns of failed setup left");
@@ -231,6 +232,48 @@ async fn failed_setup_is_undone_and_reports_the_plugin_message() {
     let chains = masq_chains(&fx.name, "f1");
     fx.net.teardown("f1").await.expect("teardown");
     assert_gone(&fx, "f1", &first, &chains);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_setup_is_undone_and_reports_the_plugin_message() {
+    let fx = Fixture::new();
+    // Something that is not a bridge under the bridge's name: the bridge plugin fails
+    // after berth reserved the group's address.
+    let peer = format!("{}p", fx.name);
+    sh(
+        "ip",
+        &[
+            "link", "add", &fx.name, "type", "veth", "peer", "name", &peer,
+        ],
+    );
+    let err = fx.net.setup("f1").await.expect_err("no bridge");
+    assert!(
+        matches!(&err, NetError::Plugin { plugin, .. } if plugin == "bridge"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not a bridge"), "{err}");
+    assert!(!fx.netns("f1").exists(), "netns of failed setup left");
+    assert!(fx.net.attachment("f1").is_none());
+    assert!(fx.net.known().is_empty(), "{:?}", fx.net.known());
+    let reserved: Vec<_> = std::fs::read_dir(fx.addresses_dir())
+        .expect("addresses dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        reserved.is_empty(),
+        "address of a failed setup kept: {reserved:?}"
+    );
+    sh("ip", &["link", "del", &fx.name]);
+    let att = fx
+        .net
+        .setup("f1")
+        .await
+        .expect("setup with the bridge free");
+    assert_wired(&fx, "f1", &att);
+    let chains = masq_chains(&fx.name, "f1");
+    fx.net.teardown("f1").await.expect("teardown");
+    assert_gone(&fx, "f1", &att, &chains);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,8 +305,8 @@ fn new_names_the_missing_plugin_binary() {
         cni_bin_dirs: vec![bin],
         ..NetConfig::default()
     };
-    let err = Network::new(cfg).expect_err("host-local is missing");
-    assert!(err.to_string().contains("`host-local`"), "{err}");
+    let err = Network::new(cfg).expect_err("static is missing");
+    assert!(err.to_string().contains("`static`"), "{err}");
 }
 
 /// Not a timed assertion: prints the median latency of setup and teardown.
@@ -322,7 +365,7 @@ async fn teardown_cleans_up_after_a_lost_namespace() {
 
 /// A crash between the ADD and the record of its result leaves an address reserved for the
 /// group, a veth and the namespace pin, but no record: the next attach must DEL before it
-/// ADDs again (host-local refuses a second address for the same container id).
+/// ADDs again, and the address is the group's still or released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_add_cut_short_is_undone_before_the_next_attach() {
     let fx = Fixture::new();
@@ -359,5 +402,55 @@ async fn an_add_cut_short_is_undone_before_the_next_attach() {
         );
         fx.net.teardown(id).await.expect("teardown");
         assert_gone(&fx, id, &again, &chains);
+    }
+}
+
+/// A group an earlier berth wired with `host-local` (its address reserved there, its record
+/// naming that list) is kept out of the new allocator's hands and torn down by its own list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_wired_through_host_local_are_kept_and_released() {
+    let fx = Fixture::new();
+    let old = fx.net.setup("old1").await.expect("setup");
+    let chains = masq_chains(&fx.name, "old1");
+    // What an earlier berth left: host-local's reservation instead of berth's, and the
+    // host-local list in the record.
+    std::fs::remove_file(fx.reservation(old.ip)).expect("drop berth's reservation");
+    std::fs::create_dir_all(fx.host_local_dir()).expect("mkdir");
+    let legacy = fx.host_local_dir().join(old.ip.to_string());
+    std::fs::write(&legacy, "old1\r\neth0").expect("host-local reservation");
+    let record_path = fx.cfg.state_dir.join("results/old1.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).expect("record")).expect("json");
+    record["config"]["plugins"][0]["ipam"] = serde_json::json!({
+        "type": "host-local",
+        "ranges": [[{ "subnet": fx.cfg.subnet }]],
+        "routes": [{ "dst": "0.0.0.0/0" }],
+        "dataDir": fx.cfg.state_dir.join("ipam"),
+    });
+    std::fs::write(&record_path, serde_json::to_vec(&record).expect("encode")).expect("write");
+
+    let reopened = Network::new(fx.cfg.clone()).expect("reopen");
+    assert_eq!(reopened.attachment("old1"), Some(old.clone()));
+    let mut fresh = Vec::new();
+    for i in 0..3 {
+        let id = format!("new{i}");
+        let att = reopened
+            .setup(&id)
+            .await
+            .expect("setup beside the old group");
+        assert_ne!(att.ip, old.ip, "the old group's address handed out again");
+        assert!(fx.reservation(att.ip).exists());
+        fresh.push((id, att));
+    }
+    reopened.teardown("old1").await.expect("teardown");
+    assert_gone(&fx, "old1", &old, &chains);
+    assert!(
+        !legacy.exists(),
+        "host-local's DEL released its reservation"
+    );
+    assert!(!fx.reservation(old.ip).exists());
+    for (id, att) in fresh {
+        reopened.teardown(&id).await.expect("teardown");
+        assert!(!fx.reservation(att.ip).exists());
     }
 }

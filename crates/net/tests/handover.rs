@@ -34,7 +34,7 @@ async fn a_wired_namespace_is_handed_over_once_and_torn_down_by_its_new_owner() 
     assert!(!fx.netns("g1").exists() && !fx.netns("gvp-2").exists());
     assert!(fx.net.known().is_empty());
     assert!(!host_link_exists(&after.interface) && !host_link_exists(&other.interface));
-    let reserved = std::fs::read_dir(fx.cfg.state_dir.join("ipam").join(&fx.name))
+    let reserved = std::fs::read_dir(fx.addresses_dir())
         .map(|rd| {
             rd.flatten()
                 .filter(|e| {

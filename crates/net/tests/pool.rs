@@ -42,8 +42,7 @@ fn warm_records(fx: &Fixture) -> Vec<String> {
 }
 
 fn reservations(fx: &Fixture) -> Vec<String> {
-    let dir = fx.cfg.state_dir.join("ipam").join(&fx.name);
-    std::fs::read_dir(dir)
+    std::fs::read_dir(fx.addresses_dir())
         .map(|rd| {
             rd.flatten()
                 .filter(|e| {
@@ -140,13 +139,11 @@ async fn a_restarted_network_releases_the_former_pool_and_cleans_what_was_half_d
     );
     // What a crash can also leave: an address reserved for a pool name no record holds,
     // and a group's pin whose takeover never got the record.
-    let orphan = fx
-        .cfg
-        .state_dir
-        .join("ipam")
-        .join(&fx.name)
-        .join(format!("{}250", fx.subnet_prefix));
-    std::fs::write(&orphan, "warm-dead\r\neth0").expect("orphan reservation");
+    let orphan = fx.reservation(format!("{}250", fx.subnet_prefix).parse().expect("ip"));
+    std::fs::write(&orphan, "warm-dead\n").expect("orphan reservation");
+    let legacy = fx.host_local_dir().join(format!("{}251", fx.subnet_prefix));
+    std::fs::create_dir_all(fx.host_local_dir()).expect("mkdir");
+    std::fs::write(&legacy, "g-gone\r\neth0").expect("orphan host-local reservation");
     std::fs::write(fx.netns("g2"), b"").expect("stale pin file");
 
     let net = fx.net.clone();
@@ -154,6 +151,7 @@ async fn a_restarted_network_releases_the_former_pool_and_cleans_what_was_half_d
     let net = fx.net.clone();
     wait_for("a new pool", move || net.pool_ready() == 2);
     assert!(!orphan.exists(), "orphaned reservation kept");
+    assert!(!legacy.exists(), "orphaned host-local reservation kept");
     let now = warm_records(&fx);
     assert_eq!(now.len(), 2, "{now:?}");
     assert!(

@@ -47,7 +47,7 @@ pub fn require_host() {
             "`{tool}` is needed by these tests but is not installed"
         );
     }
-    for plugin in ["bridge", "host-local"] {
+    for plugin in ["bridge", "static", "host-local"] {
         assert!(
             Path::new("/usr/lib/cni").join(plugin).is_file(),
             "CNI plugin {plugin} missing from /usr/lib/cni"
@@ -105,13 +105,19 @@ impl Fixture {
         self.cfg.netns_dir.join(id)
     }
 
-    /// host-local's reservation file for an address.
+    /// berth's reservation file for an address.
     pub fn reservation(&self, ip: IpAddr) -> PathBuf {
-        self.cfg
-            .state_dir
-            .join("ipam")
-            .join(&self.name)
-            .join(ip.to_string())
+        self.addresses_dir().join(ip.to_string())
+    }
+
+    /// Where berth keeps its address reservations.
+    pub fn addresses_dir(&self) -> PathBuf {
+        self.cfg.state_dir.join("addresses")
+    }
+
+    /// Where `host-local` kept the reservations of groups an earlier berth wired.
+    pub fn host_local_dir(&self) -> PathBuf {
+        self.cfg.state_dir.join("ipam").join(&self.name)
     }
 }
 
