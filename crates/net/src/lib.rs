@@ -16,6 +16,7 @@ mod error;
 mod handover;
 mod ipam;
 mod isolation;
+mod link;
 mod masq;
 mod netns;
 mod network;

@@ -213,8 +213,24 @@ impl Network {
         if let Some(rec) = &record {
             self.unpublish(id, rec, live.as_deref()).await?;
         }
-        for plugin in list.plugins.iter().rev() {
-            self.run_plugin(list, plugin, inv, prev).await?;
+        if plain_del(list) {
+            // Without a namespace there is nothing to remove: the `static` DEL is a no-op.
+            if let Some(ns) = live.as_deref() {
+                let if_name = record.as_ref().map_or(IFNAME, |rec| rec.if_name.as_str());
+                let ns = ns.to_owned();
+                let if_name = if_name.to_owned();
+                tokio::task::spawn_blocking(move || crate::link::delete_in(&ns, &if_name))
+                    .await
+                    .map_err(|e| NetError::Io {
+                        step: "deleting the group's interface",
+                        path: own_path.clone(),
+                        source: std::io::Error::other(e),
+                    })??;
+            }
+        } else {
+            for plugin in list.plugins.iter().rev() {
+                self.run_plugin(list, plugin, inv, prev).await?;
+            }
         }
         // After the DEL: until then the address may still be on the namespace's interface.
         self.addresses.release(cni_id)?;
@@ -420,6 +436,22 @@ fn port_of(rec: &Record) -> Port {
     }
 }
 
+/// Whether the DEL of `list` is only the removal of the group's interface in its namespace:
+/// berth's own list (`bridge` with `static` addresses, which berth releases itself), without
+/// masquerade or MAC spoof rules to remove. A list an earlier berth recorded (`host-local`)
+/// runs its plugins.
+fn plain_del(list: &ConfList) -> bool {
+    let [bridge] = list.plugins.as_slice() else {
+        return false;
+    };
+    let is = |v: Option<&Value>, want: &str| v.and_then(Value::as_str) == Some(want);
+    let on = |key: &str| bridge.get(key).and_then(Value::as_bool) == Some(true);
+    is(bridge.get("type"), "bridge")
+        && is(bridge.pointer("/ipam/type"), "static")
+        && !on("ipMasq")
+        && !on("macspoofchk")
+}
+
 /// Whether a bridge plugin of the list installs masquerade rules.
 fn masquerades(list: &ConfList) -> bool {
     list.plugins.iter().any(|plugin| {
@@ -464,6 +496,24 @@ mod tests {
         for bad in ["", "-a", ".", "..", "a/b", "a b", &"x".repeat(201)] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_berths_own_list_skips_the_plugins_on_del() {
+        let own = ConfList::from_config(&NetConfig::default()).expect("list");
+        assert!(plain_del(&own));
+        let with = |edit: &dyn Fn(&mut Value)| {
+            let mut list = own.clone();
+            edit(&mut list.plugins[0]);
+            plain_del(&list)
+        };
+        assert!(!with(&|b| b["ipMasq"] = Value::Bool(true)));
+        assert!(!with(&|b| b["macspoofchk"] = Value::Bool(true)));
+        assert!(!with(&|b| b["ipam"]["type"] = Value::from("host-local")));
+        assert!(!with(&|b| b["type"] = Value::from("ptp")));
+        let mut two = own.clone();
+        two.plugins.push(serde_json::json!({"type": "portmap"}));
+        assert!(!plain_del(&two));
     }
 
     #[test]
