@@ -42,6 +42,31 @@ impl ProcWatch {
         }
     }
 
+    /// Sends `signal` to the process through its pidfd (never to a process that took over its
+    /// pid after it ended); `false` when it has ended already.
+    pub fn signal(&self, signal: i32) -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal takes a pidfd this struct keeps open, a signal number,
+        // a null siginfo (the kernel fills in a kill(2)-like one) and no flags.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.get_ref().as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ESRCH) => Ok(false),
+            _ => Err(err),
+        }
+    }
+
     /// Resolves once the process has exited; may be awaited again.
     pub async fn exited(&self) -> io::Result<()> {
         let _ready = self.0.readable().await?;
@@ -69,5 +94,26 @@ mod tests {
         child.wait().unwrap();
         assert!(ProcWatch::new(pid).unwrap().is_none());
         assert!(open(-1).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn signals_the_process_it_watches() {
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let watch = ProcWatch::new(child.id() as i32).unwrap().unwrap();
+        assert!(watch.signal(libc::SIGTERM).unwrap());
+        let waited = tokio::time::timeout(Duration::from_secs(5), watch.exited()).await;
+        assert!(waited.is_ok(), "SIGTERM did not end it");
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGTERM)
+        );
+        assert!(
+            !watch.signal(libc::SIGKILL).unwrap(),
+            "reaped: nothing to signal"
+        );
     }
 }

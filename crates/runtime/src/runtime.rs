@@ -50,6 +50,9 @@ pub struct Runtime {
     /// Seccomp programs compiled for crun's `run.oci.seccomp_bpf_data`; `None`: crun compiles
     /// the bundle's `linux.seccomp` itself (and runc always does).
     filters: Option<FilterCache>,
+    /// The cgroup of each container [`Runtime::stop`] looked at, for its
+    /// [`Runtime::delete`]: one run of the runtime's `state` less per removal.
+    stopped_cgroups: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
 /// A filter cache holding the program of the built-in profile for the default capabilities,
@@ -123,6 +126,7 @@ impl Runtime {
             oci,
             log_rotation: Some(LogRotation::default()),
             filters,
+            stopped_cgroups: Default::default(),
         })
     }
 
@@ -354,6 +358,8 @@ impl Runtime {
         let Some(state) = self.oci.state(id).await? else {
             return Ok(());
         };
+        self.stopped_cgroups()
+            .insert(id.to_owned(), cgroup_path_of(&state.bundle));
         if state.status == "stopped" {
             return Ok(());
         }
@@ -365,7 +371,7 @@ impl Runtime {
         let Some(watch) = watch else {
             return Ok(());
         };
-        if !self.oci.kill(id, "TERM").await? {
+        if !self.signal(id, &watch, libc::SIGTERM, "TERM").await? {
             return Ok(());
         }
         if tokio::time::timeout(grace, watch.exited()).await.is_ok() {
@@ -376,7 +382,7 @@ impl Runtime {
             grace_s = grace.as_secs(),
             "container ignored SIGTERM, killing it"
         );
-        self.oci.kill(id, "KILL").await?;
+        self.signal(id, &watch, libc::SIGKILL, "KILL").await?;
         match tokio::time::timeout(KILL_WAIT, watch.exited()).await {
             Ok(_) => Ok(()),
             Err(_) => Err(RuntimeError::Timeout {
@@ -384,6 +390,33 @@ impl Runtime {
                 secs: KILL_WAIT.as_secs(),
             }),
         }
+    }
+
+    /// Signals a container's init. crun's and runc's `kill` (without `--all`) send the signal
+    /// to the init process, which berth watches by pidfd already: sent through that pidfd,
+    /// without a run of the runtime. Other runtimes (runsc's init is the sandbox, which
+    /// relays the signal inside) get their own `kill`. `false`: it had ended.
+    async fn signal(
+        &self,
+        id: &str,
+        watch: &ProcWatch,
+        signal: i32,
+        name: &str,
+    ) -> Result<bool, RuntimeError> {
+        match self.kind {
+            RuntimeKind::Crun | RuntimeKind::Runc => watch
+                .signal(signal)
+                .map_err(|e| RuntimeError::io("signal the init of", PathBuf::from(id), e)),
+            RuntimeKind::Runsc | RuntimeKind::Other => self.oci.kill(id, name).await,
+        }
+    }
+
+    fn stopped_cgroups(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Option<String>>> {
+        self.stopped_cgroups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// [`Runtime::stop`] of a container in a shared sandbox: the pid runsc reports is the
@@ -423,9 +456,13 @@ impl Runtime {
     /// every v1 hierarchy). Deleting an unknown container is fine.
     pub async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
         check_id(id)?;
-        let cgroup = match self.oci.state(id).await? {
-            Some(state) => cgroup_path_of(&state.bundle),
-            None => None,
+        let known = self.stopped_cgroups().remove(id);
+        let cgroup = match known {
+            Some(cgroup) => cgroup,
+            None => match self.oci.state(id).await? {
+                Some(state) => cgroup_path_of(&state.bundle),
+                None => None,
+            },
         };
         // Outside a private mount namespace (no fork of berth, no copy of the mount table):
         // what crun's delete does to cgroups berth does again below, in every hierarchy.
