@@ -56,6 +56,33 @@ def mem_available_kib() -> int:
     raise RuntimeError("no MemAvailable")
 
 
+MEMINFO_KEYS = ("AnonPages", "Shmem", "Cached", "Buffers", "SReclaimable", "SUnreclaim",
+                "KernelStack", "PageTables", "Percpu")
+
+
+def meminfo_kib() -> dict:
+    """The kernel's own accounts of where host memory is, for the per-group breakdown."""
+    out = {}
+    for line in open("/proc/meminfo"):
+        k, _, v = line.partition(":")
+        if k in MEMINFO_KEYS:
+            out[k] = int(v.split()[0])
+    return out
+
+
+def slab_kib() -> dict:
+    """Kernel object caches by name (needs root): active objects times their size."""
+    out = {}
+    try:
+        lines = open("/proc/slabinfo").read().splitlines()[2:]
+    except OSError:
+        return out
+    for line in lines:
+        f = line.split()
+        out[f[0]] = int(f[1]) * int(f[3]) // 1024
+    return out
+
+
 def proc_status(pid: int) -> dict:
     out = {}
     for line in open(f"/proc/{pid}/status"):
@@ -101,6 +128,8 @@ def host_counters(berth_pid: int) -> dict:
         "berth_pss_kib": R.pss_kib(berth_pid),
         "monitors_pss_kib": sum(R.pss_kib(p) for p in monitors),
         "mem_available_kib": mem_available_kib(),
+        "meminfo_kib": meminfo_kib(),
+        "slab_kib": slab_kib(),
     }
 
 
@@ -329,6 +358,13 @@ class Scale:
             "berth_threads": (full["berth_threads"] - before["berth_threads"]) / n,
             "mounts": (full["mounts"] - before["mounts"]) / n,
             "cgroups_memory": (full["cgroups_memory"] - before["cgroups_memory"]) / n,
+            "meminfo_kib": {k: (full["meminfo_kib"].get(k, 0) - before["meminfo_kib"].get(k, 0)) / n
+                            for k in MEMINFO_KEYS},
+            # The object caches that grew most: the kernel's share of a group.
+            "slab_kib_top": dict(sorted(
+                ((k, round((v - before["slab_kib"].get(k, 0)) / n, 1))
+                 for k, v in full["slab_kib"].items()),
+                key=lambda kv: -kv[1])[:12]),
         }
         R.log(f"per group: {self.results['per_group']}")
         self.results["describe"] = self.describe(ids)
