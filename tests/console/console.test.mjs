@@ -225,9 +225,22 @@ try {
   await page.goto(`${BASE}/console/groups/${gid}`);
   await page.locator("details.update summary").click();
   await page.getByLabel(/^Tags \(KEY=VALUE/).fill("team=console");
+  // and a new environment for the container, left as it is otherwise (command, volume).
+  await page.locator("#update-c1-env").fill("GREETING=updated-by-the-console");
   await page.getByRole("button", { name: "Update", exact: true }).click();
   await page.waitForURL(new RegExp(`/console/groups/${gid}$`), { waitUntil: "domcontentloaded" });
   check((await page.locator(".summary").innerText()).includes("team=console"), "the update form changed the tags");
+  const logsUrl = `${BASE}/console/groups/${gid}/logs?container=${name}`;
+  for (let i = 0; ; i++) {
+    const text = await page.evaluate(async (u) => (await fetch(u)).text(), logsUrl);
+    if (text.includes("updated-by-the-console")) break;
+    if (i > 60) throw new Error("the updated container did not log its new environment in 60 s");
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  check(true, "the container was recreated with the environment from the update form");
+  await page.goto(`${BASE}/console/groups/${gid}`);
+  await page.waitForFunction(() => document.getElementById("group-status").textContent === "Running", null, { timeout: 30000 });
+  check(true, "the updated group runs again");
   await page.goto(`${BASE}/console/groups?tag=team%3Dconsole`);
   check(await page.locator("#group-rows tr", { hasText: gid }).count() === 1, "the tag filter finds it");
   const cost = await page.locator("#group-rows tr", { hasText: gid }).locator("td").last().innerText();

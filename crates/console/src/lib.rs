@@ -60,7 +60,7 @@ pub fn router(console: Console) -> Router {
         .route("/groups/{id}", get(pages::group::show))
         .route("/groups/{id}/restart", post(pages::group::restart))
         .route("/groups/{id}/delete", post(pages::group::delete))
-        .route("/groups/{id}/update", post(pages::group::update))
+        .route("/groups/{id}/update", post(pages::update::submit))
         .route("/groups/{id}/state", get(pages::group::live_state))
         .route("/groups/{id}/logs", get(pages::group::previous_logs))
         .route("/groups/{id}/log-stream", post(pages::group::log_stream))

@@ -6,6 +6,7 @@ pub mod create;
 pub mod group;
 pub mod groups;
 pub mod sign_in;
+pub mod update;
 pub mod usage;
 
 use axum::extract::State;
