@@ -53,7 +53,10 @@ pub fn router(console: Console) -> Router {
         .route("/sign-out", post(pages::sign_in::sign_out))
         .route(
             "/groups",
-            get(pages::groups::list).post(pages::create::submit),
+            get(pages::groups::list).post(pages::create::submit).layer(
+                // Config files of up to the API's 1 MiB, URL-encoded.
+                axum::extract::DefaultBodyLimit::max(4 << 20),
+            ),
         )
         .route("/groups/rows", get(pages::groups::rows_handler))
         .route("/groups/new", get(pages::create::form))

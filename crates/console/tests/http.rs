@@ -71,7 +71,7 @@ async fn send(r: &Router, req: Request<Body>) -> Answer {
     let resp = r.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+    let bytes = axum::body::to_bytes(resp.into_body(), 8 << 20)
         .await
         .unwrap();
     Answer {
@@ -372,4 +372,76 @@ async fn a_sign_in_posted_from_another_site_is_refused() {
         .body(Body::from("access_key_id=AKA&access_key_secret=secret-a"))
         .unwrap();
     assert_eq!(send(&f.router, req).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn the_size_table_shows_each_sizes_price_per_hour() {
+    use berth_core::price::{quote, Decimal, PriceCatalog, SECONDS_PER_HOUR};
+    let f = fixture();
+    let (cookie, _) = sign_in(&f.router, "AKA", "secret-a").await;
+    let page = get(&f.router, "/console/groups/new", &cookie).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let catalog = PriceCatalog::default();
+    let prices = catalog.for_region("local", "local").unwrap();
+    let mut sizes = 0;
+    for size in berth_core::size::offered() {
+        let q = quote(prices, size, berth_core::DEFAULT_EPHEMERAL_STORAGE_GIB);
+        let hour = (q.second * Decimal::from(SECONDS_PER_HOUR)).normalize();
+        let label = format!(
+            "{} vCPU, {} GiB — {hour} {}/hour",
+            size.cpu, size.memory, q.currency
+        );
+        assert!(page.body.contains(&label), "{label}");
+        sizes += 1;
+    }
+    assert!(sizes > 40, "{sizes}");
+}
+
+#[tokio::test]
+async fn the_create_form_offers_the_volume_types_the_api_takes() {
+    let f = fixture();
+    let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
+    let page = get(&f.router, "/console/groups/new", &cookie).await;
+    for kind in ["disk", "memory", "config"] {
+        assert!(page.body.contains(&format!("value=\"{kind}\"")), "{kind}");
+    }
+    // No NFS server and no host path allowed here: neither is offered.
+    assert!(!page.body.contains("value=\"nfs\""));
+    assert!(!page.body.contains("value=\"hostpath\""));
+    // A config-file volume from the form is the group's, with its mount.
+    let form = format!(
+        "csrf={csrf}&name=web&image=busybox&size=0.25%2F0.5&action=create\
+         &vol.1.name=conf&vol.1.kind=config&vol.1.file.1.path=a.conf\
+         &vol.1.file.1.content=hello%0A&vol.1.mount_path=%2Fetc%2Fa&vol.1.read_only=on"
+    );
+    let a = post(&f.router, "/console/groups", &cookie, &form).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let groups = f
+        .store
+        .list_groups("a", &Default::default(), 20, None)
+        .unwrap();
+    let spec = &groups.groups[0].spec;
+    assert_eq!(spec.volumes[0].name, "conf");
+    let berth_core::VolumeSource::ConfigFile { files, .. } = &spec.volumes[0].source else {
+        panic!("{:?}", spec.volumes[0]);
+    };
+    assert_eq!(files[0].path, "a.conf");
+    assert_eq!(files[0].content, "aGVsbG8K");
+    let m = &spec.containers[0].volume_mounts[0];
+    assert_eq!((m.mount_path.as_str(), m.read_only), ("/etc/a", true));
+    // A config file over the API's 1 MiB is the API's refusal, not the form's body limit.
+    let big = "a".repeat((1 << 20) + 1);
+    let too_big = form
+        .replace("hello%0A", &big)
+        .replace("name=web", "name=web2");
+    let a = post(&f.router, "/console/groups", &cookie, &too_big).await;
+    assert_eq!(
+        a.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        &a.body[..200.min(a.body.len())]
+    );
+    assert!(a
+        .body
+        .contains("Volume.1.ConfigFileVolume.ConfigFileToPath.1.Content"));
 }

@@ -8,6 +8,7 @@ pub mod groups;
 pub mod sign_in;
 pub mod update;
 pub mod usage;
+pub mod volumes;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
