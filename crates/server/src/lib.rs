@@ -101,6 +101,11 @@ impl AppState {
         self.tls
     }
 
+    /// The store, for what is kept beside the API's records (the console's sessions).
+    pub fn store(&self) -> Arc<dyn berth_store::Store> {
+        Arc::clone(self.control.store())
+    }
+
     /// Which volumes reaching outside a group (NFS, host paths) the operator allows: the
     /// console offers those types only when some are.
     pub fn volume_policy(&self) -> berth_core::VolumePolicy {
