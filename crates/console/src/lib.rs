@@ -34,10 +34,11 @@ pub struct Console {
 }
 
 impl Console {
+    /// The console of `state`, its sessions kept in the state's store.
     pub fn new(state: AppState, config: SessionConfig) -> Self {
         Self {
-            state,
-            sessions: Arc::new(session::Sessions::new(config)),
+            state: state.clone(),
+            sessions: Arc::new(session::Sessions::new(config, state.store())),
         }
     }
 }

@@ -40,6 +40,15 @@ struct Fixture {
     store: Arc<dyn Store>,
 }
 
+/// The console of a berth started on `store`.
+fn router_on(store: Arc<dyn Store>) -> Router {
+    let control = Control::new(store, "local");
+    control.attach_node(Arc::new(NullNode));
+    let state = berth_server::AppState::new(control);
+    let console = berth_console::Console::new(state, Default::default());
+    Router::new().nest_service("/console", berth_console::router(console))
+}
+
 fn fixture() -> Fixture {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     for (account, id, secret) in [("a", "AKA", "secret-a"), ("b", "AKB", "secret-b")] {
@@ -51,12 +60,8 @@ fn fixture() -> Fixture {
             })
             .unwrap();
     }
-    let control = Control::new(store.clone(), "local");
-    control.attach_node(Arc::new(NullNode));
-    let state = berth_server::AppState::new(control);
-    let console = berth_console::Console::new(state, Default::default());
     Fixture {
-        router: Router::new().nest_service("/console", berth_console::router(console)),
+        router: router_on(store.clone()),
         store,
     }
 }
@@ -444,4 +449,83 @@ async fn the_create_form_offers_the_volume_types_the_api_takes() {
     assert!(a
         .body
         .contains("Volume.1.ConfigFileVolume.ConfigFileToPath.1.Content"));
+}
+
+#[tokio::test]
+async fn sessions_outlive_a_restart_until_they_expire() {
+    use sha2::{Digest, Sha256};
+    let f = fixture();
+    let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
+    let id = cookie.split_once('=').unwrap().1;
+    // The store holds a digest of the id, never the id.
+    let digest = |id: &str| hex::encode(Sha256::digest(id.as_bytes()));
+    assert!(f.store.console_session(id).unwrap().is_none());
+    let row = f.store.console_session(&digest(id)).unwrap().unwrap();
+    assert_eq!(
+        (row.account.as_str(), row.csrf.as_str()),
+        ("a", csrf.as_str())
+    );
+
+    // berth restarts: a new state and console on the same store.
+    let again = router_on(f.store.clone());
+    let page = get(&again, "/console/groups", &cookie).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains(&csrf),
+        "the CSRF token is the session's still"
+    );
+    let form = format!("csrf={csrf}&name=web&image=busybox&size=0.25%2F0.5&action=create");
+    let a = post(&again, "/console/groups", &cookie, &form).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+
+    // Sessions idle for 30 minutes, or made 12 hours ago, are over and their rows go.
+    let now = chrono::Utc::now().timestamp();
+    for (n, created, used) in [(1, now - 3600, now - 30 * 60), (2, now - 12 * 3600, now)] {
+        let id = format!("{n:064}");
+        f.store
+            .create_console_session(
+                &berth_store::ConsoleSession {
+                    id_hash: digest(&id),
+                    account: "a".into(),
+                    access_key_id: "AKA".into(),
+                    csrf: "t".repeat(64),
+                    created,
+                    used,
+                },
+                berth_store::SessionBounds {
+                    idle_before: i64::MIN,
+                    created_before: i64::MIN,
+                    per_account: 32,
+                    max: 10_000,
+                },
+            )
+            .unwrap();
+        let a = get(&again, "/console/groups", &format!("berth_console={id}")).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{n}");
+        assert_eq!(a.headers[header::LOCATION], "/console/sign-in");
+        assert!(
+            f.store.console_session(&digest(&id)).unwrap().is_none(),
+            "{n}"
+        );
+    }
+    // The live one is untouched.
+    assert_eq!(
+        get(&again, "/console/groups", &cookie).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_key_ends_its_stored_sessions_at_once() {
+    let f = fixture();
+    let (cookie, _) = sign_in(&f.router, "AKA", "secret-a").await;
+    f.store.set_access_key_disabled("a", "AKA", true).unwrap();
+    let again = router_on(f.store.clone());
+    let a = get(&again, "/console/groups", &cookie).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        f.store.console_sessions().unwrap(),
+        0,
+        "the session's row is deleted"
+    );
 }
