@@ -141,60 +141,52 @@ fn api_type(kind: &str) -> &str {
 }
 
 /// CreateContainerGroup's parameters of the used slots, numbered after `volumes` volumes and
-/// `mounts` mounts of the container the form already gave.
+/// `mounts` mounts of the container the form already gave. Every field entered is sent under
+/// its API name, whatever the type: a field of another type is the API's refusal, naming it,
+/// not something dropped.
 pub fn params(slots: &Slots, volumes: usize, mounts: usize) -> Vec<(String, String)> {
     let mut p = Vec::new();
     let used = slots.values().filter(|s| !s.is_empty());
     let mut mount = mounts;
     for (i, s) in used.enumerate() {
         let v = format!("Volume.{}", volumes + i + 1);
-        p.push(kv(format!("{v}.Name"), &s.name));
-        if !s.kind.is_empty() {
-            p.push(kv(format!("{v}.Type"), api_type(&s.kind)));
+        let mut put = |field: &str, value: &str| {
+            if !value.is_empty() {
+                p.push(kv(format!("{v}.{field}"), value));
+            }
+        };
+        put("Name", &s.name);
+        put("Type", api_type(&s.kind));
+        if s.kind == "memory" {
+            put("EmptyDirVolume.Medium", "Memory");
         }
-        match s.kind.as_str() {
-            "disk" | "memory" => {
-                let e = format!("{v}.EmptyDirVolume");
-                if s.kind == "memory" {
-                    p.push(kv(format!("{e}.Medium"), "Memory"));
-                }
-                if !s.size_limit.is_empty() {
-                    p.push(kv(format!("{e}.SizeLimit"), &s.size_limit));
-                }
+        put("EmptyDirVolume.SizeLimit", &s.size_limit);
+        put("ConfigFileVolume.DefaultMode", &s.default_mode);
+        for (j, f) in s.files().enumerate() {
+            let f_ = format!("ConfigFileVolume.ConfigFileToPath.{}", j + 1);
+            p.push(kv(format!("{v}.{f_}.Path"), &f.path));
+            p.push(kv(
+                format!("{v}.{f_}.Content"),
+                base64::engine::general_purpose::STANDARD.encode(f.content.as_bytes()),
+            ));
+            if !f.mode.is_empty() {
+                p.push(kv(format!("{v}.{f_}.Mode"), &f.mode));
             }
-            "config" => {
-                let c = format!("{v}.ConfigFileVolume");
-                if !s.default_mode.is_empty() {
-                    p.push(kv(format!("{c}.DefaultMode"), &s.default_mode));
-                }
-                for (j, f) in s.files().enumerate() {
-                    let f_ = format!("{c}.ConfigFileToPath.{}", j + 1);
-                    p.push(kv(format!("{f_}.Path"), &f.path));
-                    p.push(kv(
-                        format!("{f_}.Content"),
-                        base64::engine::general_purpose::STANDARD.encode(f.content.as_bytes()),
-                    ));
-                    if !f.mode.is_empty() {
-                        p.push(kv(format!("{f_}.Mode"), &f.mode));
-                    }
-                }
-            }
-            "nfs" => {
-                p.push(kv(format!("{v}.NFSVolume.Server"), &s.server));
-                p.push(kv(format!("{v}.NFSVolume.Path"), &s.export));
-                if s.read_only {
-                    p.push(kv(format!("{v}.NFSVolume.ReadOnly"), "true"));
-                }
-            }
-            "hostpath" => {
-                p.push(kv(format!("{v}.HostPathVolume.Path"), &s.host_path));
-                if !s.host_path_type.is_empty() {
-                    p.push(kv(format!("{v}.HostPathVolume.Type"), &s.host_path_type));
-                }
-            }
-            _ => {}
         }
-        if !s.mount_path.is_empty() || !s.sub_path.is_empty() {
+        let mut put = |field: &str, value: &str| {
+            if !value.is_empty() {
+                p.push(kv(format!("{v}.{field}"), value));
+            }
+        };
+        put("NFSVolume.Server", &s.server);
+        put("NFSVolume.Path", &s.export);
+        if s.kind == "nfs" && s.read_only {
+            put("NFSVolume.ReadOnly", "true");
+        }
+        put("HostPathVolume.Path", &s.host_path);
+        put("HostPathVolume.Type", &s.host_path_type);
+        let read_only_mount = s.read_only && s.kind != "nfs";
+        if !s.mount_path.is_empty() || !s.sub_path.is_empty() || read_only_mount {
             mount += 1;
             let m = format!("Container.1.VolumeMount.{mount}");
             p.push(kv(format!("{m}.Name"), &s.name));
@@ -452,6 +444,22 @@ mod tests {
             ("Volume.5.HostPathVolume.Type", "Directory"),
         ];
         assert_eq!(p, want.iter().map(|(k, v)| kv(*k, *v)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_field_of_another_type_is_sent_for_the_api_to_refuse() {
+        let s = slots(&[
+            ("vol.1.name", "d"),
+            ("vol.1.kind", "disk"),
+            ("vol.1.file.1.path", "a"),
+            ("vol.1.server", "nfs.local"),
+        ]);
+        let p = params(&s, 0, 0);
+        assert!(p.contains(&kv(
+            "Volume.1.ConfigFileVolume.ConfigFileToPath.1.Path",
+            "a"
+        )));
+        assert!(p.contains(&kv("Volume.1.NFSVolume.Server", "nfs.local")));
     }
 
     #[test]
