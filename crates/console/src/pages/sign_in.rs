@@ -62,7 +62,8 @@ pub async fn submit(
             let id = match c.sessions.create(account.name(), key_id, SystemTime::now()) {
                 Ok(id) => id,
                 Err(e) => {
-                    let e = ApiError::internal(e);
+                    tracing::error!(error = %e, "storing a console session");
+                    let e = ApiError::internal("the session could not be stored");
                     return html_response(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         form_page(Some(&e), key_id),
