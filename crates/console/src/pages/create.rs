@@ -1,8 +1,9 @@
 //! The create form: image, size (the offered sizes with their price per hour, as
-//! DescribeContainerGroupPrice prices them), command, environment, published ports, restart policy, image
-//! cache, spot. The form becomes CreateContainerGroup's parameters; the API's validation is the
-//! only one, and its message is shown next to the form. The equivalent `berth run` command
-//! and Python SDK snippet are shown for what was entered.
+//! DescribeContainerGroupPrice prices them), command, environment, published ports, volumes
+//! (`volumes.rs`), restart policy, image cache, spot. The form becomes CreateContainerGroup's
+//! parameters; the API's validation is the only one, and its message is shown next to the
+//! form. The equivalent `berth run` command and Python SDK snippet are shown for what was
+//! entered.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
