@@ -9,8 +9,9 @@ group to its end as a template, stops berth, inserts 10,000 copies of that recor
 of the SQLite database (as bench/run.py's Describe measurement does), starts berth on the copy,
 signs in to /console with the account's key and times --requests sequential GETs (one
 keep-alive connection) of each page: the first page of the list (newest first), its second
-page, a name search, a status filter oldest first, the rows the list polls, and a group's
-page. Prints p50/p99 milliseconds per page.
+page, a name search, a status filter oldest first, the rows the list polls, a group's page,
+the create form (its size table priced), the image caches and the usage page. Prints
+p50/p99 milliseconds per page.
 
 The inserted groups have no metering periods, so the list's cost column reads a bill of one
 group: a store whose 10,000 groups all ran would bill more periods there.
@@ -147,6 +148,9 @@ def main() -> None:
                 "list_status_oldest": "/console/groups?status=Succeeded&order=oldest",
                 "list_rows_poll": "/console/groups/rows",
                 "group_page": f"/console/groups/{ids[COUNT // 2]}",
+                "create_page": "/console/groups/new",
+                "caches_page": "/console/caches",
+                "usage_page": "/console/usage",
             }
             res: dict = {"groups_in_store": total, "binary": str(a.berth),
                          "requests": a.requests}

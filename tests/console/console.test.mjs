@@ -94,12 +94,24 @@ try {
     "sh\n-c\ntrap 'exit 0' TERM; echo \"$GREETING\"; i=0; while true; do echo tick-$i; i=$((i+1)); sleep 1; done");
   await page.getByLabel("Environment (KEY=VALUE, one per line)").fill("GREETING=hello-from-the-console");
   await page.getByLabel(/^Volumes/).fill("data:/data");
+  // A config-file volume, mounted read-only.
+  await page.locator("details.volumes summary").click();
+  await page.locator("#vol-1-name").fill("conf");
+  await page.locator("#vol-1-kind").selectOption("config");
+  await page.locator("#vol-1-file-1-path").fill("app/app.conf");
+  await page.locator("#vol-1-file-1-content").fill("greeting = config-from-the-console\n");
+  await page.locator("#vol-1-mount_path").fill("/etc/app");
+  await page.locator("#vol-1-read_only").check();
+  check(await page.locator("#vol-1-kind option[value=nfs]").count() === 0, "NFS is not offered when the operator allows no server");
   await page.getByRole("button", { name: "Show the command" }).click();
   const run = await page.locator("#berth-run").innerText();
   check(run.startsWith(`berth run ${IMAGE} --name ${name} --cpu 0.25 --memory 0.5 -e GREETING=hello-from-the-console`),
     "the equivalent berth run command is shown");
   check(run.includes("-v data:/data"), "the command has the volume");
   check((await page.locator("#sdk").innerText()).includes("CreateContainerGroupRequest"), "the SDK snippet is shown");
+  check((await page.locator("#sdk").innerText()).includes("config_file_volume="), "the SDK snippet has the config-file volume");
+  check(await page.locator("#vol-1-file-2-path").count() === 1 && await page.locator("#vol-2-name").count() === 1,
+    "the preview keeps the volume and offers one more volume and file");
   await shot(page, "create");
   // A name the API refuses comes back with the API's message, the form kept.
   await page.getByLabel("Name", { exact: true }).fill("Bad_Name");
@@ -170,6 +182,12 @@ try {
   await page.keyboard.type("touch /data/x && echo vol-$((1+1))-ok\n");
   await page.waitForFunction(() => document.querySelector("#terminal .xterm-rows").textContent.includes("vol-2-ok"), null, { timeout: 20000 });
   check(true, "the volume from the form is mounted and writable");
+  await page.keyboard.type("sed 's/^greeting = //' /etc/app/app/app.conf; touch /etc/app/y || echo ro-$((2+3))-ok\n");
+  await page.waitForFunction(() => {
+    const t = document.querySelector("#terminal .xterm-rows").textContent;
+    return t.includes("config-from-the-console") && t.includes("ro-5-ok");
+  }, null, { timeout: 20000 });
+  check(true, "the config file from the form is in the container, mounted read-only");
   await shot(page, "group");
 
   // A POST without the CSRF token is refused, and changes nothing.
@@ -225,9 +243,22 @@ try {
   await page.goto(`${BASE}/console/groups/${gid}`);
   await page.locator("details.update summary").click();
   await page.getByLabel(/^Tags \(KEY=VALUE/).fill("team=console");
+  // and a new environment for the container, left as it is otherwise (command, volume).
+  await page.locator("#update-c1-env").fill("GREETING=updated-by-the-console");
   await page.getByRole("button", { name: "Update", exact: true }).click();
   await page.waitForURL(new RegExp(`/console/groups/${gid}$`), { waitUntil: "domcontentloaded" });
   check((await page.locator(".summary").innerText()).includes("team=console"), "the update form changed the tags");
+  const logsUrl = `${BASE}/console/groups/${gid}/logs?container=${name}`;
+  for (let i = 0; ; i++) {
+    const text = await page.evaluate(async (u) => (await fetch(u)).text(), logsUrl);
+    if (text.includes("updated-by-the-console")) break;
+    if (i > 60) throw new Error("the updated container did not log its new environment in 60 s");
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  check(true, "the container was recreated with the environment from the update form");
+  await page.goto(`${BASE}/console/groups/${gid}`);
+  await page.waitForFunction(() => document.getElementById("group-status").textContent === "Running", null, { timeout: 30000 });
+  check(true, "the updated group runs again");
   await page.goto(`${BASE}/console/groups?tag=team%3Dconsole`);
   check(await page.locator("#group-rows tr", { hasText: gid }).count() === 1, "the tag filter finds it");
   const cost = await page.locator("#group-rows tr", { hasText: gid }).locator("td").last().innerText();

@@ -1,13 +1,18 @@
 """The web console (/console) in a real headless browser: tests/console/console.test.mjs
 driven by Node with playwright-core and the system's chromium, against a berth of its own
 (bridge berthw0, 10.238.0.0/16). Screenshots of each page go to tests/e2e/artifacts/console.
+A session made before a restart of berth is still signed in after it (sessions are kept in the
+store).
 """
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import shutil
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -70,3 +75,41 @@ def test_console_in_a_browser(console_berth, images):
     shots = sorted(p.name for p in ARTIFACTS.glob("*.png"))
     for page in ("create", "groups", "group", "caches", "usage", "second-account-phone"):
         assert f"{page}.png" in shots, shots
+
+
+def _console_request(server, method: str, path: str, cookie: str = "", body: str | None = None):
+    conn = http.client.HTTPConnection(server.endpoint, timeout=30)
+    headers = {"Cookie": cookie} if cookie else {}
+    if body is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    text = r.read().decode(errors="replace")
+    conn.close()
+    return r.status, r.getheader("Location") or "", r.getheader("Set-Cookie") or "", text
+
+
+def test_a_console_session_outlives_a_restart_of_berth(console_berth):
+    creds = console_berth.credentials()
+    form = urllib.parse.urlencode(
+        {"access_key_id": creds["AccessKeyId"], "access_key_secret": creds["AccessKeySecret"]}
+    )
+    status, location, set_cookie, _ = _console_request(console_berth, "POST", "/console/sign-in", body=form)
+    assert (status, location) == (303, "/console/groups"), (status, location)
+    cookie = set_cookie.split(";")[0]
+    status, _, _, page = _console_request(console_berth, "GET", "/console/groups", cookie)
+    assert status == 200, status
+    csrf = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page).group(1)
+
+    console_berth.stop()
+    console_berth.start()
+
+    status, _, _, page = _console_request(console_berth, "GET", "/console/groups", cookie)
+    assert status == 200, f"the session did not outlive the restart: {status}"
+    assert csrf in page, "the session's CSRF token changed with the restart"
+    status, location, _, _ = _console_request(
+        console_berth, "POST", "/console/sign-out", cookie, urllib.parse.urlencode({"csrf": csrf})
+    )
+    assert status == 303, status
+    status, location, _, _ = _console_request(console_berth, "GET", "/console/groups", cookie)
+    assert (status, location) == (303, "/console/sign-in"), "sign-out ended the session"

@@ -3,7 +3,7 @@
 //! account disabled since sign-in ends the session at once. POSTs also need the session's
 //! CSRF token.
 
-use std::time::Instant;
+use std::time::SystemTime;
 
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -44,7 +44,7 @@ pub fn signed(console: &Console, headers: &HeaderMap) -> Result<Signed, Refusal>
     let id = crate::cookie::read(headers).ok_or_else(to_sign_in)?;
     let session = console
         .sessions
-        .get(&id, Instant::now())
+        .get(&id, SystemTime::now())
         .ok_or_else(to_sign_in)?;
     let account =
         match berth_server::session_account(&console.state, &session.key_id, &session.account) {

@@ -34,10 +34,11 @@ pub struct Console {
 }
 
 impl Console {
+    /// The console of `state`, its sessions kept in the state's store.
     pub fn new(state: AppState, config: SessionConfig) -> Self {
         Self {
-            state,
-            sessions: Arc::new(session::Sessions::new(config)),
+            state: state.clone(),
+            sessions: Arc::new(session::Sessions::new(config, state.store())),
         }
     }
 }
@@ -53,14 +54,17 @@ pub fn router(console: Console) -> Router {
         .route("/sign-out", post(pages::sign_in::sign_out))
         .route(
             "/groups",
-            get(pages::groups::list).post(pages::create::submit),
+            get(pages::groups::list).post(pages::create::submit).layer(
+                // Config files of up to the API's 1 MiB, URL-encoded.
+                axum::extract::DefaultBodyLimit::max(4 << 20),
+            ),
         )
         .route("/groups/rows", get(pages::groups::rows_handler))
         .route("/groups/new", get(pages::create::form))
         .route("/groups/{id}", get(pages::group::show))
         .route("/groups/{id}/restart", post(pages::group::restart))
         .route("/groups/{id}/delete", post(pages::group::delete))
-        .route("/groups/{id}/update", post(pages::group::update))
+        .route("/groups/{id}/update", post(pages::update::submit))
         .route("/groups/{id}/state", get(pages::group::live_state))
         .route("/groups/{id}/logs", get(pages::group::previous_logs))
         .route("/groups/{id}/log-stream", post(pages::group::log_stream))

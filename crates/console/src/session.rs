@@ -1,16 +1,19 @@
-//! Server-side sessions of the console: a random id (the cookie's value) to the account and
-//! access key it signed in with, its CSRF token, and two expiries — idle (since last use) and
-//! absolute (since sign-in). The count is bounded: per account (a new session of an account
-//! that holds its most drops that account's least recently used one, so no tenant can push
-//! other tenants' sessions out by signing in again and again) and in all (a full table first
-//! drops expired sessions, then the one used least recently). Nothing is written to disk; a
-//! restart signs everyone out.
+//! The console's sessions, kept in the store (`console_sessions`, so a restart of berth signs
+//! no one out): a random id (the cookie's value, of which the store holds only a SHA-256
+//! digest) to the account and access key it signed in with, its CSRF token, and two expiries
+//! — idle (since last use) and absolute (since sign-in). The count is bounded: per account (a
+//! new session of an account that holds its most drops that account's least recently used
+//! one, so no tenant can push other tenants' sessions out by signing in again and again) and
+//! in all (expired sessions go first, then the one used least recently). Expired rows are
+//! deleted when met and at every sign-in. The last use is written when it moved by a
+//! thirtieth of the idle time (a minute of the default 30), not at every request.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use berth_store::{ConsoleSession, SessionBounds, Store, StoreError};
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 /// Limits of the session table.
 #[derive(Clone, Copy, Debug)]
@@ -45,23 +48,10 @@ pub struct SessionView {
     pub csrf: String,
 }
 
-struct Entry {
-    view: SessionView,
-    created: Instant,
-    used: Instant,
-}
-
-impl Entry {
-    fn expired(&self, c: &SessionConfig, now: Instant) -> bool {
-        now.saturating_duration_since(self.used) >= c.idle
-            || now.saturating_duration_since(self.created) >= c.absolute
-    }
-}
-
 /// The session table.
 pub struct Sessions {
     config: SessionConfig,
-    map: Mutex<HashMap<String, Entry>>,
+    store: Arc<dyn Store>,
 }
 
 /// 32 random bytes, hex.
@@ -71,89 +61,101 @@ pub fn random_token() -> String {
     hex::encode(b)
 }
 
+/// What the store keys a session by: the SHA-256 of its id, hex.
+fn digest(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+/// Seconds since the epoch.
+fn secs(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn whole_secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
 impl Sessions {
-    pub fn new(config: SessionConfig) -> Self {
-        Self {
-            config,
-            map: Mutex::new(HashMap::new()),
-        }
+    pub fn new(config: SessionConfig, store: Arc<dyn Store>) -> Self {
+        Self { config, store }
     }
 
     pub fn config(&self) -> &SessionConfig {
         &self.config
     }
 
-    /// A new session; answers its id.
-    pub fn create(&self, account: &str, key_id: &str, now: Instant) -> String {
-        let id = random_token();
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let (held, oldest) = map.iter().filter(|(_, e)| e.view.account == account).fold(
-                (0usize, None::<(&String, Instant)>),
-                |(n, o), (k, e)| {
-                    let older = o.is_none_or(|(_, t)| e.used < t);
-                    (n + 1, if older { Some((k, e.used)) } else { o })
-                },
-            );
-            match oldest {
-                Some((k, _)) if held >= self.config.per_account.max(1) => {
-                    let k = k.clone();
-                    map.remove(&k);
-                }
-                _ => break,
-            }
-        }
-        if map.len() >= self.config.max {
-            map.retain(|_, e| !e.expired(&self.config, now));
-        }
-        while map.len() >= self.config.max.max(1) {
-            let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            map.remove(&oldest);
-        }
-        map.insert(
-            id.clone(),
-            Entry {
-                view: SessionView {
-                    account: account.to_string(),
-                    key_id: key_id.to_string(),
-                    csrf: random_token(),
-                },
-                created: now,
-                used: now,
-            },
-        );
-        id
+    fn expired(&self, s: &ConsoleSession, now: i64) -> bool {
+        now.saturating_sub(s.used) >= whole_secs(self.config.idle)
+            || now.saturating_sub(s.created) >= whole_secs(self.config.absolute)
     }
 
-    /// The session `id` when it is live, marked used at `now`; an expired one is dropped.
-    pub fn get(&self, id: &str, now: Instant) -> Option<SessionView> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.get_mut(id)?;
-        if entry.expired(&self.config, now) {
-            map.remove(id);
+    /// A new session; answers its id.
+    pub fn create(
+        &self,
+        account: &str,
+        key_id: &str,
+        now: SystemTime,
+    ) -> Result<String, StoreError> {
+        let id = random_token();
+        let now = secs(now);
+        let session = ConsoleSession {
+            id_hash: digest(&id),
+            account: account.to_string(),
+            access_key_id: key_id.to_string(),
+            csrf: random_token(),
+            created: now,
+            used: now,
+        };
+        let bounds = SessionBounds {
+            idle_before: now.saturating_sub(whole_secs(self.config.idle)),
+            created_before: now.saturating_sub(whole_secs(self.config.absolute)),
+            per_account: self.config.per_account,
+            max: self.config.max,
+        };
+        self.store.create_console_session(&session, bounds)?;
+        Ok(id)
+    }
+
+    /// The session `id` when it is live, marked used at `now`; an expired one is deleted.
+    /// A store that cannot answer is no session (the caller signs in again).
+    pub fn get(&self, id: &str, now: SystemTime) -> Option<SessionView> {
+        let hash = digest(id);
+        let s = match self.store.console_session(&hash) {
+            Ok(s) => s?,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a console session");
+                return None;
+            }
+        };
+        let now = secs(now);
+        if self.expired(&s, now) {
+            self.remove(id);
             return None;
         }
-        entry.used = now;
-        Some(entry.view.clone())
+        let every = (whole_secs(self.config.idle) / 30).max(1);
+        if now.saturating_sub(s.used) >= every {
+            if let Err(e) = self.store.touch_console_session(&hash, now) {
+                tracing::warn!(error = %e, "marking a console session used");
+            }
+        }
+        Some(SessionView {
+            account: s.account,
+            key_id: s.access_key_id,
+            csrf: s.csrf,
+        })
     }
 
-    /// Ends the session `id` (sign-out).
+    /// Ends the session `id` (sign-out, or a key no longer valid).
     pub fn remove(&self, id: &str) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        if let Err(e) = self.store.delete_console_session(&digest(id)) {
+            tracing::warn!(error = %e, "deleting a console session");
+        }
     }
 
-    /// Sessions held now.
+    /// Sessions held now (expired ones not yet deleted included).
     pub fn len(&self) -> usize {
-        self.map.lock().map_or(0, |m| m.len())
+        self.store.console_sessions().unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -164,6 +166,11 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sessions(config: SessionConfig) -> Sessions {
+        let store = berth_store::SqliteStore::in_memory().unwrap();
+        Sessions::new(config, Arc::new(store))
+    }
 
     fn config() -> SessionConfig {
         SessionConfig {
@@ -176,17 +183,17 @@ mod tests {
 
     #[test]
     fn an_account_signing_in_again_and_again_drops_only_its_own_sessions() {
-        let s = Sessions::new(SessionConfig {
+        let s = sessions(SessionConfig {
             max: 10,
             per_account: 2,
             ..config()
         });
-        let t0 = Instant::now();
-        let other = s.create("b", "BK", t0);
-        let first = s.create("a", "AK", t0 + Duration::from_secs(1));
-        let second = s.create("a", "AK", t0 + Duration::from_secs(2));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let other = s.create("b", "BK", t0).unwrap();
+        let first = s.create("a", "AK", t0 + Duration::from_secs(1)).unwrap();
+        let second = s.create("a", "AK", t0 + Duration::from_secs(2)).unwrap();
         for i in 3..20 {
-            s.create("a", "AK", t0 + Duration::from_secs(i));
+            s.create("a", "AK", t0 + Duration::from_secs(i)).unwrap();
         }
         assert_eq!(s.len(), 3, "two of a's and b's");
         assert!(s.get(&first, t0 + Duration::from_secs(20)).is_none());
@@ -196,9 +203,9 @@ mod tests {
 
     #[test]
     fn a_session_ends_after_its_idle_time() {
-        let s = Sessions::new(config());
-        let t0 = Instant::now();
-        let id = s.create("a", "AK", t0);
+        let s = sessions(config());
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let id = s.create("a", "AK", t0).unwrap();
         assert_eq!(id.len(), 64);
         let view = s.get(&id, t0 + Duration::from_secs(59)).unwrap();
         assert_eq!((view.account.as_str(), view.key_id.as_str()), ("a", "AK"));
@@ -210,9 +217,9 @@ mod tests {
 
     #[test]
     fn a_busy_session_still_ends_at_its_absolute_expiry() {
-        let s = Sessions::new(config());
-        let t0 = Instant::now();
-        let id = s.create("a", "AK", t0);
+        let s = sessions(config());
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let id = s.create("a", "AK", t0).unwrap();
         for m in 1..5 {
             assert!(s.get(&id, t0 + Duration::from_secs(m * 59)).is_some());
         }
@@ -221,10 +228,10 @@ mod tests {
 
     #[test]
     fn sign_out_removes_and_ids_and_tokens_differ() {
-        let s = Sessions::new(config());
-        let t0 = Instant::now();
-        let a = s.create("a", "AK", t0);
-        let b = s.create("a", "AK", t0);
+        let s = sessions(config());
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let a = s.create("a", "AK", t0).unwrap();
+        let b = s.create("a", "AK", t0).unwrap();
         assert_ne!(a, b);
         assert_ne!(s.get(&a, t0).unwrap().csrf, s.get(&b, t0).unwrap().csrf);
         s.remove(&a);
@@ -235,14 +242,14 @@ mod tests {
 
     #[test]
     fn the_table_is_bounded_dropping_the_least_recently_used() {
-        let s = Sessions::new(config());
-        let t0 = Instant::now();
+        let s = sessions(config());
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let ids: Vec<String> = (0..3)
-            .map(|i| s.create("a", "AK", t0 + Duration::from_secs(i)))
+            .map(|i| s.create("a", "AK", t0 + Duration::from_secs(i)).unwrap())
             .collect();
         // The first is used again: the second is now the least recently used.
         assert!(s.get(&ids[0], t0 + Duration::from_secs(10)).is_some());
-        let d = s.create("a", "AK", t0 + Duration::from_secs(11));
+        let d = s.create("a", "AK", t0 + Duration::from_secs(11)).unwrap();
         assert_eq!(s.len(), 3);
         assert!(s.get(&ids[1], t0 + Duration::from_secs(11)).is_none());
         assert!(s.get(&ids[0], t0 + Duration::from_secs(11)).is_some());

@@ -40,6 +40,15 @@ struct Fixture {
     store: Arc<dyn Store>,
 }
 
+/// The console of a berth started on `store`.
+fn router_on(store: Arc<dyn Store>) -> Router {
+    let control = Control::new(store, "local");
+    control.attach_node(Arc::new(NullNode));
+    let state = berth_server::AppState::new(control);
+    let console = berth_console::Console::new(state, Default::default());
+    Router::new().nest_service("/console", berth_console::router(console))
+}
+
 fn fixture() -> Fixture {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     for (account, id, secret) in [("a", "AKA", "secret-a"), ("b", "AKB", "secret-b")] {
@@ -51,12 +60,8 @@ fn fixture() -> Fixture {
             })
             .unwrap();
     }
-    let control = Control::new(store.clone(), "local");
-    control.attach_node(Arc::new(NullNode));
-    let state = berth_server::AppState::new(control);
-    let console = berth_console::Console::new(state, Default::default());
     Fixture {
-        router: Router::new().nest_service("/console", berth_console::router(console)),
+        router: router_on(store.clone()),
         store,
     }
 }
@@ -71,7 +76,7 @@ async fn send(r: &Router, req: Request<Body>) -> Answer {
     let resp = r.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+    let bytes = axum::body::to_bytes(resp.into_body(), 8 << 20)
         .await
         .unwrap();
     Answer {
@@ -372,4 +377,155 @@ async fn a_sign_in_posted_from_another_site_is_refused() {
         .body(Body::from("access_key_id=AKA&access_key_secret=secret-a"))
         .unwrap();
     assert_eq!(send(&f.router, req).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn the_size_table_shows_each_sizes_price_per_hour() {
+    use berth_core::price::{quote, Decimal, PriceCatalog, SECONDS_PER_HOUR};
+    let f = fixture();
+    let (cookie, _) = sign_in(&f.router, "AKA", "secret-a").await;
+    let page = get(&f.router, "/console/groups/new", &cookie).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let catalog = PriceCatalog::default();
+    let prices = catalog.for_region("local", "local").unwrap();
+    let mut sizes = 0;
+    for size in berth_core::size::offered() {
+        let q = quote(prices, size, berth_core::DEFAULT_EPHEMERAL_STORAGE_GIB);
+        let hour = (q.second * Decimal::from(SECONDS_PER_HOUR)).normalize();
+        let label = format!(
+            "{} vCPU, {} GiB — {hour} {}/hour",
+            size.cpu, size.memory, q.currency
+        );
+        assert!(page.body.contains(&label), "{label}");
+        sizes += 1;
+    }
+    assert!(sizes > 40, "{sizes}");
+}
+
+#[tokio::test]
+async fn the_create_form_offers_the_volume_types_the_api_takes() {
+    let f = fixture();
+    let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
+    let page = get(&f.router, "/console/groups/new", &cookie).await;
+    for kind in ["disk", "memory", "config"] {
+        assert!(page.body.contains(&format!("value=\"{kind}\"")), "{kind}");
+    }
+    // No NFS server and no host path allowed here: neither is offered.
+    assert!(!page.body.contains("value=\"nfs\""));
+    assert!(!page.body.contains("value=\"hostpath\""));
+    // A config-file volume from the form is the group's, with its mount.
+    let form = format!(
+        "csrf={csrf}&name=web&image=busybox&size=0.25%2F0.5&action=create\
+         &vol.1.name=conf&vol.1.kind=config&vol.1.file.1.path=a.conf\
+         &vol.1.file.1.content=hello%0A&vol.1.mount_path=%2Fetc%2Fa&vol.1.read_only=on"
+    );
+    let a = post(&f.router, "/console/groups", &cookie, &form).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let groups = f
+        .store
+        .list_groups("a", &Default::default(), 20, None)
+        .unwrap();
+    let spec = &groups.groups[0].spec;
+    assert_eq!(spec.volumes[0].name, "conf");
+    let berth_core::VolumeSource::ConfigFile { files, .. } = &spec.volumes[0].source else {
+        panic!("{:?}", spec.volumes[0]);
+    };
+    assert_eq!(files[0].path, "a.conf");
+    assert_eq!(files[0].content, "aGVsbG8K");
+    let m = &spec.containers[0].volume_mounts[0];
+    assert_eq!((m.mount_path.as_str(), m.read_only), ("/etc/a", true));
+    // A config file over the API's 1 MiB is the API's refusal, not the form's body limit.
+    let big = "a".repeat((1 << 20) + 1);
+    let too_big = form
+        .replace("hello%0A", &big)
+        .replace("name=web", "name=web2");
+    let a = post(&f.router, "/console/groups", &cookie, &too_big).await;
+    assert_eq!(
+        a.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        &a.body[..200.min(a.body.len())]
+    );
+    assert!(a
+        .body
+        .contains("Volume.1.ConfigFileVolume.ConfigFileToPath.1.Content"));
+}
+
+#[tokio::test]
+async fn sessions_outlive_a_restart_until_they_expire() {
+    use sha2::{Digest, Sha256};
+    let f = fixture();
+    let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
+    let id = cookie.split_once('=').unwrap().1;
+    // The store holds a digest of the id, never the id.
+    let digest = |id: &str| hex::encode(Sha256::digest(id.as_bytes()));
+    assert!(f.store.console_session(id).unwrap().is_none());
+    let row = f.store.console_session(&digest(id)).unwrap().unwrap();
+    assert_eq!(
+        (row.account.as_str(), row.csrf.as_str()),
+        ("a", csrf.as_str())
+    );
+
+    // berth restarts: a new state and console on the same store.
+    let again = router_on(f.store.clone());
+    let page = get(&again, "/console/groups", &cookie).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains(&csrf),
+        "the CSRF token is the session's still"
+    );
+    let form = format!("csrf={csrf}&name=web&image=busybox&size=0.25%2F0.5&action=create");
+    let a = post(&again, "/console/groups", &cookie, &form).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+
+    // Sessions idle for 30 minutes, or made 12 hours ago, are over and their rows go.
+    let now = chrono::Utc::now().timestamp();
+    for (n, created, used) in [(1, now - 3600, now - 30 * 60), (2, now - 12 * 3600, now)] {
+        let id = format!("{n:064}");
+        f.store
+            .create_console_session(
+                &berth_store::ConsoleSession {
+                    id_hash: digest(&id),
+                    account: "a".into(),
+                    access_key_id: "AKA".into(),
+                    csrf: "t".repeat(64),
+                    created,
+                    used,
+                },
+                berth_store::SessionBounds {
+                    idle_before: i64::MIN,
+                    created_before: i64::MIN,
+                    per_account: 32,
+                    max: 10_000,
+                },
+            )
+            .unwrap();
+        let a = get(&again, "/console/groups", &format!("berth_console={id}")).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{n}");
+        assert_eq!(a.headers[header::LOCATION], "/console/sign-in");
+        assert!(
+            f.store.console_session(&digest(&id)).unwrap().is_none(),
+            "{n}"
+        );
+    }
+    // The live one is untouched.
+    assert_eq!(
+        get(&again, "/console/groups", &cookie).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_key_ends_its_stored_sessions_at_once() {
+    let f = fixture();
+    let (cookie, _) = sign_in(&f.router, "AKA", "secret-a").await;
+    f.store.set_access_key_disabled("a", "AKA", true).unwrap();
+    let again = router_on(f.store.clone());
+    let a = get(&again, "/console/groups", &cookie).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        f.store.console_sessions().unwrap(),
+        0,
+        "the session's row is deleted"
+    );
 }

@@ -157,6 +157,14 @@ impl Control {
         *self.volumes.write().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
+    /// Which volumes reaching outside the group are allowed.
+    pub fn volume_policy(&self) -> berth_core::VolumePolicy {
+        self.volumes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Sets the rules for published ports (the default publishes none).
     pub fn set_port_policy(&self, policy: berth_core::PortPolicy) {
         *self.ports.lock().unwrap_or_else(|p| p.into_inner()) = policy;

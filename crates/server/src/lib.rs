@@ -33,6 +33,7 @@ use chrono::Utc;
 use rand::RngCore;
 
 use crate::nonce::NonceCache;
+pub use crate::price::size_prices;
 pub use crate::sign_in::{session_account, sign_in};
 pub use crate::throttle::{Rate, ThrottleConfig};
 pub use crate::tls::{server_config as tls_server_config, TlsError};
@@ -98,6 +99,17 @@ impl AppState {
     /// Whether the API is served over TLS (set by [`serve_tls`]).
     pub fn tls(&self) -> bool {
         self.tls
+    }
+
+    /// The store, for what is kept beside the API's records (the console's sessions).
+    pub fn store(&self) -> Arc<dyn berth_store::Store> {
+        Arc::clone(self.control.store())
+    }
+
+    /// Which volumes reaching outside a group (NFS, host paths) the operator allows: the
+    /// console offers those types only when some are.
+    pub fn volume_policy(&self) -> berth_core::VolumePolicy {
+        self.control.volume_policy()
     }
 
     /// The same with other throttling limits.

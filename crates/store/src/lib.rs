@@ -13,6 +13,7 @@ mod quota;
 mod runtime_classes;
 mod seal;
 mod seccomp;
+mod sessions;
 mod sqlite;
 mod tags;
 mod tokens;
@@ -27,6 +28,7 @@ pub use ledger::LedgerPeriod;
 pub use quota::{GroupLimits, GroupUsage, QuotaExceeded, QuotaOverrides, QuotaResource};
 pub use seal::{KeyError, KEY_FILE};
 pub use seccomp::AccountSeccomp;
+pub use sessions::{ConsoleSession, SessionBounds};
 pub use sqlite::SqliteStore;
 pub use tags::{TagCursor, TagPage, TagQuery, TagRow};
 pub use tokens::{TokenKind, TokenUse, TOKEN_RETENTION};
@@ -350,4 +352,19 @@ pub trait Store: Send + Sync {
         limit: usize,
         after: Option<&TagCursor>,
     ) -> Result<TagPage, StoreError>;
+
+    /// Stores a new console session, first deleting the expired ones and, least recently used
+    /// first, those beyond `bounds` (of its account, then of the table), in one transaction.
+    fn create_console_session(
+        &self,
+        session: &ConsoleSession,
+        bounds: SessionBounds,
+    ) -> Result<(), StoreError>;
+    /// The console session of `id_hash`, expired or not.
+    fn console_session(&self, id_hash: &str) -> Result<Option<ConsoleSession>, StoreError>;
+    /// Marks the session used at `used` (seconds since the epoch; an earlier time is kept).
+    fn touch_console_session(&self, id_hash: &str, used: i64) -> Result<(), StoreError>;
+    fn delete_console_session(&self, id_hash: &str) -> Result<(), StoreError>;
+    /// Console sessions stored.
+    fn console_sessions(&self) -> Result<usize, StoreError>;
 }

@@ -55,6 +55,7 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::operator::MIGRATION,
     CHANGED_MIGRATION,
     crate::runtime_classes::MIGRATION,
+    crate::sessions::MIGRATION,
 ];
 
 /// When each group's record last changed (milliseconds since the epoch), so that a client
@@ -776,6 +777,30 @@ impl Store for SqliteStore {
         after: Option<&crate::TagCursor>,
     ) -> Result<crate::TagPage, StoreError> {
         crate::tags::list(&self.reader(), account, kind, query, limit, after)
+    }
+
+    fn create_console_session(
+        &self,
+        session: &crate::ConsoleSession,
+        bounds: crate::SessionBounds,
+    ) -> Result<(), StoreError> {
+        crate::sessions::create(&mut self.conn(), session, bounds)
+    }
+
+    fn console_session(&self, id_hash: &str) -> Result<Option<crate::ConsoleSession>, StoreError> {
+        crate::sessions::get(&self.reader(), id_hash)
+    }
+
+    fn touch_console_session(&self, id_hash: &str, used: i64) -> Result<(), StoreError> {
+        crate::sessions::touch(&self.conn(), id_hash, used)
+    }
+
+    fn delete_console_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        crate::sessions::delete(&self.conn(), id_hash)
+    }
+
+    fn console_sessions(&self) -> Result<usize, StoreError> {
+        crate::sessions::total(&self.reader())
     }
 
     fn meter_start(

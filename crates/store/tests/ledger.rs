@@ -210,16 +210,16 @@ fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
         let v: i64 = db
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        // The ledger's migration and the four after it (billed groups, operators, the
-        // groups' change time, runtime classes).
+        // The ledger's migration and the five after it (billed groups, operators, the
+        // groups' change time, runtime classes, console sessions).
         db.execute_batch(
             "DROP TABLE ledger; DROP TABLE billed_groups; \
              ALTER TABLE accounts DROP COLUMN operator; \
              DROP INDEX groups_changed; ALTER TABLE groups DROP COLUMN changed; \
-             ALTER TABLE accounts DROP COLUMN runtime_classes;",
+             ALTER TABLE accounts DROP COLUMN runtime_classes; DROP TABLE console_sessions;",
         )
         .unwrap();
-        db.pragma_update(None, "user_version", v - 5).unwrap();
+        db.pragma_update(None, "user_version", v - 6).unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     let l = s.group_ledger(&running.id).unwrap();

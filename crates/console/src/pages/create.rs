@@ -1,8 +1,9 @@
-//! The create form: image, size (the offered sizes with their price per hour from
-//! DescribeContainerGroupPrice), command, environment, published ports, restart policy, image
-//! cache, spot. The form becomes CreateContainerGroup's parameters; the API's validation is the
-//! only one, and its message is shown next to the form. The equivalent `berth run` command
-//! and Python SDK snippet are shown for what was entered.
+//! The create form: image, size (the offered sizes with their price per hour, as
+//! DescribeContainerGroupPrice prices them), command, environment, published ports, volumes
+//! (`volumes.rs`), restart policy, image cache, spot. The form becomes CreateContainerGroup's
+//! parameters; the API's validation is the only one, and its message is shown next to the
+//! form. The equivalent `berth run` command and Python SDK snippet are shown for what was
+//! entered.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -11,47 +12,39 @@ use axum::Form;
 use berth_eci::response::DescribeImageCachesResponse;
 use berth_eci::{Action, ApiError};
 use maud::{html, Markup};
-use serde::Deserialize;
 
 use super::num;
+use super::volumes::{self, Slots};
 use crate::api::{call, call_as, kv};
 use crate::auth::{signed, signed_post, Signed};
 use crate::page::{csrf_field, error_box, html_response, layout};
 use crate::Console;
 
 /// What the form holds.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default)]
 pub struct CreateForm {
     pub csrf: Option<String>,
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub image: String,
     /// Command and arguments, one a line.
-    #[serde(default)]
     pub command: String,
     /// `CPU/MEMORY`, e.g. `0.25/0.5`.
-    #[serde(default)]
     pub size: String,
     /// `KEY=VALUE` lines.
-    #[serde(default)]
     pub env: String,
     /// `[HOSTPORT:]PORT[/udp]` lines, as `berth run -p`.
-    #[serde(default)]
     pub ports: String,
     /// `NAME:/path[:ro]` lines, as `berth run -v`: emptyDir volumes on the group's storage.
-    #[serde(default)]
     pub volumes: String,
-    #[serde(default)]
     pub restart: String,
     /// `""` (none), `auto`, or an image cache id.
-    #[serde(default)]
     pub cache: String,
     pub spot: Option<String>,
     pub plain_http: Option<String>,
     /// `preview` only shows the command and snippet.
-    #[serde(default)]
     pub action: String,
+    /// The volumes of other types, and their mounts (`volumes.rs`).
+    pub volume_slots: Slots,
 }
 
 fn lines(s: &str) -> impl Iterator<Item = &str> {
@@ -94,6 +87,34 @@ fn plain_http(f: &CreateForm) -> Option<&str> {
 }
 
 impl CreateForm {
+    /// The form's fields as posted; a field the form does not have is refused with its name.
+    pub fn from_fields(fields: Vec<(String, String)>) -> Result<Self, String> {
+        let mut f = Self::default();
+        for (k, v) in fields {
+            match k.as_str() {
+                "csrf" => f.csrf = Some(v),
+                "name" => f.name = v,
+                "image" => f.image = v,
+                "command" => f.command = v,
+                "size" => f.size = v,
+                "env" => f.env = v,
+                "ports" => f.ports = v,
+                "volumes" => f.volumes = v,
+                "restart" => f.restart = v,
+                "cache" => f.cache = v,
+                "spot" => f.spot = Some(v),
+                "plain_http" => f.plain_http = Some(v),
+                "action" => f.action = v,
+                _ => {
+                    if !volumes::take(&mut f.volume_slots, &k, v) {
+                        return Err(k);
+                    }
+                }
+            }
+        }
+        Ok(f)
+    }
+
     fn size(&self) -> Option<(&str, &str)> {
         self.size.split_once('/')
     }
@@ -156,6 +177,12 @@ impl CreateForm {
                 p.push(kv(format!("{m}.ReadOnly"), "true"));
             }
         }
+        let lines_given = lines(&self.volumes).count();
+        p.extend(volumes::params(
+            &self.volume_slots,
+            lines_given,
+            lines_given,
+        ));
         match self.cache.as_str() {
             "" => {}
             "auto" => p.push(kv("AutoMatchImageCache", "true")),
@@ -207,6 +234,9 @@ impl CreateForm {
         if !self.cache.is_empty() {
             missing.push("image cache");
         }
+        if volumes::any(&self.volume_slots) {
+            missing.push("the volumes of the volume fieldsets");
+        }
         if !missing.is_empty() {
             out.push_str(&format!(
                 "\n# berth run has no flag for: {} (the SDK snippet sets it)",
@@ -254,8 +284,9 @@ impl CreateForm {
             c.push(format!("port=[{}]", ports.join(", ")));
         }
         let vols: Vec<(&str, &str, bool)> = lines(&self.volumes).map(volume).collect();
-        if !vols.is_empty() {
-            let mounts: Vec<String> = vols
+        let (slot_vols, slot_mounts) = volumes::python(&self.volume_slots);
+        if !vols.is_empty() || !slot_mounts.is_empty() {
+            let mut mounts: Vec<String> = vols
                 .iter()
                 .map(|(n, path, ro)| {
                     format!(
@@ -266,6 +297,7 @@ impl CreateForm {
                     )
                 })
                 .collect();
+            mounts.extend(slot_mounts);
             c.push(format!("volume_mount=[{}]", mounts.join(", ")));
         }
         let mut g = vec![
@@ -279,8 +311,8 @@ impl CreateForm {
         if !ports.is_empty() {
             g.push("auto_create_eip=True".into());
         }
-        if !vols.is_empty() {
-            let v: Vec<String> = vols
+        if !vols.is_empty() || !slot_vols.is_empty() {
+            let mut v: Vec<String> = vols
                 .iter()
                 .map(|(n, _, _)| {
                     format!(
@@ -289,6 +321,7 @@ impl CreateForm {
                     )
                 })
                 .collect();
+            v.extend(slot_vols);
             g.push(format!("volume=[{}]", v.join(", ")));
         }
         match self.cache.as_str() {
@@ -338,49 +371,40 @@ async fn region(c: &Console, who: &Signed) -> Result<String, ApiError> {
 }
 
 /// A price per second (DescribeContainerGroupPrice's `TradePrice`) per hour, exactly.
-fn per_hour(second: &serde_json::Value) -> Option<String> {
+fn per_hour(second: berth_core::price::Decimal) -> String {
     use berth_core::price::{Decimal, SECONDS_PER_HOUR};
-    let text = match second {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    let d = Decimal::from_str_exact(&text).ok()?;
-    Some(
-        (d * Decimal::from(SECONDS_PER_HOUR))
-            .normalize()
-            .to_string(),
-    )
+    (second * Decimal::from(SECONDS_PER_HOUR))
+        .normalize()
+        .to_string()
 }
 
-/// Each offered size with its price per hour (pay-as-you-go and, when spot is asked, spot).
-async fn sizes(c: &Console, who: &Signed, region: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for s in berth_core::size::offered() {
-        let (cpu, mem) = (num(s.cpu), num(s.memory));
-        let price = call(
-            c,
-            who,
-            Action::DescribeContainerGroupPrice,
-            vec![kv("RegionId", region), kv("Cpu", &cpu), kv("Memory", &mem)],
-        )
-        .await
-        .ok()
-        .and_then(|v| {
-            let p = &v["PriceInfo"]["Price"];
-            let hour = per_hour(&p["TradePrice"])?;
-            Some(format!(
-                " — {hour} {}/hour",
-                p["Currency"].as_str().unwrap_or("")
-            ))
+/// Each offered size with its price per hour, as DescribeContainerGroupPrice answers it
+/// (`berth_server::size_prices`: one read of the price catalog for the whole table); the
+/// sizes alone when the region has no prices.
+fn sizes(c: &Console, region: &str) -> Vec<(String, String)> {
+    let priced = berth_server::size_prices(&c.state, region).ok();
+    let plain = || {
+        berth_core::size::offered()
+            .map(|s| (s, None))
+            .collect::<Vec<_>>()
+    };
+    let table = match priced {
+        Some(t) => t.into_iter().map(|(s, q)| (s, Some(q))).collect(),
+        None => plain(),
+    };
+    table
+        .into_iter()
+        .map(|(s, q)| {
+            let (cpu, mem) = (num(s.cpu), num(s.memory));
+            let price = q
+                .map(|q| format!(" — {} {}/hour", per_hour(q.second), q.currency))
+                .unwrap_or_default();
+            (
+                format!("{cpu}/{mem}"),
+                format!("{cpu} vCPU, {mem} GiB{price}"),
+            )
         })
-        .unwrap_or_default();
-        out.push((
-            format!("{cpu}/{mem}"),
-            format!("{cpu} vCPU, {mem} GiB{price}"),
-        ));
-    }
-    out
+        .collect()
 }
 
 async fn render(
@@ -391,7 +415,7 @@ async fn render(
     preview: bool,
 ) -> Markup {
     let region = region(c, who).await.unwrap_or_default();
-    let sizes = sizes(c, who, &region).await;
+    let sizes = sizes(c, &region);
     let caches: Vec<(String, String)> = call_as::<DescribeImageCachesResponse>(
         c,
         who,
@@ -418,6 +442,7 @@ async fn render(
     };
     let restart = f.restart_policy().to_string();
     let endpoint = who.host.clone();
+    let offered = volumes::Offered::of(&c.state.volume_policy());
     layout(
         "Create a container group",
         Some(who),
@@ -444,6 +469,12 @@ async fn render(
                 textarea id="ports" name="ports" rows="2" { (f.ports) }
                 label for="volumes" { "Volumes (NAME:/path[:ro], one per line; on the group's storage)" }
                 textarea id="volumes" name="volumes" rows="2" { (f.volumes) }
+                details.volumes open[volumes::any(&f.volume_slots)] {
+                    summary { "More volumes: config files, memory, sub-paths"
+                        @if offered.nfs { ", NFS" } @if offered.host_path { ", host paths" } }
+                    small { "\"Show the command\" adds an empty volume and file row when these are full." }
+                    (volumes::render(&f.volume_slots, offered))
+                }
                 label for="restart" { "Restart policy" }
                 select id="restart" name="restart" {
                     @for p in ["Always", "OnFailure", "Never"] {
@@ -498,11 +529,22 @@ pub async fn form(State(c): State<Console>, headers: HeaderMap) -> Response {
 pub async fn submit(
     State(c): State<Console>,
     headers: HeaderMap,
-    Form(f): Form<CreateForm>,
+    Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let who = match signed_post(&c, &headers, f.csrf.as_deref()) {
+    let token = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str());
+    let who = match signed_post(&c, &headers, token) {
         Ok(w) => w,
         Err(r) => return r.into_response(),
+    };
+    let f = match CreateForm::from_fields(fields) {
+        Ok(f) => f,
+        Err(field) => {
+            let e = ApiError::invalid_parameter(&field, "is not a field of the form");
+            return crate::page::error_page(Some(&who), &e);
+        }
     };
     if f.action == "preview" {
         return html_response(StatusCode::OK, render(&c, &who, &f, None, true).await);
@@ -549,16 +591,54 @@ mod tests {
     }
 
     #[test]
+    fn the_posted_fields_fill_the_form_and_its_volume_slots() {
+        let f = CreateForm::from_fields(vec![
+            kv("csrf", "t"),
+            kv("name", "web"),
+            kv("image", "busybox"),
+            kv("volumes", "data:/data"),
+            kv("vol.1.name", "conf"),
+            kv("vol.1.kind", "config"),
+            kv("vol.1.file.1.path", "a.conf"),
+            kv("vol.1.file.1.content", "x\n"),
+            kv("vol.1.mount_path", "/etc/a"),
+        ])
+        .unwrap();
+        let p = f.params("local");
+        for want in [
+            ("Volume.1.Name", "data"),
+            ("Container.1.VolumeMount.1.MountPath", "/data"),
+            ("Volume.2.Name", "conf"),
+            ("Volume.2.Type", "ConfigFileVolume"),
+            (
+                "Volume.2.ConfigFileVolume.ConfigFileToPath.1.Content",
+                "eAo=",
+            ),
+            ("Container.1.VolumeMount.2.Name", "conf"),
+            ("Container.1.VolumeMount.2.MountPath", "/etc/a"),
+        ] {
+            assert!(p.contains(&kv(want.0, want.1)), "{want:?} in {p:?}");
+        }
+        assert!(f
+            .berth_run()
+            .contains("no flag for: the volumes of the volume fieldsets"));
+        assert_eq!(
+            CreateForm::from_fields(vec![kv("Volume.1.Type", "FlexVolume")]).unwrap_err(),
+            "Volume.1.Type"
+        );
+    }
+
+    #[test]
     fn prices_per_second_are_shown_per_hour_exactly() {
+        use berth_core::price::Decimal;
         assert_eq!(
-            per_hour(&serde_json::json!("0.000015315")).as_deref(),
-            Some("0.055134")
+            per_hour(Decimal::from_str_exact("0.000015315").unwrap()),
+            "0.055134"
         );
         assert_eq!(
-            per_hour(&serde_json::json!(0.00012252)).as_deref(),
-            Some("0.441072")
+            per_hour(Decimal::from_str_exact("0.00012252").unwrap()),
+            "0.441072"
         );
-        assert_eq!(per_hour(&serde_json::json!(null)), None);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! One container group: its containers (state, reason, exit code, restarts, ready), events,
 //! logs that follow live (the API's log stream, `Follow=true`), the previous container's logs,
 //! CPU, memory and network charts (DescribeContainerGroupMetric), a terminal over the exec
-//! WebSocket, and restart and delete behind a confirmation. Another account's group, or one
-//! that does not exist, is the API's `InvalidContainerGroup.NotFound`.
+//! WebSocket, and restart and delete behind a confirmation (the update form is `update.rs`).
+//! Another account's group, or one that does not exist, is the API's
+//! `InvalidContainerGroup.NotFound`.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -130,83 +131,6 @@ fn container_select(g: &ContainerGroup, id: &str) -> Markup {
     }
 }
 
-/// The update form: a new size, restart policy or tags; what is left at "keep" is not sent.
-fn update_form(who: &Signed, g: &ContainerGroup, base: &str) -> Markup {
-    html! {
-        details.update {
-            summary { "Update" }
-            form.card method="post" action={ (base) "/update" }
-                data-confirm={ "Update " (g.container_group_name) "? Its containers may be recreated." } {
-                (csrf_field(who))
-                label for="update-size" { "Size" }
-                select id="update-size" name="size" {
-                    option value="" selected { "Keep " (num(g.cpu)) " vCPU, " (num(g.memory)) " GiB" }
-                    @for s in berth_core::size::offered() {
-                        option value={ (num(s.cpu)) "/" (num(s.memory)) } { (num(s.cpu)) " vCPU, " (num(s.memory)) " GiB" }
-                    }
-                }
-                label for="update-restart" { "Restart policy" }
-                select id="update-restart" name="restart" {
-                    option value="" selected { "Keep " (g.restart_policy) }
-                    @for p in ["Always", "OnFailure", "Never"] { option value=(p) { (p) } }
-                }
-                label for="update-tags" { "Tags (KEY=VALUE, one per line; they replace the group's; empty: keep)" }
-                textarea id="update-tags" name="tags" rows="2" {}
-                button type="submit" { "Update" }
-            }
-        }
-    }
-}
-
-#[derive(Deserialize)]
-pub struct UpdateForm {
-    csrf: Option<String>,
-    #[serde(default)]
-    size: String,
-    #[serde(default)]
-    restart: String,
-    #[serde(default)]
-    tags: String,
-}
-
-impl UpdateForm {
-    /// UpdateContainerGroup's parameters for group `id`.
-    pub fn params(&self, id: &str) -> Vec<(String, String)> {
-        let mut p = vec![kv("ContainerGroupId", id)];
-        if let Some((cpu, mem)) = self.size.split_once('/') {
-            p.push(kv("Cpu", cpu));
-            p.push(kv("Memory", mem));
-        }
-        if !self.restart.is_empty() {
-            p.push(kv("RestartPolicy", &self.restart));
-        }
-        let tags = self.tags.lines().map(str::trim).filter(|l| !l.is_empty());
-        for (i, t) in tags.enumerate() {
-            let (k, v) = t.split_once('=').unwrap_or((t, ""));
-            p.push(kv(format!("Tag.{}.Key", i + 1), k.trim()));
-            p.push(kv(format!("Tag.{}.Value", i + 1), v.trim()));
-        }
-        p
-    }
-}
-
-/// `POST /console/groups/{id}/update`.
-pub async fn update(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(f): Form<UpdateForm>,
-) -> Response {
-    let who = match signed_post(&c, &headers, f.csrf.as_deref()) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    match call(&c, &who, Action::UpdateContainerGroup, f.params(&id)).await {
-        Ok(_) => Redirect::to(&format!("/console/groups/{}", super::enc(&id))).into_response(),
-        Err(e) => error_page(Some(&who), &e),
-    }
-}
-
 /// `GET /console/groups/{id}`.
 pub async fn show(
     State(c): State<Console>,
@@ -243,7 +167,7 @@ pub async fn show(
                 button.danger type="submit" { "Delete" }
             }
         }
-        (update_form(&who, &g, &base))
+        (super::update::form(&who, &g, &base))
         div id="group-state" data-poll={ (base) "/state" } aria-live="polite" {
             (state(&g))
         }
@@ -563,41 +487,6 @@ pub async fn metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_update_form_sends_only_what_changes() {
-        let f = UpdateForm {
-            csrf: None,
-            size: "1/2".into(),
-            restart: String::new(),
-            tags: "team = a\n\nowner=b\n".into(),
-        };
-        assert_eq!(
-            f.params("eci-x"),
-            vec![
-                kv("ContainerGroupId", "eci-x"),
-                kv("Cpu", "1"),
-                kv("Memory", "2"),
-                kv("Tag.1.Key", "team"),
-                kv("Tag.1.Value", "a"),
-                kv("Tag.2.Key", "owner"),
-                kv("Tag.2.Value", "b"),
-            ]
-        );
-        let keep = UpdateForm {
-            csrf: None,
-            size: String::new(),
-            restart: "Never".into(),
-            tags: String::new(),
-        };
-        assert_eq!(
-            keep.params("eci-x"),
-            vec![
-                kv("ContainerGroupId", "eci-x"),
-                kv("RestartPolicy", "Never")
-            ]
-        );
-    }
 
     #[test]
     fn network_rates_come_from_counter_differences() {

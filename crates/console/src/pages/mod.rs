@@ -6,7 +6,9 @@ pub mod create;
 pub mod group;
 pub mod groups;
 pub mod sign_in;
+pub mod update;
 pub mod usage;
+pub mod volumes;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

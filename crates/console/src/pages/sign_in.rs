@@ -1,7 +1,7 @@
 //! Sign-in with an AccessKeyId and AccessKeySecret ([`berth_server::sign_in`]: the signature
 //! check's own key lookup, throttled per key id), and sign-out, which deletes the session.
 
-use std::time::Instant;
+use std::time::SystemTime;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -59,7 +59,17 @@ pub async fn submit(
     let key_id = f.access_key_id.trim();
     match berth_server::sign_in(&c.state, key_id, &f.access_key_secret) {
         Ok(account) => {
-            let id = c.sessions.create(account.name(), key_id, Instant::now());
+            let id = match c.sessions.create(account.name(), key_id, SystemTime::now()) {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!(error = %e, "storing a console session");
+                    let e = ApiError::internal("the session could not be stored");
+                    return html_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        form_page(Some(&e), key_id),
+                    );
+                }
+            };
             let cookie = crate::cookie::set(&id, c.state.tls(), c.sessions.config().absolute);
             (
                 [(header::SET_COOKIE, cookie)],

@@ -179,6 +179,43 @@ pub(super) fn ephemeral_storage(p: &Params) -> Result<Option<u32>, ApiError> {
     }
 }
 
+/// `param`'s image reference: printable ASCII without spaces (the registry client parses it).
+pub(super) fn image_reference(param: &str, image: &str) -> Result<(), ApiError> {
+    if image.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(ApiError::invalid_parameter(
+            param,
+            format!("is not an image reference: {image:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `{prefix}.Command.N`.
+pub(super) fn command(p: &Params, prefix: &str) -> Result<Vec<String>, ApiError> {
+    let param = format!("{prefix}.Command");
+    let command = p.string_list(&param)?;
+    for s in &command {
+        validate::no_nul(&param, s)?;
+    }
+    Ok(command)
+}
+
+/// `{prefix}.Arg.N`: at most [`MAX_ARGS`].
+pub(super) fn args(p: &Params, prefix: &str) -> Result<Vec<String>, ApiError> {
+    let param = format!("{prefix}.Arg");
+    let args = p.string_list(&param)?;
+    if args.len() > MAX_ARGS {
+        return Err(ApiError::value_exceeded(
+            &param,
+            format!("allows at most {MAX_ARGS} arguments"),
+        ));
+    }
+    for s in &args {
+        validate::no_nul(&format!("{prefix}.Command"), s)?;
+    }
+    Ok(args)
+}
+
 pub(super) fn containers(
     p: &Params,
     list: &str,
@@ -219,12 +256,7 @@ fn container(p: &Params, prefix: &str, init: bool) -> Result<ContainerSpec, ApiE
     let name = p.required(&k("Name"))?;
     validate::container_name(&k("Name"), &name)?;
     let image = p.required(&k("Image"))?;
-    if image.bytes().any(|b| !b.is_ascii_graphic()) {
-        return Err(ApiError::invalid_parameter(
-            &k("Image"),
-            format!("is not an image reference: {image:?}"),
-        ));
-    }
+    image_reference(&k("Image"), &image)?;
     let image_pull_policy = match p.string(&k("ImagePullPolicy")) {
         None => ImagePullPolicy::default(),
         Some(s) => ImagePullPolicy::parse(&s).ok_or_else(|| {
@@ -234,17 +266,7 @@ fn container(p: &Params, prefix: &str, init: bool) -> Result<ContainerSpec, ApiE
             )
         })?,
     };
-    let command = p.string_list(&k("Command"))?;
-    let args = p.string_list(&k("Arg"))?;
-    if args.len() > MAX_ARGS {
-        return Err(ApiError::value_exceeded(
-            &k("Arg"),
-            format!("allows at most {MAX_ARGS} arguments"),
-        ));
-    }
-    for s in command.iter().chain(&args) {
-        validate::no_nul(&k("Command"), s)?;
-    }
+    let (command, args) = (command(p, prefix)?, args(p, prefix)?);
     let working_dir = p.string(&k("WorkingDir"));
     if let Some(w) = &working_dir {
         validate::no_nul(&k("WorkingDir"), w)?;
@@ -311,7 +333,7 @@ fn hook(
     super::probes::hook(p, prefix, which)
 }
 
-fn env(p: &Params, prefix: &str) -> Result<Vec<EnvVar>, ApiError> {
+pub(super) fn env(p: &Params, prefix: &str) -> Result<Vec<EnvVar>, ApiError> {
     let list = format!("{prefix}.EnvironmentVar");
     let mut out = Vec::new();
     for i in p.indexes(&list)? {

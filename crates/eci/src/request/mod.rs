@@ -6,6 +6,7 @@ mod create;
 mod dns;
 mod honoured;
 mod observe;
+mod patch;
 mod price;
 mod probes;
 mod security;

@@ -5,7 +5,9 @@
 //! `InitContainer.N`, `Tag.N`, `ImageRegistryCredential.N`, `Volume.N`) replaces the group's
 //! list; lists it leaves out stay. `IncrementalUpdate`: the items given replace the group's
 //! items of the same name (container name, tag key, registry server, volume name) and the
-//! others are added; every container or volume given is given whole, as at creation. `Cpu`,
+//! others are added; every container or volume given is given whole, as at creation.
+//! `PatchUpdate` (berth's extension, `patch.rs`): each `Container.N` changes only the fields it
+//! gives of the group's container of that name; the other lists as with `RenewUpdate`. `Cpu`,
 //! `Memory` and `RestartPolicy` replace the group's when given. A volume whose definition
 //! changed is made anew (an emptyDir starts empty) and the containers mounting it are
 //! recreated, except a `ConfigFileVolume` of the same name whose files (or modes) alone
@@ -27,6 +29,9 @@ pub enum UpdateType {
     #[default]
     Renew,
     Incremental,
+    /// berth's extension (`PatchUpdate`, `patch.rs`): `Container.N` change only the fields
+    /// they give of the group's containers of the same name; other lists as with `Renew`.
+    Patch,
 }
 
 /// A decoded UpdateContainerGroup; its parameters are checked when decoded and applied to
@@ -77,10 +82,11 @@ impl UpdateRequest {
         let update_type = match p.string("UpdateType").as_deref() {
             None | Some("RenewUpdate") => UpdateType::Renew,
             Some("IncrementalUpdate") => UpdateType::Incremental,
+            Some("PatchUpdate") => UpdateType::Patch,
             Some(s) => {
                 return Err(ApiError::invalid_parameter(
                     "UpdateType",
-                    format!("must be RenewUpdate or IncrementalUpdate, got {s:?}"),
+                    format!("must be RenewUpdate, IncrementalUpdate or PatchUpdate, got {s:?}"),
                 ))
             }
         };
@@ -152,8 +158,14 @@ impl UpdateRequest {
                 )
             })?),
         };
+        let patch = self.update_type == UpdateType::Patch;
         Ok(Parts {
-            containers: if list("Container") {
+            container_patches: if patch && list("Container") {
+                Some(super::patch::decode(p)?)
+            } else {
+                None
+            },
+            containers: if !patch && list("Container") {
                 Some(create::containers(p, "Container", false)?)
             } else {
                 None
@@ -187,6 +199,9 @@ impl UpdateRequest {
         let incremental = self.update_type == UpdateType::Incremental;
         if let Some(c) = parts.containers {
             merge(&mut spec.containers, c, incremental, |c| c.name.clone());
+        }
+        if let Some(patches) = parts.container_patches {
+            super::patch::apply(&mut spec.containers, patches)?;
         }
         if let Some(c) = parts.init_containers {
             merge(&mut spec.init_containers, c, incremental, |c| {
@@ -272,6 +287,7 @@ impl UpdateRequest {
 /// What the request gives, decoded.
 struct Parts {
     containers: Option<Vec<ContainerSpec>>,
+    container_patches: Option<Vec<super::patch::ContainerPatch>>,
     init_containers: Option<Vec<ContainerSpec>>,
     tags: Option<Vec<berth_core::Tag>>,
     credentials: Option<Vec<berth_core::RegistryCredential>>,
@@ -385,6 +401,95 @@ mod tests {
     const GROUP: &str = "ContainerGroupName=gg&Cpu=2&Memory=4\
         &Container.1.Name=a&Container.1.Image=busybox&Container.1.EnvironmentVar.1.Key=K&Container.1.EnvironmentVar.1.Value=1\
         &Container.2.Name=b&Container.2.Image=busybox&Tag.1.Key=t&Tag.1.Value=1";
+
+    #[test]
+    fn patch_changes_only_the_fields_given() {
+        let old = created(
+            "ContainerGroupName=gg&Cpu=2&Memory=4\
+             &Container.1.Name=a&Container.1.Image=busybox&Container.1.Command.1=sleep\
+             &Container.1.Arg.1=9&Container.1.WorkingDir=/w\
+             &Container.1.EnvironmentVar.1.Key=K&Container.1.EnvironmentVar.1.Value=1\
+             &Container.1.SecurityContext.Capability.Drop.1=ALL\
+             &Container.2.Name=b&Container.2.Image=busybox&Tag.1.Key=t&Tag.1.Value=1",
+        );
+        let u = update(
+            "ContainerGroupId=eci-x&UpdateType=PatchUpdate&Container.1.Name=a\
+             &Container.1.Image=busybox:2&Container.1.EnvironmentVar.1.Key=N\
+             &Container.1.EnvironmentVar.1.Value=2",
+        )
+        .unwrap();
+        let new = u.apply(&old).unwrap();
+        let mut want = old.containers[0].clone();
+        want.image = "busybox:2".into();
+        want.env = vec![berth_core::EnvVar {
+            key: "N".into(),
+            value: "2".into(),
+            field_path: None,
+        }];
+        assert_eq!(new.containers[0], want);
+        assert_eq!(new.containers[1], old.containers[1]);
+        assert_eq!(new.tags, old.tags);
+
+        let cmd = update(
+            "ContainerGroupId=eci-x&UpdateType=PatchUpdate&Container.1.Name=b\
+             &Container.1.Command.1=sh&Container.1.Arg.1=-c&Container.1.Arg.2=true",
+        )
+        .unwrap()
+        .apply(&old)
+        .unwrap();
+        assert_eq!(cmd.containers[1].command, vec!["sh"]);
+        assert_eq!(cmd.containers[1].args, vec!["-c", "true"]);
+        assert_eq!(cmd.containers[1].image, "busybox");
+        assert_eq!(cmd.containers[0], old.containers[0]);
+    }
+
+    #[test]
+    fn patch_refuses_other_fields_and_unknown_containers() {
+        let old = created(GROUP);
+        let other = update(
+            "ContainerGroupId=eci-x&UpdateType=PatchUpdate&Container.1.Name=a&Container.1.WorkingDir=/x",
+        )
+        .unwrap_err();
+        assert_eq!(other.code, "InvalidParameter");
+        assert!(
+            other.message.contains("Container.1.WorkingDir"),
+            "{}",
+            other.message
+        );
+        let bad_image = update(
+            "ContainerGroupId=eci-x&UpdateType=PatchUpdate&Container.1.Name=a&Container.1.Image=a%20b",
+        )
+        .unwrap_err();
+        assert!(
+            bad_image.message.contains("Container.1.Image"),
+            "{}",
+            bad_image.message
+        );
+        let empty_image = update(
+            "ContainerGroupId=eci-x&UpdateType=PatchUpdate&Container.1.Name=a&Container.1.Image=",
+        )
+        .unwrap_err();
+        assert_eq!(empty_image.code, "MissingParameter");
+        let unknown = update(
+            "ContainerGroupId=eci-x&UpdateType=PatchUpdate&Container.1.Name=zz&Container.1.Image=x",
+        )
+        .unwrap()
+        .apply(&old)
+        .unwrap_err();
+        assert!(
+            unknown.message.contains("Container.1.Name"),
+            "{}",
+            unknown.message
+        );
+        let args: String = (1..=11)
+            .map(|i| format!("&Container.1.Arg.{i}=x"))
+            .collect();
+        let many = update(&format!(
+            "ContainerGroupId=eci-x&UpdateType=PatchUpdate&Container.1.Name=a{args}"
+        ))
+        .unwrap_err();
+        assert!(many.message.contains("Container.1.Arg"), "{}", many.message);
+    }
 
     #[test]
     fn renew_replaces_the_lists_given() {

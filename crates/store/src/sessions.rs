@@ -1,0 +1,216 @@
+//! The `console_sessions` table: the web console's sessions, kept across restarts of berth.
+//! A row is keyed by a digest of the session's id (the caller's: the id itself, the cookie's
+//! value, is never stored), with the account and access key it signed in with, its CSRF
+//! token, and when it was made and last used (seconds since the epoch). Creating one applies
+//! the caller's bounds in the same transaction: expired rows go, then the account's least
+//! recently used ones beyond its share, then the table's beyond its size.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::StoreError;
+
+/// Schema of the sessions (the fourteenth migration).
+pub(crate) const MIGRATION: &str = r#"
+CREATE TABLE IF NOT EXISTS console_sessions (
+    id_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    access_key_id TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    used INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_sessions_account ON console_sessions(account, used);
+CREATE INDEX IF NOT EXISTS console_sessions_used ON console_sessions(used);
+CREATE INDEX IF NOT EXISTS console_sessions_created ON console_sessions(created);
+"#;
+
+/// One session as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// A digest of the session's id (the caller's choice of digest).
+    pub id_hash: String,
+    pub account: String,
+    pub access_key_id: String,
+    pub csrf: String,
+    /// Seconds since the epoch.
+    pub created: i64,
+    pub used: i64,
+}
+
+/// The bounds [`create`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionBounds {
+    /// Rows used at or before this (seconds since the epoch) are expired.
+    pub idle_before: i64,
+    /// Rows made at or before this are expired.
+    pub created_before: i64,
+    /// Sessions of one account held at most.
+    pub per_account: usize,
+    /// Sessions held at most.
+    pub max: usize,
+}
+
+fn count(conn: &Connection, account: Option<&str>) -> Result<usize, StoreError> {
+    let n: i64 = match account {
+        Some(a) => conn.query_row(
+            "SELECT COUNT(*) FROM console_sessions WHERE account = ?1",
+            params![a],
+            |r| r.get(0),
+        )?,
+        None => conn.query_row("SELECT COUNT(*) FROM console_sessions", [], |r| r.get(0))?,
+    };
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+pub(crate) fn create(
+    conn: &mut Connection,
+    s: &ConsoleSession,
+    b: SessionBounds,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(
+        "DELETE FROM console_sessions WHERE used <= ?1 OR created <= ?2",
+        params![b.idle_before, b.created_before],
+    )?;
+    let held = count(&tx, Some(&s.account))?;
+    let over = (held + 1).saturating_sub(b.per_account.max(1));
+    if over > 0 {
+        tx.execute(
+            "DELETE FROM console_sessions WHERE id_hash IN (SELECT id_hash FROM console_sessions \
+             WHERE account = ?1 ORDER BY used, id_hash LIMIT ?2)",
+            params![s.account, over as i64],
+        )?;
+    }
+    let all = count(&tx, None)?;
+    let over = (all + 1).saturating_sub(b.max.max(1));
+    if over > 0 {
+        tx.execute(
+            "DELETE FROM console_sessions WHERE id_hash IN (SELECT id_hash FROM console_sessions \
+             ORDER BY used, id_hash LIMIT ?1)",
+            params![over as i64],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO console_sessions (id_hash, account, access_key_id, csrf, created, used) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            s.id_hash,
+            s.account,
+            s.access_key_id,
+            s.csrf,
+            s.created,
+            s.used
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(crate) fn get(conn: &Connection, id_hash: &str) -> Result<Option<ConsoleSession>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT account, access_key_id, csrf, created, used FROM console_sessions \
+             WHERE id_hash = ?1",
+        )?
+        .query_row(params![id_hash], |r| {
+            Ok(ConsoleSession {
+                id_hash: id_hash.to_string(),
+                account: r.get(0)?,
+                access_key_id: r.get(1)?,
+                csrf: r.get(2)?,
+                created: r.get(3)?,
+                used: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+pub(crate) fn touch(conn: &Connection, id_hash: &str, used: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE console_sessions SET used = ?2 WHERE id_hash = ?1 AND used < ?2")?
+        .execute(params![id_hash, used])?;
+    Ok(())
+}
+
+pub(crate) fn delete(conn: &Connection, id_hash: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM console_sessions WHERE id_hash = ?1")?
+        .execute(params![id_hash])?;
+    Ok(())
+}
+
+pub(crate) fn total(conn: &Connection) -> Result<usize, StoreError> {
+    count(conn, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SqliteStore, Store};
+
+    fn session(n: u32, account: &str, created: i64, used: i64) -> ConsoleSession {
+        ConsoleSession {
+            id_hash: format!("{n:064x}"),
+            account: account.into(),
+            access_key_id: format!("AK{account}"),
+            csrf: "c".repeat(64),
+            created,
+            used,
+        }
+    }
+
+    fn bounds(now: i64, per_account: usize, max: usize) -> SessionBounds {
+        SessionBounds {
+            idle_before: now - 1800,
+            created_before: now - 43_200,
+            per_account,
+            max,
+        }
+    }
+
+    #[test]
+    fn a_new_session_deletes_expired_rows_then_the_least_recently_used() {
+        let s = SqliteStore::in_memory().unwrap();
+        let now = 1_700_000_000;
+        // Idle too long, and too old: both go at the next creation.
+        s.create_console_session(
+            &session(1, "a", now - 3600, now - 1800),
+            bounds(now - 3600, 9, 9),
+        )
+        .unwrap();
+        s.create_console_session(
+            &session(2, "b", now - 43_200, now),
+            bounds(now - 43_200, 9, 9),
+        )
+        .unwrap();
+        s.create_console_session(&session(3, "a", now - 10, now - 10), bounds(now, 9, 9))
+            .unwrap();
+        assert_eq!(s.console_sessions().unwrap(), 1);
+        // Per account: a's least recently used goes, b's stays.
+        s.create_console_session(&session(4, "b", now, now), bounds(now, 2, 9))
+            .unwrap();
+        s.create_console_session(&session(5, "a", now - 5, now - 5), bounds(now, 2, 9))
+            .unwrap();
+        s.create_console_session(&session(6, "a", now, now), bounds(now, 2, 9))
+            .unwrap();
+        let live = |n: u32| s.console_session(&format!("{n:064x}")).unwrap().is_some();
+        assert!(!live(3) && live(4) && live(5) && live(6));
+        // In all: the least recently used of any account goes.
+        s.touch_console_session(&format!("{:064x}", 5), now + 1)
+            .unwrap();
+        s.create_console_session(&session(7, "c", now + 2, now + 2), bounds(now + 2, 2, 3))
+            .unwrap();
+        assert!(!live(4) && live(5) && live(6) && live(7));
+        assert_eq!(s.console_sessions().unwrap(), 3);
+        // A touch never moves the last use back.
+        s.touch_console_session(&format!("{:064x}", 7), now)
+            .unwrap();
+        assert_eq!(
+            s.console_session(&format!("{:064x}", 7))
+                .unwrap()
+                .unwrap()
+                .used,
+            now + 2
+        );
+        s.delete_console_session(&format!("{:064x}", 7)).unwrap();
+        assert!(!live(7));
+    }
+}
