@@ -489,6 +489,11 @@ def test_a_group_takes_a_pooled_sandbox_with_its_own_limits_name_and_address(gv,
         assert not support.cgroup_dirs_named([claims[gid]]), support.cgroup_dirs_named([claims[gid]])
         name = "e2e-gvisor-pool-a" if gid == a else "e2e-gvisor-pool-b"
         assert exec_sh(client, gid, "hostname").strip() == name
+        # Named by its pause process, told through a FIFO on the host (no runsc exec)...
+        pause_log = gv.state_dir / "node" / "gvisor-pool" / claims[gid] / "pause.log"
+        assert f"stdout F hostname {name}\n" in pause_log.read_text(), pause_log.read_text()
+        # ...which the group's containers cannot reach, nor rename their sandbox themselves.
+        assert exec_sh(client, gid, "hostname other 2>/dev/null; hostname").strip() == name
         ip = groups[gid]["IntranetIp"]
         page = wait_for(f"http://{ip}:8080/hostname", lambda: support.http_get(f"http://{ip}:8080/hostname"), 20)
         assert page.strip() == name, page

@@ -253,11 +253,11 @@ impl SandboxPool {
         let dir = self.dir_of(id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let spec = pause_bundle(rootfs, id.to_string(), att.netns, id, None);
+        let spec = pause_bundle(rootfs, id.to_string(), att.netns, id, None, true);
         let rid = runsc_id(id);
         rt.write_bundle_in(&dir, &spec, Some((&SandboxRole::Sandbox, &rid)))
             .map_err(|e| error_chain(&e))?;
-        rt.start(&rid, &dir, &dir.join("pause.log"))
+        rt.start_renamable_sandbox(&rid, &dir, &dir.join("pause.log"))
             .await
             .map_err(|e| format!("cannot start the sandbox: {}", error_chain(&e)))?;
         tracing::debug!(
@@ -345,17 +345,24 @@ pub async fn remove_sandbox(host: &Host, id: &str, dir: &std::path::Path) {
 
 /// The pause container's bundle: `hostname`, the namespace at `netns`, the cgroup
 /// `/berth/<cgroup_id>`, the pids limit and `memory_bytes`; the CPU quota is set once it has
-/// booted (a quota of a fraction of a core doubles the boot).
+/// booted (a quota of a fraction of a core doubles the boot). A pooled sandbox's pause process
+/// (`named_later`) takes the group's host name when a group takes it, with the capability
+/// that needs.
 pub fn pause_bundle(
     rootfs: PathBuf,
     hostname: String,
     netns: PathBuf,
     cgroup_id: &str,
     memory_bytes: Option<u64>,
+    named_later: bool,
 ) -> BundleSpec {
+    let capability_add = match named_later {
+        true => vec![berth_runtime::RENAME_CAPABILITY.to_string()],
+        false => Vec::new(),
+    };
     BundleSpec {
         rootfs,
-        args: vec![berth_runtime::PAUSE_PATH.to_string()],
+        args: berth_runtime::pause_args(named_later),
         env: vec!["PATH=/".to_string()],
         cwd: "/".to_string(),
         uid: 0,
@@ -368,7 +375,7 @@ pub fn pause_bundle(
         pids_limit: Some(PIDS_LIMIT),
         cgroup_path: berth_runtime::cgroup::group_cgroup_path(cgroup_id),
         readonly_rootfs: true,
-        capability_add: Vec::new(),
+        capability_add,
         capability_drop: Vec::new(),
         sysctls: Vec::new(),
         binds: Vec::new(),

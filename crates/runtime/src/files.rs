@@ -85,6 +85,10 @@ pub(crate) struct MonitorConfig {
     /// so its exit status comes from `<runtime> wait <id>`.
     #[serde(default)]
     pub wait_by_runtime: bool,
+    /// A FIFO berth owns, opened read-write and given to the runtime as the container's
+    /// standard input (a pooled sandbox's pause process reads its host name from it).
+    #[serde(default)]
+    pub stdin_fifo: Option<PathBuf>,
 }
 
 /// Writes `data` to `path` through a temporary file and a rename, so readers never see a torn

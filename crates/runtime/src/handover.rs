@@ -3,11 +3,13 @@
 //! (a populated v1 cgroup can be renamed within its parent; its tasks follow), runsc's record
 //! of the sandbox is pointed at the new path (runsc joins the sandbox's cgroup to start each
 //! container's gofer, by the path it recorded at boot), the group's limits are written, and
-//! the sandbox gets the group's host name (`pause -h`, run in the sandbox).
+//! the sandbox gets the group's host name from its pause process (`pause -n`, told through a
+//! FIFO of the sandbox's directory: no process is started in the sandbox for it).
 
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -120,28 +122,111 @@ impl Runtime {
         .map_err(|e| RuntimeError::io("move the cgroup of", id, std::io::Error::other(e)))?
     }
 
-    /// Sets the host name of the sandbox whose root container is `id` (runs `/pause -h NAME`
-    /// in it, which needs `CAP_SYS_ADMIN` there).
-    pub async fn set_sandbox_hostname(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
-        check_id(id)?;
-        if name.is_empty() || name.len() > HOST_NAME_MAX || name.starts_with('-') {
-            return Err(RuntimeError::invalid(format!("invalid host name {name:?}")));
+    /// Sets the host name of a sandbox started with [`Runtime::start_renamable_sandbox`]
+    /// (files in `dir`): writes `name` to its pause process through the sandbox's FIFO and
+    /// waits until the pause process has answered that it set it (in its log), at most
+    /// [`RENAME_WAIT`]. Nothing is started in the sandbox.
+    pub async fn set_sandbox_hostname(&self, dir: &Path, name: &str) -> Result<(), RuntimeError> {
+        check_host_name(name)?;
+        let conf: crate::files::MonitorConfig =
+            crate::files::read_json(&dir.join(crate::files::MONITOR_CONFIG)).ok_or_else(|| {
+                RuntimeError::invalid(format!("{} has no monitor configuration", dir.display()))
+            })?;
+        let fifo = dir.join(crate::sandbox::NAME_FIFO);
+        if conf.stdin_fifo.as_deref() != Some(fifo.as_path()) {
+            return Err(RuntimeError::invalid(format!(
+                "the sandbox in {} takes no host name after its start",
+                dir.display()
+            )));
         }
-        let args = [
-            "exec",
-            "--cap",
-            "CAP_SYS_ADMIN",
-            id,
-            crate::PAUSE_PATH,
-            "-h",
-            name,
-        ];
-        let out = self.oci().output(&args).await?;
-        if !out.status.success() {
-            return Err(self.oci().failure(&args, &out));
+        write_name(&fifo, name)?;
+        let answer = format!("hostname {name}");
+        let failed = format!("hostname-failed {name}");
+        let began = std::time::Instant::now();
+        loop {
+            match answered(&conf.log_path, &answer, &failed) {
+                Some(true) => return Ok(()),
+                Some(false) => {
+                    return Err(RuntimeError::invalid(format!(
+                        "the sandbox in {} refused the host name {name:?}",
+                        dir.display()
+                    )))
+                }
+                None if began.elapsed() >= RENAME_WAIT => {
+                    return Err(RuntimeError::Timeout {
+                        what: format!("the host name of the sandbox in {}", dir.display()),
+                        secs: RENAME_WAIT.as_secs(),
+                    })
+                }
+                None => tokio::time::sleep(RENAME_POLL).await,
+            }
         }
-        Ok(())
     }
+}
+
+/// A host name the kernel takes, on one line of its own.
+fn check_host_name(name: &str) -> Result<(), RuntimeError> {
+    if name.is_empty()
+        || name.len() > HOST_NAME_MAX
+        || name.starts_with('-')
+        || name.bytes().any(|b| b.is_ascii_control() || b == b' ')
+    {
+        return Err(RuntimeError::invalid(format!("invalid host name {name:?}")));
+    }
+    Ok(())
+}
+
+/// How long a pause process may take to set a host name.
+pub const RENAME_WAIT: Duration = Duration::from_secs(5);
+/// How often its log is read meanwhile.
+const RENAME_POLL: Duration = Duration::from_millis(1);
+/// How much of the end of the pause process's log is read for its answer.
+const ANSWER_TAIL: u64 = 16 * 1024;
+
+/// Writes `name` and a newline to the FIFO at `path` in one write (shorter than `PIPE_BUF`,
+/// so never mixed with another); fails at once when nothing reads it (the sandbox is gone).
+fn write_name(path: &Path, name: &str) -> Result<(), RuntimeError> {
+    use std::io::Write;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| RuntimeError::io("open", path, e))?;
+    if !f.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
+        return Err(RuntimeError::invalid(format!(
+            "{} is not a FIFO",
+            path.display()
+        )));
+    }
+    f.write_all(format!("{name}\n").as_bytes())
+        .map_err(|e| RuntimeError::io("write", path, e))
+}
+
+/// Whether the pause process's log (CRI lines) has the line `ok` (`Some(true)`) or `failed`
+/// (`Some(false)`) among its last [`ANSWER_TAIL`] bytes.
+fn answered(log: &Path, ok: &str, failed: &str) -> Option<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(ANSWER_TAIL)))
+        .ok()?;
+    let mut text = Vec::new();
+    f.take(ANSWER_TAIL).read_to_end(&mut text).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    text.lines().rev().find_map(|entry| {
+        // `<timestamp> stdout F <text>`: a whole line of the pause process's output.
+        let mut parts = entry.splitn(4, ' ');
+        let (_, stream, tag, message) = (parts.next(), parts.next()?, parts.next()?, parts.next()?);
+        if stream != "stdout" || tag != "F" {
+            return None;
+        }
+        match message {
+            m if m == ok => Some(true),
+            m if m == failed => Some(false),
+            _ => None,
+        }
+    })
 }
 
 /// Rewrites runsc's state file of a sandbox's root container so that the sandbox's cgroup
@@ -261,6 +346,61 @@ mod tests {
             repoint(&mut other, "/berth/gvp-1", "/berth/eci-a"),
             Repointed::Unknown
         );
+    }
+
+    #[test]
+    fn the_pause_process_answer_is_found_in_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("pause.log");
+        let (ok, failed) = ("hostname web", "hostname-failed web");
+        assert_eq!(answered(&log, ok, failed), None);
+        fs::write(
+            &log,
+            "2026-12-04T23:00:00.000000000Z stdout F hostname webby\n\
+             2026-12-04T23:00:00.100000000Z stderr F hostname web\n\
+             2026-12-04T23:00:00.200000000Z stdout P hostname web\n",
+        )
+        .unwrap();
+        assert_eq!(answered(&log, ok, failed), None);
+        let mut text = fs::read_to_string(&log).unwrap();
+        text.push_str("2026-12-04T23:00:00.300000000Z stdout F hostname-failed web\n");
+        fs::write(&log, &text).unwrap();
+        assert_eq!(answered(&log, ok, failed), Some(false));
+        text.push_str("2026-12-04T23:00:00.400000000Z stdout F hostname web\n");
+        fs::write(&log, &text).unwrap();
+        assert_eq!(answered(&log, ok, failed), Some(true));
+    }
+
+    #[test]
+    fn a_name_goes_to_the_fifo_in_one_line_and_nothing_else_is_written() {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = crate::sandbox::make_name_fifo(dir.path()).unwrap();
+        // Nothing reads it yet: refused at once, not blocked.
+        assert!(write_name(&fifo, "web").is_err());
+        let mut reader = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        write_name(&fifo, "web").unwrap();
+        let mut got = String::new();
+        reader.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "web\n");
+        // A FIFO made again replaces the file; a regular file is no FIFO to write to.
+        let plain = dir.path().join("plain");
+        fs::write(&plain, "").unwrap();
+        assert!(write_name(&plain, "web").is_err());
+        assert_eq!(fs::read_to_string(&plain).unwrap(), "");
+    }
+
+    #[test]
+    fn host_names_are_checked() {
+        for bad in ["", "a b", "a\nb", "-h", &"x".repeat(65)] {
+            assert!(check_host_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_host_name("web-1.example").is_ok());
     }
 
     #[test]

@@ -39,5 +39,5 @@ pub use gvisor::{runsc_global_args, GvisorPlatform};
 pub use monitor::monitor_main;
 pub use oci::RuntimeKind;
 pub use runtime::{Runtime, RuntimeConfig, SECCOMP_BPF_ANNOTATION};
-pub use sandbox::{install_pause_rootfs, SandboxRole, PAUSE_PATH};
+pub use sandbox::{install_pause_rootfs, pause_args, SandboxRole, PAUSE_PATH, RENAME_CAPABILITY};
 pub use stats::{net_stats, ContainerStats, InterfaceStats};

@@ -237,6 +237,30 @@ impl Runtime {
         container_dir: &Path,
         log_path: &Path,
     ) -> Result<Started, RuntimeError> {
+        self.start_with(id, container_dir, log_path, None).await
+    }
+
+    /// [`Runtime::start`] of a sandbox's pause container that takes its host name later
+    /// ([`crate::sandbox::pause_args`] with `named_later`): its standard input is a FIFO in
+    /// its directory, through which [`Runtime::set_sandbox_hostname`] names it.
+    pub async fn start_renamable_sandbox(
+        &self,
+        id: &str,
+        container_dir: &Path,
+        log_path: &Path,
+    ) -> Result<Started, RuntimeError> {
+        let fifo = crate::sandbox::make_name_fifo(container_dir)?;
+        self.start_with(id, container_dir, log_path, Some(fifo))
+            .await
+    }
+
+    async fn start_with(
+        &self,
+        id: &str,
+        container_dir: &Path,
+        log_path: &Path,
+        stdin_fifo: Option<PathBuf>,
+    ) -> Result<Started, RuntimeError> {
         check_id(id)?;
         let began = Instant::now();
         let dir = std::fs::canonicalize(container_dir)
@@ -268,6 +292,7 @@ impl Runtime {
             oom_file,
             log_rotation: self.log_rotation,
             wait_by_runtime,
+            stdin_fifo,
         };
         files::write_json(&dir.join(files::MONITOR_CONFIG), &conf)?;
         let exe = self.cfg.monitor_exe.clone();

@@ -28,6 +28,35 @@ const PAUSE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pause"));
 /// The path of the pause executable inside the sandbox's root filesystem.
 pub const PAUSE_PATH: &str = "/pause";
 
+/// The FIFO in a renamable sandbox's directory that its pause process reads host names from.
+pub const NAME_FIFO: &str = "hostname.fifo";
+
+/// The capability a renamable sandbox's pause process needs to set the host name.
+pub const RENAME_CAPABILITY: &str = "SYS_ADMIN";
+
+/// The command of a sandbox's pause container: `/pause`, or `/pause -n` for one that takes
+/// its host name later from the FIFO [`NAME_FIFO`] (it needs [`RENAME_CAPABILITY`] then).
+pub fn pause_args(named_later: bool) -> Vec<String> {
+    let mut args = vec![PAUSE_PATH.to_string()];
+    if named_later {
+        args.push("-n".to_string());
+    }
+    args
+}
+
+/// Creates the FIFO [`NAME_FIFO`] in `dir` (root's, mode 0600), replacing whatever is there.
+pub(crate) fn make_name_fifo(dir: &Path) -> Result<PathBuf, RuntimeError> {
+    let path = dir.join(NAME_FIFO);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(RuntimeError::io("remove", &path, e)),
+    }
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| RuntimeError::io("create the FIFO", &path, e.into()))?;
+    Ok(path)
+}
+
 /// Mount points runsc mounts over in the sandbox's (read-only) root filesystem.
 const MOUNT_POINTS: &[&str] = &["proc", "dev", "sys", "tmp", "etc"];
 
@@ -141,6 +170,41 @@ mod tests {
         let json: serde_json::Value = serde_json::json!({ CONTAINER_TYPE_ANNOTATION: "sandbox" });
         assert!(!is_subcontainer(Some(&json)));
         assert!(!is_subcontainer(None));
+    }
+
+    #[test]
+    fn a_renamable_pause_process_sets_each_name_it_reads_and_answers() {
+        use std::io::{BufRead, BufReader, Write};
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = install_pause_rootfs(dir.path()).unwrap();
+        let args = pause_args(true);
+        assert_eq!(args, ["/pause", "-n"]);
+        let mut cmd = std::process::Command::new(rootfs.join("pause"));
+        cmd.args(&args[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        // SAFETY: unshare(2) only, between fork and exec: a host name of its own (needs root).
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS).map_err(Into::into)
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        // A line longer than a host name is skipped; the lines around it are not.
+        write!(stdin, "web\n{}\nweb-2\n", "x".repeat(65)).unwrap();
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            lines.push(line);
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(lines, ["hostname web\n", "hostname web-2\n"]);
+        assert_eq!(pause_args(false), ["/pause"]);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub async fn take(host: &Host, gid: &str, dirs: &GroupDirs, spec: &GroupSpec, fi
         None => return,
     };
     let began = std::time::Instant::now();
-    match hand_over(host, gid, &id, spec).await {
+    match hand_over(host, gid, &id, &pool.dir_of(&id), spec).await {
         Ok(()) => tracing::debug!(
             group = %gid,
             pooled = %id,
@@ -50,8 +50,15 @@ pub async fn take(host: &Host, gid: &str, dirs: &GroupDirs, spec: &GroupSpec, fi
     }
 }
 
-/// Moves the sandbox `id` to group `gid`: namespace, cgroup, memory limit, host name.
-async fn hand_over(host: &Host, gid: &str, id: &str, spec: &GroupSpec) -> Result<(), String> {
+/// Moves the sandbox `id` (files in `dir`) to group `gid`: namespace, cgroup, memory limit,
+/// host name (told to its pause process, see `Runtime::set_sandbox_hostname`).
+async fn hand_over(
+    host: &Host,
+    gid: &str,
+    id: &str,
+    dir: &std::path::Path,
+    spec: &GroupSpec,
+) -> Result<(), String> {
     let rt = host
         .runtime_for(RuntimeClass::Gvisor)
         .map_err(|e| e.to_string())?;
@@ -71,7 +78,7 @@ async fn hand_over(host: &Host, gid: &str, id: &str, spec: &GroupSpec) -> Result
         .map_err(|e| format!("cannot limit its memory: {}", error_chain(&e)))?;
     let cgroup = began.elapsed();
     let hostname = spec.host_name.as_deref().unwrap_or(&spec.name);
-    rt.set_sandbox_hostname(&rid, hostname)
+    rt.set_sandbox_hostname(dir, hostname)
         .await
         .map_err(|e| format!("cannot set its host name: {}", error_chain(&e)))?;
     tracing::debug!(

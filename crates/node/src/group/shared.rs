@@ -161,6 +161,7 @@ impl SharedSandbox {
             self.netns.clone(),
             &self.gid,
             Some((self.group.memory * GIB) as u64),
+            false,
         )
     }
 

@@ -283,6 +283,9 @@ fn spawn_runtime(
         ])
         .map_err(|e| e.to_string())?;
     cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
+    if let Some(fifo) = &conf.stdin_fifo {
+        cmd.stdin(Stdio::from(open_fifo(fifo)?));
+    }
     // std resets the signal mask of the child, so the runtime sees SIGCHLD as usual.
     let child = cmd
         .spawn()
@@ -290,6 +293,23 @@ fn spawn_runtime(
     // Dropping `cmd` closes this process's copies of the write ends.
     drop(cmd);
     Ok(child.id() as i32)
+}
+
+/// Opens the FIFO at `path` read-write, which does not wait for a writer and leaves its reader
+/// no end of file; anything that is not a FIFO is refused (no symlink followed).
+fn open_fifo(path: &Path) -> Result<OwnedFd, String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let is_fifo = file.metadata().is_ok_and(|m| m.file_type().is_fifo());
+    if !is_fifo {
+        return Err(format!("{} is not a FIFO", path.display()));
+    }
+    Ok(OwnedFd::from(file))
 }
 
 /// Reads what is available; closes the pipe at end of file or on error.
