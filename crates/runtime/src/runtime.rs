@@ -53,6 +53,19 @@ pub struct Runtime {
     /// The cgroup of each container [`Runtime::stop`] looked at, for its
     /// [`Runtime::delete`]: one run of the runtime's `state` less per removal.
     stopped_cgroups: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
+    /// The empty, read-only directory bound over masked directories (crun only).
+    masked_dir: Option<PathBuf>,
+}
+
+/// An empty directory only root may change, under the runtime's state root; its name is no
+/// container id (ids start with a letter or digit).
+fn empty_dir(state_root: &Path) -> Result<PathBuf, RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = state_root.join(".masked");
+    std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("create", &dir, e))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555))
+        .map_err(|e| RuntimeError::io("make read-only", &dir, e))?;
+    Ok(dir)
 }
 
 /// A filter cache holding the program of the built-in profile for the default capabilities,
@@ -119,6 +132,12 @@ impl Runtime {
             global_args: cfg.global_args.clone(),
         };
         let filters = (kind == RuntimeKind::Crun).then(warm_filters);
+        // runc refuses any mount inside /proc; runsc masks in its own kernel, where each bind
+        // is a gofer round trip.
+        let masked_dir = match kind {
+            RuntimeKind::Crun => Some(empty_dir(&oci.root)?),
+            RuntimeKind::Runc | RuntimeKind::Runsc | RuntimeKind::Other => None,
+        };
         Ok(Self {
             cfg,
             kind,
@@ -127,6 +146,7 @@ impl Runtime {
             log_rotation: Some(LogRotation::default()),
             filters,
             stopped_cgroups: Default::default(),
+            masked_dir,
         })
     }
 
@@ -197,6 +217,9 @@ impl Runtime {
         role: Option<(&SandboxRole, &str)>,
     ) -> Result<(), RuntimeError> {
         let mut oci_spec = bundle::build_spec(spec, &self.cfg.layout)?;
+        if let Some(empty) = &self.masked_dir {
+            bundle::mounts::bind_masked_dirs(&mut oci_spec, empty, |p| Path::new(p).is_dir())?;
+        }
         self.attach_seccomp_program(&mut oci_spec);
         if let Some((role, own_id)) = role {
             check_id(own_id)?;

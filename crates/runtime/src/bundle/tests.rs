@@ -358,3 +358,38 @@ fn user_namespace_maps_the_range_and_leaves_sysctls_to_the_node() {
     });
     assert!(build_spec(&s, &v2()).is_err());
 }
+
+#[test]
+fn masked_directories_become_one_read_only_bind() {
+    let s = spec();
+    let mut oci = build_spec(&s, &v2()).unwrap();
+    let dirs = ["/proc/acpi", "/sys/firmware"];
+    super::mounts::bind_masked_dirs(&mut oci, std::path::Path::new("/run/x/.masked"), |p| {
+        dirs.contains(&p)
+    })
+    .unwrap();
+    let j = serde_json::to_value(&oci).unwrap();
+    let masked = strings(&j["linux"]["maskedPaths"]);
+    for d in dirs {
+        assert!(
+            !masked.contains(&d.to_string()),
+            "{d} still left to the runtime"
+        );
+        let m = j["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == d)
+            .unwrap_or_else(|| panic!("no bind over {d}"));
+        assert_eq!(m["source"], "/run/x/.masked");
+        assert_eq!(m["type"], "bind");
+        let opts = strings(&m["options"]);
+        for o in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(opts.contains(&o.to_string()), "{d}: {opts:?}");
+        }
+    }
+    // Files and paths this host lacks stay masked by the runtime.
+    for p in ["/proc/kcore", "/proc/keys", "/sys/dev/block"] {
+        assert!(masked.contains(&p.to_string()), "{p}");
+    }
+}
