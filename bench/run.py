@@ -286,6 +286,11 @@ class Berth:
         self.endpoint = None
 
     def start(self) -> Eci:
+        # berth runs `berth monitor` (the whole binary) when berth-monitor is not beside it:
+        # a copy of `berth` alone measures that fallback, slower to start and larger.
+        if not self.binary.resolve().with_name("berth-monitor").exists():
+            log(f"warning: no berth-monitor beside {self.binary}: containers are monitored by "
+                "`berth monitor`, which is not what a build ships")
         port = free_port()
         self.endpoint = f"127.0.0.1:{port}"
         env = dict(os.environ, NO_COLOR="1")
