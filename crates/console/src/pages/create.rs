@@ -16,7 +16,7 @@ use maud::{html, Markup};
 use super::num;
 use super::volumes::{self, Slots};
 use crate::api::{call, call_as, kv};
-use crate::auth::{signed, signed_post, Signed};
+use crate::auth::{signed, Signed};
 use crate::page::{csrf_field, error_box, html_response, layout};
 use crate::Console;
 
@@ -531,20 +531,9 @@ pub async fn submit(
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let token = fields
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.as_str());
-    let who = match signed_post(&c, &headers, token) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let f = match CreateForm::from_fields(fields) {
-        Ok(f) => f,
-        Err(field) => {
-            let e = ApiError::invalid_parameter(&field, "is not a field of the form");
-            return crate::page::error_page(Some(&who), &e);
-        }
+    let (who, f) = match super::posted_form(&c, &headers, fields, CreateForm::from_fields) {
+        Ok(posted) => posted,
+        Err(r) => return *r,
     };
     if f.action == "preview" {
         return html_response(StatusCode::OK, render(&c, &who, &f, None, true).await);

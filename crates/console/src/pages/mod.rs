@@ -1,5 +1,5 @@
 //! One module per page of the console, and what several pages share: the landing redirect,
-//! the 404 page, and small formatting helpers.
+//! the 404 page, reading a posted form, and small formatting helpers.
 
 pub mod caches;
 pub mod create;
@@ -18,6 +18,29 @@ use maud::html;
 
 use crate::page::{html_response, layout};
 use crate::Console;
+
+/// The session and the parsed form of a POST from a form that carries the CSRF token among
+/// its `fields`; a field `parse` does not know is the API's InvalidParameter on the error page.
+pub(crate) fn posted_form<F>(
+    c: &Console,
+    headers: &HeaderMap,
+    fields: Vec<(String, String)>,
+    parse: impl FnOnce(Vec<(String, String)>) -> Result<F, String>,
+) -> Result<(crate::auth::Signed, F), Box<Response>> {
+    let token = fields
+        .iter()
+        .find(|(k, _)| k == crate::csrf::FIELD)
+        .map(|(_, v)| v.as_str());
+    let who =
+        crate::auth::signed_post(c, headers, token).map_err(|r| Box::new(r.into_response()))?;
+    match parse(fields) {
+        Ok(f) => Ok((who, f)),
+        Err(field) => {
+            let e = berth_eci::ApiError::invalid_parameter(&field, "is not a field of the form");
+            Err(Box::new(crate::page::error_page(Some(&who), &e)))
+        }
+    }
+}
 
 /// `GET /console/`: the groups when signed in, else the sign-in form.
 pub async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {

@@ -16,7 +16,7 @@ use maud::{html, Markup};
 
 use super::num;
 use crate::api::{call, kv};
-use crate::auth::{signed_post, Signed};
+use crate::auth::Signed;
 use crate::page::{csrf_field, error_page};
 use crate::Console;
 
@@ -194,20 +194,9 @@ pub async fn submit(
     Path(id): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let token = fields
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.as_str());
-    let who = match signed_post(&c, &headers, token) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let f = match UpdateForm::from_fields(fields) {
-        Ok(f) => f,
-        Err(field) => {
-            let e = berth_eci::ApiError::invalid_parameter(&field, "is not a field of the form");
-            return error_page(Some(&who), &e);
-        }
+    let (who, f) = match super::posted_form(&c, &headers, fields, UpdateForm::from_fields) {
+        Ok(posted) => posted,
+        Err(r) => return *r,
     };
     match call(&c, &who, Action::UpdateContainerGroup, f.params(&id)).await {
         Ok(_) => Redirect::to(&format!("/console/groups/{}", super::enc(&id))).into_response(),
