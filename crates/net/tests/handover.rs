@@ -34,16 +34,9 @@ async fn a_wired_namespace_is_handed_over_once_and_torn_down_by_its_new_owner() 
     assert!(!fx.netns("g1").exists() && !fx.netns("gvp-2").exists());
     assert!(fx.net.known().is_empty());
     assert!(!host_link_exists(&after.interface) && !host_link_exists(&other.interface));
-    let reserved = std::fs::read_dir(fx.addresses_dir())
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&fx.subnet_prefix)
-                })
-                .count()
-        })
-        .unwrap_or(0);
-    assert_eq!(reserved, 0, "addresses still reserved");
+    assert!(
+        fx.reservations().is_empty(),
+        "addresses still reserved: {:?}",
+        fx.reservations()
+    );
 }

@@ -41,21 +41,6 @@ fn warm_records(fx: &Fixture) -> Vec<String> {
     names
 }
 
-fn reservations(fx: &Fixture) -> Vec<String> {
-    std::fs::read_dir(fx.addresses_dir())
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&fx.subnet_prefix)
-                })
-                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_take_over_pooled_namespaces_and_the_pool_refills() {
     let fx = Fixture::with_pool(2);
@@ -92,14 +77,14 @@ async fn groups_take_over_pooled_namespaces_and_the_pool_refills() {
     );
     assert_eq!(warm_records(&fx).len(), 2);
     assert_eq!(links_on_bridge(&fx.name).len(), 3);
-    assert_eq!(reservations(&fx).len(), 3);
+    assert_eq!(fx.reservations().len(), 3);
 
     fx.net.teardown("g1").await.expect("teardown");
     assert!(!fx.netns("g1").exists());
     wait_until(|| !host_link_exists(&att.interface));
     assert!(fx.net.attachment("g1").is_none());
     assert_eq!(
-        reservations(&fx).len(),
+        fx.reservations().len(),
         2,
         "the group's address is released"
     );
@@ -110,7 +95,7 @@ async fn groups_take_over_pooled_namespaces_and_the_pool_refills() {
     assert!(netns_entries(&fx).is_empty(), "{:?}", netns_entries(&fx));
     assert!(warm_records(&fx).is_empty());
     wait_until(|| links_on_bridge(&fx.name).is_empty());
-    assert!(reservations(&fx).is_empty());
+    assert!(fx.reservations().is_empty());
     fx.net.release().expect("release");
     assert!(!subnet_masqueraded(&fx), "masquerade rule left");
     assert!(!is_mounted(&fx.cfg.netns_dir));
@@ -133,7 +118,7 @@ async fn a_restarted_network_releases_the_former_pool_and_cleans_what_was_half_d
     assert_eq!(former.len(), 2, "{former:?}");
     wait_until(|| links_on_bridge(&fx.name).is_empty());
     assert_eq!(
-        reservations(&fx).len(),
+        fx.reservations().len(),
         2,
         "records still reserve their addresses"
     );
@@ -158,7 +143,7 @@ async fn a_restarted_network_releases_the_former_pool_and_cleans_what_was_half_d
         now.iter().all(|n| !former.contains(n)),
         "the former pool's records are released: {former:?} {now:?}"
     );
-    assert_eq!(reservations(&fx).len(), 2, "{:?}", reservations(&fx));
+    assert_eq!(fx.reservations().len(), 2, "{:?}", fx.reservations());
     assert_eq!(links_on_bridge(&fx.name).len(), 2);
     let att = fx.net.attach("g2").await.expect("attach over a stale pin");
     assert!(is_mounted(&att.netns));
@@ -179,7 +164,7 @@ async fn a_restarted_network_releases_the_former_pool_and_cleans_what_was_half_d
     let _ = task.await;
     fx.net.drain_pool().await;
     assert!(netns_entries(&fx).is_empty(), "{:?}", netns_entries(&fx));
-    assert!(reservations(&fx).is_empty(), "{:?}", reservations(&fx));
+    assert!(fx.reservations().is_empty(), "{:?}", fx.reservations());
     wait_until(|| links_on_bridge(&fx.name).is_empty());
 }
 

@@ -110,6 +110,22 @@ impl Fixture {
         self.addresses_dir().join(ip.to_string())
     }
 
+    /// The owners named by berth's reservations of this subnet's addresses.
+    pub fn reservations(&self) -> Vec<String> {
+        std::fs::read_dir(self.addresses_dir())
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&self.subnet_prefix)
+                    })
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Where berth keeps its address reservations.
     pub fn addresses_dir(&self) -> PathBuf {
         self.cfg.state_dir.join("addresses")
