@@ -34,10 +34,6 @@ const PREFIX: &str = "gvp-";
 const CLAIM_FILE: &str = "sandbox-id";
 /// The pids limit of every sandbox's cgroup (the group's own sandboxes have the same).
 pub const PIDS_LIMIT: i64 = 4096;
-/// How long no group may have taken a sandbox, with no start in progress, before a boot...
-const QUIET: Duration = Duration::from_millis(100);
-/// ...but at the latest this long after one was taken.
-const MAX_DEFER: Duration = Duration::from_secs(3);
 /// How often the sandboxes waiting in a full pool are checked (one that died is replaced).
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// The longest pause after failed boots.
@@ -174,7 +170,7 @@ impl SandboxPool {
                 }
                 continue;
             }
-            self.wait_until_quiet(starting).await;
+            crate::quiet::until_quiet(&self.claims, starting).await;
             let making = self.making.lock().await;
             if *making {
                 return;
@@ -219,19 +215,6 @@ impl SandboxPool {
         for id in dead {
             tracing::warn!(pooled = %id, "a pooled gVisor sandbox died; discarding it");
             self.discard(host, &id).await;
-        }
-    }
-
-    async fn wait_until_quiet(&self, starting: &AtomicUsize) {
-        let began = tokio::time::Instant::now();
-        loop {
-            let seen = self.claims.load(Ordering::Relaxed);
-            tokio::time::sleep(QUIET).await;
-            let calm = self.claims.load(Ordering::Relaxed) == seen
-                && starting.load(Ordering::Relaxed) == 0;
-            if calm || began.elapsed() >= MAX_DEFER {
-                return;
-            }
         }
     }
 

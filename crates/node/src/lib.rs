@@ -15,6 +15,7 @@ mod group;
 mod gvisor_pool;
 mod host;
 mod metrics;
+mod quiet;
 mod spare;
 mod userns;
 

@@ -39,11 +39,6 @@ use crate::files::{GroupDirs, NodeDirs};
 
 /// The skeleton of a container's directories inside a group's trees.
 const SKELETON: &str = ".ctr";
-/// How long no group may have taken a slot, with no start in progress, before the spares
-/// are refilled...
-const QUIET: Duration = Duration::from_millis(100);
-/// ...but at the latest this long after a slot was taken.
-const MAX_DEFER: Duration = Duration::from_secs(3);
 
 /// The spare slots of a node.
 #[derive(Debug)]
@@ -173,16 +168,7 @@ impl Spares {
             if self.ready() >= self.target {
                 self.wake.notified().await;
             }
-            let began = tokio::time::Instant::now();
-            loop {
-                let seen = self.claims.load(Ordering::Relaxed);
-                tokio::time::sleep(QUIET).await;
-                let calm = self.claims.load(Ordering::Relaxed) == seen
-                    && starting.load(Ordering::Relaxed) == 0;
-                if calm || began.elapsed() >= MAX_DEFER {
-                    break;
-                }
-            }
+            crate::quiet::until_quiet(&self.claims, starting).await;
             while self.ready() < self.target {
                 let seen = self.claims.load(Ordering::Relaxed);
                 let dir = self.dir.clone();
