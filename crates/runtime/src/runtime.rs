@@ -53,8 +53,9 @@ pub struct Runtime {
     /// The cgroup of each container [`Runtime::stop`] looked at, for its
     /// [`Runtime::delete`]: one run of the runtime's `state` less per removal.
     stopped_cgroups: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
-    /// The empty, read-only directory bound over masked directories (crun only).
-    masked_dir: Option<PathBuf>,
+    /// The empty, read-only directory bound over masked directories (crun only), and which
+    /// of [`bundle::MASKED_PATHS`] are directories on this host (looked up once).
+    masked_dir: Option<(PathBuf, Vec<&'static str>)>,
 }
 
 /// An empty directory only root may change, under the runtime's state root; its name is no
@@ -135,7 +136,14 @@ impl Runtime {
         // runc refuses any mount inside /proc; runsc masks in its own kernel, where each bind
         // is a gofer round trip.
         let masked_dir = match kind {
-            RuntimeKind::Crun => Some(empty_dir(&oci.root)?),
+            RuntimeKind::Crun => Some((
+                empty_dir(&oci.root)?,
+                bundle::MASKED_PATHS
+                    .iter()
+                    .copied()
+                    .filter(|p| Path::new(p).is_dir())
+                    .collect(),
+            )),
             RuntimeKind::Runc | RuntimeKind::Runsc | RuntimeKind::Other => None,
         };
         Ok(Self {
@@ -217,8 +225,8 @@ impl Runtime {
         role: Option<(&SandboxRole, &str)>,
     ) -> Result<(), RuntimeError> {
         let mut oci_spec = bundle::build_spec(spec, &self.cfg.layout)?;
-        if let Some(empty) = &self.masked_dir {
-            bundle::mounts::bind_masked_dirs(&mut oci_spec, empty, |p| Path::new(p).is_dir())?;
+        if let Some((empty, dirs)) = &self.masked_dir {
+            bundle::mounts::bind_masked_dirs(&mut oci_spec, empty, |p| dirs.contains(&p))?;
         }
         self.attach_seccomp_program(&mut oci_spec);
         if let Some((role, own_id)) = role {
