@@ -29,7 +29,8 @@ fn record(n: u32) -> GroupRecord {
     }
 }
 
-fn main() {
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
     let n: u32 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
@@ -40,13 +41,16 @@ fn main() {
     for i in 0..n {
         let rec = record(i);
         let t = Instant::now();
-        s.insert_group(&rec).unwrap();
+        s.insert_group(&rec).await.unwrap();
         for status in [GroupStatus::Pending, GroupStatus::Running] {
-            s.modify_group(&rec.id, &mut |r| r.status = status).unwrap();
+            s.modify_group(&rec.id, &mut |r| r.status = status)
+                .await
+                .unwrap();
         }
         let r0 = Instant::now();
         for k in 0..20 {
             s.modify_group(&rec.id, &mut |r| r.restart_generation = k)
+                .await
                 .unwrap();
         }
         reports += r0.elapsed().as_secs_f64();
@@ -60,10 +64,12 @@ fn main() {
             }];
             r.status = GroupStatus::Succeeded;
         })
+        .await
         .unwrap();
         s.modify_group(&rec.id, &mut |r| r.status = GroupStatus::Terminating)
+            .await
             .unwrap();
-        s.delete_group(&rec.id).unwrap();
+        s.delete_group(&rec.id).await.unwrap();
         life += t.elapsed().as_secs_f64();
     }
     println!(

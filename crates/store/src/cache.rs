@@ -5,6 +5,7 @@ use berth_core::ImageCacheRecord;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::seal::Sealer;
+use crate::sqlite_db::{Changed, ForChange};
 use crate::tokens::{self, TokenKind, TokenUse};
 use crate::StoreError;
 
@@ -81,13 +82,34 @@ pub(crate) fn get(
     json.map(|j| decode(j, sealer)).transpose()
 }
 
-pub(crate) fn modify(
+/// A cache's record as stored now, for [`write_change`].
+pub(crate) fn for_change(
+    conn: &Connection,
+    id: &str,
+    sealer: &Sealer,
+) -> Result<ForChange<ImageCacheRecord>, StoreError> {
+    let json: Option<String> = conn
+        .query_row(
+            "SELECT record FROM image_caches WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let json = json.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    let rec = decode(json.clone(), sealer)?;
+    Ok(ForChange { json, rec })
+}
+
+/// Writes `after`, the change of `read`, unless the row changed since `read` was made (then
+/// the row as it is now comes back and nothing is written).
+pub(crate) fn write_change(
     conn: &mut Connection,
     id: &str,
-    f: &mut dyn FnMut(&mut ImageCacheRecord),
+    read: &ForChange<ImageCacheRecord>,
+    after: ImageCacheRecord,
     sealer: &Sealer,
-) -> Result<ImageCacheRecord, StoreError> {
-    let tx = conn.transaction()?;
+) -> Result<Changed<ImageCacheRecord>, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let json: Option<String> = tx
         .query_row(
             "SELECT record FROM image_caches WHERE id = ?1",
@@ -95,18 +117,23 @@ pub(crate) fn modify(
             |r| r.get(0),
         )
         .optional()?;
-    let mut rec = decode(
-        json.ok_or_else(|| StoreError::NotFound(id.to_string()))?,
-        sealer,
-    )?;
-    f(&mut rec);
+    let json = json.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    if json != read.json {
+        let rec = decode(json.clone(), sealer)?;
+        return Ok(Changed::Meanwhile(ForChange { json, rec }));
+    }
     tx.execute(
         "UPDATE image_caches SET name = ?2, status = ?3, record = ?4 WHERE id = ?1",
-        params![id, rec.name, rec.status.as_str(), sealer.cache_json(&rec)?],
+        params![
+            id,
+            after.name,
+            after.status.as_str(),
+            sealer.cache_json(&after)?
+        ],
     )
     .map_err(|e| constraint(e, id))?;
     tx.commit()?;
-    Ok(rec)
+    Ok(Changed::Written(after))
 }
 
 pub(crate) fn delete(conn: &mut Connection, id: &str) -> Result<(), StoreError> {

@@ -15,9 +15,11 @@ mod seal;
 mod seccomp;
 mod sessions;
 mod sqlite;
+mod sqlite_db;
 mod tags;
 mod tokens;
 mod usage;
+mod worker;
 
 use std::sync::Arc;
 
@@ -67,6 +69,15 @@ pub enum StoreError {
     Unseal,
     /// The file by which processes sharing the database tell each other that keys or
     /// accounts changed (`keys.generation`) cannot be opened.
+    /// The threads the store runs its work on are gone, or one failed while doing it.
+    #[error("the store's worker failed")]
+    Worker,
+    /// The store's threads could not be started.
+    #[error("cannot start the store's threads")]
+    Threads(#[source] std::io::Error),
+    /// A record was changed by others every time a change of it was tried.
+    #[error("the record {0} kept changing while a change of it was written")]
+    Contended(String),
     #[error("the key generation file")]
     GenerationFile(#[source] std::io::Error),
 }
@@ -153,87 +164,100 @@ pub struct Page {
     pub next_token: Option<String>,
 }
 
-/// The state berth keeps. Implementations are safe to share between threads; every call is
-/// one transaction.
+/// The state berth keeps, as an async repository: no call blocks the caller's thread (the
+/// SQLite implementation runs on threads of its own). Implementations are safe to share
+/// between threads; every call is one transaction.
+///
+/// The `modify_*` calls run their closure on the caller's task, on the record as last stored;
+/// when another write changed the record meanwhile, the closure runs again on the newer one.
+/// A closure must therefore set whatever it reports out on every run, and do nothing else
+/// that cannot be repeated.
+#[async_trait::async_trait]
 pub trait Store: Send + Sync {
     /// Adds an access key, making its account (enabled) when there is none of that name.
-    fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;
-    fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError>;
+    async fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;
+    async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError>;
     /// The key with whether it may be used now. A key added, disabled or deleted by another
     /// process with the same database counts at once (`SqliteStore` remembers checked keys only
     /// until any process changes keys or accounts).
-    fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError>;
+    async fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError>;
     /// [`StoreError::AccountExists`] when the name is taken.
-    fn create_account(&self, name: &str) -> Result<(), StoreError>;
-    fn set_account_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError>;
+    async fn create_account(&self, name: &str) -> Result<(), StoreError>;
+    async fn set_account_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError>;
     /// Every account, by name.
-    fn list_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError>;
     /// Adds a key to an existing account ([`StoreError::NoAccount`] otherwise).
-    fn add_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;
+    async fn add_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;
     /// The keys of an existing account, oldest first.
-    fn list_access_keys(&self, account: &str) -> Result<Vec<KeyInfo>, StoreError>;
-    fn set_access_key_disabled(
+    async fn list_access_keys(&self, account: &str) -> Result<Vec<KeyInfo>, StoreError>;
+    async fn set_access_key_disabled(
         &self,
         account: &str,
         access_key_id: &str,
         disabled: bool,
     ) -> Result<(), StoreError>;
-    fn delete_access_key(&self, account: &str, access_key_id: &str) -> Result<(), StoreError>;
+    async fn delete_access_key(&self, account: &str, access_key_id: &str)
+        -> Result<(), StoreError>;
     /// Sets the given limits of an existing account ([`StoreError::NoAccount`] otherwise); the
     /// others keep their value. Read afresh by every create, so a change counts at once.
-    fn set_account_quota(&self, name: &str, quota: &QuotaOverrides) -> Result<(), StoreError>;
+    async fn set_account_quota(&self, name: &str, quota: &QuotaOverrides)
+        -> Result<(), StoreError>;
     /// An account's own limits (all `None` for an account without any, or without a row).
-    fn account_quota(&self, account: &str) -> Result<QuotaOverrides, StoreError>;
+    async fn account_quota(&self, account: &str) -> Result<QuotaOverrides, StoreError>;
     /// Sets an existing account's seccomp profile. Read afresh by every start of one of its
     /// groups.
-    fn set_account_seccomp(&self, name: &str, seccomp: &AccountSeccomp) -> Result<(), StoreError>;
+    async fn set_account_seccomp(
+        &self,
+        name: &str,
+        seccomp: &AccountSeccomp,
+    ) -> Result<(), StoreError>;
     /// An account's seccomp profile (the built-in one for an account without a row).
-    fn account_seccomp(&self, account: &str) -> Result<AccountSeccomp, StoreError>;
+    async fn account_seccomp(&self, account: &str) -> Result<AccountSeccomp, StoreError>;
     /// Makes an existing account an operator's (its keys may read every account's bill) or
     /// not ([`StoreError::NoAccount`] otherwise).
-    fn set_account_operator(&self, name: &str, operator: bool) -> Result<(), StoreError>;
+    async fn set_account_operator(&self, name: &str, operator: bool) -> Result<(), StoreError>;
     /// Whether an account is an operator's (false for an unknown one), read afresh.
-    fn account_operator(&self, name: &str) -> Result<bool, StoreError>;
+    async fn account_operator(&self, name: &str) -> Result<bool, StoreError>;
     /// Sets the runtime classes an existing account may use and its default. Read afresh by
     /// every create.
-    fn set_account_runtime_classes(
+    async fn set_account_runtime_classes(
         &self,
         name: &str,
         policy: &berth_core::RuntimeClassPolicy,
     ) -> Result<(), StoreError>;
     /// An account's runtime class policy (every class, the node's default, for an account
     /// without one or without a row).
-    fn account_runtime_classes(
+    async fn account_runtime_classes(
         &self,
         account: &str,
     ) -> Result<berth_core::RuntimeClassPolicy, StoreError>;
     /// What an account's unfinished groups hold (see the `quota` module for what counts).
-    fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError>;
+    async fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError>;
 
     /// Inserts a group without claiming its ClientToken (see
     /// [`insert_group_claiming`](Store::insert_group_claiming)).
-    fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError>;
-    fn get_group(
+    async fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError>;
+    async fn get_group(
         &self,
         account: Option<&str>,
         id: &GroupId,
     ) -> Result<Option<GroupRecord>, StoreError>;
     /// Reads, changes and writes back one group atomically; returns the changed record.
-    fn modify_group(
+    async fn modify_group(
         &self,
         id: &GroupId,
-        f: &mut dyn FnMut(&mut GroupRecord),
+        f: &mut (dyn for<'r> FnMut(&'r mut GroupRecord) + Send),
     ) -> Result<GroupRecord, StoreError>;
     /// [`modify_group`](Store::modify_group) for a change of a group's size: when the
     /// changed record asks for more vCPU, memory or temporary storage than before, what it
     /// grows by must fit `limits` (with the account's overrides) beside the account's other
     /// groups, checked in the same write transaction; else [`StoreError::QuotaExceeded`] and
     /// nothing written.
-    fn modify_group_within(
+    async fn modify_group_within(
         &self,
         id: &GroupId,
         limits: &GroupLimits,
-        f: &mut dyn FnMut(&mut GroupRecord),
+        f: &mut (dyn for<'r> FnMut(&'r mut GroupRecord) + Send),
     ) -> Result<GroupRecord, StoreError>;
     /// Inserts a group and, when it has a ClientToken, claims the token for it with `params`
     /// (the request as the caller encodes it) in the same transaction. When the account's
@@ -241,16 +265,16 @@ pub trait Store: Send + Sync {
     /// the group must fit `limits` (with the account's own overrides) beside what the account
     /// holds, checked in the same write transaction: [`StoreError::QuotaExceeded`] and nothing
     /// written when it does not.
-    fn insert_group_claiming(
+    async fn insert_group_claiming(
         &self,
         rec: &GroupRecord,
         params: &str,
         limits: &GroupLimits,
     ) -> Result<Option<TokenUse>, StoreError>;
     /// Deletes a group's record; its ClientToken stays for [`TOKEN_RETENTION`].
-    fn delete_group(&self, id: &GroupId) -> Result<(), StoreError>;
+    async fn delete_group(&self, id: &GroupId) -> Result<(), StoreError>;
     /// What an account's ClientToken of `kind` was first used for, while it is kept.
-    fn find_client_token(
+    async fn find_client_token(
         &self,
         account: &str,
         kind: TokenKind,
@@ -258,10 +282,13 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<TokenUse>, StoreError>;
     /// Forgets the tokens of resources deleted more than [`TOKEN_RETENTION`] before `now`
     /// (deletes do it too).
-    fn sweep_client_tokens(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError>;
+    async fn sweep_client_tokens(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError>;
     /// Groups of an account matching `filter`, oldest first (or newest first), `limit` at most,
     /// after `token`.
-    fn list_groups(
+    async fn list_groups(
         &self,
         account: &str,
         filter: &GroupFilter,
@@ -270,7 +297,7 @@ pub trait Store: Send + Sync {
     ) -> Result<Page, StoreError>;
     /// Starts metering `quantity` of `kind` held by `account` through `resource` at `at`
     /// (ending the resource's former interval, so a change of size is a new interval).
-    fn meter_start(
+    async fn meter_start(
         &self,
         account: &str,
         kind: &str,
@@ -279,13 +306,13 @@ pub trait Store: Send + Sync {
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError>;
     /// Stops metering `resource` at `at`.
-    fn meter_stop(
+    async fn meter_stop(
         &self,
         resource: &str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError>;
     /// Metered intervals of an account's `kind` that overlap `[from, to)`.
-    fn usage(
+    async fn usage(
         &self,
         account: &str,
         kind: &str,
@@ -295,47 +322,48 @@ pub trait Store: Send + Sync {
     /// Billed periods of groups of `account` (of every account with `None`) that overlap
     /// `[from, to)`, oldest first (ADR 0010), each with its group's name and tags (kept after
     /// the group is deleted).
-    fn ledger(
+    async fn ledger(
         &self,
         account: Option<&str>,
         from: chrono::DateTime<chrono::Utc>,
         to: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<LedgerPeriod>, StoreError>;
     /// Every billed period of one group, oldest first.
-    fn group_ledger(&self, id: &GroupId) -> Result<Vec<LedgerPeriod>, StoreError>;
+    async fn group_ledger(&self, id: &GroupId) -> Result<Vec<LedgerPeriod>, StoreError>;
     /// Every group of every account (for the node agent to converge to at start).
-    fn all_groups(&self) -> Result<Vec<GroupRecord>, StoreError>;
+    async fn all_groups(&self) -> Result<Vec<GroupRecord>, StoreError>;
 
     /// Records a new image cache; [`StoreError::Exists`] when the id or the account's name is
     /// taken. With a ClientToken in the record, claims it as
     /// [`insert_group_claiming`](Store::insert_group_claiming) does (`params`: the request as
     /// the caller encodes it).
-    fn insert_cache(
+    async fn insert_cache(
         &self,
         rec: &ImageCacheRecord,
         params: &str,
     ) -> Result<Option<TokenUse>, StoreError>;
-    fn get_cache(
+    async fn get_cache(
         &self,
         account: Option<&str>,
         id: &str,
     ) -> Result<Option<ImageCacheRecord>, StoreError>;
     /// Reads, changes and writes back one image cache atomically.
-    fn modify_cache(
+    async fn modify_cache(
         &self,
         id: &str,
-        f: &mut dyn FnMut(&mut ImageCacheRecord),
+        f: &mut (dyn for<'r> FnMut(&'r mut ImageCacheRecord) + Send),
     ) -> Result<ImageCacheRecord, StoreError>;
     /// Deletes an image cache's record; its ClientToken stays for [`TOKEN_RETENTION`].
-    fn delete_cache(&self, id: &str) -> Result<(), StoreError>;
+    async fn delete_cache(&self, id: &str) -> Result<(), StoreError>;
     /// Image caches of an account (of all accounts with `None`), oldest first.
-    fn list_caches(&self, account: Option<&str>) -> Result<Vec<ImageCacheRecord>, StoreError>;
+    async fn list_caches(&self, account: Option<&str>)
+        -> Result<Vec<ImageCacheRecord>, StoreError>;
 
     /// Applies one change of tags to each of `ids`, resources of `account` of type `kind`, in
     /// one transaction (a group's `billed_groups` row in step): when any id is not the
     /// account's ([`StoreError::NotFound`], [`StoreError::CacheNotFound`]) or would carry too
     /// many tags ([`StoreError::TooManyTags`]), nothing is written.
-    fn change_tags(
+    async fn change_tags(
         &self,
         account: &str,
         kind: berth_core::TagResourceType,
@@ -344,7 +372,7 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// A page of at most `limit` tags of `account`'s resources of type `kind` matching
     /// `query`, after `after`.
-    fn list_tags(
+    async fn list_tags(
         &self,
         account: &str,
         kind: berth_core::TagResourceType,
@@ -355,16 +383,16 @@ pub trait Store: Send + Sync {
 
     /// Stores a new console session, first deleting the expired ones and, least recently used
     /// first, those beyond `bounds` (of its account, then of the table), in one transaction.
-    fn create_console_session(
+    async fn create_console_session(
         &self,
         session: &ConsoleSession,
         bounds: SessionBounds,
     ) -> Result<(), StoreError>;
     /// The console session of `id_hash`, expired or not.
-    fn console_session(&self, id_hash: &str) -> Result<Option<ConsoleSession>, StoreError>;
+    async fn console_session(&self, id_hash: &str) -> Result<Option<ConsoleSession>, StoreError>;
     /// Marks the session used at `used` (seconds since the epoch; an earlier time is kept).
-    fn touch_console_session(&self, id_hash: &str, used: i64) -> Result<(), StoreError>;
-    fn delete_console_session(&self, id_hash: &str) -> Result<(), StoreError>;
+    async fn touch_console_session(&self, id_hash: &str, used: i64) -> Result<(), StoreError>;
+    async fn delete_console_session(&self, id_hash: &str) -> Result<(), StoreError>;
     /// Console sessions stored.
-    fn console_sessions(&self) -> Result<usize, StoreError>;
+    async fn console_sessions(&self) -> Result<usize, StoreError>;
 }

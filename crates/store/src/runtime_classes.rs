@@ -52,33 +52,34 @@ mod tests {
     use super::*;
     use crate::{SqliteStore, Store};
 
-    #[test]
-    fn a_policy_is_kept_per_account() {
+    #[tokio::test]
+    async fn a_policy_is_kept_per_account() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        store.create_account("a").unwrap();
-        store.create_account("b").unwrap();
+        store.create_account("a").await.unwrap();
+        store.create_account("b").await.unwrap();
         assert_eq!(
-            store.account_runtime_classes("a").unwrap(),
+            store.account_runtime_classes("a").await.unwrap(),
             RuntimeClassPolicy::default()
         );
         let p = RuntimeClassPolicy::new(vec![RuntimeClass::Gvisor], Some(RuntimeClass::Gvisor))
             .unwrap();
-        store.set_account_runtime_classes("a", &p).unwrap();
-        assert_eq!(store.account_runtime_classes("a").unwrap(), p);
+        store.set_account_runtime_classes("a", &p).await.unwrap();
+        assert_eq!(store.account_runtime_classes("a").await.unwrap(), p);
         assert_eq!(
-            store.account_runtime_classes("b").unwrap(),
+            store.account_runtime_classes("b").await.unwrap(),
             RuntimeClassPolicy::default()
         );
         store
             .set_account_runtime_classes("a", &RuntimeClassPolicy::default())
+            .await
             .unwrap();
         assert_eq!(
-            store.account_runtime_classes("a").unwrap(),
+            store.account_runtime_classes("a").await.unwrap(),
             RuntimeClassPolicy::default()
         );
         assert!(matches!(
-            store.set_account_runtime_classes("nobody", &p),
+            store.set_account_runtime_classes("nobody", &p).await,
             Err(StoreError::NoAccount(_))
         ));
     }

@@ -63,33 +63,43 @@ mod tests {
     use super::*;
     use crate::{SqliteStore, Store};
 
-    #[test]
-    fn a_setting_is_kept_per_account() {
+    #[tokio::test]
+    async fn a_setting_is_kept_per_account() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        store.create_account("a").unwrap();
-        store.create_account("b").unwrap();
-        assert_eq!(store.account_seccomp("a").unwrap(), AccountSeccomp::Default);
+        store.create_account("a").await.unwrap();
+        store.create_account("b").await.unwrap();
+        assert_eq!(
+            store.account_seccomp("a").await.unwrap(),
+            AccountSeccomp::Default
+        );
         let profile = AccountSeccomp::Profile(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#.into());
-        store.set_account_seccomp("a", &profile).unwrap();
+        store.set_account_seccomp("a", &profile).await.unwrap();
         store
             .set_account_seccomp("b", &AccountSeccomp::Unconfined)
+            .await
             .unwrap();
-        assert_eq!(store.account_seccomp("a").unwrap(), profile);
+        assert_eq!(store.account_seccomp("a").await.unwrap(), profile);
         assert_eq!(
-            store.account_seccomp("b").unwrap(),
+            store.account_seccomp("b").await.unwrap(),
             AccountSeccomp::Unconfined
         );
         store
             .set_account_seccomp("a", &AccountSeccomp::Default)
+            .await
             .unwrap();
-        assert_eq!(store.account_seccomp("a").unwrap(), AccountSeccomp::Default);
+        assert_eq!(
+            store.account_seccomp("a").await.unwrap(),
+            AccountSeccomp::Default
+        );
         assert!(matches!(
-            store.set_account_seccomp("nobody", &AccountSeccomp::Unconfined),
+            store
+                .set_account_seccomp("nobody", &AccountSeccomp::Unconfined)
+                .await,
             Err(StoreError::NoAccount(_))
         ));
         assert_eq!(
-            store.account_seccomp("nobody").unwrap(),
+            store.account_seccomp("nobody").await.unwrap(),
             AccountSeccomp::Default
         );
     }

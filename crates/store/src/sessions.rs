@@ -166,8 +166,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_new_session_deletes_expired_rows_then_the_least_recently_used() {
+    #[tokio::test]
+    async fn a_new_session_deletes_expired_rows_then_the_least_recently_used() {
         let s = SqliteStore::in_memory().unwrap();
         let now = 1_700_000_000;
         // Idle too long, and too old: both go at the next creation.
@@ -175,42 +175,62 @@ mod tests {
             &session(1, "a", now - 3600, now - 1800),
             bounds(now - 3600, 9, 9),
         )
+        .await
         .unwrap();
         s.create_console_session(
             &session(2, "b", now - 43_200, now),
             bounds(now - 43_200, 9, 9),
         )
+        .await
         .unwrap();
         s.create_console_session(&session(3, "a", now - 10, now - 10), bounds(now, 9, 9))
+            .await
             .unwrap();
-        assert_eq!(s.console_sessions().unwrap(), 1);
+        assert_eq!(s.console_sessions().await.unwrap(), 1);
         // Per account: a's least recently used goes, b's stays.
         s.create_console_session(&session(4, "b", now, now), bounds(now, 2, 9))
+            .await
             .unwrap();
         s.create_console_session(&session(5, "a", now - 5, now - 5), bounds(now, 2, 9))
+            .await
             .unwrap();
         s.create_console_session(&session(6, "a", now, now), bounds(now, 2, 9))
+            .await
             .unwrap();
-        let live = |n: u32| s.console_session(&format!("{n:064x}")).unwrap().is_some();
-        assert!(!live(3) && live(4) && live(5) && live(6));
+        let live = |n: u32| {
+            let s = &s;
+            async move {
+                s.console_session(&format!("{n:064x}"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            }
+        };
+        assert!(!live(3).await && live(4).await && live(5).await && live(6).await);
         // In all: the least recently used of any account goes.
         s.touch_console_session(&format!("{:064x}", 5), now + 1)
+            .await
             .unwrap();
         s.create_console_session(&session(7, "c", now + 2, now + 2), bounds(now + 2, 2, 3))
+            .await
             .unwrap();
-        assert!(!live(4) && live(5) && live(6) && live(7));
-        assert_eq!(s.console_sessions().unwrap(), 3);
+        assert!(!live(4).await && live(5).await && live(6).await && live(7).await);
+        assert_eq!(s.console_sessions().await.unwrap(), 3);
         // A touch never moves the last use back.
         s.touch_console_session(&format!("{:064x}", 7), now)
+            .await
             .unwrap();
         assert_eq!(
             s.console_session(&format!("{:064x}", 7))
+                .await
                 .unwrap()
                 .unwrap()
                 .used,
             now + 2
         );
-        s.delete_console_session(&format!("{:064x}", 7)).unwrap();
-        assert!(!live(7));
+        s.delete_console_session(&format!("{:064x}", 7))
+            .await
+            .unwrap();
+        assert!(!live(7).await);
     }
 }

@@ -37,31 +37,34 @@ fn rows(path: &std::path::Path) -> i64 {
         .unwrap()
 }
 
-fn ledger(s: &SqliteStore) -> Vec<berth_store::LedgerPeriod> {
+async fn ledger(s: &SqliteStore) -> Vec<berth_store::LedgerPeriod> {
     let now = Utc::now();
     s.ledger(
         Some("acct"),
         now - Duration::hours(1),
         now + Duration::hours(1),
     )
+    .await
     .unwrap()
 }
 
-#[test]
-fn a_deleted_group_keeps_its_last_name_and_tags() {
+#[tokio::test]
+async fn a_deleted_group_keeps_its_last_name_and_tags() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     let s = SqliteStore::open(&path).unwrap();
     let rec = record(1, vec![tag("team", "red")]);
-    s.insert_group(&rec).unwrap();
+    s.insert_group(&rec).await.unwrap();
     s.modify_group(&rec.id, &mut |r| r.status = GroupStatus::Running)
+        .await
         .unwrap();
     s.modify_group(&rec.id, &mut |r| {
         r.spec.tags = vec![tag("team", "blue"), tag("env", "prod")]
     })
+    .await
     .unwrap();
-    s.delete_group(&rec.id).unwrap();
-    let l = ledger(&s);
+    s.delete_group(&rec.id).await.unwrap();
+    let l = ledger(&s).await;
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(l[0].group_name, "g1");
     assert_eq!(l[0].tags, vec![tag("team", "blue"), tag("env", "prod")]);
@@ -69,34 +72,35 @@ fn a_deleted_group_keeps_its_last_name_and_tags() {
     drop(s);
     // After a reopen too.
     let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(ledger(&s)[0].tags[0], tag("team", "blue"));
+    assert_eq!(ledger(&s).await[0].tags[0], tag("team", "blue"));
     assert_eq!(rows(&path), 1);
 }
 
-#[test]
-fn a_group_never_billed_leaves_nothing_behind() {
+#[tokio::test]
+async fn a_group_never_billed_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     let s = SqliteStore::open(&path).unwrap();
     let rec = record(2, vec![tag("team", "red")]);
-    s.insert_group(&rec).unwrap();
+    s.insert_group(&rec).await.unwrap();
     assert_eq!(rows(&path), 1);
-    s.delete_group(&rec.id).unwrap();
+    s.delete_group(&rec.id).await.unwrap();
     assert_eq!(rows(&path), 0);
-    assert!(ledger(&s).is_empty());
+    assert!(ledger(&s).await.is_empty());
 }
 
-#[test]
-fn the_upgrade_names_the_groups_there_are() {
+#[tokio::test]
+async fn the_upgrade_names_the_groups_there_are() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     let running = record(3, vec![tag("team", "green")]);
     {
         let s = SqliteStore::open(&path).unwrap();
-        s.insert_group(&running).unwrap();
+        s.insert_group(&running).await.unwrap();
         s.modify_group(&running.id, &mut |r| r.status = GroupStatus::Running)
+            .await
             .unwrap();
-        s.create_account("acct").unwrap();
+        s.create_account("acct").await.unwrap();
     }
     {
         // As a database made before the table and the operator column (and the groups'
@@ -116,7 +120,7 @@ fn the_upgrade_names_the_groups_there_are() {
         db.pragma_update(None, "user_version", v - 5).unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
-    let l = ledger(&s);
+    let l = ledger(&s).await;
     let named = l
         .iter()
         .find(|p| p.group_id == running.id.as_str())
@@ -126,22 +130,22 @@ fn the_upgrade_names_the_groups_there_are() {
     // A group deleted before names were kept: named by id alone.
     let gone = l.iter().find(|p| p.group_id == "eci-gone").unwrap();
     assert_eq!((gone.group_name.as_str(), gone.tags.len()), ("", 0));
-    assert!(!s.account_operator("acct").unwrap());
+    assert!(!s.account_operator("acct").await.unwrap());
 }
 
-#[test]
-fn the_operator_flag() {
+#[tokio::test]
+async fn the_operator_flag() {
     let s = SqliteStore::in_memory().unwrap();
-    s.create_account("ops").unwrap();
-    assert!(!s.account_operator("ops").unwrap());
-    s.set_account_operator("ops", true).unwrap();
-    assert!(s.account_operator("ops").unwrap());
-    assert!(s.list_accounts().unwrap()[0].operator);
-    s.set_account_operator("ops", false).unwrap();
-    assert!(!s.account_operator("ops").unwrap());
-    assert!(!s.account_operator("nobody").unwrap());
+    s.create_account("ops").await.unwrap();
+    assert!(!s.account_operator("ops").await.unwrap());
+    s.set_account_operator("ops", true).await.unwrap();
+    assert!(s.account_operator("ops").await.unwrap());
+    assert!(s.list_accounts().await.unwrap()[0].operator);
+    s.set_account_operator("ops", false).await.unwrap();
+    assert!(!s.account_operator("ops").await.unwrap());
+    assert!(!s.account_operator("nobody").await.unwrap());
     assert!(matches!(
-        s.set_account_operator("nobody", true),
+        s.set_account_operator("nobody", true).await,
         Err(StoreError::NoAccount(_))
     ));
 }

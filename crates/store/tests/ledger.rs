@@ -26,8 +26,10 @@ fn record(n: u8) -> GroupRecord {
     }
 }
 
-fn set(s: &SqliteStore, id: &GroupId, status: GroupStatus) {
-    s.modify_group(id, &mut |r| r.status = status).unwrap();
+async fn set(s: &SqliteStore, id: &GroupId, status: GroupStatus) {
+    s.modify_group(id, &mut |r| r.status = status)
+        .await
+        .unwrap();
 }
 
 fn exited(at: chrono::DateTime<Utc>) -> ContainerStatus {
@@ -44,22 +46,22 @@ const TERMS: BilledTerms = BilledTerms {
     storage_gib: 10,
 };
 
-#[test]
-fn a_lifecycle_is_one_period_from_pending_to_the_last_exit() {
+#[tokio::test]
+async fn a_lifecycle_is_one_period_from_pending_to_the_last_exit() {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(&dir.path().join("berth.db")).unwrap();
     let rec = record(1);
-    s.insert_group(&rec).unwrap();
+    s.insert_group(&rec).await.unwrap();
     assert!(
-        s.group_ledger(&rec.id).unwrap().is_empty(),
+        s.group_ledger(&rec.id).await.unwrap().is_empty(),
         "Scheduling is not billed"
     );
     let before = Utc::now();
-    set(&s, &rec.id, GroupStatus::Pending);
-    set(&s, &rec.id, GroupStatus::Running);
-    set(&s, &rec.id, GroupStatus::Restarting);
-    set(&s, &rec.id, GroupStatus::Running);
-    let l = s.group_ledger(&rec.id).unwrap();
+    set(&s, &rec.id, GroupStatus::Pending).await;
+    set(&s, &rec.id, GroupStatus::Running).await;
+    set(&s, &rec.id, GroupStatus::Restarting).await;
+    set(&s, &rec.id, GroupStatus::Running).await;
+    let l = s.group_ledger(&rec.id).await.unwrap();
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(l[0].terms, TERMS);
     assert_eq!(l[0].account, "acct");
@@ -69,8 +71,9 @@ fn a_lifecycle_is_one_period_from_pending_to_the_last_exit() {
         r.containers = vec![exited(exit)];
         r.status = GroupStatus::Failed;
     })
+    .await
     .unwrap();
-    let l = s.group_ledger(&rec.id).unwrap();
+    let l = s.group_ledger(&rec.id).await.unwrap();
     assert_eq!(l.len(), 1);
     let ended = l[0].ended.unwrap();
     assert!(
@@ -78,25 +81,25 @@ fn a_lifecycle_is_one_period_from_pending_to_the_last_exit() {
         "{ended} vs {exit}"
     );
     // Deleting the finished group bills nothing more.
-    set(&s, &rec.id, GroupStatus::Terminating);
-    s.delete_group(&rec.id).unwrap();
-    assert_eq!(s.group_ledger(&rec.id).unwrap(), l);
+    set(&s, &rec.id, GroupStatus::Terminating).await;
+    s.delete_group(&rec.id).await.unwrap();
+    assert_eq!(s.group_ledger(&rec.id).await.unwrap(), l);
 }
 
-#[test]
-fn exits_while_berth_was_down_are_settled_from_their_times() {
+#[tokio::test]
+async fn exits_while_berth_was_down_are_settled_from_their_times() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     let rec = record(2);
     {
         let s = SqliteStore::open(&path).unwrap();
-        s.insert_group(&rec).unwrap();
-        set(&s, &rec.id, GroupStatus::Pending);
-        set(&s, &rec.id, GroupStatus::Running);
+        s.insert_group(&rec).await.unwrap();
+        set(&s, &rec.id, GroupStatus::Pending).await;
+        set(&s, &rec.id, GroupStatus::Running).await;
         // berth dies here; the open period is on disk with the record.
     }
     let s = SqliteStore::open(&path).unwrap();
-    let open = s.group_ledger(&rec.id).unwrap();
+    let open = s.group_ledger(&rec.id).await.unwrap();
     assert_eq!(open.len(), 1);
     assert!(open[0].ended.is_none());
     // The container ended while berth was down: its exit record's time ends the period,
@@ -107,59 +110,62 @@ fn exits_while_berth_was_down_are_settled_from_their_times() {
         r.containers = vec![exited(exit)];
         r.status = GroupStatus::Succeeded;
     })
+    .await
     .unwrap();
-    let l = s.group_ledger(&rec.id).unwrap();
+    let l = s.group_ledger(&rec.id).await.unwrap();
     assert_eq!(l[0].ended, Some(exit));
     assert_eq!(l[0].millis_within(l[0].started, Utc::now()), 250);
 }
 
-#[test]
-fn a_resize_starts_a_new_period_and_a_delete_ends_it() {
+#[tokio::test]
+async fn a_resize_starts_a_new_period_and_a_delete_ends_it() {
     let s = SqliteStore::in_memory().unwrap();
     let rec = record(3);
-    s.insert_group(&rec).unwrap();
-    set(&s, &rec.id, GroupStatus::Pending);
+    s.insert_group(&rec).await.unwrap();
+    set(&s, &rec.id, GroupStatus::Pending).await;
     s.modify_group(&rec.id, &mut |r| {
         r.status = GroupStatus::Updating;
         r.spec.memory = 8.0;
     })
+    .await
     .unwrap();
-    set(&s, &rec.id, GroupStatus::Running);
-    set(&s, &rec.id, GroupStatus::Terminating);
-    let l = s.group_ledger(&rec.id).unwrap();
+    set(&s, &rec.id, GroupStatus::Running).await;
+    set(&s, &rec.id, GroupStatus::Terminating).await;
+    let l = s.group_ledger(&rec.id).await.unwrap();
     assert_eq!(l.len(), 2, "{l:?}");
     assert_eq!(l[0].terms, TERMS);
     assert_eq!(l[0].ended, Some(l[1].started));
     assert_eq!(l[1].terms.memory_mib, 8192);
     assert!(l[1].ended.is_none(), "Terminating after Running is billed");
-    s.delete_group(&rec.id).unwrap();
-    let l = s.group_ledger(&rec.id).unwrap();
+    s.delete_group(&rec.id).await.unwrap();
+    let l = s.group_ledger(&rec.id).await.unwrap();
     assert!(l[1].ended.is_some());
     assert!(l[1].ended.unwrap() >= l[1].started);
 }
 
-#[test]
-fn a_group_deleted_before_its_start_is_never_billed() {
+#[tokio::test]
+async fn a_group_deleted_before_its_start_is_never_billed() {
     let s = SqliteStore::in_memory().unwrap();
     let rec = record(4);
-    s.insert_group(&rec).unwrap();
-    set(&s, &rec.id, GroupStatus::Terminating);
-    s.delete_group(&rec.id).unwrap();
-    assert!(s.group_ledger(&rec.id).unwrap().is_empty());
+    s.insert_group(&rec).await.unwrap();
+    set(&s, &rec.id, GroupStatus::Terminating).await;
+    s.delete_group(&rec.id).await.unwrap();
+    assert!(s.group_ledger(&rec.id).await.unwrap().is_empty());
 }
 
-#[test]
-fn periods_by_account_and_time() {
+#[tokio::test]
+async fn periods_by_account_and_time() {
     let s = SqliteStore::in_memory().unwrap();
     let (a, mut b) = (record(5), record(6));
     b.account = "other".into();
     for r in [&a, &b] {
-        s.insert_group(r).unwrap();
-        set(&s, &r.id, GroupStatus::Running);
+        s.insert_group(r).await.unwrap();
+        set(&s, &r.id, GroupStatus::Running).await;
     }
     let now = Utc::now();
     let all = s
         .ledger(None, now - Duration::hours(1), now + Duration::hours(1))
+        .await
         .unwrap();
     assert_eq!(all.len(), 2);
     let mine = s
@@ -168,15 +174,18 @@ fn periods_by_account_and_time() {
             now - Duration::hours(1),
             now + Duration::hours(1),
         )
+        .await
         .unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].group_id, a.id.as_str());
     assert!(s
         .ledger(None, now + Duration::hours(1), now + Duration::hours(2))
+        .await
         .map(|l| l.iter().all(|p| p.ended.is_none()))
         .unwrap());
     assert!(s
         .ledger(None, now - Duration::hours(2), now - Duration::hours(1))
+        .await
         .unwrap()
         .is_empty());
     // Running containers keep a period open whatever their siblings did.
@@ -189,12 +198,13 @@ fn periods_by_account_and_time() {
         ..Default::default()
     };
     s.modify_group(&a.id, &mut |r| r.containers = vec![running.clone()])
+        .await
         .unwrap();
-    assert_eq!(s.group_ledger(&a.id).unwrap().len(), 1);
+    assert_eq!(s.group_ledger(&a.id).await.unwrap().len(), 1);
 }
 
-#[test]
-fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
+#[tokio::test]
+async fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     let (mut running, done) = (record(7), record(8));
@@ -202,8 +212,8 @@ fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
     {
         let s = SqliteStore::open(&path).unwrap();
         // Written as a database before the ledger would hold them.
-        s.insert_group(&running).unwrap();
-        s.insert_group(&done).unwrap();
+        s.insert_group(&running).await.unwrap();
+        s.insert_group(&done).await.unwrap();
     }
     {
         let db = rusqlite::Connection::open(&path).unwrap();
@@ -222,21 +232,24 @@ fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
         db.pragma_update(None, "user_version", v - 6).unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
-    let l = s.group_ledger(&running.id).unwrap();
+    let l = s.group_ledger(&running.id).await.unwrap();
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(l[0].terms, TERMS);
     assert!(l[0].ended.is_none());
     assert!((Utc::now() - l[0].started).num_seconds().abs() < 5, "{l:?}");
-    assert!(s.group_ledger(&done.id).unwrap().is_empty());
+    assert!(s.group_ledger(&done.id).await.unwrap().is_empty());
     // A report that changes nothing billed leaves it; the end closes it.
     s.modify_group(&running.id, &mut |r| r.restart_generation = 1)
+        .await
         .unwrap();
-    set(&s, &running.id, GroupStatus::Succeeded);
-    assert!(s.group_ledger(&running.id).unwrap()[0].ended.is_some());
+    set(&s, &running.id, GroupStatus::Succeeded).await;
+    assert!(s.group_ledger(&running.id).await.unwrap()[0]
+        .ended
+        .is_some());
 }
 
-#[test]
-fn a_spot_group_is_billed_at_its_price_in_force_and_not_after_it_expired() {
+#[tokio::test]
+async fn a_spot_group_is_billed_at_its_price_in_force_and_not_after_it_expired() {
     let s = SqliteStore::in_memory().unwrap();
     let mut rec = record(7);
     rec.spec.spot = Some(berth_core::SpotTerms {
@@ -246,24 +259,25 @@ fn a_spot_group_is_billed_at_its_price_in_force_and_not_after_it_expired() {
         hour_price: Some("0.1323216".into()),
         fallback: false,
     });
-    s.insert_group(&rec).unwrap();
-    set(&s, &rec.id, GroupStatus::Running);
+    s.insert_group(&rec).await.unwrap();
+    set(&s, &rec.id, GroupStatus::Running).await;
     s.modify_group(&rec.id, &mut |r| {
         r.status = GroupStatus::Expired;
         r.expired_time = Some(Utc::now());
     })
+    .await
     .unwrap();
-    let periods = s.group_ledger(&rec.id).unwrap();
+    let periods = s.group_ledger(&rec.id).await.unwrap();
     assert_eq!(periods.len(), 1);
     assert_eq!(periods[0].spot_price.as_deref(), Some("0.1323216"));
     assert!(periods[0].ended.is_some());
     // A pay-as-you-go group has no spot price; a ScheduleFailed one is never billed.
     let mut payg = record(8);
-    s.insert_group(&payg).unwrap();
-    set(&s, &payg.id, GroupStatus::Running);
-    assert_eq!(s.group_ledger(&payg.id).unwrap()[0].spot_price, None);
+    s.insert_group(&payg).await.unwrap();
+    set(&s, &payg.id, GroupStatus::Running).await;
+    assert_eq!(s.group_ledger(&payg.id).await.unwrap()[0].spot_price, None);
     payg = record(9);
-    s.insert_group(&payg).unwrap();
-    set(&s, &payg.id, GroupStatus::ScheduleFailed);
-    assert!(s.group_ledger(&payg.id).unwrap().is_empty());
+    s.insert_group(&payg).await.unwrap();
+    set(&s, &payg.id, GroupStatus::ScheduleFailed).await;
+    assert!(s.group_ledger(&payg.id).await.unwrap().is_empty());
 }

@@ -2,7 +2,8 @@
 //! and concurrent inserts at the edge of a quota from several connections (as from two
 //! processes) never passing more than fit.
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
+use tokio::sync::Barrier;
 
 use berth_core::{GroupId, GroupRecord, GroupSpec, GroupStatus};
 use berth_store::{GroupLimits, QuotaOverrides, QuotaResource, SqliteStore, Store, StoreError};
@@ -47,43 +48,50 @@ fn over(e: StoreError) -> (QuotaResource, f64, f64) {
     }
 }
 
-#[test]
-fn finished_groups_hold_nothing() {
+#[tokio::test]
+async fn finished_groups_hold_nothing() {
     let s = SqliteStore::in_memory().unwrap();
     for n in 0..3 {
         s.insert_group_claiming(&record(n, "a", 1.0, 2.0), "", &LIMITS)
+            .await
             .unwrap();
     }
     s.insert_group_claiming(&record(9, "b", 1.0, 2.0), "", &LIMITS)
+        .await
         .unwrap();
-    let u = s.group_usage("a").unwrap();
+    let u = s.group_usage("a").await.unwrap();
     assert_eq!((u.groups, u.cpu, u.memory), (3, 3.0, 6.0));
     s.modify_group(&record(0, "a", 0.0, 0.0).id, &mut |r| {
         r.status = GroupStatus::Succeeded
     })
+    .await
     .unwrap();
     s.modify_group(&record(1, "a", 0.0, 0.0).id, &mut |r| {
         r.status = GroupStatus::Terminating
     })
+    .await
     .unwrap();
-    let u = s.group_usage("a").unwrap();
+    let u = s.group_usage("a").await.unwrap();
     assert_eq!((u.groups, u.cpu, u.memory), (2, 2.0, 4.0));
-    s.delete_group(&record(1, "a", 0.0, 0.0).id).unwrap();
-    assert_eq!(s.group_usage("a").unwrap().groups, 1);
+    s.delete_group(&record(1, "a", 0.0, 0.0).id).await.unwrap();
+    assert_eq!(s.group_usage("a").await.unwrap().groups, 1);
 }
 
-#[test]
-fn each_limit_refuses_and_writes_nothing() {
+#[tokio::test]
+async fn each_limit_refuses_and_writes_nothing() {
     let s = SqliteStore::in_memory().unwrap();
-    s.create_account("a").unwrap();
+    s.create_account("a").await.unwrap();
     s.insert_group_claiming(&record(1, "a", 3.0, 2.0), "", &LIMITS)
+        .await
         .unwrap();
     let e = s
         .insert_group_claiming(&record(2, "a", 2.0, 1.0), "", &LIMITS)
+        .await
         .unwrap_err();
     assert_eq!(over(e), (QuotaResource::Cpu, 4.0, 3.0));
     let e = s
         .insert_group_claiming(&record(3, "a", 1.0, 7.0), "", &LIMITS)
+        .await
         .unwrap_err();
     assert_eq!(over(e), (QuotaResource::Memory, 8.0, 2.0));
     s.set_account_quota(
@@ -93,12 +101,14 @@ fn each_limit_refuses_and_writes_nothing() {
             ..Default::default()
         },
     )
+    .await
     .unwrap();
     let e = s
         .insert_group_claiming(&record(4, "a", 0.25, 0.5), "", &LIMITS)
+        .await
         .unwrap_err();
     assert_eq!(over(e), (QuotaResource::Groups, 1.0, 1.0));
-    assert_eq!(s.group_usage("a").unwrap().groups, 1);
+    assert_eq!(s.group_usage("a").await.unwrap().groups, 1);
     // A raised limit counts for the next insert; the other limits keep theirs.
     s.set_account_quota(
         "a",
@@ -108,31 +118,35 @@ fn each_limit_refuses_and_writes_nothing() {
             ..Default::default()
         },
     )
+    .await
     .unwrap();
     s.insert_group_claiming(&record(5, "a", 2.0, 1.0), "", &LIMITS)
+        .await
         .unwrap();
-    let q = s.account_quota("a").unwrap();
+    let q = s.account_quota("a").await.unwrap();
     assert_eq!((q.cpu, q.memory, q.groups), (Some(5.0), None, Some(2)));
     assert!(matches!(
-        s.set_account_quota("nobody", &QuotaOverrides::default()),
+        s.set_account_quota("nobody", &QuotaOverrides::default())
+            .await,
         Err(StoreError::NoAccount(_))
     ));
 }
 
-#[test]
-fn a_refused_group_does_not_claim_its_token() {
+#[tokio::test]
+async fn a_refused_group_does_not_claim_its_token() {
     let s = SqliteStore::in_memory().unwrap();
     let mut big = record(1, "a", 8.0, 1.0);
     big.client_token = Some("t".into());
-    assert!(s.insert_group_claiming(&big, "p", &LIMITS).is_err());
+    assert!(s.insert_group_claiming(&big, "p", &LIMITS).await.is_err());
     assert!(s
         .find_client_token("a", berth_store::TokenKind::Group, "t")
+        .await
         .unwrap()
         .is_none());
 }
 
-#[test]
-fn concurrent_inserts_at_the_edge_pass_as_many_as_fit() {
+#[tokio::test]
+async fn concurrent_inserts_at_the_edge_pass_as_many_as_fit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     let stores: Vec<Arc<SqliteStore>> = (0..4)
@@ -141,15 +155,19 @@ fn concurrent_inserts_at_the_edge_pass_as_many_as_fit() {
     // 1.5 vCPU already held: 0.5 vCPU each, five more fit under 4.
     stores[0]
         .insert_group_claiming(&record(1000, "a", 1.5, 1.0), "", &LIMITS)
+        .await
         .unwrap();
     let barrier = Arc::new(Barrier::new(40));
     let handles: Vec<_> = (0..40u32)
         .map(|n| {
             let s = Arc::clone(&stores[n as usize % stores.len()]);
             let b = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                b.wait();
-                match s.insert_group_claiming(&record(n, "a", 0.5, 0.5), "", &LIMITS) {
+            tokio::spawn(async move {
+                b.wait().await;
+                match s
+                    .insert_group_claiming(&record(n, "a", 0.5, 0.5), "", &LIMITS)
+                    .await
+                {
                     Ok(_) => true,
                     Err(StoreError::QuotaExceeded(q)) => {
                         assert_eq!(q.resource, QuotaResource::Cpu);
@@ -160,18 +178,17 @@ fn concurrent_inserts_at_the_edge_pass_as_many_as_fit() {
             })
         })
         .collect();
-    let passed = handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .filter(|ok| *ok)
-        .count();
+    let mut passed = 0;
+    for h in handles {
+        passed += usize::from(h.await.unwrap());
+    }
     assert_eq!(passed, 5);
-    let u = stores[3].group_usage("a").unwrap();
+    let u = stores[3].group_usage("a").await.unwrap();
     assert_eq!((u.groups, u.cpu), (6, 4.0));
 }
 
-#[test]
-fn temporary_storage_counts_against_its_own_limit() {
+#[tokio::test]
+async fn temporary_storage_counts_against_its_own_limit() {
     let s = SqliteStore::in_memory().unwrap();
     let limits = GroupLimits {
         max_storage: 100.0,
@@ -185,20 +202,23 @@ fn temporary_storage_counts_against_its_own_limit() {
     // Default size (30 GiB) three times fits 100 GiB, a fourth does not.
     for n in 0..3 {
         s.insert_group_claiming(&sized(n, None), "", &limits)
+            .await
             .unwrap();
     }
-    assert_eq!(s.group_usage("a").unwrap().storage, 90.0);
+    assert_eq!(s.group_usage("a").await.unwrap().storage, 90.0);
     let e = s
         .insert_group_claiming(&sized(3, None), "", &limits)
+        .await
         .unwrap_err();
     assert_eq!(over(e), (QuotaResource::Storage, 100.0, 90.0));
     // A smaller group still fits, and nothing was written by the refusal.
     s.insert_group_claiming(&sized(4, Some(10)), "", &limits)
+        .await
         .unwrap();
-    assert_eq!(s.group_usage("a").unwrap().storage, 100.0);
-    assert_eq!(s.group_usage("a").unwrap().groups, 4);
+    assert_eq!(s.group_usage("a").await.unwrap().storage, 100.0);
+    assert_eq!(s.group_usage("a").await.unwrap().groups, 4);
     // An account's own limit overrides the default; finished groups hold none.
-    s.create_account("a").unwrap();
+    s.create_account("a").await.unwrap();
     s.set_account_quota(
         "a",
         &QuotaOverrides {
@@ -206,34 +226,40 @@ fn temporary_storage_counts_against_its_own_limit() {
             ..Default::default()
         },
     )
+    .await
     .unwrap();
-    assert_eq!(s.account_quota("a").unwrap().storage, Some(200.0));
+    assert_eq!(s.account_quota("a").await.unwrap().storage, Some(200.0));
     s.insert_group_claiming(&sized(5, Some(100)), "", &limits)
+        .await
         .unwrap();
     s.modify_group(&sized(5, None).id, &mut |r| r.status = GroupStatus::Failed)
+        .await
         .unwrap();
-    assert_eq!(s.group_usage("a").unwrap().storage, 100.0);
+    assert_eq!(s.group_usage("a").await.unwrap().storage, 100.0);
 }
 
-#[test]
-fn a_group_grows_only_within_its_accounts_quota() {
+#[tokio::test]
+async fn a_group_grows_only_within_its_accounts_quota() {
     let s = SqliteStore::in_memory().unwrap();
     for n in 0..2 {
         s.insert_group_claiming(&record(n, "a", 1.0, 2.0), "", &LIMITS)
+            .await
             .unwrap();
     }
     let id = record(0, "a", 0.0, 0.0).id;
     // 1 + 3 vCPU fit the 4 of the limit; 1 + 4 do not, and nothing is written.
     s.modify_group_within(&id, &LIMITS, &mut |r| r.spec.cpu = 3.0)
+        .await
         .unwrap();
     let e = s
         .modify_group_within(&id, &LIMITS, &mut |r| {
             r.spec.cpu = 4.0;
             r.status = GroupStatus::Updating;
         })
+        .await
         .unwrap_err();
     assert_eq!(over(e), (QuotaResource::Cpu, 4.0, 1.0));
-    let rec = s.get_group(None, &id).unwrap().unwrap();
+    let rec = s.get_group(None, &id).await.unwrap().unwrap();
     assert_eq!((rec.spec.cpu, rec.status), (3.0, GroupStatus::Scheduling));
     // Over a lowered limit, a group keeps what it holds and may shrink.
     let tight = GroupLimits {
@@ -241,8 +267,10 @@ fn a_group_grows_only_within_its_accounts_quota() {
         ..LIMITS
     };
     s.modify_group_within(&id, &tight, &mut |r| r.spec.memory = 1.0)
+        .await
         .unwrap();
     s.modify_group_within(&id, &tight, &mut |r| r.spec.cpu = 2.0)
+        .await
         .unwrap();
-    assert_eq!(s.group_usage("a").unwrap().cpu, 3.0);
+    assert_eq!(s.group_usage("a").await.unwrap().cpu, 3.0);
 }

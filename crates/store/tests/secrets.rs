@@ -94,45 +94,50 @@ fn assert_no_secret_in_files(db: &Path) {
     }
 }
 
-fn fill(s: &SqliteStore) {
+async fn fill(s: &SqliteStore) {
     s.create_access_key(&AccessKey {
         account: "acct".into(),
         access_key_id: "AK1".into(),
         secret: SECRET.into(),
     })
+    .await
     .unwrap();
     let g = group(1);
     assert!(s
         .insert_group_claiming(&g, &group_params(&g), &ROOMY)
+        .await
         .unwrap()
         .is_none());
     s.modify_group(&g.id, &mut |r| r.status = GroupStatus::Running)
+        .await
         .unwrap();
     let params =
         format!(r#"{{"name":"c","registry_credentials":[{{"password":"{CACHE_PASSWORD}"}}]}}"#);
-    assert!(s.insert_cache(&cache(), &params).unwrap().is_none());
+    assert!(s.insert_cache(&cache(), &params).await.unwrap().is_none());
 }
 
-fn assert_reads_plain(s: &SqliteStore) {
-    assert_eq!(s.access_key("AK1").unwrap().unwrap().secret, SECRET);
-    let check = s.check_access_key("AK1").unwrap().unwrap();
+async fn assert_reads_plain(s: &SqliteStore) {
+    assert_eq!(s.access_key("AK1").await.unwrap().unwrap().secret, SECRET);
+    let check = s.check_access_key("AK1").await.unwrap().unwrap();
     assert_eq!(check.key.secret, SECRET);
     let g = group(1);
-    let got = s.get_group(Some("acct"), &g.id).unwrap().unwrap();
+    let got = s.get_group(Some("acct"), &g.id).await.unwrap().unwrap();
     assert_eq!(got.spec.registry_credentials, vec![cred(PASSWORD)]);
     let page = s
         .list_groups("acct", &Default::default(), 10, None)
+        .await
         .unwrap();
     assert_eq!(
         page.groups[0].spec.registry_credentials,
         vec![cred(PASSWORD)]
     );
     assert_eq!(
-        s.all_groups().unwrap()[0].spec.registry_credentials,
+        s.all_groups().await.unwrap()[0].spec.registry_credentials,
         vec![cred(PASSWORD)]
     );
     let used = s
         .find_client_token("acct", TokenKind::Group, "tok1")
+        .await
         .unwrap()
         .unwrap();
     let spec: GroupSpec = serde_json::from_str(&used.params).unwrap();
@@ -140,28 +145,29 @@ fn assert_reads_plain(s: &SqliteStore) {
         spec, g.spec,
         "the token's parameters read as they were given"
     );
-    let c = s.get_cache(None, "imc-1").unwrap().unwrap();
+    let c = s.get_cache(None, "imc-1").await.unwrap().unwrap();
     assert_eq!(c.registry_credentials, vec![cred(CACHE_PASSWORD)]);
     let used = s
         .find_client_token("acct", TokenKind::ImageCache, "ctok")
+        .await
         .unwrap()
         .unwrap();
     assert!(used.params.contains(CACHE_PASSWORD));
 }
 
-#[test]
-fn no_secret_reaches_the_database_files() {
+#[tokio::test]
+async fn no_secret_reaches_the_database_files() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("berth.db");
     let s = SqliteStore::open(&db).unwrap();
-    fill(&s);
+    fill(&s).await;
     // While the store is open (the log holds the latest pages) and after it closed.
     assert_no_secret_in_files(&db);
-    assert_reads_plain(&s);
+    assert_reads_plain(&s).await;
     drop(s);
     assert_no_secret_in_files(&db);
     let s = SqliteStore::open(&db).unwrap();
-    assert_reads_plain(&s);
+    assert_reads_plain(&s).await;
     // A second insert with the token answers the first use, opened.
     let g = group(1);
     let prev = s
@@ -173,6 +179,7 @@ fn no_secret_reaches_the_database_files() {
             "{}",
             &ROOMY,
         )
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -181,25 +188,25 @@ fn no_secret_reaches_the_database_files() {
     );
 }
 
-#[test]
-fn the_key_file_is_made_private_and_reused() {
+#[tokio::test]
+async fn the_key_file_is_made_private_and_reused() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("berth.db");
-    fill(&SqliteStore::open(&db).unwrap());
+    fill(&SqliteStore::open(&db).unwrap()).await;
     let key = dir.path().join(KEY_FILE);
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let before = std::fs::read(&key).unwrap();
-    assert_reads_plain(&SqliteStore::open(&db).unwrap());
+    assert_reads_plain(&SqliteStore::open(&db).unwrap()).await;
     assert_eq!(std::fs::read(&key).unwrap(), before);
 }
 
-#[test]
-fn a_missing_key_file_is_refused_when_secrets_are_sealed() {
+#[tokio::test]
+async fn a_missing_key_file_is_refused_when_secrets_are_sealed() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("berth.db");
-    fill(&SqliteStore::open(&db).unwrap());
+    fill(&SqliteStore::open(&db).unwrap()).await;
     std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
     match SqliteStore::open(&db) {
         Err(StoreError::Key(KeyError::Missing(p))) => assert!(p.ends_with(KEY_FILE)),
@@ -208,14 +215,17 @@ fn a_missing_key_file_is_refused_when_secrets_are_sealed() {
     assert!(!dir.path().join(KEY_FILE).exists(), "no new key was made");
 }
 
-#[test]
-fn a_wrong_key_file_is_an_error_not_a_wrong_answer() {
+#[tokio::test]
+async fn a_wrong_key_file_is_an_error_not_a_wrong_answer() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("berth.db");
-    fill(&SqliteStore::open(&db).unwrap());
+    fill(&SqliteStore::open(&db).unwrap()).await;
     std::fs::write(dir.path().join(KEY_FILE), format!("{}\n", "ab".repeat(32))).unwrap();
     let s = SqliteStore::open(&db).unwrap();
-    assert!(matches!(s.check_access_key("AK1"), Err(StoreError::Unseal)));
+    assert!(matches!(
+        s.check_access_key("AK1").await,
+        Err(StoreError::Unseal)
+    ));
 }
 
 /// Plain rows as a berth from before sealing wrote them: the same schema, the secrets in
@@ -264,8 +274,8 @@ fn write_plain_rows(db: &Path) {
     assert!(!files_hold(db, PASSWORD).is_empty(), "the rows are plain");
 }
 
-#[test]
-fn plain_rows_are_sealed_at_open() {
+#[tokio::test]
+async fn plain_rows_are_sealed_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("berth.db");
     write_plain_rows(&db);
@@ -273,10 +283,10 @@ fn plain_rows_are_sealed_at_open() {
     assert_eq!(s.sealed_at_open(), 5, "a key, a group, a cache, two tokens");
     assert!(dir.path().join(KEY_FILE).exists());
     assert_no_secret_in_files(&db);
-    assert_reads_plain(&s);
+    assert_reads_plain(&s).await;
     drop(s);
     assert_no_secret_in_files(&db);
     let s = SqliteStore::open(&db).unwrap();
     assert_eq!(s.sealed_at_open(), 0, "sealing is done once");
-    assert_reads_plain(&s);
+    assert_reads_plain(&s).await;
 }

@@ -28,8 +28,8 @@ fn record(n: u8, name: &str, status: GroupStatus) -> GroupRecord {
     }
 }
 
-#[test]
-fn keys_and_groups_survive_reopen() {
+#[tokio::test]
+async fn keys_and_groups_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     {
@@ -39,35 +39,39 @@ fn keys_and_groups_survive_reopen() {
             access_key_id: "AK".into(),
             secret: "S".into(),
         })
+        .await
         .unwrap();
         s.insert_group(&record(1, "one", GroupStatus::Scheduling))
+            .await
             .unwrap();
         assert!(s
             .insert_group(&record(1, "one", GroupStatus::Scheduling))
+            .await
             .is_err());
     }
     let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.access_key("AK").unwrap().unwrap().secret, "S");
-    assert!(s.access_key("nope").unwrap().is_none());
+    assert_eq!(s.access_key("AK").await.unwrap().unwrap().secret, "S");
+    assert!(s.access_key("nope").await.unwrap().is_none());
     let id = GroupId::from_random([1; 20]);
-    let got = s.get_group(Some("acct"), &id).unwrap().unwrap();
+    let got = s.get_group(Some("acct"), &id).await.unwrap().unwrap();
     assert_eq!(got.spec.name, "one");
-    assert!(s.get_group(Some("other"), &id).unwrap().is_none());
+    assert!(s.get_group(Some("other"), &id).await.unwrap().is_none());
     let changed = s
         .modify_group(&id, &mut |r| r.status = GroupStatus::Running)
+        .await
         .unwrap();
     assert_eq!(changed.status, GroupStatus::Running);
     assert_eq!(
-        s.get_group(None, &id).unwrap().unwrap().status,
+        s.get_group(None, &id).await.unwrap().unwrap().status,
         GroupStatus::Running
     );
-    s.delete_group(&id).unwrap();
-    assert!(s.get_group(None, &id).unwrap().is_none());
-    assert!(s.modify_group(&id, &mut |_| {}).is_err());
+    s.delete_group(&id).await.unwrap();
+    assert!(s.get_group(None, &id).await.unwrap().is_none());
+    assert!(s.modify_group(&id, &mut |_| {}).await.is_err());
 }
 
-#[test]
-fn list_filters_and_pages() {
+#[tokio::test]
+async fn list_filters_and_pages() {
     let s = SqliteStore::in_memory().unwrap();
     for n in 1..=5 {
         let st = if n <= 3 {
@@ -75,18 +79,22 @@ fn list_filters_and_pages() {
         } else {
             GroupStatus::Failed
         };
-        s.insert_group(&record(n, &format!("g{n}"), st)).unwrap();
+        s.insert_group(&record(n, &format!("g{n}"), st))
+            .await
+            .unwrap();
     }
     let all = GroupFilter::default();
-    let p1 = s.list_groups("acct", &all, 2, None).unwrap();
+    let p1 = s.list_groups("acct", &all, 2, None).await.unwrap();
     assert_eq!(p1.total, 5);
     assert_eq!(p1.groups.len(), 2);
     let p2 = s
         .list_groups("acct", &all, 2, p1.next_token.as_deref())
+        .await
         .unwrap();
     assert_eq!(p2.groups[0].spec.name, "g3");
     let p3 = s
         .list_groups("acct", &all, 2, p2.next_token.as_deref())
+        .await
         .unwrap();
     assert_eq!(p3.groups.len(), 1);
     assert!(p3.next_token.is_none());
@@ -94,13 +102,20 @@ fn list_filters_and_pages() {
         status: Some(GroupStatus::Running),
         ..Default::default()
     };
-    assert_eq!(s.list_groups("acct", &running, 20, None).unwrap().total, 3);
+    assert_eq!(
+        s.list_groups("acct", &running, 20, None)
+            .await
+            .unwrap()
+            .total,
+        3
+    );
     let named = GroupFilter {
         name: Some("g4".into()),
         ..Default::default()
     };
     assert_eq!(
         s.list_groups("acct", &named, 20, None)
+            .await
             .unwrap()
             .groups
             .len(),
@@ -111,7 +126,7 @@ fn list_filters_and_pages() {
         ..Default::default()
     };
     assert_eq!(
-        s.list_groups("acct", &ids, 20, None).unwrap().groups[0]
+        s.list_groups("acct", &ids, 20, None).await.unwrap().groups[0]
             .spec
             .name,
         "g2"
@@ -120,15 +135,18 @@ fn list_filters_and_pages() {
         tags: vec![("k".into(), Some("v1".into()))],
         ..Default::default()
     };
-    let t = s.list_groups("acct", &tagged, 2, None).unwrap();
+    let t = s.list_groups("acct", &tagged, 2, None).await.unwrap();
     assert_eq!(t.total, 3);
     assert_eq!(t.groups.len(), 2);
     assert!(t.next_token.is_some());
-    assert_eq!(s.list_groups("other", &all, 20, None).unwrap().total, 0);
+    assert_eq!(
+        s.list_groups("other", &all, 20, None).await.unwrap().total,
+        0
+    );
 }
 
-#[test]
-fn list_searches_names_and_pages_newest_first() {
+#[tokio::test]
+async fn list_searches_names_and_pages_newest_first() {
     let s = SqliteStore::in_memory().unwrap();
     for n in 1..=5 {
         let name = if n % 2 == 0 {
@@ -137,6 +155,7 @@ fn list_searches_names_and_pages_newest_first() {
             format!("db-{n}")
         };
         s.insert_group(&record(n, &name, GroupStatus::Running))
+            .await
             .unwrap();
     }
     let names = |p: &berth_store::Page| -> Vec<String> {
@@ -146,15 +165,17 @@ fn list_searches_names_and_pages_newest_first() {
         newest_first: true,
         ..Default::default()
     };
-    let p1 = s.list_groups("acct", &newest, 2, None).unwrap();
+    let p1 = s.list_groups("acct", &newest, 2, None).await.unwrap();
     assert_eq!(names(&p1), ["db-5", "Web-4"]);
     assert_eq!(p1.total, 5);
     let p2 = s
         .list_groups("acct", &newest, 2, p1.next_token.as_deref())
+        .await
         .unwrap();
     assert_eq!(names(&p2), ["db-3", "Web-2"]);
     let p3 = s
         .list_groups("acct", &newest, 2, p2.next_token.as_deref())
+        .await
         .unwrap();
     assert_eq!(names(&p3), ["db-1"]);
     assert!(p3.next_token.is_none());
@@ -164,11 +185,12 @@ fn list_searches_names_and_pages_newest_first() {
         newest_first: true,
         ..Default::default()
     };
-    let w1 = s.list_groups("acct", &web, 1, None).unwrap();
+    let w1 = s.list_groups("acct", &web, 1, None).await.unwrap();
     assert_eq!(names(&w1), ["Web-4"]);
     assert_eq!(w1.total, 2);
     let w2 = s
         .list_groups("acct", &web, 1, w1.next_token.as_deref())
+        .await
         .unwrap();
     assert_eq!(names(&w2), ["Web-2"]);
     assert!(w2.next_token.is_none());
@@ -177,21 +199,28 @@ fn list_searches_names_and_pages_newest_first() {
         newest_first: true,
         ..Default::default()
     };
-    let t = s.list_groups("acct", &tagged_newest, 2, None).unwrap();
+    let t = s
+        .list_groups("acct", &tagged_newest, 2, None)
+        .await
+        .unwrap();
     assert_eq!(names(&t), ["db-5", "Web-4"]);
     let t2 = s
         .list_groups("acct", &tagged_newest, 2, t.next_token.as_deref())
+        .await
         .unwrap();
     assert_eq!(names(&t2), ["db-3", "Web-2"]);
     let none = GroupFilter {
         name_contains: Some("%".into()),
         ..Default::default()
     };
-    assert_eq!(s.list_groups("acct", &none, 20, None).unwrap().total, 0);
+    assert_eq!(
+        s.list_groups("acct", &none, 20, None).await.unwrap().total,
+        0
+    );
 }
 
-#[test]
-fn reads_from_many_threads_see_every_committed_write() {
+#[tokio::test]
+async fn reads_from_many_threads_see_every_committed_write() {
     let dir = tempfile::tempdir().unwrap();
     let s = std::sync::Arc::new(SqliteStore::open(&dir.path().join("berth.db")).unwrap());
     s.create_access_key(&AccessKey {
@@ -199,53 +228,63 @@ fn reads_from_many_threads_see_every_committed_write() {
         access_key_id: "AK".into(),
         secret: "S".into(),
     })
+    .await
     .unwrap();
     let all = GroupFilter::default();
     for n in 1..=20u8 {
         s.insert_group(&record(n, &format!("g{n}"), GroupStatus::Running))
+            .await
             .unwrap();
         // The remembered count follows every insert.
         assert_eq!(
-            s.list_groups("acct", &all, 5, None).unwrap().total,
+            s.list_groups("acct", &all, 5, None).await.unwrap().total,
             n as u64
         );
     }
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let s = std::sync::Arc::clone(&s);
-            std::thread::spawn(move || {
+            tokio::spawn(async move {
                 for i in 0..50u8 {
                     let n = (t * 50 + i) % 20 + 1;
                     let id = GroupId::from_random([n; 20]);
-                    let got = s.get_group(Some("acct"), &id).unwrap().unwrap();
+                    let got = s.get_group(Some("acct"), &id).await.unwrap().unwrap();
                     assert_eq!(got.spec.name, format!("g{n}"));
-                    assert_eq!(s.access_key("AK").unwrap().unwrap().account, "acct");
-                    let page = s.list_groups("acct", &GroupFilter::default(), 5, None);
+                    assert_eq!(s.access_key("AK").await.unwrap().unwrap().account, "acct");
+                    let page = s
+                        .list_groups("acct", &GroupFilter::default(), 5, None)
+                        .await;
                     assert_eq!(page.unwrap().total, 20);
                 }
             })
         })
         .collect();
     for t in threads {
-        t.join().unwrap();
+        t.await.unwrap();
     }
     let id = GroupId::from_random([7; 20]);
-    let listed = |s: &SqliteStore| {
-        let page = s.list_groups("acct", &GroupFilter::default(), 50, None);
-        page.unwrap()
-            .groups
-            .into_iter()
-            .find(|g| g.id == id)
-            .unwrap()
+    let listed = |s: std::sync::Arc<SqliteStore>| {
+        let id = id.clone();
+        async move {
+            let page = s
+                .list_groups("acct", &GroupFilter::default(), 50, None)
+                .await;
+            page.unwrap()
+                .groups
+                .into_iter()
+                .find(|g| g.id == id)
+                .unwrap()
+        }
     };
-    let before = listed(&s);
+    let before = listed(s.clone()).await;
     assert_eq!(before.status, GroupStatus::Running);
     // An unchanged record is handed out shared, not copied.
-    assert!(std::sync::Arc::ptr_eq(&before, &listed(&s)));
+    assert!(std::sync::Arc::ptr_eq(&before, &listed(s.clone()).await));
     s.modify_group(&id, &mut |r| r.status = GroupStatus::Failed)
+        .await
         .unwrap();
     // A listing after a change returns the changed record, never a remembered one.
-    let after = listed(&s);
+    let after = listed(s.clone()).await;
     assert_eq!(after.status, GroupStatus::Failed);
     assert!(!std::sync::Arc::ptr_eq(&before, &after));
     assert_eq!(
@@ -254,21 +293,25 @@ fn reads_from_many_threads_see_every_committed_write() {
         "a record handed out never changes"
     );
     assert_eq!(
-        s.get_group(None, &id).unwrap().unwrap().status,
+        s.get_group(None, &id).await.unwrap().unwrap().status,
         GroupStatus::Failed
     );
-    s.delete_group(&id).unwrap();
-    assert!(s.get_group(Some("acct"), &id).unwrap().is_none());
-    let page = s.list_groups("acct", &all, 50, None).unwrap();
+    s.delete_group(&id).await.unwrap();
+    assert!(s.get_group(Some("acct"), &id).await.unwrap().is_none());
+    let page = s.list_groups("acct", &all, 50, None).await.unwrap();
     assert_eq!((page.total, page.groups.len()), (19, 19));
-    assert_eq!(s.list_groups("other", &all, 5, None).unwrap().total, 0);
+    assert_eq!(
+        s.list_groups("other", &all, 5, None).await.unwrap().total,
+        0
+    );
 }
 
-#[test]
-fn lists_only_what_changed_since() {
+#[tokio::test]
+async fn lists_only_what_changed_since() {
     let s = SqliteStore::in_memory().unwrap();
     for n in 1..=3 {
         s.insert_group(&record(n, &format!("g{n}"), GroupStatus::Running))
+            .await
             .unwrap();
     }
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -278,23 +321,32 @@ fn lists_only_what_changed_since() {
         ..Default::default()
     };
     assert_eq!(
-        s.list_groups("acct", &since(mark), 20, None).unwrap().total,
+        s.list_groups("acct", &since(mark), 20, None)
+            .await
+            .unwrap()
+            .total,
         0
     );
     // A write that changes nothing is no change.
     s.modify_group(&GroupId::from_random([1; 20]), &mut |_| {})
+        .await
         .unwrap();
     assert_eq!(
-        s.list_groups("acct", &since(mark), 20, None).unwrap().total,
+        s.list_groups("acct", &since(mark), 20, None)
+            .await
+            .unwrap()
+            .total,
         0
     );
     s.modify_group(&GroupId::from_random([2; 20]), &mut |r| {
         r.status = GroupStatus::Failed
     })
+    .await
     .unwrap();
     s.insert_group(&record(4, "g4", GroupStatus::Scheduling))
+        .await
         .unwrap();
-    let page = s.list_groups("acct", &since(mark), 20, None).unwrap();
+    let page = s.list_groups("acct", &since(mark), 20, None).await.unwrap();
     let names: Vec<&str> = page.groups.iter().map(|g| g.spec.name.as_str()).collect();
     assert_eq!(names, ["g2", "g4"]);
     assert_eq!(page.total, 2);
@@ -303,9 +355,16 @@ fn lists_only_what_changed_since() {
         status: Some(GroupStatus::Failed),
         ..since(mark)
     };
-    assert_eq!(s.list_groups("acct", &failed, 20, None).unwrap().total, 1);
+    assert_eq!(
+        s.list_groups("acct", &failed, 20, None)
+            .await
+            .unwrap()
+            .total,
+        1
+    );
     assert_eq!(
         s.list_groups("other", &since(mark), 20, None)
+            .await
             .unwrap()
             .total,
         0
@@ -313,8 +372,47 @@ fn lists_only_what_changed_since() {
     let before = mark - chrono::Duration::seconds(60);
     assert_eq!(
         s.list_groups("acct", &since(before), 20, None)
+            .await
             .unwrap()
             .total,
         4
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_of_one_group_lose_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    // Two stores on one file: the changes race through two sets of connections.
+    let stores = [
+        std::sync::Arc::new(SqliteStore::open(&path).unwrap()),
+        std::sync::Arc::new(SqliteStore::open(&path).unwrap()),
+    ];
+    let rec = record(1, "g", GroupStatus::Running);
+    stores[0].insert_group(&rec).await.unwrap();
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let s = std::sync::Arc::clone(&stores[n % 2]);
+            let id = rec.id.clone();
+            tokio::spawn(async move {
+                let mut runs = 0;
+                let got = s
+                    .modify_group(&id, &mut |r| {
+                        runs += 1;
+                        r.restart_generation += 1;
+                    })
+                    .await
+                    .unwrap();
+                (runs, got.restart_generation)
+            })
+        })
+        .collect();
+    let mut reruns = 0;
+    for t in tasks {
+        let (runs, _) = t.await.unwrap();
+        reruns += runs - 1;
+    }
+    let end = stores[1].get_group(None, &rec.id).await.unwrap().unwrap();
+    // Every change counted once, whatever ran again on a newer record.
+    assert_eq!(end.restart_generation, 40, "{reruns} changes ran again");
 }

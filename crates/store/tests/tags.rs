@@ -35,60 +35,65 @@ fn record(n: u8, account: &str, tags: Vec<Tag>) -> GroupRecord {
     }
 }
 
-fn tags_of(s: &SqliteStore, r: &GroupRecord) -> Vec<Tag> {
-    s.get_group(None, &r.id).unwrap().unwrap().spec.tags
+async fn tags_of(s: &SqliteStore, r: &GroupRecord) -> Vec<Tag> {
+    s.get_group(None, &r.id).await.unwrap().unwrap().spec.tags
 }
 
 fn ids(rs: &[&GroupRecord]) -> Vec<String> {
     rs.iter().map(|r| r.id.to_string()).collect()
 }
 
-#[test]
-fn a_batch_with_a_foreign_or_missing_id_changes_nothing() {
+#[tokio::test]
+async fn a_batch_with_a_foreign_or_missing_id_changes_nothing() {
     let s = SqliteStore::in_memory().unwrap();
     let mine = record(1, "a", vec![tag("env", "dev")]);
     let theirs = record(2, "b", vec![tag("env", "prod")]);
-    s.insert_group(&mine).unwrap();
-    s.insert_group(&theirs).unwrap();
+    s.insert_group(&mine).await.unwrap();
+    s.insert_group(&theirs).await.unwrap();
     let set = TagChange::Set(vec![tag("team", "x")]);
 
     let err = s
         .change_tags("a", GROUP, &ids(&[&mine, &theirs]), &set)
+        .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(ref id) if *id == theirs.id.to_string()));
     let err = s
         .change_tags("a", GROUP, &[mine.id.to_string(), "eci-nope".into()], &set)
+        .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)));
-    assert_eq!(tags_of(&s, &mine), vec![tag("env", "dev")]);
-    assert_eq!(tags_of(&s, &theirs), vec![tag("env", "prod")]);
+    assert_eq!(tags_of(&s, &mine).await, vec![tag("env", "dev")]);
+    assert_eq!(tags_of(&s, &theirs).await, vec![tag("env", "prod")]);
 
     // B cannot untag A's group either, nor list its tags.
     let err = s
         .change_tags("b", GROUP, &ids(&[&mine]), &TagChange::RemoveAll)
+        .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)));
-    assert_eq!(tags_of(&s, &mine), vec![tag("env", "dev")]);
+    assert_eq!(tags_of(&s, &mine).await, vec![tag("env", "dev")]);
     let q = TagQuery {
         ids: ids(&[&mine]),
         tags: vec![],
     };
     assert!(s
         .list_tags("b", GROUP, &q, 50, None)
+        .await
         .unwrap()
         .rows
         .is_empty());
 
     s.change_tags("a", GROUP, &ids(&[&mine, &mine]), &set)
+        .await
         .unwrap();
     assert_eq!(
-        tags_of(&s, &mine),
+        tags_of(&s, &mine).await,
         vec![tag("env", "dev"), tag("team", "x")]
     );
 }
 
-#[test]
-fn a_batch_where_one_resource_would_exceed_twenty_tags_changes_nothing() {
+#[tokio::test]
+async fn a_batch_where_one_resource_would_exceed_twenty_tags_changes_nothing() {
     let s = SqliteStore::in_memory().unwrap();
     let full = record(
         1,
@@ -96,70 +101,80 @@ fn a_batch_where_one_resource_would_exceed_twenty_tags_changes_nothing() {
         (0..19).map(|i| tag(&format!("k{i}"), "v")).collect(),
     );
     let empty = record(2, "a", vec![]);
-    s.insert_group(&empty).unwrap();
-    s.insert_group(&full).unwrap();
+    s.insert_group(&empty).await.unwrap();
+    s.insert_group(&full).await.unwrap();
     let set = TagChange::Set(vec![tag("x", "1"), tag("y", "2")]);
     let err = s
         .change_tags("a", GROUP, &ids(&[&empty, &full]), &set)
+        .await
         .unwrap_err();
     assert!(matches!(err, StoreError::TooManyTags { count: 21, .. }));
     assert!(
-        tags_of(&s, &empty).is_empty(),
+        tags_of(&s, &empty).await.is_empty(),
         "the first of the batch was rolled back"
     );
-    assert_eq!(tags_of(&s, &full).len(), 19);
+    assert_eq!(tags_of(&s, &full).await.len(), 19);
 }
 
-#[test]
-fn retag_and_untag_keep_billed_groups_in_step() {
+#[tokio::test]
+async fn retag_and_untag_keep_billed_groups_in_step() {
     let s = SqliteStore::in_memory().unwrap();
     let g = record(1, "a", vec![tag("team", "old")]);
-    s.insert_group(&g).unwrap();
+    s.insert_group(&g).await.unwrap();
     s.modify_group(&g.id, &mut |r| r.status = GroupStatus::Running)
+        .await
         .unwrap();
     let set = TagChange::Set(vec![tag("team", "new"), tag("cost", "c1")]);
-    s.change_tags("a", GROUP, &ids(&[&g]), &set).unwrap();
+    s.change_tags("a", GROUP, &ids(&[&g]), &set).await.unwrap();
     let now = Utc::now();
-    let bill_tags = |s: &SqliteStore| {
+    let bill_tags = async |s: &SqliteStore| {
         let l = s
             .ledger(
                 Some("a"),
                 now - Duration::hours(1),
                 now + Duration::hours(1),
             )
+            .await
             .unwrap();
         assert!(!l.is_empty(), "a running group has a billed period");
         l[0].tags.clone()
     };
-    assert_eq!(bill_tags(&s), vec![tag("team", "new"), tag("cost", "c1")]);
+    assert_eq!(
+        bill_tags(&s).await,
+        vec![tag("team", "new"), tag("cost", "c1")]
+    );
     s.change_tags(
         "a",
         GROUP,
         &ids(&[&g]),
         &TagChange::Remove(vec!["team".into()]),
     )
+    .await
     .unwrap();
-    assert_eq!(bill_tags(&s), vec![tag("cost", "c1")]);
+    assert_eq!(bill_tags(&s).await, vec![tag("cost", "c1")]);
     // After the delete, the bill keeps the last tags.
-    s.delete_group(&g.id).unwrap();
-    assert_eq!(bill_tags(&s), vec![tag("cost", "c1")]);
+    s.delete_group(&g.id).await.unwrap();
+    assert_eq!(bill_tags(&s).await, vec![tag("cost", "c1")]);
 }
 
-#[test]
-fn listing_pages_through_every_tag_once_and_filters_by_tags() {
+#[tokio::test]
+async fn listing_pages_through_every_tag_once_and_filters_by_tags() {
     let s = SqliteStore::in_memory().unwrap();
     let a = record(1, "a", vec![tag("z", "1"), tag("env", "dev"), tag("m", "")]);
     let b = record(2, "a", vec![tag("env", "prod")]);
     let c = record(3, "a", vec![tag("env", "dev"), tag("team", "t")]);
     let other = record(4, "b", vec![tag("env", "dev")]);
     for r in [&a, &b, &c, &other] {
-        s.insert_group(r).unwrap();
+        s.insert_group(r).await.unwrap();
     }
-    let all = |q: &TagQuery, limit: usize| {
+    let all = async |q: &TagQuery, limit: usize| {
         let mut out = vec![];
         let mut after: Option<TagCursor> = None;
         loop {
-            let page = s.list_tags("a", GROUP, q, limit, after.as_ref()).unwrap();
+            let page = s
+                .list_tags("a", GROUP, q, limit, after.as_ref())
+                .await
+                .unwrap();
             assert!(page.rows.len() <= limit);
             out.extend(
                 page.rows
@@ -173,11 +188,11 @@ fn listing_pages_through_every_tag_once_and_filters_by_tags() {
             }
         }
     };
-    let everything = all(&TagQuery::default(), 50);
+    let everything = all(&TagQuery::default(), 50).await;
     assert_eq!(everything.len(), 6);
     for limit in 1..=6 {
         assert_eq!(
-            all(&TagQuery::default(), limit),
+            all(&TagQuery::default(), limit).await,
             everything,
             "limit {limit}"
         );
@@ -200,25 +215,29 @@ fn listing_pages_through_every_tag_once_and_filters_by_tags() {
         ids: vec![],
         tags: vec![("env".into(), Some("dev".into())), ("team".into(), None)],
     };
-    assert_eq!(all(&q, 1).len(), 2, "only c carries both: its two tags");
+    assert_eq!(
+        all(&q, 1).await.len(),
+        2,
+        "only c carries both: its two tags"
+    );
     let q = TagQuery {
         ids: vec![],
         tags: vec![("env".into(), None)],
     };
-    assert_eq!(all(&q, 2).len(), 6);
+    assert_eq!(all(&q, 2).await.len(), 6);
     let q = TagQuery {
         ids: ids(&[&b, &other]),
         tags: vec![],
     };
     assert_eq!(
-        all(&q, 50).len(),
+        all(&q, 50).await.len(),
         1,
         "the other account's group is not listed"
     );
 }
 
-#[test]
-fn image_caches_are_tagged_and_listed_per_account() {
+#[tokio::test]
+async fn image_caches_are_tagged_and_listed_per_account() {
     let s = SqliteStore::in_memory().unwrap();
     let cache = |id: &str, account: &str| ImageCacheRecord {
         id: id.into(),
@@ -229,22 +248,34 @@ fn image_caches_are_tagged_and_listed_per_account() {
         tags: vec![tag("a", "1")],
         ..Default::default()
     };
-    s.insert_cache(&cache("imc-1", "a"), "").unwrap();
-    s.insert_cache(&cache("imc-2", "b"), "").unwrap();
+    s.insert_cache(&cache("imc-1", "a"), "").await.unwrap();
+    s.insert_cache(&cache("imc-2", "b"), "").await.unwrap();
     let kind = TagResourceType::ImageCache;
     let set = TagChange::Set(vec![tag("b", "2")]);
     let err = s
         .change_tags("a", kind, &["imc-1".into(), "imc-2".into()], &set)
+        .await
         .unwrap_err();
     assert!(matches!(err, StoreError::CacheNotFound(ref id) if id == "imc-2"));
-    assert_eq!(s.get_cache(None, "imc-1").unwrap().unwrap().tags.len(), 1);
-    s.change_tags("a", kind, &["imc-1".into()], &set).unwrap();
     assert_eq!(
-        s.get_cache(None, "imc-1").unwrap().unwrap().tags,
+        s.get_cache(None, "imc-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .tags
+            .len(),
+        1
+    );
+    s.change_tags("a", kind, &["imc-1".into()], &set)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_cache(None, "imc-1").await.unwrap().unwrap().tags,
         vec![tag("a", "1"), tag("b", "2")]
     );
     let page = s
         .list_tags("a", kind, &TagQuery::default(), 50, None)
+        .await
         .unwrap();
     assert_eq!(page.rows.len(), 2);
     assert!(page.rows.iter().all(|r| r.resource_id == "imc-1"));
@@ -255,6 +286,7 @@ fn image_caches_are_tagged_and_listed_per_account() {
     };
     assert!(s
         .list_tags("a", GROUP, &q, 50, None)
+        .await
         .unwrap()
         .rows
         .is_empty());

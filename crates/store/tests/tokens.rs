@@ -1,7 +1,8 @@
 //! ClientTokens in the store: unique per account and kind even under concurrent inserts from
 //! several connections, kept after a delete, swept after the retention.
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
+use tokio::sync::Barrier;
 
 use berth_core::{normalize_size, GroupId, GroupRecord, GroupSpec};
 use berth_store::{GroupLimits, SqliteStore, Store, TokenKind};
@@ -26,15 +27,17 @@ fn record(n: u8, account: &str, token: &str) -> GroupRecord {
     }
 }
 
-#[test]
-fn a_token_is_claimed_once_per_account() {
+#[tokio::test]
+async fn a_token_is_claimed_once_per_account() {
     let s = SqliteStore::in_memory().unwrap();
     assert!(s
         .insert_group_claiming(&record(1, "a", "t"), "p1", &GroupLimits::UNLIMITED)
+        .await
         .unwrap()
         .is_none());
     let prev = s
         .insert_group_claiming(&record(2, "a", "t"), "p2", &GroupLimits::UNLIMITED)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(prev.resource_id, GroupId::from_random([1; 20]).to_string());
@@ -42,26 +45,30 @@ fn a_token_is_claimed_once_per_account() {
     // The loser wrote nothing.
     assert!(s
         .get_group(None, &GroupId::from_random([2; 20]))
+        .await
         .unwrap()
         .is_none());
     // Another account has its own tokens.
     assert!(s
         .insert_group_claiming(&record(3, "b", "t"), "p1", &GroupLimits::UNLIMITED)
+        .await
         .unwrap()
         .is_none());
     let found = s
         .find_client_token("a", TokenKind::Group, "t")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(found.resource_id, GroupId::from_random([1; 20]).to_string());
     assert!(s
         .find_client_token("a", TokenKind::ImageCache, "t")
+        .await
         .unwrap()
         .is_none());
 }
 
-#[test]
-fn concurrent_inserts_from_several_connections_make_one_group() {
+#[tokio::test]
+async fn concurrent_inserts_from_several_connections_make_one_group() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     let stores: Vec<Arc<SqliteStore>> = (0..4)
@@ -72,20 +79,25 @@ fn concurrent_inserts_from_several_connections_make_one_group() {
         .map(|n| {
             let s = Arc::clone(&stores[n as usize % stores.len()]);
             let b = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                b.wait();
+            tokio::spawn(async move {
+                b.wait().await;
                 s.insert_group_claiming(&record(n + 1, "a", "same"), "p", &GroupLimits::UNLIMITED)
+                    .await
                     .unwrap()
                     .map(|u| u.resource_id)
             })
         })
         .collect();
-    let results: Vec<Option<String>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut results: Vec<Option<String>> = vec![];
+    for h in handles {
+        results.push(h.await.unwrap());
+    }
     assert_eq!(results.iter().filter(|r| r.is_none()).count(), 1);
     let winners: std::collections::HashSet<_> = results.iter().flatten().collect();
     assert_eq!(winners.len(), 1);
     let page = stores[0]
         .list_groups("a", &Default::default(), 100, None)
+        .await
         .unwrap();
     assert_eq!(page.total, 1);
     assert_eq!(
@@ -94,17 +106,19 @@ fn concurrent_inserts_from_several_connections_make_one_group() {
     );
 }
 
-#[test]
-fn tokens_outlive_their_group_for_the_retention() {
+#[tokio::test]
+async fn tokens_outlive_their_group_for_the_retention() {
     let s = SqliteStore::in_memory().unwrap();
     let rec = record(1, "a", "t");
     assert!(s
         .insert_group_claiming(&rec, "p", &GroupLimits::UNLIMITED)
+        .await
         .unwrap()
         .is_none());
-    s.delete_group(&rec.id).unwrap();
+    s.delete_group(&rec.id).await.unwrap();
     let kept = s
         .find_client_token("a", TokenKind::Group, "t")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(kept.resource_id, rec.id.to_string());
@@ -112,19 +126,22 @@ fn tokens_outlive_their_group_for_the_retention() {
     // A retry after the delete finds the token: no second group.
     assert!(s
         .insert_group_claiming(&record(2, "a", "t"), "p", &GroupLimits::UNLIMITED)
+        .await
         .unwrap()
         .is_some());
     // Deletes a day later sweep it.
     s.sweep_client_tokens(Utc::now() + berth_store::TOKEN_RETENTION + chrono::Duration::minutes(1))
+        .await
         .unwrap();
     assert!(s
         .find_client_token("a", TokenKind::Group, "t")
+        .await
         .unwrap()
         .is_none());
 }
 
-#[test]
-fn tokens_of_a_database_made_before_are_carried_over() {
+#[tokio::test]
+async fn tokens_of_a_database_made_before_are_carried_over() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.db");
     let rec = record(7, "a", "old-token");
@@ -150,6 +167,7 @@ fn tokens_of_a_database_made_before_are_carried_over() {
     let s = SqliteStore::open(&path).unwrap();
     let found = s
         .find_client_token("a", TokenKind::Group, "old-token")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(found.resource_id, rec.id.to_string());
@@ -158,6 +176,7 @@ fn tokens_of_a_database_made_before_are_carried_over() {
     assert!(spec.region_id.is_empty());
     assert!(s
         .insert_group_claiming(&record(8, "a", "old-token"), "x", &GroupLimits::UNLIMITED)
+        .await
         .unwrap()
         .is_some());
 }

@@ -3,22 +3,28 @@
 use berth_store::{SqliteStore, Store};
 use chrono::{Duration, TimeZone, Utc};
 
-#[test]
-fn intervals_meter_quantity_times_seconds() {
+#[tokio::test]
+async fn intervals_meter_quantity_times_seconds() {
     let s = SqliteStore::in_memory().unwrap();
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let kind = "ImageCacheStorage";
-    s.meter_start("acct", kind, "imc-1", 1000, t0).unwrap();
+    s.meter_start("acct", kind, "imc-1", 1000, t0)
+        .await
+        .unwrap();
     // Resized after 10 s: the first interval ends, a new one starts.
     s.meter_start("acct", kind, "imc-1", 3000, t0 + Duration::seconds(10))
+        .await
         .unwrap();
-    s.meter_stop("imc-1", t0 + Duration::seconds(20)).unwrap();
+    s.meter_stop("imc-1", t0 + Duration::seconds(20))
+        .await
+        .unwrap();
     s.meter_start("acct", kind, "imc-2", 500, t0 + Duration::seconds(5))
+        .await
         .unwrap();
-    s.meter_start("other", kind, "imc-3", 7, t0).unwrap();
+    s.meter_start("other", kind, "imc-3", 7, t0).await.unwrap();
 
     let to = t0 + Duration::seconds(30);
-    let got = s.usage("acct", kind, t0, to).unwrap();
+    let got = s.usage("acct", kind, t0, to).await.unwrap();
     assert_eq!(got.len(), 3);
     let total: u128 = got.iter().map(|u| u.quantity_seconds(t0, to)).sum();
     // 1000×10 + 3000×10 + 500×25 (still open at the end of the window).
@@ -31,10 +37,11 @@ fn intervals_meter_quantity_times_seconds() {
     let from = t0 + Duration::seconds(15);
     let part: u128 = s
         .usage("acct", kind, from, to)
+        .await
         .unwrap()
         .iter()
         .map(|u| u.quantity_seconds(from, to))
         .sum();
     assert_eq!(part, 3000 * 5 + 500 * 15);
-    assert!(s.usage("acct", "Other", t0, to).unwrap().is_empty());
+    assert!(s.usage("acct", "Other", t0, to).await.unwrap().is_empty());
 }
