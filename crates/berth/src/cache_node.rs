@@ -67,7 +67,7 @@ pub(crate) fn non_negative(s: &str) -> Result<f64, String> {
 }
 
 /// Applies the quotas and starts the image GC and the image-cache retention sweep.
-pub fn start(args: &CacheArgs, control: &Arc<Control>, agent: &Agent) -> anyhow::Result<()> {
+pub async fn start(args: &CacheArgs, control: &Arc<Control>, agent: &Agent) -> anyhow::Result<()> {
     if args.image_gc_low > args.image_gc_high {
         anyhow::bail!(
             "--image-gc-low ({}) must not be above --image-gc-high ({})",
@@ -94,7 +94,7 @@ pub fn start(args: &CacheArgs, control: &Arc<Control>, agent: &Agent) -> anyhow:
         capacity_bytes: None,
     };
     agent.spawn_image_gc(policy, Duration::from_secs(args.image_gc_interval.max(1)));
-    let resumed = control.resume_image_caches()?;
+    let resumed = control.resume_image_caches().await?;
     if resumed > 0 {
         tracing::info!(caches = resumed, "resumed interrupted image cache builds");
     }

@@ -173,7 +173,7 @@ fn main() {
             return match command {
                 Command::Serve(a) => serve::run(*a).await,
                 Command::Image(a) => image_cmd::run(a).await,
-                Command::Admin(a) => admin::run(a),
+                Command::Admin(a) => admin::run(a).await,
                 Command::Completion { shell } => {
                     completion(shell, &mut std::io::stdout());
                     Ok(())

@@ -62,11 +62,13 @@ impl StoreSeccomp {
     }
 }
 
+#[async_trait::async_trait]
 impl SeccompProfiles for StoreSeccomp {
-    fn for_account(&self, account: &str) -> Result<Seccomp, String> {
+    async fn for_account(&self, account: &str) -> Result<Seccomp, String> {
         let setting = self
             .store
             .account_seccomp(account)
+            .await
             .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
         let text = match setting {
             AccountSeccomp::Default => return Ok(Seccomp::Default),

@@ -256,7 +256,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::state_files::opened(&sqlite);
     let store: Arc<dyn Store> = Arc::new(sqlite);
     crate::state_files::tighten_database(&db)?;
-    ensure_account(store.as_ref(), &state_dir)?;
+    ensure_account(store.as_ref(), &state_dir).await?;
 
     let layout = CgroupLayout::detect().context("cannot read the cgroup layout of this host")?;
     tracing::info!(layout = %layout.describe(), "cgroups");
@@ -332,7 +332,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_per_group: args.max_published_ports,
         max_per_account: args.max_account_published_ports,
     });
-    let reporter = Arc::new(ControlReporter(control.clone()));
+    let reporter = Arc::new(ControlReporter(control.report_queue()));
     let agent = Agent::new(
         NodeConfig {
             root: state_dir.join("node"),
@@ -385,9 +385,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     agent.start_sampler(Duration::from_secs(args.metrics_interval.max(1)));
     spawn_token_sweep(store.clone());
-    crate::cache_node::start(&args.caches, &control, &agent)?;
+    crate::cache_node::start(&args.caches, &control, &agent).await?;
     let n = control.resume().await?;
-    let known: Vec<GroupId> = store.all_groups()?.into_iter().map(|g| g.id).collect();
+    let known: Vec<GroupId> = store
+        .all_groups()
+        .await?
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
     agent.collect_garbage(&known).await;
     agent.start_netns_pool();
     tracing::info!(groups = n, "resumed container groups");
@@ -501,11 +506,7 @@ fn spawn_token_sweep(store: Arc<dyn Store>) {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let store = store.clone();
-            let swept =
-                tokio::task::spawn_blocking(move || store.sweep_client_tokens(chrono::Utc::now()))
-                    .await;
-            if let Ok(Err(e)) = swept {
+            if let Err(e) = store.sweep_client_tokens(chrono::Utc::now()).await {
                 tracing::warn!(error = %e, "cannot sweep old client tokens");
             }
         }
@@ -525,7 +526,7 @@ async fn shutdown_signal() {
 }
 
 /// On the first start, makes an account and writes its key to `credentials.json` (0600).
-fn ensure_account(store: &dyn Store, state_dir: &Path) -> anyhow::Result<()> {
+async fn ensure_account(store: &dyn Store, state_dir: &Path) -> anyhow::Result<()> {
     let path = state_dir.join("credentials.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let v: serde_json::Value =
@@ -536,17 +537,19 @@ fn ensure_account(store: &dyn Store, state_dir: &Path) -> anyhow::Result<()> {
         let secret = v["AccessKeySecret"]
             .as_str()
             .context("credentials.json lacks AccessKeySecret")?;
-        if store.access_key(id)?.is_none() {
-            store.create_access_key(&AccessKey {
-                account: "default".into(),
-                access_key_id: id.into(),
-                secret: secret.into(),
-            })?;
+        if store.access_key(id).await?.is_none() {
+            store
+                .create_access_key(&AccessKey {
+                    account: "default".into(),
+                    access_key_id: id.into(),
+                    secret: secret.into(),
+                })
+                .await?;
         }
         return Ok(());
     }
     let key = crate::keys::new_access_key("default");
-    store.create_access_key(&key)?;
+    store.create_access_key(&key).await?;
     let body = serde_json::json!({"AccessKeyId": key.access_key_id, "AccessKeySecret": key.secret});
     let tmp = path.with_extension("tmp");
     {
@@ -648,7 +651,7 @@ impl NodeClient for LocalNode {
     async fn apply(&self, rec: GroupRecord) {
         // The record as stored now: a delete or another change may have overtaken this one
         // between its write and this call (a group being deleted is never started again).
-        let rec = match self.store.get_group(None, &rec.id) {
+        let rec = match self.store.get_group(None, &rec.id).await {
             Ok(Some(cur)) if cur.status == berth_core::GroupStatus::Terminating => return,
             Ok(Some(cur)) => cur,
             Ok(None) => return,
@@ -664,6 +667,7 @@ impl NodeClient for LocalNode {
         let spec = self
             .store
             .get_group(None, id)
+            .await
             .ok()
             .flatten()
             .map(|r| r.spec);
@@ -695,12 +699,12 @@ impl NodeClient for LocalNode {
     }
 }
 
-/// Node reports go straight into the control plane's records.
-struct ControlReporter(Arc<Control>);
+/// Node reports go into the control plane's queue of reports, in order per group.
+struct ControlReporter(berth_control::Reports);
 
 impl Reporter for ControlReporter {
     fn report(&self, id: &GroupId, obs: ObservedGroup) {
-        self.0.report(id, obs);
+        self.0.send(id, obs);
     }
 }
 

@@ -39,21 +39,27 @@ pub struct Signed {
 }
 
 /// The signed-in caller of a request, or the redirect to the sign-in page.
-pub fn signed(console: &Console, headers: &HeaderMap) -> Result<Signed, Refusal> {
+pub async fn signed(console: &Console, headers: &HeaderMap) -> Result<Signed, Refusal> {
     let to_sign_in = || Refusal::SignIn;
     let id = crate::cookie::read(headers).ok_or_else(to_sign_in)?;
     let session = console
         .sessions
         .get(&id, SystemTime::now())
+        .await
         .ok_or_else(to_sign_in)?;
-    let account =
-        match berth_server::session_account(&console.state, &session.key_id, &session.account) {
-            Ok(a) => a,
-            Err(_) => {
-                console.sessions.remove(&id);
-                return Err(to_sign_in());
-            }
-        };
+    let account = match berth_server::session_account(
+        &console.state,
+        &session.key_id,
+        &session.account,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(_) => {
+            console.sessions.remove(&id).await;
+            return Err(to_sign_in());
+        }
+    };
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
@@ -69,12 +75,12 @@ pub fn signed(console: &Console, headers: &HeaderMap) -> Result<Signed, Refusal>
 
 /// [`signed`], for a POST whose form field or header must carry the session's CSRF token:
 /// without it, the 403 page.
-pub fn signed_post(
+pub async fn signed_post(
     console: &Console,
     headers: &HeaderMap,
     form_token: Option<&str>,
 ) -> Result<Signed, Refusal> {
-    let s = signed(console, headers)?;
+    let s = signed(console, headers).await?;
     let header = headers
         .get(crate::csrf::HEADER)
         .and_then(|h| h.to_str().ok());

@@ -38,7 +38,10 @@ impl Console {
     pub fn new(state: AppState, config: SessionConfig) -> Self {
         Self {
             state: state.clone(),
-            sessions: Arc::new(session::Sessions::new(config, state.store())),
+            sessions: Arc::new(session::Sessions::new(
+                config,
+                state.control().store().clone(),
+            )),
         }
     }
 }

@@ -91,7 +91,7 @@ impl Sessions {
     }
 
     /// A new session; answers its id.
-    pub fn create(
+    pub async fn create(
         &self,
         account: &str,
         key_id: &str,
@@ -113,15 +113,15 @@ impl Sessions {
             per_account: self.config.per_account,
             max: self.config.max,
         };
-        self.store.create_console_session(&session, bounds)?;
+        self.store.create_console_session(&session, bounds).await?;
         Ok(id)
     }
 
     /// The session `id` when it is live, marked used at `now`; an expired one is deleted.
     /// A store that cannot answer is no session (the caller signs in again).
-    pub fn get(&self, id: &str, now: SystemTime) -> Option<SessionView> {
+    pub async fn get(&self, id: &str, now: SystemTime) -> Option<SessionView> {
         let hash = digest(id);
-        let s = match self.store.console_session(&hash) {
+        let s = match self.store.console_session(&hash).await {
             Ok(s) => s?,
             Err(e) => {
                 tracing::warn!(error = %e, "reading a console session");
@@ -130,12 +130,12 @@ impl Sessions {
         };
         let now = secs(now);
         if self.expired(&s, now) {
-            self.remove(id);
+            self.remove(id).await;
             return None;
         }
         let every = (whole_secs(self.config.idle) / 30).max(1);
         if now.saturating_sub(s.used) >= every {
-            if let Err(e) = self.store.touch_console_session(&hash, now) {
+            if let Err(e) = self.store.touch_console_session(&hash, now).await {
                 tracing::warn!(error = %e, "marking a console session used");
             }
         }
@@ -147,19 +147,19 @@ impl Sessions {
     }
 
     /// Ends the session `id` (sign-out, or a key no longer valid).
-    pub fn remove(&self, id: &str) {
-        if let Err(e) = self.store.delete_console_session(&digest(id)) {
+    pub async fn remove(&self, id: &str) {
+        if let Err(e) = self.store.delete_console_session(&digest(id)).await {
             tracing::warn!(error = %e, "deleting a console session");
         }
     }
 
     /// Sessions held now (expired ones not yet deleted included).
-    pub fn len(&self) -> usize {
-        self.store.console_sessions().unwrap_or(0)
+    pub async fn len(&self) -> usize {
+        self.store.console_sessions().await.unwrap_or(0)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub async fn is_empty(&self) -> bool {
+        self.len().await == 0
     }
 }
 
@@ -181,78 +181,97 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_account_signing_in_again_and_again_drops_only_its_own_sessions() {
+    #[tokio::test]
+    async fn an_account_signing_in_again_and_again_drops_only_its_own_sessions() {
         let s = sessions(SessionConfig {
             max: 10,
             per_account: 2,
             ..config()
         });
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let other = s.create("b", "BK", t0).unwrap();
-        let first = s.create("a", "AK", t0 + Duration::from_secs(1)).unwrap();
-        let second = s.create("a", "AK", t0 + Duration::from_secs(2)).unwrap();
+        let other = s.create("b", "BK", t0).await.unwrap();
+        let first = s
+            .create("a", "AK", t0 + Duration::from_secs(1))
+            .await
+            .unwrap();
+        let second = s
+            .create("a", "AK", t0 + Duration::from_secs(2))
+            .await
+            .unwrap();
         for i in 3..20 {
-            s.create("a", "AK", t0 + Duration::from_secs(i)).unwrap();
+            s.create("a", "AK", t0 + Duration::from_secs(i))
+                .await
+                .unwrap();
         }
-        assert_eq!(s.len(), 3, "two of a's and b's");
-        assert!(s.get(&first, t0 + Duration::from_secs(20)).is_none());
-        assert!(s.get(&second, t0 + Duration::from_secs(20)).is_none());
-        assert!(s.get(&other, t0 + Duration::from_secs(20)).is_some());
+        assert_eq!(s.len().await, 3, "two of a's and b's");
+        assert!(s.get(&first, t0 + Duration::from_secs(20)).await.is_none());
+        assert!(s.get(&second, t0 + Duration::from_secs(20)).await.is_none());
+        assert!(s.get(&other, t0 + Duration::from_secs(20)).await.is_some());
     }
 
-    #[test]
-    fn a_session_ends_after_its_idle_time() {
+    #[tokio::test]
+    async fn a_session_ends_after_its_idle_time() {
         let s = sessions(config());
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let id = s.create("a", "AK", t0).unwrap();
+        let id = s.create("a", "AK", t0).await.unwrap();
         assert_eq!(id.len(), 64);
-        let view = s.get(&id, t0 + Duration::from_secs(59)).unwrap();
+        let view = s.get(&id, t0 + Duration::from_secs(59)).await.unwrap();
         assert_eq!((view.account.as_str(), view.key_id.as_str()), ("a", "AK"));
         // Used at 59 s: idle counts from there.
-        assert!(s.get(&id, t0 + Duration::from_secs(118)).is_some());
-        assert!(s.get(&id, t0 + Duration::from_secs(178)).is_none());
-        assert!(s.is_empty());
+        assert!(s.get(&id, t0 + Duration::from_secs(118)).await.is_some());
+        assert!(s.get(&id, t0 + Duration::from_secs(178)).await.is_none());
+        assert!(s.is_empty().await);
     }
 
-    #[test]
-    fn a_busy_session_still_ends_at_its_absolute_expiry() {
+    #[tokio::test]
+    async fn a_busy_session_still_ends_at_its_absolute_expiry() {
         let s = sessions(config());
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let id = s.create("a", "AK", t0).unwrap();
+        let id = s.create("a", "AK", t0).await.unwrap();
         for m in 1..5 {
-            assert!(s.get(&id, t0 + Duration::from_secs(m * 59)).is_some());
+            assert!(s.get(&id, t0 + Duration::from_secs(m * 59)).await.is_some());
         }
-        assert!(s.get(&id, t0 + Duration::from_secs(300)).is_none());
+        assert!(s.get(&id, t0 + Duration::from_secs(300)).await.is_none());
     }
 
-    #[test]
-    fn sign_out_removes_and_ids_and_tokens_differ() {
+    #[tokio::test]
+    async fn sign_out_removes_and_ids_and_tokens_differ() {
         let s = sessions(config());
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let a = s.create("a", "AK", t0).unwrap();
-        let b = s.create("a", "AK", t0).unwrap();
+        let a = s.create("a", "AK", t0).await.unwrap();
+        let b = s.create("a", "AK", t0).await.unwrap();
         assert_ne!(a, b);
-        assert_ne!(s.get(&a, t0).unwrap().csrf, s.get(&b, t0).unwrap().csrf);
-        s.remove(&a);
-        assert!(s.get(&a, t0).is_none());
-        assert!(s.get(&b, t0).is_some());
-        assert!(s.get("not-a-session", t0).is_none());
+        assert_ne!(
+            s.get(&a, t0).await.unwrap().csrf,
+            s.get(&b, t0).await.unwrap().csrf
+        );
+        s.remove(&a).await;
+        assert!(s.get(&a, t0).await.is_none());
+        assert!(s.get(&b, t0).await.is_some());
+        assert!(s.get("not-a-session", t0).await.is_none());
     }
 
-    #[test]
-    fn the_table_is_bounded_dropping_the_least_recently_used() {
+    #[tokio::test]
+    async fn the_table_is_bounded_dropping_the_least_recently_used() {
         let s = sessions(config());
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let ids: Vec<String> = (0..3)
-            .map(|i| s.create("a", "AK", t0 + Duration::from_secs(i)).unwrap())
-            .collect();
+        let mut ids: Vec<String> = vec![];
+        for i in 0..3 {
+            ids.push(
+                s.create("a", "AK", t0 + Duration::from_secs(i))
+                    .await
+                    .unwrap(),
+            );
+        }
         // The first is used again: the second is now the least recently used.
-        assert!(s.get(&ids[0], t0 + Duration::from_secs(10)).is_some());
-        let d = s.create("a", "AK", t0 + Duration::from_secs(11)).unwrap();
-        assert_eq!(s.len(), 3);
-        assert!(s.get(&ids[1], t0 + Duration::from_secs(11)).is_none());
-        assert!(s.get(&ids[0], t0 + Duration::from_secs(11)).is_some());
-        assert!(s.get(&d, t0 + Duration::from_secs(11)).is_some());
+        assert!(s.get(&ids[0], t0 + Duration::from_secs(10)).await.is_some());
+        let d = s
+            .create("a", "AK", t0 + Duration::from_secs(11))
+            .await
+            .unwrap();
+        assert_eq!(s.len().await, 3);
+        assert!(s.get(&ids[1], t0 + Duration::from_secs(11)).await.is_none());
+        assert!(s.get(&ids[0], t0 + Duration::from_secs(11)).await.is_some());
+        assert!(s.get(&d, t0 + Duration::from_secs(11)).await.is_some());
     }
 }

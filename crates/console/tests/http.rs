@@ -49,7 +49,7 @@ fn router_on(store: Arc<dyn Store>) -> Router {
     Router::new().nest_service("/console", berth_console::router(console))
 }
 
-fn fixture() -> Fixture {
+async fn fixture() -> Fixture {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     for (account, id, secret) in [("a", "AKA", "secret-a"), ("b", "AKB", "secret-b")] {
         store
@@ -58,6 +58,7 @@ fn fixture() -> Fixture {
                 access_key_id: id.into(),
                 secret: secret.into(),
             })
+            .await
             .unwrap();
     }
     Fixture {
@@ -135,7 +136,7 @@ async fn sign_in(r: &Router, id: &str, secret: &str) -> (String, String) {
 
 #[tokio::test]
 async fn sign_in_refuses_a_wrong_secret_and_an_unknown_key_alike() {
-    let f = fixture();
+    let f = fixture().await;
     for form in [
         "access_key_id=AKA&access_key_secret=wrong",
         "access_key_id=NOPE&access_key_secret=secret-a",
@@ -171,7 +172,7 @@ async fn sign_in_refuses_a_wrong_secret_and_an_unknown_key_alike() {
 
 #[tokio::test]
 async fn without_a_session_every_page_asks_to_sign_in() {
-    let f = fixture();
+    let f = fixture().await;
     for path in [
         "/console",
         "/console/",
@@ -187,7 +188,7 @@ async fn without_a_session_every_page_asks_to_sign_in() {
 
 #[tokio::test]
 async fn posts_need_the_sessions_csrf_token() {
-    let f = fixture();
+    let f = fixture().await;
     let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
     let (_, other_csrf) = sign_in(&f.router, "AKA", "secret-a").await;
     let form = "name=web&image=busybox&size=0.25%2F0.5&action=create";
@@ -199,6 +200,7 @@ async fn posts_need_the_sessions_csrf_token() {
     assert_eq!(
         f.store
             .list_groups("a", &Default::default(), 20, None)
+            .await
             .unwrap()
             .total,
         0
@@ -214,6 +216,7 @@ async fn posts_need_the_sessions_csrf_token() {
     assert_eq!(
         f.store
             .list_groups("a", &Default::default(), 20, None)
+            .await
             .unwrap()
             .total,
         1
@@ -222,7 +225,7 @@ async fn posts_need_the_sessions_csrf_token() {
 
 #[tokio::test]
 async fn another_accounts_group_is_not_found_and_stays() {
-    let f = fixture();
+    let f = fixture().await;
     let (a_cookie, a_csrf) = sign_in(&f.router, "AKA", "secret-a").await;
     let created = post(
         &f.router,
@@ -267,6 +270,7 @@ async fn another_accounts_group_is_not_found_and_stays() {
     assert_eq!(
         f.store
             .list_groups("a", &Default::default(), 20, None)
+            .await
             .unwrap()
             .total,
         1
@@ -275,7 +279,7 @@ async fn another_accounts_group_is_not_found_and_stays() {
 
 #[tokio::test]
 async fn the_api_validation_message_comes_back_with_the_form() {
-    let f = fixture();
+    let f = fixture().await;
     let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
     let a = post(
         &f.router,
@@ -299,7 +303,7 @@ async fn the_api_validation_message_comes_back_with_the_form() {
 
 #[tokio::test]
 async fn disabling_the_key_or_signing_out_ends_the_session() {
-    let f = fixture();
+    let f = fixture().await;
     let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
     let out = post(
         &f.router,
@@ -319,12 +323,18 @@ async fn disabling_the_key_or_signing_out_ends_the_session() {
     );
 
     let (cookie, _) = sign_in(&f.router, "AKA", "secret-a").await;
-    f.store.set_access_key_disabled("a", "AKA", true).unwrap();
+    f.store
+        .set_access_key_disabled("a", "AKA", true)
+        .await
+        .unwrap();
     assert_eq!(
         get(&f.router, "/console/groups", &cookie).await.status,
         StatusCode::SEE_OTHER
     );
-    f.store.set_access_key_disabled("a", "AKA", false).unwrap();
+    f.store
+        .set_access_key_disabled("a", "AKA", false)
+        .await
+        .unwrap();
     // The session was dropped, not only refused while the key was off.
     assert_eq!(
         get(&f.router, "/console/groups", &cookie).await.status,
@@ -341,6 +351,7 @@ async fn over_tls_the_cookie_is_secure() {
             access_key_id: "AKA".into(),
             secret: "secret-a".into(),
         })
+        .await
         .unwrap();
     let state = berth_server::AppState::new(Control::new(store, "local")).with_tls();
     let console = berth_console::Console::new(state, Default::default());
@@ -359,7 +370,7 @@ async fn over_tls_the_cookie_is_secure() {
 
 #[tokio::test]
 async fn a_sign_in_posted_from_another_site_is_refused() {
-    let f = fixture();
+    let f = fixture().await;
     let req = Request::post("/console/sign-in")
         .header(header::HOST, "console.test")
         .header(header::ORIGIN, "https://evil.example")
@@ -382,7 +393,7 @@ async fn a_sign_in_posted_from_another_site_is_refused() {
 #[tokio::test]
 async fn the_size_table_shows_each_sizes_price_per_hour() {
     use berth_core::price::{quote, Decimal, PriceCatalog, SECONDS_PER_HOUR};
-    let f = fixture();
+    let f = fixture().await;
     let (cookie, _) = sign_in(&f.router, "AKA", "secret-a").await;
     let page = get(&f.router, "/console/groups/new", &cookie).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -404,7 +415,7 @@ async fn the_size_table_shows_each_sizes_price_per_hour() {
 
 #[tokio::test]
 async fn the_create_form_offers_the_volume_types_the_api_takes() {
-    let f = fixture();
+    let f = fixture().await;
     let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
     let page = get(&f.router, "/console/groups/new", &cookie).await;
     for kind in ["disk", "memory", "config"] {
@@ -424,6 +435,7 @@ async fn the_create_form_offers_the_volume_types_the_api_takes() {
     let groups = f
         .store
         .list_groups("a", &Default::default(), 20, None)
+        .await
         .unwrap();
     let spec = &groups.groups[0].spec;
     assert_eq!(spec.volumes[0].name, "conf");
@@ -454,13 +466,13 @@ async fn the_create_form_offers_the_volume_types_the_api_takes() {
 #[tokio::test]
 async fn sessions_outlive_a_restart_until_they_expire() {
     use sha2::{Digest, Sha256};
-    let f = fixture();
+    let f = fixture().await;
     let (cookie, csrf) = sign_in(&f.router, "AKA", "secret-a").await;
     let id = cookie.split_once('=').unwrap().1;
     // The store holds a digest of the id, never the id.
     let digest = |id: &str| hex::encode(Sha256::digest(id.as_bytes()));
-    assert!(f.store.console_session(id).unwrap().is_none());
-    let row = f.store.console_session(&digest(id)).unwrap().unwrap();
+    assert!(f.store.console_session(id).await.unwrap().is_none());
+    let row = f.store.console_session(&digest(id)).await.unwrap().unwrap();
     assert_eq!(
         (row.account.as_str(), row.csrf.as_str()),
         ("a", csrf.as_str())
@@ -499,12 +511,17 @@ async fn sessions_outlive_a_restart_until_they_expire() {
                     max: 10_000,
                 },
             )
+            .await
             .unwrap();
         let a = get(&again, "/console/groups", &format!("berth_console={id}")).await;
         assert_eq!(a.status, StatusCode::SEE_OTHER, "{n}");
         assert_eq!(a.headers[header::LOCATION], "/console/sign-in");
         assert!(
-            f.store.console_session(&digest(&id)).unwrap().is_none(),
+            f.store
+                .console_session(&digest(&id))
+                .await
+                .unwrap()
+                .is_none(),
             "{n}"
         );
     }
@@ -517,14 +534,17 @@ async fn sessions_outlive_a_restart_until_they_expire() {
 
 #[tokio::test]
 async fn a_disabled_key_ends_its_stored_sessions_at_once() {
-    let f = fixture();
+    let f = fixture().await;
     let (cookie, _) = sign_in(&f.router, "AKA", "secret-a").await;
-    f.store.set_access_key_disabled("a", "AKA", true).unwrap();
+    f.store
+        .set_access_key_disabled("a", "AKA", true)
+        .await
+        .unwrap();
     let again = router_on(f.store.clone());
     let a = get(&again, "/console/groups", &cookie).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert_eq!(
-        f.store.console_sessions().unwrap(),
+        f.store.console_sessions().await.unwrap(),
         0,
         "the session's row is deleted"
     );

@@ -54,7 +54,7 @@ impl Control {
     /// The bill of `account` (every account's with `None`) for `[since, until)`: its groups'
     /// billed periods, with the names and tags they had, and its image caches' storage; the
     /// periods still open end now.
-    pub fn bill(
+    pub async fn bill(
         &self,
         account: Option<&str>,
         since: DateTime<Utc>,
@@ -63,20 +63,21 @@ impl Control {
     ) -> Result<Bill, ControlError> {
         let now = Utc::now();
         let mut metered: Vec<Metered> = Vec::new();
-        for p in self.store.ledger(account, since, until)? {
+        for p in self.store.ledger(account, since, until).await? {
             metered.push(group_metered(p, now));
         }
         let accounts: BTreeSet<String> = match account {
             Some(a) => BTreeSet::from([a.to_string()]),
             None => self
                 .store
-                .list_accounts()?
+                .list_accounts()
+                .await?
                 .into_iter()
                 .map(|a| a.name)
                 .collect(),
         };
         for a in &accounts {
-            for u in self.store.usage(a, CACHE_STORAGE, since, until)? {
+            for u in self.store.usage(a, CACHE_STORAGE, since, until).await? {
                 metered.push(Metered {
                     account: a.clone(),
                     id: u.resource,
@@ -99,7 +100,7 @@ impl Control {
 
     /// The bill of the groups `ids` of `account` (of any account with `None`) for
     /// `[since, until)`: their billed periods alone, read group by group (no image cache).
-    pub fn bill_of_groups(
+    pub async fn bill_of_groups(
         &self,
         account: Option<&str>,
         ids: &[berth_core::GroupId],
@@ -110,7 +111,7 @@ impl Control {
         let now = Utc::now();
         let mut metered: Vec<Metered> = Vec::new();
         for id in ids {
-            for p in self.store.group_ledger(id)? {
+            for p in self.store.group_ledger(id).await? {
                 let mine = account.is_none_or(|a| p.account == a);
                 let overlaps = p.started < until && p.ended.is_none_or(|e| e > since);
                 if mine && overlaps {
@@ -129,7 +130,7 @@ impl Control {
 
     /// The charges of `account`'s groups (every account's with `None`) for `[from, to)`, by
     /// group in the order they were first billed.
-    pub fn charges(
+    pub async fn charges(
         &self,
         account: Option<&str>,
         from: DateTime<Utc>,
@@ -138,7 +139,7 @@ impl Control {
         let prices = &self.billing_prices();
         let mut out: Vec<GroupCharge> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
-        for p in self.store.ledger(account, from, to)? {
+        for p in self.store.ledger(account, from, to).await? {
             let millis = p.millis_within(from, to);
             let amount = charge(prices, &p.terms, millis);
             match index.get(&p.group_id) {
@@ -191,32 +192,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_charge_is_price_times_usage_exactly() {
+    #[tokio::test]
+    async fn a_charge_is_price_times_usage_exactly() {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
         let control = Control::new(store.clone(), "local");
         for (n, acct) in [(1, "a"), (2, "b")] {
             let rec = record(n, acct);
-            store.insert_group(&rec).unwrap();
+            store.insert_group(&rec).await.unwrap();
             store
                 .modify_group(&rec.id, &mut |r| r.status = GroupStatus::Running)
+                .await
                 .unwrap();
         }
         std::thread::sleep(std::time::Duration::from_millis(30));
         let rec = record(1, "a");
         store
             .modify_group(&rec.id, &mut |r| r.status = GroupStatus::Succeeded)
+            .await
             .unwrap();
         let now = Utc::now();
         let from = now - Duration::hours(1);
-        let mine = control.charges(Some("a"), from, now).unwrap();
+        let mine = control.charges(Some("a"), from, now).await.unwrap();
         assert_eq!(mine.len(), 1);
         let c = &mine[0];
         assert_eq!(
             (c.group_id.as_str(), c.currency.as_str()),
             (rec.id.as_str(), "CNY")
         );
-        let period = &store.group_ledger(&rec.id).unwrap()[0];
+        let period = &store.group_ledger(&rec.id).await.unwrap()[0];
         let millis = (period.ended.unwrap() - period.started).num_milliseconds();
         assert!(millis >= 30, "{millis}");
         assert_eq!(c.millis, millis);
@@ -231,19 +234,20 @@ mod tests {
             c.amount,
             (Decimal::new(12252, 8) * Decimal::new(millis, 3)).normalize()
         );
-        assert_eq!(control.charges(None, from, now).unwrap().len(), 2);
+        assert_eq!(control.charges(None, from, now).await.unwrap().len(), 2);
         assert!(control
             .charges(
                 Some("a"),
                 now + Duration::hours(1),
                 now + Duration::hours(2)
             )
+            .await
             .unwrap()
             .is_empty());
     }
 
-    #[test]
-    fn a_bill_names_deleted_groups_and_keeps_to_its_account() {
+    #[tokio::test]
+    async fn a_bill_names_deleted_groups_and_keeps_to_its_account() {
         use berth_core::price::GroupBy;
         use berth_core::Tag;
 
@@ -257,17 +261,21 @@ mod tests {
                     value: "red".into(),
                 }];
             }
-            store.insert_group(&rec).unwrap();
+            store.insert_group(&rec).await.unwrap();
             store
                 .modify_group(&rec.id, &mut |r| r.status = GroupStatus::Running)
+                .await
                 .unwrap();
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
         let first = record(1, "a");
-        store.delete_group(&first.id).unwrap();
+        store.delete_group(&first.id).await.unwrap();
         let now = Utc::now();
         let (from, to) = (now - Duration::hours(1), now + Duration::hours(1));
-        let bill = control.bill(Some("a"), from, to, &GroupBy::Group).unwrap();
+        let bill = control
+            .bill(Some("a"), from, to, &GroupBy::Group)
+            .await
+            .unwrap();
         assert_eq!(bill.lines.len(), 2, "{bill:?}");
         assert!(bill.lines.iter().all(|l| l.account == "a"));
         let gone = bill
@@ -276,13 +284,14 @@ mod tests {
             .find(|l| l.key == first.id.as_str())
             .unwrap();
         assert_eq!(gone.name, "g1");
-        let period = &store.group_ledger(&first.id).unwrap()[0];
+        let period = &store.group_ledger(&first.id).await.unwrap()[0];
         let millis = (period.ended.unwrap() - period.started).num_milliseconds();
         assert_eq!(gone.amounts.billed_millis, millis);
         // The open one counts until now, not until the end of the range.
         assert!(bill.total.billed_millis < 60_000, "{bill:?}");
         let by_tag = control
             .bill(Some("a"), from, to, &GroupBy::Tag("team".into()))
+            .await
             .unwrap();
         let keys: Vec<&str> = by_tag.lines.iter().map(|l| l.key.as_str()).collect();
         assert_eq!(keys, ["", "red"]);
@@ -297,6 +306,7 @@ mod tests {
                 to,
                 &GroupBy::Group,
             )
+            .await
             .unwrap();
         let keys: Vec<&str> = of_two.lines.iter().map(|l| l.key.as_str()).collect();
         assert_eq!(
@@ -318,10 +328,14 @@ mod tests {
                 now + Duration::hours(3),
                 &GroupBy::Group
             )
+            .await
             .unwrap()
             .lines
             .is_empty());
-        let all = control.bill(None, from, to, &GroupBy::Account).unwrap();
+        let all = control
+            .bill(None, from, to, &GroupBy::Account)
+            .await
+            .unwrap();
         let accounts: Vec<&str> = all.lines.iter().map(|l| l.account.as_str()).collect();
         assert_eq!(accounts, ["a", "b"]);
         // Made later, so its open periods ran longer.

@@ -180,18 +180,20 @@ impl Control {
         if let Some(tok) = &req.client_token {
             let prev = self
                 .store
-                .find_client_token(account, TokenKind::ImageCache, tok)?;
+                .find_client_token(account, TokenKind::ImageCache, tok)
+                .await?;
             if let Some(prev) = prev {
                 return crate::idempotency::same_cache(prev, &req.name, &req.images);
             }
         }
-        let caches = self.store.list_caches(Some(account))?;
+        let caches = self.store.list_caches(Some(account)).await?;
         if caches.iter().any(|c| c.name == req.name) {
             return Err(ControlError::CacheNameTaken(req.name));
         }
         let max = self
             .store
-            .account_quota(account)?
+            .account_quota(account)
+            .await?
             .image_caches
             .unwrap_or(self.quota().max_image_caches) as usize;
         let manual: Vec<&ImageCacheRecord> = caches.iter().filter(|c| !c.auto_created).collect();
@@ -252,6 +254,7 @@ impl Control {
         let inserted = self
             .store
             .insert_cache(&rec, &params)
+            .await
             .map_err(|e| match e {
                 StoreError::Exists(_) => ControlError::CacheNameTaken(rec.name.clone()),
                 e => e.into(),
@@ -279,14 +282,17 @@ impl Control {
         tokio::spawn(async move {
             let id = build.id.clone();
             if !update {
-                let started = this.store.modify_cache(&id, &mut |r| {
-                    r.status = CacheStatus::Creating;
-                    r.push_event(event(
-                        EventType::Normal,
-                        "Creating",
-                        format!("Pulling images {}", build.images.join(", ")),
-                    ));
-                });
+                let started = this
+                    .store
+                    .modify_cache(&id, &mut |r| {
+                        r.status = CacheStatus::Creating;
+                        r.push_event(event(
+                            EventType::Normal,
+                            "Creating",
+                            format!("Pulling images {}", build.images.join(", ")),
+                        ));
+                    })
+                    .await;
                 if started.is_err() {
                     return;
                 }
@@ -297,45 +303,49 @@ impl Control {
             };
             let now = Utc::now();
             let mut ready_size: Option<(String, u64)> = None;
-            let res = this.store.modify_cache(&id, &mut |r| match &result {
-                Ok(size) => {
-                    r.status = CacheStatus::Ready;
-                    r.size_bytes = *size;
-                    ready_size = Some((r.account.clone(), *size));
-                    r.images.clone_from(&build.images);
-                    r.pending_images = None;
-                    r.expire_time = r
-                        .retention_days
-                        .map(|d| r.creation_time + Duration::days(i64::from(d)));
-                    r.push_event(event(
-                        EventType::Normal,
-                        if update { "Updated" } else { "Created" },
-                        format!("Image cache {} is ready ({size} bytes)", r.id),
-                    ));
-                }
-                Err(e) => {
-                    r.pending_images = None;
-                    if update {
-                        r.status = CacheStatus::UpdateFailed;
-                    } else {
-                        r.status = CacheStatus::Failed;
-                        r.expire_time = Some(now + Duration::hours(FAILED_RETENTION_HOURS));
+            let res = this
+                .store
+                .modify_cache(&id, &mut |r| match &result {
+                    Ok(size) => {
+                        r.status = CacheStatus::Ready;
+                        r.size_bytes = *size;
+                        ready_size = Some((r.account.clone(), *size));
+                        r.images.clone_from(&build.images);
+                        r.pending_images = None;
+                        r.expire_time = r
+                            .retention_days
+                            .map(|d| r.creation_time + Duration::days(i64::from(d)));
+                        r.push_event(event(
+                            EventType::Normal,
+                            if update { "Updated" } else { "Created" },
+                            format!("Image cache {} is ready ({size} bytes)", r.id),
+                        ));
                     }
-                    r.push_event(event(
-                        EventType::Warning,
-                        "Failed",
-                        format!("Failed to build image cache {}: {e}", r.id),
-                    ));
-                }
-            });
+                    Err(e) => {
+                        r.pending_images = None;
+                        if update {
+                            r.status = CacheStatus::UpdateFailed;
+                        } else {
+                            r.status = CacheStatus::Failed;
+                            r.expire_time = Some(now + Duration::hours(FAILED_RETENTION_HOURS));
+                        }
+                        r.push_event(event(
+                            EventType::Warning,
+                            "Failed",
+                            format!("Failed to build image cache {}: {e}", r.id),
+                        ));
+                    }
+                })
+                .await;
             match res {
                 Ok(r) => {
                     tracing::info!(cache = %id, status = r.status.as_str(), "image cache built");
                     // Its storage is metered (bytes × seconds) from now until it is deleted.
                     if let Some((account, size)) = &ready_size {
-                        if let Err(e) =
-                            this.store
-                                .meter_start(account, CACHE_STORAGE, &id, *size, now)
+                        if let Err(e) = this
+                            .store
+                            .meter_start(account, CACHE_STORAGE, &id, *size, now)
+                            .await
                         {
                             tracing::error!(cache = %id, error = %e, "cannot meter an image cache");
                         }
@@ -355,9 +365,9 @@ impl Control {
     }
 
     /// Builds again the caches a stop of berth interrupted (at start). Returns how many.
-    pub fn resume_image_caches(self: &Arc<Self>) -> Result<usize, ControlError> {
+    pub async fn resume_image_caches(self: &Arc<Self>) -> Result<usize, ControlError> {
         let mut n = 0;
-        for c in self.store.list_caches(None)? {
+        for c in self.store.list_caches(None).await? {
             if self.building(&c) {
                 let update = c.status == CacheStatus::Updating;
                 let images = c.pending_images.clone().unwrap_or_else(|| c.images.clone());
@@ -376,7 +386,7 @@ impl Control {
         limit: usize,
         token: Option<&str>,
     ) -> Result<CachePage, ControlError> {
-        let mut caches = self.store.list_caches(Some(account))?;
+        let mut caches = self.store.list_caches(Some(account)).await?;
         caches.retain(|c| {
             (f.ids.is_empty() || f.ids.contains(&c.id))
                 && (f.names.is_empty() || f.names.contains(&c.name))
@@ -430,7 +440,7 @@ impl Control {
         u: ImageCacheUpdate,
     ) -> Result<(), ControlError> {
         let _admission = self.caches.admission.lock().await;
-        let rec = self.get_image_cache(account, id)?;
+        let rec = self.get_image_cache(account, id).await?;
         if !rec.status.updatable() {
             return Err(ControlError::CacheIncorrectStatus {
                 id: id.to_string(),
@@ -441,7 +451,8 @@ impl Control {
         if let Some(name) = &u.name {
             let taken = self
                 .store
-                .list_caches(Some(account))?
+                .list_caches(Some(account))
+                .await?
                 .iter()
                 .any(|c| &c.name == name && c.id != id);
             if taken {
@@ -450,73 +461,77 @@ impl Control {
         }
         let rebuild = !u.images.is_empty() && !same_images(&u.images, &rec.images)
             || rec.status == CacheStatus::UpdateFailed && !u.images.is_empty();
-        let rec = self.store.modify_cache(id, &mut |r| {
-            if let Some(n) = &u.name {
-                r.name.clone_from(n);
-            }
-            if let Some(d) = u.retention_days {
-                r.retention_days = Some(d);
-                if r.status != CacheStatus::Failed {
-                    r.expire_time = Some(r.creation_time + Duration::days(i64::from(d)));
+        let rec = self
+            .store
+            .modify_cache(id, &mut |r| {
+                if let Some(n) = &u.name {
+                    r.name.clone_from(n);
                 }
-            }
-            if let Some(s) = &u.elimination_strategy {
-                r.elimination_strategy.clone_from(s);
-            }
-            if let Some(s) = u.size_gib {
-                r.size_gib = s;
-            }
-            if !u.tags.is_empty() {
-                r.tags.clone_from(&u.tags);
-            }
-            if !u.registry_credentials.is_empty() {
-                r.registry_credentials.clone_from(&u.registry_credentials);
-            }
-            if !u.plain_http_registries.is_empty() {
-                r.plain_http_registries.clone_from(&u.plain_http_registries);
-            }
-            if !u.insecure_registries.is_empty() {
-                r.insecure_registries.clone_from(&u.insecure_registries);
-            }
-            if rebuild {
-                r.status = CacheStatus::Updating;
-                r.pending_images = Some(u.images.clone());
-                r.push_event(event(
-                    EventType::Normal,
-                    "Updating",
-                    format!("Updating image cache to {}", u.images.join(", ")),
-                ));
-            }
-        })?;
+                if let Some(d) = u.retention_days {
+                    r.retention_days = Some(d);
+                    if r.status != CacheStatus::Failed {
+                        r.expire_time = Some(r.creation_time + Duration::days(i64::from(d)));
+                    }
+                }
+                if let Some(s) = &u.elimination_strategy {
+                    r.elimination_strategy.clone_from(s);
+                }
+                if let Some(s) = u.size_gib {
+                    r.size_gib = s;
+                }
+                if !u.tags.is_empty() {
+                    r.tags.clone_from(&u.tags);
+                }
+                if !u.registry_credentials.is_empty() {
+                    r.registry_credentials.clone_from(&u.registry_credentials);
+                }
+                if !u.plain_http_registries.is_empty() {
+                    r.plain_http_registries.clone_from(&u.plain_http_registries);
+                }
+                if !u.insecure_registries.is_empty() {
+                    r.insecure_registries.clone_from(&u.insecure_registries);
+                }
+                if rebuild {
+                    r.status = CacheStatus::Updating;
+                    r.pending_images = Some(u.images.clone());
+                    r.push_event(event(
+                        EventType::Normal,
+                        "Updating",
+                        format!("Updating image cache to {}", u.images.join(", ")),
+                    ));
+                }
+            })
+            .await?;
         if rebuild {
             self.spawn_build(&rec, u.images, true);
         }
         Ok(())
     }
 
-    pub fn get_image_cache(
+    pub async fn get_image_cache(
         &self,
         account: &str,
         id: &str,
     ) -> Result<ImageCacheRecord, ControlError> {
         self.store
-            .get_cache(Some(account), id)?
+            .get_cache(Some(account), id)
+            .await?
             .ok_or_else(|| ControlError::CacheNotFound(id.to_string()))
     }
 
     /// DeleteImageCache: the record goes at once, the node releases the images.
     pub async fn delete_image_cache(&self, account: &str, id: &str) -> Result<(), ControlError> {
-        self.get_image_cache(account, id)?;
+        self.get_image_cache(account, id).await?;
         self.remove_cache(id).await;
         Ok(())
     }
 
     async fn remove_cache(&self, id: &str) {
-        if let Err(e) = self.store.delete_cache(id) {
+        if let Err(e) = self.store.delete_cache(id).await {
             tracing::error!(cache = %id, error = %e, "cannot delete the record of an image cache");
             return;
         }
-        if let Err(e) = self.store.meter_stop(id, Utc::now()) {
+        if let Err(e) = self.store.meter_stop(id, Utc::now()).await {
             tracing::error!(cache = %id, error = %e, "cannot stop metering an image cache");
         }
         if let Ok(node) = self.node() {
@@ -531,7 +546,7 @@ impl Control {
     pub async fn expire_image_caches(&self) -> Result<usize, ControlError> {
         let now = Utc::now();
         let mut n = 0;
-        for c in self.store.list_caches(None)? {
+        for c in self.store.list_caches(None).await? {
             if c.expire_time.is_some_and(|t| t <= now) && !self.building(&c) {
                 tracing::info!(cache = %c.id, "image cache expired");
                 self.remove_cache(&c.id).await;
@@ -543,14 +558,14 @@ impl Control {
 
     /// ListUsage `Attributes`: what the account holds and its limits (its own, else the
     /// server's).
-    pub fn usage(&self, account: &str) -> Result<BTreeMap<String, f64>, ControlError> {
+    pub async fn usage(&self, account: &str) -> Result<BTreeMap<String, f64>, ControlError> {
         let q = self.quota();
-        let own = self.store.account_quota(account)?;
+        let own = self.store.account_quota(account).await?;
         let limits = q.group_limits().with(&own);
         let max_caches = own.image_caches.unwrap_or(q.max_image_caches);
-        let caches = self.store.list_caches(Some(account))?;
+        let caches = self.store.list_caches(Some(account)).await?;
         let auto = caches.iter().filter(|c| c.auto_created).count();
-        let used = self.store.group_usage(account)?;
+        let used = self.store.group_usage(account).await?;
         let round = |x: f64| (x * 1000.0).round() / 1000.0;
         Ok(BTreeMap::from([
             ("UsedCpu".to_string(), round(used.cpu)),
@@ -592,7 +607,8 @@ impl Control {
         if let Some(id) = spec.image_snapshot_id.clone() {
             let c = self
                 .store
-                .get_cache(Some(account), &id)?
+                .get_cache(Some(account), &id)
+                .await?
                 .ok_or_else(|| ControlError::CacheNotFound(id.clone()))?;
             if !c.status.usable() {
                 return Err(ControlError::CacheIncorrectStatus {
@@ -614,7 +630,7 @@ impl Control {
         let images: Vec<String> = spec.all_containers().map(|c| c.image.clone()).collect();
         let covered = self.coverage(&images).await;
         let mut best: Option<(usize, ImageCacheRecord)> = None;
-        for c in self.store.list_caches(Some(account))? {
+        for c in self.store.list_caches(Some(account)).await? {
             let n = covered.get(&c.id).copied().unwrap_or(0);
             if n == 0 || !c.status.usable() {
                 continue;
@@ -643,11 +659,12 @@ impl Control {
 
     /// Records that a new group uses the image cache `id` (its `LastMatchedTime`, which
     /// the elimination of automatic caches goes by).
-    pub(crate) fn cache_matched(&self, id: &str) {
+    pub(crate) async fn cache_matched(&self, id: &str) {
         let now = Utc::now();
         if let Err(e) = self
             .store
             .modify_cache(id, &mut |r| r.last_matched_time = Some(now))
+            .await
         {
             tracing::warn!(cache = id, error = %e, "cannot record the match of an image cache");
         }
@@ -668,7 +685,7 @@ impl Control {
             }
         }
         let _admission = self.caches.admission.lock().await;
-        let caches = match self.store.list_caches(Some(account)) {
+        let caches = match self.store.list_caches(Some(account)).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list image caches");
@@ -715,7 +732,7 @@ impl Control {
             "Preparing",
             format!("Automatically creating an image cache for container group {group}"),
         ));
-        match self.store.insert_cache(&rec, "") {
+        match self.store.insert_cache(&rec, "").await {
             Ok(_) => {
                 let images = rec.images.clone();
                 self.spawn_build(&rec, images, false);

@@ -31,12 +31,12 @@ impl Control {
     /// Decides the class of a new group of `account`: the one asked for, else the account's
     /// default, else the node's; refused when the account may not use it or the node does
     /// not run it.
-    pub(crate) fn decide_runtime_class(
+    pub(crate) async fn decide_runtime_class(
         &self,
         account: &str,
         asked: Option<RuntimeClass>,
     ) -> Result<RuntimeClass, ControlError> {
-        let policy = self.store.account_runtime_classes(account)?;
+        let policy = self.store.account_runtime_classes(account).await?;
         let node = self
             .classes
             .read()
@@ -76,14 +76,16 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn the_class_is_asked_or_the_accounts_or_the_nodes_and_must_be_allowed_and_run() {
+    #[tokio::test]
+    async fn the_class_is_asked_or_the_accounts_or_the_nodes_and_must_be_allowed_and_run() {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
-        store.create_account("a").unwrap();
+        store.create_account("a").await.unwrap();
         let control = Control::new(store.clone(), "local");
         // The node runs runc only until told otherwise.
         assert!(matches!(
-            control.decide_runtime_class("a", Some(RuntimeClass::Gvisor)),
+            control
+                .decide_runtime_class("a", Some(RuntimeClass::Gvisor))
+                .await,
             Err(ControlError::RuntimeClassUnsupported(
                 RuntimeClass::Gvisor,
                 _
@@ -94,7 +96,7 @@ mod tests {
             default: RuntimeClass::Runc,
         });
         assert_eq!(
-            control.decide_runtime_class("a", None).unwrap(),
+            control.decide_runtime_class("a", None).await.unwrap(),
             RuntimeClass::Runc
         );
         let gvisor_only =
@@ -102,13 +104,15 @@ mod tests {
                 .unwrap();
         store
             .set_account_runtime_classes("a", &gvisor_only)
+            .await
             .unwrap();
         assert_eq!(
-            control.decide_runtime_class("a", None).unwrap(),
+            control.decide_runtime_class("a", None).await.unwrap(),
             RuntimeClass::Gvisor
         );
         let refused = control
             .decide_runtime_class("a", Some(RuntimeClass::Runc))
+            .await
             .unwrap_err();
         assert!(matches!(
             refused,

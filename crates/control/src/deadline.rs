@@ -63,7 +63,7 @@ impl Control {
                 now,
             ));
             ended = true;
-        });
+        }).await;
         let rec = match res {
             Ok(rec) => rec,
             Err(berth_store::StoreError::NotFound(_)) => return Ok(()),
@@ -78,33 +78,37 @@ impl Control {
         self.release(id);
         // Then every container that had not ended counts as terminated by the deadline.
         self.terminate_containers(id, REASON, "stopped at the group's ActiveDeadlineSeconds")
+            .await
     }
 
     /// Records every container of the group that had not ended as terminated for `reason`
     /// (after the node stopped them for a deadline or a reclaim).
-    pub(crate) fn terminate_containers(
+    pub(crate) async fn terminate_containers(
         &self,
         id: &berth_core::GroupId,
         reason: &str,
         message: &str,
     ) -> Result<(), crate::ControlError> {
-        let res = self.store.modify_group(id, &mut |r| {
-            let now = Utc::now();
-            for c in r.init_containers.iter_mut().chain(r.containers.iter_mut()) {
-                if c.current.state != StateKind::Terminated {
-                    let started = c.current.start_time;
-                    c.current = ContainerState {
-                        state: StateKind::Terminated,
-                        reason: Some(reason.to_string()),
-                        message: Some(message.to_string()),
-                        start_time: started,
-                        finish_time: Some(now),
-                        ..Default::default()
-                    };
-                    c.ready = false;
+        let res = self
+            .store
+            .modify_group(id, &mut |r| {
+                let now = Utc::now();
+                for c in r.init_containers.iter_mut().chain(r.containers.iter_mut()) {
+                    if c.current.state != StateKind::Terminated {
+                        let started = c.current.start_time;
+                        c.current = ContainerState {
+                            state: StateKind::Terminated,
+                            reason: Some(reason.to_string()),
+                            message: Some(message.to_string()),
+                            start_time: started,
+                            finish_time: Some(now),
+                            ..Default::default()
+                        };
+                        c.ready = false;
+                    }
                 }
-            }
-        });
+            })
+            .await;
         match res {
             Ok(_) | Err(berth_store::StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e.into()),

@@ -62,7 +62,7 @@ async fn a_shorter_grace_reaches_the_removal_under_way() {
     };
     let mut rec = GroupRecord::new(id.clone(), "a", spec, Utc::now());
     rec.status = GroupStatus::Running;
-    store.insert_group(&rec).unwrap();
+    store.insert_group(&rec).await.unwrap();
 
     control.delete("a", &id, None).await.unwrap();
     settle().await;
@@ -79,12 +79,12 @@ async fn a_shorter_grace_reaches_the_removal_under_way() {
     control.delete("a", &id, None).await.unwrap();
     settle().await;
     assert_eq!(node.removes.lock().unwrap().len(), 2, "only a shorter one");
-    let rec = control.get("a", &id).unwrap();
+    let rec = control.get("a", &id).await.unwrap();
     assert_eq!(rec.spec.termination_grace_period_secs, 5);
 
     node.done.notify_one();
     for _ in 0..100 {
-        if control.get("a", &id).is_err() {
+        if control.get("a", &id).await.is_err() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -3,6 +3,7 @@
 //! in-process call in `berth serve`, a remote one in cluster mode) and folds what the node
 //! reports back into the records.
 
+mod accounts;
 mod billing;
 mod cache;
 mod classes;
@@ -14,11 +15,16 @@ mod node;
 mod observe;
 mod ports;
 mod prices;
+mod reports;
 mod schedule;
 mod service;
 mod spot;
 mod tags;
 
+/// The store's types that the control plane's calls take and answer.
+pub use berth_store::{
+    AccessKey, GroupFilter, KeyCheck, Page, QuotaResource, TagCursor, TagPage, TagQuery,
+};
 pub use billing::GroupCharge;
 pub use cache::{CacheFilter, CachePage, ImageCacheUpdate, NewImageCache, Quota, CACHE_STORAGE};
 pub use classes::NodeClasses;
@@ -30,6 +36,7 @@ pub use node::{
 pub use prices::{
     load_prices, parse_prices, read_prices, PricesFileError, MAX_PRICES_FILE, PRICES_FILE,
 };
+pub use reports::Reports;
 pub use schedule::{
     CapacityUse, SchedulePolicy, DEFAULT_SCHEDULE_TIMEOUT, DEFAULT_SPOT_NOTICE, REASON_NO_STOCK,
     REASON_WAITING, SCHEDULE_FAILED_KEPT,

@@ -20,13 +20,13 @@ fn node_err(e: NodeError) -> ControlError {
 
 impl Control {
     /// The group, checked to run a container of that name.
-    fn running_container(
+    async fn running_container(
         &self,
         account: &str,
         id: &GroupId,
         container: &str,
     ) -> Result<GroupRecord, ControlError> {
-        let rec = self.get(account, id)?;
+        let rec = self.get(account, id).await?;
         if !rec.spec.all_containers().any(|c| c.name == container) {
             return Err(ControlError::NoSuchContainer(container.to_string()));
         }
@@ -41,13 +41,14 @@ impl Control {
     }
 
     /// Checks that the exec can run: the group is the account's and runs the container.
-    pub fn check_exec(
+    pub async fn check_exec(
         &self,
         account: &str,
         id: &GroupId,
         req: &ExecRequest,
     ) -> Result<(), ControlError> {
         self.running_container(account, id, &req.container)
+            .await
             .map(|_| ())
     }
 
@@ -59,7 +60,7 @@ impl Control {
         req: &ExecRequest,
         timeout: Duration,
     ) -> Result<ExecOutput, ControlError> {
-        self.running_container(account, id, &req.container)?;
+        self.running_container(account, id, &req.container).await?;
         self.node()?
             .exec_sync(id, req, timeout)
             .await
@@ -73,13 +74,17 @@ impl Control {
         id: &GroupId,
         req: &ExecRequest,
     ) -> Result<ExecStream, ControlError> {
-        self.running_container(account, id, &req.container)?;
+        self.running_container(account, id, &req.container).await?;
         self.node()?.exec_start(id, req).await.map_err(node_err)
     }
 
     /// Checks that a port forward can be made: the group is the account's and runs.
-    pub fn check_port_forward(&self, account: &str, id: &GroupId) -> Result<(), ControlError> {
-        let rec = self.get(account, id)?;
+    pub async fn check_port_forward(
+        &self,
+        account: &str,
+        id: &GroupId,
+    ) -> Result<(), ControlError> {
+        let rec = self.get(account, id).await?;
         if !matches!(rec.status, GroupStatus::Running | GroupStatus::Pending) {
             return Err(ControlError::IncorrectStatus {
                 id: id.to_string(),
@@ -98,7 +103,7 @@ impl Control {
         id: &GroupId,
         port: u16,
     ) -> Result<PortStream, ControlError> {
-        self.check_port_forward(account, id)?;
+        self.check_port_forward(account, id).await?;
         self.node()?.dial(id, port).await.map_err(node_err)
     }
 
@@ -109,7 +114,7 @@ impl Control {
         id: &GroupId,
         range: &MetricRange,
     ) -> Result<(GroupRecord, Vec<MetricPoint>), ControlError> {
-        let rec = self.get(account, id)?;
+        let rec = self.get(account, id).await?;
         let points = self.node()?.metrics(id, range).await.map_err(node_err)?;
         Ok((rec, points))
     }
@@ -121,7 +126,7 @@ impl Control {
         id: &GroupId,
         req: &LogRequest,
     ) -> Result<tokio::sync::mpsc::Receiver<String>, ControlError> {
-        let rec = self.get(account, id)?;
+        let rec = self.get(account, id).await?;
         if !rec.spec.all_containers().any(|c| c.name == req.container) {
             return Err(ControlError::NoSuchContainer(req.container.clone()));
         }

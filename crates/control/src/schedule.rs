@@ -351,7 +351,7 @@ impl Control {
             for a in actions {
                 match a {
                     Action::Place(id) => this.place_waiter(&id).await,
-                    Action::Fail(id, short) => this.schedule_failed(&id, &short),
+                    Action::Fail(id, short) => this.schedule_failed(&id, &short).await,
                     Action::Reclaim { victims, for_group } => {
                         let why = format!("to make room for the pay-as-you-go group {for_group}");
                         for v in victims {
@@ -365,14 +365,17 @@ impl Control {
 
     async fn place_waiter(self: &std::sync::Arc<Self>, id: &GroupId) {
         let mut placed = false;
-        let res = self.store.modify_group(id, &mut |r| {
-            placed = r.waiting && r.status == GroupStatus::Scheduling;
-            if !placed {
-                return;
-            }
-            r.waiting = false;
-            r.push_event(scheduled_event(id, Utc::now()));
-        });
+        let res = self
+            .store
+            .modify_group(id, &mut |r| {
+                placed = r.waiting && r.status == GroupStatus::Scheduling;
+                if !placed {
+                    return;
+                }
+                r.waiting = false;
+                r.push_event(scheduled_event(id, Utc::now()));
+            })
+            .await;
         match res {
             Ok(rec) if placed => {
                 tracing::info!(group = %id, "container group placed after waiting for room");
@@ -386,14 +389,17 @@ impl Control {
     }
 
     /// Ends a waiting group `ScheduleFailed` with what was short, and deletes it later.
-    fn schedule_failed(self: &std::sync::Arc<Self>, id: &GroupId, short: &Short) {
+    async fn schedule_failed(self: &std::sync::Arc<Self>, id: &GroupId, short: &Short) {
         let mut failed = false;
-        let res = self.store.modify_group(id, &mut |r| {
-            failed = r.waiting && r.status == GroupStatus::Scheduling;
-            if failed {
-                fail_record(r, short, Utc::now());
-            }
-        });
+        let res = self
+            .store
+            .modify_group(id, &mut |r| {
+                failed = r.waiting && r.status == GroupStatus::Scheduling;
+                if failed {
+                    fail_record(r, short, Utc::now());
+                }
+            })
+            .await;
         match res {
             Ok(rec) if failed => {
                 tracing::info!(group = %id, reason = %short, "container group failed to schedule");
@@ -424,7 +430,7 @@ impl Control {
                 let short = s.short(w.room);
                 (short, s.pass(Utc::now()))
             };
-            this.schedule_failed(&id, &short);
+            this.schedule_failed(&id, &short).await;
             this.carry_out(actions);
         });
     }
@@ -443,9 +449,9 @@ impl Control {
         let id = rec.id.clone();
         tokio::spawn(async move {
             tokio::time::sleep((at - Utc::now()).to_std().unwrap_or(Duration::ZERO)).await;
-            match this.store.get_group(None, &id) {
+            match this.store.get_group(None, &id).await {
                 Ok(Some(r)) if r.status == GroupStatus::ScheduleFailed => {
-                    match this.store.delete_group(&id) {
+                    match this.store.delete_group(&id).await {
                         Ok(()) | Err(berth_store::StoreError::NotFound(_)) => {
                             tracing::info!(group = %id, "ScheduleFailed container group deleted")
                         }

@@ -98,6 +98,8 @@ pub struct Control {
     /// The operator's rules for published ports; held while a group's ports are chosen and
     /// its record inserted, so two creates never get one port.
     ports: std::sync::Mutex<berth_core::PortPolicy>,
+    /// Held by a create from the choice of its published ports to its insert.
+    publishing: tokio::sync::Mutex<()>,
     event_hooks: std::sync::RwLock<Vec<EventHook>>,
     /// The unit prices by region (`prices.rs`); replaced whole, read by DescribeContainerGroupPrice.
     prices: std::sync::RwLock<Arc<berth_core::price::PriceCatalog>>,
@@ -128,6 +130,7 @@ impl Control {
             capabilities: Default::default(),
             volumes: Default::default(),
             ports: Default::default(),
+            publishing: Default::default(),
             event_hooks: std::sync::RwLock::new(Vec::new()),
             prices: Default::default(),
             classes: Default::default(),
@@ -210,7 +213,8 @@ impl Control {
                 let params = crate::idempotency::group_params(&spec)?;
                 if let Some(prev) = self
                     .store
-                    .find_client_token(account, TokenKind::Group, tok)?
+                    .find_client_token(account, TokenKind::Group, tok)
+                    .await?
                 {
                     return crate::idempotency::same_group(prev, &params);
                 }
@@ -218,7 +222,10 @@ impl Control {
             }
             None => String::new(),
         };
-        spec.runtime_class = Some(self.decide_runtime_class(account, spec.runtime_class)?);
+        spec.runtime_class = Some(
+            self.decide_runtime_class(account, spec.runtime_class)
+                .await?,
+        );
         if spec.region_id.is_empty() {
             spec.region_id = self.region.clone();
         }
@@ -228,7 +235,9 @@ impl Control {
             fallback: fallback_event,
             cache: cache_event,
         };
-        let (rec, inserted) = self.insert_new(account, spec, client_token, events, &params)?;
+        let (rec, inserted) = self
+            .insert_new(account, spec, client_token, events, &params)
+            .await?;
         let id = rec.id.clone();
         if let Some(prev) = inserted {
             self.release(&id);
@@ -237,7 +246,7 @@ impl Control {
         // Only a group that was created counts as a match of its cache (a refused or
         // repeated create does not keep an automatic cache from elimination).
         if let Some(cache) = &rec.spec.image_snapshot_id {
-            self.cache_matched(cache);
+            self.cache_matched(cache).await;
         }
         if auto_cache {
             let this = Arc::clone(self);
@@ -258,7 +267,7 @@ impl Control {
     /// Chooses the group's published ports and inserts its record, under the port lock: of
     /// two creates, the second sees the ports of the first. Returns the record and, when the
     /// ClientToken was claimed before, the earlier group.
-    fn insert_new(
+    async fn insert_new(
         &self,
         account: &str,
         mut spec: GroupSpec,
@@ -267,22 +276,24 @@ impl Control {
         params: &str,
     ) -> Result<(GroupRecord, Option<berth_store::TokenUse>), ControlError> {
         // From the choice of the ports to the insert: no other create chooses meanwhile.
-        let ports_guard = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+        let _publishing = self.publishing.lock().await;
         spec.published = None;
         if spec.public_address {
-            let groups = self.store.all_groups()?;
+            let groups = self.store.all_groups().await?;
             let held = berth_core::publish::held(groups.iter().map(|g| &g.spec));
-            let address = ports_guard.address;
-            let publication = ports_guard.allocate(&spec, &held, |proto, port| {
-                address.is_some_and(|a| crate::ports::host_free(a, proto, port))
-            })?;
             let account_held = groups
                 .iter()
                 .filter(|g| g.account == account)
                 .filter_map(|g| g.spec.published.as_ref())
                 .map(|p| p.ports.len())
                 .sum();
-            ports_guard.within_account(&publication, account_held)?;
+            let policy = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+            let address = policy.address;
+            let publication = policy.allocate(&spec, &held, |proto, port| {
+                address.is_some_and(|a| crate::ports::host_free(a, proto, port))
+            })?;
+            policy.within_account(&publication, account_held)?;
+            drop(policy);
             spec.published = Some(publication);
         }
         let now = Utc::now();
@@ -331,6 +342,7 @@ impl Control {
         let inserted = self
             .store
             .insert_group_claiming(&rec, params, &limits)
+            .await
             .map_err(|e| {
                 self.release(&id);
                 match e {
@@ -341,20 +353,24 @@ impl Control {
         Ok((rec, inserted))
     }
 
-    pub fn get(&self, account: &str, id: &GroupId) -> Result<GroupRecord, ControlError> {
+    pub async fn get(&self, account: &str, id: &GroupId) -> Result<GroupRecord, ControlError> {
         self.store
-            .get_group(Some(account), id)?
+            .get_group(Some(account), id)
+            .await?
             .ok_or_else(|| ControlError::NotFound(id.to_string()))
     }
 
-    pub fn list(
+    pub async fn list(
         &self,
         account: &str,
         filter: &GroupFilter,
         limit: usize,
         token: Option<&str>,
     ) -> Result<Page, ControlError> {
-        Ok(self.store.list_groups(account, filter, limit, token)?)
+        Ok(self
+            .store
+            .list_groups(account, filter, limit, token)
+            .await?)
     }
 
     /// Marks the group Terminating and removes it in the background: containers are stopped
@@ -368,29 +384,32 @@ impl Control {
         id: &GroupId,
         grace: Option<u64>,
     ) -> Result<(), ControlError> {
-        self.get(account, id)?;
+        self.get(account, id).await?;
         let mut shortened = None;
-        let rec = self.store.modify_group(id, &mut |r| {
-            let first = r.status != GroupStatus::Terminating;
-            if first {
-                r.push_event(Event::new(
-                    EventType::Normal,
-                    "Killing",
-                    match grace {
-                        Some(g) => format!("Deleting the container group (grace period {g}s)"),
-                        None => "Deleting the container group".to_string(),
-                    },
-                    None,
-                    Utc::now(),
-                ));
-            }
-            if let Some(g) = grace {
-                let own = &mut r.spec.termination_grace_period_secs;
-                shortened = (!first && g < *own).then_some(g);
-                *own = if first { g } else { (*own).min(g) };
-            }
-            r.status = GroupStatus::Terminating;
-        })?;
+        let rec = self
+            .store
+            .modify_group(id, &mut |r| {
+                let first = r.status != GroupStatus::Terminating;
+                if first {
+                    r.push_event(Event::new(
+                        EventType::Normal,
+                        "Killing",
+                        match grace {
+                            Some(g) => format!("Deleting the container group (grace period {g}s)"),
+                            None => "Deleting the container group".to_string(),
+                        },
+                        None,
+                        Utc::now(),
+                    ));
+                }
+                if let Some(g) = grace {
+                    let own = &mut r.spec.termination_grace_period_secs;
+                    shortened = (!first && g < *own).then_some(g);
+                    *own = if first { g } else { (*own).min(g) };
+                }
+                r.status = GroupStatus::Terminating;
+            })
+            .await?;
         self.unqueue(id);
         let started = self.spawn_removal(rec);
         if let (false, Some(g)) = (started, shortened) {
@@ -432,7 +451,7 @@ impl Control {
             let mut attempt = 0u32;
             loop {
                 let res = match node.remove(&rec.id, grace).await {
-                    Ok(()) => match this.store.delete_group(&rec.id) {
+                    Ok(()) => match this.store.delete_group(&rec.id).await {
                         Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
                         Err(e) => Err(e.to_string()),
                     },
@@ -468,26 +487,29 @@ impl Control {
         id: &GroupId,
         client_token: Option<&str>,
     ) -> Result<(), ControlError> {
-        self.get(account, id)?;
+        self.get(account, id).await?;
         let mut outcome = Ok(true);
-        let rec = self.store.modify_group(id, &mut |r| {
-            outcome = change_allowed(r, client_token, RESTART_REQUEST);
-            if !matches!(outcome, Ok(true)) {
-                return;
-            }
-            r.status = GroupStatus::Restarting;
-            r.restart_generation += 1;
-            if let Some(t) = client_token {
-                r.push_change_token(t, RESTART_REQUEST);
-            }
-            r.push_event(Event::new(
-                EventType::Normal,
-                "Restarting",
-                "Restarting the container group",
-                None,
-                Utc::now(),
-            ));
-        })?;
+        let rec = self
+            .store
+            .modify_group(id, &mut |r| {
+                outcome = change_allowed(r, client_token, RESTART_REQUEST);
+                if !matches!(outcome, Ok(true)) {
+                    return;
+                }
+                r.status = GroupStatus::Restarting;
+                r.restart_generation += 1;
+                if let Some(t) = client_token {
+                    r.push_change_token(t, RESTART_REQUEST);
+                }
+                r.push_event(Event::new(
+                    EventType::Normal,
+                    "Restarting",
+                    "Restarting the container group",
+                    None,
+                    Utc::now(),
+                ));
+            })
+            .await?;
         if outcome? {
             self.node()?.apply(rec).await;
         }
@@ -525,37 +547,40 @@ impl Control {
             .map_err(ControlError::InsufficientCapacity)?;
         let limits = self.quota().group_limits();
         let mut outcome = Ok(true);
-        let res = self.store.modify_group_within(id, &limits, &mut |r| {
-            outcome = change_allowed(r, client_token, request);
-            if !matches!(outcome, Ok(true)) {
-                return;
-            }
-            if r.account != account {
-                outcome = Err(ControlError::NotFound(id.to_string()));
-                return;
-            }
-            if r.spec != *old {
-                outcome = Err(ControlError::ChangedMeanwhile(id.to_string()));
-                return;
-            }
-            if let Some(t) = client_token {
-                r.push_change_token(t, request);
-            }
-            if r.spec == new {
-                outcome = Ok(false);
-                return;
-            }
-            r.spec = new.clone();
-            r.status = GroupStatus::Updating;
-            r.restart_generation += 1;
-            r.push_event(Event::new(
-                EventType::Normal,
-                "Updating",
-                "Updating the container group",
-                None,
-                Utc::now(),
-            ));
-        });
+        let res = self
+            .store
+            .modify_group_within(id, &limits, &mut |r| {
+                outcome = change_allowed(r, client_token, request);
+                if !matches!(outcome, Ok(true)) {
+                    return;
+                }
+                if r.account != account {
+                    outcome = Err(ControlError::NotFound(id.to_string()));
+                    return;
+                }
+                if r.spec != *old {
+                    outcome = Err(ControlError::ChangedMeanwhile(id.to_string()));
+                    return;
+                }
+                if let Some(t) = client_token {
+                    r.push_change_token(t, request);
+                }
+                if r.spec == new {
+                    outcome = Ok(false);
+                    return;
+                }
+                r.spec = new.clone();
+                r.status = GroupStatus::Updating;
+                r.restart_generation += 1;
+                r.push_event(Event::new(
+                    EventType::Normal,
+                    "Updating",
+                    "Updating the container group",
+                    None,
+                    Utc::now(),
+                ));
+            })
+            .await;
         let made = matches!((&res, &outcome), (Ok(_), Ok(true)));
         match (made, held) {
             (false, Some(old)) => self.restore_room(id, old),
@@ -580,7 +605,7 @@ impl Control {
         id: &GroupId,
         req: &LogRequest,
     ) -> Result<String, ControlError> {
-        let rec = self.get(account, id)?;
+        let rec = self.get(account, id).await?;
         if !rec.spec.all_containers().any(|c| c.name == req.container) {
             return Err(ControlError::NoSuchContainer(req.container.clone()));
         }
@@ -599,8 +624,11 @@ impl Control {
     }
 
     /// Folds a node's report into the group's record.
-    pub fn report(&self, id: &GroupId, obs: ObservedGroup) {
-        let res = self.store.modify_group(id, &mut |r| apply_report(r, &obs));
+    pub async fn report(&self, id: &GroupId, obs: ObservedGroup) {
+        let res = self
+            .store
+            .modify_group(id, &mut |r| apply_report(r, &obs))
+            .await;
         match res {
             Ok(rec) => {
                 if rec.status.is_final() {
@@ -633,7 +661,7 @@ impl Control {
     /// Hands every recorded group to the node agent again (at start), finishing deletions that
     /// a crash interrupted.
     pub async fn resume(self: &Arc<Self>) -> Result<usize, ControlError> {
-        let groups = self.store.all_groups()?;
+        let groups = self.store.all_groups().await?;
         let n = groups.len();
         self.rebuild(&groups);
         self.reclaim_over_limit(&groups);

@@ -112,21 +112,24 @@ impl Control {
     async fn reclaim(self: &Arc<Self>, id: &GroupId, why: &str) -> Result<(), ControlError> {
         let notice = self.schedule_policy().notice;
         let mut live = false;
-        let res = self.store.modify_group(id, &mut |r| {
-            live = !r.status.is_final() && r.status != GroupStatus::Terminating;
-            if live {
-                r.push_event(Event::new(
-                    EventType::Warning,
-                    REASON_TO_BE_RELEASED,
-                    format!(
-                        "The preemptible container group will be released in {} s: {why}",
-                        notice.as_secs()
-                    ),
-                    None,
-                    Utc::now(),
-                ));
-            }
-        });
+        let res = self
+            .store
+            .modify_group(id, &mut |r| {
+                live = !r.status.is_final() && r.status != GroupStatus::Terminating;
+                if live {
+                    r.push_event(Event::new(
+                        EventType::Warning,
+                        REASON_TO_BE_RELEASED,
+                        format!(
+                            "The preemptible container group will be released in {} s: {why}",
+                            notice.as_secs()
+                        ),
+                        None,
+                        Utc::now(),
+                    ));
+                }
+            })
+            .await;
         match res {
             Ok(_) if live => {}
             Ok(_) | Err(berth_store::StoreError::NotFound(_)) => return Ok(()),
@@ -135,22 +138,25 @@ impl Control {
         tracing::info!(group = %id, notice_s = notice.as_secs(), why, "spot group to be reclaimed");
         tokio::time::sleep(notice).await;
         let mut expired = false;
-        let res = self.store.modify_group(id, &mut |r| {
-            expired = !r.status.is_final() && r.status != GroupStatus::Terminating;
-            if !expired {
-                return;
-            }
-            let now = Utc::now();
-            r.status = GroupStatus::Expired;
-            r.expired_time = Some(now);
-            r.push_event(Event::new(
-                EventType::Warning,
-                REASON_RELEASED,
-                format!("The preemptible container group was released: {why}"),
-                None,
-                now,
-            ));
-        });
+        let res = self
+            .store
+            .modify_group(id, &mut |r| {
+                expired = !r.status.is_final() && r.status != GroupStatus::Terminating;
+                if !expired {
+                    return;
+                }
+                let now = Utc::now();
+                r.status = GroupStatus::Expired;
+                r.expired_time = Some(now);
+                r.push_event(Event::new(
+                    EventType::Warning,
+                    REASON_RELEASED,
+                    format!("The preemptible container group was released: {why}"),
+                    None,
+                    now,
+                ));
+            })
+            .await;
         let rec = match res {
             Ok(rec) if expired => rec,
             Ok(_) | Err(berth_store::StoreError::NotFound(_)) => return Ok(()),
@@ -166,6 +172,7 @@ impl Control {
             REASON_EXPIRED,
             "stopped as the preemptible group was released",
         )
+        .await
     }
 }
 

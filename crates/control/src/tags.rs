@@ -11,7 +11,7 @@ impl Control {
     /// none: [`ControlError::NotFound`] / [`ControlError::CacheNotFound`] for an id that is
     /// not the account's, [`ControlError::TooManyTags`] when a resource would carry more
     /// than 20 tags.
-    pub fn change_tags(
+    pub async fn change_tags(
         &self,
         account: &str,
         kind: TagResourceType,
@@ -20,6 +20,7 @@ impl Control {
     ) -> Result<(), ControlError> {
         self.store
             .change_tags(account, kind, ids, change)
+            .await
             .map_err(|e| match e {
                 StoreError::NotFound(id) => ControlError::NotFound(id),
                 StoreError::CacheNotFound(id) => ControlError::CacheNotFound(id),
@@ -29,7 +30,7 @@ impl Control {
     }
 
     /// A page of the tags of the account's resources of type `kind` matching `query`.
-    pub fn list_tags(
+    pub async fn list_tags(
         &self,
         account: &str,
         kind: TagResourceType,
@@ -37,6 +38,9 @@ impl Control {
         limit: usize,
         after: Option<&TagCursor>,
     ) -> Result<TagPage, ControlError> {
-        Ok(self.store.list_tags(account, kind, query, limit, after)?)
+        Ok(self
+            .store
+            .list_tags(account, kind, query, limit, after)
+            .await?)
     }
 }

@@ -30,6 +30,20 @@ pub struct Event {
     pub count: u32,
     pub first_timestamp: DateTime<Utc>,
     pub last_timestamp: DateTime<Utc>,
+    /// What the event measured, for the events that carry a measurement: read by the
+    /// control plane's metrics, never parsed back out of `message` (the API shows only the
+    /// message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<EventDetail>,
+}
+
+/// A measurement an event carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventDetail {
+    /// An image pulled from its registry (not found present): how long it took and how many
+    /// bytes came.
+    Pull { millis: u64, bytes: u64 },
 }
 
 impl Event {
@@ -48,7 +62,14 @@ impl Event {
             count: 1,
             first_timestamp: at,
             last_timestamp: at,
+            detail: None,
         }
+    }
+
+    /// The event with a measurement.
+    pub fn with_detail(mut self, detail: EventDetail) -> Self {
+        self.detail = Some(detail);
+        self
     }
 
     /// Whether `other` is a repeat of this event.

@@ -27,7 +27,7 @@ pub mod volume_policy;
 pub use cache::{CacheStatus, ImageCacheRecord};
 pub use capability::{CapabilityPolicy, CapabilityRefused};
 pub use dns::{DnsConfig, DnsOption, DnsPolicy, HostAlias};
-pub use event::{Event, EventType};
+pub use event::{Event, EventDetail, EventType};
 pub use id::{is_group_id, GroupId};
 pub use probe::{Handler, HttpHeader, Probe, Scheme, Streak};
 pub use publish::{PortPolicy, Publication, PublishRefused, PublishedPort};

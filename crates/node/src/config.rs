@@ -39,16 +39,18 @@ pub enum NodeError {
 }
 
 /// Where the node finds the seccomp confinement of an account's containers.
+#[async_trait::async_trait]
 pub trait SeccompProfiles: Send + Sync {
     /// Asked at every start of a group; an error falls back to the built-in profile.
-    fn for_account(&self, account: &str) -> Result<Seccomp, String>;
+    async fn for_account(&self, account: &str) -> Result<Seccomp, String>;
 }
 
 /// The built-in profile for every account.
 pub struct BuiltinSeccomp;
 
+#[async_trait::async_trait]
 impl SeccompProfiles for BuiltinSeccomp {
-    fn for_account(&self, _account: &str) -> Result<Seccomp, String> {
+    async fn for_account(&self, _account: &str) -> Result<Seccomp, String> {
         Ok(Seccomp::Default)
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use berth_control::{Control, ControlError, LogRequest};
+use berth_control::{GroupFilter, Page, QuotaResource};
 use berth_core::GroupId;
 use berth_eci::request::{
     DescribeEventsRequest, DescribeGroupsRequest, DescribeStatusRequest, TagFilter,
@@ -13,7 +14,6 @@ use berth_eci::response::{
     EventsData, Region, RequestIdResponse, StatusData,
 };
 use berth_eci::{ApiError, Request};
-use berth_store::{GroupFilter, Page, QuotaResource};
 
 use crate::rendered::Rendered;
 use crate::Reply;
@@ -120,9 +120,11 @@ pub(crate) async fn dispatch(
     rid: &str,
 ) -> Result<Reply, ApiError> {
     let req = match req {
-        Request::DescribeGroups(d) => return describe_groups(control, rendered, account, d, rid),
+        Request::DescribeGroups(d) => {
+            return describe_groups(control, rendered, account, d, rid).await
+        }
         Request::Price(r) => return crate::price::describe_price(control, r, rid),
-        Request::Usage(r) => return crate::usage::describe_usage(control, account, r, rid),
+        Request::Usage(r) => return crate::usage::describe_usage(control, account, r, rid).await,
         other => other,
     };
     dispatch_value(control, account, req)
@@ -140,24 +142,30 @@ async fn dispatch_value(
         Request::DescribeImageCaches(r) => crate::cache::describe(control, account, r).await,
         Request::UpdateImageCache(r) => crate::cache::update(control, account, r).await,
         Request::DeleteImageCache(r) => crate::cache::delete(control, account, r).await,
-        Request::ListUsage(_) => crate::cache::usage(control, account),
-        Request::TagResources(r) => crate::tags::change(
-            control,
-            account,
-            &r.region_id,
-            r.resource_type,
-            &r.ids,
-            &r.change,
-        ),
-        Request::UntagResources(r) => crate::tags::change(
-            control,
-            account,
-            &r.region_id,
-            r.resource_type,
-            &r.ids,
-            &r.change,
-        ),
-        Request::ListTagResources(r) => crate::tags::list(control, account, r),
+        Request::ListUsage(_) => crate::cache::usage(control, account).await,
+        Request::TagResources(r) => {
+            crate::tags::change(
+                control,
+                account,
+                &r.region_id,
+                r.resource_type,
+                &r.ids,
+                &r.change,
+            )
+            .await
+        }
+        Request::UntagResources(r) => {
+            crate::tags::change(
+                control,
+                account,
+                &r.region_id,
+                r.resource_type,
+                &r.ids,
+                &r.change,
+            )
+            .await
+        }
+        Request::ListTagResources(r) => crate::tags::list(control, account, r).await,
         // Served by the observe handlers before this dispatch.
         Request::Exec(_)
         | Request::PortForward(_)
@@ -182,8 +190,8 @@ async fn dispatch_value(
         Request::DescribeGroups(_) | Request::Price(_) | Request::Usage(_) => Err(
             ApiError::internal("an action answered as text reached the value dispatch"),
         ),
-        Request::DescribeStatus(d) => describe_status(control, account, d),
-        Request::DescribeEvents(d) => describe_events(control, account, d),
+        Request::DescribeStatus(d) => describe_status(control, account, d).await,
+        Request::DescribeEvents(d) => describe_events(control, account, d).await,
         Request::Delete(d) => {
             control
                 .delete(
@@ -208,7 +216,7 @@ async fn dispatch_value(
         }
         Request::Update(u) => {
             let id = group_id(&u.container_group_id)?;
-            let rec = control.get(account, &id).map_err(map_err)?;
+            let rec = control.get(account, &id).await.map_err(map_err)?;
             let new = u.apply(&rec.spec)?;
             control
                 .update(
@@ -291,7 +299,7 @@ fn other_region(control: &Control, region: &Option<String>) -> bool {
         .is_some_and(|r| !r.is_empty() && r != control.region())
 }
 
-fn list(
+async fn list(
     control: &Control,
     account: &str,
     f: &GroupFilter,
@@ -304,12 +312,13 @@ fn list(
     }
     control
         .list(account, f, limit as usize, token)
+        .await
         .map_err(map_err)
 }
 
 /// Written straight as text from each group's rendered object: a page of groups is the largest
 /// answer there is, and the first pages are asked for most.
-fn describe_groups(
+async fn describe_groups(
     control: &Control,
     rendered: &Rendered,
     account: &str,
@@ -326,7 +335,8 @@ fn describe_groups(
         d.limit,
         d.next_token.as_deref(),
         other_region(control, &d.region_id),
-    )?;
+    )
+    .await?;
     let groups = page
         .groups
         .iter()
@@ -343,7 +353,7 @@ fn describe_groups(
     .map_err(ApiError::internal)
 }
 
-fn describe_status(
+async fn describe_status(
     control: &Control,
     account: &str,
     d: DescribeStatusRequest,
@@ -356,7 +366,8 @@ fn describe_status(
         d.limit,
         d.next_token.as_deref(),
         other_region(control, &d.region_id),
-    )?;
+    )
+    .await?;
     json(DescribeContainerGroupStatusResponse {
         request_id: String::new(),
         total_count: page.total,
@@ -369,7 +380,7 @@ fn describe_status(
     })
 }
 
-fn describe_events(
+async fn describe_events(
     control: &Control,
     account: &str,
     d: DescribeEventsRequest,
@@ -382,7 +393,8 @@ fn describe_events(
         20,
         d.next_token.as_deref(),
         other_region(control, &d.region_id),
-    )?;
+    )
+    .await?;
     let mut data: Vec<EventsData> = page
         .groups
         .iter()

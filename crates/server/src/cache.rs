@@ -113,9 +113,13 @@ pub(crate) async fn delete(
     json(RequestIdResponse::default())
 }
 
-pub(crate) fn usage(control: &Arc<Control>, account: &str) -> Result<serde_json::Value, ApiError> {
+pub(crate) async fn usage(
+    control: &Arc<Control>,
+    account: &str,
+) -> Result<serde_json::Value, ApiError> {
     let attributes = control
         .usage(account)
+        .await
         .map_err(map_err)?
         .into_iter()
         .map(|(k, v)| {

@@ -79,6 +79,7 @@ pub async fn action(
         state
             .control
             .check_exec(account, &id, &req)
+            .await
             .map_err(map_err)?;
         let token = state.exec_tokens.issue(ExecGrant {
             account: account.to_string(),

@@ -75,7 +75,7 @@ impl Drop for Slot {
 }
 
 /// PortForward.
-pub fn action(
+pub async fn action(
     state: &AppState,
     account: &str,
     r: PortForwardRequest,
@@ -85,6 +85,7 @@ pub fn action(
     state
         .control
         .check_port_forward(account, &id)
+        .await
         .map_err(map_err)?;
     let token = state.forward_tokens.issue(ForwardGrant {
         account: account.to_string(),

@@ -101,9 +101,9 @@ impl AppState {
         self.tls
     }
 
-    /// The store, for what is kept beside the API's records (the console's sessions).
-    pub fn store(&self) -> Arc<dyn berth_store::Store> {
-        Arc::clone(self.control.store())
+    /// The control plane the API calls.
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
     }
 
     /// Which volumes reaching outside a group (NFS, host paths) the operator allows: the
@@ -418,7 +418,7 @@ async fn process(
         .or_else(|| params.string("Version"));
     berth_eci::request::check_version(version.as_deref())?;
 
-    let account = authenticate(state, &raw, &action_name)?;
+    let account = authenticate(state, &raw, &action_name).await?;
     tracing::debug!(request_id = rid, action = action.as_str(), "request");
     let host = raw.header("host").unwrap_or("").to_string();
     let reply = call_reply(state, &account, action, &params, &host, rid).await?;
@@ -478,53 +478,59 @@ async fn call_reply(
 /// Checks the signature and the nonce of a request and answers the account of its key. A key
 /// that is disabled, or whose account is, is refused before anything the request asks is done;
 /// the key is read from the store for every request, so a change counts at once.
-fn authenticate(
+async fn authenticate(
     state: &AppState,
     raw: &RawRequest<'_>,
     action_name: &str,
 ) -> Result<Account, ApiError> {
-    let store = state.control.store();
-    // The key the signature was checked with; a failed read is the server's fault, never an
-    // unknown key.
-    let key = std::cell::OnceCell::new();
-    let failed = std::cell::OnceCell::new();
+    let control = &state.control;
+    let now = Utc::now();
+    // The key is read (asynchronously) between two passes of the check: the first finds which
+    // key the request names, or its fault when it is not well formed; the second checks the
+    // signature with that key's secret.
+    let asked = std::cell::RefCell::new(None::<String>);
+    let first = berth_eci::verify(
+        raw,
+        |ak| {
+            *asked.borrow_mut() = Some(ak.to_string());
+            None
+        },
+        now,
+    );
+    let Some(asked) = asked.into_inner() else {
+        return Err(match first {
+            Err(e) => e.into(),
+            Ok(_) => ApiError::internal("a signature was checked without a key"),
+        });
+    };
+    // A failed read is the server's fault, never an unknown key.
+    let key = control
+        .check_access_key(&asked)
+        .await
+        .map_err(ApiError::internal)?;
     let verified = berth_eci::verify(
         raw,
-        |ak| match store.check_access_key(ak) {
-            Ok(Some(k)) => {
-                let secret = k.key.secret.clone();
-                let _ = key.set(k);
-                Some(secret)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                let _ = failed.set(e);
-                None
-            }
+        |ak| {
+            key.as_ref()
+                .filter(|k| k.key.access_key_id == ak)
+                .map(|k| k.key.secret.clone())
         },
-        Utc::now(),
-    );
-    if let Some(e) = failed.into_inner() {
-        return Err(ApiError::internal(e));
-    }
-    let verified = verified?;
+        now,
+    )?;
     if let Some(signed) = &verified.action {
         if signed != action_name {
             return Err(ApiError::new(400, "SignatureDoesNotMatch", format!("Specified signature is not matched with our calculation: the signed action is {signed}")));
         }
     }
-    let key = match key.into_inner() {
-        Some(k) if k.key.access_key_id == verified.access_key_id => k,
-        _ => store
-            .check_access_key(&verified.access_key_id)
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| {
-                ApiError::new(
-                    404,
-                    "InvalidAccessKeyId.NotFound",
-                    "Specified access key is not found: gone",
-                )
-            })?,
+    let Some(key) = key.filter(|k| k.key.access_key_id == verified.access_key_id) else {
+        return Err(ApiError::new(
+            404,
+            "InvalidAccessKeyId.NotFound",
+            format!(
+                "Specified access key is not found: {}",
+                verified.access_key_id
+            ),
+        ));
     };
     if !key.active {
         return Err(ApiError::new(

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_control::MetricRange;
-use berth_core::{Event, GroupRecord, GroupStatus};
+use berth_core::{Event, EventDetail, GroupRecord, GroupStatus};
 use chrono::{Duration, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -116,11 +116,12 @@ impl ApiMetrics {
     }
 }
 
-/// The duration of a pull from a `Pulled` event message (`… in 1.234s (…)`).
-fn pull_seconds(message: &str) -> Option<f64> {
-    let rest = message.strip_prefix("Successfully pulled image ")?;
-    let at = rest.rfind(" in ")?;
-    rest[at + 4..].split('s').next()?.parse().ok()
+/// The duration of a pull, from the measurement its `Pulled` event carries (none for an
+/// image found present).
+fn pull_seconds(ev: &Event) -> Option<f64> {
+    match ev.detail? {
+        EventDetail::Pull { millis, .. } => Some(millis as f64 / 1000.0),
+    }
 }
 
 impl ApiMetrics {
@@ -128,7 +129,7 @@ impl ApiMetrics {
     pub fn observe_event(&self, rec: &GroupRecord, ev: &Event) {
         match ev.reason.as_str() {
             "Pulled" => {
-                if let Some(s) = pull_seconds(&ev.message) {
+                if let Some(s) = pull_seconds(ev) {
                     self.pulls.observe(s);
                 }
             }
@@ -241,8 +242,8 @@ async fn render(state: &AppState) -> Result<String, String> {
 
     let groups = state
         .control
-        .store()
-        .all_groups()
+        .every_group()
+        .await
         .map_err(|e| e.to_string())?;
     let now = Utc::now();
     let range = MetricRange {
@@ -364,7 +365,7 @@ async fn render(state: &AppState) -> Result<String, String> {
     );
     // A bill that cannot be made (more accounts than a bill has lines) leaves these two
     // out rather than the whole exposition.
-    let (spend, billed) = account_spend(state, now).unwrap_or_else(|e| {
+    let (spend, billed) = account_spend(state, now).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "per-account spend left out of /metrics");
         Default::default()
     });
@@ -391,7 +392,10 @@ type AccountTotals = (
 
 /// Every account's spend and billed seconds from the start of the ledger to `now`: one line
 /// per account (so as many series as accounts with usage), priced as DescribeUsage does.
-fn account_spend(state: &AppState, now: chrono::DateTime<Utc>) -> Result<AccountTotals, String> {
+async fn account_spend(
+    state: &AppState,
+    now: chrono::DateTime<Utc>,
+) -> Result<AccountTotals, String> {
     let spend = Family::<SpendLabels, FloatCounter>::default();
     let billed = Family::<AccountLabels, FloatCounter>::default();
     let bill = state
@@ -402,6 +406,7 @@ fn account_spend(state: &AppState, now: chrono::DateTime<Utc>) -> Result<Account
             now,
             &berth_core::price::GroupBy::Account,
         )
+        .await
         .map_err(|e| e.to_string())?;
     for l in &bill.lines {
         spend
@@ -424,13 +429,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pull_durations_from_events() {
+    fn pull_durations_come_from_the_measurement_not_the_message() {
+        use berth_core::EventType;
+        let pulled = |msg: &str| Event::new(EventType::Normal, "Pulled", msg, None, Utc::now());
+        let measured = pulled("Successfully pulled image \"r/busybox:1\" in 9.000s (1 bytes)")
+            .with_detail(EventDetail::Pull {
+                millis: 1250,
+                bytes: 2048,
+            });
+        assert_eq!(pull_seconds(&measured), Some(1.25));
+        // A message alone is never read, whatever it says.
         assert_eq!(
-            pull_seconds("Successfully pulled image \"r/busybox:1\" in 1.250s (2048 bytes)"),
-            Some(1.25)
+            pull_seconds(&pulled(
+                "Successfully pulled image \"x\" in 1.250s (2 bytes)"
+            )),
+            None
         );
         assert_eq!(
-            pull_seconds("Container image \"x\" already present on machine"),
+            pull_seconds(&pulled("Container image \"x\" already present on machine")),
             None
         );
     }

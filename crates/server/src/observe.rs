@@ -40,12 +40,12 @@ pub async fn dispatch(
 ) -> Result<Result<serde_json::Value, Request>, ApiError> {
     Ok(Ok(match request {
         Request::Exec(r) => crate::exec::action(state, account, r, host).await?,
-        Request::PortForward(r) => crate::forward::action(state, account, r, host)?,
+        Request::PortForward(r) => crate::forward::action(state, account, r, host).await?,
         Request::GroupMetric(r) => group_metric(state, account, r).await?,
         Request::MultiMetric(r) => multi_metric(state, account, r).await?,
         Request::Log(l) if params.bool("Follow")?.unwrap_or(false) => {
             let id = group_id(&l.container_group_id)?;
-            let rec = state.control.get(account, &id).map_err(map_err)?;
+            let rec = state.control.get(account, &id).await.map_err(map_err)?;
             if !rec
                 .spec
                 .all_containers()

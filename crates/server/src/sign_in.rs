@@ -28,7 +28,7 @@ fn inactive(key_id: &str) -> ApiError {
 }
 
 /// The account of the key `key_id` when `secret` is its secret and it may be used now.
-pub fn sign_in(state: &AppState, key_id: &str, secret: &str) -> Result<Account, ApiError> {
+pub async fn sign_in(state: &AppState, key_id: &str, secret: &str) -> Result<Account, ApiError> {
     if key_id.is_empty() || key_id.len() > 128 || secret.len() > 256 {
         return Err(invalid());
     }
@@ -37,8 +37,8 @@ pub fn sign_in(state: &AppState, key_id: &str, secret: &str) -> Result<Account, 
     }
     let key = state
         .control
-        .store()
         .check_access_key(key_id)
+        .await
         .map_err(ApiError::internal)?
         .ok_or_else(invalid)?;
     let same: bool = key.key.secret.as_bytes().ct_eq(secret.as_bytes()).into();
@@ -54,11 +54,15 @@ pub fn sign_in(state: &AppState, key_id: &str, secret: &str) -> Result<Account, 
 /// The account of the key `key_id`, read again, for a holder that signed in with it earlier:
 /// an error when the key was deleted or disabled since, or now belongs to another account
 /// than `account`.
-pub fn session_account(state: &AppState, key_id: &str, account: &str) -> Result<Account, ApiError> {
+pub async fn session_account(
+    state: &AppState,
+    key_id: &str,
+    account: &str,
+) -> Result<Account, ApiError> {
     let key = state
         .control
-        .store()
         .check_access_key(key_id)
+        .await
         .map_err(ApiError::internal)?
         .filter(|k| k.key.account == account)
         .ok_or_else(invalid)?;

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use berth_control::{Control, ControlError};
+use berth_control::{TagCursor, TagQuery};
 use berth_core::{TagChange, TagResourceType};
 use berth_eci::request::ListTagResourcesRequest;
 use berth_eci::response::{ListTagResourcesResponse, RequestIdResponse, TagResource};
 use berth_eci::ApiError;
-use berth_store::{TagCursor, TagQuery};
 
 use crate::actions::{json, map_err};
 
@@ -20,7 +20,7 @@ fn other_region(control: &Control, region: &Option<String>) -> bool {
 }
 
 /// TagResources and UntagResources: `change` on every one of `ids`, or on none.
-pub(crate) fn change(
+pub(crate) async fn change(
     control: &Arc<Control>,
     account: &str,
     region: &Option<String>,
@@ -37,11 +37,12 @@ pub(crate) fn change(
     }
     control
         .change_tags(account, kind, ids, change)
+        .await
         .map_err(map_err)?;
     json(RequestIdResponse::default())
 }
 
-pub(crate) fn list(
+pub(crate) async fn list(
     control: &Arc<Control>,
     account: &str,
     r: ListTagResourcesRequest,
@@ -70,6 +71,7 @@ pub(crate) fn list(
             r.limit as usize,
             after.as_ref(),
         )
+        .await
         .map_err(map_err)?;
     let kind = r.resource_type.as_str();
     json(ListTagResourcesResponse {

@@ -21,7 +21,7 @@ fn not_operator(caller: &str, asked: &str) -> ApiError {
     )
 }
 
-pub(crate) fn describe_usage(
+pub(crate) async fn describe_usage(
     control: &Control,
     caller: &str,
     r: UsageRequest,
@@ -32,8 +32,8 @@ pub(crate) fn describe_usage(
         UsageAccount::Named(a) if a == caller => Some(caller),
         other => {
             let operator = control
-                .store()
-                .account_operator(caller)
+                .is_operator(caller)
+                .await
                 .map_err(ApiError::internal)?;
             match other {
                 UsageAccount::Named(a) if operator => Some(a.as_str()),
@@ -44,7 +44,7 @@ pub(crate) fn describe_usage(
         }
     };
     let bill = if r.group_ids.is_empty() {
-        control.bill(account, r.since, r.until, &r.group_by)
+        control.bill(account, r.since, r.until, &r.group_by).await
     } else {
         // Ids that name no group name none of the caller's: their lines are simply absent.
         let ids: Vec<berth_core::GroupId> = r
@@ -52,7 +52,9 @@ pub(crate) fn describe_usage(
             .iter()
             .filter_map(|i| berth_core::GroupId::parse(i))
             .collect();
-        control.bill_of_groups(account, &ids, r.since, r.until, &r.group_by)
+        control
+            .bill_of_groups(account, &ids, r.since, r.until, &r.group_by)
+            .await
     }
     .map_err(map_err)?;
     let mut body =

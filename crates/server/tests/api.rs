@@ -129,18 +129,20 @@ async fn create_describe_delete() {
 
     // A node report moves the group to Running.
     let gid = GroupId::parse(&id).unwrap();
-    api.control.report(
-        &gid,
-        ObservedGroup {
-            intranet_ip: Some("10.213.0.9".into()),
-            containers: vec![ContainerStatus {
-                name: "c1".into(),
-                current: ContainerState::running(Utc::now()),
+    api.control
+        .report(
+            &gid,
+            ObservedGroup {
+                intranet_ip: Some("10.213.0.9".into()),
+                containers: vec![ContainerStatus {
+                    name: "c1".into(),
+                    current: ContainerState::running(Utc::now()),
+                    ..Default::default()
+                }],
                 ..Default::default()
-            }],
-            ..Default::default()
-        },
-    );
+            },
+        )
+        .await;
     let v = api
         .client
         .call("DescribeContainerGroups", &p(&[("Status", "Running")]))

@@ -264,6 +264,7 @@ async fn lifecycle_match_update_delete() {
             now - chrono::Duration::hours(1),
             now,
         )
+        .await
         .unwrap();
     let this = metered
         .iter()

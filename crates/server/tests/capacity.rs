@@ -70,10 +70,11 @@ fn reasons(g: &Value) -> Vec<String> {
 }
 
 /// Marks a group Running as a node's report would (the null node runs nothing).
-fn running(s: &Served, id: &GroupId) {
+async fn running(s: &Served, id: &GroupId) {
     s.control
         .store()
         .modify_group(id, &mut |r| r.status = GroupStatus::Running)
+        .await
         .unwrap();
 }
 
@@ -141,7 +142,13 @@ async fn a_group_waits_for_room_and_fails_at_the_timeout_or_at_once() {
         .as_str()
         .unwrap()
         .contains("insufficient cpu"));
-    assert!(s.control.store().group_ledger(&late).unwrap().is_empty());
+    assert!(s
+        .control
+        .store()
+        .group_ledger(&late)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(s.control.capacity_use().waiting, 0);
     // A ScheduleFailed group can be deleted, and is deleted by berth after a while.
     let mut short_kept = policy(2.0, 1500, 100);
@@ -150,12 +157,24 @@ async fn a_group_waits_for_room_and_fails_at_the_timeout_or_at_once() {
     let gone = create(&s, "gone", "4", &[]).await;
     assert_eq!(describe(&s, &gone).await["Status"], "ScheduleFailed");
     for _ in 0..100 {
-        if s.control.store().get_group(None, &gone).unwrap().is_none() {
+        if s.control
+            .store()
+            .get_group(None, &gone)
+            .await
+            .unwrap()
+            .is_none()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(s.control.store().get_group(None, &gone).unwrap().is_none());
+    assert!(s
+        .control
+        .store()
+        .get_group(None, &gone)
+        .await
+        .unwrap()
+        .is_none());
     s.client
         .call(
             "DeleteContainerGroup",
@@ -182,8 +201,8 @@ async fn a_pay_as_you_go_group_reclaims_an_unprotected_spot_group() {
         ],
     )
     .await;
-    running(&s, &open);
-    running(&s, &protected);
+    running(&s, &open).await;
+    running(&s, &protected).await;
     let g = describe(&s, &open).await;
     assert_eq!(g["SpotStrategy"], "SpotAsPriceGo");
     assert_eq!(g["SpotDuration"], 0);
@@ -225,7 +244,7 @@ async fn a_pay_as_you_go_group_reclaims_an_unprotected_spot_group() {
     assert!(reasons(&describe(&s, &payg).await).contains(&"Scheduled".to_string()));
     assert_eq!(describe(&s, &protected).await["Status"], "Running");
     // Billed until it expired, at its spot price.
-    let ledger = s.control.store().group_ledger(&open).unwrap();
+    let ledger = s.control.store().group_ledger(&open).await.unwrap();
     assert_eq!(ledger.len(), 1);
     let price = s.control.prices().default_prices().clone();
     let q = berth_core::price::quote(
@@ -274,7 +293,7 @@ async fn a_price_limit_below_the_spot_price_and_an_update_that_does_not_fit_are_
     assert!(e.to_string().contains("SpotPriceLimit"), "{e}");
     assert_eq!(s.control.capacity_use().holders, 0);
     let a = create(&s, "ga", "1", &[]).await;
-    running(&s, &a);
+    running(&s, &a).await;
     let e = s
         .client
         .call(
@@ -322,6 +341,7 @@ async fn the_accounting_is_rebuilt_at_a_restart() {
     s.control
         .store()
         .modify_group(&d, &mut |r| r.status = GroupStatus::Succeeded)
+        .await
         .unwrap();
     // Another control plane on the same store.
     let again = berth_control::Control::new(s.control.store().clone(), "local");
@@ -334,9 +354,9 @@ async fn the_accounting_is_rebuilt_at_a_restart() {
     // The waiters keep their order: b first.
     again.delete("acct", &a, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let rec = again.store().get_group(None, &b).unwrap().unwrap();
+    let rec = again.store().get_group(None, &b).await.unwrap().unwrap();
     assert!(!rec.waiting);
-    let rec = again.store().get_group(None, &c).unwrap().unwrap();
+    let rec = again.store().get_group(None, &c).await.unwrap().unwrap();
     assert!(!rec.waiting, "both fit in the room a left");
 }
 
@@ -355,17 +375,11 @@ async fn concurrent_creates_never_share_the_last_room() {
     for t in tasks {
         ids.push(t.await.unwrap());
     }
-    let placed = ids
-        .iter()
-        .filter(|id| {
-            !s.control
-                .store()
-                .get_group(None, id)
-                .unwrap()
-                .unwrap()
-                .waiting
-        })
-        .count();
+    let mut placed = 0;
+    for id in &ids {
+        let rec = s.control.store().get_group(None, id).await.unwrap();
+        placed += usize::from(!rec.unwrap().waiting);
+    }
     assert_eq!(placed, 2);
     let used = s.control.capacity_use();
     assert_eq!((used.holders, used.waiting), (2, 10), "{used:?}");
@@ -396,7 +410,7 @@ async fn a_spot_group_whose_limit_the_new_price_passes_is_reclaimed_at_start() {
     .await;
     let payg = create(&s, "payg", "1", &[]).await;
     for id in [&open, &kept, &payg] {
-        running(&s, id);
+        running(&s, id).await;
     }
     // The catalog changes: the spot price of 1 vCPU and 2 GiB goes from 0.0661608 to 0.220536.
     let dear = berth_control::parse_prices("[default]\nspot_ratio = \"1\"\n").unwrap();
@@ -405,14 +419,14 @@ async fn a_spot_group_whose_limit_the_new_price_passes_is_reclaimed_at_start() {
     again.set_schedule_policy(policy(4.0, 60_000, 100));
     again.attach_node(Arc::new(NullNode));
     again.resume().await.unwrap();
-    let status = |id: &GroupId| again.store().get_group(None, id).unwrap().unwrap();
+    let status = async |id: &GroupId| again.store().get_group(None, id).await.unwrap().unwrap();
     for _ in 0..100 {
-        if status(&open).status == GroupStatus::Expired {
+        if status(&open).await.status == GroupStatus::Expired {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let rec = status(&open);
+    let rec = status(&open).await;
     assert_eq!(rec.status, GroupStatus::Expired);
     let msg = &rec
         .events
@@ -423,7 +437,7 @@ async fn a_spot_group_whose_limit_the_new_price_passes_is_reclaimed_at_start() {
     assert!(msg.contains("above its SpotPriceLimit 0.1"), "{msg}");
     // Protected for an hour yet; pay-as-you-go groups are never reclaimed.
     for id in [&kept, &payg] {
-        let rec = status(id);
+        let rec = status(id).await;
         assert_eq!(rec.status, GroupStatus::Running);
         assert!(rec.events.iter().all(|e| e.reason != "SpotToBeReleased"));
     }
@@ -447,8 +461,8 @@ async fn a_spot_group_that_may_fall_back_runs_pay_as_you_go() {
     assert_eq!(g["SpotStrategy"], "SpotAsPriceGo");
     assert!(!reasons(&g).contains(&"SpotFallback".to_string()), "{g}");
     let second = create(&s, "second", "1", &open).await;
-    running(&s, &first);
-    running(&s, &second);
+    running(&s, &first).await;
+    running(&s, &second).await;
     // No room: a strict one waits and reclaims nothing.
     let strict = create(
         &s,
@@ -497,8 +511,8 @@ async fn a_spot_group_that_may_fall_back_runs_pay_as_you_go() {
     }
     assert!(reasons(&describe(&s, &fell).await).contains(&"Scheduled".to_string()));
     // Billed at the pay-as-you-go price.
-    running(&s, &fell);
-    let ledger = s.control.store().group_ledger(&fell).unwrap();
+    running(&s, &fell).await;
+    let ledger = s.control.store().group_ledger(&fell).await.unwrap();
     assert!(ledger.iter().all(|l| l.spot_price.is_none()), "{ledger:?}");
 
     // A limit below the price: refused when strict, pay-as-you-go when not.

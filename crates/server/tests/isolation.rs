@@ -127,13 +127,14 @@ async fn no_action_reaches_another_accounts_ids() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let served = serve_on(store.clone(), Arc::new(Node)).await;
     let a = &served.client;
-    store.create_account("b").unwrap();
+    store.create_account("b").await.unwrap();
     store
         .add_access_key(&AccessKey {
             account: "b".into(),
             access_key_id: "AKB".into(),
             secret: "b-secret".into(),
         })
+        .await
         .unwrap();
     let b = Client::new(&served.endpoint, "AKB", "b-secret")
         .unwrap()

@@ -177,17 +177,19 @@ async fn start() -> Api {
         .await
         .unwrap();
     let group = v["ContainerGroupId"].as_str().unwrap().to_string();
-    control.report(
-        &GroupId::parse(&group).unwrap(),
-        ObservedGroup {
-            containers: vec![ContainerStatus {
-                name: "c1".into(),
-                current: ContainerState::running(Utc::now()),
+    control
+        .report(
+            &GroupId::parse(&group).unwrap(),
+            ObservedGroup {
+                containers: vec![ContainerStatus {
+                    name: "c1".into(),
+                    current: ContainerState::running(Utc::now()),
+                    ..Default::default()
+                }],
                 ..Default::default()
-            }],
-            ..Default::default()
-        },
-    );
+            },
+        )
+        .await;
     Api {
         client,
         node,

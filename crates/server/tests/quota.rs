@@ -96,6 +96,7 @@ async fn an_accounts_own_quota_counts_from_the_next_request() {
                 ..Default::default()
             },
         )
+        .await
         .unwrap();
     let (_, code, msg) = refusal(create(&s, "two", "0.25", "0.5").await.unwrap_err());
     assert_eq!(code, "QuotaExceeded.Cpu");
@@ -108,6 +109,7 @@ async fn an_accounts_own_quota_counts_from_the_next_request() {
                 ..Default::default()
             },
         )
+        .await
         .unwrap();
     // Above the server's default of 2: the account's own limit wins.
     create(&s, "two", "2.0", "1.0").await.unwrap();
@@ -148,6 +150,7 @@ async fn list_usage_reports_every_quota() {
                 ..Default::default()
             },
         )
+        .await
         .unwrap();
     let v = s.client.call("ListUsage", &[]).await.unwrap();
     let a = &v["Attributes"];

@@ -49,13 +49,14 @@ struct Two {
 async fn two_accounts() -> Two {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let served = serve_on(store.clone(), Arc::new(Node)).await;
-    store.create_account("b").unwrap();
+    store.create_account("b").await.unwrap();
     store
         .add_access_key(&AccessKey {
             account: "b".into(),
             access_key_id: "AKB".into(),
             secret: "b-secret".into(),
         })
+        .await
         .unwrap();
     let b = Client::new(&served.endpoint, "AKB", "b-secret")
         .unwrap()
@@ -118,6 +119,7 @@ async fn disabled_keys_and_accounts_are_refused_at_once() {
             access_key_id: "AKB2".into(),
             secret: "b2-secret".into(),
         })
+        .await
         .unwrap();
     let b2 = Client::new(&t.served.endpoint, "AKB2", "b2-secret")
         .unwrap()
@@ -127,7 +129,10 @@ async fn disabled_keys_and_accounts_are_refused_at_once() {
         .unwrap();
     assert_eq!(total(&t.b).await, 1);
 
-    t.store.set_access_key_disabled("b", "AKB2", true).unwrap();
+    t.store
+        .set_access_key_disabled("b", "AKB2", true)
+        .await
+        .unwrap();
     let e = b2
         .call("CreateContainerGroup", &create_params("refused"))
         .await
@@ -136,7 +141,7 @@ async fn disabled_keys_and_accounts_are_refused_at_once() {
     // The other key of the account still works, and nothing was created.
     assert_eq!(total(&t.b).await, 1);
 
-    t.store.set_account_disabled("b", true).unwrap();
+    t.store.set_account_disabled("b", true).await.unwrap();
     let e =
         t.b.call("CreateContainerGroup", &create_params("refused"))
             .await
@@ -147,9 +152,9 @@ async fn disabled_keys_and_accounts_are_refused_at_once() {
     // Other accounts are untouched.
     assert_eq!(total(&t.served.client).await, 0);
 
-    t.store.set_account_disabled("b", false).unwrap();
+    t.store.set_account_disabled("b", false).await.unwrap();
     assert_eq!(total(&t.b).await, 1);
-    t.store.delete_access_key("b", "AKB").unwrap();
+    t.store.delete_access_key("b", "AKB").await.unwrap();
     let e = t.b.call("DescribeContainerGroups", &[]).await.unwrap_err();
     assert_eq!(code(e).0, 404);
 }

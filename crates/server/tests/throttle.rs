@@ -25,6 +25,7 @@ async fn start() -> (Served, Client) {
             access_key_id: "AKOTHER".into(),
             secret: "other-secret".into(),
         })
+        .await
         .unwrap();
     let config = ThrottleConfig {
         write: Rate {

@@ -49,19 +49,22 @@ async fn own_bill_others_refused_operator_sees_all() {
             access_key_id: "AKOTHER".into(),
             secret: "other-secret".into(),
         })
+        .await
         .unwrap();
     let other = Client::new(&s.endpoint, "AKOTHER", "other-secret")
         .unwrap()
         .with_region("local");
     for (n, acct) in [(1, "acct"), (2, "other")] {
         let g = group(n, acct);
-        store.insert_group(&g).unwrap();
+        store.insert_group(&g).await.unwrap();
         store
             .modify_group(&g.id, &mut |r| r.status = GroupStatus::Running)
+            .await
             .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         store
             .modify_group(&g.id, &mut |r| r.status = GroupStatus::Succeeded)
+            .await
             .unwrap();
     }
     let mine = s
@@ -88,7 +91,7 @@ async fn own_bill_others_refused_operator_sees_all() {
         assert!(message.contains("AccountId"), "{message}");
     }
 
-    store.set_account_operator("other", true).unwrap();
+    store.set_account_operator("other", true).await.unwrap();
     let theirs = other
         .describe_usage(&UsageParams {
             account_id: Some("acct".into()),

@@ -155,7 +155,7 @@ fn check_account_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     // Logs go to stderr, so that stdout stays the answer (JSON with `-o json`).
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -169,8 +169,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     }
     let store = open(&args.state_dir)?;
     match args.command {
-        AdminCommand::Account(c) => account(&store, &out, c),
-        AdminCommand::Key(c) => key(&store, &out, c),
+        AdminCommand::Account(c) => account(&store, &out, c).await,
+        AdminCommand::Key(c) => key(&store, &out, c).await,
         AdminCommand::Node => node(&args.state_dir),
     }
 }
@@ -193,24 +193,24 @@ fn open(state_dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
     Ok(store)
 }
 
-fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result<()> {
+async fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result<()> {
     match c {
         AccountCommand::Create { name } => {
             check_account_name(&name)?;
-            store.create_account(&name)?;
+            store.create_account(&name).await?;
             out.account_changed(&name, "created");
         }
-        AccountCommand::Ls => out.accounts(&store.list_accounts()?),
+        AccountCommand::Ls => out.accounts(&store.list_accounts().await?),
         AccountCommand::Disable { name } => {
-            store.set_account_disabled(&name, true)?;
+            store.set_account_disabled(&name, true).await?;
             out.account_changed(&name, "disabled");
         }
         AccountCommand::Enable { name } => {
-            store.set_account_disabled(&name, false)?;
+            store.set_account_disabled(&name, false).await?;
             out.account_changed(&name, "enabled");
         }
         AccountCommand::Operator { name, off } => {
-            store.set_account_operator(&name, !off)?;
+            store.set_account_operator(&name, !off).await?;
             out.account_changed(
                 &name,
                 if off {
@@ -238,12 +238,12 @@ fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result
             if quota == QuotaOverrides::default() {
                 bail!("give at least one of --cpu, --memory, --groups, --image-caches, --storage");
             }
-            store.set_account_quota(&name, &quota)?;
+            store.set_account_quota(&name, &quota).await?;
             out.account_changed(&name, "quota set");
         }
         AccountCommand::SetSeccomp { name, profile } => {
             let setting = crate::seccomp_node::setting(&profile)?;
-            store.set_account_seccomp(&name, &setting)?;
+            store.set_account_seccomp(&name, &setting).await?;
             let what = match setting {
                 AccountSeccomp::Default => "seccomp profile set to the built-in one",
                 AccountSeccomp::Unconfined => "seccomp filter removed (unconfined)",
@@ -257,14 +257,14 @@ fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result
             default,
         } => {
             let policy = berth_core::RuntimeClassPolicy::new(allow, default)?;
-            store.set_account_runtime_classes(&name, &policy)?;
+            store.set_account_runtime_classes(&name, &policy).await?;
             out.account_changed(&name, "runtime classes set");
         }
         AccountCommand::ShowSeccomp { name } => {
-            if !store.list_accounts()?.iter().any(|a| a.name == name) {
+            if !store.list_accounts().await?.iter().any(|a| a.name == name) {
                 bail!("no account named {name}");
             }
-            let text = match store.account_seccomp(&name)? {
+            let text = match store.account_seccomp(&name).await? {
                 AccountSeccomp::Default => "default".to_string(),
                 AccountSeccomp::Unconfined => "unconfined".to_string(),
                 AccountSeccomp::Profile(text) => text.trim_end().to_string(),
@@ -276,33 +276,37 @@ fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result
     Ok(())
 }
 
-fn key(store: &dyn Store, out: &Output, c: KeyCommand) -> anyhow::Result<()> {
+async fn key(store: &dyn Store, out: &Output, c: KeyCommand) -> anyhow::Result<()> {
     match c {
         KeyCommand::Create { account } => {
             let key = crate::keys::new_access_key(&account);
-            store.add_access_key(&key)?;
+            store.add_access_key(&key).await?;
             out.new_key(&key);
         }
-        KeyCommand::Ls { account } => out.keys(&store.list_access_keys(&account)?),
+        KeyCommand::Ls { account } => out.keys(&store.list_access_keys(&account).await?),
         KeyCommand::Disable {
             account,
             access_key_id,
         } => {
-            store.set_access_key_disabled(&account, &access_key_id, true)?;
+            store
+                .set_access_key_disabled(&account, &access_key_id, true)
+                .await?;
             out.key_changed(&account, &access_key_id, "disabled");
         }
         KeyCommand::Enable {
             account,
             access_key_id,
         } => {
-            store.set_access_key_disabled(&account, &access_key_id, false)?;
+            store
+                .set_access_key_disabled(&account, &access_key_id, false)
+                .await?;
             out.key_changed(&account, &access_key_id, "enabled");
         }
         KeyCommand::Rm {
             account,
             access_key_id,
         } => {
-            store.delete_access_key(&account, &access_key_id)?;
+            store.delete_access_key(&account, &access_key_id).await?;
             out.key_changed(&account, &access_key_id, "deleted");
         }
     }

@@ -86,7 +86,7 @@ async fn page(c: &Console, who: &Signed, f: &CacheForm, error: Option<&ApiError>
 
 /// `GET /console/caches`.
 pub async fn list(State(c): State<Console>, headers: HeaderMap) -> Response {
-    match signed(&c, &headers) {
+    match signed(&c, &headers).await {
         Ok(who) => page(&c, &who, &CacheForm::default(), None).await,
         Err(r) => r.into_response(),
     }
@@ -111,7 +111,7 @@ pub async fn create(
     headers: HeaderMap,
     Form(f): Form<CacheForm>,
 ) -> Response {
-    let who = match signed_post(&c, &headers, f.csrf.as_deref()) {
+    let who = match signed_post(&c, &headers, f.csrf.as_deref()).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
@@ -150,7 +150,7 @@ pub async fn delete(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let who = match signed_post(&c, &headers, f.csrf.as_deref()) {
+    let who = match signed_post(&c, &headers, f.csrf.as_deref()).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };

@@ -517,7 +517,7 @@ async fn render(
 
 /// `GET /console/groups/new`.
 pub async fn form(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let who = match signed(&c, &headers) {
+    let who = match signed(&c, &headers).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
@@ -531,7 +531,7 @@ pub async fn submit(
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let (who, f) = match super::posted_form(&c, &headers, fields, CreateForm::from_fields) {
+    let (who, f) = match super::posted_form(&c, &headers, fields, CreateForm::from_fields).await {
         Ok(posted) => posted,
         Err(r) => return *r,
     };

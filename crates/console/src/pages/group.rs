@@ -109,7 +109,7 @@ pub async fn live_state(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let who = match signed(&c, &headers) {
+    let who = match signed(&c, &headers).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
@@ -137,7 +137,7 @@ pub async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let who = match signed(&c, &headers) {
+    let who = match signed(&c, &headers).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
@@ -259,7 +259,7 @@ async fn act_on_group(
     id: &str,
     back: &str,
 ) -> Response {
-    let who = match signed_post(c, headers, f.csrf.as_deref()) {
+    let who = match signed_post(c, headers, f.csrf.as_deref()).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
@@ -285,7 +285,7 @@ pub async fn previous_logs(
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Response {
-    let who = match signed(&c, &headers) {
+    let who = match signed(&c, &headers).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
@@ -349,7 +349,7 @@ pub async fn log_stream(
     Path(id): Path<String>,
     Form(f): Form<ContainerForm>,
 ) -> Response {
-    let who = match signed_post(&c, &headers, f.csrf.as_deref()) {
+    let who = match signed_post(&c, &headers, f.csrf.as_deref()).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
@@ -378,7 +378,7 @@ pub async fn exec(
     Path(id): Path<String>,
     Form(f): Form<ContainerForm>,
 ) -> Response {
-    let who = match signed_post(&c, &headers, f.csrf.as_deref()) {
+    let who = match signed_post(&c, &headers, f.csrf.as_deref()).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
@@ -454,7 +454,7 @@ pub async fn metrics(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let who = match signed(&c, &headers) {
+    let who = match signed(&c, &headers).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };

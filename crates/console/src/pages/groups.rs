@@ -239,7 +239,7 @@ pub async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let who = match signed(&c, &headers) {
+    let who = match signed(&c, &headers).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
@@ -305,7 +305,7 @@ pub async fn rows_handler(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    match signed(&c, &headers) {
+    match signed(&c, &headers).await {
         Ok(who) => rows_fragment(&c, &who, &q).await,
         Err(r) => r.into_response(),
     }

@@ -21,7 +21,7 @@ use crate::Console;
 
 /// The session and the parsed form of a POST from a form that carries the CSRF token among
 /// its `fields`; a field `parse` does not know is the API's InvalidParameter on the error page.
-pub(crate) fn posted_form<F>(
+pub(crate) async fn posted_form<F>(
     c: &Console,
     headers: &HeaderMap,
     fields: Vec<(String, String)>,
@@ -31,8 +31,9 @@ pub(crate) fn posted_form<F>(
         .iter()
         .find(|(k, _)| k == crate::csrf::FIELD)
         .map(|(_, v)| v.as_str());
-    let who =
-        crate::auth::signed_post(c, headers, token).map_err(|r| Box::new(r.into_response()))?;
+    let who = crate::auth::signed_post(c, headers, token)
+        .await
+        .map_err(|r| Box::new(r.into_response()))?;
     match parse(fields) {
         Ok(f) => Ok((who, f)),
         Err(field) => {
@@ -44,7 +45,7 @@ pub(crate) fn posted_form<F>(
 
 /// `GET /console/`: the groups when signed in, else the sign-in form.
 pub async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
-    match crate::auth::signed(&c, &headers) {
+    match crate::auth::signed(&c, &headers).await {
         Ok(_) => Redirect::to("/console/groups").into_response(),
         Err(r) => r.into_response(),
     }

@@ -57,9 +57,13 @@ pub async fn submit(
         return crate::page::csrf_refused();
     }
     let key_id = f.access_key_id.trim();
-    match berth_server::sign_in(&c.state, key_id, &f.access_key_secret) {
+    match berth_server::sign_in(&c.state, key_id, &f.access_key_secret).await {
         Ok(account) => {
-            let id = match c.sessions.create(account.name(), key_id, SystemTime::now()) {
+            let id = match c
+                .sessions
+                .create(account.name(), key_id, SystemTime::now())
+                .await
+            {
                 Ok(id) => id,
                 Err(e) => {
                     tracing::error!(error = %e, "storing a console session");
@@ -116,11 +120,11 @@ pub async fn sign_out(
     headers: HeaderMap,
     Form(f): Form<SignOutForm>,
 ) -> Response {
-    let who = match crate::auth::signed_post(&c, &headers, f.csrf.as_deref()) {
+    let who = match crate::auth::signed_post(&c, &headers, f.csrf.as_deref()).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
-    c.sessions.remove(&who.session_id);
+    c.sessions.remove(&who.session_id).await;
     (
         [(header::SET_COOKIE, crate::cookie::clear(c.state.tls()))],
         Redirect::to("/console/sign-in"),

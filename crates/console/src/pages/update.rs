@@ -194,7 +194,7 @@ pub async fn submit(
     Path(id): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let (who, f) = match super::posted_form(&c, &headers, fields, UpdateForm::from_fields) {
+    let (who, f) = match super::posted_form(&c, &headers, fields, UpdateForm::from_fields).await {
         Ok(posted) => posted,
         Err(r) => return *r,
     };

@@ -85,7 +85,7 @@ pub async fn show(
     headers: HeaderMap,
     Query(q): Query<UsageQuery>,
 ) -> Response {
-    let who = match signed(&c, &headers) {
+    let who = match signed(&c, &headers).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
@@ -188,7 +188,7 @@ pub async fn csv(
     headers: HeaderMap,
     Query(q): Query<UsageQuery>,
 ) -> Response {
-    let who = match signed(&c, &headers) {
+    let who = match signed(&c, &headers).await {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use berth_core::{ContainerState, EventType, GroupSpec};
+use berth_core::{ContainerState, Event, EventDetail, EventType, GroupSpec};
 use berth_image::{Image, ImageStore, PullEvent, PullOptions};
+use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::state::GroupState;
@@ -58,15 +59,23 @@ pub async fn pull_images(
                     cached,
                     ..
                 } => {
-                    let msg = if cached {
-                        format!("Container image \"{reference}\" already present on machine")
-                    } else {
-                        format!(
-                            "Successfully pulled image \"{reference}\" in {:.3}s ({bytes} bytes)",
-                            elapsed.as_secs_f64()
-                        )
+                    if cached {
+                        let msg =
+                            format!("Container image \"{reference}\" already present on machine");
+                        return st.event(EventType::Normal, "Pulled", msg, Some(&name));
+                    }
+                    let msg = format!(
+                        "Successfully pulled image \"{reference}\" in {:.3}s ({bytes} bytes)",
+                        elapsed.as_secs_f64()
+                    );
+                    let detail = EventDetail::Pull {
+                        millis: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                        bytes,
                     };
-                    st.event(EventType::Normal, "Pulled", msg, Some(&name))
+                    st.push_event(
+                        Event::new(EventType::Normal, "Pulled", msg, Some(&name), Utc::now())
+                            .with_detail(detail),
+                    )
                 }
             };
             let opts = opts_for(c);

@@ -104,6 +104,7 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
     let seccomp = host
         .seccomp
         .for_account(&rec.account)
+        .await
         .unwrap_or_else(|e| {
             tracing::warn!(group = %gid, error = %e, "cannot read the account's seccomp profile; the built-in one applies");
             berth_runtime::seccomp::Seccomp::Default

@@ -84,10 +84,12 @@ impl GroupState {
 
     /// Adds a group-level event and reports.
     pub fn event(&self, t: EventType, reason: &str, msg: String, container: Option<&str>) {
-        self.update(|obs| {
-            obs.events
-                .push(Event::new(t, reason, msg, container, Utc::now()))
-        });
+        self.push_event(Event::new(t, reason, msg, container, Utc::now()));
+    }
+
+    /// Reports an event made by the caller (one with a measurement).
+    pub fn push_event(&self, ev: Event) {
+        self.update(|obs| obs.events.push(ev));
     }
 }
 

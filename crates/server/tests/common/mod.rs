@@ -43,6 +43,7 @@ pub async fn serve_throttled(
             access_key_id: "AKTEST".into(),
             secret: "s3cret".into(),
         })
+        .await
         .unwrap();
     let control = Control::new(store, "local");
     control.attach_node(node);
