@@ -3,24 +3,91 @@
 //! group's record in the order it was made. Reports are spread over a few queues by group,
 //! each served by one task: a group's reports stay in order, different groups' are written
 //! side by side.
+//!
+//! A queue holds at most one report per group: a report of a group that still has one
+//! waiting replaces it (a report is the group's whole observed state), keeping the events of
+//! both. So a queue is bounded by the number of groups, however fast a node reports and
+//! however slow the store is.
 
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use berth_core::{GroupId, ObservedGroup};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::Control;
 
 /// How many queues (and tasks) reports are spread over.
 const QUEUES: usize = 4;
 
-type Report = (GroupId, ObservedGroup);
+/// Most events a waiting report keeps; the oldest go first.
+const MAX_WAITING_EVENTS: usize = 256;
 
-/// Where a node's reports go; cheap to clone. Made by [`Control::report_queue`].
+/// Where a node's reports go; cheap to clone. Made by [`Control::report_queue`]; its tasks
+/// end, after writing what waits, when the last clone is dropped.
 #[derive(Clone)]
 pub struct Reports {
-    queues: Arc<Vec<mpsc::UnboundedSender<Report>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queues: Vec<Arc<Queue>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for q in &self.queues {
+            q.lock().closed = true;
+            q.wake.notify_one();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Mutex<Waiting>,
+    wake: Notify,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The reports of one queue not yet written, oldest group first.
+#[derive(Default)]
+struct Waiting {
+    order: VecDeque<GroupId>,
+    by_group: HashMap<GroupId, ObservedGroup>,
+    closed: bool,
+}
+
+impl Waiting {
+    /// Adds a report; one of a group that has one waiting replaces it, after the events of
+    /// the one it replaces.
+    fn push(&mut self, id: &GroupId, obs: ObservedGroup) {
+        match self.by_group.get_mut(id) {
+            Some(old) => {
+                let mut events = std::mem::take(&mut old.events);
+                events.extend(obs.events.iter().cloned());
+                let over = events.len().saturating_sub(MAX_WAITING_EVENTS);
+                events.drain(..over);
+                *old = ObservedGroup { events, ..obs };
+            }
+            None => {
+                self.order.push_back(id.clone());
+                self.by_group.insert(id.clone(), obs);
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Option<(GroupId, ObservedGroup)> {
+        let id = self.order.pop_front()?;
+        let obs = self.by_group.remove(&id)?;
+        Some((id, obs))
+    }
 }
 
 impl Reports {
@@ -28,31 +95,37 @@ impl Reports {
     pub fn send(&self, id: &GroupId, obs: ObservedGroup) {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut h);
-        let queue = &self.queues[(h.finish() as usize) % self.queues.len()];
-        if queue.send((id.clone(), obs)).is_err() {
-            tracing::warn!(group = %id, "a status report came after the control plane stopped");
-        }
+        let queue = &self.inner.queues[(h.finish() as usize) % self.inner.queues.len()];
+        queue.lock().push(id, obs);
+        queue.wake.notify_one();
     }
 }
 
 impl Control {
-    /// Starts the tasks that write reports into the store; they end when every [`Reports`]
-    /// is dropped, after writing what was queued.
+    /// Starts the tasks that write reports into the store.
     pub fn report_queue(self: &Arc<Self>) -> Reports {
-        let queues = (0..QUEUES)
-            .map(|_| {
-                let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
-                let control = Arc::clone(self);
-                tokio::spawn(async move {
-                    while let Some((id, obs)) = rx.recv().await {
-                        control.report(&id, obs).await;
+        let queues: Vec<Arc<Queue>> = (0..QUEUES).map(|_| Arc::default()).collect();
+        for q in &queues {
+            let (q, control) = (Arc::clone(q), Arc::clone(self));
+            tokio::spawn(async move {
+                loop {
+                    let next = {
+                        let mut w = q.lock();
+                        match w.pop() {
+                            Some(r) => Some(r),
+                            None if w.closed => return,
+                            None => None,
+                        }
+                    };
+                    match next {
+                        Some((id, obs)) => control.report(&id, obs).await,
+                        None => q.wake.notified().await,
                     }
-                });
-                tx
-            })
-            .collect();
+                }
+            });
+        }
         Reports {
-            queues: Arc::new(queues),
+            inner: Arc::new(Inner { queues }),
         }
     }
 }
@@ -68,6 +141,43 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
+
+    fn event(reason: &str) -> berth_core::Event {
+        berth_core::Event::new(
+            berth_core::EventType::Normal,
+            reason,
+            reason,
+            None,
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn a_waiting_report_is_replaced_keeping_the_events_of_both() {
+        let (a, b) = (GroupId::from_random([1; 20]), GroupId::from_random([2; 20]));
+        let mut w = Waiting::default();
+        let report = |generation: u64, reasons: &[&str]| ObservedGroup {
+            generation,
+            events: reasons.iter().map(|r| event(r)).collect(),
+            ..Default::default()
+        };
+        w.push(&a, report(1, &["Pulled"]));
+        w.push(&b, report(1, &["Started"]));
+        w.push(&a, report(2, &["Created", "Started"]));
+        let (id, obs) = w.pop().unwrap();
+        assert_eq!(id, a, "the group that reported first is written first");
+        assert_eq!(obs.generation, 2, "the later report is the state");
+        let reasons: Vec<_> = obs.events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["Pulled", "Created", "Started"]);
+        assert_eq!(w.pop().unwrap().0, b);
+        assert!(w.pop().is_none());
+        // However many reports come, one group holds one waiting report, its events bounded.
+        for _ in 0..1000 {
+            w.push(&a, report(3, &["BackOff"]));
+        }
+        assert_eq!(w.by_group.len(), 1);
+        assert_eq!(w.pop().unwrap().1.events.len(), MAX_WAITING_EVENTS);
+    }
 
     #[tokio::test]
     async fn reports_of_a_group_are_written_in_order() {
