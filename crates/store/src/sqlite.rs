@@ -172,7 +172,7 @@ impl Store for SqliteStore {
         quota: &QuotaOverrides,
     ) -> Result<(), StoreError> {
         let name = name.to_owned();
-        let quota = quota.clone();
+        let quota = *quota;
         self.on_db(move |db| db.set_account_quota(&name, &quota))
             .await
     }
@@ -258,7 +258,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<TokenUse>, StoreError> {
         let rec = rec.clone();
         let params = params.to_owned();
-        let limits = limits.clone();
+        let limits = *limits;
         self.on_db(move |db| db.insert_group_claiming(&rec, &params, &limits))
             .await
     }
