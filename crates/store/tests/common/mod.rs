@@ -110,6 +110,18 @@ impl TestStore {
         }
     }
 
+    /// How many rows `table` holds, read past the store.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match &self.url {
+            None => rusqlite::Connection::open(&self.path)
+                .unwrap()
+                .query_row(&sql, [], |r| r.get(0))
+                .unwrap(),
+            Some(url) => query_one(url, &sql).await.get(0),
+        }
+    }
+
     /// PostgreSQL: the database's URL.
     pub fn url(&self) -> Option<&str> {
         self.url.as_deref()
@@ -161,6 +173,18 @@ pub async fn new_database() -> String {
     drop(client);
     let _ = task.await;
     s.url(&name)
+}
+
+/// One row of `sql` on the database at `url`, on a connection of its own.
+pub async fn query_one(url: &str, sql: &str) -> tokio_postgres::Row {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(conn);
+    let row = client.query_one(sql, &[]).await.unwrap();
+    drop(client);
+    let _ = task.await;
+    row
 }
 
 impl Server {

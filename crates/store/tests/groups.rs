@@ -1,7 +1,18 @@
-//! The SQLite store against real files: persistence, filters, pagination, atomic changes.
+//! Groups in both stores: filters, pagination, atomic changes; and SQLite against real files:
+//! persistence, reads from many threads, records handed out shared.
 
 use berth_core::{normalize_size, GroupId, GroupRecord, GroupSpec, GroupStatus, Tag};
 use berth_store::{AccessKey, GroupFilter, SqliteStore, Store};
+
+mod common;
+use common::TestStore;
+
+on_both!(
+    list_filters_and_pages,
+    list_searches_names_and_pages_newest_first,
+    lists_only_what_changed_since,
+    concurrent_changes_of_one_group_lose_none,
+);
 use chrono::Utc;
 
 fn record(n: u8, name: &str, status: GroupStatus) -> GroupRecord {
@@ -70,9 +81,7 @@ async fn keys_and_groups_survive_reopen() {
     assert!(s.modify_group(&id, &mut |_| {}).await.is_err());
 }
 
-#[tokio::test]
-async fn list_filters_and_pages() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn list_filters_and_pages(s: TestStore) {
     for n in 1..=5 {
         let st = if n <= 3 {
             GroupStatus::Running
@@ -145,9 +154,7 @@ async fn list_filters_and_pages() {
     );
 }
 
-#[tokio::test]
-async fn list_searches_names_and_pages_newest_first() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn list_searches_names_and_pages_newest_first(s: TestStore) {
     for n in 1..=5 {
         let name = if n % 2 == 0 {
             format!("Web-{n}")
@@ -306,9 +313,7 @@ async fn reads_from_many_threads_see_every_committed_write() {
     );
 }
 
-#[tokio::test]
-async fn lists_only_what_changed_since() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn lists_only_what_changed_since(s: TestStore) {
     for n in 1..=3 {
         s.insert_group(&record(n, &format!("g{n}"), GroupStatus::Running))
             .await
@@ -379,15 +384,9 @@ async fn lists_only_what_changed_since() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_changes_of_one_group_lose_none() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    // Two stores on one file: the changes race through two sets of connections.
-    let stores = [
-        std::sync::Arc::new(SqliteStore::open(&path).unwrap()),
-        std::sync::Arc::new(SqliteStore::open(&path).unwrap()),
-    ];
+async fn concurrent_changes_of_one_group_lose_none(s: TestStore) {
+    // Two stores on one database: the changes race through two sets of connections.
+    let stores = [s.arc(), s.another().await];
     let rec = record(1, "g", GroupStatus::Running);
     stores[0].insert_group(&rec).await.unwrap();
     let tasks: Vec<_> = (0..40)
