@@ -60,7 +60,9 @@ pub(crate) async fn insert(
             "WITH g AS (INSERT INTO groups \
              (id, account, name, status, client_token, cpu, memory, storage, created, changed, \
               record) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb) RETURNING seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb) RETURNING seq), \
+             n AS (INSERT INTO account_groups (account, groups) SELECT $2, 1 FROM g \
+             ON CONFLICT (account) DO UPDATE SET groups = account_groups.groups + 1) \
              INSERT INTO group_tags (group_seq, key, value) \
              SELECT g.seq, t.key, t.value FROM g, unnest($12::text[], $13::text[]) AS t(key, value) \
              ON CONFLICT DO NOTHING",
@@ -266,7 +268,10 @@ pub(crate) async fn delete(
         .map(|r| r.get(0));
     crate::pg_ledger::close_deleted(&tx, rec.as_ref().map(|j| &j.0), id, now).await?;
     let stmt = tx
-        .prepare_cached("DELETE FROM groups WHERE id = $1")
+        .prepare_cached(
+            "WITH g AS (DELETE FROM groups WHERE id = $1 RETURNING account) \
+             UPDATE account_groups SET groups = groups - 1 WHERE account IN (SELECT account FROM g)",
+        )
         .await?;
     tx.execute(&stmt, &[&id.as_str()]).await?;
     crate::pg_ledger::forget_unbilled(&tx, id.as_str()).await?;
@@ -353,6 +358,13 @@ pub(crate) async fn list(
     page.total = if first && page.next_token.is_none() {
         // A first page with nothing after it holds every match: no need to count.
         page.groups.len() as u64
+    } else if count_args == 1 {
+        // Every group of the account: counted by the inserts and deletes.
+        let stmt = c
+            .prepare_cached("SELECT groups FROM account_groups WHERE account = $1")
+            .await?;
+        let n: Option<i64> = c.query_opt(&stmt, &[&account]).await?.map(|r| r.get(0));
+        n.unwrap_or(0).max(0) as u64
     } else {
         let stmt = c
             .prepare_cached(&format!("SELECT COUNT(*) FROM groups g WHERE {cond}"))

@@ -69,6 +69,16 @@ CREATE INDEX groups_created ON groups (account, created);
 CREATE INDEX groups_changed ON groups (account, changed);
 CREATE INDEX groups_token ON groups (account, client_token) WHERE client_token IS NOT NULL;
 CREATE INDEX groups_node ON groups (node, seq) WHERE node IS NOT NULL;
+-- What an account's unfinished groups hold, summed at every create without reading the
+-- finished ones (the statuses of quota::FINAL).
+CREATE INDEX groups_held ON groups (account) INCLUDE (cpu, memory, storage)
+    WHERE status NOT IN ('Succeeded', 'Failed', 'Expired', 'ScheduleFailed');
+-- How many groups each account has, kept by every insert and delete: the total of an
+-- unfiltered listing without counting the rows.
+CREATE TABLE account_groups (
+    account TEXT PRIMARY KEY,
+    groups BIGINT NOT NULL
+);
 CREATE TABLE group_tags (
     group_seq BIGINT NOT NULL REFERENCES groups (seq) ON DELETE CASCADE,
     key TEXT NOT NULL,

@@ -12,6 +12,7 @@ on_both!(
     list_searches_names_and_pages_newest_first,
     lists_only_what_changed_since,
     concurrent_changes_of_one_group_lose_none,
+    totals_follow_every_insert_and_delete,
 );
 use chrono::Utc;
 
@@ -414,4 +415,40 @@ async fn concurrent_changes_of_one_group_lose_none(s: TestStore) {
     let end = stores[1].get_group(None, &rec.id).await.unwrap().unwrap();
     // Every change counted once, whatever ran again on a newer record.
     assert_eq!(end.restart_generation, 40, "{reruns} changes ran again");
+}
+
+async fn totals_follow_every_insert_and_delete(s: TestStore) {
+    let all = GroupFilter::default();
+    for n in 1..=7u8 {
+        s.insert_group(&record(n, &format!("g{n}"), GroupStatus::Running))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.list_groups("acct", &all, 2, None).await.unwrap().total,
+            u64::from(n)
+        );
+    }
+    // A failed insert counts nothing.
+    assert!(s
+        .insert_group(&record(3, "again", GroupStatus::Running))
+        .await
+        .is_err());
+    for n in [2u8, 5] {
+        s.delete_group(&GroupId::from_random([n; 20]))
+            .await
+            .unwrap();
+    }
+    // Deleting what is gone counts nothing either.
+    s.delete_group(&GroupId::from_random([2; 20]))
+        .await
+        .unwrap();
+    let page = s.list_groups("acct", &all, 2, None).await.unwrap();
+    assert_eq!((page.total, page.groups.len()), (5, 2));
+    let next = page.next_token.as_deref();
+    let rest = s.list_groups("acct", &all, 10, next).await.unwrap();
+    assert_eq!((rest.total, rest.groups.len()), (5, 3));
+    assert_eq!(
+        s.list_groups("other", &all, 2, None).await.unwrap().total,
+        0
+    );
 }

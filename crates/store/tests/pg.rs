@@ -107,6 +107,7 @@ async fn what_listings_filter_on_has_columns_and_indexes() {
         "(account, client_token)",
         "(node, seq)",
         "(key, value, group_seq)",
+        "(account) INCLUDE (cpu, memory, storage) WHERE",
     ] {
         assert!(indexes.contains(i), "no index on {i}: {indexes}");
     }
