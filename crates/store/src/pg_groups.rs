@@ -342,7 +342,11 @@ pub(crate) async fn list(
         p.push(after.unwrap_or(start)),
         p.push(limit.min(i64::MAX as usize - 1) as i64 + 1)
     );
-    let stmt = c.prepare_cached(&sql).await?;
+    // The statements of listings without tags come in a few dozen shapes, kept prepared on
+    // each connection; with tags, the shape follows the caller's filter, and a connection
+    // keeps none of them (so no caller can grow what each connection holds).
+    let cache = filter.tags.is_empty();
+    let stmt = prepare(c, &sql, cache).await?;
     let rows = c.query(&stmt, &p.refs()).await?;
     let mut page = Page::default();
     let mut last_seq = 0;
@@ -366,13 +370,24 @@ pub(crate) async fn list(
         let n: Option<i64> = c.query_opt(&stmt, &[&account]).await?.map(|r| r.get(0));
         n.unwrap_or(0).max(0) as u64
     } else {
-        let stmt = c
-            .prepare_cached(&format!("SELECT COUNT(*) FROM groups g WHERE {cond}"))
-            .await?;
+        let sql = format!("SELECT COUNT(*) FROM groups g WHERE {cond}");
+        let stmt = prepare(c, &sql, cache).await?;
         let n: i64 = c.query_one(&stmt, &p.refs()[..count_args]).await?.get(0);
         n.max(0) as u64
     };
     Ok(page)
+}
+
+async fn prepare(
+    c: &impl GenericClient,
+    sql: &str,
+    cache: bool,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    Ok(if cache {
+        c.prepare_cached(sql).await?
+    } else {
+        c.prepare(sql).await?
+    })
 }
 
 pub(crate) async fn all(
