@@ -16,6 +16,7 @@ on_both!(
     retag_and_untag_keep_billed_groups_in_step,
     listing_pages_through_every_tag_once_and_filters_by_tags,
     image_caches_are_tagged_and_listed_per_account,
+    concurrent_batches_in_any_order_all_apply,
 );
 use chrono::{Duration, Utc};
 
@@ -291,4 +292,32 @@ async fn image_caches_are_tagged_and_listed_per_account(s: TestStore) {
         .unwrap()
         .rows
         .is_empty());
+}
+
+async fn concurrent_batches_in_any_order_all_apply(s: TestStore) {
+    let (a, b) = (record(1, "a", vec![]), record(2, "a", vec![]));
+    s.insert_group(&a).await.unwrap();
+    s.insert_group(&b).await.unwrap();
+    let stores = [s.arc(), s.another().await];
+    // Batches naming the same groups in both orders, through two sets of connections.
+    let tasks: Vec<_> = (0..10usize)
+        .map(|i| {
+            let st = std::sync::Arc::clone(&stores[i % 2]);
+            let order = if i % 2 == 0 {
+                ids(&[&a, &b])
+            } else {
+                ids(&[&b, &a])
+            };
+            tokio::spawn(async move {
+                let set = TagChange::Set(vec![tag(&format!("k{i}"), "v")]);
+                st.change_tags("a", GROUP, &order, &set).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for g in [&a, &b] {
+        assert_eq!(tags_of(&*s, g).await.len(), 10);
+    }
 }
