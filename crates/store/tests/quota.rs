@@ -18,6 +18,7 @@ on_both!(
     concurrent_inserts_at_the_edge_pass_as_many_as_fit,
     temporary_storage_counts_against_its_own_limit,
     a_group_grows_only_within_its_accounts_quota,
+    concurrent_growth_passes_only_as_far_as_fits,
 );
 use chrono::Utc;
 
@@ -274,4 +275,39 @@ async fn a_group_grows_only_within_its_accounts_quota(s: TestStore) {
         .await
         .unwrap();
     assert_eq!(s.group_usage("a").await.unwrap().cpu, 3.0);
+}
+
+async fn concurrent_growth_passes_only_as_far_as_fits(s: TestStore) {
+    // Eight groups of 0.25 vCPU hold 2 of 4: of eight growing to 0.75 at once, four fit.
+    for n in 0..8 {
+        s.insert_group_claiming(&record(n, "a", 0.25, 0.5), "", &LIMITS)
+            .await
+            .unwrap();
+    }
+    let stores = [s.arc(), s.another().await];
+    let barrier = Arc::new(Barrier::new(8));
+    let tasks: Vec<_> = (0..8u32)
+        .map(|n| {
+            let st = Arc::clone(&stores[n as usize % 2]);
+            let b = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                b.wait().await;
+                let id = record(n, "a", 0.0, 0.0).id;
+                match st
+                    .modify_group_within(&id, &LIMITS, &mut |r| r.spec.cpu = 0.75)
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(StoreError::QuotaExceeded(_)) => false,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        })
+        .collect();
+    let mut grown = 0;
+    for t in tasks {
+        grown += usize::from(t.await.unwrap());
+    }
+    assert_eq!(grown, 4);
+    assert_eq!(s.group_usage("a").await.unwrap().cpu, 4.0);
 }
