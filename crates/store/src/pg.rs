@@ -93,6 +93,13 @@ pub(crate) fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(3)
 }
 
+/// Whether `s` holds a NUL character, which no text of PostgreSQL can: a lookup by such a
+/// string finds nothing (as it finds nothing in SQLite, where no stored key holds one), and
+/// is answered without asking the database, which would refuse the string.
+pub(crate) fn nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
 /// Whether `e` is a violation of a unique index.
 pub(crate) fn is_unique(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
@@ -132,6 +139,9 @@ impl Store for PgStore {
     }
 
     async fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError> {
+        if nul(access_key_id) {
+            return Ok(None);
+        }
         pg_accounts::check_key(&self.client().await?, access_key_id, &self.sealer).await
     }
 
@@ -181,6 +191,9 @@ impl Store for PgStore {
     }
 
     async fn account_quota(&self, account: &str) -> Result<QuotaOverrides, StoreError> {
+        if nul(account) {
+            return Ok(QuotaOverrides::default());
+        }
         pg_accounts::quota(&self.client().await?, account).await
     }
 
@@ -193,6 +206,9 @@ impl Store for PgStore {
     }
 
     async fn account_seccomp(&self, account: &str) -> Result<AccountSeccomp, StoreError> {
+        if nul(account) {
+            return Ok(AccountSeccomp::Default);
+        }
         pg_accounts::seccomp(&self.client().await?, account).await
     }
 
@@ -201,6 +217,9 @@ impl Store for PgStore {
     }
 
     async fn account_operator(&self, name: &str) -> Result<bool, StoreError> {
+        if nul(name) {
+            return Ok(false);
+        }
         pg_accounts::operator(&self.client().await?, name).await
     }
 
@@ -216,10 +235,16 @@ impl Store for PgStore {
         &self,
         account: &str,
     ) -> Result<berth_core::RuntimeClassPolicy, StoreError> {
+        if nul(account) {
+            return Ok(berth_core::RuntimeClassPolicy::default());
+        }
         pg_accounts::runtime_classes(&self.client().await?, account).await
     }
 
     async fn group_usage(&self, account: &str) -> Result<GroupUsage, StoreError> {
+        if nul(account) {
+            return Ok(GroupUsage::default());
+        }
         pg_accounts::usage(&self.client().await?, account).await
     }
 
@@ -236,6 +261,9 @@ impl Store for PgStore {
         account: Option<&str>,
         id: &GroupId,
     ) -> Result<Option<GroupRecord>, StoreError> {
+        if account.is_some_and(nul) {
+            return Ok(None);
+        }
         pg_groups::get(&self.client().await?, account, id, &self.sealer).await
     }
 
@@ -276,6 +304,9 @@ impl Store for PgStore {
         kind: TokenKind,
         token: &str,
     ) -> Result<Option<TokenUse>, StoreError> {
+        if nul(account) || nul(token) {
+            return Ok(None);
+        }
         let found = pg_tokens::find(&self.client().await?, account, kind, token).await?;
         pg_tokens::open(&self.sealer, found)
     }
@@ -318,6 +349,9 @@ impl Store for PgStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<UsageInterval>, StoreError> {
+        if nul(account) || nul(kind) {
+            return Ok(Vec::new());
+        }
         pg_ledger::usage(&self.client().await?, account, kind, from, to).await
     }
 
@@ -327,6 +361,9 @@ impl Store for PgStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<LedgerPeriod>, StoreError> {
+        if account.is_some_and(nul) {
+            return Ok(Vec::new());
+        }
         pg_ledger::list(&self.client().await?, account, from, to).await
     }
 
@@ -351,6 +388,9 @@ impl Store for PgStore {
         account: Option<&str>,
         id: &str,
     ) -> Result<Option<ImageCacheRecord>, StoreError> {
+        if nul(id) || account.is_some_and(nul) {
+            return Ok(None);
+        }
         pg_caches::get(&self.client().await?, account, id, &self.sealer).await
     }
 
@@ -359,10 +399,16 @@ impl Store for PgStore {
         id: &str,
         f: &mut (dyn for<'r> FnMut(&'r mut ImageCacheRecord) + Send),
     ) -> Result<ImageCacheRecord, StoreError> {
+        if nul(id) {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
         pg_caches::modify(&mut self.client().await?, id, f, &self.sealer).await
     }
 
     async fn delete_cache(&self, id: &str) -> Result<(), StoreError> {
+        if nul(id) {
+            return Ok(());
+        }
         pg_caches::delete(&mut self.client().await?, id).await
     }
 
@@ -370,6 +416,9 @@ impl Store for PgStore {
         &self,
         account: Option<&str>,
     ) -> Result<Vec<ImageCacheRecord>, StoreError> {
+        if account.is_some_and(nul) {
+            return Ok(Vec::new());
+        }
         pg_caches::list(&self.client().await?, account, &self.sealer).await
     }
 
@@ -404,14 +453,23 @@ impl Store for PgStore {
     }
 
     async fn console_session(&self, id_hash: &str) -> Result<Option<ConsoleSession>, StoreError> {
+        if nul(id_hash) {
+            return Ok(None);
+        }
         pg_sessions::get(&self.client().await?, id_hash).await
     }
 
     async fn touch_console_session(&self, id_hash: &str, used: i64) -> Result<(), StoreError> {
+        if nul(id_hash) {
+            return Ok(());
+        }
         pg_sessions::touch(&self.client().await?, id_hash, used).await
     }
 
     async fn delete_console_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        if nul(id_hash) {
+            return Ok(());
+        }
         pg_sessions::delete(&self.client().await?, id_hash).await
     }
 

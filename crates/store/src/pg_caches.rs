@@ -1,9 +1,8 @@
-//! Image caches on PostgreSQL (the SQL of `cache.rs`): one row per cache, the record as JSONB
+//! Image caches on PostgreSQL (the SQL of `cache.rs`): one row per cache, the record as JSON text
 //! beside the columns lookups use; a change locks the row as a group's does (`pg_groups.rs`).
 
 use berth_core::ImageCacheRecord;
 use deadpool_postgres::GenericClient;
-use tokio_postgres::types::Json;
 
 use crate::pg::is_unique;
 use crate::pg_tokens;
@@ -11,10 +10,8 @@ use crate::seal::Sealer;
 use crate::tokens::{TokenKind, TokenUse};
 use crate::StoreError;
 
-fn open(
-    sealer: &Sealer,
-    Json(mut rec): Json<ImageCacheRecord>,
-) -> Result<ImageCacheRecord, StoreError> {
+fn open(sealer: &Sealer, json: &str) -> Result<ImageCacheRecord, StoreError> {
+    let mut rec: ImageCacheRecord = serde_json::from_str(json)?;
     sealer.open_cache(&mut rec)?;
     Ok(rec)
 }
@@ -49,7 +46,7 @@ pub(crate) async fn insert(
     let stmt = tx
         .prepare_cached(
             "INSERT INTO image_caches (id, account, name, status, record) \
-             VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .await?;
     tx.execute(
@@ -106,7 +103,7 @@ where
     f(&mut rec);
     let stmt = tx
         .prepare_cached(
-            "UPDATE image_caches SET name = $2, status = $3, record = $4::text::jsonb \
+            "UPDATE image_caches SET name = $2, status = $3, record = $4 \
              WHERE id = $1",
         )
         .await?;

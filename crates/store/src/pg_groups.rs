@@ -1,5 +1,5 @@
 //! Container groups on PostgreSQL: the `groups` rows (real columns for what is filtered on,
-//! the record as JSONB), their tags in `group_tags`, and the ledger and `billed_groups` rows
+//! the record as JSON text), their tags in `group_tags`, and the ledger and `billed_groups` rows
 //! written in the same transactions as in the embedded store (`sqlite_db.rs`).
 //!
 //! A change locks the group's row (`SELECT ... FOR UPDATE`), runs the caller's closure on the
@@ -12,9 +12,8 @@ use std::sync::Arc;
 use berth_core::{GroupId, GroupRecord, Tag};
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
-use tokio_postgres::types::Json;
 
-use crate::pg::{is_unique, ms, Params};
+use crate::pg::{is_unique, ms, nul, Params};
 use crate::pg_tokens;
 use crate::quota::GroupSize;
 use crate::seal::Sealer;
@@ -36,14 +35,16 @@ pub(crate) async fn lock_account(c: &impl GenericClient, account: &str) -> Resul
 }
 
 /// A record as read, its secrets opened.
-fn open(sealer: &Sealer, Json(mut rec): Json<GroupRecord>) -> Result<GroupRecord, StoreError> {
+fn open(sealer: &Sealer, json: &str) -> Result<GroupRecord, StoreError> {
+    let mut rec: GroupRecord = serde_json::from_str(json)?;
     sealer.open_group(&mut rec)?;
     Ok(rec)
 }
 
-fn tag_columns(tags: &[Tag]) -> (Vec<&str>, Vec<&str>) {
+/// The `group_tags` columns of `tags`: keys and values as bytes.
+fn tag_columns(tags: &[Tag]) -> (Vec<&[u8]>, Vec<&[u8]>) {
     tags.iter()
-        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .map(|t| (t.key.as_bytes(), t.value.as_bytes()))
         .unzip()
 }
 
@@ -60,11 +61,11 @@ pub(crate) async fn insert(
             "WITH g AS (INSERT INTO groups \
              (id, account, name, status, client_token, cpu, memory, storage, created, changed, \
               record) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb) RETURNING seq), \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq), \
              n AS (INSERT INTO account_groups (account, groups) SELECT $2, 1 FROM g \
              ON CONFLICT (account) DO UPDATE SET groups = account_groups.groups + 1) \
              INSERT INTO group_tags (group_seq, key, value) \
-             SELECT g.seq, t.key, t.value FROM g, unnest($12::text[], $13::text[]) AS t(key, value) \
+             SELECT g.seq, t.key, t.value FROM g, unnest($12::bytea[], $13::bytea[]) AS t(key, value) \
              ON CONFLICT DO NOTHING",
         )
         .await?;
@@ -111,7 +112,7 @@ pub(crate) async fn put_tags(
     let stmt = c
         .prepare_cached(
             "INSERT INTO group_tags (group_seq, key, value) \
-             SELECT $1, t.key, t.value FROM unnest($2::text[], $3::text[]) AS t(key, value) \
+             SELECT $1, t.key, t.value FROM unnest($2::bytea[], $3::bytea[]) AS t(key, value) \
              ON CONFLICT DO NOTHING",
         )
         .await?;
@@ -220,7 +221,7 @@ where
     let now = Utc::now();
     let stmt = tx
         .prepare_cached(
-            "UPDATE groups SET status = $2, record = $3::text::jsonb, cpu = $4, memory = $5, \
+            "UPDATE groups SET status = $2, record = $3, cpu = $4, memory = $5, \
              storage = $6, changed = CASE WHEN $7 THEN $8 ELSE changed END WHERE seq = $1",
         )
         .await?;
@@ -262,11 +263,11 @@ pub(crate) async fn delete(
         .prepare_cached("SELECT record FROM groups WHERE id = $1 FOR UPDATE")
         .await?;
     // The end of a period comes from the containers' exits: no secret is opened.
-    let rec: Option<Json<GroupRecord>> = tx
-        .query_opt(&stmt, &[&id.as_str()])
-        .await?
-        .map(|r| r.get(0));
-    crate::pg_ledger::close_deleted(&tx, rec.as_ref().map(|j| &j.0), id, now).await?;
+    let rec: Option<GroupRecord> = match tx.query_opt(&stmt, &[&id.as_str()]).await? {
+        Some(row) => Some(serde_json::from_str(row.get(0))?),
+        None => None,
+    };
+    crate::pg_ledger::close_deleted(&tx, rec.as_ref(), id, now).await?;
     let stmt = tx
         .prepare_cached(
             "WITH g AS (DELETE FROM groups WHERE id = $1 RETURNING account) \
@@ -309,10 +310,11 @@ fn condition(account: &str, filter: &GroupFilter) -> (String, Params) {
     for (k, v) in &filter.tags {
         cond.push_str(&format!(
             " AND EXISTS (SELECT 1 FROM group_tags t WHERE t.group_seq = g.seq AND t.key = {}",
-            p.push(k.clone())
+            p.push(k.as_bytes().to_vec())
         ));
         if let Some(v) = v {
-            cond.push_str(&format!(" AND t.value = {}", p.push(v.clone())));
+            let v = p.push(v.as_bytes().to_vec());
+            cond.push_str(&format!(" AND t.value = {v}"));
         }
         cond.push(')');
     }
@@ -327,6 +329,20 @@ pub(crate) async fn list(
     token: Option<&str>,
     sealer: &Sealer,
 ) -> Result<Page, StoreError> {
+    // No group has a NUL character in its account, name or id (`pg::nul`).
+    let texts = [
+        Some(account),
+        filter.name.as_deref(),
+        filter.name_contains.as_deref(),
+    ];
+    let ids: Vec<String> = filter.ids.iter().filter(|i| !nul(i)).cloned().collect();
+    if texts.into_iter().flatten().any(nul) || ids.len() < filter.ids.len() && ids.is_empty() {
+        return Ok(Page::default());
+    }
+    let filter = &GroupFilter {
+        ids,
+        ..filter.clone()
+    };
     let (cond, mut p) = condition(account, filter);
     let after: Option<i64> = token.and_then(|t| t.parse().ok());
     let first = after.is_none();

@@ -22,7 +22,8 @@ const CHECK_TEXT: &str = "berth sealed secrets";
 const MIGRATIONS: &[&str] = &[FIRST];
 
 /// The schema: real columns (and indexes) for what listings and checks filter on, the records
-/// as JSONB beside them. Times are `timestamptz` kept to the precision the embedded store
+/// as JSON text beside them (text, not JSONB: JSONB refuses the NUL character, which a
+/// tenant's tag may hold and the embedded store keeps). Times are `timestamptz` kept to the precision the embedded store
 /// keeps (milliseconds; seconds for accounts and keys), so both answer alike.
 const FIRST: &str = r#"
 CREATE TABLE accounts (
@@ -60,7 +61,7 @@ CREATE TABLE groups (
     storage DOUBLE PRECISION NOT NULL,
     created TIMESTAMPTZ NOT NULL,
     changed TIMESTAMPTZ NOT NULL,
-    record JSONB NOT NULL
+    record TEXT NOT NULL
 );
 CREATE INDEX groups_account ON groups (account, seq);
 CREATE INDEX groups_status ON groups (account, status, seq);
@@ -79,10 +80,11 @@ CREATE TABLE account_groups (
     account TEXT PRIMARY KEY,
     groups BIGINT NOT NULL
 );
+-- Keys and values as the bytes of their text: a tag may hold any character, NUL too.
 CREATE TABLE group_tags (
     group_seq BIGINT NOT NULL REFERENCES groups (seq) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
+    key BYTEA NOT NULL,
+    value BYTEA NOT NULL,
     PRIMARY KEY (group_seq, key, value)
 );
 CREATE INDEX group_tags_key ON group_tags (key, value, group_seq);
@@ -92,7 +94,7 @@ CREATE TABLE image_caches (
     account TEXT NOT NULL,
     name TEXT NOT NULL,
     status TEXT NOT NULL,
-    record JSONB NOT NULL,
+    record TEXT NOT NULL,
     UNIQUE (account, name)
 );
 CREATE TABLE client_tokens (
@@ -244,11 +246,11 @@ async fn check_key(
 /// Whether any secret in the database is sealed (a database whose check row was lost).
 async fn any_sealed(c: &impl GenericClient) -> Result<bool, StoreError> {
     let prefix = crate::seal::PREFIX;
-    let sealed_json = format!("\"password\": \"{prefix}");
+    let sealed_json = format!("\"password\":\"{prefix}");
     Ok(c.query_one(
         "SELECT EXISTS(SELECT 1 FROM access_keys WHERE starts_with(secret, $1)) \
-         OR EXISTS(SELECT 1 FROM groups WHERE strpos(record::text, $2) > 0) \
-         OR EXISTS(SELECT 1 FROM image_caches WHERE strpos(record::text, $2) > 0) \
+         OR EXISTS(SELECT 1 FROM groups WHERE strpos(record, $2) > 0) \
+         OR EXISTS(SELECT 1 FROM image_caches WHERE strpos(record, $2) > 0) \
          OR EXISTS(SELECT 1 FROM client_tokens WHERE strpos(params, $1) > 0)",
         &[&prefix, &sealed_json],
     )

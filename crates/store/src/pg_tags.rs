@@ -6,8 +6,9 @@
 use berth_core::{GroupRecord, ImageCacheRecord, TagChange, TagResourceType};
 use deadpool_postgres::GenericClient;
 use futures_util::TryStreamExt;
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::types::ToSql;
 
+use crate::pg::nul;
 use crate::seal::Sealer;
 use crate::tags::{last_page, page_of, TagCursor, TagPage, TagQuery};
 use crate::StoreError;
@@ -42,7 +43,13 @@ pub(crate) async fn change(
         TagResourceType::ImageCache => "image_caches",
     };
     let tx = client.transaction().await?;
-    let mut sorted: Vec<&str> = seen.iter().map(|s| s.as_str()).collect();
+    // No resource has a NUL character in its id or account (`pg::nul`): such an id is not
+    // found where the batch names it.
+    let mut sorted: Vec<&str> = seen
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|s| !nul(s) && !nul(account))
+        .collect();
     sorted.sort_unstable();
     let stmt = tx
         .prepare_cached(&format!(
@@ -50,8 +57,16 @@ pub(crate) async fn change(
              ORDER BY id COLLATE \"C\" FOR UPDATE"
         ))
         .await?;
-    tx.query(&stmt, &[&sorted, &account]).await?;
+    if !sorted.is_empty() {
+        tx.query(&stmt, &[&sorted, &account]).await?;
+    }
     for id in seen {
+        if nul(id) || nul(account) {
+            return Err(match kind {
+                TagResourceType::ContainerGroup => StoreError::NotFound(id.to_string()),
+                TagResourceType::ImageCache => StoreError::CacheNotFound(id.to_string()),
+            });
+        }
         match kind {
             TagResourceType::ContainerGroup => {
                 change_group(&tx, sealer, account, id, change).await?
@@ -77,13 +92,13 @@ async fn change_group(
         return Err(StoreError::NotFound(id.to_string()));
     };
     let seq: i64 = row.get(0);
-    let Json(mut rec): Json<GroupRecord> = row.get(1);
+    let mut rec: GroupRecord = serde_json::from_str(row.get(1))?;
     sealer.open_group(&mut rec)?;
     if !apply(id, &mut rec.spec.tags, change)? {
         return Ok(());
     }
     let stmt = tx
-        .prepare_cached("UPDATE groups SET record = $2::text::jsonb, changed = $3 WHERE seq = $1")
+        .prepare_cached("UPDATE groups SET record = $2, changed = $3 WHERE seq = $1")
         .await?;
     tx.execute(
         &stmt,
@@ -111,16 +126,41 @@ async fn change_cache(
     let Some(row) = tx.query_opt(&stmt, &[&id, &account]).await? else {
         return Err(StoreError::CacheNotFound(id.to_string()));
     };
-    let Json(mut rec): Json<ImageCacheRecord> = row.get(0);
+    let mut rec: ImageCacheRecord = serde_json::from_str(row.get(0))?;
     sealer.open_cache(&mut rec)?;
     if !apply(id, &mut rec.tags, change)? {
         return Ok(());
     }
     let stmt = tx
-        .prepare_cached("UPDATE image_caches SET record = $2::text::jsonb WHERE id = $1")
+        .prepare_cached("UPDATE image_caches SET record = $2 WHERE id = $1")
         .await?;
     tx.execute(&stmt, &[&id, &sealer.cache_json(&rec)?]).await?;
     Ok(())
+}
+
+/// The tags of a group's record.
+#[derive(serde::Deserialize)]
+struct GroupTags {
+    spec: CacheTags,
+}
+
+/// The tags of an image cache's record (or of a group's spec).
+#[derive(serde::Deserialize)]
+struct CacheTags {
+    #[serde(default)]
+    tags: Vec<berth_core::Tag>,
+}
+
+/// The tags in a record as stored, without decoding the rest; none when it does not decode
+/// (as `tags.rs` reads them).
+fn tags_of(kind: TagResourceType, json: &str) -> Vec<berth_core::Tag> {
+    match kind {
+        TagResourceType::ContainerGroup => {
+            serde_json::from_str::<GroupTags>(json).map(|g| g.spec.tags)
+        }
+        TagResourceType::ImageCache => serde_json::from_str::<CacheTags>(json).map(|c| c.tags),
+    }
+    .unwrap_or_default()
 }
 
 /// A page of at most `limit` (at least 1) tags of `account`'s resources of type `kind`
@@ -134,33 +174,41 @@ pub(crate) async fn list(
     limit: usize,
     after: Option<&TagCursor>,
 ) -> Result<TagPage, StoreError> {
-    let (table, path) = match kind {
-        TagResourceType::ContainerGroup => ("groups", "record->'spec'->'tags'"),
-        TagResourceType::ImageCache => ("image_caches", "record->'tags'"),
+    let table = match kind {
+        TagResourceType::ContainerGroup => "groups",
+        TagResourceType::ImageCache => "image_caches",
     };
-    let ids_cond = if q.ids.is_empty() {
+    let ids: Vec<&str> = q
+        .ids
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|s| !nul(s))
+        .collect();
+    if nul(account) || ids.len() < q.ids.len() && ids.is_empty() {
+        return Ok(TagPage::default());
+    }
+    let ids_cond = if ids.is_empty() {
         ""
     } else {
         " AND id = ANY($3)"
     };
     let stmt = c
         .prepare_cached(&format!(
-            "SELECT seq, id, ({path})::text FROM {table} \
+            "SELECT seq, id, record FROM {table} \
              WHERE account = $1 AND seq >= $2{ids_cond} ORDER BY seq"
         ))
         .await?;
     let from = after.map_or(0, |c| c.seq());
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&account, &from];
-    if !q.ids.is_empty() {
-        params.push(&q.ids);
+    if !ids.is_empty() {
+        params.push(&ids);
     }
     let rows = c.query_raw(&stmt, params).await?;
     futures_util::pin_mut!(rows);
     let mut read = Vec::new();
     let mut page = None;
     while let Some(row) = rows.try_next().await? {
-        let text: Option<&str> = row.get(2);
-        read.push((row.get(0), row.get(1), crate::billed::tags(text)));
+        read.push((row.get(0), row.get(1), tags_of(kind, row.get(2))));
         if read.len() >= 256 {
             if let Some(p) = page_of(std::mem::take(&mut read), q, limit, after, &mut page) {
                 return Ok(p);

@@ -13,6 +13,7 @@ on_both!(
     lists_only_what_changed_since,
     concurrent_changes_of_one_group_lose_none,
     totals_follow_every_insert_and_delete,
+    nul_characters_are_kept_and_looked_up_like_any_other,
 );
 use chrono::Utc;
 
@@ -451,4 +452,111 @@ async fn totals_follow_every_insert_and_delete(s: TestStore) {
         s.list_groups("other", &all, 2, None).await.unwrap().total,
         0
     );
+}
+
+async fn nul_characters_are_kept_and_looked_up_like_any_other(s: TestStore) {
+    use berth_core::{TagChange, TagResourceType};
+    // Tags and other free text of a tenant may hold NUL; lookups by such strings find nothing
+    // (no id, name or key holds one) and are no error.
+    let mut rec = record(1, "g1", GroupStatus::Running);
+    rec.spec.tags = vec![Tag {
+        key: "k\0ey".into(),
+        value: "v\0".into(),
+    }];
+    s.insert_group(&rec).await.unwrap();
+    let back = s.get_group(Some("acct"), &rec.id).await.unwrap().unwrap();
+    assert_eq!(back.spec.tags, rec.spec.tags);
+    let by_tag = |v: Option<&str>| GroupFilter {
+        tags: vec![("k\0ey".into(), v.map(str::to_string))],
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_groups("acct", &by_tag(Some("v\0")), 5, None)
+            .await
+            .unwrap()
+            .groups
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.list_groups("acct", &by_tag(None), 5, None)
+            .await
+            .unwrap()
+            .groups
+            .len(),
+        1
+    );
+    assert!(s
+        .list_groups("acct", &by_tag(Some("v")), 5, None)
+        .await
+        .unwrap()
+        .groups
+        .is_empty());
+    for filter in [
+        GroupFilter {
+            name: Some("g\u{0}1".into()),
+            ..Default::default()
+        },
+        GroupFilter {
+            name_contains: Some("\0".into()),
+            ..Default::default()
+        },
+        GroupFilter {
+            ids: vec!["eci-\0".into()],
+            ..Default::default()
+        },
+    ] {
+        let page = s.list_groups("acct", &filter, 5, None).await.unwrap();
+        assert_eq!((page.total, page.groups.len()), (0, 0), "{filter:?}");
+    }
+    // A NUL id beside a real one: the real one is listed.
+    let both = GroupFilter {
+        ids: vec!["eci-\0".into(), rec.id.to_string()],
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_groups("acct", &both, 5, None).await.unwrap().total,
+        1
+    );
+    assert!(s.check_access_key("AK\0").await.unwrap().is_none());
+    assert!(s
+        .get_group(Some("ac\0ct"), &rec.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.get_cache(None, "imc-\0").await.unwrap().is_none());
+    assert!(matches!(
+        s.modify_cache("imc-\0", &mut |_| {}).await,
+        Err(berth_store::StoreError::NotFound(_))
+    ));
+    s.delete_cache("imc-\0").await.unwrap();
+    let set = TagChange::Set(vec![Tag {
+        key: "a".into(),
+        value: "b".into(),
+    }]);
+    let ids = [rec.id.to_string(), "eci-\0".into()];
+    assert!(matches!(
+        s.change_tags("acct", TagResourceType::ContainerGroup, &ids, &set).await,
+        Err(berth_store::StoreError::NotFound(id)) if id == "eci-\0"
+    ));
+    assert_eq!(
+        s.get_group(None, &rec.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .tags
+            .len(),
+        1
+    );
+    let q = berth_store::TagQuery {
+        ids: vec!["eci-\0".into()],
+        tags: vec![],
+    };
+    let page = s
+        .list_tags("acct", TagResourceType::ContainerGroup, &q, 10, None)
+        .await
+        .unwrap();
+    assert!(page.rows.is_empty());
+    assert_eq!(s.console_session("\0").await.unwrap(), None);
 }

@@ -87,7 +87,7 @@ async fn what_listings_filter_on_has_columns_and_indexes() {
         "cpu:double precision",
         "memory:double precision",
         "storage:double precision",
-        "record:jsonb",
+        "record:text",
     ] {
         assert!(columns.contains(c), "{c} missing in {columns}");
     }
