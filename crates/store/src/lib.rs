@@ -201,7 +201,7 @@ pub trait Store: Send + Sync {
     async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError>;
     /// The key with whether it may be used now. A key added, disabled or deleted by another
     /// process with the same database counts at once (`SqliteStore` remembers checked keys only
-    /// until any process changes keys or accounts).
+    /// until any process changes keys or accounts; `PgStore` reads the key at every check).
     async fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError>;
     /// [`StoreError::AccountExists`] when the name is taken.
     async fn create_account(&self, name: &str) -> Result<(), StoreError>;

@@ -1,5 +1,6 @@
-//! Image caches on PostgreSQL (the SQL of `cache.rs`): one row per cache, the record as JSON text
-//! beside the columns lookups use; a change locks the row as a group's does (`pg_groups.rs`).
+//! Image caches on PostgreSQL (the SQL of `cache.rs`): one row per cache, the record as JSON
+//! text beside the columns lookups use; a change locks the row as a group's does
+//! (`pg_groups.rs`).
 
 use berth_core::ImageCacheRecord;
 use deadpool_postgres::GenericClient;
