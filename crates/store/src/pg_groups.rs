@@ -209,20 +209,26 @@ where
     let (before, after) = (GroupSize::of(&unchanged.spec), GroupSize::of(&rec.spec));
     if let Some(limits) = limits {
         if crate::quota::grows(before, after) {
-            let limits = limits.with(&crate::pg_accounts::quota(&tx, &rec.account).await?);
-            let used = crate::pg_accounts::usage(&tx, &rec.account).await?;
+            // The account whose lock is held: the row's.
+            let account = &unchanged.account;
+            let limits = limits.with(&crate::pg_accounts::quota(&tx, account).await?);
+            let used = crate::pg_accounts::usage(&tx, account).await?;
             if let Err(over) = crate::quota::fits_growth(&limits, &used, before, after) {
                 return Err(StoreError::QuotaExceeded(over));
             }
         }
     }
-    // A write that changes nothing (a report repeating what is known) keeps the time of the
-    // last change: listings of what changed lately skip it.
+    if rec == unchanged {
+        // A report repeating what is known (most of them) writes nothing: the row keeps its
+        // time of change, so listings of what changed lately skip it, and no dead row version
+        // is left behind. The lock goes with the transaction.
+        return Ok(rec);
+    }
     let now = Utc::now();
     let stmt = tx
         .prepare_cached(
             "UPDATE groups SET status = $2, record = $3, cpu = $4, memory = $5, \
-             storage = $6, changed = CASE WHEN $7 THEN $8 ELSE changed END WHERE seq = $1",
+             storage = $6, changed = $7 WHERE seq = $1",
         )
         .await?;
     tx.execute(
@@ -234,7 +240,6 @@ where
             &after.cpu,
             &after.memory,
             &after.storage,
-            &(rec != unchanged),
             &ms(now),
         ],
     )
