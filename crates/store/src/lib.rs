@@ -17,6 +17,7 @@ mod pg_groups;
 mod pg_ledger;
 mod pg_schema;
 mod pg_sessions;
+mod pg_sql;
 mod pg_tags;
 mod pg_tokens;
 mod quota;

@@ -30,12 +30,11 @@
 use std::path::Path;
 
 use berth_core::{GroupId, GroupRecord, ImageCacheRecord};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
+use crate::pg_sql::nul;
 use crate::seal::Sealer;
 use crate::tokens::{TokenKind, TokenUse};
 use crate::{
@@ -84,47 +83,6 @@ impl PgStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         Ok(self.pool.get().await?)
-    }
-}
-
-/// `t` to the millisecond, the precision the embedded store keeps times of groups, periods
-/// and intervals at.
-pub(crate) fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.trunc_subsecs(3)
-}
-
-/// Whether `s` holds a NUL character, which no text of PostgreSQL can: a lookup by such a
-/// string finds nothing (as it finds nothing in SQLite, where no stored key holds one), and
-/// is answered without asking the database, which would refuse the string.
-pub(crate) fn nul(s: &str) -> bool {
-    s.contains('\0')
-}
-
-/// Whether `e` is a violation of a unique index.
-pub(crate) fn is_unique(e: &tokio_postgres::Error) -> bool {
-    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
-}
-
-/// The parameters of a statement built piece by piece.
-#[derive(Default)]
-pub(crate) struct Params(Vec<Box<dyn ToSql + Sync + Send>>);
-
-impl Params {
-    /// Adds a parameter; its placeholder (`$n`).
-    pub(crate) fn push<T: ToSql + Sync + Send + 'static>(&mut self, v: T) -> String {
-        self.0.push(Box::new(v));
-        format!("${}", self.0.len())
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub(crate) fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.0
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect()
     }
 }
 

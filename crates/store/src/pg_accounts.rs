@@ -8,7 +8,7 @@ use berth_core::RuntimeClassPolicy;
 use chrono::{DateTime, SubsecRound, Utc};
 use deadpool_postgres::GenericClient;
 
-use crate::pg::is_unique;
+use crate::pg_sql::is_unique;
 use crate::seal::Sealer;
 use crate::{
     AccessKey, Account, AccountSeccomp, GroupUsage, KeyCheck, KeyInfo, QuotaOverrides, StoreError,

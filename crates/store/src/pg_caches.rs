@@ -5,7 +5,7 @@
 use berth_core::ImageCacheRecord;
 use deadpool_postgres::GenericClient;
 
-use crate::pg::is_unique;
+use crate::pg_sql::is_unique;
 use crate::pg_tokens;
 use crate::seal::Sealer;
 use crate::tokens::{TokenKind, TokenUse};

@@ -13,7 +13,7 @@ use berth_core::{GroupId, GroupRecord, Tag};
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
 
-use crate::pg::{is_unique, ms, nul, Params};
+use crate::pg_sql::{is_unique, ms, nul, Params};
 use crate::pg_tokens;
 use crate::quota::GroupSize;
 use crate::seal::Sealer;
@@ -334,7 +334,7 @@ pub(crate) async fn list(
     token: Option<&str>,
     sealer: &Sealer,
 ) -> Result<Page, StoreError> {
-    // No group has a NUL character in its account, name or id (`pg::nul`).
+    // No group has a NUL character in its account, name or id (`pg_sql::nul`).
     let texts = [
         Some(account),
         filter.name.as_deref(),

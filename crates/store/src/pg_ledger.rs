@@ -8,7 +8,7 @@ use berth_core::{GroupId, GroupRecord};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
-use crate::pg::ms;
+use crate::pg_sql::ms;
 use crate::{LedgerPeriod, StoreError, UsageInterval};
 
 struct Open {

@@ -8,7 +8,7 @@ use deadpool_postgres::GenericClient;
 use futures_util::TryStreamExt;
 use tokio_postgres::types::ToSql;
 
-use crate::pg::nul;
+use crate::pg_sql::nul;
 use crate::seal::Sealer;
 use crate::tags::{last_page, page_of, TagCursor, TagPage, TagQuery};
 use crate::StoreError;
@@ -43,7 +43,7 @@ pub(crate) async fn change(
         TagResourceType::ImageCache => "image_caches",
     };
     let tx = client.transaction().await?;
-    // No resource has a NUL character in its id or account (`pg::nul`): such an id is not
+    // No resource has a NUL character in its id or account (`pg_sql::nul`): such an id is not
     // found where the batch names it.
     let mut sorted: Vec<&str> = seen
         .iter()
@@ -105,7 +105,7 @@ async fn change_group(
         &[
             &seq,
             &sealer.group_json(&rec)?,
-            &crate::pg::ms(chrono::Utc::now()),
+            &crate::pg_sql::ms(chrono::Utc::now()),
         ],
     )
     .await?;
