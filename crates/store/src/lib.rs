@@ -1,6 +1,7 @@
 //! berth's durable state behind one `Store` trait: accounts with their access keys and
-//! container group records. The embedded default is SQLite ([`SqliteStore`]), whose secrets
-//! are sealed at rest (`seal`).
+//! container group records. The embedded default is SQLite ([`SqliteStore`]); a control plane
+//! of several replicas shares one PostgreSQL database ([`PgStore`]). Both seal secrets at rest
+//! (`seal`).
 
 mod accounts;
 mod billed;
@@ -9,6 +10,16 @@ mod keycache;
 mod ledger;
 mod migrate_secrets;
 mod operator;
+mod pg;
+mod pg_accounts;
+mod pg_caches;
+mod pg_groups;
+mod pg_ledger;
+mod pg_schema;
+mod pg_sessions;
+mod pg_sql;
+mod pg_tags;
+mod pg_tokens;
 mod quota;
 mod runtime_classes;
 mod seal;
@@ -27,6 +38,7 @@ use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
 pub use keycache::GENERATION_FILE as KEY_GENERATION_FILE;
 pub use ledger::LedgerPeriod;
+pub use pg::PgStore;
 pub use quota::{GroupLimits, GroupUsage, QuotaExceeded, QuotaOverrides, QuotaResource};
 pub use seal::{KeyError, KEY_FILE};
 pub use seccomp::AccountSeccomp;
@@ -80,17 +92,28 @@ pub enum StoreError {
     Contended(String),
     #[error("the key generation file")]
     GenerationFile(#[source] std::io::Error),
+    /// An error of PostgreSQL ([`PgStore`]).
+    #[error("database error")]
+    Pg(#[from] tokio_postgres::Error),
+    /// No connection to PostgreSQL could be had.
+    #[error("cannot get a database connection")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The PostgreSQL URL does not parse, or no pool can be made for it.
+    #[error("the database URL is not valid: {0}")]
+    Url(String),
 }
 
 impl StoreError {
     /// Whether the database could not be written because its disk is full: the write was
     /// rolled back and a retry once there is room succeeds.
     pub fn is_disk_full(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Db(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DiskFull
-        )
+        match self {
+            StoreError::Db(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            StoreError::Pg(e) => e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL),
+            _ => false,
+        }
     }
 }
 
@@ -179,7 +202,7 @@ pub trait Store: Send + Sync {
     async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError>;
     /// The key with whether it may be used now. A key added, disabled or deleted by another
     /// process with the same database counts at once (`SqliteStore` remembers checked keys only
-    /// until any process changes keys or accounts).
+    /// until any process changes keys or accounts; `PgStore` reads the key at every check).
     async fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError>;
     /// [`StoreError::AccountExists`] when the name is taken.
     async fn create_account(&self, name: &str) -> Result<(), StoreError>;

@@ -37,7 +37,7 @@ CREATE INDEX IF NOT EXISTS groups_usage ON groups(account, status, cpu, memory, 
 "#;
 
 /// Statuses in which a group holds nothing (`GroupStatus::is_final`).
-const FINAL: &str = "'Succeeded', 'Failed', 'Expired', 'ScheduleFailed'";
+pub(crate) const FINAL: &str = "'Succeeded', 'Failed', 'Expired', 'ScheduleFailed'";
 
 /// Slack for sums of fractional vCPU and GiB (0.1 + 0.2 fits a limit of 0.3).
 const EPSILON: f64 = 1e-6;
@@ -236,15 +236,29 @@ pub(crate) fn check_growth(
     before: GroupSize,
     after: GroupSize,
 ) -> Result<Result<(), QuotaExceeded>, StoreError> {
-    let grows = |a: f64, b: f64| b > a + EPSILON;
-    if !grows(before.cpu, after.cpu)
-        && !grows(before.memory, after.memory)
-        && !grows(before.storage, after.storage)
-    {
+    if !grows(before, after) {
         return Ok(Ok(()));
     }
     let limits = defaults.with(&get(conn, account)?);
-    let used = usage(conn, account)?;
+    Ok(fits_growth(&limits, &usage(conn, account)?, before, after))
+}
+
+/// Whether a group asking for `after` instead of `before` asks for more of anything.
+pub(crate) fn grows(before: GroupSize, after: GroupSize) -> bool {
+    let grows = |a: f64, b: f64| b > a + EPSILON;
+    grows(before.cpu, after.cpu)
+        || grows(before.memory, after.memory)
+        || grows(before.storage, after.storage)
+}
+
+/// The decision of [`check_growth`]: `used` is what the account holds, the group included.
+pub(crate) fn fits_growth(
+    limits: &GroupLimits,
+    used: &GroupUsage,
+    before: GroupSize,
+    after: GroupSize,
+) -> Result<(), QuotaExceeded> {
+    let grows = |a: f64, b: f64| b > a + EPSILON;
     let checks = [
         (
             QuotaResource::Cpu,
@@ -271,15 +285,15 @@ pub(crate) fn check_growth(
     for (resource, limit, used, before, after) in checks {
         let others = (used - before).max(0.0);
         if grows(before, after) && others + after > limit + EPSILON {
-            return Ok(Err(QuotaExceeded {
+            return Err(QuotaExceeded {
                 resource,
                 limit,
                 used: (others * 1000.0).round() / 1000.0,
                 asked: after,
-            }));
+            });
         }
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// Whether a group of `size` fits the account's limits (`defaults` with the
@@ -290,13 +304,21 @@ pub(crate) fn check(
     defaults: &GroupLimits,
     size: GroupSize,
 ) -> Result<Result<(), QuotaExceeded>, StoreError> {
+    let limits = defaults.with(&get(conn, account)?);
+    Ok(fits(&limits, &usage(conn, account)?, size))
+}
+
+/// The decision of [`check`]: `used` is what the account holds now.
+pub(crate) fn fits(
+    limits: &GroupLimits,
+    used: &GroupUsage,
+    size: GroupSize,
+) -> Result<(), QuotaExceeded> {
     let GroupSize {
         cpu,
         memory,
         storage,
     } = size;
-    let limits = defaults.with(&get(conn, account)?);
-    let used = usage(conn, account)?;
     let over = if used.groups.saturating_add(1) > limits.max_groups {
         Some((
             QuotaResource::Groups,
@@ -323,7 +345,7 @@ pub(crate) fn check(
     } else {
         None
     };
-    Ok(match over {
+    match over {
         Some((resource, limit, used, asked)) => Err(QuotaExceeded {
             resource,
             limit,
@@ -331,5 +353,5 @@ pub(crate) fn check(
             asked,
         }),
         None => Ok(()),
-    })
+    }
 }

@@ -42,6 +42,11 @@ pub struct TagCursor {
 const MAX_TOKEN_LEN: usize = 20 + 2 + 4 * 128 * 2 * 2;
 
 impl TagCursor {
+    /// The row of the resource the listing goes on after.
+    pub(crate) fn seq(&self) -> i64 {
+        self.seq
+    }
+
     /// The opaque text handed out as `NextToken`.
     pub fn encode(&self) -> String {
         format!("{}.{}.{}", self.seq, hex(&self.key), hex(&self.value))
@@ -201,13 +206,40 @@ pub(crate) fn list(
     sql.push_str(" ORDER BY seq");
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(params_from_iter(args.iter()))?;
-    let limit = limit.max(1);
-    let mut page = TagPage::default();
-    let mut last: Option<TagCursor> = None;
+    let mut read = Vec::new();
+    let mut page = None;
     while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let id: String = row.get(1)?;
-        let mut tags = crate::billed::tags(row.get_ref(2)?.as_str().ok());
+        let tags = crate::billed::tags(row.get_ref(2)?.as_str().ok());
+        read.push((row.get(0)?, row.get(1)?, tags));
+        // Decided a batch at a time: reading stops once the page is full.
+        if read.len() >= 256 {
+            if let Some(p) = page_of(std::mem::take(&mut read), q, limit, after, &mut page) {
+                return Ok(p);
+            }
+        }
+    }
+    Ok(page_of(read, q, limit, after, &mut page).unwrap_or_else(|| last_page(page)))
+}
+
+/// The page of a listing whose rows all were read: nothing follows it.
+pub(crate) fn last_page(page: Option<TagPage>) -> TagPage {
+    let mut page = page.unwrap_or_default();
+    page.next = None;
+    page
+}
+
+/// Goes on with a listing over `rows` (resources by `seq`, oldest first, each with its id
+/// and tags), the page so far in `page`; the page when it is full (and more follow).
+pub(crate) fn page_of(
+    rows: Vec<(i64, String, Vec<Tag>)>,
+    q: &TagQuery,
+    limit: usize,
+    after: Option<&TagCursor>,
+    page: &mut Option<TagPage>,
+) -> Option<TagPage> {
+    let limit = limit.max(1);
+    let page = page.get_or_insert_with(TagPage::default);
+    for (seq, id, mut tags) in rows {
         let carries_all = q.tags.iter().all(|(k, v)| {
             tags.iter()
                 .any(|t| &t.key == k && v.as_ref().is_none_or(|v| &t.value == v))
@@ -223,10 +255,10 @@ pub(crate) fn list(
                 }
             }
             if page.rows.len() == limit {
-                page.next = last;
-                return Ok(page);
+                // `next` holds the last row's cursor while the page fills.
+                return Some(std::mem::take(page));
             }
-            last = Some(TagCursor {
+            page.next = Some(TagCursor {
                 seq,
                 key: t.key.clone(),
                 value: t.value.clone(),
@@ -238,7 +270,7 @@ pub(crate) fn list(
             });
         }
     }
-    Ok(page)
+    None
 }
 
 #[cfg(test)]

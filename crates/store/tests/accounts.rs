@@ -4,6 +4,15 @@
 
 use berth_store::{AccessKey, SqliteStore, Store, StoreError};
 
+mod common;
+use common::TestStore;
+
+on_both!(
+    keys_belong_to_accounts_and_follow_their_flags,
+    create_access_key_makes_the_account,
+    a_second_handle_sees_changes_at_once,
+);
+
 fn key(account: &str, id: &str) -> AccessKey {
     AccessKey {
         account: account.into(),
@@ -12,9 +21,7 @@ fn key(account: &str, id: &str) -> AccessKey {
     }
 }
 
-#[tokio::test]
-async fn keys_belong_to_accounts_and_follow_their_flags() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn keys_belong_to_accounts_and_follow_their_flags(s: TestStore) {
     s.create_account("team-a").await.unwrap();
     assert!(matches!(
         s.create_account("team-a").await,
@@ -84,9 +91,7 @@ async fn keys_belong_to_accounts_and_follow_their_flags() {
     ));
 }
 
-#[tokio::test]
-async fn create_access_key_makes_the_account() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn create_access_key_makes_the_account(s: TestStore) {
     s.create_access_key(&key("default", "AK")).await.unwrap();
     let accounts = s.list_accounts().await.unwrap();
     assert_eq!(accounts[0].name, "default");
@@ -94,12 +99,9 @@ async fn create_access_key_makes_the_account() {
     assert!(s.check_access_key("AK").await.unwrap().unwrap().active);
 }
 
-#[tokio::test]
-async fn a_second_handle_sees_changes_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    let server = SqliteStore::open(&path).unwrap();
-    let admin = SqliteStore::open(&path).unwrap();
+async fn a_second_handle_sees_changes_at_once(s: TestStore) {
+    let server = s.arc();
+    let admin = s.another().await;
     admin.create_account("b").await.unwrap();
     assert!(server.check_access_key("AKB").await.unwrap().is_none());
     admin.add_access_key(&key("b", "AKB")).await.unwrap();

@@ -3,6 +3,15 @@
 
 use berth_core::{GroupId, GroupRecord, GroupSpec, GroupStatus, Tag};
 use berth_store::{SqliteStore, Store, StoreError};
+
+mod common;
+use common::TestStore;
+
+on_both!(
+    a_deleted_group_keeps_its_last_name_and_tags,
+    a_group_never_billed_leaves_nothing_behind,
+    the_operator_flag,
+);
 use chrono::{Duration, Utc};
 
 fn tag(k: &str, v: &str) -> Tag {
@@ -30,14 +39,7 @@ fn record(n: u8, tags: Vec<Tag>) -> GroupRecord {
     }
 }
 
-fn rows(path: &std::path::Path) -> i64 {
-    rusqlite::Connection::open(path)
-        .unwrap()
-        .query_row("SELECT COUNT(*) FROM billed_groups", [], |r| r.get(0))
-        .unwrap()
-}
-
-async fn ledger(s: &SqliteStore) -> Vec<berth_store::LedgerPeriod> {
+async fn ledger(s: &dyn Store) -> Vec<berth_store::LedgerPeriod> {
     let now = Utc::now();
     s.ledger(
         Some("acct"),
@@ -48,11 +50,7 @@ async fn ledger(s: &SqliteStore) -> Vec<berth_store::LedgerPeriod> {
     .unwrap()
 }
 
-#[tokio::test]
-async fn a_deleted_group_keeps_its_last_name_and_tags() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    let s = SqliteStore::open(&path).unwrap();
+async fn a_deleted_group_keeps_its_last_name_and_tags(s: TestStore) {
     let rec = record(1, vec![tag("team", "red")]);
     s.insert_group(&rec).await.unwrap();
     s.modify_group(&rec.id, &mut |r| r.status = GroupStatus::Running)
@@ -64,29 +62,26 @@ async fn a_deleted_group_keeps_its_last_name_and_tags() {
     .await
     .unwrap();
     s.delete_group(&rec.id).await.unwrap();
-    let l = ledger(&s).await;
+    let l = ledger(&*s).await;
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(l[0].group_name, "g1");
     assert_eq!(l[0].tags, vec![tag("team", "blue"), tag("env", "prod")]);
     assert!(l[0].ended.is_some());
-    drop(s);
-    // After a reopen too.
-    let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(ledger(&s).await[0].tags[0], tag("team", "blue"));
-    assert_eq!(rows(&path), 1);
+    // Through another handle too.
+    assert_eq!(
+        ledger(&*s.another().await).await[0].tags[0],
+        tag("team", "blue")
+    );
+    assert_eq!(s.count_rows("billed_groups").await, 1);
 }
 
-#[tokio::test]
-async fn a_group_never_billed_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    let s = SqliteStore::open(&path).unwrap();
+async fn a_group_never_billed_leaves_nothing_behind(s: TestStore) {
     let rec = record(2, vec![tag("team", "red")]);
     s.insert_group(&rec).await.unwrap();
-    assert_eq!(rows(&path), 1);
+    assert_eq!(s.count_rows("billed_groups").await, 1);
     s.delete_group(&rec.id).await.unwrap();
-    assert_eq!(rows(&path), 0);
-    assert!(ledger(&s).await.is_empty());
+    assert_eq!(s.count_rows("billed_groups").await, 0);
+    assert!(ledger(&*s).await.is_empty());
 }
 
 #[tokio::test]
@@ -133,9 +128,7 @@ async fn the_upgrade_names_the_groups_there_are() {
     assert!(!s.account_operator("acct").await.unwrap());
 }
 
-#[tokio::test]
-async fn the_operator_flag() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn the_operator_flag(s: TestStore) {
     s.create_account("ops").await.unwrap();
     assert!(!s.account_operator("ops").await.unwrap());
     s.set_account_operator("ops", true).await.unwrap();

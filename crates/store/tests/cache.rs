@@ -1,7 +1,12 @@
-//! The image cache records of the SQLite store.
+//! The image cache records of both stores.
 
 use berth_core::{CacheStatus, ImageCacheRecord};
 use berth_store::{SqliteStore, Store, StoreError};
+
+mod common;
+use common::TestStore;
+
+on_both!(insert_get_modify_list_delete,);
 use chrono::Utc;
 
 fn rec(id: &str, account: &str, name: &str) -> ImageCacheRecord {
@@ -15,9 +20,7 @@ fn rec(id: &str, account: &str, name: &str) -> ImageCacheRecord {
     }
 }
 
-#[tokio::test]
-async fn insert_get_modify_list_delete() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn insert_get_modify_list_delete(s: TestStore) {
     s.insert_cache(&rec("imc-1", "a", "one"), "").await.unwrap();
     s.insert_cache(&rec("imc-2", "a", "two"), "").await.unwrap();
     s.insert_cache(&rec("imc-3", "b", "one"), "").await.unwrap();

@@ -6,6 +6,18 @@ use berth_core::{
     ContainerState, ContainerStatus, GroupId, GroupRecord, GroupSpec, GroupStatus, StateKind,
 };
 use berth_store::{SqliteStore, Store};
+
+mod common;
+use common::TestStore;
+
+on_both!(
+    a_lifecycle_is_one_period_from_pending_to_the_last_exit,
+    exits_while_berth_was_down_are_settled_from_their_times,
+    a_resize_starts_a_new_period_and_a_delete_ends_it,
+    a_group_deleted_before_its_start_is_never_billed,
+    periods_by_account_and_time,
+    a_spot_group_is_billed_at_its_price_in_force_and_not_after_it_expired,
+);
 use chrono::{Duration, Utc};
 
 fn record(n: u8) -> GroupRecord {
@@ -26,7 +38,7 @@ fn record(n: u8) -> GroupRecord {
     }
 }
 
-async fn set(s: &SqliteStore, id: &GroupId, status: GroupStatus) {
+async fn set(s: &dyn Store, id: &GroupId, status: GroupStatus) {
     s.modify_group(id, &mut |r| r.status = status)
         .await
         .unwrap();
@@ -46,10 +58,7 @@ const TERMS: BilledTerms = BilledTerms {
     storage_gib: 10,
 };
 
-#[tokio::test]
-async fn a_lifecycle_is_one_period_from_pending_to_the_last_exit() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("berth.db")).unwrap();
+async fn a_lifecycle_is_one_period_from_pending_to_the_last_exit(s: TestStore) {
     let rec = record(1);
     s.insert_group(&rec).await.unwrap();
     assert!(
@@ -57,10 +66,10 @@ async fn a_lifecycle_is_one_period_from_pending_to_the_last_exit() {
         "Scheduling is not billed"
     );
     let before = Utc::now();
-    set(&s, &rec.id, GroupStatus::Pending).await;
-    set(&s, &rec.id, GroupStatus::Running).await;
-    set(&s, &rec.id, GroupStatus::Restarting).await;
-    set(&s, &rec.id, GroupStatus::Running).await;
+    set(&*s, &rec.id, GroupStatus::Pending).await;
+    set(&*s, &rec.id, GroupStatus::Running).await;
+    set(&*s, &rec.id, GroupStatus::Restarting).await;
+    set(&*s, &rec.id, GroupStatus::Running).await;
     let l = s.group_ledger(&rec.id).await.unwrap();
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(l[0].terms, TERMS);
@@ -81,24 +90,18 @@ async fn a_lifecycle_is_one_period_from_pending_to_the_last_exit() {
         "{ended} vs {exit}"
     );
     // Deleting the finished group bills nothing more.
-    set(&s, &rec.id, GroupStatus::Terminating).await;
+    set(&*s, &rec.id, GroupStatus::Terminating).await;
     s.delete_group(&rec.id).await.unwrap();
     assert_eq!(s.group_ledger(&rec.id).await.unwrap(), l);
 }
 
-#[tokio::test]
-async fn exits_while_berth_was_down_are_settled_from_their_times() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
+async fn exits_while_berth_was_down_are_settled_from_their_times(first: TestStore) {
     let rec = record(2);
-    {
-        let s = SqliteStore::open(&path).unwrap();
-        s.insert_group(&rec).await.unwrap();
-        set(&s, &rec.id, GroupStatus::Pending).await;
-        set(&s, &rec.id, GroupStatus::Running).await;
-        // berth dies here; the open period is on disk with the record.
-    }
-    let s = SqliteStore::open(&path).unwrap();
+    first.insert_group(&rec).await.unwrap();
+    set(&*first, &rec.id, GroupStatus::Pending).await;
+    set(&*first, &rec.id, GroupStatus::Running).await;
+    // berth stops here; the open period is stored with the record, and a new handle goes on.
+    let s = first.another().await;
     let open = s.group_ledger(&rec.id).await.unwrap();
     assert_eq!(open.len(), 1);
     assert!(open[0].ended.is_none());
@@ -117,20 +120,18 @@ async fn exits_while_berth_was_down_are_settled_from_their_times() {
     assert_eq!(l[0].millis_within(l[0].started, Utc::now()), 250);
 }
 
-#[tokio::test]
-async fn a_resize_starts_a_new_period_and_a_delete_ends_it() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn a_resize_starts_a_new_period_and_a_delete_ends_it(s: TestStore) {
     let rec = record(3);
     s.insert_group(&rec).await.unwrap();
-    set(&s, &rec.id, GroupStatus::Pending).await;
+    set(&*s, &rec.id, GroupStatus::Pending).await;
     s.modify_group(&rec.id, &mut |r| {
         r.status = GroupStatus::Updating;
         r.spec.memory = 8.0;
     })
     .await
     .unwrap();
-    set(&s, &rec.id, GroupStatus::Running).await;
-    set(&s, &rec.id, GroupStatus::Terminating).await;
+    set(&*s, &rec.id, GroupStatus::Running).await;
+    set(&*s, &rec.id, GroupStatus::Terminating).await;
     let l = s.group_ledger(&rec.id).await.unwrap();
     assert_eq!(l.len(), 2, "{l:?}");
     assert_eq!(l[0].terms, TERMS);
@@ -143,24 +144,20 @@ async fn a_resize_starts_a_new_period_and_a_delete_ends_it() {
     assert!(l[1].ended.unwrap() >= l[1].started);
 }
 
-#[tokio::test]
-async fn a_group_deleted_before_its_start_is_never_billed() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn a_group_deleted_before_its_start_is_never_billed(s: TestStore) {
     let rec = record(4);
     s.insert_group(&rec).await.unwrap();
-    set(&s, &rec.id, GroupStatus::Terminating).await;
+    set(&*s, &rec.id, GroupStatus::Terminating).await;
     s.delete_group(&rec.id).await.unwrap();
     assert!(s.group_ledger(&rec.id).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn periods_by_account_and_time() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn periods_by_account_and_time(s: TestStore) {
     let (a, mut b) = (record(5), record(6));
     b.account = "other".into();
     for r in [&a, &b] {
         s.insert_group(r).await.unwrap();
-        set(&s, &r.id, GroupStatus::Running).await;
+        set(&*s, &r.id, GroupStatus::Running).await;
     }
     let now = Utc::now();
     let all = s
@@ -248,9 +245,7 @@ async fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
         .is_some());
 }
 
-#[tokio::test]
-async fn a_spot_group_is_billed_at_its_price_in_force_and_not_after_it_expired() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn a_spot_group_is_billed_at_its_price_in_force_and_not_after_it_expired(s: TestStore) {
     let mut rec = record(7);
     rec.spec.spot = Some(berth_core::SpotTerms {
         strategy: berth_core::SpotStrategy::SpotAsPriceGo,
@@ -260,7 +255,7 @@ async fn a_spot_group_is_billed_at_its_price_in_force_and_not_after_it_expired()
         fallback: false,
     });
     s.insert_group(&rec).await.unwrap();
-    set(&s, &rec.id, GroupStatus::Running).await;
+    set(&*s, &rec.id, GroupStatus::Running).await;
     s.modify_group(&rec.id, &mut |r| {
         r.status = GroupStatus::Expired;
         r.expired_time = Some(Utc::now());
@@ -274,10 +269,10 @@ async fn a_spot_group_is_billed_at_its_price_in_force_and_not_after_it_expired()
     // A pay-as-you-go group has no spot price; a ScheduleFailed one is never billed.
     let mut payg = record(8);
     s.insert_group(&payg).await.unwrap();
-    set(&s, &payg.id, GroupStatus::Running).await;
+    set(&*s, &payg.id, GroupStatus::Running).await;
     assert_eq!(s.group_ledger(&payg.id).await.unwrap()[0].spot_price, None);
     payg = record(9);
     s.insert_group(&payg).await.unwrap();
-    set(&s, &payg.id, GroupStatus::ScheduleFailed).await;
+    set(&*s, &payg.id, GroupStatus::ScheduleFailed).await;
     assert!(s.group_ledger(&payg.id).await.unwrap().is_empty());
 }

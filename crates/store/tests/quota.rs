@@ -6,7 +6,20 @@ use std::sync::Arc;
 use tokio::sync::Barrier;
 
 use berth_core::{GroupId, GroupRecord, GroupSpec, GroupStatus};
-use berth_store::{GroupLimits, QuotaOverrides, QuotaResource, SqliteStore, Store, StoreError};
+use berth_store::{GroupLimits, QuotaOverrides, QuotaResource, Store, StoreError};
+
+mod common;
+use common::TestStore;
+
+on_both!(
+    finished_groups_hold_nothing,
+    each_limit_refuses_and_writes_nothing,
+    a_refused_group_does_not_claim_its_token,
+    concurrent_inserts_at_the_edge_pass_as_many_as_fit,
+    temporary_storage_counts_against_its_own_limit,
+    a_group_grows_only_within_its_accounts_quota,
+    concurrent_growth_passes_only_as_far_as_fits,
+);
 use chrono::Utc;
 
 fn record(n: u32, account: &str, cpu: f64, memory: f64) -> GroupRecord {
@@ -48,9 +61,7 @@ fn over(e: StoreError) -> (QuotaResource, f64, f64) {
     }
 }
 
-#[tokio::test]
-async fn finished_groups_hold_nothing() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn finished_groups_hold_nothing(s: TestStore) {
     for n in 0..3 {
         s.insert_group_claiming(&record(n, "a", 1.0, 2.0), "", &LIMITS)
             .await
@@ -77,9 +88,7 @@ async fn finished_groups_hold_nothing() {
     assert_eq!(s.group_usage("a").await.unwrap().groups, 1);
 }
 
-#[tokio::test]
-async fn each_limit_refuses_and_writes_nothing() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn each_limit_refuses_and_writes_nothing(s: TestStore) {
     s.create_account("a").await.unwrap();
     s.insert_group_claiming(&record(1, "a", 3.0, 2.0), "", &LIMITS)
         .await
@@ -132,9 +141,7 @@ async fn each_limit_refuses_and_writes_nothing() {
     ));
 }
 
-#[tokio::test]
-async fn a_refused_group_does_not_claim_its_token() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn a_refused_group_does_not_claim_its_token(s: TestStore) {
     let mut big = record(1, "a", 8.0, 1.0);
     big.client_token = Some("t".into());
     assert!(s.insert_group_claiming(&big, "p", &LIMITS).await.is_err());
@@ -145,13 +152,12 @@ async fn a_refused_group_does_not_claim_its_token() {
         .is_none());
 }
 
-#[tokio::test]
-async fn concurrent_inserts_at_the_edge_pass_as_many_as_fit() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    let stores: Vec<Arc<SqliteStore>> = (0..4)
-        .map(|_| Arc::new(SqliteStore::open(&path).unwrap()))
-        .collect();
+async fn concurrent_inserts_at_the_edge_pass_as_many_as_fit(s: TestStore) {
+    // Four handles with connections of their own, as four processes or replicas.
+    let mut stores: Vec<Arc<dyn Store>> = vec![s.arc()];
+    for _ in 1..4 {
+        stores.push(s.another().await);
+    }
     // 1.5 vCPU already held: 0.5 vCPU each, five more fit under 4.
     stores[0]
         .insert_group_claiming(&record(1000, "a", 1.5, 1.0), "", &LIMITS)
@@ -187,9 +193,7 @@ async fn concurrent_inserts_at_the_edge_pass_as_many_as_fit() {
     assert_eq!((u.groups, u.cpu), (6, 4.0));
 }
 
-#[tokio::test]
-async fn temporary_storage_counts_against_its_own_limit() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn temporary_storage_counts_against_its_own_limit(s: TestStore) {
     let limits = GroupLimits {
         max_storage: 100.0,
         ..LIMITS
@@ -238,9 +242,7 @@ async fn temporary_storage_counts_against_its_own_limit() {
     assert_eq!(s.group_usage("a").await.unwrap().storage, 100.0);
 }
 
-#[tokio::test]
-async fn a_group_grows_only_within_its_accounts_quota() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn a_group_grows_only_within_its_accounts_quota(s: TestStore) {
     for n in 0..2 {
         s.insert_group_claiming(&record(n, "a", 1.0, 2.0), "", &LIMITS)
             .await
@@ -273,4 +275,39 @@ async fn a_group_grows_only_within_its_accounts_quota() {
         .await
         .unwrap();
     assert_eq!(s.group_usage("a").await.unwrap().cpu, 3.0);
+}
+
+async fn concurrent_growth_passes_only_as_far_as_fits(s: TestStore) {
+    // Eight groups of 0.25 vCPU hold 2 of 4: of eight growing to 0.75 at once, four fit.
+    for n in 0..8 {
+        s.insert_group_claiming(&record(n, "a", 0.25, 0.5), "", &LIMITS)
+            .await
+            .unwrap();
+    }
+    let stores = [s.arc(), s.another().await];
+    let barrier = Arc::new(Barrier::new(8));
+    let tasks: Vec<_> = (0..8u32)
+        .map(|n| {
+            let st = Arc::clone(&stores[n as usize % 2]);
+            let b = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                b.wait().await;
+                let id = record(n, "a", 0.0, 0.0).id;
+                match st
+                    .modify_group_within(&id, &LIMITS, &mut |r| r.spec.cpu = 0.75)
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(StoreError::QuotaExceeded(_)) => false,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        })
+        .collect();
+    let mut grown = 0;
+    for t in tasks {
+        grown += usize::from(t.await.unwrap());
+    }
+    assert_eq!(grown, 4);
+    assert_eq!(s.group_usage("a").await.unwrap().cpu, 4.0);
 }

@@ -1,6 +1,7 @@
 //! Secrets at rest: access-key secrets and registry passwords never reach the database files
 //! in plain text, rows written in plain text before are sealed when the store opens, and a
-//! database whose key file is gone is refused.
+//! database whose key file is gone is refused. On PostgreSQL, the rows hold no secret in plain
+//! text, and a replica without the shared key file, or with another key, is refused.
 
 use std::path::Path;
 
@@ -18,6 +19,8 @@ use berth_core::{
 };
 use berth_store::{AccessKey, KeyError, SqliteStore, Store, StoreError, TokenKind, KEY_FILE};
 use chrono::Utc;
+
+mod common;
 
 const SECRET: &str = "AKsecret-Zq81mXv0pL";
 const PASSWORD: &str = "registry-pw-Hf72Kq";
@@ -94,7 +97,7 @@ fn assert_no_secret_in_files(db: &Path) {
     }
 }
 
-async fn fill(s: &SqliteStore) {
+async fn fill(s: &dyn Store) {
     s.create_access_key(&AccessKey {
         account: "acct".into(),
         access_key_id: "AK1".into(),
@@ -116,7 +119,7 @@ async fn fill(s: &SqliteStore) {
     assert!(s.insert_cache(&cache(), &params).await.unwrap().is_none());
 }
 
-async fn assert_reads_plain(s: &SqliteStore) {
+async fn assert_reads_plain(s: &dyn Store) {
     assert_eq!(s.access_key("AK1").await.unwrap().unwrap().secret, SECRET);
     let check = s.check_access_key("AK1").await.unwrap().unwrap();
     assert_eq!(check.key.secret, SECRET);
@@ -289,4 +292,59 @@ async fn plain_rows_are_sealed_at_open() {
     let s = SqliteStore::open(&db).unwrap();
     assert_eq!(s.sealed_at_open(), 0, "sealing is done once");
     assert_reads_plain(&s).await;
+}
+
+/// Every text of the rows that may hold a secret, read past the store.
+async fn postgres_rows(url: &str) -> String {
+    let row = common::query_one(
+        url,
+        "SELECT concat_ws(',', (SELECT string_agg(secret, ',') FROM access_keys), \
+         (SELECT string_agg(record::text, ',') FROM groups), \
+         (SELECT string_agg(record::text, ',') FROM image_caches), \
+         (SELECT string_agg(params, ',') FROM client_tokens))",
+    )
+    .await;
+    row.get(0)
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_postgres_rows() {
+    let s = common::Backend::Postgres.store().await;
+    fill(&*s).await;
+    let rows = postgres_rows(s.url().unwrap()).await;
+    assert!(rows.contains("sealed:v1:"), "{rows}");
+    for needle in [SECRET, PASSWORD, CACHE_PASSWORD] {
+        assert!(!rows.contains(needle), "{needle} found");
+    }
+    // Another replica with the shared key reads them all.
+    assert_reads_plain(&*s.another().await).await;
+}
+
+#[tokio::test]
+async fn postgres_refuses_a_replica_without_the_key_or_with_another() {
+    let s = common::Backend::Postgres.store().await;
+    fill(&*s).await;
+    let url = s.url().unwrap().to_string();
+    let key = std::fs::read_to_string(s.key_file()).unwrap();
+    let other = s.dir.path().join("elsewhere");
+    std::fs::create_dir(&other).unwrap();
+    let missing = other.join(KEY_FILE);
+    match berth_store::PgStore::connect(&url, &missing).await {
+        Err(StoreError::Key(KeyError::Missing(p))) => assert_eq!(p, missing),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened without the key"),
+    }
+    assert!(
+        !missing.exists(),
+        "no key is made for a database with secrets"
+    );
+    std::fs::write(&missing, format!("{}\n", "7".repeat(64))).unwrap();
+    assert!(matches!(
+        berth_store::PgStore::connect(&url, &missing).await,
+        Err(StoreError::Unseal)
+    ));
+    // A copy of the right key opens it.
+    std::fs::write(&missing, key).unwrap();
+    let copy = berth_store::PgStore::connect(&url, &missing).await.unwrap();
+    assert_reads_plain(&copy).await;
 }

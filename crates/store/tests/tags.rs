@@ -5,7 +5,19 @@
 use berth_core::{
     GroupId, GroupRecord, GroupSpec, GroupStatus, ImageCacheRecord, Tag, TagChange, TagResourceType,
 };
-use berth_store::{SqliteStore, Store, StoreError, TagCursor, TagQuery};
+use berth_store::{Store, StoreError, TagCursor, TagQuery};
+
+mod common;
+use common::TestStore;
+
+on_both!(
+    a_batch_with_a_foreign_or_missing_id_changes_nothing,
+    a_batch_where_one_resource_would_exceed_twenty_tags_changes_nothing,
+    retag_and_untag_keep_billed_groups_in_step,
+    listing_pages_through_every_tag_once_and_filters_by_tags,
+    image_caches_are_tagged_and_listed_per_account,
+    concurrent_batches_in_any_order_all_apply,
+);
 use chrono::{Duration, Utc};
 
 const GROUP: TagResourceType = TagResourceType::ContainerGroup;
@@ -35,7 +47,7 @@ fn record(n: u8, account: &str, tags: Vec<Tag>) -> GroupRecord {
     }
 }
 
-async fn tags_of(s: &SqliteStore, r: &GroupRecord) -> Vec<Tag> {
+async fn tags_of(s: &dyn Store, r: &GroupRecord) -> Vec<Tag> {
     s.get_group(None, &r.id).await.unwrap().unwrap().spec.tags
 }
 
@@ -43,9 +55,7 @@ fn ids(rs: &[&GroupRecord]) -> Vec<String> {
     rs.iter().map(|r| r.id.to_string()).collect()
 }
 
-#[tokio::test]
-async fn a_batch_with_a_foreign_or_missing_id_changes_nothing() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn a_batch_with_a_foreign_or_missing_id_changes_nothing(s: TestStore) {
     let mine = record(1, "a", vec![tag("env", "dev")]);
     let theirs = record(2, "b", vec![tag("env", "prod")]);
     s.insert_group(&mine).await.unwrap();
@@ -62,8 +72,8 @@ async fn a_batch_with_a_foreign_or_missing_id_changes_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)));
-    assert_eq!(tags_of(&s, &mine).await, vec![tag("env", "dev")]);
-    assert_eq!(tags_of(&s, &theirs).await, vec![tag("env", "prod")]);
+    assert_eq!(tags_of(&*s, &mine).await, vec![tag("env", "dev")]);
+    assert_eq!(tags_of(&*s, &theirs).await, vec![tag("env", "prod")]);
 
     // B cannot untag A's group either, nor list its tags.
     let err = s
@@ -71,7 +81,7 @@ async fn a_batch_with_a_foreign_or_missing_id_changes_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)));
-    assert_eq!(tags_of(&s, &mine).await, vec![tag("env", "dev")]);
+    assert_eq!(tags_of(&*s, &mine).await, vec![tag("env", "dev")]);
     let q = TagQuery {
         ids: ids(&[&mine]),
         tags: vec![],
@@ -87,14 +97,12 @@ async fn a_batch_with_a_foreign_or_missing_id_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(
-        tags_of(&s, &mine).await,
+        tags_of(&*s, &mine).await,
         vec![tag("env", "dev"), tag("team", "x")]
     );
 }
 
-#[tokio::test]
-async fn a_batch_where_one_resource_would_exceed_twenty_tags_changes_nothing() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn a_batch_where_one_resource_would_exceed_twenty_tags_changes_nothing(s: TestStore) {
     let full = record(
         1,
         "a",
@@ -110,15 +118,13 @@ async fn a_batch_where_one_resource_would_exceed_twenty_tags_changes_nothing() {
         .unwrap_err();
     assert!(matches!(err, StoreError::TooManyTags { count: 21, .. }));
     assert!(
-        tags_of(&s, &empty).await.is_empty(),
+        tags_of(&*s, &empty).await.is_empty(),
         "the first of the batch was rolled back"
     );
-    assert_eq!(tags_of(&s, &full).await.len(), 19);
+    assert_eq!(tags_of(&*s, &full).await.len(), 19);
 }
 
-#[tokio::test]
-async fn retag_and_untag_keep_billed_groups_in_step() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn retag_and_untag_keep_billed_groups_in_step(s: TestStore) {
     let g = record(1, "a", vec![tag("team", "old")]);
     s.insert_group(&g).await.unwrap();
     s.modify_group(&g.id, &mut |r| r.status = GroupStatus::Running)
@@ -127,7 +133,7 @@ async fn retag_and_untag_keep_billed_groups_in_step() {
     let set = TagChange::Set(vec![tag("team", "new"), tag("cost", "c1")]);
     s.change_tags("a", GROUP, &ids(&[&g]), &set).await.unwrap();
     let now = Utc::now();
-    let bill_tags = async |s: &SqliteStore| {
+    let bill_tags = async |s: &dyn Store| {
         let l = s
             .ledger(
                 Some("a"),
@@ -140,7 +146,7 @@ async fn retag_and_untag_keep_billed_groups_in_step() {
         l[0].tags.clone()
     };
     assert_eq!(
-        bill_tags(&s).await,
+        bill_tags(&*s).await,
         vec![tag("team", "new"), tag("cost", "c1")]
     );
     s.change_tags(
@@ -151,15 +157,13 @@ async fn retag_and_untag_keep_billed_groups_in_step() {
     )
     .await
     .unwrap();
-    assert_eq!(bill_tags(&s).await, vec![tag("cost", "c1")]);
+    assert_eq!(bill_tags(&*s).await, vec![tag("cost", "c1")]);
     // After the delete, the bill keeps the last tags.
     s.delete_group(&g.id).await.unwrap();
-    assert_eq!(bill_tags(&s).await, vec![tag("cost", "c1")]);
+    assert_eq!(bill_tags(&*s).await, vec![tag("cost", "c1")]);
 }
 
-#[tokio::test]
-async fn listing_pages_through_every_tag_once_and_filters_by_tags() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn listing_pages_through_every_tag_once_and_filters_by_tags(s: TestStore) {
     let a = record(1, "a", vec![tag("z", "1"), tag("env", "dev"), tag("m", "")]);
     let b = record(2, "a", vec![tag("env", "prod")]);
     let c = record(3, "a", vec![tag("env", "dev"), tag("team", "t")]);
@@ -236,9 +240,7 @@ async fn listing_pages_through_every_tag_once_and_filters_by_tags() {
     );
 }
 
-#[tokio::test]
-async fn image_caches_are_tagged_and_listed_per_account() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn image_caches_are_tagged_and_listed_per_account(s: TestStore) {
     let cache = |id: &str, account: &str| ImageCacheRecord {
         id: id.into(),
         account: account.into(),
@@ -290,4 +292,32 @@ async fn image_caches_are_tagged_and_listed_per_account() {
         .unwrap()
         .rows
         .is_empty());
+}
+
+async fn concurrent_batches_in_any_order_all_apply(s: TestStore) {
+    let (a, b) = (record(1, "a", vec![]), record(2, "a", vec![]));
+    s.insert_group(&a).await.unwrap();
+    s.insert_group(&b).await.unwrap();
+    let stores = [s.arc(), s.another().await];
+    // Batches naming the same groups in both orders, through two sets of connections.
+    let tasks: Vec<_> = (0..10usize)
+        .map(|i| {
+            let st = std::sync::Arc::clone(&stores[i % 2]);
+            let order = if i % 2 == 0 {
+                ids(&[&a, &b])
+            } else {
+                ids(&[&b, &a])
+            };
+            tokio::spawn(async move {
+                let set = TagChange::Set(vec![tag(&format!("k{i}"), "v")]);
+                st.change_tags("a", GROUP, &order, &set).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for g in [&a, &b] {
+        assert_eq!(tags_of(&*s, g).await.len(), 10);
+    }
 }

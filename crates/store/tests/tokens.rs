@@ -6,6 +6,15 @@ use tokio::sync::Barrier;
 
 use berth_core::{normalize_size, GroupId, GroupRecord, GroupSpec};
 use berth_store::{GroupLimits, SqliteStore, Store, TokenKind};
+
+mod common;
+use common::TestStore;
+
+on_both!(
+    a_token_is_claimed_once_per_account,
+    concurrent_inserts_from_several_connections_make_one_group,
+    tokens_outlive_their_group_for_the_retention,
+);
 use chrono::Utc;
 
 fn record(n: u8, account: &str, token: &str) -> GroupRecord {
@@ -27,9 +36,7 @@ fn record(n: u8, account: &str, token: &str) -> GroupRecord {
     }
 }
 
-#[tokio::test]
-async fn a_token_is_claimed_once_per_account() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn a_token_is_claimed_once_per_account(s: TestStore) {
     assert!(s
         .insert_group_claiming(&record(1, "a", "t"), "p1", &GroupLimits::UNLIMITED)
         .await
@@ -67,13 +74,12 @@ async fn a_token_is_claimed_once_per_account() {
         .is_none());
 }
 
-#[tokio::test]
-async fn concurrent_inserts_from_several_connections_make_one_group() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    let stores: Vec<Arc<SqliteStore>> = (0..4)
-        .map(|_| Arc::new(SqliteStore::open(&path).unwrap()))
-        .collect();
+async fn concurrent_inserts_from_several_connections_make_one_group(s: TestStore) {
+    // Four handles with connections of their own, as four processes or replicas.
+    let mut stores: Vec<Arc<dyn Store>> = vec![s.arc()];
+    for _ in 1..4 {
+        stores.push(s.another().await);
+    }
     let barrier = Arc::new(Barrier::new(40));
     let handles: Vec<_> = (0..40u8)
         .map(|n| {
@@ -106,9 +112,7 @@ async fn concurrent_inserts_from_several_connections_make_one_group() {
     );
 }
 
-#[tokio::test]
-async fn tokens_outlive_their_group_for_the_retention() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn tokens_outlive_their_group_for_the_retention(s: TestStore) {
     let rec = record(1, "a", "t");
     assert!(s
         .insert_group_claiming(&rec, "p", &GroupLimits::UNLIMITED)

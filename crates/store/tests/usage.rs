@@ -1,11 +1,12 @@
-//! Metering intervals in the SQLite store: open, resize, close, and quantity × seconds.
+//! Metering intervals in both stores: open, resize, close, and quantity × seconds.
 
-use berth_store::{SqliteStore, Store};
+mod common;
+use common::TestStore;
+
+on_both!(intervals_meter_quantity_times_seconds,);
 use chrono::{Duration, TimeZone, Utc};
 
-#[tokio::test]
-async fn intervals_meter_quantity_times_seconds() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn intervals_meter_quantity_times_seconds(s: TestStore) {
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let kind = "ImageCacheStorage";
     s.meter_start("acct", kind, "imc-1", 1000, t0)

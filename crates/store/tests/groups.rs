@@ -1,7 +1,20 @@
-//! The SQLite store against real files: persistence, filters, pagination, atomic changes.
+//! Groups in both stores: filters, pagination, atomic changes; and SQLite against real files:
+//! persistence, reads from many threads, records handed out shared.
 
 use berth_core::{normalize_size, GroupId, GroupRecord, GroupSpec, GroupStatus, Tag};
 use berth_store::{AccessKey, GroupFilter, SqliteStore, Store};
+
+mod common;
+use common::TestStore;
+
+on_both!(
+    list_filters_and_pages,
+    list_searches_names_and_pages_newest_first,
+    lists_only_what_changed_since,
+    concurrent_changes_of_one_group_lose_none,
+    totals_follow_every_insert_and_delete,
+    nul_characters_are_kept_and_looked_up_like_any_other,
+);
 use chrono::Utc;
 
 fn record(n: u8, name: &str, status: GroupStatus) -> GroupRecord {
@@ -70,9 +83,7 @@ async fn keys_and_groups_survive_reopen() {
     assert!(s.modify_group(&id, &mut |_| {}).await.is_err());
 }
 
-#[tokio::test]
-async fn list_filters_and_pages() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn list_filters_and_pages(s: TestStore) {
     for n in 1..=5 {
         let st = if n <= 3 {
             GroupStatus::Running
@@ -145,9 +156,7 @@ async fn list_filters_and_pages() {
     );
 }
 
-#[tokio::test]
-async fn list_searches_names_and_pages_newest_first() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn list_searches_names_and_pages_newest_first(s: TestStore) {
     for n in 1..=5 {
         let name = if n % 2 == 0 {
             format!("Web-{n}")
@@ -306,9 +315,7 @@ async fn reads_from_many_threads_see_every_committed_write() {
     );
 }
 
-#[tokio::test]
-async fn lists_only_what_changed_since() {
-    let s = SqliteStore::in_memory().unwrap();
+async fn lists_only_what_changed_since(s: TestStore) {
     for n in 1..=3 {
         s.insert_group(&record(n, &format!("g{n}"), GroupStatus::Running))
             .await
@@ -379,15 +386,9 @@ async fn lists_only_what_changed_since() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_changes_of_one_group_lose_none() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    // Two stores on one file: the changes race through two sets of connections.
-    let stores = [
-        std::sync::Arc::new(SqliteStore::open(&path).unwrap()),
-        std::sync::Arc::new(SqliteStore::open(&path).unwrap()),
-    ];
+async fn concurrent_changes_of_one_group_lose_none(s: TestStore) {
+    // Two stores on one database: the changes race through two sets of connections.
+    let stores = [s.arc(), s.another().await];
     let rec = record(1, "g", GroupStatus::Running);
     stores[0].insert_group(&rec).await.unwrap();
     let tasks: Vec<_> = (0..40)
@@ -415,4 +416,147 @@ async fn concurrent_changes_of_one_group_lose_none() {
     let end = stores[1].get_group(None, &rec.id).await.unwrap().unwrap();
     // Every change counted once, whatever ran again on a newer record.
     assert_eq!(end.restart_generation, 40, "{reruns} changes ran again");
+}
+
+async fn totals_follow_every_insert_and_delete(s: TestStore) {
+    let all = GroupFilter::default();
+    for n in 1..=7u8 {
+        s.insert_group(&record(n, &format!("g{n}"), GroupStatus::Running))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.list_groups("acct", &all, 2, None).await.unwrap().total,
+            u64::from(n)
+        );
+    }
+    // A failed insert counts nothing.
+    assert!(s
+        .insert_group(&record(3, "again", GroupStatus::Running))
+        .await
+        .is_err());
+    for n in [2u8, 5] {
+        s.delete_group(&GroupId::from_random([n; 20]))
+            .await
+            .unwrap();
+    }
+    // Deleting what is gone counts nothing either.
+    s.delete_group(&GroupId::from_random([2; 20]))
+        .await
+        .unwrap();
+    let page = s.list_groups("acct", &all, 2, None).await.unwrap();
+    assert_eq!((page.total, page.groups.len()), (5, 2));
+    let next = page.next_token.as_deref();
+    let rest = s.list_groups("acct", &all, 10, next).await.unwrap();
+    assert_eq!((rest.total, rest.groups.len()), (5, 3));
+    assert_eq!(
+        s.list_groups("other", &all, 2, None).await.unwrap().total,
+        0
+    );
+}
+
+async fn nul_characters_are_kept_and_looked_up_like_any_other(s: TestStore) {
+    use berth_core::{TagChange, TagResourceType};
+    // Tags and other free text of a tenant may hold NUL; lookups by such strings find nothing
+    // (no id, name or key holds one) and are no error.
+    let mut rec = record(1, "g1", GroupStatus::Running);
+    rec.spec.tags = vec![Tag {
+        key: "k\0ey".into(),
+        value: "v\0".into(),
+    }];
+    s.insert_group(&rec).await.unwrap();
+    let back = s.get_group(Some("acct"), &rec.id).await.unwrap().unwrap();
+    assert_eq!(back.spec.tags, rec.spec.tags);
+    let by_tag = |v: Option<&str>| GroupFilter {
+        tags: vec![("k\0ey".into(), v.map(str::to_string))],
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_groups("acct", &by_tag(Some("v\0")), 5, None)
+            .await
+            .unwrap()
+            .groups
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.list_groups("acct", &by_tag(None), 5, None)
+            .await
+            .unwrap()
+            .groups
+            .len(),
+        1
+    );
+    assert!(s
+        .list_groups("acct", &by_tag(Some("v")), 5, None)
+        .await
+        .unwrap()
+        .groups
+        .is_empty());
+    for filter in [
+        GroupFilter {
+            name: Some("g\u{0}1".into()),
+            ..Default::default()
+        },
+        GroupFilter {
+            name_contains: Some("\0".into()),
+            ..Default::default()
+        },
+        GroupFilter {
+            ids: vec!["eci-\0".into()],
+            ..Default::default()
+        },
+    ] {
+        let page = s.list_groups("acct", &filter, 5, None).await.unwrap();
+        assert_eq!((page.total, page.groups.len()), (0, 0), "{filter:?}");
+    }
+    // A NUL id beside a real one: the real one is listed.
+    let both = GroupFilter {
+        ids: vec!["eci-\0".into(), rec.id.to_string()],
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_groups("acct", &both, 5, None).await.unwrap().total,
+        1
+    );
+    assert!(s.check_access_key("AK\0").await.unwrap().is_none());
+    assert!(s
+        .get_group(Some("ac\0ct"), &rec.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.get_cache(None, "imc-\0").await.unwrap().is_none());
+    assert!(matches!(
+        s.modify_cache("imc-\0", &mut |_| {}).await,
+        Err(berth_store::StoreError::NotFound(_))
+    ));
+    s.delete_cache("imc-\0").await.unwrap();
+    let set = TagChange::Set(vec![Tag {
+        key: "a".into(),
+        value: "b".into(),
+    }]);
+    let ids = [rec.id.to_string(), "eci-\0".into()];
+    assert!(matches!(
+        s.change_tags("acct", TagResourceType::ContainerGroup, &ids, &set).await,
+        Err(berth_store::StoreError::NotFound(id)) if id == "eci-\0"
+    ));
+    assert_eq!(
+        s.get_group(None, &rec.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .tags
+            .len(),
+        1
+    );
+    let q = berth_store::TagQuery {
+        ids: vec!["eci-\0".into()],
+        tags: vec![],
+    };
+    let page = s
+        .list_tags("acct", TagResourceType::ContainerGroup, &q, 10, None)
+        .await
+        .unwrap();
+    assert!(page.rows.is_empty());
+    assert_eq!(s.console_session("\0").await.unwrap(), None);
 }
