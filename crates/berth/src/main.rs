@@ -26,6 +26,7 @@ mod serve;
 mod settings;
 mod state_files;
 mod storage_args;
+mod store_open;
 mod throttle_args;
 mod top;
 mod ui;

@@ -14,7 +14,7 @@ use crate::observe_node::log_query;
 use berth_core::{GroupId, GroupRecord, ObservedGroup};
 use berth_node::{Agent, LogSelector, NodeConfig, Reporter};
 use berth_runtime::{CgroupLayout, RuntimeConfig};
-use berth_store::{AccessKey, SqliteStore, Store};
+use berth_store::{AccessKey, Store};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -120,6 +120,8 @@ pub struct ServeArgs {
     storage: crate::storage_args::StorageArgs,
     #[command(flatten)]
     capacity: crate::capacity_args::CapacityArgs,
+    #[command(flatten)]
+    store: crate::store_open::StoreArgs,
     /// Leave the cgroup2 mount's options alone. By default berth turns on `favordynmods`
     /// (Linux 6.0+), which makes moving a process into a cgroup fast at a small cost to
     /// fork and exit; the option stays after berth stops.
@@ -251,11 +253,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map(read_metrics_token)
         .transpose()?;
     let state_dir = args.state_dir.canonicalize()?;
-    let db = state_dir.join("berth.db");
-    let sqlite = SqliteStore::open(&db).context("cannot open the database")?;
-    crate::state_files::opened(&sqlite);
-    let store: Arc<dyn Store> = Arc::new(sqlite);
-    crate::state_files::tighten_database(&db)?;
+    let store = args.store.open(&state_dir).await?;
     ensure_account(store.as_ref(), &state_dir).await?;
 
     let layout = CgroupLayout::detect().context("cannot read the cgroup layout of this host")?;

@@ -13,17 +13,26 @@ const DIR_MODE: u32 = 0o700;
 /// Mode of the database files and the credentials.
 const FILE_MODE: u32 = 0o600;
 
-/// Makes (0700) or tightens the state directory and the database files already there, and
-/// creates an empty `berth.db` 0600 when there is none, so that SQLite (which gives its
-/// `-wal` and `-shm` files the mode of the database) never makes a readable one. Returns the
-/// database's path; call [`tighten_database`] once it is open.
-pub(crate) fn prepare(state_dir: &Path) -> anyhow::Result<PathBuf> {
+/// Makes (0700) or tightens the state directory and the secrets already there (the
+/// credentials, the key of the sealed secrets).
+pub(crate) fn prepare(state_dir: &Path) -> anyhow::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
     tighten(state_dir, DIR_MODE)?;
+    tighten_if_present(&state_dir.join("credentials.json"))?;
+    tighten_if_present(&state_dir.join(berth_store::KEY_FILE))?;
+    Ok(())
+}
+
+/// [`prepare`]s the state directory for the embedded store: tightens the database files
+/// already there and creates an empty `berth.db` 0600 when there is none, so that SQLite
+/// (which gives its `-wal` and `-shm` files the mode of the database) never makes a readable
+/// one. Returns the database's path; call [`tighten_database`] once it is open.
+pub(crate) fn prepare_database(state_dir: &Path) -> anyhow::Result<PathBuf> {
+    prepare(state_dir)?;
     let db = state_dir.join("berth.db");
     std::fs::OpenOptions::new()
         .write(true)
@@ -33,8 +42,6 @@ pub(crate) fn prepare(state_dir: &Path) -> anyhow::Result<PathBuf> {
         .open(&db)
         .with_context(|| format!("cannot create {}", db.display()))?;
     tighten_database(&db)?;
-    tighten_if_present(&state_dir.join("credentials.json"))?;
-    tighten_if_present(&state_dir.join(berth_store::KEY_FILE))?;
     Ok(db)
 }
 
@@ -102,9 +109,18 @@ mod tests {
     fn a_new_state_directory_is_private() {
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("state");
-        let db = prepare(&dir).unwrap();
+        let db = prepare_database(&dir).unwrap();
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&db), 0o600);
+    }
+
+    #[test]
+    fn a_state_directory_for_another_store_holds_no_database() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("state");
+        prepare(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert!(!dir.join("berth.db").exists());
     }
 
     #[test]
@@ -127,7 +143,7 @@ mod tests {
         let other = dir.join("other");
         std::fs::write(&other, b"").unwrap();
         std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o644)).unwrap();
-        prepare(&dir).unwrap();
+        prepare_database(&dir).unwrap();
         assert_eq!(mode(&dir), 0o700);
         for name in names {
             assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
@@ -140,7 +156,7 @@ mod tests {
     fn a_stricter_mode_is_left_alone() {
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("state");
-        prepare(&dir).unwrap();
+        prepare_database(&dir).unwrap();
         let db = dir.join("berth.db");
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o400)).unwrap();
         tighten_database(&db).unwrap();

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::io::Write as _;
 
 use anyhow::{bail, Context};
-use berth_store::{AccountSeccomp, QuotaOverrides, SqliteStore, Store};
+use berth_store::{AccountSeccomp, QuotaOverrides, Store};
 
 use output::Output;
 
@@ -21,6 +21,8 @@ pub struct AdminArgs {
     /// Output format: a table (or text) for people, json or yaml for scripts.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = crate::ui::Format::Table)]
     output: crate::ui::Format,
+    #[command(flatten)]
+    store: crate::store_open::StoreArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -167,10 +169,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     if let AdminCommand::Node = args.command {
         return node(&args.state_dir);
     }
-    let store = open(&args.state_dir)?;
+    let store = args.store.open(&args.state_dir).await?;
     match args.command {
-        AdminCommand::Account(c) => account(&store, &out, c).await,
-        AdminCommand::Key(c) => key(&store, &out, c).await,
+        AdminCommand::Account(c) => account(store.as_ref(), &out, c).await,
+        AdminCommand::Key(c) => key(store.as_ref(), &out, c).await,
         AdminCommand::Node => node(&args.state_dir),
     }
 }
@@ -182,15 +184,6 @@ fn node(state_dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {} (has berth serve run?)", path.display()))?;
     let _ = writeln!(std::io::stdout(), "{}", text.trim_end());
     Ok(())
-}
-
-/// The store of `state_dir`, made private as `berth serve` makes it.
-fn open(state_dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
-    let db = crate::state_files::prepare(state_dir)?;
-    let store = SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
-    crate::state_files::opened(&store);
-    crate::state_files::tighten_database(&db)?;
-    Ok(store)
 }
 
 async fn account(store: &dyn Store, out: &Output, c: AccountCommand) -> anyhow::Result<()> {
