@@ -7,6 +7,7 @@ mod accounts;
 mod billed;
 mod cache;
 mod keycache;
+mod leases;
 mod ledger;
 mod migrate_secrets;
 mod operator;
@@ -14,6 +15,7 @@ mod pg;
 mod pg_accounts;
 mod pg_caches;
 mod pg_groups;
+mod pg_leases;
 mod pg_ledger;
 mod pg_schema;
 mod pg_sessions;
@@ -37,6 +39,7 @@ use std::sync::Arc;
 use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 
 pub use keycache::GENERATION_FILE as KEY_GENERATION_FILE;
+pub use leases::MAX_LEASE_TEXT;
 pub use ledger::LedgerPeriod;
 pub use pg::PgStore;
 pub use quota::{GroupLimits, GroupUsage, QuotaExceeded, QuotaOverrides, QuotaResource};
@@ -87,6 +90,9 @@ pub enum StoreError {
     /// The store's threads could not be started.
     #[error("cannot start the store's threads")]
     Threads(#[source] std::io::Error),
+    /// A lease's name or holder is empty, too long or holds a NUL.
+    #[error("{0}")]
+    BadLease(String),
     /// A record was changed by others every time a change of it was tried.
     #[error("the record {0} kept changing while a change of it was written")]
     Contended(String),
@@ -418,4 +424,17 @@ pub trait Store: Send + Sync {
     async fn delete_console_session(&self, id_hash: &str) -> Result<(), StoreError>;
     /// Console sessions stored.
     async fn console_sessions(&self) -> Result<usize, StoreError>;
+
+    /// Takes the lease `name` for `holder` for `ttl`, or keeps it when `holder` holds it
+    /// already: when it is free, expired or `holder`'s, `holder` holds it until `ttl` from
+    /// now by the store's clock and its epoch comes back (the same while one holder keeps
+    /// renewing it, one more each time it changes hands); `None` while another holds it.
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Ends the lease `name` now if `holder` holds it (a graceful stop hands over at once).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 }

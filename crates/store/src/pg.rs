@@ -38,10 +38,10 @@ use crate::pg_sql::nul;
 use crate::seal::Sealer;
 use crate::tokens::{TokenKind, TokenUse};
 use crate::{
-    pg_accounts, pg_caches, pg_groups, pg_ledger, pg_sessions, pg_tags, pg_tokens, AccessKey,
-    Account, AccountSeccomp, ConsoleSession, GroupFilter, GroupLimits, GroupUsage, KeyCheck,
-    KeyInfo, LedgerPeriod, Page, QuotaOverrides, SessionBounds, Store, StoreError, TagCursor,
-    TagPage, TagQuery, UsageInterval,
+    pg_accounts, pg_caches, pg_groups, pg_leases, pg_ledger, pg_sessions, pg_tags, pg_tokens,
+    AccessKey, Account, AccountSeccomp, ConsoleSession, GroupFilter, GroupLimits, GroupUsage,
+    KeyCheck, KeyInfo, LedgerPeriod, Page, QuotaOverrides, SessionBounds, Store, StoreError,
+    TagCursor, TagPage, TagQuery, UsageInterval,
 };
 
 /// Most connections one store holds open.
@@ -429,6 +429,19 @@ impl Store for PgStore {
             return Ok(());
         }
         pg_sessions::delete(&self.client().await?, id_hash).await
+    }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        pg_leases::take(&self.client().await?, name, holder, ttl).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        pg_leases::release(&self.client().await?, name, holder).await
     }
 
     async fn console_sessions(&self) -> Result<usize, StoreError> {

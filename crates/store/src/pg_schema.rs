@@ -19,7 +19,7 @@ const SCHEMA_LOCK: i64 = 0x6265_7274_6800_0001;
 const CHECK_TEXT: &str = "berth sealed secrets";
 
 /// The migrations, in order; the version of a database is how many of them ran.
-const MIGRATIONS: &[&str] = &[FIRST];
+const MIGRATIONS: &[&str] = &[FIRST, LEASES];
 
 /// The schema: real columns (and indexes) for what listings and checks filter on, the records
 /// as JSON text beside them (text, not JSONB: JSONB refuses the NUL character, which a
@@ -153,6 +153,16 @@ CREATE INDEX console_sessions_created ON console_sessions (created);
 CREATE TABLE seal_check (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     sealed TEXT NOT NULL
+);
+"#;
+
+/// The leases of loops that run on one replica at a time (`pg_leases.rs`).
+const LEASES: &str = r#"
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    expires TIMESTAMPTZ NOT NULL
 );
 "#;
 

@@ -453,6 +453,22 @@ impl Store for SqliteStore {
         self.on_db(move |db| db.console_sessions()).await
     }
 
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.on_db(move |db| db.take_lease(&name, &holder, ttl))
+            .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.on_db(move |db| db.release_lease(&name, &holder)).await
+    }
+
     async fn modify_group(
         &self,
         id: &GroupId,

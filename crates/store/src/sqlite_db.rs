@@ -57,6 +57,7 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     CHANGED_MIGRATION,
     crate::runtime_classes::MIGRATION,
     crate::sessions::MIGRATION,
+    crate::leases::MIGRATION,
 ];
 
 /// When each group's record last changed (milliseconds since the epoch), so that a client
@@ -839,6 +840,19 @@ impl SqliteDb {
 
     pub(crate) fn delete_console_session(&self, id_hash: &str) -> Result<(), StoreError> {
         crate::sessions::delete(&self.conn(), id_hash)
+    }
+
+    pub(crate) fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        crate::leases::take(&mut self.conn(), name, holder, ttl)
+    }
+
+    pub(crate) fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        crate::leases::release(&self.conn(), name, holder)
     }
 
     pub(crate) fn console_sessions(&self) -> Result<usize, StoreError> {
