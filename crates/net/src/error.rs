@@ -158,6 +158,43 @@ pub enum NetError {
         stderr: String,
     },
 
+    /// A netlink request of a group's wiring failed.
+    #[error("{step} `{link}`")]
+    Link {
+        /// What was being done.
+        step: &'static str,
+        /// The interface involved.
+        link: String,
+        /// The kernel's answer.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The bridge's name is held by an interface that is not a bridge.
+    #[error("`{name}` already exists but is not a bridge")]
+    NotABridge {
+        /// The bridge's name.
+        name: String,
+    },
+
+    /// The bridge holds an IPv4 address other than the groups' gateway.
+    #[error("bridge `{bridge}` already has an IP address different from {address}")]
+    BridgeAddress {
+        /// The bridge's name.
+        bridge: String,
+        /// The gateway address it should hold.
+        address: String,
+    },
+
+    /// The host end of a group's veth pair did not come up.
+    #[error("bridge port `{link}` is not up (operational state {state})")]
+    PortDown {
+        /// The host end.
+        link: String,
+        /// Its last `IFLA_OPERSTATE`.
+        state: u8,
+    },
+
     /// Every address of the subnet is held by a group or the pool.
     #[error("no address of the subnet {subnet} is free")]
     AddressesExhausted {

@@ -3,7 +3,8 @@
 //! Every container group gets its own network namespace, pinned as a bind
 //! mount under the namespace directory and wired into a host bridge by the
 //! CNI plugins (`bridge`, with the address berth picked handed in through the `static`
-//! IPAM plugin) from a configuration list berth writes. [`Network::attach`] gives a group its
+//! IPAM plugin) from a configuration list berth writes — for berth's own list, by berth
+//! itself over rtnetlink with the same requests and result (`veth`, `link`). [`Network::attach`] gives a group its
 //! wiring — from a pool of namespaces wired ahead of time when one is ready,
 //! else through [`Network::setup`] — [`Network::teardown`] removes every trace
 //! of it, and the cached results let a restarted berth find what is already
@@ -24,6 +25,8 @@ mod nft;
 mod pool;
 mod portmap;
 mod result;
+mod rtnl;
+mod veth;
 
 pub use config::{ConfList, NetConfig, CNI_VERSION};
 pub use error::NetError;

@@ -258,3 +258,21 @@ fn loopback_up() -> nix::Result<()> {
     Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) })?;
     Ok(())
 }
+
+/// Runs `f` on a short-lived thread that has joined the network namespace at `netns`, so
+/// that what `f` opens (netlink sockets, `/proc/sys/net` files) belongs to that namespace.
+/// The thread ends with `f`, and the namespace change with it.
+pub(crate) fn run_in<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    let ns = std::fs::File::open(netns)?;
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("berth-netns".into())
+            .spawn_scoped(scope, move || {
+                nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+                Ok(f())
+            })?
+            .join()
+            .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
+    })
+}

@@ -353,7 +353,8 @@ impl Network {
             .collect()
     }
 
-    /// Reserves the group's address, runs the ADD chain with it and caches its result.
+    /// Reserves the group's address, runs the ADD with it — berth's own requests for its
+    /// own list (`veth`), the plugin chain for any other — and caches its result.
     pub(crate) async fn wire(&self, id: &str, path: &Path) -> Result<Attachment, NetError> {
         let lease = self.addresses.reserve(id)?;
         let list = self.list.with_lease(&lease);
@@ -363,13 +364,29 @@ impl Network {
             netns: path,
             cni_path: &self.cni_path,
         };
-        let mut prev: Option<Value> = None;
-        for plugin in &list.plugins {
-            if let Some(result) = self.run_plugin(&list, plugin, inv, prev.as_ref()).await? {
-                prev = Some(result);
+        let result = match crate::veth::Plan::of(&list) {
+            // berth's own list: the plugins' requests, made here (`veth`).
+            Some(plan) => {
+                let netns = path.to_owned();
+                tokio::task::spawn_blocking(move || crate::veth::add(&plan, &netns))
+                    .await
+                    .map_err(|e| NetError::Io {
+                        step: "wiring the group's namespace",
+                        path: path.to_owned(),
+                        source: std::io::Error::other(e),
+                    })??
             }
-        }
-        let result = prev.ok_or_else(|| NetError::NoAddress { id: id.to_owned() })?;
+            None => {
+                let mut prev: Option<Value> = None;
+                for plugin in &list.plugins {
+                    if let Some(result) = self.run_plugin(&list, plugin, inv, prev.as_ref()).await?
+                    {
+                        prev = Some(result);
+                    }
+                }
+                prev.ok_or_else(|| NetError::NoAddress { id: id.to_owned() })?
+            }
+        };
         let attachment = attachment_from_result(&result, path.to_owned(), IFNAME, &self.cfg.bridge)
             .ok_or_else(|| NetError::NoAddress { id: id.to_owned() })?;
         let record = Record {

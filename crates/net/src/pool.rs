@@ -1,20 +1,20 @@
 //! Network namespaces wired ahead of time.
 //!
-//! CNI ADD — two plugin processes, a veth pair, an address — is the slowest step of a
-//! group's start. The pool keeps `pool_size` namespaces wired under names `warm-…`; a
+//! CNI ADD — a veth pair, an address, a route, a dozen netlink requests (`veth`) — is one of
+//! the slower steps of a group's start. The pool keeps `pool_size` namespaces wired under names `warm-…`; a
 //! starting group takes one over ([`Network::attach`]): the namespace is pinned under the
 //! group's name and the cached result is renamed to the group, which costs a bind mount and
-//! two renames instead of the plugins. [`Network::maintain_pool`] wires replacements in the
+//! two renames instead of the ADD. [`Network::maintain_pool`] wires replacements in the
 //! background. The CNI container id stays the pool name (kept in the record), so DEL
 //! releases exactly what ADD reserved.
 //!
 //! A pool namespace is held by a descriptor of this process, not by a mount: every mount
 //! on the host is copied by each container start (the OCI runtime's mount namespace, then
 //! pivot_root's detach of the old root), and 128 idle pins there cost ~3 ms per start. The
-//! plugins reach a held namespace at `/proc/<pid>/fd/<n>`. When berth ends, the pool's
-//! namespaces end with it and the kernel removes their veth pairs; the next start releases
-//! the addresses their records still reserve ([`Network::maintain_pool`]) and wires a new
-//! pool.
+//! ADD (and the plugins, for a list not berth's own) reaches a held namespace at
+//! `/proc/<pid>/fd/<n>`. When berth ends, the pool's namespaces end with it and the kernel
+//! removes their veth pairs; the next start releases the addresses their records still
+//! reserve ([`Network::maintain_pool`]) and wires a new pool.
 //!
 //! Every step of a takeover leaves a state that the next start sorts out after a crash: the
 //! group's pin is made first (a pin without a record is dropped by [`Network::attach`]),
@@ -42,7 +42,7 @@ use crate::result::Attachment;
 const WARM_PREFIX: &str = "warm-";
 /// The longest pause after failed attempts to wire a pool namespace.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How long no group must have taken a namespace before the pool is refilled: the plugins
+/// How long no group must have taken a namespace before the pool is refilled: the ADDs
 /// would compete with the starting groups for the CPU.
 const QUIET: Duration = Duration::from_millis(100);
 /// The longest a refill waits for the CPU to calm down.

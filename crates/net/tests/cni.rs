@@ -235,10 +235,10 @@ async fn a_full_subnet_refuses_the_next_group_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_setup_is_undone_and_reports_the_plugin_message() {
+async fn failed_setup_is_undone_and_names_the_cause() {
     let fx = Fixture::new();
-    // Something that is not a bridge under the bridge's name: the bridge plugin fails
-    // after berth reserved the group's address.
+    // Something that is not a bridge under the bridge's name: the ADD fails after berth
+    // reserved the group's address.
     let peer = format!("{}p", fx.name);
     sh(
         "ip",
@@ -248,7 +248,7 @@ async fn failed_setup_is_undone_and_reports_the_plugin_message() {
     );
     let err = fx.net.setup("f1").await.expect_err("no bridge");
     assert!(
-        matches!(&err, NetError::Plugin { plugin, .. } if plugin == "bridge"),
+        matches!(&err, NetError::NotABridge { name } if name == &fx.name),
         "{err:?}"
     );
     assert!(err.to_string().contains("not a bridge"), "{err}");
