@@ -113,6 +113,10 @@ impl Store for SqliteStore {
     }
 
     async fn check_access_key(&self, access_key_id: &str) -> Result<Option<KeyCheck>, StoreError> {
+        // Every request checks its key: a key remembered and unchanged costs no hand-off.
+        if let Some(hit) = self.db.remembered_key(access_key_id) {
+            return Ok(Some(hit));
+        }
         let access_key_id = access_key_id.to_owned();
         self.on_db(move |db| db.check_access_key(&access_key_id))
             .await
