@@ -99,7 +99,8 @@ async fn the_upgrade_names_the_groups_there_are() {
     }
     {
         // As a database made before the table and the operator column (and the groups'
-        // change time, the runtime classes and the console's sessions, which came after them).
+        // change time, the runtime classes, the console's sessions and the leases, which came
+        // after them).
         let db = rusqlite::Connection::open(&path).unwrap();
         let v: i64 = db
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -108,11 +109,12 @@ async fn the_upgrade_names_the_groups_there_are() {
             "DROP TABLE billed_groups; ALTER TABLE accounts DROP COLUMN operator; \
              DROP INDEX groups_changed; ALTER TABLE groups DROP COLUMN changed; \
              ALTER TABLE accounts DROP COLUMN runtime_classes; DROP TABLE console_sessions; \
+             DROP TABLE leases; \
              INSERT INTO ledger (group_id, account, cpu_milli, memory_mib, storage_gib, started) \
              VALUES ('eci-gone', 'acct', 1000, 1024, 0, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));",
         )
         .unwrap();
-        db.pragma_update(None, "user_version", v - 5).unwrap();
+        db.pragma_update(None, "user_version", v - 6).unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     let l = ledger(&s).await;

@@ -217,16 +217,17 @@ async fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
         let v: i64 = db
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        // The ledger's migration and the five after it (billed groups, operators, the
-        // groups' change time, runtime classes, console sessions).
+        // The ledger's migration and the six after it (billed groups, operators, the
+        // groups' change time, runtime classes, console sessions, leases).
         db.execute_batch(
             "DROP TABLE ledger; DROP TABLE billed_groups; \
              ALTER TABLE accounts DROP COLUMN operator; \
              DROP INDEX groups_changed; ALTER TABLE groups DROP COLUMN changed; \
-             ALTER TABLE accounts DROP COLUMN runtime_classes; DROP TABLE console_sessions;",
+             ALTER TABLE accounts DROP COLUMN runtime_classes; DROP TABLE console_sessions; \
+             DROP TABLE leases;",
         )
         .unwrap();
-        db.pragma_update(None, "user_version", v - 6).unwrap();
+        db.pragma_update(None, "user_version", v - 7).unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     let l = s.group_ledger(&running.id).await.unwrap();
