@@ -1,7 +1,8 @@
 """`berth serve --store postgres://…`: the control plane's state in PostgreSQL (issue 20).
 
 One PostgreSQL from Debian on loopback, a berth of its own on it. Groups are created, run and
-deleted through the official SDK as on SQLite; `berth admin --store` writes to the same
+deleted through the official SDK as on SQLite; a second berth on the same database is
+refused (it would run the same groups); `berth admin --store` writes to the same
 database while berth runs (a key made there signs requests at once, a key disabled there is
 refused at once); the state outlives a graceful restart and a kill -9; the state directory
 holds no SQLite database, and PostgreSQL holds the rows.
@@ -62,7 +63,20 @@ def test_groups_accounts_and_restarts_on_postgres(images, pg):
             support.list_groups(b)
         assert refused.value.code == "InvalidAccessKeyId.Inactive", refused.value.message
 
-        # The records outlive a graceful restart and a crash.
+        # A second berth on the same database would run the same groups again: refused.
+        other = server.base / "other-state"
+        res = subprocess.run(
+            [str(BERTH_BIN), "serve", "--listen", f"127.0.0.1:{free_port()}",
+             "--state-dir", str(other), "--store", url, "--bridge", BRIDGE, "--subnet", SUBNET,
+             "--netns-pool", "0"],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )
+        out = res.stdout + res.stderr
+        assert res.returncode != 0 and "another berth serve runs the groups" in out, out
+        assert "panicked" not in out, out
+
+        # The records outlive a graceful restart and a crash (a restart of the same state
+        # directory takes its own lease back at once).
         for stop in (server.stop, server.kill):
             stop()
             server.start()

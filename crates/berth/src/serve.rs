@@ -254,6 +254,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .transpose()?;
     let state_dir = args.state_dir.canonicalize()?;
     let store = args.store.open(&state_dir).await?;
+    // A shared store: this berth's node runs every group of it, so it must be the only one.
+    let node_lease = match &args.store.store {
+        Some(_) => Some(crate::node_lease::take(store.clone(), &state_dir).await?),
+        None => None,
+    };
     ensure_account(store.as_ref(), &state_dir).await?;
 
     let layout = CgroupLayout::detect().context("cannot read the cgroup layout of this host")?;
@@ -429,14 +434,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         extra.push(("/console", berth_console::router(console)));
         tracing::info!(url = %format!("{scheme}://{}/console", args.listen), "serving the web console");
     }
+    let lease_lost = node_lease.as_ref().map(|l| l.lost());
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shutdown = {
+        let lost = lost.clone();
+        async move {
+            match lease_lost {
+                Some(l) => tokio::select! {
+                    _ = shutdown_signal() => {}
+                    _ = l => lost.store(true, std::sync::atomic::Ordering::SeqCst),
+                },
+                None => shutdown_signal().await,
+            }
+        }
+    };
     match tls {
         Some(config) => {
-            berth_server::serve_tls(listener, config, state, extra, shutdown_signal()).await?;
+            berth_server::serve_tls(listener, config, state, extra, shutdown).await?;
         }
-        None => berth_server::serve_with(listener, state, extra, shutdown_signal()).await?,
+        None => berth_server::serve_with(listener, state, extra, shutdown).await?,
     }
     agent.shutdown().await;
     tracing::info!("stopped; containers keep running and are re-adopted at the next start");
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!("stopped: the in-process node's lease was lost (see above)");
+    }
+    if let Some(l) = node_lease {
+        l.release().await;
+    }
     Ok(())
 }
 
