@@ -63,11 +63,13 @@ def test_groups_accounts_and_restarts_on_postgres(images, pg):
             support.list_groups(b)
         assert refused.value.code == "InvalidAccessKeyId.Inactive", refused.value.message
 
-        # A second berth on the same database would run the same groups again: refused.
+        # A second berth on the same database (given its key, as a replica would be) would run
+        # the same groups again: refused.
         other = server.base / "other-state"
         res = subprocess.run(
             [str(BERTH_BIN), "serve", "--listen", f"127.0.0.1:{free_port()}",
-             "--state-dir", str(other), "--store", url, "--bridge", BRIDGE, "--subnet", SUBNET,
+             "--state-dir", str(other), "--store", url,
+             "--store-key", str(server.state_dir / "secrets.key"), "--bridge", BRIDGE, "--subnet", SUBNET,
              "--netns-pool", "0"],
             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         )
