@@ -116,10 +116,7 @@ impl Message {
 
     /// Appends an attribute holding `name` and its terminating NUL.
     pub(crate) fn attr_name(self, kind: u16, name: &str) -> Self {
-        let mut data = Vec::with_capacity(name.len() + 1);
-        data.extend_from_slice(name.as_bytes());
-        data.push(0);
-        self.attr(kind, &data)
+        self.attr(kind, &nul_terminated(name))
     }
 
     /// Appends a nested attribute whose payload `inner` builds.
@@ -136,6 +133,14 @@ impl Message {
         self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
         self.buf
     }
+}
+
+/// `name` and its terminating NUL, as the kernel reads a name attribute.
+fn nul_terminated(name: &str) -> Vec<u8> {
+    let mut data = Vec::with_capacity(name.len() + 1);
+    data.extend_from_slice(name.as_bytes());
+    data.push(0);
+    data
 }
 
 /// The payload of a nested attribute under construction.
@@ -155,10 +160,7 @@ impl Nest {
     }
 
     pub(crate) fn attr_name(self, kind: u16, name: &str) -> Self {
-        let mut data = Vec::with_capacity(name.len() + 1);
-        data.extend_from_slice(name.as_bytes());
-        data.push(0);
-        self.attr(kind, &data)
+        self.attr(kind, &nul_terminated(name))
     }
 
     /// Appends a `struct ifinfomsg` (the header of a veth's peer).

@@ -88,6 +88,13 @@ pub(crate) fn for_change(
     id: &str,
     sealer: &Sealer,
 ) -> Result<ForChange<ImageCacheRecord>, StoreError> {
+    let json = stored_json(conn, id)?;
+    let rec = decode(json.clone(), sealer)?;
+    Ok(ForChange { json, rec })
+}
+
+/// The stored text of cache `id`'s record.
+fn stored_json(conn: &Connection, id: &str) -> Result<String, StoreError> {
     let json: Option<String> = conn
         .query_row(
             "SELECT record FROM image_caches WHERE id = ?1",
@@ -95,9 +102,7 @@ pub(crate) fn for_change(
             |r| r.get(0),
         )
         .optional()?;
-    let json = json.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-    let rec = decode(json.clone(), sealer)?;
-    Ok(ForChange { json, rec })
+    json.ok_or_else(|| StoreError::NotFound(id.to_string()))
 }
 
 /// Writes `after`, the change of `read`, unless the row changed since `read` was made (then
@@ -110,14 +115,7 @@ pub(crate) fn write_change(
     sealer: &Sealer,
 ) -> Result<Changed<ImageCacheRecord>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let json: Option<String> = tx
-        .query_row(
-            "SELECT record FROM image_caches WHERE id = ?1",
-            params![id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let json = json.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    let json = stored_json(&tx, id)?;
     if json != read.json {
         let rec = decode(json.clone(), sealer)?;
         return Ok(Changed::Meanwhile(ForChange { json, rec }));
