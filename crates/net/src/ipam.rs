@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::config::parse_cidr;
@@ -29,6 +30,9 @@ use crate::error::NetError;
 
 /// The most addresses of a (large IPv6) subnet the allocator hands out.
 const MAX_HOSTS: u128 = 1 << 24;
+
+/// Names of reservation files being written, before they are linked into place.
+const SCRATCH_PREFIX: &str = ".reserving-";
 
 /// Who keeps the file of a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +114,7 @@ impl Addresses {
             path: dir.to_owned(),
             source,
         })?;
+        remove_unfinished(dir);
         let this = Self {
             dir: dir.to_owned(),
             v4,
@@ -159,12 +164,7 @@ impl Addresses {
                 continue;
             }
             let path = self.dir.join(from_int(candidate, self.v4).to_string());
-            let made = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .and_then(|mut file| file.write_all(format!("{owner}\n").as_bytes()));
-            match made {
+            match self.make_reservation(&path, owner) {
                 Ok(()) => {
                     table.by_addr.insert(
                         candidate,
@@ -190,7 +190,6 @@ impl Addresses {
                     );
                 }
                 Err(source) => {
-                    let _ = std::fs::remove_file(&path);
                     return Err(NetError::Io {
                         step: "reserving an address",
                         path,
@@ -202,6 +201,27 @@ impl Addresses {
         Err(NetError::AddressesExhausted {
             subnet: format!("{}/{}", from_int(self.gateway - 1, self.v4), self.prefix),
         })
+    }
+
+    /// Makes the reservation file `path` naming `owner`, failing with `AlreadyExists` when
+    /// it is there. The file appears whole or not at all: it is written under a scratch
+    /// name and linked into place (a link never replaces), so a crash never leaves a
+    /// reservation that names no owner and so could never be released.
+    fn make_reservation(&self, path: &Path, owner: &str) -> std::io::Result<()> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let scratch = self.dir.join(format!(
+            "{SCRATCH_PREFIX}{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&scratch)
+            .and_then(|mut file| file.write_all(format!("{owner}\n").as_bytes()))
+            .and_then(|()| std::fs::hard_link(&scratch, path));
+        let _ = std::fs::remove_file(&scratch);
+        written
     }
 
     /// Releases what `owner` holds (nothing held is fine). A `host-local` reservation is
@@ -280,6 +300,30 @@ impl Addresses {
             ip: from_int(ip, self.v4),
             prefix: self.prefix,
             gateway: from_int(self.gateway, self.v4),
+        }
+    }
+}
+
+/// Removes what reservations cut short by a crash left in `dir`: scratch files, and empty
+/// address files (made by berth before reservations were linked into place whole). Neither
+/// ever reached an ADD: the address is handed out only once its file names its owner.
+fn remove_unfinished(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let unfinished = name.starts_with(SCRATCH_PREFIX)
+            || (name.parse::<IpAddr>().is_ok()
+                && entry
+                    .metadata()
+                    .is_ok_and(|meta| meta.is_file() && meta.len() == 0));
+        if unfinished {
+            tracing::info!(file = name, "removing an unfinished address reservation");
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -384,6 +428,35 @@ mod tests {
         assert!(!file.exists(), "a release removes the file");
         b.release("eci-1").expect("a second release is fine");
         assert_eq!(b.taken(), 1);
+    }
+
+    #[test]
+    fn what_a_crash_cut_short_is_removed_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addresses = dir.path().join("addresses");
+        std::fs::create_dir_all(&addresses).expect("mkdir");
+        std::fs::write(addresses.join("10.9.0.2"), "").expect("empty reservation");
+        std::fs::write(addresses.join(".reserving-1-0"), "eci-x\n").expect("scratch");
+        std::fs::write(addresses.join("10.9.0.3"), "eci-kept\n").expect("whole one");
+        let a = load(dir.path(), "10.9.0.0/24");
+        assert!(!addresses.join("10.9.0.2").exists());
+        assert!(!addresses.join(".reserving-1-0").exists());
+        assert_eq!(a.owners().len(), 1, "{:?}", a.owners());
+        assert_eq!(
+            a.reserve("eci-kept").expect("held").ip.to_string(),
+            "10.9.0.3"
+        );
+        let fresh = a.reserve("eci-new").expect("free").ip;
+        assert_eq!(fresh.to_string(), "10.9.0.4");
+        let names: Vec<String> = std::fs::read_dir(&addresses)
+            .expect("read")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.starts_with(SCRATCH_PREFIX)),
+            "no scratch file is left: {names:?}"
+        );
     }
 
     #[test]
