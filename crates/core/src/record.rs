@@ -27,6 +27,11 @@ pub struct GroupRecord {
     /// written before capacity was accounted have none: they were placed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub waiting: bool,
+    /// The node the group is placed on, in a cluster (docs/CLUSTER.md): the id of a node that
+    /// joined the control plane. `None` on a single machine, whose in-process node runs every
+    /// group, and in a cluster until the group is placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     #[serde(default)]
     pub init_containers: Vec<ContainerStatus>,
     #[serde(default)]
@@ -93,6 +98,7 @@ impl GroupRecord {
         now: DateTime<Utc>,
     ) -> Self {
         Self {
+            node: None,
             id,
             account: account.into(),
             spec,
