@@ -24,7 +24,7 @@ use rust_decimal::Decimal;
 /// CPU and memory, in thousandths of a vCPU and MiB, and container slots: the processes
 /// berth watches (one open file each in `berth serve`), which the node's open-files limit
 /// bounds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Room {
     pub cpu_milli: u64,
     pub memory_mib: u64,
