@@ -7,6 +7,7 @@ mod accounts;
 mod billing;
 mod cache;
 mod classes;
+pub mod cluster;
 mod deadline;
 #[cfg(test)]
 mod delete_tests;

@@ -1,0 +1,147 @@
+//! The node protocol, version 1 (docs/NODE_PROTOCOL.md): the messages node agents and the
+//! control plane exchange, as serde types. Node → control plane calls go to the API's
+//! address under [`PREFIX`]; control plane → node calls to the node's own server under
+//! [`NODE_PREFIX`]. Every call but the join is signed with the node's key (`signing.rs`).
+//! Fields are only ever added, with defaults, within a version.
+
+use berth_core::{GroupId, GroupRecord, NodeOffer, NodeState, ObservedGroup};
+use serde::{Deserialize, Serialize};
+
+/// The path prefix of the control plane's node endpoints.
+pub const PREFIX: &str = "/node/v1";
+/// The path prefix of a node agent's own endpoints.
+pub const NODE_PREFIX: &str = "/agent/v1";
+/// The most bytes of a message body either side accepts.
+pub const MAX_BODY: usize = 4 << 20;
+/// The most reports one report call carries.
+pub const MAX_REPORTS: usize = 256;
+/// The most groups one watch answer carries.
+pub const MAX_WATCH_GROUPS: usize = 500;
+/// How long a watch waits for a change before it answers with none.
+pub const WATCH_WAIT_SECS: u64 = 25;
+/// How often a node sends its heartbeat.
+pub const HEARTBEAT_SECS: u64 = 5;
+/// A node silent this long is `NotReady`.
+pub const NODE_LOST_SECS: u64 = 20;
+
+/// `POST /node/v1/join`: a node presents a join token and says what it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// `ID.SECRET`, made by `berth admin node token create`.
+    pub token: String,
+    pub name: String,
+    /// Where the control plane reaches the node's server (`host:port`).
+    pub address: String,
+    pub offer: NodeOffer,
+}
+
+/// The answer to a join: who the node is and the key it signs with from now on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinReply {
+    pub node: String,
+    /// The node's key, 32 bytes, lowercase hex. A join again under the same name gets a new
+    /// one; the old one stops working.
+    pub key: String,
+    pub heartbeat_secs: u64,
+}
+
+/// `GET /node/v1/watch?after=REVISION`: the groups placed on the node written after
+/// `after` (0: all of them), in revision order. Waits up to [`WATCH_WAIT_SECS`] for one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WatchReply {
+    /// Where the next watch continues from.
+    pub revision: u64,
+    pub groups: Vec<GroupRecord>,
+    /// More groups wait beyond this answer: watch again at once.
+    pub more: bool,
+}
+
+/// One report of a group the node runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub group: GroupId,
+    pub observed: ObservedGroup,
+}
+
+/// `POST /node/v1/report`: reports, each group's in the order they were made.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportBatch {
+    pub reports: Vec<Report>,
+}
+
+/// The answer to a report batch: the groups whose reports were refused because they are
+/// not placed on the node (written nowhere). The node stops running them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportReply {
+    pub refused: Vec<GroupId>,
+}
+
+/// `POST /node/v1/heartbeat`: the node is alive, and offers this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub offer: NodeOffer,
+    /// How many groups it runs.
+    pub groups: u64,
+}
+
+/// The answer to a heartbeat: how the control plane sees the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    pub state: NodeState,
+    pub cordoned: bool,
+    pub draining: bool,
+}
+
+/// `POST /agent/v1/remove`: stop the group's containers and release it on the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    pub group: GroupId,
+    pub grace_secs: u64,
+}
+
+/// `POST /agent/v1/log`: a container's log text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogQuery {
+    pub group: GroupId,
+    pub container: String,
+    pub tail: Option<usize>,
+    pub since_seconds: Option<u64>,
+    pub limit_bytes: Option<usize>,
+    pub timestamps: bool,
+    pub previous: bool,
+    pub restart_count: Option<u32>,
+}
+
+impl LogQuery {
+    pub fn of(group: &GroupId, req: &crate::LogRequest) -> Self {
+        Self {
+            group: group.clone(),
+            container: req.container.clone(),
+            tail: req.tail,
+            since_seconds: req.since_seconds,
+            limit_bytes: req.limit_bytes,
+            timestamps: req.timestamps,
+            previous: req.previous,
+            restart_count: req.restart_count,
+        }
+    }
+
+    pub fn request(&self) -> crate::LogRequest {
+        crate::LogRequest {
+            container: self.container.clone(),
+            tail: self.tail,
+            since_seconds: self.since_seconds,
+            limit_bytes: self.limit_bytes,
+            timestamps: self.timestamps,
+            previous: self.previous,
+            restart_count: self.restart_count,
+        }
+    }
+}
+
+/// The body of a refused node call, either side.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
+}
