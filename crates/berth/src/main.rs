@@ -15,6 +15,7 @@ mod group_cmd;
 mod hints;
 mod image_cmd;
 mod keys;
+mod node_args;
 mod node_lease;
 mod observe_node;
 mod open_files;

@@ -12,8 +12,7 @@ use berth_control::{Control, LogRequest, NodeClient, NodeError};
 
 use crate::observe_node::log_query;
 use berth_core::{GroupId, GroupRecord, ObservedGroup};
-use berth_node::{Agent, LogSelector, NodeConfig, Reporter};
-use berth_runtime::{CgroupLayout, RuntimeConfig};
+use berth_node::{Agent, LogSelector, Reporter};
 use berth_store::{AccessKey, Store};
 
 #[derive(clap::Args)]
@@ -32,38 +31,10 @@ pub struct ServeArgs {
     /// strings). Default: STATE_DIR/prices.toml if it exists, else ECI's published prices in CNY.
     #[arg(long, value_name = "FILE")]
     prices: Option<PathBuf>,
-    /// OCI runtime binary: crun (default) or runc, by name or path.
-    #[arg(long, default_value = "crun")]
-    runtime: String,
-    /// gVisor's runsc for the `gvisor` runtime class, by name or path. Default: `runsc` when
-    /// it is installed, else the node runs no gvisor class; a runsc named here must work.
-    #[arg(long, value_name = "PATH")]
-    gvisor_runtime: Option<String>,
-    /// The platform of gVisor's sentry: ptrace, systrap or kvm. Default: detected (kvm when
-    /// a trial sandbox boots on it, systrap when this runsc has it, else ptrace).
-    #[arg(long, value_name = "PLATFORM")]
-    gvisor_platform: Option<berth_runtime::GvisorPlatform>,
-    /// gVisor sandboxes booted ahead of time and handed to the next gvisor groups (each
-    /// idle one costs a sentry and a gofer, ~28 MiB); 0 turns the pool off. Only on a node
-    /// that runs the gvisor class.
-    #[arg(long, value_name = "N", default_value_t = 2,
-          value_parser = clap::value_parser!(u16).range(0..=64))]
-    gvisor_pool: u16,
     /// The runtime class of a group that names none (`RuntimeClassName`) and whose account
     /// has no default (`berth admin account set-runtime-classes`): runc or gvisor.
     #[arg(long, default_value = "runc")]
     default_runtime_class: berth_core::RuntimeClass,
-    /// Subnet of the groups' addresses.
-    #[arg(long, default_value = "10.213.0.0/16")]
-    subnet: String,
-    /// Linux bridge the groups are attached to.
-    #[arg(long, default_value = "berth0")]
-    bridge: String,
-    /// Network namespaces kept wired ahead of time, so that starting groups need not wait for
-    /// the CNI plugins (0: wire each group when it starts). Each costs ~0.2 MiB of kernel
-    /// memory and an address; at most a quarter of the subnet is used.
-    #[arg(long, default_value_t = 128)]
-    netns_pool: usize,
     /// API connections served at once (exec and log streams included); further clients wait
     /// in the listen backlog. Each takes an open file the node's containers cannot have.
     #[arg(long, default_value_t = berth_server::DEFAULT_MAX_CONNECTIONS, value_parser = max_connections)]
@@ -85,17 +56,6 @@ pub struct ServeArgs {
     /// volume is refused with InvalidParameter.
     #[arg(long = "host-path-prefix", value_name = "DIR")]
     host_path_prefixes: Vec<PathBuf>,
-    /// Leave the bridge open: no nftables isolation of groups from each other (across
-    /// accounts), from the host and from link-local addresses.
-    #[arg(long)]
-    no_isolation: bool,
-    /// A destination (IPv4 CIDR) no group may reach, besides 169.254.0.0/16; repeatable.
-    #[arg(long = "blocked-destination", value_name = "CIDR")]
-    blocked_destinations: Vec<String>,
-    /// A port on the host that groups may connect to, as tcp:N or udp:N (e.g. udp:53 for a
-    /// resolver on the host); repeatable. By default groups open no connection to the host.
-    #[arg(long = "allow-host-port", value_name = "PROTO:PORT")]
-    allowed_host_ports: Vec<String>,
     /// The node's public address: a group created with AutoCreateEip=true gets its declared
     /// ports published on it (CNI portmap) and reports it as its InternetIp. Without it,
     /// AutoCreateEip=true is refused.
@@ -117,19 +77,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     throttle: crate::throttle_args::ThrottleArgs,
     #[command(flatten)]
-    storage: crate::storage_args::StorageArgs,
-    #[command(flatten)]
-    capacity: crate::capacity_args::CapacityArgs,
-    #[command(flatten)]
     store: crate::store_open::StoreArgs,
-    /// Leave the cgroup2 mount's options alone. By default berth turns on `favordynmods`
-    /// (Linux 6.0+), which makes moving a process into a cgroup fast at a small cost to
-    /// fork and exit; the option stays after berth stops.
-    #[arg(long)]
-    keep_cgroup_options: bool,
-    /// Seconds between two samples of the groups' resource usage.
-    #[arg(long, default_value_t = 15)]
-    metrics_interval: u64,
     /// File holding the operator's bearer token that opens `/metrics` on the API address
     /// (`Authorization: Bearer <token>`). Without it (and without --metrics-listen)
     /// `/metrics` is refused.
@@ -151,27 +99,11 @@ pub struct ServeArgs {
     /// docs/CONSOLE.md).
     #[arg(long)]
     no_console: bool,
-    /// Let the OCI runtime compile each container's seccomp profile at its start instead of
-    /// handing crun a program compiled once per profile (runc always compiles it itself).
-    /// For comparison and troubleshooting; costs ~14 ms of every start.
-    #[arg(long)]
-    no_seccomp_precompile: bool,
-    /// Run every new group in a user namespace of its own: container uid/gid 0–65535 map to a
-    /// host range of 65,536 ids that no other live group holds (allocated from
-    /// --userns-base, kept in `node/userns/` across restarts, freed when the group is
-    /// deleted). The image layers are shown to the container through id-mapped mounts, so
-    /// its files appear owned by the container's root; container root has no privilege on
-    /// the host. Needs crun.
-    #[arg(long)]
-    userns: bool,
-    /// First host id of the user namespace ranges (--userns); ranges are laid out from it
-    /// in steps of 65,536 below 2^31. The default, 2^30, lies in systemd's container range,
-    /// far above user ids and /etc/subuid ranges.
-    #[arg(long, default_value_t = berth_node::DEFAULT_USERNS_BASE, requires = "userns")]
-    userns_base: u32,
     /// Format of berth's own log: text or json (one object a line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    #[command(flatten)]
+    pub(crate) node: crate::node_args::NodeArgs,
 }
 
 /// The operator's allow-lists of volumes that reach outside the group.
@@ -228,18 +160,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(berth_server::tls_server_config(cert, key)?),
         _ => None,
     };
-    if args.userns {
-        berth_node::UsernsConfig {
-            base: args.userns_base,
-        }
-        .ranges()
-        .map_err(anyhow::Error::msg)?;
-        // Refused before anything of the state directory is touched.
-        let (kind, _) = berth_runtime::RuntimeKind::detect(&find_binary(&args.runtime)?)?;
-        if kind != berth_runtime::RuntimeKind::Crun {
-            return Err(berth_node::NodeError::UsernsRuntime.into());
-        }
-    }
+    args.node.check_userns()?;
     // A catalog named by flag is checked before the state directory is touched.
     let explicit_prices = args
         .prices
@@ -261,16 +182,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     ensure_account(store.as_ref(), &state_dir).await?;
 
-    let layout = CgroupLayout::detect().context("cannot read the cgroup layout of this host")?;
-    tracing::info!(layout = %layout.describe(), "cgroups");
-    if args.keep_cgroup_options {
-        tracing::info!("cgroup mount options left as they are (--keep-cgroup-options)");
-    } else {
-        log_dynmods(berth_runtime::favor_dynmods(&layout));
-    }
-    let binary = find_binary(&args.runtime)?;
-    let gvisor = gvisor_config(&args)?;
-    let monitor = monitor_command()?;
     let control = Control::new(store.clone(), args.region.clone());
     let (prices, prices_from) = match explicit_prices {
         Some(c) => (c, args.prices.clone()),
@@ -284,14 +195,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let open_files = crate::open_files::raise()?;
     let slots = crate::open_files::container_slots(
         open_files.limit,
-        args.netns_pool as u64,
+        args.node.netns_pool as u64,
         args.max_connections as u64,
     )?;
     let capacity = args
+        .node
         .capacity
         .capacity()?
         .with_container_slots(open_files.limit, slots);
-    control.set_schedule_policy(args.capacity.policy(&capacity));
+    control.set_schedule_policy(args.node.capacity.policy(&capacity));
     tracing::info!(
         cpu = capacity.allocatable_cpu,
         memory_gib = capacity.allocatable_memory_gib,
@@ -337,40 +249,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let reporter = Arc::new(ControlReporter(control.report_queue()));
     let agent = Agent::new(
-        NodeConfig {
-            root: state_dir.join("node"),
-            runtime: RuntimeConfig {
-                binary,
-                state_root: state_dir.join("runtime"),
-                layout,
-                monitor_exe: monitor.0,
-                monitor_args: monitor.1,
-                global_args: Vec::new(),
-            },
-            gvisor,
-            net: berth_net::NetConfig {
-                state_dir: state_dir.join("net"),
-                netns_dir: state_dir.join("netns"),
-                bridge: args.bridge.clone(),
-                subnet: args.subnet.clone(),
-                pool_size: args.netns_pool,
-                isolation: (!args.no_isolation).then(|| {
-                    let mut iso = berth_net::IsolationConfig::default();
-                    iso.blocked
-                        .extend(args.blocked_destinations.iter().cloned());
-                    iso.host_ports.clone_from(&args.allowed_host_ports);
-                    iso
-                }),
-                ..berth_net::NetConfig::default()
-            },
-            storage: Some(args.storage.config(&state_dir.join("node"))?),
-            seccomp_precompile: !args.no_seccomp_precompile,
-            userns: args.userns.then_some(berth_node::UsernsConfig {
-                base: args.userns_base,
-            }),
-            seccomp: Arc::new(crate::seccomp_node::StoreSeccomp::new(store.clone())),
-            host_paths: volume_policy,
-        },
+        args.node.config(
+            &state_dir,
+            Arc::new(crate::seccomp_node::StoreSeccomp::new(store.clone())),
+            volume_policy,
+        )?,
         reporter,
     )
     .context("cannot start the node agent")?;
@@ -386,7 +269,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store: store.clone(),
     }));
 
-    agent.start_sampler(Duration::from_secs(args.metrics_interval.max(1)));
+    agent.start_sampler(Duration::from_secs(args.node.metrics_interval.max(1)));
     spawn_token_sweep(store.clone());
     crate::cache_node::start(&args.caches, &control, &agent).await?;
     let n = control.resume().await?;
@@ -486,42 +369,6 @@ fn read_metrics_token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// The executable (and its leading arguments) that runs a container's monitor: the small
-/// `berth-monitor` next to this binary, else this binary's `monitor` command.
-fn monitor_command() -> anyhow::Result<(PathBuf, Vec<String>)> {
-    let exe = std::env::current_exe().context("cannot find the berth binary")?;
-    let small = exe.with_file_name("berth-monitor");
-    if small.is_file() {
-        tracing::info!(monitor = %small.display(), "containers are monitored by berth-monitor");
-        Ok((small, vec![]))
-    } else {
-        tracing::info!(
-            monitor = %exe.display(),
-            "berth-monitor is not next to berth; containers are monitored by `berth monitor`"
-        );
-        Ok((exe, vec!["monitor".into()]))
-    }
-}
-
-fn log_dynmods(outcome: berth_runtime::DynmodsOutcome) {
-    use berth_runtime::DynmodsOutcome as D;
-    match outcome {
-        D::Enabled => tracing::info!(
-            "remounted the cgroup2 hierarchy with favordynmods: moving a container into its \
-             cgroups no longer waits for an RCU grace period (tens of ms per start)"
-        ),
-        D::AlreadyOn => tracing::info!("the cgroup2 hierarchy already favours dynamic changes"),
-        D::NoCgroup2 => tracing::info!(
-            "no cgroup2 mount: container starts wait for an RCU grace period when they join \
-             their cgroups"
-        ),
-        D::Failed(e) => tracing::warn!(
-            error = %e,
-            "cannot turn on favordynmods: container starts wait for an RCU grace period"
-        ),
-    }
-}
-
 /// Forgets, every hour, the ClientTokens of groups and caches deleted more than a day ago
 /// (deletes sweep too; this covers a server that sees none for a while).
 fn spawn_token_sweep(store: Arc<dyn Store>) {
@@ -592,25 +439,6 @@ async fn ensure_account(store: &dyn Store, state_dir: &Path) -> anyhow::Result<(
     Ok(())
 }
 
-/// runsc for the gvisor class: the one named by `--gvisor-runtime`, else `runsc` if installed.
-fn gvisor_config(args: &ServeArgs) -> anyhow::Result<Option<berth_node::GvisorConfig>> {
-    let binary = match &args.gvisor_runtime {
-        Some(name) => find_binary(name)?,
-        None => match find_binary("runsc") {
-            Ok(b) => b,
-            Err(_) => {
-                tracing::info!("runsc is not installed: the node runs no gvisor runtime class");
-                return Ok(None);
-            }
-        },
-    };
-    Ok(Some(berth_node::GvisorConfig {
-        binary,
-        platform: args.gvisor_platform,
-        pool: usize::from(args.gvisor_pool),
-    }))
-}
-
 /// Where `berth serve` records the runtime classes the node runs and its capacity for groups
 /// (`berth admin node`).
 pub(crate) fn node_classes_file(state_dir: &Path) -> PathBuf {
@@ -643,24 +471,6 @@ fn publish_classes(
     .context("cannot write the node's runtime classes")?;
     control.set_node_classes(berth_control::NodeClasses { supported, default });
     Ok(())
-}
-
-fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
-    if name.contains('/') {
-        return Ok(PathBuf::from(name));
-    }
-    let path = std::env::var("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(
-            ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"]
-                .into_iter()
-                .map(PathBuf::from),
-        )
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .with_context(|| {
-            format!("the OCI runtime {name} is not installed (apt-get install {name})")
-        })
 }
 
 /// The node agent of this process, as the control plane sees it.
