@@ -15,6 +15,7 @@ mod group_cmd;
 mod hints;
 mod image_cmd;
 mod keys;
+mod node_agent;
 mod node_args;
 mod node_lease;
 mod observe_node;
@@ -55,6 +56,8 @@ struct Args {
 enum Command {
     /// Run the API server and the node agent of this machine.
     Serve(Box<serve::ServeArgs>),
+    /// Run a node agent of a cluster: join a control plane and run the groups it places here.
+    Node(Box<node_agent::NodeCmdArgs>),
     /// Create a container group running one image.
     Run(Box<cli::RunArgs>),
     /// List container groups.
@@ -144,7 +147,7 @@ fn main() {
         std::process::exit(berth_runtime::monitor_main(std::path::Path::new(dir)));
     }
     let args = Args::parse();
-    if matches!(args.command, Command::Serve(_)) {
+    if matches!(args.command, Command::Serve(_) | Command::Node(_)) {
         one_malloc_arena();
         spawn_malloc_trim();
     }
@@ -162,6 +165,7 @@ fn main() {
     // The client commands' settings: flags and environment over the profile.
     let settings = match &command {
         Command::Serve(_)
+        | Command::Node(_)
         | Command::Image(_)
         | Command::Admin(_)
         | Command::Completion { .. }
@@ -175,6 +179,7 @@ fn main() {
         let Some(c) = settings.as_ref() else {
             return match command {
                 Command::Serve(a) => serve::run(*a).await,
+                Command::Node(a) => node_agent::run(*a).await,
                 Command::Image(a) => image_cmd::run(a).await,
                 Command::Admin(a) => admin::run(a).await,
                 Command::Completion { shell } => {
@@ -203,6 +208,7 @@ fn main() {
             Command::Usage(a) => usage_cmd::usage(c, a).await,
             Command::VirtualKubelet(a) => virtual_kubelet::run(c, *a).await,
             Command::Serve(_)
+            | Command::Node(_)
             | Command::Image(_)
             | Command::Admin(_)
             | Command::Completion { .. }

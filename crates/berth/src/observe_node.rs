@@ -10,7 +10,7 @@ use berth_control::{
 };
 use berth_core::metric::MetricPoint;
 use berth_core::GroupId;
-use berth_node::LogSelector;
+use berth_node::{Agent, LogSelector};
 use berth_runtime::ExecSession;
 
 use crate::serve::LocalNode;
@@ -145,4 +145,30 @@ impl NodeObserve for LocalNode {
             .follow_log(id, &req.container, &log_query(req))
             .map_err(failed)
     }
+}
+
+/// Log text of one container of a group on this node (`NodeClient::read_log`).
+pub(crate) async fn read_log(
+    agent: &Agent,
+    id: &GroupId,
+    req: &LogRequest,
+) -> Result<String, NodeError> {
+    let q = log_query(req);
+    let which = match (req.restart_count, req.previous) {
+        (Some(n), false) => LogSelector::Run(n),
+        (Some(0), true) => return Err(NodeError::NotFound(req.container.clone())),
+        (Some(n), true) => LogSelector::Run(n - 1),
+        (None, false) => LogSelector::Current,
+        (None, true) => LogSelector::Previous,
+    };
+    let agent = agent.clone();
+    let id = id.clone();
+    let container = req.container.clone();
+    tokio::task::spawn_blocking(move || agent.read_log(&id, &container, which, &q))
+        .await
+        .map_err(|e| NodeError::Failed(e.to_string()))?
+        .map_err(|e| match e {
+            berth_node::NodeError::NoLog(c) => NodeError::NotFound(c),
+            other => NodeError::Failed(other.to_string()),
+        })
 }

@@ -10,9 +10,8 @@ use anyhow::Context;
 use async_trait::async_trait;
 use berth_control::{Control, LogRequest, NodeClient, NodeError};
 
-use crate::observe_node::log_query;
 use berth_core::{GroupId, GroupRecord, ObservedGroup};
-use berth_node::{Agent, LogSelector, Reporter};
+use berth_node::{Agent, Reporter};
 use berth_store::{AccessKey, Store};
 
 #[derive(clap::Args)]
@@ -146,16 +145,7 @@ fn volume_policy(args: &ServeArgs) -> anyhow::Result<berth_core::VolumePolicy> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if args.log_format == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    init_logging(&args.log_format);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(berth_server::tls_server_config(cert, key)?),
         _ => None,
@@ -348,6 +338,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// berth's own log on stderr, as text or JSON lines; `RUST_LOG` filters it (default: info).
+pub(crate) fn init_logging(format: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+}
+
 /// `--max-connections`: 1 to 65,536.
 fn max_connections(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
@@ -383,7 +387,7 @@ fn spawn_token_sweep(store: Arc<dyn Store>) {
     });
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -511,24 +515,7 @@ impl NodeClient for LocalNode {
     }
 
     async fn read_log(&self, id: &GroupId, req: &LogRequest) -> Result<String, NodeError> {
-        let q = log_query(req);
-        let which = match (req.restart_count, req.previous) {
-            (Some(n), false) => LogSelector::Run(n),
-            (Some(0), true) => return Err(NodeError::NotFound(req.container.clone())),
-            (Some(n), true) => LogSelector::Run(n - 1),
-            (None, false) => LogSelector::Current,
-            (None, true) => LogSelector::Previous,
-        };
-        let agent = self.agent.clone();
-        let id = id.clone();
-        let container = req.container.clone();
-        tokio::task::spawn_blocking(move || agent.read_log(&id, &container, which, &q))
-            .await
-            .map_err(|e| NodeError::Failed(e.to_string()))?
-            .map_err(|e| match e {
-                berth_node::NodeError::NoLog(c) => NodeError::NotFound(c),
-                other => NodeError::Failed(other.to_string()),
-            })
+        crate::observe_node::read_log(&self.agent, id, req).await
     }
 }
 

@@ -37,7 +37,7 @@ pub use node::{
 pub use prices::{
     load_prices, parse_prices, read_prices, PricesFileError, MAX_PRICES_FILE, PRICES_FILE,
 };
-pub use reports::Reports;
+pub use reports::{PendingReports, Reports};
 pub use schedule::{
     CapacityUse, SchedulePolicy, DEFAULT_SCHEDULE_TIMEOUT, DEFAULT_SPOT_NOTICE, REASON_NO_STOCK,
     REASON_WAITING, SCHEDULE_FAILED_KEPT,

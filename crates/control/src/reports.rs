@@ -46,28 +46,39 @@ impl Drop for Inner {
 
 #[derive(Default)]
 struct Queue {
-    waiting: Mutex<Waiting>,
+    waiting: Mutex<PendingReports>,
     wake: Notify,
 }
 
 impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingReports> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// The reports of one queue not yet written, oldest group first.
+/// Reports not yet written, oldest group first: at most one per group, a newer one replacing
+/// the one waiting and keeping both's events (at most [`MAX_WAITING_EVENTS`]). The control
+/// plane's queues hold them, and a node agent's outbox before it sends them.
 #[derive(Default)]
-struct Waiting {
+pub struct PendingReports {
     order: VecDeque<GroupId>,
     by_group: HashMap<GroupId, ObservedGroup>,
     closed: bool,
 }
 
-impl Waiting {
+impl PendingReports {
+    /// How many groups have a report waiting.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
     /// Adds a report; one of a group that has one waiting replaces it, after the events of
     /// the one it replaces.
-    fn push(&mut self, id: &GroupId, obs: ObservedGroup) {
+    pub fn push(&mut self, id: &GroupId, obs: ObservedGroup) {
         match self.by_group.get_mut(id) {
             Some(old) => {
                 let mut events = std::mem::take(&mut old.events);
@@ -83,7 +94,8 @@ impl Waiting {
         }
     }
 
-    fn pop(&mut self) -> Option<(GroupId, ObservedGroup)> {
+    /// The report of the group that has waited longest.
+    pub fn pop(&mut self) -> Option<(GroupId, ObservedGroup)> {
         let id = self.order.pop_front()?;
         let obs = self.by_group.remove(&id)?;
         Some((id, obs))
@@ -155,7 +167,7 @@ mod tests {
     #[test]
     fn a_waiting_report_is_replaced_keeping_the_events_of_both() {
         let (a, b) = (GroupId::from_random([1; 20]), GroupId::from_random([2; 20]));
-        let mut w = Waiting::default();
+        let mut w = PendingReports::default();
         let report = |generation: u64, reasons: &[&str]| ObservedGroup {
             generation,
             events: reasons.iter().map(|r| event(r)).collect(),

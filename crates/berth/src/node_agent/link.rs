@@ -1,0 +1,171 @@
+//! The node's calls to the control plane (docs/NODE_PROTOCOL.md): the join, then watch,
+//! report and heartbeat, each signed with the node's key.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use berth_control::cluster::protocol::{
+    Heartbeat, HeartbeatReply, JoinReply, JoinRequest, ReportBatch, ReportReply, WatchReply,
+    MAX_BODY, PREFIX, WATCH_WAIT_SECS,
+};
+use berth_control::cluster::signing;
+use serde::de::DeserializeOwned;
+
+/// A node's connection to the control plane; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct ControlLink {
+    http: reqwest::Client,
+    /// The control plane's base URL, without a trailing slash.
+    base: String,
+    node: String,
+    key: Vec<u8>,
+}
+
+/// An answer of the control plane that refuses the node (4xx): retrying will not help.
+#[derive(Debug, thiserror::Error)]
+#[error("the control plane refused the call ({status}): {message}")]
+pub(crate) struct Refused {
+    pub(crate) status: u16,
+    pub(crate) message: String,
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        // A watch waits up to WATCH_WAIT_SECS for a change.
+        .timeout(Duration::from_secs(WATCH_WAIT_SECS + 15))
+        .build()
+        .context("cannot make an HTTP client")
+}
+
+/// The control plane's base URL: `http://` or `https://`, no query, no trailing slash.
+pub(crate) fn base_url(url: &str) -> anyhow::Result<String> {
+    let parsed =
+        reqwest::Url::parse(url).with_context(|| format!("--join {url:?} is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
+        bail!("--join {url:?}: an http:// or https:// URL without a query is expected");
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Presents the join token; the answer holds the node's id and key.
+pub(crate) async fn join(base: &str, req: &JoinRequest) -> anyhow::Result<JoinReply> {
+    let resp = client()?
+        .post(format!("{base}{PREFIX}/join"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(req)?)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the control plane at {base}"))?;
+    read(resp).await
+}
+
+async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<T> {
+    let status = resp.status();
+    let mut body = Vec::new();
+    let mut resp = resp;
+    while let Some(chunk) = resp.chunk().await.context("reading the answer")? {
+        if body.len() + chunk.len() > MAX_BODY {
+            bail!("the control plane's answer is larger than {MAX_BODY} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if status.is_client_error() {
+        let message = serde_json::from_slice::<berth_control::cluster::protocol::Refusal>(&body)
+            .map(|r| format!("{}: {}", r.code, r.message))
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        return Err(Refused {
+            status: status.as_u16(),
+            message,
+        }
+        .into());
+    }
+    if !status.is_success() {
+        bail!(
+            "the control plane answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    serde_json::from_slice(&body).context("the control plane's answer is not what was expected")
+}
+
+impl ControlLink {
+    pub(crate) fn new(base: String, node: String, key: Vec<u8>) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: client()?,
+            base,
+            node,
+            key,
+        })
+    }
+
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<T> {
+        let signed = signing::sign(
+            &self.node,
+            &self.key,
+            method.as_str(),
+            path,
+            query,
+            &body,
+            chrono::Utc::now().timestamp(),
+        );
+        let url = if query.is_empty() {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}{path}?{query}", self.base)
+        };
+        let mut req = self.http.request(method, url);
+        for (name, value) in signed.headers() {
+            req = req.header(name, value);
+        }
+        if !body.is_empty() {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the control plane at {}", self.base))?;
+        read(resp).await
+    }
+
+    /// The groups placed on the node written after `after`; waits for one when there is none.
+    pub(crate) async fn watch(&self, after: u64) -> anyhow::Result<WatchReply> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("{PREFIX}/watch"),
+            &format!("after={after}"),
+            Vec::new(),
+        )
+        .await
+    }
+
+    pub(crate) async fn report(&self, batch: &ReportBatch) -> anyhow::Result<ReportReply> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("{PREFIX}/report"),
+            "",
+            serde_json::to_vec(batch)?,
+        )
+        .await
+    }
+
+    pub(crate) async fn heartbeat(&self, hb: &Heartbeat) -> anyhow::Result<HeartbeatReply> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("{PREFIX}/heartbeat"),
+            "",
+            serde_json::to_vec(hb)?,
+        )
+        .await
+    }
+}

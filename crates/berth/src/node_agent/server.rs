@@ -1,0 +1,169 @@
+//! The node's own server (docs/NODE_PROTOCOL.md, under `/agent/v1`): what the control plane
+//! asks of the node directly — remove a group, read a container's log. Every call must be
+//! signed with the node's key by the control plane; anything else is refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use berth_control::cluster::protocol::{LogQuery, Refusal, RemoveRequest, MAX_BODY, NODE_PREFIX};
+use berth_control::cluster::signing::{Nonces, Presented};
+use berth_control::NodeError;
+use berth_core::GroupId;
+use berth_node::Agent;
+use serde::de::DeserializeOwned;
+
+use super::watch::Desired;
+
+/// The most seconds of grace a removal may ask for.
+const MAX_GRACE_SECS: u64 = 3600;
+
+#[derive(Clone)]
+pub(crate) struct NodeServer {
+    pub(crate) agent: Agent,
+    pub(crate) node: String,
+    pub(crate) key: Arc<Vec<u8>>,
+    pub(crate) nonces: Arc<Nonces>,
+    pub(crate) desired: Arc<Desired>,
+}
+
+pub(crate) fn router(server: NodeServer) -> Router {
+    Router::new()
+        .route(&format!("{NODE_PREFIX}/remove"), post(remove))
+        .route(&format!("{NODE_PREFIX}/log"), post(log))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(server)
+}
+
+fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(Refusal {
+            code: code.to_owned(),
+            message: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The call's body, once its signature holds.
+fn verified<T: DeserializeOwned>(
+    s: &NodeServer,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Box<Response>> {
+    let presented = Presented::read(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        .map_err(|e| Box::new(refuse(StatusCode::UNAUTHORIZED, "Unsigned", e.to_string())))?;
+    if presented.node != s.node {
+        return Err(Box::new(refuse(
+            StatusCode::UNAUTHORIZED,
+            "WrongNode",
+            "the call is signed for another node",
+        )));
+    }
+    presented
+        .verify(
+            &s.key,
+            method.as_str(),
+            uri.path(),
+            uri.query().unwrap_or(""),
+            body,
+            chrono::Utc::now().timestamp(),
+            &s.nonces,
+        )
+        .map_err(|e| {
+            Box::new(refuse(
+                StatusCode::UNAUTHORIZED,
+                "SignatureDoesNotMatch",
+                e.to_string(),
+            ))
+        })?;
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            "MalformedBody",
+            e.to_string(),
+        ))
+    })
+}
+
+fn group_id(id: &GroupId) -> Result<GroupId, Box<Response>> {
+    GroupId::parse(id.as_str()).ok_or_else(|| {
+        Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            "InvalidGroupId",
+            format!("{:?} is not a container group id", id.as_str()),
+        ))
+    })
+}
+
+async fn remove(
+    State(s): State<NodeServer>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req: RemoveRequest = match verified(&s, &method, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let id = match group_id(&req.group) {
+        Ok(id) => id,
+        Err(resp) => return *resp,
+    };
+    let grace = Duration::from_secs(req.grace_secs.min(MAX_GRACE_SECS));
+    let spec = s.desired.spec(&id);
+    match s.agent.remove(&id, spec.as_ref(), grace).await {
+        Ok(()) => {
+            s.desired.forget(&id);
+            axum::Json(serde_json::json!({})).into_response()
+        }
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "RemoveFailed",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+async fn log(
+    State(s): State<NodeServer>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let q: LogQuery = match verified(&s, &method, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let id = match group_id(&q.group) {
+        Ok(id) => id,
+        Err(resp) => return *resp,
+    };
+    // Only a container of a group placed here, by its name in the group's spec.
+    let known = s
+        .desired
+        .spec(&id)
+        .is_some_and(|spec| spec.all_containers().any(|c| c.name == q.container));
+    if !known {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "NoLog",
+            format!("no container {:?} in group {id} on this node", q.container),
+        );
+    }
+    match crate::observe_node::read_log(&s.agent, &id, &q.request()).await {
+        Ok(text) => axum::Json(serde_json::json!({ "text": text })).into_response(),
+        Err(NodeError::NotFound(c)) => refuse(StatusCode::NOT_FOUND, "NoLog", c),
+        Err(NodeError::Failed(m)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "LogFailed", m),
+    }
+}
