@@ -90,8 +90,8 @@ pub(crate) fn is_node_id(id: &str) -> bool {
         .is_some_and(|r| r.len() == 16 && lower_alnum(r))
 }
 
-/// Refuses a node the store does not keep: a malformed id, an empty or long name or
-/// address, too many runtime classes.
+/// Refuses a node the store does not keep: a malformed id, an empty or long name (or one
+/// shaped like an id) or address, too many runtime classes.
 pub(crate) fn check_node(info: &NodeInfo) -> Result<(), StoreError> {
     if !is_node_id(&info.id) {
         return Err(bad(
@@ -99,6 +99,10 @@ pub(crate) fn check_node(info: &NodeInfo) -> Result<(), StoreError> {
         ));
     }
     printable("node name", &info.name, MAX_NODE_NAME, false)?;
+    if is_node_id(&info.name) {
+        // A node is named by its name or its id alike (`berth admin node cordon NAME|ID`).
+        return Err(bad("a node's name may not have the shape of a node id"));
+    }
     printable("node address", &info.address, MAX_NODE_ADDRESS, false)?;
     let classes = &info.offer.runtime_classes;
     if classes.len() > MAX_NODE_CLASSES {

@@ -500,17 +500,17 @@ impl Store for PgStore {
         after: u64,
         limit: usize,
     ) -> Result<NodeGroups, StoreError> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         if nul(node) {
             // No group is placed on such a node; the revision still moves on.
-            let revision = pg_revision::settled(&mut client).await?;
+            let revision = pg_revision::settled(&client).await?;
             return Ok(crate::revision::page(after, revision, Vec::new(), limit));
         }
-        pg_revision::node_groups(&mut client, node, after, limit, &self.sealer).await
+        pg_revision::node_groups(&client, node, after, limit, &self.sealer).await
     }
 
     async fn group_revision(&self) -> Result<u64, StoreError> {
-        pg_revision::settled(&mut self.client().await?).await
+        pg_revision::settled(&self.client().await?).await
     }
 
     async fn placed_usage(&self) -> Result<Vec<NodeUsage>, StoreError> {

@@ -30,18 +30,19 @@ pub(crate) async fn lock_for_write(c: &impl GenericClient) -> Result<(), StoreEr
     Ok(())
 }
 
-/// The latest revision every write up to which has ended.
-pub(crate) async fn settled(client: &mut deadpool_postgres::Client) -> Result<u64, StoreError> {
-    let tx = client.transaction().await?;
-    let stmt = tx
-        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+/// The latest revision every write up to which has ended: the sequence's value, read in one
+/// statement (its own transaction) that also takes the lock exclusively and so ends only
+/// once every writer holding it has ended. Whichever comes first, the read or the lock, is
+/// safe: a value read was taken by a writer that held the shared lock from before it took
+/// it until it ended, and the lock is granted only once all of those have ended.
+pub(crate) async fn settled(c: &impl GenericClient) -> Result<u64, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END \
+             FROM group_revision, pg_advisory_xact_lock($1)",
+        )
         .await?;
-    tx.execute(&stmt, &[&REVISION_LOCK]).await?;
-    let stmt = tx
-        .prepare_cached("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM group_revision")
-        .await?;
-    let v: i64 = tx.query_one(&stmt, &[]).await?.get(0);
-    tx.commit().await?;
+    let v: i64 = c.query_one(&stmt, &[&REVISION_LOCK]).await?.get(0);
     Ok(v.max(0) as u64)
 }
 
@@ -56,15 +57,16 @@ fn open(sealer: &Sealer, json: &str) -> Result<GroupRecord, StoreError> {
 }
 
 pub(crate) async fn node_groups(
-    client: &mut deadpool_postgres::Client,
+    client: &deadpool_postgres::Client,
     node: &str,
     after: u64,
     limit: usize,
     sealer: &Sealer,
 ) -> Result<NodeGroups, StoreError> {
     let revision = settled(client).await?;
-    // Rows past the settled revision are left for the next read: one of them could have been
-    // committed before a lower revision that is not yet.
+    // A statement of its own, whose snapshot is taken after every write up to `revision`
+    // ended. Rows past it are left for the next read: one of them could have been committed
+    // before a lower revision that is not yet.
     let stmt = client
         .prepare_cached(
             "SELECT revision, record FROM groups \

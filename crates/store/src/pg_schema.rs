@@ -192,7 +192,13 @@ UPDATE groups SET
     waiting = COALESCE((record::json ->> 'waiting')::boolean, FALSE);
 ALTER TABLE groups ALTER COLUMN revision SET NOT NULL;
 CREATE INDEX groups_node_revision ON groups (node, revision);
-CREATE INDEX groups_unplaced ON groups (created, id) WHERE node IS NULL;
+-- The groups waiting for a node (unplaced_groups), oldest first.
+CREATE INDEX groups_unplaced ON groups (created, id) WHERE node IS NULL
+    AND status NOT IN ('Succeeded', 'Failed', 'Expired', 'ScheduleFailed', 'Terminating');
+-- What each node's unfinished groups hold (placed_usage), without reading the finished ones.
+CREATE INDEX groups_placed ON groups (node) INCLUDE (cpu, memory, storage)
+    WHERE node IS NOT NULL AND NOT waiting
+    AND status NOT IN ('Succeeded', 'Failed', 'Expired', 'ScheduleFailed');
 "#;
 
 /// Brings the schema up to date, then returns the sealer of the database's secrets: the key

@@ -35,7 +35,11 @@ CREATE TABLE group_revision (
 );
 INSERT INTO group_revision (id, value) SELECT 1, COALESCE(MAX(seq), 0) FROM groups;
 CREATE INDEX groups_node_revision ON groups(node, revision);
-CREATE INDEX groups_unplaced ON groups(created, id) WHERE node IS NULL;
+CREATE INDEX groups_unplaced ON groups(created, id) WHERE node IS NULL
+    AND status NOT IN ('Succeeded', 'Failed', 'Expired', 'ScheduleFailed', 'Terminating');
+CREATE INDEX groups_placed ON groups(node, cpu, memory, storage)
+    WHERE node IS NOT NULL AND waiting = 0
+    AND status NOT IN ('Succeeded', 'Failed', 'Expired', 'ScheduleFailed');
 "#;
 
 /// The next revision; called inside the transaction that writes the group's row.
@@ -114,7 +118,9 @@ impl SqliteDb {
     pub(crate) fn unplaced_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT record FROM groups \
+            // The partial index holds only these rows, in order; SQLite's planner, without
+            // statistics, would rather read every group on no node and sort them.
+            "SELECT record FROM groups INDEXED BY groups_unplaced \
              WHERE node IS NULL AND status NOT IN ({FINAL}, 'Terminating') \
              ORDER BY created, id LIMIT ?1"
         ))?;

@@ -223,6 +223,11 @@ async fn nodes_are_kept_by_id_with_unique_names(s: TestStore) {
         s.upsert_node(&bad).await,
         Err(StoreError::BadNode(_))
     ));
+    // A name shaped like an id would make `NAME|ID` ambiguous.
+    assert!(matches!(
+        s.upsert_node(&node(4, &node_id(9))).await,
+        Err(StoreError::BadNode(_))
+    ));
     let mut short_key = node(4, "ok");
     short_key.key = vec![1; 8];
     assert!(matches!(
@@ -616,6 +621,7 @@ async fn groups_of_a_database_made_before_revisions_get_them() {
         db.execute_batch(
             "DROP TABLE group_revision; \
              DROP INDEX groups_node_revision; DROP INDEX groups_unplaced; \
+             DROP INDEX groups_placed; \
              ALTER TABLE groups DROP COLUMN node; ALTER TABLE groups DROP COLUMN waiting; \
              ALTER TABLE groups DROP COLUMN created; ALTER TABLE groups DROP COLUMN revision;",
         )
