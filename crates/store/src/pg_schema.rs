@@ -186,10 +186,14 @@ CREATE TABLE nodes (
 CREATE SEQUENCE group_revision;
 ALTER TABLE groups ADD COLUMN waiting BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE groups ADD COLUMN revision BIGINT;
+-- A record may hold a NUL character (as the JSON escape \u0000), which PostgreSQL's JSON
+-- functions refuse: it becomes \u0001 for the read of two fields that never hold one (the
+-- escape keeps its length, so the document stays valid JSON whatever precedes it).
 UPDATE groups SET
     revision = nextval('group_revision'),
-    node = record::json ->> 'node',
-    waiting = COALESCE((record::json ->> 'waiting')::boolean, FALSE);
+    node = replace(record, E'\\u0000', E'\\u0001')::json ->> 'node',
+    waiting = COALESCE(
+        (replace(record, E'\\u0000', E'\\u0001')::json ->> 'waiting')::boolean, FALSE);
 ALTER TABLE groups ALTER COLUMN revision SET NOT NULL;
 CREATE INDEX groups_node_revision ON groups (node, revision);
 -- The groups waiting for a node (unplaced_groups), oldest first.

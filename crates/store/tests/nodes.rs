@@ -607,6 +607,12 @@ async fn groups_of_a_database_made_before_revisions_get_them() {
             ..group(4, None, 1.0, 1.0)
         },
     );
+    // A NUL character in a record does not stop the reading of its fields.
+    let mut later = later;
+    later.spec.tags.push(Tag {
+        key: "k\0".into(),
+        value: "v\0".into(),
+    });
     {
         let s = berth_store::SqliteStore::open(&path).unwrap();
         for g in [&old, &waiting, &later, &earlier] {
@@ -647,6 +653,62 @@ async fn groups_of_a_database_made_before_revisions_get_them() {
     assert_eq!(names, ["g4", "g3"]);
     // A new write takes the revision after the last one.
     s.modify_group(&old.id, &mut |r| r.status = GroupStatus::Running)
+        .await
+        .unwrap();
+    assert!(s.group_revision().await.unwrap() > page.revision);
+}
+
+/// A PostgreSQL database from before revisions: its groups get revisions, their node and
+/// whether they wait from their records (a tag holding a NUL character too).
+#[tokio::test]
+async fn groups_of_a_postgres_database_made_before_revisions_get_them() {
+    let s = Backend::Postgres.store().await;
+    let url = s.url().unwrap().to_string();
+    let a = node_id(1);
+    let placed = group(1, Some(&a), 1.0, 1.0);
+    let waiting = GroupRecord {
+        waiting: true,
+        ..group(2, Some(&a), 1.0, 1.0)
+    };
+    let mut nul_tag = group(3, None, 1.0, 1.0);
+    nul_tag.spec.tags.push(Tag {
+        key: "k\0".into(),
+        value: "v\0".into(),
+    });
+    for g in [&placed, &waiting, &nul_tag] {
+        s.insert_group(g).await.unwrap();
+    }
+    let (raw, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    raw.batch_execute(
+        "DROP TABLE join_tokens; DROP TABLE nodes; DROP SEQUENCE group_revision; \
+         DROP INDEX groups_node_revision; DROP INDEX groups_unplaced; DROP INDEX groups_placed; \
+         ALTER TABLE groups DROP COLUMN waiting; ALTER TABLE groups DROP COLUMN revision; \
+         UPDATE groups SET node = NULL; \
+         DELETE FROM schema_migrations WHERE version = (SELECT MAX(version) FROM schema_migrations);",
+    )
+    .await
+    .unwrap();
+    drop(raw);
+    let s = s.another().await;
+    let page = s.node_groups(&a, 0, 10).await.unwrap();
+    let names: Vec<_> = page
+        .groups
+        .iter()
+        .map(|(_, g)| g.spec.name.as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(page.groups.iter().all(|(r, _)| *r > 0));
+    assert_eq!(page.revision, s.group_revision().await.unwrap());
+    let usage = s.placed_usage().await.unwrap();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].groups, 1, "the waiting group holds nothing");
+    let unplaced = s.unplaced_groups(10).await.unwrap();
+    assert_eq!(unplaced.len(), 1);
+    assert_eq!(unplaced[0].spec.tags, nul_tag.spec.tags);
+    s.modify_group(&placed.id, &mut |r| r.status = GroupStatus::Running)
         .await
         .unwrap();
     assert!(s.group_revision().await.unwrap() > page.revision);
