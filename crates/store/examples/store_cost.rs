@@ -1,7 +1,9 @@
 //! What the store's common calls cost on SQLite and on PostgreSQL with many groups: inserts
 //! per second (8 tasks at once), the create path with its quota check, get by id, the first
-//! page of a listing (all of an account's groups, by status, by tag) and an access key check,
-//! each timed call by call (p50 and p99).
+//! page of a listing (all of an account's groups, by status, by tag), an access key check,
+//! and the calls of a cluster's nodes (a page of a node's groups by revision, the store's
+//! revision, what placed groups hold), each timed call by call (p50 and p99). The groups are
+//! spread over [`NODES`] nodes.
 //!
 //!     cargo run --release -p berth-store --example store_cost [GROUPS] [postgres://URL]
 //!
@@ -20,6 +22,12 @@ mod server;
 
 /// Tasks inserting at once.
 const WRITERS: u32 = 8;
+/// Nodes the groups are placed on.
+const NODES: u32 = 16;
+
+fn node_id(n: u32) -> String {
+    format!("node-{:0>16}", n % NODES)
+}
 
 fn record(n: u32) -> GroupRecord {
     let mut id = [0u8; 20];
@@ -44,6 +52,7 @@ fn record(n: u32) -> GroupRecord {
         },
         Utc::now(),
     );
+    rec.node = Some(node_id(n));
     // One in ten runs; the others finished.
     rec.status = if n.is_multiple_of(10) {
         GroupStatus::Running
@@ -168,6 +177,34 @@ async fn measure(name: &str, s: Arc<dyn Store>, groups: u32) {
     })
     .await;
     println!("{name}: access key check: p50 {p50:.0} µs, p99 {p99:.0} µs");
+    let (p50, p99) = timed(300, |i| {
+        let s = &s;
+        async move {
+            let page = s.node_groups(&node_id(i), 0, 100).await.unwrap();
+            assert_eq!(page.groups.len(), 100);
+        }
+    })
+    .await;
+    println!("{name}: a node's first 100 groups by revision: p50 {p50:.0} µs, p99 {p99:.0} µs");
+    let (p50, p99) = timed(300, |i| {
+        let s = &s;
+        async move {
+            let now = s.group_revision().await.unwrap();
+            let page = s.node_groups(&node_id(i), now, 100).await.unwrap();
+            assert!(page.groups.is_empty());
+        }
+    })
+    .await;
+    println!("{name}: store revision, then a node's page with nothing new: p50 {p50:.0} µs, p99 {p99:.0} µs");
+    let (p50, p99) = timed(50, |_| {
+        let s = &s;
+        async move {
+            // Running groups (one in ten, every n divisible by 10) are on the even nodes.
+            assert_eq!(s.placed_usage().await.unwrap().len(), NODES as usize / 2);
+        }
+    })
+    .await;
+    println!("{name}: what placed groups hold, per node: p50 {p50:.0} µs, p99 {p99:.0} µs");
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ mod keycache;
 mod leases;
 mod ledger;
 mod migrate_secrets;
+mod nodes;
 mod operator;
 mod pg;
 mod pg_accounts;
@@ -17,12 +18,15 @@ mod pg_caches;
 mod pg_groups;
 mod pg_leases;
 mod pg_ledger;
+mod pg_nodes;
+mod pg_revision;
 mod pg_schema;
 mod pg_sessions;
 mod pg_sql;
 mod pg_tags;
 mod pg_tokens;
 mod quota;
+mod revision;
 mod runtime_classes;
 mod seal;
 mod seccomp;
@@ -36,11 +40,14 @@ mod worker;
 
 use std::sync::Arc;
 
-use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
+use berth_core::{
+    GroupId, GroupRecord, GroupStatus, ImageCacheRecord, JoinToken, NodeInfo, NodeRecord,
+};
 
 pub use keycache::GENERATION_FILE as KEY_GENERATION_FILE;
 pub use leases::MAX_LEASE_TEXT;
 pub use ledger::LedgerPeriod;
+pub use nodes::{NodeGroups, NodeUsage, MAX_TOKEN_DESCRIPTION};
 pub use pg::PgStore;
 pub use quota::{GroupLimits, GroupUsage, QuotaExceeded, QuotaOverrides, QuotaResource};
 pub use seal::{KeyError, KEY_FILE};
@@ -75,6 +82,15 @@ pub enum StoreError {
     NoKey(String, String),
     #[error("an access key with id {0} exists already")]
     KeyExists(String),
+    #[error("a join token with id {0} exists already")]
+    JoinTokenExists(String),
+    /// Another node holds the name; nothing was written.
+    #[error("another node is named {0}")]
+    NodeNameTaken(String),
+    /// A node or a join token is not as the store keeps them (its id, name, address or
+    /// sizes); nothing was written.
+    #[error("{0}")]
+    BadNode(String),
     /// A new group does not fit the account's quota; nothing was written.
     #[error("quota exceeded: {0}")]
     QuotaExceeded(QuotaExceeded),
@@ -437,4 +453,46 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<u64>, StoreError>;
     /// Ends the lease `name` now if `holder` holds it (a graceful stop hands over at once).
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Stores a new join token ([`StoreError::JoinTokenExists`] when its id is taken).
+    async fn create_join_token(&self, token: &JoinToken) -> Result<(), StoreError>;
+    async fn join_token(&self, id: &str) -> Result<Option<JoinToken>, StoreError>;
+    /// Every join token, expired or not, oldest first.
+    async fn list_join_tokens(&self) -> Result<Vec<JoinToken>, StoreError>;
+    /// Whether there was such a token.
+    async fn delete_join_token(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Writes a node by its id (its key sealed at rest); [`StoreError::NodeNameTaken`] when
+    /// a node of another id holds its name.
+    async fn upsert_node(&self, node: &NodeRecord) -> Result<(), StoreError>;
+    async fn get_node(&self, id: &str) -> Result<Option<NodeRecord>, StoreError>;
+    async fn node_by_name(&self, name: &str) -> Result<Option<NodeRecord>, StoreError>;
+    /// Every node, by name, without keys.
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError>;
+    /// Reads, changes and writes back one node atomically (its id stays); `None` when there
+    /// is no such node. [`StoreError::NodeNameTaken`] when the change takes another's name.
+    async fn modify_node(
+        &self,
+        id: &str,
+        f: &mut (dyn for<'r> FnMut(&'r mut NodeInfo) + Send),
+    ) -> Result<Option<NodeInfo>, StoreError>;
+    /// Whether there was such a node.
+    async fn delete_node(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// The groups placed on `node` written after revision `after`, by revision, at most
+    /// `limit`, with the revision to go on from (see [`NodeGroups`]).
+    async fn node_groups(
+        &self,
+        node: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<NodeGroups, StoreError>;
+    /// The store's latest group revision: every write of a group up to it can be read.
+    async fn group_revision(&self) -> Result<u64, StoreError>;
+    /// What the unfinished groups placed on each node hold (waiting groups hold nothing), by
+    /// node.
+    async fn placed_usage(&self) -> Result<Vec<NodeUsage>, StoreError>;
+    /// Unfinished groups placed on no node and not being deleted, oldest first (by creation,
+    /// then id), at most `limit`.
+    async fn unplaced_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError>;
 }

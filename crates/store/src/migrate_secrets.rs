@@ -20,7 +20,8 @@ pub(crate) fn any_sealed(conn: &Connection) -> Result<bool, StoreError> {
         "SELECT EXISTS(SELECT 1 FROM access_keys WHERE substr(secret, 1, ?1) = ?2) \
          OR EXISTS(SELECT 1 FROM groups WHERE instr(record, ?3) > 0) \
          OR EXISTS(SELECT 1 FROM image_caches WHERE instr(record, ?3) > 0) \
-         OR EXISTS(SELECT 1 FROM client_tokens WHERE instr(params, ?3) > 0)",
+         OR EXISTS(SELECT 1 FROM client_tokens WHERE instr(params, ?3) > 0) \
+         OR EXISTS(SELECT 1 FROM nodes WHERE substr(key, 1, ?1) = ?2)",
         params![PREFIX.len() as i64, PREFIX, sealed_json],
         |r| r.get(0),
     )?)
@@ -121,8 +122,8 @@ fn rewrite(conn: &Connection, sealer: &Sealer) -> Result<usize, StoreError> {
             continue;
         }
         conn.execute(
-            "UPDATE groups SET record = ?2 WHERE id = ?1",
-            params![id, sealer.group_json(&rec)?],
+            "UPDATE groups SET record = ?2, revision = ?3 WHERE id = ?1",
+            params![id, sealer.group_json(&rec)?, crate::revision::next(conn)?],
         )?;
         n += 1;
     }

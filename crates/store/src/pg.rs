@@ -29,19 +29,20 @@
 
 use std::path::Path;
 
-use berth_core::{GroupId, GroupRecord, ImageCacheRecord};
+use berth_core::{GroupId, GroupRecord, ImageCacheRecord, JoinToken, NodeInfo, NodeRecord};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+use crate::nodes::ByColumn;
 use crate::pg_sql::nul;
 use crate::seal::Sealer;
 use crate::tokens::{TokenKind, TokenUse};
 use crate::{
-    pg_accounts, pg_caches, pg_groups, pg_leases, pg_ledger, pg_sessions, pg_tags, pg_tokens,
-    AccessKey, Account, AccountSeccomp, ConsoleSession, GroupFilter, GroupLimits, GroupUsage,
-    KeyCheck, KeyInfo, LedgerPeriod, Page, QuotaOverrides, SessionBounds, Store, StoreError,
-    TagCursor, TagPage, TagQuery, UsageInterval,
+    pg_accounts, pg_caches, pg_groups, pg_leases, pg_ledger, pg_nodes, pg_revision, pg_sessions,
+    pg_tags, pg_tokens, AccessKey, Account, AccountSeccomp, ConsoleSession, GroupFilter,
+    GroupLimits, GroupUsage, KeyCheck, KeyInfo, LedgerPeriod, NodeGroups, NodeUsage, Page,
+    QuotaOverrides, SessionBounds, Store, StoreError, TagCursor, TagPage, TagQuery, UsageInterval,
 };
 
 /// Most connections one store holds open.
@@ -209,6 +210,7 @@ impl Store for PgStore {
     async fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        pg_revision::lock_for_write(&tx).await?;
         pg_groups::insert(&tx, rec, &self.sealer).await?;
         tx.commit().await?;
         Ok(())
@@ -446,5 +448,76 @@ impl Store for PgStore {
 
     async fn console_sessions(&self) -> Result<usize, StoreError> {
         pg_sessions::total(&self.client().await?).await
+    }
+
+    async fn create_join_token(&self, token: &JoinToken) -> Result<(), StoreError> {
+        pg_nodes::create_token(&self.client().await?, token).await
+    }
+
+    async fn join_token(&self, id: &str) -> Result<Option<JoinToken>, StoreError> {
+        pg_nodes::token(&self.client().await?, id).await
+    }
+
+    async fn list_join_tokens(&self) -> Result<Vec<JoinToken>, StoreError> {
+        pg_nodes::tokens(&self.client().await?).await
+    }
+
+    async fn delete_join_token(&self, id: &str) -> Result<bool, StoreError> {
+        pg_nodes::delete_token(&self.client().await?, id).await
+    }
+
+    async fn upsert_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        pg_nodes::upsert(&self.client().await?, node, &self.sealer).await
+    }
+
+    async fn get_node(&self, id: &str) -> Result<Option<NodeRecord>, StoreError> {
+        pg_nodes::get_by(&self.client().await?, ByColumn::Id, id, &self.sealer).await
+    }
+
+    async fn node_by_name(&self, name: &str) -> Result<Option<NodeRecord>, StoreError> {
+        pg_nodes::get_by(&self.client().await?, ByColumn::Name, name, &self.sealer).await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        pg_nodes::list(&self.client().await?).await
+    }
+
+    async fn modify_node(
+        &self,
+        id: &str,
+        f: &mut (dyn for<'r> FnMut(&'r mut NodeInfo) + Send),
+    ) -> Result<Option<NodeInfo>, StoreError> {
+        pg_nodes::modify(&mut self.client().await?, id, f).await
+    }
+
+    async fn delete_node(&self, id: &str) -> Result<bool, StoreError> {
+        pg_nodes::delete(&self.client().await?, id).await
+    }
+
+    async fn node_groups(
+        &self,
+        node: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<NodeGroups, StoreError> {
+        let client = self.client().await?;
+        if nul(node) {
+            // No group is placed on such a node; the revision still moves on.
+            let revision = pg_revision::settled(&client).await?;
+            return Ok(crate::revision::page(after, revision, Vec::new(), limit));
+        }
+        pg_revision::node_groups(&client, node, after, limit, &self.sealer).await
+    }
+
+    async fn group_revision(&self) -> Result<u64, StoreError> {
+        pg_revision::settled(&self.client().await?).await
+    }
+
+    async fn placed_usage(&self) -> Result<Vec<NodeUsage>, StoreError> {
+        pg_revision::placed_usage(&self.client().await?).await
+    }
+
+    async fn unplaced_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
+        pg_revision::unplaced(&self.client().await?, limit, &self.sealer).await
     }
 }

@@ -49,7 +49,8 @@ fn tag_columns(tags: &[Tag]) -> (Vec<&[u8]>, Vec<&[u8]>) {
 }
 
 /// Writes the row of a new group, its tags and its `billed_groups` row;
-/// [`StoreError::Exists`] when its id is taken.
+/// [`StoreError::Exists`] when its id is taken. The transaction holds the revision's lock
+/// (`pg_revision::lock_for_write`).
 pub(crate) async fn insert(
     c: &impl GenericClient,
     rec: &GroupRecord,
@@ -60,8 +61,9 @@ pub(crate) async fn insert(
         .prepare_cached(
             "WITH g AS (INSERT INTO groups \
              (id, account, name, status, client_token, cpu, memory, storage, created, changed, \
-              record) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq), \
+              record, node, waiting, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $14, $15, \
+                     nextval('group_revision')) RETURNING seq), \
              n AS (INSERT INTO account_groups (account, groups) SELECT $2, 1 FROM g \
              ON CONFLICT (account) DO UPDATE SET groups = account_groups.groups + 1) \
              INSERT INTO group_tags (group_seq, key, value) \
@@ -88,6 +90,8 @@ pub(crate) async fn insert(
                 &json,
                 &keys,
                 &values,
+                &rec.node,
+                &rec.waiting,
             ],
         )
         .await;
@@ -132,6 +136,7 @@ pub(crate) async fn insert_claiming(
 ) -> Result<Option<TokenUse>, StoreError> {
     let params = sealer.seal_json(params)?;
     let tx = client.transaction().await?;
+    crate::pg_revision::lock_for_write(&tx).await?;
     lock_account(&tx, &rec.account).await?;
     if let Some(token) = &rec.client_token {
         let (id, kind) = (rec.id.as_str(), TokenKind::Group);
@@ -186,6 +191,7 @@ where
     F: FnMut(&mut GroupRecord) + Send + ?Sized,
 {
     let tx = client.transaction().await?;
+    crate::pg_revision::lock_for_write(&tx).await?;
     if limits.is_some() {
         // The account's lock before the row's, as every insert takes it.
         let stmt = tx
@@ -228,7 +234,8 @@ where
     let stmt = tx
         .prepare_cached(
             "UPDATE groups SET status = $2, record = $3, cpu = $4, memory = $5, \
-             storage = $6, changed = $7 WHERE seq = $1",
+             storage = $6, changed = $7, node = $8, waiting = $9, \
+             revision = nextval('group_revision') WHERE seq = $1",
         )
         .await?;
     tx.execute(
@@ -241,6 +248,8 @@ where
             &after.memory,
             &after.storage,
             &ms(now),
+            &rec.node,
+            &rec.waiting,
         ],
     )
     .await?;

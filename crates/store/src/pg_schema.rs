@@ -19,7 +19,7 @@ const SCHEMA_LOCK: i64 = 0x6265_7274_6800_0001;
 const CHECK_TEXT: &str = "berth sealed secrets";
 
 /// The migrations, in order; the version of a database is how many of them ran.
-const MIGRATIONS: &[&str] = &[FIRST, LEASES];
+const MIGRATIONS: &[&str] = &[FIRST, LEASES, NODES];
 
 /// The schema: real columns (and indexes) for what listings and checks filter on, the records
 /// as JSON text beside them (text, not JSONB: JSONB refuses the NUL character, which a
@@ -166,6 +166,45 @@ CREATE TABLE leases (
 );
 "#;
 
+/// The nodes of a cluster, their join tokens, and the revisions of groups (`pg_revision.rs`):
+/// every write of a group's row takes the next value of `group_revision`; the `node` and
+/// `waiting` columns follow the record on every write. Existing groups get revisions too.
+const NODES: &str = r#"
+CREATE TABLE join_tokens (
+    id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created TIMESTAMPTZ NOT NULL,
+    expires TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    info TEXT NOT NULL,
+    key TEXT NOT NULL
+);
+CREATE SEQUENCE group_revision;
+ALTER TABLE groups ADD COLUMN waiting BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE groups ADD COLUMN revision BIGINT;
+-- A record may hold a NUL character (as the JSON escape \u0000), which PostgreSQL's JSON
+-- functions refuse: it becomes \u0001 for the read of two fields that never hold one (the
+-- escape keeps its length, so the document stays valid JSON whatever precedes it).
+UPDATE groups SET
+    revision = nextval('group_revision'),
+    node = replace(record, E'\\u0000', E'\\u0001')::json ->> 'node',
+    waiting = COALESCE(
+        (replace(record, E'\\u0000', E'\\u0001')::json ->> 'waiting')::boolean, FALSE);
+ALTER TABLE groups ALTER COLUMN revision SET NOT NULL;
+CREATE INDEX groups_node_revision ON groups (node, revision);
+-- The groups waiting for a node (unplaced_groups), oldest first.
+CREATE INDEX groups_unplaced ON groups (created, id) WHERE node IS NULL
+    AND status NOT IN ('Succeeded', 'Failed', 'Expired', 'ScheduleFailed', 'Terminating');
+-- What each node's unfinished groups hold (placed_usage), without reading the finished ones.
+CREATE INDEX groups_placed ON groups (node) INCLUDE (cpu, memory, storage)
+    WHERE node IS NOT NULL AND NOT waiting
+    AND status NOT IN ('Succeeded', 'Failed', 'Expired', 'ScheduleFailed');
+"#;
+
 /// Brings the schema up to date, then returns the sealer of the database's secrets: the key
 /// of `key_file`, made (0600) when neither it nor any sealed secret exists yet.
 pub(crate) async fn prepare(
@@ -261,7 +300,8 @@ async fn any_sealed(c: &impl GenericClient) -> Result<bool, StoreError> {
         "SELECT EXISTS(SELECT 1 FROM access_keys WHERE starts_with(secret, $1)) \
          OR EXISTS(SELECT 1 FROM groups WHERE strpos(record, $2) > 0) \
          OR EXISTS(SELECT 1 FROM image_caches WHERE strpos(record, $2) > 0) \
-         OR EXISTS(SELECT 1 FROM client_tokens WHERE strpos(params, $1) > 0)",
+         OR EXISTS(SELECT 1 FROM client_tokens WHERE strpos(params, $1) > 0) \
+         OR EXISTS(SELECT 1 FROM nodes WHERE starts_with(key, $1))",
         &[&prefix, &sealed_json],
     )
     .await?

@@ -43,6 +43,9 @@ pub(crate) async fn change(
         TagResourceType::ImageCache => "image_caches",
     };
     let tx = client.transaction().await?;
+    if kind == TagResourceType::ContainerGroup {
+        crate::pg_revision::lock_for_write(&tx).await?;
+    }
     // No resource has a NUL character in its id or account (`pg_sql::nul`): such an id is not
     // found where the batch names it.
     let mut sorted: Vec<&str> = seen
@@ -98,7 +101,10 @@ async fn change_group(
         return Ok(());
     }
     let stmt = tx
-        .prepare_cached("UPDATE groups SET record = $2, changed = $3 WHERE seq = $1")
+        .prepare_cached(
+            "UPDATE groups SET record = $2, changed = $3, \
+             revision = nextval('group_revision') WHERE seq = $1",
+        )
         .await?;
     tx.execute(
         &stmt,

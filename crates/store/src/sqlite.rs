@@ -7,15 +7,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use berth_core::{GroupId, GroupRecord, ImageCacheRecord};
+use berth_core::{GroupId, GroupRecord, ImageCacheRecord, JoinToken, NodeInfo, NodeRecord};
 
+use crate::nodes::ByColumn;
 use crate::sqlite_db::{Changed, ForChange, SqliteDb};
 use crate::tokens::{TokenKind, TokenUse};
 use crate::worker::Workers;
 use crate::{
     AccessKey, Account, AccountSeccomp, ConsoleSession, GroupFilter, GroupLimits, GroupUsage,
-    KeyCheck, KeyInfo, LedgerPeriod, Page, QuotaOverrides, SessionBounds, Store, StoreError,
-    TagCursor, TagPage, TagQuery, UsageInterval,
+    KeyCheck, KeyInfo, LedgerPeriod, NodeGroups, NodeUsage, Page, QuotaOverrides, SessionBounds,
+    Store, StoreError, TagCursor, TagPage, TagQuery, UsageInterval,
 };
 
 /// Most times a change is tried again because another write changed the row first. Each
@@ -515,5 +516,96 @@ impl Store for SqliteStore {
             }
         }
         Err(StoreError::Contended(id.to_string()))
+    }
+
+    async fn create_join_token(&self, token: &JoinToken) -> Result<(), StoreError> {
+        let token = token.clone();
+        self.on_db(move |db| db.create_join_token(&token)).await
+    }
+
+    async fn join_token(&self, id: &str) -> Result<Option<JoinToken>, StoreError> {
+        let id = id.to_owned();
+        self.on_db(move |db| db.join_token(&id)).await
+    }
+
+    async fn list_join_tokens(&self) -> Result<Vec<JoinToken>, StoreError> {
+        self.on_db(move |db| db.list_join_tokens()).await
+    }
+
+    async fn delete_join_token(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.on_db(move |db| db.delete_join_token(&id)).await
+    }
+
+    async fn upsert_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        let node = node.clone();
+        self.on_db(move |db| db.upsert_node(&node)).await
+    }
+
+    async fn get_node(&self, id: &str) -> Result<Option<NodeRecord>, StoreError> {
+        let id = id.to_owned();
+        self.on_db(move |db| db.node(ByColumn::Id, &id)).await
+    }
+
+    async fn node_by_name(&self, name: &str) -> Result<Option<NodeRecord>, StoreError> {
+        let name = name.to_owned();
+        self.on_db(move |db| db.node(ByColumn::Name, &name)).await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        self.on_db(move |db| db.list_nodes()).await
+    }
+
+    async fn modify_node(
+        &self,
+        id: &str,
+        f: &mut (dyn for<'r> FnMut(&'r mut NodeInfo) + Send),
+    ) -> Result<Option<NodeInfo>, StoreError> {
+        let key = id.to_owned();
+        let Some(mut read) = self.on_db(move |db| db.node_for_change(&key)).await? else {
+            return Ok(None);
+        };
+        for _ in 0..MAX_RETRIES {
+            let mut after = read.rec.clone();
+            f(&mut after);
+            let key = id.to_owned();
+            let res = self
+                .on_db(move |db| db.write_node_change(&key, &read, after))
+                .await?;
+            match res {
+                None => return Ok(None),
+                Some(Changed::Written(info)) => return Ok(Some(info)),
+                Some(Changed::Meanwhile(now)) => read = now,
+            }
+        }
+        Err(StoreError::Contended(id.to_string()))
+    }
+
+    async fn delete_node(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.on_db(move |db| db.delete_node(&id)).await
+    }
+
+    async fn node_groups(
+        &self,
+        node: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<NodeGroups, StoreError> {
+        let node = node.to_owned();
+        self.on_db(move |db| db.node_groups(&node, after, limit))
+            .await
+    }
+
+    async fn group_revision(&self) -> Result<u64, StoreError> {
+        self.on_db(move |db| db.group_revision()).await
+    }
+
+    async fn placed_usage(&self) -> Result<Vec<NodeUsage>, StoreError> {
+        self.on_db(move |db| db.placed_usage()).await
+    }
+
+    async fn unplaced_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
+        self.on_db(move |db| db.unplaced_groups(limit)).await
     }
 }

@@ -58,6 +58,8 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::runtime_classes::MIGRATION,
     crate::sessions::MIGRATION,
     crate::leases::MIGRATION,
+    crate::nodes::MIGRATION,
+    crate::revision::MIGRATION,
 ];
 
 /// When each group's record last changed (milliseconds since the epoch), so that a client
@@ -171,12 +173,17 @@ impl SqliteDb {
         self.sealed_at_open
     }
 
+    /// The sealer of its secrets.
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
     /// How many connections it has: the writer and the readers.
     pub(crate) fn connections(&self) -> usize {
         1 + self.readers.len()
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent: keep going.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -216,7 +223,7 @@ impl SqliteDb {
 
     /// A connection for one read: a free one of the pool, else (all busy) one to wait for; the
     /// writer's when there is no pool.
-    fn reader(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn reader(&self) -> MutexGuard<'_, Connection> {
         let n = self.readers.len();
         if n == 0 {
             return self.conn();
@@ -233,7 +240,7 @@ impl SqliteDb {
     }
 
     /// A group's record from the JSON of its row, its secrets opened.
-    fn decode(&self, json: &str) -> Result<GroupRecord, StoreError> {
+    pub(crate) fn decode(&self, json: &str) -> Result<GroupRecord, StoreError> {
         let mut rec: GroupRecord = serde_json::from_str(json)?;
         self.sealer.open_group(&mut rec)?;
         Ok(rec)
@@ -366,13 +373,14 @@ fn page_by_sql(
     Ok(page)
 }
 
-/// Writes the row of a new group (`json`: the record as stored); [`StoreError::Exists`] when
-/// its id is taken.
+/// Writes the row of a new group (`json`: the record as stored) with the next revision, inside
+/// the caller's write transaction; [`StoreError::Exists`] when its id is taken.
 fn insert_group_row(conn: &Connection, rec: &GroupRecord, json: &str) -> Result<(), StoreError> {
     let res = conn.execute(
         "INSERT INTO groups \
-         (id, account, name, status, client_token, record, cpu, memory, storage, changed) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         (id, account, name, status, client_token, record, cpu, memory, storage, changed, \
+          node, waiting, created, revision) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             rec.id.as_str(),
             rec.account,
@@ -383,7 +391,11 @@ fn insert_group_row(conn: &Connection, rec: &GroupRecord, json: &str) -> Result<
             rec.spec.cpu,
             rec.spec.memory,
             f64::from(rec.spec.ephemeral_storage_gib()),
-            Utc::now().timestamp_millis()
+            Utc::now().timestamp_millis(),
+            rec.node,
+            rec.waiting,
+            rec.creation_time.timestamp_millis(),
+            crate::revision::next(conn)?
         ],
     );
     match res {
@@ -553,7 +565,11 @@ impl SqliteDb {
 
     pub(crate) fn insert_group(&self, rec: &GroupRecord) -> Result<(), StoreError> {
         let json = self.sealer.group_json(rec)?;
-        insert_group_row(&self.conn(), rec, &json)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        insert_group_row(&tx, rec, &json)?;
+        tx.commit()?;
+        drop(conn);
         self.groups_changed();
         Ok(())
     }
@@ -950,10 +966,18 @@ impl SqliteDb {
         }
         // A write that changes nothing (a report repeating what is known) keeps the time of
         // the last change: listings of what changed lately skip it.
+        // Nor does it take a revision: a node watching its groups has nothing new to read.
         let now = Utc::now();
+        let changed = rec != *unchanged;
+        let revision = if changed {
+            Some(crate::revision::next(&tx)?)
+        } else {
+            None
+        };
         tx.prepare_cached(
             "UPDATE groups SET status = ?2, record = ?3, cpu = ?4, memory = ?5, storage = ?6, \
-             changed = CASE WHEN ?7 THEN ?8 ELSE changed END WHERE id = ?1",
+             changed = CASE WHEN ?7 THEN ?8 ELSE changed END, node = ?9, waiting = ?10, \
+             revision = COALESCE(?11, revision) WHERE id = ?1",
         )?
         .execute(params![
             id.as_str(),
@@ -962,8 +986,11 @@ impl SqliteDb {
             rec.spec.cpu,
             rec.spec.memory,
             f64::from(rec.spec.ephemeral_storage_gib()),
-            rec != *unchanged,
-            now.timestamp_millis()
+            changed,
+            now.timestamp_millis(),
+            rec.node,
+            rec.waiting,
+            revision
         ])?;
         // Only a change of status or size can change what is billed: the reports that
         // change neither (most of them) cost the ledger nothing.

@@ -146,11 +146,12 @@ fn change_group(
     if !apply(id, &mut rec.spec.tags, change)? {
         return Ok(());
     }
-    tx.prepare_cached("UPDATE groups SET record = ?2, changed = ?3 WHERE id = ?1")?
+    tx.prepare_cached("UPDATE groups SET record = ?2, changed = ?3, revision = ?4 WHERE id = ?1")?
         .execute(params![
             id,
             sealer.group_json(&rec)?,
-            chrono::Utc::now().timestamp_millis()
+            chrono::Utc::now().timestamp_millis(),
+            crate::revision::next(tx)?
         ])?;
     crate::billed::put(tx, &rec)
 }

@@ -217,17 +217,21 @@ async fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
         let v: i64 = db
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        // The ledger's migration and the six after it (billed groups, operators, the
-        // groups' change time, runtime classes, console sessions, leases).
+        // The ledger's migration and the eight after it (billed groups, operators, the
+        // groups' change time, runtime classes, console sessions, leases, nodes, revisions).
         db.execute_batch(
             "DROP TABLE ledger; DROP TABLE billed_groups; \
              ALTER TABLE accounts DROP COLUMN operator; \
              DROP INDEX groups_changed; ALTER TABLE groups DROP COLUMN changed; \
              ALTER TABLE accounts DROP COLUMN runtime_classes; DROP TABLE console_sessions; \
-             DROP TABLE leases;",
+             DROP TABLE leases; \
+             DROP TABLE join_tokens; DROP TABLE nodes; DROP TABLE group_revision; \
+             DROP INDEX groups_node_revision; DROP INDEX groups_unplaced; DROP INDEX groups_placed; \
+             ALTER TABLE groups DROP COLUMN node; ALTER TABLE groups DROP COLUMN waiting; \
+             ALTER TABLE groups DROP COLUMN created; ALTER TABLE groups DROP COLUMN revision;",
         )
         .unwrap();
-        db.pragma_update(None, "user_version", v - 7).unwrap();
+        db.pragma_update(None, "user_version", v - 9).unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     let l = s.group_ledger(&running.id).await.unwrap();

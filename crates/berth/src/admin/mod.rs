@@ -1,7 +1,10 @@
-//! `berth admin`: the operator's commands on accounts (with their quotas and operator flag) and access keys. They work on the state
-//! directory itself, whether the server is stopped or running (SQLite lets a second process
+//! `berth admin`: the operator's commands on accounts (with their quotas and operator flag),
+//! access keys, and a cluster's nodes and join tokens (`nodes.rs`). They work on the state
+//! directory (or the `--store` database) itself, whether the server is stopped or running (SQLite lets a second process
 //! write; the server reads keys per request, so a change counts at once).
 
+mod node_output;
+mod nodes;
 mod output;
 
 use std::path::PathBuf;
@@ -35,8 +38,9 @@ enum AdminCommand {
     /// Access keys of an account (an account may have several).
     #[command(subcommand)]
     Key(KeyCommand),
-    /// The runtime classes the node runs, as the last `berth serve` found them at its start.
-    Node,
+    /// Without a subcommand: the runtime classes this machine's node runs, as the last
+    /// `berth serve` found them at its start. With one: a cluster's nodes and join tokens.
+    Node(nodes::NodeArgs),
 }
 
 #[derive(clap::Subcommand)]
@@ -166,14 +170,17 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let out = Output::new(args.output);
-    if let AdminCommand::Node = args.command {
+    if let AdminCommand::Node(nodes::NodeArgs { command: None }) = args.command {
         return node(&args.state_dir);
     }
     let store = args.store.open(&args.state_dir).await?;
     match args.command {
         AdminCommand::Account(c) => account(store.as_ref(), &out, c).await,
         AdminCommand::Key(c) => key(store.as_ref(), &out, c).await,
-        AdminCommand::Node => node(&args.state_dir),
+        AdminCommand::Node(nodes::NodeArgs { command: Some(c) }) => {
+            nodes::run(store.as_ref(), &out, c).await
+        }
+        AdminCommand::Node(nodes::NodeArgs { command: None }) => node(&args.state_dir),
     }
 }
 

@@ -25,7 +25,7 @@ fn limit<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "default".to_string(), |v| v.to_string())
 }
 
-fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+pub(super) fn time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -67,7 +67,7 @@ impl Output {
     }
 
     /// Prints `v` as JSON or YAML; false for the table format.
-    fn document(&self, v: Value) -> bool {
+    pub(super) fn document(&self, v: Value) -> bool {
         match self.format {
             Format::Table => false,
             Format::Json => {
