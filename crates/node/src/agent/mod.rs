@@ -104,25 +104,64 @@ impl Agent {
         spec: Option<&berth_core::GroupSpec>,
         grace: Duration,
     ) -> Result<(), NodeError> {
-        let kill_by = match self.removals.claim(id, grace) {
-            removals::Claim::Remove(by) => by,
-            removals::Claim::Joined => {
+        match self.removals.claim(id, grace) {
+            removals::Claim::Remove(by) => self.remove_claimed(id, spec, grace, by).await,
+            removals::Claim::Joined(_) => {
                 tracing::info!(group = %id, grace_s = grace.as_secs(), "a removal under way gets a grace period of its own");
-                return Ok(());
+                Ok(())
             }
-        };
+        }
+    }
+
+    /// As [`Agent::remove`], but returns only once the group is removed: a removal under way
+    /// is brought forward and waited for, then done again (nothing is left to do when it
+    /// succeeded; its error comes back when it failed). A control plane of several replicas
+    /// may ask for one group's removal through each of them.
+    pub async fn remove_fully(
+        &self,
+        id: &GroupId,
+        spec: Option<&berth_core::GroupSpec>,
+        grace: Duration,
+    ) -> Result<(), NodeError> {
+        loop {
+            match self.removals.claim(id, grace) {
+                removals::Claim::Remove(by) => {
+                    return self.remove_claimed(id, spec, grace, by).await
+                }
+                removals::Claim::Joined(mut under_way) => {
+                    tracing::info!(group = %id, grace_s = grace.as_secs(), "waiting for the removal under way");
+                    while under_way.changed().await.is_ok() {}
+                }
+            }
+        }
+    }
+
+    async fn remove_claimed(
+        &self,
+        id: &GroupId,
+        spec: Option<&berth_core::GroupSpec>,
+        grace: Duration,
+        kill_by: crate::group::KillBy,
+    ) -> Result<(), NodeError> {
+        // Ends the claim however this ends, a caller that gives up on it included: a
+        // claim left behind would make every later removal of the group wait for it.
+        struct Finish<'a>(&'a removals::Removals, &'a GroupId);
+        impl Drop for Finish<'_> {
+            fn drop(&mut self) {
+                self.0.finish(self.1);
+            }
+        }
+        let _finish = Finish(&self.removals, id);
         let slot = self.groups().remove(id);
         self.metrics.forget(id);
-        let res = match slot {
+        match slot {
             Some(slot) => slot.lock().await.remove(spec, grace, kill_by).await,
             None => {
                 Supervisor::new(self.host.clone(), id.clone())
                     .remove(spec, grace, kill_by)
                     .await
             }
-        };
-        self.removals.finish(id);
-        res
+        }
     }
 
     /// Log text of a container: its current (latest) run or the one before.

@@ -20,8 +20,9 @@ pub struct Removals(Mutex<HashMap<GroupId, watch::Sender<Instant>>>);
 pub enum Claim {
     /// Remove the group; the containers are killed by this time at the latest.
     Remove(KillBy),
-    /// A removal is under way; its time was brought forward to this call's, if sooner.
-    Joined,
+    /// A removal is under way; its time was brought forward to this call's, if sooner. The
+    /// receiver's sender is dropped when it ends.
+    Joined(watch::Receiver<Instant>),
 }
 
 impl Removals {
@@ -41,7 +42,7 @@ impl Removals {
                 }
                 sooner
             });
-            return Claim::Joined;
+            return Claim::Joined(tx.subscribe());
         }
         let (tx, rx) = watch::channel(by);
         map.insert(id.clone(), tx);
@@ -64,6 +65,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_joined_removal_learns_when_the_one_under_way_ends() {
+        let r = Removals::default();
+        let g = id();
+        let Claim::Remove(_by) = r.claim(&g, Duration::from_secs(60)) else {
+            panic!("the first claim removes")
+        };
+        let Claim::Joined(mut under_way) = r.claim(&g, Duration::from_secs(1)) else {
+            panic!("the second joins")
+        };
+        let waiter = tokio::spawn(async move { while under_way.changed().await.is_ok() {} });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "the removal is still under way");
+        r.finish(&g);
+        waiter.await.expect("ends once the removal ended");
+        assert!(
+            matches!(r.claim(&g, Duration::ZERO), Claim::Remove(_)),
+            "a new one starts afresh"
+        );
+    }
+
+    #[tokio::test]
     async fn a_second_removal_only_brings_the_kill_forward() {
         let r = Removals::default();
         let g = id();
@@ -73,10 +95,10 @@ mod tests {
         let first = *by.borrow();
         assert!(matches!(
             r.claim(&g, Duration::from_secs(90)),
-            Claim::Joined
+            Claim::Joined(_)
         ));
         assert_eq!(*by.borrow(), first, "a longer grace changes nothing");
-        assert!(matches!(r.claim(&g, Duration::ZERO), Claim::Joined));
+        assert!(matches!(r.claim(&g, Duration::ZERO), Claim::Joined(_)));
         assert!(*by.borrow() < first, "a shorter one is taken");
         // Brought forward before the stop's own deadline: the wait ends.
         tokio::time::timeout(Duration::from_secs(5), brought_forward(by.clone(), first))
