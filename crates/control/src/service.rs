@@ -112,6 +112,8 @@ pub struct Control {
     removing: std::sync::Mutex<std::collections::HashSet<GroupId>>,
     /// This control plane, for the tasks it starts from `&self`.
     pub(crate) me: Weak<Control>,
+    /// Cluster mode: the wake-ups of node watches and of placement.
+    pub(crate) cluster: crate::cluster::Cluster,
 }
 
 /// Called with the updated record for every event a node reports.
@@ -121,6 +123,7 @@ impl Control {
     pub fn new(store: Arc<dyn Store>, region: impl Into<String>) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
+            cluster: Default::default(),
             scheduler: Default::default(),
             removing: Default::default(),
             store,
@@ -321,6 +324,8 @@ impl Control {
             admission = self.admit(&rec);
         }
         match admission {
+            // In a cluster the placement on a node says so (`cluster/leader.rs`).
+            crate::schedule::Admission::Placed if self.cluster.enabled() => {}
             crate::schedule::Admission::Placed => {
                 rec.push_event(crate::schedule::scheduled_event(&id, now))
             }
@@ -630,22 +635,61 @@ impl Control {
             .modify_group(id, &mut |r| apply_report(r, &obs))
             .await;
         match res {
-            Ok(rec) => {
-                if rec.status.is_final() {
-                    self.release(id);
-                }
-                if !obs.events.is_empty() {
-                    let hooks = self.event_hooks.read().unwrap_or_else(|p| p.into_inner());
-                    for ev in &obs.events {
-                        for hook in hooks.iter() {
-                            hook(&rec, ev);
-                        }
-                    }
-                }
-            }
+            Ok(rec) => self.reported(&rec, &obs),
             Err(StoreError::NotFound(_)) => {}
             Err(e) => {
                 tracing::error!(group = %id, error = %e, "cannot record the status of a group")
+            }
+        }
+    }
+
+    /// Folds in the report of a node of a cluster if the group is placed on `node`, checked
+    /// where the record is changed; `false` when it is not (nothing of the report is kept).
+    /// A report of a group deleted meanwhile is dropped.
+    pub(crate) async fn report_from(
+        &self,
+        node: &str,
+        id: &GroupId,
+        obs: ObservedGroup,
+    ) -> Result<bool, StoreError> {
+        match self.store.get_group(None, id).await? {
+            None => return Ok(true),
+            Some(r) if r.node.as_deref() != Some(node) => return Ok(false),
+            Some(_) => {}
+        }
+        let mut placed = false;
+        let res = self
+            .store
+            .modify_group(id, &mut |r| {
+                placed = r.node.as_deref() == Some(node);
+                if placed {
+                    apply_report(r, &obs);
+                }
+            })
+            .await;
+        match res {
+            Ok(rec) => {
+                if placed {
+                    self.reported(&rec, &obs);
+                }
+                Ok(placed)
+            }
+            Err(StoreError::NotFound(_)) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What follows a report written: the room of a finished group freed, the event hooks.
+    fn reported(&self, rec: &GroupRecord, obs: &ObservedGroup) {
+        if rec.status.is_final() {
+            self.release(&rec.id);
+        }
+        if !obs.events.is_empty() {
+            let hooks = self.event_hooks.read().unwrap_or_else(|p| p.into_inner());
+            for ev in &obs.events {
+                for hook in hooks.iter() {
+                    hook(rec, ev);
+                }
             }
         }
     }

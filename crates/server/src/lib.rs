@@ -9,6 +9,7 @@ mod exec;
 mod forward;
 mod guard;
 mod metrics;
+mod nodes;
 mod nonce;
 mod observe;
 mod price;
@@ -48,6 +49,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 pub struct AppState {
     control: Arc<Control>,
     nonces: Arc<NonceCache>,
+    /// The nonces of node calls (cluster mode).
+    node_nonces: Arc<berth_control::cluster::signing::Nonces>,
     exec_tokens: Arc<tokens::Tokens<exec::ExecGrant>>,
     log_tokens: Arc<tokens::Tokens<observe::LogGrant>>,
     forward_tokens: Arc<tokens::Tokens<forward::ForwardGrant>>,
@@ -73,6 +76,7 @@ impl AppState {
         Self {
             control,
             nonces: Arc::new(NonceCache::new()),
+            node_nonces: Arc::default(),
             exec_tokens: Arc::default(),
             log_tokens: Arc::default(),
             forward_tokens: Arc::default(),
@@ -170,6 +174,12 @@ impl From<ApiError> for Refused {
 
 /// The router of the API.
 pub fn router(state: AppState) -> Router {
+    // A replica of a cluster serves its nodes' calls too.
+    let nodes = if state.control.in_cluster() {
+        nodes::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/", axum::routing::any(handle))
         .route("/exec/{token}", axum::routing::get(exec::socket))
@@ -180,6 +190,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/metrics", axum::routing::get(metrics::guarded))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .merge(nodes)
         .with_state(state)
         .layer(axum::middleware::map_response(guard::eci_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -1,6 +1,61 @@
-//! Cluster mode (docs/CLUSTER.md, ADR 0016): the node protocol's messages and signatures.
-//! The control plane's side of the protocol is in the server (its `/node/v1` routes) over
-//! the methods here; a node agent's side is `berth node`.
+//! Cluster mode (docs/CLUSTER.md, ADR 0016): the node protocol's messages and signatures,
+//! the control plane's answers to node calls (`calls.rs`), and the loops the replica that
+//! holds the leader's lease runs (`leader.rs`): placing groups on nodes and handling nodes
+//! that fell silent. The server serves the calls under `/node/v1`; `berth node` is the
+//! node's side.
 
+mod calls;
+mod leader;
 pub mod protocol;
 pub mod signing;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
+
+pub use calls::NodeCallError;
+pub use leader::LEADER_LEASE;
+
+/// A control plane's cluster state: whether it runs in a cluster, and what wakes its node
+/// watches and its placement.
+#[derive(Default)]
+pub(crate) struct Cluster {
+    enabled: AtomicBool,
+    /// A group of some node was written by this replica.
+    pub(crate) changed: Notify,
+    /// A group may wait for a node, or a node may have room again.
+    pub(crate) placement: Notify,
+}
+
+impl Cluster {
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn wake_placement(&self) {
+        self.placement.notify_one();
+    }
+}
+
+impl crate::Control {
+    /// Runs this control plane as a replica of a cluster: groups are placed on the nodes that
+    /// joined, not handed to a node of its own.
+    pub fn enable_cluster(&self) {
+        self.cluster.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this control plane runs in a cluster.
+    pub fn in_cluster(&self) -> bool {
+        self.cluster.enabled()
+    }
+
+    /// A group was written that a node watches, or that waits for a node: wakes the node
+    /// watches this replica serves and its placement.
+    pub fn cluster_changed(&self, placed: bool) {
+        if placed {
+            self.cluster.changed.notify_waiters();
+        } else {
+            self.cluster.wake_placement();
+        }
+    }
+}

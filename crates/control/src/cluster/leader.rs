@@ -1,0 +1,469 @@
+//! The loops of a cluster that must run once, on the replica holding the lease
+//! [`LEADER_LEASE`] (ADR 0016): placing groups that wait for a node, and handling nodes that
+//! fell silent. Every write is a change of one record that checks, where it is written,
+//! that the record is still as the decision saw it (a group still unplaced, a node still
+//! silent), so a replica that lost the lease without knowing it changes nothing twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::placement::Room;
+use berth_core::{Event, EventType, GroupRecord, GroupStatus, NodeInfo, NodeState, RestartPolicy};
+use berth_store::StoreError;
+use chrono::Utc;
+
+use super::protocol::{MAX_WATCH_GROUPS, NODE_LOST_SECS};
+use crate::Control;
+
+/// The lease of the replica that runs the once-only loops.
+pub const LEADER_LEASE: &str = "cluster-leader";
+/// How long the lease is taken for, and how often it is renewed.
+const LEASE_TTL: Duration = Duration::from_secs(6);
+const LEASE_RENEW: Duration = Duration::from_secs(2);
+/// How often the leader looks for groups waiting for a node written by other replicas.
+const PLACEMENT_POLL: Duration = Duration::from_millis(250);
+/// The most waiting groups one placement pass looks at.
+const PLACEMENT_BATCH: usize = 256;
+/// The event of a group a node holds; of a group whose node was lost.
+const REASON_SCHEDULED: &str = "Scheduled";
+const REASON_NODE_LOST: &str = "NodeLost";
+
+/// What a node has left for groups.
+#[derive(Clone, Copy, Debug)]
+struct Free {
+    cpu_milli: i128,
+    memory_mib: i128,
+    capacity: Room,
+}
+
+impl Free {
+    fn fits(&self, need: Room) -> bool {
+        self.cpu_milli >= i128::from(need.cpu_milli)
+            && self.memory_mib >= i128::from(need.memory_mib)
+    }
+
+    /// The share of the node left after `need` is taken: the lesser of CPU's and memory's.
+    fn left_after(&self, need: Room) -> f64 {
+        let share = |free: i128, need: u64, cap: u64| {
+            if cap == 0 {
+                return 0.0;
+            }
+            (free - i128::from(need)) as f64 / cap as f64
+        };
+        share(self.cpu_milli, need.cpu_milli, self.capacity.cpu_milli).min(share(
+            self.memory_mib,
+            need.memory_mib,
+            self.capacity.memory_mib,
+        ))
+    }
+
+    fn take(&mut self, need: Room) {
+        self.cpu_milli -= i128::from(need.cpu_milli);
+        self.memory_mib -= i128::from(need.memory_mib);
+    }
+}
+
+/// The node a group goes to: of the schedulable nodes running its class with room for it,
+/// the one left with the largest share free (groups spread over the nodes).
+fn choose<'a>(
+    rec: &GroupRecord,
+    nodes: &'a [NodeInfo],
+    free: &HashMap<String, Free>,
+) -> Option<&'a NodeInfo> {
+    let need = Room::of(rec.spec.cpu, rec.spec.memory);
+    let class = rec.spec.runtime_class().to_string();
+    nodes
+        .iter()
+        .filter(|n| n.schedulable() && n.offer.runtime_classes.contains(&class))
+        .filter_map(|n| {
+            free.get(&n.id)
+                .filter(|f| f.fits(need))
+                .map(|f| (n, f.left_after(need)))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.name.cmp(&a.0.name)))
+        .map(|(n, _)| n)
+}
+
+impl Control {
+    /// Places groups that wait for a node; returns how many it placed.
+    pub async fn place_waiting(&self) -> Result<usize, StoreError> {
+        let waiting = self.store.unplaced_groups(PLACEMENT_BATCH).await?;
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        let nodes = self.store.list_nodes().await?;
+        let used: HashMap<String, berth_store::NodeUsage> = self
+            .store
+            .placed_usage()
+            .await?
+            .into_iter()
+            .map(|u| (u.node.clone(), u))
+            .collect();
+        let mut free: HashMap<String, Free> = nodes
+            .iter()
+            .map(|n| {
+                let u = used.get(&n.id);
+                let cap = n.offer.capacity;
+                (
+                    n.id.clone(),
+                    Free {
+                        cpu_milli: i128::from(cap.cpu_milli)
+                            - i128::from(u.map_or(0, |u| u.cpu_milli)),
+                        memory_mib: i128::from(cap.memory_mib)
+                            - i128::from(u.map_or(0, |u| u.memory_mib)),
+                        capacity: cap,
+                    },
+                )
+            })
+            .collect();
+        let mut placed = 0;
+        for rec in waiting {
+            let Some(node) = choose(&rec, &nodes, &free) else {
+                self.no_node_for(&rec).await;
+                continue;
+            };
+            let (node_id, node_name) = (node.id.clone(), node.name.clone());
+            let now = Utc::now();
+            let mut took = false;
+            let res = self
+                .store
+                .modify_group(&rec.id, &mut |r| {
+                    took = r.node.is_none()
+                        && !r.status.is_final()
+                        && r.status != GroupStatus::Terminating;
+                    if took {
+                        r.node = Some(node_id.clone());
+                        r.waiting = false;
+                        r.push_event(Event::new(
+                            EventType::Normal,
+                            REASON_SCHEDULED,
+                            format!("Successfully assigned {} to node {node_name}", r.id),
+                            None,
+                            now,
+                        ));
+                    }
+                })
+                .await;
+            match res {
+                Ok(_) if took => {
+                    if let Some(f) = free.get_mut(&node_id) {
+                        f.take(Room::of(rec.spec.cpu, rec.spec.memory));
+                    }
+                    placed += 1;
+                    tracing::info!(group = %rec.id, node = %node_name, "container group placed");
+                }
+                Ok(_) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if placed > 0 {
+            self.cluster.changed.notify_waiters();
+        }
+        Ok(placed)
+    }
+
+    /// A group no node has room for: told once, and `ScheduleFailed` past the schedule
+    /// timeout from its creation.
+    async fn no_node_for(&self, rec: &GroupRecord) {
+        let timeout = self.schedule_policy().timeout;
+        let now = Utc::now();
+        let expired = now - rec.creation_time
+            > chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        let told = rec
+            .events
+            .iter()
+            .any(|e| e.reason == crate::schedule::REASON_WAITING);
+        if told && !expired {
+            return;
+        }
+        let res = self
+            .store
+            .modify_group(&rec.id, &mut |r| {
+                if r.node.is_some() || r.status.is_final() || r.status == GroupStatus::Terminating {
+                    return;
+                }
+                if expired {
+                    r.status = GroupStatus::ScheduleFailed;
+                    r.waiting = false;
+                    r.failed_time = Some(now);
+                    r.push_event(Event::new(
+                        EventType::Warning,
+                        crate::schedule::REASON_NO_STOCK,
+                        "Create ECI failed because the specified instance is out of stock: no node of the cluster has room for it".to_string(),
+                        None,
+                        now,
+                    ));
+                } else if !r.events.iter().any(|e| e.reason == crate::schedule::REASON_WAITING) {
+                    r.push_event(Event::new(
+                        EventType::Warning,
+                        crate::schedule::REASON_WAITING,
+                        format!(
+                            "No node has room for it now; waiting at most {} s",
+                            timeout.as_secs()
+                        ),
+                        None,
+                        now,
+                    ));
+                }
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(group = %rec.id, error = %e, "cannot record that no node has room");
+        }
+    }
+
+    /// Marks nodes silent for [`NODE_LOST_SECS`] `NotReady` and handles their groups per
+    /// restart policy: `Always` is placed again, `Never` and `OnFailure` end `Failed`.
+    pub async fn handle_lost_nodes(&self) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let lost_after = chrono::Duration::seconds(NODE_LOST_SECS as i64);
+        for n in self.store.list_nodes().await? {
+            if n.state == NodeState::Ready && now - n.last_heartbeat > lost_after {
+                let mut marked = false;
+                self.store
+                    .modify_node(&n.id, &mut |x| {
+                        marked = x.state == NodeState::Ready && now - x.last_heartbeat > lost_after;
+                        if marked {
+                            x.state = NodeState::NotReady;
+                        }
+                    })
+                    .await?;
+                if !marked {
+                    continue;
+                }
+                tracing::warn!(node = %n.id, name = %n.name, silent_s = (now - n.last_heartbeat).num_seconds(), "a node fell silent: NotReady");
+            } else if n.state == NodeState::Ready {
+                continue;
+            }
+            // NotReady (now or before, if a former leader stopped halfway).
+            self.fail_over(&n).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles the unfinished groups of a lost node.
+    async fn fail_over(&self, n: &NodeInfo) -> Result<(), StoreError> {
+        let mut after = 0;
+        let mut moved = false;
+        loop {
+            let page = self
+                .store
+                .node_groups(&n.id, after, MAX_WATCH_GROUPS)
+                .await?;
+            let full = page.groups.len() >= MAX_WATCH_GROUPS;
+            for (revision, rec) in page.groups {
+                after = after.max(revision);
+                if rec.status.is_final() || rec.status == GroupStatus::Terminating {
+                    continue;
+                }
+                let now = Utc::now();
+                let message = format!("The node {} was lost", n.name);
+                let node_id = n.id.clone();
+                let res = self
+                    .store
+                    .modify_group(&rec.id, &mut |r| {
+                        if r.node.as_deref() != Some(node_id.as_str())
+                            || r.status.is_final()
+                            || r.status == GroupStatus::Terminating
+                        {
+                            return;
+                        }
+                        if r.spec.restart_policy == RestartPolicy::Always {
+                            r.node = None;
+                            r.restart_generation += 1;
+                            r.status = GroupStatus::Scheduling;
+                            r.containers.clear();
+                            r.init_containers.clear();
+                            r.intranet_ip = None;
+                            r.push_event(Event::new(
+                                EventType::Warning,
+                                REASON_NODE_LOST,
+                                format!("{message}; the group is placed again"),
+                                None,
+                                now,
+                            ));
+                        } else {
+                            r.status = GroupStatus::Failed;
+                            r.failed_time = Some(now);
+                            r.push_event(Event::new(
+                                EventType::Warning,
+                                REASON_NODE_LOST,
+                                format!(
+                                    "{message}; the group failed (restart policy {:?})",
+                                    r.spec.restart_policy
+                                ),
+                                None,
+                                now,
+                            ));
+                        }
+                    })
+                    .await;
+                match res {
+                    Ok(r) => {
+                        moved |= r.node.is_none();
+                        if r.status.is_final() {
+                            self.release(&r.id);
+                        }
+                    }
+                    Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        if moved {
+            self.cluster.wake_placement();
+        }
+        Ok(())
+    }
+
+    /// Takes and keeps the leader's lease as `holder`, running the once-only loops while it
+    /// holds it; releases it when `stop` resolves.
+    pub async fn run_cluster_leader(
+        self: Arc<Self>,
+        holder: String,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) {
+        let mut stop = std::pin::pin!(stop);
+        let mut epoch: Option<u64> = None;
+        let mut renewed = tokio::time::Instant::now() - LEASE_RENEW;
+        loop {
+            if renewed.elapsed() >= LEASE_RENEW {
+                renewed = tokio::time::Instant::now();
+                let taken = self
+                    .store
+                    .take_lease(LEADER_LEASE, &holder, LEASE_TTL)
+                    .await;
+                let now = match taken {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot renew the leader's lease");
+                        None
+                    }
+                };
+                if now != epoch {
+                    match now {
+                        Some(e) => {
+                            tracing::info!(epoch = e, holder = %holder, "leading the cluster")
+                        }
+                        None => tracing::info!(holder = %holder, "not leading the cluster"),
+                    }
+                    epoch = now;
+                }
+            }
+            if epoch.is_some() {
+                if let Err(e) = self.place_waiting().await {
+                    tracing::warn!(error = %e, "placement failed");
+                }
+                if let Err(e) = self.handle_lost_nodes().await {
+                    tracing::warn!(error = %e, "cannot handle lost nodes");
+                }
+            }
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = self.cluster.placement.notified() => {}
+                _ = tokio::time::sleep(if epoch.is_some() { PLACEMENT_POLL } else { LEASE_RENEW }) => {}
+            }
+        }
+        if epoch.is_some() {
+            if let Err(e) = self.store.release_lease(LEADER_LEASE, &holder).await {
+                tracing::warn!(error = %e, "cannot release the leader's lease");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::{GroupId, GroupSpec, NodeOffer};
+
+    fn node(id: &str, cpu: u64, mem: u64) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            name: id.into(),
+            address: "127.0.0.1:1".into(),
+            state: NodeState::Ready,
+            cordoned: false,
+            draining: false,
+            offer: NodeOffer {
+                capacity: Room {
+                    cpu_milli: cpu,
+                    memory_mib: mem,
+                    containers: 100,
+                },
+                storage_bytes: 0,
+                runtime_classes: vec!["runc".into()],
+            },
+            joined: Utc::now(),
+            last_heartbeat: Utc::now(),
+        }
+    }
+
+    fn group(cpu: f64, memory: f64) -> GroupRecord {
+        GroupRecord::new(
+            GroupId::from_random([4; 20]),
+            "a",
+            GroupSpec {
+                cpu,
+                memory,
+                ..Default::default()
+            },
+            Utc::now(),
+        )
+    }
+
+    fn free_of(nodes: &[NodeInfo]) -> HashMap<String, Free> {
+        nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.id.clone(),
+                    Free {
+                        cpu_milli: n.offer.capacity.cpu_milli.into(),
+                        memory_mib: n.offer.capacity.memory_mib.into(),
+                        capacity: n.offer.capacity,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_spread_and_go_only_where_they_fit() {
+        let nodes = vec![node("a", 2000, 4096), node("b", 4000, 8192)];
+        let mut free = free_of(&nodes);
+        let g = group(1.0, 2.0);
+        let need = Room::of(1.0, 2.0);
+        let mut order = Vec::new();
+        for _ in 0..5 {
+            let n = choose(&g, &nodes, &free).expect("room").id.clone();
+            free.get_mut(&n).unwrap().take(need);
+            order.push(n);
+        }
+        assert_eq!(order, ["b", "a", "b", "b", "a"], "the emptier node first");
+        assert!(choose(&g, &nodes, &free).is_some(), "b has 1 vCPU left");
+        free.get_mut("b").unwrap().take(need);
+        assert!(choose(&g, &nodes, &free).is_none(), "full");
+    }
+
+    #[test]
+    fn cordoned_silent_and_classless_nodes_take_nothing() {
+        let mut nodes = vec![
+            node("a", 2000, 4096),
+            node("b", 2000, 4096),
+            node("c", 2000, 4096),
+        ];
+        nodes[0].cordoned = true;
+        nodes[1].state = NodeState::NotReady;
+        nodes[2].offer.runtime_classes = vec!["gvisor".into()];
+        let free = free_of(&nodes);
+        assert!(choose(&group(1.0, 2.0), &nodes, &free).is_none());
+        nodes[2].offer.runtime_classes.push("runc".into());
+        assert_eq!(choose(&group(1.0, 2.0), &nodes, &free).unwrap().id, "c");
+        assert!(choose(&group(4.0, 2.0), &nodes, &free).is_none(), "too big");
+    }
+}

@@ -1,0 +1,161 @@
+//! The node protocol's endpoints on the API address (docs/NODE_PROTOCOL.md), served by a
+//! control plane that runs in a cluster: `/node/v1/join` with a join token, and the watch,
+//! report and heartbeat calls signed with the node's key. Handlers check and translate; the
+//! answers are the control plane's (`berth_control::cluster`).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use berth_control::cluster::protocol::{
+    Heartbeat, JoinRequest, Refusal, ReportBatch, MAX_BODY, PREFIX,
+};
+use berth_control::cluster::signing::Presented;
+use berth_control::cluster::NodeCallError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::AppState;
+
+/// The node endpoints, with their own body limit.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(&format!("{PREFIX}/join"), post(join))
+        .route(&format!("{PREFIX}/watch"), get(watch))
+        .route(&format!("{PREFIX}/report"), post(report))
+        .route(&format!("{PREFIX}/heartbeat"), post(heartbeat))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+fn refuse(status: u16, code: &str, message: impl Into<String>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        axum::Json(Refusal {
+            code: code.to_owned(),
+            message: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn answer<T: Serialize>(res: Result<T, NodeCallError>) -> Response {
+    match res {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(e) => {
+            if let NodeCallError::Store(inner) = &e {
+                tracing::error!(error = %inner, "a node call failed in the store");
+            }
+            refuse(e.status(), e.code(), e.to_string())
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(refuse(
+            400,
+            "MalformedBody",
+            format!("the body is not valid: {e}"),
+        ))
+    })
+}
+
+/// The node whose signature the call carries, once it holds.
+async fn signed_by(
+    s: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, Box<Response>> {
+    let unsigned = |e: String| Box::new(refuse(401, "Unauthorized", e));
+    let presented = Presented::read(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        .map_err(|e| unsigned(e.to_string()))?;
+    let key = match s.control.node_key(&presented.node).await {
+        Ok(Some(key)) => key,
+        Ok(None) => return Err(unsigned(format!("no node {}", presented.node))),
+        Err(e) => return Err(Box::new(answer::<()>(Err(e)))),
+    };
+    presented
+        .verify(
+            &key,
+            method.as_str(),
+            uri.path(),
+            uri.query().unwrap_or(""),
+            body,
+            chrono::Utc::now().timestamp(),
+            &s.node_nonces,
+        )
+        .map_err(|e| unsigned(e.to_string()))?;
+    Ok(presented.node)
+}
+
+async fn join(State(s): State<AppState>, body: Bytes) -> Response {
+    let req: JoinRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    answer(s.control.node_join(req).await)
+}
+
+async fn watch(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let node = match signed_by(&s, &method, &uri, &headers, b"").await {
+        Ok(n) => n,
+        Err(resp) => return *resp,
+    };
+    let after = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("after="))
+        .map(str::parse::<u64>);
+    let after = match after {
+        Some(Ok(a)) => a,
+        _ => return refuse(400, "InvalidParameter", "the watch needs after=REVISION"),
+    };
+    answer(s.control.node_watch(&node, after).await)
+}
+
+async fn report(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let node = match signed_by(&s, &method, &uri, &headers, &body).await {
+        Ok(n) => n,
+        Err(resp) => return *resp,
+    };
+    let batch: ReportBatch = match parse(&body) {
+        Ok(b) => b,
+        Err(resp) => return *resp,
+    };
+    answer(s.control.node_report(&node, batch).await)
+}
+
+async fn heartbeat(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let node = match signed_by(&s, &method, &uri, &headers, &body).await {
+        Ok(n) => n,
+        Err(resp) => return *resp,
+    };
+    let hb: Heartbeat = match parse(&body) {
+        Ok(b) => b,
+        Err(resp) => return *resp,
+    };
+    answer(s.control.node_heartbeat(&node, hb).await)
+}
