@@ -37,7 +37,7 @@ pub(crate) struct Held {
 
 /// Takes the lease for this state directory's node, or says who holds it.
 pub(crate) async fn take(store: Arc<dyn Store>, state_dir: &Path) -> anyhow::Result<Held> {
-    let holder = holder(state_dir)?;
+    let holder = holder_name(state_dir)?;
     let taken = store
         .take_lease(LEASE, &holder, TTL)
         .await
@@ -97,7 +97,7 @@ impl Held {
 }
 
 /// `HOST/ID`: this host's name and the state directory's node id, made on first use.
-fn holder(state_dir: &Path) -> anyhow::Result<String> {
+pub(crate) fn holder_name(state_dir: &Path) -> anyhow::Result<String> {
     let path = state_dir.join(ID_FILE);
     let id = match std::fs::read_to_string(&path) {
         Ok(text) => text.trim().to_string(),
@@ -147,6 +147,6 @@ mod tests {
         again.release().await;
         take(store, b.path()).await.unwrap().release().await;
         std::fs::write(a.path().join(ID_FILE), "not an id\n").unwrap();
-        assert!(holder(a.path()).is_err());
+        assert!(holder_name(a.path()).is_err());
     }
 }

@@ -101,6 +101,11 @@ pub struct ServeArgs {
     /// Format of berth's own log: text or json (one object a line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Run as a control-plane replica of a cluster, with no node of its own: groups are
+    /// placed on the nodes that joined (`berth node --join`), which call this address under
+    /// /node/v1. Needs --store (docs/CLUSTER.md).
+    #[arg(long, requires = "store")]
+    no_node: bool,
     #[command(flatten)]
     pub(crate) node: crate::node_args::NodeArgs,
 }
@@ -167,8 +172,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = args.store.open(&state_dir).await?;
     // A shared store: this berth's node runs every group of it, so it must be the only one.
     let node_lease = match &args.store.store {
-        Some(_) => Some(crate::node_lease::take(store.clone(), &state_dir).await?),
-        None => None,
+        Some(_) if !args.no_node => Some(crate::node_lease::take(store.clone(), &state_dir).await?),
+        _ => None,
     };
     ensure_account(store.as_ref(), &state_dir).await?;
 
@@ -182,28 +187,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => tracing::info!("prices: ECI's published pay-as-you-go prices (CNY)"),
     }
     control.set_prices(prices);
-    let open_files = crate::open_files::raise()?;
-    let slots = crate::open_files::container_slots(
-        open_files.limit,
-        args.node.netns_pool as u64,
-        args.max_connections as u64,
-    )?;
-    let capacity = args
-        .node
-        .capacity
-        .capacity()?
-        .with_container_slots(open_files.limit, slots);
-    control.set_schedule_policy(args.node.capacity.policy(&capacity));
-    tracing::info!(
-        cpu = capacity.allocatable_cpu,
-        memory_gib = capacity.allocatable_memory_gib,
-        detected_cpu = capacity.detected_cpu,
-        detected_memory_gib = capacity.detected_memory_gib,
-        container_slots = slots,
-        open_files = open_files.limit,
-        open_files_at_start = open_files.soft_at_start,
-        "capacity for container groups"
-    );
+    let capacity = if args.no_node {
+        // The nodes' room is theirs to offer; placement decides (`cluster/leader.rs`).
+        control.enable_cluster();
+        control.set_schedule_policy(berth_control::SchedulePolicy {
+            timeout: args.node.capacity.schedule_timeout,
+            notice: args.node.capacity.spot_notice,
+            ..Default::default()
+        });
+        control.set_node_classes(berth_control::NodeClasses {
+            supported: berth_core::ALL_RUNTIME_CLASSES.to_vec(),
+            default: args.default_runtime_class,
+        });
+        None
+    } else {
+        Some(local_capacity(&args, &control)?)
+    };
     if let Some(caps) = &args.allowed_capabilities {
         for c in caps {
             if berth_runtime::capability_name(c).is_none() {
@@ -237,41 +236,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_per_group: args.max_published_ports,
         max_per_account: args.max_account_published_ports,
     });
-    let reporter = Arc::new(ControlReporter(control.report_queue()));
-    let agent = Agent::new(
-        args.node.config(
-            &state_dir,
-            Arc::new(crate::seccomp_node::StoreSeccomp::new(store.clone())),
-            volume_policy,
-        )?,
-        reporter,
-    )
-    .context("cannot start the node agent")?;
-    publish_classes(
-        &agent,
-        &control,
-        args.default_runtime_class,
-        &capacity,
-        &state_dir,
-    )?;
-    control.attach_node(Arc::new(LocalNode {
-        agent: agent.clone(),
-        store: store.clone(),
-    }));
-
-    agent.start_sampler(Duration::from_secs(args.node.metrics_interval.max(1)));
     spawn_token_sweep(store.clone());
-    crate::cache_node::start(&args.caches, &control, &agent).await?;
-    let n = control.resume().await?;
-    let known: Vec<GroupId> = store
-        .all_groups()
-        .await?
-        .into_iter()
-        .map(|g| g.id)
-        .collect();
-    agent.collect_garbage(&known).await;
-    agent.start_netns_pool();
-    tracing::info!(groups = n, "resumed container groups");
+    let (agent, leader) = match capacity {
+        Some(capacity) => {
+            let agent = start_local_node(
+                &args,
+                &state_dir,
+                &store,
+                &control,
+                volume_policy,
+                &capacity,
+            )
+            .await?;
+            (Some(agent), None)
+        }
+        None => {
+            control.attach_node(Arc::new(crate::cluster_nodes::ClusterNodes::new(
+                &control,
+                store.clone(),
+            )?));
+            let n = control.resume().await?;
+            tracing::info!(
+                groups = n,
+                "control-plane replica of a cluster: no node of its own"
+            );
+            let holder = crate::node_lease::holder_name(&state_dir)?;
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(control.clone().run_cluster_leader(holder, async move {
+                let _ = stop_rx.await;
+            }));
+            (None, Some((stop_tx, task)))
+        }
+    };
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -327,8 +323,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => berth_server::serve_with(listener, state, extra, shutdown).await?,
     }
-    agent.shutdown().await;
-    tracing::info!("stopped; containers keep running and are re-adopted at the next start");
+    if let Some((stop, task)) = leader {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    if let Some(agent) = agent {
+        agent.shutdown().await;
+        tracing::info!("stopped; containers keep running and are re-adopted at the next start");
+    } else {
+        tracing::info!("stopped");
+    }
     if lost.load(std::sync::atomic::Ordering::SeqCst) {
         anyhow::bail!("stopped: the in-process node's lease was lost (see above)");
     }
@@ -336,6 +340,84 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         l.release().await;
     }
     Ok(())
+}
+
+/// The room of this machine's node for groups (what `berth serve` alone offers), told to the
+/// control plane.
+fn local_capacity(
+    args: &ServeArgs,
+    control: &Control,
+) -> anyhow::Result<crate::capacity_args::Capacity> {
+    let open_files = crate::open_files::raise()?;
+    let slots = crate::open_files::container_slots(
+        open_files.limit,
+        args.node.netns_pool as u64,
+        args.max_connections as u64,
+    )?;
+    let capacity = args
+        .node
+        .capacity
+        .capacity()?
+        .with_container_slots(open_files.limit, slots);
+    control.set_schedule_policy(args.node.capacity.policy(&capacity));
+    tracing::info!(
+        cpu = capacity.allocatable_cpu,
+        memory_gib = capacity.allocatable_memory_gib,
+        detected_cpu = capacity.detected_cpu,
+        detected_memory_gib = capacity.detected_memory_gib,
+        container_slots = slots,
+        open_files = open_files.limit,
+        open_files_at_start = open_files.soft_at_start,
+        "capacity for container groups"
+    );
+    Ok(capacity)
+}
+
+/// Starts this machine's node agent in-process, attaches it to the control plane and hands
+/// it every recorded group.
+async fn start_local_node(
+    args: &ServeArgs,
+    state_dir: &Path,
+    store: &Arc<dyn Store>,
+    control: &Arc<Control>,
+    volume_policy: berth_core::VolumePolicy,
+    capacity: &crate::capacity_args::Capacity,
+) -> anyhow::Result<Agent> {
+    let reporter = Arc::new(ControlReporter(control.report_queue()));
+    let agent = Agent::new(
+        args.node.config(
+            state_dir,
+            Arc::new(crate::seccomp_node::StoreSeccomp::new(Arc::clone(store))),
+            volume_policy,
+        )?,
+        reporter,
+    )
+    .context("cannot start the node agent")?;
+    publish_classes(
+        &agent,
+        control,
+        args.default_runtime_class,
+        capacity,
+        state_dir,
+    )?;
+    control.attach_node(Arc::new(LocalNode {
+        agent: agent.clone(),
+        store: Arc::clone(store),
+    }));
+
+    agent.start_sampler(Duration::from_secs(args.node.metrics_interval.max(1)));
+    crate::cache_node::start(&args.caches, control, &agent).await?;
+    let n = control.resume().await?;
+    let known: Vec<GroupId> = store
+        .all_groups()
+        .await?
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    agent.collect_garbage(&known).await;
+    agent.start_netns_pool();
+    tracing::info!(groups = n, "resumed container groups");
+    Ok(agent)
 }
 
 /// berth's own log on stderr, as text or JSON lines; `RUST_LOG` filters it (default: info).

@@ -13,7 +13,8 @@ const FILE: &str = "cluster-node.json";
 /// The node's identity.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Identity {
-    /// The control plane's base URL the node joined.
+    /// The control plane's URLs the node joined through (for the operator's eyes; a node
+    /// started again with others keeps its identity).
     pub(crate) control: String,
     pub(crate) node: String,
     pub(crate) name: String,

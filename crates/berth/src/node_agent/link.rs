@@ -1,6 +1,9 @@
 //! The node's calls to the control plane (docs/NODE_PROTOCOL.md): the join, then watch,
-//! report and heartbeat, each signed with the node's key.
+//! report and heartbeat, each signed with the node's key. The node may be given several
+//! replicas' addresses: a call that cannot reach one goes to the next from then on.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -15,8 +18,10 @@ use serde::de::DeserializeOwned;
 #[derive(Clone)]
 pub(crate) struct ControlLink {
     http: reqwest::Client,
-    /// The control plane's base URL, without a trailing slash.
-    base: String,
+    /// The replicas' base URLs, without a trailing slash.
+    bases: Arc<Vec<String>>,
+    /// The one calls go to now.
+    current: Arc<AtomicUsize>,
     node: String,
     key: Vec<u8>,
 }
@@ -38,26 +43,42 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .context("cannot make an HTTP client")
 }
 
-/// The control plane's base URL: `http://` or `https://`, no query, no trailing slash.
-pub(crate) fn base_url(url: &str) -> anyhow::Result<String> {
-    let parsed =
-        reqwest::Url::parse(url).with_context(|| format!("--join {url:?} is not a URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
-        bail!("--join {url:?}: an http:// or https:// URL without a query is expected");
+/// The replicas' base URLs of `--join URL[,URL…]`: `http://` or `https://`, no query, no
+/// trailing slash; at most 16.
+pub(crate) fn base_urls(list: &str) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for url in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let parsed =
+            reqwest::Url::parse(url).with_context(|| format!("--join {url:?} is not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
+            bail!("--join {url:?}: an http:// or https:// URL without a query is expected");
+        }
+        out.push(url.trim_end_matches('/').to_owned());
     }
-    Ok(url.trim_end_matches('/').to_owned())
+    if out.is_empty() || out.len() > 16 {
+        bail!("--join: 1 to 16 URLs of the control plane's replicas, comma-separated");
+    }
+    Ok(out)
 }
 
-/// Presents the join token; the answer holds the node's id and key.
-pub(crate) async fn join(base: &str, req: &JoinRequest) -> anyhow::Result<JoinReply> {
-    let resp = client()?
-        .post(format!("{base}{PREFIX}/join"))
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(req)?)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the control plane at {base}"))?;
-    read(resp).await
+/// Presents the join token to the first replica that answers; the answer holds the node's
+/// id and key.
+pub(crate) async fn join(bases: &[String], req: &JoinRequest) -> anyhow::Result<JoinReply> {
+    let http = client()?;
+    let mut last = None;
+    for base in bases {
+        let sent = http
+            .post(format!("{base}{PREFIX}/join"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(req)?)
+            .send()
+            .await;
+        match sent {
+            Ok(resp) => return read(resp).await,
+            Err(e) => last = Some(anyhow::Error::new(e).context(format!("cannot reach {base}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no control plane URL")))
 }
 
 async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<T> {
@@ -90,10 +111,11 @@ async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<T>
 }
 
 impl ControlLink {
-    pub(crate) fn new(base: String, node: String, key: Vec<u8>) -> anyhow::Result<Self> {
+    pub(crate) fn new(bases: Vec<String>, node: String, key: Vec<u8>) -> anyhow::Result<Self> {
         Ok(Self {
             http: client()?,
-            base,
+            bases: Arc::new(bases),
+            current: Arc::default(),
             node,
             key,
         })
@@ -119,10 +141,12 @@ impl ControlLink {
             &body,
             chrono::Utc::now().timestamp(),
         );
+        let at = self.current.load(Ordering::Relaxed) % self.bases.len();
+        let base = &self.bases[at];
         let url = if query.is_empty() {
-            format!("{}{path}", self.base)
+            format!("{base}{path}")
         } else {
-            format!("{}{path}?{query}", self.base)
+            format!("{base}{path}?{query}")
         };
         let mut req = self.http.request(method, url);
         for (name, value) in signed.headers() {
@@ -131,10 +155,20 @@ impl ControlLink {
         if !body.is_empty() {
             req = req.header("content-type", "application/json").body(body);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the control plane at {}", self.base))?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                // The next call goes to the next replica (unless another call moved on already).
+                let _ = self.current.compare_exchange(
+                    at,
+                    (at + 1) % self.bases.len(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot reach the control plane at {base}")));
+            }
+        };
         read(resp).await
     }
 

@@ -26,8 +26,9 @@ use link::ControlLink;
 
 #[derive(clap::Args)]
 pub struct NodeCmdArgs {
-    /// The control plane's URL (a replica's API address, or a load balancer before them).
-    #[arg(long, value_name = "URL")]
+    /// The control plane's URLs, comma-separated: the replicas' API addresses (a call that
+    /// cannot reach one goes to the next), or a load balancer before them.
+    #[arg(long, value_name = "URL[,URL...]")]
     join: String,
     /// A join token (`berth admin node token create`). Needed only for the first start; the
     /// node's id and key are kept in the state directory after it.
@@ -79,7 +80,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
     crate::serve::init_logging(&args.log_format);
     args.node.check_userns()?;
-    let base = link::base_url(&args.join)?;
+    let bases = link::base_urls(&args.join)?;
     let name = args
         .name
         .clone()
@@ -133,13 +134,13 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
     };
 
     let identity = match Identity::load(&state_dir)? {
-        Some(id) if id.control == base && id.name == name => id,
+        Some(id) if id.name == name => id,
         _ => {
             let token = args.token.clone().context(
                 "this node has not joined yet: give it a join token (--token or BERTH_JOIN_TOKEN)",
             )?;
             let reply = link::join(
-                &base,
+                &bases,
                 &JoinRequest {
                     token,
                     name: name.clone(),
@@ -150,19 +151,19 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
             .await
             .context("cannot join the control plane")?;
             let id = Identity {
-                control: base.clone(),
+                control: bases.join(","),
                 node: reply.node,
                 name: name.clone(),
                 key: reply.key,
             };
             id.save(&state_dir)?;
-            tracing::info!(node = %id.node, name = %name, control = %base, "joined the control plane");
+            tracing::info!(node = %id.node, name = %name, control = %id.control, "joined the control plane");
             id
         }
     };
     let key = identity.key_bytes()?;
-    let link = ControlLink::new(base.clone(), identity.node.clone(), key.clone())?;
-    tracing::info!(node = %identity.node, name = %name, control = %base, cpu_milli = offer.capacity.cpu_milli, memory_mib = offer.capacity.memory_mib, "node agent starting");
+    let link = ControlLink::new(bases.clone(), identity.node.clone(), key.clone())?;
+    tracing::info!(node = %identity.node, name = %name, control = %bases.join(","), cpu_milli = offer.capacity.cpu_milli, memory_mib = offer.capacity.memory_mib, "node agent starting");
 
     agent.start_sampler(Duration::from_secs(args.node.metrics_interval.max(1)));
     agent.start_netns_pool();

@@ -121,15 +121,25 @@ async fn remove(
     };
     let grace = Duration::from_secs(req.grace_secs.min(MAX_GRACE_SECS));
     let spec = s.desired.spec(&id);
-    match s.agent.remove(&id, spec.as_ref(), grace).await {
-        Ok(()) => {
+    tracing::info!(group = %id, grace_s = grace.as_secs(), "the control plane removes a group");
+    // Its own task: a control plane that hangs up (or dies) does not cut a removal short.
+    let (agent, group) = (s.agent.clone(), id.clone());
+    let removal =
+        tokio::spawn(async move { agent.remove_fully(&group, spec.as_ref(), grace).await });
+    match removal.await {
+        Ok(Ok(())) => {
             s.desired.forget(&id);
             axum::Json(serde_json::json!({})).into_response()
         }
-        Err(e) => refuse(
+        Ok(Err(e)) => refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             "RemoveFailed",
             format!("{e:#}"),
+        ),
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "RemoveFailed",
+            e.to_string(),
         ),
     }
 }

@@ -1,0 +1,171 @@
+//! The nodes of a cluster as the control plane of `berth serve --no-node` sees them: one
+//! [`NodeClient`] over every node that joined. A group's record goes to its node through
+//! the node's watch (`apply` only wakes the watches, or the placement of a group that waits
+//! for a node); a removal and a log read are calls to the node's own server, signed with its
+//! key (docs/NODE_PROTOCOL.md).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_control::cluster::protocol::{LogQuery, Refusal, RemoveRequest, MAX_BODY, NODE_PREFIX};
+use berth_control::cluster::signing;
+use berth_control::{CacheNode, Control, LogRequest, NodeClient, NodeError, NodeObserve};
+use berth_core::{GroupId, GroupRecord, NodeState};
+use berth_store::Store;
+use serde::Serialize;
+
+pub(crate) struct ClusterNodes {
+    control: Weak<Control>,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+}
+
+impl ClusterNodes {
+    pub(crate) fn new(control: &Arc<Control>, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        Ok(Self {
+            control: Arc::downgrade(control),
+            store,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()?,
+        })
+    }
+
+    /// The node of a group and its key; `None` when the group is placed on no node.
+    async fn node_of(&self, id: &GroupId) -> Result<Option<berth_core::NodeRecord>, NodeError> {
+        let failed = |e: berth_store::StoreError| NodeError::Failed(e.to_string());
+        let Some(rec) = self.store.get_group(None, id).await.map_err(failed)? else {
+            return Ok(None);
+        };
+        let Some(node) = rec.node else {
+            return Ok(None);
+        };
+        self.store.get_node(&node).await.map_err(failed)
+    }
+
+    /// A signed call to a node's server; the body of its answer.
+    async fn call<T: Serialize>(
+        &self,
+        node: &berth_core::NodeRecord,
+        what: &str,
+        body: &T,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NodeError> {
+        let path = format!("{NODE_PREFIX}/{what}");
+        let body = serde_json::to_vec(body).map_err(|e| NodeError::Failed(e.to_string()))?;
+        let signed = signing::sign(
+            &node.info.id,
+            &node.key,
+            "POST",
+            &path,
+            "",
+            &body,
+            chrono::Utc::now().timestamp(),
+        );
+        let mut req = self
+            .http
+            .post(format!("http://{}{path}", node.info.address))
+            .timeout(timeout)
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in signed.headers() {
+            req = req.header(name, value);
+        }
+        let unreachable = |e: reqwest::Error| {
+            NodeError::Failed(format!(
+                "node {} ({}): {e}",
+                node.info.name, node.info.address
+            ))
+        };
+        let mut resp = req.send().await.map_err(unreachable)?;
+        let status = resp.status();
+        let mut out = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+            if out.len() + chunk.len() > MAX_BODY {
+                return Err(NodeError::Failed(format!(
+                    "node {}: answer larger than {MAX_BODY} bytes",
+                    node.info.name
+                )));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            return Ok(out);
+        }
+        let message = serde_json::from_slice::<Refusal>(&out)
+            .map(|r| r.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&out).into_owned());
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(NodeError::NotFound(message));
+        }
+        Err(NodeError::Failed(format!(
+            "node {} answered {status}: {message}",
+            node.info.name
+        )))
+    }
+}
+
+#[async_trait]
+impl NodeClient for ClusterNodes {
+    async fn apply(&self, rec: GroupRecord) {
+        if let Some(control) = self.control.upgrade() {
+            control.cluster_changed(rec.node.is_some());
+        }
+    }
+
+    async fn remove(&self, id: &GroupId, grace: Duration) -> Result<(), NodeError> {
+        let Some(node) = self.node_of(id).await? else {
+            return Ok(());
+        };
+        let req = RemoveRequest {
+            group: id.clone(),
+            grace_secs: grace.as_secs(),
+        };
+        match self
+            .call(&node, "remove", &req, grace + Duration::from_secs(60))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // A node that is not heard from and not reached removes the group itself when
+            // it is back: its watch from 0 no longer lists it.
+            Err(e) if node.info.state == NodeState::NotReady => {
+                tracing::warn!(group = %id, node = %node.info.name, error = %e, "the group's node is NotReady and not reached; it removes the group when it is back");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read_log(&self, id: &GroupId, req: &LogRequest) -> Result<String, NodeError> {
+        let node = self
+            .node_of(id)
+            .await?
+            .ok_or_else(|| NodeError::Failed(format!("the node of {id} is not reachable now")))?;
+        let body = self
+            .call(
+                &node,
+                "log",
+                &LogQuery::of(id, req),
+                Duration::from_secs(30),
+            )
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Text {
+            text: String,
+        }
+        serde_json::from_slice::<Text>(&body)
+            .map(|t| t.text)
+            .map_err(|e| NodeError::Failed(format!("node answer: {e}")))
+    }
+}
+
+/// Exec, metrics, log following and port forwards through a node: not carried by the node
+/// protocol yet, so they are refused with a message that says so.
+#[async_trait]
+impl NodeObserve for ClusterNodes {}
+
+/// Image caches are made on single machines only for now: refused with a message that
+/// says so.
+#[async_trait]
+impl CacheNode for ClusterNodes {}
