@@ -354,3 +354,36 @@ def test_a_lost_node_groups_are_handled_per_policy(cluster):
                      lambda n=n: not (n.state_dir / "node" / "groups" / always).exists(), 30, 0.5)
     for gid in (always, never):
         support.delete(cluster.client(0), gid)
+
+
+def test_a_drained_node_hands_its_groups_to_others_and_a_cordoned_one_takes_none(cluster):
+    state = cluster.replicas[0].state_dir
+    gid = cluster.create("drained", restart_policy="Always", command=["sleep", "3600"])
+    wait_status(cluster.client(0), gid, ["Running"], timeout=90)
+    first = cluster.node_of(gid)
+    node = next(n for n in cluster.nodes if n.name == first)
+    admin(state, cluster.url, "node", "drain", first)
+    try:
+        wait_for("the group to run on another node", lambda: (
+            cluster.node_of(gid) not in (None, first)
+            and support.describe(cluster.client(1), gid)["Status"] == "Running"), 60, 0.5)
+        reasons = [e.get("Reason") for e in support.events_of(cluster.client(0), gid)]
+        assert "Drained" in reasons, reasons
+        wait_for(f"{first} to release the group",
+                 lambda: not (node.state_dir / "node" / "groups" / gid).exists(), 30, 0.5)
+        # Cordoned (drained) nodes take no new group.
+        others = [n.name for n in cluster.nodes if n.name != first]
+        for other in others:
+            admin(state, cluster.url, "node", "cordon", other)
+        waiting = cluster.create("waits", command=["sleep", "3600"], cpu=0.25, memory=0.5)
+        wait_for("a FailedScheduling event", lambda: "FailedScheduling" in [
+            e.get("Reason") for e in support.events_of(cluster.client(0), waiting)], 30, 0.5)
+        assert cluster.node_of(waiting) is None
+        admin(state, cluster.url, "node", "uncordon", others[0])
+        wait_status(cluster.client(0), waiting, ["Running"], timeout=60)
+        assert cluster.node_of(waiting) == others[0]
+    finally:
+        for n in cluster.nodes:
+            admin(state, cluster.url, "node", "uncordon", n.name)
+    for g in (gid, waiting):
+        support.delete(cluster.client(0), g)

@@ -128,7 +128,7 @@ async fn remove(
         tokio::spawn(async move { agent.remove_fully(&group, spec.as_ref(), grace).await });
     match removal.await {
         Ok(Ok(())) => {
-            s.desired.forget(&id);
+            s.desired.removed(&id);
             axum::Json(serde_json::json!({})).into_response()
         }
         Ok(Err(e)) => refuse(

@@ -1,6 +1,6 @@
 //! The loops of a cluster that must run once, on the replica holding the lease
-//! [`LEADER_LEASE`] (ADR 0016): placing groups that wait for a node, and handling nodes that
-//! fell silent. Every write is a change of one record that checks, where it is written,
+//! [`LEADER_LEASE`] (ADR 0016): placing groups that wait for a node, handling nodes that
+//! fell silent, and moving groups off draining nodes. Every write is a change of one record that checks, where it is written,
 //! that the record is still as the decision saw it (a group still unplaced, a node still
 //! silent), so a replica that lost the lease without knowing it changes nothing twice.
 
@@ -28,6 +28,7 @@ const PLACEMENT_BATCH: usize = 256;
 /// The event of a group a node holds; of a group whose node was lost.
 const REASON_SCHEDULED: &str = "Scheduled";
 const REASON_NODE_LOST: &str = "NodeLost";
+const REASON_DRAINED: &str = "Drained";
 
 /// What a node has left for groups.
 #[derive(Clone, Copy, Debug)]
@@ -242,6 +243,106 @@ impl Control {
         Ok(())
     }
 
+    /// Moves the unfinished groups off draining nodes that are heard from: each group's
+    /// containers are stopped and released on the node (its grace period given), then it
+    /// is placed again, as a new run, on another node. One task per group; a group whose
+    /// removal fails is tried again at a later pass.
+    pub async fn drain_nodes(&self) -> Result<(), StoreError> {
+        for n in self.store.list_nodes().await? {
+            if !n.draining || n.state != NodeState::Ready {
+                continue;
+            }
+            let mut after = 0;
+            loop {
+                let page = self
+                    .store
+                    .node_groups(&n.id, after, MAX_WATCH_GROUPS)
+                    .await?;
+                let full = page.groups.len() >= MAX_WATCH_GROUPS;
+                for (revision, rec) in page.groups {
+                    after = after.max(revision);
+                    if rec.status.is_final() || rec.status == GroupStatus::Terminating {
+                        continue;
+                    }
+                    self.spawn_move(&n, rec);
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_move(&self, n: &NodeInfo, rec: GroupRecord) {
+        let fresh = self
+            .cluster
+            .moving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rec.id.clone());
+        let Some(this) = self.me.upgrade() else {
+            return;
+        };
+        if !fresh {
+            return;
+        }
+        let (node_id, name) = (n.id.clone(), n.name.clone());
+        tokio::spawn(async move {
+            let id = rec.id.clone();
+            if let Err(e) = this.move_off(&node_id, &name, rec).await {
+                tracing::warn!(group = %id, node = %name, error = %e, "cannot move a group off a draining node yet");
+            }
+            this.cluster
+                .moving
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
+    }
+
+    async fn move_off(&self, node_id: &str, name: &str, rec: GroupRecord) -> Result<(), String> {
+        let grace = Duration::from_secs(rec.spec.termination_grace_period_secs);
+        tracing::info!(group = %rec.id, node = %name, "moving a group off a draining node");
+        let node = self.node().map_err(|e| e.to_string())?;
+        node.remove(&rec.id, grace)
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = Utc::now();
+        let message = format!("The node {name} is drained; the group is placed again");
+        let res = self
+            .store
+            .modify_group(&rec.id, &mut |r| {
+                if r.node.as_deref() != Some(node_id)
+                    || r.status.is_final()
+                    || r.status == GroupStatus::Terminating
+                {
+                    return;
+                }
+                r.node = None;
+                r.restart_generation += 1;
+                r.status = GroupStatus::Scheduling;
+                r.containers.clear();
+                r.init_containers.clear();
+                r.intranet_ip = None;
+                r.push_event(Event::new(
+                    EventType::Normal,
+                    REASON_DRAINED,
+                    message.clone(),
+                    None,
+                    now,
+                ));
+            })
+            .await;
+        match res {
+            Ok(_) | Err(StoreError::NotFound(_)) => {
+                self.cluster.wake_placement();
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Handles the unfinished groups of a lost node.
     async fn fail_over(&self, n: &NodeInfo) -> Result<(), StoreError> {
         let mut after = 0;
@@ -360,6 +461,9 @@ impl Control {
                 }
                 if let Err(e) = self.handle_lost_nodes().await {
                     tracing::warn!(error = %e, "cannot handle lost nodes");
+                }
+                if let Err(e) = self.drain_nodes().await {
+                    tracing::warn!(error = %e, "cannot drain nodes");
                 }
             }
             tokio::select! {

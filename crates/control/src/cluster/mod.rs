@@ -25,6 +25,8 @@ pub(crate) struct Cluster {
     pub(crate) changed: Notify,
     /// A group may wait for a node, or a node may have room again.
     pub(crate) placement: Notify,
+    /// Groups being moved off a draining node (`leader.rs`).
+    pub(crate) moving: std::sync::Mutex<std::collections::HashSet<berth_core::GroupId>>,
 }
 
 impl Cluster {
