@@ -71,7 +71,7 @@ class Cluster:
         self.token = made["Token"]
         for i, (ns, ip) in enumerate(zip(self.hosts.names, self.hosts.ips)):
             # Each node offers 2 vCPU and 4 GiB, whatever this machine has.
-            node = Node(self.base, f"n{i + 1}", ns, ip, i, [])
+            node = Node(self.base, f"n{i + 1}", ns, ip, i, ["--metrics-interval", "1"])
             node.start(self.join_urls(i), self.token)
             self.nodes.append(node)
 
@@ -201,6 +201,17 @@ def test_groups_spread_run_and_are_seen_through_either_replica(cluster):
         for i in range(2):
             text = support.logs(cluster.client(i), gid, "c")
             assert "hello from" in text, text
+            out = support.exec_sh(cluster.client(i), gid, "echo exec on $(hostname); echo err >&2")
+            assert out.startswith("exec on "), out
+    # Metrics sampled on the node, read through a replica.
+    from alibabacloud_eci20180808 import models
+
+    def sampled() -> bool:
+        req = models.DescribeContainerGroupMetricRequest(
+            region_id=support.REGION, container_group_id=gids[0], period="15")
+        records = cluster.client(1).describe_container_group_metric(req).body.to_map()["Records"]
+        return bool(records) and records[-1]["Memory"]["WorkingSet"] > 0
+    wait_for("metrics of a group on a node", sampled, 30, 0.5)
     for i, gid in enumerate(gids):
         support.delete(cluster.client(i % 2), gid)
     wait_for("the groups to be deleted",

@@ -8,9 +8,16 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_control::cluster::protocol::{LogQuery, Refusal, RemoveRequest, MAX_BODY, NODE_PREFIX};
+use berth_control::cluster::protocol::{
+    ExecCall, ExecResult, LogQuery, MetricsCall, MetricsResult, Refusal, RemoveRequest, MAX_BODY,
+    NODE_PREFIX,
+};
 use berth_control::cluster::signing;
-use berth_control::{CacheNode, Control, LogRequest, NodeClient, NodeError, NodeObserve};
+use berth_control::{
+    CacheNode, Control, ExecOutput, ExecRequest, LogRequest, MetricRange, NodeClient, NodeError,
+    NodeObserve,
+};
+use berth_core::metric::MetricPoint;
 use berth_core::{GroupId, GroupRecord, NodeState};
 use berth_store::Store;
 use serde::Serialize;
@@ -42,6 +49,13 @@ impl ClusterNodes {
             return Ok(None);
         };
         self.store.get_node(&node).await.map_err(failed)
+    }
+
+    /// The node of a group, for a call that needs one.
+    async fn reachable(&self, id: &GroupId) -> Result<berth_core::NodeRecord, NodeError> {
+        self.node_of(id)
+            .await?
+            .ok_or_else(|| NodeError::Failed(format!("{id} is placed on no node now")))
     }
 
     /// A signed call to a node's server; the body of its answer.
@@ -160,10 +174,65 @@ impl NodeClient for ClusterNodes {
     }
 }
 
-/// Exec, metrics, log following and port forwards through a node: not carried by the node
-/// protocol yet, so they are refused with a message that says so.
+/// Synchronous exec and metrics through the node's server. Interactive exec, log following
+/// and port forwards are not carried by the node protocol yet: refused with a message that
+/// says so.
 #[async_trait]
-impl NodeObserve for ClusterNodes {}
+impl NodeObserve for ClusterNodes {
+    async fn exec_sync(
+        &self,
+        id: &GroupId,
+        req: &ExecRequest,
+        timeout: Duration,
+    ) -> Result<ExecOutput, NodeError> {
+        let node = self.reachable(id).await?;
+        let call = ExecCall {
+            group: id.clone(),
+            container: req.container.clone(),
+            command: req.command.clone(),
+            tty: req.tty,
+            stdin: req.stdin,
+            timeout_secs: timeout.as_secs().max(1),
+        };
+        let body = self
+            .call(&node, "exec", &call, timeout + Duration::from_secs(30))
+            .await?;
+        let out: ExecResult = serde_json::from_slice(&body)
+            .map_err(|e| NodeError::Failed(format!("node answer: {e}")))?;
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let decode = |s: &str| {
+            b64.decode(s)
+                .map_err(|e| NodeError::Failed(format!("node answer: {e}")))
+        };
+        Ok(ExecOutput {
+            stdout: decode(&out.stdout)?,
+            stderr: decode(&out.stderr)?,
+            exit_code: out.exit_code,
+        })
+    }
+
+    async fn metrics(
+        &self,
+        id: &GroupId,
+        range: &MetricRange,
+    ) -> Result<Vec<MetricPoint>, NodeError> {
+        let Some(node) = self.node_of(id).await? else {
+            return Ok(Vec::new());
+        };
+        let call = MetricsCall {
+            group: id.clone(),
+            start: range.start,
+            end: range.end,
+        };
+        let body = self
+            .call(&node, "metrics", &call, Duration::from_secs(30))
+            .await?;
+        serde_json::from_slice::<MetricsResult>(&body)
+            .map(|m| m.points)
+            .map_err(|e| NodeError::Failed(format!("node answer: {e}")))
+    }
+}
 
 /// Image caches are made on single machines only for now: refused with a message that
 /// says so.

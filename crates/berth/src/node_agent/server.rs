@@ -11,7 +11,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use berth_control::cluster::protocol::{LogQuery, Refusal, RemoveRequest, MAX_BODY, NODE_PREFIX};
+use berth_control::cluster::protocol::{
+    ExecCall, ExecResult, LogQuery, MetricsCall, MetricsResult, Refusal, RemoveRequest, MAX_BODY,
+    NODE_PREFIX,
+};
 use berth_control::cluster::signing::{Nonces, Presented};
 use berth_control::NodeError;
 use berth_core::GroupId;
@@ -22,6 +25,8 @@ use super::watch::Desired;
 
 /// The most seconds of grace a removal may ask for.
 const MAX_GRACE_SECS: u64 = 3600;
+/// The most seconds a synchronous exec may run.
+const MAX_EXEC_SECS: u64 = 600;
 
 #[derive(Clone)]
 pub(crate) struct NodeServer {
@@ -36,6 +41,8 @@ pub(crate) fn router(server: NodeServer) -> Router {
     Router::new()
         .route(&format!("{NODE_PREFIX}/remove"), post(remove))
         .route(&format!("{NODE_PREFIX}/log"), post(log))
+        .route(&format!("{NODE_PREFIX}/exec"), post(exec))
+        .route(&format!("{NODE_PREFIX}/metrics"), post(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(server)
 }
@@ -176,4 +183,83 @@ async fn log(
         Err(NodeError::NotFound(c)) => refuse(StatusCode::NOT_FOUND, "NoLog", c),
         Err(NodeError::Failed(m)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "LogFailed", m),
     }
+}
+
+/// Whether `container` is a container of a group placed here (by its name in the spec).
+fn runs_here(s: &NodeServer, id: &GroupId, container: &str) -> bool {
+    s.desired
+        .spec(id)
+        .is_some_and(|spec| spec.all_containers().any(|c| c.name == container))
+}
+
+async fn exec(
+    State(s): State<NodeServer>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call: ExecCall = match verified(&s, &method, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let id = match group_id(&call.group) {
+        Ok(id) => id,
+        Err(resp) => return *resp,
+    };
+    if !runs_here(&s, &id, &call.container) {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "NoContainer",
+            format!(
+                "no container {:?} in group {id} on this node",
+                call.container
+            ),
+        );
+    }
+    let req = berth_runtime::ExecRequest {
+        args: call.command,
+        tty: call.tty,
+        stdin: call.stdin,
+        ..Default::default()
+    };
+    let timeout = Duration::from_secs(call.timeout_secs.clamp(1, MAX_EXEC_SECS));
+    match s.agent.exec_sync(&id, &call.container, &req, timeout).await {
+        Ok(out) => {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            axum::Json(ExecResult {
+                stdout: b64.encode(&out.stdout),
+                stderr: b64.encode(&out.stderr),
+                exit_code: out.exit_code,
+            })
+            .into_response()
+        }
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ExecFailed",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+async fn metrics(
+    State(s): State<NodeServer>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call: MetricsCall = match verified(&s, &method, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let id = match group_id(&call.group) {
+        Ok(id) => id,
+        Err(resp) => return *resp,
+    };
+    axum::Json(MetricsResult {
+        points: s.agent.metrics(&id, call.start, call.end),
+    })
+    .into_response()
 }

@@ -139,6 +139,43 @@ impl LogQuery {
     }
 }
 
+/// `POST /agent/v1/exec`: runs a command in a container to its end (a synchronous
+/// ExecContainerCommand).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecCall {
+    pub group: GroupId,
+    pub container: String,
+    pub command: Vec<String>,
+    /// As ExecContainerCommand's `TTY` and `Stdin` (a synchronous exec sends no input).
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin: bool,
+    pub timeout_secs: u64,
+}
+
+/// What a command run by [`ExecCall`] printed (standard base64) and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i32,
+}
+
+/// `POST /agent/v1/metrics`: a group's samples within a range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsCall {
+    pub group: GroupId,
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+}
+
+/// The answer to a [`MetricsCall`], oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsResult {
+    pub points: Vec<berth_core::metric::MetricPoint>,
+}
+
 /// The body of a refused node call, either side.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
