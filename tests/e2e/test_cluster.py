@@ -203,6 +203,14 @@ def test_groups_spread_run_and_are_seen_through_either_replica(cluster):
             assert "hello from" in text, text
             out = support.exec_sh(cluster.client(i), gid, "echo exec on $(hostname); echo err >&2")
             assert out.startswith("exec on "), out
+            # Interactive: the replica relays the WebSocket to the node's.
+            r = cluster.replicas[i]
+            res = subprocess.run(
+                [str(BERTH_BIN), "--endpoint", r.url, "--credentials", str(r.credentials_path),
+                 "exec", "-i", gid, "--", "sh", "-c", "read x; echo got-$x; echo e >&2; exit 3"],
+                input="abc\n", capture_output=True, text=True, timeout=60)
+            assert res.returncode == 3, (res.returncode, res.stdout, res.stderr)
+            assert "got-abc" in res.stdout and "e" in res.stderr, (res.stdout, res.stderr)
     # Metrics sampled on the node, read through a replica.
     from alibabacloud_eci20180808 import models
 

@@ -13,9 +13,10 @@ use berth_control::cluster::protocol::{
     NODE_PREFIX,
 };
 use berth_control::cluster::signing;
+use berth_control::cluster::stream::ExecStreamCall;
 use berth_control::{
-    CacheNode, Control, ExecOutput, ExecRequest, LogRequest, MetricRange, NodeClient, NodeError,
-    NodeObserve,
+    CacheNode, Control, ExecOutput, ExecRequest, ExecStream, LogRequest, MetricRange, NodeClient,
+    NodeError, NodeObserve,
 };
 use berth_core::metric::MetricPoint;
 use berth_core::{GroupId, GroupRecord, NodeState};
@@ -174,9 +175,9 @@ impl NodeClient for ClusterNodes {
     }
 }
 
-/// Synchronous exec and metrics through the node's server. Interactive exec, log following
-/// and port forwards are not carried by the node protocol yet: refused with a message that
-/// says so.
+/// Exec (synchronous, and interactive over a WebSocket) and metrics through the node's
+/// server. Log following and port forwards are not carried by the node protocol yet:
+/// refused with a message that says so.
 #[async_trait]
 impl NodeObserve for ClusterNodes {
     async fn exec_sync(
@@ -210,6 +211,19 @@ impl NodeObserve for ClusterNodes {
             stderr: decode(&out.stderr)?,
             exit_code: out.exit_code,
         })
+    }
+
+    async fn exec_start(&self, id: &GroupId, req: &ExecRequest) -> Result<ExecStream, NodeError> {
+        let node = self.reachable(id).await?;
+        let call = ExecStreamCall {
+            group: id.clone(),
+            container: req.container.clone(),
+            command: req.command.clone(),
+            tty: req.tty,
+            stdin: req.stdin,
+            size: req.size,
+        };
+        crate::cluster_exec::start(&node, &call).await
     }
 
     async fn metrics(

@@ -8,6 +8,7 @@ mod cache_cmd;
 mod cache_node;
 mod capacity_args;
 mod cli;
+mod cluster_exec;
 mod cluster_nodes;
 mod events;
 mod exec;

@@ -4,6 +4,7 @@
 //! (`outbox.rs`), sends a heartbeat with what it offers every few seconds, and serves the
 //! control plane's calls (`server.rs`) on `--listen`.
 
+mod exec_stream;
 mod identity;
 mod link;
 mod outbox;

@@ -43,11 +43,15 @@ pub(crate) fn router(server: NodeServer) -> Router {
         .route(&format!("{NODE_PREFIX}/log"), post(log))
         .route(&format!("{NODE_PREFIX}/exec"), post(exec))
         .route(&format!("{NODE_PREFIX}/metrics"), post(metrics))
+        .route(
+            &format!("{NODE_PREFIX}/exec-stream"),
+            axum::routing::get(super::exec_stream::exec_stream),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(server)
 }
 
-fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
         axum::Json(Refusal {
@@ -58,14 +62,14 @@ fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Respons
         .into_response()
 }
 
-/// The call's body, once its signature holds.
-fn verified<T: DeserializeOwned>(
+/// Checks the call's signature: the control plane's, with this node's key.
+pub(crate) fn check_signature(
     s: &NodeServer,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<T, Box<Response>> {
+) -> Result<(), Box<Response>> {
     let presented = Presented::read(|name| headers.get(name).and_then(|v| v.to_str().ok()))
         .map_err(|e| Box::new(refuse(StatusCode::UNAUTHORIZED, "Unsigned", e.to_string())))?;
     if presented.node != s.node {
@@ -91,7 +95,18 @@ fn verified<T: DeserializeOwned>(
                 "SignatureDoesNotMatch",
                 e.to_string(),
             ))
-        })?;
+        })
+}
+
+/// The call's body, once its signature holds.
+fn verified<T: DeserializeOwned>(
+    s: &NodeServer,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Box<Response>> {
+    check_signature(s, method, uri, headers, body)?;
     serde_json::from_slice(body).map_err(|e| {
         Box::new(refuse(
             StatusCode::BAD_REQUEST,
@@ -186,7 +201,7 @@ async fn log(
 }
 
 /// Whether `container` is a container of a group placed here (by its name in the spec).
-fn runs_here(s: &NodeServer, id: &GroupId, container: &str) -> bool {
+pub(crate) fn runs_here(s: &NodeServer, id: &GroupId, container: &str) -> bool {
     s.desired
         .spec(id)
         .is_some_and(|spec| spec.all_containers().any(|c| c.name == container))

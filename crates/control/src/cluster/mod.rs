@@ -8,6 +8,7 @@ mod calls;
 mod leader;
 pub mod protocol;
 pub mod signing;
+pub mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
