@@ -406,3 +406,39 @@ def test_a_drained_node_hands_its_groups_to_others_and_a_cordoned_one_takes_none
             admin(state, cluster.url, "node", "uncordon", n.name)
     for g in (gid, waiting):
         support.delete(cluster.client(0), g)
+
+
+def test_log_following_and_port_forwards_through_either_replica(cluster):
+    import re
+
+    short = cluster.create("follow", command=["sh", "-c", "echo one; sleep 3; echo two; exit 4"],
+                           cpu=0.25, memory=0.5)
+    wait_for("the first line", lambda: "one" in support.logs(cluster.client(1), short, "c"),
+             60, 0.3)
+    res = cluster.replicas[1].cli("logs", "-f", short, timeout=60)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    assert res.stdout.split() == ["one", "two"], res.stdout
+
+    server = cluster.create("forward", cpu=0.25, memory=0.5, command=[
+        "sh", "-c",
+        "mkdir -p /tmp/www && hostname > /tmp/www/name && "
+        "exec httpd -f -p 127.0.0.1:8080 -h /tmp/www"])
+    wait_status(cluster.client(0), server, ["Running"], timeout=60)
+    r = cluster.replicas[0]
+    proc = subprocess.Popen(
+        [str(BERTH_BIN), "--endpoint", r.url, "--credentials", str(r.credentials_path),
+         "port-forward", server, "0:8080"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        line = proc.stdout.readline()
+        m = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> 8080", line)
+        assert m, f"{line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        url = f"http://127.0.0.1:{m.group(1)}/name"
+        name = wait_for("the forward to answer", lambda: urllib.request.urlopen(
+            url, timeout=5).read().decode().strip(), 20, 0.3)
+        assert name == support.exec_sh(cluster.client(0), server, "hostname").strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    for gid in (short, server):
+        support.delete(cluster.client(0), gid)

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_control::cluster::protocol::{
-    ExecCall, ExecResult, LogQuery, MetricsCall, MetricsResult, Refusal, RemoveRequest, MAX_BODY,
-    NODE_PREFIX,
+    DialCall, ExecCall, ExecResult, LogQuery, MetricsCall, MetricsResult, Refusal, RemoveRequest,
+    MAX_BODY, NODE_PREFIX,
 };
 use berth_control::cluster::signing;
 use berth_control::cluster::stream::ExecStreamCall;
 use berth_control::{
     CacheNode, Control, ExecOutput, ExecRequest, ExecStream, LogRequest, MetricRange, NodeClient,
-    NodeError, NodeObserve,
+    NodeError, NodeObserve, PortStream,
 };
 use berth_core::metric::MetricPoint;
 use berth_core::{GroupId, GroupRecord, NodeState};
@@ -175,9 +175,8 @@ impl NodeClient for ClusterNodes {
     }
 }
 
-/// Exec (synchronous, and interactive over a WebSocket) and metrics through the node's
-/// server. Log following and port forwards are not carried by the node protocol yet:
-/// refused with a message that says so.
+/// Exec (synchronous, and interactive), metrics, log following and port forwards through
+/// the node's server (the streams as WebSockets, `cluster_streams.rs`).
 #[async_trait]
 impl NodeObserve for ClusterNodes {
     async fn exec_sync(
@@ -223,7 +222,25 @@ impl NodeObserve for ClusterNodes {
             stdin: req.stdin,
             size: req.size,
         };
-        crate::cluster_exec::start(&node, &call).await
+        crate::cluster_streams::exec(&node, &call).await
+    }
+
+    async fn follow_log(
+        &self,
+        id: &GroupId,
+        req: &LogRequest,
+    ) -> Result<tokio::sync::mpsc::Receiver<String>, NodeError> {
+        let node = self.reachable(id).await?;
+        crate::cluster_streams::follow_log(&node, &LogQuery::of(id, req)).await
+    }
+
+    async fn dial(&self, id: &GroupId, port: u16) -> Result<PortStream, NodeError> {
+        let node = self.reachable(id).await?;
+        let call = DialCall {
+            group: id.clone(),
+            port,
+        };
+        crate::cluster_streams::dial(&node, &call).await
     }
 
     async fn metrics(

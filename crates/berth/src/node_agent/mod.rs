@@ -4,11 +4,11 @@
 //! (`outbox.rs`), sends a heartbeat with what it offers every few seconds, and serves the
 //! control plane's calls (`server.rs`) on `--listen`.
 
-mod exec_stream;
 mod identity;
 mod link;
 mod outbox;
 mod server;
+mod streams;
 mod watch;
 
 use std::net::SocketAddr;

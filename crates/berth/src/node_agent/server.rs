@@ -45,7 +45,15 @@ pub(crate) fn router(server: NodeServer) -> Router {
         .route(&format!("{NODE_PREFIX}/metrics"), post(metrics))
         .route(
             &format!("{NODE_PREFIX}/exec-stream"),
-            axum::routing::get(super::exec_stream::exec_stream),
+            axum::routing::get(super::streams::exec_stream),
+        )
+        .route(
+            &format!("{NODE_PREFIX}/log-stream"),
+            axum::routing::get(super::streams::log_stream),
+        )
+        .route(
+            &format!("{NODE_PREFIX}/dial"),
+            axum::routing::get(super::streams::dial),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(server)

@@ -176,6 +176,15 @@ pub struct MetricsResult {
     pub points: Vec<berth_core::metric::MetricPoint>,
 }
 
+/// `GET /agent/v1/dial?call=HEX`: a connection to `port` on the group's loopback, made from
+/// inside its network namespace (a port forward), relayed as binary WebSocket messages
+/// after a first text message `ok` (or the reason it failed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialCall {
+    pub group: GroupId,
+    pub port: u16,
+}
+
 /// The body of a refused node call, either side.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {

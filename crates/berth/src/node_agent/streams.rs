@@ -1,6 +1,8 @@
-//! The node's side of an interactive exec (`GET /agent/v1/exec-stream`, framing in
-//! `berth_control::cluster::stream`): the process's output to the replica, the replica's
-//! input, resizes and kill to the process, its exit code last.
+//! The node's side of the streams a replica relays, each a WebSocket: an interactive exec
+//! (`GET /agent/v1/exec-stream`, framing in `berth_control::cluster::stream`: the process's
+//! output to the replica, the replica's input, resizes and kill to the process, its exit
+//! code last), a followed log (`/agent/v1/log-stream`) and a port forward's connection
+//! (`/agent/v1/dial`).
 
 use std::time::Duration;
 
@@ -8,6 +10,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use berth_control::cluster::protocol::{DialCall, LogQuery};
 use berth_control::cluster::stream::{
     frame, ExecStreamCall, ERROR, EXIT, KILL, READY, RESIZE, STDERR, STDIN, STDIN_EOF, STDOUT,
 };
@@ -19,6 +22,158 @@ use super::server::{check_signature, refuse, runs_here, NodeServer};
 
 /// How long the output still flowing when the process ended is waited for.
 const DRAIN: Duration = Duration::from_secs(2);
+
+/// The call of a stream's query, `call=HEX` of its JSON.
+fn call_of<T: serde::de::DeserializeOwned>(uri: &Uri) -> Option<T> {
+    let hex_text = uri.query()?.strip_prefix("call=")?;
+    serde_json::from_slice(&hex::decode(hex_text).ok()?).ok()
+}
+
+pub(crate) async fn log_stream(
+    State(s): State<NodeServer>,
+    ws: WebSocketUpgrade,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(resp) = check_signature(&s, &method, &uri, &headers, b"") {
+        return *resp;
+    }
+    let Some(q) = call_of::<LogQuery>(&uri) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "MalformedCall",
+            "call=HEX expected",
+        );
+    };
+    let Some(id) = berth_core::GroupId::parse(q.group.as_str()) else {
+        return refuse(StatusCode::BAD_REQUEST, "InvalidGroupId", "not a group id");
+    };
+    if !runs_here(&s, &id, &q.container) {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "NoLog",
+            format!("no container {:?} in group {id} on this node", q.container),
+        );
+    }
+    let req = q.request();
+    let rx = if req.previous {
+        // The previous run has ended: its log, read once, is the whole stream.
+        crate::observe_node::read_log(&s.agent, &id, &req)
+            .await
+            .map(|text| {
+                let (tx, rx) = mpsc::channel(1);
+                let _ = tx.try_send(text);
+                rx
+            })
+            .map_err(|e| e.to_string())
+    } else {
+        s.agent
+            .follow_log(&id, &req.container, &crate::observe_node::log_query(&req))
+            .map_err(|e| format!("{e:#}"))
+    };
+    let mut rx = match rx {
+        Ok(rx) => rx,
+        Err(e) => return refuse(StatusCode::NOT_FOUND, "NoLog", e),
+    };
+    ws.on_upgrade(move |socket| async move {
+        let (mut sink, mut input) = socket.split();
+        loop {
+            tokio::select! {
+                chunk = rx.recv() => match chunk {
+                    Some(text) => {
+                        if sink.send(Message::Text(text.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                // The replica hung up.
+                msg = input.next() => if !matches!(msg, Some(Ok(_))) {
+                    break;
+                },
+            }
+        }
+        let _ = sink.close().await;
+    })
+    .into_response()
+}
+
+pub(crate) async fn dial(
+    State(s): State<NodeServer>,
+    ws: WebSocketUpgrade,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(resp) = check_signature(&s, &method, &uri, &headers, b"") {
+        return *resp;
+    }
+    let Some(call) = call_of::<DialCall>(&uri) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "MalformedCall",
+            "call=HEX expected",
+        );
+    };
+    let Some(id) = berth_core::GroupId::parse(call.group.as_str()) else {
+        return refuse(StatusCode::BAD_REQUEST, "InvalidGroupId", "not a group id");
+    };
+    if s.desired.spec(&id).is_none() {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "NoGroup",
+            format!("no group {id} on this node"),
+        );
+    }
+    ws.on_upgrade(move |socket| async move {
+        let (mut sink, mut input) = socket.split();
+        let tcp = match s.agent.dial_loopback(&id, call.port).await {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                let _ = sink.send(Message::Text(format!("{e:#}").into())).await;
+                let _ = sink.close().await;
+                return;
+            }
+        };
+        if sink.send(Message::Text("ok".into())).await.is_err() {
+            return;
+        }
+        let (mut rd, mut wr) = tokio::io::split(tcp);
+        let up = async {
+            while let Some(Ok(msg)) = input.next().await {
+                match msg {
+                    Message::Binary(b) if wr.write_all(&b).await.is_err() => {
+                        break;
+                    }
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            let _ = wr.shutdown().await;
+        };
+        let down = async {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if sink
+                            .send(Message::Binary(buf[..n].to_vec().into()))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = sink.close().await;
+        };
+        tokio::join!(up, down);
+    })
+    .into_response()
+}
 
 pub(crate) async fn exec_stream(
     State(s): State<NodeServer>,

@@ -1,9 +1,11 @@
-//! A replica's side of an interactive exec of a group on a node of a cluster: a WebSocket to
-//! the node's `/agent/v1/exec-stream` (signed with the node's key; framing in
-//! `berth_control::cluster::stream`), turned into the [`ExecStream`] the API's exec relays.
+//! A replica's side of the streams of a group on a node of a cluster, each a WebSocket to the
+//! node's server signed with the node's key: an interactive exec (`/agent/v1/exec-stream`,
+//! framing in `berth_control::cluster::stream`) turned into the [`ExecStream`] the API's
+//! exec relays, a followed log (`/agent/v1/log-stream`, a text message a chunk), and a port
+//! forward's connection (`/agent/v1/dial`, the bytes as binary messages).
 
 use async_trait::async_trait;
-use berth_control::cluster::protocol::NODE_PREFIX;
+use berth_control::cluster::protocol::{DialCall, LogQuery, NODE_PREFIX};
 use berth_control::cluster::signing;
 use berth_control::cluster::stream::{
     frame, ExecStreamCall, ERROR, EXIT, KILL, READY, RESIZE, STDERR, STDIN, STDIN_EOF, STDOUT,
@@ -23,19 +25,17 @@ fn failed(e: impl std::fmt::Display) -> NodeError {
     NodeError::Failed(e.to_string())
 }
 
-/// Starts `call` on `node`: returns once the node started the process.
-pub(crate) async fn start(
-    node: &NodeRecord,
-    call: &ExecStreamCall,
-) -> Result<ExecStream, NodeError> {
-    let path = format!("{NODE_PREFIX}/exec-stream");
-    let query = call.query();
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket to `path?query` on `node`, signed.
+async fn connect(node: &NodeRecord, path: &str, query: &str) -> Result<Socket, NodeError> {
     let signed = signing::sign(
         &node.info.id,
         &node.key,
         "GET",
-        &path,
-        &query,
+        path,
+        query,
         b"",
         chrono::Utc::now().timestamp(),
     );
@@ -53,6 +53,98 @@ pub(crate) async fn start(
     .await
     .map_err(|_| failed(format!("node {}: no answer in 10 s", node.info.name)))?
     .map_err(|e| failed(format!("node {}: {e}", node.info.name)))?;
+    Ok(ws)
+}
+
+/// Follows a container's log on `node`: each chunk the node sends, until it ends.
+pub(crate) async fn follow_log(
+    node: &NodeRecord,
+    q: &LogQuery,
+) -> Result<mpsc::Receiver<String>, NodeError> {
+    let query = format!(
+        "call={}",
+        hex::encode(serde_json::to_vec(q).map_err(failed)?)
+    );
+    let ws = connect(node, &format!("{NODE_PREFIX}/log-stream"), &query).await?;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let (_sink, mut stream) = ws.split();
+        while let Some(Ok(msg)) = stream.next().await {
+            match msg {
+                Message::Text(t) if tx.send(t.to_string()).await.is_err() => {
+                    break;
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// A connection to `port` on the group's loopback, made by `node`.
+pub(crate) async fn dial(
+    node: &NodeRecord,
+    call: &DialCall,
+) -> Result<berth_control::PortStream, NodeError> {
+    let query = format!(
+        "call={}",
+        hex::encode(serde_json::to_vec(call).map_err(failed)?)
+    );
+    let ws = connect(node, &format!("{NODE_PREFIX}/dial"), &query).await?;
+    let (mut sink, mut stream) = ws.split();
+    // The node says whether it reached the port before any byte flows.
+    match stream.next().await {
+        Some(Ok(Message::Text(t))) if t.as_str() == "ok" => {}
+        Some(Ok(Message::Text(t))) => return Err(NodeError::Failed(t.to_string())),
+        other => {
+            return Err(failed(format!(
+                "node {}: no connection ({other:?})",
+                node.info.name
+            )))
+        }
+    }
+    let (ours, theirs) = tokio::io::duplex(PIPE);
+    let (mut rd, mut wr) = tokio::io::split(theirs);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sink
+                        .send(Message::Binary(buf[..n].to_vec().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = sink.close().await;
+    });
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            match msg {
+                Message::Binary(b) if wr.write_all(&b).await.is_err() => {
+                    break;
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    Ok(Box::new(ours))
+}
+
+/// Starts `call` on `node`: returns once the node started the process.
+pub(crate) async fn exec(
+    node: &NodeRecord,
+    call: &ExecStreamCall,
+) -> Result<ExecStream, NodeError> {
+    let ws = connect(node, &format!("{NODE_PREFIX}/exec-stream"), &call.query()).await?;
     let (mut sink, mut stream) = ws.split();
     // The first message says whether the process started.
     match stream.next().await {
