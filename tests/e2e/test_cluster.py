@@ -442,3 +442,20 @@ def test_log_following_and_port_forwards_through_either_replica(cluster):
         proc.wait(timeout=10)
     for gid in (short, server):
         support.delete(cluster.client(0), gid)
+
+
+def test_groups_deleted_as_soon_as_created_leave_nothing_on_their_nodes(cluster):
+    gids = []
+    for i in range(8):
+        gid = cluster.create(f"brief-{i}", cpu=0.25, memory=0.5, replica=i % 2,
+                             command=["sleep", "3600"])
+        support.delete(cluster.client((i + 1) % 2), gid)
+        gids.append(gid)
+    wait_for("the groups to be deleted",
+             lambda: all(support.describe(cluster.client(0), g) is None for g in gids), 60, 0.5)
+    time.sleep(2)  # a record on its way to a node would have started the group by now
+    for n in cluster.nodes:
+        left = [g for g in gids if (n.state_dir / "node" / "groups" / g).exists()]
+        assert not left, f"{n.name} keeps {left}"
+    assert not support.processes_mentioning(gids)
+    assert not support.cgroup_dirs_named(gids)

@@ -42,6 +42,14 @@ impl ClusterNodes {
 
     /// The node of a group and its key; `None` when the group is placed on no node.
     async fn node_of(&self, id: &GroupId) -> Result<Option<berth_core::NodeRecord>, NodeError> {
+        Ok(self.placed(id).await?.map(|(node, _)| node))
+    }
+
+    /// The node of a group, with the group's `restart_generation`.
+    async fn placed(
+        &self,
+        id: &GroupId,
+    ) -> Result<Option<(berth_core::NodeRecord, u64)>, NodeError> {
         let failed = |e: berth_store::StoreError| NodeError::Failed(e.to_string());
         let Some(rec) = self.store.get_group(None, id).await.map_err(failed)? else {
             return Ok(None);
@@ -49,7 +57,8 @@ impl ClusterNodes {
         let Some(node) = rec.node else {
             return Ok(None);
         };
-        self.store.get_node(&node).await.map_err(failed)
+        let node = self.store.get_node(&node).await.map_err(failed)?;
+        Ok(node.map(|n| (n, rec.restart_generation)))
     }
 
     /// The node of a group, for a call that needs one.
@@ -130,12 +139,13 @@ impl NodeClient for ClusterNodes {
     }
 
     async fn remove(&self, id: &GroupId, grace: Duration) -> Result<(), NodeError> {
-        let Some(node) = self.node_of(id).await? else {
+        let Some((node, generation)) = self.placed(id).await? else {
             return Ok(());
         };
         let req = RemoveRequest {
             group: id.clone(),
             grace_secs: grace.as_secs(),
+            generation,
         };
         match self
             .call(&node, "remove", &req, grace + Duration::from_secs(60))

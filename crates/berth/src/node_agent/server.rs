@@ -151,6 +151,11 @@ async fn remove(
     };
     let grace = Duration::from_secs(req.grace_secs.min(MAX_GRACE_SECS));
     let spec = s.desired.spec(&id);
+    // Before anything else: a record of this run on its way from the watch is not applied.
+    s.agent.fence(
+        &id,
+        req.generation.max(s.desired.generation(&id).unwrap_or(0)),
+    );
     tracing::info!(group = %id, grace_s = grace.as_secs(), "the control plane removes a group");
     // Its own task: a control plane that hangs up (or dies) does not cut a removal short.
     let (agent, group) = (s.agent.clone(), id.clone());
@@ -158,7 +163,7 @@ async fn remove(
         tokio::spawn(async move { agent.remove_fully(&group, spec.as_ref(), grace).await });
     match removal.await {
         Ok(Ok(())) => {
-            s.desired.removed(&id);
+            s.desired.forget(&id);
             axum::Json(serde_json::json!({})).into_response()
         }
         Ok(Err(e)) => refuse(

@@ -16,16 +16,10 @@ use tokio::task::JoinHandle;
 
 use super::link::ControlLink;
 
-/// The records the node was last given, by group (a removal reads a group's spec here), and
-/// the runs the control plane removed.
+/// The records the node was last given, by group (a removal reads a group's spec here).
 #[derive(Default)]
 pub(crate) struct Desired {
     records: Mutex<HashMap<GroupId, GroupRecord>>,
-    /// For a group the control plane removed from this node, the last `restart_generation`
-    /// it had here: a record of that run is not applied again (a report written after the
-    /// removal brings the group back through the watch before the control plane places it
-    /// elsewhere, with a newer generation).
-    removed: Mutex<HashMap<GroupId, u64>>,
 }
 
 impl Desired {
@@ -41,28 +35,9 @@ impl Desired {
         self.lock().remove(id);
     }
 
-    /// The control plane removed the group: its run here is over.
-    pub(crate) fn removed(&self, id: &GroupId) {
-        let generation = self.lock().remove(id).map(|r| r.restart_generation);
-        if let Some(g) = generation {
-            self.removed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id.clone(), g);
-        }
-    }
-
-    /// Whether `rec` is of a run the control plane removed here.
-    fn is_removed(&self, rec: &GroupRecord) -> bool {
-        let mut removed = self.removed.lock().unwrap_or_else(|p| p.into_inner());
-        match removed.get(&rec.id) {
-            Some(&g) if rec.restart_generation <= g => true,
-            Some(_) => {
-                removed.remove(&rec.id);
-                false
-            }
-            None => false,
-        }
+    /// The `restart_generation` of the group's record, if the node has one.
+    pub(crate) fn generation(&self, id: &GroupId) -> Option<u64> {
+        self.lock().get(id).map(|r| r.restart_generation)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -146,19 +121,11 @@ impl Watcher {
     fn forget_all_but(&self, known: &[GroupId]) {
         let keep: std::collections::HashSet<&GroupId> = known.iter().collect();
         self.desired.lock().retain(|id, _| keep.contains(id));
-        self.desired
-            .removed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|id, _| keep.contains(id));
     }
 
     /// Applies a record after the group's application before it.
     fn apply(&mut self, rec: GroupRecord) {
         let id = rec.id.clone();
-        if self.desired.is_removed(&rec) {
-            return;
-        }
         {
             let mut records = self.desired.lock();
             let same = records
@@ -188,6 +155,9 @@ impl Watcher {
     /// Stops a group the control plane says is not this node's.
     fn stop(&mut self, id: GroupId) {
         let spec = self.desired.spec(&id);
+        if let Some(generation) = self.desired.generation(&id) {
+            self.agent.fence(&id, generation);
+        }
         self.desired.forget(&id);
         let before = self.last.remove(&id);
         let agent = self.agent.clone();
@@ -204,34 +174,5 @@ impl Watcher {
             }
         });
         self.last.insert(id, handle);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(generation: u64) -> GroupRecord {
-        let mut r = GroupRecord::new(
-            GroupId::from_random([5; 20]),
-            "a",
-            Default::default(),
-            chrono::Utc::now(),
-        );
-        r.restart_generation = generation;
-        r
-    }
-
-    #[test]
-    fn a_removed_run_is_not_applied_again_but_a_newer_one_is() {
-        let d = Desired::default();
-        let rec = record(3);
-        d.lock().insert(rec.id.clone(), rec.clone());
-        d.removed(&rec.id);
-        assert!(d.spec(&rec.id).is_none(), "forgotten");
-        assert!(d.is_removed(&rec), "the run removed");
-        assert!(d.is_removed(&record(2)), "an older one too");
-        assert!(!d.is_removed(&record(4)), "placed here again as a new run");
-        assert!(!d.is_removed(&rec), "the fence went with the newer run");
     }
 }

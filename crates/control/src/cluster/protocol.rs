@@ -97,6 +97,10 @@ pub struct HeartbeatReply {
 pub struct RemoveRequest {
     pub group: GroupId,
     pub grace_secs: u64,
+    /// The record's `restart_generation`: the node applies no record of this run (or an
+    /// older one) again.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// `POST /agent/v1/log`: a container's log text.

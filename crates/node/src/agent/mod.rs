@@ -38,7 +38,14 @@ pub struct Agent {
     pool_tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// The removals under way and when their containers are killed.
     removals: Arc<removals::Removals>,
+    /// Runs removed by a control plane that applies records from a watch (`fence`): a record
+    /// of such a run (or an older one) is not applied again.
+    fenced: Arc<Mutex<HashMap<GroupId, u64>>>,
 }
+
+/// The most fenced runs remembered; past it the memory starts over (a record of a fenced run
+/// reaching the node that late is then not stopped by the fence, only by the control plane).
+const MAX_FENCED: usize = 65_536;
 
 impl Agent {
     pub fn new(cfg: NodeConfig, reporter: Arc<dyn Reporter>) -> Result<Self, NodeError> {
@@ -48,6 +55,7 @@ impl Agent {
             metrics: Arc::default(),
             pool_tasks: Arc::default(),
             removals: Arc::default(),
+            fenced: Arc::default(),
         })
     }
 
@@ -70,20 +78,55 @@ impl Agent {
         self.groups().keys().cloned().collect()
     }
 
+    /// Marks the run `generation` of a group (and those before it) removed: no record of it
+    /// is applied again. A node of a cluster gets records from its watch while removals come
+    /// as calls of their own; a record on its way when the removal came must not bring the
+    /// group back.
+    pub fn fence(&self, id: &GroupId, generation: u64) {
+        let mut fenced = lock(&self.fenced);
+        if fenced.len() >= MAX_FENCED {
+            fenced.clear();
+        }
+        let g = fenced.entry(id.clone()).or_insert(generation);
+        *g = (*g).max(generation);
+    }
+
+    /// Whether `rec` is of a fenced run (a newer run lifts the fence).
+    fn fenced(&self, rec: &GroupRecord) -> bool {
+        let mut fenced = lock(&self.fenced);
+        match fenced.get(&rec.id) {
+            Some(&g) if rec.restart_generation <= g => true,
+            Some(_) => {
+                fenced.remove(&rec.id);
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Converges to `rec` (see [`Supervisor::apply`]): returns at once unless the
-    /// containers of a group must be stopped first.
+    /// containers of a group must be stopped first. A group being removed, or a run that was
+    /// fenced, is left alone.
     pub async fn apply(&self, rec: GroupRecord) {
         let id = rec.id.clone();
-        let slot = self
-            .groups()
-            .entry(id.clone())
-            .or_insert_with(|| {
-                Arc::new(tokio::sync::Mutex::new(Supervisor::new(
-                    self.host.clone(),
-                    id.clone(),
-                )))
-            })
-            .clone();
+        let slot = {
+            let mut groups = self.groups();
+            // Checked under the groups' lock, which a removal takes after its claim: either
+            // this sees the claim, or the removal finds the slot made here and removes it.
+            if self.removals.is_claimed(&id) || self.fenced(&rec) {
+                tracing::debug!(group = %id, generation = rec.restart_generation, "not applied: the group's run was removed");
+                return;
+            }
+            groups
+                .entry(id.clone())
+                .or_insert_with(|| {
+                    Arc::new(tokio::sync::Mutex::new(Supervisor::new(
+                        self.host.clone(),
+                        id.clone(),
+                    )))
+                })
+                .clone()
+        };
         let mut sup = slot.lock().await;
         sup.apply(rec).await;
         if !sup.is_running() {

@@ -49,6 +49,11 @@ impl Removals {
         Claim::Remove(rx)
     }
 
+    /// Whether a removal of `id` is under way.
+    pub fn is_claimed(&self, id: &GroupId) -> bool {
+        self.map().contains_key(id)
+    }
+
     /// The removal of `id` ended (done or failed: the next one starts afresh).
     pub fn finish(&self, id: &GroupId) {
         self.map().remove(id);
