@@ -312,7 +312,8 @@ def test_the_leader_killed_hands_over_and_every_create_ends_in_one_group(cluster
     groups = [g for g in support.list_groups(cluster.client(other))
               if g["ContainerGroupName"].startswith("burst-")]
     assert len(groups) == 6, f"one group per ClientToken: {[g['ContainerGroupId'] for g in groups]}"
-    assert leader(cluster) == other
+    # Creates are placed by the replica they came through; the lease passes once it expires.
+    wait_for("the other replica to lead", lambda: leader(cluster) == other, 15, 0.2)
     cluster.replicas[old].start()
     for gid in made.values():
         support.delete(cluster.client(old), gid)

@@ -189,7 +189,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     control.set_prices(prices);
     let capacity = if args.no_node {
         // The nodes' room is theirs to offer; placement decides (`cluster/leader.rs`).
-        control.enable_cluster();
+        control.enable_cluster(crate::node_lease::holder_name(&state_dir)?);
         control.set_schedule_policy(berth_control::SchedulePolicy {
             timeout: args.node.capacity.schedule_timeout,
             notice: args.node.capacity.spot_notice,

@@ -18,6 +18,14 @@ use crate::Control;
 
 /// The lease of the replica that runs the once-only loops.
 pub const LEADER_LEASE: &str = "cluster-leader";
+/// The lease held through a placement pass: one replica places at a time (each pass reads
+/// the nodes' room as the passes before it left it), the leader in its loop, any replica at
+/// once for a group created through it.
+pub const PLACEMENT_LEASE: &str = "cluster-placement";
+const PLACEMENT_TTL: Duration = Duration::from_secs(5);
+/// How often, and how far apart, a replica tries for the placement lease another holds.
+const PLACEMENT_TRIES: u32 = 10;
+const PLACEMENT_RETRY: Duration = Duration::from_millis(10);
 /// How long the lease is taken for, and how often it is renewed.
 const LEASE_TTL: Duration = Duration::from_secs(6);
 const LEASE_RENEW: Duration = Duration::from_secs(2);
@@ -87,7 +95,43 @@ fn choose<'a>(
 }
 
 impl Control {
-    /// Places groups that wait for a node; returns how many it placed.
+    /// A placement pass under [`PLACEMENT_LEASE`], unless another replica runs one (the
+    /// leader's next pass then places what this one would have).
+    pub(crate) async fn place_now(&self) {
+        let Some(holder) = self.cluster.holder.get() else {
+            return;
+        };
+        // A pass under way elsewhere is short: wait a little for it rather than leave the
+        // group to the leader's next poll.
+        let mut tries = 0;
+        loop {
+            match self
+                .store
+                .take_lease(PLACEMENT_LEASE, holder, PLACEMENT_TTL)
+                .await
+            {
+                Ok(Some(_)) => break,
+                Ok(None) if tries < PLACEMENT_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(PLACEMENT_RETRY).await;
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the placement lease");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.place_waiting().await {
+            tracing::warn!(error = %e, "placement failed");
+        }
+        if let Err(e) = self.store.release_lease(PLACEMENT_LEASE, holder).await {
+            tracing::warn!(error = %e, "cannot release the placement lease");
+        }
+    }
+
+    /// Places groups that wait for a node; returns how many it placed. Run under
+    /// [`PLACEMENT_LEASE`].
     pub async fn place_waiting(&self) -> Result<usize, StoreError> {
         let waiting = self.store.unplaced_groups(PLACEMENT_BATCH).await?;
         if waiting.is_empty() {
@@ -456,9 +500,7 @@ impl Control {
                 }
             }
             if epoch.is_some() {
-                if let Err(e) = self.place_waiting().await {
-                    tracing::warn!(error = %e, "placement failed");
-                }
+                self.place_now().await;
                 if let Err(e) = self.handle_lost_nodes().await {
                     tracing::warn!(error = %e, "cannot handle lost nodes");
                 }

@@ -22,6 +22,8 @@ pub use leader::LEADER_LEASE;
 #[derive(Default)]
 pub(crate) struct Cluster {
     enabled: AtomicBool,
+    /// Who this replica is in leases (set by `enable_cluster`).
+    pub(crate) holder: std::sync::OnceLock<String>,
     /// A group of some node was written by this replica.
     pub(crate) changed: Notify,
     /// A group may wait for a node, or a node may have room again.
@@ -41,9 +43,10 @@ impl Cluster {
 }
 
 impl crate::Control {
-    /// Runs this control plane as a replica of a cluster: groups are placed on the nodes that
-    /// joined, not handed to a node of its own.
-    pub fn enable_cluster(&self) {
+    /// Runs this control plane as a replica of a cluster, known in leases as `holder`: groups
+    /// are placed on the nodes that joined, not handed to a node of its own.
+    pub fn enable_cluster(&self, holder: String) {
+        let _ = self.cluster.holder.set(holder);
         self.cluster.enabled.store(true, Ordering::Relaxed);
     }
 
@@ -57,8 +60,12 @@ impl crate::Control {
     pub fn cluster_changed(&self, placed: bool) {
         if placed {
             self.cluster.changed.notify_waiters();
-        } else {
-            self.cluster.wake_placement();
+            return;
+        }
+        self.cluster.wake_placement();
+        // Placed at once by this replica when no other places now (`leader.rs`).
+        if let Some(this) = self.me.upgrade() {
+            tokio::spawn(async move { this.place_now().await });
         }
     }
 }
