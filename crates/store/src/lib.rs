@@ -18,6 +18,7 @@ mod pg_caches;
 mod pg_groups;
 mod pg_leases;
 mod pg_ledger;
+mod pg_listen;
 mod pg_nodes;
 mod pg_revision;
 mod pg_schema;
@@ -453,6 +454,12 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<u64>, StoreError>;
     /// Ends the lease `name` now if `holder` holds it (a graceful stop hands over at once).
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Notified when a group write is committed by any process sharing the store (another
+    /// replica), where the store can tell; `None` where it cannot (SQLite, one process).
+    fn group_writes(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 
     /// Stores a new join token ([`StoreError::JoinTokenExists`] when its id is taken).
     async fn create_join_token(&self, token: &JoinToken) -> Result<(), StoreError>;

@@ -52,6 +52,8 @@ const POOL_SIZE: usize = 16;
 pub struct PgStore {
     pool: Pool,
     sealer: Sealer,
+    /// Notified when any replica committed a group write (`pg_listen.rs`).
+    writes: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl PgStore {
@@ -66,7 +68,7 @@ impl PgStore {
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -79,7 +81,13 @@ impl PgStore {
         let mut client = pool.get().await?;
         let sealer = crate::pg_schema::prepare(&mut client, key_file).await?;
         drop(client);
-        Ok(Self { pool, sealer })
+        let writes = std::sync::Arc::new(tokio::sync::Notify::new());
+        crate::pg_listen::spawn(config, writes.clone());
+        Ok(Self {
+            pool,
+            sealer,
+            writes,
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
@@ -89,6 +97,10 @@ impl PgStore {
 
 #[async_trait::async_trait]
 impl Store for PgStore {
+    fn group_writes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        Some(self.writes.clone())
+    }
+
     async fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
         pg_accounts::create_key(&mut self.client().await?, key, &self.sealer).await
     }

@@ -21,10 +21,15 @@ use crate::StoreError;
 /// The advisory lock writers of groups share and readers of the revision take alone.
 const REVISION_LOCK: i64 = 0x6265_7274_6800_0002;
 
-/// Taken by a transaction that may write a group's row, before any other lock.
+/// Taken by a transaction that may write a group's row, before any other lock; it also tells
+/// the other replicas of the write (`pg_listen.rs`).
 pub(crate) async fn lock_for_write(c: &impl GenericClient) -> Result<(), StoreError> {
+    // The notification goes out when the transaction commits (never when it rolls back).
     let stmt = c
-        .prepare_cached("SELECT pg_advisory_xact_lock_shared($1)")
+        .prepare_cached(&format!(
+            "SELECT pg_advisory_xact_lock_shared($1), pg_notify('{}', '')",
+            crate::pg_listen::CHANNEL
+        ))
         .await?;
     c.execute(&stmt, &[&REVISION_LOCK]).await?;
     Ok(())

@@ -17,7 +17,28 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 mod common;
 use common::{Backend, TestStore};
 
+/// A group written through one handle wakes another's `group_writes` (PostgreSQL, where
+/// replicas share the database); SQLite tells of none.
+async fn a_group_write_is_told_to_other_handles(s: TestStore) {
+    let other = s.another().await;
+    let Some(writes) = other.group_writes() else {
+        assert!(s.url().is_none(), "PostgreSQL tells of group writes");
+        return;
+    };
+    // The listening connection is made in the background.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let told = writes.notified();
+    tokio::pin!(told);
+    told.as_mut().enable();
+    let g = group(9, Some(&node_id(1)), 1.0, 2.0);
+    s.insert_group(&g).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), told)
+        .await
+        .expect("the write is told within 10 s");
+}
+
 on_both!(
+    a_group_write_is_told_to_other_handles,
     join_tokens_are_kept_listed_and_removed,
     nodes_are_kept_by_id_with_unique_names,
     node_keys_are_sealed_at_rest,

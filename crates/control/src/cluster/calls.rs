@@ -19,8 +19,9 @@ use super::protocol::{
 use super::signing::KEY_LEN;
 use crate::Control;
 
-/// How often a waiting watch reads the store again (for writes other replicas made; this
-/// replica's own wake it at once).
+/// How often a waiting watch reads the store again: writes through this replica wake it at
+/// once, and those of other replicas too where the store tells of them (PostgreSQL's
+/// `LISTEN`); the poll is what is left when a word is lost.
 const WATCH_POLL: Duration = Duration::from_millis(250);
 
 /// Why a node call was refused.
@@ -195,9 +196,15 @@ impl Control {
     /// [`WATCH_WAIT_SECS`] for one (a watch from 0 answers at once).
     pub async fn node_watch(&self, node: &str, after: u64) -> Result<WatchReply, NodeCallError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(WATCH_WAIT_SECS);
+        let elsewhere = self.store.group_writes();
         loop {
             let mut changed = pin!(self.cluster.changed.notified());
             changed.as_mut().enable();
+            // Both registered before the read, so a write committed meanwhile is not missed.
+            let mut written = elsewhere.as_ref().map(|n| Box::pin(n.notified()));
+            if let Some(w) = written.as_mut() {
+                w.as_mut().enable();
+            }
             let page = self
                 .store
                 .node_groups(node, after, MAX_WATCH_GROUPS)
@@ -221,7 +228,19 @@ impl Control {
                 });
             }
             let wait = WATCH_POLL.min(deadline - now);
-            let _ = tokio::time::timeout(wait, changed).await;
+            let _ = tokio::time::timeout(wait, async {
+                let other = async {
+                    match written.as_mut() {
+                        Some(w) => w.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = changed => {}
+                    _ = other => {}
+                }
+            })
+            .await;
         }
     }
 
