@@ -126,7 +126,10 @@ impl Pins {
             }
             self.flushing.store(false, Ordering::Release);
             // A change made after the snapshot was taken, whose caller saw the flag still set.
-            let behind = lock(&self.state).generation > *lock(&self.written);
+            // One lock at a time: `flush` and `update_durable` take `written` before `state`,
+            // and holding `state` while waiting for `written` deadlocked with them.
+            let generation = lock(&self.state).generation;
+            let behind = generation > *lock(&self.written);
             if !behind || self.flushing.swap(true, Ordering::AcqRel) {
                 return;
             }
