@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--placements", type=int, default=200)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--keep", action="store_true", help="keep the work dir and its logs")
     a = ap.parse_args()
     support.BERTH_BIN = a.berth.resolve()
     import cluster as cl
@@ -182,7 +183,9 @@ def main() -> None:
             registry.stop()
         hosts.down()
         pg.stop()
-        if not support.mounts_under(base):
+        if a.keep:
+            print(f"kept {base}", file=sys.stderr)
+        elif not support.mounts_under(base):
             shutil.rmtree(base, ignore_errors=True)
         else:
             print(f"kept {base}: mounts remain", file=sys.stderr)
