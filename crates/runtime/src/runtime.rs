@@ -197,6 +197,38 @@ impl Runtime {
         &self.version
     }
 
+    /// Removes the lock files the runtime left in its state directory for the containers of
+    /// group `gid` (names starting `<gid>-`, `<gid>.` or `<gid>_`, ending `.lock`) whose
+    /// container has no state file any more: runsc makes a container's lock file before it
+    /// looks at its state, so a call that raced the container's deletion (a sample, a kill)
+    /// leaves one behind.
+    pub async fn sweep_stale_locks(&self, gid: &str) {
+        let root = self.oci().root.clone();
+        let gid = gid.to_owned();
+        let _ = tokio::task::spawn_blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let ours = name.starts_with(&format!("{gid}-"))
+                    || name.starts_with(&format!("{gid}."))
+                    || name.starts_with(&format!("{gid}_"));
+                let Some(stem) = name.strip_suffix(".lock") else {
+                    continue;
+                };
+                if !ours || root.join(format!("{stem}.state")).exists() {
+                    continue;
+                }
+                if entry.file_type().is_ok_and(|t| t.is_file()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        })
+        .await;
+    }
+
     pub(crate) fn oci(&self) -> &OciCommand {
         &self.oci
     }

@@ -208,8 +208,12 @@ impl Supervisor {
         let names = container_names(dirs, spec);
         self.stop_containers(names.clone(), spec, grace, Some(kill_by))
             .await?;
-        // After its containers: the gvisor class's sandbox.
+        // After its containers: the gvisor class's sandbox, and what runsc calls that raced
+        // the deletions left of it.
         shared::remove(&self.host, gid, dirs).await;
+        if let Ok(rt) = self.host.runtime_for(berth_core::RuntimeClass::Gvisor) {
+            rt.sweep_stale_locks(gid).await;
+        }
         let stopped = began.elapsed();
         for name in &names {
             berth_image::unmount_rootfs(&dirs.container(name))?;
