@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -84,7 +85,7 @@ class Cluster:
         return self.replicas[i].client()
 
     def create(self, name: str, restart_policy: str = "Never", cpu: float = 1.0,
-               memory: float = 2.0, replica: int = 0, command=None) -> str:
+               memory: float = 2.0, replica: int = 0, command=None, client=None) -> str:
         from alibabacloud_eci20180808 import models
         req = models.CreateContainerGroupRequest(
             region_id=support.REGION, container_group_name=name,
@@ -94,13 +95,14 @@ class Cluster:
                                  cpu=cpu, memory=memory)],
             plain_http_registry=self.registry.host, termination_grace_period_seconds=2,
         )
-        gid = self.client(replica).create_container_group(req).body.container_group_id
+        client = client or self.client(replica)
+        gid = client.create_container_group(req).body.container_group_id
         self.tracker.add(gid)
         return gid
 
-    def node_of(self, gid: str, replica: int = 0) -> str | None:
+    def node_of(self, gid: str, replica: int = 0, client=None) -> str | None:
         """The node the Scheduled event names last."""
-        events = support.events_of(self.client(replica), gid)
+        events = support.events_of(client or self.client(replica), gid)
         named = [e["Message"].rsplit(" ", 1)[-1] for e in events
                  if e.get("Reason") == "Scheduled"]
         return named[-1] if named else None
@@ -259,6 +261,64 @@ def test_a_node_cannot_report_another_nodes_group(cluster):
         urllib.request.urlopen(req, timeout=10)
     assert refused.value.code == 401
     support.delete(cluster.client(0), gid)
+
+
+def signed_post(cluster, node: Node, path: str, body: bytes) -> tuple[int, dict]:
+    """A node call signed with `node`'s key; its status and JSON answer."""
+    ident = node.identity()
+    headers = sign(ident["node"], ident["key"], "POST", path, "", body)
+    headers["content-type"] = "application/json"
+    req = urllib.request.Request(cluster.replicas[0].url + path, data=body, headers=headers,
+                                 method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_an_accounts_seccomp_profile_applies_on_the_node_it_runs_on(cluster, tmp_path):
+    from alibabacloud_tea_openapi.models import Config
+    from alibabacloud_eci20180808.client import Client
+
+    state, url = cluster.replicas[1].state_dir, cluster.url
+    name = f"seccomp-{uuid.uuid4().hex[:8]}"
+    admin(state, url, "account", "create", name)
+    key = admin(state, url, "key", "create", "--account", name)
+    # Allows everything but mkdir.
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}))
+    admin(state, url, "account", "set-seccomp", name, str(profile))
+    theirs = Client(Config(access_key_id=key["AccessKeyId"],
+                           access_key_secret=key["AccessKeySecret"],
+                           endpoint=cluster.replicas[1].url.removeprefix("http://"),
+                           protocol="http", region_id=support.REGION,
+                           connect_timeout=5000, read_timeout=60000))
+    gid = cluster.create("seccomp-own", client=theirs)
+    mine = cluster.create("seccomp-mine")
+    wait_status(theirs, gid, ["Running"], timeout=90)
+    wait_status(cluster.client(0), mine, ["Running"], timeout=90)
+    out = support.exec_sh(theirs, gid, "mkdir /tmp/x 2>&1; echo rc=$?; unshare -U true && echo userns=ok")
+    assert "Operation not permitted" in out and "rc=1" in out, out
+    # The account's profile replaces the built-in one: user namespaces are open under it.
+    assert "userns=ok" in out, out
+    out = support.exec_sh(cluster.client(0), mine,
+                          "mkdir /tmp/x && echo made; unshare -U true 2>&1; echo userns=$?")
+    assert "made" in out and "userns=1" in out, out
+
+    # A node learns the setting only of the accounts of groups placed on it.
+    owner = cluster.node_of(gid, client=theirs)
+    assert owner in [n.name for n in cluster.nodes], owner
+    body = json.dumps({"group": gid}).encode()
+    for n in cluster.nodes:
+        status, answer = signed_post(cluster, n, "/node/v1/seccomp", body)
+        if n.name == owner:
+            assert status == 200 and answer["setting"]["kind"] == "profile", (status, answer)
+        else:
+            assert status == 403 and answer["code"] == "Forbidden", (n.name, status, answer)
+    support.delete(theirs, gid)
+    support.delete(cluster.client(0), mine)
 
 
 def leader(cluster) -> int:

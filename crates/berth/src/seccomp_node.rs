@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
+use berth_core::GroupId;
 use berth_node::SeccompProfiles;
 use berth_runtime::seccomp::{Profile, Seccomp, MAX_PROFILE_BYTES};
 use berth_store::{AccountSeccomp, Store};
@@ -46,36 +47,19 @@ fn check(text: &str) -> anyhow::Result<Profile> {
     Ok(profile)
 }
 
-/// The node's [`SeccompProfiles`] over the store: the setting is read at every group start,
-/// a stored profile parsed once.
-pub struct StoreSeccomp {
-    store: Arc<dyn Store>,
-    parsed: Mutex<HashMap<String, Arc<Profile>>>,
-}
+/// Profiles parsed once, kept by their text.
+#[derive(Default)]
+pub(crate) struct ParsedProfiles(Mutex<HashMap<String, Arc<Profile>>>);
 
-impl StoreSeccomp {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            store,
-            parsed: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl SeccompProfiles for StoreSeccomp {
-    async fn for_account(&self, account: &str) -> Result<Seccomp, String> {
-        let setting = self
-            .store
-            .account_seccomp(account)
-            .await
-            .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+impl ParsedProfiles {
+    /// The confinement a stored setting stands for.
+    pub(crate) fn seccomp(&self, setting: AccountSeccomp) -> Result<Seccomp, String> {
         let text = match setting {
             AccountSeccomp::Default => return Ok(Seccomp::Default),
             AccountSeccomp::Unconfined => return Ok(Seccomp::Unconfined),
             AccountSeccomp::Profile(text) => text,
         };
-        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut parsed = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = parsed.get(&text) {
             return Ok(Seccomp::Profile(p.clone()));
         }
@@ -87,6 +71,34 @@ impl SeccompProfiles for StoreSeccomp {
         }
         parsed.insert(text, profile.clone());
         Ok(Seccomp::Profile(profile))
+    }
+}
+
+/// The node's [`SeccompProfiles`] over the store: the setting is read at every group start,
+/// a stored profile parsed once.
+pub struct StoreSeccomp {
+    store: Arc<dyn Store>,
+    parsed: ParsedProfiles,
+}
+
+impl StoreSeccomp {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            parsed: ParsedProfiles::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SeccompProfiles for StoreSeccomp {
+    async fn for_group(&self, _group: &GroupId, account: &str) -> Result<Seccomp, String> {
+        let setting = self
+            .store
+            .account_seccomp(account)
+            .await
+            .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+        self.parsed.seccomp(setting)
     }
 }
 

@@ -41,18 +41,10 @@ pub enum NodeError {
 /// Where the node finds the seccomp confinement of an account's containers.
 #[async_trait::async_trait]
 pub trait SeccompProfiles: Send + Sync {
-    /// Asked at every start of a group; an error falls back to the built-in profile.
-    async fn for_account(&self, account: &str) -> Result<Seccomp, String>;
-}
-
-/// The built-in profile for every account.
-pub struct BuiltinSeccomp;
-
-#[async_trait::async_trait]
-impl SeccompProfiles for BuiltinSeccomp {
-    async fn for_account(&self, _account: &str) -> Result<Seccomp, String> {
-        Ok(Seccomp::Default)
-    }
+    /// The confinement of `account`, which owns `group`; asked before the group's containers
+    /// start. An error holds the start back until an answer comes (it never falls back to
+    /// another profile: an account's own may be stricter than the built-in one).
+    async fn for_group(&self, group: &GroupId, account: &str) -> Result<Seccomp, String>;
 }
 
 /// How the node runs the `gvisor` runtime class.

@@ -20,7 +20,7 @@ mod spare;
 mod userns;
 
 pub use agent::{Agent, CachePull, DEFAULT_INTERVAL as DEFAULT_METRICS_INTERVAL};
-pub use config::{BuiltinSeccomp, GvisorConfig, NodeConfig, NodeError, Reporter, SeccompProfiles};
+pub use config::{GvisorConfig, NodeConfig, NodeError, Reporter, SeccompProfiles};
 pub use files::LogSelector;
 pub use host::ClassSupport;
 pub use metrics::RING_POINTS;

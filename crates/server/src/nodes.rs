@@ -1,6 +1,6 @@
 //! The node protocol's endpoints on the API address (docs/NODE_PROTOCOL.md), served by a
 //! control plane that runs in a cluster: `/node/v1/join` with a join token, and the watch,
-//! report and heartbeat calls signed with the node's key. Handlers check and translate; the
+//! report, heartbeat and seccomp calls signed with the node's key. Handlers check and translate; the
 //! answers are the control plane's (`berth_control::cluster`).
 
 use axum::body::Bytes;
@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use berth_control::cluster::protocol::{
-    Heartbeat, JoinRequest, Refusal, ReportBatch, MAX_BODY, PREFIX,
+    Heartbeat, JoinRequest, Refusal, ReportBatch, SeccompQuery, MAX_BODY, PREFIX,
 };
 use berth_control::cluster::signing::Presented;
 use berth_control::cluster::NodeCallError;
@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(&format!("{PREFIX}/watch"), get(watch))
         .route(&format!("{PREFIX}/report"), post(report))
         .route(&format!("{PREFIX}/heartbeat"), post(heartbeat))
+        .route(&format!("{PREFIX}/seccomp"), post(seccomp))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -124,6 +125,18 @@ async fn watch(
     answer(s.control.node_watch(&node, after).await)
 }
 
+/// The signing node and the parsed body of a signed call.
+async fn signed_call<T: DeserializeOwned>(
+    s: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, T), Box<Response>> {
+    let node = signed_by(s, method, uri, headers, body).await?;
+    Ok((node, parse(body)?))
+}
+
 async fn report(
     State(s): State<AppState>,
     method: Method,
@@ -131,15 +144,10 @@ async fn report(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let node = match signed_by(&s, &method, &uri, &headers, &body).await {
-        Ok(n) => n,
-        Err(resp) => return *resp,
-    };
-    let batch: ReportBatch = match parse(&body) {
-        Ok(b) => b,
-        Err(resp) => return *resp,
-    };
-    answer(s.control.node_report(&node, batch).await)
+    match signed_call::<ReportBatch>(&s, &method, &uri, &headers, &body).await {
+        Ok((node, batch)) => answer(s.control.node_report(&node, batch).await),
+        Err(resp) => *resp,
+    }
 }
 
 async fn heartbeat(
@@ -149,13 +157,21 @@ async fn heartbeat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let node = match signed_by(&s, &method, &uri, &headers, &body).await {
-        Ok(n) => n,
-        Err(resp) => return *resp,
-    };
-    let hb: Heartbeat = match parse(&body) {
-        Ok(b) => b,
-        Err(resp) => return *resp,
-    };
-    answer(s.control.node_heartbeat(&node, hb).await)
+    match signed_call::<Heartbeat>(&s, &method, &uri, &headers, &body).await {
+        Ok((node, hb)) => answer(s.control.node_heartbeat(&node, hb).await),
+        Err(resp) => *resp,
+    }
+}
+
+async fn seccomp(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match signed_call::<SeccompQuery>(&s, &method, &uri, &headers, &body).await {
+        Ok((node, q)) => answer(s.control.node_seccomp(&node, q).await),
+        Err(resp) => *resp,
+    }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use berth_control::cluster::protocol::{
-    Heartbeat, HeartbeatReply, JoinReply, JoinRequest, ReportBatch, ReportReply, WatchReply,
-    MAX_BODY, PREFIX, WATCH_WAIT_SECS,
+    Heartbeat, HeartbeatReply, JoinReply, JoinRequest, ReportBatch, ReportReply, SeccompQuery,
+    SeccompReply, WatchReply, MAX_BODY, PREFIX, WATCH_WAIT_SECS,
 };
 use berth_control::cluster::signing;
 use serde::de::DeserializeOwned;
@@ -199,6 +199,16 @@ impl ControlLink {
             &format!("{PREFIX}/heartbeat"),
             "",
             serde_json::to_vec(hb)?,
+        )
+        .await
+    }
+
+    pub(crate) async fn seccomp(&self, q: &SeccompQuery) -> anyhow::Result<SeccompReply> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("{PREFIX}/seccomp"),
+            "",
+            serde_json::to_vec(q)?,
         )
         .await
     }

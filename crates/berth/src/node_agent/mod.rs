@@ -7,6 +7,7 @@
 mod identity;
 mod link;
 mod outbox;
+mod seccomp;
 mod server;
 mod streams;
 mod watch;
@@ -115,10 +116,11 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
         .capacity()?
         .with_container_slots(open_files.limit, slots);
     let outbox = Arc::new(outbox::Outbox::default());
+    let seccomp = Arc::new(seccomp::ControlSeccomp::default());
     let agent = Agent::new(
         args.node.config(
             &state_dir,
-            Arc::new(berth_node::BuiltinSeccomp),
+            seccomp.clone(),
             berth_core::VolumePolicy::default(),
         )?,
         outbox.clone(),
@@ -164,6 +166,7 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
     };
     let key = identity.key_bytes()?;
     let link = ControlLink::new(bases.clone(), identity.node.clone(), key.clone())?;
+    seccomp.connect(link.clone());
     tracing::info!(node = %identity.node, name = %name, control = %bases.join(","), cpu_milli = offer.capacity.cpu_milli, memory_mib = offer.capacity.memory_mib, "node agent starting");
 
     agent.start_sampler(Duration::from_secs(args.node.metrics_interval.max(1)));

@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use berth_core::node::{MAX_NODE_ADDRESS, MAX_NODE_CLASSES, MAX_NODE_NAME};
 use berth_core::{GroupId, NodeInfo, NodeRecord, NodeState};
-use berth_store::StoreError;
+use berth_store::{AccountSeccomp, StoreError};
 use chrono::Utc;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::protocol::{
-    Heartbeat, HeartbeatReply, JoinReply, JoinRequest, ReportBatch, ReportReply, WatchReply,
-    HEARTBEAT_SECS, MAX_REPORTS, MAX_WATCH_GROUPS, WATCH_WAIT_SECS,
+    Heartbeat, HeartbeatReply, JoinReply, JoinRequest, ReportBatch, ReportReply, SeccompQuery,
+    SeccompReply, SeccompSetting, WatchReply, HEARTBEAT_SECS, MAX_REPORTS, MAX_WATCH_GROUPS,
+    WATCH_WAIT_SECS,
 };
 use super::signing::KEY_LEN;
 use crate::Control;
@@ -276,6 +277,34 @@ impl Control {
             );
         }
         Ok(ReportReply { refused })
+    }
+
+    /// The seccomp setting of the account that owns `q.group`, which must be placed on the
+    /// node: a node learns no other account's setting.
+    pub async fn node_seccomp(
+        &self,
+        node: &str,
+        q: SeccompQuery,
+    ) -> Result<SeccompReply, NodeCallError> {
+        if GroupId::parse(q.group.as_str()).is_none() {
+            return Err(invalid(format!(
+                "{:?} is not a container group id",
+                q.group.as_str()
+            )));
+        }
+        let rec = self.store.get_group(None, &q.group).await?;
+        let Some(rec) = rec.filter(|r| r.node.as_deref() == Some(node)) else {
+            return Err(NodeCallError::Forbidden(format!(
+                "the group {} is not placed on this node",
+                q.group
+            )));
+        };
+        let setting = match self.store.account_seccomp(&rec.account).await? {
+            AccountSeccomp::Default => SeccompSetting::Default,
+            AccountSeccomp::Unconfined => SeccompSetting::Unconfined,
+            AccountSeccomp::Profile(text) => SeccompSetting::Profile(text),
+        };
+        Ok(SeccompReply { setting })
     }
 
     /// A node is alive and offers this.

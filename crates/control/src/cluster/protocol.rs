@@ -92,6 +92,33 @@ pub struct HeartbeatReply {
     pub draining: bool,
 }
 
+/// `POST /node/v1/seccomp`: the seccomp confinement of the account that owns a group placed
+/// on the node; asked before the group's containers start. Refused (403) for a group not
+/// placed on the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompQuery {
+    pub group: GroupId,
+}
+
+/// An account's seccomp confinement, as the operator set it (`berth admin account
+/// set-seccomp`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "profile", rename_all = "lowercase")]
+pub enum SeccompSetting {
+    /// The built-in profile.
+    Default,
+    /// No seccomp filter.
+    Unconfined,
+    /// A profile in Docker's JSON format, checked when it was set.
+    Profile(String),
+}
+
+/// The answer to a [`SeccompQuery`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompReply {
+    pub setting: SeccompSetting,
+}
+
 /// `POST /agent/v1/remove`: stop the group's containers and release it on the node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoveRequest {

@@ -15,6 +15,7 @@ mod ports;
 mod revision;
 mod run;
 mod sandbox;
+mod seccomp;
 mod shared;
 mod state;
 mod user;

@@ -77,7 +77,11 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
         let r = pull_images(&host.images, &spec, &rec.account, &state, &cancel).await;
         (r, began.elapsed())
     };
-    let ((attachment, net_took), (images, images_took)) = tokio::join!(net, images);
+    // The account's confinement too: asked of the store, or of the control plane on a node
+    // of a cluster.
+    let seccomp = super::seccomp::account_seccomp(&host, &rec, &state, &cancel);
+    let ((attachment, net_took), (images, images_took), seccomp) =
+        tokio::join!(net, images, seccomp);
     tracing::debug!(
         group = %gid,
         net_us = net_took.as_micros() as u64,
@@ -87,6 +91,8 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
     let Some(((attachment, userns), shared)) = attachment else {
         return;
     };
+    // Only when the group went before its account's profile came.
+    let Some(seccomp) = seccomp else { return };
     // Admission to the account's peers runs beside the start of the containers; the group
     // reaches no other group until it is done (see berth_net's isolation). Its ports are
     // published first, in the same task: both change the group's network record.
@@ -101,14 +107,6 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
             }
         })
     };
-    let seccomp = host
-        .seccomp
-        .for_account(&rec.account)
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!(group = %gid, error = %e, "cannot read the account's seccomp profile; the built-in one applies");
-            berth_runtime::seccomp::Seccomp::Default
-        });
     let sandbox = Sandbox {
         attachment,
         userns,
