@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from alibabacloud_tea_openapi.exceptions import ClientException
 
 import support
 from cluster import Hosts, Node, Replica, cluster_registry, sign
@@ -70,9 +71,15 @@ class Cluster:
         made = admin(self.replicas[0].state_dir, self.url, "node", "token", "create",
                      "--description", "e2e")
         self.token = made["Token"]
+        # Only n2 lets groups mount host paths, below this directory.
+        self.share = self.base / "n2-share"
+        self.share.mkdir()
         for i, (ns, ip) in enumerate(zip(self.hosts.names, self.hosts.ips)):
             # Each node offers 2 vCPU and 4 GiB, whatever this machine has.
-            node = Node(self.base, f"n{i + 1}", ns, ip, i, ["--metrics-interval", "1"])
+            extra = ["--metrics-interval", "1"]
+            if i == 1:
+                extra += ["--host-path-prefix", str(self.share)]
+            node = Node(self.base, f"n{i + 1}", ns, ip, i, extra)
             node.start(self.join_urls(i), self.token)
             self.nodes.append(node)
 
@@ -85,14 +92,25 @@ class Cluster:
         return self.replicas[i].client()
 
     def create(self, name: str, restart_policy: str = "Never", cpu: float = 1.0,
-               memory: float = 2.0, replica: int = 0, command=None, client=None) -> str:
+               memory: float = 2.0, replica: int = 0, command=None, client=None,
+               host_path: str | None = None) -> str:
+        """A group of one container; with `host_path`, mounted at /data."""
         from alibabacloud_eci20180808 import models
+        mounts, volumes = [], []
+        if host_path is not None:
+            mounts = [models.CreateContainerGroupRequestContainerVolumeMount(
+                name="data", mount_path="/data")]
+            volumes = [models.CreateContainerGroupRequestVolume(
+                name="data", type="HostPathVolume",
+                host_path_volume=models.CreateContainerGroupRequestVolumeHostPathVolume(
+                    path=host_path, type="DirectoryOrCreate"))]
         req = models.CreateContainerGroupRequest(
             region_id=support.REGION, container_group_name=name,
             restart_policy=restart_policy, cpu=cpu, memory=memory,
             container=[container("c", self.image,
                                  command or ["sh", "-c", "echo hello from $HOSTNAME; sleep 3600"],
-                                 cpu=cpu, memory=memory)],
+                                 cpu=cpu, memory=memory, volume_mount=mounts)],
+            volume=volumes,
             plain_http_registry=self.registry.host, termination_grace_period_seconds=2,
         )
         client = client or self.client(replica)
@@ -319,6 +337,38 @@ def test_an_accounts_seccomp_profile_applies_on_the_node_it_runs_on(cluster, tmp
             assert status == 403 and answer["code"] == "Forbidden", (n.name, status, answer)
     support.delete(theirs, gid)
     support.delete(cluster.client(0), mine)
+
+
+def test_host_paths_go_only_to_a_node_that_allows_them(cluster):
+    # Allowed by no node: refused at create, nothing recorded.
+    before = len(support.list_groups(cluster.client(0)))
+    with pytest.raises(ClientException) as refused:
+        cluster.create("hostpath-nowhere", host_path="/etc")
+    assert "Volume.1.HostPathVolume.Path" in refused.value.message, refused.value.message
+    assert len(support.list_groups(cluster.client(0))) == before
+
+    gid = cluster.create("hostpath", host_path=str(cluster.share / "g1"), replica=1)
+    wait_status(cluster.client(0), gid, ["Running"], timeout=90)
+    assert cluster.node_of(gid) == "n2"
+    support.exec_sh(cluster.client(1), gid, "echo from-the-group > /data/out")
+    assert (cluster.share / "g1" / "out").read_text() == "from-the-group\n"
+
+    # With n2 cordoned no node takes such a group: it waits, saying why, until n2 is back.
+    state = cluster.replicas[0].state_dir
+    admin(state, cluster.url, "node", "cordon", "n2")
+    try:
+        waiting = cluster.create("hostpath-waits", host_path=str(cluster.share / "g2"))
+
+        def told():
+            return [e for e in support.events_of(cluster.client(0), waiting)
+                    if "allows its volumes" in (e.get("Message") or "")]
+        wait_for("the group to say why it waits", told, 30, 0.3)
+    finally:
+        admin(state, cluster.url, "node", "uncordon", "n2")
+    wait_status(cluster.client(0), waiting, ["Running"], timeout=90)
+    assert cluster.node_of(waiting) == "n2"
+    for g in (gid, waiting):
+        support.delete(cluster.client(0), g)
 
 
 def leader(cluster) -> int:

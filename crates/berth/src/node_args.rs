@@ -50,6 +50,18 @@ pub struct NodeArgs {
     /// resolver on the host); repeatable. By default groups open no connection to the host.
     #[arg(long = "allow-host-port", value_name = "PROTO:PORT")]
     pub(crate) allowed_host_ports: Vec<String>,
+    /// NFS servers whose exports groups may mount (`Volume.N.NFSVolume.Server`, host names or
+    /// IPv4 addresses as the groups name them), comma-separated or repeated. By default
+    /// none: an NFS volume is refused with InvalidParameter, so that no tenant makes the
+    /// host mount a server of its choosing.
+    #[arg(long = "nfs-server", value_name = "HOST", value_delimiter = ',')]
+    pub(crate) nfs_servers: Vec<String>,
+    /// A directory of this host below which groups may mount host paths
+    /// (`Volume.N.HostPathVolume.Path`); repeatable. It must exist; it is canonicalised
+    /// (symlinks resolved once, here) and may not be `/`. By default none: a host-path
+    /// volume is refused with InvalidParameter.
+    #[arg(long = "host-path-prefix", value_name = "DIR")]
+    pub(crate) host_path_prefixes: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) storage: crate::storage_args::StorageArgs,
     #[command(flatten)]
@@ -98,6 +110,50 @@ impl NodeArgs {
             return Err(berth_node::NodeError::UsernsRuntime.into());
         }
         Ok(())
+    }
+
+    /// Whether any volume allow-list is given.
+    pub(crate) fn volumes_given(&self) -> bool {
+        !self.nfs_servers.is_empty() || !self.host_path_prefixes.is_empty()
+    }
+
+    /// The operator's allow-lists of volumes that reach outside the group.
+    pub(crate) fn volume_policy(&self) -> anyhow::Result<berth_core::VolumePolicy> {
+        for s in &self.nfs_servers {
+            let ok = !s.is_empty()
+                && s.len() <= 253
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !ok {
+                anyhow::bail!("--nfs-server: {s:?} is not a host name or IPv4 address");
+            }
+        }
+        let mut prefixes = Vec::new();
+        for p in &self.host_path_prefixes {
+            let c = p
+                .canonicalize()
+                .with_context(|| format!("--host-path-prefix {}", p.display()))?;
+            if !c.is_dir() || c == Path::new("/") {
+                anyhow::bail!(
+                    "--host-path-prefix {}: must be a directory other than /",
+                    p.display()
+                );
+            }
+            let s = c
+                .to_str()
+                .with_context(|| format!("--host-path-prefix {}: not UTF-8", p.display()))?;
+            prefixes.push(s.to_string());
+        }
+        let policy = berth_core::VolumePolicy::default()
+            .with_nfs_servers(self.nfs_servers.iter().map(String::as_str))
+            .with_host_path_prefixes(prefixes.iter().map(String::as_str));
+        if !self.nfs_servers.is_empty() {
+            tracing::info!(servers = %policy.nfs_servers().collect::<Vec<_>>().join(","), "NFS servers groups may mount");
+        }
+        if !prefixes.is_empty() {
+            tracing::info!(prefixes = %prefixes.join(","), "host paths groups may mount");
+        }
+        Ok(policy)
     }
 
     /// The node agent's configuration under `state_dir`; detects the cgroup layout and,

@@ -43,18 +43,6 @@ pub struct ServeArgs {
     /// another is refused with InvalidParameter.
     #[arg(long, value_delimiter = ',')]
     allowed_capabilities: Option<Vec<String>>,
-    /// NFS servers whose exports groups may mount (`Volume.N.NFSVolume.Server`, host names or
-    /// IPv4 addresses as the groups name them), comma-separated or repeated. By default
-    /// none: an NFS volume is refused with InvalidParameter, so that no tenant makes the
-    /// host mount a server of its choosing.
-    #[arg(long = "nfs-server", value_name = "HOST", value_delimiter = ',')]
-    nfs_servers: Vec<String>,
-    /// A directory of this host below which groups may mount host paths
-    /// (`Volume.N.HostPathVolume.Path`); repeatable. It must exist; it is canonicalised
-    /// (symlinks resolved once, here) and may not be `/`. By default none: a host-path
-    /// volume is refused with InvalidParameter.
-    #[arg(long = "host-path-prefix", value_name = "DIR")]
-    host_path_prefixes: Vec<PathBuf>,
     /// The node's public address: a group created with AutoCreateEip=true gets its declared
     /// ports published on it (CNI portmap) and reports it as its InternetIp. Without it,
     /// AutoCreateEip=true is refused.
@@ -108,45 +96,6 @@ pub struct ServeArgs {
     no_node: bool,
     #[command(flatten)]
     pub(crate) node: crate::node_args::NodeArgs,
-}
-
-/// The operator's allow-lists of volumes that reach outside the group.
-fn volume_policy(args: &ServeArgs) -> anyhow::Result<berth_core::VolumePolicy> {
-    for s in &args.nfs_servers {
-        let ok = !s.is_empty()
-            && s.len() <= 253
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        if !ok {
-            anyhow::bail!("--nfs-server: {s:?} is not a host name or IPv4 address");
-        }
-    }
-    let mut prefixes = Vec::new();
-    for p in &args.host_path_prefixes {
-        let c = p
-            .canonicalize()
-            .with_context(|| format!("--host-path-prefix {}", p.display()))?;
-        if !c.is_dir() || c == Path::new("/") {
-            anyhow::bail!(
-                "--host-path-prefix {}: must be a directory other than /",
-                p.display()
-            );
-        }
-        let s = c
-            .to_str()
-            .with_context(|| format!("--host-path-prefix {}: not UTF-8", p.display()))?;
-        prefixes.push(s.to_string());
-    }
-    let policy = berth_core::VolumePolicy::default()
-        .with_nfs_servers(args.nfs_servers.iter().map(String::as_str))
-        .with_host_path_prefixes(prefixes.iter().map(String::as_str));
-    if !args.nfs_servers.is_empty() {
-        tracing::info!(servers = %policy.nfs_servers().collect::<Vec<_>>().join(","), "NFS servers groups may mount");
-    }
-    if !prefixes.is_empty() {
-        tracing::info!(prefixes = %prefixes.join(","), "host paths groups may mount");
-    }
-    Ok(policy)
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -213,7 +162,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(allowed = %policy.allowed().collect::<Vec<_>>().join(","), "capabilities groups may add");
         control.set_capability_policy(policy);
     }
-    let volume_policy = volume_policy(&args)?;
+    if args.no_node && args.node.volumes_given() {
+        anyhow::bail!(
+            "--nfs-server and --host-path-prefix are the nodes' own in a cluster: give them to `berth node`"
+        );
+    }
+    let volume_policy = args.node.volume_policy()?;
     control.set_volume_policy(volume_policy.clone());
     if args.max_published_ports > berth_net::MAX_MAPPINGS {
         anyhow::bail!("--max-published-ports: at most {}", berth_net::MAX_MAPPINGS);

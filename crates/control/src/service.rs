@@ -206,10 +206,7 @@ impl Control {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .check(&spec)?;
-        self.volumes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .check(&spec)?;
+        self.check_volumes(&spec, None).await?;
         // The request as it came, for a ClientToken's later uses to be compared with.
         let params = match &client_token {
             Some(tok) => {
@@ -521,6 +518,33 @@ impl Control {
         Ok(())
     }
 
+    /// Whether the operator allows `spec`'s volumes that reach outside a group: those of
+    /// this machine's node, or in a cluster, those the nodes allow (`berth node
+    /// --host-path-prefix`, `--nfs-server`): for a group placed already (`placed`), its node's;
+    /// else any node's (placement then goes only to a node that allows them all).
+    async fn check_volumes(
+        &self,
+        spec: &GroupSpec,
+        placed: Option<&GroupId>,
+    ) -> Result<(), ControlError> {
+        let here = self.volume_policy().check(spec);
+        if here.is_ok() || !self.in_cluster() {
+            return Ok(here?);
+        }
+        let on = match placed {
+            Some(id) => self.store.get_group(None, id).await?.and_then(|r| r.node),
+            None => None,
+        };
+        let nodes = self.store.list_nodes().await?;
+        let allowed = nodes
+            .iter()
+            .filter(|n| on.as_ref().is_none_or(|id| *id == n.id))
+            .fold(berth_core::VolumePolicy::default(), |u, n| {
+                u.union(&n.offer.volumes)
+            });
+        Ok(allowed.check(spec)?)
+    }
+
     /// Changes a Pending or Running group from `old` (the spec the change was made from) to
     /// `new`: the group is `Updating` until the node agent has recreated the containers whose
     /// spec changed; the others keep running. A group that grows must fit its account's
@@ -539,10 +563,7 @@ impl Control {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .check(&new)?;
-        self.volumes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .check(&new)?;
+        self.check_volumes(&new, Some(id)).await?;
         let mut new = new;
         self.fix_spot_price(&mut new, false)?;
         // The new size holds its room before the record is written; given back if the

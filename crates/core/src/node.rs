@@ -13,6 +13,8 @@ pub const MAX_NODE_NAME: usize = 63;
 pub const MAX_NODE_ADDRESS: usize = 255;
 /// The most runtime classes a node may offer.
 pub const MAX_NODE_CLASSES: usize = 8;
+/// The most NFS servers, and the most host-path prefixes, a node's offer may allow.
+pub const MAX_NODE_VOLUME_RULES: usize = 64;
 
 /// Whether a node is heard from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +53,10 @@ pub struct NodeOffer {
     /// The runtime classes the node runs (`runc`, `gvisor`, …).
     #[serde(default)]
     pub runtime_classes: Vec<String>,
+    /// The volumes reaching outside a group the node allows (`berth node --nfs-server`,
+    /// `--host-path-prefix`): a group with such volumes goes only to a node that allows them.
+    #[serde(default)]
+    pub volumes: crate::VolumePolicy,
 }
 
 /// A node that joined the control plane.

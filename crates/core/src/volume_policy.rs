@@ -10,11 +10,38 @@ use std::collections::BTreeSet;
 use crate::spec::GroupSpec;
 use crate::volume::VolumeSource;
 
-/// The operator's allow-lists.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The operator's allow-lists. On the wire (a cluster node's offer) as two lists, read
+/// back through the same checks as the flags.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "PolicyLists", into = "PolicyLists")]
 pub struct VolumePolicy {
     nfs_servers: BTreeSet<String>,
     host_path_prefixes: Vec<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PolicyLists {
+    #[serde(default)]
+    nfs_servers: Vec<String>,
+    #[serde(default)]
+    host_path_prefixes: Vec<String>,
+}
+
+impl From<PolicyLists> for VolumePolicy {
+    fn from(l: PolicyLists) -> Self {
+        VolumePolicy::default()
+            .with_nfs_servers(l.nfs_servers.iter().map(String::as_str))
+            .with_host_path_prefixes(l.host_path_prefixes.iter().map(String::as_str))
+    }
+}
+
+impl From<VolumePolicy> for PolicyLists {
+    fn from(p: VolumePolicy) -> Self {
+        PolicyLists {
+            nfs_servers: p.nfs_servers.into_iter().collect(),
+            host_path_prefixes: p.host_path_prefixes,
+        }
+    }
 }
 
 /// A volume the operator does not allow.
@@ -78,6 +105,23 @@ impl VolumePolicy {
                 }
             })
             .max_by_key(|(p, _)| p.len())
+    }
+
+    /// Allows what either `self` or `other` allows.
+    pub fn union(&self, other: &VolumePolicy) -> VolumePolicy {
+        let mut u = self.clone();
+        u.nfs_servers.extend(other.nfs_servers.iter().cloned());
+        for p in &other.host_path_prefixes {
+            if !u.host_path_prefixes.contains(p) {
+                u.host_path_prefixes.push(p.clone());
+            }
+        }
+        u
+    }
+
+    /// Whether it allows nothing reaching outside a group.
+    pub fn is_empty(&self) -> bool {
+        self.nfs_servers.is_empty() && self.host_path_prefixes.is_empty()
     }
 
     pub fn nfs_servers(&self) -> impl Iterator<Item = &str> {
@@ -150,6 +194,32 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn on_the_wire_it_is_read_through_the_same_checks() {
+        let p = VolumePolicy::default()
+            .with_nfs_servers(["NFS.example"])
+            .with_host_path_prefixes(["/srv/data"]);
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            text,
+            r#"{"nfs_servers":["nfs.example"],"host_path_prefixes":["/srv/data"]}"#
+        );
+        assert_eq!(serde_json::from_str::<VolumePolicy>(&text).unwrap(), p);
+        let sent = r#"{"nfs_servers":[" "],"host_path_prefixes":["/","/a/../b","rel","/ok"]}"#;
+        let read: VolumePolicy = serde_json::from_str(sent).unwrap();
+        assert!(read.nfs_servers().next().is_none());
+        assert_eq!(read.host_path_prefixes().collect::<Vec<_>>(), ["/ok"]);
+        assert!(serde_json::from_str::<VolumePolicy>("{}")
+            .unwrap()
+            .is_empty());
+        let u = p.union(&read);
+        assert_eq!(
+            u.host_path_prefixes().collect::<Vec<_>>(),
+            ["/srv/data", "/ok"]
+        );
+        assert!(u.nfs_allowed("nfs.example"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! secrets are; a join token is kept as the SHA-256 of its secret, never the secret.
 
 use berth_core::{
-    node::{MAX_NODE_ADDRESS, MAX_NODE_CLASSES, MAX_NODE_NAME},
+    node::{MAX_NODE_ADDRESS, MAX_NODE_CLASSES, MAX_NODE_NAME, MAX_NODE_VOLUME_RULES},
     JoinToken, NodeInfo, NodeRecord,
 };
 use chrono::{DateTime, Utc};
@@ -112,6 +112,14 @@ pub(crate) fn check_node(info: &NodeInfo) -> Result<(), StoreError> {
     }
     for c in classes {
         printable("runtime class", c, MAX_CLASS_NAME, false)?;
+    }
+    let v = &info.offer.volumes;
+    if v.nfs_servers().count() > MAX_NODE_VOLUME_RULES
+        || v.host_path_prefixes().count() > MAX_NODE_VOLUME_RULES
+    {
+        return Err(bad(format!(
+            "a node allows at most {MAX_NODE_VOLUME_RULES} NFS servers and {MAX_NODE_VOLUME_RULES} host-path prefixes"
+        )));
     }
     Ok(())
 }

@@ -163,6 +163,7 @@ mod tests {
                 },
                 storage_bytes: 1 << 40,
                 runtime_classes: vec!["runc".into()],
+                volumes: Default::default(),
             },
             joined: at("2026-12-04T12:00:00Z"),
             last_heartbeat: at("2026-12-04T12:05:00Z"),

@@ -117,12 +117,10 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
         .with_container_slots(open_files.limit, slots);
     let outbox = Arc::new(outbox::Outbox::default());
     let seccomp = Arc::new(seccomp::ControlSeccomp::default());
+    let volumes = args.node.volume_policy()?;
     let agent = Agent::new(
-        args.node.config(
-            &state_dir,
-            seccomp.clone(),
-            berth_core::VolumePolicy::default(),
-        )?,
+        args.node
+            .config(&state_dir, seccomp.clone(), volumes.clone())?,
         outbox.clone(),
     )
     .context("cannot start the node agent")?;
@@ -134,6 +132,7 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
             .iter()
             .map(|c| c.class.to_string())
             .collect(),
+        volumes,
     };
 
     let identity = match Identity::load(&state_dir)? {

@@ -5,7 +5,7 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use berth_core::node::{MAX_NODE_ADDRESS, MAX_NODE_CLASSES, MAX_NODE_NAME};
+use berth_core::node::{MAX_NODE_ADDRESS, MAX_NODE_CLASSES, MAX_NODE_NAME, MAX_NODE_VOLUME_RULES};
 use berth_core::{GroupId, NodeInfo, NodeRecord, NodeState};
 use berth_store::{AccountSeccomp, StoreError};
 use chrono::Utc;
@@ -102,6 +102,9 @@ fn check_address(address: &str) -> Result<(), NodeCallError> {
     host_ok.then_some(()).ok_or_else(refuse)
 }
 
+/// The longest host-path prefix a node may allow.
+const MAX_NODE_PREFIX_BYTES: usize = 4096;
+
 fn check_offer(offer: &berth_core::NodeOffer) -> Result<(), NodeCallError> {
     if offer.runtime_classes.len() > MAX_NODE_CLASSES {
         return Err(invalid(format!(
@@ -111,6 +114,18 @@ fn check_offer(offer: &berth_core::NodeOffer) -> Result<(), NodeCallError> {
     for c in &offer.runtime_classes {
         c.parse::<berth_core::RuntimeClass>()
             .map_err(|_| invalid(format!("unknown runtime class {c:?}")))?;
+    }
+    let v = &offer.volumes;
+    let long = v.nfs_servers().any(|s| s.len() > 253)
+        || v.host_path_prefixes()
+            .any(|p| p.len() > MAX_NODE_PREFIX_BYTES);
+    if v.nfs_servers().count() > MAX_NODE_VOLUME_RULES
+        || v.host_path_prefixes().count() > MAX_NODE_VOLUME_RULES
+        || long
+    {
+        return Err(invalid(format!(
+            "a node allows at most {MAX_NODE_VOLUME_RULES} NFS servers (253 bytes each) and {MAX_NODE_VOLUME_RULES} host-path prefixes ({MAX_NODE_PREFIX_BYTES} bytes each)"
+        )));
     }
     Ok(())
 }

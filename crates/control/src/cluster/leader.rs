@@ -85,6 +85,7 @@ fn choose<'a>(
     nodes
         .iter()
         .filter(|n| n.schedulable() && n.offer.runtime_classes.contains(&class))
+        .filter(|n| n.offer.volumes.check(&rec.spec).is_ok())
         .filter_map(|n| {
             free.get(&n.id)
                 .filter(|f| f.fits(need))
@@ -92,6 +93,29 @@ fn choose<'a>(
         })
         .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.name.cmp(&a.0.name)))
         .map(|(n, _)| n)
+}
+
+/// Why [`choose`] found no node for `rec`, for its events.
+fn why_no_node(rec: &GroupRecord, nodes: &[NodeInfo]) -> String {
+    let class = rec.spec.runtime_class().to_string();
+    let running: Vec<&NodeInfo> = nodes
+        .iter()
+        .filter(|n| n.schedulable() && n.offer.runtime_classes.contains(&class))
+        .collect();
+    if running.is_empty() {
+        return format!("no node of the cluster that takes groups runs the {class} runtime class");
+    }
+    let refused: Vec<_> = running
+        .iter()
+        .filter_map(|n| n.offer.volumes.check(&rec.spec).err())
+        .collect();
+    if let (Some(e), true) = (refused.first(), refused.len() == running.len()) {
+        return format!(
+            "no node of the cluster that takes groups allows its volumes ({}: {})",
+            e.param, e.reason
+        );
+    }
+    "no node of the cluster has room for it".to_string()
 }
 
 impl Control {
@@ -165,7 +189,7 @@ impl Control {
         let mut placed = 0;
         for rec in waiting {
             let Some(node) = choose(&rec, &nodes, &free) else {
-                self.no_node_for(&rec).await;
+                self.no_node_for(&rec, &why_no_node(&rec, &nodes)).await;
                 continue;
             };
             let (node_id, node_name) = (node.id.clone(), node.name.clone());
@@ -210,7 +234,7 @@ impl Control {
 
     /// A group no node has room for: told once, and `ScheduleFailed` past the schedule
     /// timeout from its creation.
-    async fn no_node_for(&self, rec: &GroupRecord) {
+    async fn no_node_for(&self, rec: &GroupRecord, why: &str) {
         let timeout = self.schedule_policy().timeout;
         let now = Utc::now();
         let expired = now - rec.creation_time
@@ -235,7 +259,7 @@ impl Control {
                     r.push_event(Event::new(
                         EventType::Warning,
                         crate::schedule::REASON_NO_STOCK,
-                        "Create ECI failed because the specified instance is out of stock: no node of the cluster has room for it".to_string(),
+                        format!("Create ECI failed because the specified instance is out of stock: {why}"),
                         None,
                         now,
                     ));
@@ -244,7 +268,7 @@ impl Control {
                         EventType::Warning,
                         crate::schedule::REASON_WAITING,
                         format!(
-                            "No node has room for it now; waiting at most {} s",
+                            "Not placed yet: {why}; waiting at most {} s",
                             timeout.as_secs()
                         ),
                         None,
@@ -543,6 +567,7 @@ mod tests {
                 },
                 storage_bytes: 0,
                 runtime_classes: vec!["runc".into()],
+                volumes: Default::default(),
             },
             joined: Utc::now(),
             last_heartbeat: Utc::now(),
@@ -611,5 +636,36 @@ mod tests {
         nodes[2].offer.runtime_classes.push("runc".into());
         assert_eq!(choose(&group(1.0, 2.0), &nodes, &free).unwrap().id, "c");
         assert!(choose(&group(4.0, 2.0), &nodes, &free).is_none(), "too big");
+    }
+
+    #[test]
+    fn groups_with_host_paths_go_only_to_nodes_that_allow_them() {
+        use berth_core::{HostPathType, Volume, VolumePolicy, VolumeSource};
+        let mut nodes = vec![node("a", 4000, 8192), node("b", 2000, 4096)];
+        let free = free_of(&nodes);
+        let mut g = group(1.0, 2.0);
+        g.spec.volumes = vec![Volume {
+            name: "data".into(),
+            source: VolumeSource::HostPath {
+                path: "/srv/data/x".into(),
+                kind: HostPathType::Any,
+            },
+        }];
+        assert!(choose(&g, &nodes, &free).is_none());
+        let why = why_no_node(&g, &nodes);
+        assert!(
+            why.contains("allows its volumes") && why.contains("Volume.1.HostPathVolume.Path"),
+            "{why}"
+        );
+        nodes[1].offer.volumes = VolumePolicy::default().with_host_path_prefixes(["/srv/data"]);
+        assert_eq!(
+            choose(&g, &nodes, &free).unwrap().id,
+            "b",
+            "a has more room"
+        );
+        nodes[1].cordoned = true;
+        assert!(why_no_node(&g, &nodes).contains("allows its volumes"));
+        nodes[0].offer.runtime_classes.clear();
+        assert!(why_no_node(&g, &nodes).contains("runs the runc runtime class"));
     }
 }
