@@ -1,28 +1,18 @@
-//! Image caches of the in-process node agent, as the control plane sees them, and the
-//! periodic work that keeps them (retention sweep) and the image store (GC) in bounds.
+//! Image caches of the in-process node agent, as the control plane sees them, the accounts'
+//! quotas, and the retention sweep of image caches.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_control::{CacheBuild, CacheNode, Control, NodeError, Quota};
-use berth_image::GcPolicy;
-use berth_node::{Agent, CachePull};
+use berth_node::CachePull;
 
 use crate::serve::LocalNode;
 
-/// Flags of `berth serve` for image caches and image garbage collection.
+/// Flags of `berth serve` for the accounts' quotas of groups and image caches.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CacheArgs {
-    /// Disk use (percent) at which unused images are collected.
-    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub image_gc_high: u8,
-    /// Disk use (percent) that a collection brings the store down to.
-    #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub image_gc_low: u8,
-    /// Seconds between two image collections.
-    #[arg(long, default_value_t = 300)]
-    pub image_gc_interval: u64,
     /// Image caches an account may create (CreateImageCache).
     #[arg(long, default_value_t = 50)]
     pub max_image_caches: u32,
@@ -44,18 +34,6 @@ pub struct CacheArgs {
     /// one account can take of the backing filesystem.
     #[arg(long, default_value_t = 30_000.0, value_parser = non_negative)]
     pub max_storage: f64,
-    /// GiB that the layers of one image may unpack to, all together; a larger image is
-    /// refused when it is pulled.
-    #[arg(long, default_value_t = 10.0, value_parser = non_negative)]
-    pub max_image_size: f64,
-    /// Files, directories and links that the layers of one image may hold together.
-    #[arg(long, default_value_t = berth_image::UnpackLimits::DEFAULT_MAX_ENTRIES)]
-    pub max_image_entries: u64,
-    /// Seconds a registry check counts that lets an account use an image stored on the node
-    /// which it did not pull itself (a manifest HEAD with its credentials, per account and
-    /// repository; 0: check at every use). Refusals are never remembered.
-    #[arg(long, default_value_t = berth_image::DEFAULT_ACCESS_TTL.as_secs())]
-    pub image_auth_ttl: u64,
 }
 
 /// A finite number, zero or more.
@@ -66,15 +44,8 @@ pub(crate) fn non_negative(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Applies the quotas and starts the image GC and the image-cache retention sweep.
-pub async fn start(args: &CacheArgs, control: &Arc<Control>, agent: &Agent) -> anyhow::Result<()> {
-    if args.image_gc_low > args.image_gc_high {
-        anyhow::bail!(
-            "--image-gc-low ({}) must not be above --image-gc-high ({})",
-            args.image_gc_low,
-            args.image_gc_high
-        );
-    }
+/// Applies the quotas.
+pub fn set_quota(args: &CacheArgs, control: &Control) {
     control.set_quota(Quota {
         max_image_caches: args.max_image_caches,
         max_auto_image_caches: args.max_auto_image_caches,
@@ -83,17 +54,10 @@ pub async fn start(args: &CacheArgs, control: &Arc<Control>, agent: &Agent) -> a
         max_groups: args.max_groups,
         max_storage: args.max_storage,
     });
-    agent.set_unpack_limits(berth_image::UnpackLimits {
-        max_bytes: (args.max_image_size * (1u64 << 30) as f64) as u64,
-        max_entries: args.max_image_entries,
-    });
-    agent.set_image_access_ttl(Duration::from_secs(args.image_auth_ttl));
-    let policy = GcPolicy {
-        high_watermark_pct: args.image_gc_high,
-        low_watermark_pct: args.image_gc_low,
-        capacity_bytes: None,
-    };
-    agent.spawn_image_gc(policy, Duration::from_secs(args.image_gc_interval.max(1)));
+}
+
+/// Builds again the image caches a stop interrupted, and starts their retention sweep.
+pub async fn start(control: &Arc<Control>) -> anyhow::Result<()> {
     let resumed = control.resume_image_caches().await?;
     if resumed > 0 {
         tracing::info!(caches = resumed, "resumed interrupted image cache builds");

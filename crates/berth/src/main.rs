@@ -15,6 +15,7 @@ mod exec;
 mod follow;
 mod group_cmd;
 mod hints;
+mod image_args;
 mod image_cmd;
 mod keys;
 mod node_agent;

@@ -65,6 +65,8 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub(crate) storage: crate::storage_args::StorageArgs,
     #[command(flatten)]
+    pub(crate) images: crate::image_args::ImageArgs,
+    #[command(flatten)]
     pub(crate) capacity: crate::capacity_args::CapacityArgs,
     /// Leave the cgroup2 mount's options alone. By default berth turns on `favordynmods`
     /// (Linux 6.0+), which makes moving a process into a cgroup fast at a small cost to

@@ -136,6 +136,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => tracing::info!("prices: ECI's published pay-as-you-go prices (CNY)"),
     }
     control.set_prices(prices);
+    crate::cache_node::set_quota(&args.caches, &control);
+    args.node.images.check()?;
     let capacity = if args.no_node {
         // The nodes' room is theirs to offer; placement decides (`cluster/leader.rs`).
         control.enable_cluster(crate::node_lease::holder_name(&state_dir)?);
@@ -360,7 +362,8 @@ async fn start_local_node(
     }));
 
     agent.start_sampler(Duration::from_secs(args.node.metrics_interval.max(1)));
-    crate::cache_node::start(&args.caches, control, &agent).await?;
+    args.node.images.apply(&agent);
+    crate::cache_node::start(control).await?;
     let n = control.resume().await?;
     let known: Vec<GroupId> = store
         .all_groups()

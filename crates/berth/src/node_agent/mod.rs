@@ -116,6 +116,7 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
         .capacity()?
         .with_container_slots(open_files.limit, slots);
     let outbox = Arc::new(outbox::Outbox::default());
+    args.node.images.check()?;
     let seccomp = Arc::new(seccomp::ControlSeccomp::default());
     let volumes = args.node.volume_policy()?;
     let agent = Agent::new(
@@ -169,6 +170,7 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
     tracing::info!(node = %identity.node, name = %name, control = %bases.join(","), cpu_milli = offer.capacity.cpu_milli, memory_mib = offer.capacity.memory_mib, "node agent starting");
 
     agent.start_sampler(Duration::from_secs(args.node.metrics_interval.max(1)));
+    args.node.images.apply(&agent);
     agent.start_netns_pool();
     let desired = Arc::new(watch::Desired::default());
     let (refused_tx, refused_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -31,6 +31,8 @@ const LEASE_TTL: Duration = Duration::from_secs(6);
 const LEASE_RENEW: Duration = Duration::from_secs(2);
 /// How often the leader looks for groups waiting for a node written by other replicas.
 const PLACEMENT_POLL: Duration = Duration::from_millis(250);
+/// How often the leader deletes image caches whose retention ended.
+const CACHE_SWEEP: Duration = Duration::from_secs(60);
 /// The most waiting groups one placement pass looks at.
 const PLACEMENT_BATCH: usize = 256;
 /// The event of a group a node holds; of a group whose node was lost.
@@ -499,6 +501,7 @@ impl Control {
         let mut stop = std::pin::pin!(stop);
         let mut epoch: Option<u64> = None;
         let mut renewed = tokio::time::Instant::now() - LEASE_RENEW;
+        let mut swept = tokio::time::Instant::now();
         loop {
             if renewed.elapsed() >= LEASE_RENEW {
                 renewed = tokio::time::Instant::now();
@@ -530,6 +533,12 @@ impl Control {
                 }
                 if let Err(e) = self.drain_nodes().await {
                     tracing::warn!(error = %e, "cannot drain nodes");
+                }
+                if swept.elapsed() >= CACHE_SWEEP {
+                    swept = tokio::time::Instant::now();
+                    if let Err(e) = self.expire_image_caches().await {
+                        tracing::warn!(error = %e, "cannot expire image caches");
+                    }
                 }
             }
             tokio::select! {
