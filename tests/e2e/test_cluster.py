@@ -93,7 +93,7 @@ class Cluster:
 
     def create(self, name: str, restart_policy: str = "Never", cpu: float = 1.0,
                memory: float = 2.0, replica: int = 0, command=None, client=None,
-               host_path: str | None = None) -> str:
+               host_path: str | None = None, image_snapshot_id: str | None = None) -> str:
         """A group of one container; with `host_path`, mounted at /data."""
         from alibabacloud_eci20180808 import models
         mounts, volumes = [], []
@@ -110,7 +110,7 @@ class Cluster:
             container=[container("c", self.image,
                                  command or ["sh", "-c", "echo hello from $HOSTNAME; sleep 3600"],
                                  cpu=cpu, memory=memory, volume_mount=mounts)],
-            volume=volumes,
+            volume=volumes, image_snapshot_id=image_snapshot_id,
             plain_http_registry=self.registry.host, termination_grace_period_seconds=2,
         )
         client = client or self.client(replica)
@@ -369,6 +369,56 @@ def test_host_paths_go_only_to_a_node_that_allows_them(cluster):
     assert cluster.node_of(waiting) == "n2"
     for g in (gid, waiting):
         support.delete(cluster.client(0), g)
+
+
+def test_image_caches_are_built_on_a_node_and_made_where_their_groups_go(cluster):
+    from test_image_cache import cache_of, create_cache, delete_cache, wait_cache
+
+    def holders(cid: str) -> list[str]:
+        return sorted(n.name for n in cluster.nodes
+                      if (n.state_dir / "node" / "images" / "caches" / f"{cid}.json").exists())
+
+    def messages(client, gid: str) -> str:
+        return " | ".join(e.get("Message", "") for e in support.events_of(client, gid))
+
+    cid = create_cache(cluster.client(1), "cl-cache", [cluster.image], cluster.registry.host)
+    assert wait_cache(cluster.client(0), cid, {"Ready", "Failed"})["Status"] == "Ready", \
+        cache_of(cluster.client(0), cid)
+    [built_on] = holders(cid)
+
+    # Its group goes to the node that holds it, and starts from it.
+    first = cluster.create("from-cache", image_snapshot_id=cid)
+    wait_status(cluster.client(0), first, ["Running"], timeout=90)
+    assert cluster.node_of(first) == built_on
+    assert f"already present in image cache {cid}" in messages(cluster.client(0), first)
+
+    # Placed elsewhere, a group has its node make the cache first.
+    state = cluster.replicas[0].state_dir
+    admin(state, cluster.url, "node", "cordon", built_on)
+    try:
+        second = cluster.create("cache-elsewhere", image_snapshot_id=cid, replica=1)
+        wait_status(cluster.client(0), second, ["Running"], timeout=90)
+    finally:
+        admin(state, cluster.url, "node", "uncordon", built_on)
+    made_on = cluster.node_of(second)
+    assert made_on != built_on
+    told = messages(cluster.client(1), second)
+    assert f"Made image cache {cid} on this node" in told, told
+    assert f"already present in image cache {cid}" in told, told
+    assert holders(cid) == sorted([built_on, made_on])
+
+    # Deleted, it is released on every node that held it; one away then, when it is back.
+    for g in (first, second):
+        support.delete(cluster.client(0), g)
+    wait_for("the groups to go", lambda: all(
+        support.describe(cluster.client(0), g) is None for g in (first, second)), 60, 0.3)
+    away = next(n for n in cluster.nodes if n.name == made_on)
+    away.kill()
+    delete_cache(cluster.client(0), cid)
+    wait_for("the cache to be released where the node is up",
+             lambda: holders(cid) == [made_on], 30, 0.3)
+    away.start(cluster.join_urls(0), None)
+    wait_for("the node back to release the cache", lambda: not holders(cid), 30, 0.3)
 
 
 def leader(cluster) -> int:

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_control::{CacheBuild, CacheNode, Control, NodeError, Quota};
+use berth_control::{CacheBuild, CacheMade, CacheNode, Control, NodeError, Quota};
 use berth_node::CachePull;
 
 use crate::serve::LocalNode;
@@ -77,7 +77,7 @@ pub async fn start(control: &Arc<Control>) -> anyhow::Result<()> {
 
 #[async_trait]
 impl CacheNode for LocalNode {
-    async fn create_image_cache(&self, build: &CacheBuild) -> Result<u64, NodeError> {
+    async fn create_image_cache(&self, build: &CacheBuild) -> Result<CacheMade, NodeError> {
         let pull = CachePull {
             account: build.account.clone(),
             credentials: build.registry_credentials.clone(),
@@ -87,11 +87,14 @@ impl CacheNode for LocalNode {
         self.agent
             .create_image_cache(&build.id, &build.images, &pull)
             .await
-            .map(|info| info.size_bytes)
+            .map(|info| CacheMade {
+                size_bytes: info.size_bytes,
+                node: None,
+            })
             .map_err(|e| NodeError::Failed(error_chain(&e)))
     }
 
-    async fn delete_image_cache(&self, id: &str) -> Result<(), NodeError> {
+    async fn delete_image_cache(&self, id: &str, _holders: &[String]) -> Result<(), NodeError> {
         self.agent
             .delete_image_cache(id)
             .map_err(|e| NodeError::Failed(error_chain(&e)))
@@ -103,7 +106,7 @@ impl CacheNode for LocalNode {
 }
 
 /// An error with its causes, `a: b: c`.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

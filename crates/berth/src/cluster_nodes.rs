@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_control::cluster::protocol::{
-    DialCall, ExecCall, ExecResult, LogQuery, MetricsCall, MetricsResult, Refusal, RemoveRequest,
-    MAX_BODY, NODE_PREFIX,
+    CacheCreated, CacheDelete, CacheOrder, DialCall, ExecCall, ExecResult, LogQuery, MetricsCall,
+    MetricsResult, Refusal, RemoveRequest, MAX_BODY, NODE_PREFIX,
 };
 use berth_control::cluster::signing;
 use berth_control::cluster::stream::ExecStreamCall;
 use berth_control::{
-    CacheNode, Control, ExecOutput, ExecRequest, ExecStream, LogRequest, MetricRange, NodeClient,
-    NodeError, NodeObserve, PortStream,
+    CacheBuild, CacheMade, CacheNode, Control, ExecOutput, ExecRequest, ExecStream, LogRequest,
+    MetricRange, NodeClient, NodeError, NodeObserve, PortStream,
 };
 use berth_core::metric::MetricPoint;
 use berth_core::{GroupId, GroupRecord, NodeState};
@@ -275,7 +275,106 @@ impl NodeObserve for ClusterNodes {
     }
 }
 
-/// Image caches are made on single machines only for now: refused with a message that
-/// says so.
+/// Image caches in a cluster (docs/CLUSTER.md): a cache is built on one node that takes
+/// groups (the one holding the fewest caches), and made by any other node that a group of
+/// it is placed on (`berth node`'s `caches.rs`); its record lists the nodes holding it.
 #[async_trait]
-impl CacheNode for ClusterNodes {}
+impl CacheNode for ClusterNodes {
+    async fn create_image_cache(&self, build: &CacheBuild) -> Result<CacheMade, NodeError> {
+        let failed = |e: berth_store::StoreError| NodeError::Failed(e.to_string());
+        let nodes = self.store.list_nodes().await.map_err(failed)?;
+        let caches = self.store.list_caches(None).await.map_err(failed)?;
+        let held = |id: &str| {
+            caches
+                .iter()
+                .filter(|c| c.nodes.iter().any(|n| n == id))
+                .count()
+        };
+        let Some(node) = nodes
+            .iter()
+            .filter(|n| n.schedulable())
+            .min_by_key(|n| (held(&n.id), n.name.clone()))
+        else {
+            return Err(NodeError::Failed(
+                "no node of the cluster that takes groups is Ready to build it".into(),
+            ));
+        };
+        let node = self
+            .store
+            .get_node(&node.id)
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| NodeError::Failed(format!("node {} left", node.name)))?;
+        tracing::info!(cache = %build.id, node = %node.info.name, "building an image cache on a node");
+        let body = self
+            .call(
+                &node,
+                "cache-create",
+                &CacheOrder::of(build),
+                CACHE_BUILD_TIMEOUT,
+            )
+            .await?;
+        let made: CacheCreated = serde_json::from_slice(&body)
+            .map_err(|e| NodeError::Failed(format!("node answer: {e}")))?;
+        Ok(CacheMade {
+            size_bytes: made.size_bytes,
+            node: Some(node.info.id),
+        })
+    }
+
+    async fn delete_image_cache(&self, id: &str, holders: &[String]) -> Result<(), NodeError> {
+        let mut failed = Vec::new();
+        for holder in holders {
+            let node = match self.store.get_node(holder).await {
+                Ok(Some(n)) => n,
+                Ok(None) => continue,
+                Err(e) => {
+                    failed.push(format!("{holder}: {e}"));
+                    continue;
+                }
+            };
+            let req = CacheDelete { id: id.to_string() };
+            if let Err(e) = self
+                .call(&node, "cache-delete", &req, Duration::from_secs(30))
+                .await
+            {
+                failed.push(e.to_string());
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(NodeError::Failed(failed.join("; ")))
+        }
+    }
+
+    /// By the caches' records: how many of `images` (normalised) each lists.
+    async fn image_cache_matches(&self, images: &[String]) -> Vec<(String, usize)> {
+        let wanted: Vec<String> = images
+            .iter()
+            .filter_map(|r| berth_image::normalize(r).ok())
+            .collect();
+        let caches = match self.store.list_caches(None).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list image caches");
+                return Vec::new();
+            }
+        };
+        caches
+            .into_iter()
+            .map(|c| {
+                let held: Vec<String> = c
+                    .images
+                    .iter()
+                    .filter_map(|r| berth_image::normalize(r).ok())
+                    .collect();
+                let n = wanted.iter().filter(|w| held.contains(w)).count();
+                (c.id, n)
+            })
+            .collect()
+    }
+}
+
+/// The longest an image cache's build on a node may take (its images pulled and unpacked).
+const CACHE_BUILD_TIMEOUT: Duration = Duration::from_secs(3600);

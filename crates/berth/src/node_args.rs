@@ -164,6 +164,7 @@ impl NodeArgs {
         &self,
         state_dir: &Path,
         seccomp: Arc<dyn SeccompProfiles>,
+        caches: Arc<dyn berth_node::CacheSource>,
         host_paths: berth_core::VolumePolicy,
     ) -> anyhow::Result<NodeConfig> {
         let layout =
@@ -209,6 +210,7 @@ impl NodeArgs {
                 base: self.userns_base,
             }),
             seccomp,
+            caches,
             host_paths,
         })
     }

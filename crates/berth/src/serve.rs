@@ -344,6 +344,7 @@ async fn start_local_node(
         args.node.config(
             state_dir,
             Arc::new(crate::seccomp_node::StoreSeccomp::new(Arc::clone(store))),
+            Arc::new(berth_node::NoCacheSource),
             volume_policy,
         )?,
         reporter,

@@ -303,13 +303,23 @@ impl Control {
             };
             let now = Utc::now();
             let mut ready_size: Option<(String, u64)> = None;
+            // Nodes holding an older build, released once the new one is recorded.
+            let mut stale: Vec<String> = Vec::new();
             let res = this
                 .store
                 .modify_cache(&id, &mut |r| match &result {
-                    Ok(size) => {
+                    Ok(made) => {
+                        let size = &made.size_bytes;
                         r.status = CacheStatus::Ready;
                         r.size_bytes = *size;
                         ready_size = Some((r.account.clone(), *size));
+                        stale = r
+                            .nodes
+                            .iter()
+                            .filter(|n| Some(*n) != made.node.as_ref())
+                            .cloned()
+                            .collect();
+                        r.nodes = made.node.iter().cloned().collect();
                         r.images.clone_from(&build.images);
                         r.pending_images = None;
                         r.expire_time = r
@@ -340,6 +350,13 @@ impl Control {
             match res {
                 Ok(r) => {
                     tracing::info!(cache = %id, status = r.status.as_str(), "image cache built");
+                    if !stale.is_empty() {
+                        if let Ok(node) = this.node() {
+                            if let Err(e) = node.delete_image_cache(&id, &stale).await {
+                                tracing::warn!(cache = %id, error = %e, "cannot release an older build of an image cache");
+                            }
+                        }
+                    }
                     // Its storage is metered (bytes × seconds) from now until it is deleted.
                     if let Some((account, size)) = &ready_size {
                         if let Err(e) = this
@@ -353,8 +370,9 @@ impl Control {
                 }
                 Err(StoreError::NotFound(_)) => {
                     // Deleted while it was being built: release what the node made.
-                    if let Ok(node) = this.node() {
-                        let _ = node.delete_image_cache(&id).await;
+                    if let (Ok(node), Ok(made)) = (this.node(), &result) {
+                        let holders: Vec<String> = made.node.iter().cloned().collect();
+                        let _ = node.delete_image_cache(&id, &holders).await;
                     }
                 }
                 Err(e) => {
@@ -527,6 +545,14 @@ impl Control {
     }
 
     async fn remove_cache(&self, id: &str) {
+        let holders = match self.store.get_cache(None, id).await {
+            Ok(Some(c)) => c.nodes,
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::error!(cache = %id, error = %e, "cannot read the record of an image cache");
+                return;
+            }
+        };
         if let Err(e) = self.store.delete_cache(id).await {
             tracing::error!(cache = %id, error = %e, "cannot delete the record of an image cache");
             return;
@@ -535,7 +561,7 @@ impl Control {
             tracing::error!(cache = %id, error = %e, "cannot stop metering an image cache");
         }
         if let Ok(node) = self.node() {
-            if let Err(e) = node.delete_image_cache(id).await {
+            if let Err(e) = node.delete_image_cache(id, &holders).await {
                 tracing::warn!(cache = %id, error = %e, "the node cannot release an image cache");
             }
         }

@@ -29,7 +29,7 @@ pub use berth_store::{
 pub use billing::GroupCharge;
 pub use cache::{CacheFilter, CachePage, ImageCacheUpdate, NewImageCache, Quota, CACHE_STORAGE};
 pub use classes::NodeClasses;
-pub use node::{CacheBuild, CacheNode};
+pub use node::{CacheBuild, CacheMade, CacheNode};
 pub use node::{
     ExecOutput, ExecProcess, ExecReader, ExecRequest, ExecStream, ExecWriter, LogRequest,
     MetricRange, NodeClient, NodeError, NodeObserve, PortIo, PortStream,

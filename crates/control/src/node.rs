@@ -165,22 +165,32 @@ pub type PortStream = Box<dyn PortIo>;
 #[async_trait]
 pub trait CacheNode: Send + Sync {
     /// Makes image cache `build.id` hold exactly `build.images` (pulled, unpacked, pinned)
-    /// and returns the bytes its layers take. Replaces the images of an existing cache; on
-    /// failure an existing cache is left as it was.
-    async fn create_image_cache(&self, build: &CacheBuild) -> Result<u64, NodeError> {
+    /// on a node and says which, with the bytes its layers take. Replaces the images of an
+    /// existing cache; on failure an existing cache is left as it was.
+    async fn create_image_cache(&self, build: &CacheBuild) -> Result<CacheMade, NodeError> {
         Err(NodeError::Failed(format!(
             "this node keeps no image caches, cannot build {}",
             build.id
         )))
     }
-    /// Releases image cache `id`. Idempotent.
-    async fn delete_image_cache(&self, _id: &str) -> Result<(), NodeError> {
+    /// Releases image cache `id` on the nodes that hold it (`holders`, a cluster's node ids;
+    /// empty on a single machine). Idempotent.
+    async fn delete_image_cache(&self, _id: &str, _holders: &[String]) -> Result<(), NodeError> {
         Ok(())
     }
     /// For every image cache on the node, how many of `images` it holds.
     async fn image_cache_matches(&self, _images: &[String]) -> Vec<(String, usize)> {
         Vec::new()
     }
+}
+
+/// An image cache a node built.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CacheMade {
+    /// The bytes its layers take.
+    pub size_bytes: u64,
+    /// The cluster node that holds it (`None` on a single machine).
+    pub node: Option<String>,
 }
 
 /// What a node needs to build an image cache.

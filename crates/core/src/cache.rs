@@ -104,6 +104,11 @@ pub struct ImageCacheRecord {
     /// Images a running update is making the cache hold.
     #[serde(default)]
     pub pending_images: Option<Vec<String>>,
+    /// The nodes of a cluster that hold the cache (node ids; docs/CLUSTER.md): the one that
+    /// built it, and those that made it for a group placed on them. Empty on a single
+    /// machine, whose one node holds every cache.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 impl ImageCacheRecord {

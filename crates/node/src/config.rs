@@ -73,6 +73,8 @@ pub struct NodeConfig {
     /// Hand crun compiled seccomp programs (see `Runtime::with_seccomp_precompile`).
     pub seccomp_precompile: bool,
     pub seccomp: Arc<dyn SeccompProfiles>,
+    /// Where image caches the node lacks come from.
+    pub caches: Arc<dyn crate::cache_source::CacheSource>,
     /// A user namespace per group (`berth serve --userns`).
     pub userns: Option<crate::userns::UsernsConfig>,
     /// The host paths groups may mount (`berth serve --host-path-prefix`), checked again

@@ -37,6 +37,9 @@ pub(crate) struct Host {
     pub storage: Option<Arc<berth_storage::Storage>>,
     pub reporter: Arc<dyn Reporter>,
     pub seccomp: Arc<dyn SeccompProfiles>,
+    /// Where image caches the node lacks come from; one is made at a time.
+    pub caches: Arc<dyn crate::cache_source::CacheSource>,
+    pub cache_making: tokio::sync::Mutex<()>,
     /// Disk directories of groups made ahead of time.
     pub spares: crate::spare::Spares,
     /// The groups' user id ranges, when groups run in user namespaces.
@@ -135,6 +138,8 @@ impl Host {
             storage,
             reporter,
             seccomp: cfg.seccomp,
+            caches: cfg.caches,
+            cache_making: tokio::sync::Mutex::new(()),
             spares,
             userns,
             host_paths: cfg.host_paths,

@@ -3,12 +3,13 @@
 //! containers, each under its restart policy with back-off, and reports what it observes.
 //! It re-adopts the containers that kept running while berth was down.
 //!
-//! Layers, each importing only those above it: `config` and `files` (what the node is given
-//! and where it keeps things); `spare`, `userns`, `metrics` (node-wide pools and samples);
+//! Layers, each importing only those above it: `config`, `cache_source` and `files` (what
+//! the node is given and where it keeps things); `spare`, `userns`, `metrics` (node-wide pools and samples);
 //! `host` (the node-wide services); `group` (one supervisor per group, with its sandbox,
 //! images and containers as modules below it); `agent` (the entry points over the groups).
 
 mod agent;
+mod cache_source;
 mod config;
 mod files;
 mod group;
@@ -19,7 +20,8 @@ mod quiet;
 mod spare;
 mod userns;
 
-pub use agent::{Agent, CachePull, DEFAULT_INTERVAL as DEFAULT_METRICS_INTERVAL};
+pub use agent::{Agent, DEFAULT_INTERVAL as DEFAULT_METRICS_INTERVAL};
+pub use cache_source::{CacheOrder, CachePull, CacheSource, NoCacheSource};
 pub use config::{GvisorConfig, NodeConfig, NodeError, Reporter, SeccompProfiles};
 pub use files::LogSelector;
 pub use host::ClassSupport;

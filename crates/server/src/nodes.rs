@@ -1,6 +1,6 @@
 //! The node protocol's endpoints on the API address (docs/NODE_PROTOCOL.md), served by a
 //! control plane that runs in a cluster: `/node/v1/join` with a join token, and the watch,
-//! report, heartbeat and seccomp calls signed with the node's key. Handlers check and translate; the
+//! report, heartbeat, seccomp and cache calls signed with the node's key. Handlers check and translate; the
 //! answers are the control plane's (`berth_control::cluster`).
 
 use axum::body::Bytes;
@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use berth_control::cluster::protocol::{
-    Heartbeat, JoinRequest, Refusal, ReportBatch, SeccompQuery, MAX_BODY, PREFIX,
+    CacheQuery, Heartbeat, JoinRequest, Refusal, ReportBatch, SeccompQuery, MAX_BODY, PREFIX,
 };
 use berth_control::cluster::signing::Presented;
 use berth_control::cluster::NodeCallError;
@@ -27,6 +27,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(&format!("{PREFIX}/report"), post(report))
         .route(&format!("{PREFIX}/heartbeat"), post(heartbeat))
         .route(&format!("{PREFIX}/seccomp"), post(seccomp))
+        .route(&format!("{PREFIX}/cache"), post(cache))
+        .route(&format!("{PREFIX}/caches"), post(caches))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -172,6 +174,32 @@ async fn seccomp(
 ) -> Response {
     match signed_call::<SeccompQuery>(&s, &method, &uri, &headers, &body).await {
         Ok((node, q)) => answer(s.control.node_seccomp(&node, q).await),
+        Err(resp) => *resp,
+    }
+}
+
+async fn cache(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match signed_call::<CacheQuery>(&s, &method, &uri, &headers, &body).await {
+        Ok((node, q)) => answer(s.control.node_cache(&node, q).await),
+        Err(resp) => *resp,
+    }
+}
+
+async fn caches(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match signed_by(&s, &method, &uri, &headers, &body).await {
+        Ok(node) => answer(s.control.node_caches(&node).await),
         Err(resp) => *resp,
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_client::{Client, ClientError};
 use berth_control::{
-    CacheBuild, CacheNode, Control, LogRequest, NodeClient, NodeError, NodeObserve, Quota,
+    CacheBuild, CacheMade, CacheNode, Control, LogRequest, NodeClient, NodeError, NodeObserve,
+    Quota,
 };
 use berth_core::{GroupId, GroupRecord};
 use serde_json::Value;
@@ -42,7 +43,7 @@ impl NodeObserve for CacheFakeNode {}
 
 #[async_trait]
 impl CacheNode for CacheFakeNode {
-    async fn create_image_cache(&self, build: &CacheBuild) -> Result<u64, NodeError> {
+    async fn create_image_cache(&self, build: &CacheBuild) -> Result<CacheMade, NodeError> {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if let Some(bad) = build.images.iter().find(|i| i.contains("fail")) {
             return Err(NodeError::Failed(format!("manifest unknown: {bad}")));
@@ -51,9 +52,12 @@ impl CacheNode for CacheFakeNode {
             .lock()
             .unwrap()
             .insert(build.id.clone(), build.images.clone());
-        Ok(3 << 20)
+        Ok(CacheMade {
+            size_bytes: 3 << 20,
+            node: None,
+        })
     }
-    async fn delete_image_cache(&self, id: &str) -> Result<(), NodeError> {
+    async fn delete_image_cache(&self, id: &str, _holders: &[String]) -> Result<(), NodeError> {
         self.caches.lock().unwrap().remove(id);
         self.deleted.lock().unwrap().push(id.to_string());
         Ok(())

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use berth_control::cluster::protocol::{
-    Heartbeat, HeartbeatReply, JoinReply, JoinRequest, ReportBatch, ReportReply, SeccompQuery,
-    SeccompReply, WatchReply, MAX_BODY, PREFIX, WATCH_WAIT_SECS,
+    CacheOrder, CacheQuery, CachesHeld, Heartbeat, HeartbeatReply, JoinReply, JoinRequest,
+    ReportBatch, ReportReply, SeccompQuery, SeccompReply, WatchReply, MAX_BODY, PREFIX,
+    WATCH_WAIT_SECS,
 };
 use berth_control::cluster::signing;
 use serde::de::DeserializeOwned;
@@ -209,6 +210,26 @@ impl ControlLink {
             &format!("{PREFIX}/seccomp"),
             "",
             serde_json::to_vec(q)?,
+        )
+        .await
+    }
+
+    pub(crate) async fn cache(&self, q: &CacheQuery) -> anyhow::Result<CacheOrder> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("{PREFIX}/cache"),
+            "",
+            serde_json::to_vec(q)?,
+        )
+        .await
+    }
+
+    pub(crate) async fn caches(&self) -> anyhow::Result<CachesHeld> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("{PREFIX}/caches"),
+            "",
+            Vec::new(),
         )
         .await
     }

@@ -4,6 +4,7 @@
 //! (`outbox.rs`), sends a heartbeat with what it offers every few seconds, and serves the
 //! control plane's calls (`server.rs`) on `--listen`.
 
+mod caches;
 mod identity;
 mod link;
 mod outbox;
@@ -118,10 +119,11 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
     let outbox = Arc::new(outbox::Outbox::default());
     args.node.images.check()?;
     let seccomp = Arc::new(seccomp::ControlSeccomp::default());
+    let caches = Arc::new(caches::ControlCaches::default());
     let volumes = args.node.volume_policy()?;
     let agent = Agent::new(
         args.node
-            .config(&state_dir, seccomp.clone(), volumes.clone())?,
+            .config(&state_dir, seccomp.clone(), caches.clone(), volumes.clone())?,
         outbox.clone(),
     )
     .context("cannot start the node agent")?;
@@ -167,6 +169,7 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
     let key = identity.key_bytes()?;
     let link = ControlLink::new(bases.clone(), identity.node.clone(), key.clone())?;
     seccomp.connect(link.clone());
+    caches.connect(link.clone());
     tracing::info!(node = %identity.node, name = %name, control = %bases.join(","), cpu_milli = offer.capacity.cpu_milli, memory_mib = offer.capacity.memory_mib, "node agent starting");
 
     agent.start_sampler(Duration::from_secs(args.node.metrics_interval.max(1)));

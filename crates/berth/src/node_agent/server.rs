@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use berth_control::cluster::protocol::{
-    ExecCall, ExecResult, LogQuery, MetricsCall, MetricsResult, Refusal, RemoveRequest, MAX_BODY,
-    NODE_PREFIX,
+    CacheCreated, CacheDelete, CacheOrder, ExecCall, ExecResult, LogQuery, MetricsCall,
+    MetricsResult, Refusal, RemoveRequest, MAX_BODY, NODE_PREFIX,
 };
 use berth_control::cluster::signing::{Nonces, Presented};
 use berth_control::NodeError;
@@ -43,6 +43,8 @@ pub(crate) fn router(server: NodeServer) -> Router {
         .route(&format!("{NODE_PREFIX}/log"), post(log))
         .route(&format!("{NODE_PREFIX}/exec"), post(exec))
         .route(&format!("{NODE_PREFIX}/metrics"), post(metrics))
+        .route(&format!("{NODE_PREFIX}/cache-create"), post(cache_create))
+        .route(&format!("{NODE_PREFIX}/cache-delete"), post(cache_delete))
         .route(
             &format!("{NODE_PREFIX}/exec-stream"),
             axum::routing::get(super::streams::exec_stream),
@@ -290,4 +292,70 @@ async fn metrics(
         points: s.agent.metrics(&id, call.start, call.end),
     })
     .into_response()
+}
+
+/// Builds an image cache for the control plane (CreateImageCache, UpdateImageCache).
+async fn cache_create(
+    State(s): State<NodeServer>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let order: CacheOrder = match verified(&s, &method, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let pull = berth_node::CachePull {
+        account: order.account,
+        credentials: order.registry_credentials,
+        plain_http: order.plain_http_registries,
+        insecure: order.insecure_registries,
+    };
+    tracing::info!(cache = %order.id, images = order.images.len(), "the control plane has the node build an image cache");
+    // Its own task: a control plane that hangs up does not leave a build half made.
+    let agent = s.agent.clone();
+    let built = tokio::spawn(async move {
+        agent
+            .create_image_cache(&order.id, &order.images, &pull)
+            .await
+    });
+    match built.await {
+        Ok(Ok(info)) => axum::Json(CacheCreated {
+            size_bytes: info.size_bytes,
+        })
+        .into_response(),
+        Ok(Err(e)) => refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "CacheFailed",
+            crate::cache_node::error_chain(&e),
+        ),
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "CacheFailed",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Releases an image cache (DeleteImageCache, expiry, an older build).
+async fn cache_delete(
+    State(s): State<NodeServer>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req: CacheDelete = match verified(&s, &method, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match s.agent.delete_image_cache(&req.id) {
+        Ok(()) => axum::Json(serde_json::json!({})).into_response(),
+        Err(e) => refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "CacheFailed",
+            crate::cache_node::error_chain(&e),
+        ),
+    }
 }

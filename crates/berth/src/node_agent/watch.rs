@@ -43,6 +43,13 @@ impl Desired {
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
+
+    /// Whether a group the node was given names image cache `id`.
+    fn names_cache(&self, id: &str) -> bool {
+        self.lock()
+            .values()
+            .any(|r| r.spec.image_snapshot_id.as_deref() == Some(id))
+    }
 }
 
 /// What of a record makes the agent act: a record that differs from the last applied one
@@ -73,6 +80,7 @@ impl Watcher {
     pub(crate) async fn run(mut self, mut refused: tokio::sync::mpsc::UnboundedReceiver<GroupId>) {
         let mut after = 0u64;
         let mut resync: Option<Vec<GroupId>> = Some(Vec::new());
+        let mut first = true;
         let mut delay = Duration::from_millis(200);
         loop {
             while let Ok(id) = refused.try_recv() {
@@ -114,6 +122,15 @@ impl Watcher {
                 self.last.retain(|_, h| !h.is_finished());
                 // What the node runs that is not placed on it any more.
                 tokio::spawn(async move { agent.collect_garbage(&known).await });
+                if std::mem::take(&mut first) {
+                    // No cache is being built before the first read: those the control
+                    // plane does not know of here were deleted while the node was away.
+                    let (agent, link) = (self.agent.clone(), self.link.clone());
+                    let desired = self.desired.clone();
+                    tokio::spawn(
+                        async move { release_unknown_caches(&agent, &link, &desired).await },
+                    );
+                }
             }
         }
     }
@@ -174,5 +191,35 @@ impl Watcher {
             }
         });
         self.last.insert(id, handle);
+    }
+}
+
+/// Releases the image caches on the node that the control plane does not list for it and
+/// no group given to the node names (one may be making it now).
+async fn release_unknown_caches(agent: &Agent, link: &ControlLink, desired: &Desired) {
+    let held = match link.caches().await {
+        Ok(h) => h.ids,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read which image caches this node holds");
+            return;
+        }
+    };
+    let local = match agent.image_caches() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the image caches of this node");
+            return;
+        }
+    };
+    for id in local.into_iter().filter(|id| !held.contains(id)) {
+        if desired.names_cache(&id) {
+            continue;
+        }
+        match agent.delete_image_cache(&id) {
+            Ok(()) => {
+                tracing::info!(cache = %id, "released an image cache deleted while the node was away")
+            }
+            Err(e) => tracing::warn!(cache = %id, error = %e, "cannot release an image cache"),
+        }
     }
 }

@@ -6,16 +6,16 @@ use std::pin::pin;
 use std::time::Duration;
 
 use berth_core::node::{MAX_NODE_ADDRESS, MAX_NODE_CLASSES, MAX_NODE_NAME, MAX_NODE_VOLUME_RULES};
-use berth_core::{GroupId, NodeInfo, NodeRecord, NodeState};
+use berth_core::{GroupId, GroupRecord, NodeInfo, NodeRecord, NodeState};
 use berth_store::{AccountSeccomp, StoreError};
 use chrono::Utc;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::protocol::{
-    Heartbeat, HeartbeatReply, JoinReply, JoinRequest, ReportBatch, ReportReply, SeccompQuery,
-    SeccompReply, SeccompSetting, WatchReply, HEARTBEAT_SECS, MAX_REPORTS, MAX_WATCH_GROUPS,
-    WATCH_WAIT_SECS,
+    CacheOrder, CacheQuery, CachesHeld, Heartbeat, HeartbeatReply, JoinReply, JoinRequest,
+    ReportBatch, ReportReply, SeccompQuery, SeccompReply, SeccompSetting, WatchReply,
+    HEARTBEAT_SECS, MAX_REPORTS, MAX_WATCH_GROUPS, WATCH_WAIT_SECS,
 };
 use super::signing::KEY_LEN;
 use crate::Control;
@@ -37,6 +37,9 @@ pub enum NodeCallError {
     /// The call is malformed (400).
     #[error("{0}")]
     Invalid(String),
+    /// What the call names is not there (404).
+    #[error("{0}")]
+    NotFound(String),
     /// The store failed (500).
     #[error("the control plane's store failed")]
     Store(#[from] StoreError),
@@ -49,6 +52,7 @@ impl NodeCallError {
             Self::Unauthorized(_) => 401,
             Self::Forbidden(_) => 403,
             Self::Invalid(_) => 400,
+            Self::NotFound(_) => 404,
             Self::Store(_) => 500,
         }
     }
@@ -59,6 +63,7 @@ impl NodeCallError {
             Self::Unauthorized(_) => "Unauthorized",
             Self::Forbidden(_) => "Forbidden",
             Self::Invalid(_) => "InvalidParameter",
+            Self::NotFound(_) => "NotFound",
             Self::Store(_) => "InternalError",
         }
     }
@@ -294,6 +299,77 @@ impl Control {
         Ok(ReportReply { refused })
     }
 
+    /// The group, which must be placed on the node.
+    async fn placed_on(&self, node: &str, group: &GroupId) -> Result<GroupRecord, NodeCallError> {
+        if GroupId::parse(group.as_str()).is_none() {
+            return Err(invalid(format!(
+                "{:?} is not a container group id",
+                group.as_str()
+            )));
+        }
+        let rec = self.store.get_group(None, group).await?;
+        rec.filter(|r| r.node.as_deref() == Some(node))
+            .ok_or_else(|| {
+                NodeCallError::Forbidden(format!("the group {group} is not placed on this node"))
+            })
+    }
+
+    /// The image cache of `q.group`, which must be placed on the node, for the node to make
+    /// it; with `q.made`, records the node as one that holds it.
+    pub async fn node_cache(&self, node: &str, q: CacheQuery) -> Result<CacheOrder, NodeCallError> {
+        let rec = self.placed_on(node, &q.group).await?;
+        let none = || {
+            NodeCallError::NotFound(format!("the group {} names no usable image cache", q.group))
+        };
+        let id = rec.spec.image_snapshot_id.as_deref().ok_or_else(none)?;
+        let cache = self
+            .store
+            .get_cache(Some(&rec.account), id)
+            .await?
+            .filter(|c| c.status.usable())
+            .ok_or_else(none)?;
+        if q.made && !cache.nodes.iter().any(|n| n == node) {
+            let res = self
+                .store
+                .modify_cache(id, &mut |c| {
+                    if !c.nodes.iter().any(|n| n == node) {
+                        c.nodes.push(node.to_string());
+                    }
+                })
+                .await;
+            match res {
+                Ok(_) => tracing::info!(
+                    cache = id,
+                    node,
+                    "a node made an image cache for a group placed on it"
+                ),
+                Err(StoreError::NotFound(_)) => return Err(none()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(CacheOrder {
+            id: cache.id,
+            account: cache.account,
+            images: cache.images,
+            registry_credentials: cache.registry_credentials,
+            plain_http_registries: cache.plain_http_registries,
+            insecure_registries: cache.insecure_registries,
+        })
+    }
+
+    /// The image caches whose records list the node as holding them.
+    pub async fn node_caches(&self, node: &str) -> Result<CachesHeld, NodeCallError> {
+        let ids = self
+            .store
+            .list_caches(None)
+            .await?
+            .into_iter()
+            .filter(|c| c.nodes.iter().any(|n| n == node))
+            .map(|c| c.id)
+            .collect();
+        Ok(CachesHeld { ids })
+    }
+
     /// The seccomp setting of the account that owns `q.group`, which must be placed on the
     /// node: a node learns no other account's setting.
     pub async fn node_seccomp(
@@ -301,19 +377,7 @@ impl Control {
         node: &str,
         q: SeccompQuery,
     ) -> Result<SeccompReply, NodeCallError> {
-        if GroupId::parse(q.group.as_str()).is_none() {
-            return Err(invalid(format!(
-                "{:?} is not a container group id",
-                q.group.as_str()
-            )));
-        }
-        let rec = self.store.get_group(None, &q.group).await?;
-        let Some(rec) = rec.filter(|r| r.node.as_deref() == Some(node)) else {
-            return Err(NodeCallError::Forbidden(format!(
-                "the group {} is not placed on this node",
-                q.group
-            )));
-        };
+        let rec = self.placed_on(node, &q.group).await?;
         let setting = match self.store.account_seccomp(&rec.account).await? {
             AccountSeccomp::Default => SeccompSetting::Default,
             AccountSeccomp::Unconfined => SeccompSetting::Unconfined,

@@ -75,12 +75,14 @@ impl Free {
     }
 }
 
-/// The node a group goes to: of the schedulable nodes running its class with room for it,
-/// the one left with the largest share free (groups spread over the nodes).
+/// The node a group goes to: of the schedulable nodes running its class, allowing its
+/// volumes and with room for it, one that holds its image cache (`cached`) if any does,
+/// then the one left with the largest share free (groups spread over the nodes).
 fn choose<'a>(
     rec: &GroupRecord,
     nodes: &'a [NodeInfo],
     free: &HashMap<String, Free>,
+    cached: &[String],
 ) -> Option<&'a NodeInfo> {
     let need = Room::of(rec.spec.cpu, rec.spec.memory);
     let class = rec.spec.runtime_class().to_string();
@@ -93,7 +95,13 @@ fn choose<'a>(
                 .filter(|f| f.fits(need))
                 .map(|f| (n, f.left_after(need)))
         })
-        .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.name.cmp(&a.0.name)))
+        .max_by(|a, b| {
+            let holds = |n: &NodeInfo| cached.contains(&n.id);
+            holds(a.0)
+                .cmp(&holds(b.0))
+                .then_with(|| a.1.total_cmp(&b.1))
+                .then_with(|| b.0.name.cmp(&a.0.name))
+        })
         .map(|(n, _)| n)
 }
 
@@ -189,8 +197,20 @@ impl Control {
             })
             .collect();
         let mut placed = 0;
+        // The nodes holding each image cache the waiting groups name.
+        let mut holders: HashMap<String, Vec<String>> = HashMap::new();
         for rec in waiting {
-            let Some(node) = choose(&rec, &nodes, &free) else {
+            let cached = match &rec.spec.image_snapshot_id {
+                Some(id) => {
+                    if !holders.contains_key(id) {
+                        let nodes = self.store.get_cache(None, id).await?.map(|c| c.nodes);
+                        holders.insert(id.clone(), nodes.unwrap_or_default());
+                    }
+                    holders[id].as_slice()
+                }
+                None => &[],
+            };
+            let Some(node) = choose(&rec, &nodes, &free, cached) else {
                 self.no_node_for(&rec, &why_no_node(&rec, &nodes)).await;
                 continue;
             };
@@ -620,14 +640,17 @@ mod tests {
         let need = Room::of(1.0, 2.0);
         let mut order = Vec::new();
         for _ in 0..5 {
-            let n = choose(&g, &nodes, &free).expect("room").id.clone();
+            let n = choose(&g, &nodes, &free, &[]).expect("room").id.clone();
             free.get_mut(&n).unwrap().take(need);
             order.push(n);
         }
         assert_eq!(order, ["b", "a", "b", "b", "a"], "the emptier node first");
-        assert!(choose(&g, &nodes, &free).is_some(), "b has 1 vCPU left");
+        assert!(
+            choose(&g, &nodes, &free, &[]).is_some(),
+            "b has 1 vCPU left"
+        );
         free.get_mut("b").unwrap().take(need);
-        assert!(choose(&g, &nodes, &free).is_none(), "full");
+        assert!(choose(&g, &nodes, &free, &[]).is_none(), "full");
     }
 
     #[test]
@@ -641,10 +664,16 @@ mod tests {
         nodes[1].state = NodeState::NotReady;
         nodes[2].offer.runtime_classes = vec!["gvisor".into()];
         let free = free_of(&nodes);
-        assert!(choose(&group(1.0, 2.0), &nodes, &free).is_none());
+        assert!(choose(&group(1.0, 2.0), &nodes, &free, &[]).is_none());
         nodes[2].offer.runtime_classes.push("runc".into());
-        assert_eq!(choose(&group(1.0, 2.0), &nodes, &free).unwrap().id, "c");
-        assert!(choose(&group(4.0, 2.0), &nodes, &free).is_none(), "too big");
+        assert_eq!(
+            choose(&group(1.0, 2.0), &nodes, &free, &[]).unwrap().id,
+            "c"
+        );
+        assert!(
+            choose(&group(4.0, 2.0), &nodes, &free, &[]).is_none(),
+            "too big"
+        );
     }
 
     #[test]
@@ -660,7 +689,7 @@ mod tests {
                 kind: HostPathType::Any,
             },
         }];
-        assert!(choose(&g, &nodes, &free).is_none());
+        assert!(choose(&g, &nodes, &free, &[]).is_none());
         let why = why_no_node(&g, &nodes);
         assert!(
             why.contains("allows its volumes") && why.contains("Volume.1.HostPathVolume.Path"),
@@ -668,7 +697,7 @@ mod tests {
         );
         nodes[1].offer.volumes = VolumePolicy::default().with_host_path_prefixes(["/srv/data"]);
         assert_eq!(
-            choose(&g, &nodes, &free).unwrap().id,
+            choose(&g, &nodes, &free, &[]).unwrap().id,
             "b",
             "a has more room"
         );
@@ -676,5 +705,20 @@ mod tests {
         assert!(why_no_node(&g, &nodes).contains("allows its volumes"));
         nodes[0].offer.runtime_classes.clear();
         assert!(why_no_node(&g, &nodes).contains("runs the runc runtime class"));
+    }
+
+    #[test]
+    fn a_node_holding_the_groups_image_cache_comes_first_if_it_has_room() {
+        let nodes = vec![node("a", 4000, 8192), node("b", 2000, 4096)];
+        let mut free = free_of(&nodes);
+        let g = group(1.0, 2.0);
+        assert_eq!(choose(&g, &nodes, &free, &[]).unwrap().id, "a");
+        assert_eq!(choose(&g, &nodes, &free, &["b".into()]).unwrap().id, "b");
+        free.get_mut("b").unwrap().take(Room::of(2.0, 4.0));
+        assert_eq!(
+            choose(&g, &nodes, &free, &["b".into()]).unwrap().id,
+            "a",
+            "b is full"
+        );
     }
 }

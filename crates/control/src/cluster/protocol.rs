@@ -119,6 +119,65 @@ pub struct SeccompReply {
     pub setting: SeccompSetting,
 }
 
+/// `POST /node/v1/cache`: the image cache (`ImageSnapshotId`) of a group placed on the node,
+/// which the node does not hold, for it to make it. With `made`, the node says it made it:
+/// the control plane records it as one that holds the cache. Refused (403) for a group not
+/// placed on the caller; 404 when the group names no usable cache of its account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheQuery {
+    pub group: GroupId,
+    #[serde(default)]
+    pub made: bool,
+}
+
+/// What a node needs to make an image cache: the answer to a [`CacheQuery`], and the body of
+/// `POST /agent/v1/cache-create`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheOrder {
+    pub id: String,
+    /// The account the cache belongs to (its images are proved for it).
+    pub account: String,
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub registry_credentials: Vec<berth_core::RegistryCredential>,
+    #[serde(default)]
+    pub plain_http_registries: Vec<String>,
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+}
+
+impl CacheOrder {
+    pub fn of(b: &crate::CacheBuild) -> Self {
+        Self {
+            id: b.id.clone(),
+            account: b.account.clone(),
+            images: b.images.clone(),
+            registry_credentials: b.registry_credentials.clone(),
+            plain_http_registries: b.plain_http_registries.clone(),
+            insecure_registries: b.insecure_registries.clone(),
+        }
+    }
+}
+
+/// The answer to `POST /agent/v1/cache-create`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheCreated {
+    pub size_bytes: u64,
+}
+
+/// `POST /agent/v1/cache-delete`: release an image cache (idempotent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheDelete {
+    pub id: String,
+}
+
+/// `POST /node/v1/caches` (empty body): the image caches the control plane knows the node
+/// to hold. A node releases the others when it starts (those deleted while it was away).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachesHeld {
+    pub ids: Vec<String>,
+}
+
 /// `POST /agent/v1/remove`: stop the group's containers and release it on the node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoveRequest {

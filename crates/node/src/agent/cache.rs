@@ -4,23 +4,12 @@
 
 use std::time::Duration;
 
-use berth_core::RegistryCredential;
-use berth_image::{normalize, CacheInfo, GcPolicy, ImageError, PullOptions};
+use berth_image::{normalize, CacheInfo, GcPolicy, ImageError};
 use tokio::task::JoinHandle;
 
 use super::Agent;
+use crate::cache_source::CachePull;
 use crate::config::NodeError;
-
-/// How an image cache is pulled.
-#[derive(Clone, Debug, Default)]
-pub struct CachePull {
-    /// The account the cache belongs to: its images must be proved for it (see
-    /// `berth_image`'s access proofs), and then count as proved while the cache exists.
-    pub account: String,
-    pub credentials: Vec<RegistryCredential>,
-    pub plain_http: Vec<String>,
-    pub insecure: Vec<String>,
-}
 
 impl Agent {
     /// Makes image cache `id` hold exactly `images`: pulls what is missing, pins the images
@@ -31,14 +20,11 @@ impl Agent {
         images: &[String],
         pull: &CachePull,
     ) -> Result<CacheInfo, NodeError> {
-        let opts = PullOptions {
-            credentials: pull.credentials.clone(),
-            plain_http: pull.plain_http.clone(),
-            insecure: pull.insecure.clone(),
-            account: Some(pull.account.clone()),
-            ..PullOptions::default()
-        };
-        let info = self.host.images.create_cache(id, images, &opts).await?;
+        let info = self
+            .host
+            .images
+            .create_cache(id, images, &pull.options())
+            .await?;
         tracing::info!(cache = %id, images = images.len(), bytes = info.size_bytes, "image cache ready");
         Ok(info)
     }
@@ -50,6 +36,17 @@ impl Agent {
             Ok(()) | Err(ImageError::NoSuchCache { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The ids of the image caches on this node.
+    pub fn image_caches(&self) -> Result<Vec<String>, NodeError> {
+        Ok(self
+            .host
+            .images
+            .caches()?
+            .into_iter()
+            .map(|c| c.id)
+            .collect())
     }
 
     /// For every image cache of this node, how many of `images` it holds.

@@ -6,7 +6,6 @@ mod cache;
 mod observe;
 mod removals;
 
-pub use cache::CachePull;
 pub use observe::DEFAULT_INTERVAL;
 
 use std::collections::HashMap;

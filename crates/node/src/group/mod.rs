@@ -3,6 +3,7 @@
 //! images and then runs its containers, each piece a module below — and, when the group
 //! goes, the release of everything of it on the host.
 
+mod cache;
 mod container;
 mod dial;
 mod dial_tls;

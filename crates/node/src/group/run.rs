@@ -74,6 +74,7 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
         (r.map(|r| (r, shared)), began.elapsed())
     };
     let images = async {
+        super::cache::ensure_cache(&host, &rec, &state, &cancel).await;
         let r = pull_images(&host.images, &spec, &rec.account, &state, &cancel).await;
         (r, began.elapsed())
     };
