@@ -31,6 +31,8 @@ from postgres import Postgres
 from support import BERTH_BIN, container, wait_for, wait_status
 
 NODES = 3
+# How long before a reclaimed spot group ends its SpotToBeReleased event comes.
+SPOT_NOTICE_S = 2
 
 
 def admin(state_dir: Path, url: str, *args: str) -> dict | list:
@@ -65,7 +67,7 @@ class Cluster:
         for i in range(2):
             r = Replica(self.base / f"replica{i + 1}", self.base / f"replica{i + 1}.log",
                         ["--no-node", "--store", self.url, "--store-key", str(key),
-                         "--schedule-timeout", "60s"])
+                         "--schedule-timeout", "60s", "--spot-notice", f"{SPOT_NOTICE_S}s"])
             r.start()
             self.replicas.append(r)
         made = admin(self.replicas[0].state_dir, self.url, "node", "token", "create",
@@ -93,7 +95,8 @@ class Cluster:
 
     def create(self, name: str, restart_policy: str = "Never", cpu: float = 1.0,
                memory: float = 2.0, replica: int = 0, command=None, client=None,
-               host_path: str | None = None, image_snapshot_id: str | None = None) -> str:
+               host_path: str | None = None, image_snapshot_id: str | None = None,
+               **extra) -> str:
         """A group of one container; with `host_path`, mounted at /data."""
         from alibabacloud_eci20180808 import models
         mounts, volumes = [], []
@@ -112,6 +115,7 @@ class Cluster:
                                  cpu=cpu, memory=memory, volume_mount=mounts)],
             volume=volumes, image_snapshot_id=image_snapshot_id,
             plain_http_registry=self.registry.host, termination_grace_period_seconds=2,
+            **extra,
         )
         client = client or self.client(replica)
         gid = client.create_container_group(req).body.container_group_id
@@ -421,6 +425,28 @@ def test_image_caches_are_built_on_a_node_and_made_where_their_groups_go(cluster
     wait_for("the node back to release the cache", lambda: not holders(cid), 30, 0.3)
 
 
+def test_spot_groups_are_reclaimed_on_one_node_for_a_pay_as_you_go_group(cluster):
+    # Each node offers 2 vCPU: three spot groups of 2 vCPU fill the cluster.
+    spots = [cluster.create(f"spot-{i}", cpu=2.0, spot_strategy="SpotAsPriceGo",
+                            spot_duration=0) for i in range(NODES)]
+    for g in spots:
+        wait_status(cluster.client(0), g, ["Running"], timeout=90)
+    t0 = time.monotonic()
+    paying = cluster.create("pay-as-you-go", cpu=2.0, replica=1)
+    wait_status(cluster.client(0), paying, ["Running"], timeout=90)
+    took = time.monotonic() - t0
+    assert took >= SPOT_NOTICE_S, f"Running after {took:.1f} s, before the notice ended"
+    statuses = {g: support.describe(cluster.client(0), g)["Status"] for g in spots}
+    expired = [g for g, st in statuses.items() if st == "Expired"]
+    assert len(expired) == 1, statuses
+    [victim] = expired
+    reasons = [e["Reason"] for e in support.events_of(cluster.client(0), victim)]
+    assert "SpotToBeReleased" in reasons and "SpotReleased" in reasons, reasons
+    assert cluster.node_of(paying) == cluster.node_of(victim)
+    for g in spots + [paying]:
+        support.delete(cluster.client(0), g)
+
+
 def leader(cluster) -> int:
     """The index of the replica holding the leader's lease."""
     holder = cluster.pg.psql("berth_cluster",
@@ -440,6 +466,9 @@ def test_the_leader_killed_hands_over_and_every_create_ends_in_one_group(cluster
         30, 0.2)
     old = leader(cluster)
     other = 1 - old
+    # A deletion the leader took and did not finish is taken up by the other replica.
+    orphan = cluster.create("orphan", replica=old)
+    wait_status(cluster.client(old), orphan, ["Running"], timeout=90)
     made: dict[str, str] = {}
     errors: list[str] = []
 
@@ -463,6 +492,7 @@ def test_the_leader_killed_hands_over_and_every_create_ends_in_one_group(cluster
                     errors.append(str(e))
 
     t = threading.Thread(target=create_all)
+    support.delete(cluster.client(old), orphan)
     t.start()
     cluster.replicas[old].kill()
     t.join(timeout=120)
@@ -474,6 +504,8 @@ def test_the_leader_killed_hands_over_and_every_create_ends_in_one_group(cluster
     assert len(groups) == 6, f"one group per ClientToken: {[g['ContainerGroupId'] for g in groups]}"
     # Creates are placed by the replica they came through; the lease passes once it expires.
     wait_for("the other replica to lead", lambda: leader(cluster) == other, 15, 0.2)
+    wait_for("the deletion left behind to be done",
+             lambda: support.describe(cluster.client(other), orphan) is None, 60, 0.5)
     cluster.replicas[old].start()
     for gid in made.values():
         support.delete(cluster.client(old), gid)

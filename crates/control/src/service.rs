@@ -437,7 +437,7 @@ impl Control {
     /// effect: a failed removal is retried with back-off (the record stays Terminating, so
     /// a restart of berth takes it up again). Returns whether it started one (none when
     /// one is under way).
-    fn spawn_removal(self: &Arc<Self>, rec: GroupRecord) -> bool {
+    pub(crate) fn spawn_removal(self: &Arc<Self>, rec: GroupRecord) -> bool {
         let fresh = self
             .removing
             .lock()

@@ -110,6 +110,20 @@ impl Control {
     }
 
     async fn reclaim(self: &Arc<Self>, id: &GroupId, why: &str) -> Result<(), ControlError> {
+        if !self.announce_reclaim(id, why).await? {
+            return Ok(());
+        }
+        tokio::time::sleep(self.schedule_policy().notice).await;
+        self.expire_reclaimed(id, why).await
+    }
+
+    /// Tells spot group `id` it is reclaimed in the notice time (`SpotToBeReleased`);
+    /// whether it was still live.
+    pub(crate) async fn announce_reclaim(
+        &self,
+        id: &GroupId,
+        why: &str,
+    ) -> Result<bool, ControlError> {
         let notice = self.schedule_policy().notice;
         let mut live = false;
         let res = self
@@ -132,11 +146,19 @@ impl Control {
             .await;
         match res {
             Ok(_) if live => {}
-            Ok(_) | Err(berth_store::StoreError::NotFound(_)) => return Ok(()),
+            Ok(_) | Err(berth_store::StoreError::NotFound(_)) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
         tracing::info!(group = %id, notice_s = notice.as_secs(), why, "spot group to be reclaimed");
-        tokio::time::sleep(notice).await;
+        Ok(true)
+    }
+
+    /// Ends spot group `id` `Expired` and has its node stop it (the notice time is over).
+    pub(crate) async fn expire_reclaimed(
+        &self,
+        id: &GroupId,
+        why: &str,
+    ) -> Result<(), ControlError> {
         let mut expired = false;
         let res = self
             .store

@@ -502,4 +502,7 @@ pub trait Store: Send + Sync {
     /// Unfinished groups placed on no node and not being deleted, oldest first (by creation,
     /// then id), at most `limit`.
     async fn unplaced_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError>;
+    /// Groups being deleted (`Terminating`), oldest first (by creation, then id), at most
+    /// `limit`.
+    async fn terminating_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError>;
 }

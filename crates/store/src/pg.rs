@@ -532,4 +532,8 @@ impl Store for PgStore {
     async fn unplaced_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
         pg_revision::unplaced(&self.client().await?, limit, &self.sealer).await
     }
+
+    async fn terminating_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
+        pg_revision::terminating(&self.client().await?, limit, &self.sealer).await
+    }
 }

@@ -136,3 +136,21 @@ pub(crate) async fn unplaced(
         .map(|r| open(sealer, r.get(0)))
         .collect()
 }
+
+pub(crate) async fn terminating(
+    c: &impl GenericClient,
+    limit: usize,
+    sealer: &Sealer,
+) -> Result<Vec<GroupRecord>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT record FROM groups WHERE status = 'Terminating' \
+             ORDER BY created, id COLLATE \"C\" LIMIT $1",
+        )
+        .await?;
+    c.query(&stmt, &[&bound(limit as u64)])
+        .await?
+        .into_iter()
+        .map(|r| open(sealer, r.get(0)))
+        .collect()
+}

@@ -19,7 +19,7 @@ const SCHEMA_LOCK: i64 = 0x6265_7274_6800_0001;
 const CHECK_TEXT: &str = "berth sealed secrets";
 
 /// The migrations, in order; the version of a database is how many of them ran.
-const MIGRATIONS: &[&str] = &[FIRST, LEASES, NODES];
+const MIGRATIONS: &[&str] = &[FIRST, LEASES, NODES, TERMINATING];
 
 /// The schema: real columns (and indexes) for what listings and checks filter on, the records
 /// as JSON text beside them (text, not JSONB: JSONB refuses the NUL character, which a
@@ -203,6 +203,12 @@ CREATE INDEX groups_unplaced ON groups (created, id) WHERE node IS NULL
 CREATE INDEX groups_placed ON groups (node) INCLUDE (cpu, memory, storage)
     WHERE node IS NOT NULL AND NOT waiting
     AND status NOT IN ('Succeeded', 'Failed', 'Expired', 'ScheduleFailed');
+"#;
+
+/// The groups being deleted (`terminating_groups`): a cluster's leader finishes the
+/// deletions of replicas that went away.
+const TERMINATING: &str = r#"
+CREATE INDEX groups_terminating ON groups (created, id COLLATE "C") WHERE status = 'Terminating';
 "#;
 
 /// Brings the schema up to date, then returns the sealer of the database's secrets: the key

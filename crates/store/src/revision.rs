@@ -127,7 +127,23 @@ impl SqliteDb {
         let rows = stmt.query_map(params![bound(limit as u64)], |r| r.get::<_, String>(0))?;
         rows.map(|j| self.decode(&j?)).collect()
     }
+
+    pub(crate) fn terminating_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT record FROM groups INDEXED BY groups_terminating \
+             WHERE status = 'Terminating' ORDER BY created, id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![bound(limit as u64)], |r| r.get::<_, String>(0))?;
+        rows.map(|j| self.decode(&j?)).collect()
+    }
 }
+
+/// The groups being deleted, for a cluster's leader to finish the deletions of replicas that
+/// went away (the partial index holds only them).
+pub(crate) const TERMINATING_MIGRATION: &str = r#"
+CREATE INDEX IF NOT EXISTS groups_terminating ON groups(created, id) WHERE status = 'Terminating';
+"#;
 
 /// The answer of a page after `after` read at store revision `revision`: a full page goes on
 /// from its last group (or from `after` when empty), since more groups of the node may follow.

@@ -608,4 +608,8 @@ impl Store for SqliteStore {
     async fn unplaced_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
         self.on_db(move |db| db.unplaced_groups(limit)).await
     }
+
+    async fn terminating_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
+        self.on_db(move |db| db.terminating_groups(limit)).await
+    }
 }

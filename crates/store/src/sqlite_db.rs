@@ -60,6 +60,7 @@ CREATE INDEX IF NOT EXISTS groups_token ON groups(account, client_token);
     crate::leases::MIGRATION,
     crate::nodes::MIGRATION,
     crate::revision::MIGRATION,
+    crate::revision::TERMINATING_MIGRATION,
 ];
 
 /// When each group's record last changed (milliseconds since the epoch), so that a client

@@ -99,8 +99,8 @@ async fn the_upgrade_names_the_groups_there_are() {
     }
     {
         // As a database made before the table and the operator column (and the groups'
-        // change time, the runtime classes, the console's sessions, the leases, the nodes and
-        // the revisions, which came after them).
+        // change time, the runtime classes, the console's sessions, the leases, the nodes,
+        // the revisions and the index of deletions, which came after them).
         let db = rusqlite::Connection::open(&path).unwrap();
         let v: i64 = db
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -112,13 +112,14 @@ async fn the_upgrade_names_the_groups_there_are() {
              DROP TABLE leases; \
              DROP TABLE join_tokens; DROP TABLE nodes; DROP TABLE group_revision; \
              DROP INDEX groups_node_revision; DROP INDEX groups_unplaced; DROP INDEX groups_placed; \
+             DROP INDEX groups_terminating; \
              ALTER TABLE groups DROP COLUMN node; ALTER TABLE groups DROP COLUMN waiting; \
              ALTER TABLE groups DROP COLUMN created; ALTER TABLE groups DROP COLUMN revision; \
              INSERT INTO ledger (group_id, account, cpu_milli, memory_mib, storage_gib, started) \
              VALUES ('eci-gone', 'acct', 1000, 1024, 0, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));",
         )
         .unwrap();
-        db.pragma_update(None, "user_version", v - 8).unwrap();
+        db.pragma_update(None, "user_version", v - 9).unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     let l = ledger(&s).await;

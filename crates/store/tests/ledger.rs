@@ -217,8 +217,9 @@ async fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
         let v: i64 = db
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        // The ledger's migration and the eight after it (billed groups, operators, the
-        // groups' change time, runtime classes, console sessions, leases, nodes, revisions).
+        // The ledger's migration and the nine after it (billed groups, operators, the
+        // groups' change time, runtime classes, console sessions, leases, nodes, revisions,
+        // the index of deletions).
         db.execute_batch(
             "DROP TABLE ledger; DROP TABLE billed_groups; \
              ALTER TABLE accounts DROP COLUMN operator; \
@@ -227,11 +228,12 @@ async fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
              DROP TABLE leases; \
              DROP TABLE join_tokens; DROP TABLE nodes; DROP TABLE group_revision; \
              DROP INDEX groups_node_revision; DROP INDEX groups_unplaced; DROP INDEX groups_placed; \
+             DROP INDEX groups_terminating; \
              ALTER TABLE groups DROP COLUMN node; ALTER TABLE groups DROP COLUMN waiting; \
              ALTER TABLE groups DROP COLUMN created; ALTER TABLE groups DROP COLUMN revision;",
         )
         .unwrap();
-        db.pragma_update(None, "user_version", v - 9).unwrap();
+        db.pragma_update(None, "user_version", v - 10).unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     let l = s.group_ledger(&running.id).await.unwrap();

@@ -47,6 +47,7 @@ on_both!(
     a_write_racing_a_read_of_a_nodes_groups_is_not_missed,
     placed_usage_sums_unfinished_groups_per_node,
     unplaced_groups_come_oldest_first,
+    terminating_groups_come_oldest_first,
 );
 
 fn token(id: &str, created: DateTime<Utc>) -> JoinToken {
@@ -649,12 +650,12 @@ async fn groups_of_a_database_made_before_revisions_get_them() {
         db.execute_batch(
             "DROP TABLE group_revision; \
              DROP INDEX groups_node_revision; DROP INDEX groups_unplaced; \
-             DROP INDEX groups_placed; \
+             DROP INDEX groups_placed; DROP INDEX groups_terminating; \
              ALTER TABLE groups DROP COLUMN node; ALTER TABLE groups DROP COLUMN waiting; \
              ALTER TABLE groups DROP COLUMN created; ALTER TABLE groups DROP COLUMN revision;",
         )
         .unwrap();
-        db.pragma_update(None, "user_version", v - 1).unwrap();
+        db.pragma_update(None, "user_version", v - 2).unwrap();
     }
     let s = berth_store::SqliteStore::open(&path).unwrap();
     let page = s.node_groups(&a, 0, 10).await.unwrap();
@@ -708,8 +709,9 @@ async fn groups_of_a_postgres_database_made_before_revisions_get_them() {
         "DROP TABLE join_tokens; DROP TABLE nodes; DROP SEQUENCE group_revision; \
          DROP INDEX groups_node_revision; DROP INDEX groups_unplaced; DROP INDEX groups_placed; \
          ALTER TABLE groups DROP COLUMN waiting; ALTER TABLE groups DROP COLUMN revision; \
+         DROP INDEX groups_terminating; \
          UPDATE groups SET node = NULL; \
-         DELETE FROM schema_migrations WHERE version = (SELECT MAX(version) FROM schema_migrations);",
+         DELETE FROM schema_migrations WHERE version >= (SELECT MAX(version) - 1 FROM schema_migrations);",
     )
     .await
     .unwrap();
@@ -734,4 +736,35 @@ async fn groups_of_a_postgres_database_made_before_revisions_get_them() {
         .await
         .unwrap();
     assert!(s.group_revision().await.unwrap() > page.revision);
+}
+
+async fn terminating_groups_come_oldest_first(s: TestStore) {
+    let t0 = Utc::now() - Duration::minutes(10);
+    let at = |n: u32, minutes: i64, node: Option<&str>| GroupRecord {
+        creation_time: t0 + Duration::minutes(minutes),
+        ..group(n, node, 1.0, 1.0)
+    };
+    let a = node_id(1);
+    for (n, minutes, node, deleting) in [
+        (1, 3, Some(a.as_str()), true),
+        (2, 1, None, true),
+        (3, 2, Some(a.as_str()), true),
+        (4, 0, Some(a.as_str()), false),
+    ] {
+        let g = at(n, minutes, node);
+        s.insert_group(&g).await.unwrap();
+        if deleting {
+            s.modify_group(&g.id, &mut |r| r.status = GroupStatus::Terminating)
+                .await
+                .unwrap();
+        }
+    }
+    let names = |v: Vec<GroupRecord>| v.into_iter().map(|g| g.spec.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(s.terminating_groups(10).await.unwrap()),
+        ["g2", "g3", "g1"]
+    );
+    assert_eq!(names(s.terminating_groups(1).await.unwrap()), ["g2"]);
+    s.delete_group(&at(2, 1, None).id).await.unwrap();
+    assert_eq!(names(s.terminating_groups(10).await.unwrap()), ["g3", "g1"]);
 }

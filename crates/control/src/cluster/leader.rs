@@ -31,8 +31,9 @@ const LEASE_TTL: Duration = Duration::from_secs(6);
 const LEASE_RENEW: Duration = Duration::from_secs(2);
 /// How often the leader looks for groups waiting for a node written by other replicas.
 const PLACEMENT_POLL: Duration = Duration::from_millis(250);
-/// How often the leader deletes image caches whose retention ended.
-const CACHE_SWEEP: Duration = Duration::from_secs(60);
+/// How often the leader deletes image caches whose retention ended and takes up deletions
+/// other replicas left behind.
+const SWEEP: Duration = Duration::from_secs(10);
 /// The most waiting groups one placement pass looks at.
 const PLACEMENT_BATCH: usize = 256;
 /// The event of a group a node holds; of a group whose node was lost.
@@ -199,6 +200,7 @@ impl Control {
         let mut placed = 0;
         // The nodes holding each image cache the waiting groups name.
         let mut holders: HashMap<String, Vec<String>> = HashMap::new();
+        let mut reclaims = super::reclaim::NodeHolders::default();
         for rec in waiting {
             let cached = match &rec.spec.image_snapshot_id {
                 Some(id) => {
@@ -211,7 +213,12 @@ impl Control {
                 None => &[],
             };
             let Some(node) = choose(&rec, &nodes, &free, cached) else {
-                self.no_node_for(&rec, &why_no_node(&rec, &nodes)).await;
+                let why = if self.reclaim_for(&rec, &nodes, &mut reclaims).await? {
+                    "spot groups are being reclaimed to make room for it".to_string()
+                } else {
+                    why_no_node(&rec, &nodes)
+                };
+                self.no_node_for(&rec, &why).await;
                 continue;
             };
             let (node_id, node_name) = (node.id.clone(), node.name.clone());
@@ -539,7 +546,9 @@ impl Control {
                 if now != epoch {
                     match now {
                         Some(e) => {
-                            tracing::info!(epoch = e, holder = %holder, "leading the cluster")
+                            tracing::info!(epoch = e, holder = %holder, "leading the cluster");
+                            // What the former leader left: swept at once.
+                            swept = tokio::time::Instant::now() - SWEEP;
                         }
                         None => tracing::info!(holder = %holder, "not leading the cluster"),
                     }
@@ -554,10 +563,13 @@ impl Control {
                 if let Err(e) = self.drain_nodes().await {
                     tracing::warn!(error = %e, "cannot drain nodes");
                 }
-                if swept.elapsed() >= CACHE_SWEEP {
+                if swept.elapsed() >= SWEEP {
                     swept = tokio::time::Instant::now();
                     if let Err(e) = self.expire_image_caches().await {
                         tracing::warn!(error = %e, "cannot expire image caches");
+                    }
+                    if let Err(e) = self.finish_deletions().await {
+                        tracing::warn!(error = %e, "cannot take up deletions left behind");
                     }
                 }
             }

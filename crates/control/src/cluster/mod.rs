@@ -1,12 +1,15 @@
 //! Cluster mode (docs/CLUSTER.md, ADR 0016): the node protocol's messages and signatures,
 //! the control plane's answers to node calls (`calls.rs`), and the loops the replica that
-//! holds the leader's lease runs (`leader.rs`): placing groups on nodes and handling nodes
-//! that fell silent. The server serves the calls under `/node/v1`; `berth node` is the
-//! node's side.
+//! holds the leader's lease runs (`leader.rs`): placing groups on nodes (reclaiming spot
+//! groups for them, `reclaim.rs`), handling nodes that fell silent and finishing deletions
+//! of replicas that went away (`orphans.rs`). The server serves
+//! the calls under `/node/v1`; `berth node` is the node's side.
 
 mod calls;
 mod leader;
+mod orphans;
 pub mod protocol;
+mod reclaim;
 pub mod signing;
 pub mod stream;
 
@@ -28,6 +31,8 @@ pub(crate) struct Cluster {
     pub(crate) changed: Notify,
     /// A group may wait for a node, or a node may have room again.
     pub(crate) placement: Notify,
+    /// When waiting groups last had spot groups looked for (`reclaim.rs`).
+    pub(crate) looks: reclaim::Looks,
     /// Groups being moved off a draining node (`leader.rs`).
     pub(crate) moving: std::sync::Mutex<std::collections::HashSet<berth_core::GroupId>>,
 }
