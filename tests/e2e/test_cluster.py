@@ -213,6 +213,10 @@ def test_nodes_joined(cluster):
     names = sorted(n["Name"] for n in nodes)
     assert names == ["n1", "n2", "n3"], nodes
     assert all(n["State"] == "Ready" for n in nodes), nodes
+    # Each offers its temporary storage, free as of its last heartbeat; n2 its host paths.
+    assert all(0 < n["StorageFreeBytes"] <= n["StorageBytes"] for n in nodes), nodes
+    prefixes = {n["Name"]: n["HostPathPrefixes"] for n in nodes}
+    assert prefixes == {"n1": [], "n2": [str(cluster.share)], "n3": []}, prefixes
 
 
 def test_groups_spread_run_and_are_seen_through_either_replica(cluster):

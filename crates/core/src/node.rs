@@ -13,6 +13,10 @@ pub const MAX_NODE_NAME: usize = 63;
 pub const MAX_NODE_ADDRESS: usize = 255;
 /// The most runtime classes a node may offer.
 pub const MAX_NODE_CLASSES: usize = 8;
+/// The most images a node's offer lists.
+pub const MAX_NODE_IMAGES: usize = 128;
+/// The longest image reference a node's offer lists.
+pub const MAX_NODE_IMAGE_REF: usize = 512;
 /// The most NFS servers, and the most host-path prefixes, a node's offer may allow.
 pub const MAX_NODE_VOLUME_RULES: usize = 64;
 
@@ -50,6 +54,14 @@ pub struct NodeOffer {
     /// The bytes of temporary storage groups may take in all (0: no bound known).
     #[serde(default)]
     pub storage_bytes: u64,
+    /// Of those, the bytes free now (as of the offer): a group goes only to a node with its
+    /// `EphemeralStorage` free.
+    #[serde(default)]
+    pub storage_free_bytes: u64,
+    /// The images the node stores (normalised references), most recently used first, at
+    /// most [`MAX_NODE_IMAGES`]: placement prefers a node holding a group's images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
     /// The runtime classes the node runs (`runc`, `gvisor`, …).
     #[serde(default)]
     pub runtime_classes: Vec<String>,

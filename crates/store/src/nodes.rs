@@ -4,7 +4,10 @@
 //! secrets are; a join token is kept as the SHA-256 of its secret, never the secret.
 
 use berth_core::{
-    node::{MAX_NODE_ADDRESS, MAX_NODE_CLASSES, MAX_NODE_NAME, MAX_NODE_VOLUME_RULES},
+    node::{
+        MAX_NODE_ADDRESS, MAX_NODE_CLASSES, MAX_NODE_IMAGES, MAX_NODE_IMAGE_REF, MAX_NODE_NAME,
+        MAX_NODE_VOLUME_RULES,
+    },
     JoinToken, NodeInfo, NodeRecord,
 };
 use chrono::{DateTime, Utc};
@@ -112,6 +115,14 @@ pub(crate) fn check_node(info: &NodeInfo) -> Result<(), StoreError> {
     }
     for c in classes {
         printable("runtime class", c, MAX_CLASS_NAME, false)?;
+    }
+    if info.offer.images.len() > MAX_NODE_IMAGES {
+        return Err(bad(format!(
+            "a node lists at most {MAX_NODE_IMAGES} images"
+        )));
+    }
+    for i in &info.offer.images {
+        printable("image reference", i, MAX_NODE_IMAGE_REF, false)?;
     }
     let v = &info.offer.volumes;
     if v.nfs_servers().count() > MAX_NODE_VOLUME_RULES

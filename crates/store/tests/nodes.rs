@@ -82,7 +82,7 @@ fn node(n: u8, name: &str) -> NodeRecord {
                 },
                 storage_bytes: 1 << 40,
                 runtime_classes: vec!["runc".into()],
-                volumes: Default::default(),
+                ..Default::default()
             },
             joined: now,
             last_heartbeat: now,

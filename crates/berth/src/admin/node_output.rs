@@ -37,7 +37,11 @@ fn nodes_json(list: &[NodeInfo]) -> Value {
             "MemoryMiB": n.offer.capacity.memory_mib,
             "Containers": n.offer.capacity.containers,
             "StorageBytes": n.offer.storage_bytes,
+            "StorageFreeBytes": n.offer.storage_free_bytes,
             "RuntimeClasses": n.offer.runtime_classes,
+            "Images": n.offer.images.len(),
+            "HostPathPrefixes": n.offer.volumes.host_path_prefixes().collect::<Vec<_>>(),
+            "NfsServers": n.offer.volumes.nfs_servers().collect::<Vec<_>>(),
             "JoinTime": time(n.joined),
             "LastHeartbeatTime": time(n.last_heartbeat),
         }))
@@ -163,7 +167,7 @@ mod tests {
                 },
                 storage_bytes: 1 << 40,
                 runtime_classes: vec!["runc".into()],
-                volumes: Default::default(),
+                ..Default::default()
             },
             joined: at("2026-12-04T12:00:00Z"),
             last_heartbeat: at("2026-12-04T12:05:00Z"),

@@ -7,6 +7,7 @@
 mod caches;
 mod identity;
 mod link;
+mod offer;
 mod outbox;
 mod seccomp;
 mod server;
@@ -129,14 +130,15 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
     .context("cannot start the node agent")?;
     let offer = NodeOffer {
         capacity: args.node.capacity.policy(&capacity).capacity,
-        storage_bytes: 0,
         runtime_classes: agent
             .runtime_classes()
             .iter()
             .map(|c| c.class.to_string())
             .collect(),
         volumes,
+        ..NodeOffer::default()
     };
+    let offer = offer::current(offer, &agent, &state_dir);
 
     let identity = match Identity::load(&state_dir)? {
         Some(id) if id.name == name => id,
@@ -181,7 +183,13 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
     let watcher = tokio::spawn(
         watch::Watcher::new(agent.clone(), link.clone(), desired.clone()).run(refused_rx),
     );
-    let beat = tokio::spawn(heartbeat_loop(link.clone(), offer, desired.clone()));
+    let beat = tokio::spawn(heartbeat_loop(
+        link.clone(),
+        offer,
+        agent.clone(),
+        state_dir.clone(),
+        desired.clone(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -205,15 +213,22 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Tells the control plane every few seconds that the node is alive and what it offers.
-async fn heartbeat_loop(link: ControlLink, offer: NodeOffer, desired: Arc<watch::Desired>) {
+/// Tells the control plane every few seconds that the node is alive and what it offers
+/// (its free storage and stored images as of then).
+async fn heartbeat_loop(
+    link: ControlLink,
+    offer: NodeOffer,
+    agent: Agent,
+    state_dir: PathBuf,
+    desired: Arc<watch::Desired>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_state = None;
     loop {
         tick.tick().await;
         let hb = Heartbeat {
-            offer: offer.clone(),
+            offer: offer::current(offer.clone(), &agent, &state_dir),
             groups: desired.len() as u64,
         };
         match link.heartbeat(&hb).await {

@@ -5,7 +5,10 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use berth_core::node::{MAX_NODE_ADDRESS, MAX_NODE_CLASSES, MAX_NODE_NAME, MAX_NODE_VOLUME_RULES};
+use berth_core::node::{
+    MAX_NODE_ADDRESS, MAX_NODE_CLASSES, MAX_NODE_IMAGES, MAX_NODE_IMAGE_REF, MAX_NODE_NAME,
+    MAX_NODE_VOLUME_RULES,
+};
 use berth_core::{GroupId, GroupRecord, NodeInfo, NodeRecord, NodeState};
 use berth_store::{AccountSeccomp, StoreError};
 use chrono::Utc;
@@ -119,6 +122,16 @@ fn check_offer(offer: &berth_core::NodeOffer) -> Result<(), NodeCallError> {
     for c in &offer.runtime_classes {
         c.parse::<berth_core::RuntimeClass>()
             .map_err(|_| invalid(format!("unknown runtime class {c:?}")))?;
+    }
+    if offer.images.len() > MAX_NODE_IMAGES
+        || offer.images.iter().any(|i| i.len() > MAX_NODE_IMAGE_REF)
+    {
+        return Err(invalid(format!(
+            "a node lists at most {MAX_NODE_IMAGES} images of {MAX_NODE_IMAGE_REF} bytes"
+        )));
+    }
+    if offer.storage_free_bytes > offer.storage_bytes {
+        return Err(invalid("a node cannot have more storage free than it has"));
     }
     let v = &offer.volumes;
     let long = v.nfs_servers().any(|s| s.len() > 253)

@@ -41,52 +41,128 @@ const REASON_SCHEDULED: &str = "Scheduled";
 const REASON_NODE_LOST: &str = "NodeLost";
 const REASON_DRAINED: &str = "Drained";
 
+/// What holding a group's images is worth in the share of room left a node is chosen by.
+const IMAGE_BONUS: f64 = 0.2;
+/// A node with less temporary storage free takes no group.
+const MIN_FREE_STORAGE: i128 = 1 << 30;
+
+/// What a group needs of a node.
+#[derive(Clone, Copy, Debug)]
+struct Need {
+    room: Room,
+    /// Bytes of temporary storage (`EphemeralStorage`).
+    storage: u64,
+}
+
+impl Need {
+    fn of(spec: &berth_core::GroupSpec) -> Self {
+        Self {
+            room: Room::of(spec.cpu, spec.memory),
+            storage: u64::from(spec.ephemeral_storage_gib()) << 30,
+        }
+    }
+}
+
 /// What a node has left for groups.
 #[derive(Clone, Copy, Debug)]
 struct Free {
     cpu_milli: i128,
     memory_mib: i128,
+    /// Bytes of temporary storage free; `None`: the node's storage is not bounded.
+    storage: Option<i128>,
     capacity: Room,
 }
 
 impl Free {
-    fn fits(&self, need: Room) -> bool {
-        self.cpu_milli >= i128::from(need.cpu_milli)
-            && self.memory_mib >= i128::from(need.memory_mib)
+    /// CPU and memory for `need`, and storage not all but used up.
+    fn fits(&self, need: Need) -> bool {
+        self.cpu_milli >= i128::from(need.room.cpu_milli)
+            && self.memory_mib >= i128::from(need.room.memory_mib)
+            && self.storage.is_none_or(|s| s >= MIN_FREE_STORAGE)
+    }
+
+    /// The group's whole `EphemeralStorage` free (a group's storage is thin: it takes only
+    /// what it writes, so this is a preference, not a bound).
+    fn storage_for(&self, need: Need) -> bool {
+        self.storage.is_none_or(|s| s >= i128::from(need.storage))
     }
 
     /// The share of the node left after `need` is taken: the lesser of CPU's and memory's.
-    fn left_after(&self, need: Room) -> f64 {
+    fn left_after(&self, need: Need) -> f64 {
         let share = |free: i128, need: u64, cap: u64| {
             if cap == 0 {
                 return 0.0;
             }
             (free - i128::from(need)) as f64 / cap as f64
         };
-        share(self.cpu_milli, need.cpu_milli, self.capacity.cpu_milli).min(share(
+        share(self.cpu_milli, need.room.cpu_milli, self.capacity.cpu_milli).min(share(
             self.memory_mib,
-            need.memory_mib,
+            need.room.memory_mib,
             self.capacity.memory_mib,
         ))
     }
 
-    fn take(&mut self, need: Room) {
-        self.cpu_milli -= i128::from(need.cpu_milli);
-        self.memory_mib -= i128::from(need.memory_mib);
+    /// Takes `need`'s CPU and memory; its storage is taken as it writes, and seen in the
+    /// node's next offer.
+    fn take(&mut self, need: Need) {
+        self.cpu_milli -= i128::from(need.room.cpu_milli);
+        self.memory_mib -= i128::from(need.room.memory_mib);
     }
 }
 
+/// An image reference in the form a node's store lists it (`busybox` →
+/// `docker.io/library/busybox:latest`), for comparing with a node's offer: the usual forms
+/// only (the node's image store parses references fully).
+fn image_key(reference: &str) -> String {
+    let r = reference.trim();
+    let (name, suffix) = match r.split_once('@') {
+        Some((n, d)) => (n, format!("@{d}")),
+        None => {
+            let last = r.rsplit('/').next().unwrap_or(r);
+            if last.contains(':') {
+                (r, String::new())
+            } else {
+                (r, ":latest".to_string())
+            }
+        }
+    };
+    let first = name.split('/').next().unwrap_or(name);
+    let has_host =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let name = if has_host {
+        name.to_string()
+    } else if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    };
+    format!("{name}{suffix}")
+}
+
+/// Whether node `n` lists every image of `rec`.
+fn holds_images(n: &NodeInfo, images: &[String]) -> bool {
+    !images.is_empty() && images.iter().all(|i| n.offer.images.contains(i))
+}
+
 /// The node a group goes to: of the schedulable nodes running its class, allowing its
-/// volumes and with room for it, one that holds its image cache (`cached`) if any does,
-/// then the one left with the largest share free (groups spread over the nodes).
+/// volumes and with room for it (CPU, memory, [`MIN_FREE_STORAGE`]), one that holds its
+/// image cache (`cached`) if any does, then one with its whole `EphemeralStorage` free, then
+/// the one left with the largest share free (groups spread over the nodes), a node holding
+/// the group's images counted [`IMAGE_BONUS`] emptier.
 fn choose<'a>(
     rec: &GroupRecord,
     nodes: &'a [NodeInfo],
     free: &HashMap<String, Free>,
     cached: &[String],
 ) -> Option<&'a NodeInfo> {
-    let need = Room::of(rec.spec.cpu, rec.spec.memory);
+    let need = Need::of(&rec.spec);
     let class = rec.spec.runtime_class().to_string();
+    let mut images: Vec<String> = rec
+        .spec
+        .all_containers()
+        .map(|c| image_key(&c.image))
+        .collect();
+    images.dedup();
     nodes
         .iter()
         .filter(|n| n.schedulable() && n.offer.runtime_classes.contains(&class))
@@ -94,16 +170,25 @@ fn choose<'a>(
         .filter_map(|n| {
             free.get(&n.id)
                 .filter(|f| f.fits(need))
-                .map(|f| (n, f.left_after(need)))
+                .map(|f| (n, f.storage_for(need), f.left_after(need)))
         })
         .max_by(|a, b| {
-            let holds = |n: &NodeInfo| cached.contains(&n.id);
-            holds(a.0)
-                .cmp(&holds(b.0))
-                .then_with(|| a.1.total_cmp(&b.1))
+            let rank =
+                |(n, storage, _): &(&NodeInfo, bool, f64)| (cached.contains(&n.id), *storage);
+            // Holding the images is worth a share of the room, no more: groups still spread.
+            let score = |(n, _, left): &(&NodeInfo, bool, f64)| {
+                left + if holds_images(n, &images) {
+                    IMAGE_BONUS
+                } else {
+                    0.0
+                }
+            };
+            rank(a)
+                .cmp(&rank(b))
+                .then_with(|| score(a).total_cmp(&score(b)))
                 .then_with(|| b.0.name.cmp(&a.0.name))
         })
-        .map(|(n, _)| n)
+        .map(|(n, _, _)| n)
 }
 
 /// Why [`choose`] found no node for `rec`, for its events.
@@ -192,6 +277,8 @@ impl Control {
                             - i128::from(u.map_or(0, |u| u.cpu_milli)),
                         memory_mib: i128::from(cap.memory_mib)
                             - i128::from(u.map_or(0, |u| u.memory_mib)),
+                        storage: (n.offer.storage_bytes > 0)
+                            .then(|| i128::from(n.offer.storage_free_bytes)),
                         capacity: cap,
                     },
                 )
@@ -246,7 +333,7 @@ impl Control {
             match res {
                 Ok(_) if took => {
                     if let Some(f) = free.get_mut(&node_id) {
-                        f.take(Room::of(rec.spec.cpu, rec.spec.memory));
+                        f.take(Need::of(&rec.spec));
                     }
                     placed += 1;
                     tracing::info!(group = %rec.id, node = %node_name, "container group placed");
@@ -608,7 +695,7 @@ mod tests {
                 },
                 storage_bytes: 0,
                 runtime_classes: vec!["runc".into()],
-                volumes: Default::default(),
+                ..Default::default()
             },
             joined: Utc::now(),
             last_heartbeat: Utc::now(),
@@ -637,6 +724,8 @@ mod tests {
                     Free {
                         cpu_milli: n.offer.capacity.cpu_milli.into(),
                         memory_mib: n.offer.capacity.memory_mib.into(),
+                        storage: (n.offer.storage_bytes > 0)
+                            .then(|| i128::from(n.offer.storage_free_bytes)),
                         capacity: n.offer.capacity,
                     },
                 )
@@ -649,7 +738,10 @@ mod tests {
         let nodes = vec![node("a", 2000, 4096), node("b", 4000, 8192)];
         let mut free = free_of(&nodes);
         let g = group(1.0, 2.0);
-        let need = Room::of(1.0, 2.0);
+        let need = Need {
+            room: Room::of(1.0, 2.0),
+            storage: 0,
+        };
         let mut order = Vec::new();
         for _ in 0..5 {
             let n = choose(&g, &nodes, &free, &[]).expect("room").id.clone();
@@ -726,11 +818,63 @@ mod tests {
         let g = group(1.0, 2.0);
         assert_eq!(choose(&g, &nodes, &free, &[]).unwrap().id, "a");
         assert_eq!(choose(&g, &nodes, &free, &["b".into()]).unwrap().id, "b");
-        free.get_mut("b").unwrap().take(Room::of(2.0, 4.0));
+        free.get_mut("b").unwrap().take(Need {
+            room: Room::of(2.0, 4.0),
+            storage: 0,
+        });
         assert_eq!(
             choose(&g, &nodes, &free, &["b".into()]).unwrap().id,
             "a",
             "b is full"
         );
+    }
+
+    #[test]
+    fn a_node_needs_the_groups_storage_free_and_one_holding_its_images_comes_first() {
+        let mut nodes = vec![node("a", 4000, 8192), node("b", 2000, 4096)];
+        let mut g = group(1.0, 2.0);
+        g.spec.containers = vec![berth_core::ContainerSpec {
+            name: "c".into(),
+            image: "10.0.0.1:5000/app:v1".into(),
+            ..Default::default()
+        }];
+        // a has its storage all but used up: it takes nothing.
+        nodes[0].offer.storage_bytes = 100 << 30;
+        nodes[0].offer.storage_free_bytes = 1 << 29;
+        nodes[1].cordoned = true;
+        assert!(choose(&g, &nodes, &free_of(&nodes), &[]).is_none());
+        nodes[1].cordoned = false;
+        // Less than the default 30 GiB free: b (unbounded) comes first although a has more
+        // room left.
+        nodes[0].offer.storage_free_bytes = 20 << 30;
+        assert_eq!(choose(&g, &nodes, &free_of(&nodes), &[]).unwrap().id, "b");
+        nodes[0].offer.storage_free_bytes = 40 << 30;
+        assert_eq!(choose(&g, &nodes, &free_of(&nodes), &[]).unwrap().id, "a");
+        // b holds the images: worth a fifth of the room (a is left with 75 %, b with 50 %).
+        nodes[1].offer.images = vec!["10.0.0.1:5000/app:v1".into()];
+        assert_eq!(choose(&g, &nodes, &free_of(&nodes), &[]).unwrap().id, "a");
+        nodes[0].offer.capacity.cpu_milli = 2500;
+        assert_eq!(choose(&g, &nodes, &free_of(&nodes), &[]).unwrap().id, "b");
+        assert_eq!(
+            choose(&g, &nodes, &free_of(&nodes), &["a".into()])
+                .unwrap()
+                .id,
+            "a",
+            "the image cache first"
+        );
+    }
+
+    #[test]
+    fn image_references_take_the_form_node_stores_list() {
+        for (given, key) in [
+            ("busybox", "docker.io/library/busybox:latest"),
+            ("library/busybox:1", "docker.io/library/busybox:1"),
+            ("10.0.0.1:5000/app", "10.0.0.1:5000/app:latest"),
+            ("reg.example/a/b:2", "reg.example/a/b:2"),
+            ("localhost/x", "localhost/x:latest"),
+            ("busybox@sha256:ab", "docker.io/library/busybox@sha256:ab"),
+        ] {
+            assert_eq!(image_key(given), key, "{given}");
+        }
     }
 }

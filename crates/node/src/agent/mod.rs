@@ -233,6 +233,22 @@ impl Agent {
         }
     }
 
+    /// The mount point of the groups' temporary storage, when it is sized.
+    pub fn storage_root(&self) -> Option<std::path::PathBuf> {
+        self.host.storage.as_ref().map(|s| s.root().to_path_buf())
+    }
+
+    /// The references of the images the node stores, most recently used first, at most `n`.
+    pub fn recent_images(&self, n: usize) -> Vec<String> {
+        match self.host.images.list() {
+            Ok(list) => list.into_iter().take(n).map(|i| i.reference).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the stored images");
+                Vec::new()
+            }
+        }
+    }
+
     /// The runtime classes this node runs (what `berth serve` detected at start).
     pub fn runtime_classes(&self) -> Vec<crate::ClassSupport> {
         self.host.classes()
