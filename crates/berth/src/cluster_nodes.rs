@@ -350,29 +350,19 @@ impl CacheNode for ClusterNodes {
 
     /// By the caches' records: how many of `images` (normalised) each lists.
     async fn image_cache_matches(&self, images: &[String]) -> Vec<(String, usize)> {
-        let wanted: Vec<String> = images
-            .iter()
-            .filter_map(|r| berth_image::normalize(r).ok())
-            .collect();
-        let caches = match self.store.list_caches(None).await {
-            Ok(c) => c,
+        match self.store.list_caches(None).await {
+            Ok(caches) => caches
+                .into_iter()
+                .map(|c| {
+                    let n = berth_image::count_held(images, c.images.iter().map(String::as_str));
+                    (c.id, n)
+                })
+                .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list image caches");
-                return Vec::new();
+                Vec::new()
             }
-        };
-        caches
-            .into_iter()
-            .map(|c| {
-                let held: Vec<String> = c
-                    .images
-                    .iter()
-                    .filter_map(|r| berth_image::normalize(r).ok())
-                    .collect();
-                let n = wanted.iter().filter(|w| held.contains(w)).count();
-                (c.id, n)
-            })
-            .collect()
+        }
     }
 }
 

@@ -43,7 +43,7 @@ pub use config::ImageConfig;
 pub use error::{ImageError, UnpackError, UnpackLimit};
 pub use gc::{GcPolicy, GcReport, ImageInfo};
 pub use mount::{mount_rootfs, mount_rootfs_mapped, unmount_rootfs};
-pub use reference::normalize;
+pub use reference::{count_held, normalize};
 pub use registry::RetryPolicy;
 pub use store::{Image, ImageStore, PullEvent, PullOptions, PullProgress};
 pub use unpack::UnpackLimits;

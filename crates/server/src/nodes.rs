@@ -4,7 +4,7 @@
 //! answers are the control plane's (`berth_control::cluster`).
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -127,79 +127,48 @@ async fn watch(
     answer(s.control.node_watch(&node, after).await)
 }
 
-/// The signing node and the parsed body of a signed call.
-async fn signed_call<T: DeserializeOwned>(
-    s: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(String, T), Box<Response>> {
-    let node = signed_by(s, method, uri, headers, body).await?;
-    Ok((node, parse(body)?))
+/// A node's signed call: the node, and the call's body (JSON; `()` for an empty one).
+struct NodeCall<T>(String, T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for NodeCall<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &AppState) -> Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|e| refuse(400, "MalformedBody", e.to_string()))?;
+        let node = signed_by(s, &parts.method, &parts.uri, &parts.headers, &body)
+            .await
+            .map_err(|r| *r)?;
+        let call = if body.is_empty() {
+            parse(b"null")
+        } else {
+            parse(&body)
+        };
+        Ok(NodeCall(node, call.map_err(|r| *r)?))
+    }
 }
 
 async fn report(
     State(s): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    NodeCall(node, batch): NodeCall<ReportBatch>,
 ) -> Response {
-    match signed_call::<ReportBatch>(&s, &method, &uri, &headers, &body).await {
-        Ok((node, batch)) => answer(s.control.node_report(&node, batch).await),
-        Err(resp) => *resp,
-    }
+    answer(s.control.node_report(&node, batch).await)
 }
 
-async fn heartbeat(
-    State(s): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match signed_call::<Heartbeat>(&s, &method, &uri, &headers, &body).await {
-        Ok((node, hb)) => answer(s.control.node_heartbeat(&node, hb).await),
-        Err(resp) => *resp,
-    }
+async fn heartbeat(State(s): State<AppState>, NodeCall(node, hb): NodeCall<Heartbeat>) -> Response {
+    answer(s.control.node_heartbeat(&node, hb).await)
 }
 
-async fn seccomp(
-    State(s): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match signed_call::<SeccompQuery>(&s, &method, &uri, &headers, &body).await {
-        Ok((node, q)) => answer(s.control.node_seccomp(&node, q).await),
-        Err(resp) => *resp,
-    }
+async fn seccomp(State(s): State<AppState>, NodeCall(node, q): NodeCall<SeccompQuery>) -> Response {
+    answer(s.control.node_seccomp(&node, q).await)
 }
 
-async fn cache(
-    State(s): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match signed_call::<CacheQuery>(&s, &method, &uri, &headers, &body).await {
-        Ok((node, q)) => answer(s.control.node_cache(&node, q).await),
-        Err(resp) => *resp,
-    }
+async fn cache(State(s): State<AppState>, NodeCall(node, q): NodeCall<CacheQuery>) -> Response {
+    answer(s.control.node_cache(&node, q).await)
 }
 
-async fn caches(
-    State(s): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match signed_by(&s, &method, &uri, &headers, &body).await {
-        Ok(node) => answer(s.control.node_caches(&node).await),
-        Err(resp) => *resp,
-    }
+async fn caches(State(s): State<AppState>, NodeCall(node, ()): NodeCall<()>) -> Response {
+    answer(s.control.node_caches(&node).await)
 }

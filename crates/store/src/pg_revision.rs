@@ -123,18 +123,12 @@ pub(crate) async fn unplaced(
     limit: usize,
     sealer: &Sealer,
 ) -> Result<Vec<GroupRecord>, StoreError> {
-    let stmt = c
-        .prepare_cached(&format!(
-            "SELECT record FROM groups \
-             WHERE node IS NULL AND status NOT IN ({FINAL}, 'Terminating') \
-             ORDER BY created, id COLLATE \"C\" LIMIT $1"
-        ))
-        .await?;
-    c.query(&stmt, &[&bound(limit as u64)])
-        .await?
-        .into_iter()
-        .map(|r| open(sealer, r.get(0)))
-        .collect()
+    let sql = format!(
+        "SELECT record FROM groups \
+         WHERE node IS NULL AND status NOT IN ({FINAL}, 'Terminating') \
+         ORDER BY created, id COLLATE \"C\" LIMIT $1"
+    );
+    records(c, &sql, limit, sealer).await
 }
 
 pub(crate) async fn terminating(
@@ -142,12 +136,19 @@ pub(crate) async fn terminating(
     limit: usize,
     sealer: &Sealer,
 ) -> Result<Vec<GroupRecord>, StoreError> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT record FROM groups WHERE status = 'Terminating' \
-             ORDER BY created, id COLLATE \"C\" LIMIT $1",
-        )
-        .await?;
+    let sql = "SELECT record FROM groups WHERE status = 'Terminating' \
+               ORDER BY created, id COLLATE \"C\" LIMIT $1";
+    records(c, sql, limit, sealer).await
+}
+
+/// The records `sql` selects, at most `limit` (its one parameter).
+async fn records(
+    c: &impl GenericClient,
+    sql: &str,
+    limit: usize,
+    sealer: &Sealer,
+) -> Result<Vec<GroupRecord>, StoreError> {
+    let stmt = c.prepare_cached(sql).await?;
     c.query(&stmt, &[&bound(limit as u64)])
         .await?
         .into_iter()

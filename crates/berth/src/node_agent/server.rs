@@ -5,8 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -108,22 +107,51 @@ pub(crate) fn check_signature(
         })
 }
 
-/// The call's body, once its signature holds.
-fn verified<T: DeserializeOwned>(
-    s: &NodeServer,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<T, Box<Response>> {
-    check_signature(s, method, uri, headers, body)?;
-    serde_json::from_slice(body).map_err(|e| {
-        Box::new(refuse(
-            StatusCode::BAD_REQUEST,
-            "MalformedBody",
-            e.to_string(),
-        ))
-    })
+/// The body of a call of the control plane, once its signature holds.
+pub(crate) struct Signed<T>(pub(crate) T);
+
+impl<T: DeserializeOwned> FromRequest<NodeServer> for Signed<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &NodeServer) -> Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|e| refuse(StatusCode::BAD_REQUEST, "MalformedBody", e.to_string()))?;
+        check_signature(s, &parts.method, &parts.uri, &parts.headers, &body).map_err(|r| *r)?;
+        serde_json::from_slice(&body)
+            .map(Signed)
+            .map_err(|e| refuse(StatusCode::BAD_REQUEST, "MalformedBody", e.to_string()))
+    }
+}
+
+/// A call about one group.
+pub(crate) trait ForGroup {
+    fn group(&self) -> &GroupId;
+}
+
+macro_rules! for_group {
+    ($($t:ty),*) => {$(
+        impl ForGroup for $t {
+            fn group(&self) -> &GroupId {
+                &self.group
+            }
+        }
+    )*};
+}
+for_group!(RemoveRequest, LogQuery, ExecCall, MetricsCall);
+
+/// A signed call about a group, with the group's id checked.
+pub(crate) struct GroupCall<T>(pub(crate) GroupId, pub(crate) T);
+
+impl<T: DeserializeOwned + ForGroup + Send> FromRequest<NodeServer> for GroupCall<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &NodeServer) -> Result<Self, Response> {
+        let Signed(call) = Signed::<T>::from_request(req, s).await?;
+        let id = group_id(call.group()).map_err(|r| *r)?;
+        Ok(GroupCall(id, call))
+    }
 }
 
 fn group_id(id: &GroupId) -> Result<GroupId, Box<Response>> {
@@ -138,19 +166,8 @@ fn group_id(id: &GroupId) -> Result<GroupId, Box<Response>> {
 
 async fn remove(
     State(s): State<NodeServer>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    GroupCall(id, req): GroupCall<RemoveRequest>,
 ) -> Response {
-    let req: RemoveRequest = match verified(&s, &method, &uri, &headers, &body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    let id = match group_id(&req.group) {
-        Ok(id) => id,
-        Err(resp) => return *resp,
-    };
     let grace = Duration::from_secs(req.grace_secs.min(MAX_GRACE_SECS));
     let spec = s.desired.spec(&id);
     // Before anything else: a record of this run on its way from the watch is not applied.
@@ -181,27 +198,8 @@ async fn remove(
     }
 }
 
-async fn log(
-    State(s): State<NodeServer>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let q: LogQuery = match verified(&s, &method, &uri, &headers, &body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    let id = match group_id(&q.group) {
-        Ok(id) => id,
-        Err(resp) => return *resp,
-    };
-    // Only a container of a group placed here, by its name in the group's spec.
-    let known = s
-        .desired
-        .spec(&id)
-        .is_some_and(|spec| spec.all_containers().any(|c| c.name == q.container));
-    if !known {
+async fn log(State(s): State<NodeServer>, GroupCall(id, q): GroupCall<LogQuery>) -> Response {
+    if !runs_here(&s, &id, &q.container) {
         return refuse(
             StatusCode::NOT_FOUND,
             "NoLog",
@@ -222,21 +220,7 @@ pub(crate) fn runs_here(s: &NodeServer, id: &GroupId, container: &str) -> bool {
         .is_some_and(|spec| spec.all_containers().any(|c| c.name == container))
 }
 
-async fn exec(
-    State(s): State<NodeServer>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call: ExecCall = match verified(&s, &method, &uri, &headers, &body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    let id = match group_id(&call.group) {
-        Ok(id) => id,
-        Err(resp) => return *resp,
-    };
+async fn exec(State(s): State<NodeServer>, GroupCall(id, call): GroupCall<ExecCall>) -> Response {
     if !runs_here(&s, &id, &call.container) {
         return refuse(
             StatusCode::NOT_FOUND,
@@ -275,19 +259,8 @@ async fn exec(
 
 async fn metrics(
     State(s): State<NodeServer>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    GroupCall(id, call): GroupCall<MetricsCall>,
 ) -> Response {
-    let call: MetricsCall = match verified(&s, &method, &uri, &headers, &body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    let id = match group_id(&call.group) {
-        Ok(id) => id,
-        Err(resp) => return *resp,
-    };
     axum::Json(MetricsResult {
         points: s.agent.metrics(&id, call.start, call.end),
     })
@@ -295,17 +268,7 @@ async fn metrics(
 }
 
 /// Builds an image cache for the control plane (CreateImageCache, UpdateImageCache).
-async fn cache_create(
-    State(s): State<NodeServer>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let order: CacheOrder = match verified(&s, &method, &uri, &headers, &body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
+async fn cache_create(State(s): State<NodeServer>, Signed(order): Signed<CacheOrder>) -> Response {
     let pull = berth_node::CachePull {
         account: order.account,
         credentials: order.registry_credentials,
@@ -339,17 +302,7 @@ async fn cache_create(
 }
 
 /// Releases an image cache (DeleteImageCache, expiry, an older build).
-async fn cache_delete(
-    State(s): State<NodeServer>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let req: CacheDelete = match verified(&s, &method, &uri, &headers, &body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
+async fn cache_delete(State(s): State<NodeServer>, Signed(req): Signed<CacheDelete>) -> Response {
     match s.agent.delete_image_cache(&req.id) {
         Ok(()) => axum::Json(serde_json::json!({})).into_response(),
         Err(e) => refuse(

@@ -21,6 +21,17 @@ pub fn normalize(reference: &str) -> Result<String, ImageError> {
     parse(reference).map(|r| r.whole())
 }
 
+/// How many of the references `wanted` are among `held`, both compared normalised (a
+/// reference that does not parse matches nothing).
+pub fn count_held<'a>(wanted: &[String], held: impl IntoIterator<Item = &'a str>) -> usize {
+    let held: Vec<String> = held.into_iter().filter_map(|r| normalize(r).ok()).collect();
+    wanted
+        .iter()
+        .filter_map(|r| normalize(r).ok())
+        .filter(|w| held.contains(w))
+        .count()
+}
+
 /// A registry host as written in credentials or registry lists (`https://index.docker.io/v1/`,
 /// `Registry.example.com:5000`) reduced to the form a reference carries (`docker.io`,
 /// `registry.example.com:5000`).
@@ -52,6 +63,21 @@ pub(crate) fn host_listed(list: &[String], host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_references_are_counted_normalised() {
+        let wanted = [
+            "busybox".to_string(),
+            "reg.example/a:1".into(),
+            "::bad".into(),
+        ];
+        let held = ["docker.io/library/busybox:latest", "reg.example/a:2"];
+        assert_eq!(count_held(&wanted, held), 1);
+        assert_eq!(
+            count_held(&wanted, ["reg.example/a:1", "busybox:latest"]),
+            2
+        );
+    }
 
     #[test]
     fn normalizes_short_names() {

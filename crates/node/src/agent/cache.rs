@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use berth_image::{normalize, CacheInfo, GcPolicy, ImageError};
+use berth_image::{count_held, CacheInfo, GcPolicy, ImageError};
 use tokio::task::JoinHandle;
 
 use super::Agent;
@@ -51,7 +51,6 @@ impl Agent {
 
     /// For every image cache of this node, how many of `images` it holds.
     pub fn image_cache_matches(&self, images: &[String]) -> Vec<(String, usize)> {
-        let wanted: Vec<String> = images.iter().filter_map(|r| normalize(r).ok()).collect();
         let caches = match self.host.images.caches() {
             Ok(c) => c,
             Err(e) => {
@@ -62,10 +61,7 @@ impl Agent {
         caches
             .into_iter()
             .map(|c| {
-                let n = wanted
-                    .iter()
-                    .filter(|w| c.images.iter().any(|i| &i.reference == *w))
-                    .count();
+                let n = count_held(images, c.images.iter().map(|i| i.reference.as_str()));
                 (c.id, n)
             })
             .collect()
