@@ -184,53 +184,37 @@ impl ControlLink {
         .await
     }
 
+    /// `POST /node/v1/{name}` with `body` as JSON.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<T> {
+        let path = format!("{PREFIX}/{name}");
+        self.call(reqwest::Method::POST, &path, "", serde_json::to_vec(body)?)
+            .await
+    }
+
     pub(crate) async fn report(&self, batch: &ReportBatch) -> anyhow::Result<ReportReply> {
-        self.call(
-            reqwest::Method::POST,
-            &format!("{PREFIX}/report"),
-            "",
-            serde_json::to_vec(batch)?,
-        )
-        .await
+        self.post("report", batch).await
     }
 
     pub(crate) async fn heartbeat(&self, hb: &Heartbeat) -> anyhow::Result<HeartbeatReply> {
-        self.call(
-            reqwest::Method::POST,
-            &format!("{PREFIX}/heartbeat"),
-            "",
-            serde_json::to_vec(hb)?,
-        )
-        .await
+        self.post("heartbeat", hb).await
     }
 
     pub(crate) async fn seccomp(&self, q: &SeccompQuery) -> anyhow::Result<SeccompReply> {
-        self.call(
-            reqwest::Method::POST,
-            &format!("{PREFIX}/seccomp"),
-            "",
-            serde_json::to_vec(q)?,
-        )
-        .await
+        self.post("seccomp", q).await
     }
 
     pub(crate) async fn cache(&self, q: &CacheQuery) -> anyhow::Result<CacheOrder> {
-        self.call(
-            reqwest::Method::POST,
-            &format!("{PREFIX}/cache"),
-            "",
-            serde_json::to_vec(q)?,
-        )
-        .await
+        self.post("cache", q).await
     }
 
+    /// The image caches the control plane knows this node to hold.
     pub(crate) async fn caches(&self) -> anyhow::Result<CachesHeld> {
-        self.call(
-            reqwest::Method::POST,
-            &format!("{PREFIX}/caches"),
-            "",
-            Vec::new(),
-        )
-        .await
+        let path = format!("{PREFIX}/caches");
+        self.call(reqwest::Method::POST, &path, "", Vec::new())
+            .await
     }
 }
