@@ -29,6 +29,7 @@ import support
 from cluster import Hosts, Node, Replica, cluster_registry, sign
 from postgres import Postgres
 from support import BERTH_BIN, container, wait_for, wait_status
+from test_tls import make_pki
 
 NODES = 3
 # How long before a reclaimed spot group ends its SpotToBeReleased event comes.
@@ -64,10 +65,14 @@ class Cluster:
         self.registry.start()
         [self.image] = self.registry.push_busybox()
         key = self.base / "secrets.key"
+        # n3 serves the control plane's calls over TLS, its certificate signed by this CA.
+        (self.base / "pki").mkdir()
+        self.pki = make_pki(self.base / "pki", self.hosts.ips[2])
         for i in range(2):
             r = Replica(self.base / f"replica{i + 1}", self.base / f"replica{i + 1}.log",
                         ["--no-node", "--store", self.url, "--store-key", str(key),
-                         "--schedule-timeout", "60s", "--spot-notice", f"{SPOT_NOTICE_S}s"])
+                         "--schedule-timeout", "60s", "--spot-notice", f"{SPOT_NOTICE_S}s",
+                         "--node-ca", str(self.pki["ca.pem"])])
             r.start()
             self.replicas.append(r)
         made = admin(self.replicas[0].state_dir, self.url, "node", "token", "create",
@@ -81,6 +86,9 @@ class Cluster:
             extra = ["--metrics-interval", "1"]
             if i == 1:
                 extra += ["--host-path-prefix", str(self.share)]
+            if i == 2:
+                extra += ["--tls-cert", str(self.pki["server.pem"]),
+                          "--tls-key", str(self.pki["server.key"])]
             node = Node(self.base, f"n{i + 1}", ns, ip, i, extra)
             node.start(self.join_urls(i), self.token)
             self.nodes.append(node)
@@ -215,6 +223,8 @@ def test_nodes_joined(cluster):
     assert all(n["State"] == "Ready" for n in nodes), nodes
     # Each offers its temporary storage, free as of its last heartbeat; n2 its host paths.
     assert all(0 < n["StorageFreeBytes"] <= n["StorageBytes"] for n in nodes), nodes
+    tls = {n["Name"]: n["Tls"] for n in nodes}
+    assert tls == {"n1": False, "n2": False, "n3": True}, tls
     prefixes = {n["Name"]: n["HostPathPrefixes"] for n in nodes}
     assert prefixes == {"n1": [], "n2": [str(cluster.share)], "n3": []}, prefixes
 

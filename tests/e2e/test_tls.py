@@ -56,8 +56,8 @@ def _key_pem(key) -> bytes:
     )
 
 
-def make_pki(out: Path) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA."""
+def make_pki(out: Path, ip: str = "127.0.0.1") -> dict[str, Path]:
+    """A CA, a server certificate for `ip` signed by it, and an unrelated CA."""
     now = dt.datetime.now(dt.timezone.utc)
     paths = {}
 
@@ -96,7 +96,7 @@ def make_pki(out: Path) -> dict[str, Path]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

@@ -27,16 +27,26 @@ pub(crate) struct ClusterNodes {
     control: Weak<Control>,
     store: Arc<dyn Store>,
     http: reqwest::Client,
+    /// The CAs trusted for nodes that speak TLS (`--node-ca`); else the system's roots.
+    trust: Option<Arc<crate::node_tls::Trust>>,
 }
 
 impl ClusterNodes {
-    pub(crate) fn new(control: &Arc<Control>, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        control: &Arc<Control>,
+        store: Arc<dyn Store>,
+        trust: Option<crate::node_tls::Trust>,
+    ) -> anyhow::Result<Self> {
+        let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        let builder = match &trust {
+            Some(t) => t.http(builder)?,
+            None => builder,
+        };
         Ok(Self {
             control: Arc::downgrade(control),
             store,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .build()?,
+            http: builder.build()?,
+            trust: trust.map(Arc::new),
         })
     }
 
@@ -89,7 +99,11 @@ impl ClusterNodes {
         );
         let mut req = self
             .http
-            .post(format!("http://{}{path}", node.info.address))
+            .post(format!(
+                "{}://{}{path}",
+                if node.info.offer.tls { "https" } else { "http" },
+                node.info.address
+            ))
             .timeout(timeout)
             .header("content-type", "application/json")
             .body(body);
@@ -232,7 +246,7 @@ impl NodeObserve for ClusterNodes {
             stdin: req.stdin,
             size: req.size,
         };
-        crate::cluster_streams::exec(&node, &call).await
+        crate::cluster_streams::exec(&node, &call, self.trust.as_deref()).await
     }
 
     async fn follow_log(
@@ -241,7 +255,8 @@ impl NodeObserve for ClusterNodes {
         req: &LogRequest,
     ) -> Result<tokio::sync::mpsc::Receiver<String>, NodeError> {
         let node = self.reachable(id).await?;
-        crate::cluster_streams::follow_log(&node, &LogQuery::of(id, req)).await
+        crate::cluster_streams::follow_log(&node, &LogQuery::of(id, req), self.trust.as_deref())
+            .await
     }
 
     async fn dial(&self, id: &GroupId, port: u16) -> Result<PortStream, NodeError> {
@@ -250,7 +265,7 @@ impl NodeObserve for ClusterNodes {
             group: id.clone(),
             port,
         };
-        crate::cluster_streams::dial(&node, &call).await
+        crate::cluster_streams::dial(&node, &call, self.trust.as_deref()).await
     }
 
     async fn metrics(

@@ -18,6 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::node_tls::Trust;
+
 /// Bytes buffered between the WebSocket and the API's relay, each way.
 const PIPE: usize = 64 * 1024;
 
@@ -28,8 +30,14 @@ fn failed(e: impl std::fmt::Display) -> NodeError {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A WebSocket to `path?query` on `node`, signed.
-async fn connect(node: &NodeRecord, path: &str, query: &str) -> Result<Socket, NodeError> {
+/// A WebSocket to `path?query` on `node`, signed; over TLS to a node that speaks it,
+/// trusting `trust` (else the system's roots).
+async fn connect(
+    node: &NodeRecord,
+    path: &str,
+    query: &str,
+    trust: Option<&Trust>,
+) -> Result<Socket, NodeError> {
     let signed = signing::sign(
         &node.info.id,
         &node.key,
@@ -39,7 +47,8 @@ async fn connect(node: &NodeRecord, path: &str, query: &str) -> Result<Socket, N
         b"",
         chrono::Utc::now().timestamp(),
     );
-    let mut req = format!("ws://{}{path}?{query}", node.info.address)
+    let scheme = if node.info.offer.tls { "wss" } else { "ws" };
+    let mut req = format!("{scheme}://{}{path}?{query}", node.info.address)
         .into_client_request()
         .map_err(failed)?;
     for (name, value) in signed.headers() {
@@ -48,7 +57,12 @@ async fn connect(node: &NodeRecord, path: &str, query: &str) -> Result<Socket, N
     }
     let (ws, _) = tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        tokio_tungstenite::connect_async(req),
+        tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            None,
+            false,
+            trust.map(Trust::connector),
+        ),
     )
     .await
     .map_err(|_| failed(format!("node {}: no answer in 10 s", node.info.name)))?
@@ -60,12 +74,13 @@ async fn connect(node: &NodeRecord, path: &str, query: &str) -> Result<Socket, N
 pub(crate) async fn follow_log(
     node: &NodeRecord,
     q: &LogQuery,
+    trust: Option<&Trust>,
 ) -> Result<mpsc::Receiver<String>, NodeError> {
     let query = format!(
         "call={}",
         hex::encode(serde_json::to_vec(q).map_err(failed)?)
     );
-    let ws = connect(node, &format!("{NODE_PREFIX}/log-stream"), &query).await?;
+    let ws = connect(node, &format!("{NODE_PREFIX}/log-stream"), &query, trust).await?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let (_sink, mut stream) = ws.split();
@@ -86,12 +101,13 @@ pub(crate) async fn follow_log(
 pub(crate) async fn dial(
     node: &NodeRecord,
     call: &DialCall,
+    trust: Option<&Trust>,
 ) -> Result<berth_control::PortStream, NodeError> {
     let query = format!(
         "call={}",
         hex::encode(serde_json::to_vec(call).map_err(failed)?)
     );
-    let ws = connect(node, &format!("{NODE_PREFIX}/dial"), &query).await?;
+    let ws = connect(node, &format!("{NODE_PREFIX}/dial"), &query, trust).await?;
     let (mut sink, mut stream) = ws.split();
     // The node says whether it reached the port before any byte flows.
     match stream.next().await {
@@ -143,8 +159,15 @@ pub(crate) async fn dial(
 pub(crate) async fn exec(
     node: &NodeRecord,
     call: &ExecStreamCall,
+    trust: Option<&Trust>,
 ) -> Result<ExecStream, NodeError> {
-    let ws = connect(node, &format!("{NODE_PREFIX}/exec-stream"), &call.query()).await?;
+    let ws = connect(
+        node,
+        &format!("{NODE_PREFIX}/exec-stream"),
+        &call.query(),
+        trust,
+    )
+    .await?;
     let (mut sink, mut stream) = ws.split();
     // The first message says whether the process started.
     match stream.next().await {

@@ -21,6 +21,7 @@ mod keys;
 mod node_agent;
 mod node_args;
 mod node_lease;
+mod node_tls;
 mod observe_node;
 mod open_files;
 mod port_forward;

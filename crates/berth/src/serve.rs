@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// /node/v1. Needs --store (docs/CLUSTER.md).
     #[arg(long, requires = "store")]
     no_node: bool,
+    /// PEM CA certificates a replica trusts for the servers of nodes that speak TLS (`berth
+    /// node --tls-cert`); without it, the system's roots. With --no-node.
+    #[arg(long, value_name = "FILE", requires = "no_node")]
+    node_ca: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) node: crate::node_args::NodeArgs,
 }
@@ -207,9 +211,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             (Some(agent), None)
         }
         None => {
+            let trust = match &args.node_ca {
+                Some(p) => Some(crate::node_tls::Trust::load(p).context("--node-ca")?),
+                None => None,
+            };
             control.attach_node(Arc::new(crate::cluster_nodes::ClusterNodes::new(
                 &control,
                 store.clone(),
+                trust,
             )?));
             let n = control.resume().await?;
             tracing::info!(

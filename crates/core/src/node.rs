@@ -65,6 +65,9 @@ pub struct NodeOffer {
     /// The runtime classes the node runs (`runc`, `gvisor`, …).
     #[serde(default)]
     pub runtime_classes: Vec<String>,
+    /// The node's own server speaks TLS: the control plane calls it over `https`/`wss`.
+    #[serde(default)]
+    pub tls: bool,
     /// The volumes reaching outside a group the node allows (`berth node --nfs-server`,
     /// `--host-path-prefix`): a group with such volumes goes only to a node that allows them.
     #[serde(default)]

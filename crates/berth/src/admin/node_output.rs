@@ -39,6 +39,7 @@ fn nodes_json(list: &[NodeInfo]) -> Value {
             "StorageBytes": n.offer.storage_bytes,
             "StorageFreeBytes": n.offer.storage_free_bytes,
             "RuntimeClasses": n.offer.runtime_classes,
+            "Tls": n.offer.tls,
             "Images": n.offer.images.len(),
             "HostPathPrefixes": n.offer.volumes.host_path_prefixes().collect::<Vec<_>>(),
             "NfsServers": n.offer.volumes.nfs_servers().collect::<Vec<_>>(),

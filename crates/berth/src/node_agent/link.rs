@@ -35,13 +35,18 @@ pub(crate) struct Refused {
     pub(crate) message: String,
 }
 
-fn client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The HTTP client of the node's calls, trusting `trust` (`--control-ca`) for `https://`
+/// replicas besides the system's roots.
+fn client(trust: Option<&crate::node_tls::Trust>) -> anyhow::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         // A watch waits up to WATCH_WAIT_SECS for a change.
-        .timeout(Duration::from_secs(WATCH_WAIT_SECS + 15))
-        .build()
-        .context("cannot make an HTTP client")
+        .timeout(Duration::from_secs(WATCH_WAIT_SECS + 15));
+    let builder = match trust {
+        Some(t) => t.http(builder)?,
+        None => builder,
+    };
+    builder.build().context("cannot make an HTTP client")
 }
 
 /// The replicas' base URLs of `--join URL[,URL…]`: `http://` or `https://`, no query, no
@@ -64,8 +69,12 @@ pub(crate) fn base_urls(list: &str) -> anyhow::Result<Vec<String>> {
 
 /// Presents the join token to the first replica that answers; the answer holds the node's
 /// id and key.
-pub(crate) async fn join(bases: &[String], req: &JoinRequest) -> anyhow::Result<JoinReply> {
-    let http = client()?;
+pub(crate) async fn join(
+    bases: &[String],
+    req: &JoinRequest,
+    trust: Option<&crate::node_tls::Trust>,
+) -> anyhow::Result<JoinReply> {
+    let http = client(trust)?;
     let mut last = None;
     for base in bases {
         let sent = http
@@ -112,9 +121,14 @@ async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<T>
 }
 
 impl ControlLink {
-    pub(crate) fn new(bases: Vec<String>, node: String, key: Vec<u8>) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        bases: Vec<String>,
+        node: String,
+        key: Vec<u8>,
+        trust: Option<&crate::node_tls::Trust>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            http: client()?,
+            http: client(trust)?,
             bases: Arc::new(bases),
             current: Arc::default(),
             node,

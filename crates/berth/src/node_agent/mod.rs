@@ -48,6 +48,17 @@ pub struct NodeCmdArgs {
     /// `--listen`, which must then not be a wildcard address.
     #[arg(long, value_name = "HOST:PORT")]
     advertise: Option<String>,
+    /// A PEM certificate (chain) for the node's own server: the control plane then calls it
+    /// over TLS (and trusts it by `berth serve --node-ca`). With --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (readable by its owner only).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates the node trusts for `https://` --join URLs, besides the
+    /// system's roots.
+    #[arg(long, value_name = "FILE")]
+    control_ca: Option<PathBuf>,
     /// Where the node keeps its images, groups, logs and identity.
     #[arg(long, default_value = "/var/lib/berth-node")]
     state_dir: PathBuf,
@@ -102,6 +113,12 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
             args.listen.to_string()
         }
     };
+    // TLS first: a bad certificate or CA file stops the node before anything is started.
+    let tls = crate::node_tls::server_config(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+    let trust = match &args.control_ca {
+        Some(p) => Some(crate::node_tls::Trust::load(p).context("--control-ca")?),
+        None => None,
+    };
     crate::state_files::prepare(&args.state_dir)?;
     let state_dir = args.state_dir.canonicalize()?;
 
@@ -136,6 +153,7 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
             .map(|c| c.class.to_string())
             .collect(),
         volumes,
+        tls: tls.is_some(),
         ..NodeOffer::default()
     };
     let offer = offer::current(offer, &agent, &state_dir);
@@ -154,6 +172,7 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
                     address: advertise.clone(),
                     offer: offer.clone(),
                 },
+                trust.as_ref(),
             )
             .await
             .context("cannot join the control plane")?;
@@ -169,7 +188,12 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
         }
     };
     let key = identity.key_bytes()?;
-    let link = ControlLink::new(bases.clone(), identity.node.clone(), key.clone())?;
+    let link = ControlLink::new(
+        bases.clone(),
+        identity.node.clone(),
+        key.clone(),
+        trust.as_ref(),
+    )?;
     seccomp.connect(link.clone());
     caches.connect(link.clone());
     tracing::info!(node = %identity.node, name = %name, control = %bases.join(","), cpu_milli = offer.capacity.cpu_milli, memory_mib = offer.capacity.memory_mib, "node agent starting");
@@ -194,7 +218,7 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(address = %args.listen, advertised = %advertise, "serving the control plane's calls");
+    tracing::info!(address = %args.listen, advertised = %advertise, tls = tls.is_some(), "serving the control plane's calls");
     let app = server::router(server::NodeServer {
         agent: agent.clone(),
         node: identity.node.clone(),
@@ -202,9 +226,18 @@ pub async fn run(args: NodeCmdArgs) -> anyhow::Result<()> {
         nonces: Arc::default(),
         desired,
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::serve::shutdown_signal())
-        .await?;
+    match tls {
+        Some(config) => {
+            axum::serve(berth_tls::TlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(crate::serve::shutdown_signal())
+                .await?
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(crate::serve::shutdown_signal())
+                .await?
+        }
+    }
     for task in [sender, watcher, beat] {
         task.abort();
     }
