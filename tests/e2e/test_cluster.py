@@ -482,6 +482,8 @@ def test_the_leader_killed_hands_over_and_every_create_ends_in_one_group(cluster
     other = 1 - old
     # A deletion the leader took and did not finish is taken up by the other replica.
     orphan = cluster.create("orphan", replica=old)
+    # And a deadline the leader watched: watched by the next one.
+    deadlined = cluster.create("deadlined", replica=old, active_deadline_seconds=15)
     wait_status(cluster.client(old), orphan, ["Running"], timeout=90)
     made: dict[str, str] = {}
     errors: list[str] = []
@@ -520,6 +522,10 @@ def test_the_leader_killed_hands_over_and_every_create_ends_in_one_group(cluster
     wait_for("the other replica to lead", lambda: leader(cluster) == other, 15, 0.2)
     wait_for("the deletion left behind to be done",
              lambda: support.describe(cluster.client(other), orphan) is None, 60, 0.5)
+    wait_status(cluster.client(other), deadlined, ["Failed"], timeout=60)
+    reasons = [e["Reason"] for e in support.events_of(cluster.client(other), deadlined)]
+    assert "DeadlineExceeded" in reasons, reasons
+    support.delete(cluster.client(other), deadlined)
     cluster.replicas[old].start()
     for gid in made.values():
         support.delete(cluster.client(old), gid)

@@ -505,4 +505,7 @@ pub trait Store: Send + Sync {
     /// Groups being deleted (`Terminating`), oldest first (by creation, then id), at most
     /// `limit`.
     async fn terminating_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError>;
+    /// Groups not finished (being deleted included), oldest first (by creation, then id), at
+    /// most `limit`.
+    async fn unfinished_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError>;
 }

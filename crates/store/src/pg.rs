@@ -536,4 +536,8 @@ impl Store for PgStore {
     async fn terminating_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
         pg_revision::terminating(&self.client().await?, limit, &self.sealer).await
     }
+
+    async fn unfinished_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
+        pg_revision::unfinished(&self.client().await?, limit, &self.sealer).await
+    }
 }

@@ -141,6 +141,18 @@ pub(crate) async fn terminating(
     records(c, sql, limit, sealer).await
 }
 
+pub(crate) async fn unfinished(
+    c: &impl GenericClient,
+    limit: usize,
+    sealer: &Sealer,
+) -> Result<Vec<GroupRecord>, StoreError> {
+    let sql = format!(
+        "SELECT record FROM groups WHERE status NOT IN ({FINAL}) \
+         ORDER BY created, id COLLATE \"C\" LIMIT $1"
+    );
+    records(c, &sql, limit, sealer).await
+}
+
 /// The records `sql` selects, at most `limit` (its one parameter).
 async fn records(
     c: &impl GenericClient,

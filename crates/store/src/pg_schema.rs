@@ -205,10 +205,13 @@ CREATE INDEX groups_placed ON groups (node) INCLUDE (cpu, memory, storage)
     AND status NOT IN ('Succeeded', 'Failed', 'Expired', 'ScheduleFailed');
 "#;
 
-/// The groups being deleted (`terminating_groups`): a cluster's leader finishes the
-/// deletions of replicas that went away.
+/// The groups being deleted (`terminating_groups`) and those not finished
+/// (`unfinished_groups`): a cluster's leader finishes the deletions of replicas that went
+/// away and watches deadlines.
 const TERMINATING: &str = r#"
 CREATE INDEX groups_terminating ON groups (created, id COLLATE "C") WHERE status = 'Terminating';
+CREATE INDEX groups_unfinished ON groups (created, id COLLATE "C")
+    WHERE status NOT IN ('Succeeded', 'Failed', 'Expired', 'ScheduleFailed');
 "#;
 
 /// Brings the schema up to date, then returns the sealer of the database's secrets: the key

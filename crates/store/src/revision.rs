@@ -129,20 +129,38 @@ impl SqliteDb {
     }
 
     pub(crate) fn terminating_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
+        self.records_by(
             "SELECT record FROM groups INDEXED BY groups_terminating \
              WHERE status = 'Terminating' ORDER BY created, id LIMIT ?1",
-        )?;
+            limit,
+        )
+    }
+
+    pub(crate) fn unfinished_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
+        self.records_by(
+            &format!(
+                "SELECT record FROM groups INDEXED BY groups_unfinished \
+                 WHERE status NOT IN ({FINAL}) ORDER BY created, id LIMIT ?1"
+            ),
+            limit,
+        )
+    }
+
+    /// The records `sql` selects, at most `limit` (its one parameter).
+    fn records_by(&self, sql: &str, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(sql)?;
         let rows = stmt.query_map(params![bound(limit as u64)], |r| r.get::<_, String>(0))?;
         rows.map(|j| self.decode(&j?)).collect()
     }
 }
 
-/// The groups being deleted, for a cluster's leader to finish the deletions of replicas that
-/// went away (the partial index holds only them).
+/// The groups being deleted and those not finished, for a cluster's leader to finish the
+/// deletions of replicas that went away and to watch deadlines (partial indexes of them).
 pub(crate) const TERMINATING_MIGRATION: &str = r#"
 CREATE INDEX IF NOT EXISTS groups_terminating ON groups(created, id) WHERE status = 'Terminating';
+CREATE INDEX IF NOT EXISTS groups_unfinished ON groups(created, id)
+    WHERE status NOT IN ('Succeeded', 'Failed', 'Expired', 'ScheduleFailed');
 "#;
 
 /// The answer of a page after `after` read at store revision `revision`: a full page goes on

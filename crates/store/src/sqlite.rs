@@ -612,4 +612,8 @@ impl Store for SqliteStore {
     async fn terminating_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
         self.on_db(move |db| db.terminating_groups(limit)).await
     }
+
+    async fn unfinished_groups(&self, limit: usize) -> Result<Vec<GroupRecord>, StoreError> {
+        self.on_db(move |db| db.unfinished_groups(limit)).await
+    }
 }

@@ -112,7 +112,7 @@ async fn the_upgrade_names_the_groups_there_are() {
              DROP TABLE leases; \
              DROP TABLE join_tokens; DROP TABLE nodes; DROP TABLE group_revision; \
              DROP INDEX groups_node_revision; DROP INDEX groups_unplaced; DROP INDEX groups_placed; \
-             DROP INDEX groups_terminating; \
+             DROP INDEX groups_terminating; DROP INDEX groups_unfinished; \
              ALTER TABLE groups DROP COLUMN node; ALTER TABLE groups DROP COLUMN waiting; \
              ALTER TABLE groups DROP COLUMN created; ALTER TABLE groups DROP COLUMN revision; \
              INSERT INTO ledger (group_id, account, cpu_milli, memory_mib, storage_gib, started) \

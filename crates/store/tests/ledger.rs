@@ -228,7 +228,7 @@ async fn groups_billed_at_the_upgrade_are_billed_from_then_on() {
              DROP TABLE leases; \
              DROP TABLE join_tokens; DROP TABLE nodes; DROP TABLE group_revision; \
              DROP INDEX groups_node_revision; DROP INDEX groups_unplaced; DROP INDEX groups_placed; \
-             DROP INDEX groups_terminating; \
+             DROP INDEX groups_terminating; DROP INDEX groups_unfinished; \
              ALTER TABLE groups DROP COLUMN node; ALTER TABLE groups DROP COLUMN waiting; \
              ALTER TABLE groups DROP COLUMN created; ALTER TABLE groups DROP COLUMN revision;",
         )

@@ -47,7 +47,7 @@ on_both!(
     a_write_racing_a_read_of_a_nodes_groups_is_not_missed,
     placed_usage_sums_unfinished_groups_per_node,
     unplaced_groups_come_oldest_first,
-    terminating_groups_come_oldest_first,
+    terminating_and_unfinished_groups_come_oldest_first,
 );
 
 fn token(id: &str, created: DateTime<Utc>) -> JoinToken {
@@ -650,7 +650,7 @@ async fn groups_of_a_database_made_before_revisions_get_them() {
         db.execute_batch(
             "DROP TABLE group_revision; \
              DROP INDEX groups_node_revision; DROP INDEX groups_unplaced; \
-             DROP INDEX groups_placed; DROP INDEX groups_terminating; \
+             DROP INDEX groups_placed; DROP INDEX groups_terminating; DROP INDEX groups_unfinished; \
              ALTER TABLE groups DROP COLUMN node; ALTER TABLE groups DROP COLUMN waiting; \
              ALTER TABLE groups DROP COLUMN created; ALTER TABLE groups DROP COLUMN revision;",
         )
@@ -709,7 +709,7 @@ async fn groups_of_a_postgres_database_made_before_revisions_get_them() {
         "DROP TABLE join_tokens; DROP TABLE nodes; DROP SEQUENCE group_revision; \
          DROP INDEX groups_node_revision; DROP INDEX groups_unplaced; DROP INDEX groups_placed; \
          ALTER TABLE groups DROP COLUMN waiting; ALTER TABLE groups DROP COLUMN revision; \
-         DROP INDEX groups_terminating; \
+         DROP INDEX groups_terminating; DROP INDEX groups_unfinished; \
          UPDATE groups SET node = NULL; \
          DELETE FROM schema_migrations WHERE version >= (SELECT MAX(version) - 1 FROM schema_migrations);",
     )
@@ -738,7 +738,7 @@ async fn groups_of_a_postgres_database_made_before_revisions_get_them() {
     assert!(s.group_revision().await.unwrap() > page.revision);
 }
 
-async fn terminating_groups_come_oldest_first(s: TestStore) {
+async fn terminating_and_unfinished_groups_come_oldest_first(s: TestStore) {
     let t0 = Utc::now() - Duration::minutes(10);
     let at = |n: u32, minutes: i64, node: Option<&str>| GroupRecord {
         creation_time: t0 + Duration::minutes(minutes),
@@ -765,6 +765,17 @@ async fn terminating_groups_come_oldest_first(s: TestStore) {
         ["g2", "g3", "g1"]
     );
     assert_eq!(names(s.terminating_groups(1).await.unwrap()), ["g2"]);
+    // Not finished: being deleted, or running.
+    assert_eq!(
+        names(s.unfinished_groups(10).await.unwrap()),
+        ["g4", "g2", "g3", "g1"]
+    );
+    s.modify_group(&at(4, 0, None).id, &mut |r| {
+        r.status = GroupStatus::Succeeded
+    })
+    .await
+    .unwrap();
+    assert_eq!(names(s.unfinished_groups(2).await.unwrap()), ["g2", "g3"]);
     s.delete_group(&at(2, 1, None).id).await.unwrap();
     assert_eq!(names(s.terminating_groups(10).await.unwrap()), ["g3", "g1"]);
 }

@@ -34,6 +34,8 @@ const PLACEMENT_POLL: Duration = Duration::from_millis(250);
 /// How often the leader deletes image caches whose retention ended and takes up deletions
 /// other replicas left behind.
 const SWEEP: Duration = Duration::from_secs(10);
+/// Every how many sweeps the leader looks for deadlines to watch.
+const DEADLINE_SWEEPS: u64 = 3;
 /// The most waiting groups one placement pass looks at.
 const PLACEMENT_BATCH: usize = 256;
 /// The event of a group a node holds; of a group whose node was lost.
@@ -616,6 +618,7 @@ impl Control {
         let mut epoch: Option<u64> = None;
         let mut renewed = tokio::time::Instant::now() - LEASE_RENEW;
         let mut swept = tokio::time::Instant::now();
+        let mut sweeps: u64 = 0;
         loop {
             if renewed.elapsed() >= LEASE_RENEW {
                 renewed = tokio::time::Instant::now();
@@ -636,6 +639,7 @@ impl Control {
                             tracing::info!(epoch = e, holder = %holder, "leading the cluster");
                             // What the former leader left: swept at once.
                             swept = tokio::time::Instant::now() - SWEEP;
+                            sweeps = 0;
                         }
                         None => tracing::info!(holder = %holder, "not leading the cluster"),
                     }
@@ -658,6 +662,12 @@ impl Control {
                     if let Err(e) = self.finish_deletions().await {
                         tracing::warn!(error = %e, "cannot take up deletions left behind");
                     }
+                    if sweeps.is_multiple_of(DEADLINE_SWEEPS) {
+                        if let Err(e) = self.watch_all_deadlines().await {
+                            tracing::warn!(error = %e, "cannot watch the groups' deadlines");
+                        }
+                    }
+                    sweeps += 1;
                 }
             }
             tokio::select! {

@@ -1,8 +1,8 @@
 //! Cluster mode (docs/CLUSTER.md, ADR 0016): the node protocol's messages and signatures,
 //! the control plane's answers to node calls (`calls.rs`), and the loops the replica that
 //! holds the leader's lease runs (`leader.rs`): placing groups on nodes (reclaiming spot
-//! groups for them, `reclaim.rs`), handling nodes that fell silent and finishing deletions
-//! of replicas that went away (`orphans.rs`). The server serves
+//! groups for them, `reclaim.rs`), handling nodes that fell silent, and finishing deletions
+//! and watching deadlines of replicas that went away (`orphans.rs`). The server serves
 //! the calls under `/node/v1`; `berth node` is the node's side.
 
 mod calls;
@@ -33,6 +33,8 @@ pub(crate) struct Cluster {
     pub(crate) placement: Notify,
     /// When waiting groups last had spot groups looked for (`reclaim.rs`).
     pub(crate) looks: reclaim::Looks,
+    /// The groups whose deadlines this replica watches as the leader (`orphans.rs`).
+    pub(crate) deadlines: std::sync::Mutex<std::collections::HashSet<berth_core::GroupId>>,
     /// Groups being moved off a draining node (`leader.rs`).
     pub(crate) moving: std::sync::Mutex<std::collections::HashSet<berth_core::GroupId>>,
 }

@@ -1,7 +1,11 @@
-//! Work a replica that went away left half done, finished by the leader: deletions. A delete
-//! is carried out by the replica that took it (the group is `Terminating` until its node has
-//! removed it); one that died on the way leaves the group `Terminating` and its room held.
-//! The leader takes up every deletion older than its grace period and a margin.
+//! Work a replica that went away left half done, finished by the leader: deletions and
+//! deadlines. A delete is carried out by the replica that took it (the group is
+//! `Terminating` until its node has removed it); one that died on the way leaves the group
+//! `Terminating` and its room held: the leader takes up every deletion older than its grace
+//! period and a margin. An `ActiveDeadlineSeconds` is watched by the replica that created
+//! the group; the leader watches those of every unfinished group too, so that a deadline
+//! holds when that replica is gone (ending a group at its deadline twice is harmless: the
+//! second finds it ended).
 
 use std::sync::Arc;
 
@@ -15,6 +19,8 @@ use crate::Control;
 const MARGIN: TimeDelta = TimeDelta::seconds(15);
 /// The most deletions one sweep looks at.
 const BATCH: usize = 256;
+/// The most unfinished groups one look for deadlines reads.
+const MAX_WATCHED: usize = 20_000;
 
 /// When the group's deletion was asked for last.
 fn asked(rec: &GroupRecord) -> Option<chrono::DateTime<Utc>> {
@@ -41,5 +47,30 @@ impl Control {
             }
         }
         Ok(n)
+    }
+
+    /// Watches on this replica the deadline of every unfinished group that has one and is
+    /// not watched here yet; returns how many it started watching.
+    pub(crate) async fn watch_all_deadlines(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let groups = self.store.unfinished_groups(MAX_WATCHED).await?;
+        let with: Vec<&GroupRecord> = groups
+            .iter()
+            .filter(|g| g.spec.active_deadline_secs.is_some())
+            .collect();
+        let fresh: Vec<&GroupRecord> = {
+            let mut watched = self
+                .cluster
+                .deadlines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            watched.retain(|id| with.iter().any(|g| &g.id == id));
+            with.into_iter()
+                .filter(|g| watched.insert(g.id.clone()))
+                .collect()
+        };
+        for g in &fresh {
+            self.watch_deadline(g);
+        }
+        Ok(fresh.len())
     }
 }
