@@ -36,6 +36,7 @@ sys.path.insert(0, str(HERE))
 import support  # noqa: E402
 from cluster import Replica  # noqa: E402
 from postgres import Postgres  # noqa: E402
+from cluster_start import start_replicas  # noqa: E402
 from run import Eci, process_cpu_s  # noqa: E402
 
 DESCRIBE_LOAD = REPO / "target" / "release" / "examples" / "describe_load"
@@ -82,12 +83,7 @@ def main() -> None:
         pg.start()
         url = pg.create_database("bench")
         key = base / "secrets.key"
-        for i in range(2):
-            r = Replica(base / f"replica{i}", base / f"replica{i}.log",
-                        ["--no-node", "--store", url, "--store-key", str(key),
-                         "--throttle-write-rate", "0", "--throttle-read-rate", "0"])
-            r.start()
-            replicas.append(r)
+        start_replicas(base, url, key, replicas)
         creds = replicas[0].credentials()
         eci = Eci(f"127.0.0.1:{replicas[0].port}", creds["AccessKeyId"],
                   creds["AccessKeySecret"])

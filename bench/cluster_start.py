@@ -54,6 +54,17 @@ def admin(binary: Path, state: Path, url: str, key: Path, *args: str) -> dict:
     return json.loads(res.stdout) if res.stdout.strip() else {}
 
 
+def start_replicas(base: Path, url: str, key: Path, into: list[Replica], n: int = 2) -> None:
+    """`n` replicas (`berth serve --no-node`, throttling off) on the database at `url`,
+    appended to `into` as each starts (so that the caller stops those that did)."""
+    for i in range(n):
+        r = Replica(base / f"replica{i}", base / f"replica{i}.log",
+                    ["--no-node", "--store", url, "--store-key", str(key),
+                     "--throttle-write-rate", "0", "--throttle-read-rate", "0"])
+        r.start()
+        into.append(r)
+
+
 def eci_of(berth: support.Berth, port: int) -> Eci:
     c = berth.credentials()
     return Eci(f"127.0.0.1:{port}", c["AccessKeyId"], c["AccessKeySecret"])
@@ -99,12 +110,7 @@ def main() -> None:
         registry.start()
         [image] = registry.push_busybox()
         key = base / "secrets.key"
-        for i in range(2):
-            r = Replica(base / f"replica{i}", base / f"replica{i}.log",
-                        ["--no-node", "--store", url, "--store-key", str(key),
-                         "--throttle-write-rate", "0", "--throttle-read-rate", "0"])
-            r.start()
-            replicas.append(r)
+        start_replicas(base, url, key, replicas)
         token = admin(a.berth, replicas[0].state_dir, url, key, "node", "token", "create")["Token"]
         node = Node(base, "n1", hosts.names[0], hosts.ips[0], 0,
                     ["--overcommit-cpu", "1000", "--overcommit-memory", "1000",
