@@ -78,6 +78,10 @@ class Replica(support.Berth):
         self.url = f"http://127.0.0.1:{self.port}"
         self.node_url = f"http://{HOST_IP}:{self.port}"
 
+    def node_defaults(self) -> list[str]:
+        """None: a replica runs no node, and refuses node flags."""
+        return []
+
     def client(self, secret=None, **config):
         listen = self.endpoint
         self.endpoint = f"127.0.0.1:{self.port}"

@@ -379,7 +379,9 @@ class Berth:
         self.extra_args = list(extra_args or [])
         # The suite's groups are many and small and hold more than this host's CPUs: bounded
         # placement (ADR 0012) is tested by berths that set their own capacity flags.
-        if not any(a.startswith(("--overcommit", "--reserve")) for a in self.extra_args):
+        if "--no-node" not in self.extra_args and not any(
+            a.startswith(("--overcommit", "--reserve")) for a in self.extra_args
+        ):
             self.extra_args += ["--overcommit-cpu", "1000", "--overcommit-memory", "1000"]
         # The operator's token for /metrics (berth serve --metrics-token-file).
         self.metrics_token = "e2e-metrics-token"
@@ -416,15 +418,7 @@ class Berth:
                     str(self.state_dir),
                     "--metrics-token-file",
                     str(self.metrics_token_file),
-                    # Frequent samples so that the metric tests need not wait long.
-                    "--metrics-interval",
-                    os.environ.get("BERTH_E2E_METRICS_INTERVAL", "2"),
-                    # A small pool: filled and drained at every start and stop of berth.
-                    *(
-                        []
-                        if "--netns-pool" in self.extra_args
-                        else ["--netns-pool", os.environ.get("BERTH_E2E_NETNS_POOL", "8")]
-                    ),
+                    *self.node_defaults(),
                     *self.extra_args,
                 ],
                 stdout=log,
@@ -475,6 +469,20 @@ class Berth:
 
     def credentials(self) -> dict:
         return json.loads(self.credentials_path.read_text())
+
+    def node_defaults(self) -> list[str]:
+        """The node flags every test berth gets unless its own arguments say otherwise."""
+        return [
+            # Frequent samples so that the metric tests need not wait long.
+            "--metrics-interval",
+            os.environ.get("BERTH_E2E_METRICS_INTERVAL", "2"),
+            # A small pool: filled and drained at every start and stop of berth.
+            *(
+                []
+                if "--netns-pool" in self.extra_args
+                else ["--netns-pool", os.environ.get("BERTH_E2E_NETNS_POOL", "8")]
+            ),
+        ]
 
     def client(self, secret: str | None = None, **config: Any) -> Client:
         creds = self.credentials()

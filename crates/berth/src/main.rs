@@ -140,6 +140,24 @@ fn spawn_malloc_trim() {
     }
 }
 
+/// A node flag given to a replica without a node, or a control-plane flag given to a node,
+/// would be accepted and do nothing: refused.
+fn refuse_meaningless_flags(matches: &clap::ArgMatches) -> Result<(), String> {
+    match matches.subcommand() {
+        Some(("serve", m)) if m.get_flag("no_node") => node_args::refuse_given(
+            m,
+            node_args::NODE_ONLY,
+            "are the nodes' own: a replica with --no-node runs no node (give them to `berth node`)",
+        ),
+        Some(("node", m)) => node_args::refuse_given(
+            m,
+            node_args::CONTROL_ONLY,
+            "are the control plane's: give them to the replicas (`berth serve --no-node`)",
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn main() {
     // The monitor runs before anything else exists: no threads, no async runtime.
     let raw: Vec<String> = std::env::args().collect();
@@ -150,7 +168,15 @@ fn main() {
         };
         std::process::exit(berth_runtime::monitor_main(std::path::Path::new(dir)));
     }
-    let args = Args::parse();
+    let matches = <Args as clap::CommandFactory>::command().get_matches();
+    let args = match <Args as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    if let Err(e) = refuse_meaningless_flags(&matches) {
+        eprintln!("berth: {e}");
+        std::process::exit(2);
+    }
     if matches!(args.command, Command::Serve(_) | Command::Node(_)) {
         one_malloc_arena();
         spawn_malloc_trim();
@@ -242,6 +268,109 @@ fn completion(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(argv: &[&str]) -> Result<(), String> {
+        let m = <Args as clap::CommandFactory>::command()
+            .try_get_matches_from(argv)
+            .unwrap();
+        refuse_meaningless_flags(&m)
+    }
+
+    #[test]
+    fn flags_that_mean_nothing_in_a_role_are_refused() {
+        // Every node flag named on a replica without a node, each one found by its id.
+        let mut argv = vec!["berth", "serve", "--no-node", "--store", "postgres://db/b"];
+        let values: &[(&str, &str)] = &[
+            ("--runtime", "runc"),
+            ("--gvisor-runtime", "runsc"),
+            ("--gvisor-platform", "ptrace"),
+            ("--gvisor-pool", "1"),
+            ("--subnet", "10.1.0.0/16"),
+            ("--bridge", "b1"),
+            ("--netns-pool", "1"),
+            ("--blocked-destination", "10.9.0.0/16"),
+            ("--allow-host-port", "udp:53"),
+            ("--nfs-server", "nfs.example"),
+            ("--host-path-prefix", "/srv"),
+            ("--storage-dir", "/srv/s"),
+            ("--storage-size", "10"),
+            ("--image-gc-high", "90"),
+            ("--image-gc-low", "60"),
+            ("--image-gc-interval", "60"),
+            ("--max-image-size", "1"),
+            ("--max-image-entries", "10"),
+            ("--image-auth-ttl", "1"),
+            ("--reserve-cpu", "1"),
+            ("--reserve-memory", "1"),
+            ("--overcommit-cpu", "2"),
+            ("--overcommit-memory", "2"),
+            ("--metrics-interval", "5"),
+            ("--userns-base", "200000"),
+        ];
+        for (flag, value) in values {
+            argv.extend([*flag, *value]);
+        }
+        argv.extend([
+            "--no-isolation",
+            "--keep-cgroup-options",
+            "--no-seccomp-precompile",
+            "--userns",
+        ]);
+        let err = refused(&argv).unwrap_err();
+        for (_, flag) in node_args::NODE_ONLY {
+            assert!(err.contains(flag), "{flag} not refused: {err}");
+        }
+        assert!(err.contains("berth node"), "{err}");
+        // The control plane's own flags are fine there; and all of them on one machine.
+        refused(&[
+            "berth",
+            "serve",
+            "--no-node",
+            "--store",
+            "postgres://db/b",
+            "--schedule-timeout",
+            "1m",
+            "--spot-notice",
+            "10s",
+            "--max-cpu",
+            "4",
+        ])
+        .unwrap();
+        refused(&[
+            "berth",
+            "serve",
+            "--runtime",
+            "runc",
+            "--schedule-timeout",
+            "1m",
+        ])
+        .unwrap();
+        // A node refuses the control plane's flags.
+        let err = refused(&[
+            "berth",
+            "node",
+            "--join",
+            "http://r:8080",
+            "--spot-notice",
+            "10s",
+            "--schedule-timeout",
+            "1m",
+        ])
+        .unwrap_err();
+        assert!(
+            err.starts_with("--schedule-timeout, --spot-notice are the control plane's"),
+            "{err}"
+        );
+        refused(&[
+            "berth",
+            "node",
+            "--join",
+            "http://r:8080",
+            "--runtime",
+            "runc",
+        ])
+        .unwrap();
+    }
 
     fn script(shell: clap_complete::Shell) -> String {
         let mut out = Vec::new();

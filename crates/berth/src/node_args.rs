@@ -9,6 +9,70 @@ use anyhow::Context;
 use berth_node::{NodeConfig, SeccompProfiles};
 use berth_runtime::{CgroupLayout, RuntimeConfig};
 
+/// The node flags a control-plane replica without a node of its own has no use for, as
+/// (argument id, flag).
+pub(crate) const NODE_ONLY: &[(&str, &str)] = &[
+    ("runtime", "--runtime"),
+    ("gvisor_runtime", "--gvisor-runtime"),
+    ("gvisor_platform", "--gvisor-platform"),
+    ("gvisor_pool", "--gvisor-pool"),
+    ("subnet", "--subnet"),
+    ("bridge", "--bridge"),
+    ("netns_pool", "--netns-pool"),
+    ("no_isolation", "--no-isolation"),
+    ("blocked_destinations", "--blocked-destination"),
+    ("allowed_host_ports", "--allow-host-port"),
+    ("nfs_servers", "--nfs-server"),
+    ("host_path_prefixes", "--host-path-prefix"),
+    ("storage_dir", "--storage-dir"),
+    ("storage_size", "--storage-size"),
+    ("image_gc_high", "--image-gc-high"),
+    ("image_gc_low", "--image-gc-low"),
+    ("image_gc_interval", "--image-gc-interval"),
+    ("max_image_size", "--max-image-size"),
+    ("max_image_entries", "--max-image-entries"),
+    ("image_auth_ttl", "--image-auth-ttl"),
+    ("reserve_cpu", "--reserve-cpu"),
+    ("reserve_memory", "--reserve-memory"),
+    ("overcommit_cpu", "--overcommit-cpu"),
+    ("overcommit_memory", "--overcommit-memory"),
+    ("keep_cgroup_options", "--keep-cgroup-options"),
+    ("metrics_interval", "--metrics-interval"),
+    ("no_seccomp_precompile", "--no-seccomp-precompile"),
+    ("userns", "--userns"),
+    ("userns_base", "--userns-base"),
+];
+
+/// The flags among the node flags that only the control plane uses: a node of a cluster has
+/// no use for them.
+pub(crate) const CONTROL_ONLY: &[(&str, &str)] = &[
+    ("schedule_timeout", "--schedule-timeout"),
+    ("spot_notice", "--spot-notice"),
+];
+
+/// Refuses the flags of `flags` given on the command line (`m`: the subcommand's matches),
+/// saying why they mean nothing here: a flag accepted and not used is a defect.
+pub(crate) fn refuse_given(
+    m: &clap::ArgMatches,
+    flags: &[(&str, &str)],
+    why: &str,
+) -> Result<(), String> {
+    let given: Vec<&str> = flags
+        .iter()
+        .filter(|(id, _)| {
+            matches!(
+                m.try_get_raw(id).ok().flatten().and(m.value_source(id)),
+                Some(clap::parser::ValueSource::CommandLine)
+            )
+        })
+        .map(|(_, flag)| *flag)
+        .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(format!("{} {why}", given.join(", ")))
+}
+
 #[derive(clap::Args)]
 pub struct NodeArgs {
     /// OCI runtime binary: crun (default) or runc, by name or path.
@@ -112,11 +176,6 @@ impl NodeArgs {
             return Err(berth_node::NodeError::UsernsRuntime.into());
         }
         Ok(())
-    }
-
-    /// Whether any volume allow-list is given.
-    pub(crate) fn volumes_given(&self) -> bool {
-        !self.nfs_servers.is_empty() || !self.host_path_prefixes.is_empty()
     }
 
     /// The operator's allow-lists of volumes that reach outside the group.

@@ -168,11 +168,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(allowed = %policy.allowed().collect::<Vec<_>>().join(","), "capabilities groups may add");
         control.set_capability_policy(policy);
     }
-    if args.no_node && args.node.volumes_given() {
-        anyhow::bail!(
-            "--nfs-server and --host-path-prefix are the nodes' own in a cluster: give them to `berth node`"
-        );
-    }
     let volume_policy = args.node.volume_policy()?;
     control.set_volume_policy(volume_policy.clone());
     if args.max_published_ports > berth_net::MAX_MAPPINGS {
