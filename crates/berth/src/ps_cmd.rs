@@ -1,8 +1,9 @@
 //! `berth ps`: the account's container groups, without the ended ones unless `-a`, with
 //! docker's `--filter` spelling turned into DescribeContainerGroups' own filters (`Status`,
 //! `ContainerGroupName`, `Tag.N`), so that the server does the filtering; without `-a`,
-//! the groups that have not ended are asked for by their statuses, so that the ended ones
-//! (which accumulate) are never fetched.
+//! the groups that have not ended are asked for with berth's `Ended=false` in one query (so
+//! that a group changing status meanwhile is not missed), and the ended ones (which
+//! accumulate) are never fetched.
 
 use std::collections::BTreeSet;
 
@@ -18,16 +19,6 @@ use crate::ui::{Format, Table};
 /// Most DescribeContainerGroups queries one `ps` makes for its `status=` and `name=` values
 /// (the API takes one of each per query).
 const MAX_QUERIES: usize = 60;
-
-/// The statuses of groups that have not ended, which `ps` lists without `-a`.
-const NOT_ENDED: [GroupStatus; 6] = [
-    GroupStatus::Scheduling,
-    GroupStatus::Pending,
-    GroupStatus::Running,
-    GroupStatus::Restarting,
-    GroupStatus::Updating,
-    GroupStatus::Terminating,
-];
 
 #[derive(clap::Args)]
 pub struct PsArgs {
@@ -91,8 +82,8 @@ fn parse_filter(text: &str) -> Result<Filter, String> {
 }
 
 /// The DescribeContainerGroups queries of the filters: one per pair of a status and a
-/// name asked for, each with every tag filter.
-fn queries(filters: &[Filter]) -> anyhow::Result<Vec<Vec<(String, String)>>> {
+/// name asked for, each with every tag filter; `ended` is sent as is (berth's `Ended`).
+fn queries(filters: &[Filter], ended: Option<bool>) -> anyhow::Result<Vec<Vec<(String, String)>>> {
     let statuses: BTreeSet<&str> = filters
         .iter()
         .filter_map(|f| match f {
@@ -137,6 +128,7 @@ fn queries(filters: &[Filter]) -> anyhow::Result<Vec<Vec<(String, String)>>> {
                 name: n.map(str::to_string),
                 status: s.and_then(GroupStatus::parse),
                 limit: Some(20),
+                ended,
                 ..DescribeParams::default()
             }
             .to_query();
@@ -173,13 +165,11 @@ pub async fn ps(a: &ClientArgs, mut r: PsArgs) -> anyhow::Result<()> {
         r.filters.push(Filter::Status(s));
     }
     let by_status = r.filters.iter().any(|f| matches!(f, Filter::Status(_)));
-    if !r.all && !by_status {
-        r.filters.extend(NOT_ENDED.map(Filter::Status));
-    }
+    let ended = (!r.all && !by_status).then_some(false);
     let c = client(a)?;
     let mut groups: Vec<ContainerGroup> = Vec::new();
     let mut seen = BTreeSet::new();
-    for q in queries(&r.filters)? {
+    for q in queries(&r.filters, ended)? {
         for g in all_pages(&c, &q).await? {
             if seen.insert(g.container_group_id.clone()) {
                 groups.push(g);
@@ -282,7 +272,7 @@ pub(crate) mod tests {
     #[test]
     fn filters_become_the_apis_own() {
         let f = |t: &str| parse_filter(t).unwrap();
-        let q = queries(&[f("name=web"), f("tag:team=a"), f("tag:env")]).unwrap();
+        let q = queries(&[f("name=web"), f("tag:team=a"), f("tag:env")], None).unwrap();
         assert_eq!(q.len(), 1);
         let has = |k: &str, v: &str| q[0].iter().any(|(a, b)| a == k && b == v);
         assert!(has("ContainerGroupName", "web"), "{q:?}");
@@ -291,37 +281,23 @@ pub(crate) mod tests {
         assert!(!q[0]
             .iter()
             .any(|(k, _)| k == "Tag.2.Value" || k == "Status"));
-        let q = queries(&[f("status=Running"), f("status=Failed"), f("name=a")]).unwrap();
+        let q = queries(
+            &[f("status=Running"), f("status=Failed"), f("name=a")],
+            None,
+        )
+        .unwrap();
         assert_eq!(q.len(), 2);
         assert!(q.iter().all(|q| q.iter().any(|(k, _)| k == "Status")));
-        assert_eq!(queries(&[]).unwrap().len(), 1);
-        let many: Vec<Filter> = (0..61).map(|i| Filter::Name(format!("n{i}"))).collect();
-        assert!(queries(&many).is_err());
-    }
-
-    #[test]
-    fn the_statuses_listed_without_all_are_those_not_ended() {
-        for s in NOT_ENDED {
-            assert!(!s.is_final(), "{s:?}");
-        }
-        let all = [
-            "Scheduling",
-            "ScheduleFailed",
-            "Pending",
-            "Running",
-            "Succeeded",
-            "Failed",
-            "Restarting",
-            "Updating",
-            "Terminating",
-            "Expired",
-        ];
-        let not_final = all
+        // Without -a: one query for every group not ended, whatever its status.
+        let q = queries(&[f("name=a"), f("name=b")], Some(false)).unwrap();
+        assert_eq!(q.len(), 2);
+        assert!(q
             .iter()
-            .filter_map(|s| GroupStatus::parse(s))
-            .filter(|s| !s.is_final())
-            .count();
-        assert_eq!(not_final, NOT_ENDED.len());
+            .all(|q| q.iter().any(|(k, v)| k == "Ended" && v == "false")
+                && !q.iter().any(|(k, _)| k == "Status")));
+        assert_eq!(queries(&[], Some(false)).unwrap().len(), 1);
+        let many: Vec<Filter> = (0..61).map(|i| Filter::Name(format!("n{i}"))).collect();
+        assert!(queries(&many, None).is_err());
     }
 
     #[test]

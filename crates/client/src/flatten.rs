@@ -213,6 +213,8 @@ pub struct DescribeParams {
     pub tags: Vec<Tag>,
     /// berth's extension: only groups whose record changed within this many seconds.
     pub since_second: Option<u64>,
+    /// berth's extension: only groups that have ended (`true`) or that have not (`false`).
+    pub ended: Option<bool>,
 }
 
 impl DescribeParams {
@@ -232,6 +234,7 @@ impl DescribeParams {
             "SinceSecond",
             self.since_second.map(|s| s.to_string()).as_deref(),
         );
+        q.opt("Ended", self.ended.map(|e| e.to_string()).as_deref());
         tags(&mut q, &self.tags);
         q.0
     }

@@ -37,21 +37,27 @@ impl GroupStatus {
         }
     }
 
+    /// Every status, in the order of a group's life.
+    pub const ALL: [Self; 10] = [
+        Self::Scheduling,
+        Self::ScheduleFailed,
+        Self::Pending,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Restarting,
+        Self::Updating,
+        Self::Terminating,
+        Self::Expired,
+    ];
+
+    /// The statuses that are final ([`Self::is_final`]) or that are not.
+    pub fn ended(ended: bool) -> impl Iterator<Item = Self> {
+        Self::ALL.into_iter().filter(move |s| s.is_final() == ended)
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Scheduling,
-            Self::ScheduleFailed,
-            Self::Pending,
-            Self::Running,
-            Self::Succeeded,
-            Self::Failed,
-            Self::Restarting,
-            Self::Updating,
-            Self::Terminating,
-            Self::Expired,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     /// Whether the group will not change any more by itself.

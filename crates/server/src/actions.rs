@@ -281,6 +281,7 @@ fn filter(
         name,
         status,
         name_contains: None,
+        ended: None,
         newest_first: false,
         tags: tags
             .iter()
@@ -328,6 +329,7 @@ async fn describe_groups(
     let mut f = filter(d.ids, d.name, d.status, &d.tags, d.since_second);
     f.name_contains = d.name_contains;
     f.newest_first = d.newest_first;
+    f.ended = d.ended;
     let page = list(
         control,
         account,

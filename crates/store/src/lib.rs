@@ -188,6 +188,10 @@ pub struct GroupFilter {
     /// Only groups whose name contains this text (ASCII letters in any case).
     pub name_contains: Option<String>,
     pub status: Option<GroupStatus>,
+    /// Only groups that have ended (`Some(true)`: in a final status, [`GroupStatus::is_final`])
+    /// or that have not (`Some(false)`), read in one query, so that a group moving between
+    /// statuses meanwhile is never missed.
+    pub ended: Option<bool>,
     /// Newest first (by creation) instead of oldest first; a page's `next_token` goes on in
     /// the order it was made with.
     pub newest_first: bool,

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use berth_core::{GroupId, GroupRecord, Tag};
+use berth_core::{GroupId, GroupRecord, GroupStatus, Tag};
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
 
@@ -317,6 +317,12 @@ fn condition(account: &str, filter: &GroupFilter) -> (String, Params) {
             " AND g.status = {}",
             p.push(s.as_str().to_string())
         ));
+    }
+    if let Some(ended) = filter.ended {
+        let statuses: Vec<String> = GroupStatus::ended(ended)
+            .map(|s| s.as_str().to_string())
+            .collect();
+        cond.push_str(&format!(" AND g.status = ANY({})", p.push(statuses)));
     }
     if let Some(t) = filter.changed_since {
         cond.push_str(&format!(" AND g.changed >= {}", p.push(ms(t))));

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use berth_core::{GroupId, GroupRecord, ImageCacheRecord};
+use berth_core::{GroupId, GroupRecord, GroupStatus, ImageCacheRecord};
 use chrono::{DateTime, Utc};
 use rusqlite::{
     params, params_from_iter, Connection, OpenFlags, OptionalExtension, TransactionBehavior,
@@ -701,6 +701,16 @@ impl SqliteDb {
         if let Some(s) = filter.status {
             cond.push_str(" AND status = ?");
             args.push(s.as_str().to_string());
+        }
+        if let Some(ended) = filter.ended {
+            let statuses: Vec<String> = GroupStatus::ended(ended)
+                .map(|s| s.as_str().to_string())
+                .collect();
+            cond.push_str(&format!(
+                " AND status IN ({})",
+                vec!["?"; statuses.len()].join(",")
+            ));
+            args.extend(statuses);
         }
         if let Some(t) = filter.changed_since {
             cond.push_str(" AND changed >= CAST(? AS INTEGER)");

@@ -120,6 +120,28 @@ async fn list_filters_and_pages(s: TestStore) {
             .total,
         3
     );
+    // One query for every group that has not ended, and one for those that have; the
+    // unfiltered count (which the embedded store remembers) is not confused with them.
+    for (ended, names) in [
+        (false, ["g1", "g2", "g3"].as_slice()),
+        (true, &["g4", "g5"]),
+    ] {
+        let f = GroupFilter {
+            ended: Some(ended),
+            ..Default::default()
+        };
+        let page = s.list_groups("acct", &f, 2, None).await.unwrap();
+        assert_eq!(page.total, names.len() as u64, "ended={ended}");
+        let mut got: Vec<String> = page.groups.iter().map(|g| g.spec.name.clone()).collect();
+        let mut token = page.next_token;
+        while let Some(t) = token {
+            let p = s.list_groups("acct", &f, 2, Some(&t)).await.unwrap();
+            got.extend(p.groups.iter().map(|g| g.spec.name.clone()));
+            token = p.next_token;
+        }
+        assert_eq!(got, names, "ended={ended}");
+    }
+    assert_eq!(s.list_groups("acct", &all, 2, None).await.unwrap().total, 5);
     let named = GroupFilter {
         name: Some("g4".into()),
         ..Default::default()

@@ -292,6 +292,9 @@ pub struct DescribeGroupsRequest {
     /// berth's extension `Order=Newest`: newest groups first (`Oldest`, the default, is ECI's
     /// order).
     pub newest_first: bool,
+    /// berth's extension `Ended`: only groups that have ended (`true`: Succeeded, Failed,
+    /// ScheduleFailed, Expired) or that have not (`false`).
+    pub ended: Option<bool>,
 }
 
 /// The longest `NameContains` (a group name's own limit).
@@ -334,6 +337,7 @@ impl DescribeGroupsRequest {
             since_second: p.int_at_most("SinceSecond", MAX_SINCE_SECONDS)?,
             name_contains: name_contains(p)?,
             newest_first: newest_first(p)?,
+            ended: p.bool("Ended")?,
         })
     }
 }

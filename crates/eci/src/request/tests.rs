@@ -206,6 +206,14 @@ fn describe_requests() {
     assert_eq!(DescribeGroupsRequest::decode(&p("")).unwrap().limit, 20);
     assert!(DescribeGroupsRequest::decode(&p("Limit=0")).is_err());
     assert!(DescribeGroupsRequest::decode(&p("Status=running")).is_err());
+    assert_eq!(DescribeGroupsRequest::decode(&p("")).unwrap().ended, None);
+    assert_eq!(
+        DescribeGroupsRequest::decode(&p("Ended=false"))
+            .unwrap()
+            .ended,
+        Some(false)
+    );
+    assert!(DescribeGroupsRequest::decode(&p("Ended=maybe")).is_err());
     let ids: Vec<String> = (0..21).map(|i| format!("\"eci-{i}\"")).collect();
     let q = format!("ContainerGroupIds=[{}]", ids.join(","));
     assert!(DescribeGroupsRequest::decode(&p(&q)).is_err());
