@@ -166,10 +166,18 @@ impl Agent {
             }
             _ => None,
         };
+        let only = names.len() == 1;
         for name in names {
             let read = match sandboxed {
                 Some(rt) => rt.sandboxed_stats(&crate::files::runtime_id(gid, &name)),
-                None => layout.stats(&format!("/berth/{gid}/{name}")),
+                // The only container of a runc group may run in the group's own cgroup
+                // (`group::container::owns_group_cgroup`).
+                None => layout
+                    .stats(&format!("/berth/{gid}/{name}"))
+                    .or_else(|e| match only {
+                        true => layout.stats(&format!("/berth/{gid}")),
+                        false => Err(e),
+                    }),
             };
             let Ok(st) = read else {
                 continue;

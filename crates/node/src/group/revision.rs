@@ -31,6 +31,11 @@ pub struct Revision {
     memory: f64,
     #[serde(default)]
     volumes: Vec<Volume>,
+    /// Whether it runs in the group's own cgroup (`container::owns_group_cgroup`): an update
+    /// that changes that (a second container, an init container) starts it afresh in the
+    /// other place. Absent (false) in revisions written before the layout existed.
+    #[serde(default)]
+    group_cgroup: bool,
 }
 
 impl Revision {
@@ -47,6 +52,7 @@ impl Revision {
             cpu: c.cpu.unwrap_or(group.cpu),
             memory: c.memory.unwrap_or(group.memory),
             volumes,
+            group_cgroup: !init && super::container::owns_group_cgroup(group),
         }
     }
 
@@ -273,6 +279,25 @@ mod tests {
         if atomic {
             std::os::unix::fs::symlink("..2026", vol.join("..data")).unwrap();
         }
+    }
+
+    #[test]
+    fn a_second_container_moves_the_first_out_of_the_groups_cgroup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dirs(tmp.path());
+        let one = group("YQ==", "/etc/cfg");
+        started(&d, &one, true);
+        assert!(changed_app(&d, &one).is_empty());
+        let mut two = one.clone();
+        let mut side = two.containers[0].clone();
+        side.name = "side".into();
+        two.containers.push(side);
+        // `app` ran in /berth/<group>; beside `side` it runs in /berth/<group>/app.
+        assert_eq!(changed_app(&d, &two), ["app"]);
+        let mut with_init = one.clone();
+        with_init.init_containers.push(one.containers[0].clone());
+        with_init.init_containers[0].name = "init".into();
+        assert_eq!(changed_app(&d, &with_init), ["app"]);
     }
 
     #[test]

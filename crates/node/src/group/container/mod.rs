@@ -45,6 +45,26 @@ pub struct ContainerCtx {
     pub cancel: CancellationToken,
 }
 
+/// Whether the group's only container runs in the group's own cgroup, `/berth/<group>`: a
+/// runc group of one container and no init containers. Every other container has a cgroup
+/// below the group's, `/berth/<group>/<container>`. One cgroup a hierarchy instead of two
+/// saves the kernel a memory cgroup a group, its largest per-group object (~165 KiB here:
+/// docs/ARCHITECTURE.md, "With 1,000 groups running"). The group's cgroup carries no limit of
+/// its own under runc, so the container's limits are the group's either way.
+pub fn owns_group_cgroup(group: &GroupSpec) -> bool {
+    group.runtime_class() == berth_core::RuntimeClass::Runc
+        && group.containers.len() == 1
+        && group.init_containers.is_empty()
+}
+
+/// The cgroup (`linux.cgroupsPath`) of container `name` of group `gid`.
+pub fn cgroup_path(gid: &str, group: &GroupSpec, name: &str) -> String {
+    match owns_group_cgroup(group) {
+        true => berth_runtime::cgroup::group_cgroup_path(gid),
+        false => berth_runtime::cgroup::container_cgroup_path(gid, name),
+    }
+}
+
 /// A container found at re-adoption: still running, or exited while berth was down.
 pub enum Adopted {
     Running(berth_runtime::Started),
@@ -144,7 +164,7 @@ impl ContainerCtx {
             cpu: Some(cpu),
             memory_bytes: Some((memory * GIB) as u64),
             pids_limit: Some(PIDS_LIMIT),
-            cgroup_path: berth_runtime::cgroup::container_cgroup_path(&self.gid, &self.spec.name),
+            cgroup_path: cgroup_path(&self.gid, &self.group, &self.spec.name),
             readonly_rootfs: self.spec.read_only_root_filesystem,
             capability_add: self.spec.capability_add.clone(),
             capability_drop: self.spec.capability_drop.clone(),
