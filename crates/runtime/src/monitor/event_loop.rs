@@ -91,7 +91,9 @@ pub(crate) fn supervise(
     };
     let mut reaped: Vec<(i32, WaitStatus)> = Vec::new();
     let mut runtime_stderr: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    // A log line's longest entry: a pipe holds 64 KiB, but a buffer of that size (zeroed, so
+    // dirtied, at once) was a third of an idle monitor's private memory.
+    let mut buf = vec![0u8; super::cri::MAX_LINE];
     let mut started_at = Utc::now();
     let mut exit: Option<(i32, Option<i32>, DateTime<Utc>)> = None;
     let mut log_failed = false;
@@ -166,6 +168,7 @@ pub(crate) fn supervise(
                         files::write_json(&dir.join(files::STARTED), &started)
                             .map_err(|e| e.to_string())?;
                         sync.started(pid, started.monitor_pid, started_at);
+                        give_back_free_heap();
                         if conf.wait_by_runtime {
                             // Its end comes as any child's, through the signalfd.
                             let waiter = super::runtime_wait::spawn(dir, conf)?;
@@ -255,6 +258,17 @@ pub(crate) fn supervise(
         started_at,
         finished_at,
     })
+}
+
+/// Returns the heap pages freed since the monitor started (reading its config, starting the
+/// runtime) to the kernel: a monitor lives as long as its container, mostly idle, and these
+/// pages were ~60 KiB of each monitor's private memory.
+fn give_back_free_heap() {
+    // SAFETY: malloc_trim only releases free memory of the allocator's own heap.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }
 
 fn spawn_runtime(
