@@ -65,8 +65,9 @@ def mem_available_kib() -> int:
     raise RuntimeError("no MemAvailable")
 
 
-MEMINFO_KEYS = ("AnonPages", "Shmem", "Cached", "Buffers", "SReclaimable", "SUnreclaim",
-                "KernelStack", "PageTables", "Percpu")
+MEMINFO_KEYS = ("MemFree", "AnonPages", "Shmem", "Cached", "Buffers", "SReclaimable",
+                "SUnreclaim", "KernelStack", "PageTables", "Percpu", "VmallocUsed",
+                "Unevictable", "Mlocked")
 
 
 def meminfo_kib() -> dict:
