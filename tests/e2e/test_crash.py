@@ -293,3 +293,48 @@ def subprocess_run(cmd: list[str], check: bool = True) -> None:
     import subprocess
 
     subprocess.run(cmd, check=check, capture_output=True)
+
+
+def _zygotes_of(pid: int) -> list[int]:
+    """The monitor zygotes `berth serve` `pid` started (its children with `--zygote`)."""
+    found = []
+    for p in support.pids_matching("--zygote"):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
+            found.append(p)
+    return found
+
+
+def test_monitors_come_from_a_zygote_that_comes_back(images):
+    """Monitors are forked from berth's monitor zygote and carry their container's
+    directory on their command line; a zygote killed with -9 is replaced at the next start,
+    and a graceful stop of berth ends it."""
+    zygote: list[int] = []
+
+    def gone_after_stop(_server: Berth) -> None:
+        for p in zygote:
+            wait_for(f"zygote {p} to end with berth", lambda p=p: not support.pid_alive(p), 10)
+
+    with support.own_berth("zygote", bridge="berthm0", subnet="10.227.0.0/16",
+                           after_stop=gone_after_stop) as server:
+        g = support.Groups(server, images, server.tracker)
+        client = server.client()
+        for round_ in range(2):
+            gid = g.create(f"zyg-{round_}", [container("c", images.image, ["sleep", "3600"])])
+            support.wait_status(client, gid, ["Running"], 60, diag=server.diag)
+            zygote[:] = _zygotes_of(server.pid)
+            assert len(zygote) == 1, f"zygotes of berth: {zygote}"
+            # Only its monitor names the container's directory.
+            monitors = support.pids_matching(f"groups/{gid}/containers/c")
+            assert len(monitors) == 1, f"monitors of {gid}: {monitors}"
+            assert Path(f"/proc/{monitors[0]}/comm").read_text().strip() in ("berth-monitor",
+                                                                              "berth")
+            if round_ == 0:
+                os.kill(zygote[0], 9)
+                wait_for("the zygote to be gone", lambda: not support.pid_alive(zygote[0]), 10)
+        # The first group's monitor outlived the zygote it came from.
+        first = support.describe(client, g.created[0])
+        assert first is not None and first["Status"] == "Running", first

@@ -166,7 +166,7 @@ fn main() {
             eprintln!("usage: berth monitor DIR");
             std::process::exit(2);
         };
-        std::process::exit(berth_runtime::monitor_main(std::path::Path::new(dir)));
+        std::process::exit(berth_runtime::monitor_command_main(dir.as_ref()));
     }
     let matches = <Args as clap::CommandFactory>::command().get_matches();
     let args = match <Args as clap::FromArgMatches>::from_arg_matches(&matches) {

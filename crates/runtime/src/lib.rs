@@ -21,6 +21,7 @@ mod runtime;
 mod sandbox;
 mod spawn;
 pub mod stats;
+mod zygote;
 
 pub use bundle::mounts::{Propagation, VolumeBind};
 pub use bundle::seccomp;
@@ -36,7 +37,7 @@ pub use exec::{
 };
 pub use files::{ExitStatus, Started};
 pub use gvisor::{runsc_global_args, GvisorPlatform};
-pub use monitor::monitor_main;
+pub use monitor::{monitor_command_main, monitor_main};
 pub use oci::RuntimeKind;
 pub use runtime::{Runtime, RuntimeConfig, SECCOMP_BPF_ANNOTATION};
 pub use sandbox::{install_pause_rootfs, pause_args, SandboxRole, PAUSE_PATH, RENAME_CAPABILITY};

@@ -1,6 +1,7 @@
 //! Launching a monitor from berth: a child with the sync pipe as its stdout and /dev/null as
 //! stdin and stderr, which forks the real monitor away and exits; berth then reads the
-//! monitor's one report.
+//! monitor's one report. The child is forked by the monitor zygote (`crate::zygote`) when
+//! there is one, else started from the monitor's executable.
 //!
 //! The pipe is handed over as stdout rather than as an extra descriptor so that the standard
 //! library can start the monitor with `posix_spawn` (a `vfork`-style clone that shares berth's
@@ -38,6 +39,16 @@ pub(crate) fn spawn_monitor(
         source,
     };
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(|e| spawn_err(e.into()))?;
+    match crate::zygote::ask(exe, args, dir, write_end.as_fd()) {
+        Ok(()) => {
+            drop(write_end);
+            return parse_report(id, &read_report(read_end, REPORT_TIMEOUT)?);
+        }
+        Err(crate::zygote::Refused::Busy) => {}
+        Err(crate::zygote::Refused::Failed(e)) => {
+            tracing::warn!(monitor = %exe.display(), error = %e, "no monitor zygote; starting the monitor itself");
+        }
+    }
     let mut cmd = Command::new(exe);
     // No pre_exec hook, uid or chroot: std spawns this with posix_spawn.
     cmd.args(args)

@@ -7,5 +7,5 @@ fn main() {
         eprintln!("usage: berth-runtime-monitor <container-dir>");
         std::process::exit(2);
     };
-    std::process::exit(berth_runtime::monitor_main(std::path::Path::new(&dir)));
+    std::process::exit(berth_runtime::monitor_command_main(&dir));
 }

@@ -91,9 +91,10 @@ pub(crate) fn supervise(
     };
     let mut reaped: Vec<(i32, WaitStatus)> = Vec::new();
     let mut runtime_stderr: Vec<u8> = Vec::new();
-    // A log line's longest entry: a pipe holds 64 KiB, but a buffer of that size (zeroed, so
-    // dirtied, at once) was a third of an idle monitor's private memory.
-    let mut buf = vec![0u8; super::cri::MAX_LINE];
+    // A log line's longest entry, made at the first output: a pipe holds 64 KiB, but a
+    // buffer of that size (zeroed, so dirtied, at once) was a third of an idle monitor's
+    // private memory.
+    let mut buf: Vec<u8> = Vec::new();
     let mut started_at = Utc::now();
     let mut exit: Option<(i32, Option<i32>, DateTime<Utc>)> = None;
     let mut log_failed = false;
@@ -134,6 +135,9 @@ pub(crate) fn supervise(
                 Stream::Stdout => &mut pipes.out,
                 Stream::Stderr => &mut pipes.err,
             };
+            if buf.is_empty() {
+                buf.resize(super::cri::MAX_LINE, 0);
+            }
             let Some(data) = read_chunk(slot, &mut buf) else {
                 continue;
             };

@@ -12,6 +12,7 @@ mod event_loop;
 mod oom;
 mod runtime_wait;
 mod sync_pipe;
+mod zygote;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -21,6 +22,7 @@ use chrono::Utc;
 use nix::unistd::{fork, setsid, ForkResult};
 
 pub(crate) use cri::timestamp;
+pub(crate) use zygote::{zygote_main, TITLE_ROOM, ZYGOTE_ARG};
 
 use crate::files::{self, MonitorConfig};
 use crate::logs::RotatingLog;
@@ -30,6 +32,15 @@ use sync_pipe::SyncPipe;
 /// The fd on which the monitor reports `started <pid> <monitor-pid> <time>` or `error <text>`:
 /// its stdout. The monitor moves it away and points stdout at /dev/null.
 pub const SYNC_FD: i32 = libc::STDOUT_FILENO;
+
+/// The body of a monitor executable given `arg`: the zygote for [`ZYGOTE_ARG`], else the
+/// monitor of the container directory `arg`. Call it from `main` before any thread exists.
+pub fn monitor_command_main(arg: &std::ffi::OsStr) -> i32 {
+    if arg == ZYGOTE_ARG {
+        return zygote_main();
+    }
+    monitor_main(Path::new(arg))
+}
 
 /// The body of `berth monitor <container-dir>`. Call it from `main` before any thread or async
 /// runtime exists (it forks). Returns the process exit code.
