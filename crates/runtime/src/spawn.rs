@@ -42,13 +42,35 @@ pub(crate) fn spawn_monitor(
     match crate::zygote::ask(exe, args, dir, write_end.as_fd()) {
         Ok(()) => {
             drop(write_end);
-            return parse_report(id, &read_report(read_end, REPORT_TIMEOUT)?);
+            let report = read_report(read_end, REPORT_TIMEOUT)?;
+            // Silence with no monitor: the zygote died with the request unread (a monitor
+            // that started writes its pid file first, and then always reports).
+            if !report.is_empty() || crate::files::live_monitor(dir).is_some() {
+                return parse_report(id, &report);
+            }
+            tracing::warn!(monitor = %exe.display(), "the monitor zygote did not take the request; starting the monitor itself");
         }
         Err(crate::zygote::Refused::Busy) => {}
         Err(crate::zygote::Refused::Failed(e)) => {
             tracing::warn!(monitor = %exe.display(), error = %e, "no monitor zygote; starting the monitor itself");
         }
     }
+    spawn_itself(exe, args, dir, id)
+}
+
+/// Starts `exe args... dir` from its executable and returns what it reports.
+fn spawn_itself(
+    exe: &Path,
+    args: &[String],
+    dir: &Path,
+    id: &str,
+) -> Result<Started, RuntimeError> {
+    let spawn_err = |source: std::io::Error| RuntimeError::Spawn {
+        what: "monitor",
+        binary: exe.to_path_buf(),
+        source,
+    };
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(|e| spawn_err(e.into()))?;
     let mut cmd = Command::new(exe);
     // No pre_exec hook, uid or chroot: std spawns this with posix_spawn.
     cmd.args(args)
