@@ -33,12 +33,7 @@ pub(crate) fn spawn_monitor(
     dir: &Path,
     id: &str,
 ) -> Result<Started, RuntimeError> {
-    let spawn_err = |source: std::io::Error| RuntimeError::Spawn {
-        what: "monitor",
-        binary: exe.to_path_buf(),
-        source,
-    };
-    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(|e| spawn_err(e.into()))?;
+    let (read_end, write_end) = sync_pipe(exe)?;
     match crate::zygote::ask(exe, args, dir, write_end.as_fd()) {
         Ok(()) => {
             drop(write_end);
@@ -55,22 +50,12 @@ pub(crate) fn spawn_monitor(
             tracing::warn!(monitor = %exe.display(), error = %e, "no monitor zygote; starting the monitor itself");
         }
     }
-    spawn_itself(exe, args, dir, id)
+    parse_report(id, &spawn_itself(exe, args, dir)?)
 }
 
-/// Starts `exe args... dir` from its executable and returns what it reports.
-fn spawn_itself(
-    exe: &Path,
-    args: &[String],
-    dir: &Path,
-    id: &str,
-) -> Result<Started, RuntimeError> {
-    let spawn_err = |source: std::io::Error| RuntimeError::Spawn {
-        what: "monitor",
-        binary: exe.to_path_buf(),
-        source,
-    };
-    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(|e| spawn_err(e.into()))?;
+/// Starts `exe args... dir` from its executable and returns its report.
+fn spawn_itself(exe: &Path, args: &[String], dir: &Path) -> Result<String, RuntimeError> {
+    let (read_end, write_end) = sync_pipe(exe)?;
     let mut cmd = Command::new(exe);
     // No pre_exec hook, uid or chroot: std spawns this with posix_spawn.
     cmd.args(args)
@@ -78,7 +63,7 @@ fn spawn_itself(
         .stdin(Stdio::null())
         .stdout(Stdio::from(write_end))
         .stderr(Stdio::null());
-    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let mut child = cmd.spawn().map_err(|e| spawn_error(exe, e))?;
     // Dropping the command closes berth's copy of the write end.
     drop(cmd);
     let report = read_report(read_end, REPORT_TIMEOUT);
@@ -87,7 +72,20 @@ fn spawn_itself(
     }
     // The first process exits right after forking the monitor.
     let _ = child.wait();
-    parse_report(id, &report?)
+    report
+}
+
+fn spawn_error(exe: &Path, source: std::io::Error) -> RuntimeError {
+    RuntimeError::Spawn {
+        what: "monitor",
+        binary: exe.to_path_buf(),
+        source,
+    }
+}
+
+/// A start's sync pipe: berth reads the monitor's report from the first end.
+fn sync_pipe(exe: &Path) -> Result<(OwnedFd, OwnedFd), RuntimeError> {
+    pipe2(OFlag::O_CLOEXEC).map_err(|e| spawn_error(exe, e.into()))
 }
 
 /// Reads the pipe to its end, or until `timeout`.
