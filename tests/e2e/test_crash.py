@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -290,8 +291,6 @@ def test_a_full_disk_fails_requests_cleanly_and_berth_recovers(images):
 
 
 def subprocess_run(cmd: list[str], check: bool = True) -> None:
-    import subprocess
-
     subprocess.run(cmd, check=check, capture_output=True)
 
 
@@ -327,8 +326,8 @@ def test_monitors_come_from_a_zygote_that_comes_back(images):
             support.wait_status(client, gid, ["Running"], 60, diag=server.diag)
             zygote[:] = _zygotes_of(server.pid)
             assert len(zygote) == 1, f"zygotes of berth: {zygote}"
-            # Only its monitor names the container's directory.
-            monitors = support.pids_matching(f"groups/{gid}/containers/c")
+            # Its monitor names the container's directory on its command line.
+            monitors = _monitors(gid)
             assert len(monitors) == 1, f"monitors of {gid}: {monitors}"
             assert Path(f"/proc/{monitors[0]}/comm").read_text().strip() in ("berth-monitor",
                                                                               "berth")
