@@ -69,6 +69,8 @@ pub(crate) struct CacheState {
     quota: Mutex<Quota>,
     /// Held while a cache is chosen and recorded, so concurrent requests see each other's.
     admission: tokio::sync::Mutex<()>,
+    /// The builds running in this process (`cache_claim`).
+    pub(crate) builds: crate::cache_claim::Builds,
 }
 
 /// What CreateImageCache asks for.
@@ -281,6 +283,15 @@ impl Control {
         let build = build_of(rec, images);
         tokio::spawn(async move {
             let id = build.id.clone();
+            // Built already, here or by a live replica of the cluster.
+            let Some(claim) = this.claim_build(&id).await else {
+                return;
+            };
+            // Finished (or deleted) between the look that started this and the claim.
+            match this.store.get_cache(None, &id).await {
+                Ok(Some(c)) if this.building(&c) => {}
+                _ => return,
+            }
             if !update {
                 let started = this
                     .store
@@ -297,10 +308,14 @@ impl Control {
                     return;
                 }
             }
-            let result = match this.node() {
-                Ok(node) => node.create_image_cache(&build).await,
-                Err(e) => Err(crate::NodeError::Failed(e.to_string())),
-            };
+            let result = this
+                .while_claimed(&claim, async {
+                    match this.node() {
+                        Ok(node) => node.create_image_cache(&build).await,
+                        Err(e) => Err(crate::NodeError::Failed(e.to_string())),
+                    }
+                })
+                .await;
             let now = Utc::now();
             let mut ready_size: Option<(String, u64)> = None;
             // Nodes holding an older build, released once the new one is recorded.
@@ -379,10 +394,13 @@ impl Control {
                     tracing::error!(cache = %id, error = %e, "cannot record an image cache build")
                 }
             }
+            this.release_build(claim).await;
         });
     }
 
-    /// Builds again the caches a stop of berth interrupted (at start). Returns how many.
+    /// Builds again the caches a stop of berth interrupted (at start; in a cluster also in
+    /// the leader's sweep, for builds whose replica went away: `cache_claim`). Returns how
+    /// many builds it asked for.
     pub async fn resume_image_caches(self: &Arc<Self>) -> Result<usize, ControlError> {
         let mut n = 0;
         for c in self.store.list_caches(None).await? {

@@ -6,6 +6,9 @@
 mod accounts;
 mod billing;
 mod cache;
+mod cache_claim;
+#[cfg(test)]
+mod cache_claim_tests;
 mod classes;
 pub mod cluster;
 mod deadline;

@@ -32,7 +32,7 @@ const LEASE_RENEW: Duration = Duration::from_secs(2);
 /// How often the leader looks for groups waiting for a node written by other replicas.
 const PLACEMENT_POLL: Duration = Duration::from_millis(250);
 /// How often the leader deletes image caches whose retention ended and takes up deletions
-/// other replicas left behind.
+/// and image cache builds other replicas left behind.
 const SWEEP: Duration = Duration::from_secs(10);
 /// Every how many sweeps the leader looks for deadlines to watch.
 const DEADLINE_SWEEPS: u64 = 3;
@@ -661,6 +661,9 @@ impl Control {
                     }
                     if let Err(e) = self.finish_deletions().await {
                         tracing::warn!(error = %e, "cannot take up deletions left behind");
+                    }
+                    if let Err(e) = self.resume_image_caches().await {
+                        tracing::warn!(error = %e, "cannot take up image cache builds left behind");
                     }
                     if sweeps.is_multiple_of(DEADLINE_SWEEPS) {
                         if let Err(e) = self.watch_all_deadlines().await {
