@@ -9,7 +9,8 @@
 //! the pipe on its stdout, /dev/null on its stdin, and runs [`super::monitor_main`], which
 //! forks the monitor away and returns, as a monitor started by berth does. The zygote reaps
 //! that child and reads the next message; it exits when berth's end closes (berth stopped or
-//! was killed). Monitors are never its children for long: they survive it.
+//! was killed), and drops the requests still queued then, whose containers the next berth
+//! starts. Monitors are never its children for long: they survive it.
 //!
 //! A forked monitor would show the zygote's command line; it writes its own over it, as a
 //! monitor started from the executable would have it (`<exe> [args] <container-dir>`), into
@@ -41,6 +42,8 @@ pub(crate) const TITLE_ROOM: usize = MAX_PATH + 256;
 pub(crate) fn zygote_main() -> i32 {
     let _ = std::env::set_current_dir("/");
     let title = Title::find();
+    // SAFETY: getppid(2) has no preconditions.
+    let berth = unsafe { libc::getppid() };
     // SAFETY: fd 0 is the request socket berth gave as stdin, owned by nothing else here.
     let sock = unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) };
     let mut buf = [0u8; MAX_PATH];
@@ -57,6 +60,13 @@ pub(crate) fn zygote_main() -> i32 {
         };
         // Any further descriptor is not ours to keep.
         drop(fds);
+        // berth is gone (killed with requests still queued): starting the monitor now would
+        // race the berth that starts next, which finds no monitor for these requests and
+        // starts its own. Closing the pipe unanswered leaves the container to it.
+        // SAFETY: getppid(2) has no preconditions.
+        if unsafe { libc::getppid() } != berth {
+            continue;
+        }
         let dir = Path::new(OsStr::from_bytes(&buf[..len]));
         // SAFETY: the zygote is single-threaded, so the child may do anything after fork.
         match unsafe { fork() } {
