@@ -134,6 +134,38 @@ async fn berth_compiles_the_rules_as_crun_does() {
 }
 
 #[tokio::test]
+async fn a_precompiled_program_replaces_the_section_and_confines_execs_too() {
+    let f = Fixture::new("sc-exec");
+    let rt = runtime(&f, CRUN);
+    assert!(rt.seccomp_precompiled());
+    let mut spec = f.spec("");
+    spec.seccomp = Seccomp::Default;
+    start_sleeper(&f, &rt, &mut spec).await;
+    let config: oci_spec::runtime::Spec =
+        serde_json::from_slice(&std::fs::read(f.dir().join("config.json")).unwrap()).unwrap();
+    assert!(config
+        .annotations()
+        .iter()
+        .flatten()
+        .any(|(k, _)| k == berth_runtime::SECCOMP_BPF_ANNOTATION));
+    assert!(
+        config.linux().as_ref().unwrap().seccomp().is_none(),
+        "the section stays beside the program"
+    );
+    // crun keeps the program for the container's execs, which it reads from its state.
+    let req = berth_runtime::ExecRequest {
+        args: ["sh", "-c", PROBES].iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let out = rt
+        .exec_sync(f.id(), &f.dir(), &req, std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), CONFINED);
+    delete_and_check(&f, &rt).await;
+}
+
+#[tokio::test]
 async fn the_default_profile_confines_under_crun_with_either_program() {
     let f = Fixture::new("sc-crun");
     let rt = runtime(&f, CRUN);

@@ -261,9 +261,10 @@ pub fn build_spec(spec: &BundleSpec, layout: &CgroupLayout) -> Result<Spec, Runt
     Ok(out)
 }
 
-/// Writes `config.json` into `bundle_dir` atomically.
+/// Writes `config.json` into `bundle_dir` atomically, without indentation: the bundle lives
+/// on the groups' tmpfs for as long as the container, where every page is memory.
 pub(crate) fn write_config(bundle_dir: &Path, spec: &Spec) -> Result<(), RuntimeError> {
-    let json = serde_json::to_vec_pretty(spec)
+    let json = serde_json::to_vec(spec)
         .map_err(|e| RuntimeError::io("serialise the OCI spec for", bundle_dir, e.into()))?;
     crate::files::write_atomic(&bundle_dir.join("config.json"), &json)
 }
