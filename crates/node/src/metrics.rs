@@ -1,38 +1,102 @@
-//! The metric samples of the groups on this node, each group's in a bounded ring of
-//! [`RING_POINTS`] (24 hours at the default interval of 15 s).
+//! The metric samples of the groups on this node. Each group keeps its samples of the last
+//! hour as they were taken ([`RECENT_SECS`], at most [`RECENT_POINTS`]) and, older than that,
+//! one point per 10 minutes for 24 hours ([`COARSE_POINTS`]): the sample that ended each
+//! 10-minute bucket, with the CPU rates averaged over the bucket, exactly what
+//! DescribeContainerGroupMetric answers for its coarsest period. The API's finer periods
+//! (15, 30 and 60 s, at most 50 entries) reach back 50 minutes; asked further back they get
+//! the 10-minute points. A group that ran a day thus holds ~380 samples, not the 5,760 of
+//! every 15-s sample: what `berth serve` keeps per group stays small however long it runs.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use berth_core::metric::MetricPoint;
+use berth_core::metric::{aggregate, MetricPoint};
 use berth_core::GroupId;
 use chrono::{DateTime, Utc};
 
-/// Samples kept per group: 24 hours at the default interval of 15 s.
-pub const RING_POINTS: usize = 5760;
+/// How far back a group's samples are kept as taken.
+pub const RECENT_SECS: i64 = 3600;
+/// The most samples a group keeps as taken, whatever the interval (an hour at 5 s).
+pub const RECENT_POINTS: usize = 720;
+/// The period of the older samples' points: DescribeContainerGroupMetric's coarsest.
+pub const COARSE_SECS: u32 = 600;
+/// The older points kept: 24 hours of 10-minute points.
+pub const COARSE_POINTS: usize = 144;
 
-/// The samples of every group, each in a bounded ring.
+/// One group's samples: the last hour's as taken, then 10-minute points, both oldest first.
+#[derive(Default)]
+struct Ring {
+    recent: VecDeque<MetricPoint>,
+    coarse: VecDeque<MetricPoint>,
+}
+
+fn bucket(p: &MetricPoint) -> i64 {
+    p.timestamp.timestamp().div_euclid(i64::from(COARSE_SECS))
+}
+
+impl Ring {
+    fn push(&mut self, p: MetricPoint) {
+        let horizon = p.timestamp.timestamp() - RECENT_SECS;
+        self.recent.push_back(p);
+        // Whole buckets leave the recent samples, oldest first, once all of the bucket is
+        // older than the hour (or there are too many samples); the newest bucket never does.
+        while let Some(front) = self.recent.front() {
+            let b = bucket(front);
+            let ended_before_horizon = (b + 1) * i64::from(COARSE_SECS) <= horizon;
+            if !ended_before_horizon && self.recent.len() <= RECENT_POINTS {
+                break;
+            }
+            let n = self.recent.iter().take_while(|q| bucket(q) == b).count();
+            if n == self.recent.len() {
+                break;
+            }
+            let taken: Vec<MetricPoint> = self.recent.drain(..n).collect();
+            let (first, last) = (taken[0].timestamp, taken[n - 1].timestamp);
+            if let Some(point) = aggregate(&taken, first, last, COARSE_SECS, 1).pop() {
+                if self.coarse.len() >= COARSE_POINTS {
+                    self.coarse.pop_front();
+                }
+                self.coarse.push_back(point);
+            }
+        }
+    }
+
+    fn last(&self) -> Option<&MetricPoint> {
+        self.recent.back().or(self.coarse.back())
+    }
+
+    fn range(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<MetricPoint> {
+        self.coarse
+            .iter()
+            .chain(self.recent.iter())
+            .filter(|p| p.timestamp >= start && p.timestamp <= end)
+            .cloned()
+            .collect()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.recent.len() + self.coarse.len()
+    }
+}
+
+/// The samples of every group, each in a bounded [`Ring`].
 #[derive(Default)]
 pub struct MetricRings {
-    rings: Mutex<HashMap<GroupId, VecDeque<MetricPoint>>>,
+    rings: Mutex<HashMap<GroupId, Ring>>,
 }
 
 impl MetricRings {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, VecDeque<MetricPoint>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, Ring>> {
         self.rings.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn last(&self, id: &GroupId) -> Option<MetricPoint> {
-        self.lock().get(id).and_then(|r| r.back().cloned())
+        self.lock().get(id).and_then(|r| r.last().cloned())
     }
 
     pub fn push(&self, id: &GroupId, p: MetricPoint) {
-        let mut rings = self.lock();
-        let ring = rings.entry(id.clone()).or_default();
-        if ring.len() >= RING_POINTS {
-            ring.pop_front();
-        }
-        ring.push_back(p);
+        self.lock().entry(id.clone()).or_default().push(p);
     }
 
     /// Forgets a group's samples (when it is removed).
@@ -40,6 +104,8 @@ impl MetricRings {
         self.lock().remove(id);
     }
 
+    /// The group's samples within `[start, end]`, oldest first (10-minute points before the
+    /// last hour).
     pub fn range(
         &self,
         id: &GroupId,
@@ -48,42 +114,113 @@ impl MetricRings {
     ) -> Vec<MetricPoint> {
         self.lock()
             .get(id)
-            .map(|r| {
-                r.iter()
-                    .filter(|p| p.timestamp >= start && p.timestamp <= end)
-                    .cloned()
-                    .collect()
-            })
+            .map(|r| r.range(start, end))
             .unwrap_or_default()
+    }
+
+    /// How many samples the group holds.
+    #[cfg(test)]
+    pub fn len(&self, id: &GroupId) -> usize {
+        self.lock().get(id).map_or(0, Ring::len)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use berth_core::metric::{ContainerMetric, CpuUsage};
+
     use super::*;
 
-    #[test]
-    fn rings_are_bounded() {
-        let rings = MetricRings::default();
-        let id = GroupId::parse("eci-0123456789abcdefghij")
-            .unwrap_or_else(|| GroupId::from_random([7u8; 20]));
-        for i in 0..(RING_POINTS + 10) {
-            rings.push(
-                &id,
-                MetricPoint {
-                    timestamp: DateTime::from_timestamp(i as i64, 0).unwrap_or_default(),
+    fn id() -> GroupId {
+        GroupId::from_random([7u8; 20])
+    }
+
+    /// A sample at `secs` with CPU rates that change every sample.
+    fn sample(secs: i64) -> MetricPoint {
+        let rate = (secs as u64 * 7919) % 1_000_000;
+        MetricPoint {
+            timestamp: DateTime::from_timestamp(secs, 0).unwrap_or_default(),
+            cpu: CpuUsage {
+                usage_nano_cores: rate,
+                usage_core_ns: secs as u64 * 1000,
+                ..Default::default()
+            },
+            containers: vec![ContainerMetric {
+                name: "c".into(),
+                cpu: CpuUsage {
+                    usage_nano_cores: rate / 2,
                     ..Default::default()
                 },
-            );
+                ..Default::default()
+            }],
+            ..Default::default()
         }
-        let all = rings.range(
-            &id,
-            DateTime::from_timestamp(0, 0).unwrap_or_default(),
-            Utc::now(),
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn three_days_of_samples_keep_an_hour_and_a_day_of_ten_minute_points() {
+        let rings = MetricRings::default();
+        let id = id();
+        let start = 1_700_000_000 - 1_700_000_000 % 600;
+        let end = start + 3 * 86_400;
+        for t in (start..end).step_by(15) {
+            rings.push(&id, sample(t));
+        }
+        let n = rings.len(&id);
+        assert!(
+            n <= 3600 / 15 + 600 / 15 + COARSE_POINTS,
+            "{n} samples kept"
         );
-        assert_eq!(all.len(), RING_POINTS);
-        assert_eq!(all[0].timestamp.timestamp(), 10);
+        let all = rings.range(&id, at(0), at(end));
+        assert_eq!(all.len(), n);
+        assert!(all.windows(2).all(|w| w[0].timestamp < w[1].timestamp));
+        // The oldest point kept is a day and an hour old.
+        let oldest = all[0].timestamp.timestamp();
+        assert!(end - oldest <= 86_400 + 3600 + 600, "{}", end - oldest);
+        assert_eq!(rings.last(&id).unwrap().timestamp, at(end - 15));
         rings.forget(&id);
         assert!(rings.last(&id).is_none());
+    }
+
+    #[test]
+    fn the_answers_of_every_period_are_those_of_all_samples() {
+        let rings = MetricRings::default();
+        let id = id();
+        let start = 1_700_000_007;
+        let end = start + 86_400;
+        let mut every = Vec::new();
+        for t in (start..end).step_by(15) {
+            rings.push(&id, sample(t));
+            every.push(sample(t));
+        }
+        let now = end;
+        // The API's periods, at most 50 entries, over the ranges they can reach.
+        for (period, back) in [(15, 50 * 15), (30, 50 * 30), (60, 50 * 60), (600, 50 * 600)] {
+            let (from, to) = (at(now - back), at(now));
+            let kept = aggregate(&rings.range(&id, from, to), from, to, period, 50);
+            let full = aggregate(&every, from, to, period, 50);
+            assert_eq!(kept, full, "period {period}");
+        }
+        // Ten-minute points of a whole day (from the start of a bucket) are those of every
+        // sample.
+        let day = now - 86_400 + 600;
+        let (from, to) = (at(day - day % 600), at(now));
+        let kept = aggregate(&rings.range(&id, from, to), from, to, 600, 200);
+        let full = aggregate(&every, from, to, 600, 200);
+        assert_eq!(kept, full);
+    }
+
+    #[test]
+    fn a_short_interval_is_bounded_by_count() {
+        let rings = MetricRings::default();
+        let id = id();
+        for t in 0..7200 {
+            rings.push(&id, sample(1_700_000_000 + t));
+        }
+        assert!(rings.len(&id) <= RECENT_POINTS + 600 + COARSE_POINTS);
     }
 }

@@ -1,7 +1,8 @@
 //! What the node agent offers to observe and operate running groups: exec in a container,
 //! following a container's log, and the metrics sampler — every interval it reads the cgroup
 //! counters of each running group and of its containers and the counters of the group's
-//! network namespace into a bounded ring per group (at least 24 hours at 15 s).
+//! network namespace into the group's bounded samples (`crate::metrics`: the last hour as
+//! taken, 10-minute points for 24 hours).
 
 use std::time::Duration;
 
