@@ -81,8 +81,10 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
     // The account's confinement too: asked of the store, or of the control plane on a node
     // of a cluster.
     let seccomp = super::seccomp::account_seccomp(&host, &rec, &state, &cancel);
+    // Boxed: the group's task outlives them by the life of its containers and would
+    // otherwise keep room for the largest of them (1,000 idle groups).
     let ((attachment, net_took), (images, images_took), seccomp) =
-        tokio::join!(net, images, seccomp);
+        tokio::join!(Box::pin(net), Box::pin(images), Box::pin(seccomp));
     tracing::debug!(
         group = %gid,
         net_us = net_took.as_micros() as u64,
@@ -108,6 +110,9 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
             }
         })
     };
+    // The record as it came is not needed any more: its strings go back now, not when the
+    // group ends.
+    drop(rec);
     let sandbox = Sandbox {
         attachment,
         userns,
@@ -121,7 +126,7 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
     .await;
     // Done for good: the sandbox's memory goes back (a cancelled run keeps it for the next).
     if let (Some(shared), false) = (shared, cancel.is_cancelled()) {
-        shared.shut_down().await;
+        Box::pin(shared.shut_down()).await;
     }
     // Never left running past the group task: a removal follows it.
     let _ = admit.await;
@@ -164,7 +169,10 @@ async fn run_containers(
     };
 
     if how == Start::Resume {
-        super::revision::reconcile(host, gid, dirs, spec, state, changed).await;
+        Box::pin(super::revision::reconcile(
+            host, gid, dirs, spec, state, changed,
+        ))
+        .await;
     }
 
     // Init containers, one after the other, each to completion.
@@ -176,8 +184,8 @@ async fn run_containers(
             continue;
         }
         let cx = ctx(c, true);
-        let adopted = adopt(host, spec, dirs, state, how, true, &c.name).await;
-        match cx.supervise(adopted).await {
+        let adopted = Box::pin(adopt(host, spec, dirs, state, how, true, &c.name)).await;
+        match Box::pin(cx.supervise(adopted)).await {
             Some(0) => {}
             _ => return,
         }
@@ -198,7 +206,7 @@ async fn run_containers(
             }
         }
         let cx = ctx(c, false);
-        let adopted = adopt(host, spec, dirs, state, how, false, &c.name).await;
+        let adopted = Box::pin(adopt(host, spec, dirs, state, how, false, &c.name)).await;
         tasks.push(tokio::spawn(async move { cx.supervise(adopted).await }));
     }
     drop(starting);

@@ -225,9 +225,19 @@ impl ContainerCtx {
 
     /// Starts the container once and waits for it to exit (or for cancellation).
     pub async fn run_once(&self, run: u32) -> RunEnd {
+        // The start boxed, so that none of its state (the bundle, paths, the runtime's
+        // start) stays with the task while the container runs: 1,000 idle groups.
+        match Box::pin(self.start(run)).await {
+            Ok(started) => self.wait(started, true).await,
+            Err(end) => end,
+        }
+    }
+
+    /// The start of [`ContainerCtx::run_once`]: the container running, or how it ended.
+    async fn start(&self, run: u32) -> Result<berth_runtime::Started, RunEnd> {
         let rt = match self.runtime() {
             Ok(rt) => rt,
-            Err(e) => return RunEnd::StartFailed(e.to_string()),
+            Err(e) => return Err(RunEnd::StartFailed(e.to_string())),
         };
         let id = self.runtime_id();
         let began = std::time::Instant::now();
@@ -258,16 +268,16 @@ impl ContainerCtx {
         })();
         let rootfs = match prepared {
             Ok(r) => r,
-            Err(e) => return RunEnd::SetupFailed(e),
+            Err(e) => return Err(RunEnd::SetupFailed(e)),
         };
         let bundle = match self.bundle(rootfs) {
             Ok(b) => b,
-            Err(e) => return RunEnd::StartFailed(e),
+            Err(e) => return Err(RunEnd::StartFailed(e)),
         };
         let role = match &self.shared {
             Some(shared) => {
                 if let Err(e) = shared.ensure().await {
-                    return RunEnd::SetupFailed(e);
+                    return Err(RunEnd::SetupFailed(e));
                 }
                 Some(shared.role())
             }
@@ -278,11 +288,13 @@ impl ContainerCtx {
             None => rt.write_bundle(&cdir, &bundle),
         };
         if let Err(e) = written {
-            return RunEnd::SetupFailed(crate::files::error_chain(&e));
+            return Err(RunEnd::SetupFailed(crate::files::error_chain(&e)));
         }
         let revision = crate::group::revision::Revision::of(&self.group, &self.spec, self.init);
         if let Err(e) = revision.write(&cdir) {
-            return RunEnd::SetupFailed(format!("cannot record the container's revision: {e}"));
+            return Err(RunEnd::SetupFailed(format!(
+                "cannot record the container's revision: {e}"
+            )));
         }
         self.state.event(
             EventType::Normal,
@@ -302,9 +314,9 @@ impl ContainerCtx {
         let started = match rt.start(&id, &cdir, &log).await {
             Ok(s) => s,
             Err(e @ berth_runtime::RuntimeError::StartFailed { .. }) => {
-                return RunEnd::StartFailed(crate::files::error_chain(&e))
+                return Err(RunEnd::StartFailed(crate::files::error_chain(&e)))
             }
-            Err(e) => return RunEnd::SetupFailed(crate::files::error_chain(&e)),
+            Err(e) => return Err(RunEnd::SetupFailed(crate::files::error_chain(&e))),
         };
         drop(starting);
         let at = started.started_at;
@@ -318,7 +330,7 @@ impl ContainerCtx {
             )),
             |c| c.current = ContainerState::running(at),
         );
-        self.wait(started, true).await
+        Ok(started)
     }
 
     /// Records an adopted container as running when the record does not say so yet: berth
@@ -446,10 +458,11 @@ impl ContainerCtx {
                     }
                     // A monitor of the failed attempt may have got the container running.
                     first = match self.runtime() {
-                        Ok(rt) => rt
-                            .adopt_starting(&self.dirs.container(&self.spec.name))
-                            .await
-                            .map(Adopted::Running),
+                        Ok(rt) => {
+                            Box::pin(rt.adopt_starting(&self.dirs.container(&self.spec.name)))
+                                .await
+                                .map(Adopted::Running)
+                        }
                         Err(_) => None,
                     };
                     continue;
@@ -478,7 +491,7 @@ impl ContainerCtx {
                 }
             };
             if let Ok(rt) = self.runtime() {
-                let _ = rt.delete(&self.runtime_id()).await;
+                let _ = Box::pin(rt.delete(&self.runtime_id())).await;
             }
             if !matches!(self.state.container(self.init, &self.spec.name), Some(c) if c.current.finish_time.is_some())
             {

@@ -41,6 +41,17 @@ pub async fn watch(
         }
         return std::future::pending().await;
     }
+    // Boxed: a container without probes or hooks waits without room for them.
+    Box::pin(watch_probes(cx, started_at, fresh)).await
+}
+
+/// [`watch`] of a container with a PostStart hook or probes.
+async fn watch_probes(
+    cx: &ContainerCtx,
+    started_at: chrono::DateTime<Utc>,
+    fresh: bool,
+) -> Infallible {
+    let spec = &cx.spec;
     let target = Target::of(&cx.host, &cx.gid, &spec.name);
     // Measured from the container's start, also for an adopted run.
     let since_start = (Utc::now() - started_at).to_std().unwrap_or_default();
