@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """berth filling one host: 1,000 idle groups, then all deleted; and a soak of lifecycles.
 
-    python3 bench/scale.py [--groups 1000] [--podman 200] [--json out.json]   (as root)
+    python3 bench/scale.py [--groups 1000] [--podman 200] [--crun 200] [--json out.json]   (as root)
     python3 bench/scale.py --soak 5000 [--soak-seconds 3]
 
 Kept out of bench/run.py's default run: it takes minutes. It starts its own docker-registry and
@@ -23,7 +23,11 @@ node's capacity unbounded as in bench/run.py) and measures:
      leak shows as a difference; the namespace pool and spare directories refill meanwhile,
      so they are compared once the pool is full again);
   4. podman as the peer, in the same run: --podman `podman run -d` containers from --clients
-     threads (the rate over the first 20 and over all), then `podman rm -f -t 0` of all.
+     threads (the rate over the first 20 and over all), host memory per container
+     (MemAvailable drop, conmon's PSS), then `podman rm -f -t 0` of all;
+  5. the floor (bench/floor.py): --crun containers of the bundle berth wrote for one of its
+     groups, each with a network namespace, veth pair and overlay root of its own, started by
+     `crun run -d` alone: the host memory that isolation costs without berth.
 
 --soak N runs N lifecycles instead (create, Running, --soak-seconds, delete -> gone), --clients
 at a time, and compares the counters at the start and the end and the rate of the first 100
@@ -36,6 +40,7 @@ import argparse
 import concurrent.futures as cf
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +50,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as R  # noqa: E402  (bench/run.py: the signed client, registry, berth, loaders)
+import floor  # noqa: E402
+import hostmem  # noqa: E402
 
 SLEEP = ["sleep", "100000"]
 
@@ -56,41 +63,6 @@ def cpu_ms(pid: int) -> float:
     # utime, stime, cutime, cstime are fields 14-17 of stat(5); [0] here is field 3.
     ticks = sum(int(v) for v in fields[11:15])
     return ticks * 1000 / os.sysconf("SC_CLK_TCK")
-
-
-def mem_available_kib() -> int:
-    for line in open("/proc/meminfo"):
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1])
-    raise RuntimeError("no MemAvailable")
-
-
-MEMINFO_KEYS = ("MemFree", "AnonPages", "Shmem", "Cached", "Buffers", "SReclaimable",
-                "SUnreclaim", "KernelStack", "PageTables", "Percpu", "VmallocUsed",
-                "Unevictable", "Mlocked")
-
-
-def meminfo_kib() -> dict:
-    """The kernel's own accounts of where host memory is, for the per-group breakdown."""
-    out = {}
-    for line in open("/proc/meminfo"):
-        k, _, v = line.partition(":")
-        if k in MEMINFO_KEYS:
-            out[k] = int(v.split()[0])
-    return out
-
-
-def slab_kib() -> dict:
-    """Kernel object caches by name (needs root): active objects times their size."""
-    out = {}
-    try:
-        lines = open("/proc/slabinfo").read().splitlines()[2:]
-    except OSError:
-        return out
-    for line in lines:
-        f = line.split()
-        out[f[0]] = int(f[1]) * int(f[3]) // 1024
-    return out
 
 
 def proc_status(pid: int) -> dict:
@@ -137,9 +109,9 @@ def host_counters(berth_pid: int) -> dict:
         "berth_fds": st["fds"],
         "berth_pss_kib": R.pss_kib(berth_pid),
         "monitors_pss_kib": sum(R.pss_kib(p) for p in monitors),
-        "mem_available_kib": mem_available_kib(),
-        "meminfo_kib": meminfo_kib(),
-        "slab_kib": slab_kib(),
+        "mem_available_kib": hostmem.settled_mem_available_kib(),
+        "meminfo_kib": hostmem.meminfo_kib(),
+        "slab_kib": hostmem.slab_kib(),
     }
 
 
@@ -371,8 +343,7 @@ class Scale:
             "berth_threads": (full["berth_threads"] - before["berth_threads"]) / n,
             "mounts": (full["mounts"] - before["mounts"]) / n,
             "cgroups_memory": (full["cgroups_memory"] - before["cgroups_memory"]) / n,
-            "meminfo_kib": {k: (full["meminfo_kib"].get(k, 0) - before["meminfo_kib"].get(k, 0)) / n
-                            for k in MEMINFO_KEYS},
+            "meminfo_kib": hostmem.deltas_per_item(before["meminfo_kib"], full["meminfo_kib"], n),
             # The object caches that grew most: the kernel's share of a group.
             "slab_kib_top": dict(sorted(
                 ((k, round((v - before["slab_kib"].get(k, 0)) / n, 1))
@@ -380,6 +351,7 @@ class Scale:
                 key=lambda kv: -kv[1])[:12]),
         }
         R.log(f"per group: {self.results['per_group']}")
+        self.keep_template(ids[0])
         self.results["describe"] = self.describe(ids)
         R.log("deleting all")
         cpu0 = cpu_ms(self.pid)
@@ -442,6 +414,7 @@ class Scale:
         done: list[float] = []
         names: list[str] = []
         lock = threading.Lock()
+        mem0 = hostmem.settled_mem_available_kib()
         t0 = time.perf_counter()
 
         def one(i: int) -> None:
@@ -459,6 +432,14 @@ class Scale:
                    "containers_per_s": n / (ts[-1] / 1000),
                    "first_20_per_s": 20 / (ts[19] / 1000) if n >= 20 else None,
                    "containers_per_s_by_tenth": tenths(ts)}
+            # The peer's host memory per idle container, measured as berth's per group.
+            res["mem_available_kib_per_container"] = (
+                mem0 - hostmem.settled_mem_available_kib()) / n
+            conmons = [pid for pid, argv in R.processes()
+                       if argv and os.path.basename(argv[0]) == "conmon"]
+            res["conmon_pss_kib_per_container"] = sum(R.pss_kib(p) for p in conmons) / n
+            R.log(f"podman: {res['mem_available_kib_per_container']:.0f} KiB MemAvailable "
+                  f"and {res['conmon_pss_kib_per_container']:.0f} KiB conmon PSS a container")
             t0 = time.perf_counter()
             with cf.ThreadPoolExecutor(self.a.clients) as ex:
                 list(ex.map(lambda nm: R.podman("rm", "-f", "-t", "0", nm, timeout=300),
@@ -471,6 +452,26 @@ class Scale:
                      timeout=600)
             subprocess.run(["podman", "ps", "-aq", "--filter", "name=scale-"],
                            capture_output=True)
+
+    def keep_template(self, gid: str) -> None:
+        """The bundle berth wrote for one group and its image's layers, for the floor run."""
+        containers = self.berth.state / "node" / "groups" / gid / "containers"
+        c = next(containers.iterdir())
+        shutil.copy(c / "config.json", self.work / "template.json")
+        for line in open("/proc/self/mountinfo"):
+            f = line.split()
+            if f[4] == str(c / "rootfs"):
+                opts = line.rsplit(" ", 1)[1].strip().split(",")
+                self.lowerdir = next(o[len("lowerdir="):] for o in opts
+                                     if o.startswith("lowerdir="))
+
+    def crun_floor(self) -> None:
+        R.log(f"the floor: {self.a.crun} containers of the same bundle by `crun run -d`")
+        res = floor.containers(self.work / "template.json", self.lowerdir, self.a.crun,
+                               self.work / "floor")
+        self.results["crun_floor"] = res
+        R.log(f"floor: {res['mem_available_kib_per_container']:.0f} KiB MemAvailable a "
+              f"container ({res['containers']} in {res['seconds']} s)")
 
     def stop(self) -> None:
         """Deletes every group left (a run that failed half way) before berth stops: its
@@ -512,6 +513,8 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--podman", type=int, default=200, help="podman containers (0: none)")
+    ap.add_argument("--crun", type=int, default=200,
+                    help="containers of berth's bundle by `crun run -d` alone (0: none)")
     ap.add_argument("--soak", type=int, default=0, help="lifecycles instead of the fill")
     ap.add_argument("--soak-seconds", type=float, default=3.0)
     ap.add_argument("--describe-seconds", type=float, default=10.0)
@@ -531,6 +534,8 @@ def main() -> None:
             s.groups()
             if a.podman:
                 s.podman()
+            if a.crun:
+                s.crun_floor()
     finally:
         s.stop()
     out = json.dumps(s.results, indent=2)
