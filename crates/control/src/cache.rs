@@ -290,7 +290,7 @@ impl Control {
             // Finished (or deleted) between the look that started this and the claim.
             match this.store.get_cache(None, &id).await {
                 Ok(Some(c)) if this.building(&c) => {}
-                _ => return,
+                _ => return this.release_build(claim).await,
             }
             if !update {
                 let started = this

@@ -25,5 +25,4 @@ pub use cache_source::{CacheOrder, CachePull, CacheSource, NoCacheSource};
 pub use config::{GvisorConfig, NodeConfig, NodeError, Reporter, SeccompProfiles};
 pub use files::LogSelector;
 pub use host::ClassSupport;
-pub use metrics::{COARSE_POINTS, COARSE_SECS, RECENT_POINTS, RECENT_SECS};
 pub use userns::{UsernsConfig, DEFAULT_BASE as DEFAULT_USERNS_BASE};
