@@ -340,13 +340,21 @@ impl Runtime {
         if let Some(pid) = files::live_monitor(&dir) {
             return Err(RuntimeError::Busy { dir, pid });
         }
+        let config = bundle::started::read(&dir);
+        if let Some(config) = &config {
+            bundle::started::check_runnable(config, &dir)?;
+        }
         // A container in a shared sandbox has no process of its own on the host: its runtime
         // reports its exit, and the sandbox's cgroup (its parent's) any OOM kill.
-        let wait_by_runtime = crate::sandbox::joins_a_sandbox(&dir);
-        let oom_cgroup = cgroup_path_of(&dir).map(|p| match wait_by_runtime {
-            true => parent_cgroup(&p),
-            false => p,
-        });
+        let wait_by_runtime =
+            crate::sandbox::is_subcontainer(config.as_ref().and_then(|c| c.get("annotations")));
+        let oom_cgroup = config
+            .as_ref()
+            .and_then(cgroup_path_in)
+            .map(|p| match wait_by_runtime {
+                true => parent_cgroup(&p),
+                false => p,
+            });
         let oom_file = oom_cgroup.map(|p| self.cfg.layout.oom_file(&p));
         files::clear_run_files(&dir)?;
         let conf = MonitorConfig {
@@ -366,9 +374,17 @@ impl Runtime {
         let exe = self.cfg.monitor_exe.clone();
         let args = self.cfg.monitor_args.clone();
         let owned_id = id.to_string();
-        let started =
-            tokio::task::spawn_blocking(move || spawn::spawn_monitor(&exe, &args, &dir, &owned_id))
-                .await
+        let started = tokio::task::spawn_blocking(move || {
+            let started = spawn::spawn_monitor(&exe, &args, &dir, &owned_id)?;
+            // The runtime keeps the program now; the bundle's copy would only hold memory.
+            if let Some(config) = config {
+                if let Err(e) = bundle::started::release_program(&dir, config) {
+                    tracing::warn!(id = owned_id, error = %e, "cannot take the seccomp program out of the bundle");
+                }
+            }
+            Ok::<_, RuntimeError>(started)
+        })
+        .await
                 .map_err(|e| RuntimeError::StartFailed {
                     id: id.to_string(),
                     message: format!("the task that spawns the monitor failed: {e}"),
@@ -610,7 +626,11 @@ fn parent_cgroup(path: &str) -> String {
 
 /// `linux.cgroupsPath` of the bundle in `dir`.
 fn cgroup_path_of(dir: &Path) -> Option<String> {
-    let config: serde_json::Value = files::read_json(&dir.join("config.json"))?;
+    cgroup_path_in(&files::read_json(&dir.join("config.json"))?)
+}
+
+/// `linux.cgroupsPath` of a bundle's configuration.
+fn cgroup_path_in(config: &serde_json::Value) -> Option<String> {
     config
         .pointer("/linux/cgroupsPath")?
         .as_str()

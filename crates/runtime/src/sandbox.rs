@@ -83,16 +83,6 @@ impl SandboxRole {
     }
 }
 
-/// Whether the bundle in `dir` is a container created in a sandbox it does not own (its pid
-/// file will name the sandbox, not its own process).
-pub(crate) fn joins_a_sandbox(dir: &Path) -> bool {
-    let Some(config) = crate::files::read_json::<serde_json::Value>(&dir.join("config.json"))
-    else {
-        return false;
-    };
-    is_subcontainer(config.get("annotations"))
-}
-
 /// Whether `annotations` (a JSON object) mark a container created in another's sandbox.
 pub(crate) fn is_subcontainer(annotations: Option<&serde_json::Value>) -> bool {
     annotations

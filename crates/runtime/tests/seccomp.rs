@@ -140,17 +140,32 @@ async fn a_precompiled_program_replaces_the_section_and_confines_execs_too() {
     assert!(rt.seccomp_precompiled());
     let mut spec = f.spec("");
     spec.seccomp = Seccomp::Default;
-    start_sleeper(&f, &rt, &mut spec).await;
-    let config: oci_spec::runtime::Spec =
-        serde_json::from_slice(&std::fs::read(f.dir().join("config.json")).unwrap()).unwrap();
-    assert!(config
-        .annotations()
-        .iter()
-        .flatten()
-        .any(|(k, _)| k == berth_runtime::SECCOMP_BPF_ANNOTATION));
+    rt.write_bundle(&f.dir(), &spec).unwrap();
+    let read_config = || -> oci_spec::runtime::Spec {
+        serde_json::from_slice(&std::fs::read(f.dir().join("config.json")).unwrap()).unwrap()
+    };
+    let has_program = |c: &oci_spec::runtime::Spec| {
+        c.annotations()
+            .iter()
+            .flatten()
+            .any(|(k, _)| k == berth_runtime::SECCOMP_BPF_ANNOTATION)
+    };
+    let config = read_config();
+    assert!(has_program(&config));
     assert!(
         config.linux().as_ref().unwrap().seccomp().is_none(),
         "the section stays beside the program"
+    );
+    start_sleeper(&f, &rt, &mut spec).await;
+    // Once the container runs, crun holds the program: the bundle no longer does.
+    let config = read_config();
+    assert!(!has_program(&config), "the program stays in the bundle");
+    assert!(config.linux().as_ref().unwrap().seccomp().is_none());
+    assert!(
+        std::fs::metadata(f.dir().join("config.json"))
+            .unwrap()
+            .len()
+            < 8192
     );
     // crun keeps the program for the container's execs, which it reads from its state.
     let req = berth_runtime::ExecRequest {
@@ -163,6 +178,16 @@ async fn a_precompiled_program_replaces_the_section_and_confines_execs_too() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), CONFINED);
     delete_and_check(&f, &rt).await;
+    // The bundle without its program never runs again, which would run unconfined.
+    let again = rt.start(f.id(), &f.dir(), &f.log()).await.unwrap_err();
+    assert!(
+        again.to_string().contains("write the bundle anew"),
+        "{again}"
+    );
+    assert!(
+        !f.tmp.path().join("state").join(f.id()).exists(),
+        "crun ran it"
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 pub mod mounts;
 pub mod seccomp;
+pub(crate) mod started;
 mod userns;
 
 pub use userns::UserMap;
