@@ -5,9 +5,12 @@
 //! |---|---|---|
 //! | `config.json` | berth | the OCI spec (the directory is the bundle) |
 //! | `monitor.json` | berth, before the monitor starts | [`MonitorConfig`] |
-//! | `monitor.pid` | the monitor, first thing | its pid and start time (`/proc/<pid>/stat` field 22) |
-//! | `pid` | the OCI runtime | the container's pid |
-//! | `started.json` | the monitor, once the container runs | [`Started`] |
+//! | `monitor.pid` | the monitor, first thing; gone once `started.json` is written | its pid and start time (`/proc/<pid>/stat` field 22) |
+//! | `pid` | the OCI runtime; gone once `started.json` is written | the container's pid |
+//! | `started.json` | the monitor, once the container runs | [`Started`] and the monitor's start time |
+//!
+//! The directory is on the groups' tmpfs, where every file holds a page for as long as the
+//! container runs: once the container runs, `started.json` alone says who the monitor is.
 //! | `exit.json` | the monitor, last thing | [`ExitStatus`] |
 //! | `exec-<n>.json`, `exec-<n>.pid` | berth and the OCI runtime, while an exec runs | its process spec and pid |
 
@@ -139,23 +142,76 @@ pub(crate) fn proc_start_time(pid: i32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
+/// A monitor process: its pid and start time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MonitorIdentity {
+    pub pid: i32,
+    pub start: u64,
+}
+
+/// What `started.json` holds: [`Started`] and the monitor's start time, so that the file
+/// alone identifies the monitor once `monitor.pid` is gone.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StartedRecord {
+    #[serde(flatten)]
+    pub started: Started,
+    pub monitor_start: u64,
+}
+
 /// Records the calling process as the monitor of `dir`.
-pub(crate) fn write_monitor_pid(dir: &Path) -> Result<(), RuntimeError> {
+pub(crate) fn write_monitor_pid(dir: &Path) -> Result<MonitorIdentity, RuntimeError> {
     let pid = std::process::id() as i32;
     let start = proc_start_time(pid).unwrap_or(0);
     write_atomic(
         &dir.join(MONITOR_PID),
         format!("{pid} {start}\n").as_bytes(),
-    )
+    )?;
+    Ok(MonitorIdentity { pid, start })
+}
+
+/// Records the running container (`started.json`) and removes the files it makes redundant:
+/// the runtime's pid file and `monitor.pid`.
+pub(crate) fn write_started(
+    dir: &Path,
+    started: &Started,
+    monitor: MonitorIdentity,
+) -> Result<(), RuntimeError> {
+    let record = StartedRecord {
+        started: started.clone(),
+        monitor_start: monitor.start,
+    };
+    write_json(&dir.join(STARTED), &record)?;
+    for name in [CONTAINER_PID, MONITOR_PID] {
+        let _ = fs::remove_file(dir.join(name));
+    }
+    Ok(())
+}
+
+/// Who the monitor of `dir` is: `monitor.pid` while it starts the container, `started.json`
+/// after (also of a monitor of an earlier berth that wrote both and removed neither).
+fn monitor_identity(dir: &Path) -> Option<MonitorIdentity> {
+    match fs::read_to_string(dir.join(MONITOR_PID)) {
+        Ok(text) => {
+            let mut it = text.split_whitespace();
+            let pid: i32 = it.next()?.parse().ok()?;
+            let start: u64 = it.next()?.parse().ok()?;
+            Some(MonitorIdentity { pid, start })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let record: StartedRecord = read_json(&dir.join(STARTED))?;
+            Some(MonitorIdentity {
+                pid: record.started.monitor_pid,
+                start: record.monitor_start,
+            })
+        }
+        Err(_) => None,
+    }
 }
 
 /// The pid of the monitor of `dir` if that process still runs (not a recycled pid).
 pub(crate) fn live_monitor(dir: &Path) -> Option<i32> {
-    let text = fs::read_to_string(dir.join(MONITOR_PID)).ok()?;
-    let mut it = text.split_whitespace();
-    let pid: i32 = it.next()?.parse().ok().filter(|p| *p > 0)?;
-    let start: u64 = it.next()?.parse().ok()?;
-    (proc_start_time(pid)? == start && !is_zombie(pid)).then_some(pid)
+    let MonitorIdentity { pid, start } = monitor_identity(dir)?;
+    (pid > 0 && proc_start_time(pid)? == start && !is_zombie(pid)).then_some(pid)
 }
 
 fn is_zombie(pid: i32) -> bool {
@@ -193,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn monitor_identity() {
+    fn monitor_pid_file() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(live_monitor(dir.path()), None);
         write_monitor_pid(dir.path()).unwrap();
@@ -202,6 +258,35 @@ mod tests {
         fs::write(dir.path().join(MONITOR_PID), format!("{me} 1\n")).unwrap();
         assert_eq!(live_monitor(dir.path()), None);
         fs::write(dir.path().join(MONITOR_PID), "garbage").unwrap();
+        assert_eq!(live_monitor(dir.path()), None);
+    }
+
+    #[test]
+    fn once_started_the_record_alone_names_the_monitor() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = write_monitor_pid(dir.path()).unwrap();
+        fs::write(dir.path().join(CONTAINER_PID), "42\n").unwrap();
+        let started = Started {
+            pid: 42,
+            monitor_pid: me.pid,
+            started_at: Utc::now(),
+        };
+        write_started(dir.path(), &started, me).unwrap();
+        assert!(!dir.path().join(MONITOR_PID).exists());
+        assert!(!dir.path().join(CONTAINER_PID).exists());
+        assert_eq!(live_monitor(dir.path()), Some(me.pid));
+        // berth reads the record as it always did.
+        let read: Started = read_json(&dir.path().join(STARTED)).unwrap();
+        assert_eq!(read, started);
+        // A recycled pid is no monitor.
+        let other = MonitorIdentity {
+            start: me.start + 1,
+            ..me
+        };
+        write_started(dir.path(), &started, other).unwrap();
+        assert_eq!(live_monitor(dir.path()), None);
+        // Nor is a process named by neither file.
+        fs::remove_file(dir.path().join(STARTED)).unwrap();
         assert_eq!(live_monitor(dir.path()), None);
     }
 

@@ -425,6 +425,7 @@ impl Runtime {
                 waited < SPAWN_WAIT
                     && container_dir.join(files::MONITOR_CONFIG).exists()
                     && !container_dir.join(files::MONITOR_PID).exists()
+                    && !container_dir.join(files::STARTED).exists()
             };
             if !starting {
                 return None;

@@ -20,7 +20,7 @@ use nix::unistd::{pipe2, Pid};
 
 use super::cri::{CriWriter, Stream};
 use super::sync_pipe::SyncPipe;
-use crate::files::{self, MonitorConfig, Started};
+use crate::files::{self, MonitorConfig, MonitorIdentity, Started};
 use crate::logs::RotatingLog;
 use crate::oci::OciCommand;
 
@@ -63,6 +63,7 @@ struct Pipes {
 pub(crate) fn supervise(
     dir: &Path,
     conf: &MonitorConfig,
+    me: MonitorIdentity,
     log: RotatingLog,
     sync: &mut SyncPipe,
 ) -> Result<Outcome, String> {
@@ -166,11 +167,10 @@ pub(crate) fn supervise(
                         started_at = Utc::now();
                         let started = Started {
                             pid,
-                            monitor_pid: std::process::id() as i32,
+                            monitor_pid: me.pid,
                             started_at,
                         };
-                        files::write_json(&dir.join(files::STARTED), &started)
-                            .map_err(|e| e.to_string())?;
+                        files::write_started(dir, &started, me).map_err(|e| e.to_string())?;
                         sync.started(pid, started.monitor_pid, started_at);
                         give_back_free_heap();
                         if conf.wait_by_runtime {

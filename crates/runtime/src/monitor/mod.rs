@@ -81,14 +81,14 @@ fn run(dir: &Path, sync: &mut SyncPipe) -> Result<(), String> {
             std::io::Error::last_os_error()
         ));
     }
-    files::write_monitor_pid(dir).map_err(|e| error_chain(&e))?;
+    let me = files::write_monitor_pid(dir).map_err(|e| error_chain(&e))?;
     let conf: MonitorConfig = files::read_json(&dir.join(files::MONITOR_CONFIG))
         .ok_or_else(|| format!("cannot read {}", dir.join(files::MONITOR_CONFIG).display()))?;
     let log = RotatingLog::open(&conf.log_path, conf.log_rotation)
         .map_err(|e| format!("cannot open log {}: {e}", conf.log_path.display()))?;
     // A cgroup left over from an earlier run may carry kills of its own.
     let oom_before = conf.oom_file.as_deref().map(OomProbe::read);
-    let outcome = event_loop::supervise(dir, &conf, log, sync)?;
+    let outcome = event_loop::supervise(dir, &conf, me, log, sync)?;
     let oom_killed = match (conf.oom_file.as_deref(), oom_before) {
         (Some(file), Some(before)) => oom::killed(file, &before, outcome.signal),
         _ => false,
