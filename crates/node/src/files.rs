@@ -117,18 +117,31 @@ impl GroupDirs {
     /// The class in [`GroupDirs::runtime_class_file`]; `runc` for a group started before
     /// classes existed (no file). An unknown name is an error.
     pub fn runtime_class(&self) -> io::Result<berth_core::RuntimeClass> {
-        match fs::read_to_string(self.runtime_class_file()) {
-            Ok(s) => s.trim().parse().map_err(io::Error::other),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
-            Err(e) => Err(e),
-        }
+        let file = self.runtime_class_file();
+        let name = match fs::read_link(&file) {
+            Ok(target) => target
+                .into_os_string()
+                .into_string()
+                .map_err(|_| io::Error::other("the runtime class is not a name"))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
+            // A regular file, as berth wrote the class before it wrote a link.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => fs::read_to_string(&file)?,
+            Err(e) => return Err(e),
+        };
+        name.trim().parse().map_err(io::Error::other)
     }
 
-    /// Records the group's runtime class (see [`GroupDirs::runtime_class_file`]).
+    /// Records the group's runtime class (see [`GroupDirs::runtime_class_file`]) as the
+    /// target of a symbolic link, never followed: a short link's target is kept in its inode,
+    /// where a file would hold a page of the groups' tmpfs for as long as the group runs.
     pub fn write_runtime_class(&self, class: berth_core::RuntimeClass) -> io::Result<()> {
         fs::create_dir_all(&self.root)?;
         let tmp = self.root.join(".runtime-class.tmp");
-        fs::write(&tmp, class.as_str())?;
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::os::unix::fs::symlink(class.as_str(), &tmp)?;
         fs::rename(&tmp, self.runtime_class_file())
     }
 
@@ -244,6 +257,26 @@ mod tests {
         assert_eq!(g.container("c"), Path::new("/n/groups/eci-1/containers/c"));
         assert_eq!(g.container_rw("c"), Path::new("/n/rw/eci-1/c"));
         assert_eq!(g.log_file("c", 2), Path::new("/n/logs/eci-1/c/2.log"));
+    }
+
+    #[test]
+    fn the_runtime_class_is_a_link_and_a_file_of_old_still_reads() {
+        use berth_core::RuntimeClass;
+        let tmp = tempfile::tempdir().unwrap();
+        let g = NodeDirs::new(tmp.path()).group("eci-1");
+        assert_eq!(g.runtime_class().unwrap(), RuntimeClass::default());
+        for class in [RuntimeClass::Gvisor, RuntimeClass::Runc] {
+            g.write_runtime_class(class).unwrap();
+            let meta = fs::symlink_metadata(g.runtime_class_file()).unwrap();
+            assert!(meta.file_type().is_symlink());
+            assert_eq!(g.runtime_class().unwrap(), class);
+        }
+        fs::remove_file(g.runtime_class_file()).unwrap();
+        fs::write(g.runtime_class_file(), "gvisor\n").unwrap();
+        assert_eq!(g.runtime_class().unwrap(), RuntimeClass::Gvisor);
+        fs::remove_file(g.runtime_class_file()).unwrap();
+        std::os::unix::fs::symlink("kata", g.runtime_class_file()).unwrap();
+        assert!(g.runtime_class().is_err());
     }
 
     /// Root test: a tmpfs is mounted on an empty directory, not on one holding files, and
