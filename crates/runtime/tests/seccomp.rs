@@ -156,7 +156,7 @@ async fn a_precompiled_program_replaces_the_section_and_confines_execs_too() {
         config.linux().as_ref().unwrap().seccomp().is_none(),
         "the section stays beside the program"
     );
-    start_sleeper(&f, &rt, &mut spec).await;
+    let started = start_sleeper(&f, &rt, &mut spec).await;
     // Once the container runs, crun holds the program: the bundle no longer does.
     let config = read_config();
     assert!(!has_program(&config), "the program stays in the bundle");
@@ -178,7 +178,9 @@ async fn a_precompiled_program_replaces_the_section_and_confines_execs_too() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), CONFINED);
     delete_and_check(&f, &rt).await;
-    // The bundle without its program never runs again, which would run unconfined.
+    // Once the monitor is gone (a live one refuses the start first), the bundle without its
+    // program never runs again: it would run unconfined.
+    rt.wait(&started, &f.dir()).await.unwrap();
     let again = rt.start(f.id(), &f.dir(), &f.log()).await.unwrap_err();
     assert!(
         again.to_string().contains("write the bundle anew"),
