@@ -56,6 +56,9 @@ pub struct Runtime {
     /// The empty, read-only directory bound over masked directories (crun only), and which
     /// of [`bundle::MASKED_PATHS`] are directories on this host (looked up once).
     masked_dir: Option<(PathBuf, Vec<&'static str>)>,
+    /// `/sys/fs/cgroup` as binds over a skeleton instead of a tmpfs of each container's (crun
+    /// on a v1 host).
+    cgroupfs: Option<bundle::cgroupfs::CgroupFs>,
 }
 
 /// An empty directory only root may change, under the runtime's state root; its name is no
@@ -146,6 +149,12 @@ impl Runtime {
             )),
             RuntimeKind::Runc | RuntimeKind::Runsc | RuntimeKind::Other => None,
         };
+        let cgroupfs = match (&kind, &cfg.layout) {
+            (RuntimeKind::Crun, CgroupLayout::V1 { root } | CgroupLayout::Hybrid { root, .. }) => {
+                Some(bundle::cgroupfs::CgroupFs::prepare(&oci.root, root)?)
+            }
+            _ => None,
+        };
         Ok(Self {
             cfg,
             kind,
@@ -155,6 +164,7 @@ impl Runtime {
             filters,
             stopped_cgroups: Default::default(),
             masked_dir,
+            cgroupfs,
         })
     }
 
@@ -259,6 +269,9 @@ impl Runtime {
         let mut oci_spec = bundle::build_spec(spec, &self.cfg.layout)?;
         if let Some((empty, dirs)) = &self.masked_dir {
             bundle::mounts::bind_masked_dirs(&mut oci_spec, empty, |p| dirs.contains(&p))?;
+        }
+        if let Some(cgroupfs) = &self.cgroupfs {
+            cgroupfs.apply(&mut oci_spec)?;
         }
         self.attach_seccomp_program(&mut oci_spec);
         if let Some((role, own_id)) = role {

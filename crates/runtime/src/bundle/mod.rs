@@ -2,6 +2,7 @@
 //! capabilities, seccomp profile, masked paths and limits that container engines use by
 //! default.
 
+pub(crate) mod cgroupfs;
 pub mod mounts;
 pub mod seccomp;
 pub(crate) mod started;
