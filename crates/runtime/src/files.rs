@@ -8,11 +8,11 @@
 //! | `monitor.pid` | the monitor, first thing; gone once `started.json` is written | its pid and start time (`/proc/<pid>/stat` field 22) |
 //! | `pid` | the OCI runtime; gone once `started.json` is written | the container's pid |
 //! | `started.json` | the monitor, once the container runs | [`Started`] and the monitor's start time |
+//! | `exit.json` | the monitor, last thing | [`ExitStatus`] |
+//! | `exec-<n>.json`, `exec-<n>.pid` | berth and the OCI runtime, while an exec runs | its process spec and pid |
 //!
 //! The directory is on the groups' tmpfs, where every file holds a page for as long as the
 //! container runs: once the container runs, `started.json` alone says who the monitor is.
-//! | `exit.json` | the monitor, last thing | [`ExitStatus`] |
-//! | `exec-<n>.json`, `exec-<n>.pid` | berth and the OCI runtime, while an exec runs | its process spec and pid |
 
 use std::fs;
 use std::io::{self, Write};

@@ -282,7 +282,7 @@ mod tests {
     /// A sample as the node takes them of a one-container group: two interfaces, the
     /// temporary storage.
     fn full_sample(secs: i64) -> MetricPoint {
-        use berth_core::metric::{FilesystemMetric, InterfaceMetric, MemoryUsage};
+        use berth_core::metric::{InterfaceMetric, MemoryUsage};
         let mut p = sample(secs);
         let t = secs as u64 - 1_700_000_000;
         let memory = MemoryUsage {
@@ -305,13 +305,7 @@ mod tests {
             ..Default::default()
         };
         p.interfaces = vec![interface("lo", t / 60), interface("eth0", t * 40)];
-        p.filesystems = vec![FilesystemMetric {
-            fs_name: "temporary-storage".into(),
-            category: "System".into(),
-            capacity: 30 << 30,
-            usage: 40 << 10,
-            available: (30 << 30) - (40 << 10),
-        }];
+        p.filesystems = vec![super::packed::tests::temporary_storage()];
         p
     }
 

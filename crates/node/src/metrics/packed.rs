@@ -241,7 +241,7 @@ impl Reader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn interface(name: &str, base: u64) -> InterfaceMetric {
@@ -289,13 +289,18 @@ mod tests {
                 memory: c_memory,
             }],
             interfaces: vec![interface("lo", 10), interface("eth0", 1_000_000)],
-            filesystems: vec![FilesystemMetric {
-                fs_name: "temporary-storage".into(),
-                category: "System".into(),
-                capacity: 30 << 30,
-                usage: 40 << 10,
-                available: (30 << 30) - (40 << 10),
-            }],
+            filesystems: vec![temporary_storage()],
+        }
+    }
+
+    /// The temporary storage of a group as the node samples it: 40 KiB used of 30 GiB.
+    pub(in crate::metrics) fn temporary_storage() -> FilesystemMetric {
+        FilesystemMetric {
+            fs_name: "temporary-storage".into(),
+            category: "System".into(),
+            capacity: 30 << 30,
+            usage: 40 << 10,
+            available: (30 << 30) - (40 << 10),
         }
     }
 

@@ -111,11 +111,8 @@ fn hierarchies(proc_self_cgroup: &str, mounted: impl Fn(&str) -> bool) -> Vec<St
             "cpuacct,cpu" => "cpu,cpuacct",
             n => n,
         };
-        let plain = !name.is_empty()
-            && name != "."
-            && name != ".."
-            && !name.contains('/')
-            && name != SKELETON;
+        // No path, nothing hidden (`.`, `..`, the skeleton's own name).
+        let plain = !name.is_empty() && !name.starts_with('.') && !name.contains('/');
         if plain && mounted(name) && !out.iter().any(|h| h == name) {
             out.push(name.to_string());
         }
