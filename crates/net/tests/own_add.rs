@@ -88,7 +88,8 @@ fn ns_sh(netns: &Path, args: &[&str]) -> String {
 }
 
 /// Replaces what differs between any two groups of one bridge — addresses, MACs, interface
-/// indexes and names, the bridge port's number and running timers — by placeholders.
+/// indexes and names, the bridge port's number and running timers — and the queue counts
+/// (berth makes one of each kind, the plugin one per possible CPU) by placeholders.
 fn normalize(text: &str, ip: IpAddr, host_end: &str) -> String {
     let mut words = Vec::new();
     let mut after = "";
@@ -104,6 +105,8 @@ fn normalize(text: &str, ip: IpAddr, host_end: &str) -> String {
         let varying = matches!(
             after,
             "port_id"
+                | "numtxqueues"
+                | "numrxqueues"
                 | "port_no"
                 | "designated_port"
                 | "hold_timer"
@@ -137,6 +140,8 @@ fn normalize(text: &str, ip: IpAddr, host_end: &str) -> String {
 fn word_key(word: &str) -> &'static str {
     for key in [
         "port_id",
+        "numtxqueues",
+        "numrxqueues",
         "port_no",
         "designated_port",
         "hold_timer",
@@ -242,6 +247,16 @@ async fn berths_add_makes_what_the_bridge_plugin_makes() {
         .expect("host end")
         .to_owned();
 
+    // One transmit and one receive queue at both ends of berth's pair.
+    for text in [
+        ns_sh(&att.netns, &["ip", "-d", "link", "show", "eth0"]),
+        sh("ip", &["-d", "link", "show", host_end(&att)]),
+    ] {
+        assert!(
+            text.contains("numtxqueues 1 numrxqueues 1 "),
+            "not one queue of each kind: {text}"
+        );
+    }
     let ours = describe(&att.netns, att.ip, host_end(&att));
     let plugins = describe(&ns.path, other, &their_end);
     for ((what, a), (_, b)) in ours.iter().zip(&plugins) {
