@@ -7,12 +7,14 @@
 //! | `monitor.json` | berth, before the monitor starts | [`MonitorConfig`] |
 //! | `monitor.pid` | the monitor, first thing; gone once `started.json` is written | its pid and start time (`/proc/<pid>/stat` field 22) |
 //! | `pid` | the OCI runtime; gone once `started.json` is written | the container's pid |
-//! | `started.json` | the monitor, once the container runs | [`Started`] and the monitor's start time |
-//! | `exit.json` | the monitor, last thing | [`ExitStatus`] |
+//! | `started.json` | the monitor, once the container runs; marked `ended` right after `exit.json` | [`Started`] and the monitor's start time |
+//! | `exit.json` | the monitor, when the container has ended | [`ExitStatus`] |
 //! | `exec-<n>.json`, `exec-<n>.pid` | berth and the OCI runtime, while an exec runs | its process spec and pid |
 //!
 //! The directory is on the groups' tmpfs, where every file holds a page for as long as the
 //! container runs: once the container runs, `started.json` alone says who the monitor is.
+//! A monitor may serve other containers too (ADR 0018) and outlive this one: once
+//! `started.json` is marked ended, the directory names no monitor.
 
 use std::fs;
 use std::io::{self, Write};
@@ -150,12 +152,16 @@ pub(crate) struct MonitorIdentity {
 }
 
 /// What `started.json` holds: [`Started`] and the monitor's start time, so that the file
-/// alone identifies the monitor once `monitor.pid` is gone.
+/// alone identifies the monitor once `monitor.pid` is gone; `ended` once the monitor has
+/// recorded the container's exit (a shared monitor lives on after it, ADR 0018, and its
+/// container is no longer its own, whatever becomes of `exit.json`).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct StartedRecord {
     #[serde(flatten)]
     pub started: Started,
     pub monitor_start: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended: bool,
 }
 
 /// Records the calling process as the monitor of `dir`.
@@ -179,6 +185,7 @@ pub(crate) fn write_started(
     let record = StartedRecord {
         started: started.clone(),
         monitor_start: monitor.start,
+        ended: false,
     };
     write_json(&dir.join(STARTED), &record)?;
     for name in [CONTAINER_PID, MONITOR_PID] {
@@ -199,6 +206,9 @@ fn monitor_identity(dir: &Path) -> Option<MonitorIdentity> {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let record: StartedRecord = read_json(&dir.join(STARTED))?;
+            if record.ended {
+                return None;
+            }
             Some(MonitorIdentity {
                 pid: record.started.monitor_pid,
                 start: record.monitor_start,
@@ -212,6 +222,25 @@ fn monitor_identity(dir: &Path) -> Option<MonitorIdentity> {
 pub(crate) fn live_monitor(dir: &Path) -> Option<i32> {
     let MonitorIdentity { pid, start } = monitor_identity(dir)?;
     (pid > 0 && proc_start_time(pid)? == start && !is_zombie(pid)).then_some(pid)
+}
+
+/// Marks `started.json` ended: its monitor no longer supervises the container of `dir`
+/// (called right after `exit.json` is written; nothing to mark when the start never got as
+/// far as the record).
+pub(crate) fn write_ended(dir: &Path) -> Result<(), RuntimeError> {
+    let Some(mut record) = read_json::<StartedRecord>(&dir.join(STARTED)) else {
+        return Ok(());
+    };
+    record.ended = true;
+    write_json(&dir.join(STARTED), &record)
+}
+
+/// The pid of the monitor that supervises the container of `dir`: a live monitor, while the
+/// container's exit is not recorded (a shared monitor lives on after it, ADR 0018; between
+/// `exit.json` and the record marked ended, the first says it).
+pub(crate) fn supervising_monitor(dir: &Path) -> Option<i32> {
+    let pid = live_monitor(dir)?;
+    (!dir.join(EXIT).exists()).then_some(pid)
 }
 
 fn is_zombie(pid: i32) -> bool {
@@ -259,6 +288,34 @@ mod tests {
         assert_eq!(live_monitor(dir.path()), None);
         fs::write(dir.path().join(MONITOR_PID), "garbage").unwrap();
         assert_eq!(live_monitor(dir.path()), None);
+    }
+
+    #[test]
+    fn a_recorded_exit_ends_the_supervision_not_the_monitor() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = write_monitor_pid(dir.path()).unwrap();
+        let started = Started {
+            pid: 42,
+            monitor_pid: me.pid,
+            started_at: Utc::now(),
+        };
+        write_started(dir.path(), &started, me).unwrap();
+        assert_eq!(supervising_monitor(dir.path()), Some(me.pid));
+        // A shared monitor lives on after one of its containers ended: the exit record
+        // says so first, then the start record.
+        fs::write(dir.path().join(EXIT), "{}").unwrap();
+        assert_eq!(live_monitor(dir.path()), Some(me.pid));
+        assert_eq!(supervising_monitor(dir.path()), None);
+        write_ended(dir.path()).unwrap();
+        // Whoever removes the exit record (a restart, an update) finds no monitor.
+        fs::remove_file(dir.path().join(EXIT)).unwrap();
+        assert_eq!(live_monitor(dir.path()), None);
+        assert_eq!(supervising_monitor(dir.path()), None);
+        // berth still reads the record as it always did.
+        let read: Started = read_json(&dir.path().join(STARTED)).unwrap();
+        assert_eq!(read, started);
+        // Nothing to mark without a record.
+        write_ended(tempfile::tempdir().unwrap().path()).unwrap();
     }
 
     #[test]

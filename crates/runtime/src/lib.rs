@@ -1,6 +1,6 @@
 //! berth's container runtime layer: OCI bundles from container specs, the OCI runtime driver
-//! (crun by default, runc), the per-container monitor that holds logs (rotated by size) and
-//! exit status (OOM kills read from the memory cgroup), log reading and following, exec in a
+//! (crun by default, runc), the monitors that hold containers' logs (rotated by size) and
+//! exit statuses (OOM kills read from the memory cgroup), log reading and following, exec in a
 //! running container (sync or interactive, with or without a terminal), resource statistics
 //! from cgroups v1 and v2 and from network namespaces, and cgroup layout detection (crun runs
 //! without the cgroup2 mount on hybrid hosts; `favordynmods` makes cgroup migrations fast).

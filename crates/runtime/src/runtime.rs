@@ -19,6 +19,25 @@ use crate::spawn;
 const KILL_WAIT: Duration = Duration::from_secs(10);
 /// How long a monitor found at re-adoption may take to report its container running.
 const MONITOR_REPORT_WAIT: Duration = Duration::from_secs(15);
+/// The key the zygote gets for `share`: `share` itself when it fits a request (1 to 256
+/// bytes without NUL), else a digest of it.
+fn share_key(share: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let fits =
+        !share.is_empty() && share.len() <= crate::monitor::MAX_SHARE_KEY && !share.contains('\0');
+    if fits {
+        return share.to_owned();
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    share.hash(&mut h);
+    format!("#{:016x}", h.finish())
+}
+
+/// How often a wait for a container's end also looks for its exit record and its monitor.
+const WAIT_RECHECK: Duration = Duration::from_secs(5);
+/// How long a monitor may take to record a container's exit after its init ended: its
+/// output drain (2 s) and slack.
+const EXIT_RECORD_WAIT: Duration = Duration::from_secs(10);
 /// How long a monitor that was being spawned may take to write its pid file.
 const SPAWN_WAIT: Duration = Duration::from_secs(1);
 
@@ -318,7 +337,25 @@ impl Runtime {
         container_dir: &Path,
         log_path: &Path,
     ) -> Result<Started, RuntimeError> {
-        self.start_with(id, container_dir, log_path, None).await
+        self.start_with(id, container_dir, log_path, None, "").await
+    }
+
+    /// [`Runtime::start`] under a monitor that the containers started with the same `share`
+    /// key may share (up to 16 over its life, ADR 0018): one process, its page tables and
+    /// kernel stack, for many containers instead of one each. A defect that ended that
+    /// monitor would leave all of them without their logs and exit records, so give one key
+    /// to containers of one owner only. A container whose end its runtime reports (in a
+    /// shared sandbox) still gets a monitor of its own.
+    pub async fn start_sharing(
+        &self,
+        id: &str,
+        container_dir: &Path,
+        log_path: &Path,
+        share: &str,
+    ) -> Result<Started, RuntimeError> {
+        let share = share_key(share);
+        self.start_with(id, container_dir, log_path, None, &share)
+            .await
     }
 
     /// [`Runtime::start`] of a sandbox's pause container that takes its host name later
@@ -331,7 +368,7 @@ impl Runtime {
         log_path: &Path,
     ) -> Result<Started, RuntimeError> {
         let fifo = crate::sandbox::make_name_fifo(container_dir)?;
-        self.start_with(id, container_dir, log_path, Some(fifo))
+        self.start_with(id, container_dir, log_path, Some(fifo), "")
             .await
     }
 
@@ -341,6 +378,7 @@ impl Runtime {
         container_dir: &Path,
         log_path: &Path,
         stdin_fifo: Option<PathBuf>,
+        share: &str,
     ) -> Result<Started, RuntimeError> {
         check_id(id)?;
         let began = Instant::now();
@@ -350,7 +388,7 @@ impl Runtime {
         if let Some(parent) = log_path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| RuntimeError::io("create", parent, e))?;
         }
-        if let Some(pid) = files::live_monitor(&dir) {
+        if let Some(pid) = files::supervising_monitor(&dir) {
             return Err(RuntimeError::Busy { dir, pid });
         }
         let config = bundle::started::read(&dir);
@@ -369,6 +407,12 @@ impl Runtime {
                 false => p,
             });
         let oom_file = oom_cgroup.map(|p| self.cfg.layout.oom_file(&p));
+        // The end of a container in a sandbox comes from its monitor's exit (`wait`), and the
+        // name FIFO is read by one pause process: both keep a monitor of their own.
+        let share = match wait_by_runtime || stdin_fifo.is_some() {
+            true => String::new(),
+            false => share.to_owned(),
+        };
         files::clear_run_files(&dir)?;
         let conf = MonitorConfig {
             id: id.to_string(),
@@ -388,7 +432,7 @@ impl Runtime {
         let args = self.cfg.monitor_args.clone();
         let owned_id = id.to_string();
         let started = tokio::task::spawn_blocking(move || {
-            let started = spawn::spawn_monitor(&exe, &args, &dir, &owned_id)?;
+            let started = spawn::spawn_monitor(&exe, &args, &dir, &owned_id, &share)?;
             // The runtime keeps the program now; the bundle's copy would only hold memory.
             if let Some(config) = config {
                 if let Err(e) = bundle::started::release_program(&dir, config) {
@@ -413,9 +457,9 @@ impl Runtime {
     }
 
     /// Re-attaches to a container started earlier (e.g. before berth restarted): `Some` while
-    /// its monitor lives.
+    /// its monitor lives and has not recorded its exit.
     pub fn adopt(&self, container_dir: &Path) -> Option<Started> {
-        let monitor = files::live_monitor(container_dir)?;
+        let monitor = files::supervising_monitor(container_dir)?;
         let started: Started = files::read_json(&container_dir.join(files::STARTED))?;
         (started.monitor_pid == monitor).then_some(started)
     }
@@ -430,7 +474,7 @@ impl Runtime {
                 return Some(started);
             }
             let waited = began.elapsed();
-            let starting = if files::live_monitor(container_dir).is_some() {
+            let starting = if files::supervising_monitor(container_dir).is_some() {
                 waited < MONITOR_REPORT_WAIT
             } else {
                 // `monitor.json` is written just before the spawn, `monitor.pid` by the
@@ -448,25 +492,72 @@ impl Runtime {
     }
 
     /// Resolves when the monitor of the container has recorded its exit.
+    ///
+    /// A monitor may serve other containers too (ADR 0018), so its end is not the
+    /// container's: this watches the container's init with a pidfd (one descriptor while it
+    /// waits, as before), then reads the record the monitor writes once the output is
+    /// drained. Every [`WAIT_RECHECK`] it also looks for the record and for the monitor, so
+    /// that an init's pid taken by another process after the init ended, or a monitor that
+    /// died, ends the wait all the same. A container whose end its runtime reports (in a
+    /// shared sandbox) has a monitor of its own, which is watched instead.
     pub async fn wait(
         &self,
         started: &Started,
         container_dir: &Path,
     ) -> Result<ExitStatus, RuntimeError> {
-        let watch = ProcWatch::new(started.monitor_pid)
-            .map_err(|e| RuntimeError::io("watch the monitor of", container_dir, e))?;
-        if let Some(watch) = watch {
-            // The pid must still be the monitor's, not a recycled one.
-            if files::live_monitor(container_dir) == Some(started.monitor_pid) {
-                watch
-                    .exited()
-                    .await
-                    .map_err(|e| RuntimeError::io("watch the monitor of", container_dir, e))?;
+        let lost = || RuntimeError::MonitorLost {
+            dir: container_dir.to_path_buf(),
+        };
+        let watch_error = |e| RuntimeError::io("watch the container of", container_dir, e);
+        // The pid must still be the monitor's, not a recycled one.
+        let monitor_lives = || files::live_monitor(container_dir) == Some(started.monitor_pid);
+        if let Some(exit) = Self::read_exit(container_dir) {
+            return Ok(exit);
+        }
+        if !monitor_lives() {
+            return Self::read_exit(container_dir).ok_or_else(lost);
+        }
+        let ended_by_runtime =
+            files::read_json::<MonitorConfig>(&container_dir.join(files::MONITOR_CONFIG))
+                .is_some_and(|c| c.wait_by_runtime);
+        let watched = match ended_by_runtime {
+            true => started.monitor_pid,
+            false => started.pid,
+        };
+        if let Some(watch) = ProcWatch::new(watched).map_err(watch_error)? {
+            let exited = watch.exited();
+            tokio::pin!(exited);
+            loop {
+                tokio::select! {
+                    r = &mut exited => {
+                        r.map_err(watch_error)?;
+                        break;
+                    }
+                    _ = tokio::time::sleep(WAIT_RECHECK) => {
+                        if Self::read_exit(container_dir).is_some() || !monitor_lives() {
+                            break;
+                        }
+                    }
+                }
             }
         }
-        Self::read_exit(container_dir).ok_or_else(|| RuntimeError::MonitorLost {
-            dir: container_dir.to_path_buf(),
-        })
+        // The monitor writes the record once the output is drained: mostly within a
+        // millisecond or two of the init's end, at most a few seconds after it.
+        let began = Instant::now();
+        loop {
+            if let Some(exit) = Self::read_exit(container_dir) {
+                return Ok(exit);
+            }
+            let waited = began.elapsed();
+            if !monitor_lives() || waited >= EXIT_RECORD_WAIT {
+                return Self::read_exit(container_dir).ok_or_else(lost);
+            }
+            let pause = match waited < Duration::from_millis(50) {
+                true => Duration::from_millis(1),
+                false => Duration::from_millis(10),
+            };
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// The exit status the monitor recorded, if the container has exited.
@@ -650,4 +741,21 @@ fn cgroup_path_in(config: &serde_json::Value) -> Option<String> {
         .as_str()
         .filter(|s| !s.is_empty())
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_keys_fit_the_zygote_request() {
+        assert_eq!(share_key("acct-1"), "acct-1");
+        let long = "a".repeat(crate::monitor::MAX_SHARE_KEY + 1);
+        for odd in [long.as_str(), "with\0nul", ""] {
+            let key = share_key(odd);
+            assert!(key.starts_with('#') && key.len() == 17, "{key}");
+            assert_eq!(share_key(odd), key, "the same key every time");
+        }
+        assert_ne!(share_key(&long), share_key("with\0nul"));
+    }
 }

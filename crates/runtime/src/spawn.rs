@@ -26,15 +26,18 @@ use crate::files::Started;
 /// How long berth waits for a monitor's report: the monitor's own start timeout plus slack.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(135);
 
-/// Starts `exe args... dir` as a monitor and returns what it reports. Blocking.
+/// Starts `exe args... dir` as a monitor and returns what it reports: through the zygote, in
+/// a monitor shared with the containers of the same non-empty `share` key when it can (ADR
+/// 0018); started from its executable, always in a monitor of its own. Blocking.
 pub(crate) fn spawn_monitor(
     exe: &Path,
     args: &[String],
     dir: &Path,
     id: &str,
+    share: &str,
 ) -> Result<Started, RuntimeError> {
     let (read_end, write_end) = sync_pipe(exe)?;
-    match crate::zygote::ask(exe, args, dir, write_end.as_fd()) {
+    match crate::zygote::ask(exe, args, dir, share, write_end.as_fd()) {
         Ok(()) => {
             drop(write_end);
             let report = read_report(read_end, REPORT_TIMEOUT)?;

@@ -17,7 +17,7 @@ use nix::sys::socket::{
     sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
 };
 
-use crate::monitor::{TITLE_ROOM, ZYGOTE_ARG};
+use crate::monitor::{MAX_SHARE_KEY, TITLE_ROOM, ZYGOTE_ARG};
 
 /// The longest container directory path a request may carry (the zygote's buffer).
 const MAX_PATH: usize = 4096;
@@ -49,11 +49,14 @@ pub(crate) enum Refused {
 }
 
 /// Asks the zygote of `exe args` to start the monitor of `dir`, reporting on `sync` (the
-/// write end of the start's sync pipe, which the caller closes afterwards). Blocking, briefly.
+/// write end of the start's sync pipe, which the caller closes afterwards): a monitor of its
+/// own for an empty `share`, else one it may share with the containers asked for with the
+/// same key (ADR 0018). Blocking, briefly.
 pub(crate) fn ask(
     exe: &Path,
     args: &[String],
     dir: &Path,
+    share: &str,
     sync: BorrowedFd<'_>,
 ) -> Result<(), Refused> {
     let path = dir.as_os_str().as_bytes();
@@ -62,6 +65,16 @@ pub(crate) fn ask(
             "container directory path too long for the zygote",
         )));
     }
+    if share.len() > MAX_SHARE_KEY || share.contains('\0') {
+        return Err(Refused::Failed(std::io::Error::other(
+            "a share key of the monitor is at most 256 bytes without NUL",
+        )));
+    }
+    let mut request = Vec::with_capacity(share.len() + 1 + path.len());
+    request.extend_from_slice(share.as_bytes());
+    request.push(0);
+    request.extend_from_slice(path);
+    let path = request.as_slice();
     let mut all = ZYGOTES.lock().unwrap_or_else(|p| p.into_inner());
     let zygotes = all.get_or_insert_with(HashMap::new);
     let key = (exe.to_path_buf(), args.to_vec());
@@ -111,7 +124,8 @@ fn start(exe: &Path, args: &[String]) -> std::io::Result<Zygote> {
     Ok(Zygote { sock: ours, child })
 }
 
-/// One request: the path, with the sync pipe attached; never waits for room.
+/// One request: the share key, a NUL and the path, with the sync pipe attached; never waits
+/// for room.
 fn send(sock: &OwnedFd, path: &[u8], sync: BorrowedFd<'_>) -> Result<(), Errno> {
     let fds = [sync.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];

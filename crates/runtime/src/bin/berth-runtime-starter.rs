@@ -1,18 +1,34 @@
-//! `berth-runtime-starter <runtime> <state-root> <monitor> <id> <container-dir> <log>`: starts
-//! one container through [`berth_runtime::Runtime::start`], prints `STARTED <pid>` and exits
-//! without waiting for it. The crate's tests run it to check that a container outlives the
-//! process that started it.
+//! `berth-runtime-starter <runtime> <state-root> <monitor> [--share KEY] <id> <container-dir>
+//! <log> [<id> <container-dir> <log>...]`: starts each container through
+//! [`berth_runtime::Runtime::start`] (or `start_sharing` with KEY), prints
+//! `STARTED <pid> <monitor-pid>` for each and exits without waiting for them. The crate's
+//! tests run it to check that containers outlive the process that started them.
 
 use std::path::PathBuf;
 
+const USAGE: &str = "usage: berth-runtime-starter <runtime> <state-root> <monitor> [--share KEY] \
+                     <id> <container-dir> <log> [<id> <container-dir> <log>...]";
+
 fn main() {
-    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    let [runtime, state_root, monitor, id, dir, log] = args.as_slice() else {
-        eprintln!(
-            "usage: berth-runtime-starter <runtime> <state-root> <monitor> <id> <container-dir> <log>"
-        );
+    let mut args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if args.len() < 3 {
+        eprintln!("{USAGE}");
         std::process::exit(2);
+    }
+    let rest = args.split_off(3);
+    let [runtime, state_root, monitor] = args.as_slice() else {
+        unreachable!("three arguments were split off")
     };
+    let (share, containers) = match rest.first().and_then(|a| a.to_str()) {
+        Some("--share") if rest.len() >= 2 => {
+            (Some(rest[1].to_string_lossy().into_owned()), &rest[2..])
+        }
+        _ => (None, &rest[..]),
+    };
+    if containers.is_empty() || containers.len() % 3 != 0 {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    }
     let layout = match berth_runtime::CgroupLayout::detect() {
         Ok(l) => l,
         Err(e) => {
@@ -38,12 +54,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("a current-thread tokio runtime");
-    let id = id.to_string_lossy();
-    match tokio.block_on(rt.start(&id, dir, log)) {
-        Ok(started) => println!("STARTED {}", started.pid),
-        Err(e) => {
-            eprintln!("start: {e}");
-            std::process::exit(1);
+    for c in containers.chunks(3) {
+        let (id, dir, log) = (c[0].to_string_lossy(), &c[1], &c[2]);
+        let started = match &share {
+            Some(key) => tokio.block_on(rt.start_sharing(&id, dir, log, key)),
+            None => tokio.block_on(rt.start(&id, dir, log)),
+        };
+        match started {
+            Ok(s) => println!("STARTED {} {}", s.pid, s.monitor_pid),
+            Err(e) => {
+                eprintln!("start: {e}");
+                std::process::exit(1);
+            }
         }
     }
 }

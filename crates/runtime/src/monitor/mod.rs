@@ -1,16 +1,20 @@
-//! The per-container monitor (`berth monitor <container-dir>`): a small single-threaded process
-//! that starts the container through the OCI runtime, holds its stdout and stderr, writes them
-//! to the log file in CRI format, and records how the container ended in `exit.json`.
+//! The monitor (`berth monitor <container-dir>`, or forked from the zygote): a small
+//! single-threaded process that starts containers through the OCI runtime, holds their stdout
+//! and stderr, writes them to their log files in CRI format, and records how each container
+//! ended in its `exit.json`.
 //!
 //! It detaches from berth (fork + setsid), so containers and their logs survive a restart or a
-//! `kill -9` of berth; it is the child subreaper of the runtime, so the container's init is
+//! `kill -9` of berth; it is the child subreaper of the runtime, so a container's init is
 //! re-parented to it and `waitpid` reports the real exit status. It uses no async runtime and
-//! no threads: one `poll` over the two pipes and a signalfd for SIGCHLD.
+//! no threads: one `poll` over the pipes and a signalfd for SIGCHLD (`host`). One serves one
+//! container, or up to 16 of one account when berth asks the zygote for a shared one
+//! (ADR 0018); each container is a `slot`.
 
 mod cri;
-mod event_loop;
+mod host;
 mod oom;
 mod runtime_wait;
+mod slot;
 mod sync_pipe;
 mod zygote;
 
@@ -22,11 +26,9 @@ use chrono::Utc;
 use nix::unistd::{fork, setsid, ForkResult};
 
 pub(crate) use cri::timestamp;
-pub(crate) use zygote::{zygote_main, TITLE_ROOM, ZYGOTE_ARG};
+pub(crate) use zygote::{zygote_main, MAX_KEY as MAX_SHARE_KEY, TITLE_ROOM, ZYGOTE_ARG};
 
-use crate::files::{self, MonitorConfig};
-use crate::logs::RotatingLog;
-use oom::OomProbe;
+use crate::files;
 use sync_pipe::SyncPipe;
 
 /// The fd on which the monitor reports `started <pid> <monitor-pid> <time>` or `error <text>`:
@@ -58,55 +60,18 @@ pub fn monitor_main(container_dir: &Path) -> i32 {
         Ok(ForkResult::Parent { .. }) => return 0,
         Ok(ForkResult::Child) => {}
     }
-    let _ = setsid();
-    let _ = std::env::set_current_dir("/");
-    // SAFETY: setting a signal disposition has no memory-safety preconditions. A vanished
-    // berth must not kill the monitor through a write to the sync pipe.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    match run(container_dir, &mut sync) {
-        Ok(()) => 0,
-        Err(message) => {
-            note(container_dir, &message);
-            sync.error(&message);
-            1
-        }
-    }
+    detach();
+    host::serve(Some((container_dir.to_path_buf(), sync)), None, 1)
 }
 
-fn run(dir: &Path, sync: &mut SyncPipe) -> Result<(), String> {
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(format!(
-            "cannot become a child subreaper: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let me = files::write_monitor_pid(dir).map_err(|e| error_chain(&e))?;
-    let conf: MonitorConfig = files::read_json(&dir.join(files::MONITOR_CONFIG))
-        .ok_or_else(|| format!("cannot read {}", dir.join(files::MONITOR_CONFIG).display()))?;
-    let log = RotatingLog::open(&conf.log_path, conf.log_rotation)
-        .map_err(|e| format!("cannot open log {}: {e}", conf.log_path.display()))?;
-    // A cgroup left over from an earlier run may carry kills of its own.
-    let oom_before = conf.oom_file.as_deref().map(OomProbe::read);
-    let outcome = event_loop::supervise(dir, &conf, me, log, sync)?;
-    let oom_killed = match (conf.oom_file.as_deref(), oom_before) {
-        (Some(file), Some(before)) => oom::killed(file, &before, outcome.signal),
-        _ => false,
-    };
-    // In a shared sandbox the host's OOM killer ends the sandbox (SIGKILL), and the runtime
-    // reports a sandbox that died (runsc: 255): the container's end is that kill.
-    let (exit_code, signal) = match oom_killed && conf.wait_by_runtime {
-        true => (128 + libc::SIGKILL, Some(libc::SIGKILL)),
-        false => (outcome.exit_code, outcome.signal),
-    };
-    let status = files::ExitStatus {
-        exit_code,
-        signal,
-        oom_killed,
-        started_at: outcome.started_at,
-        finished_at: outcome.finished_at,
-    };
-    files::write_json(&dir.join(files::EXIT), &status).map_err(|e| error_chain(&e))
+/// In a monitor just forked: a session of its own, `/` as its directory, and writes to a
+/// closed pipe failing instead of killing it (a vanished berth must not kill the monitor
+/// through a write to a sync pipe).
+fn detach() {
+    let _ = setsid();
+    let _ = std::env::set_current_dir("/");
+    // SAFETY: setting a signal disposition has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 /// Appends a line to the monitor's own log in the container directory.

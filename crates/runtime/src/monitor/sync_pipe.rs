@@ -32,6 +32,16 @@ impl SyncPipe {
         Self(Some(File::from(unsafe { OwnedFd::from_raw_fd(moved) })))
     }
 
+    /// No pipe: reports go nowhere.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// The pipe a request to a shared monitor carried (received close-on-exec).
+    pub fn new(fd: OwnedFd) -> Self {
+        Self(Some(File::from(fd)))
+    }
+
     pub fn started(&mut self, pid: i32, monitor_pid: i32, at: DateTime<Utc>) {
         let at = at.to_rfc3339_opts(SecondsFormat::Nanos, true);
         self.send(&format!("started {pid} {monitor_pid} {at}\n"));
