@@ -112,6 +112,7 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
     };
     // The record as it came is not needed any more: its strings go back now, not when the
     // group ends.
+    let account: Arc<str> = Arc::from(rec.account.as_str());
     drop(rec);
     let sandbox = Sandbox {
         attachment,
@@ -120,8 +121,8 @@ pub async fn run_group(host: Arc<Host>, rec: GroupRecord, how: Start, cancel: Ca
     };
     let shared = sandbox.shared.clone();
     run_containers(
-        &host, &spec, &gid, &dirs, &state, how, sandbox, images, &seccomp, &cancel, starting,
-        &changed,
+        &host, &spec, &gid, &account, &dirs, &state, how, sandbox, images, &seccomp, &cancel,
+        starting, &changed,
     )
     .await;
     // Done for good: the sandbox's memory goes back (a cancelled run keeps it for the next).
@@ -139,6 +140,7 @@ async fn run_containers(
     host: &Arc<Host>,
     spec: &Arc<GroupSpec>,
     gid: &str,
+    account: &Arc<str>,
     dirs: &GroupDirs,
     state: &Arc<GroupState>,
     how: Start,
@@ -156,6 +158,7 @@ async fn run_containers(
         host: host.clone(),
         group: spec.clone(),
         gid: gid.to_string(),
+        account: account.clone(),
         dirs: dirs.clone(),
         spec: c.clone(),
         image: images[&c.image].clone(),

@@ -30,6 +30,9 @@ pub struct ContainerCtx {
     pub host: Arc<Host>,
     pub group: Arc<GroupSpec>,
     pub gid: String,
+    /// The account that owns the group: its containers may share monitor processes with
+    /// the account's other containers, never with another account's (ADR 0018).
+    pub account: Arc<str>,
     pub dirs: GroupDirs,
     pub spec: ContainerSpec,
     pub image: Image,
@@ -311,7 +314,7 @@ impl ContainerCtx {
         if run >= 2 {
             let _ = std::fs::remove_file(self.dirs.log_file(&self.spec.name, run - 2));
         }
-        let started = match rt.start(&id, &cdir, &log).await {
+        let started = match rt.start_sharing(&id, &cdir, &log, &self.account).await {
             Ok(s) => s,
             Err(e @ berth_runtime::RuntimeError::StartFailed { .. }) => {
                 return Err(RunEnd::StartFailed(crate::files::error_chain(&e)))
