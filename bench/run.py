@@ -909,24 +909,29 @@ class Bench:
         serve_pid = self.berth.proc.pid
         time.sleep(1)
         serve_before = pss_kib(serve_pid)
-        ids = []
-        for _ in range(n):
-            gid, _, _ = self.berth_start_one(["sleep", "3600"])
-            ids.append(gid)
-        time.sleep(3)
         binary = str(self.a.berth.resolve())
         small = str(self.a.berth.resolve().with_name("berth-monitor"))
 
         def is_monitor(pid, argv):
-            if not argv or str(self.berth.state) not in " ".join(argv):
+            """A monitor of this build: of one container (its directory on the command line)
+            or shared by an account's containers (`--shared`); not the zygote."""
+            if not argv or "--zygote" in argv:
                 return False
             try:
                 exe = os.path.realpath(f"/proc/{pid}/exe", strict=True)
             except OSError:
                 return False
-            return (exe == small or (len(argv) > 1 and argv[1] == "monitor" and exe == binary)) \
-                and str(self.berth.state) in " ".join(argv)
-        monitors = [pid for pid, argv in processes() if is_monitor(pid, argv)]
+            return exe == small or (len(argv) > 1 and argv[1] == "monitor" and exe == binary)
+
+        # The groups' monitors are the ones that came with them (the pool's were there).
+        monitors_before = {pid for pid, argv in processes() if is_monitor(pid, argv)}
+        ids = []
+        for _ in range(n):
+            gid, _, _ = self.berth_start_one(["sleep", "3600"])
+            ids.append(gid)
+        time.sleep(3)
+        monitors = [pid for pid, argv in processes()
+                    if is_monitor(pid, argv) and pid not in monitors_before]
         mon_pss = sum(pss_kib(p) for p in monitors)
         serve_after = pss_kib(serve_pid)
         names = []
