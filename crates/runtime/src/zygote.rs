@@ -5,19 +5,15 @@
 //! zygote ends by itself when this process closes its end of the socket (at exit or kill).
 
 use std::collections::HashMap;
-use std::io::IoSlice;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
-};
 
-use crate::monitor::{MAX_SHARE_KEY, TITLE_ROOM, ZYGOTE_ARG};
+use crate::monitor::{send_request as send, socket_pair, MAX_SHARE_KEY, TITLE_ROOM, ZYGOTE_ARG};
 
 /// The longest container directory path a request may carry (the zygote's buffer).
 const MAX_PATH: usize = 4096;
@@ -104,12 +100,7 @@ pub(crate) fn ask(
 
 /// Starts `exe args --zygote` with one end of a new socket pair as its stdin.
 fn start(exe: &Path, args: &[String]) -> std::io::Result<Zygote> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?;
+    let (ours, theirs) = socket_pair()?;
     // No pre_exec hook: std spawns this with posix_spawn, as the monitors themselves.
     let child = Command::new(exe)
         .args(args)
@@ -122,25 +113,4 @@ fn start(exe: &Path, args: &[String]) -> std::io::Result<Zygote> {
         .spawn()?;
     tracing::debug!(pid = child.id(), monitor = %exe.display(), "monitor zygote started");
     Ok(Zygote { sock: ours, child })
-}
-
-/// One request: the share key, a NUL and the path, with the sync pipe attached; never waits
-/// for room.
-fn send(sock: &OwnedFd, path: &[u8], sync: BorrowedFd<'_>) -> Result<(), Errno> {
-    let fds = [sync.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let iov = [IoSlice::new(path)];
-    loop {
-        match sendmsg::<()>(
-            sock.as_raw_fd(),
-            &iov,
-            &cmsg,
-            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Ok(_) => return Ok(()),
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -30,6 +30,18 @@ async fn wait_for_line(f: &Fixture, line: &str) {
     }
 }
 
+/// Waits until the monitors `pids` have ended (after their last containers).
+async fn monitors_end(pids: &[i32]) {
+    let t = Instant::now();
+    while pids.iter().any(|p| alive(*p)) {
+        assert!(
+            t.elapsed() < TIMEOUT,
+            "a shared monitor outlived its containers"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
@@ -129,14 +141,7 @@ async fn one_key_shares_a_monitor_and_each_container_ends_on_its_own() {
     assert_eq!((exit.exit_code, exit.signal), (137, Some(9)));
 
     // Its last container gone, the monitor goes; the key's next container gets a new one.
-    let t = Instant::now();
-    while alive(a.monitor_pid) {
-        assert!(
-            t.elapsed() < TIMEOUT,
-            "the shared monitor outlived its containers"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    monitors_end(&[a.monitor_pid]).await;
     for f in &fs[..3] {
         delete_and_check(f, &rt).await;
     }
@@ -180,14 +185,7 @@ async fn a_shared_monitor_takes_sixteen_containers() {
         assert_eq!(exit.signal, Some(9));
         delete_and_check(f, &rt).await;
     }
-    let t = Instant::now();
-    while alive(first) || alive(started[16].monitor_pid) {
-        assert!(
-            t.elapsed() < TIMEOUT,
-            "a shared monitor outlived its containers"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    monitors_end(&[first, started[16].monitor_pid]).await;
 }
 
 /// The process that asked for it gone (and its zygote with it): the shared monitor keeps
@@ -240,12 +238,5 @@ async fn a_shared_monitor_outlives_the_process_that_asked_for_it() {
             .unwrap();
         delete_and_check(f, &fresh).await;
     }
-    let t = Instant::now();
-    while alive(a.monitor_pid) {
-        assert!(
-            t.elapsed() < TIMEOUT,
-            "the shared monitor outlived its containers"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    monitors_end(&[a.monitor_pid]).await;
 }

@@ -26,7 +26,10 @@ use chrono::Utc;
 use nix::unistd::{fork, setsid, ForkResult};
 
 pub(crate) use cri::timestamp;
-pub(crate) use zygote::{zygote_main, MAX_KEY as MAX_SHARE_KEY, TITLE_ROOM, ZYGOTE_ARG};
+pub(crate) use zygote::{
+    send as send_request, socket_pair, zygote_main, MAX_KEY as MAX_SHARE_KEY, TITLE_ROOM,
+    ZYGOTE_ARG,
+};
 
 use crate::files;
 use sync_pipe::SyncPipe;
@@ -72,6 +75,17 @@ fn detach() {
     let _ = std::env::set_current_dir("/");
     // SAFETY: setting a signal disposition has no memory-safety preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// The OCI runtime as berth would run it, from a container's monitor configuration.
+fn oci_command(conf: &files::MonitorConfig) -> crate::oci::OciCommand {
+    crate::oci::OciCommand {
+        binary: conf.runtime.clone(),
+        root: conf.state_root.clone(),
+        hide_unified: conf.hide_unified.clone(),
+        pin_binary: conf.pin_binary,
+        global_args: conf.global_args.clone(),
+    }
 }
 
 /// Appends a line to the monitor's own log in the container directory.

@@ -10,7 +10,6 @@ use std::process::Stdio;
 use serde::Deserialize;
 
 use crate::files::MonitorConfig;
-use crate::oci::OciCommand;
 
 /// Where `<runtime> wait` writes its answer, in the container directory.
 const WAIT_OUTPUT: &str = "wait.json";
@@ -26,13 +25,7 @@ struct WaitResult {
 
 /// Spawns `<runtime> wait <id>` with its output in the container directory; returns its pid.
 pub(crate) fn spawn(dir: &Path, conf: &MonitorConfig) -> Result<i32, String> {
-    let oci = OciCommand {
-        binary: conf.runtime.clone(),
-        root: conf.state_root.clone(),
-        hide_unified: conf.hide_unified.clone(),
-        pin_binary: conf.pin_binary,
-        global_args: conf.global_args.clone(),
-    };
+    let oci = super::oci_command(conf);
     let path = dir.join(WAIT_OUTPUT);
     let out = File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     let mut cmd = oci

@@ -23,7 +23,6 @@ use super::oom::{self, OomProbe};
 use super::sync_pipe::SyncPipe;
 use crate::files::{self, MonitorConfig, MonitorIdentity, Started};
 use crate::logs::RotatingLog;
-use crate::oci::OciCommand;
 
 /// How long `<runtime> run --detach` may take before the monitor gives up on it.
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -348,13 +347,7 @@ fn spawn_runtime(
     out: OwnedFd,
     err: OwnedFd,
 ) -> Result<i32, String> {
-    let oci = OciCommand {
-        binary: conf.runtime.clone(),
-        root: conf.state_root.clone(),
-        hide_unified: conf.hide_unified.clone(),
-        pin_binary: conf.pin_binary,
-        global_args: conf.global_args.clone(),
-    };
+    let oci = super::oci_command(conf);
     let pid_file = dir.join(files::CONTAINER_PID);
     let mut cmd = oci
         .command([

@@ -169,12 +169,7 @@ fn start_monitor(
     sync: &OwnedFd,
     capacity: usize,
 ) -> Result<OwnedFd, Errno> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?;
+    let (ours, theirs) = socket_pair()?;
     send(&ours, path, sync.as_fd())?;
     // SAFETY: the zygote is single-threaded, so the child may do anything after fork.
     match unsafe { fork() }? {
@@ -216,11 +211,23 @@ fn start_monitor(
     }
 }
 
-/// One request to a monitor: the path, with the sync pipe attached; never waits for room.
-fn send(sock: &OwnedFd, path: &[u8], sync: BorrowedFd<'_>) -> Result<(), Errno> {
+/// A socket pair of the zygote's protocol: berth's and the zygote's ends, or the zygote's
+/// and a monitor's (one message a request, close-on-exec).
+pub(crate) fn socket_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+}
+
+/// One message of the zygote's protocol (`bytes`, with the sync pipe attached), from berth to
+/// the zygote or from the zygote to a monitor; never waits for room.
+pub(crate) fn send(sock: &OwnedFd, bytes: &[u8], sync: BorrowedFd<'_>) -> Result<(), Errno> {
     let fds = [sync.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    let iov = [IoSlice::new(path)];
+    let iov = [IoSlice::new(bytes)];
     loop {
         match sendmsg::<()>(
             sock.as_raw_fd(),
