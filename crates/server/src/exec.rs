@@ -4,7 +4,8 @@
 //! command and speaks the Kubernetes `v4.channel.k8s.io` (or `v5.channel.k8s.io`) framing:
 //! every binary message starts with a channel byte — 0 stdin, 1 stdout, 2 stderr, 3 the final
 //! status (JSON), 4 terminal resize (`{"Width":..,"Height":..}`), and with v5, 255 to close a
-//! stream (`[255, 0]` ends stdin).
+//! stream (`[255, 0]` ends stdin). The server closes first, after the status, and reads the
+//! client's messages until its Close (`linger.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +20,10 @@ use berth_eci::response::ExecContainerCommandResponse;
 use berth_eci::ApiError;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::actions::{group_id, map_err};
-use crate::AppState;
+use crate::{linger, AppState};
 
 /// How long a sync exec may run.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -180,6 +181,7 @@ async fn session(socket: WebSocket, control: Arc<Control>, grant: ExecGrant, v5:
             let _ = out_tx.send(Message::Close(None)).await;
             drop(out_tx);
             let _ = writer.await;
+            linger::drain(&mut input, linger::LINGER).await;
             return;
         }
     };
@@ -202,12 +204,19 @@ async fn session(socket: WebSocket, control: Arc<Control>, grant: ExecGrant, v5:
             }));
         }
     }
-    // Input: stdin and resizes, until the client goes or closes.
+    // Input: stdin and resizes, until the client goes or closes, or the process ended (then
+    // the client's socket is handed back, to be read until its Close).
     let (resize_tx, mut resize_rx) = mpsc::channel::<(u16, u16)>(16);
-    let (gone_tx, mut gone_rx) = tokio::sync::oneshot::channel::<()>();
-    let reader = tokio::spawn(async move {
+    let (gone_tx, mut gone_rx) = oneshot::channel::<()>();
+    let (ended_tx, mut ended_rx) = oneshot::channel::<()>();
+    let mut reader = tokio::spawn(async move {
         let mut stdin = stdin;
-        while let Some(Ok(msg)) = input.next().await {
+        loop {
+            let next = tokio::select! {
+                m = input.next() => m,
+                _ = &mut ended_rx => return Some(input),
+            };
+            let Some(Ok(msg)) = next else { break };
             let data = match msg {
                 Message::Binary(b) => b.to_vec(),
                 Message::Text(t) => t.as_bytes().to_vec(),
@@ -239,6 +248,7 @@ async fn session(socket: WebSocket, control: Arc<Control>, grant: ExecGrant, v5:
             }
         }
         let _ = gone_tx.send(());
+        None
     });
     let code = loop {
         let size = tokio::select! {
@@ -267,12 +277,23 @@ async fn session(socket: WebSocket, control: Arc<Control>, grant: ExecGrant, v5:
     for p in pumps {
         let _ = tokio::time::timeout(DRAIN, p).await;
     }
-    reader.abort();
+    let _ = ended_tx.send(());
+    // The reader may be writing to a stdin that a child of the process still holds.
+    let input = match tokio::time::timeout(DRAIN, &mut reader).await {
+        Ok(Ok(input)) => input,
+        _ => {
+            reader.abort();
+            None
+        }
+    };
     let status = status_json(code.map_err(|e| e.to_string()));
     let _ = out_tx.send(frame(STATUS, status.as_bytes())).await;
     let _ = out_tx.send(Message::Close(None)).await;
     drop(out_tx);
     let _ = tokio::time::timeout(DRAIN, writer).await;
+    if let Some(mut input) = input {
+        linger::drain(&mut input, linger::LINGER).await;
+    }
 }
 
 #[cfg(test)]

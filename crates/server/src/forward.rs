@@ -23,7 +23,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::actions::{group_id, map_err};
-use crate::AppState;
+use crate::{linger, AppState};
 
 /// Most port forwards open at once for one account.
 pub const MAX_FORWARDS_PER_ACCOUNT: usize = 64;
@@ -180,12 +180,16 @@ async fn relay(socket: WebSocket, stream: PortStream) {
         Err(())
     };
     tokio::pin!(outward);
-    tokio::select! {
-        _ = &mut outward => {}
+    let client_done = tokio::select! {
+        _ = &mut outward => false,
         half = inward => {
             if half.is_ok() {
                 outward.await;
             }
+            half.is_err()
         }
+    };
+    if !client_done {
+        linger::drain(&mut input, linger::LINGER).await;
     }
 }

@@ -8,6 +8,7 @@ mod cache;
 mod exec;
 mod forward;
 mod guard;
+mod linger;
 mod metrics;
 mod nodes;
 mod nonce;

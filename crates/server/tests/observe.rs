@@ -70,7 +70,8 @@ impl NodeObserve for FakeNode {
         })
     }
 
-    /// Echoes stdin upper-cased to stdout until a line `exit N`, then exits with N.
+    /// Echoes stdin upper-cased to stdout until a line `exit N`, then exits with N (and reads
+    /// no more).
     async fn exec_start(&self, _id: &GroupId, req: &ExecRequest) -> Result<ExecStream, NodeError> {
         self.execs.lock().unwrap().push(req.clone());
         let (stdin_w, mut stdin_r) = tokio::io::duplex(1024);
@@ -86,7 +87,7 @@ impl NodeObserve for FakeNode {
                     return;
                 }
                 text.push_str(&String::from_utf8_lossy(&buf[..n]));
-                if let Some(code) = text.trim().strip_prefix("exit ") {
+                if let Some(code) = text.lines().find_map(|l| l.trim().strip_prefix("exit ")) {
                     let _ = tx.send(code.parse().unwrap_or(1));
                     return;
                 }
@@ -314,6 +315,91 @@ async fn websocket_exec_speaks_channel_k8s_io() {
         "v4.channel.k8s.io".parse().unwrap(),
     );
     assert!(tokio_tungstenite::connect_async(again).await.is_err());
+}
+
+/// A client that goes on sending after the command ended (stdin it no longer reads) still
+/// gets the last output, the status and a Close: the server reads its messages until its
+/// Close instead of closing the connection on them (which resets it, dropping what was still
+/// queued to the client).
+#[tokio::test]
+async fn the_status_reaches_a_client_that_goes_on_sending() {
+    let api = start().await;
+    for round in 0..20 {
+        let v = api
+            .client
+            .call(
+                "ExecContainerCommand",
+                &p(&[
+                    ("ContainerGroupId", &api.group),
+                    ("ContainerName", "c1"),
+                    ("Command", r#"["sh"]"#),
+                    ("Stdin", "true"),
+                ]),
+            )
+            .await
+            .unwrap();
+        let uri = v["WebSocketUri"].as_str().unwrap().to_string();
+        let mut req = uri.as_str().into_client_request().unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "v5.channel.k8s.io".parse().unwrap(),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let (mut tx, mut rx) = ws.split();
+        tx.send(Message::Binary(b"\x00hi\n".to_vec().into()))
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while out != b"HI\n" {
+            match rx.next().await {
+                Some(Ok(Message::Binary(b))) if b[0] == 1 => out.extend_from_slice(&b[1..]),
+                other => panic!("round {round}: {other:?} before the echo"),
+            }
+        }
+        let sender = tokio::spawn(async move {
+            let _ = tx
+                .send(Message::Binary(
+                    format!("\x00exit {round}\n").into_bytes().into(),
+                ))
+                .await;
+            let filler = [&[0u8][..], &[b'x'; 4096][..]].concat();
+            for _ in 0..64 {
+                if tx
+                    .send(Message::Binary(filler.clone().into()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            tx
+        });
+        let mut status = None;
+        let mut closed = false;
+        while let Some(m) = rx.next().await {
+            match m.unwrap_or_else(|e| panic!("round {round}: the connection failed: {e}")) {
+                Message::Binary(b) if b[0] == 1 => out.extend_from_slice(&b[1..]),
+                Message::Binary(b) if b[0] == 3 => {
+                    status = Some(serde_json::from_slice::<serde_json::Value>(&b[1..]).unwrap())
+                }
+                Message::Close(_) => {
+                    closed = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(out, b"HI\n", "round {round}");
+        let status = status.unwrap_or_else(|| panic!("round {round}: no status"));
+        let code = status["details"]["causes"][0]["message"].clone();
+        match round {
+            0 => assert_eq!(status["status"], "Success"),
+            _ => assert_eq!(code, round.to_string(), "{status}"),
+        }
+        assert!(closed, "round {round}: no Close");
+        let mut tx = sender.await.unwrap();
+        let _ = tx.close().await;
+    }
 }
 
 fn point(at: DateTime<Utc>, nano_cores: u64) -> MetricPoint {
