@@ -43,7 +43,8 @@ const BERTH_SPDY_PROTOCOL: &str = "v5.channel.k8s.io";
 /// Most arguments of a command, and characters of one (berth's ExecContainerCommand bounds).
 const MAX_ARGS: usize = 20;
 const MAX_ARG_LEN: usize = 256;
-/// How long berth's last frames are still relayed after the client went.
+/// How long berth's last frames are still relayed after the client went, and how long the
+/// client has to answer the Close sent to it after berth closed.
 const DRAIN: Duration = Duration::from_secs(2);
 
 const STDOUT: u8 = 1;
@@ -283,7 +284,11 @@ pub(crate) async fn relay(
         tx: mut berth_tx,
         rx: mut berth_rx,
     } = berth;
+    // Reads the client until its Close or its end, also once berth is gone: a connection
+    // closed with the client's messages unread is reset, and the reset drops what was still
+    // queued to it (berth's last frames, the status, the Close).
     let to_berth = async {
+        let mut berth_open = true;
         while let Some(Ok(m)) = client_rx.next().await {
             let frame = match m {
                 ClientMessage::Binary(b) => b,
@@ -291,8 +296,8 @@ pub(crate) async fn relay(
                 ClientMessage::Close(_) => break,
                 _ => continue,
             };
-            if berth_tx.send(BerthMessage::Binary(frame)).await.is_err() {
-                break;
+            if berth_open && berth_tx.send(BerthMessage::Binary(frame)).await.is_err() {
+                berth_open = false;
             }
         }
         let _ = berth_tx.send(BerthMessage::Close(None)).await;
@@ -317,9 +322,12 @@ pub(crate) async fn relay(
         let _ = client_tx.send(ClientMessage::Close(None)).await;
     };
     let mut to_client = pin!(to_client);
+    let mut to_berth = pin!(to_berth);
     tokio::select! {
-        _ = &mut to_client => {}
-        _ = to_berth => {
+        _ = &mut to_client => {
+            let _ = tokio::time::timeout(DRAIN, &mut to_berth).await;
+        }
+        _ = &mut to_berth => {
             let _ = tokio::time::timeout(DRAIN, &mut to_client).await;
         }
     }

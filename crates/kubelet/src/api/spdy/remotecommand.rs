@@ -10,7 +10,7 @@
 //! the resize stream's `{"Width":..,"Height":..}` objects become resize messages. berth's
 //! final status goes on the error stream: the `metav1.Status` JSON with v4, its message alone
 //! (and nothing on success) before. When berth closes, every stream gets its FIN, then a
-//! GOAWAY.
+//! GOAWAY, and the client's frames are still read (and dropped) until it closes.
 //!
 //! Flow control: every byte received is given back at once with WINDOW_UPDATE (stream and
 //! session), so a peer that honours windows never stalls. The peer's windows are not
@@ -33,6 +33,8 @@ use crate::api::backend::Upstream;
 
 /// How long the client has to open the streams it asked for (the kubelet's default).
 pub const STREAM_WAIT: Duration = Duration::from_secs(30);
+/// How long the client has to close the connection after the GOAWAY.
+const LINGER: Duration = Duration::from_secs(2);
 /// Most streams a client may open on one connection (the protocol needs at most 5).
 const MAX_STREAMS: usize = 8;
 /// Largest data frame sent, and largest message sent to berth.
@@ -213,6 +215,13 @@ pub(crate) async fn serve<IO>(
     };
     let _ = s.finish(status).await;
     let _ = berth_tx.send(BerthMessage::Close(None)).await;
+    // The client's frames are read until it closes too: a connection closed with some of them
+    // unread is reset, and the reset drops what was still queued to it (the last data, the
+    // status, the GOAWAY).
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(_)) = frames.recv().await {}
+    })
+    .await;
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

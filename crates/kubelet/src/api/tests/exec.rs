@@ -54,6 +54,12 @@ async fn session(mut ws: WebSocket, received: Received) {
         }
     }
     let _ = ws.send(AxumMessage::Close(None)).await;
+    // As berth does: the peer's messages are read until its Close before the connection goes.
+    while let Some(Ok(m)) = ws.recv().await {
+        if matches!(m, AxumMessage::Close(_)) {
+            break;
+        }
+    }
 }
 
 async fn fake_berth_socket() -> (String, Received) {
@@ -598,4 +604,54 @@ async fn spdy_garbage_ends_the_session_with_a_protocol_error() {
             status: 1
         }]
     );
+}
+
+/// A client that goes on sending after berth ended the session still gets the status and a
+/// Close: the kubelet reads its messages until its Close instead of closing the connection on
+/// them (which resets it, dropping what was still queued to the client).
+#[tokio::test]
+async fn the_status_reaches_a_client_that_goes_on_sending() {
+    let (pki, addr, _berth, _received, _stop) = setup().await;
+    let q = "command=sh&stdin=1&stdout=1";
+    for round in 0..10 {
+        let mut ws = connect(&pki, addr, q, "v4.channel.k8s.io").await;
+        assert_eq!(
+            next_frame(&mut ws).await,
+            frame(1, b"ready\n"),
+            "round {round}"
+        );
+        let (mut tx, mut rx) = ws.split();
+        let sender = tokio::spawn(async move {
+            let _ = tx.send(Message::Binary(frame(0, b"exit\n").into())).await;
+            let filler = frame(0, &[b'x'; 4096]);
+            for _ in 0..64 {
+                if tx
+                    .send(Message::Binary(filler.clone().into()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            tx
+        });
+        let (mut got, mut closed) = (None, false);
+        while let Some(m) = tokio::time::timeout(Duration::from_secs(5), rx.next())
+            .await
+            .unwrap()
+        {
+            match m.unwrap_or_else(|e| panic!("round {round}: the connection failed: {e}")) {
+                Message::Binary(b) if b[0] == 3 => got = Some(b[1..].to_vec()),
+                Message::Close(_) => {
+                    closed = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(got.as_deref(), Some(status(3).as_bytes()), "round {round}");
+        assert!(closed, "round {round}: no Close");
+        let mut tx = sender.await.unwrap();
+        let _ = tx.close().await;
+    }
 }
