@@ -240,9 +240,12 @@ async fn sync_exec_returns_the_output() {
     assert!(matches!(err, ClientError::Api { status: 404, .. }), "{err}");
 }
 
-#[tokio::test]
-async fn websocket_exec_speaks_channel_k8s_io() {
-    let api = start().await;
+type ExecSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// An interactive `sh` in `c1` (with a terminal when `tty` is "true"): its WebSocket URI and
+/// its socket, opened with `protocol`, which the server must choose.
+async fn open_exec(api: &Api, tty: &str, protocol: &str) -> (String, ExecSocket) {
     let v = api
         .client
         .call(
@@ -251,27 +254,28 @@ async fn websocket_exec_speaks_channel_k8s_io() {
                 ("ContainerGroupId", &api.group),
                 ("ContainerName", "c1"),
                 ("Command", r#"["sh"]"#),
-                ("TTY", "true"),
+                ("TTY", tty),
                 ("Stdin", "true"),
             ]),
         )
         .await
         .unwrap();
     let uri = v["WebSocketUri"].as_str().unwrap().to_string();
+    let mut req = uri.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], protocol);
+    (uri, ws)
+}
+
+#[tokio::test]
+async fn websocket_exec_speaks_channel_k8s_io() {
+    let api = start().await;
+    let (uri, mut ws) = open_exec(&api, "true", "v4.channel.k8s.io").await;
     assert!(
         uri.starts_with(&format!("ws://{}/exec/", api.endpoint)),
         "{uri}"
-    );
-
-    let mut req = uri.as_str().into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "v4.channel.k8s.io".parse().unwrap(),
-    );
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
-    assert_eq!(
-        resp.headers()["sec-websocket-protocol"],
-        "v4.channel.k8s.io"
     );
     ws.send(Message::Binary(
         b"\x04{\"Width\":90,\"Height\":20}".to_vec().into(),
@@ -325,26 +329,7 @@ async fn websocket_exec_speaks_channel_k8s_io() {
 async fn the_status_reaches_a_client_that_goes_on_sending() {
     let api = start().await;
     for round in 0..20 {
-        let v = api
-            .client
-            .call(
-                "ExecContainerCommand",
-                &p(&[
-                    ("ContainerGroupId", &api.group),
-                    ("ContainerName", "c1"),
-                    ("Command", r#"["sh"]"#),
-                    ("Stdin", "true"),
-                ]),
-            )
-            .await
-            .unwrap();
-        let uri = v["WebSocketUri"].as_str().unwrap().to_string();
-        let mut req = uri.as_str().into_client_request().unwrap();
-        req.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            "v5.channel.k8s.io".parse().unwrap(),
-        );
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let (_, ws) = open_exec(&api, "false", "v5.channel.k8s.io").await;
         let (mut tx, mut rx) = ws.split();
         tx.send(Message::Binary(b"\x00hi\n".to_vec().into()))
             .await
@@ -362,16 +347,12 @@ async fn the_status_reaches_a_client_that_goes_on_sending() {
                     format!("\x00exit {round}\n").into_bytes().into(),
                 ))
                 .await;
-            let filler = [&[0u8][..], &[b'x'; 4096][..]].concat();
-            for _ in 0..64 {
-                if tx
-                    .send(Message::Binary(filler.clone().into()))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
+            let filler = std::iter::repeat_n([&[0u8][..], &[b'x'; 4096][..]].concat(), 64);
+            let _ = tx
+                .send_all(&mut futures_util::stream::iter(
+                    filler.map(|f| Ok(Message::Binary(f.into()))),
+                ))
+                .await;
             tx
         });
         let mut status = None;

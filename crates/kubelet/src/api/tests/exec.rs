@@ -623,16 +623,12 @@ async fn the_status_reaches_a_client_that_goes_on_sending() {
         let (mut tx, mut rx) = ws.split();
         let sender = tokio::spawn(async move {
             let _ = tx.send(Message::Binary(frame(0, b"exit\n").into())).await;
-            let filler = frame(0, &[b'x'; 4096]);
-            for _ in 0..64 {
-                if tx
-                    .send(Message::Binary(filler.clone().into()))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
+            let filler = std::iter::repeat_n(frame(0, &[b'x'; 4096]), 64);
+            let _ = tx
+                .send_all(&mut futures_util::stream::iter(
+                    filler.map(|f| Ok(Message::Binary(f.into()))),
+                ))
+                .await;
             tx
         });
         let (mut got, mut closed) = (None, false);
