@@ -65,17 +65,11 @@ pub(crate) fn serve(
             slots.extend(Slot::start(dir, sync));
         }
         // The zygote queued the first request before it forked this process.
-        (None, Some(sock)) => loop {
-            match receive(sock, &mut request) {
-                Ok(Some((len, fds))) => {
-                    accepted += 1;
-                    slots.extend(take_request(&request[..len], fds));
-                    break;
-                }
-                Err(Errno::EINTR) => {}
-                Ok(None) | Err(_) => break,
+        (None, Some(sock)) => {
+            if take_one(sock, &mut request, &mut slots) == Ok(true) {
+                accepted += 1;
             }
-        },
+        }
         (None, None) => {}
     }
     let mut reaped: Reaped = Vec::new();
@@ -87,15 +81,8 @@ pub(crate) fn serve(
             };
             // Idle: no more requests; those already queued are still served.
             let _ = shutdown(sock.as_raw_fd(), Shutdown::Read);
-            while accepted < capacity {
-                match receive(&sock, &mut request) {
-                    Ok(Some((len, fds))) => {
-                        accepted += 1;
-                        slots.extend(take_request(&request[..len], fds));
-                    }
-                    Err(Errno::EINTR) => {}
-                    Ok(None) | Err(_) => break,
-                }
+            while accepted < capacity && take_one(&sock, &mut request, &mut slots) == Ok(true) {
+                accepted += 1;
             }
             if slots.is_empty() {
                 return 0;
@@ -154,13 +141,10 @@ pub(crate) fn serve(
         }
         if request_ready {
             if let Some(sock) = &requests {
-                match receive(sock, &mut request) {
-                    Ok(Some((len, fds))) => {
-                        accepted += 1;
-                        slots.extend(take_request(&request[..len], fds));
-                    }
-                    Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
-                    Ok(None) | Err(_) => requests = None,
+                match take_one(sock, &mut request, &mut slots) {
+                    Ok(true) => accepted += 1,
+                    Err(Errno::EAGAIN) => {}
+                    Ok(false) | Err(_) => requests = None,
                 }
             }
             if accepted >= capacity {
@@ -188,6 +172,23 @@ pub(crate) fn serve(
         });
         let now = Instant::now();
         reaped.retain(|(_, _, at)| now.duration_since(*at) < UNCLAIMED_KEPT);
+    }
+}
+
+/// Receives one request on `sock` and starts its slot in `slots`: `Ok(true)` when a request
+/// came (started or not), `Ok(false)` when no more will (the zygote's end closed, or this end shut
+/// for reading and what was queued taken). An interrupted receive is retried.
+fn take_one(sock: &OwnedFd, request: &mut [u8], slots: &mut Vec<Slot>) -> Result<bool, Errno> {
+    loop {
+        match receive(sock, request) {
+            Ok(Some((len, fds))) => {
+                slots.extend(take_request(&request[..len], fds));
+                return Ok(true);
+            }
+            Ok(None) => return Ok(false),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
