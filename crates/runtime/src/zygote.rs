@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use nix::errno::Errno;
 
-use crate::monitor::{send_request as send, socket_pair, MAX_SHARE_KEY, TITLE_ROOM, ZYGOTE_ARG};
+use crate::monitor::{send_request, socket_pair, MAX_SHARE_KEY, TITLE_ROOM, ZYGOTE_ARG};
 
 /// The longest container directory path a request may carry (the zygote's buffer).
 const MAX_PATH: usize = 4096;
@@ -82,7 +82,7 @@ pub(crate) fn ask(
                 v.insert(start(exe, args).map_err(Refused::Failed)?)
             }
         };
-        match send(&zygote.sock, path, sync) {
+        match send_request(&zygote.sock, path, sync) {
             Ok(()) => return Ok(()),
             Err(Errno::EAGAIN) => return Err(Refused::Busy),
             Err(e) => {

@@ -181,7 +181,7 @@ async fn session(socket: WebSocket, control: Arc<Control>, grant: ExecGrant, v5:
             let _ = out_tx.send(Message::Close(None)).await;
             drop(out_tx);
             let _ = writer.await;
-            linger::drain(&mut input, linger::LINGER).await;
+            linger::drain(&mut input).await;
             return;
         }
     };
@@ -278,21 +278,17 @@ async fn session(socket: WebSocket, control: Arc<Control>, grant: ExecGrant, v5:
         let _ = tokio::time::timeout(DRAIN, p).await;
     }
     let _ = ended_tx.send(());
-    // The reader may be writing to a stdin that a child of the process still holds.
-    let input = match tokio::time::timeout(DRAIN, &mut reader).await {
-        Ok(Ok(input)) => input,
-        _ => {
-            reader.abort();
-            None
-        }
-    };
     let status = status_json(code.map_err(|e| e.to_string()));
     let _ = out_tx.send(frame(STATUS, status.as_bytes())).await;
     let _ = out_tx.send(Message::Close(None)).await;
     drop(out_tx);
     let _ = tokio::time::timeout(DRAIN, writer).await;
-    if let Some(mut input) = input {
-        linger::drain(&mut input, linger::LINGER).await;
+    // The reader hands the socket back at once, unless it is writing to a stdin that a child
+    // of the process still holds.
+    match tokio::time::timeout(DRAIN, &mut reader).await {
+        Ok(Ok(Some(mut input))) => linger::drain(&mut input).await,
+        Ok(_) => {}
+        Err(_) => reader.abort(),
     }
 }
 

@@ -190,6 +190,6 @@ async fn relay(socket: WebSocket, stream: PortStream) {
         }
     };
     if !client_done {
-        linger::drain(&mut input, linger::LINGER).await;
+        linger::drain(&mut input).await;
     }
 }

@@ -14,14 +14,14 @@ use axum::extract::ws::Message;
 use futures_util::{Stream, StreamExt};
 
 /// How long the client has to answer the server's Close.
-pub const LINGER: Duration = Duration::from_secs(2);
+const LINGER: Duration = Duration::from_secs(2);
 
-/// Reads `input` until the client's Close, its end or an error, or until `bound` passed.
-pub async fn drain<S, E>(input: &mut S, bound: Duration)
+/// Reads `input` until the client's Close, its end or an error, or until [`LINGER`] passed.
+pub async fn drain<S, E>(input: &mut S)
 where
     S: Stream<Item = Result<Message, E>> + Unpin,
 {
-    let _ = tokio::time::timeout(bound, async {
+    let _ = tokio::time::timeout(LINGER, async {
         while let Some(Ok(m)) = input.next().await {
             if matches!(m, Message::Close(_)) {
                 break;
